@@ -1,0 +1,37 @@
+//! `miochat`: dispatches to the server, the load generator or the client.
+//!
+//! Every failure ends as one line on stderr and a non-zero exit code, never a panic.
+
+use std::process::ExitCode;
+
+use miochat::cli::{Command, TopLevel};
+use miochat::logging;
+use miochat::server::Server;
+
+fn main() -> ExitCode {
+    let args: TopLevel = argh::from_env();
+    match args.command {
+        Command::Serve(serve) => run_serve(&serve),
+    }
+}
+
+fn run_serve(args: &miochat::cli::ServeArgs) -> ExitCode {
+    logging::init(logging::level(args.verbose, args.quiet));
+    let config = match args.to_config() {
+        Ok(config) => config,
+        Err(msg) => return fail(&msg),
+    };
+    let server = match Server::start(config) {
+        Ok(server) => server,
+        Err(e) => return fail(&e.to_string()),
+    };
+    // Scripts and tests read the bound address from this first stdout line.
+    println!("miochat listening on {}", server.local_addr());
+    server.join();
+    ExitCode::SUCCESS
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("miochat: {msg}");
+    ExitCode::FAILURE
+}

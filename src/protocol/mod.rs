@@ -1,0 +1,360 @@
+//! The boundary between the wire and the chat core.
+//!
+//! The core (`server::relay`) never sees bytes and never produces bytes. It receives a
+//! [`Command`] (what a client asked for) and produces [`Event`]s (what someone should be
+//! told). This module defines both, plus [`ProtocolError`] for client mistakes that are
+//! answered with an error line while the connection stays open.
+//!
+//! - [`parse`]: one line of the miochat line protocol → [`Command`];
+//! - [`render`]: [`Event`] → the bytes of one or more lines, rendered **once** into an
+//!   `Arc<[u8]>` and shared by every recipient;
+//! - [`names`]: the [`Nick`] and [`RoomName`] newtypes and their validation.
+//!
+//! A second wire protocol (IRC) adds its own parser and renderer for the same types;
+//! nothing in `server/` changes. Nothing in this module touches sockets, so all of it
+//! is unit-tested with plain values. The exact grammar is in `docs/PROTOCOL.md`.
+
+pub mod names;
+pub mod parse;
+pub mod render;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use names::{Nick, RoomName};
+
+/// Longest `/topic` text in bytes (InspIRCd 330, Ergo 390).
+pub const MAX_TOPIC_LEN: usize = 300;
+
+/// What a client asked for: one parsed line. Text borrows from the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// A plain line: a message to the current room.
+    Say(&'a str),
+    /// `/me TEXT`: an action in the current room.
+    Me(&'a str),
+    /// `/nick NAME`.
+    Nick(Nick),
+    /// `/join ROOM`: join (if needed) and make it the current room.
+    Join(RoomName),
+    /// `/leave [ROOM]`: the current room when none is named.
+    Leave(Option<RoomName>),
+    /// `/msg NICK TEXT`: a private message.
+    Msg {
+        /// The target as typed (looked up case-insensitively).
+        to: &'a str,
+        /// The message.
+        text: &'a str,
+    },
+    /// `/who [ROOM]`: members of a room (the current one by default).
+    Who(Option<RoomName>),
+    /// `/rooms`: every room with its member count.
+    Rooms,
+    /// `/topic [TEXT]`: show or set the current room's topic.
+    Topic(Option<&'a str>),
+    /// `/ping [TOKEN]`: answered by `PONG [TOKEN]`; a round-trip barrier for scripts.
+    Ping(Option<&'a str>),
+    /// `/stats`: server counters.
+    Stats,
+    /// `/quit [REASON]`.
+    Quit(Option<&'a str>),
+    /// `/help`.
+    Help,
+}
+
+/// Server counters as reported by `/stats`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatsReport {
+    /// Open connections on each shard.
+    pub per_shard: Vec<u64>,
+    /// Chat lines received (room, action and private messages).
+    pub messages_in: u64,
+    /// Lines queued to clients (every delivery of every event).
+    pub deliveries_out: u64,
+    /// Connections cut because they did not read their output.
+    pub slow_consumers: u64,
+    /// Time since the server started.
+    pub uptime: Duration,
+}
+
+/// One room in a `/rooms` listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// The room.
+    pub room: RoomName,
+    /// Members on all shards.
+    pub members: usize,
+}
+
+/// Something a client should be told. Owned, so it can cross threads inside an `Arc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// First line after connecting.
+    Welcome {
+        /// The guest nick given to the connection.
+        nick: Nick,
+        /// The room it was put in.
+        room: RoomName,
+    },
+    /// A message to a room.
+    Message {
+        /// The room.
+        room: RoomName,
+        /// The sender.
+        from: Nick,
+        /// The text.
+        text: Box<str>,
+    },
+    /// A `/me` action in a room.
+    Action {
+        /// The room.
+        room: RoomName,
+        /// The actor.
+        from: Nick,
+        /// The text.
+        text: Box<str>,
+    },
+    /// A private message to the recipient.
+    Private {
+        /// The sender.
+        from: Nick,
+        /// The text.
+        text: Box<str>,
+    },
+    /// Someone joined a room.
+    Joined {
+        /// The room.
+        room: RoomName,
+        /// Who joined.
+        nick: Nick,
+    },
+    /// Someone left a room.
+    Left {
+        /// The room.
+        room: RoomName,
+        /// Who left.
+        nick: Nick,
+    },
+    /// A member of a room changed nick.
+    NickChanged {
+        /// A room the member is in.
+        room: RoomName,
+        /// The nick before.
+        old: Nick,
+        /// The nick after.
+        new: Nick,
+    },
+    /// A member of a room disconnected.
+    Quit {
+        /// A room the member was in.
+        room: RoomName,
+        /// Who quit.
+        nick: Nick,
+        /// Why (`/quit` text or the close reason).
+        reason: Box<str>,
+    },
+    /// A room's topic changed.
+    TopicChanged {
+        /// The room.
+        room: RoomName,
+        /// Who set it.
+        nick: Nick,
+        /// The new topic.
+        topic: Box<str>,
+    },
+    /// The server is shutting down; the connection closes after its output is flushed.
+    ShuttingDown,
+    /// Reply: you joined (or switched to) a room.
+    YouJoined {
+        /// The room, now current.
+        room: RoomName,
+        /// Members including you.
+        members: usize,
+        /// The topic, if set.
+        topic: Option<Box<str>>,
+    },
+    /// Reply: you left a room.
+    YouLeft {
+        /// The room.
+        room: RoomName,
+    },
+    /// Reply: your nick is now this.
+    NickIs {
+        /// The new nick.
+        nick: Nick,
+    },
+    /// Reply to `/who`.
+    Who {
+        /// The room.
+        room: RoomName,
+        /// Members (at most a page of them).
+        nicks: Vec<Nick>,
+        /// How many more were not listed.
+        more: usize,
+    },
+    /// Reply to `/rooms`.
+    Rooms(Vec<RoomInfo>),
+    /// Reply to `/topic` without text.
+    Topic {
+        /// The room.
+        room: RoomName,
+        /// The topic, if set.
+        topic: Option<Box<str>>,
+    },
+    /// Reply to `/stats`.
+    Stats(StatsReport),
+    /// Reply to `/help`.
+    Help,
+    /// Reply to `/quit`; the connection closes after it.
+    Bye,
+    /// Reply to `/ping`.
+    Pong(Option<Box<str>>),
+    /// A client mistake; the connection stays open.
+    Error(ProtocolError),
+    /// The server is closing this connection, and why.
+    Closing(Refusal),
+}
+
+/// Why the server closes a connection it would otherwise keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `--max-connections` is reached.
+    ServerFull,
+    /// The process ran out of file descriptors.
+    NoDescriptors,
+    /// Nothing was received for `--idle-timeout`.
+    IdleTimeout,
+    /// More than `--sendq` bytes were waiting for this client to read.
+    SlowConsumer,
+}
+
+/// A client mistake, answered with an `ERR` line; the connection stays usable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// `/something` that is not a command.
+    UnknownCommand(Box<str>),
+    /// A command with missing or extra arguments; holds its usage text.
+    Usage(&'static str),
+    /// A nick that breaks the nick rules.
+    BadNick,
+    /// A nick someone else has.
+    NickTaken(Nick),
+    /// A room name that breaks the room rules.
+    BadRoom,
+    /// `/leave` or `/topic` for a room the client is not in.
+    NotInRoom(RoomName),
+    /// A message while in no room at all.
+    NoRoom,
+    /// `/join` past the per-connection room limit.
+    TooManyRooms {
+        /// The limit.
+        max: usize,
+    },
+    /// `/msg` to a nick nobody has.
+    NoSuchNick(Box<str>),
+    /// `/who` for a room with no members.
+    NoSuchRoom(RoomName),
+    /// A line longer than `--max-line`; the rest of it was discarded.
+    LineTooLong {
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// A line that is not UTF-8.
+    InvalidUtf8,
+    /// A line with control characters (other than tab).
+    ControlChars,
+    /// A topic over [`MAX_TOPIC_LEN`].
+    TopicTooLong,
+    /// Lines arrived faster than the flood limit allows; this one was dropped.
+    Flood,
+}
+
+impl ProtocolError {
+    /// The stable machine-readable code that follows `ERR` on the wire.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProtocolError::UnknownCommand(_) => "unknown-command",
+            ProtocolError::Usage(_) => "usage",
+            ProtocolError::BadNick => "bad-nick",
+            ProtocolError::NickTaken(_) => "nick-taken",
+            ProtocolError::BadRoom => "bad-room",
+            ProtocolError::NotInRoom(_) => "not-in-room",
+            ProtocolError::NoRoom => "no-room",
+            ProtocolError::TooManyRooms { .. } => "too-many-rooms",
+            ProtocolError::NoSuchNick(_) => "no-such-nick",
+            ProtocolError::NoSuchRoom(_) => "no-such-room",
+            ProtocolError::LineTooLong { .. } => "line-too-long",
+            ProtocolError::InvalidUtf8 => "bad-utf8",
+            ProtocolError::ControlChars => "bad-text",
+            ProtocolError::TopicTooLong => "topic-too-long",
+            ProtocolError::Flood => "flood",
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::UnknownCommand(name) => {
+                write!(f, "/{name} is not a command; /help lists them")
+            }
+            ProtocolError::Usage(usage) => write!(f, "usage: {usage}"),
+            ProtocolError::BadNick => write!(
+                f,
+                "a nick is 1-{} letters, digits, _ or -, not starting with a digit or -",
+                names::MAX_NICK_LEN
+            ),
+            ProtocolError::NickTaken(nick) => write!(f, "{nick} is already taken"),
+            ProtocolError::BadRoom => write!(
+                f,
+                "a room name is 1-{} of a-z, 0-9, _ or -",
+                names::MAX_ROOM_LEN
+            ),
+            ProtocolError::NotInRoom(room) => write!(f, "you are not in {room}"),
+            ProtocolError::NoRoom => write!(f, "you are in no room; /join one first"),
+            ProtocolError::TooManyRooms { max } => {
+                write!(f, "you are in {max} rooms already; /leave one first")
+            }
+            ProtocolError::NoSuchNick(nick) => write!(f, "nobody is called {nick}"),
+            ProtocolError::NoSuchRoom(room) => write!(f, "room {room} has no members"),
+            ProtocolError::LineTooLong { max } => write!(
+                f,
+                "lines are limited to {max} bytes; the rest of that line was discarded"
+            ),
+            ProtocolError::InvalidUtf8 => write!(f, "lines must be UTF-8; that line was discarded"),
+            ProtocolError::ControlChars => write!(
+                f,
+                "control characters are not allowed; that line was discarded"
+            ),
+            ProtocolError::TopicTooLong => {
+                write!(f, "a topic is at most {MAX_TOPIC_LEN} bytes")
+            }
+            ProtocolError::Flood => write!(
+                f,
+                "you are sending too fast; lines are dropped until you slow down"
+            ),
+        }
+    }
+}
+
+impl Refusal {
+    /// The stable code that follows `ERR` on the wire.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::ServerFull => "server-full",
+            Refusal::NoDescriptors => "server-busy",
+            Refusal::IdleTimeout => "idle-timeout",
+            Refusal::SlowConsumer => "slow-consumer",
+        }
+    }
+
+    /// The human text after the code.
+    pub fn text(self) -> &'static str {
+        match self {
+            Refusal::ServerFull => "the server is full; try again later",
+            Refusal::NoDescriptors => "the server is out of file descriptors; try again later",
+            Refusal::IdleTimeout => "nothing received for too long; closing",
+            Refusal::SlowConsumer => "you are not reading fast enough; closing",
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! One line of the miochat line protocol → a [`Command`].
+//!
+//! The framer has already removed the LF (and a CR before it). This module checks
+//! what a line may contain (UTF-8, no control characters) and splits commands into
+//! their arguments. It returns `Ok(None)` for a blank line, which is ignored, and a
+//! [`ProtocolError`] for everything a client can get wrong; it never panics, whatever
+//! the bytes (guarded by the unit tests here and the property tests in `tests/`).
+//!
+//! A line that starts with `/` is a command; `//text` sends the message `/text`;
+//! any other line is a message to the current room. Command names are
+//! case-insensitive.
+
+use super::{Command, MAX_TOPIC_LEN, Nick, ProtocolError, RoomName};
+
+/// Parses one line (without its terminator).
+pub fn parse_line(line: &[u8]) -> Result<Option<Command<'_>>, ProtocolError> {
+    let text = std::str::from_utf8(line).map_err(|_| ProtocolError::InvalidUtf8)?;
+    if text.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(ProtocolError::ControlChars);
+    }
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    match text.strip_prefix('/') {
+        Some(escaped) if escaped.starts_with('/') => Ok(Some(Command::Say(escaped))),
+        Some(command) => parse_command(command).map(Some),
+        None => Ok(Some(Command::Say(text))),
+    }
+}
+
+/// Parses the part of a command line after its `/`.
+fn parse_command(line: &str) -> Result<Command<'_>, ProtocolError> {
+    let (name, rest) = split_word(line);
+    let rest = rest.trim();
+    let arg = (!rest.is_empty()).then_some(rest);
+    let lower = name.to_ascii_lowercase();
+    let command = match lower.as_str() {
+        "nick" => Command::Nick(Nick::parse(one_word(arg, "/nick NAME")?)?),
+        "join" => Command::Join(RoomName::parse(one_word(arg, "/join ROOM")?)?),
+        "leave" | "part" => Command::Leave(optional_room(arg, "/leave [ROOM]")?),
+        "msg" => {
+            let (to, text) = split_word(arg.ok_or(ProtocolError::Usage("/msg NICK TEXT"))?);
+            let text = text.trim_start();
+            if text.is_empty() {
+                return Err(ProtocolError::Usage("/msg NICK TEXT"));
+            }
+            Command::Msg { to, text }
+        }
+        "me" => Command::Me(arg.ok_or(ProtocolError::Usage("/me TEXT"))?),
+        "who" => Command::Who(optional_room(arg, "/who [ROOM]")?),
+        "rooms" => no_args(arg, Command::Rooms, "/rooms")?,
+        "topic" => match arg {
+            Some(topic) if topic.len() > MAX_TOPIC_LEN => return Err(ProtocolError::TopicTooLong),
+            topic => Command::Topic(topic),
+        },
+        "ping" => Command::Ping(arg),
+        "stats" => no_args(arg, Command::Stats, "/stats")?,
+        "quit" => Command::Quit(arg),
+        "help" => Command::Help,
+        _ => return Err(ProtocolError::UnknownCommand(name.into())),
+    };
+    Ok(command)
+}
+
+/// Splits at the first space: (first word, rest after the space).
+fn split_word(s: &str) -> (&str, &str) {
+    s.split_once(' ').unwrap_or((s, ""))
+}
+
+/// Exactly one word, or the usage error.
+fn one_word<'a>(arg: Option<&'a str>, usage: &'static str) -> Result<&'a str, ProtocolError> {
+    match arg {
+        Some(word) if !word.contains([' ', '\t']) => Ok(word),
+        _ => Err(ProtocolError::Usage(usage)),
+    }
+}
+
+/// Zero or one room name.
+fn optional_room(
+    arg: Option<&str>,
+    usage: &'static str,
+) -> Result<Option<RoomName>, ProtocolError> {
+    arg.map(|a| one_word(Some(a), usage).and_then(RoomName::parse))
+        .transpose()
+}
+
+/// A command that takes no arguments.
+fn no_args<'a>(
+    arg: Option<&str>,
+    command: Command<'a>,
+    usage: &'static str,
+) -> Result<Command<'a>, ProtocolError> {
+    match arg {
+        None => Ok(command),
+        Some(_) => Err(ProtocolError::Usage(usage)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ok(line: &str) -> Command<'_> {
+        parse_line(line.as_bytes()).unwrap().unwrap()
+    }
+
+    fn err(line: &[u8]) -> ProtocolError {
+        parse_line(line).unwrap_err()
+    }
+
+    #[test]
+    fn every_command() {
+        let nick = |s| Nick::parse(s).unwrap();
+        let room = |s| RoomName::parse(s).unwrap();
+        let table: Vec<(&str, Command<'_>)> = vec![
+            ("hello there", Command::Say("hello there")),
+            ("//slash", Command::Say("/slash")),
+            ("/nick Bob", Command::Nick(nick("Bob"))),
+            ("/NICK  Bob ", Command::Nick(nick("Bob"))),
+            ("/join #Rust", Command::Join(room("rust"))),
+            ("/leave", Command::Leave(None)),
+            ("/leave rust", Command::Leave(Some(room("rust")))),
+            (
+                "/msg bob hi there",
+                Command::Msg {
+                    to: "bob",
+                    text: "hi there",
+                },
+            ),
+            ("/me waves", Command::Me("waves")),
+            ("/who", Command::Who(None)),
+            ("/who lobby", Command::Who(Some(room("lobby")))),
+            ("/rooms", Command::Rooms),
+            ("/topic", Command::Topic(None)),
+            (
+                "/topic all about mio",
+                Command::Topic(Some("all about mio")),
+            ),
+            ("/ping", Command::Ping(None)),
+            ("/ping 42", Command::Ping(Some("42"))),
+            ("/stats", Command::Stats),
+            ("/quit", Command::Quit(None)),
+            ("/quit gone fishing", Command::Quit(Some("gone fishing"))),
+            ("/help", Command::Help),
+        ];
+        for (line, want) in table {
+            assert_eq!(ok(line), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn every_error() {
+        assert_eq!(err(b"/frob"), ProtocolError::UnknownCommand("frob".into()));
+        assert_eq!(err(b"/nick"), ProtocolError::Usage("/nick NAME"));
+        assert_eq!(err(b"/nick a b"), ProtocolError::Usage("/nick NAME"));
+        assert_eq!(err(b"/nick 9lives"), ProtocolError::BadNick);
+        assert_eq!(err(b"/join bad room"), ProtocolError::Usage("/join ROOM"));
+        assert_eq!(err(b"/join b@d"), ProtocolError::BadRoom);
+        assert_eq!(err(b"/msg bob"), ProtocolError::Usage("/msg NICK TEXT"));
+        assert_eq!(err(b"/me"), ProtocolError::Usage("/me TEXT"));
+        assert_eq!(err(b"/rooms x"), ProtocolError::Usage("/rooms"));
+        assert_eq!(err(b"\xff\xfe"), ProtocolError::InvalidUtf8);
+        assert_eq!(err(b"bell\x07"), ProtocolError::ControlChars);
+        assert_eq!(err(b"\x1b[2J"), ProtocolError::ControlChars);
+        let long_topic = format!("/topic {}", "t".repeat(MAX_TOPIC_LEN + 1));
+        assert_eq!(err(long_topic.as_bytes()), ProtocolError::TopicTooLong);
+    }
+
+    #[test]
+    fn blank_lines_are_ignored_and_tabs_allowed() {
+        assert_eq!(parse_line(b"").unwrap(), None);
+        assert_eq!(parse_line(b"   ").unwrap(), None);
+        assert_eq!(ok("a\tb"), Command::Say("a\tb"));
+    }
+}

@@ -1,0 +1,215 @@
+//! [`Event`] → the bytes of the miochat line protocol.
+//!
+//! Every line the server sends starts with a marker word naming its kind, so a script
+//! can dispatch on the first word and a person on `nc` can read it:
+//!
+//! | marker  | kind                                   |
+//! |---------|----------------------------------------|
+//! | `MSG`   | a room message: `MSG room nick text`   |
+//! | `ME`    | a room action: `ME room nick text`     |
+//! | `PRIV`  | a private message: `PRIV nick text`    |
+//! | `EVENT` | something happened in a room           |
+//! | `OK`    | a reply to your command                |
+//! | `PONG`  | the reply to `/ping`                   |
+//! | `ERR`   | an error: `ERR code text`              |
+//!
+//! [`line`] renders an event **once** into an `Arc<[u8]>`; the relay queues clones of
+//! that `Arc` for every recipient. `docs/PROTOCOL.md` lists every line.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use super::{Event, StatsReport};
+
+/// The text of `/help`, one line per command.
+const HELP: &[&str] = &[
+    "text            send text to your current room",
+    "/nick NAME      change your nick",
+    "/join ROOM      join ROOM (or switch to it) and make it current",
+    "/leave [ROOM]   leave ROOM (default: the current room)",
+    "/msg NICK TEXT  send a private message",
+    "/me TEXT        send an action to your current room",
+    "/who [ROOM]     list the members of ROOM (default: current)",
+    "/rooms          list rooms and member counts",
+    "/topic [TEXT]   show or set the current room's topic",
+    "/ping [TOKEN]   the server answers PONG [TOKEN]",
+    "/stats          server counters",
+    "/quit [REASON]  disconnect",
+    "//text          send text that starts with /",
+];
+
+/// Renders `event` as line-protocol bytes (one or more LF-terminated lines).
+pub fn line(event: &Event) -> Arc<[u8]> {
+    let mut out = String::with_capacity(64);
+    write_event(event, &mut out);
+    Arc::from(out.into_bytes())
+}
+
+/// Writes `event` into `out`, each line ending in LF.
+fn write_event(event: &Event, out: &mut String) {
+    // `fmt::Write` for `String` cannot fail; the results are discarded for that reason.
+    let _ = match event {
+        Event::Welcome { nick, room } => writeln!(
+            out,
+            "OK welcome {nick} {room} (welcome to miochat; /help lists the commands)"
+        ),
+        Event::Message { room, from, text } => writeln!(out, "MSG {room} {from} {text}"),
+        Event::Action { room, from, text } => writeln!(out, "ME {room} {from} {text}"),
+        Event::Private { from, text } => writeln!(out, "PRIV {from} {text}"),
+        Event::Joined { room, nick } => writeln!(out, "EVENT {room} join {nick}"),
+        Event::Left { room, nick } => writeln!(out, "EVENT {room} leave {nick}"),
+        Event::NickChanged { room, old, new } => writeln!(out, "EVENT {room} nick {old} {new}"),
+        Event::Quit { room, nick, reason } => writeln!(out, "EVENT {room} quit {nick} {reason}"),
+        Event::TopicChanged { room, nick, topic } => {
+            writeln!(out, "EVENT {room} topic {nick} {topic}")
+        }
+        Event::ShuttingDown => writeln!(out, "EVENT * shutdown server shutting down"),
+        Event::YouJoined {
+            room,
+            members,
+            topic,
+        } => {
+            let _ = write!(out, "OK joined {room} {members}");
+            match topic {
+                Some(topic) => writeln!(out, " {topic}"),
+                None => writeln!(out),
+            }
+        }
+        Event::YouLeft { room } => writeln!(out, "OK left {room}"),
+        Event::NickIs { nick } => writeln!(out, "OK nick {nick}"),
+        Event::Who { room, nicks, more } => {
+            let _ = write!(out, "OK who {room}");
+            for nick in nicks {
+                let _ = write!(out, " {nick}");
+            }
+            if *more > 0 {
+                let _ = write!(out, " +{more}");
+            }
+            writeln!(out)
+        }
+        Event::Rooms(rooms) => {
+            let _ = write!(out, "OK rooms");
+            for info in rooms {
+                let _ = write!(out, " {}:{}", info.room, info.members);
+            }
+            writeln!(out)
+        }
+        Event::Topic { room, topic } => match topic {
+            Some(topic) => writeln!(out, "OK topic {room} {topic}"),
+            None => writeln!(out, "OK topic {room}"),
+        },
+        Event::Stats(report) => write_stats(report, out),
+        Event::Help => {
+            for help in HELP {
+                let _ = writeln!(out, "OK help {help}");
+            }
+            Ok(())
+        }
+        Event::Bye => writeln!(out, "OK bye"),
+        Event::Pong(None) => writeln!(out, "PONG"),
+        Event::Pong(Some(token)) => writeln!(out, "PONG {token}"),
+        Event::Error(error) => writeln!(out, "ERR {} {error}", error.code()),
+        Event::Closing(refusal) => writeln!(out, "ERR {} {}", refusal.code(), refusal.text()),
+    };
+}
+
+/// `OK stats key=value ...`, one line.
+fn write_stats(report: &StatsReport, out: &mut String) -> std::fmt::Result {
+    let total: u64 = report.per_shard.iter().sum();
+    write!(out, "OK stats connections={total} shards=")?;
+    for (i, n) in report.per_shard.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        write!(out, "{sep}{n}")?;
+    }
+    writeln!(
+        out,
+        " messages_in={} deliveries_out={} slow_consumers={} uptime_s={}",
+        report.messages_in,
+        report.deliveries_out,
+        report.slow_consumers,
+        report.uptime.as_secs()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::protocol::{Nick, ProtocolError, Refusal, RoomName};
+
+    fn text(event: &Event) -> String {
+        String::from_utf8(line(event).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn markers_and_layout() {
+        let room = RoomName::parse("lobby").unwrap();
+        let nick = Nick::parse("alice").unwrap();
+        let cases = [
+            (
+                Event::Message {
+                    room: room.clone(),
+                    from: nick.clone(),
+                    text: "hi there".into(),
+                },
+                "MSG lobby alice hi there\n",
+            ),
+            (
+                Event::Private {
+                    from: nick.clone(),
+                    text: "psst".into(),
+                },
+                "PRIV alice psst\n",
+            ),
+            (
+                Event::Joined {
+                    room: room.clone(),
+                    nick: nick.clone(),
+                },
+                "EVENT lobby join alice\n",
+            ),
+            (Event::Pong(Some("7".into())), "PONG 7\n"),
+            (
+                Event::Error(ProtocolError::BadRoom),
+                "ERR bad-room a room name is 1-32 of a-z, 0-9, _ or -\n",
+            ),
+            (
+                Event::Closing(Refusal::ServerFull),
+                "ERR server-full the server is full; try again later\n",
+            ),
+            (
+                Event::Who {
+                    room,
+                    nicks: vec![nick],
+                    more: 2,
+                },
+                "OK who lobby alice +2\n",
+            ),
+        ];
+        for (event, want) in cases {
+            assert_eq!(text(&event), want);
+        }
+    }
+
+    #[test]
+    fn help_is_one_ok_line_per_command() {
+        let help = text(&Event::Help);
+        assert_eq!(help.lines().count(), HELP.len());
+        assert!(help.lines().all(|l| l.starts_with("OK help ")));
+    }
+
+    #[test]
+    fn stats_line() {
+        let report = StatsReport {
+            per_shard: vec![2, 3],
+            messages_in: 10,
+            deliveries_out: 40,
+            slow_consumers: 1,
+            uptime: std::time::Duration::from_secs(5),
+        };
+        assert_eq!(
+            text(&Event::Stats(report)),
+            "OK stats connections=5 shards=2,3 messages_in=10 deliveries_out=40 slow_consumers=1 uptime_s=5\n"
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! Server configuration: every limit is a named constant with a CLI override.
+//!
+//! Each constant's doc says what the limit protects and what a client sees when it is
+//! hit. `ServerConfig` is built from the command line by [`ServerConfig::validate`],
+//! which refuses nonsense (zero workers, a send queue smaller than one line) with a
+//! clear message instead of a server that misbehaves later.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::token::MAX_SHARDS;
+
+/// Where `miochat serve` listens by default (loopback: opt in to the network).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+/// Most open connections (Redis `maxclients` is 10000). Beyond it a new client gets
+/// `ERR server-full ...` and is closed. Must stay under the process descriptor limit.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Longest line a client may send, in bytes without the LF. Protects memory: a
+/// connection never buffers more than this. Over it: `ERR line-too-long`, the rest of
+/// the line is discarded and the connection stays usable.
+pub const DEFAULT_MAX_LINE: usize = 2048;
+
+/// Bytes that may wait in one connection's send queue. Protects the server from a
+/// client that never reads (anti-pattern A10). Over it the client is cut as a slow
+/// consumer; nobody else is slowed (ngIRCd 32 KiB, Ergo 96 KiB, InspIRCd 1 MiB).
+pub const DEFAULT_SENDQ: usize = 256 * 1024;
+
+/// Seconds without any line from a client before it is told why and closed (0 = off).
+/// `/ping` counts as activity; `miochat connect` pings every minute.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
+
+/// Lines per second a client may send on average (0 = no flood control). Over it,
+/// extra lines are dropped and the client gets one `ERR flood` per episode.
+pub const DEFAULT_FLOOD_RATE: u32 = 20;
+
+/// Lines a client may send in a burst before the rate applies (pasting a few lines).
+pub const DEFAULT_FLOOD_BURST: u32 = 50;
+
+/// How long a shutting-down server waits for clients to read their last lines.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 2000;
+
+/// Bytes read from a socket per `read` call, into the shard-wide scratch buffer.
+pub const READ_CHUNK: usize = 16 * 1024;
+
+/// Reads per connection per turn before the shard moves on to other connections
+/// (fairness; ET-2). A flooding client gets at most `READ_CHUNK * READS_PER_TURN`
+/// bytes handled per turn, then waits on the shard's ready list.
+pub const READS_PER_TURN: usize = 4;
+
+/// Events fetched by one `poll` call.
+pub const EVENTS_CAPACITY: usize = 1024;
+
+/// Inbox messages handled per turn before the shard returns to its sockets; the rest
+/// wait for the next turn (which then polls with a zero timeout).
+pub const INBOX_DRAIN_CAP: usize = 4096;
+
+/// Connections accepted per acceptor turn before it polls again (Redis accepts 10 per
+/// cycle; our hand-off is cheaper). A budgeted-out acceptor polls with zero timeout.
+pub const ACCEPTS_PER_TURN: usize = 256;
+
+/// How long the acceptor waits before accepting again after running out of file
+/// descriptors (EMFILE/ENFILE) or another accept error.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Join, leave, nick and quit notices are sent only in rooms with at most this many
+/// members (0 = always). In a 10 000-member lobby every join would otherwise cost
+/// 10 000 deliveries: this is InspIRCd's "auditorium" idea, applied by size.
+pub const DEFAULT_ANNOUNCE_MAX: usize = 500;
+
+/// Rooms one connection may be in at once (ngIRCd 10, InspIRCd 20).
+pub const MAX_ROOMS_PER_CONNECTION: usize = 32;
+
+/// Nicks listed by one `/who` reply; the rest are counted (`+N`).
+pub const WHO_PAGE: usize = 200;
+
+/// A validated server configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Number of shards (worker threads).
+    pub workers: usize,
+    /// See [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// See [`DEFAULT_MAX_LINE`].
+    pub max_line: usize,
+    /// See [`DEFAULT_SENDQ`].
+    pub sendq: usize,
+    /// See [`DEFAULT_IDLE_TIMEOUT_SECS`]; `None` = off.
+    pub idle_timeout: Option<Duration>,
+    /// See [`DEFAULT_FLOOD_RATE`]; `None` = off.
+    pub flood: Option<FloodLimit>,
+    /// See [`DEFAULT_SHUTDOWN_GRACE_MS`].
+    pub shutdown_grace: Duration,
+    /// See [`DEFAULT_ANNOUNCE_MAX`].
+    pub announce_max: usize,
+    /// Set `TCP_NODELAY` on client sockets (see docs/DESIGN.md, "Nagle").
+    pub nodelay: bool,
+    /// Install SIGINT/SIGTERM handlers (the binary does; in-process tests do not).
+    pub handle_signals: bool,
+}
+
+/// Per-connection flood control: a token bucket of lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FloodLimit {
+    /// Lines per second, on average.
+    pub rate: u32,
+    /// Lines allowed in a burst.
+    pub burst: u32,
+}
+
+impl ServerConfig {
+    /// A configuration with every default, listening on `listen`.
+    pub fn new(listen: SocketAddr) -> Self {
+        ServerConfig {
+            listen,
+            workers: default_workers(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_line: DEFAULT_MAX_LINE,
+            sendq: DEFAULT_SENDQ,
+            idle_timeout: Some(Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS)),
+            flood: Some(FloodLimit {
+                rate: DEFAULT_FLOOD_RATE,
+                burst: DEFAULT_FLOOD_BURST,
+            }),
+            shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
+            announce_max: DEFAULT_ANNOUNCE_MAX,
+            nodelay: true,
+            handle_signals: false,
+        }
+    }
+
+    /// Checks the limits against each other; the error is one line for the user.
+    pub fn validate(self) -> Result<Self, String> {
+        if self.workers == 0 || self.workers > MAX_SHARDS {
+            return Err(format!("--workers must be 1..={MAX_SHARDS}"));
+        }
+        if self.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
+        if !(16..=1 << 20).contains(&self.max_line) {
+            return Err("--max-line must be 16..=1048576 bytes".into());
+        }
+        if self.sendq < 2 * (self.max_line + 64) {
+            return Err(format!(
+                "--sendq must be at least twice --max-line plus 128 ({} bytes)",
+                2 * (self.max_line + 64)
+            ));
+        }
+        if let Some(flood) = self.flood
+            && flood.burst == 0
+        {
+            return Err("--flood-burst must be at least 1".into());
+        }
+        Ok(self)
+    }
+}
+
+/// One shard per available core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(MAX_SHARDS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> ServerConfig {
+        ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(base().validate().is_ok());
+    }
+
+    #[test]
+    fn nonsense_is_refused() {
+        let mut c = base();
+        c.workers = 0;
+        assert!(c.validate().is_err());
+        let mut c = base();
+        c.sendq = 100;
+        assert!(c.validate().is_err());
+        let mut c = base();
+        c.max_line = 1;
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,385 @@
+//! Per-connection state, owned by exactly one shard thread.
+//!
+//! A [`Connection`] is a socket plus the little state a chat connection needs between
+//! events: the unfinished line ([`LineFramer`]), the lines waiting to be written
+//! ([`SendQueue`]), the nick and rooms, and where it is in its life ([`ConnState`]).
+//! It is kept small on purpose: an idle connection owns no buffer (reads go into the
+//! shard's scratch buffer; empty queues do not allocate), which is what lets one
+//! process hold tens of thousands of them.
+//!
+//! Life of a connection:
+//!
+//! ```text
+//!   Open ──/quit, idle, shutdown──▶ Draining ──queue flushed or deadline──▶ Closing
+//!     │                                                                        ▲
+//!     └── EOF, reset, IO error, slow consumer ─────────────────────────────────┘
+//! ```
+//!
+//! `Closing` connections are only *marked* here; the shard reaps them at the end of its
+//! turn (ET-5), so nothing is removed from the slab while events or members are being
+//! iterated, and one connection's failure never touches another's control flow (R7).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry};
+
+use crate::framing::LineFramer;
+use crate::nonblocking::{IoClass, classify};
+use crate::protocol::{Nick, RoomName};
+use crate::send_queue::{Flushed, SendQueue};
+
+use super::config::FloodLimit;
+use super::token::ConnId;
+
+/// Why a connection ended: logged once and counted in the stats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed its side (read returned 0).
+    PeerClosed,
+    /// The connection was reset or aborted.
+    Reset,
+    /// The client sent `/quit`.
+    Quit,
+    /// The client did not read and its send queue passed `--sendq`.
+    SlowConsumer,
+    /// Nothing received for `--idle-timeout`.
+    IdleTimeout,
+    /// The server is shutting down.
+    Shutdown,
+    /// Any other IO error.
+    Io,
+}
+
+impl CloseReason {
+    /// Number of variants (size of the stats histogram).
+    pub const COUNT: usize = 7;
+    /// Every variant, in histogram order.
+    pub const ALL: [CloseReason; Self::COUNT] = [
+        CloseReason::PeerClosed,
+        CloseReason::Reset,
+        CloseReason::Quit,
+        CloseReason::SlowConsumer,
+        CloseReason::IdleTimeout,
+        CloseReason::Shutdown,
+        CloseReason::Io,
+    ];
+
+    /// Position in the stats histogram.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Short name for logs and the totals line.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::PeerClosed => "closed",
+            CloseReason::Reset => "reset",
+            CloseReason::Quit => "quit",
+            CloseReason::SlowConsumer => "slow-consumer",
+            CloseReason::IdleTimeout => "idle-timeout",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Io => "io-error",
+        }
+    }
+
+    /// The reason from an IO error on this connection.
+    pub fn from_io(e: &io::Error) -> CloseReason {
+        match classify(e) {
+            IoClass::PeerGone => CloseReason::Reset,
+            _ => CloseReason::Io,
+        }
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    /// Reading and writing normally.
+    Open,
+    /// No longer reading; closes once its send queue is flushed or at `deadline`.
+    Draining {
+        /// Why it will close.
+        reason: CloseReason,
+        /// When to give up waiting for the client to read.
+        deadline: Instant,
+    },
+    /// Marked for reaping at the end of this turn.
+    Closing(CloseReason),
+}
+
+/// Lists a shard builds during one turn and works through at its end.
+#[derive(Debug, Default)]
+pub struct Turn {
+    /// Connections with newly queued output, each once (ET-3: flush once per turn).
+    pub dirty: Vec<usize>,
+    /// Connections to reap at the end of the turn (ET-5).
+    pub closing: Vec<usize>,
+}
+
+/// Token bucket for flood control, counted in lines.
+#[derive(Debug, Clone, Copy)]
+pub struct FloodBucket {
+    tokens: f32,
+    last: Instant,
+    /// True once the client was told about this flood episode.
+    warned: bool,
+}
+
+impl FloodBucket {
+    /// A full bucket.
+    pub fn new(limit: FloodLimit, now: Instant) -> Self {
+        FloodBucket {
+            tokens: limit.burst as f32,
+            last: now,
+            warned: false,
+        }
+    }
+
+    /// Takes one line's token. `Ok(())` = allowed; `Err(first)` = dropped, with
+    /// `first` true for the first drop of an episode (the one the client is told of).
+    pub fn take(&mut self, limit: FloodLimit, now: Instant) -> Result<(), bool> {
+        let refill = now.duration_since(self.last).as_secs_f32() * limit.rate as f32;
+        self.tokens = (self.tokens + refill).min(limit.burst as f32);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.warned = false;
+            Ok(())
+        } else {
+            let first = !self.warned;
+            self.warned = true;
+            Err(first)
+        }
+    }
+}
+
+/// One client connection.
+#[derive(Debug)]
+pub struct Connection {
+    /// The socket, registered with the owning shard's `Poll`.
+    pub stream: TcpStream,
+    /// Identity across threads and time.
+    pub id: ConnId,
+    /// Remote address, for logs.
+    pub peer: SocketAddr,
+    /// Current nick (the directory holds the same).
+    pub nick: Nick,
+    /// Rooms joined, in join order.
+    pub rooms: Vec<RoomName>,
+    /// Where plain lines go; `None` after leaving every room.
+    pub current: Option<RoomName>,
+    /// The unfinished line between reads.
+    pub framer: LineFramer,
+    /// Output waiting for the socket.
+    pub send_queue: SendQueue,
+    /// Interest currently registered with `Poll` (R4: reregister only on change).
+    pub registered: Interest,
+    /// Where the connection is in its life.
+    pub state: ConnState,
+    /// True while on the shard's `Turn::dirty` list, so it is listed once.
+    pub dirty: bool,
+    /// When the last line arrived (idle timeout).
+    pub last_active: Instant,
+    /// Flood control state, if enabled.
+    pub flood: Option<FloodBucket>,
+    /// Protocol errors logged so far (logging stops after a few per connection).
+    pub errors_logged: u8,
+}
+
+/// Result of queuing a line for a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// Queued.
+    Yes,
+    /// Not queued: the connection is closing or draining.
+    Closed,
+    /// Not queued: it would pass `--sendq`; the connection is now closing.
+    Overflow,
+}
+
+impl Connection {
+    /// A new open connection (already registered for READABLE).
+    pub fn new(
+        stream: TcpStream,
+        id: ConnId,
+        peer: SocketAddr,
+        nick: Nick,
+        max_line: usize,
+        now: Instant,
+    ) -> Self {
+        Connection {
+            stream,
+            id,
+            peer,
+            nick,
+            rooms: Vec::new(),
+            current: None,
+            framer: LineFramer::new(max_line),
+            send_queue: SendQueue::new(),
+            registered: Interest::READABLE,
+            state: ConnState::Open,
+            dirty: false,
+            last_active: now,
+            flood: None,
+            errors_logged: 0,
+        }
+    }
+
+    /// The slab key of this connection in its shard.
+    pub fn key(&self) -> usize {
+        self.id.key()
+    }
+
+    /// True while lines from the client are read and acted on.
+    pub fn is_open(&self) -> bool {
+        self.state == ConnState::Open
+    }
+
+    /// Queues `line` unless that would pass `sendq`, in which case the connection is
+    /// cut as a slow consumer (its queue is freed at once). The sender of the line is
+    /// never affected (A3).
+    pub fn queue(&mut self, line: &Arc<[u8]>, sendq: usize, turn: &mut Turn) -> Queued {
+        if matches!(self.state, ConnState::Closing(_)) {
+            return Queued::Closed;
+        }
+        if self.send_queue.queued_bytes() + line.len() > sendq {
+            self.send_queue.clear();
+            self.close(CloseReason::SlowConsumer, turn);
+            return Queued::Overflow;
+        }
+        self.push(line.clone(), turn);
+        Queued::Yes
+    }
+
+    /// Queues `line` whatever the limit (a last word before closing).
+    pub fn push(&mut self, line: Arc<[u8]>, turn: &mut Turn) {
+        self.send_queue.push(line);
+        self.mark_dirty(turn);
+    }
+
+    fn mark_dirty(&mut self, turn: &mut Turn) {
+        if !self.dirty {
+            self.dirty = true;
+            turn.dirty.push(self.key());
+        }
+    }
+
+    /// Marks the connection for reaping (once).
+    pub fn close(&mut self, reason: CloseReason, turn: &mut Turn) {
+        if !matches!(self.state, ConnState::Closing(_)) {
+            self.state = ConnState::Closing(reason);
+            turn.closing.push(self.key());
+        }
+    }
+
+    /// Stops reading; closes once the send queue is flushed or `grace` passes.
+    pub fn drain(&mut self, reason: CloseReason, grace: Duration, turn: &mut Turn) {
+        if self.state == ConnState::Open {
+            self.state = ConnState::Draining {
+                reason,
+                deadline: Instant::now() + grace,
+            };
+            // Flushing an empty queue is how a draining connection learns it is done.
+            self.mark_dirty(turn);
+        }
+    }
+
+    /// Interest wanted now: always READABLE, plus WRITABLE while output is pending
+    /// (ET-4: asking for WRITABLE with nothing to write only wastes wake-ups).
+    pub fn interest(&self) -> Interest {
+        if self.send_queue.is_empty() {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        }
+    }
+
+    /// Writes queued output until drained or `WouldBlock`, then brings the registered
+    /// interest up to date. Marks the connection closing on an error, or when a
+    /// draining connection has flushed everything.
+    pub fn flush(&mut self, registry: &Registry, turn: &mut Turn) {
+        self.dirty = false;
+        if matches!(self.state, ConnState::Closing(_)) {
+            return;
+        }
+        match self.send_queue.flush_to(&mut self.stream) {
+            Ok(Flushed::Drained) => {
+                if let ConnState::Draining { reason, .. } = self.state {
+                    self.close(reason, turn);
+                    return;
+                }
+            }
+            Ok(Flushed::Pending) => {}
+            Err(e) => {
+                log::debug!("{} write failed: {e}", self.peer);
+                self.close(CloseReason::from_io(&e), turn);
+                return;
+            }
+        }
+        self.update_interest(registry, turn);
+    }
+
+    /// R4: reregister only when the wanted interest differs from the registered one.
+    fn update_interest(&mut self, registry: &Registry, turn: &mut Turn) {
+        let want = self.interest();
+        if want == self.registered {
+            return;
+        }
+        match registry.reregister(&mut self.stream, self.id.token, want) {
+            Ok(()) => self.registered = want,
+            Err(e) => {
+                log::warn!("{} reregister failed: {e}", self.peer);
+                self.close(CloseReason::Io, turn);
+            }
+        }
+    }
+
+    /// True if the connection should be told it is idle and closed.
+    pub fn is_idle(&self, now: Instant, timeout: Duration) -> bool {
+        self.is_open() && now.duration_since(self.last_active) >= timeout
+    }
+
+    /// True if a draining connection ran out of time to flush.
+    pub fn drain_expired(&self, now: Instant) -> Option<CloseReason> {
+        match self.state {
+            ConnState::Draining { reason, deadline } if now >= deadline => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flood_bucket_allows_burst_then_rate_and_warns_once() {
+        let limit = FloodLimit { rate: 2, burst: 3 };
+        let t0 = Instant::now();
+        let mut bucket = FloodBucket::new(limit, t0);
+        for _ in 0..3 {
+            assert_eq!(bucket.take(limit, t0), Ok(()));
+        }
+        assert_eq!(bucket.take(limit, t0), Err(true));
+        assert_eq!(bucket.take(limit, t0), Err(false));
+        // Half a second refills one line at 2 lines/s.
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!(bucket.take(limit, t1), Ok(()));
+        assert_eq!(
+            bucket.take(limit, t1),
+            Err(true),
+            "a new episode warns again"
+        );
+    }
+
+    #[test]
+    fn close_reason_indices_match_all() {
+        for (i, reason) in CloseReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i);
+        }
+    }
+}

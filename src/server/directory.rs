@@ -1,0 +1,283 @@
+//! The directory: the little state that every shard must agree on.
+//!
+//! - which connection owns each nick (nicks are unique server-wide);
+//! - which connections are in each room, how many of them on each shard, and the
+//!   room's topic.
+//!
+//! It is the only shared mutable state besides the stats atomics, behind one `Mutex`.
+//! Every method takes the lock once, does a few map operations and lets go: it is
+//! taken per *command* (join, nick, who) and once per room *message* to learn which
+//! shards have members, never per recipient. Fan-out itself happens on each shard
+//! from its own `rooms::LocalRooms`, without the lock.
+//!
+//! Membership here and in the shards' local tables changes together: the owning shard
+//! updates both in the same call, so a room message sent after a join reaches the
+//! new member.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::protocol::names::NickKey;
+use crate::protocol::{Nick, ProtocolError, RoomInfo, RoomName};
+
+use super::token::ConnId;
+
+/// Server-wide nick and room tables.
+#[derive(Debug, Default)]
+pub struct Directory {
+    inner: Mutex<Tables>,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    /// Case-folded nick → owner.
+    nicks: HashMap<NickKey, ConnId>,
+    /// Owner → nick as spelled.
+    nick_of: HashMap<ConnId, Nick>,
+    /// Rooms with at least one member.
+    rooms: HashMap<RoomName, RoomEntry>,
+    /// Suffix of the next guest nick.
+    next_guest: u64,
+}
+
+#[derive(Debug, Default)]
+struct RoomEntry {
+    members: HashSet<ConnId>,
+    /// Members per shard; `shard_mask` has bit `i` set while `per_shard[i] > 0`.
+    per_shard: Vec<u32>,
+    shard_mask: u64,
+    topic: Option<Box<str>>,
+}
+
+/// What a joiner learns about the room.
+#[derive(Debug)]
+pub struct Joined {
+    /// Members including the joiner.
+    pub members: usize,
+    /// The topic, if set.
+    pub topic: Option<Box<str>>,
+}
+
+impl Directory {
+    /// An empty directory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Tables> {
+        // A panic while holding this lock is a bug in a few lines of map code; the
+        // tables are still consistent enough to keep serving, so recover the guard.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Gives `id` a fresh `guestN` nick and puts it in `room`.
+    pub fn register_guest(&self, id: ConnId, room: &RoomName) -> (Nick, Joined) {
+        let mut t = self.lock();
+        let nick = loop {
+            t.next_guest += 1;
+            let candidate = format!("guest{}", t.next_guest);
+            let nick = Nick::parse(&candidate).expect("BUG: guest nicks are valid");
+            if !t.nicks.contains_key(&nick.key()) {
+                break nick;
+            }
+        };
+        t.nicks.insert(nick.key(), id);
+        t.nick_of.insert(id, nick.clone());
+        let joined = t.join(room, id);
+        (nick, joined)
+    }
+
+    /// Changes `id`'s nick; returns the old one.
+    pub fn rename(&self, id: ConnId, new: &Nick) -> Result<Nick, ProtocolError> {
+        let mut t = self.lock();
+        let key = new.key();
+        if t.nicks.get(&key).is_some_and(|owner| *owner != id) {
+            return Err(ProtocolError::NickTaken(new.clone()));
+        }
+        let old = t
+            .nick_of
+            .insert(id, new.clone())
+            .expect("BUG: renaming a connection the directory does not know");
+        t.nicks.remove(&old.key());
+        t.nicks.insert(key, id);
+        Ok(old)
+    }
+
+    /// Who owns `nick` (case-insensitive), if anyone.
+    pub fn lookup(&self, nick: &str) -> Option<ConnId> {
+        let key = Nick::parse(nick).ok()?.key();
+        self.lock().nicks.get(&key).copied()
+    }
+
+    /// Adds `id` to `room`.
+    pub fn join(&self, room: &RoomName, id: ConnId) -> Joined {
+        self.lock().join(room, id)
+    }
+
+    /// Removes `id` from `room`; the room disappears with its last member.
+    pub fn leave(&self, room: &RoomName, id: ConnId) {
+        self.lock().leave(room, id);
+    }
+
+    /// Forgets a closed connection: its nick and every room membership.
+    pub fn remove(&self, id: ConnId, rooms: &[RoomName]) {
+        let mut t = self.lock();
+        for room in rooms {
+            t.leave(room, id);
+        }
+        if let Some(nick) = t.nick_of.remove(&id) {
+            t.nicks.remove(&nick.key());
+        }
+    }
+
+    /// Who a message to `room` must reach: a mask with bit `i` set if shard `i` has
+    /// members, and the member count. One lock per room *message*, not per recipient.
+    pub fn reach(&self, room: &RoomName) -> (u64, usize) {
+        self.lock()
+            .rooms
+            .get(room)
+            .map_or((0, 0), |r| (r.shard_mask, r.members.len()))
+    }
+
+    /// Up to `page` member nicks of `room`, sorted, and how many more there are.
+    /// `None` if the room has no members.
+    pub fn who(&self, room: &RoomName, page: usize) -> Option<(Vec<Nick>, usize)> {
+        let t = self.lock();
+        let entry = t.rooms.get(room)?;
+        let mut nicks: Vec<Nick> = entry
+            .members
+            .iter()
+            .filter_map(|id| t.nick_of.get(id).cloned())
+            .collect();
+        drop(t);
+        nicks.sort_by_key(|n| n.as_str().to_ascii_lowercase());
+        let more = nicks.len().saturating_sub(page);
+        nicks.truncate(page);
+        Some((nicks, more))
+    }
+
+    /// Every room and its member count, sorted by name.
+    pub fn rooms(&self) -> Vec<RoomInfo> {
+        let mut list: Vec<RoomInfo> = self
+            .lock()
+            .rooms
+            .iter()
+            .map(|(room, entry)| RoomInfo {
+                room: room.clone(),
+                members: entry.members.len(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.room.cmp(&b.room));
+        list
+    }
+
+    /// The topic of `room`.
+    pub fn topic(&self, room: &RoomName) -> Option<Box<str>> {
+        self.lock().rooms.get(room).and_then(|r| r.topic.clone())
+    }
+
+    /// Sets the topic of `room` (which must have members).
+    pub fn set_topic(&self, room: &RoomName, topic: &str) {
+        if let Some(entry) = self.lock().rooms.get_mut(room) {
+            entry.topic = Some(topic.into());
+        }
+    }
+}
+
+impl Tables {
+    fn join(&mut self, room: &RoomName, id: ConnId) -> Joined {
+        let entry = self.rooms.entry(room.clone()).or_default();
+        if entry.members.insert(id) {
+            let shard = id.shard();
+            if entry.per_shard.len() <= shard {
+                entry.per_shard.resize(shard + 1, 0);
+            }
+            entry.per_shard[shard] += 1;
+            entry.shard_mask |= 1 << shard;
+        }
+        Joined {
+            members: entry.members.len(),
+            topic: entry.topic.clone(),
+        }
+    }
+
+    fn leave(&mut self, room: &RoomName, id: ConnId) {
+        let Some(entry) = self.rooms.get_mut(room) else {
+            return;
+        };
+        if entry.members.remove(&id) {
+            let shard = id.shard();
+            entry.per_shard[shard] -= 1;
+            if entry.per_shard[shard] == 0 {
+                entry.shard_mask &= !(1 << shard);
+            }
+        }
+        if entry.members.is_empty() {
+            self.rooms.remove(room);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::server::token::encode;
+
+    fn id(shard: usize, key: usize) -> ConnId {
+        ConnId {
+            token: encode(shard, key),
+            generation: key as u64,
+        }
+    }
+
+    #[test]
+    fn guests_are_unique_and_nicks_case_insensitive() {
+        let d = Directory::new();
+        let lobby = RoomName::lobby();
+        let (a, _) = d.register_guest(id(0, 1), &lobby);
+        let (b, _) = d.register_guest(id(1, 1), &lobby);
+        assert_ne!(a, b);
+        let alice = Nick::parse("Alice").unwrap();
+        d.rename(id(0, 1), &alice).unwrap();
+        let err = d.rename(id(1, 1), &Nick::parse("alice").unwrap());
+        assert_eq!(
+            err,
+            Err(ProtocolError::NickTaken(Nick::parse("alice").unwrap()))
+        );
+        assert_eq!(d.lookup("ALICE"), Some(id(0, 1)));
+        assert_eq!(d.lookup(a.as_str()), None, "old nick is freed");
+        // Changing only the case of one's own nick is allowed.
+        assert!(d.rename(id(0, 1), &Nick::parse("ALICE").unwrap()).is_ok());
+    }
+
+    #[test]
+    fn shard_mask_follows_membership_and_empty_rooms_vanish() {
+        let d = Directory::new();
+        let rust = RoomName::parse("rust").unwrap();
+        d.join(&rust, id(0, 1));
+        d.join(&rust, id(2, 1));
+        d.join(&rust, id(2, 2));
+        assert_eq!(d.reach(&rust).0, 0b101);
+        d.leave(&rust, id(2, 1));
+        assert_eq!(d.reach(&rust).0, 0b101);
+        d.leave(&rust, id(2, 2));
+        assert_eq!(d.reach(&rust).0, 0b001);
+        d.remove(id(0, 1), std::slice::from_ref(&rust));
+        assert!(d.rooms().is_empty());
+        assert!(d.who(&rust, 10).is_none());
+    }
+
+    #[test]
+    fn who_pages() {
+        let d = Directory::new();
+        let lobby = RoomName::lobby();
+        for k in 0..5 {
+            d.register_guest(id(0, k), &lobby);
+        }
+        let (nicks, more) = d.who(&lobby, 3).unwrap();
+        assert_eq!((nicks.len(), more), (3, 2));
+    }
+}

@@ -1,0 +1,238 @@
+//! The chat server: an acceptor thread and N shard threads.
+//!
+//! ```text
+//!   acceptor ──Adopt(stream)──▶ shard 0 ◀──Room/Direct──▶ shard 1 ... shard N-1
+//!               (round-robin)     │  one Poll, one Slab, LocalRooms
+//!                                 └──── Directory (nicks, room → shards) ────┘
+//! ```
+//!
+//! [`Server::start`] binds the listener, creates every shard's `Poll` and `Waker` first
+//! (so that every shard can hold a handle to every other), then spawns the threads and
+//! returns a [`ServerHandle`]. Tests start servers in-process this way on port 0.
+//!
+//! Module map, in reading order: [`token`] → [`connection`] → [`shard`] (the event
+//! loop) → [`inbox`] → [`relay`] (chat semantics) → [`directory`] and [`rooms`] →
+//! [`acceptor`] → [`config`] and [`stats`].
+
+pub mod acceptor;
+pub mod config;
+pub mod connection;
+pub mod directory;
+pub mod inbox;
+pub mod relay;
+pub mod rooms;
+pub mod shard;
+pub mod stats;
+pub mod token;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+use mio::net::TcpListener;
+use mio::{Poll, Waker};
+
+pub use config::ServerConfig;
+
+use crate::protocol::StatsReport;
+use acceptor::{Acceptor, TOKEN_WAKEUP};
+use directory::Directory;
+use inbox::ShardHandle;
+use shard::Shard;
+use stats::Stats;
+use token::INBOX_WAKER;
+
+/// State every thread of one server shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The validated configuration.
+    pub config: ServerConfig,
+    /// Nicks and rooms.
+    pub directory: Directory,
+    /// Counters.
+    pub stats: Stats,
+    /// One handle per shard, by index.
+    pub shards: Vec<ShardHandle>,
+    /// Open connections plus those in hand-off (for `--max-connections`).
+    live: AtomicUsize,
+}
+
+impl Shared {
+    /// Reserves room for one more connection; false at `--max-connections`.
+    pub fn try_take_slot(&self) -> bool {
+        let max = self.config.max_connections;
+        self.live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back the slot of a connection that closed (or never arrived).
+    pub fn release_slot(&self) {
+        self.live.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Why the server could not start: one line for the user.
+#[derive(Debug)]
+pub enum StartupError {
+    /// The configuration is inconsistent.
+    Config(String),
+    /// The listening address could not be bound.
+    Bind(SocketAddr, io::Error),
+    /// Creating a `Poll`, `Waker`, signal handler or thread failed.
+    Setup(&'static str, io::Error),
+}
+
+impl fmt::Display for StartupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartupError::Config(msg) => write!(f, "invalid configuration: {msg}"),
+            StartupError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartupError::Setup(what, e) => write!(f, "cannot create {what}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartupError {}
+
+/// Starts servers.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Binds, spawns the acceptor and the shards, and returns at once.
+    pub fn start(config: ServerConfig) -> Result<ServerHandle, StartupError> {
+        let config = config.validate().map_err(StartupError::Config)?;
+        let listener =
+            TcpListener::bind(config.listen).map_err(|e| StartupError::Bind(config.listen, e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| StartupError::Setup("listener address", e))?;
+
+        let mut polls = Vec::new();
+        let mut handles = Vec::new();
+        let mut inboxes = Vec::new();
+        for _ in 0..config.workers {
+            let poll = Poll::new().map_err(|e| StartupError::Setup("shard poll", e))?;
+            let waker = Waker::new(poll.registry(), INBOX_WAKER)
+                .map_err(|e| StartupError::Setup("shard waker", e))?;
+            let (handle, inbox) = ShardHandle::new(Arc::new(waker));
+            polls.push(poll);
+            handles.push(handle);
+            inboxes.push(inbox);
+        }
+        let shared = Arc::new(Shared {
+            stats: Stats::new(config.workers),
+            config,
+            directory: Directory::new(),
+            shards: handles,
+            live: AtomicUsize::new(0),
+        });
+
+        let mut threads = Vec::new();
+        for (index, (poll, inbox)) in polls.into_iter().zip(inboxes).enumerate() {
+            let shard = Shard::new(index, poll, inbox, Arc::clone(&shared))
+                .map_err(|e| StartupError::Setup("shard registry", e))?;
+            threads.push(spawn(format!("shard-{index}"), move || shard.run())?);
+        }
+
+        let poll = Poll::new().map_err(|e| StartupError::Setup("acceptor poll", e))?;
+        let waker = Arc::new(
+            Waker::new(poll.registry(), TOKEN_WAKEUP)
+                .map_err(|e| StartupError::Setup("acceptor waker", e))?,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let acceptor = Acceptor::new(poll, listener, Arc::clone(&stop), Arc::clone(&shared))
+            .map_err(|e| StartupError::Setup("listener registration or signal handler", e))?;
+        let acceptor = spawn("acceptor".into(), move || acceptor.run())?;
+        log::info!(
+            "listening on {local_addr} with {} shard(s)",
+            shared.config.workers
+        );
+        Ok(ServerHandle {
+            local_addr,
+            stop,
+            waker,
+            acceptor: Some(acceptor),
+            shards: threads,
+            shared,
+        })
+    }
+}
+
+fn spawn(
+    name: String,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, StartupError> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(body)
+        .map_err(|e| StartupError::Setup("thread", e))
+}
+
+/// A running server. Dropping it shuts the server down and waits for it.
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    acceptor: Option<JoinHandle<()>>,
+    shards: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on (with the real port if 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> StatsReport {
+        self.shared.stats.report()
+    }
+
+    /// Asks the server to shut down (as SIGTERM does); returns at once.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake the acceptor for shutdown: {e}");
+        }
+    }
+
+    /// Waits until the server has stopped (after a signal or [`Self::shutdown`]), logs
+    /// the totals and returns them as one line.
+    pub fn join(mut self) -> String {
+        self.wait()
+    }
+
+    fn wait(&mut self) -> String {
+        if let Some(acceptor) = self.acceptor.take()
+            && acceptor.join().is_err()
+        {
+            log::error!("the acceptor thread panicked");
+        }
+        for shard in self.shards.drain(..) {
+            if shard.join().is_err() {
+                log::error!("a shard thread panicked");
+            }
+        }
+        let totals = self.shared.stats.totals_line();
+        log::info!("{totals}");
+        totals
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if self.acceptor.is_some() {
+            self.shutdown();
+            self.wait();
+        }
+    }
+}

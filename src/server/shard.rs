@@ -1,0 +1,595 @@
+//! THE event loop: one shard = one thread = one `mio::Poll` and the connections in it.
+//!
+//! A shard owns its connections outright (a `Slab`, indexed by the key in each token),
+//! so nothing here takes a lock except the few directory calls. One **turn** of the
+//! loop (docs/DESIGN.md, "One shard turn"):
+//!
+//! 1. `poll` with a timeout: zero if work is left over from the last turn (the `ready`
+//!    list or an inbox backlog), else up to the next tick.
+//! 2. For each event: the inbox waker → [`ShardState::on_wake`]; a connection →
+//!    [`ShardState::on_writable`] and/or [`ShardState::on_readable`]. Error and HUP
+//!    flags are hints only: a close is learned from `read` returning 0 or an error (A8).
+//! 3. `on_readable` reads until `WouldBlock` (ET-1), but at most `READS_PER_TURN`
+//!    chunks; a connection cut short by that budget goes on `ready` and is read again
+//!    next turn, because the kernel will not send another edge for bytes it already
+//!    reported (ET-2). Each complete line is parsed and applied by `relay`, which only
+//!    *queues* output and marks recipients dirty.
+//! 4. End of turn: service `ready`, run the tick if due, **flush every dirty connection
+//!    once** (ET-3) and adjust its interest (ET-4), **reap** closing connections (ET-5),
+//!    and send the turn's batched messages to other shards with one wake each.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Registry};
+use slab::Slab;
+
+use crate::framing::{FrameError, LineFramer};
+use crate::nonblocking::{ReadOutcome, read_some};
+use crate::protocol::parse::parse_line;
+use crate::protocol::{Event, ProtocolError, Refusal, RoomName, render};
+
+use super::Shared;
+use super::config::{EVENTS_CAPACITY, INBOX_DRAIN_CAP, READ_CHUNK, READS_PER_TURN};
+use super::connection::{CloseReason, ConnState, Connection, FloodBucket, Queued, Turn};
+use super::inbox::{Outgoing, ShardMsg};
+use super::rooms::LocalRooms;
+use super::stats::bump;
+use super::token::{self, ConnId, INBOX_WAKER};
+
+/// How often a shard checks idle and draining connections.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Protocol errors logged per connection before its further errors go unlogged (a
+/// client spewing garbage must not turn into a log flood; it still gets every `ERR`).
+const LOGGED_ERRORS_PER_CONNECTION: u8 = 5;
+
+/// A shard: its `Poll`, its inbox, and everything it owns.
+#[derive(Debug)]
+pub struct Shard {
+    poll: Poll,
+    events: Events,
+    inbox: Receiver<ShardMsg>,
+    state: ShardState,
+}
+
+/// Everything a shard owns besides its `Poll` (split so that the event loop can borrow
+/// the event list while handlers mutate the state).
+#[derive(Debug)]
+pub struct ShardState {
+    /// This shard's index (the low bits of its tokens).
+    pub(super) index: usize,
+    /// Connections, by slab key.
+    pub(super) conns: Slab<Connection>,
+    /// Local room membership, for fan-out.
+    pub(super) rooms: LocalRooms,
+    /// Dirty and closing lists of the current turn.
+    pub(super) turn: Turn,
+    /// Messages for other shards produced this turn, by shard index.
+    pub(super) outbound: Vec<Vec<ShardMsg>>,
+    /// Server-wide state: config, directory, stats, shard handles.
+    pub(super) shared: Arc<Shared>,
+    /// Connections whose read budget ran out with data possibly left (ET-2).
+    ready: VecDeque<usize>,
+    /// The one read buffer of the shard: connections own no read buffer.
+    scratch: Vec<u8>,
+    /// Source of connection generations (ET-6).
+    next_generation: u64,
+    /// A clone of the `Poll`'s registry, to (re)register from handlers.
+    registry: Registry,
+    /// When the last tick ran.
+    last_tick: Instant,
+    /// Set when shutdown began: the time by which every connection must be closed.
+    shutdown_deadline: Option<Instant>,
+    /// True if the last `on_wake` stopped at `INBOX_DRAIN_CAP` with messages left.
+    inbox_backlog: bool,
+}
+
+impl Shard {
+    /// A shard with its own `Poll` (whose waker the `shared` handles already hold).
+    pub fn new(
+        index: usize,
+        poll: Poll,
+        inbox: Receiver<ShardMsg>,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<Shard> {
+        let registry = poll.registry().try_clone()?;
+        let shards = shared.shards.len();
+        Ok(Shard {
+            poll,
+            events: Events::with_capacity(EVENTS_CAPACITY),
+            inbox,
+            state: ShardState {
+                index,
+                conns: Slab::new(),
+                rooms: LocalRooms::default(),
+                turn: Turn::default(),
+                outbound: (0..shards).map(|_| Vec::new()).collect(),
+                shared,
+                ready: VecDeque::new(),
+                scratch: vec![0; READ_CHUNK],
+                next_generation: 0,
+                registry,
+                last_tick: Instant::now(),
+                shutdown_deadline: None,
+                inbox_backlog: false,
+            },
+        })
+    }
+
+    /// Runs turns until shutdown has closed every connection.
+    pub fn run(mut self) {
+        let index = self.state.index;
+        log::debug!("shard {index} running");
+        while !self.state.finished() {
+            let timeout = self.state.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!("shard {index}: poll failed: {e}; closing its connections");
+                self.state.close_all(CloseReason::Io);
+                self.state.end_turn();
+                break;
+            }
+            if self.state.inbox_backlog {
+                self.state.on_wake(&self.inbox);
+            }
+            for event in self.events.iter() {
+                if event.token() == INBOX_WAKER {
+                    self.state.on_wake(&self.inbox);
+                    continue;
+                }
+                let (_, key) = token::decode(event.token());
+                if event.is_writable() {
+                    self.state.on_writable(key);
+                }
+                // Readable, read-closed and error all lead to a read: the read's result
+                // (data, 0 = EOF, or the error) is what we act on, never the flag (A8).
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.state.on_readable(key);
+                }
+            }
+            self.state.end_turn();
+        }
+        log::debug!("shard {index} stopped");
+    }
+}
+
+impl ShardState {
+    fn finished(&self) -> bool {
+        self.shutdown_deadline.is_some() && self.conns.is_empty()
+    }
+
+    /// Zero if work is pending from the last turn, else until the next tick.
+    fn poll_timeout(&self) -> Duration {
+        if !self.ready.is_empty() || self.inbox_backlog {
+            return Duration::ZERO;
+        }
+        TICK.saturating_sub(self.last_tick.elapsed())
+    }
+
+    // ----- inbox --------------------------------------------------------------------
+
+    /// Drains the inbox: wakes coalesce, so one wake may stand for many messages (ET-7).
+    fn on_wake(&mut self, inbox: &Receiver<ShardMsg>) {
+        self.inbox_backlog = false;
+        for _ in 0..INBOX_DRAIN_CAP {
+            match inbox.try_recv() {
+                Ok(msg) => self.on_message(msg),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
+        // Cap reached: poll with zero timeout and continue next turn, so sockets get
+        // their share of this thread too.
+        self.inbox_backlog = true;
+    }
+
+    fn on_message(&mut self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Adopt { stream, peer } => self.adopt(stream, peer),
+            ShardMsg::Room { room, outgoing } => self.deliver_local(&room, None, &outgoing),
+            ShardMsg::Direct { to, outgoing } => self.deliver_to(to, outgoing),
+            ShardMsg::Shutdown => self.begin_shutdown(),
+        }
+    }
+
+    /// Registers a connection handed over by the acceptor and greets it.
+    fn adopt(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        if self.shutdown_deadline.is_some() {
+            self.shared.release_slot();
+            return;
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let token = token::encode(self.index, key);
+        if let Err(e) = self
+            .registry
+            .register(&mut stream, token, Interest::READABLE)
+        {
+            log::warn!("{peer}: cannot register connection: {e}");
+            self.shared.release_slot();
+            return;
+        }
+        let config = &self.shared.config;
+        if let Err(e) = stream.set_nodelay(config.nodelay) {
+            log::debug!("{peer}: set_nodelay: {e}");
+        }
+        self.next_generation += 1;
+        let id = ConnId {
+            token,
+            generation: self.next_generation,
+        };
+        let lobby = RoomName::lobby();
+        let (nick, _) = self.shared.directory.register_guest(id, &lobby);
+        let now = Instant::now();
+        let mut conn = Connection::new(stream, id, peer, nick.clone(), config.max_line, now);
+        conn.flood = config.flood.map(|limit| FloodBucket::new(limit, now));
+        conn.rooms.push(lobby.clone());
+        conn.current = Some(lobby.clone());
+        entry.insert(conn);
+        self.rooms.join(&lobby, key);
+        let stats = &self.shared.stats.shards[self.index];
+        stats.connections.fetch_add(1, Relaxed);
+        bump(&stats.adopted);
+        log::info!("{peer} connected as {nick} (shard {})", self.index);
+        self.reply(
+            key,
+            &Event::Welcome {
+                nick: nick.clone(),
+                room: lobby.clone(),
+            },
+        );
+        self.announce(
+            &lobby,
+            Some(key),
+            Event::Joined {
+                room: lobby.clone(),
+                nick,
+            },
+        );
+    }
+
+    // ----- reading ------------------------------------------------------------------
+
+    /// Reads what the connection has sent, under the per-turn budget (ET-1, ET-2).
+    pub(super) fn on_readable(&mut self, key: usize) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let budget_spent = self.read_until_blocked(key, &mut scratch);
+        self.scratch = scratch;
+        if budget_spent {
+            // ET-2: bytes may still sit in the kernel and no new edge will announce
+            // them; come back to this connection next turn.
+            self.ready.push_back(key);
+        }
+    }
+
+    /// The drain loop. Ends in exactly one of: `WouldBlock` (drained), EOF, an error
+    /// (both close), the connection no longer open, or the budget spent (returns true).
+    fn read_until_blocked(&mut self, key: usize, scratch: &mut [u8]) -> bool {
+        for _ in 0..READS_PER_TURN {
+            let Some(conn) = self.conns.get_mut(key) else {
+                // A spurious event for a connection reaped earlier (mio#219).
+                log::trace!("event for vacant key {key}");
+                return false;
+            };
+            if !conn.is_open() {
+                return false;
+            }
+            match read_some(&mut conn.stream, scratch) {
+                Ok(ReadOutcome::Data(n)) => self.on_bytes(key, &scratch[..n]),
+                Ok(ReadOutcome::WouldBlock) => return false,
+                Ok(ReadOutcome::Eof) => {
+                    conn.close(CloseReason::PeerClosed, &mut self.turn);
+                    return false;
+                }
+                Err(e) => {
+                    log::debug!("{} read failed: {e}", conn.peer);
+                    conn.close(CloseReason::from_io(&e), &mut self.turn);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Splits a chunk into lines and handles each. The framer is taken out of the
+    /// connection while it runs, because handling a line needs the whole shard.
+    fn on_bytes(&mut self, key: usize, bytes: &[u8]) {
+        let max_line = self.shared.config.max_line;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut framer = std::mem::replace(&mut conn.framer, LineFramer::new(max_line));
+        framer.feed(bytes, |line| {
+            self.on_line(key, line);
+            // Stop at once if that line closed the connection (e.g. `/quit`).
+            self.conns.get(key).is_some_and(Connection::is_open)
+        });
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.framer = framer;
+        }
+    }
+
+    /// Flood check, parse, then apply or reject.
+    fn on_line(&mut self, key: usize, line: Result<&[u8], FrameError>) {
+        let now = Instant::now();
+        let flood = self.shared.config.flood;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.last_active = now;
+        if let (Some(limit), Some(bucket)) = (flood, conn.flood.as_mut())
+            && let Err(first_drop) = bucket.take(limit, now)
+        {
+            if first_drop {
+                self.reject(key, ProtocolError::Flood);
+            }
+            return;
+        }
+        let parsed = match line {
+            Ok(line) => parse_line(line),
+            Err(FrameError::TooLong) => Err(ProtocolError::LineTooLong {
+                max: self.shared.config.max_line,
+            }),
+        };
+        match parsed {
+            Ok(Some(command)) => self.apply(key, command),
+            Ok(None) => {}
+            Err(error) => self.reject(key, error),
+        }
+    }
+
+    /// Answers a client mistake with an `ERR` line, and logs the first few.
+    pub(super) fn reject(&mut self, key: usize, error: ProtocolError) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if conn.errors_logged < LOGGED_ERRORS_PER_CONNECTION {
+                conn.errors_logged += 1;
+                let more = if conn.errors_logged == LOGGED_ERRORS_PER_CONNECTION {
+                    " (further errors from this connection are not logged)"
+                } else {
+                    ""
+                };
+                log::info!(
+                    "{} {}: {}: {error}{more}",
+                    conn.peer,
+                    conn.nick,
+                    error.code()
+                );
+            }
+        }
+        self.reply(key, &Event::Error(error));
+    }
+
+    // ----- delivering ---------------------------------------------------------------
+
+    /// Queues `event` for one local connection (a reply to its own command).
+    pub(super) fn reply(&mut self, key: usize, event: &Event) {
+        let line = render::line(event);
+        let sendq = self.shared.config.sendq;
+        if let Some(conn) = self.conns.get_mut(key)
+            && conn.queue(&line, sendq, &mut self.turn) == Queued::Yes
+        {
+            bump(&self.shared.stats.shards[self.index].deliveries_out);
+        }
+    }
+
+    /// Sends `event` to every member of `room` except `except` (a local key): local
+    /// members now, other shards with members via one inbox message each. The event is
+    /// rendered once for all of them.
+    pub(super) fn broadcast(&mut self, room: &RoomName, except: Option<usize>, event: Event) {
+        let (mask, _) = self.shared.directory.reach(room);
+        self.broadcast_to(room, except, mask, event);
+    }
+
+    /// Like [`Self::broadcast`] for join/leave/nick/quit notices, which are skipped in
+    /// rooms larger than `--announce-max` (a 10 000-member lobby does not need
+    /// 10 000 join lines per join).
+    pub(super) fn announce(&mut self, room: &RoomName, except: Option<usize>, event: Event) {
+        let (mask, members) = self.shared.directory.reach(room);
+        let limit = self.shared.config.announce_max;
+        if limit == 0 || members <= limit {
+            self.broadcast_to(room, except, mask, event);
+        }
+    }
+
+    fn broadcast_to(&mut self, room: &RoomName, except: Option<usize>, mask: u64, event: Event) {
+        let outgoing = Outgoing::new(event);
+        self.deliver_local(room, except, &outgoing);
+        let remote = mask & !(1u64 << self.index);
+        for (shard, batch) in self.outbound.iter_mut().enumerate() {
+            if remote & (1u64 << shard) != 0 {
+                batch.push(ShardMsg::Room {
+                    room: room.clone(),
+                    outgoing: Arc::clone(&outgoing),
+                });
+            }
+        }
+    }
+
+    /// Fan-out on this shard: one `Arc` clone per member, no lock, no copy (A14).
+    fn deliver_local(&mut self, room: &RoomName, except: Option<usize>, outgoing: &Outgoing) {
+        let members = self.rooms.members(room);
+        if members.is_empty() {
+            return;
+        }
+        let line = outgoing.line();
+        let sendq = self.shared.config.sendq;
+        let mut delivered = 0;
+        for &key in members {
+            if Some(key) == except {
+                continue;
+            }
+            if let Some(conn) = self.conns.get_mut(key)
+                && conn.queue(line, sendq, &mut self.turn) == Queued::Yes
+            {
+                delivered += 1;
+            }
+        }
+        let stats = &self.shared.stats.shards[self.index];
+        stats.deliveries_out.fetch_add(delivered, Relaxed);
+    }
+
+    /// Delivers to one connection if it still exists *and* is the same connection
+    /// (ET-6: a reused slab slot has a new generation).
+    pub(super) fn deliver_to(&mut self, to: ConnId, outgoing: Arc<Outgoing>) {
+        if to.shard() != self.index {
+            self.outbound[to.shard()].push(ShardMsg::Direct { to, outgoing });
+            return;
+        }
+        let sendq = self.shared.config.sendq;
+        match self.conns.get_mut(to.key()) {
+            Some(conn) if conn.id == to => {
+                if conn.queue(outgoing.line(), sendq, &mut self.turn) == Queued::Yes {
+                    bump(&self.shared.stats.shards[self.index].deliveries_out);
+                }
+            }
+            _ => log::debug!("dropping a message for {to:?}, which has closed"),
+        }
+    }
+
+    // ----- writing ------------------------------------------------------------------
+
+    /// A writable event: flush what is queued (the rest of an earlier partial write).
+    fn on_writable(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.flush(&self.registry, &mut self.turn);
+        }
+    }
+
+    /// ET-3: every connection that got output this turn is flushed exactly once, with
+    /// everything queued for it in one `write_vectored` series.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.turn.dirty);
+        for &key in &dirty {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.flush(&self.registry, &mut self.turn);
+            }
+        }
+        debug_assert!(self.turn.dirty.is_empty(), "flush never queues");
+        dirty.clear();
+        self.turn.dirty = dirty;
+    }
+
+    // ----- end of turn ---------------------------------------------------------------
+
+    fn end_turn(&mut self) {
+        for _ in 0..self.ready.len() {
+            if let Some(key) = self.ready.pop_front() {
+                self.on_readable(key);
+            }
+        }
+        if self.last_tick.elapsed() >= TICK {
+            self.on_tick(Instant::now());
+        }
+        loop {
+            self.flush_dirty();
+            if self.turn.closing.is_empty() {
+                break;
+            }
+            self.reap();
+        }
+        for (shard, batch) in self.outbound.iter_mut().enumerate() {
+            self.shared.shards[shard].send_batch(batch);
+        }
+    }
+
+    /// ET-5: closed connections leave the slab only here, after every event of the
+    /// turn has been handled.
+    fn reap(&mut self) {
+        let closing = std::mem::take(&mut self.turn.closing);
+        for key in closing {
+            if let Some(conn) = self.conns.try_remove(key) {
+                self.retire(conn);
+            }
+        }
+    }
+
+    /// Forgets a connection everywhere, tells its rooms, counts and logs the reason.
+    fn retire(&mut self, mut conn: Connection) {
+        let reason = match conn.state {
+            ConnState::Closing(reason) => reason,
+            _ => CloseReason::Io,
+        };
+        if let Err(e) = self.registry.deregister(&mut conn.stream) {
+            log::debug!("{} deregister: {e}", conn.peer);
+        }
+        let key = conn.key();
+        for room in &conn.rooms {
+            self.rooms.leave(room, key);
+        }
+        self.shared.directory.remove(conn.id, &conn.rooms);
+        if self.shutdown_deadline.is_none() {
+            for room in std::mem::take(&mut conn.rooms) {
+                let event = Event::Quit {
+                    room: room.clone(),
+                    nick: conn.nick.clone(),
+                    reason: reason.label().into(),
+                };
+                self.announce(&room, None, event);
+            }
+        }
+        let stats = &self.shared.stats.shards[self.index];
+        stats.connections.fetch_sub(1, Relaxed);
+        bump(&stats.closes[reason.index()]);
+        self.shared.release_slot();
+        match reason {
+            CloseReason::SlowConsumer => log::warn!(
+                "{} {} cut: slow consumer (send queue passed {} bytes)",
+                conn.peer,
+                conn.nick,
+                self.shared.config.sendq
+            ),
+            _ => log::info!("{} {} closed: {}", conn.peer, conn.nick, reason.label()),
+        }
+    }
+
+    /// Idle timeouts, drain deadlines and the shutdown deadline.
+    fn on_tick(&mut self, now: Instant) {
+        self.last_tick = now;
+        let idle_timeout = self.shared.config.idle_timeout;
+        let grace = self.shared.config.shutdown_grace;
+        let notice = render::line(&Event::Closing(Refusal::IdleTimeout));
+        for (_, conn) in self.conns.iter_mut() {
+            if let Some(reason) = conn.drain_expired(now) {
+                conn.close(reason, &mut self.turn);
+            } else if let Some(timeout) = idle_timeout
+                && conn.is_idle(now, timeout)
+            {
+                log::info!("{} {} idle for {timeout:?}", conn.peer, conn.nick);
+                conn.push(notice.clone(), &mut self.turn);
+                conn.drain(CloseReason::IdleTimeout, grace, &mut self.turn);
+            }
+        }
+        if self
+            .shutdown_deadline
+            .is_some_and(|deadline| now >= deadline)
+        {
+            self.close_all(CloseReason::Shutdown);
+        }
+    }
+
+    /// Tells every client, then lets each drain for up to `--shutdown-grace`.
+    fn begin_shutdown(&mut self) {
+        let grace = self.shared.config.shutdown_grace;
+        self.shutdown_deadline = Some(Instant::now() + grace);
+        let notice = render::line(&Event::ShuttingDown);
+        for (_, conn) in self.conns.iter_mut() {
+            if conn.is_open() {
+                conn.push(notice.clone(), &mut self.turn);
+            }
+            conn.drain(CloseReason::Shutdown, grace, &mut self.turn);
+        }
+    }
+
+    fn close_all(&mut self, reason: CloseReason) {
+        for (_, conn) in self.conns.iter_mut() {
+            conn.close(reason, &mut self.turn);
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Counters: per-shard atomics, read by `/stats` and summed at shutdown.
+//!
+//! Each shard writes only its own [`ShardStats`] (Relaxed ordering: these are counts,
+//! they order nothing), so counting costs no contention. Readers sum them.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use crate::protocol::StatsReport;
+
+use super::connection::CloseReason;
+
+/// Counters written by one shard.
+#[derive(Debug, Default)]
+pub struct ShardStats {
+    /// Connections currently open on the shard.
+    pub connections: AtomicU64,
+    /// Connections adopted since start.
+    pub adopted: AtomicU64,
+    /// Chat lines received.
+    pub messages_in: AtomicU64,
+    /// Lines queued to clients.
+    pub deliveries_out: AtomicU64,
+    /// Closes, by [`CloseReason::index`].
+    pub closes: [AtomicU64; CloseReason::COUNT],
+}
+
+/// All counters of a server.
+#[derive(Debug)]
+pub struct Stats {
+    /// When the server started (for uptime).
+    pub started: Instant,
+    /// One entry per shard.
+    pub shards: Vec<ShardStats>,
+    /// Connections refused at accept time (full, or out of descriptors).
+    pub refused: AtomicU64,
+}
+
+/// Adds one to a counter.
+pub fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+impl Stats {
+    /// Zeroed counters for `shards` shards.
+    pub fn new(shards: usize) -> Self {
+        Stats {
+            started: Instant::now(),
+            shards: (0..shards).map(|_| ShardStats::default()).collect(),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// What `/stats` reports.
+    pub fn report(&self) -> StatsReport {
+        let sum = |f: fn(&ShardStats) -> &AtomicU64| -> u64 {
+            self.shards.iter().map(|s| f(s).load(Relaxed)).sum()
+        };
+        StatsReport {
+            per_shard: self
+                .shards
+                .iter()
+                .map(|s| s.connections.load(Relaxed))
+                .collect(),
+            messages_in: sum(|s| &s.messages_in),
+            deliveries_out: sum(|s| &s.deliveries_out),
+            slow_consumers: self.closes_for(CloseReason::SlowConsumer),
+            uptime: self.started.elapsed(),
+        }
+    }
+
+    /// Closes for one reason, over all shards.
+    pub fn closes_for(&self, reason: CloseReason) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.closes[reason.index()].load(Relaxed))
+            .sum()
+    }
+
+    /// One log line with the totals, written at shutdown.
+    pub fn totals_line(&self) -> String {
+        let adopted: u64 = self.shards.iter().map(|s| s.adopted.load(Relaxed)).sum();
+        let report = self.report();
+        let mut line = format!(
+            "totals: connections={} refused={} messages_in={} deliveries_out={} uptime_s={} closes:",
+            adopted,
+            self.refused.load(Relaxed),
+            report.messages_in,
+            report.deliveries_out,
+            report.uptime.as_secs()
+        );
+        for reason in CloseReason::ALL {
+            let n = self.closes_for(reason);
+            if n > 0 {
+                line.push_str(&format!(" {}={n}", reason.label()));
+            }
+        }
+        line
+    }
+}

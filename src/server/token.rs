@@ -1,0 +1,96 @@
+//! Token layout and connection ids.
+//!
+//! A mio [`Token`] is the only thing an event carries back to us. Ours encode which
+//! shard owns the connection and where it lives in that shard's slab:
+//!
+//! ```text
+//!   usize:  [ slab key ............................ | shard (6 bits) ]
+//!   INBOX_WAKER = usize::MAX   (reserved: the shard's inbox was woken)
+//! ```
+//!
+//! Each shard has its own `Poll`, so the shard bits are not needed to route an event;
+//! they make a token self-describing in logs and let a [`ConnId`] name a connection on
+//! any shard.
+//!
+//! Slab keys are reused as soon as a connection is removed, so a key alone cannot name
+//! a connection across time: a private message addressed to key 7 must not reach the
+//! *next* connection in slot 7. A [`ConnId`] adds a generation, drawn from a shard-wide
+//! counter when the connection is adopted, and every cross-shard delivery checks it
+//! (invariant ET-6 in `docs/DESIGN.md`).
+
+use mio::Token;
+
+/// Bits of a token that hold the shard index.
+pub const SHARD_BITS: u32 = 6;
+/// Most shards a server can run (`--workers` is capped to this).
+pub const MAX_SHARDS: usize = 1 << SHARD_BITS;
+/// The token of a shard's inbox `Waker`. No slab key can produce it.
+pub const INBOX_WAKER: Token = Token(usize::MAX);
+
+/// Builds the token for slab `key` on shard `shard`.
+pub fn encode(shard: usize, key: usize) -> Token {
+    debug_assert!(shard < MAX_SHARDS);
+    Token((key << SHARD_BITS) | shard)
+}
+
+/// Splits a connection token into (shard, slab key).
+pub fn decode(token: Token) -> (usize, usize) {
+    (token.0 & (MAX_SHARDS - 1), token.0 >> SHARD_BITS)
+}
+
+/// A connection's identity across threads and across time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    /// Shard and slab key, as registered with the shard's `Poll`.
+    pub token: Token,
+    /// Distinguishes successive connections that used the same slab slot.
+    pub generation: u64,
+}
+
+impl ConnId {
+    /// The shard that owns this connection.
+    pub fn shard(self) -> usize {
+        decode(self.token).0
+    }
+
+    /// The connection's slab key in its shard.
+    pub fn key(self) -> usize {
+        decode(self.token).1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_decode_round_trip() {
+        for shard in [0, 1, 5, MAX_SHARDS - 1] {
+            for key in [0, 1, 77, 1 << 30] {
+                assert_eq!(decode(encode(shard, key)), (shard, key));
+            }
+        }
+    }
+
+    #[test]
+    fn waker_token_is_never_a_connection_token() {
+        // The largest key a slab could hand out still leaves the top bits clear
+        // unless it is absurdly large; the waker token has every bit set.
+        let biggest = encode(MAX_SHARDS - 2, (usize::MAX >> SHARD_BITS) - 1);
+        assert_ne!(biggest, INBOX_WAKER);
+    }
+
+    #[test]
+    fn conn_id_names_shard_and_key() {
+        let id = ConnId {
+            token: encode(3, 42),
+            generation: 9,
+        };
+        assert_eq!((id.shard(), id.key()), (3, 42));
+        let reused = ConnId {
+            generation: 10,
+            ..id
+        };
+        assert_ne!(id, reused, "a reused slot is a different connection");
+    }
+}
