@@ -10,10 +10,14 @@
 //! Life of a connection:
 //!
 //! ```text
-//!   Open ──/quit, idle, shutdown──▶ Draining ──queue flushed or deadline──▶ Closing
-//!     │                                                                        ▲
-//!     └── EOF, reset, IO error, slow consumer ─────────────────────────────────┘
+//!   Open ──/quit, EOF, idle, shutdown──▶ Draining ──flushed or deadline──▶ Closing
+//!     │                                                                     ▲
+//!     └── reset, IO error, slow consumer ───────────────────────────────────┘
 //! ```
+//!
+//! EOF only says the client will send nothing more; it may still be reading (a
+//! half-close, as `nc -N` does at the end of its input), so it drains: what was
+//! queued for it is flushed before the close.
 //!
 //! `Closing` connections are only *marked* here; the shard reaps them at the end of its
 //! turn (ET-5), so nothing is removed from the slab while events or members are being
@@ -34,6 +38,10 @@ use crate::send_queue::{Flushed, SendQueue};
 
 use super::config::FloodLimit;
 use super::token::ConnId;
+
+/// A queue may hold this many times `--sendq` within one turn before the end-of-turn
+/// flush; past it the connection is cut at once (a memory bound, not the policy).
+pub const HARD_SENDQ_FACTOR: usize = 4;
 
 /// Why a connection ended: logged once and counted in the stats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,20 +247,29 @@ impl Connection {
         self.state == ConnState::Open
     }
 
-    /// Queues `line` unless that would pass `sendq`, in which case the connection is
-    /// cut as a slow consumer (its queue is freed at once). The sender of the line is
-    /// never affected (A3).
+    /// Queues `line` unless the queue would pass the hard limit (`HARD_SENDQ_FACTOR`
+    /// times `sendq`), in which case the connection is cut as a slow consumer at once
+    /// and its queue freed. The sender of the line is never affected (A3).
+    ///
+    /// The ordinary `--sendq` check happens after the end-of-turn flush (see
+    /// [`Self::flush`]): within one turn a fast reader can be handed more than `sendq`
+    /// (one sender's read budget is 64 KiB of lines), and that is not slowness. The
+    /// hard limit only bounds memory within a turn.
     pub fn queue(&mut self, line: &Arc<[u8]>, sendq: usize, turn: &mut Turn) -> Queued {
         if matches!(self.state, ConnState::Closing(_)) {
             return Queued::Closed;
         }
-        if self.send_queue.queued_bytes() + line.len() > sendq {
-            self.send_queue.clear();
-            self.close(CloseReason::SlowConsumer, turn);
+        if self.send_queue.queued_bytes() + line.len() > sendq.saturating_mul(HARD_SENDQ_FACTOR) {
+            self.cut_slow_consumer(turn);
             return Queued::Overflow;
         }
         self.push(line.clone(), turn);
         Queued::Yes
+    }
+
+    fn cut_slow_consumer(&mut self, turn: &mut Turn) {
+        self.send_queue.clear();
+        self.close(CloseReason::SlowConsumer, turn);
     }
 
     /// Queues `line` whatever the limit (a last word before closing).
@@ -299,9 +316,11 @@ impl Connection {
     }
 
     /// Writes queued output until drained or `WouldBlock`, then brings the registered
-    /// interest up to date. Marks the connection closing on an error, or when a
-    /// draining connection has flushed everything.
-    pub fn flush(&mut self, registry: &Registry, turn: &mut Turn) {
+    /// interest up to date. Marks the connection closing on an error; as a slow
+    /// consumer if more than `sendq` bytes are still unsent (the kernel's buffers are
+    /// full too, so the client really is not reading); or, when draining, once
+    /// everything is flushed.
+    pub fn flush(&mut self, sendq: usize, registry: &Registry, turn: &mut Turn) {
         self.dirty = false;
         if matches!(self.state, ConnState::Closing(_)) {
             return;
@@ -312,6 +331,10 @@ impl Connection {
                     self.close(reason, turn);
                     return;
                 }
+            }
+            Ok(Flushed::Pending) if self.send_queue.queued_bytes() > sendq => {
+                self.cut_slow_consumer(turn);
+                return;
             }
             Ok(Flushed::Pending) => {}
             Err(e) => {

@@ -285,7 +285,10 @@ impl ShardState {
                 Ok(ReadOutcome::Data(n)) => self.on_bytes(key, &scratch[..n]),
                 Ok(ReadOutcome::WouldBlock) => return false,
                 Ok(ReadOutcome::Eof) => {
-                    conn.close(CloseReason::PeerClosed, &mut self.turn);
+                    // The client will send nothing more, but may still be reading
+                    // (a half-close, as `nc -N` does): flush what is queued, then close.
+                    let grace = self.shared.config.shutdown_grace;
+                    conn.drain(CloseReason::PeerClosed, grace, &mut self.turn);
                     return false;
                 }
                 Err(e) => {
@@ -457,18 +460,20 @@ impl ShardState {
 
     /// A writable event: flush what is queued (the rest of an earlier partial write).
     fn on_writable(&mut self, key: usize) {
+        let sendq = self.shared.config.sendq;
         if let Some(conn) = self.conns.get_mut(key) {
-            conn.flush(&self.registry, &mut self.turn);
+            conn.flush(sendq, &self.registry, &mut self.turn);
         }
     }
 
     /// ET-3: every connection that got output this turn is flushed exactly once, with
     /// everything queued for it in one `write_vectored` series.
     fn flush_dirty(&mut self) {
+        let sendq = self.shared.config.sendq;
         let mut dirty = std::mem::take(&mut self.turn.dirty);
         for &key in &dirty {
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.flush(&self.registry, &mut self.turn);
+                conn.flush(sendq, &self.registry, &mut self.turn);
             }
         }
         debug_assert!(self.turn.dirty.is_empty(), "flush never queues");

@@ -1,0 +1,16 @@
+//! Integration tests: the real server on `127.0.0.1:0`, driven over TCP.
+//!
+//! One test binary with modules (as ripgrep's `tests/tests.rs`), to link once.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+mod backpressure;
+mod bad_input;
+mod basics;
+mod lifecycle;
+mod many_clients;
+mod ordering;
+mod private;
+mod rooms;
