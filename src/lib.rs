@@ -9,8 +9,6 @@
 //! 3. [`protocol`]: lines → `Command`, `Event` → bytes; no sockets;
 //! 4. [`server`]: the acceptor, the shards (one `mio::Poll` each), connections,
 //!    the relay (chat semantics), the directory and the room tables;
-//! 5. [`bench`] and [`client`]: the load generator and the terminal client, which reuse
-//!    the framing and the protocol.
 //!
 //! [`cli`] and [`logging`] hold the command line and log setup for `main`.
 

@@ -13,7 +13,7 @@
 //! | `PONG`  | the reply to `/ping`                   |
 //! | `ERR`   | an error: `ERR code text`              |
 //!
-//! [`line`] renders an event **once** into an `Arc<[u8]>`; the relay queues clones of
+//! [`fn@line`] renders an event **once** into an `Arc<[u8]>`; the relay queues clones of
 //! that `Arc` for every recipient. `docs/PROTOCOL.md` lists every line.
 
 use std::fmt::Write as _;

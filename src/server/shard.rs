@@ -6,8 +6,8 @@
 //!
 //! 1. `poll` with a timeout: zero if work is left over from the last turn (the `ready`
 //!    list or an inbox backlog), else up to the next tick.
-//! 2. For each event: the inbox waker → [`ShardState::on_wake`]; a connection →
-//!    [`ShardState::on_writable`] and/or [`ShardState::on_readable`]. Error and HUP
+//! 2. For each event: the inbox waker → `on_wake`; a connection →
+//!    `on_writable` and/or `on_readable`. Error and HUP
 //!    flags are hints only: a close is learned from `read` returning 0 or an error (A8).
 //! 3. `on_readable` reads until `WouldBlock` (ET-1), but at most `READS_PER_TURN`
 //!    chunks; a connection cut short by that budget goes on `ready` and is read again
@@ -596,5 +596,77 @@ impl ShardState {
         for (_, conn) in self.conns.iter_mut() {
             conn.close(reason, &mut self.turn);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::net::{TcpListener, TcpStream as StdStream};
+    use std::sync::atomic::AtomicUsize;
+
+    use mio::Waker;
+
+    use super::*;
+    use crate::protocol::Nick;
+    use crate::server::directory::Directory;
+    use crate::server::inbox::ShardHandle;
+    use crate::server::stats::Stats;
+    use crate::server::{ServerConfig, Shared};
+
+    /// A one-shard server state driven by hand, and a listener to make sockets with.
+    fn lone_shard() -> (Shard, TcpListener) {
+        let poll = Poll::new().unwrap();
+        let waker = Waker::new(poll.registry(), INBOX_WAKER).unwrap();
+        let (handle, inbox) = ShardHandle::new(Arc::new(waker));
+        let config = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let shared = Arc::new(Shared {
+            config,
+            directory: Directory::new(),
+            stats: Stats::new(1),
+            shards: vec![handle],
+            live: AtomicUsize::new(8),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        (Shard::new(0, poll, inbox, shared).unwrap(), listener)
+    }
+
+    /// Connects a client and adopts the server side; returns the client and the id.
+    fn adopt(shard: &mut Shard, listener: &TcpListener) -> (StdStream, ConnId) {
+        let client = StdStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server_side, peer) = listener.accept().unwrap();
+        server_side.set_nonblocking(true).unwrap();
+        shard.state.adopt(TcpStream::from_std(server_side), peer);
+        let newest = shard.state.next_generation;
+        let (_, conn) = shard
+            .state
+            .conns
+            .iter()
+            .find(|(_, c)| c.id.generation == newest)
+            .unwrap();
+        (client, conn.id)
+    }
+
+    #[test]
+    fn et6_a_message_for_a_closed_connection_never_reaches_the_slots_next_owner() {
+        let (mut shard, listener) = lone_shard();
+        let (_a, old) = adopt(&mut shard, &listener);
+        shard.state.end_turn();
+        shard.state.conns[old.key()].close(CloseReason::Reset, &mut shard.state.turn);
+        shard.state.end_turn(); // reaped: the slot is free
+        let (_c, new) = adopt(&mut shard, &listener);
+        shard.state.end_turn(); // welcome flushed: the queue is empty
+        assert_eq!(new.key(), old.key(), "the slab reused the slot");
+        assert_ne!(new, old);
+        let private = |text: &str| {
+            Outgoing::new(Event::Private {
+                from: Nick::parse("someone").unwrap(),
+                text: text.into(),
+            })
+        };
+        shard.state.deliver_to(old, private("for the old owner"));
+        assert!(shard.state.conns[new.key()].send_queue.is_empty());
+        shard.state.deliver_to(new, private("for the new owner"));
+        assert!(!shard.state.conns[new.key()].send_queue.is_empty());
     }
 }
