@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
+use crate::bench::dialect::Dialect;
+use crate::bench::traffic::TrafficOpts;
+use crate::bench::{Common, Scenario};
 use crate::server::ServerConfig;
 use crate::server::config::{
     DEFAULT_ANNOUNCE_MAX, DEFAULT_FLOOD_BURST, DEFAULT_FLOOD_RATE, DEFAULT_IDLE_TIMEOUT_SECS,
@@ -29,6 +32,8 @@ pub struct TopLevel {
 pub enum Command {
     /// Run the chat server.
     Serve(ServeArgs),
+    /// Load-test a server.
+    Bench(BenchArgs),
 }
 
 /// Run the chat server.
@@ -104,4 +109,124 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("bad address {addr:?}: {e}"))?
         .next()
         .ok_or_else(|| format!("address {addr:?} resolves to nothing"))
+}
+
+/// Load-test a chat server: fanout, rooms, idle or churn.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "bench")]
+pub struct BenchArgs {
+    /// scenario: fanout, rooms, idle or churn
+    #[argh(positional)]
+    pub scenario: String,
+    /// server address (default 127.0.0.1:7878)
+    #[argh(option, default = "DEFAULT_LISTEN.to_string()")]
+    pub addr: String,
+    /// wire dialect: line (miochat), irc or resp (Redis pub/sub) (default line)
+    #[argh(option, default = "String::from(\"line\")")]
+    pub dialect: String,
+    /// clients in the rooms, or connections for idle (default 10)
+    #[argh(option, default = "10")]
+    pub clients: usize,
+    /// clients that send (default: min(10, clients))
+    #[argh(option)]
+    pub senders: Option<usize>,
+    /// rooms (default 1 for fanout, 4 for rooms)
+    #[argh(option)]
+    pub rooms: Option<usize>,
+    /// messages per sender (default 1000)
+    #[argh(option, default = "1000")]
+    pub messages: u64,
+    /// send (fanout/rooms) or start sessions (churn) for this many seconds instead
+    #[argh(option)]
+    pub duration: Option<f64>,
+    /// payload bytes per message (default 64)
+    #[argh(option, default = "64")]
+    pub size: usize,
+    /// messages in flight per sender at full speed (default 16)
+    #[argh(option, default = "16")]
+    pub window: u64,
+    /// fixed total rate in messages per second instead of full speed
+    #[argh(option)]
+    pub rate: Option<f64>,
+    /// idle: seconds to hold the connections (default 10)
+    #[argh(option, default = "10.0")]
+    pub hold: f64,
+    /// churn: sessions started per second (default 200)
+    #[argh(option, default = "200.0")]
+    pub churn_rate: f64,
+    /// server pid, to report its CPU per delivery and RSS per connection
+    #[argh(option)]
+    pub server_pid: Option<u32>,
+    /// source addresses 127.0.0.1.. to spread connections over (default: enough for the client count)
+    #[argh(option)]
+    pub sources: Option<usize>,
+    /// connection handshakes in flight at once (default 64)
+    #[argh(option, default = "64")]
+    pub connect_window: usize,
+    /// seconds each phase may take before the run fails (default 60)
+    #[argh(option, default = "60.0")]
+    pub timeout: f64,
+    /// print one JSON object instead of the human summary
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Ephemeral ports per source address we plan with (Linux offers about 28 000).
+const PORTS_PER_SOURCE: usize = 25_000;
+
+impl BenchArgs {
+    /// The run these flags describe.
+    pub fn to_run(&self) -> Result<(Common, Scenario), String> {
+        let dialect: Dialect = self.dialect.parse()?;
+        let secs = |v: f64, name: &str| {
+            Duration::try_from_secs_f64(v)
+                .map_err(|_| format!("--{name} must be a positive number"))
+        };
+        let common = Common {
+            addr: resolve(&self.addr)?,
+            dialect,
+            timeout: secs(self.timeout, "timeout")?,
+            sources: self
+                .sources
+                .unwrap_or_else(|| self.clients.div_ceil(PORTS_PER_SOURCE)),
+            connect_window: self.connect_window.max(1),
+            server_pid: self.server_pid,
+        };
+        let duration = self.duration.map(|d| secs(d, "duration")).transpose()?;
+        let scenario = match self.scenario.as_str() {
+            "fanout" | "rooms" => {
+                let default_rooms = if self.scenario == "rooms" { 4 } else { 1 };
+                Scenario::Traffic(TrafficOpts {
+                    common: common.clone(),
+                    clients: self.clients,
+                    senders: self.senders.unwrap_or(self.clients.min(10)),
+                    rooms: self.rooms.unwrap_or(default_rooms),
+                    messages: self.messages,
+                    duration,
+                    size: self.size,
+                    window: self.window,
+                    rate: self.rate.filter(|r| *r > 0.0),
+                })
+            }
+            "idle" => Scenario::Idle {
+                clients: self.clients,
+                hold: secs(self.hold, "hold")?,
+            },
+            "churn" => {
+                if self.churn_rate <= 0.0 {
+                    return Err("--churn-rate must be positive".into());
+                }
+                Scenario::Churn {
+                    rate: self.churn_rate,
+                    duration: duration.unwrap_or(Duration::from_secs(10)),
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown scenario {other:?} (fanout, rooms, idle, churn)"
+                ));
+            }
+        };
+        Ok((common, scenario))
+    }
 }

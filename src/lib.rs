@@ -10,8 +10,11 @@
 //! 4. [`server`]: the acceptor, the shards (one `mio::Poll` each), connections,
 //!    the relay (chat semantics), the directory and the room tables;
 //!
+//! 5. [`bench`]: the load generator, which reuses the framing.
+//!
 //! [`cli`] and [`logging`] hold the command line and log setup for `main`.
 
+pub mod bench;
 pub mod cli;
 pub mod framing;
 pub mod logging;

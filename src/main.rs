@@ -12,6 +12,30 @@ fn main() -> ExitCode {
     let args: TopLevel = argh::from_env();
     match args.command {
         Command::Serve(serve) => run_serve(&serve),
+        Command::Bench(bench) => run_bench(&bench),
+    }
+}
+
+fn run_bench(args: &miochat::cli::BenchArgs) -> ExitCode {
+    let (common, scenario) = match args.to_run() {
+        Ok(run) => run,
+        Err(msg) => return fail(&msg),
+    };
+    let addr = common.addr;
+    match miochat::bench::run(common, scenario) {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.json());
+            } else {
+                print!("{}", report.human());
+            }
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => fail(&format!("bench against {addr}: {e}")),
     }
 }
 

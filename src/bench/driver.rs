@@ -1,0 +1,185 @@
+//! The load generator's connection engine: many non-blocking client sockets in one
+//! `mio::Poll`, the mirror image of a server shard.
+//!
+//! The same rules apply as on the server: reads drain to `WouldBlock` (edge
+//! triggering), output is buffered and WRITABLE interest is held only while some of it
+//! is pending. Two client-side details matter for honest numbers:
+//!
+//! - **Prompt ACKs.** Linux delays ACKs up to 40 ms. Against a server that leaves
+//!   Nagle on, a late ACK stalls its next small write, and the benchmark would measure
+//!   the client's ACK timer. After every read we re-arm `TCP_QUICKACK` (it is not
+//!   sticky), as the reference measurements in `docs/BENCHMARKS.md` did.
+//! - **Source addresses.** One source IP has about 28 000 ephemeral ports; `connect`
+//!   can bind to `127.0.0.x` first so an idle test can open more connections than that.
+
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use socket2::{Domain, SockRef, Socket, Type};
+
+use crate::framing::{FrameError, LineFramer};
+use crate::nonblocking::{ReadOutcome, is_would_block, read_some};
+
+/// Longest line the bench accepts from a server.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// One client socket with its buffers.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    token: Token,
+    framer: LineFramer,
+    /// Bytes waiting to be written; `out[out_pos..]` is unsent.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// True once the non-blocking connect has completed.
+    pub connected: bool,
+    writable: bool,
+}
+
+impl Conn {
+    /// Starts a non-blocking connect to `addr`, from `source` if given, and registers
+    /// for READABLE|WRITABLE (writable = the connect finished).
+    pub fn connect(
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        registry: &Registry,
+        token: Token,
+    ) -> io::Result<Conn> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_nonblocking(true)?;
+        socket.set_tcp_nodelay(true)?;
+        if let Some(ip) = source {
+            socket.bind(&SocketAddr::new(ip, 0).into())?;
+        }
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(EINPROGRESS) || is_would_block(&e) => {}
+            Err(e) => return Err(e),
+        }
+        let mut stream = TcpStream::from_std(socket.into());
+        registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+        Ok(Conn {
+            stream,
+            token,
+            framer: LineFramer::new(MAX_LINE),
+            out: Vec::new(),
+            out_pos: 0,
+            connected: false,
+            writable: true,
+        })
+    }
+
+    /// On a writable event while connecting: has the connect succeeded?
+    pub fn finish_connect(&mut self) -> io::Result<bool> {
+        if let Some(e) = self.stream.take_error()? {
+            return Err(e);
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => {
+                self.connected = true;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Queues bytes and writes what the socket takes now.
+    pub fn send(&mut self, bytes: &[u8], registry: &Registry) -> io::Result<()> {
+        self.out.extend_from_slice(bytes);
+        if self.connected {
+            self.flush(registry)?;
+        }
+        Ok(())
+    }
+
+    /// True while output waits for the socket.
+    pub fn has_pending(&self) -> bool {
+        self.out_pos < self.out.len()
+    }
+
+    /// Writes pending output until `WouldBlock`; holds WRITABLE interest only while
+    /// something is left.
+    pub fn flush(&mut self, registry: &Registry) -> io::Result<()> {
+        while self.out_pos < self.out.len() {
+            match self.stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_pos += n,
+                Err(e) if is_would_block(&e) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+        let want = self.has_pending();
+        if want != self.writable {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            registry.reregister(&mut self.stream, self.token, interest)?;
+            self.writable = want;
+        }
+        Ok(())
+    }
+
+    /// Reads until `WouldBlock`, calling `on_line` per complete line. Returns false at
+    /// EOF. Re-arms `TCP_QUICKACK` after reading.
+    pub fn read_lines(
+        &mut self,
+        scratch: &mut [u8],
+        mut on_line: impl FnMut(&[u8]),
+    ) -> io::Result<bool> {
+        let mut read_any = false;
+        let open = loop {
+            match read_some(&mut self.stream, scratch)? {
+                ReadOutcome::Data(n) => {
+                    read_any = true;
+                    self.framer.feed(&scratch[..n], |line| {
+                        match line {
+                            Ok(line) => on_line(line),
+                            Err(FrameError::TooLong) => on_line(b"ERR bench: over-long line"),
+                        }
+                        true
+                    });
+                }
+                ReadOutcome::WouldBlock => break true,
+                ReadOutcome::Eof => break false,
+            }
+        };
+        if read_any && open {
+            // Not sticky on Linux: the kernel may fall back to delayed ACKs.
+            let _ = SockRef::from(&self.stream).set_tcp_quickack(true);
+        }
+        Ok(open)
+    }
+
+    /// The local address (for reports).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
+    }
+}
+
+/// `EINPROGRESS`: a non-blocking connect has started.
+const EINPROGRESS: i32 = 115;
+
+/// Source address number `i` of `n` in 127.0.0.0/8: 127.0.0.1, 127.0.0.2, ...
+pub fn source_for(i: usize, sources: usize) -> Option<IpAddr> {
+    if sources <= 1 {
+        return None;
+    }
+    let host = (i % sources) as u32 + 1;
+    Some(IpAddr::from([
+        127,
+        0,
+        (host >> 8) as u8,
+        (host & 0xff) as u8,
+    ]))
+}
