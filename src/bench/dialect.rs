@@ -190,7 +190,9 @@ fn classify_irc(line: &[u8]) -> Incoming<'_> {
         b"366" => Incoming::Joined,
         b"PONG" => Incoming::Pong,
         _ if prefix == b"ERROR" => Incoming::Error(line),
-        // 4xx/5xx numerics are errors (433 nick in use, 421 unknown command, ...).
+        // 422 (no MOTD) is informational; other 4xx/5xx numerics are errors
+        // (433 nick in use, 421 unknown command, ...).
+        b"422" => Incoming::Other,
         [b'4' | b'5', _, _] => Incoming::Error(line),
         _ => Incoming::Other,
     }

@@ -9,6 +9,7 @@ mod common;
 mod backpressure;
 mod bad_input;
 mod basics;
+mod bench_smoke;
 mod lifecycle;
 mod many_clients;
 mod ordering;
