@@ -193,7 +193,13 @@ impl ShardState {
     fn on_message(&mut self, msg: ShardMsg) {
         match msg {
             ShardMsg::Adopt { stream, peer } => self.adopt(stream, peer),
-            ShardMsg::Room { room, outgoing } => self.deliver_local(&room, None, &outgoing),
+            ShardMsg::Room { room, outgoing } => {
+                // One copy per shard per message, so that the reference counts bumped
+                // for every recipient live in this core's cache, not in a line that
+                // both shards write (measured in docs/BENCHMARKS.md).
+                let line: Arc<[u8]> = Arc::from(&outgoing.line()[..]);
+                self.deliver_local(&room, None, &line);
+            }
             ShardMsg::Direct { to, outgoing } => self.deliver_to(to, outgoing),
             ShardMsg::Shutdown => self.begin_shutdown(),
         }
@@ -403,7 +409,9 @@ impl ShardState {
 
     fn broadcast_to(&mut self, room: &RoomName, except: Option<usize>, mask: u64, event: Event) {
         let outgoing = Outgoing::new(event);
-        self.deliver_local(room, except, &outgoing);
+        if !self.rooms.members(room).is_empty() {
+            self.deliver_local(room, except, outgoing.line());
+        }
         let remote = mask & !(1u64 << self.index);
         for (shard, batch) in self.outbound.iter_mut().enumerate() {
             if remote & (1u64 << shard) != 0 {
@@ -416,12 +424,8 @@ impl ShardState {
     }
 
     /// Fan-out on this shard: one `Arc` clone per member, no lock, no copy (A14).
-    fn deliver_local(&mut self, room: &RoomName, except: Option<usize>, outgoing: &Outgoing) {
+    fn deliver_local(&mut self, room: &RoomName, except: Option<usize>, line: &Arc<[u8]>) {
         let members = self.rooms.members(room);
-        if members.is_empty() {
-            return;
-        }
-        let line = outgoing.line();
         let sendq = self.shared.config.sendq;
         let mut delivered = 0;
         for &key in members {

@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""Benchmark harness behind scripts/bench.sh and scripts/compare.sh.
+
+Starts each server fresh on a loopback port, runs `miochat bench --json` three times
+(or --runs N), and prints a Markdown table of medians. Servers other than miochat are
+used only if installed (ngircd, inspircd, redis-server); their configs are written to
+a temporary directory with flood protection and output limits raised, as a benchmark
+needs (the exact settings are in docs/BENCHMARKS.md).
+
+Everything targets 127.0.0.1 and every run is bounded by the bench's --timeout.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MIOCHAT = os.path.join(ROOT, "target", "release", "miochat")
+THREADED = os.path.join(ROOT, "target", "release", "examples", "threaded_chat")
+
+NGIRCD_CONF = """[Global]
+\tName = bench.local
+\tInfo = miochat comparison
+\tListen = 127.0.0.1
+\tPorts = {port}
+\tPidFile = {dir}/ngircd.pid
+[Limits]
+\tMaxConnections = 0
+\tMaxConnectionsIP = 0
+\tMaxJoins = 0
+\tMaxPenaltyTime = 0
+\tPingTimeout = 600
+\tPongTimeout = 600
+[Options]
+\tDNS = no
+\tIdent = no
+\tPAM = no
+"""
+
+INSPIRCD_CONF = """<config format="xml">
+<server name="bench.local" description="miochat comparison" network="bench">
+<admin name="bench" nick="bench" email="bench@bench.local">
+<bind address="127.0.0.1" port="{port}" type="clients">
+<pid file="{dir}/inspircd.pid">
+<connect name="bench" allow="*" maxchans="100" timeout="60" pingfreq="600"
+         hardsendq="104857600" softsendq="104857600" recvq="104857600"
+         threshold="100000000" commandrate="100000000" fakelag="off"
+         localmax="100000" globalmax="100000" maxconnwarn="off" useident="no" limit="100000">
+<performance netbuffersize="10240" somaxconn="4096" softlimit="19000" clonesonconnect="no" quietbursts="yes">
+<security hidesplits="no" hideulines="no" announceinvites="dynamic">
+<options prefixquit="Quit: " syntaxhints="no" defaultmodes="nt">
+<log method="file" type="* -USERINPUT -USEROUTPUT" level="sparse" target="{dir}/inspircd.log">
+<dns timeout="1">
+"""
+
+
+def build():
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bins", "--examples"],
+                   cwd=ROOT, check=True)
+
+
+class Server:
+    """A server process started for one run and stopped afterwards."""
+
+    def __init__(self, name, dialect, argv, port, workdir, pin=None):
+        self.name, self.dialect, self.port = name, dialect, port
+        if pin is not None and shutil.which("taskset"):
+            argv = ["taskset", "-c", pin] + argv
+        self.proc = subprocess.Popen(argv, cwd=workdir, stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(workdir, name + ".log"), "ab"))
+        wait_for_port(port, self.proc)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wait_for_port(port, proc, limit=10.0):
+    import socket
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited at start (see its log)")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def start(kind, port, workdir, workers=2, pin=None):
+    """Starts one of the known servers; returns a Server or None if not installed."""
+    if kind == "miochat":
+        argv = [MIOCHAT, "serve", "--listen", f"127.0.0.1:{port}", "--workers", str(workers),
+                "--flood-rate", "0", "--idle-timeout", "0", "--max-connections", "19900", "-q"]
+        return Server(f"miochat-w{workers}", "line", argv, port, workdir, pin)
+    if kind == "threaded":
+        return Server("threaded", "line", [THREADED, f"127.0.0.1:{port}"], port, workdir, pin)
+    if kind == "ngircd" and shutil.which("ngircd"):
+        conf = os.path.join(workdir, "ngircd.conf")
+        with open(conf, "w") as f:
+            f.write(NGIRCD_CONF.format(port=port, dir=workdir))
+        return Server("ngircd", "irc", ["ngircd", "-n", "-f", conf], port, workdir, pin)
+    if kind == "inspircd" and shutil.which("inspircd"):
+        conf = os.path.join(workdir, "inspircd.conf")
+        with open(conf, "w") as f:
+            f.write(INSPIRCD_CONF.format(port=port, dir=workdir))
+        argv = ["inspircd", "--nofork", "--runasroot", f"--config={conf}"]
+        return Server("inspircd", "irc", argv, port, workdir, pin)
+    if kind == "redis" and shutil.which("redis-server"):
+        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--maxclients", "19000",
+                "--client-output-buffer-limit", "pubsub 0 0 0"]
+        return Server("redis", "resp", argv, port, workdir, pin)
+    return None
+
+
+def bench(server, scenario, args, pin=None):
+    argv = [MIOCHAT, "bench", scenario, "--addr", f"127.0.0.1:{server.port}",
+            "--dialect", server.dialect, "--server-pid", str(server.pid), "--json"] + args
+    if pin is not None and shutil.which("taskset"):
+        argv = ["taskset", "-c", pin] + argv
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    if not line.startswith("{"):
+        return {"ok": False, "problems": [out.stderr.strip() or "no output"]}
+    return json.loads(line)
+
+
+def median_run(kind, scenario, args, runs, port, workdir, workers=2, server_pin=None,
+               bench_pin=None):
+    """Runs a scenario `runs` times, each against a fresh server; returns medians."""
+    results = []
+    for _ in range(runs):
+        server = start(kind, port, workdir, workers, server_pin)
+        if server is None:
+            return None
+        try:
+            results.append(bench(server, scenario, args, bench_pin))
+        finally:
+            server.stop()
+        port += 1
+    med = {"ok": all(r.get("ok") for r in results),
+           "problems": sorted({p for r in results for p in r.get("problems", [])})}
+    for key, value in results[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values = [r[key] for r in results if isinstance(r.get(key), (int, float))]
+            med[key] = statistics.median(values) if values else None
+        elif key not in med:
+            med[key] = value
+    med["runs"] = len(results)
+    return med
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and v >= 1e6:
+        return f"{v / 1e6:.2f} M{unit}"
+    if isinstance(v, float) and v >= 1e4:
+        return f"{v / 1e3:.0f} k{unit}"
+    if isinstance(v, float):
+        return f"{v:.0f}{unit}" if v >= 100 else f"{v:.2f}{unit}"
+    return f"{v}{unit}"
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def verdict(m):
+    return "PASS" if m["ok"] else "FAIL: " + "; ".join(m["problems"])[:120]
+
+
+def cmd_compare(a):
+    build()
+    workdir = tempfile.mkdtemp(prefix="miochat-compare-")
+    args = ["--clients", str(a.clients), "--senders", str(a.senders), "--size", str(a.size),
+            "--window", str(a.window), "--duration", str(a.duration), "--timeout", "60"]
+    if a.rate:
+        args += ["--rate", str(a.rate)]
+    kinds = [("miochat", 2), ("miochat", 1), ("threaded", 1), ("ngircd", 1), ("inspircd", 1),
+             ("redis", 1)]
+    rows, base = [], None
+    port = a.port
+    for kind, workers in kinds:
+        m = median_run(kind, "fanout", args, a.runs, port, workdir, workers)
+        port += a.runs + 1
+        if m is None:
+            print(f"(skipping {kind}: not installed)", file=sys.stderr)
+            continue
+        name = f"miochat --workers {workers}" if kind == "miochat" else kind
+        rate = m.get("deliveries_per_s")
+        if base is None:
+            base = rate
+        ratio = f"{rate / base:.2f}" if rate and base else "n/a"
+        rows.append([name, m.get("dialect"), fmt(rate, "/s"), ratio,
+                     fmt(m.get("server_ns_per_delivery"), " ns"),
+                     fmt(m.get("latency_p50_us"), " µs"), fmt(m.get("latency_p99_us"), " µs"),
+                     int(m.get("lost") or 0), verdict(m)])
+        print(f"{name}: done", file=sys.stderr)
+    title = (f"fanout, C={a.clients}, S={a.senders}, B={a.size}, "
+             + (f"rate {a.rate} msg/s" if a.rate else f"window {a.window}")
+             + f", {a.duration} s, medians of {a.runs}")
+    print(f"### {title}\n")
+    print(table(["server", "dialect", "deliveries/s", "ratio to miochat", "server CPU/delivery",
+                 "p50", "p99", "lost", "verdict"], rows))
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def cmd_bench(a):
+    build()
+    workdir = tempfile.mkdtemp(prefix="miochat-bench-")
+    port, runs = a.port, a.runs
+    sections = []
+
+    def run(scenario, args, workers=2, server_pin=None, bench_pin=None):
+        nonlocal port
+        m = median_run("miochat", scenario, args, runs, port, workdir, workers, server_pin,
+                       bench_pin)
+        port += runs + 1
+        return m
+
+    # 1. Throughput by room size.
+    rows = []
+    for c in a.sizes:
+        m = run("fanout", ["--clients", str(c), "--senders", "10", "--size", "64", "--window",
+                           "16", "--duration", str(a.duration), "--timeout", "120"])
+        rows.append([c, fmt(m.get("deliveries_per_s"), "/s"), fmt(m.get("server_ns_per_delivery"), " ns"),
+                     fmt(m.get("bench_cpu_s"), " s"), fmt(m.get("latency_p50_us"), " µs"),
+                     fmt(m.get("latency_p99_us"), " µs"), int(m.get("lost") or 0), verdict(m)])
+        print(f"fanout C={c}: done", file=sys.stderr)
+    sections.append(("Fan-out throughput (S=10, B=64, window 16)",
+                     table(["clients", "deliveries/s", "server CPU/delivery", "bench CPU",
+                            "p50", "p99", "lost", "verdict"], rows)))
+
+    # 2. Scaling by workers, load generator pinned to core 1.
+    rows = []
+    for workers, spin, bpin in [(1, "0", "1"), (2, None, "1"), (2, None, None)]:
+        m = run("fanout", ["--clients", "100", "--duration", str(a.duration), "--timeout", "120"],
+                workers, spin, bpin)
+        rows.append([workers, f"core {spin}" if spin else "any", f"core {bpin}" if bpin else "any",
+                     fmt(m.get("deliveries_per_s"), "/s"), fmt(m.get("server_ns_per_delivery"), " ns"),
+                     fmt(m.get("latency_p99_us"), " µs"), verdict(m)])
+        print(f"workers={workers}: done", file=sys.stderr)
+    sections.append(("Scaling with --workers (C=100)",
+                     table(["workers", "server pinned", "bench pinned", "deliveries/s",
+                            "server CPU/delivery", "p99", "verdict"], rows)))
+
+    # 3. Latency at a fixed rate.
+    m = run("fanout", ["--clients", "100", "--senders", "10", "--rate", "1000", "--duration",
+                       str(a.duration + 2), "--timeout", "120"])
+    sections.append(("Latency at a fixed 1000 msg/s into 100 clients (≈99 k deliveries/s)",
+                     table(["deliveries/s", "p50", "p90", "p99", "p99.9", "max", "server CPU/delivery", "verdict"],
+                           [[fmt(m.get("deliveries_per_s"), "/s"), fmt(m.get("latency_p50_us"), " µs"),
+                             fmt(m.get("latency_p90_us"), " µs"), fmt(m.get("latency_p99_us"), " µs"),
+                             fmt(m.get("latency_p999_us"), " µs"), fmt(m.get("latency_max_us"), " µs"),
+                             fmt(m.get("server_ns_per_delivery"), " ns"), verdict(m)]])))
+    print("rate: done", file=sys.stderr)
+
+    # 4. Rooms.
+    m = run("rooms", ["--clients", "200", "--rooms", "10", "--senders", "20", "--duration",
+                      str(a.duration), "--timeout", "120"])
+    sections.append(("Rooms (C=200 in 10 rooms, 20 senders)",
+                     table(["deliveries/s", "p99", "leaked", "lost", "verdict"],
+                           [[fmt(m.get("deliveries_per_s"), "/s"), fmt(m.get("latency_p99_us"), " µs"),
+                             int(m.get("leaked") or 0), int(m.get("lost") or 0), verdict(m)]])))
+    print("rooms: done", file=sys.stderr)
+
+    # 5. Idle memory.
+    m = run("idle", ["--clients", str(a.idle), "--hold", "5", "--timeout", "120",
+                     "--connect-window", "256"])
+    sections.append((f"Idle connections (C={a.idle}, held 5 s)",
+                     table(["connected", "alive after hold", "connects/s", "server RSS before",
+                            "server RSS after", "RSS per connection", "verdict"],
+                           [[int(m.get("connected") or 0), int(m.get("alive_after_hold") or 0),
+                             fmt(m.get("connects_per_s"), "/s"),
+                             f"{int(m.get('server_rss_before_kib') or 0)} KiB",
+                             f"{int(m.get('server_rss_after_kib') or 0)} KiB",
+                             fmt(m.get("server_rss_bytes_per_conn"), " B"), verdict(m)]])))
+    print("idle: done", file=sys.stderr)
+
+    # 6. Churn.
+    m = run("churn", ["--churn-rate", "1000", "--duration", str(a.duration), "--timeout", "60"])
+    sections.append(("Churn (1000 sessions/s: connect, register, one message, quit)",
+                     table(["sessions/s", "completed", "failed", "verdict"],
+                           [[fmt(m.get("sessions_per_s"), "/s"), int(m.get("completed") or 0),
+                             int(m.get("failed") or 0), verdict(m)]])))
+    print("churn: done", file=sys.stderr)
+
+    for title, body in sections:
+        print(f"### {title}\n\n{body}\n")
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("bench", help="the standard miochat scenarios")
+    b.add_argument("--runs", type=int, default=3)
+    b.add_argument("--duration", type=float, default=3.0)
+    b.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
+    b.add_argument("--idle", type=int, default=19000)
+    b.add_argument("--port", type=int, default=17000)
+    b.set_defaults(func=cmd_bench)
+    c = sub.add_parser("compare", help="one fanout scenario against every server installed")
+    c.add_argument("--runs", type=int, default=3)
+    c.add_argument("--clients", type=int, default=100)
+    c.add_argument("--senders", type=int, default=10)
+    c.add_argument("--size", type=int, default=64)
+    c.add_argument("--window", type=int, default=16)
+    c.add_argument("--rate", type=float, default=0)
+    c.add_argument("--duration", type=float, default=3.0)
+    c.add_argument("--port", type=int, default=18000)
+    c.set_defaults(func=cmd_compare)
+    a = p.parse_args()
+    a.func(a)
+
+
+if __name__ == "__main__":
+    main()
