@@ -325,13 +325,12 @@ impl Run {
         } = &mut self.clients[i];
         let (verdict, latency, errors) = (&mut self.verdict, &mut self.latency, &mut self.errors);
         let result = conn.read_lines(&mut scratch, |line| match d.classify(line, parse) {
-            Incoming::Payload(bytes) => match (payload::decode(bytes), *receiver) {
-                (Some(p), Some(r)) => {
+            Incoming::Payload(bytes) => {
+                if let (Some(p), Some(r)) = (payload::decode(bytes), *receiver) {
                     verdict.record(r, *room, p.sender, p.seq, p.room);
                     let _ = latency.record(now_ns.saturating_sub(p.sent_ns).max(1_000));
                 }
-                _ => {}
-            },
+            }
             Incoming::Registered => registered = true,
             Incoming::Joined => joined = true,
             Incoming::Reply(bytes) => replies.push(bytes),
@@ -561,7 +560,6 @@ impl Run {
         r.int("reordered", self.verdict.reordered);
         r.int("leaked", self.verdict.leaked);
         r.int("broken_connections", self.broken);
-        let mut r = r;
         if lost > 0 {
             r.fail(format!("{lost} deliveries lost"));
         }
