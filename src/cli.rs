@@ -34,6 +34,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Load-test a server.
     Bench(BenchArgs),
+    /// Chat from the terminal.
+    Connect(ConnectArgs),
 }
 
 /// Run the chat server.
@@ -228,5 +230,39 @@ impl BenchArgs {
             }
         };
         Ok((common, scenario))
+    }
+}
+
+/// Chat from the terminal (or from a script: stdin lines are sent).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "connect")]
+pub struct ConnectArgs {
+    /// server address (default 127.0.0.1:7878)
+    #[argh(positional, default = "DEFAULT_LISTEN.to_string()")]
+    pub addr: String,
+    /// nick to take once connected
+    #[argh(option)]
+    pub nick: Option<String>,
+    /// room to join once connected
+    #[argh(option)]
+    pub room: Option<String>,
+    /// after stdin ends, keep printing for at most this many seconds (default: until the server closes)
+    #[argh(option)]
+    pub wait: Option<f64>,
+}
+
+impl ConnectArgs {
+    /// The client options these flags describe.
+    pub fn to_options(&self) -> Result<crate::client::ConnectOptions, String> {
+        let wait = self
+            .wait
+            .map(|w| Duration::try_from_secs_f64(w).map_err(|_| "--wait must be a positive number"))
+            .transpose()?;
+        Ok(crate::client::ConnectOptions {
+            addr: resolve(&self.addr)?,
+            nick: self.nick.clone(),
+            room: self.room.clone(),
+            wait,
+        })
     }
 }

@@ -10,12 +10,15 @@
 //! 4. [`server`]: the acceptor, the shards (one `mio::Poll` each), connections,
 //!    the relay (chat semantics), the directory and the room tables;
 //!
-//! 5. [`bench`]: the load generator, which reuses the framing.
+//! 5. [`dialer`]: the client side of a connection, used by [`bench`] (the load
+//!    generator) and [`client`] (`miochat connect`).
 //!
 //! [`cli`] and [`logging`] hold the command line and log setup for `main`.
 
 pub mod bench;
 pub mod cli;
+pub mod client;
+pub mod dialer;
 pub mod framing;
 pub mod logging;
 pub mod nonblocking;

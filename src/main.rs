@@ -13,6 +13,18 @@ fn main() -> ExitCode {
     match args.command {
         Command::Serve(serve) => run_serve(&serve),
         Command::Bench(bench) => run_bench(&bench),
+        Command::Connect(connect) => run_connect(&connect),
+    }
+}
+
+fn run_connect(args: &miochat::cli::ConnectArgs) -> ExitCode {
+    let options = match args.to_options() {
+        Ok(options) => options,
+        Err(msg) => return fail(&msg),
+    };
+    match miochat::client::run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string()),
     }
 }
 

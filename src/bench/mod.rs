@@ -2,7 +2,7 @@
 //! and prove that nothing was lost.
 //!
 //! The load generator is built like the server: one thread, one `mio::Poll`, many
-//! non-blocking sockets ([`driver`]), no async runtime. It speaks three dialects
+//! non-blocking sockets (`crate::dialer::Conn`), no async runtime. It speaks three dialects
 //! ([`dialect`]), so the same scenario runs against miochat, an IRC server or Redis.
 //!
 //! - [`traffic`]: `fanout` and `rooms` (messages, latency, the loss verdict);
@@ -14,7 +14,6 @@
 //! connection makes the exit status non-zero.
 
 pub mod dialect;
-pub mod driver;
 pub mod payload;
 pub mod report;
 pub mod sessions;

@@ -16,9 +16,9 @@ use mio::{Events, Poll, Token};
 use slab::Slab;
 
 use super::dialect::{Dialect, Incoming, ParseState};
-use super::driver::{Conn, source_for};
 use super::report::{Report, proc_rss_kib};
 use super::{BenchError, Common};
+use crate::dialer::{Conn, source_for};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {

@@ -21,11 +21,11 @@ use hdrhistogram::Histogram;
 use mio::{Events, Poll, Token};
 
 use super::dialect::{Incoming, ParseState};
-use super::driver::{Conn, source_for};
 use super::payload::{self, Payload};
 use super::report::{Report, proc_cpu};
 use super::verdict::Verdict;
 use super::{BenchError, Common};
+use crate::dialer::{Conn, source_for};
 
 /// How long to wait for stragglers after the last message was sent.
 const SETTLE: Duration = Duration::from_secs(5);

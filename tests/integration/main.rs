@@ -10,6 +10,7 @@ mod backpressure;
 mod bad_input;
 mod basics;
 mod bench_smoke;
+mod connect_cli;
 mod lifecycle;
 mod many_clients;
 mod ordering;
