@@ -61,6 +61,18 @@ INSPIRCD_CONF = """<config format="xml">
 """
 
 
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def build():
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bins", "--examples"],
                    cwd=ROOT, check=True)
@@ -311,6 +323,68 @@ def cmd_bench(a):
     shutil.rmtree(workdir, ignore_errors=True)
 
 
+def cmd_soak(a):
+    """Churn + fanout against one server for `minutes`; sample RSS and descriptors."""
+    import threading
+    build()
+    workdir = tempfile.mkdtemp(prefix="miochat-soak-")
+    server = start("miochat", a.port, workdir, workers=2)
+    end = time.time() + a.minutes * 60
+    samples, failures, runs = [], [], {"fanout": 0, "churn": 0}
+    stop = threading.Event()
+
+    def sampler():
+        t0 = time.time()
+        while not stop.is_set():
+            samples.append((time.time() - t0, rss_kib(server.pid), fds(server.pid)))
+            stop.wait(a.every)
+
+    def loader(scenario, args):
+        while time.time() < end - 1:
+            chunk = max(1.0, min(a.chunk, end - time.time() - 1))
+            m = bench(server, scenario, args + ["--duration", f"{chunk:.1f}", "--timeout", "60"])
+            runs[scenario] += 1
+            if not m.get("ok"):
+                failures.append(f"{scenario}: " + "; ".join(m.get("problems", [])))
+
+    threads = [threading.Thread(target=sampler),
+               threading.Thread(target=loader, args=("fanout", ["--clients", "50", "--senders", "5",
+                                                               "--rate", "2000"])),
+               threading.Thread(target=loader, args=("churn", ["--churn-rate", "100"]))]
+    for t in threads:
+        t.start()
+    for t in threads[1:]:
+        t.join()
+    time.sleep(2)  # let the last connections close
+    stop.set()
+    threads[0].join()
+    final = (rss_kib(server.pid), fds(server.pid))
+    server.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"### Soak: {a.minutes} min of churn (100 sessions/s) + fanout (50 clients, 2000 msg/s)\n")
+    print(table(["t (s)", "server RSS", "open fds"],
+                [[f"{t:.0f}", f"{r} KiB", f] for t, r, f in samples]))
+    print(f"\nafter the load stopped: RSS {final[0]} KiB, {final[1]} fds; "
+          f"bench runs: {runs['fanout']} fanout, {runs['churn']} churn")
+    # Growth check: after a warm-up third, the last third's RSS may not exceed the middle
+    # third's by more than 20 % + 2 MiB, and descriptors must return to the baseline.
+    n = len(samples)
+    problems = list(failures)
+    if n >= 6:
+        middle = statistics.median(r for _, r, _ in samples[n // 3: 2 * n // 3])
+        last = statistics.median(r for _, r, _ in samples[2 * n // 3:])
+        if last > middle * 1.2 + 2048:
+            problems.append(f"RSS grew: median {middle} KiB -> {last} KiB")
+    baseline_fds = samples[0][2] if samples else 0
+    if final[1] > baseline_fds + 2:
+        problems.append(f"descriptors leaked: {baseline_fds} at start, {final[1]} after")
+    if problems:
+        print("\nFAIL:\n- " + "\n- ".join(problems))
+        sys.exit(1)
+    print("\nPASS: no loss, duplicate or reorder; RSS and descriptors flat after warm-up")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -331,6 +405,12 @@ def main():
     c.add_argument("--duration", type=float, default=3.0)
     c.add_argument("--port", type=int, default=18000)
     c.set_defaults(func=cmd_compare)
+    k = sub.add_parser("soak", help="churn + fanout for MINUTES, sampling RSS and fds")
+    k.add_argument("minutes", type=float)
+    k.add_argument("--every", type=float, default=5.0)
+    k.add_argument("--chunk", type=float, default=30.0)
+    k.add_argument("--port", type=int, default=19000)
+    k.set_defaults(func=cmd_soak)
     a = p.parse_args()
     a.func(a)
 

@@ -11,6 +11,7 @@ mod bad_input;
 mod basics;
 mod bench_smoke;
 mod connect_cli;
+mod faults;
 mod lifecycle;
 mod many_clients;
 mod ordering;
