@@ -96,6 +96,33 @@ fn no_args<'a>(
     }
 }
 
+impl Command<'_> {
+    /// The line a client types for this command (no LF): the inverse of
+    /// [`parse_line`], used by the round-trip property tests and by scripts.
+    pub fn to_line(&self) -> String {
+        let with = |name: &str, arg: Option<&str>| match arg {
+            Some(arg) => format!("/{name} {arg}"),
+            None => format!("/{name}"),
+        };
+        match self {
+            Command::Say(text) if text.starts_with('/') => format!("/{text}"),
+            Command::Say(text) => (*text).to_string(),
+            Command::Me(text) => format!("/me {text}"),
+            Command::Nick(nick) => format!("/nick {nick}"),
+            Command::Join(room) => format!("/join {room}"),
+            Command::Leave(room) => with("leave", room.as_ref().map(RoomName::as_str)),
+            Command::Msg { to, text } => format!("/msg {to} {text}"),
+            Command::Who(room) => with("who", room.as_ref().map(RoomName::as_str)),
+            Command::Rooms => "/rooms".into(),
+            Command::Topic(topic) => with("topic", *topic),
+            Command::Ping(token) => with("ping", *token),
+            Command::Stats => "/stats".into(),
+            Command::Quit(reason) => with("quit", *reason),
+            Command::Help => "/help".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -172,32 +199,5 @@ mod tests {
         assert_eq!(parse_line(b"").unwrap(), None);
         assert_eq!(parse_line(b"   ").unwrap(), None);
         assert_eq!(ok("a\tb"), Command::Say("a\tb"));
-    }
-}
-
-impl Command<'_> {
-    /// The line a client types for this command (no LF): the inverse of
-    /// [`parse_line`], used by the round-trip property tests and by scripts.
-    pub fn to_line(&self) -> String {
-        let with = |name: &str, arg: Option<&str>| match arg {
-            Some(arg) => format!("/{name} {arg}"),
-            None => format!("/{name}"),
-        };
-        match self {
-            Command::Say(text) if text.starts_with('/') => format!("/{text}"),
-            Command::Say(text) => (*text).to_string(),
-            Command::Me(text) => format!("/me {text}"),
-            Command::Nick(nick) => format!("/nick {nick}"),
-            Command::Join(room) => format!("/join {room}"),
-            Command::Leave(room) => with("leave", room.as_ref().map(RoomName::as_str)),
-            Command::Msg { to, text } => format!("/msg {to} {text}"),
-            Command::Who(room) => with("who", room.as_ref().map(RoomName::as_str)),
-            Command::Rooms => "/rooms".into(),
-            Command::Topic(topic) => with("topic", *topic),
-            Command::Ping(token) => with("ping", *token),
-            Command::Stats => "/stats".into(),
-            Command::Quit(reason) => with("quit", *reason),
-            Command::Help => "/help".into(),
-        }
     }
 }
