@@ -14,8 +14,9 @@ use crate::bench::{Common, Scenario};
 use crate::server::ServerConfig;
 use crate::server::config::{
     DEFAULT_ANNOUNCE_MAX, DEFAULT_FLOOD_BURST, DEFAULT_FLOOD_RATE, DEFAULT_IDLE_TIMEOUT_SECS,
-    DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE, DEFAULT_SENDQ,
-    DEFAULT_SHUTDOWN_GRACE_MS, FloodLimit, default_workers,
+    DEFAULT_IRC_PING_SECS, DEFAULT_IRC_PONG_TIMEOUT_SECS, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_LINE, DEFAULT_SENDQ, DEFAULT_SERVER_NAME, DEFAULT_SHUTDOWN_GRACE_MS, FloodLimit,
+    default_workers,
 };
 
 /// miochat: a sharded chat server on mio, its load generator and its client.
@@ -72,6 +73,21 @@ pub struct ServeArgs {
     /// milliseconds clients get to read the shutdown notice (default 2000)
     #[argh(option, default = "DEFAULT_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: u64,
+    /// also listen for IRC clients here (off unless given; the usual port is 6667)
+    #[argh(option)]
+    pub irc_listen: Option<String>,
+    /// the IRC server name (default miochat.local)
+    #[argh(option, default = "DEFAULT_SERVER_NAME.to_string()")]
+    pub server_name: String,
+    /// password IRC clients must send with PASS (default: none)
+    #[argh(option)]
+    pub password: Option<String>,
+    /// seconds of silence before an IRC client is sent PING (default 120)
+    #[argh(option, default = "DEFAULT_IRC_PING_SECS")]
+    pub irc_ping: u64,
+    /// seconds an IRC client has to answer that PING (default 20)
+    #[argh(option, default = "DEFAULT_IRC_PONG_TIMEOUT_SECS")]
+    pub irc_pong_timeout: u64,
     /// leave Nagle's algorithm on (TCP_NODELAY off); see docs/DESIGN.md
     #[argh(switch)]
     pub nagle: bool,
@@ -99,6 +115,11 @@ impl ServeArgs {
         });
         config.announce_max = self.announce_max;
         config.shutdown_grace = Duration::from_millis(self.shutdown_grace_ms);
+        config.irc_listen = self.irc_listen.as_deref().map(resolve).transpose()?;
+        config.server_name = self.server_name.clone();
+        config.irc_password = self.password.clone();
+        config.irc_ping = Duration::from_secs(self.irc_ping);
+        config.irc_pong_timeout = Duration::from_secs(self.irc_pong_timeout);
         config.nodelay = !self.nagle;
         config.handle_signals = true;
         Ok(config)

@@ -63,6 +63,9 @@ fn run_serve(args: &miochat::cli::ServeArgs) -> ExitCode {
     };
     // Scripts and tests read the bound address from this first stdout line.
     println!("miochat listening on {}", server.local_addr());
+    if let Some(irc) = server.irc_addr() {
+        println!("miochat IRC listening on {irc}");
+    }
     server.join();
     ExitCode::SUCCESS
 }

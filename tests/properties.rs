@@ -123,7 +123,7 @@ proptest! {
             12 => Command::Help,
             _ => Command::Say("//escaped"),
         };
-        let line = command.to_line();
+        let line = command.to_line().unwrap();
         prop_assert_eq!(parse_line(line.as_bytes()).unwrap(), Some(command), "line {:?}", line);
     }
 }

@@ -31,8 +31,9 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(whole, split, "splitting changed the lines");
     for line in whole.into_iter().flatten() {
         assert!(line.len() <= max);
-        if let Ok(Some(command)) = parse_line(&line) {
-            let again = command.to_line();
+        if let Ok(Some(command)) = parse_line(&line)
+            && let Some(again) = command.to_line()
+        {
             assert_eq!(parse_line(again.as_bytes()), Ok(Some(command)), "round trip of {again:?}");
         }
     }

@@ -8,12 +8,15 @@
 //! - [`parse`]: one line of the miochat line protocol → [`Command`];
 //! - [`render`]: [`Event`] → the bytes of one or more lines, rendered **once** into an
 //!   `Arc<[u8]>` and shared by every recipient;
-//! - [`names`]: the [`Nick`] and [`RoomName`] newtypes and their validation.
+//! - [`names`]: the [`Nick`] and [`RoomName`] newtypes and their validation;
+//! - [`irc`]: the IRC client protocol: message parsing and rendering of the same
+//!   [`Event`]s as IRC lines and numerics.
 //!
 //! A second wire protocol (IRC) adds its own parser and renderer for the same types;
 //! nothing in `server/` changes. Nothing in this module touches sockets, so all of it
 //! is unit-tested with plain values. The exact grammar is in `docs/PROTOCOL.md`.
 
+pub mod irc;
 pub mod names;
 pub mod parse;
 pub mod render;
@@ -60,6 +63,52 @@ pub enum Command<'a> {
     Quit(Option<&'a str>),
     /// `/help`.
     Help,
+
+    // Commands only the IRC listener produces (its clients name rooms explicitly).
+    /// A message (or action, or notice) to a named room the sender is in.
+    SayTo {
+        /// The room.
+        room: RoomName,
+        /// The text.
+        text: &'a str,
+        /// Plain message, `/me`-style action, or notice.
+        kind: SayKind,
+    },
+    /// A private notice (IRC `NOTICE nick`): like `Msg`, but never answered.
+    Notice {
+        /// The target as typed.
+        to: &'a str,
+        /// The text.
+        text: &'a str,
+    },
+    /// Show or set the topic of a named room.
+    TopicOf {
+        /// The room.
+        room: RoomName,
+        /// The new topic, or `None` to show it.
+        text: Option<&'a str>,
+    },
+    /// Members of a room, for IRC `NAMES`.
+    Names(RoomName),
+    /// Who is behind a nick (IRC `WHOIS`).
+    Whois(&'a str),
+    /// Set (`Some`) or clear (`None`) an away message.
+    Away(Option<&'a str>),
+    /// Which of these nicks are online (IRC `ISON`).
+    Ison(Vec<&'a str>),
+    /// Nick and host of these nicks (IRC `USERHOST`).
+    Userhost(Vec<&'a str>),
+}
+
+/// What kind of room message `SayTo` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SayKind {
+    /// A plain message.
+    Message,
+    /// An action (`/me`, CTCP ACTION).
+    Action,
+    /// A notice (IRC `NOTICE #room`): shown like a message.
+    Notice,
 }
 
 /// Server counters as reported by `/stats`.
@@ -84,6 +133,8 @@ pub struct RoomInfo {
     pub room: RoomName,
     /// Members on all shards.
     pub members: usize,
+    /// The topic, if set.
+    pub topic: Option<Box<str>>,
 }
 
 /// Something a client should be told. Owned, so it can cross threads inside an `Arc`.
@@ -116,6 +167,17 @@ pub enum Event {
     },
     /// A private message to the recipient.
     Private {
+        /// The sender.
+        from: Nick,
+        /// The text.
+        text: Box<str>,
+        /// Sent as a notice (IRC `NOTICE`), which must never be answered.
+        notice: bool,
+    },
+    /// A notice to a room (shown to line clients as a message).
+    RoomNotice {
+        /// The room.
+        room: RoomName,
         /// The sender.
         from: Nick,
         /// The text.
@@ -172,6 +234,8 @@ pub enum Event {
         members: usize,
         /// The topic, if set.
         topic: Option<Box<str>>,
+        /// Member nicks, for protocols that list them on join (IRC); else empty.
+        nicks: Vec<Nick>,
     },
     /// Reply: you left a room.
     YouLeft {
@@ -180,9 +244,38 @@ pub enum Event {
     },
     /// Reply: your nick is now this.
     NickIs {
+        /// The nick before.
+        old: Nick,
         /// The new nick.
         nick: Nick,
     },
+    /// Reply to `Names`: every member of a room.
+    Names {
+        /// The room.
+        room: RoomName,
+        /// Its members.
+        nicks: Vec<Nick>,
+    },
+    /// Reply to `Whois` for a nick that exists.
+    Whois {
+        /// The nick.
+        nick: Nick,
+        /// Its away message, if any.
+        away: Option<Box<str>>,
+    },
+    /// Reply to `Away`: now away (true) or back (false).
+    Away(bool),
+    /// Told to a sender whose private message reached someone away.
+    IsAway {
+        /// The away nick.
+        nick: Nick,
+        /// Its away message.
+        text: Box<str>,
+    },
+    /// Reply to `Ison`: the nicks that are online.
+    Ison(Vec<Nick>),
+    /// Reply to `Userhost`: the nicks that exist (with away flags).
+    Userhost(Vec<(Nick, bool)>),
     /// Reply to `/who`.
     Who {
         /// The room.
@@ -267,6 +360,8 @@ pub enum ProtocolError {
     TopicTooLong,
     /// Lines arrived faster than the flood limit allows; this one was dropped.
     Flood,
+    /// A message to a room the sender is not in (IRC 404).
+    CannotSendTo(RoomName),
 }
 
 impl ProtocolError {
@@ -288,6 +383,7 @@ impl ProtocolError {
             ProtocolError::ControlChars => "bad-text",
             ProtocolError::TopicTooLong => "topic-too-long",
             ProtocolError::Flood => "flood",
+            ProtocolError::CannotSendTo(_) => "not-in-room",
         }
     }
 }
@@ -333,6 +429,7 @@ impl fmt::Display for ProtocolError {
                 f,
                 "you are sending too fast; lines are dropped until you slow down"
             ),
+            ProtocolError::CannotSendTo(room) => write!(f, "you are not in {room}"),
         }
     }
 }

@@ -98,13 +98,14 @@ fn no_args<'a>(
 
 impl Command<'_> {
     /// The line a client types for this command (no LF): the inverse of
-    /// [`parse_line`], used by the round-trip property tests and by scripts.
-    pub fn to_line(&self) -> String {
+    /// [`parse_line`], used by the round-trip property tests and by scripts. `None`
+    /// for the commands only the IRC listener produces.
+    pub fn to_line(&self) -> Option<String> {
         let with = |name: &str, arg: Option<&str>| match arg {
             Some(arg) => format!("/{name} {arg}"),
             None => format!("/{name}"),
         };
-        match self {
+        let line = match self {
             Command::Say(text) if text.starts_with('/') => format!("/{text}"),
             Command::Say(text) => (*text).to_string(),
             Command::Me(text) => format!("/me {text}"),
@@ -119,7 +120,16 @@ impl Command<'_> {
             Command::Stats => "/stats".into(),
             Command::Quit(reason) => with("quit", *reason),
             Command::Help => "/help".into(),
-        }
+            Command::SayTo { .. }
+            | Command::Notice { .. }
+            | Command::TopicOf { .. }
+            | Command::Names(_)
+            | Command::Whois(_)
+            | Command::Away(_)
+            | Command::Ison(_)
+            | Command::Userhost(_) => return None,
+        };
+        Some(line)
     }
 }
 

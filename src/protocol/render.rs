@@ -55,7 +55,8 @@ fn write_event(event: &Event, out: &mut String) {
         ),
         Event::Message { room, from, text } => writeln!(out, "MSG {room} {from} {text}"),
         Event::Action { room, from, text } => writeln!(out, "ME {room} {from} {text}"),
-        Event::Private { from, text } => writeln!(out, "PRIV {from} {text}"),
+        Event::Private { from, text, .. } => writeln!(out, "PRIV {from} {text}"),
+        Event::RoomNotice { room, from, text } => writeln!(out, "MSG {room} {from} {text}"),
         Event::Joined { room, nick } => writeln!(out, "EVENT {room} join {nick}"),
         Event::Left { room, nick } => writeln!(out, "EVENT {room} leave {nick}"),
         Event::NickChanged { room, old, new } => writeln!(out, "EVENT {room} nick {old} {new}"),
@@ -68,6 +69,7 @@ fn write_event(event: &Event, out: &mut String) {
             room,
             members,
             topic,
+            ..
         } => {
             let _ = write!(out, "OK joined {room} {members}");
             match topic {
@@ -76,7 +78,39 @@ fn write_event(event: &Event, out: &mut String) {
             }
         }
         Event::YouLeft { room } => writeln!(out, "OK left {room}"),
-        Event::NickIs { nick } => writeln!(out, "OK nick {nick}"),
+        Event::NickIs { nick, .. } => writeln!(out, "OK nick {nick}"),
+        Event::Names { room, nicks } => {
+            let more = 0;
+            return write_event(
+                &Event::Who {
+                    room: room.clone(),
+                    nicks: nicks.clone(),
+                    more,
+                },
+                out,
+            );
+        }
+        Event::Whois { nick, away } => match away {
+            Some(away) => writeln!(out, "OK whois {nick} away {away}"),
+            None => writeln!(out, "OK whois {nick}"),
+        },
+        Event::Away(true) => writeln!(out, "OK away"),
+        Event::Away(false) => writeln!(out, "OK back"),
+        Event::IsAway { nick, text } => writeln!(out, "OK away {nick} {text}"),
+        Event::Ison(nicks) => {
+            let _ = write!(out, "OK ison");
+            for nick in nicks {
+                let _ = write!(out, " {nick}");
+            }
+            writeln!(out)
+        }
+        Event::Userhost(nicks) => {
+            let _ = write!(out, "OK userhost");
+            for (nick, _) in nicks {
+                let _ = write!(out, " {nick}");
+            }
+            writeln!(out)
+        }
         Event::Who { room, nicks, more } => {
             let _ = write!(out, "OK who {room}");
             for nick in nicks {
@@ -158,6 +192,7 @@ mod tests {
                 Event::Private {
                     from: nick.clone(),
                     text: "psst".into(),
+                    notice: false,
                 },
                 "PRIV alice psst\n",
             ),

@@ -33,11 +33,11 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::nonblocking::write_once;
-use crate::protocol::{Event, Refusal, render};
+use crate::protocol::{Event, Refusal, irc, render};
 
 use super::Shared;
 use super::config::{ACCEPT_BACKOFF, ACCEPTS_PER_TURN};
-use super::inbox::ShardMsg;
+use super::inbox::{Protocol, ShardMsg};
 use super::stats::bump;
 
 /// The listening socket.
@@ -46,11 +46,15 @@ const TOKEN_LISTENER: Token = Token(0);
 const TOKEN_SIGNAL: Token = Token(1);
 /// [`super::ServerHandle::shutdown`] was called.
 pub const TOKEN_WAKEUP: Token = Token(2);
+/// The IRC listening socket (`--irc-listen`).
+const TOKEN_IRC_LISTENER: Token = Token(3);
 
 /// The acceptor's state.
 pub struct Acceptor {
     poll: Poll,
     listener: TcpListener,
+    /// The IRC listener, if configured; accepted exactly like the line listener.
+    irc_listener: Option<TcpListener>,
     signals: Option<Signals>,
     /// Set by `ServerHandle::shutdown` before it wakes us.
     stop: Arc<AtomicBool>,
@@ -83,11 +87,16 @@ impl Acceptor {
     pub fn new(
         poll: Poll,
         mut listener: TcpListener,
+        mut irc_listener: Option<TcpListener>,
         stop: Arc<AtomicBool>,
         shared: Arc<Shared>,
     ) -> io::Result<Acceptor> {
         poll.registry()
             .register(&mut listener, TOKEN_LISTENER, Interest::READABLE)?;
+        if let Some(irc) = irc_listener.as_mut() {
+            poll.registry()
+                .register(irc, TOKEN_IRC_LISTENER, Interest::READABLE)?;
+        }
         let signals = if shared.config.handle_signals {
             let mut signals = Signals::new([SIGINT, SIGTERM])?;
             poll.registry()
@@ -99,6 +108,7 @@ impl Acceptor {
         Ok(Acceptor {
             poll,
             listener,
+            irc_listener,
             signals,
             stop,
             shared,
@@ -126,13 +136,20 @@ impl Acceptor {
             if self.stop_requested(&events) {
                 break;
             }
-            let listener_ready = events.iter().any(|e| e.token() == TOKEN_LISTENER);
+            let ready = |token| events.iter().any(|e| e.token() == token);
+            let (line_ready, irc_ready) = (ready(TOKEN_LISTENER), ready(TOKEN_IRC_LISTENER));
             let retry_due = self.retry_at.is_some_and(|at| Instant::now() >= at);
             if retry_due {
                 self.retry_at = None;
             }
-            if (listener_ready && self.retry_at.is_none()) || retry_due {
-                self.accept_pending();
+            // A retry (back-off over, or budget spent) revisits both listeners: edge
+            // triggering will not report a backlog we left behind.
+            if (line_ready && self.retry_at.is_none()) || retry_due {
+                self.accept_pending(Protocol::Line);
+            }
+            let irc_retry = retry_due && self.irc_listener.is_some();
+            if (irc_ready && self.retry_at.is_none()) || irc_retry {
+                self.accept_pending(Protocol::Irc);
             }
         }
         self.shutdown_shards();
@@ -164,22 +181,29 @@ impl Acceptor {
         false
     }
 
+    fn listener(&self, protocol: Protocol) -> &TcpListener {
+        match (protocol, &self.irc_listener) {
+            (Protocol::Irc, Some(irc)) => irc,
+            _ => &self.listener,
+        }
+    }
+
     /// Accepts until `WouldBlock`, an error that needs a pause, or the budget.
-    fn accept_pending(&mut self) {
+    fn accept_pending(&mut self, protocol: Protocol) {
         for _ in 0..ACCEPTS_PER_TURN {
-            match self.listener.accept() {
+            match self.listener(protocol).accept() {
                 Ok((stream, peer)) => {
                     if self.out_of_descriptors {
                         self.out_of_descriptors = false;
                         log::info!("file descriptors available again: accepting");
                     }
-                    self.hand_off(stream, peer);
+                    self.hand_off(stream, peer, protocol);
                 }
                 Err(e) => match e.kind() {
                     ErrorKind::WouldBlock => return,
                     ErrorKind::Interrupted | ErrorKind::ConnectionAborted => continue,
                     _ if is_out_of_descriptors(&e) => {
-                        self.on_out_of_descriptors(&e);
+                        self.on_out_of_descriptors(&e, protocol);
                         return;
                     }
                     _ => {
@@ -200,28 +224,39 @@ impl Acceptor {
     }
 
     /// Gives the connection to the next shard, or refuses it at `--max-connections`.
-    fn hand_off(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    fn hand_off(&mut self, mut stream: TcpStream, peer: SocketAddr, protocol: Protocol) {
         if !self.shared.try_take_slot() {
             bump(&self.shared.stats.refused);
             log::warn!(
                 "{peer} refused: {} connections open (--max-connections)",
                 self.shared.config.max_connections
             );
-            write_once(
-                &mut stream,
-                &render::line(&Event::Closing(Refusal::ServerFull)),
-            );
+            write_once(&mut stream, &self.refusal(Refusal::ServerFull, protocol));
             return;
         }
         let shard = self.next_shard;
         self.next_shard = (self.next_shard + 1) % self.shared.shards.len();
-        if !self.shared.shards[shard].send(ShardMsg::Adopt { stream, peer }) {
+        let adopt = ShardMsg::Adopt {
+            stream,
+            peer,
+            protocol,
+        };
+        if !self.shared.shards[shard].send(adopt) {
             self.shared.release_slot();
         }
     }
 
+    /// The one line a refused client gets, in its listener's protocol.
+    fn refusal(&self, refusal: Refusal, protocol: Protocol) -> Vec<u8> {
+        let event = Event::Closing(refusal);
+        match protocol {
+            Protocol::Line => render::line(&event).to_vec(),
+            Protocol::Irc => irc::reply(&event, &self.shared.config.server_name, "*").into_bytes(),
+        }
+    }
+
     /// EMFILE/ENFILE: refuse the waiting clients with a reason, then pause.
-    fn on_out_of_descriptors(&mut self, e: &io::Error) {
+    fn on_out_of_descriptors(&mut self, e: &io::Error, protocol: Protocol) {
         if !self.out_of_descriptors {
             self.out_of_descriptors = true;
             log::warn!(
@@ -230,9 +265,9 @@ impl Acceptor {
         }
         if let Some(spare) = self.spare.take() {
             drop(spare);
-            let refusal = render::line(&Event::Closing(Refusal::NoDescriptors));
+            let refusal = self.refusal(Refusal::NoDescriptors, protocol);
             for _ in 0..ACCEPTS_PER_TURN {
-                let Ok((mut stream, _)) = self.listener.accept() else {
+                let Ok((mut stream, _)) = self.listener(protocol).accept() else {
                     break;
                 };
                 bump(&self.shared.stats.refused);
@@ -246,6 +281,7 @@ impl Acceptor {
     fn shutdown_shards(self) {
         // Dropping the listener closes it: new clients are refused by the kernel.
         drop(self.listener);
+        drop(self.irc_listener);
         for shard in &self.shared.shards {
             shard.send(ShardMsg::Shutdown);
         }

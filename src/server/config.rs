@@ -69,6 +69,16 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// 10 000 deliveries: this is InspIRCd's "auditorium" idea, applied by size.
 pub const DEFAULT_ANNOUNCE_MAX: usize = 500;
 
+/// Name the IRC listener gives itself (the source of numerics).
+pub const DEFAULT_SERVER_NAME: &str = "miochat.local";
+
+/// Seconds of silence after which an IRC connection is sent `PING` (ngIRCd: 120).
+pub const DEFAULT_IRC_PING_SECS: u64 = 120;
+
+/// Seconds an IRC connection has to answer that `PING` before it is closed with
+/// `ERROR :Closing Link: nick (Ping timeout)` (ngIRCd: 20).
+pub const DEFAULT_IRC_PONG_TIMEOUT_SECS: u64 = 20;
+
 /// Rooms one connection may be in at once (ngIRCd 10, InspIRCd 20).
 pub const MAX_ROOMS_PER_CONNECTION: usize = 32;
 
@@ -96,6 +106,16 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// See [`DEFAULT_ANNOUNCE_MAX`].
     pub announce_max: usize,
+    /// Where the IRC listener listens (`None` = no IRC listener).
+    pub irc_listen: Option<SocketAddr>,
+    /// See [`DEFAULT_SERVER_NAME`].
+    pub server_name: String,
+    /// Password IRC clients must give with `PASS` (`None` = none needed).
+    pub irc_password: Option<String>,
+    /// See [`DEFAULT_IRC_PING_SECS`].
+    pub irc_ping: Duration,
+    /// See [`DEFAULT_IRC_PONG_TIMEOUT_SECS`].
+    pub irc_pong_timeout: Duration,
     /// Set `TCP_NODELAY` on client sockets (see docs/DESIGN.md, "Nagle").
     pub nodelay: bool,
     /// Install SIGINT/SIGTERM handlers (the binary does; in-process tests do not).
@@ -127,6 +147,11 @@ impl ServerConfig {
             }),
             shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
             announce_max: DEFAULT_ANNOUNCE_MAX,
+            irc_listen: None,
+            server_name: DEFAULT_SERVER_NAME.to_string(),
+            irc_password: None,
+            irc_ping: Duration::from_secs(DEFAULT_IRC_PING_SECS),
+            irc_pong_timeout: Duration::from_secs(DEFAULT_IRC_PONG_TIMEOUT_SECS),
             nodelay: true,
             handle_signals: false,
         }
@@ -148,6 +173,13 @@ impl ServerConfig {
                 "--sendq must be at least twice --max-line plus 128 ({} bytes)",
                 2 * (self.max_line + 64)
             ));
+        }
+        let name_ok = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '-';
+        if self.server_name.is_empty() || !self.server_name.chars().all(name_ok) {
+            return Err("--server-name must be letters, digits, '.' and '-'".into());
+        }
+        if self.irc_ping.is_zero() || self.irc_pong_timeout.is_zero() {
+            return Err("--irc-ping and --irc-pong-timeout must be at least 1 second".into());
         }
         if let Some(flood) = self.flood
             && flood.burst == 0

@@ -37,6 +37,8 @@ use crate::protocol::{Nick, RoomName};
 use crate::send_queue::{Flushed, SendQueue};
 
 use super::config::FloodLimit;
+use super::inbox::Protocol;
+use super::irc::IrcState;
 use super::token::ConnId;
 
 /// A queue may hold this many times `--sendq` within one turn before the end-of-turn
@@ -196,6 +198,9 @@ pub struct Connection {
     pub flood: Option<FloodBucket>,
     /// Protocol errors logged so far (logging stops after a few per connection).
     pub errors_logged: u8,
+    /// IRC session state; `None` for a line-protocol connection. Boxed so that line
+    /// connections, the common case, do not pay for it.
+    pub irc: Option<Box<IrcState>>,
 }
 
 /// Result of queuing a line for a connection.
@@ -234,6 +239,16 @@ impl Connection {
             last_active: now,
             flood: None,
             errors_logged: 0,
+            irc: None,
+        }
+    }
+
+    /// The protocol this connection speaks.
+    pub fn protocol(&self) -> Protocol {
+        if self.irc.is_some() {
+            Protocol::Irc
+        } else {
+            Protocol::Line
         }
     }
 

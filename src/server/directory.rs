@@ -36,6 +36,8 @@ struct Tables {
     nick_of: HashMap<ConnId, Nick>,
     /// Rooms with at least one member.
     rooms: HashMap<RoomName, RoomEntry>,
+    /// Away messages (IRC `AWAY`), by connection.
+    away: HashMap<ConnId, Box<str>>,
     /// Suffix of the next guest nick.
     next_guest: u64,
 }
@@ -72,8 +74,9 @@ impl Directory {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Gives `id` a fresh `guestN` nick and puts it in `room`.
-    pub fn register_guest(&self, id: ConnId, room: &RoomName) -> (Nick, Joined) {
+    /// Gives `id` a fresh `guestN` nick and puts it in `room` (if any: IRC clients
+    /// start in no room).
+    pub fn register_guest(&self, id: ConnId, room: Option<&RoomName>) -> Nick {
         let mut t = self.lock();
         let nick = loop {
             t.next_guest += 1;
@@ -85,8 +88,10 @@ impl Directory {
         };
         t.nicks.insert(nick.key(), id);
         t.nick_of.insert(id, nick.clone());
-        let joined = t.join(room, id);
-        (nick, joined)
+        if let Some(room) = room {
+            t.join(room, id);
+        }
+        nick
     }
 
     /// Changes `id`'s nick; returns the old one.
@@ -107,8 +112,25 @@ impl Directory {
 
     /// Who owns `nick` (case-insensitive), if anyone.
     pub fn lookup(&self, nick: &str) -> Option<ConnId> {
+        self.lookup_full(nick).map(|(id, _, _)| id)
+    }
+
+    /// Owner, nick as spelled, and away message of `nick`, if anyone has it.
+    pub fn lookup_full(&self, nick: &str) -> Option<(ConnId, Nick, Option<Box<str>>)> {
         let key = Nick::parse(nick).ok()?.key();
-        self.lock().nicks.get(&key).copied()
+        let t = self.lock();
+        let id = *t.nicks.get(&key)?;
+        let spelled = t.nick_of.get(&id)?.clone();
+        Some((id, spelled, t.away.get(&id).cloned()))
+    }
+
+    /// Sets (`Some`) or clears (`None`) the away message of `id`.
+    pub fn set_away(&self, id: ConnId, text: Option<&str>) {
+        let mut t = self.lock();
+        match text {
+            Some(text) => t.away.insert(id, text.into()),
+            None => t.away.remove(&id),
+        };
     }
 
     /// Adds `id` to `room`.
@@ -130,6 +152,7 @@ impl Directory {
         if let Some(nick) = t.nick_of.remove(&id) {
             t.nicks.remove(&nick.key());
         }
+        t.away.remove(&id);
     }
 
     /// Who a message to `room` must reach: a mask with bit `i` set if shard `i` has
@@ -167,6 +190,7 @@ impl Directory {
             .map(|(room, entry)| RoomInfo {
                 room: room.clone(),
                 members: entry.members.len(),
+                topic: entry.topic.clone(),
             })
             .collect();
         list.sort_by(|a, b| a.room.cmp(&b.room));
@@ -237,8 +261,8 @@ mod tests {
     fn guests_are_unique_and_nicks_case_insensitive() {
         let d = Directory::new();
         let lobby = RoomName::lobby();
-        let (a, _) = d.register_guest(id(0, 1), &lobby);
-        let (b, _) = d.register_guest(id(1, 1), &lobby);
+        let a = d.register_guest(id(0, 1), Some(&lobby));
+        let b = d.register_guest(id(1, 1), Some(&lobby));
         assert_ne!(a, b);
         let alice = Nick::parse("Alice").unwrap();
         d.rename(id(0, 1), &alice).unwrap();
@@ -275,7 +299,7 @@ mod tests {
         let d = Directory::new();
         let lobby = RoomName::lobby();
         for k in 0..5 {
-            d.register_guest(id(0, k), &lobby);
+            d.register_guest(id(0, k), Some(&lobby));
         }
         let (nicks, more) = d.who(&lobby, 3).unwrap();
         assert_eq!((nicks.len(), more), (3, 2));

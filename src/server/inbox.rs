@@ -21,17 +21,20 @@ use std::sync::{Arc, OnceLock};
 use mio::Waker;
 use mio::net::TcpStream;
 
-use crate::protocol::{Event, RoomName, render};
+use crate::protocol::{Event, RoomName, irc, render};
 
 use super::token::ConnId;
 
-/// An event on its way to several recipients, rendered at most once per protocol.
+/// An event on its way to several recipients, rendered at most once per protocol
+/// (and not at all for a protocol none of the recipients speaks).
 #[derive(Debug)]
 pub struct Outgoing {
     /// What happened.
     pub event: Event,
     /// The line-protocol bytes, rendered by the first shard that needs them.
     line: OnceLock<Arc<[u8]>>,
+    /// The IRC bytes, likewise.
+    irc: OnceLock<Arc<[u8]>>,
 }
 
 impl Outgoing {
@@ -40,6 +43,7 @@ impl Outgoing {
         Arc::new(Outgoing {
             event,
             line: OnceLock::new(),
+            irc: OnceLock::new(),
         })
     }
 
@@ -47,6 +51,26 @@ impl Outgoing {
     pub fn line(&self) -> &Arc<[u8]> {
         self.line.get_or_init(|| render::line(&self.event))
     }
+
+    /// The rendering for `protocol`, computed once and then shared. Only for events
+    /// whose IRC form does not depend on the recipient (room events).
+    pub fn bytes(&self, protocol: Protocol) -> &Arc<[u8]> {
+        match protocol {
+            Protocol::Line => self.line(),
+            Protocol::Irc => self.irc.get_or_init(|| {
+                Arc::from(irc::broadcast(&self.event).unwrap_or_default().into_bytes())
+            }),
+        }
+    }
+}
+
+/// The wire protocol a connection speaks (decided by the listener that accepted it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// miochat's line protocol.
+    Line,
+    /// IRC.
+    Irc,
 }
 
 /// A message to a shard.
@@ -59,6 +83,8 @@ pub enum ShardMsg {
         stream: TcpStream,
         /// Its remote address.
         peer: SocketAddr,
+        /// Which listener accepted it.
+        protocol: Protocol,
     },
     /// Deliver to every local member of `room`.
     Room {

@@ -19,6 +19,7 @@ pub mod config;
 pub mod connection;
 pub mod directory;
 pub mod inbox;
+pub mod irc;
 pub mod relay;
 pub mod rooms;
 pub mod shard;
@@ -113,6 +114,17 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|e| StartupError::Setup("listener address", e))?;
+        let irc_listener = match config.irc_listen {
+            Some(addr) => Some(TcpListener::bind(addr).map_err(|e| StartupError::Bind(addr, e))?),
+            None => None,
+        };
+        let irc_addr = match &irc_listener {
+            Some(l) => Some(
+                l.local_addr()
+                    .map_err(|e| StartupError::Setup("IRC listener address", e))?,
+            ),
+            None => None,
+        };
 
         let mut polls = Vec::new();
         let mut handles = Vec::new();
@@ -147,15 +159,25 @@ impl Server {
                 .map_err(|e| StartupError::Setup("acceptor waker", e))?,
         );
         let stop = Arc::new(AtomicBool::new(false));
-        let acceptor = Acceptor::new(poll, listener, Arc::clone(&stop), Arc::clone(&shared))
-            .map_err(|e| StartupError::Setup("listener registration or signal handler", e))?;
+        let acceptor = Acceptor::new(
+            poll,
+            listener,
+            irc_listener,
+            Arc::clone(&stop),
+            Arc::clone(&shared),
+        )
+        .map_err(|e| StartupError::Setup("listener registration or signal handler", e))?;
         let acceptor = spawn("acceptor".into(), move || acceptor.run())?;
         log::info!(
             "listening on {local_addr} with {} shard(s)",
             shared.config.workers
         );
+        if let Some(irc) = irc_addr {
+            log::info!("IRC listening on {irc} as {}", shared.config.server_name);
+        }
         Ok(ServerHandle {
             local_addr,
+            irc_addr,
             stop,
             waker,
             acceptor: Some(acceptor),
@@ -179,6 +201,7 @@ fn spawn(
 #[derive(Debug)]
 pub struct ServerHandle {
     local_addr: SocketAddr,
+    irc_addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
     acceptor: Option<JoinHandle<()>>,
@@ -190,6 +213,11 @@ impl ServerHandle {
     /// The address the server listens on (with the real port if 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The IRC listener's address, if one was configured.
+    pub fn irc_addr(&self) -> Option<SocketAddr> {
+        self.irc_addr
     }
 
     /// Current counters.

@@ -13,7 +13,7 @@
 //! turn. Directory calls (nick table, room membership) take the directory lock once
 //! per command.
 
-use crate::protocol::{Command, Event, Nick, ProtocolError, RoomName};
+use crate::protocol::{Command, Event, Nick, ProtocolError, RoomName, SayKind};
 
 use super::config::{MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
 use super::connection::CloseReason;
@@ -55,6 +55,39 @@ impl ShardState {
                 self.quit(key, reason);
                 Ok(())
             }
+            Command::SayTo { room, text, kind } => self.say_to(key, room, text, kind),
+            Command::Notice { to, text } => self.private_to(key, to, text, true),
+            Command::TopicOf { room, text } => self.topic_of(key, room, text),
+            Command::Names(room) => {
+                let nicks = self.members(&room);
+                self.reply(key, &Event::Names { room, nicks });
+                Ok(())
+            }
+            Command::Whois(nick) => self.whois(key, nick),
+            Command::Away(text) => {
+                let id = self.conns[key].id;
+                self.shared.directory.set_away(id, text);
+                self.reply(key, &Event::Away(text.is_some()));
+                Ok(())
+            }
+            Command::Ison(nicks) => {
+                let online = nicks
+                    .iter()
+                    .filter_map(|n| self.shared.directory.lookup_full(n))
+                    .map(|(_, nick, _)| nick)
+                    .collect();
+                self.reply(key, &Event::Ison(online));
+                Ok(())
+            }
+            Command::Userhost(nicks) => {
+                let found = nicks
+                    .iter()
+                    .filter_map(|n| self.shared.directory.lookup_full(n))
+                    .map(|(_, nick, away)| (nick, away.is_some()))
+                    .collect();
+                self.reply(key, &Event::Userhost(found));
+                Ok(())
+            }
         };
         if let Err(error) = result {
             self.reject(key, error);
@@ -92,18 +125,106 @@ impl ShardState {
 
     /// `/msg`: only the target receives it, whichever shard it is on.
     fn private(&mut self, key: usize, to: &str, text: &str) -> Result<(), ProtocolError> {
-        let target = self
+        self.private_to(key, to, text, false)
+    }
+
+    /// A private message or notice. The sender of a message (not a notice) to
+    /// someone away is told so, as IRC's 301 does.
+    fn private_to(
+        &mut self,
+        key: usize,
+        to: &str,
+        text: &str,
+        notice: bool,
+    ) -> Result<(), ProtocolError> {
+        let (target, nick, away) = self
             .shared
             .directory
-            .lookup(to)
+            .lookup_full(to)
             .ok_or_else(|| ProtocolError::NoSuchNick(to.into()))?;
         bump(&self.shared.stats.shards[self.index].messages_in);
         let event = Event::Private {
             from: self.conns[key].nick.clone(),
             text: text.into(),
+            notice,
         };
         self.deliver_to(target, Outgoing::new(event));
+        if let (Some(text), false) = (away, notice) {
+            self.reply(key, &Event::IsAway { nick, text });
+        }
         Ok(())
+    }
+
+    /// A message, action or notice to a named room (IRC `PRIVMSG #room`).
+    fn say_to(
+        &mut self,
+        key: usize,
+        room: RoomName,
+        text: &str,
+        kind: SayKind,
+    ) -> Result<(), ProtocolError> {
+        let conn = &self.conns[key];
+        if !conn.rooms.contains(&room) {
+            return Err(ProtocolError::CannotSendTo(room));
+        }
+        let from = conn.nick.clone();
+        bump(&self.shared.stats.shards[self.index].messages_in);
+        let (r, text) = (room.clone(), text.into());
+        let event = match kind {
+            SayKind::Message => Event::Message {
+                room: r,
+                from,
+                text,
+            },
+            SayKind::Action => Event::Action {
+                room: r,
+                from,
+                text,
+            },
+            SayKind::Notice => Event::RoomNotice {
+                room: r,
+                from,
+                text,
+            },
+        };
+        self.broadcast(&room, Some(key), event);
+        Ok(())
+    }
+
+    /// Show or set the topic of a named room the connection is in.
+    fn topic_of(
+        &mut self,
+        key: usize,
+        room: RoomName,
+        text: Option<&str>,
+    ) -> Result<(), ProtocolError> {
+        let conn = &self.conns[key];
+        if !conn.rooms.contains(&room) {
+            return Err(ProtocolError::NotInRoom(room));
+        }
+        let nick = conn.nick.clone();
+        self.set_or_show_topic(key, nick, room, text);
+        Ok(())
+    }
+
+    /// Who is behind `nick` (IRC WHOIS).
+    fn whois(&mut self, key: usize, nick: &str) -> Result<(), ProtocolError> {
+        let (_, nick, away) = self
+            .shared
+            .directory
+            .lookup_full(nick)
+            .ok_or_else(|| ProtocolError::NoSuchNick(nick.into()))?;
+        self.reply(key, &Event::Whois { nick, away });
+        Ok(())
+    }
+
+    /// Every member's nick, for protocols that list them all (IRC NAMES).
+    fn members(&self, room: &RoomName) -> Vec<Nick> {
+        self.shared
+            .directory
+            .who(room, usize::MAX)
+            .map(|(nicks, _)| nicks)
+            .unwrap_or_default()
     }
 
     /// `/nick`: claim the new nick, then tell every room the connection is in.
@@ -124,7 +245,7 @@ impl ShardState {
                 self.announce(&room, Some(key), event);
             }
         }
-        self.reply(key, &Event::NickIs { nick });
+        self.reply(key, &Event::NickIs { old, nick });
         Ok(())
     }
 
@@ -145,6 +266,7 @@ impl ShardState {
             self.rooms.join(&room, key);
         }
         let info = self.shared.directory.join(&room, id);
+        let wants_names = self.conns[key].irc.is_some();
         if !already {
             let event = Event::Joined {
                 room: room.clone(),
@@ -152,10 +274,16 @@ impl ShardState {
             };
             self.announce(&room, Some(key), event);
         }
+        let nicks = if wants_names {
+            self.members(&room)
+        } else {
+            Vec::new()
+        };
         let reply = Event::YouJoined {
             room,
             members: info.members,
             topic: info.topic,
+            nicks,
         };
         self.reply(key, &reply);
         Ok(())
@@ -209,6 +337,11 @@ impl ShardState {
     /// `/topic [TEXT]`: show, or set and tell the room (the setter included).
     fn topic(&mut self, key: usize, text: Option<&str>) -> Result<(), ProtocolError> {
         let (nick, room) = self.speaker(key)?;
+        self.set_or_show_topic(key, nick, room, text);
+        Ok(())
+    }
+
+    fn set_or_show_topic(&mut self, key: usize, nick: Nick, room: RoomName, text: Option<&str>) {
         match text {
             None => {
                 let topic = self.shared.directory.topic(&room);
@@ -224,7 +357,6 @@ impl ShardState {
                 self.broadcast(&room, None, event);
             }
         }
-        Ok(())
     }
 
     /// `/quit`: tell the rooms now (with the client's reason), say goodbye, then

@@ -31,13 +31,14 @@ use slab::Slab;
 
 use crate::framing::{FrameError, LineFramer};
 use crate::nonblocking::{ReadOutcome, read_some};
+use crate::protocol::irc::{self, MAX_IRC_LINE};
 use crate::protocol::parse::parse_line;
 use crate::protocol::{Event, ProtocolError, Refusal, RoomName, render};
 
 use super::Shared;
 use super::config::{EVENTS_CAPACITY, INBOX_DRAIN_CAP, READ_CHUNK, READS_PER_TURN};
 use super::connection::{CloseReason, ConnState, Connection, FloodBucket, Queued, Turn};
-use super::inbox::{Outgoing, ShardMsg};
+use super::inbox::{Outgoing, Protocol, ShardMsg};
 use super::rooms::LocalRooms;
 use super::stats::bump;
 use super::token::{self, ConnId, INBOX_WAKER};
@@ -192,21 +193,21 @@ impl ShardState {
 
     fn on_message(&mut self, msg: ShardMsg) {
         match msg {
-            ShardMsg::Adopt { stream, peer } => self.adopt(stream, peer),
-            ShardMsg::Room { room, outgoing } => {
-                // One copy per shard per message, so that the reference counts bumped
-                // for every recipient live in this core's cache, not in a line that
-                // both shards write (measured in docs/BENCHMARKS.md).
-                let line: Arc<[u8]> = Arc::from(&outgoing.line()[..]);
-                self.deliver_local(&room, None, &line);
-            }
+            ShardMsg::Adopt {
+                stream,
+                peer,
+                protocol,
+            } => self.adopt(stream, peer, protocol),
+            ShardMsg::Room { room, outgoing } => self.deliver_local(&room, None, &outgoing),
             ShardMsg::Direct { to, outgoing } => self.deliver_to(to, outgoing),
             ShardMsg::Shutdown => self.begin_shutdown(),
         }
     }
 
-    /// Registers a connection handed over by the acceptor and greets it.
-    fn adopt(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    /// Registers a connection handed over by the acceptor and greets it. A line
+    /// connection gets a guest nick, the lobby and a welcome line at once; an IRC
+    /// connection gets a placeholder guest nick and waits for NICK/USER (`irc.rs`).
+    fn adopt(&mut self, mut stream: TcpStream, peer: SocketAddr, protocol: Protocol) {
         if self.shutdown_deadline.is_some() {
             self.shared.release_slot();
             return;
@@ -232,33 +233,47 @@ impl ShardState {
             generation: self.next_generation,
         };
         let lobby = RoomName::lobby();
-        let (nick, _) = self.shared.directory.register_guest(id, &lobby);
+        let start_room = (protocol == Protocol::Line).then_some(&lobby);
+        let nick = self.shared.directory.register_guest(id, start_room);
         let now = Instant::now();
-        let mut conn = Connection::new(stream, id, peer, nick.clone(), config.max_line, now);
+        let max_line = match protocol {
+            Protocol::Line => config.max_line,
+            Protocol::Irc => MAX_IRC_LINE,
+        };
+        let mut conn = Connection::new(stream, id, peer, nick.clone(), max_line, now);
         conn.flood = config.flood.map(|limit| FloodBucket::new(limit, now));
-        conn.rooms.push(lobby.clone());
-        conn.current = Some(lobby.clone());
+        if protocol == Protocol::Irc {
+            conn.irc = Some(Box::default());
+        } else {
+            conn.rooms.push(lobby.clone());
+            conn.current = Some(lobby.clone());
+        }
         entry.insert(conn);
-        self.rooms.join(&lobby, key);
         let stats = &self.shared.stats.shards[self.index];
         stats.connections.fetch_add(1, Relaxed);
         bump(&stats.adopted);
-        log::info!("{peer} connected as {nick} (shard {})", self.index);
-        self.reply(
-            key,
-            &Event::Welcome {
-                nick: nick.clone(),
-                room: lobby.clone(),
-            },
+        log::info!(
+            "{peer} connected ({protocol:?}) as {nick} (shard {})",
+            self.index
         );
-        self.announce(
-            &lobby,
-            Some(key),
-            Event::Joined {
-                room: lobby.clone(),
-                nick,
-            },
-        );
+        if protocol == Protocol::Line {
+            self.rooms.join(&lobby, key);
+            self.reply(
+                key,
+                &Event::Welcome {
+                    nick: nick.clone(),
+                    room: lobby.clone(),
+                },
+            );
+            self.announce(
+                &lobby,
+                Some(key),
+                Event::Joined {
+                    room: lobby.clone(),
+                    nick,
+                },
+            );
+        }
     }
 
     // ----- reading ------------------------------------------------------------------
@@ -333,11 +348,24 @@ impl ShardState {
             return;
         };
         conn.last_active = now;
+        if let Some(irc) = conn.irc.as_mut() {
+            irc.ping_sent = None;
+        }
+        let is_irc = conn.irc.is_some();
         if let (Some(limit), Some(bucket)) = (flood, conn.flood.as_mut())
             && let Err(first_drop) = bucket.take(limit, now)
         {
             if first_drop {
                 self.reject(key, ProtocolError::Flood);
+            }
+            return;
+        }
+        if is_irc {
+            match line {
+                Ok(line) => self.on_irc_line(key, line),
+                Err(FrameError::TooLong) => {
+                    self.reject(key, ProtocolError::LineTooLong { max: MAX_IRC_LINE })
+                }
             }
             return;
         }
@@ -377,14 +405,23 @@ impl ShardState {
 
     // ----- delivering ---------------------------------------------------------------
 
-    /// Queues `event` for one local connection (a reply to its own command).
+    /// Queues `event` for one local connection (a reply to its own command),
+    /// rendered in that connection's protocol.
     pub(super) fn reply(&mut self, key: usize, event: &Event) {
-        let line = render::line(event);
-        let sendq = self.shared.config.sendq;
-        if let Some(conn) = self.conns.get_mut(key)
-            && conn.queue(&line, sendq, &mut self.turn) == Queued::Yes
-        {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let line = render_for(conn, event, &self.shared.config.server_name);
+        if conn.queue(&line, self.shared.config.sendq, &mut self.turn) == Queued::Yes {
             bump(&self.shared.stats.shards[self.index].deliveries_out);
+        }
+    }
+
+    /// Queues raw protocol bytes for one connection (IRC numerics built by `irc.rs`).
+    pub(super) fn send_raw(&mut self, key: usize, text: String) {
+        let line: Arc<[u8]> = Arc::from(text.into_bytes());
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.queue(&line, self.shared.config.sendq, &mut self.turn);
         }
     }
 
@@ -409,9 +446,7 @@ impl ShardState {
 
     fn broadcast_to(&mut self, room: &RoomName, except: Option<usize>, mask: u64, event: Event) {
         let outgoing = Outgoing::new(event);
-        if !self.rooms.members(room).is_empty() {
-            self.deliver_local(room, except, outgoing.line());
-        }
+        self.deliver_local(room, except, &outgoing);
         let remote = mask & !(1u64 << self.index);
         for (shard, batch) in self.outbound.iter_mut().enumerate() {
             if remote & (1u64 << shard) != 0 {
@@ -423,8 +458,9 @@ impl ShardState {
         }
     }
 
-    /// Fan-out on this shard: one `Arc` clone per member, no lock, no copy (A14).
-    fn deliver_local(&mut self, room: &RoomName, except: Option<usize>, line: &Arc<[u8]>) {
+    /// Fan-out on this shard: one `Arc` clone per member, no lock, no copy (A14). Each
+    /// protocol's bytes are rendered at most once, on first use.
+    fn deliver_local(&mut self, room: &RoomName, except: Option<usize>, outgoing: &Outgoing) {
         let members = self.rooms.members(room);
         let sendq = self.shared.config.sendq;
         let mut delivered = 0;
@@ -433,7 +469,7 @@ impl ShardState {
                 continue;
             }
             if let Some(conn) = self.conns.get_mut(key)
-                && conn.queue(line, sendq, &mut self.turn) == Queued::Yes
+                && conn.queue(outgoing.bytes(conn.protocol()), sendq, &mut self.turn) == Queued::Yes
             {
                 delivered += 1;
             }
@@ -452,7 +488,10 @@ impl ShardState {
         let sendq = self.shared.config.sendq;
         match self.conns.get_mut(to.key()) {
             Some(conn) if conn.id == to => {
-                if conn.queue(outgoing.line(), sendq, &mut self.turn) == Queued::Yes {
+                // A private message names its recipient in IRC, so it is rendered for
+                // this one connection.
+                let line = render_for(conn, &outgoing.event, &self.shared.config.server_name);
+                if conn.queue(&line, sendq, &mut self.turn) == Queued::Yes {
                     bump(&self.shared.stats.shards[self.index].deliveries_out);
                 }
             }
@@ -563,15 +602,32 @@ impl ShardState {
         self.last_tick = now;
         let idle_timeout = self.shared.config.idle_timeout;
         let grace = self.shared.config.shutdown_grace;
-        let notice = render::line(&Event::Closing(Refusal::IdleTimeout));
+        let config = &self.shared.config;
+        let idle_notice = Event::Closing(Refusal::IdleTimeout);
         for (_, conn) in self.conns.iter_mut() {
             if let Some(reason) = conn.drain_expired(now) {
                 conn.close(reason, &mut self.turn);
+            } else if conn.irc.is_some() {
+                // IRC keepalive: PING after `--irc-ping` of silence; no answer within
+                // `--irc-pong-timeout` closes with "Ping timeout".
+                match keepalive(conn, now, config.irc_ping, config.irc_pong_timeout) {
+                    Keepalive::Fine => {}
+                    Keepalive::Ping => {
+                        let ping = format!("PING :{}\r\n", config.server_name);
+                        conn.push(Arc::from(ping.into_bytes()), &mut self.turn);
+                    }
+                    Keepalive::Dead => {
+                        log::info!("{} {} ping timeout", conn.peer, conn.nick);
+                        let line = render_for(conn, &idle_notice, &config.server_name);
+                        conn.push(line, &mut self.turn);
+                        conn.drain(CloseReason::IdleTimeout, grace, &mut self.turn);
+                    }
+                }
             } else if let Some(timeout) = idle_timeout
                 && conn.is_idle(now, timeout)
             {
                 log::info!("{} {} idle for {timeout:?}", conn.peer, conn.nick);
-                conn.push(notice.clone(), &mut self.turn);
+                conn.push(render::line(&idle_notice), &mut self.turn);
                 conn.drain(CloseReason::IdleTimeout, grace, &mut self.turn);
             }
         }
@@ -587,10 +643,11 @@ impl ShardState {
     fn begin_shutdown(&mut self) {
         let grace = self.shared.config.shutdown_grace;
         self.shutdown_deadline = Some(Instant::now() + grace);
-        let notice = render::line(&Event::ShuttingDown);
         for (_, conn) in self.conns.iter_mut() {
             if conn.is_open() {
-                conn.push(notice.clone(), &mut self.turn);
+                let notice =
+                    render_for(conn, &Event::ShuttingDown, &self.shared.config.server_name);
+                conn.push(notice, &mut self.turn);
             }
             conn.drain(CloseReason::Shutdown, grace, &mut self.turn);
         }
@@ -600,6 +657,39 @@ impl ShardState {
         for (_, conn) in self.conns.iter_mut() {
             conn.close(reason, &mut self.turn);
         }
+    }
+}
+
+/// `event` in `conn`'s protocol (IRC replies are addressed to the connection's nick).
+fn render_for(conn: &Connection, event: &Event, server_name: &str) -> Arc<[u8]> {
+    match conn.protocol() {
+        Protocol::Line => render::line(event),
+        Protocol::Irc => Arc::from(irc::reply(event, server_name, conn.nick.as_str()).into_bytes()),
+    }
+}
+
+/// What the IRC keepalive should do for a connection now.
+enum Keepalive {
+    Fine,
+    Ping,
+    Dead,
+}
+
+fn keepalive(conn: &mut Connection, now: Instant, ping: Duration, timeout: Duration) -> Keepalive {
+    if !conn.is_open() {
+        return Keepalive::Fine;
+    }
+    let Some(irc) = conn.irc.as_mut() else {
+        return Keepalive::Fine;
+    };
+    match irc.ping_sent {
+        Some(sent) if now.duration_since(sent) >= timeout => Keepalive::Dead,
+        Some(_) => Keepalive::Fine,
+        None if now.duration_since(conn.last_active) >= ping => {
+            irc.ping_sent = Some(now);
+            Keepalive::Ping
+        }
+        None => Keepalive::Fine,
     }
 }
 
@@ -640,7 +730,9 @@ mod tests {
         let client = StdStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server_side, peer) = listener.accept().unwrap();
         server_side.set_nonblocking(true).unwrap();
-        shard.state.adopt(TcpStream::from_std(server_side), peer);
+        shard
+            .state
+            .adopt(TcpStream::from_std(server_side), peer, Protocol::Line);
         let newest = shard.state.next_generation;
         let (_, conn) = shard
             .state
@@ -666,6 +758,7 @@ mod tests {
             Outgoing::new(Event::Private {
                 from: Nick::parse("someone").unwrap(),
                 text: text.into(),
+                notice: false,
             })
         };
         shard.state.deliver_to(old, private("for the old owner"));
