@@ -12,6 +12,7 @@ mod basics;
 mod bench_smoke;
 mod connect_cli;
 mod faults;
+mod irc;
 mod lifecycle;
 mod many_clients;
 mod ordering;
