@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# A real IRC client against miochat: installs irssi (and tmux) from the system
+# package manager if needed, starts a fresh server with an IRC listener, runs irssi
+# under tmux, joins #lobby, and checks both directions against a line-protocol client:
+# irssi's message reaches the line client, and the line client's answer appears on
+# irssi's screen. Prints the screen (tmux capture-pane). Loopback only; bounded waits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"; }; }
+need irssi irssi
+need tmux tmux
+cargo build --release --quiet
+work=$(mktemp -d)
+session="miochat-irc-check-$$"
+cleanup() { tmux kill-session -t "$session" 2>/dev/null || true; kill "$server" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+./target/release/miochat serve --listen 127.0.0.1:0 --irc-listen 127.0.0.1:0 -q > "$work/addr" &
+server=$!
+for _ in $(seq 50); do [ "$(wc -l < "$work/addr")" -ge 2 ] && break; sleep 0.1; done
+line_addr=$(sed -n 1p "$work/addr" | awk '{print $NF}')
+irc_addr=$(sed -n 2p "$work/addr" | awk '{print $NF}')
+echo "server: line protocol on $line_addr, IRC on $irc_addr"
+
+screen() { tmux capture-pane -p -t "$session"; }
+wait_screen() { # wait_screen TEXT: up to 30 s (irssi paces its own commands 2.5 s apart)
+  for _ in $(seq 300); do screen | grep -qF -- "$1" && return 0; sleep 0.1; done
+  echo "FAIL: irssi never showed: $1"; screen; exit 1
+}
+
+tmux new-session -d -s "$session" -x 110 -y 24 \
+  "irssi --home=$work/irssi -n irssiuser -c ${irc_addr%:*} -p ${irc_addr##*:}"
+wait_screen "Welcome to the miochat IRC network"
+tmux send-keys -t "$session" "/join #lobby" Enter
+wait_screen "[Users #lobby]"
+
+# The line-protocol side: wait for irssi's message, then answer it.
+python3 - "$line_addr" > "$work/line.log" <<'PY' &
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=30)
+f = s.makefile("rw", newline="\n")
+f.write("/nick liney\n"); f.flush()
+deadline = time.time() + 30
+for line in f:
+    print(line.rstrip("\n"), flush=True)
+    if line.startswith("MSG lobby irssiuser hello from irssi"):
+        f.write("hello back from nc\n"); f.flush()
+        time.sleep(0.5)
+        break
+    if time.time() > deadline:
+        break
+PY
+line_client=$!
+sleep 0.5
+tmux send-keys -t "$session" "hello from irssi" Enter
+wait_screen "hello back from nc"
+wait "$line_client" || true
+grep -q "^MSG lobby irssiuser hello from irssi" "$work/line.log" || { echo "FAIL: the line client did not receive irssi's message"; cat "$work/line.log"; exit 1; }
+echo "--- line client saw:"
+cat "$work/line.log"
+echo "--- irssi screen:"
+screen
+echo "PASS: irssi and a line-protocol client chatted in #lobby / lobby"
