@@ -122,6 +122,11 @@ def start(kind, port, workdir, workers=2, pin=None):
         argv = [MIOCHAT, "serve", "--listen", f"127.0.0.1:{port}", "--workers", str(workers),
                 "--flood-rate", "0", "--idle-timeout", "0", "--max-connections", "19900", "-q"]
         return Server(f"miochat-w{workers}", "line", argv, port, workdir, pin)
+    if kind == "miochat-irc":
+        argv = [MIOCHAT, "serve", "--listen", f"127.0.0.1:{port + 1000}", "--irc-listen",
+                f"127.0.0.1:{port}", "--workers", str(workers), "--flood-rate", "0",
+                "--idle-timeout", "0", "--irc-ping", "600", "--max-connections", "19900", "-q"]
+        return Server(f"miochat-irc-w{workers}", "irc", argv, port, workdir, pin)
     if kind == "threaded":
         return Server("threaded", "line", [THREADED, f"127.0.0.1:{port}"], port, workdir, pin)
     if kind == "ngircd" and shutil.which("ngircd"):
@@ -209,8 +214,8 @@ def cmd_compare(a):
             "--window", str(a.window), "--duration", str(a.duration), "--timeout", "60"]
     if a.rate:
         args += ["--rate", str(a.rate)]
-    kinds = [("miochat", 2), ("miochat", 1), ("threaded", 1), ("ngircd", 1), ("inspircd", 1),
-             ("redis", 1)]
+    kinds = [("miochat", 2), ("miochat", 1), ("miochat-irc", 2), ("threaded", 1), ("ngircd", 1),
+             ("inspircd", 1), ("redis", 1)]
     rows, base = [], None
     port = a.port
     for kind, workers in kinds:
@@ -219,7 +224,8 @@ def cmd_compare(a):
         if m is None:
             print(f"(skipping {kind}: not installed)", file=sys.stderr)
             continue
-        name = f"miochat --workers {workers}" if kind == "miochat" else kind
+        name = {"miochat": f"miochat --workers {workers}",
+                "miochat-irc": f"miochat IRC listener --workers {workers}"}.get(kind, kind)
         rate = m.get("deliveries_per_s")
         if base is None:
             base = rate

@@ -10,7 +10,7 @@
 //! 4. [`server`]: the acceptor, the shards (one `mio::Poll` each), connections,
 //!    the relay (chat semantics), the directory and the room tables;
 //!
-//! 5. [`dialer`]: the client side of a connection, used by [`bench`] (the load
+//! 5. [`dialer`]: the client side of a connection, used by [`mod@bench`] (the load
 //!    generator) and [`client`] (`miochat connect`).
 //!
 //! [`cli`] and [`logging`] hold the command line and log setup for `main`.

@@ -71,7 +71,12 @@ impl ShardState {
             Ok(None) => return,
             Err(error) => return self.reject(key, error),
         };
-        log::debug!("{} -> {:?} {:?}", self.conns[key].peer, msg.command, msg.params);
+        log::debug!(
+            "{} -> {:?} {:?}",
+            self.conns[key].peer,
+            msg.command,
+            msg.params
+        );
         let registered = self.irc_state(key).is_some_and(|s| s.registered);
         match msg.command.as_str() {
             "CAP" => self.irc_cap(key, &msg),
