@@ -63,22 +63,14 @@ impl Style {
                 self.nick(nick),
                 text.unwrap_or("")
             ),
-            ("PRIV", Some(nick), rest, more) => {
-                let text = [rest, more]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                format!("{} {}", self.paint(MAGENTA, &format!("*{nick}*")), text)
-            }
+            ("PRIV", Some(nick), _, _) => format!(
+                "{} {}",
+                self.paint(MAGENTA, &format!("*{nick}*")),
+                after_words(line, 2)
+            ),
             ("EVENT", Some(room), Some(what), args) => self.event(room, what, args.unwrap_or("")),
-            ("ERR", Some(code), rest, more) => {
-                let text = [rest, more]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                self.paint(RED, &format!("error: {text} ({code})"))
+            ("ERR", Some(code), _, _) => {
+                self.paint(RED, &format!("error: {} ({code})", after_words(line, 2)))
             }
             ("OK", Some(_), _, _) => self.paint(CYAN, &line[3..]),
             _ => line.to_string(),
@@ -104,6 +96,11 @@ impl Style {
         };
         self.paint(DIM, &format!("-- {place}")) + &text
     }
+}
+
+/// The text after the first `n` space-separated words of `line` (spacing kept).
+fn after_words(line: &str, n: usize) -> &str {
+    line.splitn(n + 1, ' ').nth(n).unwrap_or("")
 }
 
 #[cfg(test)]
