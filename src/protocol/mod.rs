@@ -120,6 +120,9 @@ pub struct StatsReport {
     pub messages_in: u64,
     /// Lines queued to clients (every delivery of every event).
     pub deliveries_out: u64,
+    /// Write syscalls to client sockets; `deliveries_out / writes` is the average
+    /// number of lines per write, the figure that decides fan-out cost.
+    pub writes: u64,
     /// Connections cut because they did not read their output.
     pub slow_consumers: u64,
     /// Time since the server started.

@@ -157,9 +157,10 @@ fn write_stats(report: &StatsReport, out: &mut String) -> std::fmt::Result {
     }
     writeln!(
         out,
-        " messages_in={} deliveries_out={} slow_consumers={} uptime_s={}",
+        " messages_in={} deliveries_out={} writes={} slow_consumers={} uptime_s={}",
         report.messages_in,
         report.deliveries_out,
+        report.writes,
         report.slow_consumers,
         report.uptime.as_secs()
     )
@@ -239,12 +240,13 @@ mod tests {
             per_shard: vec![2, 3],
             messages_in: 10,
             deliveries_out: 40,
+            writes: 8,
             slow_consumers: 1,
             uptime: std::time::Duration::from_secs(5),
         };
         assert_eq!(
             text(&Event::Stats(report)),
-            "OK stats connections=5 shards=2,3 messages_in=10 deliveries_out=40 slow_consumers=1 uptime_s=5\n"
+            "OK stats connections=5 shards=2,3 messages_in=10 deliveries_out=40 writes=8 slow_consumers=1 uptime_s=5\n"
         );
     }
 }

@@ -335,30 +335,39 @@ impl Connection {
     /// consumer if more than `sendq` bytes are still unsent (the kernel's buffers are
     /// full too, so the client really is not reading); or, when draining, once
     /// everything is flushed.
-    pub fn flush(&mut self, sendq: usize, registry: &Registry, turn: &mut Turn) {
+    ///
+    /// Returns how many write syscalls it made (the batching figure in `/stats`).
+    pub fn flush(&mut self, sendq: usize, registry: &Registry, turn: &mut Turn) -> u64 {
         self.dirty = false;
         if matches!(self.state, ConnState::Closing(_)) {
-            return;
+            return 0;
         }
-        match self.send_queue.flush_to(&mut self.stream) {
+        let mut socket = CountWrites {
+            inner: &mut self.stream,
+            calls: 0,
+        };
+        let flushed = self.send_queue.flush_to(&mut socket);
+        let writes = socket.calls;
+        match flushed {
             Ok(Flushed::Drained) => {
                 if let ConnState::Draining { reason, .. } = self.state {
                     self.close(reason, turn);
-                    return;
+                    return writes;
                 }
             }
             Ok(Flushed::Pending) if self.send_queue.queued_bytes() > sendq => {
                 self.cut_slow_consumer(turn);
-                return;
+                return writes;
             }
             Ok(Flushed::Pending) => {}
             Err(e) => {
                 log::debug!("{} write failed: {e}", self.peer);
                 self.close(CloseReason::from_io(&e), turn);
-                return;
+                return writes;
             }
         }
         self.update_interest(registry, turn);
+        writes
     }
 
     /// R4: reregister only when the wanted interest differs from the registered one.
@@ -387,6 +396,29 @@ impl Connection {
             ConnState::Draining { reason, deadline } if now >= deadline => Some(reason),
             _ => None,
         }
+    }
+}
+
+/// A socket wrapper that counts write syscalls, so the shard can report how many
+/// lines each `writev` carried on average (the figure that decides fan-out cost).
+struct CountWrites<'a, W> {
+    inner: &'a mut W,
+    calls: u64,
+}
+
+impl<W: io::Write> io::Write for CountWrites<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.calls += 1;
+        self.inner.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.calls += 1;
+        self.inner.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

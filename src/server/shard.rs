@@ -505,7 +505,10 @@ impl ShardState {
     fn on_writable(&mut self, key: usize) {
         let sendq = self.shared.config.sendq;
         if let Some(conn) = self.conns.get_mut(key) {
-            conn.flush(sendq, &self.registry, &mut self.turn);
+            let writes = conn.flush(sendq, &self.registry, &mut self.turn);
+            self.shared.stats.shards[self.index]
+                .writes
+                .fetch_add(writes, Relaxed);
         }
     }
 
@@ -514,11 +517,15 @@ impl ShardState {
     fn flush_dirty(&mut self) {
         let sendq = self.shared.config.sendq;
         let mut dirty = std::mem::take(&mut self.turn.dirty);
+        let mut writes = 0;
         for &key in &dirty {
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.flush(sendq, &self.registry, &mut self.turn);
+                writes += conn.flush(sendq, &self.registry, &mut self.turn);
             }
         }
+        self.shared.stats.shards[self.index]
+            .writes
+            .fetch_add(writes, Relaxed);
         debug_assert!(self.turn.dirty.is_empty(), "flush never queues");
         dirty.clear();
         self.turn.dirty = dirty;

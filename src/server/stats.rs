@@ -21,6 +21,9 @@ pub struct ShardStats {
     pub messages_in: AtomicU64,
     /// Lines queued to clients.
     pub deliveries_out: AtomicU64,
+    /// Write syscalls made to client sockets (`deliveries_out / writes` is the
+    /// average number of lines each `writev` carried).
+    pub writes: AtomicU64,
     /// Closes, by [`CloseReason::index`].
     pub closes: [AtomicU64; CloseReason::COUNT],
 }
@@ -64,6 +67,7 @@ impl Stats {
                 .collect(),
             messages_in: sum(|s| &s.messages_in),
             deliveries_out: sum(|s| &s.deliveries_out),
+            writes: sum(|s| &s.writes),
             slow_consumers: self.closes_for(CloseReason::SlowConsumer),
             uptime: self.started.elapsed(),
         }
@@ -82,11 +86,12 @@ impl Stats {
         let adopted: u64 = self.shards.iter().map(|s| s.adopted.load(Relaxed)).sum();
         let report = self.report();
         let mut line = format!(
-            "totals: connections={} refused={} messages_in={} deliveries_out={} uptime_s={} closes:",
+            "totals: connections={} refused={} messages_in={} deliveries_out={} writes={} uptime_s={} closes:",
             adopted,
             self.refused.load(Relaxed),
             report.messages_in,
             report.deliveries_out,
+            report.writes,
             report.uptime.as_secs()
         );
         for reason in CloseReason::ALL {
