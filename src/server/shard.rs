@@ -6,9 +6,9 @@
 //!
 //! 1. `poll` with a timeout: zero if work is left over from the last turn (the `ready`
 //!    list or an inbox backlog), else up to the next tick.
-//! 2. For each event: the inbox waker → `on_wake`; a connection →
-//!    `on_writable` and/or `on_readable`. Error and HUP
-//!    flags are hints only: a close is learned from `read` returning 0 or an error (A8).
+//! 2. For each event: the inbox waker → `on_wake`; a connection → `on_writable`
+//!    and/or `on_readable`. Error and HUP flags are hints only: a close is learned
+//!    from `read` returning 0 or an error (A8).
 //! 3. `on_readable` reads until `WouldBlock` (ET-1), but at most `READS_PER_TURN`
 //!    chunks; a connection cut short by that budget goes on `ready` and is read again
 //!    next turn, because the kernel will not send another edge for bytes it already
@@ -212,6 +212,7 @@ impl ShardState {
             self.shared.release_slot();
             return;
         }
+        let max_line = self.max_line(protocol);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let token = token::encode(self.index, key);
@@ -236,10 +237,7 @@ impl ShardState {
         let start_room = (protocol == Protocol::Line).then_some(&lobby);
         let nick = self.shared.directory.register_guest(id, start_room);
         let now = Instant::now();
-        let max_line = match protocol {
-            Protocol::Line => config.max_line,
-            Protocol::Irc => MAX_IRC_LINE,
-        };
+        let config = &self.shared.config;
         let mut conn = Connection::new(stream, id, peer, nick.clone(), max_line, now);
         conn.flood = config.flood.map(|limit| FloodBucket::new(limit, now));
         if protocol == Protocol::Irc {
@@ -325,11 +323,12 @@ impl ShardState {
     /// Splits a chunk into lines and handles each. The framer is taken out of the
     /// connection while it runs, because handling a line needs the whole shard.
     fn on_bytes(&mut self, key: usize, bytes: &[u8]) {
-        let max_line = self.shared.config.max_line;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let mut framer = std::mem::replace(&mut conn.framer, LineFramer::new(max_line));
+        // `LineFramer::new` allocates nothing: the placeholder is free.
+        let placeholder = LineFramer::new(conn.framer.max_line());
+        let mut framer = std::mem::replace(&mut conn.framer, placeholder);
         framer.feed(bytes, |line| {
             self.on_line(key, line);
             // Stop at once if that line closed the connection (e.g. `/quit`).
@@ -340,45 +339,53 @@ impl ShardState {
         }
     }
 
-    /// Flood check, parse, then apply or reject.
+    /// One line from connection `key`: count it as activity, apply flood control,
+    /// then hand it to its protocol.
     fn on_line(&mut self, key: usize, line: Result<&[u8], FrameError>) {
-        let now = Instant::now();
-        let flood = self.shared.config.flood;
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(protocol) = self.admit_line(key) else {
             return;
         };
+        match (protocol, line) {
+            (Protocol::Line, Ok(line)) => match parse_line(line) {
+                Ok(Some(command)) => self.apply(key, command),
+                Ok(None) => {}
+                Err(error) => self.reject(key, error),
+            },
+            (Protocol::Irc, Ok(line)) => self.on_irc_line(key, line),
+            (_, Err(FrameError::TooLong)) => {
+                let max = self.max_line(protocol);
+                self.reject(key, ProtocolError::LineTooLong { max });
+            }
+        }
+    }
+
+    /// Records activity and takes a flood-control token. Returns the connection's
+    /// protocol, or `None` if the line is to be dropped (flood; told once per episode).
+    fn admit_line(&mut self, key: usize) -> Option<Protocol> {
+        let now = Instant::now();
+        let flood = self.shared.config.flood;
+        let conn = self.conns.get_mut(key)?;
         conn.last_active = now;
         if let Some(irc) = conn.irc.as_mut() {
             irc.ping_sent = None;
         }
-        let is_irc = conn.irc.is_some();
+        let protocol = conn.protocol();
         if let (Some(limit), Some(bucket)) = (flood, conn.flood.as_mut())
             && let Err(first_drop) = bucket.take(limit, now)
         {
             if first_drop {
                 self.reject(key, ProtocolError::Flood);
             }
-            return;
+            return None;
         }
-        if is_irc {
-            match line {
-                Ok(line) => self.on_irc_line(key, line),
-                Err(FrameError::TooLong) => {
-                    self.reject(key, ProtocolError::LineTooLong { max: MAX_IRC_LINE })
-                }
-            }
-            return;
-        }
-        let parsed = match line {
-            Ok(line) => parse_line(line),
-            Err(FrameError::TooLong) => Err(ProtocolError::LineTooLong {
-                max: self.shared.config.max_line,
-            }),
-        };
-        match parsed {
-            Ok(Some(command)) => self.apply(key, command),
-            Ok(None) => {}
-            Err(error) => self.reject(key, error),
+        Some(protocol)
+    }
+
+    /// The line limit of a protocol (IRC's is fixed by the RFC).
+    fn max_line(&self, protocol: Protocol) -> usize {
+        match protocol {
+            Protocol::Line => self.shared.config.max_line,
+            Protocol::Irc => MAX_IRC_LINE,
         }
     }
 

@@ -273,7 +273,9 @@ fn names_topic_list_who_whois() {
         c.send("JOIN #rust");
         c.until(" 366 ");
     }
-    a.sync();
+    // ben's JOIN reaches anna from ben's shard; a PING barrier would only order
+    // anna's own shard, so wait for the JOIN itself.
+    a.until(":ben!ben@miochat JOIN #rust");
     a.send("NAMES #rust");
     assert_eq!(a.line(), ":miochat.local 353 anna = #rust :anna ben");
     assert_eq!(
