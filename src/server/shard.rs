@@ -14,9 +14,12 @@
 //!    next turn, because the kernel will not send another edge for bytes it already
 //!    reported (ET-2). Each complete line is parsed and applied by `relay`, which only
 //!    *queues* output and marks recipients dirty.
-//! 4. End of turn: service `ready`, run the tick if due, **flush every dirty connection
-//!    once** (ET-3) and adjust its interest (ET-4), **reap** closing connections (ET-5),
-//!    and send the turn's batched messages to other shards with one wake each.
+//! 4. End of turn: service `ready`, run the tick if due, send the turn's batched
+//!    messages to other shards with one wake each (before any reply, ET-8), **flush
+//!    every dirty connection once** (ET-3) and adjust its interest (ET-4), **reap**
+//!    closing connections (ET-5), and send what reaping produced.
+//!
+//! Every turn starts by draining the inbox, before any socket is read (ET-8).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -138,12 +141,12 @@ impl Shard {
                 self.state.end_turn();
                 break;
             }
-            if self.state.inbox_backlog {
-                self.state.on_wake(&self.inbox);
-            }
+            // ET-8: the inbox first, before any socket. A message another shard sent
+            // before a client could react to it is then handled before that reaction.
+            // (A wake that arrives after this drain raises a new edge: nothing waits.)
+            self.state.on_wake(&self.inbox);
             for event in self.events.iter() {
                 if event.token() == INBOX_WAKER {
-                    self.state.on_wake(&self.inbox);
                     continue;
                 }
                 let (_, key) = token::decode(event.token());
@@ -549,6 +552,9 @@ impl ShardState {
         if self.last_tick.elapsed() >= TICK {
             self.on_tick(Instant::now());
         }
+        // ET-8: other shards get this turn's messages before our clients get this
+        // turn's replies, so no client can act on a reply and overtake them.
+        self.send_outbound();
         loop {
             self.flush_dirty();
             if self.turn.closing.is_empty() {
@@ -556,6 +562,11 @@ impl ShardState {
             }
             self.reap();
         }
+        self.send_outbound();
+    }
+
+    /// Sends each peer shard the messages queued for it this turn, with one wake.
+    fn send_outbound(&mut self) {
         for (shard, batch) in self.outbound.iter_mut().enumerate() {
             self.shared.shards[shard].send_batch(batch);
         }
