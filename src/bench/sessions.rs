@@ -51,7 +51,14 @@ enum Outcome {
 }
 
 /// Handles one readiness event for a session.
-fn on_event(s: &mut Session, d: Dialect, nick: &str, writable: bool, poll: &Poll) -> Outcome {
+fn on_event(
+    s: &mut Session,
+    d: Dialect,
+    nick: &str,
+    writable: bool,
+    poll: &Poll,
+    scratch: &mut [u8],
+) -> Outcome {
     let registry = poll.registry();
     if s.step == Step::Connecting {
         if !writable {
@@ -72,13 +79,12 @@ fn on_event(s: &mut Session, d: Dialect, nick: &str, writable: bool, poll: &Poll
     } else if writable && let Err(e) = s.conn.flush(registry) {
         return Outcome::Failed(format!("write: {e}"));
     }
-    let mut scratch = [0u8; 16 * 1024];
     let mut outcome = Outcome::Nothing;
     let mut replies = Vec::new();
     let parse = &mut s.parse;
     let read = s
         .conn
-        .read_lines(&mut scratch, |line| match d.classify(line, parse) {
+        .read_lines(scratch, |line| match d.classify(line, parse) {
             Incoming::Registered => outcome = Outcome::Registered,
             Incoming::Joined => outcome = Outcome::Joined,
             Incoming::Pong => outcome = Outcome::Pong,
@@ -103,6 +109,8 @@ pub fn idle(common: &Common, clients: usize, hold: Duration) -> Result<Report, B
     let d = common.dialect;
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
+    // One read buffer for every session, allocated once.
+    let mut scratch = vec![0u8; 16 * 1024];
     let mut sessions: Vec<Session> = Vec::with_capacity(clients);
     let rss_before = common.server_pid.and_then(proc_rss_kib);
     let started = Instant::now();
@@ -128,7 +136,14 @@ pub fn idle(common: &Common, clients: usize, hold: Duration) -> Result<Report, B
         for event in events.iter() {
             let i = event.token().0;
             let s = &mut sessions[i];
-            match on_event(s, d, &format!("i{i}"), event.is_writable(), &poll) {
+            match on_event(
+                s,
+                d,
+                &format!("i{i}"),
+                event.is_writable(),
+                &poll,
+                &mut scratch,
+            ) {
                 Outcome::Registered if s.step == Step::Registering => {
                     s.step = Step::Idle;
                     registered += 1;
@@ -155,7 +170,14 @@ pub fn idle(common: &Common, clients: usize, hold: Duration) -> Result<Report, B
         )?;
         for event in events.iter() {
             let i = event.token().0;
-            match on_event(&mut sessions[i], d, "", event.is_writable(), &poll) {
+            match on_event(
+                &mut sessions[i],
+                d,
+                "",
+                event.is_writable(),
+                &poll,
+                &mut scratch,
+            ) {
                 Outcome::Failed(e) => failures.push(format!("client {i} during hold: {e}")),
                 Outcome::Closed => failures.push(format!("client {i}: closed during hold")),
                 _ => {}
@@ -176,7 +198,7 @@ pub fn idle(common: &Common, clients: usize, hold: Duration) -> Result<Report, B
             for event in events.iter() {
                 let i = event.token().0;
                 let s = &mut sessions[i];
-                match on_event(s, d, "", event.is_writable(), &poll) {
+                match on_event(s, d, "", event.is_writable(), &poll, &mut scratch) {
                     Outcome::Pong if s.step == Step::Pinged => {
                         s.step = Step::Alive;
                         alive += 1;
@@ -224,6 +246,8 @@ pub fn churn(common: &Common, rate: f64, duration: Duration) -> Result<Report, B
     let d = common.dialect;
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
+    // One read buffer for every session, allocated once.
+    let mut scratch = vec![0u8; 16 * 1024];
     let mut sessions: Slab<Session> = Slab::new();
     let started = Instant::now();
     let (mut launched, mut completed, mut failures) = (0u64, 0u64, Vec::<String>::new());
@@ -272,6 +296,7 @@ pub fn churn(common: &Common, rate: f64, duration: Duration) -> Result<Report, B
                 &format!("c{key}x{launched}"),
                 event.is_writable(),
                 &poll,
+                &mut scratch,
             );
             let done = match (outcome, s.step) {
                 (Outcome::Registered, Step::Registering) if d == Dialect::Irc => {

@@ -126,6 +126,7 @@ pub fn run(opts: &ConnectOptions) -> Result<(), ClientError> {
         stdin_ended: None,
         last_sent: Instant::now(),
         started: Instant::now(),
+        scratch: vec![0; 16 * 1024],
     };
     session.run(&mut poll, &input)
 }
@@ -163,6 +164,8 @@ struct Session {
     stdin_ended: Option<Instant>,
     last_sent: Instant,
     started: Instant,
+    /// The read buffer, allocated once rather than zeroed per event.
+    scratch: Vec<u8>,
 }
 
 impl Session {
@@ -257,10 +260,9 @@ impl Session {
         self.conn
             .flush(poll.registry())
             .map_err(|e| ClientError::Lost(self.addr, e))?;
-        let mut scratch = [0u8; 16 * 1024];
         let mut stdout = io::stdout().lock();
         let style = self.style;
-        let open = self.conn.read_lines(&mut scratch, |line| {
+        let open = self.conn.read_lines(&mut self.scratch, |line| {
             let line = String::from_utf8_lossy(line);
             if line != KEEPALIVE_PONG {
                 let _ = writeln!(stdout, "{}", style.format(&line));

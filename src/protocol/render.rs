@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::{Event, StatsReport};
+use super::{Event, Nick, RoomName, StatsReport};
 
 /// The text of `/help`, one line per command.
 const HELP: &[&str] = &[
@@ -79,17 +79,7 @@ fn write_event(event: &Event, out: &mut String) {
         }
         Event::YouLeft { room } => writeln!(out, "OK left {room}"),
         Event::NickIs { nick, .. } => writeln!(out, "OK nick {nick}"),
-        Event::Names { room, nicks } => {
-            let more = 0;
-            return write_event(
-                &Event::Who {
-                    room: room.clone(),
-                    nicks: nicks.clone(),
-                    more,
-                },
-                out,
-            );
-        }
+        Event::Names { room, nicks } => write_who(room, nicks, 0, out),
         Event::Whois { nick, away } => match away {
             Some(away) => writeln!(out, "OK whois {nick} away {away}"),
             None => writeln!(out, "OK whois {nick}"),
@@ -111,16 +101,7 @@ fn write_event(event: &Event, out: &mut String) {
             }
             writeln!(out)
         }
-        Event::Who { room, nicks, more } => {
-            let _ = write!(out, "OK who {room}");
-            for nick in nicks {
-                let _ = write!(out, " {nick}");
-            }
-            if *more > 0 {
-                let _ = write!(out, " +{more}");
-            }
-            writeln!(out)
-        }
+        Event::Who { room, nicks, more } => write_who(room, nicks, *more, out),
         Event::Rooms(rooms) => {
             let _ = write!(out, "OK rooms");
             for info in rooms {
@@ -145,6 +126,19 @@ fn write_event(event: &Event, out: &mut String) {
         Event::Error(error) => writeln!(out, "ERR {} {error}", error.code()),
         Event::Closing(refusal) => writeln!(out, "ERR {} {}", refusal.code(), refusal.text()),
     };
+}
+
+/// `OK who ROOM NICK... [+MORE]`: the reply to `/who` (and to IRC's NAMES, should a
+/// line client ever get one).
+fn write_who(room: &RoomName, nicks: &[Nick], more: usize, out: &mut String) -> std::fmt::Result {
+    write!(out, "OK who {room}")?;
+    for nick in nicks {
+        write!(out, " {nick}")?;
+    }
+    if more > 0 {
+        write!(out, " +{more}")?;
+    }
+    writeln!(out)
 }
 
 /// `OK stats key=value ...`, one line.

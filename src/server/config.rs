@@ -57,7 +57,8 @@ pub const EVENTS_CAPACITY: usize = 1024;
 pub const INBOX_DRAIN_CAP: usize = 4096;
 
 /// Connections accepted per acceptor turn before it polls again (Redis accepts 10 per
-/// cycle; our hand-off is cheaper). A budgeted-out acceptor polls with zero timeout.
+/// cycle; its loop also serves clients, our acceptor does nothing else). A
+/// budgeted-out acceptor polls with zero timeout.
 pub const ACCEPTS_PER_TURN: usize = 256;
 
 /// How long the acceptor waits before accepting again after running out of file

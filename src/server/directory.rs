@@ -143,12 +143,18 @@ impl Directory {
         self.lock().leave(room, id);
     }
 
-    /// Forgets a closed connection: its nick and every room membership.
-    pub fn remove(&self, id: ConnId, rooms: &[RoomName]) {
+    /// Removes `id` from every room in `rooms`, under one lock.
+    pub fn leave_all(&self, id: ConnId, rooms: &[RoomName]) {
         let mut t = self.lock();
         for room in rooms {
             t.leave(room, id);
         }
+    }
+
+    /// Forgets a closed connection's nick and away message (its rooms are left with
+    /// [`Self::leave_all`] first).
+    pub fn remove(&self, id: ConnId) {
+        let mut t = self.lock();
         if let Some(nick) = t.nick_of.remove(&id) {
             t.nicks.remove(&nick.key());
         }
@@ -175,7 +181,8 @@ impl Directory {
             .filter_map(|id| t.nick_of.get(id).cloned())
             .collect();
         drop(t);
-        nicks.sort_by_key(|n| n.as_str().to_ascii_lowercase());
+        // The lower-cased key is computed once per nick, not once per comparison.
+        nicks.sort_by_cached_key(|n| n.as_str().to_ascii_lowercase());
         let more = nicks.len().saturating_sub(page);
         nicks.truncate(page);
         Some((nicks, more))
@@ -289,7 +296,8 @@ mod tests {
         assert_eq!(d.reach(&rust).0, 0b101);
         d.leave(&rust, id(2, 2));
         assert_eq!(d.reach(&rust).0, 0b001);
-        d.remove(id(0, 1), std::slice::from_ref(&rust));
+        d.leave_all(id(0, 1), std::slice::from_ref(&rust));
+        d.remove(id(0, 1));
         assert!(d.rooms().is_empty());
         assert!(d.who(&rust, 10).is_none());
     }

@@ -58,7 +58,9 @@ impl Outgoing {
         match protocol {
             Protocol::Line => self.line(),
             Protocol::Irc => self.irc.get_or_init(|| {
-                Arc::from(irc::broadcast(&self.event).unwrap_or_default().into_bytes())
+                let line = irc::broadcast(&self.event);
+                debug_assert!(line.is_some(), "BUG: {:?} has no room form", self.event);
+                Arc::from(line.unwrap_or_default().into_bytes())
             }),
         }
     }

@@ -48,15 +48,12 @@ impl ShardState {
 
     /// A numeric to connection `key`: `:server CODE nick PARAMS`.
     fn numeric(&mut self, key: usize, code: &str, params: &str) {
-        let me = self.conns[key].nick.clone();
-        let me = if self
+        // Until the client has a nick of its own, numerics are addressed to `*`.
+        let named = self
             .irc_state(key)
-            .is_some_and(|s| s.registered || s.nick_given)
-        {
-            me.as_str().to_string()
-        } else {
-            "*".to_string()
-        };
+            .is_some_and(|s| s.registered || s.nick_given);
+        let conn = &self.conns[key];
+        let me = if named { conn.nick.as_str() } else { "*" };
         let line = format!(
             ":{} {code} {me} {params}\r\n",
             self.shared.config.server_name

@@ -20,6 +20,7 @@ use super::connection::CloseReason;
 use super::inbox::Outgoing;
 use super::shard::ShardState;
 use super::stats::bump;
+use super::token::ConnId;
 
 impl ShardState {
     /// Carries out one command from connection `key`.
@@ -366,19 +367,39 @@ impl ShardState {
         let rooms = std::mem::take(&mut conn.rooms);
         conn.current = None;
         let (id, nick) = (conn.id, conn.nick.clone());
-        let reason: Box<str> = reason.unwrap_or("quit").into();
-        for room in &rooms {
+        self.depart(key, id, &nick, &rooms, reason.unwrap_or("quit"), true);
+        self.reply(key, &Event::Bye);
+        let grace = self.shared.config.shutdown_grace;
+        self.conns[key].drain(CloseReason::Quit, grace, &mut self.turn);
+    }
+
+    /// Takes a connection out of `rooms` (this shard's tables and the directory, in
+    /// one lock) and, if `tell`, announces `quit nick reason` to each room. Used by
+    /// `/quit` and by the shard when it reaps a closed connection.
+    pub(super) fn depart(
+        &mut self,
+        key: usize,
+        id: ConnId,
+        nick: &Nick,
+        rooms: &[RoomName],
+        reason: &str,
+        tell: bool,
+    ) {
+        for room in rooms {
             self.rooms.leave(room, key);
+        }
+        self.shared.directory.leave_all(id, rooms);
+        if !tell {
+            return;
+        }
+        let reason: Box<str> = reason.into();
+        for room in rooms {
             let event = Event::Quit {
                 room: room.clone(),
                 nick: nick.clone(),
                 reason: reason.clone(),
             };
-            self.announce(room, Some(key), event);
-            self.shared.directory.leave(room, id);
+            self.announce(room, None, event);
         }
-        self.reply(key, &Event::Bye);
-        let grace = self.shared.config.shutdown_grace;
-        self.conns[key].drain(CloseReason::Quit, grace, &mut self.turn);
     }
 }

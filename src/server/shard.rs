@@ -592,21 +592,18 @@ impl ShardState {
         if let Err(e) = self.registry.deregister(&mut conn.stream) {
             log::debug!("{} deregister: {e}", conn.peer);
         }
-        let key = conn.key();
-        for room in &conn.rooms {
-            self.rooms.leave(room, key);
-        }
-        self.shared.directory.remove(conn.id, &conn.rooms);
-        if self.shutdown_deadline.is_none() {
-            for room in std::mem::take(&mut conn.rooms) {
-                let event = Event::Quit {
-                    room: room.clone(),
-                    nick: conn.nick.clone(),
-                    reason: reason.label().into(),
-                };
-                self.announce(&room, None, event);
-            }
-        }
+        // Quits are not announced during shutdown: everyone is leaving.
+        let tell = self.shutdown_deadline.is_none();
+        let rooms = std::mem::take(&mut conn.rooms);
+        self.depart(
+            conn.key(),
+            conn.id,
+            &conn.nick,
+            &rooms,
+            reason.label(),
+            tell,
+        );
+        self.shared.directory.remove(conn.id);
         let stats = &self.shared.stats.shards[self.index];
         stats.connections.fetch_sub(1, Relaxed);
         bump(&stats.closes[reason.index()]);

@@ -4,9 +4,12 @@
 //! shard owns the connection and where it lives in that shard's slab:
 //!
 //! ```text
-//!   usize:  [ slab key ............................ | shard (6 bits) ]
+//!   usize:  [ slab key ............................ | shard (7 bits) ]
 //!   INBOX_WAKER = usize::MAX   (reserved: the shard's inbox was woken)
 //! ```
+//!
+//! Seven bits for at most 64 shards: the waker's shard field is 127, which no shard
+//! index can be, so no connection token can ever equal `INBOX_WAKER`, whatever its key.
 //!
 //! Each shard has its own `Poll`, so the shard bits are not needed to route an event;
 //! they make a token self-describing in logs and let a [`ConnId`] name a connection on
@@ -20,11 +23,15 @@
 
 use mio::Token;
 
-/// Bits of a token that hold the shard index.
-pub const SHARD_BITS: u32 = 6;
-/// Most shards a server can run (`--workers` is capped to this).
-pub const MAX_SHARDS: usize = 1 << SHARD_BITS;
-/// The token of a shard's inbox `Waker`. No slab key can produce it.
+/// Bits of a token that hold the shard index (one more than 64 shards need).
+pub const SHARD_BITS: u32 = 7;
+/// Mask of the shard field.
+const SHARD_MASK: usize = (1 << SHARD_BITS) - 1;
+/// Most shards a server can run (`--workers` is capped to this). Below `SHARD_MASK`,
+/// so the all-ones shard field stays reserved for `INBOX_WAKER`.
+pub const MAX_SHARDS: usize = 64;
+/// The token of a shard's inbox `Waker`. No connection token can equal it: its shard
+/// field is `SHARD_MASK`, and every shard index is below `MAX_SHARDS`.
 pub const INBOX_WAKER: Token = Token(usize::MAX);
 
 /// Builds the token for slab `key` on shard `shard`.
@@ -35,7 +42,7 @@ pub fn encode(shard: usize, key: usize) -> Token {
 
 /// Splits a connection token into (shard, slab key).
 pub fn decode(token: Token) -> (usize, usize) {
-    (token.0 & (MAX_SHARDS - 1), token.0 >> SHARD_BITS)
+    (token.0 & SHARD_MASK, token.0 >> SHARD_BITS)
 }
 
 /// A connection's identity across threads and across time.
@@ -74,10 +81,15 @@ mod tests {
 
     #[test]
     fn waker_token_is_never_a_connection_token() {
-        // The largest key a slab could hand out still leaves the top bits clear
-        // unless it is absurdly large; the waker token has every bit set.
-        let biggest = encode(MAX_SHARDS - 2, (usize::MAX >> SHARD_BITS) - 1);
-        assert_ne!(biggest, INBOX_WAKER);
+        const { assert!(MAX_SHARDS <= SHARD_MASK) };
+        // The largest key with every shard, and the key that would have collided with
+        // 6 shard bits (all ones below the shard field).
+        for shard in 0..MAX_SHARDS {
+            for key in [0, usize::MAX >> SHARD_BITS, (usize::MAX >> SHARD_BITS) - 1] {
+                assert_ne!(encode(shard, key), INBOX_WAKER, "shard {shard} key {key}");
+            }
+        }
+        assert_eq!(decode(INBOX_WAKER).0, SHARD_MASK);
     }
 
     #[test]
