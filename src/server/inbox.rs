@@ -88,10 +88,24 @@ pub enum ShardMsg {
         /// Which listener accepted it.
         protocol: Protocol,
     },
-    /// Deliver to every local member of `room`.
+    /// To the room's home shard: put this event in the room's order, deliver it to
+    /// the local members and forward it to every other shard with members (ET-8).
+    Sequence {
+        /// The room.
+        room: RoomName,
+        /// The sender, who does not get its own line back.
+        except: Option<ConnId>,
+        /// What to deliver.
+        outgoing: Arc<Outgoing>,
+        /// A join/leave/nick/quit notice, skipped in rooms over `--announce-max`.
+        notice: bool,
+    },
+    /// From the room's home shard: deliver to every local member of `room`.
     Room {
         /// The room.
         room: RoomName,
+        /// The sender, if it is on this shard: it does not get its own line back.
+        except: Option<ConnId>,
         /// What to deliver.
         outgoing: Arc<Outgoing>,
     },

@@ -12,6 +12,20 @@ use std::collections::HashMap;
 
 use crate::protocol::RoomName;
 
+/// The shard that puts `room`'s events in order (its *home*): every room event passes
+/// through it, so all members see one order (ET-8). A fixed hash of the name, so every
+/// shard computes the same home without asking anyone (FNV-1a: small and stable).
+pub fn home_shard(room: &RoomName, shards: usize) -> usize {
+    if shards <= 1 {
+        return 0;
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in room.as_str().bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % shards as u64) as usize
+}
+
 /// Local members of each room on one shard.
 #[derive(Debug, Default)]
 pub struct LocalRooms {

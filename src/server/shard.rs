@@ -42,7 +42,7 @@ use super::Shared;
 use super::config::{EVENTS_CAPACITY, INBOX_DRAIN_CAP, READ_CHUNK, READS_PER_TURN};
 use super::connection::{CloseReason, ConnState, Connection, FloodBucket, Queued, Turn};
 use super::inbox::{Outgoing, Protocol, ShardMsg};
-use super::rooms::LocalRooms;
+use super::rooms::{LocalRooms, home_shard};
 use super::stats::bump;
 use super::token::{self, ConnId, INBOX_WAKER};
 
@@ -201,7 +201,17 @@ impl ShardState {
                 peer,
                 protocol,
             } => self.adopt(stream, peer, protocol),
-            ShardMsg::Room { room, outgoing } => self.deliver_local(&room, None, &outgoing),
+            ShardMsg::Sequence {
+                room,
+                except,
+                outgoing,
+                notice,
+            } => self.sequence(&room, except, outgoing, notice),
+            ShardMsg::Room {
+                room,
+                except,
+                outgoing,
+            } => self.deliver_local(&room, except, &outgoing),
             ShardMsg::Direct { to, outgoing } => self.deliver_to(to, outgoing),
             ShardMsg::Shutdown => self.begin_shutdown(),
         }
@@ -435,42 +445,74 @@ impl ShardState {
         }
     }
 
-    /// Sends `event` to every member of `room` except `except` (a local key): local
-    /// members now, other shards with members via one inbox message each. The event is
-    /// rendered once for all of them.
+    /// Sends `event` to every member of `room` except `except` (a local key), in the
+    /// room's one order: through the room's home shard (ET-8). The event is rendered
+    /// once for all of them.
     pub(super) fn broadcast(&mut self, room: &RoomName, except: Option<usize>, event: Event) {
-        let (mask, _) = self.shared.directory.reach(room);
-        self.broadcast_to(room, except, mask, event);
+        self.publish(room, except, event, false);
     }
 
     /// Like [`Self::broadcast`] for join/leave/nick/quit notices, which are skipped in
     /// rooms larger than `--announce-max` (a 10 000-member lobby does not need
     /// 10 000 join lines per join).
     pub(super) fn announce(&mut self, room: &RoomName, except: Option<usize>, event: Event) {
-        let (mask, members) = self.shared.directory.reach(room);
-        let limit = self.shared.config.announce_max;
-        if limit == 0 || members <= limit {
-            self.broadcast_to(room, except, mask, event);
+        self.publish(room, except, event, true);
+    }
+
+    /// Hands a room event to the room's home shard, which alone decides its place in
+    /// the room's order: this shard if it is the home, else one inbox message.
+    fn publish(&mut self, room: &RoomName, except: Option<usize>, event: Event, notice: bool) {
+        let except = except.and_then(|key| self.conns.get(key)).map(|c| c.id);
+        let outgoing = Outgoing::new(event);
+        let home = home_shard(room, self.outbound.len());
+        if home == self.index {
+            self.sequence(room, except, outgoing, notice);
+        } else {
+            self.outbound[home].push(ShardMsg::Sequence {
+                room: room.clone(),
+                except,
+                outgoing,
+                notice,
+            });
         }
     }
 
-    fn broadcast_to(&mut self, room: &RoomName, except: Option<usize>, mask: u64, event: Event) {
-        let outgoing = Outgoing::new(event);
+    /// ET-8, on the room's home shard: local members get the event now, every other
+    /// shard with members gets it in this turn's batch. Each peer's inbox is FIFO and
+    /// only this shard feeds it the room's events, so every member on every shard sees
+    /// the room in this order, and an answer (which must come back through here) can
+    /// never overtake the line it answers.
+    fn sequence(
+        &mut self,
+        room: &RoomName,
+        except: Option<ConnId>,
+        outgoing: Arc<Outgoing>,
+        notice: bool,
+    ) {
+        let (mask, members) = self.shared.directory.reach(room);
+        let limit = self.shared.config.announce_max;
+        if notice && limit != 0 && members > limit {
+            return;
+        }
         self.deliver_local(room, except, &outgoing);
         let remote = mask & !(1u64 << self.index);
         for (shard, batch) in self.outbound.iter_mut().enumerate() {
             if remote & (1u64 << shard) != 0 {
                 batch.push(ShardMsg::Room {
                     room: room.clone(),
+                    except,
                     outgoing: Arc::clone(&outgoing),
                 });
             }
         }
     }
 
-    /// Fan-out on this shard: one `Arc` clone per member, no lock, no copy (A14). Each
+    /// Fan-out on this shard: one `Arc` clone per member, no lock, no copy. Each
     /// protocol's bytes are rendered at most once, on first use.
-    fn deliver_local(&mut self, room: &RoomName, except: Option<usize>, outgoing: &Outgoing) {
+    fn deliver_local(&mut self, room: &RoomName, except: Option<ConnId>, outgoing: &Outgoing) {
+        let except = except
+            .filter(|id| id.shard() == self.index)
+            .map(ConnId::key);
         let members = self.rooms.members(room);
         let sendq = self.shared.config.sendq;
         let mut delivered = 0;
