@@ -15,9 +15,10 @@
 //! up to `--max-line` bytes) is **truncated** at a character boundary.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
-use super::{Event, Nick, ProtocolError, Refusal, RoomName};
+use super::names::{MAX_NICK_LEN, MAX_ROOM_LEN};
+use super::{Event, MAX_TOPIC_LEN, Nick, ProtocolError, Refusal, RoomName};
 
 /// Longest IRC line without its CRLF (RFC 2812: 512 bytes including CRLF).
 pub const MAX_IRC_LINE: usize = 510;
@@ -195,30 +196,51 @@ pub fn broadcast(event: &Event) -> Option<String> {
     Some(out)
 }
 
-/// A numeric reply line: `:server NNN me PARAMS`.
-fn numeric(out: &mut String, server: &str, code: &str, me: &str, params: &str) {
-    let _ = write!(out, ":{server} {code} {me} {params}\r\n");
+/// Writes lines addressed to one reader: `:server NNN me PARAMS` numerics and the
+/// few non-numeric lines a reply needs, all into one string.
+struct Numerics<'a> {
+    out: String,
+    server: &'a str,
+    me: &'a str,
 }
 
-/// `353` lines (as many as needed) and the closing `366`.
-fn names(out: &mut String, server: &str, me: &str, room: &RoomName, nicks: &[Nick]) {
-    for chunk in nicks.chunks(NAMES_PER_LINE) {
-        let list: Vec<&str> = chunk.iter().map(Nick::as_str).collect();
-        numeric(
-            out,
+impl<'a> Numerics<'a> {
+    fn new(server: &'a str, me: &'a str) -> Self {
+        Numerics {
+            out: String::new(),
             server,
-            "353",
             me,
-            &format!("= {} :{}", chan(room), list.join(" ")),
-        );
+        }
     }
-    numeric(
-        out,
-        server,
-        "366",
-        me,
-        &format!("{} :End of /NAMES list.", chan(room)),
-    );
+
+    /// `:server CODE me PARAMS`.
+    fn num(&mut self, code: &str, params: fmt::Arguments<'_>) {
+        let _ = write!(self.out, ":{} {code} {} {params}\r\n", self.server, self.me);
+    }
+
+    /// `:server NOTICE me :TEXT`.
+    fn notice(&mut self, text: fmt::Arguments<'_>) {
+        let _ = write!(self.out, ":{} NOTICE {} :{text}\r\n", self.server, self.me);
+    }
+
+    /// A line from the reader's own source, `:me!me@host TEXT`.
+    fn own(&mut self, text: fmt::Arguments<'_>) {
+        let me = self.me;
+        let _ = write!(self.out, ":{me}!{me}@{HOST} {text}\r\n");
+    }
+
+    /// `353` lines (as many as needed) and the closing `366`.
+    fn names(&mut self, room: &RoomName, nicks: &[Nick]) {
+        for chunk in nicks.chunks(NAMES_PER_LINE) {
+            let list: Vec<&str> = chunk.iter().map(Nick::as_str).collect();
+            self.num("353", format_args!("= #{room} :{}", list.join(" ")));
+        }
+        self.num("366", format_args!("#{room} :End of /NAMES list."));
+    }
+
+    fn closing_link(&mut self, reason: &str) {
+        let _ = write!(self.out, "ERROR :Closing Link: {} ({reason})\r\n", self.me);
+    }
 }
 
 /// The IRC lines that tell `me` (a connection's current nick) about `event`.
@@ -226,194 +248,296 @@ pub fn reply(event: &Event, server: &str, me: &str) -> String {
     if let Some(line) = broadcast(event) {
         return line;
     }
-    let mut out = String::new();
+    let mut w = Numerics::new(server, me);
     match event {
         Event::Private { from, text, notice } => {
             let verb = if *notice { "NOTICE" } else { "PRIVMSG" };
-            push_text_line(&mut out, &format!(":{} {verb} {me}", source(from)), text);
+            push_text_line(&mut w.out, &format!(":{} {verb} {me}", source(from)), text);
         }
         Event::YouJoined {
             room, topic, nicks, ..
         } => {
-            let _ = write!(out, ":{me}!{me}@{HOST} JOIN {}\r\n", chan(room));
+            w.own(format_args!("JOIN #{room}"));
             if let Some(topic) = topic {
-                numeric(
-                    &mut out,
-                    server,
-                    "332",
-                    me,
-                    &format!("{} :{topic}", chan(room)),
-                );
+                w.num("332", format_args!("#{room} :{topic}"));
             }
-            names(&mut out, server, me, room, nicks);
+            w.names(room, nicks);
         }
-        Event::YouLeft { room } => {
-            let _ = write!(out, ":{me}!{me}@{HOST} PART {}\r\n", chan(room));
-        }
+        Event::YouLeft { room } => w.own(format_args!("PART #{room}")),
         Event::NickIs { old, nick } => {
-            let _ = write!(out, ":{} NICK :{nick}\r\n", source(old));
+            let _ = write!(w.out, ":{} NICK :{nick}\r\n", source(old));
         }
         Event::Who { room, nicks, .. } => {
             for nick in nicks {
-                let params = format!("{} {nick} {HOST} {server} {nick} H :0 {nick}", chan(room));
-                numeric(&mut out, server, "352", me, &params);
+                w.num(
+                    "352",
+                    format_args!("#{room} {nick} {HOST} {server} {nick} H :0 {nick}"),
+                );
             }
-            numeric(
-                &mut out,
-                server,
-                "315",
-                me,
-                &format!("{} :End of /WHO list.", chan(room)),
-            );
+            w.num("315", format_args!("#{room} :End of /WHO list."));
         }
-        Event::Names { room, nicks } => names(&mut out, server, me, room, nicks),
+        Event::Names { room, nicks } => w.names(room, nicks),
         Event::Rooms(rooms) => {
-            numeric(&mut out, server, "321", me, "Channel :Users  Name");
+            w.num("321", format_args!("Channel :Users  Name"));
             for info in rooms {
                 let topic = info.topic.as_deref().unwrap_or("");
-                let params = format!("{} {} :{topic}", chan(&info.room), info.members);
-                numeric(&mut out, server, "322", me, &params);
+                w.num(
+                    "322",
+                    format_args!("#{} {} :{topic}", info.room, info.members),
+                );
             }
-            numeric(&mut out, server, "323", me, ":End of /LIST");
+            w.num("323", format_args!(":End of /LIST"));
         }
-        Event::Topic { room, topic } => match topic {
-            Some(topic) => numeric(
-                &mut out,
-                server,
-                "332",
-                me,
-                &format!("{} :{topic}", chan(room)),
-            ),
-            None => numeric(
-                &mut out,
-                server,
-                "331",
-                me,
-                &format!("{} :No topic is set", chan(room)),
-            ),
-        },
+        Event::Topic {
+            room,
+            topic: Some(topic),
+        } => w.num("332", format_args!("#{room} :{topic}")),
+        Event::Topic { room, topic: None } => {
+            w.num("331", format_args!("#{room} :No topic is set"))
+        }
         Event::Whois { nick, away } => {
-            numeric(
-                &mut out,
-                server,
-                "311",
-                me,
-                &format!("{nick} {nick} {HOST} * :{nick}"),
-            );
-            numeric(
-                &mut out,
-                server,
-                "312",
-                me,
-                &format!("{nick} {server} :miochat"),
-            );
+            w.num("311", format_args!("{nick} {nick} {HOST} * :{nick}"));
+            w.num("312", format_args!("{nick} {server} :miochat"));
             if let Some(away) = away {
-                numeric(&mut out, server, "301", me, &format!("{nick} :{away}"));
+                w.num("301", format_args!("{nick} :{away}"));
             }
-            numeric(
-                &mut out,
-                server,
-                "318",
-                me,
-                &format!("{nick} :End of /WHOIS list."),
-            );
+            w.num("318", format_args!("{nick} :End of /WHOIS list."));
         }
-        Event::Away(true) => numeric(
-            &mut out,
-            server,
-            "306",
-            me,
-            ":You have been marked as being away",
-        ),
-        Event::Away(false) => numeric(
-            &mut out,
-            server,
+        Event::Away(true) => w.num("306", format_args!(":You have been marked as being away")),
+        Event::Away(false) => w.num(
             "305",
-            me,
-            ":You are no longer marked as being away",
+            format_args!(":You are no longer marked as being away"),
         ),
-        Event::IsAway { nick, text } => {
-            numeric(&mut out, server, "301", me, &format!("{nick} :{text}"))
-        }
+        Event::IsAway { nick, text } => w.num("301", format_args!("{nick} :{text}")),
         Event::Ison(nicks) => {
             let list: Vec<&str> = nicks.iter().map(Nick::as_str).collect();
-            numeric(&mut out, server, "303", me, &format!(":{}", list.join(" ")));
+            w.num("303", format_args!(":{}", list.join(" ")));
         }
         Event::Userhost(nicks) => {
             let list: Vec<String> = nicks
                 .iter()
                 .map(|(n, away)| format!("{n}={}{n}@{HOST}", if *away { '-' } else { '+' }))
                 .collect();
-            numeric(&mut out, server, "302", me, &format!(":{}", list.join(" ")));
+            w.num("302", format_args!(":{}", list.join(" ")));
         }
-        Event::Pong(token) => {
-            let _ = write!(
-                out,
-                ":{server} PONG {server} :{}\r\n",
-                token.as_deref().unwrap_or(server)
-            );
-        }
-        Event::Bye => {
-            let _ = write!(out, "ERROR :Closing Link: {me} (Quit)\r\n");
-        }
-        Event::ShuttingDown => {
-            let _ = write!(out, "ERROR :Closing Link: {me} (server shutting down)\r\n");
-        }
-        Event::Closing(refusal) => {
-            let text = match refusal {
-                Refusal::IdleTimeout => "Ping timeout",
-                other => other.text(),
-            };
-            let _ = write!(out, "ERROR :Closing Link: {me} ({text})\r\n");
-        }
-        Event::Error(error) => error_numeric(&mut out, server, me, error),
+        Event::Pong(token) => return pong(server, token.as_deref().unwrap_or(server)),
+        Event::Bye => w.closing_link("Quit"),
+        Event::ShuttingDown => w.closing_link("server shutting down"),
+        Event::Closing(Refusal::IdleTimeout) => w.closing_link("Ping timeout"),
+        Event::Closing(other) => w.closing_link(other.text()),
+        Event::Error(error) => error_numeric(&mut w, error),
         Event::Stats(report) => {
             let line = super::render::line(&Event::Stats(report.clone()));
-            let text = String::from_utf8_lossy(&line);
-            let _ = write!(out, ":{server} NOTICE {me} :{}\r\n", text.trim_end());
+            w.notice(format_args!(
+                "{}",
+                String::from_utf8_lossy(&line).trim_end()
+            ));
         }
         Event::Welcome { .. } | Event::Help => {
-            let _ = write!(
-                out,
-                ":{server} NOTICE {me} :miochat speaks IRC; rooms are #channels\r\n"
-            );
+            w.notice(format_args!("miochat speaks IRC; rooms are #channels"));
         }
         // Broadcast events were handled above.
         _ => {}
     }
-    out
+    w.out
 }
 
 /// The numeric (or notice) for a client mistake.
-fn error_numeric(out: &mut String, server: &str, me: &str, error: &ProtocolError) {
-    let (code, params) = match error {
-        ProtocolError::UnknownCommand(name) => ("421", format!("{name} :Unknown command")),
-        ProtocolError::Usage(_) => ("461", "* :Not enough parameters".into()),
-        ProtocolError::BadNick => ("432", "* :Erroneous nickname".into()),
-        ProtocolError::NickTaken(nick) => ("433", format!("{nick} :Nickname is already in use")),
-        ProtocolError::BadRoom => ("403", "* :No such channel".into()),
+fn error_numeric(w: &mut Numerics<'_>, error: &ProtocolError) {
+    match error {
+        ProtocolError::UnknownCommand(name) => {
+            w.num("421", format_args!("{name} :Unknown command"))
+        }
+        ProtocolError::Usage(_) => w.num("461", format_args!("* :Not enough parameters")),
+        ProtocolError::BadNick => w.num("432", format_args!("* :Erroneous nickname")),
+        ProtocolError::NickTaken(nick) => {
+            w.num("433", format_args!("{nick} :Nickname is already in use"))
+        }
+        ProtocolError::BadRoom => w.num("403", format_args!("* :No such channel")),
         ProtocolError::NotInRoom(room) => {
-            ("442", format!("{} :You're not on that channel", chan(room)))
+            w.num("442", format_args!("#{room} :You're not on that channel"))
         }
-        ProtocolError::NoRoom => ("442", "* :You're not on that channel".into()),
+        ProtocolError::NoRoom => w.num("442", format_args!("* :You're not on that channel")),
         ProtocolError::TooManyRooms { .. } => {
-            ("405", "* :You have joined too many channels".into())
+            w.num("405", format_args!("* :You have joined too many channels"))
         }
-        ProtocolError::NoSuchNick(nick) => ("401", format!("{nick} :No such nick/channel")),
-        ProtocolError::NoSuchRoom(room) => ("403", format!("{} :No such channel", chan(room))),
-        ProtocolError::LineTooLong { .. } => ("417", ":Input line was too long".into()),
+        ProtocolError::NoSuchNick(nick) => {
+            w.num("401", format_args!("{nick} :No such nick/channel"))
+        }
+        ProtocolError::NoSuchRoom(room) => w.num("403", format_args!("#{room} :No such channel")),
+        ProtocolError::LineTooLong { .. } => w.num("417", format_args!(":Input line was too long")),
         ProtocolError::CannotSendTo(room) => {
-            ("404", format!("{} :Cannot send to channel", chan(room)))
+            w.num("404", format_args!("#{room} :Cannot send to channel"))
         }
         ProtocolError::InvalidUtf8
         | ProtocolError::ControlChars
         | ProtocolError::TopicTooLong
-        | ProtocolError::Flood => {
-            let _ = write!(out, ":{server} NOTICE {me} :{error}\r\n");
-            return;
+        | ProtocolError::Flood => w.notice(format_args!("{error}")),
+    }
+}
+
+/// `:server PONG server :TOKEN`.
+pub fn pong(server: &str, token: &str) -> String {
+    format!(":{server} PONG {server} :{token}\r\n")
+}
+
+/// The keepalive the server sends after `--irc-ping` of silence.
+pub fn keepalive_ping(server: &str) -> String {
+    format!("PING :{server}\r\n")
+}
+
+/// What the IRC session answers that the chat core has no [`Event`] for: numerics of
+/// registration, command errors and the few queries the line protocol never asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IrcReply<'a> {
+    /// 001–005 and the MOTD, after registration.
+    Welcome {
+        /// The server's version string.
+        version: &'a str,
+    },
+    /// `CAP * SUB :LIST` (no capabilities are offered yet).
+    Cap {
+        /// `LS`, `LIST` or `NAK`.
+        sub: &'a str,
+        /// The capability list (what was asked, for `NAK`).
+        list: &'a str,
+    },
+    /// 410: a CAP subcommand we do not know.
+    InvalidCap(&'a str),
+    /// 451: a command before registration.
+    NotRegistered,
+    /// 462: `PASS`/`USER` after registration.
+    AlreadyRegistered,
+    /// 461 for this command.
+    NeedMoreParams(&'a str),
+    /// 421 for this command.
+    UnknownCommand(&'a str),
+    /// 431.
+    NoNicknameGiven,
+    /// 432 for this nick.
+    ErroneousNickname(&'a str),
+    /// 433 for this nick.
+    NicknameInUse(&'a str),
+    /// 464 and the closing `ERROR`.
+    PasswordIncorrect,
+    /// 401 for this target.
+    NoSuchNick(&'a str),
+    /// 403 for this name.
+    NoSuchChannel(&'a str),
+    /// 411 for this command.
+    NoRecipient(&'a str),
+    /// 412.
+    NoTextToSend,
+    /// 318 for this nick.
+    EndOfWhois(&'a str),
+    /// 315 for this mask.
+    EndOfWho(&'a str),
+    /// 366 for every channel (`NAMES` without a channel).
+    EndOfNamesAll,
+    /// 324: the channel's modes (always `+nt` for now).
+    ChannelModes(&'a str),
+    /// 368: an empty ban list.
+    EndOfBanList(&'a str),
+    /// 482.
+    NotChannelOperator(&'a str),
+    /// 221: the reader's own modes.
+    UserModes,
+    /// The reader's own mode change, echoed back.
+    UserModeChanged(&'a str),
+    /// 502.
+    CannotChangeOthersModes,
+    /// `ERROR :Closing Link: me (REASON)`.
+    ClosingLink(&'a str),
+}
+
+/// The lines of an [`IrcReply`] to `me` (`*` before the client has a nick).
+pub fn session_reply(reply: &IrcReply<'_>, server: &str, me: &str) -> String {
+    let mut w = Numerics::new(server, me);
+    match reply {
+        IrcReply::Welcome { version } => welcome(&mut w, version),
+        IrcReply::Cap { sub, list } => {
+            let _ = write!(w.out, ":{server} CAP * {sub} :{list}\r\n");
         }
-    };
-    numeric(out, server, code, me, &params);
+        IrcReply::InvalidCap(sub) => w.num("410", format_args!("{sub} :Invalid CAP command")),
+        IrcReply::NotRegistered => w.num("451", format_args!(":You have not registered")),
+        IrcReply::AlreadyRegistered => w.num("462", format_args!(":You may not reregister")),
+        IrcReply::NeedMoreParams(cmd) => w.num("461", format_args!("{cmd} :Not enough parameters")),
+        IrcReply::UnknownCommand(cmd) => w.num("421", format_args!("{cmd} :Unknown command")),
+        IrcReply::NoNicknameGiven => w.num("431", format_args!(":No nickname given")),
+        IrcReply::ErroneousNickname(nick) => {
+            w.num("432", format_args!("{nick} :Erroneous nickname"))
+        }
+        IrcReply::NicknameInUse(nick) => {
+            w.num("433", format_args!("{nick} :Nickname is already in use"))
+        }
+        IrcReply::PasswordIncorrect => {
+            w.num("464", format_args!(":Password incorrect"));
+            w.closing_link("Bad password");
+        }
+        IrcReply::NoSuchNick(nick) => w.num("401", format_args!("{nick} :No such nick/channel")),
+        IrcReply::NoSuchChannel(name) => w.num("403", format_args!("{name} :No such channel")),
+        IrcReply::NoRecipient(cmd) => w.num("411", format_args!(":No recipient given ({cmd})")),
+        IrcReply::NoTextToSend => w.num("412", format_args!(":No text to send")),
+        IrcReply::EndOfWhois(nick) => w.num("318", format_args!("{nick} :End of /WHOIS list.")),
+        IrcReply::EndOfWho(mask) => w.num("315", format_args!("{mask} :End of /WHO list.")),
+        IrcReply::EndOfNamesAll => w.num("366", format_args!("* :End of /NAMES list.")),
+        IrcReply::ChannelModes(chan) => w.num("324", format_args!("{chan} +nt")),
+        IrcReply::EndOfBanList(chan) => {
+            w.num("368", format_args!("{chan} :End of channel ban list"))
+        }
+        IrcReply::NotChannelOperator(chan) => {
+            w.num("482", format_args!("{chan} :You're not channel operator"))
+        }
+        IrcReply::UserModes => w.num("221", format_args!("+i")),
+        IrcReply::UserModeChanged(modes) => w.own(format_args!("MODE {me} :{modes}")),
+        IrcReply::CannotChangeOthersModes => {
+            w.num("502", format_args!(":Can't change mode for other users"))
+        }
+        IrcReply::ClosingLink(reason) => w.closing_link(reason),
+    }
+    w.out
+}
+
+/// The registration burst: 001–005 and the MOTD.
+fn welcome(w: &mut Numerics<'_>, version: &str) {
+    let (server, me) = (w.server, w.me);
+    w.num(
+        "001",
+        format_args!(":Welcome to the miochat IRC network {me}!{me}@{HOST}"),
+    );
+    w.num(
+        "002",
+        format_args!(":Your host is {server}, running version {version}"),
+    );
+    w.num(
+        "003",
+        format_args!(":This server speaks IRC and the miochat line protocol"),
+    );
+    w.num("004", format_args!("{server} {version} i nt"));
+    w.num(
+        "005",
+        format_args!(
+            "CHANTYPES=# NICKLEN={MAX_NICK_LEN} CHANNELLEN={} TOPICLEN={MAX_TOPIC_LEN} \
+             CASEMAPPING=ascii NETWORK=miochat CHANMODES=,,,nt PREFIX=() \
+             :are supported by this server",
+            MAX_ROOM_LEN + 1
+        ),
+    );
+    w.num("375", format_args!(":- {server} Message of the day -"));
+    w.num(
+        "372",
+        format_args!(":- Welcome to miochat. Rooms are #channels; line-protocol users share them."),
+    );
+    w.num("376", format_args!(":End of /MOTD command."));
+}
+
+/// A `#room` parameter as a room: `None` unless it starts with `#` and the rest is a
+/// valid room name. The one place IRC channel names become rooms.
+pub fn channel(param: &str) -> Option<RoomName> {
+    if !param.starts_with('#') {
+        return None;
+    }
+    RoomName::parse(param).ok()
 }
 
 #[cfg(test)]

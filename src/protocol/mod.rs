@@ -18,6 +18,7 @@
 
 pub mod irc;
 pub mod names;
+pub mod outgoing;
 pub mod parse;
 pub mod render;
 

@@ -37,8 +37,9 @@ use crate::protocol::{Event, Refusal, irc, render};
 
 use super::Shared;
 use super::config::{ACCEPT_BACKOFF, ACCEPTS_PER_TURN};
-use super::inbox::{Protocol, ShardMsg};
+use super::inbox::ShardMsg;
 use super::stats::bump;
+use crate::protocol::outgoing::Protocol;
 
 /// The listening socket.
 const TOKEN_LISTENER: Token = Token(0);

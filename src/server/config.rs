@@ -8,6 +8,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::protocol::irc::MAX_IRC_LINE;
+use crate::protocol::outgoing::Protocol;
+
 use super::token::MAX_SHARDS;
 
 /// Where `miochat serve` listens by default (loopback: opt in to the network).
@@ -155,6 +158,15 @@ impl ServerConfig {
             irc_pong_timeout: Duration::from_secs(DEFAULT_IRC_PONG_TIMEOUT_SECS),
             nodelay: true,
             handle_signals: false,
+        }
+    }
+
+    /// The longest line a connection speaking `protocol` may send (IRC's is fixed by
+    /// the RFC; the line protocol's is `--max-line`).
+    pub fn max_line_for(&self, protocol: Protocol) -> usize {
+        match protocol {
+            Protocol::Line => self.max_line,
+            Protocol::Irc => MAX_IRC_LINE,
         }
     }
 

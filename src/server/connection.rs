@@ -1,8 +1,8 @@
 //! Per-connection state, owned by exactly one shard thread.
 //!
-//! A [`Connection`] is a socket plus the little state a chat connection needs between
+//! A [`Connection`] is a socket plus the little state the event loop needs between
 //! events: the unfinished line ([`LineFramer`]), the lines waiting to be written
-//! ([`SendQueue`]), the nick and rooms, and where it is in its life ([`ConnState`]).
+//! ([`SendQueue`]), and where it is in its life ([`ConnState`]).
 //! It is kept small on purpose: an idle connection owns no buffer (reads go into the
 //! shard's scratch buffer; empty queues do not allocate), which is what lets one
 //! process hold tens of thousands of them.
@@ -21,10 +21,12 @@
 //!
 //! `Closing` connections are only *marked* here; the shard reaps them at the end of its
 //! turn (ET-5), so nothing is removed from the slab while events or members are being
-//! iterated, and one connection's failure never touches another's control flow (R7).
+//! iterated, and one connection's failure never touches another's control flow.
+//!
+//! The chat's view of the connection (nick, rooms, IRC registration) is the
+//! [`Session`] inside it; this file is only the transport half.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,13 +35,9 @@ use mio::{Interest, Registry};
 
 use crate::framing::LineFramer;
 use crate::nonblocking::{IoClass, classify};
-use crate::protocol::{Nick, RoomName};
 use crate::send_queue::{Flushed, SendQueue};
 
-use super::config::FloodLimit;
-use super::inbox::Protocol;
-use super::irc::IrcState;
-use super::token::ConnId;
+use super::session::Session;
 
 /// A queue may hold this many times `--sendq` within one turn before the end-of-turn
 /// flush; past it the connection is cut at once (a memory bound, not the policy).
@@ -96,6 +94,18 @@ impl CloseReason {
         }
     }
 
+    /// Logs a close once: a warning for a slow consumer (the operator may want to
+    /// raise `--sendq`), an info line otherwise.
+    pub fn log(self, session: &Session, sendq: usize) {
+        let (peer, nick) = (session.peer, &session.nick);
+        match self {
+            CloseReason::SlowConsumer => {
+                log::warn!("{peer} {nick} cut: slow consumer (send queue passed {sendq} bytes)")
+            }
+            _ => log::info!("{peer} {nick} closed: {}", self.label()),
+        }
+    }
+
     /// The reason from an IO error on this connection.
     pub fn from_io(e: &io::Error) -> CloseReason {
         match classify(e) {
@@ -130,77 +140,23 @@ pub struct Turn {
     pub closing: Vec<usize>,
 }
 
-/// Token bucket for flood control, counted in lines.
-#[derive(Debug, Clone, Copy)]
-pub struct FloodBucket {
-    tokens: f32,
-    last: Instant,
-    /// True once the client was told about this flood episode.
-    warned: bool,
-}
-
-impl FloodBucket {
-    /// A full bucket.
-    pub fn new(limit: FloodLimit, now: Instant) -> Self {
-        FloodBucket {
-            tokens: limit.burst as f32,
-            last: now,
-            warned: false,
-        }
-    }
-
-    /// Takes one line's token. `Ok(())` = allowed; `Err(first)` = dropped, with
-    /// `first` true for the first drop of an episode (the one the client is told of).
-    pub fn take(&mut self, limit: FloodLimit, now: Instant) -> Result<(), bool> {
-        let refill = now.duration_since(self.last).as_secs_f32() * limit.rate as f32;
-        self.tokens = (self.tokens + refill).min(limit.burst as f32);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            self.warned = false;
-            Ok(())
-        } else {
-            let first = !self.warned;
-            self.warned = true;
-            Err(first)
-        }
-    }
-}
-
-/// One client connection.
+/// One client connection: the socket and its buffers, plus the chat's [`Session`].
 #[derive(Debug)]
 pub struct Connection {
     /// The socket, registered with the owning shard's `Poll`.
     pub stream: TcpStream,
-    /// Identity across threads and time.
-    pub id: ConnId,
-    /// Remote address, for logs.
-    pub peer: SocketAddr,
-    /// Current nick (the directory holds the same).
-    pub nick: Nick,
-    /// Rooms joined, in join order.
-    pub rooms: Vec<RoomName>,
-    /// Where plain lines go; `None` after leaving every room.
-    pub current: Option<RoomName>,
     /// The unfinished line between reads.
     pub framer: LineFramer,
     /// Output waiting for the socket.
     pub send_queue: SendQueue,
-    /// Interest currently registered with `Poll` (R4: reregister only on change).
+    /// Interest currently registered with `Poll` (ET-4: reregister only on change).
     pub registered: Interest,
     /// Where the connection is in its life.
     pub state: ConnState,
     /// True while on the shard's `Turn::dirty` list, so it is listed once.
     pub dirty: bool,
-    /// When the last line arrived (idle timeout).
-    pub last_active: Instant,
-    /// Flood control state, if enabled.
-    pub flood: Option<FloodBucket>,
-    /// Protocol errors logged so far (logging stops after a few per connection).
-    pub errors_logged: u8,
-    /// IRC session state; `None` for a line-protocol connection. Boxed so that line
-    /// connections, the common case, do not pay for it.
-    pub irc: Option<Box<IrcState>>,
+    /// What the chat knows about this connection; the event loop never looks inside.
+    pub session: Session,
 }
 
 /// Result of queuing a line for a connection.
@@ -216,45 +172,29 @@ pub enum Queued {
 
 impl Connection {
     /// A new open connection (already registered for READABLE).
-    pub fn new(
-        stream: TcpStream,
-        id: ConnId,
-        peer: SocketAddr,
-        nick: Nick,
-        max_line: usize,
-        now: Instant,
-    ) -> Self {
+    pub fn new(stream: TcpStream, session: Session, max_line: usize) -> Self {
         Connection {
             stream,
-            id,
-            peer,
-            nick,
-            rooms: Vec::new(),
-            current: None,
             framer: LineFramer::new(max_line),
             send_queue: SendQueue::new(),
             registered: Interest::READABLE,
             state: ConnState::Open,
             dirty: false,
-            last_active: now,
-            flood: None,
-            errors_logged: 0,
-            irc: None,
+            session,
         }
     }
 
-    /// The protocol this connection speaks.
-    pub fn protocol(&self) -> Protocol {
-        if self.irc.is_some() {
-            Protocol::Irc
-        } else {
-            Protocol::Line
+    /// Why the connection is being reaped (`Io` if it was never marked closing).
+    pub fn close_reason(&self) -> CloseReason {
+        match self.state {
+            ConnState::Closing(reason) | ConnState::Draining { reason, .. } => reason,
+            ConnState::Open => CloseReason::Io,
         }
     }
 
     /// The slab key of this connection in its shard.
     pub fn key(&self) -> usize {
-        self.id.key()
+        self.session.id.key()
     }
 
     /// True while lines from the client are read and acted on.
@@ -264,7 +204,9 @@ impl Connection {
 
     /// Queues `line` unless the queue would pass the hard limit (`HARD_SENDQ_FACTOR`
     /// times `sendq`), in which case the connection is cut as a slow consumer at once
-    /// and its queue freed. The sender of the line is never affected (A3).
+    /// and its queue freed: the line is not queued and, since the connection closes,
+    /// neither is anything after it. The sender of the line is never affected: one
+    /// recipient's failure only marks that recipient closing.
     ///
     /// The ordinary `--sendq` check happens after the end-of-turn flush (see
     /// [`Self::flush`]): within one turn a fast reader can be handed more than `sendq`
@@ -361,7 +303,7 @@ impl Connection {
             }
             Ok(Flushed::Pending) => {}
             Err(e) => {
-                log::debug!("{} write failed: {e}", self.peer);
+                log::debug!("{} write failed: {e}", self.session.peer);
                 self.close(CloseReason::from_io(&e), turn);
                 return writes;
             }
@@ -370,24 +312,19 @@ impl Connection {
         writes
     }
 
-    /// R4: reregister only when the wanted interest differs from the registered one.
+    /// ET-4: reregister only when the wanted interest differs from the registered one.
     fn update_interest(&mut self, registry: &Registry, turn: &mut Turn) {
         let want = self.interest();
         if want == self.registered {
             return;
         }
-        match registry.reregister(&mut self.stream, self.id.token, want) {
+        match registry.reregister(&mut self.stream, self.session.id.token, want) {
             Ok(()) => self.registered = want,
             Err(e) => {
-                log::warn!("{} reregister failed: {e}", self.peer);
+                log::warn!("{} reregister failed: {e}", self.session.peer);
                 self.close(CloseReason::Io, turn);
             }
         }
-    }
-
-    /// True if the connection should be told it is idle and closed.
-    pub fn is_idle(&self, now: Instant, timeout: Duration) -> bool {
-        self.is_open() && now.duration_since(self.last_active) >= timeout
     }
 
     /// True if a draining connection ran out of time to flush.
@@ -425,26 +362,6 @@ impl<W: io::Write> io::Write for CountWrites<'_, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn flood_bucket_allows_burst_then_rate_and_warns_once() {
-        let limit = FloodLimit { rate: 2, burst: 3 };
-        let t0 = Instant::now();
-        let mut bucket = FloodBucket::new(limit, t0);
-        for _ in 0..3 {
-            assert_eq!(bucket.take(limit, t0), Ok(()));
-        }
-        assert_eq!(bucket.take(limit, t0), Err(true));
-        assert_eq!(bucket.take(limit, t0), Err(false));
-        // Half a second refills one line at 2 lines/s.
-        let t1 = t0 + Duration::from_millis(500);
-        assert_eq!(bucket.take(limit, t1), Ok(()));
-        assert_eq!(
-            bucket.take(limit, t1),
-            Err(true),
-            "a new episode warns again"
-        );
-    }
 
     #[test]
     fn close_reason_indices_match_all() {

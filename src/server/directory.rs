@@ -51,6 +51,22 @@ struct RoomEntry {
     topic: Option<Box<str>>,
 }
 
+/// Which shards have members in a room, and how many members it has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// Bit `i` is set while shard `i` has at least one member.
+    pub shard_mask: u64,
+    /// Members on all shards.
+    pub members: usize,
+}
+
+impl Reach {
+    /// The shards with members, in index order.
+    pub fn shards(self) -> impl Iterator<Item = usize> {
+        (0..64).filter(move |shard| self.shard_mask & (1 << shard) != 0)
+    }
+}
+
 /// What a joiner learns about the room.
 #[derive(Debug)]
 pub struct Joined {
@@ -124,6 +140,19 @@ impl Directory {
         Some((id, spelled, t.away.get(&id).cloned()))
     }
 
+    /// [`Self::lookup_full`] for each of `nicks` that someone has, under one lock.
+    pub fn lookup_each(&self, nicks: &[&str]) -> Vec<(ConnId, Nick, Option<Box<str>>)> {
+        let t = self.lock();
+        nicks
+            .iter()
+            .filter_map(|nick| {
+                let id = *t.nicks.get(&Nick::parse(nick).ok()?.key())?;
+                let spelled = t.nick_of.get(&id)?.clone();
+                Some((id, spelled, t.away.get(&id).cloned()))
+            })
+            .collect()
+    }
+
     /// Sets (`Some`) or clears (`None`) the away message of `id`.
     pub fn set_away(&self, id: ConnId, text: Option<&str>) {
         let mut t = self.lock();
@@ -161,13 +190,16 @@ impl Directory {
         t.away.remove(&id);
     }
 
-    /// Who a message to `room` must reach: a mask with bit `i` set if shard `i` has
-    /// members, and the member count. One lock per room *message*, not per recipient.
-    pub fn reach(&self, room: &RoomName) -> (u64, usize) {
+    /// Who a message to `room` must reach. One lock per room *message* (on the room's
+    /// home shard), not per recipient.
+    pub fn reach(&self, room: &RoomName) -> Reach {
         self.lock()
             .rooms
             .get(room)
-            .map_or((0, 0), |r| (r.shard_mask, r.members.len()))
+            .map_or(Reach::default(), |r| Reach {
+                shard_mask: r.shard_mask,
+                members: r.members.len(),
+            })
     }
 
     /// Up to `page` member nicks of `room`, sorted, and how many more there are.
@@ -291,11 +323,11 @@ mod tests {
         d.join(&rust, id(0, 1));
         d.join(&rust, id(2, 1));
         d.join(&rust, id(2, 2));
-        assert_eq!(d.reach(&rust).0, 0b101);
+        assert_eq!(d.reach(&rust).shard_mask, 0b101);
         d.leave(&rust, id(2, 1));
-        assert_eq!(d.reach(&rust).0, 0b101);
+        assert_eq!(d.reach(&rust).shard_mask, 0b101);
         d.leave(&rust, id(2, 2));
-        assert_eq!(d.reach(&rust).0, 0b001);
+        assert_eq!(d.reach(&rust).shard_mask, 0b001);
         d.leave_all(id(0, 1), std::slice::from_ref(&rust));
         d.remove(id(0, 1));
         assert!(d.rooms().is_empty());

@@ -3,7 +3,7 @@
 //! A shard sleeps in `poll`, so putting a message in its channel is not enough: it must
 //! also be woken. [`ShardHandle::send`] does both, in that order (send, then wake), so
 //! by the time the shard sees the wake the message is there. Wakes coalesce (the waker
-//! is an eventfd: ten wakes may produce one event), so the shard's `on_wake` drains the
+//! is an eventfd: ten wakes may produce one event), so the shard's `drain_inbox` drains the
 //! channel until it is empty rather than taking one message per wake (ET-7).
 //!
 //! Shards batch what they send each other: messages for shard *j* produced during one
@@ -15,70 +15,21 @@
 //! receiving shard delivers it to its own local members.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, OnceLock};
 
 use mio::Waker;
 use mio::net::TcpStream;
 
-use crate::protocol::{Event, RoomName, irc, render};
+use crate::protocol::RoomName;
+use crate::protocol::outgoing::{Outgoing, Protocol};
 
 use super::token::ConnId;
-
-/// An event on its way to several recipients, rendered at most once per protocol
-/// (and not at all for a protocol none of the recipients speaks).
-#[derive(Debug)]
-pub struct Outgoing {
-    /// What happened.
-    pub event: Event,
-    /// The line-protocol bytes, rendered by the first shard that needs them.
-    line: OnceLock<Arc<[u8]>>,
-    /// The IRC bytes, likewise.
-    irc: OnceLock<Arc<[u8]>>,
-}
-
-impl Outgoing {
-    /// Wraps `event` for sharing.
-    pub fn new(event: Event) -> Arc<Self> {
-        Arc::new(Outgoing {
-            event,
-            line: OnceLock::new(),
-            irc: OnceLock::new(),
-        })
-    }
-
-    /// The line-protocol rendering, computed once and then shared.
-    pub fn line(&self) -> &Arc<[u8]> {
-        self.line.get_or_init(|| render::line(&self.event))
-    }
-
-    /// The rendering for `protocol`, computed once and then shared. Only for events
-    /// whose IRC form does not depend on the recipient (room events).
-    pub fn bytes(&self, protocol: Protocol) -> &Arc<[u8]> {
-        match protocol {
-            Protocol::Line => self.line(),
-            Protocol::Irc => self.irc.get_or_init(|| {
-                let line = irc::broadcast(&self.event);
-                debug_assert!(line.is_some(), "BUG: {:?} has no room form", self.event);
-                Arc::from(line.unwrap_or_default().into_bytes())
-            }),
-        }
-    }
-}
-
-/// The wire protocol a connection speaks (decided by the listener that accepted it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// miochat's line protocol.
-    Line,
-    /// IRC.
-    Irc,
-}
 
 /// A message to a shard.
 #[derive(Debug)]
 pub enum ShardMsg {
-    /// A freshly accepted, not yet registered connection (R4: a source stays bound to
+    /// A freshly accepted, not yet registered connection (a mio source stays bound to
     /// the first `Poll` it is registered with, so the acceptor never registers it).
     Adopt {
         /// The socket.

@@ -15,14 +15,19 @@
 //! [`acceptor`] → [`config`] and [`stats`].
 
 pub mod acceptor;
+pub mod chat;
 pub mod config;
 pub mod connection;
+pub mod delivery;
 pub mod directory;
+pub mod effects;
 pub mod inbox;
-pub mod irc;
+pub mod irc_session;
 pub mod relay;
 pub mod rooms;
+pub mod session;
 pub mod shard;
+pub mod shared;
 pub mod stats;
 pub mod token;
 
@@ -30,53 +35,20 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use mio::net::TcpListener;
 use mio::{Poll, Waker};
 
 pub use config::ServerConfig;
+pub use shared::Shared;
 
 use crate::protocol::StatsReport;
 use acceptor::{Acceptor, TOKEN_WAKEUP};
-use directory::Directory;
 use inbox::ShardHandle;
 use shard::Shard;
-use stats::Stats;
 use token::INBOX_WAKER;
-
-/// State every thread of one server shares.
-#[derive(Debug)]
-pub struct Shared {
-    /// The validated configuration.
-    pub config: ServerConfig,
-    /// Nicks and rooms.
-    pub directory: Directory,
-    /// Counters.
-    pub stats: Stats,
-    /// One handle per shard, by index.
-    pub shards: Vec<ShardHandle>,
-    /// Open connections plus those in hand-off (for `--max-connections`).
-    live: AtomicUsize,
-}
-
-impl Shared {
-    /// Reserves room for one more connection; false at `--max-connections`.
-    pub fn try_take_slot(&self) -> bool {
-        let max = self.config.max_connections;
-        self.live
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
-    /// Gives back the slot of a connection that closed (or never arrived).
-    pub fn release_slot(&self) {
-        self.live.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 /// Why the server could not start: one line for the user.
 #[derive(Debug)]
@@ -138,13 +110,7 @@ impl Server {
             handles.push(handle);
             inboxes.push(inbox);
         }
-        let shared = Arc::new(Shared {
-            stats: Stats::new(config.workers),
-            config,
-            directory: Directory::new(),
-            shards: handles,
-            live: AtomicUsize::new(0),
-        });
+        let shared = Arc::new(Shared::new(config, handles));
 
         let mut threads = Vec::new();
         for (index, (poll, inbox)) in polls.into_iter().zip(inboxes).enumerate() {

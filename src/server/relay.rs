@@ -1,221 +1,192 @@
-//! Chat semantics: what each [`Command`] does, as a method of the shard that owns the
-//! sender.
+//! Chat semantics: what each [`Command`] does, whichever protocol it came from.
 //!
 //! The relay decides *who* is told *what*; it never touches a socket. Every outcome is
-//! an [`Event`] handed to one of three shard methods:
+//! an [`Event`] handed to [`Delivery`]: a reply to the sender, a room event (rendered
+//! once, put in the room's one order by its home shard), or a private message to one
+//! connection on any shard. Those only queue; the loop flushes at the end of its turn.
 //!
-//! - `reply(key, event)`: to the sender only;
-//! - `broadcast(room, except, event)` / `announce(...)`: to a room's members, rendered
-//!   once, delivered locally and sent once to each other shard with members;
-//! - `deliver_to(conn_id, outgoing)`: to one connection on any shard (private messages).
-//!
-//! Those only queue and mark connections dirty; the shard flushes at the end of its
-//! turn. Directory calls (nick table, room membership) take the directory lock once
-//! per command.
+//! Directory locks per command, as they really are: a room message takes none here
+//! (its home shard takes one to learn which shards have members); `/join` takes one to
+//! join, one more on the home shard for the join notice, and one more for IRC's member
+//! list; `/quit` one for all its rooms. `ISON` and `USERHOST` look every nick up under
+//! one lock. None is taken per recipient, which is what would make fan-out contend.
 
+use std::sync::Arc;
+
+use crate::protocol::outgoing::Outgoing;
 use crate::protocol::{Command, Event, Nick, ProtocolError, RoomName, SayKind};
 
 use super::config::{MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
 use super::connection::CloseReason;
-use super::inbox::Outgoing;
-use super::shard::ShardState;
+use super::delivery::Delivery;
+use super::effects::Effects;
+use super::shared::Shared;
 use super::stats::bump;
-use super::token::ConnId;
 
-impl ShardState {
-    /// Carries out one command from connection `key`.
-    pub(super) fn apply(&mut self, key: usize, command: Command<'_>) {
-        let result = match command {
-            Command::Say(text) => self.say(key, text, false),
-            Command::Me(text) => self.say(key, text, true),
-            Command::Msg { to, text } => self.private(key, to, text),
-            Command::Nick(nick) => self.rename(key, nick),
-            Command::Join(room) => self.join(key, room),
-            Command::Leave(room) => self.leave(key, room),
-            Command::Who(room) => self.who(key, room),
-            Command::Rooms => {
-                let rooms = self.shared.directory.rooms();
-                self.reply(key, &Event::Rooms(rooms));
-                Ok(())
-            }
-            Command::Topic(text) => self.topic(key, text),
-            Command::Ping(token) => {
-                self.reply(key, &Event::Pong(token.map(Into::into)));
-                Ok(())
-            }
-            Command::Stats => {
-                let report = self.shared.stats.report();
-                self.reply(key, &Event::Stats(report));
-                Ok(())
-            }
-            Command::Help => {
-                self.reply(key, &Event::Help);
-                Ok(())
-            }
-            Command::Quit(reason) => {
-                self.quit(key, reason);
-                Ok(())
-            }
-            Command::SayTo { room, text, kind } => self.say_to(key, room, text, kind),
-            Command::Notice { to, text } => self.private_to(key, to, text, true),
-            Command::TopicOf { room, text } => self.topic_of(key, room, text),
-            Command::Names(room) => {
-                let nicks = self.members(&room);
-                self.reply(key, &Event::Names { room, nicks });
-                Ok(())
-            }
-            Command::Whois(nick) => self.whois(key, nick),
-            Command::Away(text) => {
-                let id = self.conns[key].id;
-                self.shared.directory.set_away(id, text);
-                self.reply(key, &Event::Away(text.is_some()));
-                Ok(())
-            }
-            Command::Ison(nicks) => {
-                let online = nicks
-                    .iter()
-                    .filter_map(|n| self.shared.directory.lookup_full(n))
-                    .map(|(_, nick, _)| nick)
-                    .collect();
-                self.reply(key, &Event::Ison(online));
-                Ok(())
-            }
-            Command::Userhost(nicks) => {
-                let found = nicks
-                    .iter()
-                    .filter_map(|n| self.shared.directory.lookup_full(n))
-                    .map(|(_, nick, away)| (nick, away.is_some()))
-                    .collect();
-                self.reply(key, &Event::Userhost(found));
-                Ok(())
-            }
-        };
-        if let Err(error) = result {
-            self.reject(key, error);
+/// The chat semantics of one shard.
+#[derive(Debug)]
+pub struct Relay {
+    /// How events reach people.
+    pub delivery: Delivery,
+    /// Config, directory and stats.
+    shared: Arc<Shared>,
+    /// This shard's index (for its stats).
+    index: usize,
+}
+
+impl Relay {
+    /// The relay of shard `index`.
+    pub fn new(index: usize, shared: Arc<Shared>) -> Self {
+        Relay {
+            delivery: Delivery::new(index, Arc::clone(&shared)),
+            shared,
+            index,
         }
     }
 
-    /// The sender's nick and current room.
-    fn speaker(&self, key: usize) -> Result<(Nick, RoomName), ProtocolError> {
-        let conn = &self.conns[key];
-        let room = conn.current.clone().ok_or(ProtocolError::NoRoom)?;
-        Ok((conn.nick.clone(), room))
+    /// Carries out one command from connection `key`; a mistake is answered with an
+    /// error line and changes nothing.
+    pub fn apply(&mut self, fx: &mut Effects<'_>, key: usize, command: Command<'_>) {
+        if let Err(error) = self.try_apply(fx, key, command) {
+            self.delivery.reject(fx, key, error);
+        }
     }
 
-    /// A plain line or `/me`: to every other member of the current room.
-    fn say(&mut self, key: usize, text: &str, action: bool) -> Result<(), ProtocolError> {
-        let (from, room) = self.speaker(key)?;
-        bump(&self.shared.stats.shards[self.index].messages_in);
-        let text = text.into();
-        let event = if action {
-            Event::Action {
-                room: room.clone(),
-                from,
-                text,
+    fn try_apply(&mut self, fx: &mut Effects<'_>, key: usize, command: Command<'_>) -> Outcome {
+        match command {
+            Command::Say(text) => self.say(fx, key, None, text, SayKind::Message),
+            Command::Me(text) => self.say(fx, key, None, text, SayKind::Action),
+            Command::SayTo { room, text, kind } => self.say(fx, key, Some(room), text, kind),
+            Command::Msg { to, text } => self.private(fx, key, to, text, false),
+            Command::Notice { to, text } => self.private(fx, key, to, text, true),
+            Command::Nick(nick) => self.rename(fx, key, nick),
+            Command::Join(room) => self.join(fx, key, room),
+            Command::Leave(room) => self.leave(fx, key, room),
+            Command::Who(room) => self.who(fx, key, room),
+            Command::Topic(text) => self.topic(fx, key, None, text),
+            Command::TopicOf { room, text } => self.topic(fx, key, Some(room), text),
+            Command::Quit(reason) => self.quit(fx, key, reason),
+            Command::Whois(nick) => self.whois(fx, key, nick),
+            Command::Away(text) => self.away(fx, key, text),
+            query => self.answer(fx, key, query),
+        }
+    }
+
+    /// Commands that only read: each is answered with one reply.
+    fn answer(&mut self, fx: &mut Effects<'_>, key: usize, query: Command<'_>) -> Outcome {
+        let directory = &self.shared.directory;
+        let reply = match query {
+            Command::Rooms => Event::Rooms(directory.rooms()),
+            Command::Ping(token) => Event::Pong(token.map(Into::into)),
+            Command::Stats => Event::Stats(self.shared.stats.report()),
+            Command::Help => Event::Help,
+            Command::Names(room) => Event::Names {
+                nicks: self.members(&room),
+                room,
+            },
+            Command::Ison(nicks) => {
+                let found = directory.lookup_each(&nicks);
+                Event::Ison(found.into_iter().map(|(_, nick, _)| nick).collect())
             }
-        } else {
-            Event::Message {
-                room: room.clone(),
-                from,
-                text,
+            Command::Userhost(nicks) => {
+                let found = directory.lookup_each(&nicks);
+                let found = found.into_iter().map(|(_, n, away)| (n, away.is_some()));
+                Event::Userhost(found.collect())
             }
+            other => unreachable!("BUG: {other:?} is not a query"),
         };
-        self.broadcast(&room, Some(key), event);
+        self.delivery.reply(fx, key, &reply);
         Ok(())
     }
 
-    /// `/msg`: only the target receives it, whichever shard it is on.
-    fn private(&mut self, key: usize, to: &str, text: &str) -> Result<(), ProtocolError> {
-        self.private_to(key, to, text, false)
+    /// A line, action or notice to a room: the current room (`room` = `None`) or a
+    /// named one the sender is in.
+    fn say(
+        &mut self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        room: Option<RoomName>,
+        text: &str,
+        kind: SayKind,
+    ) -> Outcome {
+        let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
+        let room = match room {
+            None => session.current.clone().ok_or(ProtocolError::NoRoom)?,
+            Some(room) if session.rooms.contains(&room) => room,
+            Some(room) => return Err(ProtocolError::CannotSendTo(room)),
+        };
+        let (from, text) = (session.nick.clone(), text.into());
+        bump(&self.shared.stats.shards[self.index].messages_in);
+        let event = match kind {
+            SayKind::Message => Event::Message {
+                room: room.clone(),
+                from,
+                text,
+            },
+            SayKind::Action => Event::Action {
+                room: room.clone(),
+                from,
+                text,
+            },
+            SayKind::Notice => Event::RoomNotice {
+                room: room.clone(),
+                from,
+                text,
+            },
+        };
+        self.delivery.broadcast(fx, &room, Some(key), event);
+        Ok(())
     }
 
-    /// A private message or notice. The sender of a message (not a notice) to
-    /// someone away is told so, as IRC's 301 does.
-    fn private_to(
+    /// A private message or notice, to whichever shard has the target. The sender of
+    /// a message (never of a notice) to someone away is told so, as IRC's 301 does.
+    fn private(
         &mut self,
+        fx: &mut Effects<'_>,
         key: usize,
         to: &str,
         text: &str,
         notice: bool,
-    ) -> Result<(), ProtocolError> {
+    ) -> Outcome {
         let (target, nick, away) = self
             .shared
             .directory
             .lookup_full(to)
             .ok_or_else(|| ProtocolError::NoSuchNick(to.into()))?;
+        let from = fx
+            .session(key)
+            .map(|s| s.nick.clone())
+            .ok_or(ProtocolError::NoRoom)?;
         bump(&self.shared.stats.shards[self.index].messages_in);
         let event = Event::Private {
-            from: self.conns[key].nick.clone(),
+            from,
             text: text.into(),
             notice,
         };
-        self.deliver_to(target, Outgoing::new(event));
+        self.delivery.deliver_to(fx, target, Outgoing::new(event));
         if let (Some(text), false) = (away, notice) {
-            self.reply(key, &Event::IsAway { nick, text });
+            self.delivery.reply(fx, key, &Event::IsAway { nick, text });
         }
-        Ok(())
-    }
-
-    /// A message, action or notice to a named room (IRC `PRIVMSG #room`).
-    fn say_to(
-        &mut self,
-        key: usize,
-        room: RoomName,
-        text: &str,
-        kind: SayKind,
-    ) -> Result<(), ProtocolError> {
-        let conn = &self.conns[key];
-        if !conn.rooms.contains(&room) {
-            return Err(ProtocolError::CannotSendTo(room));
-        }
-        let from = conn.nick.clone();
-        bump(&self.shared.stats.shards[self.index].messages_in);
-        let (r, text) = (room.clone(), text.into());
-        let event = match kind {
-            SayKind::Message => Event::Message {
-                room: r,
-                from,
-                text,
-            },
-            SayKind::Action => Event::Action {
-                room: r,
-                from,
-                text,
-            },
-            SayKind::Notice => Event::RoomNotice {
-                room: r,
-                from,
-                text,
-            },
-        };
-        self.broadcast(&room, Some(key), event);
-        Ok(())
-    }
-
-    /// Show or set the topic of a named room the connection is in.
-    fn topic_of(
-        &mut self,
-        key: usize,
-        room: RoomName,
-        text: Option<&str>,
-    ) -> Result<(), ProtocolError> {
-        let conn = &self.conns[key];
-        if !conn.rooms.contains(&room) {
-            return Err(ProtocolError::NotInRoom(room));
-        }
-        let nick = conn.nick.clone();
-        self.set_or_show_topic(key, nick, room, text);
         Ok(())
     }
 
     /// Who is behind `nick` (IRC WHOIS).
-    fn whois(&mut self, key: usize, nick: &str) -> Result<(), ProtocolError> {
+    fn whois(&mut self, fx: &mut Effects<'_>, key: usize, nick: &str) -> Outcome {
         let (_, nick, away) = self
             .shared
             .directory
             .lookup_full(nick)
             .ok_or_else(|| ProtocolError::NoSuchNick(nick.into()))?;
-        self.reply(key, &Event::Whois { nick, away });
+        self.delivery.reply(fx, key, &Event::Whois { nick, away });
+        Ok(())
+    }
+
+    /// Sets (`Some`) or clears (`None`) the away message.
+    fn away(&mut self, fx: &mut Effects<'_>, key: usize, text: Option<&str>) -> Outcome {
+        if let Some(session) = fx.session(key) {
+            self.shared.directory.set_away(session.id, text);
+        }
+        self.delivery.reply(fx, key, &Event::Away(text.is_some()));
         Ok(())
     }
 
@@ -229,51 +200,49 @@ impl ShardState {
     }
 
     /// `/nick`: claim the new nick, then tell every room the connection is in.
-    fn rename(&mut self, key: usize, nick: Nick) -> Result<(), ProtocolError> {
-        let id = self.conns[key].id;
-        let old = self.shared.directory.rename(id, &nick)?;
-        let conn = &mut self.conns[key];
-        conn.nick = nick.clone();
-        let rooms = conn.rooms.clone();
-        log::info!("{} {old} is now {nick}", conn.peer);
+    fn rename(&mut self, fx: &mut Effects<'_>, key: usize, nick: Nick) -> Outcome {
+        let session = fx.session(key).ok_or(ProtocolError::BadNick)?;
+        let old = self.shared.directory.rename(session.id, &nick)?;
+        session.nick = nick.clone();
+        let rooms = session.rooms.clone();
+        log::info!("{} {old} is now {nick}", session.peer);
         if old != nick {
             for room in rooms {
+                let (old, new) = (old.clone(), nick.clone());
                 let event = Event::NickChanged {
                     room: room.clone(),
-                    old: old.clone(),
-                    new: nick.clone(),
+                    old,
+                    new,
                 };
-                self.announce(&room, Some(key), event);
+                self.delivery.announce(fx, &room, Some(key), event);
             }
         }
-        self.reply(key, &Event::NickIs { old, nick });
+        self.delivery.reply(fx, key, &Event::NickIs { old, nick });
         Ok(())
     }
 
     /// `/join`: join if needed, make current, tell the room.
-    fn join(&mut self, key: usize, room: RoomName) -> Result<(), ProtocolError> {
-        let conn = &mut self.conns[key];
-        let id = conn.id;
-        let already = conn.rooms.contains(&room);
-        if !already && conn.rooms.len() >= MAX_ROOMS_PER_CONNECTION {
+    fn join(&mut self, fx: &mut Effects<'_>, key: usize, room: RoomName) -> Outcome {
+        let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
+        let already = session.rooms.contains(&room);
+        if !already && session.rooms.len() >= MAX_ROOMS_PER_CONNECTION {
             return Err(ProtocolError::TooManyRooms {
                 max: MAX_ROOMS_PER_CONNECTION,
             });
         }
-        conn.current = Some(room.clone());
-        let nick = conn.nick.clone();
+        session.current = Some(room.clone());
+        let (id, nick, wants_names) = (session.id, session.nick.clone(), session.irc.is_some());
         if !already {
-            conn.rooms.push(room.clone());
-            self.rooms.join(&room, key);
+            session.rooms.push(room.clone());
+            self.delivery.enter(&room, key);
         }
         let info = self.shared.directory.join(&room, id);
-        let wants_names = self.conns[key].irc.is_some();
         if !already {
             let event = Event::Joined {
                 room: room.clone(),
                 nick,
             };
-            self.announce(&room, Some(key), event);
+            self.delivery.announce(fx, &room, Some(key), event);
         }
         let nicks = if wants_names {
             self.members(&room)
@@ -286,120 +255,148 @@ impl ShardState {
             topic: info.topic,
             nicks,
         };
-        self.reply(key, &reply);
+        self.delivery.reply(fx, key, &reply);
         Ok(())
     }
 
     /// `/leave [ROOM]`: the current room by default.
-    fn leave(&mut self, key: usize, room: Option<RoomName>) -> Result<(), ProtocolError> {
-        let conn = &mut self.conns[key];
+    fn leave(&mut self, fx: &mut Effects<'_>, key: usize, room: Option<RoomName>) -> Outcome {
+        let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
         let room = match room {
             Some(room) => room,
-            None => conn.current.clone().ok_or(ProtocolError::NoRoom)?,
+            None => session.current.clone().ok_or(ProtocolError::NoRoom)?,
         };
-        let Some(pos) = conn.rooms.iter().position(|r| *r == room) else {
+        let Some(pos) = session.rooms.iter().position(|r| *r == room) else {
             return Err(ProtocolError::NotInRoom(room));
         };
-        conn.rooms.remove(pos);
-        if conn.current.as_ref() == Some(&room) {
-            conn.current = conn.rooms.last().cloned();
+        session.rooms.remove(pos);
+        if session.current.as_ref() == Some(&room) {
+            session.current = session.rooms.last().cloned();
         }
-        let (id, nick) = (conn.id, conn.nick.clone());
-        self.rooms.leave(&room, key);
+        let (id, nick) = (session.id, session.nick.clone());
+        self.delivery.exit(&room, key);
         // Announce before leaving the directory, so the room's size still counts us.
         let event = Event::Left {
             room: room.clone(),
             nick,
         };
-        self.announce(&room, Some(key), event);
+        self.delivery.announce(fx, &room, Some(key), event);
         self.shared.directory.leave(&room, id);
-        self.reply(key, &Event::YouLeft { room });
+        self.delivery.reply(fx, key, &Event::YouLeft { room });
         Ok(())
     }
 
     /// `/who [ROOM]`: any room may be listed, joined or not (as IRC's WHO).
-    fn who(&mut self, key: usize, room: Option<RoomName>) -> Result<(), ProtocolError> {
+    fn who(&mut self, fx: &mut Effects<'_>, key: usize, room: Option<RoomName>) -> Outcome {
         let room = match room {
             Some(room) => room,
-            None => self.conns[key]
-                .current
-                .clone()
-                .ok_or(ProtocolError::NoRoom)?,
+            None => current_room(fx, key)?,
         };
         let (nicks, more) = self
             .shared
             .directory
             .who(&room, WHO_PAGE)
             .ok_or_else(|| ProtocolError::NoSuchRoom(room.clone()))?;
-        self.reply(key, &Event::Who { room, nicks, more });
+        self.delivery
+            .reply(fx, key, &Event::Who { room, nicks, more });
         Ok(())
     }
 
-    /// `/topic [TEXT]`: show, or set and tell the room (the setter included).
-    fn topic(&mut self, key: usize, text: Option<&str>) -> Result<(), ProtocolError> {
-        let (nick, room) = self.speaker(key)?;
-        self.set_or_show_topic(key, nick, room, text);
+    /// `/topic [TEXT]` (the current room) or IRC `TOPIC #room [TEXT]` (a room the
+    /// sender is in): show it, or set it and tell the room, the setter included.
+    fn topic(
+        &mut self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        room: Option<RoomName>,
+        text: Option<&str>,
+    ) -> Outcome {
+        let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
+        let room = match room {
+            None => session.current.clone().ok_or(ProtocolError::NoRoom)?,
+            Some(room) if session.rooms.contains(&room) => room,
+            Some(room) => return Err(ProtocolError::NotInRoom(room)),
+        };
+        let nick = session.nick.clone();
+        let Some(topic) = text else {
+            let topic = self.shared.directory.topic(&room);
+            self.delivery.reply(fx, key, &Event::Topic { room, topic });
+            return Ok(());
+        };
+        self.shared.directory.set_topic(&room, topic);
+        let event = Event::TopicChanged {
+            room: room.clone(),
+            nick,
+            topic: topic.into(),
+        };
+        self.delivery.broadcast(fx, &room, None, event);
         Ok(())
-    }
-
-    fn set_or_show_topic(&mut self, key: usize, nick: Nick, room: RoomName, text: Option<&str>) {
-        match text {
-            None => {
-                let topic = self.shared.directory.topic(&room);
-                self.reply(key, &Event::Topic { room, topic });
-            }
-            Some(topic) => {
-                self.shared.directory.set_topic(&room, topic);
-                let event = Event::TopicChanged {
-                    room: room.clone(),
-                    nick,
-                    topic: topic.into(),
-                };
-                self.broadcast(&room, None, event);
-            }
-        }
     }
 
     /// `/quit`: tell the rooms now (with the client's reason), say goodbye, then
-    /// drain: the connection closes once `OK bye` is flushed.
-    fn quit(&mut self, key: usize, reason: Option<&str>) {
-        let conn = &mut self.conns[key];
-        let rooms = std::mem::take(&mut conn.rooms);
-        conn.current = None;
-        let (id, nick) = (conn.id, conn.nick.clone());
-        self.depart(key, id, &nick, &rooms, reason.unwrap_or("quit"), true);
-        self.reply(key, &Event::Bye);
-        let grace = self.shared.config.shutdown_grace;
-        self.conns[key].drain(CloseReason::Quit, grace, &mut self.turn);
+    /// close once `OK bye` is flushed.
+    fn quit(&mut self, fx: &mut Effects<'_>, key: usize, reason: Option<&str>) -> Outcome {
+        if let Some(session) = fx.session(key) {
+            let rooms = std::mem::take(&mut session.rooms);
+            session.current = None;
+            let (id, nick) = (session.id, session.nick.clone());
+            let who = Departure {
+                key,
+                id,
+                nick: &nick,
+                rooms: &rooms,
+            };
+            self.depart(fx, who, Some(reason.unwrap_or("quit")));
+        }
+        self.delivery
+            .farewell(fx, key, &Event::Bye, CloseReason::Quit);
+        Ok(())
     }
 
-    /// Takes a connection out of `rooms` (this shard's tables and the directory, in
-    /// one lock) and, if `tell`, announces `quit nick reason` to each room. Used by
-    /// `/quit` and by the shard when it reaps a closed connection.
-    pub(super) fn depart(
-        &mut self,
-        key: usize,
-        id: ConnId,
-        nick: &Nick,
-        rooms: &[RoomName],
-        reason: &str,
-        tell: bool,
-    ) {
-        for room in rooms {
-            self.rooms.leave(room, key);
+    /// Takes a connection out of its rooms (this shard's tables and the directory, in
+    /// one lock) and, given a `reason`, announces `quit nick reason` to each room
+    /// (during shutdown there is none: everyone is leaving). Used by `/quit` and when
+    /// the loop reaps a closed connection.
+    pub fn depart(&mut self, fx: &mut Effects<'_>, who: Departure<'_>, reason: Option<&str>) {
+        for room in who.rooms {
+            self.delivery.exit(room, who.key);
         }
-        self.shared.directory.leave_all(id, rooms);
-        if !tell {
+        self.shared.directory.leave_all(who.id, who.rooms);
+        let Some(reason) = reason else {
             return;
-        }
+        };
         let reason: Box<str> = reason.into();
-        for room in rooms {
+        for room in who.rooms {
+            let (nick, reason) = (who.nick.clone(), reason.clone());
             let event = Event::Quit {
                 room: room.clone(),
-                nick: nick.clone(),
-                reason: reason.clone(),
+                nick,
+                reason,
             };
-            self.announce(room, None, event);
+            self.delivery.announce(fx, room, None, event);
         }
     }
+}
+
+/// What a command returns: done, or a mistake to answer.
+type Outcome = Result<(), ProtocolError>;
+
+/// A connection leaving all its rooms at once.
+#[derive(Debug)]
+pub struct Departure<'a> {
+    /// Its slab key on this shard.
+    pub key: usize,
+    /// Its identity in the directory.
+    pub id: super::token::ConnId,
+    /// Its nick, for the quit notices.
+    pub nick: &'a Nick,
+    /// The rooms it was in.
+    pub rooms: &'a [RoomName],
+}
+
+/// The sender's current room.
+fn current_room(fx: &mut Effects<'_>, key: usize) -> Result<RoomName, ProtocolError> {
+    fx.session(key)
+        .and_then(|s| s.current.clone())
+        .ok_or(ProtocolError::NoRoom)
 }

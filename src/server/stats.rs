@@ -28,6 +28,20 @@ pub struct ShardStats {
     pub closes: [AtomicU64; CloseReason::COUNT],
 }
 
+impl ShardStats {
+    /// A connection was adopted.
+    pub fn on_open(&self) {
+        self.connections.fetch_add(1, Relaxed);
+        bump(&self.adopted);
+    }
+
+    /// A connection was reaped.
+    pub fn on_close(&self, reason: CloseReason) {
+        self.connections.fetch_sub(1, Relaxed);
+        bump(&self.closes[reason.index()]);
+    }
+}
+
 /// All counters of a server.
 #[derive(Debug)]
 pub struct Stats {

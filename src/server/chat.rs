@@ -1,0 +1,240 @@
+//! The chat half of a shard: everything the event loop hands over, and nothing it
+//! keeps for itself.
+//!
+//! The loop (`shard.rs`) owns sockets, buffers and the turn; this file owns what a
+//! connection *means*. The loop calls it at five moments, always lending it an
+//! [`Effects`] to act through:
+//!
+//! - a connection was adopted ([`Chat::open_session`], then [`Chat::on_adopted`]): give
+//!   it a guest nick and, for the line protocol, the lobby and a welcome;
+//! - a line arrived ([`Chat::on_line`]): count it as activity, apply flood control,
+//!   and hand it to its protocol (the line parser and [`Relay`], or [`IrcSession`]);
+//! - another shard sent something ([`Chat::on_message`]): a room event to sequence or
+//!   deliver, or a private message;
+//! - the tick ([`Chat::on_tick`]): idle timeouts and the IRC keepalive;
+//! - a connection was reaped ([`Chat::on_closed`]): leave its rooms, tell them, free
+//!   its nick.
+//!
+//! Nothing here calls back into the loop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::framing::FrameError;
+use crate::protocol::outgoing::Protocol;
+use crate::protocol::parse::parse_line;
+use crate::protocol::{Event, ProtocolError, Refusal, RoomName, irc};
+
+use super::connection::CloseReason;
+use super::effects::Effects;
+use super::inbox::ShardMsg;
+use super::irc_session::IrcSession;
+use super::relay::{Departure, Relay};
+use super::session::{FloodBucket, Session};
+use super::shared::Shared;
+use super::token::ConnId;
+
+/// The chat state and behaviour of one shard.
+#[derive(Debug)]
+pub struct Chat {
+    /// Commands and delivery.
+    relay: Relay,
+    /// Config, directory, stats.
+    shared: Arc<Shared>,
+}
+
+impl Chat {
+    /// The chat of shard `index`.
+    pub fn new(index: usize, shared: Arc<Shared>) -> Self {
+        Chat {
+            relay: Relay::new(index, Arc::clone(&shared)),
+            shared,
+        }
+    }
+
+    /// A session for a connection being adopted: a fresh guest nick (and, for the
+    /// line protocol, the lobby) in the directory, and a full flood bucket.
+    pub fn open_session(&self, id: ConnId, peer: SocketAddr, protocol: Protocol) -> Session {
+        let lobby = RoomName::lobby();
+        let start_room = (protocol == Protocol::Line).then_some(&lobby);
+        let nick = self.shared.directory.register_guest(id, start_room);
+        let mut session = Session::new(id, peer, nick, protocol);
+        let now = session.last_active;
+        session.flood = self
+            .shared
+            .config
+            .flood
+            .map(|limit| FloodBucket::new(limit, now));
+        if protocol == Protocol::Line {
+            session.rooms.push(lobby.clone());
+            session.current = Some(lobby);
+        }
+        session
+    }
+
+    /// Greets a line connection (welcome, and a join notice in the lobby); an IRC one
+    /// waits for NICK/USER.
+    pub fn on_adopted(&mut self, fx: &mut Effects<'_>, key: usize) {
+        let Some(session) = fx.session(key) else {
+            return;
+        };
+        let (nick, protocol) = (session.nick.clone(), session.protocol());
+        log::info!("{} connected ({protocol:?}) as {nick}", session.peer);
+        if protocol == Protocol::Line {
+            let room = RoomName::lobby();
+            self.relay.delivery.enter(&room, key);
+            let welcome = Event::Welcome {
+                nick: nick.clone(),
+                room: room.clone(),
+            };
+            self.relay.delivery.reply(fx, key, &welcome);
+            let joined = Event::Joined {
+                room: room.clone(),
+                nick,
+            };
+            self.relay.delivery.announce(fx, &room, Some(key), joined);
+        }
+    }
+
+    /// One line (or framing error) from connection `key`.
+    pub fn on_line(&mut self, fx: &mut Effects<'_>, key: usize, line: Result<&[u8], FrameError>) {
+        let Some(protocol) = self.admit(fx, key) else {
+            return;
+        };
+        match (protocol, line) {
+            (Protocol::Line, Ok(line)) => match parse_line(line) {
+                Ok(Some(command)) => self.relay.apply(fx, key, command),
+                Ok(None) => {}
+                Err(error) => self.relay.delivery.reject(fx, key, error),
+            },
+            (Protocol::Irc, Ok(line)) => {
+                let shared = &*self.shared;
+                IrcSession {
+                    relay: &mut self.relay,
+                    fx,
+                    shared,
+                    key,
+                }
+                .on_line(line);
+            }
+            (_, Err(FrameError::TooLong)) => {
+                let max = self.shared.config.max_line_for(protocol);
+                self.relay
+                    .delivery
+                    .reject(fx, key, ProtocolError::LineTooLong { max });
+            }
+        }
+    }
+
+    /// Records activity and takes a flood-control token. Returns the connection's
+    /// protocol, or `None` if the line is to be dropped (flood; told once per episode).
+    fn admit(&mut self, fx: &mut Effects<'_>, key: usize) -> Option<Protocol> {
+        let now = Instant::now();
+        let flood = self.shared.config.flood;
+        let session = fx.session(key)?;
+        session.last_active = now;
+        if let Some(irc) = session.irc.as_mut() {
+            irc.ping_sent = None;
+        }
+        let protocol = session.protocol();
+        if let (Some(limit), Some(bucket)) = (flood, session.flood.as_mut())
+            && let Err(first_drop) = bucket.take(limit, now)
+        {
+            if first_drop {
+                self.relay.delivery.reject(fx, key, ProtocolError::Flood);
+            }
+            return None;
+        }
+        Some(protocol)
+    }
+
+    /// A message from another shard (adoption and shutdown are the loop's own).
+    pub fn on_message(&mut self, fx: &mut Effects<'_>, msg: ShardMsg) {
+        let delivery = &self.relay.delivery;
+        match msg {
+            ShardMsg::Sequence {
+                room,
+                except,
+                outgoing,
+                notice,
+            } => delivery.sequence(fx, &room, except, outgoing, notice),
+            ShardMsg::Room {
+                room,
+                except,
+                outgoing,
+            } => delivery.deliver_local(fx, &room, except, &outgoing),
+            ShardMsg::Direct { to, outgoing } => delivery.deliver_to(fx, to, outgoing),
+            ShardMsg::Adopt { .. } | ShardMsg::Shutdown => {
+                debug_assert!(false, "BUG: the loop handles adoption and shutdown")
+            }
+        }
+    }
+
+    /// Idle timeouts and the IRC keepalive: PING after `--irc-ping` of silence, and
+    /// "Ping timeout" if no answer comes within `--irc-pong-timeout`.
+    pub fn on_tick(&mut self, fx: &mut Effects<'_>, now: Instant) {
+        let config = &self.shared.config;
+        for key in fx.keys() {
+            if !fx.is_open(key) {
+                continue;
+            }
+            let Some(session) = fx.session(key) else {
+                continue;
+            };
+            let silent = now.duration_since(session.last_active);
+            let (peer, nick) = (session.peer, session.nick.clone());
+            match session.irc.as_deref_mut() {
+                Some(irc) => match irc.ping_sent {
+                    Some(sent) if now.duration_since(sent) >= config.irc_pong_timeout => {
+                        log::info!("{peer} {nick} ping timeout");
+                        self.close_idle(fx, key);
+                    }
+                    None if silent >= config.irc_ping => {
+                        irc.ping_sent = Some(now);
+                        let ping = irc::keepalive_ping(&config.server_name);
+                        fx.last_word(key, Arc::from(ping.into_bytes()));
+                    }
+                    _ => {}
+                },
+                None if config.idle_timeout.is_some_and(|limit| silent >= limit) => {
+                    log::info!("{peer} {nick} idle for {silent:?}");
+                    self.close_idle(fx, key);
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn close_idle(&self, fx: &mut Effects<'_>, key: usize) {
+        let notice = Event::Closing(Refusal::IdleTimeout);
+        self.relay
+            .delivery
+            .farewell(fx, key, &notice, CloseReason::IdleTimeout);
+    }
+
+    /// Tells every client the server is going down (their connections then drain).
+    pub fn begin_shutdown(&mut self, fx: &mut Effects<'_>) {
+        for key in fx.keys() {
+            if fx.is_open(key) {
+                self.relay
+                    .delivery
+                    .farewell(fx, key, &Event::ShuttingDown, CloseReason::Shutdown);
+            }
+        }
+    }
+
+    /// A reaped connection: out of its rooms (telling them, unless the server is
+    /// shutting down), its nick and away message freed.
+    pub fn on_closed(&mut self, fx: &mut Effects<'_>, mut session: Session, why: &str, tell: bool) {
+        let rooms = std::mem::take(&mut session.rooms);
+        let who = Departure {
+            key: session.id.key(),
+            id: session.id,
+            nick: &session.nick,
+            rooms: &rooms,
+        };
+        self.relay.depart(fx, who, tell.then_some(why));
+        self.shared.directory.remove(session.id);
+    }
+}

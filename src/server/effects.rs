@@ -1,0 +1,120 @@
+//! The one door between the event loop and the chat.
+//!
+//! The chat decides what happens; the loop does it. Each time the loop hands the chat
+//! a line, an inbox message or a tick, it lends it an [`Effects`], and the chat can
+//! only ask for three things through it:
+//!
+//! - **queue these bytes for connection `key`** ([`Effects::queue`]): an `Arc` clone
+//!   into its send queue, marking it dirty so the loop flushes it once at the end of
+//!   the turn (ET-3); nothing is written to a socket here;
+//! - **send this to shard `k`** ([`Effects::send`]): into the turn's cross-shard batch,
+//!   which the loop sends with one wake per peer shard before it flushes (ET-8);
+//! - **close this connection**, at once ([`Effects::close`]) or once its output is
+//!   flushed ([`Effects::close_after_flush`]); the loop reaps it at the end of the
+//!   turn (ET-5).
+//!
+//! Plus read and write access to each connection's [`Session`], the chat's own state.
+//! The chat never sees a socket, a `Poll` or a token, and nothing it calls can call
+//! back into the loop, so `shard.rs` can be read without the chat and the chat without
+//! the loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use slab::Slab;
+
+use super::connection::{CloseReason, Connection, Queued, Turn};
+use super::inbox::ShardMsg;
+use super::session::Session;
+
+/// What the chat may do to the loop's connections during one call.
+#[derive(Debug)]
+pub struct Effects<'a> {
+    conns: &'a mut Slab<Connection>,
+    turn: &'a mut Turn,
+    outbound: &'a mut [Vec<ShardMsg>],
+    sendq: usize,
+    grace: Duration,
+    /// Lines queued through [`Effects::queue`] (the loop adds them to the stats once).
+    pub deliveries: u64,
+}
+
+impl<'a> Effects<'a> {
+    /// Effects over a shard's connections, its turn lists and its outbound batches.
+    pub fn new(
+        conns: &'a mut Slab<Connection>,
+        turn: &'a mut Turn,
+        outbound: &'a mut [Vec<ShardMsg>],
+        sendq: usize,
+        grace: Duration,
+    ) -> Self {
+        Effects {
+            conns,
+            turn,
+            outbound,
+            sendq,
+            grace,
+            deliveries: 0,
+        }
+    }
+
+    /// The session of connection `key`, if it exists.
+    pub fn session(&mut self, key: usize) -> Option<&mut Session> {
+        self.conns.get_mut(key).map(|conn| &mut conn.session)
+    }
+
+    /// Every connection's key (for timers and shutdown, never on the hot path).
+    pub fn keys(&self) -> Vec<usize> {
+        self.conns.iter().map(|(key, _)| key).collect()
+    }
+
+    /// True while lines from connection `key` are read and acted on.
+    pub fn is_open(&self, key: usize) -> bool {
+        self.conns.get(key).is_some_and(Connection::is_open)
+    }
+
+    /// Queues `bytes` for connection `key` within its send-queue limit; false if it
+    /// was not queued (gone, closing, or just cut as a slow consumer).
+    pub fn queue(&mut self, key: usize, bytes: &Arc<[u8]>) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        let queued = conn.queue(bytes, self.sendq, self.turn) == Queued::Yes;
+        self.deliveries += u64::from(queued);
+        queued
+    }
+
+    /// Queues a last word whatever the limit (a notice before a close).
+    pub fn last_word(&mut self, key: usize, bytes: Arc<[u8]>) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.push(bytes, self.turn);
+        }
+    }
+
+    /// Stops reading connection `key`; it closes once its output is flushed (or after
+    /// the shutdown grace, if the client does not read).
+    pub fn close_after_flush(&mut self, key: usize, reason: CloseReason) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.drain(reason, self.grace, self.turn);
+        }
+    }
+
+    /// Queues `bytes` as the connection's last word, then closes it once flushed: the
+    /// one way to say goodbye (`OK bye`, IRC `ERROR`, an idle notice).
+    pub fn close_with(&mut self, key: usize, bytes: Arc<[u8]>, reason: CloseReason) {
+        self.last_word(key, bytes);
+        self.close_after_flush(key, reason);
+    }
+
+    /// Closes connection `key` at the end of the turn, dropping unsent output.
+    pub fn close(&mut self, key: usize, reason: CloseReason) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.close(reason, self.turn);
+        }
+    }
+
+    /// Adds `msg` to this turn's batch for shard `shard`.
+    pub fn send(&mut self, shard: usize, msg: ShardMsg) {
+        self.outbound[shard].push(msg);
+    }
+}
