@@ -126,7 +126,7 @@ impl ServeArgs {
     }
 }
 
-/// Resolves `host:port` once, before any event loop runs (DNS blocks: A12).
+/// Resolves `host:port` once, before any event loop runs (a DNS lookup blocks, and nothing may block a loop thread).
 pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
     addr.to_socket_addrs()
         .map_err(|e| format!("bad address {addr:?}: {e}"))?

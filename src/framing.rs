@@ -5,7 +5,8 @@
 //! into complete lines and keeps only the unfinished tail between reads.
 //!
 //! Why it is shaped this way:
-//! - **Need more bytes is not an error** (anti-pattern A2): a partial line is kept,
+//! - **Need more bytes is not an error** (treating a partial frame as an error kills clients whose
+//!   lines are split across reads): a partial line is kept,
 //!   never reported.
 //! - **Zero copy for the common case.** A line that lies wholly inside the chunk is
 //!   handed out as a slice of that chunk; only a line split across reads is copied,

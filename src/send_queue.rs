@@ -1,7 +1,7 @@
 //! The send queue: rendered lines waiting for a socket to accept them. Sans-IO.
 //!
 //! A line sent to a room is rendered **once** into an `Arc<[u8]>` and every recipient's
-//! queue holds a clone of that `Arc` (a reference count bump, no copy; anti-pattern A14).
+//! queue holds a clone of that `Arc` (a reference count bump, never a copy per recipient).
 //! The queue keeps an offset into its front entry, because a non-blocking `write` may
 //! take only part of it.
 //!
@@ -11,8 +11,11 @@
 //! loopback `write` costs microseconds however small it is, so forty lines in one
 //! syscall cost little more than one.
 //!
-//! The queue counts its bytes so the owner can enforce `--sendq` *before* enqueuing
-//! (see `server::connection`); the queue itself never refuses.
+//! The queue counts its bytes so its owner can enforce `--sendq`; the queue itself
+//! never refuses. The owner (`server::connection`) checks `--sendq` *after* the
+//! end-of-turn flush, when what is still unsent really is the client's backlog, and
+//! only a hard cap of four times `--sendq` at enqueue, which bounds memory within one
+//! turn.
 //!
 //! An empty `VecDeque` does not allocate, so an idle connection's queue costs only its
 //! header.

@@ -9,7 +9,7 @@
 //! code, where a reader can see it and a test can rely on it; docs/DESIGN.md compares
 //! it with one `SO_REUSEPORT` listener per shard.
 //!
-//! Accepting follows R10:
+//! Accepting never spins and never stalls:
 //! - accept until `WouldBlock` (edge-triggered: the backlog is not reported again),
 //!   under a per-turn budget; a budget-stopped acceptor polls again at once;
 //! - `Interrupted` and `ConnectionAborted` (a client gave up in the backlog): continue;

@@ -26,7 +26,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_LINE: usize = 2048;
 
 /// Bytes that may wait in one connection's send queue. Protects the server from a
-/// client that never reads (anti-pattern A10). Over it the client is cut as a slow
+/// client that never reads (without a bound, one stalled reader grows memory until
+/// the process dies). Over it the client is cut as a slow
 /// consumer; nobody else is slowed (ngIRCd 32 KiB, Ergo 96 KiB, InspIRCd 1 MiB).
 pub const DEFAULT_SENDQ: usize = 256 * 1024;
 
