@@ -116,15 +116,22 @@ def wait_for_port(port, proc, limit=10.0):
     raise RuntimeError(f"nothing listens on port {port}")
 
 
+def default_workers():
+    """miochat's default shard count here: one per core but one, at least one."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 def start(kind, port, workdir, workers=2, pin=None):
     """Starts one of the known servers; returns a Server or None if not installed."""
+    # workers=None runs miochat's own default shard count (no --workers flag).
+    shards = [] if workers is None else ["--workers", str(workers)]
     if kind == "miochat":
-        argv = [MIOCHAT, "serve", "--listen", f"127.0.0.1:{port}", "--workers", str(workers),
+        argv = [MIOCHAT, "serve", "--listen", f"127.0.0.1:{port}", *shards,
                 "--flood-rate", "0", "--idle-timeout", "0", "--max-connections", "19900", "-q"]
         return Server(f"miochat-w{workers}", "line", argv, port, workdir, pin)
     if kind == "miochat-irc":
         argv = [MIOCHAT, "serve", "--listen", f"127.0.0.1:{port + 1000}", "--irc-listen",
-                f"127.0.0.1:{port}", "--workers", str(workers), "--flood-rate", "0",
+                f"127.0.0.1:{port}", *shards, "--flood-rate", "0",
                 "--idle-timeout", "0", "--irc-ping", "600", "--max-connections", "19900", "-q"]
         return Server(f"miochat-irc-w{workers}", "irc", argv, port, workdir, pin)
     if kind == "threaded":
@@ -214,8 +221,8 @@ def cmd_compare(a):
             "--window", str(a.window), "--duration", str(a.duration), "--timeout", "60"]
     if a.rate:
         args += ["--rate", str(a.rate)]
-    kinds = [("miochat", 2), ("miochat", 1), ("miochat-irc", 2), ("threaded", 1), ("ngircd", 1),
-             ("inspircd", 1), ("redis", 1)]
+    kinds = [("miochat", None), ("miochat", 1), ("miochat", 2), ("miochat", 4),
+             ("miochat-irc", None), ("threaded", 1), ("ngircd", 1), ("inspircd", 1), ("redis", 1)]
     rows, base = [], None
     port = a.port
     for kind, workers in kinds:
@@ -224,8 +231,9 @@ def cmd_compare(a):
         if m is None:
             print(f"(skipping {kind}: not installed)", file=sys.stderr)
             continue
-        name = {"miochat": f"miochat --workers {workers}",
-                "miochat-irc": f"miochat IRC listener --workers {workers}"}.get(kind, kind)
+        shards = f"default ({default_workers()} shards)" if workers is None else f"--workers {workers}"
+        name = {"miochat": f"miochat {shards}",
+                "miochat-irc": f"miochat IRC listener {shards}"}.get(kind, kind)
         rate = m.get("deliveries_per_s")
         if base is None:
             base = rate

@@ -128,6 +128,28 @@ pub struct StatsReport {
     pub slow_consumers: u64,
     /// Time since the server started.
     pub uptime: Duration,
+    /// What each shard's loop did, by shard index: the figures that show what a
+    /// second shard costs.
+    pub loops: Vec<LoopReport>,
+}
+
+/// One shard's loop counters (see `/stats` in docs/PROTOCOL.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LoopReport {
+    /// Turns of the loop.
+    pub turns: u64,
+    /// Wakes this shard sent to other shards (eventfd writes).
+    pub wakes_sent: u64,
+    /// Wakes this shard received (inbox-waker events).
+    pub wakes_received: u64,
+    /// Inbox messages this shard handled.
+    pub inbox_messages: u64,
+    /// Messages this shard sent to other shards.
+    pub cross_shard: u64,
+    /// Time spent waiting in `poll`.
+    pub poll: Duration,
+    /// Time spent working between polls.
+    pub work: Duration,
 }
 
 /// One room in a `/rooms` listing.

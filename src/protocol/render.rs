@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::{Event, Nick, RoomName, StatsReport};
+use super::{Event, LoopReport, Nick, RoomName, StatsReport};
 
 /// The text of `/help`, one line per command.
 const HELP: &[&str] = &[
@@ -149,7 +149,7 @@ fn write_stats(report: &StatsReport, out: &mut String) -> std::fmt::Result {
         let sep = if i == 0 { "" } else { "," };
         write!(out, "{sep}{n}")?;
     }
-    writeln!(
+    write!(
         out,
         " messages_in={} deliveries_out={} writes={} slow_consumers={} uptime_s={}",
         report.messages_in,
@@ -157,7 +157,31 @@ fn write_stats(report: &StatsReport, out: &mut String) -> std::fmt::Result {
         report.writes,
         report.slow_consumers,
         report.uptime.as_secs()
-    )
+    )?;
+    let loops = &report.loops;
+    per_shard(out, "turns", loops, |l| l.turns)?;
+    per_shard(out, "wakes_sent", loops, |l| l.wakes_sent)?;
+    per_shard(out, "wakes_received", loops, |l| l.wakes_received)?;
+    per_shard(out, "inbox", loops, |l| l.inbox_messages)?;
+    per_shard(out, "cross_shard", loops, |l| l.cross_shard)?;
+    per_shard(out, "poll_ms", loops, |l| l.poll.as_millis() as u64)?;
+    per_shard(out, "work_ms", loops, |l| l.work.as_millis() as u64)?;
+    writeln!(out)
+}
+
+/// ` KEY=a,b,c`: one figure per shard.
+fn per_shard(
+    out: &mut String,
+    key: &str,
+    loops: &[LoopReport],
+    figure: fn(&LoopReport) -> u64,
+) -> std::fmt::Result {
+    write!(out, " {key}=")?;
+    for (i, report) in loops.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        write!(out, "{sep}{}", figure(report))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -237,10 +261,26 @@ mod tests {
             writes: 8,
             slow_consumers: 1,
             uptime: std::time::Duration::from_secs(5),
+            loops: vec![
+                LoopReport {
+                    turns: 7,
+                    wakes_sent: 1,
+                    poll: std::time::Duration::from_millis(20),
+                    ..LoopReport::default()
+                },
+                LoopReport {
+                    turns: 9,
+                    wakes_received: 1,
+                    inbox_messages: 4,
+                    ..LoopReport::default()
+                },
+            ],
         };
         assert_eq!(
             text(&Event::Stats(report)),
-            "OK stats connections=5 shards=2,3 messages_in=10 deliveries_out=40 writes=8 slow_consumers=1 uptime_s=5\n"
+            "OK stats connections=5 shards=2,3 messages_in=10 deliveries_out=40 writes=8 \
+             slow_consumers=1 uptime_s=5 turns=7,9 wakes_sent=1,0 wakes_received=0,1 \
+             inbox=0,4 cross_shard=0,0 poll_ms=20,0 work_ms=0,0\n"
         );
     }
 }

@@ -204,12 +204,19 @@ impl ServerConfig {
     }
 }
 
-/// One shard per available core.
+/// One shard per available core but one, and at least one. The core left over runs
+/// what every delivery also costs outside the shards: the kernel's TCP work for each
+/// `writev` (on loopback the receiver's processing runs in the sender's syscall), the
+/// acceptor, and on a small machine the clients themselves. Measured on 2 cores
+/// (docs/BENCHMARKS.md, "Shards"): a second shard adds CPU per delivery and no
+/// throughput, so the default there is one shard.
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(MAX_SHARDS)
+    workers_for_cores(std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The default shard count for a machine with `cores` cores.
+pub fn workers_for_cores(cores: usize) -> usize {
+    cores.saturating_sub(1).clamp(1, MAX_SHARDS)
 }
 
 #[cfg(test)]
@@ -223,6 +230,14 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert!(base().validate().is_ok());
+    }
+
+    #[test]
+    fn default_shards_leave_a_core_free() {
+        assert_eq!(workers_for_cores(1), 1);
+        assert_eq!(workers_for_cores(2), 1);
+        assert_eq!(workers_for_cores(4), 3);
+        assert_eq!(workers_for_cores(200), MAX_SHARDS);
     }
 
     #[test]

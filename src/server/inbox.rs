@@ -6,6 +6,11 @@
 //! is an eventfd: ten wakes may produce one event), so the shard's `drain_inbox` drains the
 //! channel until it is empty rather than taking one message per wake (ET-7).
 //!
+//! Wakes are skipped when the shard is awake: a shard *parks* (sets a flag) before it
+//! sleeps in `poll`, looks at its inbox once more, and senders wake it only if the
+//! flag was set ([`ShardHandle::park`]). Under load shards are rarely asleep, so most
+//! cross-shard batches cost no syscall at all.
+//!
 //! Shards batch what they send each other: messages for shard *j* produced during one
 //! turn go out together at the end of the turn with a single wake
 //! ([`ShardHandle::send_batch`]), so a burst of room messages costs one `eventfd`
@@ -16,6 +21,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, fence};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use mio::Waker;
@@ -76,40 +83,116 @@ pub enum ShardMsg {
 pub struct ShardHandle {
     tx: Sender<ShardMsg>,
     waker: Arc<Waker>,
+    /// True while the shard sleeps (or is about to sleep) in `poll`: only then does a
+    /// message need a wake. A busy shard drains its inbox at the start of its next
+    /// turn anyway, so waking it would cost an eventfd write and an extra turn for
+    /// nothing.
+    parked: Arc<AtomicBool>,
+}
+
+/// What [`ShardHandle::send_batch`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchSent {
+    /// Messages sent.
+    pub messages: u64,
+    /// Whether the shard had to be woken.
+    pub woke: bool,
 }
 
 impl ShardHandle {
     /// A handle and the receiving end for the shard that owns `waker`.
     pub fn new(waker: Arc<Waker>) -> (ShardHandle, Receiver<ShardMsg>) {
         let (tx, rx) = channel();
-        (ShardHandle { tx, waker }, rx)
+        let parked = Arc::new(AtomicBool::new(false));
+        (ShardHandle { tx, waker, parked }, rx)
     }
 
-    /// Sends one message and wakes the shard. False if the shard has exited.
+    /// Sends one message and wakes the shard if it sleeps. False if the shard has
+    /// exited.
     pub fn send(&self, msg: ShardMsg) -> bool {
-        self.tx.send(msg).is_ok() && self.wake()
+        self.tx.send(msg).is_ok() && self.wake_if_parked().is_some()
     }
 
-    /// Sends every message in `batch` (emptying it) with a single wake.
-    pub fn send_batch(&self, batch: &mut Vec<ShardMsg>) -> bool {
-        if batch.is_empty() {
-            return true;
+    /// Sends every message in `batch` (emptying it), then at most one wake.
+    pub fn send_batch(&self, batch: &mut Vec<ShardMsg>) -> BatchSent {
+        let messages = batch.len() as u64;
+        if messages == 0 {
+            return BatchSent::default();
         }
         for msg in batch.drain(..) {
             if self.tx.send(msg).is_err() {
-                return false;
+                return BatchSent::default(); // the shard has exited
             }
         }
-        self.wake()
+        let woke = self.wake_if_parked() == Some(true);
+        BatchSent { messages, woke }
     }
 
-    fn wake(&self) -> bool {
+    /// The sender's half of the parking protocol: the message is in the channel;
+    /// if the shard has announced it is going to sleep, wake it (once: the flag is
+    /// cleared). `None` if the wake failed.
+    fn wake_if_parked(&self) -> Option<bool> {
+        fence(SeqCst); // the send above is visible before the flag is read
+        if !self.parked.swap(false, SeqCst) {
+            return Some(false);
+        }
         match self.waker.wake() {
-            Ok(()) => true,
+            Ok(()) => Some(true),
             Err(e) => {
                 log::warn!("waking a shard failed: {e}");
-                false
+                None
             }
         }
+    }
+
+    /// The shard's half: announce that it is about to sleep in `poll`. The caller
+    /// must then look at its inbox once more and not sleep if anything is there: a
+    /// message sent before the flag was visible skipped its wake. (The two fences
+    /// make it impossible for both sides to miss each other.)
+    pub fn park(&self) {
+        self.parked.store(true, SeqCst);
+        fence(SeqCst);
+    }
+
+    /// The shard is awake: senders need not wake it.
+    pub fn unpark(&self) {
+        self.parked.store(false, SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use mio::{Events, Poll, Token};
+
+    use super::*;
+
+    #[test]
+    fn a_parked_shard_is_woken_once_and_a_busy_one_not_at_all() {
+        let mut poll = Poll::new().unwrap();
+        let waker = Waker::new(poll.registry(), Token(7)).unwrap();
+        let (handle, inbox) = ShardHandle::new(Arc::new(waker));
+        let mut batch = vec![ShardMsg::Shutdown, ShardMsg::Shutdown];
+        let busy = handle.send_batch(&mut batch);
+        assert_eq!(
+            busy,
+            BatchSent {
+                messages: 2,
+                woke: false
+            }
+        );
+        handle.park();
+        batch.push(ShardMsg::Shutdown);
+        assert!(
+            handle.send_batch(&mut batch).woke,
+            "a parked shard is woken"
+        );
+        batch.push(ShardMsg::Shutdown);
+        assert!(!handle.send_batch(&mut batch).woke, "one wake is enough");
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(events.iter().count(), 1);
+        assert_eq!(inbox.try_iter().count(), 4, "nothing is lost");
     }
 }

@@ -38,6 +38,7 @@ use super::connection::{CloseReason, Connection, Turn};
 use super::effects::Effects;
 use super::inbox::ShardMsg;
 use super::shared::Shared;
+use super::stats::bump;
 use super::token::{self, ConnId, INBOX_WAKER};
 
 /// How often a shard checks idle and draining connections.
@@ -77,6 +78,8 @@ pub struct ShardState {
     shutdown_deadline: Option<Instant>,
     /// True if the last `drain_inbox` stopped at `INBOX_DRAIN_CAP` with messages left.
     inbox_backlog: bool,
+    /// A message found while parking, handled first by the next `drain_inbox`.
+    early: Option<ShardMsg>,
 }
 
 impl Shard {
@@ -103,6 +106,7 @@ impl Shard {
             last_tick: Instant::now(),
             shutdown_deadline: None,
             inbox_backlog: false,
+            early: None,
         };
         Ok(Shard {
             poll,
@@ -115,8 +119,15 @@ impl Shard {
     pub fn run(mut self) {
         let index = self.state.index;
         while !self.state.finished() {
-            let timeout = self.state.poll_timeout();
-            if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
+            let mut timeout = self.state.poll_timeout();
+            if !timeout.is_zero() && !self.state.park() {
+                timeout = Duration::ZERO;
+            }
+            let polling = Instant::now();
+            let polled = self.poll.poll(&mut self.events, Some(timeout));
+            self.state.unpark();
+            let working = Instant::now();
+            if let Err(e) = polled {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -128,17 +139,11 @@ impl Shard {
             // ET-8: the inbox first, before any socket. (A wake that arrives after this
             // drain raises a new edge: nothing waits.)
             self.state.drain_inbox();
-            for event in self.events.iter().filter(|e| e.token() != INBOX_WAKER) {
-                let (_, key) = token::decode(event.token());
-                if event.is_writable() {
-                    self.state.flush(key);
-                }
-                // A close is learned from the read (0 or an error), never from a flag.
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    self.state.on_readable(key);
-                }
+            for event in self.events.iter() {
+                self.state.on_event(event);
             }
             self.state.end_turn();
+            self.state.count_turn(working - polling, working.elapsed());
         }
         log::debug!("shard {index} stopped");
     }
@@ -147,6 +152,47 @@ impl Shard {
 impl ShardState {
     fn finished(&self) -> bool {
         self.shutdown_deadline.is_some() && self.conns.is_empty()
+    }
+
+    /// One event: writable → flush; readable, read-closed or error → read (a close is
+    /// learned from the read, 0 or an error, never from a flag).
+    fn on_event(&mut self, event: &mio::event::Event) {
+        if event.token() == INBOX_WAKER {
+            return bump(&self.shared.stats.shards[self.index].wakes_received);
+        }
+        let (_, key) = token::decode(event.token());
+        if event.is_writable() {
+            self.flush(key);
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.on_readable(key);
+        }
+    }
+
+    /// Announces that this shard is about to sleep, so senders wake it. False if a
+    /// message arrived meanwhile (kept for the next drain): then it must not sleep.
+    fn park(&mut self) -> bool {
+        let handle = &self.shared.shards[self.index];
+        handle.park();
+        match self.inbox.try_recv() {
+            Ok(msg) => {
+                handle.unpark();
+                self.early = Some(msg);
+                false
+            }
+            Err(_) => true,
+        }
+    }
+
+    fn unpark(&self) {
+        self.shared.shards[self.index].unpark();
+    }
+
+    fn count_turn(&self, polling: Duration, working: Duration) {
+        let stats = &self.shared.stats.shards[self.index];
+        bump(&stats.turns);
+        stats.poll_ns.fetch_add(polling.as_nanos() as u64, Relaxed);
+        stats.work_ns.fetch_add(working.as_nanos() as u64, Relaxed);
     }
 
     fn poll_timeout(&self) -> Duration {
@@ -173,8 +219,13 @@ impl ShardState {
     /// sockets get their share of the thread too (then polls with zero timeout).
     fn drain_inbox(&mut self) {
         self.inbox_backlog = false;
-        for _ in 0..INBOX_DRAIN_CAP {
-            match self.inbox.try_recv() {
+        for handled in 0..INBOX_DRAIN_CAP {
+            let next = self.early.take().map_or_else(|| self.inbox.try_recv(), Ok);
+            if next.is_err() {
+                let stats = &self.shared.stats.shards[self.index];
+                stats.inbox_messages.fetch_add(handled as u64, Relaxed);
+            }
+            match next {
                 Ok(ShardMsg::Adopt {
                     stream,
                     peer,
@@ -185,6 +236,10 @@ impl ShardState {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
         }
+        let stats = &self.shared.stats.shards[self.index];
+        stats
+            .inbox_messages
+            .fetch_add(INBOX_DRAIN_CAP as u64, Relaxed);
         self.inbox_backlog = true;
     }
 
@@ -321,8 +376,11 @@ impl ShardState {
 
     /// Sends each peer shard the messages queued for it this turn, with one wake.
     fn send_outbound(&mut self) {
+        let stats = &self.shared.stats.shards[self.index];
         for (shard, batch) in self.outbound.iter_mut().enumerate() {
-            self.shared.shards[shard].send_batch(batch);
+            let sent = self.shared.shards[shard].send_batch(batch);
+            stats.cross_shard.fetch_add(sent.messages, Relaxed);
+            stats.wakes_sent.fetch_add(u64::from(sent.woke), Relaxed);
         }
     }
 

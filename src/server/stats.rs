@@ -4,9 +4,9 @@
 //! they order nothing), so counting costs no contention. Readers sum them.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::protocol::StatsReport;
+use crate::protocol::{LoopReport, StatsReport};
 
 use super::connection::CloseReason;
 
@@ -26,6 +26,20 @@ pub struct ShardStats {
     pub writes: AtomicU64,
     /// Closes, by [`CloseReason::index`].
     pub closes: [AtomicU64; CloseReason::COUNT],
+    /// Turns of the loop.
+    pub turns: AtomicU64,
+    /// Wakes sent to other shards.
+    pub wakes_sent: AtomicU64,
+    /// Inbox-waker events received.
+    pub wakes_received: AtomicU64,
+    /// Inbox messages handled.
+    pub inbox_messages: AtomicU64,
+    /// Messages sent to other shards.
+    pub cross_shard: AtomicU64,
+    /// Nanoseconds waiting in `poll`.
+    pub poll_ns: AtomicU64,
+    /// Nanoseconds working between polls.
+    pub work_ns: AtomicU64,
 }
 
 impl ShardStats {
@@ -33,6 +47,19 @@ impl ShardStats {
     pub fn on_open(&self) {
         self.connections.fetch_add(1, Relaxed);
         bump(&self.adopted);
+    }
+
+    /// The loop's counters as reported by `/stats`.
+    pub fn loop_report(&self) -> LoopReport {
+        LoopReport {
+            turns: self.turns.load(Relaxed),
+            wakes_sent: self.wakes_sent.load(Relaxed),
+            wakes_received: self.wakes_received.load(Relaxed),
+            inbox_messages: self.inbox_messages.load(Relaxed),
+            cross_shard: self.cross_shard.load(Relaxed),
+            poll: Duration::from_nanos(self.poll_ns.load(Relaxed)),
+            work: Duration::from_nanos(self.work_ns.load(Relaxed)),
+        }
     }
 
     /// A connection was reaped.
@@ -84,6 +111,7 @@ impl Stats {
             writes: sum(|s| &s.writes),
             slow_consumers: self.closes_for(CloseReason::SlowConsumer),
             uptime: self.started.elapsed(),
+            loops: self.shards.iter().map(ShardStats::loop_report).collect(),
         }
     }
 
@@ -113,6 +141,18 @@ impl Stats {
             if n > 0 {
                 line.push_str(&format!(" {}={n}", reason.label()));
             }
+        }
+        for (index, shard) in report.loops.iter().enumerate() {
+            line.push_str(&format!(
+                " | shard{index}: turns={} wakes_sent={} wakes_received={} inbox={} cross_shard={} poll_ms={} work_ms={}",
+                shard.turns,
+                shard.wakes_sent,
+                shard.wakes_received,
+                shard.inbox_messages,
+                shard.cross_shard,
+                shard.poll.as_millis(),
+                shard.work.as_millis()
+            ));
         }
         line
     }
