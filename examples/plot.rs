@@ -3,13 +3,13 @@
 //! meant for any script that measures several servers.
 //!
 //! **Input** is a tab-separated table (TSV), chosen because a script can write it
-//! with `printf` and no field ever needs quoting:
+//! with `printf` and no field ever needs quoting. Here `\t` stands for a tab:
 //!
 //! ```text
 //! # lines starting with '#' are comments
-//! label	group	deliveries_per_s	server_ns_per_delivery	latency_p50_us	latency_p99_us
-//! 1 threads	ladder	183000	2100	420	2900
-//! miochat	real	810000	900	180	700
+//! label\tgroup\tdeliveries_per_s\tserver_ns_per_delivery\tlatency_p50_us\tlatency_p99_us
+//! 1 threads\tladder\t183000\t2100\t420\t2900
+//! miochat\treal\t810000\t900\t180\t700
 //! ```
 //!
 //! - The first non-comment line is the header: `label`, `group`, then metric names.
