@@ -252,8 +252,11 @@ where
     let x_label = |x: &f64| {
         let index = x.round();
         let near = (x - index).abs() < 0.01 && index >= 0.0 && index <= last;
-        near.then(|| format!("p{}", percentiles[index as usize].1))
-            .unwrap_or_default()
+        if near {
+            format!("p{}", percentiles[index as usize].1)
+        } else {
+            String::new()
+        }
     };
     chart
         .configure_mesh()
