@@ -23,7 +23,12 @@
 //! - **Batched mail.** Mail produced during a turn is sent at the end of the turn,
 //!   one batch and one wake per peer shard, *before* the turn's output is flushed.
 //!
-//! What it still leaves out, and where miochat has it (read in this order):
+//! What it still gets wrong: the channels between shards are unbounded. A shard that
+//! falls behind (it got less CPU) builds a backlog of mail; `MAIL_PER_TURN` keeps that
+//! backlog from being dumped into one turn, where it would trip the send-queue limit
+//! of clients that read perfectly well, but the backlog itself is latency and memory.
+//!
+//! What it leaves out, and where miochat has it (read in this order):
 //! `src/server/token.rs` (tokens with a generation, so a slot's next owner never gets
 //! the last one's mail: here a reused slot can miss one line), `src/server/inbox.rs`
 //! (the mail, rendered once per protocol), `src/server/shard.rs` (the full turn: inbox
@@ -69,6 +74,10 @@ const SENDQ_LIMIT: usize = 256 * 1024;
 
 /// Queued lines handed to one `write_vectored` call (Linux accepts up to 1024).
 const MAX_SLICES: usize = 64;
+
+/// Mails handled per turn. A shard that fell behind must not turn its whole backlog
+/// into one turn's output: that would look like a slow consumer to the limit above.
+const MAIL_PER_TURN: usize = 1024;
 
 /// One connected client.
 struct Client {
@@ -145,6 +154,8 @@ struct Server {
     /// Which shard gets the next accepted connection (shard 0 only).
     next_shard: usize,
     totals: Arc<Totals>,
+    /// Mail was left in the channel at the end of the last `read_inbox`.
+    mail_left: bool,
     /// Connections whose budget ran out with bytes still in the kernel.
     ready: Vec<usize>,
     /// Connections with output queued this turn.
@@ -203,6 +214,7 @@ fn run(addr: &str, shards: usize) -> io::Result<()> {
             outbound: (0..shards).map(|_| Vec::new()).collect(),
             next_shard: 0,
             totals: Arc::clone(&totals),
+            mail_left: false,
             ready: Vec::new(),
             dirty: Vec::new(),
         };
@@ -222,7 +234,9 @@ impl Server {
     fn run(mut self, listener: Option<&TcpListener>) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = (!self.ready.is_empty()).then_some(Duration::ZERO);
+            // Work left over (a ready list, mail): look at events, but do not sleep.
+            let busy = !self.ready.is_empty() || self.mail_left;
+            let timeout = busy.then_some(Duration::ZERO);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
@@ -263,9 +277,15 @@ impl Server {
         Token(key << SHARD_BITS | self.id)
     }
 
-    /// Handles every mail waiting in the channel.
+    /// Handles the mail waiting in the channel, at most `MAIL_PER_TURN`; the rest
+    /// waits for the next turn (no wake will come for it: `mail_left` remembers).
     fn read_inbox(&mut self) -> io::Result<()> {
-        while let Ok(mail) = self.inbox.try_recv() {
+        self.mail_left = true;
+        for _ in 0..MAIL_PER_TURN {
+            let Ok(mail) = self.inbox.try_recv() else {
+                self.mail_left = false;
+                break;
+            };
             match mail {
                 Mail::Adopt(stream, guest) => self.adopt(stream, guest)?,
                 Mail::Say { line, from } => self.sequence(line, from),

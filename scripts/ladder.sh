@@ -82,12 +82,12 @@ measure() {
 }
 
 measure "1 threads" "$TARGET/examples/ladder1_threads" 127.0.0.1:0
-measure "2 naive loop" "$TARGET/examples/ladder2_naive_loop" 127.0.0.1:0
-measure "3 edge-triggered" "$TARGET/examples/ladder3_edge_triggered" 127.0.0.1:0
+measure "2 naive" "$TARGET/examples/ladder2_naive_loop" 127.0.0.1:0
+measure "3 edge" "$TARGET/examples/ladder3_edge_triggered" 127.0.0.1:0
 measure "4 fair" "$TARGET/examples/ladder4_fair" 127.0.0.1:0
 measure "5 batched" "$TARGET/examples/ladder5_batched" 127.0.0.1:0
-measure "6 sharded x2" "$TARGET/examples/ladder6_sharded" 127.0.0.1:0 2
-measure "miochat --workers 2" "$TARGET/miochat" serve --listen 127.0.0.1:0 --workers 2 \
+measure "6 shards" "$TARGET/examples/ladder6_sharded" 127.0.0.1:0 2
+measure "miochat" "$TARGET/miochat" serve --listen 127.0.0.1:0 --workers 2 \
     --flood-rate 0 --idle-timeout 0 --max-connections 19000 -q
 
 # The table (Markdown on stdout) and the TSV for the chart.
@@ -129,7 +129,8 @@ for label in open(f"{work}/labels").read().splitlines():
     group = "miochat" if label.startswith("miochat") else "ladder"
     tsv.append("\t".join([label, group] + ["-" if v is None else str(v) for v in cells + lat]))
 print(f"fanout: {clients} clients in one room, 10 senders, 64-byte lines, window 16, "
-      f"{duration} s; idle: {idle} connections held 1 s. One run each, fresh server.\n")
+      f"{duration} s; idle: {idle} connections held 1 s. One run each, fresh server; "
+      "step 6 and miochat run 2 shards.\n")
 print("| step | deliveries/s | p99 | server CPU / delivery | RSS / idle connection | what breaks |")
 print("|---|---|---|---|---|---|")
 for r in rows:
