@@ -160,6 +160,65 @@ impl ShardHandle {
     }
 }
 
+/// The receiving side of a shard's inbox, owned by the shard's thread.
+#[derive(Debug)]
+pub struct Inbox {
+    rx: Receiver<ShardMsg>,
+    /// The shard's own handle, for its `parked` flag.
+    own: ShardHandle,
+    /// A message found while parking, handed out first.
+    early: Option<ShardMsg>,
+    /// True if the last drain stopped at its cap with messages left.
+    backlog: bool,
+}
+
+impl Inbox {
+    /// The inbox behind `own`.
+    pub fn new(rx: Receiver<ShardMsg>, own: ShardHandle) -> Self {
+        Inbox {
+            rx,
+            own,
+            early: None,
+            backlog: false,
+        }
+    }
+
+    /// The next message of this drain, if any; `taken` is how many this drain has
+    /// handed out so far. At `cap` it stops and remembers that messages may be left,
+    /// so the shard polls with a zero timeout and sockets get their share too.
+    pub fn next(&mut self, taken: usize, cap: usize) -> Option<ShardMsg> {
+        self.backlog = taken == cap;
+        if self.backlog {
+            return None;
+        }
+        self.early.take().or_else(|| self.rx.try_recv().ok())
+    }
+
+    /// True if the last drain stopped at its cap.
+    pub fn has_backlog(&self) -> bool {
+        self.backlog
+    }
+
+    /// Announces that the shard is about to sleep, so senders wake it. False if a
+    /// message arrived meanwhile (kept for the next drain): then it must not sleep.
+    pub fn park(&mut self) -> bool {
+        self.own.park();
+        match self.rx.try_recv() {
+            Ok(msg) => {
+                self.own.unpark();
+                self.early = Some(msg);
+                false
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// The shard is awake again.
+    pub fn unpark(&self) {
+        self.own.unpark();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

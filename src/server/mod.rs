@@ -46,7 +46,7 @@ pub use shared::Shared;
 
 use crate::protocol::StatsReport;
 use acceptor::{Acceptor, TOKEN_WAKEUP};
-use inbox::ShardHandle;
+use inbox::{Inbox, ShardHandle};
 use shard::Shard;
 use token::INBOX_WAKER;
 
@@ -114,6 +114,7 @@ impl Server {
 
         let mut threads = Vec::new();
         for (index, (poll, inbox)) in polls.into_iter().zip(inboxes).enumerate() {
+            let inbox = Inbox::new(inbox, shared.shards[index].clone());
             let shard = Shard::new(index, poll, inbox, Arc::clone(&shared))
                 .map_err(|e| StartupError::Setup("shard registry", e))?;
             threads.push(spawn(format!("shard-{index}"), move || shard.run())?);

@@ -21,7 +21,6 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -36,7 +35,7 @@ use super::chat::Chat;
 use super::config::{EVENTS_CAPACITY, INBOX_DRAIN_CAP, READ_CHUNK, READS_PER_TURN};
 use super::connection::{CloseReason, Connection, Turn};
 use super::effects::Effects;
-use super::inbox::ShardMsg;
+use super::inbox::{Inbox, ShardMsg};
 use super::shared::Shared;
 use super::stats::bump;
 use super::token::{self, ConnId, INBOX_WAKER};
@@ -57,7 +56,7 @@ pub struct Shard {
 #[derive(Debug)]
 pub struct ShardState {
     index: usize,
-    inbox: Receiver<ShardMsg>,
+    inbox: Inbox,
     conns: Slab<Connection>,
     /// The chat half: sessions' meaning, rooms, delivery.
     chat: Chat,
@@ -76,10 +75,6 @@ pub struct ShardState {
     last_tick: Instant,
     /// Set when shutdown began: the time by which every connection must be closed.
     shutdown_deadline: Option<Instant>,
-    /// True if the last `drain_inbox` stopped at `INBOX_DRAIN_CAP` with messages left.
-    inbox_backlog: bool,
-    /// A message found while parking, handled first by the next `drain_inbox`.
-    early: Option<ShardMsg>,
 }
 
 impl Shard {
@@ -87,7 +82,7 @@ impl Shard {
     pub fn new(
         index: usize,
         poll: Poll,
-        inbox: Receiver<ShardMsg>,
+        inbox: Inbox,
         shared: Arc<Shared>,
     ) -> std::io::Result<Shard> {
         let registry = poll.registry().try_clone()?;
@@ -105,8 +100,6 @@ impl Shard {
             registry,
             last_tick: Instant::now(),
             shutdown_deadline: None,
-            inbox_backlog: false,
-            early: None,
         };
         Ok(Shard {
             poll,
@@ -120,12 +113,12 @@ impl Shard {
         let index = self.state.index;
         while !self.state.finished() {
             let mut timeout = self.state.poll_timeout();
-            if !timeout.is_zero() && !self.state.park() {
+            if !timeout.is_zero() && !self.state.inbox.park() {
                 timeout = Duration::ZERO;
             }
             let polling = Instant::now();
             let polled = self.poll.poll(&mut self.events, Some(timeout));
-            self.state.unpark();
+            self.state.inbox.unpark();
             let working = Instant::now();
             if let Err(e) = polled {
                 if e.kind() == std::io::ErrorKind::Interrupted {
@@ -143,7 +136,8 @@ impl Shard {
                 self.state.on_event(event);
             }
             self.state.end_turn();
-            self.state.count_turn(working - polling, working.elapsed());
+            let stats = &self.state.shared.stats.shards[index];
+            stats.count_turn(working - polling, working.elapsed());
         }
         log::debug!("shard {index} stopped");
     }
@@ -169,34 +163,8 @@ impl ShardState {
         }
     }
 
-    /// Announces that this shard is about to sleep, so senders wake it. False if a
-    /// message arrived meanwhile (kept for the next drain): then it must not sleep.
-    fn park(&mut self) -> bool {
-        let handle = &self.shared.shards[self.index];
-        handle.park();
-        match self.inbox.try_recv() {
-            Ok(msg) => {
-                handle.unpark();
-                self.early = Some(msg);
-                false
-            }
-            Err(_) => true,
-        }
-    }
-
-    fn unpark(&self) {
-        self.shared.shards[self.index].unpark();
-    }
-
-    fn count_turn(&self, polling: Duration, working: Duration) {
-        let stats = &self.shared.stats.shards[self.index];
-        bump(&stats.turns);
-        stats.poll_ns.fetch_add(polling.as_nanos() as u64, Relaxed);
-        stats.work_ns.fetch_add(working.as_nanos() as u64, Relaxed);
-    }
-
     fn poll_timeout(&self) -> Duration {
-        if !self.unfinished_reads.is_empty() || self.inbox_backlog {
+        if !self.unfinished_reads.is_empty() || self.inbox.has_backlog() {
             return Duration::ZERO;
         }
         TICK.saturating_sub(self.last_tick.elapsed())
@@ -218,29 +186,21 @@ impl ShardState {
     /// Drains the inbox until empty, since wakes coalesce (ET-7), or until the cap, so
     /// sockets get their share of the thread too (then polls with zero timeout).
     fn drain_inbox(&mut self) {
-        self.inbox_backlog = false;
-        for handled in 0..INBOX_DRAIN_CAP {
-            let next = self.early.take().map_or_else(|| self.inbox.try_recv(), Ok);
-            if next.is_err() {
-                let stats = &self.shared.stats.shards[self.index];
-                stats.inbox_messages.fetch_add(handled as u64, Relaxed);
-            }
-            match next {
-                Ok(ShardMsg::Adopt {
+        let mut taken = 0;
+        while let Some(msg) = self.inbox.next(taken, INBOX_DRAIN_CAP) {
+            taken += 1;
+            match msg {
+                ShardMsg::Adopt {
                     stream,
                     peer,
                     protocol,
-                }) => self.adopt(stream, peer, protocol),
-                Ok(ShardMsg::Shutdown) => self.begin_shutdown(),
-                Ok(msg) => self.with_chat(|chat, fx| chat.on_message(fx, msg)),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+                } => self.adopt(stream, peer, protocol),
+                ShardMsg::Shutdown => self.begin_shutdown(),
+                msg => self.with_chat(|chat, fx| chat.on_message(fx, msg)),
             }
         }
         let stats = &self.shared.stats.shards[self.index];
-        stats
-            .inbox_messages
-            .fetch_add(INBOX_DRAIN_CAP as u64, Relaxed);
-        self.inbox_backlog = true;
+        stats.inbox_messages.fetch_add(taken as u64, Relaxed);
     }
 
     /// Registers a socket handed over by the acceptor and lets the chat greet it.

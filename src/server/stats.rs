@@ -49,6 +49,13 @@ impl ShardStats {
         bump(&self.adopted);
     }
 
+    /// One loop turn: `poll` waited `polling`, the work after it took `working`.
+    pub fn count_turn(&self, polling: Duration, working: Duration) {
+        bump(&self.turns);
+        self.poll_ns.fetch_add(polling.as_nanos() as u64, Relaxed);
+        self.work_ns.fetch_add(working.as_nanos() as u64, Relaxed);
+    }
+
     /// The loop's counters as reported by `/stats`.
     pub fn loop_report(&self) -> LoopReport {
         LoopReport {
