@@ -128,6 +128,9 @@ pub struct StatsReport {
     pub slow_consumers: u64,
     /// Time since the server started.
     pub uptime: Duration,
+    /// The server's process id, so a load generator on the same machine can read its
+    /// CPU time and memory from `/proc`.
+    pub pid: u32,
     /// What each shard's loop did, by shard index: the figures that show what a
     /// second shard costs.
     pub loops: Vec<LoopReport>,

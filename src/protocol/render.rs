@@ -151,12 +151,13 @@ fn write_stats(report: &StatsReport, out: &mut String) -> std::fmt::Result {
     }
     write!(
         out,
-        " messages_in={} deliveries_out={} writes={} slow_consumers={} uptime_s={}",
+        " messages_in={} deliveries_out={} writes={} slow_consumers={} uptime_s={} pid={}",
         report.messages_in,
         report.deliveries_out,
         report.writes,
         report.slow_consumers,
-        report.uptime.as_secs()
+        report.uptime.as_secs(),
+        report.pid
     )?;
     let loops = &report.loops;
     per_shard(out, "turns", loops, |l| l.turns)?;
@@ -261,6 +262,7 @@ mod tests {
             writes: 8,
             slow_consumers: 1,
             uptime: std::time::Duration::from_secs(5),
+            pid: 42,
             loops: vec![
                 LoopReport {
                     turns: 7,
@@ -279,7 +281,7 @@ mod tests {
         assert_eq!(
             text(&Event::Stats(report)),
             "OK stats connections=5 shards=2,3 messages_in=10 deliveries_out=40 writes=8 \
-             slow_consumers=1 uptime_s=5 turns=7,9 wakes_sent=1,0 wakes_received=0,1 \
+             slow_consumers=1 uptime_s=5 pid=42 turns=7,9 wakes_sent=1,0 wakes_received=0,1 \
              inbox=0,4 cross_shard=0,0 poll_ms=20,0 work_ms=0,0\n"
         );
     }

@@ -118,6 +118,7 @@ impl Stats {
             writes: sum(|s| &s.writes),
             slow_consumers: self.closes_for(CloseReason::SlowConsumer),
             uptime: self.started.elapsed(),
+            pid: std::process::id(),
             loops: self.shards.iter().map(ShardStats::loop_report).collect(),
         }
     }
