@@ -12,11 +12,12 @@ use crate::bench::dialect::Dialect;
 use crate::bench::traffic::TrafficOpts;
 use crate::bench::{Common, Scenario};
 use crate::server::ServerConfig;
+use crate::server::backplane::BackplaneConfig;
 use crate::server::config::{
     DEFAULT_ANNOUNCE_MAX, DEFAULT_FLOOD_BURST, DEFAULT_FLOOD_RATE, DEFAULT_IDLE_TIMEOUT_SECS,
-    DEFAULT_IRC_PING_SECS, DEFAULT_IRC_PONG_TIMEOUT_SECS, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_LINE, DEFAULT_SENDQ, DEFAULT_SERVER_NAME, DEFAULT_SHUTDOWN_GRACE_MS, FloodLimit,
-    default_workers,
+    DEFAULT_IRC_PING_SECS, DEFAULT_IRC_PONG_TIMEOUT_SECS, DEFAULT_LEASE_SECS, DEFAULT_LISTEN,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE, DEFAULT_SENDQ, DEFAULT_SERVER_NAME,
+    DEFAULT_SHUTDOWN_GRACE_MS, FloodLimit, default_workers,
 };
 
 /// miochat: a sharded chat server on mio, its load generator and its client.
@@ -46,7 +47,7 @@ pub struct ServeArgs {
     /// address to listen on (default 127.0.0.1:7878; port 0 picks a free port)
     #[argh(option, default = "DEFAULT_LISTEN.to_string()")]
     pub listen: String,
-    /// worker threads, one shard each (default: number of cores)
+    /// worker threads, one shard each (default: number of cores minus one, at least 1)
     #[argh(option, default = "default_workers()")]
     pub workers: usize,
     /// most open connections; more are refused with a one-line reason (default 10000)
@@ -91,6 +92,15 @@ pub struct ServeArgs {
     /// leave Nagle's algorithm on (TCP_NODELAY off); see docs/DESIGN.md
     #[argh(switch)]
     pub nagle: bool,
+    /// join a cluster of nodes through this Redis, as redis://HOST:PORT (default: none)
+    #[argh(option)]
+    pub backplane: Option<String>,
+    /// this node's name in the cluster: 1-10 of a-z and 0-9 (default: n + process id)
+    #[argh(option)]
+    pub node_name: Option<String>,
+    /// seconds a silent node is still taken for alive in the cluster (default 10)
+    #[argh(option, default = "DEFAULT_LEASE_SECS")]
+    pub lease: u64,
     /// log debug detail
     #[argh(switch, short = 'v')]
     pub verbose: bool,
@@ -122,8 +132,31 @@ impl ServeArgs {
         config.irc_pong_timeout = Duration::from_secs(self.irc_pong_timeout);
         config.nodelay = !self.nagle;
         config.handle_signals = true;
+        config.backplane = match &self.backplane {
+            Some(url) => Some(BackplaneConfig {
+                redis: resolve(redis_address(url)?)?,
+                node: self
+                    .node_name
+                    .clone()
+                    .unwrap_or_else(|| format!("n{}", std::process::id())),
+                lease: Duration::from_secs(self.lease),
+            }),
+            None if self.node_name.is_some() => return Err("--node-name needs --backplane".into()),
+            None => None,
+        };
         Ok(config)
     }
+}
+
+/// `HOST:PORT` of a `redis://HOST:PORT` address (a bare `HOST:PORT` is accepted too).
+pub fn redis_address(url: &str) -> Result<&str, String> {
+    let rest = url.strip_prefix("redis://").unwrap_or(url);
+    if rest.is_empty() || rest.contains('/') || rest.contains('@') {
+        return Err(format!(
+            "--backplane must look like redis://HOST:PORT, not {url:?}"
+        ));
+    }
+    Ok(rest)
 }
 
 /// Resolves `host:port` once, before any event loop runs (a DNS lookup blocks, and nothing may block a loop thread).

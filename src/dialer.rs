@@ -98,6 +98,11 @@ impl Conn {
         Ok(())
     }
 
+    /// Queues bytes without writing; the caller flushes once per turn.
+    pub fn send_later(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
     /// True while output waits for the socket.
     pub fn has_pending(&self) -> bool {
         self.out_pos < self.out.len()
@@ -167,6 +172,27 @@ impl Conn {
             let _ = SockRef::from(&self.stream).set_tcp_quickack(true);
         }
         Ok(open)
+    }
+
+    /// Reads until `WouldBlock`, handing the raw bytes to `on_bytes` (for protocols
+    /// that are not line-framed, such as Redis's RESP). Returns false at EOF.
+    pub fn read_bytes(
+        &mut self,
+        scratch: &mut [u8],
+        mut on_bytes: impl FnMut(&[u8]),
+    ) -> io::Result<bool> {
+        loop {
+            match read_some(&mut self.stream, scratch)? {
+                ReadOutcome::Data(n) => on_bytes(&scratch[..n]),
+                ReadOutcome::WouldBlock => return Ok(true),
+                ReadOutcome::Eof => return Ok(false),
+            }
+        }
+    }
+
+    /// Deregisters the socket (before dropping it, so a new one may reuse the token).
+    pub fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        registry.deregister(&mut self.stream)
     }
 
     /// The local address (for reports).

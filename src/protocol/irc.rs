@@ -184,6 +184,13 @@ pub fn broadcast(event: &Event) -> Option<String> {
         Event::Quit { nick, reason, .. } => {
             push_text_line(&mut out, &format!(":{} QUIT", source(nick)), reason);
         }
+        Event::Gap { room, node, missed } => {
+            let _ = write!(
+                out,
+                ":{HOST} NOTICE {} :{missed} message(s) from node {node} were lost on the way\r\n",
+                chan(room)
+            );
+        }
         Event::TopicChanged { room, nick, topic } => {
             push_text_line(
                 &mut out,

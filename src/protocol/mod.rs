@@ -131,9 +131,30 @@ pub struct StatsReport {
     /// The server's process id, so a load generator on the same machine can read its
     /// CPU time and memory from `/proc`.
     pub pid: u32,
+    /// The cluster backplane's figures, when the server is one node of several.
+    pub cluster: Option<ClusterReport>,
     /// What each shard's loop did, by shard index: the figures that show what a
     /// second shard costs.
     pub loops: Vec<LoopReport>,
+}
+
+/// One node's backplane counters (see `/stats` in docs/PROTOCOL.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClusterReport {
+    /// This node's name.
+    pub node: String,
+    /// Other nodes heard of.
+    pub peers: usize,
+    /// The last round trip of a probe through Redis, in milliseconds.
+    pub lag_ms: u64,
+    /// Messages published to Redis.
+    pub published: u64,
+    /// Room events received from other nodes.
+    pub received: u64,
+    /// Room events of other nodes that were lost on the way (detected gaps).
+    pub gaps: u64,
+    /// Room events of this node that could not be published (Redis was away).
+    pub unpublished: u64,
 }
 
 /// One shard's loop counters (see `/stats` in docs/PROTOCOL.md).
@@ -335,6 +356,16 @@ pub enum Event {
     Error(ProtocolError),
     /// The server is closing this connection, and why.
     Closing(Refusal),
+    /// Room lines from another node of the cluster were lost on the way (a Redis
+    /// outage or a dropped link): told to the room's members here.
+    Gap {
+        /// The room.
+        room: RoomName,
+        /// The node whose lines were lost.
+        node: Box<str>,
+        /// How many.
+        missed: u64,
+    },
 }
 
 /// Why the server closes a connection it would otherwise keep.

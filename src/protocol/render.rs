@@ -65,6 +65,7 @@ fn write_event(event: &Event, out: &mut String) {
             writeln!(out, "EVENT {room} topic {nick} {topic}")
         }
         Event::ShuttingDown => writeln!(out, "EVENT * shutdown server shutting down"),
+        Event::Gap { room, node, missed } => writeln!(out, "EVENT {room} gap {node} {missed}"),
         Event::YouJoined {
             room,
             members,
@@ -159,6 +160,19 @@ fn write_stats(report: &StatsReport, out: &mut String) -> std::fmt::Result {
         report.uptime.as_secs(),
         report.pid
     )?;
+    if let Some(cluster) = &report.cluster {
+        write!(
+            out,
+            " node={} peers={} backplane_lag_ms={} published={} received={} gaps={} unpublished={}",
+            cluster.node,
+            cluster.peers,
+            cluster.lag_ms,
+            cluster.published,
+            cluster.received,
+            cluster.gaps,
+            cluster.unpublished
+        )?;
+    }
     let loops = &report.loops;
     per_shard(out, "turns", loops, |l| l.turns)?;
     per_shard(out, "wakes_sent", loops, |l| l.wakes_sent)?;
@@ -263,6 +277,7 @@ mod tests {
             slow_consumers: 1,
             uptime: std::time::Duration::from_secs(5),
             pid: 42,
+            cluster: None,
             loops: vec![
                 LoopReport {
                     turns: 7,

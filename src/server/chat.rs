@@ -26,6 +26,7 @@ use crate::protocol::outgoing::Protocol;
 use crate::protocol::parse::parse_line;
 use crate::protocol::{Event, ProtocolError, Refusal, RoomName, irc};
 
+use super::backplane::BackplaneMsg;
 use super::connection::CloseReason;
 use super::effects::Effects;
 use super::inbox::ShardMsg;
@@ -95,6 +96,7 @@ impl Chat {
             };
             self.relay.delivery.announce(fx, &room, Some(key), joined);
         }
+        self.relay.tell_cluster(fx, key, None);
     }
 
     /// One line (or framing error) from connection `key`.
@@ -153,18 +155,18 @@ impl Chat {
     pub fn on_message(&mut self, fx: &mut Effects<'_>, msg: ShardMsg) {
         let delivery = &self.relay.delivery;
         match msg {
-            ShardMsg::Sequence {
-                room,
-                except,
-                outgoing,
-                notice,
-            } => delivery.sequence(fx, &room, except, outgoing, notice),
+            ShardMsg::Sequence(event) => delivery.sequence(fx, event),
             ShardMsg::Room {
                 room,
                 except,
                 outgoing,
             } => delivery.deliver_local(fx, &room, except, &outgoing),
             ShardMsg::Direct { to, outgoing } => delivery.deliver_to(fx, to, outgoing),
+            ShardMsg::Rename { id } => {
+                if fx.session(id.key()).is_some_and(|s| s.id == id) {
+                    self.relay.lose_nick(fx, id.key());
+                }
+            }
             ShardMsg::Adopt { .. } | ShardMsg::Shutdown => {
                 debug_assert!(false, "BUG: the loop handles adoption and shutdown")
             }
@@ -236,5 +238,8 @@ impl Chat {
         };
         self.relay.depart(fx, who, tell.then_some(why));
         self.shared.directory.remove(session.id);
+        if self.shared.backplane.is_some() {
+            fx.publish(BackplaneMsg::Gone { id: session.id });
+        }
     }
 }

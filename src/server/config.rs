@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::protocol::irc::MAX_IRC_LINE;
 use crate::protocol::outgoing::Protocol;
 
+use super::backplane::BackplaneConfig;
 use super::token::MAX_SHARDS;
 
 /// Where `miochat serve` listens by default (loopback: opt in to the network).
@@ -125,6 +126,8 @@ pub struct ServerConfig {
     pub nodelay: bool,
     /// Install SIGINT/SIGTERM handlers (the binary does; in-process tests do not).
     pub handle_signals: bool,
+    /// The cluster backplane (`--backplane`), if this server is one node of several.
+    pub backplane: Option<BackplaneConfig>,
 }
 
 /// Per-connection flood control: a token bucket of lines.
@@ -159,6 +162,7 @@ impl ServerConfig {
             irc_pong_timeout: Duration::from_secs(DEFAULT_IRC_PONG_TIMEOUT_SECS),
             nodelay: true,
             handle_signals: false,
+            backplane: None,
         }
     }
 
@@ -195,12 +199,42 @@ impl ServerConfig {
         if self.irc_ping.is_zero() || self.irc_pong_timeout.is_zero() {
             return Err("--irc-ping and --irc-pong-timeout must be at least 1 second".into());
         }
+        if let Some(backplane) = &self.backplane {
+            validate_node_name(&backplane.node)?;
+            if backplane.lease < Duration::from_secs(1) {
+                return Err("--lease must be at least 1 second".into());
+            }
+        }
         if let Some(flood) = self.flood
             && flood.burst == 0
         {
             return Err("--flood-burst must be at least 1".into());
         }
         Ok(self)
+    }
+}
+
+/// Default `--lease`: how long a node that stopped renewing its lease is still taken
+/// for alive (its users are announced as gone after this, plus a check's delay).
+pub const DEFAULT_LEASE_SECS: u64 = 10;
+
+/// Longest node name: it ends every guest nick of the node, within the nick limit.
+pub const MAX_NODE_NAME: usize = 10;
+
+/// A node name is 1–10 of `a-z 0-9`, starting with a letter (it appears in guest
+/// nicks and Redis keys).
+pub fn validate_node_name(name: &str) -> Result<(), String> {
+    let ok = (1..=MAX_NODE_NAME).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "--node-name must be 1-{MAX_NODE_NAME} of a-z and 0-9, starting with a letter"
+        ))
     }
 }
 

@@ -21,9 +21,10 @@ use log::info;
 use crate::protocol::outgoing::{Outgoing, render_for};
 use crate::protocol::{Event, ProtocolError, RoomName};
 
+use super::backplane::BackplaneMsg;
 use super::connection::CloseReason;
 use super::effects::Effects;
-use super::inbox::ShardMsg;
+use super::inbox::{Origin, RoomEvent, ShardMsg};
 use super::rooms::{LocalRooms, home_shard};
 use super::shared::Shared;
 use super::token::ConnId;
@@ -139,42 +140,43 @@ impl Delivery {
     ) {
         let except = except.and_then(|key| fx.session(key)).map(|s| s.id);
         let outgoing = Outgoing::new(event);
-        let home = home_shard(room, self.shards);
-        if home == self.index {
-            return self.sequence(fx, room, except, outgoing, notice);
-        }
-        let room = room.clone();
-        let msg = ShardMsg::Sequence {
+        let (room, origin) = (room.clone(), Origin::Local);
+        let event = RoomEvent {
             room,
             except,
             outgoing,
             notice,
+            origin,
         };
-        fx.send(home, msg);
+        match home_shard(&event.room, self.shards) {
+            home if home == self.index => self.sequence(fx, event),
+            home => fx.send(home, ShardMsg::Sequence(event)),
+        }
     }
 
     /// ET-8, on the room's home shard: local members get the event now, every other
     /// shard with members gets it in this turn's batch. Each peer's inbox is FIFO and
     /// only this shard feeds it the room's events, so every member on every shard sees
     /// the room in this order, and an answer (which must come back through here) can
-    /// never overtake the line it answers.
-    pub fn sequence(
-        &self,
-        fx: &mut Effects<'_>,
-        room: &RoomName,
-        except: Option<ConnId>,
-        outgoing: Arc<Outgoing>,
-        notice: bool,
-    ) {
-        let reach = self.shared.directory.reach(room);
+    /// never overtake the line it answers. An event caused here then goes to the other
+    /// nodes of the cluster, if any, once.
+    pub fn sequence(&self, fx: &mut Effects<'_>, event: RoomEvent) {
+        let RoomEvent {
+            room,
+            except,
+            outgoing,
+            notice,
+            origin,
+        } = event;
+        let reach = self.shared.directory.reach(&room);
         let limit = self.shared.config.announce_max;
-        if notice && limit != 0 && reach.members > limit {
+        if notice && limit != 0 && reach.members + self.shared.cluster.members(&room).len() > limit
+        {
             return;
         }
-        self.deliver_local(fx, room, except, &outgoing);
+        self.deliver_local(fx, &room, except, &outgoing);
         for shard in reach.shards().filter(|&shard| shard != self.index) {
-            let room = room.clone();
-            let outgoing = Arc::clone(&outgoing);
+            let (room, outgoing) = (room.clone(), Arc::clone(&outgoing));
             fx.send(
                 shard,
                 ShardMsg::Room {
@@ -183,6 +185,9 @@ impl Delivery {
                     outgoing,
                 },
             );
+        }
+        if origin == Origin::Local && self.shared.backplane.is_some() {
+            fx.publish(BackplaneMsg::Room { room, outgoing });
         }
     }
 
@@ -251,7 +256,7 @@ mod tests {
         let waker = Waker::new(poll.registry(), INBOX_WAKER).unwrap();
         let (handle, _inbox) = ShardHandle::new(Arc::new(waker));
         let config = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
-        (Arc::new(Shared::new(config, vec![handle])), poll)
+        (Arc::new(Shared::new(config, vec![handle], None)), poll)
     }
 
     /// A connection in slot `key` with generation `generation`.
@@ -299,7 +304,15 @@ mod tests {
             "the slab reused the slot"
         );
         let grace = Duration::from_secs(1);
-        let mut fx = Effects::new(&mut conns, &mut turn, &mut outbound, 1 << 20, grace);
+        let mut to_backplane = Vec::new();
+        let mut fx = Effects::new(
+            &mut conns,
+            &mut turn,
+            &mut outbound,
+            &mut to_backplane,
+            1 << 20,
+            grace,
+        );
         delivery.deliver_to(&mut fx, old, private("for the old owner"));
         assert_eq!(fx.deliveries, 0, "dropped: the generation does not match");
         delivery.deliver_to(&mut fx, new, private("for the new owner"));

@@ -26,6 +26,9 @@ use super::token::ConnId;
 #[derive(Debug, Default)]
 pub struct Directory {
     inner: Mutex<Tables>,
+    /// Ends every guest nick: empty for a lone server, `-NODE` in a cluster, so two
+    /// nodes never give out the same guest nick.
+    guest_suffix: String,
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +85,24 @@ impl Directory {
         Self::default()
     }
 
+    /// An empty directory whose guest nicks end in `suffix`.
+    pub fn with_guest_suffix(suffix: String) -> Self {
+        Directory {
+            guest_suffix: suffix,
+            ..Self::default()
+        }
+    }
+
+    /// Renames `id` to a fresh guest nick; returns (old, new).
+    pub fn rename_to_guest(&self, id: ConnId) -> Option<(Nick, Nick)> {
+        let mut t = self.lock();
+        let nick = t.fresh_guest(&self.guest_suffix);
+        let old = t.nick_of.insert(id, nick.clone())?;
+        t.nicks.remove(&old.key());
+        t.nicks.insert(nick.key(), id);
+        Some((old, nick))
+    }
+
     fn lock(&self) -> MutexGuard<'_, Tables> {
         // A panic while holding this lock is a bug in a few lines of map code; the
         // tables are still consistent enough to keep serving, so recover the guard.
@@ -94,14 +115,7 @@ impl Directory {
     /// start in no room).
     pub fn register_guest(&self, id: ConnId, room: Option<&RoomName>) -> Nick {
         let mut t = self.lock();
-        let nick = loop {
-            t.next_guest += 1;
-            let candidate = format!("guest{}", t.next_guest);
-            let nick = Nick::parse(&candidate).expect("BUG: guest nicks are valid");
-            if !t.nicks.contains_key(&nick.key()) {
-                break nick;
-            }
-        };
+        let nick = t.fresh_guest(&self.guest_suffix);
         t.nicks.insert(nick.key(), id);
         t.nick_of.insert(id, nick.clone());
         if let Some(room) = room {
@@ -250,6 +264,17 @@ impl Directory {
 }
 
 impl Tables {
+    fn fresh_guest(&mut self, suffix: &str) -> Nick {
+        loop {
+            self.next_guest += 1;
+            let candidate = format!("guest{}{suffix}", self.next_guest);
+            let nick = Nick::parse(&candidate).expect("BUG: guest nicks are valid");
+            if !self.nicks.contains_key(&nick.key()) {
+                return nick;
+            }
+        }
+    }
+
     fn join(&mut self, room: &RoomName, id: ConnId) -> Joined {
         let entry = self.rooms.entry(room.clone()).or_default();
         if entry.members.insert(id) {

@@ -9,6 +9,8 @@
 //!   the turn (ET-3); nothing is written to a socket here;
 //! - **send this to shard `k`** ([`Effects::send`]): into the turn's cross-shard batch,
 //!   which the loop sends with one wake per peer shard before it flushes (ET-8);
+//! - **tell the other nodes** ([`Effects::publish`]), when there is a cluster
+//!   backplane, in the same end-of-turn batch;
 //! - **close this connection**, at once ([`Effects::close`]) or once its output is
 //!   flushed ([`Effects::close_after_flush`]); the loop reaps it at the end of the
 //!   turn (ET-5).
@@ -23,6 +25,7 @@ use std::time::Duration;
 
 use slab::Slab;
 
+use super::backplane::BackplaneMsg;
 use super::connection::{CloseReason, Connection, Queued, Turn};
 use super::inbox::ShardMsg;
 use super::session::Session;
@@ -33,6 +36,7 @@ pub struct Effects<'a> {
     conns: &'a mut Slab<Connection>,
     turn: &'a mut Turn,
     outbound: &'a mut [Vec<ShardMsg>],
+    to_backplane: &'a mut Vec<BackplaneMsg>,
     sendq: usize,
     grace: Duration,
     /// Lines queued through [`Effects::queue`] (the loop adds them to the stats once).
@@ -45,6 +49,7 @@ impl<'a> Effects<'a> {
         conns: &'a mut Slab<Connection>,
         turn: &'a mut Turn,
         outbound: &'a mut [Vec<ShardMsg>],
+        to_backplane: &'a mut Vec<BackplaneMsg>,
         sendq: usize,
         grace: Duration,
     ) -> Self {
@@ -52,6 +57,7 @@ impl<'a> Effects<'a> {
             conns,
             turn,
             outbound,
+            to_backplane,
             sendq,
             grace,
             deliveries: 0,
@@ -111,6 +117,12 @@ impl<'a> Effects<'a> {
         if let Some(conn) = self.conns.get_mut(key) {
             conn.close(reason, self.turn);
         }
+    }
+
+    /// Adds `msg` to this turn's batch for the cluster backplane (sent with the
+    /// shards' batches, one wake per turn).
+    pub fn publish(&mut self, msg: BackplaneMsg) {
+        self.to_backplane.push(msg);
     }
 
     /// Adds `msg` to this turn's batch for shard `shard`.

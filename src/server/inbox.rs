@@ -33,6 +33,30 @@ use crate::protocol::outgoing::{Outgoing, Protocol};
 
 use super::token::ConnId;
 
+/// A room event on its way to the room's home shard.
+#[derive(Debug)]
+pub struct RoomEvent {
+    /// The room.
+    pub room: RoomName,
+    /// The sender, who does not get its own line back.
+    pub except: Option<ConnId>,
+    /// What to deliver.
+    pub outgoing: Arc<Outgoing>,
+    /// A join/leave/nick/quit notice, skipped in rooms over `--announce-max`.
+    pub notice: bool,
+    /// Caused here (published to the other nodes) or on another node.
+    pub origin: Origin,
+}
+
+/// Where a room event was caused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// By a user of this node: other nodes must hear of it.
+    Local,
+    /// On another node (it came through the backplane): not published again.
+    Remote,
+}
+
 /// A message to a shard.
 #[derive(Debug)]
 pub enum ShardMsg {
@@ -48,15 +72,11 @@ pub enum ShardMsg {
     },
     /// To the room's home shard: put this event in the room's order, deliver it to
     /// the local members and forward it to every other shard with members (ET-8).
-    Sequence {
-        /// The room.
-        room: RoomName,
-        /// The sender, who does not get its own line back.
-        except: Option<ConnId>,
-        /// What to deliver.
-        outgoing: Arc<Outgoing>,
-        /// A join/leave/nick/quit notice, skipped in rooms over `--announce-max`.
-        notice: bool,
+    Sequence(RoomEvent),
+    /// The nick of this connection was claimed earlier on another node: rename it.
+    Rename {
+        /// The connection.
+        id: ConnId,
     },
     /// From the room's home shard: deliver to every local member of `room`.
     Room {

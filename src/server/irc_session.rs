@@ -196,16 +196,13 @@ impl IrcSession<'_, '_, '_> {
         if registered {
             return self.apply(Command::Nick(nick));
         }
-        let Some(session) = self.fx.session(self.key) else {
-            return;
-        };
-        if self.shared.directory.rename(session.id, &nick).is_err() {
+        if self.relay.claim_nick(self.fx, self.key, &nick).is_err() {
             return self.answer(IrcReply::NicknameInUse(nick.as_str()));
         }
-        session.nick = nick;
-        if let Some(state) = session.irc.as_deref_mut() {
+        if let Some(state) = self.state() {
             state.nick_given = true;
         }
+        self.relay.tell_cluster(self.fx, self.key, None);
         self.try_register();
     }
 

@@ -15,7 +15,9 @@
 //! [`acceptor`] → [`config`] and [`stats`].
 
 pub mod acceptor;
+pub mod backplane;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod delivery;
@@ -46,6 +48,7 @@ pub use shared::Shared;
 
 use crate::protocol::StatsReport;
 use acceptor::{Acceptor, TOKEN_WAKEUP};
+use backplane::{Backplane, BackplaneHandle, BackplaneMsg};
 use inbox::{Inbox, ShardHandle};
 use shard::Shard;
 use token::INBOX_WAKER;
@@ -110,7 +113,21 @@ impl Server {
             handles.push(handle);
             inboxes.push(inbox);
         }
-        let shared = Arc::new(Shared::new(config, handles));
+        let backplane = match &config.backplane {
+            Some(_) => {
+                Some(Backplane::prepare().map_err(|e| StartupError::Setup("backplane poll", e))?)
+            }
+            None => None,
+        };
+        let backplane_handle = backplane.as_ref().map(|(_, _, handle)| handle.clone());
+        let shared = Arc::new(Shared::new(config, handles, backplane_handle));
+        let backplane_thread = match (backplane, shared.config.backplane.clone()) {
+            (Some((poll, inbox, handle)), Some(settings)) => {
+                let backplane = Backplane::new(poll, inbox, Arc::clone(&shared), settings);
+                Some((spawn("backplane".into(), move || backplane.run())?, handle))
+            }
+            _ => None,
+        };
 
         let mut threads = Vec::new();
         for (index, (poll, inbox)) in polls.into_iter().zip(inboxes).enumerate() {
@@ -149,6 +166,7 @@ impl Server {
             waker,
             acceptor: Some(acceptor),
             shards: threads,
+            backplane: backplane_thread,
             shared,
         })
     }
@@ -167,6 +185,8 @@ fn spawn(
 /// A running server. Dropping it shuts the server down and waits for it.
 #[derive(Debug)]
 pub struct ServerHandle {
+    /// The backplane thread and its inbox, in a cluster.
+    backplane: Option<(JoinHandle<()>, BackplaneHandle)>,
     local_addr: SocketAddr,
     irc_addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
@@ -189,7 +209,7 @@ impl ServerHandle {
 
     /// Current counters.
     pub fn stats(&self) -> StatsReport {
-        self.shared.stats.report()
+        self.shared.report()
     }
 
     /// Asks the server to shut down (as SIGTERM does); returns at once.
@@ -215,6 +235,14 @@ impl ServerHandle {
         for shard in self.shards.drain(..) {
             if shard.join().is_err() {
                 log::error!("a shard thread panicked");
+            }
+        }
+        // The shards have reaped every connection (and told the backplane): now it
+        // may say goodbye to the other nodes and stop.
+        if let Some((thread, handle)) = self.backplane.take() {
+            handle.send_batch(&mut vec![BackplaneMsg::Shutdown]);
+            if thread.join().is_err() {
+                log::error!("the backplane thread panicked");
             }
         }
         let totals = self.shared.stats.totals_line();

@@ -14,8 +14,10 @@
 use std::sync::Arc;
 
 use crate::protocol::outgoing::Outgoing;
-use crate::protocol::{Command, Event, Nick, ProtocolError, RoomName, SayKind};
+use crate::protocol::{Command, Event, Nick, ProtocolError, RoomInfo, RoomName, SayKind};
 
+use super::backplane::BackplaneMsg;
+use super::backplane::wire::{RosterEntry, Wire};
 use super::config::{MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
 use super::connection::CloseReason;
 use super::delivery::Delivery;
@@ -76,9 +78,9 @@ impl Relay {
     fn answer(&mut self, fx: &mut Effects<'_>, key: usize, query: Command<'_>) -> Outcome {
         let directory = &self.shared.directory;
         let reply = match query {
-            Command::Rooms => Event::Rooms(directory.rooms()),
+            Command::Rooms => Event::Rooms(self.rooms()),
             Command::Ping(token) => Event::Pong(token.map(Into::into)),
-            Command::Stats => Event::Stats(self.shared.stats.report()),
+            Command::Stats => Event::Stats(self.shared.report()),
             Command::Help => Event::Help,
             Command::Names(room) => Event::Names {
                 nicks: self.members(&room),
@@ -148,11 +150,9 @@ impl Relay {
         text: &str,
         notice: bool,
     ) -> Outcome {
-        let (target, nick, away) = self
-            .shared
-            .directory
-            .lookup_full(to)
-            .ok_or_else(|| ProtocolError::NoSuchNick(to.into()))?;
+        let Some((target, nick, away)) = self.shared.directory.lookup_full(to) else {
+            return self.private_remote(fx, key, to, text, notice);
+        };
         let from = fx
             .session(key)
             .map(|s| s.nick.clone())
@@ -168,6 +168,129 @@ impl Relay {
             self.delivery.reply(fx, key, &Event::IsAway { nick, text });
         }
         Ok(())
+    }
+
+    /// A private message to a user of another node, through the backplane.
+    fn private_remote(
+        &mut self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        to: &str,
+        text: &str,
+        notice: bool,
+    ) -> Outcome {
+        let user = self
+            .shared
+            .cluster
+            .owner(to)
+            .ok_or_else(|| ProtocolError::NoSuchNick(to.into()))?;
+        let from = fx
+            .session(key)
+            .map(|s| s.nick.clone())
+            .ok_or(ProtocolError::NoRoom)?;
+        bump(&self.shared.stats.shards[self.index].messages_in);
+        let origin = self.node().to_string();
+        let (to, text) = (user.nick, text.into());
+        let wire = Wire::Private {
+            origin,
+            from,
+            to,
+            notice,
+            text,
+        };
+        fx.publish(BackplaneMsg::Private {
+            node: user.node,
+            wire,
+        });
+        Ok(())
+    }
+
+    /// This node's name in the cluster.
+    fn node(&self) -> &str {
+        self.shared
+            .config
+            .backplane
+            .as_ref()
+            .map_or("", |b| b.node.as_str())
+    }
+
+    /// Tells the other nodes, if any, how connection `key` is now (`was`: its nick
+    /// before a rename).
+    pub fn tell_cluster(&self, fx: &mut Effects<'_>, key: usize, was: Option<Nick>) {
+        if self.shared.backplane.is_none() {
+            return;
+        }
+        let Some(session) = fx.session(key) else {
+            return;
+        };
+        let (id, nick, claimed_ms) = (session.id, session.nick.clone(), session.claimed_ms);
+        let entry = RosterEntry {
+            nick,
+            claimed_ms,
+            rooms: session.rooms.clone(),
+        };
+        fx.publish(BackplaneMsg::User { id, entry, was });
+    }
+
+    /// Claims `nick` for connection `key`, refusing a nick held here or on another
+    /// node with the same error; returns the old nick.
+    pub fn claim_nick(
+        &self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        nick: &Nick,
+    ) -> Result<Nick, ProtocolError> {
+        let session = fx.session(key).ok_or(ProtocolError::BadNick)?;
+        if self.shared.cluster.owner(nick.as_str()).is_some() {
+            return Err(ProtocolError::NickTaken(nick.clone()));
+        }
+        let old = self.shared.directory.rename(session.id, nick)?;
+        if old.key() != nick.key() {
+            session.claimed_ms = super::backplane::now_ms();
+        }
+        session.nick = nick.clone();
+        Ok(old)
+    }
+
+    /// Another node's user claimed this connection's nick first: rename it to a guest
+    /// nick, tell it why, and tell its rooms.
+    pub fn lose_nick(&mut self, fx: &mut Effects<'_>, key: usize) {
+        let Some(session) = fx.session(key) else {
+            return;
+        };
+        let Some((old, nick)) = self.shared.directory.rename_to_guest(session.id) else {
+            return;
+        };
+        session.nick = nick.clone();
+        session.claimed_ms = super::backplane::now_ms();
+        let rooms = session.rooms.clone();
+        self.delivery
+            .reject(fx, key, ProtocolError::NickTaken(old.clone()));
+        self.renamed(fx, key, old, nick, rooms);
+    }
+
+    /// Tells `rooms` and the connection itself that `old` is now `nick`.
+    fn renamed(
+        &mut self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        old: Nick,
+        nick: Nick,
+        rooms: Vec<RoomName>,
+    ) {
+        if old != nick {
+            for room in rooms {
+                let (old, new) = (old.clone(), nick.clone());
+                let event = Event::NickChanged {
+                    room: room.clone(),
+                    old,
+                    new,
+                };
+                self.delivery.announce(fx, &room, Some(key), event);
+            }
+        }
+        self.tell_cluster(fx, key, Some(old.clone()));
+        self.delivery.reply(fx, key, &Event::NickIs { old, nick });
     }
 
     /// Who is behind `nick` (IRC WHOIS).
@@ -190,34 +313,45 @@ impl Relay {
         Ok(())
     }
 
-    /// Every member's nick, for protocols that list them all (IRC NAMES).
+    /// Every member's nick on every node, sorted (IRC NAMES, `/who`).
     fn members(&self, room: &RoomName) -> Vec<Nick> {
-        self.shared
+        let mut nicks = self
+            .shared
             .directory
             .who(room, usize::MAX)
             .map(|(nicks, _)| nicks)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        nicks.extend(self.shared.cluster.members(room));
+        nicks.sort_by_cached_key(|n| n.as_str().to_ascii_lowercase());
+        nicks
+    }
+
+    /// Every room with its member count on every node, sorted by name.
+    fn rooms(&self) -> Vec<RoomInfo> {
+        let mut rooms = self.shared.directory.rooms();
+        for (room, remote) in self.shared.cluster.room_sizes() {
+            match rooms.iter_mut().find(|info| info.room == room) {
+                Some(info) => info.members += remote,
+                None => rooms.push(RoomInfo {
+                    room,
+                    members: remote,
+                    topic: None,
+                }),
+            }
+        }
+        rooms.sort_by(|a, b| a.room.cmp(&b.room));
+        rooms
     }
 
     /// `/nick`: claim the new nick, then tell every room the connection is in.
     fn rename(&mut self, fx: &mut Effects<'_>, key: usize, nick: Nick) -> Outcome {
-        let session = fx.session(key).ok_or(ProtocolError::BadNick)?;
-        let old = self.shared.directory.rename(session.id, &nick)?;
-        session.nick = nick.clone();
-        let rooms = session.rooms.clone();
+        let old = self.claim_nick(fx, key, &nick)?;
+        let Some(session) = fx.session(key) else {
+            return Ok(());
+        };
         log::info!("{} {old} is now {nick}", session.peer);
-        if old != nick {
-            for room in rooms {
-                let (old, new) = (old.clone(), nick.clone());
-                let event = Event::NickChanged {
-                    room: room.clone(),
-                    old,
-                    new,
-                };
-                self.delivery.announce(fx, &room, Some(key), event);
-            }
-        }
-        self.delivery.reply(fx, key, &Event::NickIs { old, nick });
+        let rooms = session.rooms.clone();
+        self.renamed(fx, key, old, nick, rooms);
         Ok(())
     }
 
@@ -237,7 +371,9 @@ impl Relay {
             self.delivery.enter(&room, key);
         }
         let info = self.shared.directory.join(&room, id);
+        let members = info.members + self.shared.cluster.members(&room).len();
         if !already {
+            self.tell_cluster(fx, key, None);
             let event = Event::Joined {
                 room: room.clone(),
                 nick,
@@ -251,7 +387,7 @@ impl Relay {
         };
         let reply = Event::YouJoined {
             room,
-            members: info.members,
+            members,
             topic: info.topic,
             nicks,
         };
@@ -282,6 +418,7 @@ impl Relay {
         };
         self.delivery.announce(fx, &room, Some(key), event);
         self.shared.directory.leave(&room, id);
+        self.tell_cluster(fx, key, None);
         self.delivery.reply(fx, key, &Event::YouLeft { room });
         Ok(())
     }
@@ -292,11 +429,12 @@ impl Relay {
             Some(room) => room,
             None => current_room(fx, key)?,
         };
-        let (nicks, more) = self
-            .shared
-            .directory
-            .who(&room, WHO_PAGE)
-            .ok_or_else(|| ProtocolError::NoSuchRoom(room.clone()))?;
+        let mut nicks = self.members(&room);
+        if nicks.is_empty() {
+            return Err(ProtocolError::NoSuchRoom(room));
+        }
+        let more = nicks.len().saturating_sub(WHO_PAGE);
+        nicks.truncate(WHO_PAGE);
         self.delivery
             .reply(fx, key, &Event::Who { room, nicks, more });
         Ok(())

@@ -31,6 +31,9 @@ pub struct Session {
     pub current: Option<RoomName>,
     /// When the last line arrived (idle timeout, IRC keepalive).
     pub last_active: Instant,
+    /// When the current nick was claimed (ms since the Unix epoch): in a cluster,
+    /// the older claim keeps a nick two nodes gave out at once.
+    pub claimed_ms: u64,
     /// Flood control state, if enabled.
     pub flood: Option<FloodBucket>,
     /// Protocol errors logged so far (logging stops after a few per connection).
@@ -49,6 +52,7 @@ impl Session {
             rooms: Vec::new(),
             current: None,
             last_active: Instant::now(),
+            claimed_ms: super::backplane::now_ms(),
             flood: None,
             errors_logged: 0,
             irc: (protocol == Protocol::Irc).then(Box::default),

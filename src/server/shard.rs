@@ -31,6 +31,7 @@ use crate::framing::LineFramer;
 use crate::nonblocking::{ReadOutcome, read_some};
 use crate::protocol::outgoing::Protocol;
 
+use super::backplane::BackplaneMsg;
 use super::chat::Chat;
 use super::config::{EVENTS_CAPACITY, INBOX_DRAIN_CAP, READ_CHUNK, READS_PER_TURN};
 use super::connection::{CloseReason, Connection, Turn};
@@ -64,6 +65,8 @@ pub struct ShardState {
     turn: Turn,
     /// Messages for other shards produced this turn, by shard index.
     outbound: Vec<Vec<ShardMsg>>,
+    /// Messages for the cluster backplane produced this turn.
+    to_backplane: Vec<BackplaneMsg>,
     shared: Arc<Shared>,
     /// Connections whose reads the per-turn budget cut short (ET-2).
     unfinished_reads: VecDeque<usize>,
@@ -93,6 +96,7 @@ impl Shard {
             chat: Chat::new(index, Arc::clone(&shared)),
             turn: Turn::default(),
             outbound: (0..shared.shards.len()).map(|_| Vec::new()).collect(),
+            to_backplane: Vec::new(),
             shared,
             unfinished_reads: VecDeque::new(),
             scratch: vec![0; READ_CHUNK],
@@ -176,7 +180,8 @@ impl ShardState {
         let config = &self.shared.config;
         let (sendq, grace) = (config.sendq, config.shutdown_grace);
         let conns = &mut self.conns;
-        let mut fx = Effects::new(conns, &mut self.turn, &mut self.outbound, sendq, grace);
+        let (turn, outbound) = (&mut self.turn, &mut self.outbound);
+        let mut fx = Effects::new(conns, turn, outbound, &mut self.to_backplane, sendq, grace);
         let result = call(&mut self.chat, &mut fx);
         let stats = &self.shared.stats.shards[self.index];
         stats.deliveries_out.fetch_add(fx.deliveries, Relaxed);
@@ -341,6 +346,10 @@ impl ShardState {
             let sent = self.shared.shards[shard].send_batch(batch);
             stats.cross_shard.fetch_add(sent.messages, Relaxed);
             stats.wakes_sent.fetch_add(u64::from(sent.woke), Relaxed);
+        }
+        match &self.shared.backplane {
+            Some(backplane) => backplane.send_batch(&mut self.to_backplane),
+            None => self.to_backplane.clear(),
         }
     }
 

@@ -5,7 +5,13 @@
 //! Everything here is either read-only after start-up, atomic, or behind the
 //! directory's own short lock; nothing here is touched per recipient.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::protocol::{ClusterReport, StatsReport};
+
+use super::backplane::BackplaneHandle;
+use super::cluster::Cluster;
 
 use super::config::ServerConfig;
 use super::directory::Directory;
@@ -23,20 +29,49 @@ pub struct Shared {
     pub stats: Stats,
     /// One handle per shard, by index.
     pub shards: Vec<ShardHandle>,
+    /// The cluster backplane, if this server is one node of several.
+    pub backplane: Option<BackplaneHandle>,
+    /// What this node knows of the other nodes (empty without a backplane).
+    pub cluster: Cluster,
     /// Open connections plus those in hand-off (for `--max-connections`).
     live: AtomicUsize,
 }
 
 impl Shared {
     /// Shared state for a server with these shards.
-    pub fn new(config: ServerConfig, shards: Vec<ShardHandle>) -> Self {
+    pub fn new(
+        config: ServerConfig,
+        shards: Vec<ShardHandle>,
+        backplane: Option<BackplaneHandle>,
+    ) -> Self {
+        let guest_suffix = config.backplane.as_ref().map(|b| format!("-{}", b.node));
         Shared {
             stats: Stats::new(shards.len()),
+            directory: Directory::with_guest_suffix(guest_suffix.unwrap_or_default()),
             config,
-            directory: Directory::new(),
             shards,
+            backplane,
+            cluster: Cluster::new(),
             live: AtomicUsize::new(0),
         }
+    }
+
+    /// What `/stats` reports, with the backplane's figures when there is one.
+    pub fn report(&self) -> StatsReport {
+        let mut report = self.stats.report();
+        if let Some(backplane) = &self.config.backplane {
+            let counters = &self.stats.cluster;
+            report.cluster = Some(ClusterReport {
+                node: backplane.node.clone(),
+                peers: self.cluster.peers(),
+                lag_ms: counters.lag_ms.load(Relaxed),
+                published: counters.published.load(Relaxed),
+                received: counters.received.load(Relaxed),
+                gaps: counters.gaps.load(Relaxed),
+                unpublished: counters.unpublished.load(Relaxed),
+            });
+        }
+        report
     }
 
     /// Reserves room for one more connection; false at `--max-connections`.

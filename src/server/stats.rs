@@ -76,6 +76,21 @@ impl ShardStats {
     }
 }
 
+/// Counters of the cluster backplane (zero without one).
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    /// Messages published to Redis.
+    pub published: AtomicU64,
+    /// Room events received from other nodes.
+    pub received: AtomicU64,
+    /// Room events of other nodes lost on the way.
+    pub gaps: AtomicU64,
+    /// Room events of this node not published (Redis away).
+    pub unpublished: AtomicU64,
+    /// The last probe round trip through Redis, in ms.
+    pub lag_ms: AtomicU64,
+}
+
 /// All counters of a server.
 #[derive(Debug)]
 pub struct Stats {
@@ -85,6 +100,8 @@ pub struct Stats {
     pub shards: Vec<ShardStats>,
     /// Connections refused at accept time (full, or out of descriptors).
     pub refused: AtomicU64,
+    /// The backplane's counters.
+    pub cluster: ClusterStats,
 }
 
 /// Adds one to a counter.
@@ -99,6 +116,7 @@ impl Stats {
             started: Instant::now(),
             shards: (0..shards).map(|_| ShardStats::default()).collect(),
             refused: AtomicU64::new(0),
+            cluster: ClusterStats::default(),
         }
     }
 
@@ -119,6 +137,7 @@ impl Stats {
             slow_consumers: self.closes_for(CloseReason::SlowConsumer),
             uptime: self.started.elapsed(),
             pid: std::process::id(),
+            cluster: None,
             loops: self.shards.iter().map(ShardStats::loop_report).collect(),
         }
     }

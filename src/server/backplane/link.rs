@@ -1,0 +1,192 @@
+//! One connection to Redis, on the backplane's `Poll`: dial, write pipelined commands,
+//! read RESP frames.
+//!
+//! RESP framing and encoding come from the `redis-protocol` crate (its sans-IO
+//! `resp2` functions, without its async codec); this file only moves bytes. The
+//! socket is a [`crate::dialer::Conn`], the same non-blocking client socket the bench
+//! and the terminal client use, so finishing a non-blocking connect is written once.
+//! Writes follow the server's rule: commands are appended during a turn and the link
+//! is flushed once at its end, so everything a turn produced leaves in one write.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::{Registry, Token};
+use redis_protocol::resp2::decode::decode;
+use redis_protocol::resp2::encode::encode;
+use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
+
+use crate::dialer::Conn;
+
+/// Longest wait between reconnect attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// First wait after a failure.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Where a link is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// No socket; the next attempt is due at this time.
+    Down(Instant),
+    /// A non-blocking connect is in progress.
+    Connecting,
+    /// Connected: commands flow.
+    Up,
+}
+
+/// One Redis connection.
+#[derive(Debug)]
+pub struct Link {
+    addr: SocketAddr,
+    token: Token,
+    conn: Option<Conn>,
+    /// Where the link is.
+    pub state: LinkState,
+    /// Bytes read but not yet a whole frame.
+    unparsed: Vec<u8>,
+    backoff: Duration,
+    /// State of the jitter generator (xorshift; no cryptography needed).
+    jitter: u64,
+}
+
+impl Link {
+    /// A link to `addr`, down and due to connect at once.
+    pub fn new(addr: SocketAddr, token: Token, seed: u64) -> Self {
+        Link {
+            addr,
+            token,
+            conn: None,
+            state: LinkState::Down(Instant::now()),
+            unparsed: Vec::new(),
+            backoff: MIN_BACKOFF,
+            jitter: seed | 1,
+        }
+    }
+
+    /// Starts connecting if the link is down and its back-off has passed.
+    pub fn maybe_connect(&mut self, registry: &Registry, now: Instant) {
+        let LinkState::Down(due) = self.state else {
+            return;
+        };
+        if now < due {
+            return;
+        }
+        match Conn::connect(self.addr, None, registry, self.token) {
+            Ok(conn) => {
+                self.conn = Some(conn);
+                self.state = LinkState::Connecting;
+            }
+            Err(e) => self.fail(registry, &e),
+        }
+    }
+
+    /// When the next connect attempt is due, if the link is down.
+    pub fn due(&self) -> Option<Instant> {
+        match self.state {
+            LinkState::Down(due) => Some(due),
+            _ => None,
+        }
+    }
+
+    /// A readiness event: finishes a connect (returns `Ok(true)` when the link has
+    /// just come up) and reads every complete frame into `frames`.
+    pub fn on_event(
+        &mut self,
+        registry: &Registry,
+        scratch: &mut [u8],
+        frames: &mut Vec<OwnedFrame>,
+    ) -> bool {
+        match self.try_event(registry, scratch, frames) {
+            Ok(up) => up,
+            Err(e) => {
+                self.fail(registry, &e);
+                false
+            }
+        }
+    }
+
+    fn try_event(
+        &mut self,
+        registry: &Registry,
+        scratch: &mut [u8],
+        frames: &mut Vec<OwnedFrame>,
+    ) -> io::Result<bool> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(false);
+        };
+        let mut came_up = false;
+        if self.state == LinkState::Connecting {
+            if !conn.finish_connect()? {
+                return Ok(false);
+            }
+            self.state = LinkState::Up;
+            self.backoff = MIN_BACKOFF;
+            came_up = true;
+        }
+        let unparsed = &mut self.unparsed;
+        if !conn.read_bytes(scratch, |bytes| unparsed.extend_from_slice(bytes))? {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let mut used = 0;
+        while let Some((frame, len)) = decode(&self.unparsed[used..]).map_err(io::Error::other)? {
+            frames.push(frame);
+            used += len;
+        }
+        self.unparsed.drain(..used);
+        conn.flush(registry)?;
+        Ok(came_up)
+    }
+
+    /// Appends one command (an array of bulk strings); sent by [`Self::flush`].
+    pub fn command(&mut self, args: &[&[u8]]) -> bool {
+        let frame = OwnedFrame::Array(
+            args.iter()
+                .map(|a| OwnedFrame::BulkString(a.to_vec()))
+                .collect(),
+        );
+        let mut bytes = vec![0; frame.encode_len(false)];
+        if encode(&mut bytes, &frame, false).is_err() || self.state != LinkState::Up {
+            return false;
+        }
+        self.conn
+            .as_mut()
+            .map(|conn| conn.send_later(&bytes))
+            .is_some()
+    }
+
+    /// Writes what the turn queued (until `WouldBlock`; the rest on WRITABLE).
+    pub fn flush(&mut self, registry: &Registry) {
+        if self.state != LinkState::Up {
+            return;
+        }
+        if let Some(Err(e)) = self.conn.as_mut().map(|conn| conn.flush(registry)) {
+            self.fail(registry, &e);
+        }
+    }
+
+    /// True while connected.
+    pub fn is_up(&self) -> bool {
+        self.state == LinkState::Up
+    }
+
+    /// Drops the socket and schedules a reconnect after a capped, jittered back-off.
+    pub fn fail(&mut self, registry: &Registry, error: &io::Error) {
+        if let Some(mut conn) = self.conn.take() {
+            let _ = conn.deregister(registry);
+        }
+        if self.state == LinkState::Up {
+            log::warn!("backplane: lost Redis at {}: {error}", self.addr);
+        } else {
+            log::debug!("backplane: cannot reach Redis at {}: {error}", self.addr);
+        }
+        self.unparsed.clear();
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        let spread = self.backoff.as_millis() as u64 / 2 + 1;
+        let wait = self.backoff / 2 + Duration::from_millis(self.jitter % spread);
+        self.state = LinkState::Down(Instant::now() + wait);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,735 @@
+//! The backplane: how several miochat nodes share rooms through Redis pub/sub.
+//!
+//! One thread with its own `mio::Poll` (no async runtime) holds two Redis
+//! connections: one subscribed (a Redis connection in subscribe mode can do nothing
+//! else) and one for commands (`PUBLISH`, the lease). Shards talk to it exactly as
+//! they talk to each other: a channel plus a `Waker` ([`BackplaneHandle`]), batched
+//! per turn; it answers them through their inboxes.
+//!
+//! - **Rooms span nodes.** A room event caused by a local user is published once per
+//!   node, by the room's home shard after it has put it in the room's local order, on
+//!   the room's channel `miochat:room:NAME`. A node subscribes to a room's channel only
+//!   while it has local members there. A received event goes to this node's home shard
+//!   of the room, which delivers it like a local one (rendered once per protocol).
+//! - **No silent loss.** Each event carries the origin's epoch and a sequence number
+//!   per room; a jump is a gap: counted in `/stats`, logged, and told in-band to the
+//!   room's local members (`EVENT ROOM gap NODE N`, an IRC NOTICE).
+//! - **Who is where.** Every change of a local user is published on
+//!   `miochat:cluster`; a node that (re)connects says hello and every other answers
+//!   with its roster ([`super::cluster`] keeps the copy).
+//! - **Death.** Each node keeps a lease key `miochat:lease:NODE` (`--lease`, 10 s). A
+//!   node not heard of for a lease whose key has expired is dead: its users' quits are
+//!   announced to local members of shared rooms, and its nicks are free.
+//! - **Outage.** While Redis is away, local chat goes on; events that cannot be
+//!   published still take a sequence number, so other nodes see the gap. Links
+//!   reconnect with capped, jittered back-off, resubscribe, say hello and re-send the
+//!   roster (nick conflicts settled by the rule in `cluster.rs`).
+
+pub mod link;
+pub mod wire;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::{Events, Poll, Token, Waker};
+use redis_protocol::resp2::types::OwnedFrame;
+
+use crate::protocol::names::NickKey;
+use crate::protocol::outgoing::Outgoing;
+use crate::protocol::{Event, Nick, RoomName};
+
+use super::cluster::local_claim_wins;
+use super::inbox::{Origin, RoomEvent, ShardMsg};
+use super::rooms::home_shard;
+use super::shared::Shared;
+use super::token::ConnId;
+use link::Link;
+use wire::{RosterEntry, Wire};
+
+const TOKEN_COMMANDS: Token = Token(0);
+const TOKEN_SUBSCRIBER: Token = Token(1);
+/// The token of the backplane's inbox `Waker`.
+pub const TOKEN_INBOX: Token = Token(2);
+/// The channel every node subscribes to for rosters, hellos and probes.
+const CLUSTER_CHANNEL: &str = "miochat:cluster";
+/// How often a node probes the round trip through Redis and checks its peers.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// What shards tell the backplane.
+#[derive(Debug)]
+pub enum BackplaneMsg {
+    /// A room event caused by a local user, already in the room's local order.
+    Room {
+        /// The room.
+        room: RoomName,
+        /// The event.
+        outgoing: Arc<Outgoing>,
+    },
+    /// A local user as it is now.
+    User {
+        /// The connection.
+        id: ConnId,
+        /// Its nick, claim time and rooms.
+        entry: RosterEntry,
+        /// Its nick before, if this change renamed it.
+        was: Option<Nick>,
+    },
+    /// A local user disconnected.
+    Gone {
+        /// The connection.
+        id: ConnId,
+    },
+    /// A private message to a user of another node.
+    Private {
+        /// The node that has the recipient.
+        node: String,
+        /// The message.
+        wire: Wire,
+    },
+    /// The shards have stopped: say goodbye and exit.
+    Shutdown,
+}
+
+/// The sending side of the backplane's inbox, held in [`Shared`].
+#[derive(Debug, Clone)]
+pub struct BackplaneHandle {
+    tx: Sender<BackplaneMsg>,
+    waker: Arc<Waker>,
+}
+
+impl BackplaneHandle {
+    /// Sends every message of `batch` (emptying it) with one wake.
+    pub fn send_batch(&self, batch: &mut Vec<BackplaneMsg>) {
+        if batch.is_empty() {
+            return;
+        }
+        for msg in batch.drain(..) {
+            if self.tx.send(msg).is_err() {
+                return; // the backplane has exited
+            }
+        }
+        if let Err(e) = self.waker.wake() {
+            log::warn!("waking the backplane failed: {e}");
+        }
+    }
+}
+
+/// The backplane's settings.
+#[derive(Debug, Clone)]
+pub struct BackplaneConfig {
+    /// Redis's address.
+    pub redis: SocketAddr,
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    /// How long a node's lease lives without renewal.
+    pub lease: Duration,
+}
+
+/// A reply the command link is waiting for, in order.
+#[derive(Debug)]
+enum Pending {
+    /// Nothing to do with the reply (PUBLISH, SET).
+    Ignore,
+    /// `EXISTS` of a peer's lease.
+    Lease(String),
+}
+
+/// The backplane thread's state.
+#[derive(Debug)]
+pub struct Backplane {
+    poll: Poll,
+    inbox: Receiver<BackplaneMsg>,
+    shared: Arc<Shared>,
+    config: BackplaneConfig,
+    commands: Link,
+    subscriber: Link,
+    /// This node's start time: a restarted node starts new sequences.
+    epoch: u64,
+    /// The next sequence number of this node's events, per room.
+    seqs: HashMap<RoomName, u64>,
+    /// The last (epoch, seq) heard from each origin in each room.
+    heard: HashMap<(String, RoomName), (u64, u64)>,
+    /// Local users, and their nicks for conflict checks.
+    local: HashMap<ConnId, RosterEntry>,
+    local_nicks: HashMap<NickKey, ConnId>,
+    /// Local members per room: a room's channel is subscribed while this is > 0.
+    local_rooms: HashMap<RoomName, usize>,
+    subscribed: HashSet<RoomName>,
+    pending: VecDeque<Pending>,
+    /// When each peer was last heard of.
+    last_heard: HashMap<String, Instant>,
+    /// Since when both links have been up (peers are judged only after a lease).
+    up_since: Option<Instant>,
+    next_lease: Instant,
+    next_check: Instant,
+    /// Messages for shards, sent at the end of the turn.
+    to_shards: Vec<Vec<ShardMsg>>,
+    scratch: Vec<u8>,
+    stopping: bool,
+}
+
+/// Milliseconds since the Unix epoch (claim times, probes, epochs).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Backplane {
+    /// Creates the backplane's `Poll` and the handle shards will hold.
+    pub fn prepare() -> std::io::Result<(Poll, Receiver<BackplaneMsg>, BackplaneHandle)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), TOKEN_INBOX)?);
+        let (tx, rx) = channel();
+        Ok((poll, rx, BackplaneHandle { tx, waker }))
+    }
+
+    /// The backplane of this node.
+    pub fn new(
+        poll: Poll,
+        inbox: Receiver<BackplaneMsg>,
+        shared: Arc<Shared>,
+        config: BackplaneConfig,
+    ) -> Self {
+        let epoch = now_ms();
+        let shards = shared.shards.len();
+        let now = Instant::now();
+        Backplane {
+            poll,
+            inbox,
+            commands: Link::new(config.redis, TOKEN_COMMANDS, epoch),
+            subscriber: Link::new(config.redis, TOKEN_SUBSCRIBER, epoch.rotate_left(17)),
+            shared,
+            config,
+            epoch,
+            seqs: HashMap::new(),
+            heard: HashMap::new(),
+            local: HashMap::new(),
+            local_nicks: HashMap::new(),
+            local_rooms: HashMap::new(),
+            subscribed: HashSet::new(),
+            pending: VecDeque::new(),
+            last_heard: HashMap::new(),
+            up_since: None,
+            next_lease: now,
+            next_check: now + CHECK_EVERY,
+            to_shards: (0..shards).map(|_| Vec::new()).collect(),
+            scratch: vec![0; 64 * 1024],
+            stopping: false,
+        }
+    }
+
+    /// Runs until told to stop.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(64);
+        log::info!(
+            "backplane: node {} using Redis at {}",
+            self.config.node,
+            self.config.redis
+        );
+        while !self.stopping {
+            let timeout = self.timeout();
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    log::error!("backplane: poll failed: {e}");
+                    break;
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    TOKEN_COMMANDS => self.on_commands_ready(),
+                    TOKEN_SUBSCRIBER => self.on_subscriber_ready(),
+                    _ => {}
+                }
+            }
+            self.drain_inbox();
+            self.on_timers(Instant::now());
+            self.end_turn();
+        }
+        self.say_goodbye();
+    }
+
+    fn timeout(&self) -> Duration {
+        let next = [
+            Some(self.next_lease),
+            Some(self.next_check),
+            self.commands.due(),
+            self.subscriber.due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| Instant::now() + CHECK_EVERY);
+        next.saturating_duration_since(Instant::now())
+    }
+
+    fn end_turn(&mut self) {
+        let registry = self.poll.registry();
+        self.commands.flush(registry);
+        self.subscriber.flush(registry);
+        for (shard, batch) in self.to_shards.iter_mut().enumerate() {
+            self.shared.shards[shard].send_batch(batch);
+        }
+    }
+
+    fn on_commands_ready(&mut self) {
+        let mut frames = Vec::new();
+        let came_up = self
+            .commands
+            .on_event(self.poll.registry(), &mut self.scratch, &mut frames);
+        if !self.commands.is_up() {
+            self.pending.clear();
+            self.up_since = None;
+        }
+        for frame in frames {
+            self.on_reply(frame);
+        }
+        if came_up {
+            self.renew_lease();
+            self.announce_if_ready();
+        }
+    }
+
+    fn on_subscriber_ready(&mut self) {
+        let mut frames = Vec::new();
+        let came_up =
+            self.subscriber
+                .on_event(self.poll.registry(), &mut self.scratch, &mut frames);
+        if !self.subscriber.is_up() {
+            self.subscribed.clear();
+            self.up_since = None;
+        }
+        if came_up {
+            let me = format!("miochat:node:{}", self.config.node);
+            self.subscriber
+                .command(&[b"SUBSCRIBE", CLUSTER_CHANNEL.as_bytes(), me.as_bytes()]);
+            let rooms: Vec<RoomName> = self.local_rooms.keys().cloned().collect();
+            for room in rooms {
+                self.subscribe(&room);
+            }
+            self.announce_if_ready();
+        }
+        for frame in frames {
+            self.on_pushed(frame);
+        }
+    }
+
+    /// Once both links are up: hello (peers answer with their rosters) and our roster.
+    fn announce_if_ready(&mut self) {
+        if !(self.commands.is_up() && self.subscriber.is_up()) || self.up_since.is_some() {
+            return;
+        }
+        self.up_since = Some(Instant::now());
+        log::info!("backplane: connected to Redis at {}", self.config.redis);
+        let origin = self.config.node.clone();
+        self.publish(CLUSTER_CHANNEL, &Wire::Hello { origin });
+        self.publish_roster();
+    }
+
+    fn publish_roster(&mut self) {
+        let users = self.local.values().cloned().collect();
+        let origin = self.config.node.clone();
+        self.publish(CLUSTER_CHANNEL, &Wire::Roster { origin, users });
+    }
+
+    /// `PUBLISH channel payload` on the command link; false if Redis is away.
+    fn publish(&mut self, channel: &str, wire: &Wire) -> bool {
+        let sent = self
+            .commands
+            .command(&[b"PUBLISH", channel.as_bytes(), &wire.encode()]);
+        if sent {
+            self.pending.push_back(Pending::Ignore);
+            bump(&self.shared.stats.cluster.published);
+        }
+        sent
+    }
+
+    fn subscribe(&mut self, room: &RoomName) {
+        if self.subscribed.insert(room.clone()) {
+            let channel = room_channel(room);
+            self.subscriber.command(&[b"SUBSCRIBE", channel.as_bytes()]);
+        }
+    }
+
+    fn unsubscribe(&mut self, room: &RoomName) {
+        if self.subscribed.remove(room) {
+            let channel = room_channel(room);
+            self.subscriber
+                .command(&[b"UNSUBSCRIBE", channel.as_bytes()]);
+        }
+        // A later subscription starts a new baseline, not a gap.
+        self.heard.retain(|(_, heard_room), _| heard_room != room);
+    }
+
+    fn renew_lease(&mut self) {
+        let key = format!("miochat:lease:{}", self.config.node);
+        let ttl = self.config.lease.as_millis().to_string();
+        let epoch = self.epoch.to_string();
+        if self.commands.command(&[
+            b"SET",
+            key.as_bytes(),
+            epoch.as_bytes(),
+            b"PX",
+            ttl.as_bytes(),
+        ]) {
+            self.pending.push_back(Pending::Ignore);
+        }
+        self.next_lease = Instant::now() + self.config.lease / 3;
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        let registry = self.poll.registry();
+        self.commands.maybe_connect(registry, now);
+        self.subscriber.maybe_connect(registry, now);
+        if now >= self.next_lease {
+            self.renew_lease();
+        }
+        if now >= self.next_check {
+            self.next_check = now + CHECK_EVERY;
+            let origin = self.config.node.clone();
+            self.publish(
+                CLUSTER_CHANNEL,
+                &Wire::Probe {
+                    origin,
+                    sent_ms: now_ms(),
+                },
+            );
+            self.check_peers(now);
+        }
+    }
+
+    /// Asks Redis about the lease of every peer not heard of for a whole lease.
+    fn check_peers(&mut self, now: Instant) {
+        let Some(up_since) = self.up_since else {
+            return;
+        };
+        if now.duration_since(up_since) < self.config.lease {
+            return; // we were away: give everyone a lease to be heard again
+        }
+        let silent: Vec<String> = self
+            .last_heard
+            .iter()
+            .filter(|(_, heard)| now.duration_since(**heard) >= self.config.lease)
+            .map(|(node, _)| node.clone())
+            .collect();
+        for node in silent {
+            let key = format!("miochat:lease:{node}");
+            if self.commands.command(&[b"EXISTS", key.as_bytes()]) {
+                self.pending.push_back(Pending::Lease(node));
+            }
+        }
+    }
+
+    fn on_reply(&mut self, frame: OwnedFrame) {
+        match (self.pending.pop_front(), frame) {
+            (Some(Pending::Lease(node)), OwnedFrame::Integer(0)) => self.node_died(&node),
+            (_, OwnedFrame::Error(e)) => log::warn!("backplane: Redis said: {e}"),
+            _ => {}
+        }
+    }
+
+    /// A peer's lease expired: its users quit every room this node shares with them.
+    fn node_died(&mut self, node: &str) {
+        if self.last_heard.remove(node).is_none() {
+            return;
+        }
+        let users = self.shared.cluster.remove_node(node);
+        log::warn!(
+            "backplane: node {node} is gone (lease expired); {} users quit",
+            users.len()
+        );
+        let reason: Box<str> = format!("node {node} lost").into();
+        for user in users {
+            for room in user.rooms {
+                let event = Event::Quit {
+                    room: room.clone(),
+                    nick: user.nick.clone(),
+                    reason: reason.clone(),
+                };
+                self.deliver_here(room, event);
+            }
+        }
+    }
+
+    /// Hands an event from elsewhere to this node's home shard of its room.
+    fn deliver_here(&mut self, room: RoomName, event: Event) {
+        if !self.local_rooms.contains_key(&room) {
+            return;
+        }
+        let home = home_shard(&room, self.to_shards.len());
+        let outgoing = Outgoing::new(event);
+        let (except, notice, origin) = (None, false, Origin::Remote);
+        let event = RoomEvent {
+            room,
+            except,
+            outgoing,
+            notice,
+            origin,
+        };
+        self.to_shards[home].push(ShardMsg::Sequence(event));
+    }
+
+    /// A pushed frame on the subscriber link: `message CHANNEL PAYLOAD`.
+    fn on_pushed(&mut self, frame: OwnedFrame) {
+        let OwnedFrame::Array(parts) = frame else {
+            return;
+        };
+        let [
+            OwnedFrame::BulkString(kind),
+            OwnedFrame::BulkString(channel),
+            OwnedFrame::BulkString(payload),
+        ] = parts.as_slice()
+        else {
+            return;
+        };
+        if kind != b"message" {
+            return;
+        }
+        let room = channel
+            .strip_prefix(b"miochat:room:")
+            .and_then(|name| std::str::from_utf8(name).ok())
+            .and_then(|name| RoomName::parse(name).ok());
+        match Wire::decode(payload, room.as_ref()) {
+            Ok(wire) => self.on_wire(wire),
+            Err(bad) => log::warn!("backplane: ignoring a message: {}", bad.0),
+        }
+    }
+
+    fn on_wire(&mut self, wire: Wire) {
+        if let Some(origin) = origin_of(&wire).filter(|o| *o != self.config.node) {
+            self.last_heard.insert(origin.to_string(), Instant::now());
+            self.shared.cluster.saw(origin);
+        }
+        match wire {
+            Wire::Probe { origin, sent_ms } if origin == self.config.node => {
+                let lag = now_ms().saturating_sub(sent_ms);
+                self.shared.stats.cluster.lag_ms.store(lag, Relaxed);
+            }
+            Wire::Room { origin, .. }
+            | Wire::Hello { origin }
+            | Wire::Roster { origin, .. }
+            | Wire::User { origin, .. }
+            | Wire::Gone { origin, .. }
+            | Wire::Probe { origin, .. }
+                if origin == self.config.node => {}
+            Wire::Room {
+                origin,
+                epoch,
+                seq,
+                event,
+            } => self.on_room_event(origin, epoch, seq, event),
+            Wire::Hello { .. } => self.publish_roster(),
+            Wire::Roster { origin, users } => {
+                let users: Vec<RosterEntry> = users
+                    .into_iter()
+                    .filter(|e| self.keep_remote(&origin, e))
+                    .collect();
+                self.shared.cluster.replace_node(&origin, &users);
+            }
+            Wire::User { origin, entry, was } => {
+                if self.keep_remote(&origin, &entry) {
+                    self.shared.cluster.upsert(&origin, &entry, was.as_ref());
+                } else if let Some(was) = was {
+                    self.shared.cluster.remove_user(&was);
+                }
+            }
+            Wire::Gone { nick, .. } => self.shared.cluster.remove_user(&nick),
+            Wire::Private {
+                from,
+                to,
+                notice,
+                text,
+                ..
+            } => self.on_private(from, &to, notice, text),
+            Wire::Probe { .. } => {}
+        }
+    }
+
+    /// The conflict rule for a remote user whose nick a local user also holds: true if
+    /// the remote keeps it (the local user is then renamed), false if the local does.
+    fn keep_remote(&mut self, origin: &str, entry: &RosterEntry) -> bool {
+        let Some(&id) = self.local_nicks.get(&entry.nick.key()) else {
+            return true;
+        };
+        let Some(local) = self.local.get(&id) else {
+            return true;
+        };
+        if local_claim_wins(
+            local.claimed_ms,
+            &self.config.node,
+            entry.claimed_ms,
+            origin,
+        ) {
+            return false;
+        }
+        log::info!(
+            "backplane: {} was claimed earlier on {origin}; renaming ours",
+            entry.nick
+        );
+        self.to_shards[id.shard()].push(ShardMsg::Rename { id });
+        true
+    }
+
+    fn on_room_event(&mut self, origin: String, epoch: u64, seq: u64, event: Event) {
+        let Some(room) = event_room(&event).cloned() else {
+            return;
+        };
+        bump(&self.shared.stats.cluster.received);
+        let key = (origin.clone(), room.clone());
+        let missed = match self.heard.insert(key, (epoch, seq)) {
+            Some((last_epoch, last)) if last_epoch == epoch && seq > last + 1 => seq - last - 1,
+            _ => 0,
+        };
+        if missed > 0 {
+            log::warn!("backplane: {missed} message(s) from {origin} in {room} were lost");
+            self.shared.stats.cluster.gaps.fetch_add(missed, Relaxed);
+            let gap = Event::Gap {
+                room: room.clone(),
+                node: origin.into(),
+                missed,
+            };
+            self.deliver_here(room.clone(), gap);
+        }
+        if let Event::TopicChanged { topic, .. } = &event {
+            self.shared.directory.set_topic(&room, topic);
+        }
+        self.deliver_here(room, event);
+    }
+
+    fn on_private(&mut self, from: Nick, to: &Nick, notice: bool, text: Box<str>) {
+        match self.shared.directory.lookup(to.as_str()) {
+            Some(id) => {
+                let outgoing = Outgoing::new(Event::Private { from, text, notice });
+                self.to_shards[id.shard()].push(ShardMsg::Direct { to: id, outgoing });
+            }
+            None => log::debug!("backplane: a private message for {to}, who has gone"),
+        }
+    }
+
+    fn drain_inbox(&mut self) {
+        while let Ok(msg) = self.inbox.try_recv() {
+            match msg {
+                BackplaneMsg::Room { room, outgoing } => self.publish_room(room, &outgoing.event),
+                BackplaneMsg::User { id, entry, was } => self.on_local_user(id, entry, was),
+                BackplaneMsg::Gone { id } => self.on_local_gone(id),
+                BackplaneMsg::Private { node, wire } => {
+                    self.publish(&format!("miochat:node:{node}"), &wire);
+                }
+                BackplaneMsg::Shutdown => self.stopping = true,
+            }
+        }
+    }
+
+    fn publish_room(&mut self, room: RoomName, event: &Event) {
+        let seq = self.seqs.entry(room.clone()).or_insert(0);
+        *seq += 1;
+        let wire = Wire::Room {
+            origin: self.config.node.clone(),
+            epoch: self.epoch,
+            seq: *seq,
+            event: event.clone(),
+        };
+        if !self.publish(&room_channel(&room), &wire) {
+            bump(&self.shared.stats.cluster.unpublished);
+        }
+    }
+
+    fn on_local_user(&mut self, id: ConnId, entry: RosterEntry, was: Option<Nick>) {
+        let old_rooms = self
+            .local
+            .get(&id)
+            .map(|e| e.rooms.clone())
+            .unwrap_or_default();
+        if let Some(old) = self.local.get(&id) {
+            self.local_nicks.remove(&old.nick.key());
+        }
+        for room in entry.rooms.iter().filter(|r| !old_rooms.contains(r)) {
+            self.count_room(room, 1);
+        }
+        for room in old_rooms.iter().filter(|r| !entry.rooms.contains(r)) {
+            self.count_room(room, -1);
+        }
+        self.local_nicks.insert(entry.nick.key(), id);
+        self.local.insert(id, entry.clone());
+        let origin = self.config.node.clone();
+        self.publish(CLUSTER_CHANNEL, &Wire::User { origin, entry, was });
+    }
+
+    fn on_local_gone(&mut self, id: ConnId) {
+        let Some(entry) = self.local.remove(&id) else {
+            return;
+        };
+        self.local_nicks.remove(&entry.nick.key());
+        for room in &entry.rooms {
+            self.count_room(room, -1);
+        }
+        let origin = self.config.node.clone();
+        self.publish(
+            CLUSTER_CHANNEL,
+            &Wire::Gone {
+                origin,
+                nick: entry.nick,
+            },
+        );
+    }
+
+    fn count_room(&mut self, room: &RoomName, delta: isize) {
+        let count = self.local_rooms.entry(room.clone()).or_insert(0);
+        *count = count.saturating_add_signed(delta);
+        if *count == 0 {
+            self.local_rooms.remove(room);
+            self.unsubscribe(room);
+        } else if delta > 0 && self.subscriber.is_up() {
+            self.subscribe(room);
+        }
+    }
+
+    /// A clean stop: our users leave the other nodes' views, and the lease goes.
+    fn say_goodbye(&mut self) {
+        let ids: Vec<ConnId> = self.local.keys().copied().collect();
+        for id in ids {
+            self.on_local_gone(id);
+        }
+        let key = format!("miochat:lease:{}", self.config.node);
+        self.commands.command(&[b"DEL", key.as_bytes()]);
+        self.commands.flush(self.poll.registry());
+    }
+}
+
+fn room_channel(room: &RoomName) -> String {
+    format!("miochat:room:{room}")
+}
+
+fn origin_of(wire: &Wire) -> Option<&str> {
+    match wire {
+        Wire::Room { origin, .. }
+        | Wire::Hello { origin }
+        | Wire::Roster { origin, .. }
+        | Wire::User { origin, .. }
+        | Wire::Gone { origin, .. }
+        | Wire::Private { origin, .. }
+        | Wire::Probe { origin, .. } => Some(origin),
+    }
+}
+
+fn event_room(event: &Event) -> Option<&RoomName> {
+    match event {
+        Event::Message { room, .. }
+        | Event::Action { room, .. }
+        | Event::RoomNotice { room, .. }
+        | Event::Joined { room, .. }
+        | Event::Left { room, .. }
+        | Event::NickChanged { room, .. }
+        | Event::Quit { room, .. }
+        | Event::TopicChanged { room, .. } => Some(room),
+        _ => None,
+    }
+}
+
+fn bump(counter: &std::sync::atomic::AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}

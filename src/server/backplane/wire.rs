@@ -1,0 +1,404 @@
+//! What nodes say to each other through Redis: a small text format, one Redis
+//! pub/sub message per [`Wire`] value.
+//!
+//! Redis carries bytes; this module decides what they mean. The format is ours (RESP,
+//! the framing *around* it, comes from the `redis-protocol` crate): the first line is
+//! `v1 KIND ORIGIN ...`, where ORIGIN is the sending node's name, and names never
+//! contain spaces, so every field but the last text is one word. Room events carry the
+//! origin's *epoch* (its start time, so a restarted node starts a new sequence) and a
+//! sequence number per room, which is how a receiver notices a gap. Pure functions,
+//! unit-tested without Redis.
+
+use crate::protocol::{Event, Nick, RoomName};
+
+/// One message between nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wire {
+    /// A room event, on the room's channel.
+    Room {
+        /// The node whose user caused it.
+        origin: String,
+        /// That node's start time (ms since the Unix epoch).
+        epoch: u64,
+        /// Sequence number of this event among `origin`'s events in this room.
+        seq: u64,
+        /// The event (its room is the channel's).
+        event: Event,
+    },
+    /// A node announces itself; every other node answers with its roster.
+    Hello {
+        /// The node.
+        origin: String,
+    },
+    /// Every local user of a node, with the rooms each is in.
+    Roster {
+        /// The node.
+        origin: String,
+        /// Its users.
+        users: Vec<RosterEntry>,
+    },
+    /// A user's nick or rooms changed (sent after every change of one user).
+    User {
+        /// The node.
+        origin: String,
+        /// The user as it is now.
+        entry: RosterEntry,
+        /// The nick it had before, if it changed.
+        was: Option<Nick>,
+    },
+    /// A user of a node disconnected.
+    Gone {
+        /// The node.
+        origin: String,
+        /// The user's nick.
+        nick: Nick,
+    },
+    /// A private message or notice to a user of the node whose channel this is.
+    Private {
+        /// The sender's node.
+        origin: String,
+        /// The sender.
+        from: Nick,
+        /// The recipient (on the receiving node).
+        to: Nick,
+        /// Sent as a notice (never answered).
+        notice: bool,
+        /// The text.
+        text: Box<str>,
+    },
+    /// A node's own round-trip probe through Redis (the backplane lag in `/stats`).
+    Probe {
+        /// The node (the only reader).
+        origin: String,
+        /// When it was sent, in ms since the Unix epoch.
+        sent_ms: u64,
+    },
+}
+
+/// One user in a roster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterEntry {
+    /// The nick.
+    pub nick: Nick,
+    /// When the nick was claimed (ms since the Unix epoch): the older claim keeps a
+    /// nick two nodes both gave out.
+    pub claimed_ms: u64,
+    /// The rooms the user is in.
+    pub rooms: Vec<RoomName>,
+}
+
+/// Why a payload could not be understood (logged and counted, never fatal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadWire(pub &'static str);
+
+impl Wire {
+    /// The bytes of this message.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Wire::Room {
+                origin,
+                epoch,
+                seq,
+                event,
+            } => format!("v1 room {origin} {epoch} {seq} {}", encode_event(event)).into_bytes(),
+            Wire::Hello { origin } => format!("v1 hello {origin}").into_bytes(),
+            Wire::Roster { origin, users } => {
+                let mut out = format!("v1 roster {origin}");
+                for entry in users {
+                    out.push('\n');
+                    out.push_str(&encode_entry(entry));
+                }
+                out.into_bytes()
+            }
+            Wire::User { origin, entry, was } => {
+                let was = was.as_ref().map_or("-", Nick::as_str);
+                format!("v1 user {origin} {was} {}", encode_entry(entry)).into_bytes()
+            }
+            Wire::Gone { origin, nick } => format!("v1 gone {origin} {nick}").into_bytes(),
+            Wire::Private {
+                origin,
+                from,
+                to,
+                notice,
+                text,
+            } => {
+                let kind = if *notice { "notice" } else { "msg" };
+                format!("v1 private {origin} {from} {to} {kind} {text}").into_bytes()
+            }
+            Wire::Probe { origin, sent_ms } => format!("v1 probe {origin} {sent_ms}").into_bytes(),
+        }
+    }
+
+    /// Parses a payload received on `room`'s channel (for room events) or any other.
+    pub fn decode(bytes: &[u8], room: Option<&RoomName>) -> Result<Wire, BadWire> {
+        let text = std::str::from_utf8(bytes).map_err(|_| BadWire("not UTF-8"))?;
+        let (head, rest) = text.split_once('\n').unwrap_or((text, ""));
+        let mut words = Words(head);
+        if words.next()? != "v1" {
+            return Err(BadWire("unknown version"));
+        }
+        let kind = words.next()?;
+        let origin = words.next()?.to_string();
+        match kind {
+            "room" => {
+                let room = room.ok_or(BadWire("room event outside a room channel"))?;
+                let epoch = words.number()?;
+                let seq = words.number()?;
+                let event = decode_event(room, words)?;
+                Ok(Wire::Room {
+                    origin,
+                    epoch,
+                    seq,
+                    event,
+                })
+            }
+            "hello" => Ok(Wire::Hello { origin }),
+            "roster" => {
+                let users = rest.lines().map(decode_entry).collect::<Result<_, _>>()?;
+                Ok(Wire::Roster { origin, users })
+            }
+            "user" => {
+                let was = match words.next()? {
+                    "-" => None,
+                    nick => Some(nick_of(nick)?),
+                };
+                let entry = decode_entry(words.0)?;
+                Ok(Wire::User { origin, entry, was })
+            }
+            "gone" => Ok(Wire::Gone {
+                origin,
+                nick: nick_of(words.next()?)?,
+            }),
+            "private" => {
+                let (from, to) = (nick_of(words.next()?)?, nick_of(words.next()?)?);
+                let notice = words.next()? == "notice";
+                Ok(Wire::Private {
+                    origin,
+                    from,
+                    to,
+                    notice,
+                    text: words.0.into(),
+                })
+            }
+            "probe" => Ok(Wire::Probe {
+                origin,
+                sent_ms: words.number()?,
+            }),
+            _ => Err(BadWire("unknown kind")),
+        }
+    }
+}
+
+/// Space-separated words, the remainder being the last text field.
+struct Words<'a>(&'a str);
+
+impl<'a> Words<'a> {
+    fn next(&mut self) -> Result<&'a str, BadWire> {
+        if self.0.is_empty() {
+            return Err(BadWire("missing field"));
+        }
+        let (word, rest) = self.0.split_once(' ').unwrap_or((self.0, ""));
+        self.0 = rest;
+        Ok(word)
+    }
+
+    fn number(&mut self) -> Result<u64, BadWire> {
+        self.next()?.parse().map_err(|_| BadWire("bad number"))
+    }
+}
+
+fn nick_of(word: &str) -> Result<Nick, BadWire> {
+    Nick::parse(word).map_err(|_| BadWire("bad nick"))
+}
+
+fn encode_entry(entry: &RosterEntry) -> String {
+    let rooms: Vec<&str> = entry.rooms.iter().map(RoomName::as_str).collect();
+    format!("{} {} {}", entry.nick, entry.claimed_ms, rooms.join(","))
+}
+
+fn decode_entry(line: &str) -> Result<RosterEntry, BadWire> {
+    let mut words = Words(line);
+    let nick = nick_of(words.next()?)?;
+    let claimed_ms = words.number()?;
+    let rooms = words
+        .0
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .map(|r| RoomName::parse(r).map_err(|_| BadWire("bad room")))
+        .collect::<Result<_, _>>()?;
+    Ok(RosterEntry {
+        nick,
+        claimed_ms,
+        rooms,
+    })
+}
+
+/// `KIND NICK [MORE]`: the room events that cross nodes.
+fn encode_event(event: &Event) -> String {
+    match event {
+        Event::Message { from, text, .. } => format!("msg {from} {text}"),
+        Event::Action { from, text, .. } => format!("act {from} {text}"),
+        Event::RoomNotice { from, text, .. } => format!("ntc {from} {text}"),
+        Event::Joined { nick, .. } => format!("join {nick}"),
+        Event::Left { nick, .. } => format!("part {nick}"),
+        Event::NickChanged { old, new, .. } => format!("nick {old} {new}"),
+        Event::Quit { nick, reason, .. } => format!("quit {nick} {reason}"),
+        Event::TopicChanged { nick, topic, .. } => format!("topic {nick} {topic}"),
+        other => {
+            debug_assert!(false, "BUG: {other:?} is not a room event");
+            String::from("none -")
+        }
+    }
+}
+
+fn decode_event(room: &RoomName, mut words: Words<'_>) -> Result<Event, BadWire> {
+    let kind = words.next()?;
+    let nick = nick_of(words.next()?)?;
+    let room = room.clone();
+    let text: Box<str> = words.0.into();
+    Ok(match kind {
+        "msg" => Event::Message {
+            room,
+            from: nick,
+            text,
+        },
+        "act" => Event::Action {
+            room,
+            from: nick,
+            text,
+        },
+        "ntc" => Event::RoomNotice {
+            room,
+            from: nick,
+            text,
+        },
+        "join" => Event::Joined { room, nick },
+        "part" => Event::Left { room, nick },
+        "nick" => Event::NickChanged {
+            room,
+            old: nick,
+            new: nick_of(&text)?,
+        },
+        "quit" => Event::Quit {
+            room,
+            nick,
+            reason: text,
+        },
+        "topic" => Event::TopicChanged {
+            room,
+            nick,
+            topic: text,
+        },
+        _ => return Err(BadWire("unknown event")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn nick(n: &str) -> Nick {
+        Nick::parse(n).unwrap()
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let room = RoomName::parse("rust").unwrap();
+        let entry = RosterEntry {
+            nick: nick("bob"),
+            claimed_ms: 5,
+            rooms: vec![room.clone()],
+        };
+        let events = [
+            Event::Message {
+                room: room.clone(),
+                from: nick("al"),
+                text: "hi  there ".into(),
+            },
+            Event::Action {
+                room: room.clone(),
+                from: nick("al"),
+                text: "waves".into(),
+            },
+            Event::Joined {
+                room: room.clone(),
+                nick: nick("al"),
+            },
+            Event::NickChanged {
+                room: room.clone(),
+                old: nick("al"),
+                new: nick("alice"),
+            },
+            Event::Quit {
+                room: room.clone(),
+                nick: nick("al"),
+                reason: "Ping timeout".into(),
+            },
+            Event::TopicChanged {
+                room: room.clone(),
+                nick: nick("al"),
+                topic: "".into(),
+            },
+        ];
+        let mut all: Vec<Wire> = events
+            .into_iter()
+            .map(|event| Wire::Room {
+                origin: "a".into(),
+                epoch: 9,
+                seq: 3,
+                event,
+            })
+            .collect();
+        all.push(Wire::Hello { origin: "b".into() });
+        all.push(Wire::Roster {
+            origin: "b".into(),
+            users: vec![entry.clone(), entry.clone()],
+        });
+        all.push(Wire::Roster {
+            origin: "b".into(),
+            users: vec![],
+        });
+        all.push(Wire::User {
+            origin: "b".into(),
+            entry: entry.clone(),
+            was: Some(nick("x")),
+        });
+        all.push(Wire::User {
+            origin: "b".into(),
+            entry,
+            was: None,
+        });
+        all.push(Wire::Gone {
+            origin: "b".into(),
+            nick: nick("bob"),
+        });
+        all.push(Wire::Private {
+            origin: "b".into(),
+            from: nick("bob"),
+            to: nick("al"),
+            notice: true,
+            text: "psst".into(),
+        });
+        all.push(Wire::Probe {
+            origin: "c".into(),
+            sent_ms: 77,
+        });
+        for wire in all {
+            assert_eq!(Wire::decode(&wire.encode(), Some(&room)), Ok(wire));
+        }
+    }
+
+    #[test]
+    fn garbage_is_refused_not_fatal() {
+        for bad in [
+            &b""[..],
+            b"v2 hello a",
+            b"v1 room a 1 2 msg al hi",
+            b"v1 user a",
+            b"\xff",
+        ] {
+            assert!(Wire::decode(bad, None).is_err(), "{bad:?}");
+        }
+    }
+}
