@@ -143,6 +143,8 @@ pub struct StatsReport {
 pub struct ClusterReport {
     /// This node's name.
     pub node: String,
+    /// True while this node is connected to Redis (both links) and announced.
+    pub up: bool,
     /// Other nodes heard of.
     pub peers: usize,
     /// The last round trip of a probe through Redis, in milliseconds.

@@ -163,8 +163,9 @@ fn write_stats(report: &StatsReport, out: &mut String) -> std::fmt::Result {
     if let Some(cluster) = &report.cluster {
         write!(
             out,
-            " node={} peers={} backplane_lag_ms={} published={} received={} gaps={} unpublished={}",
+            " node={} backplane={} peers={} backplane_lag_ms={} published={} received={} gaps={} unpublished={}",
             cluster.node,
+            if cluster.up { "up" } else { "down" },
             cluster.peers,
             cluster.lag_ms,
             cluster.published,

@@ -63,6 +63,7 @@ impl Shared {
             let counters = &self.stats.cluster;
             report.cluster = Some(ClusterReport {
                 node: backplane.node.clone(),
+                up: counters.up.load(Relaxed),
                 peers: self.cluster.peers(),
                 lag_ms: counters.lag_ms.load(Relaxed),
                 published: counters.published.load(Relaxed),

@@ -3,7 +3,7 @@
 //! Each shard writes only its own [`ShardStats`] (Relaxed ordering: these are counts,
 //! they order nothing), so counting costs no contention. Readers sum them.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use crate::protocol::{LoopReport, StatsReport};
@@ -89,6 +89,8 @@ pub struct ClusterStats {
     pub unpublished: AtomicU64,
     /// The last probe round trip through Redis, in ms.
     pub lag_ms: AtomicU64,
+    /// True while both Redis links are up and this node has announced itself.
+    pub up: AtomicBool,
 }
 
 /// All counters of a server.

@@ -268,9 +268,12 @@ impl Backplane {
     }
 
     fn end_turn(&mut self) {
+        // Subscriptions first: a user's roster change (on the command link) should not
+        // reach other nodes before this node listens to the user's new room.
         let registry = self.poll.registry();
-        self.commands.flush(registry);
         self.subscriber.flush(registry);
+        self.commands.flush(registry);
+        self.notice_lost_links();
         for (shard, batch) in self.to_shards.iter_mut().enumerate() {
             self.shared.shards[shard].send_batch(batch);
         }
@@ -283,7 +286,7 @@ impl Backplane {
             .on_event(self.poll.registry(), &mut self.scratch, &mut frames);
         if !self.commands.is_up() {
             self.pending.clear();
-            self.up_since = None;
+            self.went_down();
         }
         for frame in frames {
             self.on_reply(frame);
@@ -301,7 +304,7 @@ impl Backplane {
                 .on_event(self.poll.registry(), &mut self.scratch, &mut frames);
         if !self.subscriber.is_up() {
             self.subscribed.clear();
-            self.up_since = None;
+            self.went_down();
         }
         if came_up {
             let me = format!("miochat:node:{}", self.config.node);
@@ -324,10 +327,30 @@ impl Backplane {
             return;
         }
         self.up_since = Some(Instant::now());
+        self.shared.stats.cluster.up.store(true, Relaxed);
         log::info!("backplane: connected to Redis at {}", self.config.redis);
         let origin = self.config.node.clone();
         self.publish(CLUSTER_CHANNEL, &Wire::Hello { origin });
         self.publish_roster();
+    }
+
+    /// A link can fail while writing too, where no event follows: forget what the
+    /// lost link carried (pending replies, subscriptions).
+    fn notice_lost_links(&mut self) {
+        if !self.commands.is_up() {
+            self.pending.clear();
+        }
+        if !self.subscriber.is_up() {
+            self.subscribed.clear();
+        }
+        if self.up_since.is_some() && !(self.commands.is_up() && self.subscriber.is_up()) {
+            self.went_down();
+        }
+    }
+
+    fn went_down(&mut self) {
+        self.up_since = None;
+        self.shared.stats.cluster.up.store(false, Relaxed);
     }
 
     fn publish_roster(&mut self) {

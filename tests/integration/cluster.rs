@@ -1,0 +1,465 @@
+//! Several nodes, one chat: a real `redis-server` on a free loopback port and two or
+//! three `miochat serve --backplane` processes.
+//!
+//! Without `redis-server` these tests say "skipped" and pass, except under `CI=true`,
+//! where a missing program fails the run (`.ci/run` installs it).
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::common::{TestClient, spawn_binary};
+
+/// A `redis-server` on a free loopback port, killed on drop.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Redis {
+    /// Starts one, or returns `None` (after saying why) if the program is missing.
+    fn start() -> Option<Redis> {
+        let installed = Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok();
+        if !installed {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "redis-server is required under CI (.ci/run installs it)"
+            );
+            eprintln!("skipped: redis-server is not installed (.ci/run installs it)");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Redis { child: None, port };
+        redis.restart();
+        Some(redis)
+    }
+
+    fn restart(&mut self) {
+        let port = self.port.to_string();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One `miochat serve` node, killed on drop.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+    irc: SocketAddr,
+}
+
+impl Node {
+    fn start(redis: &Redis, name: &str) -> Node {
+        let args = [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--irc-listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--flood-rate",
+            "0",
+            "--lease",
+            "2",
+            "--node-name",
+            name,
+            "--backplane",
+            &redis.url(),
+            "-q",
+        ];
+        let mut child = spawn_binary(&args).spawn().expect("spawn miochat serve");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut address = || {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("listening line");
+            line.trim()
+                .rsplit(' ')
+                .next()
+                .and_then(|a| a.parse().ok())
+                .expect("address")
+        };
+        let (addr, irc) = (address(), address());
+        Node { child, addr, irc }
+    }
+
+    fn client(&self, nick: &str) -> TestClient {
+        let mut client = TestClient::connect(self.addr);
+        client.set_nick(nick);
+        client
+    }
+
+    /// An IRC client, registered as `nick`.
+    fn irc_client(&self, nick: &str) -> TestClient {
+        let mut client = TestClient::connect_raw(self.irc);
+        client.send(&format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}"));
+        skip_until(&mut client, " 376 ");
+        client.nick = nick.to_string();
+        client
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The next line containing `needle`, skipping others.
+#[track_caller]
+fn skip_until(client: &mut TestClient, needle: &str) -> String {
+    loop {
+        let line = client.line();
+        if line.contains(needle) {
+            return line.trim_end_matches('\r').to_string();
+        }
+    }
+}
+
+/// Waits until `client`'s node is connected to Redis and knows `peers` other nodes.
+#[track_caller]
+fn wait_until_clustered(client: &mut TestClient, peers: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        client.send("/stats");
+        let stats = skip_until(client, "OK stats ");
+        if stats.contains(" backplane=up ") && stats.contains(&format!(" peers={peers} ")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: not clustered: {stats}",
+            client.nick
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `/who room` from `client` lists every nick in `nicks`.
+#[track_caller]
+fn wait_for_members(client: &mut TestClient, room: &str, nicks: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        client.send(&format!("/who {room}"));
+        let who = skip_until(client, &format!("OK who {room}"));
+        let listed: Vec<&str> = who.split(' ').skip(3).collect();
+        if nicks.iter().all(|n| listed.contains(n)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{}: {who}", client.nick);
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn rooms_span_nodes_in_both_protocols() {
+    let Some(redis) = Redis::start() else { return };
+    let (a, b, c) = (
+        Node::start(&redis, "a"),
+        Node::start(&redis, "b"),
+        Node::start(&redis, "c"),
+    );
+    let mut alice = a.client("alice");
+    let mut bob = b.irc_client("bob");
+    let mut carol = c.client("carol");
+    wait_until_clustered(&mut alice, 2);
+    wait_until_clustered(&mut carol, 2);
+    alice.join("rust");
+    carol.join("rust");
+    bob.send("JOIN #rust");
+    skip_until(&mut bob, " 366 ");
+    for client in [&mut alice, &mut carol] {
+        wait_for_members(client, "rust", &["alice", "bob", "carol"]);
+    }
+    alice.send("one");
+    alice.send("two");
+    assert_eq!(
+        skip_until(&mut carol, "MSG rust alice"),
+        "MSG rust alice one"
+    );
+    assert_eq!(carol.line(), "MSG rust alice two");
+    assert_eq!(
+        skip_until(&mut bob, "PRIVMSG #rust"),
+        ":alice!alice@miochat PRIVMSG #rust :one"
+    );
+    assert_eq!(bob.line().trim_end(), ":alice!alice@miochat PRIVMSG #rust :two");
+    bob.send("PRIVMSG #rust :hello from irc");
+    assert_eq!(
+        skip_until(&mut alice, "MSG rust bob"),
+        "MSG rust bob hello from irc"
+    );
+    assert_eq!(
+        skip_until(&mut carol, "MSG rust bob"),
+        "MSG rust bob hello from irc"
+    );
+    carol.send("/topic shared topic");
+    assert_eq!(
+        skip_until(&mut alice, "EVENT rust topic"),
+        "EVENT rust topic carol shared topic"
+    );
+    alice.send("/topic");
+    assert_eq!(
+        skip_until(&mut alice, "OK topic"),
+        "OK topic rust shared topic"
+    );
+}
+
+#[test]
+fn nicks_private_messages_who_and_rooms_are_cluster_wide() {
+    let Some(redis) = Redis::start() else { return };
+    let (a, b) = (Node::start(&redis, "a"), Node::start(&redis, "b"));
+    let mut alice = a.client("alice");
+    let mut other = b.client("bobby");
+    wait_until_clustered(&mut alice, 1);
+    wait_until_clustered(&mut other, 1);
+    alice.join("rust");
+    other.join("rust");
+    wait_for_members(&mut other, "rust", &["alice", "bobby"]);
+    other.send("/nick alice");
+    assert_eq!(
+        other.expect("ERR "),
+        "ERR nick-taken alice is already taken"
+    );
+    let mut irc = b.irc_client("ircy");
+    irc.send("NICK alice");
+    assert!(skip_until(&mut irc, " 433 ").contains("alice :Nickname is already in use"));
+    other.send("/msg alice psst");
+    assert_eq!(skip_until(&mut alice, "PRIV "), "PRIV bobby psst");
+    irc.send("PRIVMSG alice :from irc");
+    assert_eq!(skip_until(&mut alice, "PRIV "), "PRIV ircy from irc");
+    alice.send("/msg bobby back");
+    assert_eq!(skip_until(&mut other, "PRIV "), "PRIV alice back");
+    alice.send("/who rust");
+    assert_eq!(skip_until(&mut alice, "OK who"), "OK who rust alice bobby");
+    alice.send("/rooms");
+    assert!(skip_until(&mut alice, "OK rooms").contains("rust:2"));
+}
+
+#[test]
+fn a_killed_node_is_noticed_and_its_nicks_are_freed() {
+    let Some(redis) = Redis::start() else { return };
+    let (mut a, b) = (Node::start(&redis, "a"), Node::start(&redis, "b"));
+    let mut alice = a.client("alice");
+    let mut bob = b.client("bob");
+    wait_until_clustered(&mut alice, 1);
+    wait_until_clustered(&mut bob, 1);
+    alice.join("rust");
+    bob.join("rust");
+    wait_for_members(&mut bob, "rust", &["alice", "bob"]);
+    let killed = Instant::now();
+    a.child.kill().expect("SIGKILL node a");
+    let quit = skip_until(&mut bob, "EVENT rust quit alice");
+    assert_eq!(quit, "EVENT rust quit alice node a lost");
+    // Lease (2 s) plus a check or two; the bound is generous for a loaded machine.
+    assert!(
+        killed.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        killed.elapsed()
+    );
+    bob.send("/nick alice");
+    bob.expect("OK nick alice");
+}
+
+#[test]
+fn a_redis_restart_is_reported_as_an_exact_gap_and_local_chat_goes_on() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let (a, b) = (Node::start(&redis, "a"), Node::start(&redis, "b"));
+    let (mut alice, mut anna) = (a.client("alice"), a.client("anna"));
+    let mut bob = b.client("bob");
+    wait_until_clustered(&mut alice, 1);
+    wait_until_clustered(&mut bob, 1);
+    for client in [&mut alice, &mut anna, &mut bob] {
+        client.join("rust");
+    }
+    wait_for_members(&mut bob, "rust", &["alice", "anna", "bob"]);
+    alice.send("before");
+    assert_eq!(skip_until(&mut bob, "MSG rust"), "MSG rust alice before");
+    assert_eq!(skip_until(&mut anna, "MSG rust"), "MSG rust alice before");
+    redis.kill();
+    for n in 0..5 {
+        alice.send(&format!("lost {n}"));
+    }
+    for n in 0..5 {
+        assert_eq!(
+            skip_until(&mut anna, "MSG rust"),
+            format!("MSG rust alice lost {n}")
+        );
+    }
+    redis.restart();
+    wait_until_clustered(&mut alice, 1);
+    wait_until_clustered(&mut bob, 1);
+    alice.send("after");
+    assert_eq!(skip_until(&mut bob, "EVENT rust gap"), "EVENT rust gap a 5");
+    assert_eq!(skip_until(&mut bob, "MSG rust"), "MSG rust alice after");
+    bob.send("/stats");
+    assert!(skip_until(&mut bob, "OK stats").contains(" gaps=5 "));
+}
+
+const SENDERS_PER_NODE: usize = 2;
+const LINES: usize = 200;
+
+#[test]
+fn nothing_is_lost_duplicated_or_reordered_across_nodes() {
+    let Some(redis) = Redis::start() else { return };
+    let nodes = [Node::start(&redis, "a"), Node::start(&redis, "b")];
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        for i in 0..SENDERS_PER_NODE {
+            senders.push(node.client(&format!("s{n}x{i}")));
+            receivers.push(node.client(&format!("r{n}x{i}")));
+        }
+    }
+    wait_until_clustered(&mut receivers[0], 1);
+    wait_until_clustered(&mut receivers[SENDERS_PER_NODE], 1);
+    for client in senders.iter_mut().chain(receivers.iter_mut()) {
+        client.join("load");
+    }
+    let everyone: Vec<String> = senders
+        .iter()
+        .chain(&receivers)
+        .map(|c| c.nick.clone())
+        .collect();
+    let everyone: Vec<&str> = everyone.iter().map(String::as_str).collect();
+    for receiver in receivers.iter_mut() {
+        wait_for_members(receiver, "load", &everyone);
+    }
+    let threads: Vec<_> = senders
+        .into_iter()
+        .map(|mut s| {
+            thread::spawn(move || {
+                let text: String = (0..LINES).map(|k| format!("m {k}\n")).collect();
+                s.send_raw(text.as_bytes());
+                s.sync();
+                s
+            })
+        })
+        .collect();
+    let senders: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for receiver in receivers.iter_mut() {
+        let mut next = std::collections::HashMap::new();
+        for _ in 0..senders.len() * LINES {
+            let line = skip_until(receiver, "MSG load ");
+            let mut words = line.split(' ').skip(2);
+            let from = words.next().unwrap().to_string();
+            let k: usize = words.nth(1).unwrap().parse().unwrap();
+            let expected = next.entry(from.clone()).or_insert(0);
+            assert_eq!(k, *expected, "{}: from {from}: {line}", receiver.nick);
+            *expected += 1;
+        }
+        receiver.expect_quiet();
+    }
+}
+
+#[test]
+fn an_answer_never_overtakes_its_question_across_nodes() {
+    let Some(redis) = Redis::start() else { return };
+    let nodes = [
+        Node::start(&redis, "a"),
+        Node::start(&redis, "b"),
+        Node::start(&redis, "c"),
+    ];
+    let mut questioner = nodes[0].client("q");
+    let mut responder = nodes[1].client("r");
+    let mut observers: Vec<_> = (0..6)
+        .map(|i| nodes[i % 3].client(&format!("o{i}")))
+        .collect();
+    wait_until_clustered(&mut questioner, 2);
+    wait_until_clustered(&mut responder, 2);
+    wait_until_clustered(&mut observers[2], 2);
+    for client in observers
+        .iter_mut()
+        .chain([&mut questioner, &mut responder])
+    {
+        client.join("causal");
+    }
+    let mut all: Vec<String> = observers.iter().map(|o| o.nick.clone()).collect();
+    all.extend(["q".to_string(), "r".to_string()]);
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    for client in observers
+        .iter_mut()
+        .chain([&mut questioner, &mut responder])
+    {
+        wait_for_members(client, "causal", &all);
+    }
+    const ROUNDS: usize = 100;
+    let answering = thread::spawn(move || {
+        for round in 0..ROUNDS {
+            assert_eq!(
+                skip_until(&mut responder, "MSG causal q "),
+                format!("MSG causal q q {round}")
+            );
+            responder.send(&format!("a {round}"));
+        }
+        responder
+    });
+    for round in 0..ROUNDS {
+        questioner.send(&format!("q {round}"));
+        assert_eq!(
+            skip_until(&mut questioner, "MSG causal r "),
+            format!("MSG causal r a {round}")
+        );
+    }
+    let _responder = answering.join().unwrap();
+    for o in &mut observers {
+        for round in 0..ROUNDS {
+            assert!(
+                skip_until(o, "MSG causal ").ends_with(&format!(" q {round}")),
+                "{}",
+                o.nick
+            );
+            assert!(
+                skip_until(o, "MSG causal ").ends_with(&format!(" a {round}")),
+                "{}",
+                o.nick
+            );
+        }
+    }
+}
