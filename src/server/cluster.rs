@@ -83,6 +83,11 @@ impl Cluster {
             .collect()
     }
 
+    /// How many members of other nodes `room` has.
+    pub fn member_count(&self, room: &RoomName) -> usize {
+        self.lock().rooms.get(room).map_or(0, HashSet::len)
+    }
+
     /// Every room with remote members, and how many.
     pub fn room_sizes(&self) -> Vec<(RoomName, usize)> {
         self.lock()

@@ -170,8 +170,7 @@ impl Delivery {
         } = event;
         let reach = self.shared.directory.reach(&room);
         let limit = self.shared.config.announce_max;
-        if notice && limit != 0 && reach.members + self.shared.cluster.members(&room).len() > limit
-        {
+        if notice && limit != 0 && reach.members + self.shared.cluster.member_count(&room) > limit {
             return;
         }
         self.deliver_local(fx, &room, except, &outgoing);

@@ -371,7 +371,7 @@ impl Relay {
             self.delivery.enter(&room, key);
         }
         let info = self.shared.directory.join(&room, id);
-        let members = info.members + self.shared.cluster.members(&room).len();
+        let members = info.members + self.shared.cluster.member_count(&room);
         if !already {
             self.tell_cluster(fx, key, None);
             let event = Event::Joined {

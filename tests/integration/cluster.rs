@@ -227,7 +227,10 @@ fn rooms_span_nodes_in_both_protocols() {
         skip_until(&mut bob, "PRIVMSG #rust"),
         ":alice!alice@miochat PRIVMSG #rust :one"
     );
-    assert_eq!(bob.line().trim_end(), ":alice!alice@miochat PRIVMSG #rust :two");
+    assert_eq!(
+        bob.line().trim_end(),
+        ":alice!alice@miochat PRIVMSG #rust :two"
+    );
     bob.send("PRIVMSG #rust :hello from irc");
     assert_eq!(
         skip_until(&mut alice, "MSG rust bob"),

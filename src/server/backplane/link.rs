@@ -48,6 +48,8 @@ pub struct Link {
     backoff: Duration,
     /// State of the jitter generator (xorshift; no cryptography needed).
     jitter: u64,
+    /// True once this outage was reported (one warning per outage, not per retry).
+    warned: bool,
 }
 
 impl Link {
@@ -61,6 +63,7 @@ impl Link {
             unparsed: Vec::new(),
             backoff: MIN_BACKOFF,
             jitter: seed | 1,
+            warned: false,
         }
     }
 
@@ -122,6 +125,7 @@ impl Link {
             }
             self.state = LinkState::Up;
             self.backoff = MIN_BACKOFF;
+            self.warned = false;
             came_up = true;
         }
         let unparsed = &mut self.unparsed;
@@ -176,10 +180,16 @@ impl Link {
             let _ = conn.deregister(registry);
         }
         if self.state == LinkState::Up {
-            log::warn!("backplane: lost Redis at {}: {error}", self.addr);
+            log::warn!("backplane: lost Redis at {}: {error}; retrying", self.addr);
+        } else if !self.warned {
+            log::warn!(
+                "backplane: cannot reach Redis at {}: {error}; retrying",
+                self.addr
+            );
         } else {
             log::debug!("backplane: cannot reach Redis at {}: {error}", self.addr);
         }
+        self.warned = true;
         self.unparsed.clear();
         self.jitter ^= self.jitter << 13;
         self.jitter ^= self.jitter >> 7;
