@@ -279,11 +279,11 @@ COMPARE_KINDS = [("miochat", None), ("miochat", 1), ("miochat", 2), ("miochat", 
 def server_name(kind, workers):
     """The row name in the table, and a short one for chart axes."""
     shards = f"default ({default_workers()} shards)" if workers is None else f"--workers {workers}"
-    short = "default" if workers is None else f"w{workers}"
+    short = "" if workers is None else f" w{workers}"
     if kind == "miochat":
-        return f"miochat {shards}", f"mio {short}"
+        return f"miochat {shards}", f"mio{short}"
     if kind == "miochat-irc":
-        return f"miochat IRC listener {shards}", f"mio IRC {short}"
+        return f"miochat IRC listener {shards}", f"mio irc{short}"
     return kind, kind
 
 
@@ -404,7 +404,7 @@ def cmd_bench(a):
         rows.append([workers, f"core {spin}" if spin else "any", f"core {bpin}" if bpin else "any",
                      fmt(m.get("deliveries_per_s"), "/s"), fmt(m.get("server_ns_per_delivery"), " ns"),
                      fmt(m.get("latency_p99_us"), " µs"), verdict(m)])
-        charted(f"w{workers}" + (" pinned" if spin else "") + (" b1" if bpin else ""),
+        charted(f"w{workers}" + (" pinned" if spin else " bench pinned" if bpin else ""),
                 "workers (C=100)", m)
         print(f"workers={workers}: done", file=sys.stderr)
     sections.append(("Scaling with --workers (C=100)",
