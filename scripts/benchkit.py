@@ -7,6 +7,11 @@ used only if installed (ngircd, inspircd, redis-server); their configs are writt
 a temporary directory with flood protection and output limits raised, as a benchmark
 needs (the exact settings are in docs/BENCHMARKS.md).
 
+`bench` and `compare` also write their results next to each other under --out PREFIX
+(default target/bench/NAME): PREFIX.md (the Markdown printed), PREFIX.tsv and
+PREFIX.svg (bar charts of deliveries/s and server CPU per delivery), and latency
+percentile plots, drawn by target/release/examples/plot (its doc describes the TSV).
+
 Everything targets 127.0.0.1 and every run is bounded by the bench's --timeout.
 """
 
@@ -24,6 +29,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIOCHAT = os.path.join(ROOT, "target", "release", "miochat")
 THREADED = os.path.join(ROOT, "target", "release", "examples", "threaded_chat")
+PLOT = os.path.join(ROOT, "target", "release", "examples", "plot")
+PERCENTILES = ["latency_p50_us", "latency_p90_us", "latency_p99_us", "latency_p999_us"]
 
 NGIRCD_CONF = """[Global]
 \tName = bench.local
@@ -163,8 +170,15 @@ def bench(server, scenario, args, pin=None):
     out = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
     if not line.startswith("{"):
-        return {"ok": False, "problems": [out.stderr.strip() or "no output"]}
+        return {"verdict": "FAIL", "ok": False, "problems": [out.stderr.strip() or "no output"]}
     return json.loads(line)
+
+
+def passed(result):
+    """The bench's verdict (older binaries only had the boolean `ok`)."""
+    if "verdict" in result:
+        return result["verdict"] == "PASS"
+    return bool(result.get("ok"))
 
 
 def median_run(kind, scenario, args, runs, port, workdir, workers=2, server_pin=None,
@@ -180,7 +194,8 @@ def median_run(kind, scenario, args, runs, port, workdir, workers=2, server_pin=
         finally:
             server.stop()
         port += 1
-    med = {"ok": all(r.get("ok") for r in results),
+    ok = all(passed(r) for r in results)
+    med = {"ok": ok, "verdict": "PASS" if ok else "FAIL",
            "problems": sorted({p for r in results for p in r.get("problems", [])})}
     for key, value in results[0].items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -211,29 +226,89 @@ def table(header, rows):
 
 
 def verdict(m):
-    return "PASS" if m["ok"] else "FAIL: " + "; ".join(m["problems"])[:120]
+    return "PASS" if passed(m) else "FAIL: " + "; ".join(m["problems"])[:120]
 
 
-def cmd_compare(a):
-    build()
-    workdir = tempfile.mkdtemp(prefix="miochat-compare-")
-    args = ["--clients", str(a.clients), "--senders", str(a.senders), "--size", str(a.size),
+def cell(value):
+    """A TSV cell: the number, or '-' for a missing one."""
+    return "-" if value is None else str(value)
+
+
+def write_tsv(path, metrics, rows):
+    """rows: (label, group, {metric: value}); the format examples/plot reads."""
+    with open(path, "w") as f:
+        f.write("\t".join(["label", "group"] + metrics) + "\n")
+        for label, group, values in rows:
+            f.write("\t".join([label, group] + [cell(values.get(m)) for m in metrics]) + "\n")
+
+
+def plot(tsv, svg, title, bars=None):
+    """Draws one SVG with examples/plot; a failure is reported, not fatal."""
+    argv = [PLOT, tsv, svg, "--title", title] + (["--bars", ",".join(bars)] if bars else [])
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"plot {svg}: {done.stderr.strip()}", file=sys.stderr)
+    else:
+        print(f"wrote {svg}", file=sys.stderr)
+
+
+def latencies(m):
+    """The percentile cells of a result; none for a failed run (its latency means nothing)."""
+    return {k: m.get(k) for k in PERCENTILES} if passed(m) else {}
+
+
+def output_prefix(a, name):
+    prefix = a.out or os.path.join(ROOT, "target", "bench", name)
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    return prefix
+
+
+def emit(prefix, markdown):
+    """Prints the Markdown and keeps a copy beside the charts."""
+    print(markdown)
+    with open(prefix + ".md", "w") as f:
+        f.write(markdown + "\n")
+    print(f"wrote {prefix}.md", file=sys.stderr)
+
+
+COMPARE_KINDS = [("miochat", None), ("miochat", 1), ("miochat", 2), ("miochat", 4),
+                 ("miochat-irc", None), ("threaded", 1), ("ngircd", 1), ("inspircd", 1),
+                 ("redis", 1)]
+
+
+def server_name(kind, workers):
+    """The row name in the table, and a short one for chart axes."""
+    shards = f"default ({default_workers()} shards)" if workers is None else f"--workers {workers}"
+    short = "" if workers is None else f" w{workers}"
+    if kind == "miochat":
+        return f"miochat {shards}", f"mio{short}"
+    if kind == "miochat-irc":
+        return f"miochat IRC listener {shards}", f"mio irc{short}"
+    return kind, kind
+
+
+def compare_size(a, clients, port, workdir):
+    """Every installed server at one client count; returns [(name, short, medians)]."""
+    args = ["--clients", str(clients), "--senders", str(a.senders), "--size", str(a.size),
             "--window", str(a.window), "--duration", str(a.duration), "--timeout", "60"]
     if a.rate:
         args += ["--rate", str(a.rate)]
-    kinds = [("miochat", None), ("miochat", 1), ("miochat", 2), ("miochat", 4),
-             ("miochat-irc", None), ("threaded", 1), ("ngircd", 1), ("inspircd", 1), ("redis", 1)]
-    rows, base = [], None
-    port = a.port
-    for kind, workers in kinds:
+    results = []
+    for kind, workers in COMPARE_KINDS:
         m = median_run(kind, "fanout", args, a.runs, port, workdir, workers)
         port += a.runs + 1
         if m is None:
             print(f"(skipping {kind}: not installed)", file=sys.stderr)
             continue
-        shards = f"default ({default_workers()} shards)" if workers is None else f"--workers {workers}"
-        name = {"miochat": f"miochat {shards}",
-                "miochat-irc": f"miochat IRC listener {shards}"}.get(kind, kind)
+        name, short = server_name(kind, workers)
+        results.append((name, short, m))
+        print(f"C={clients} {name}: done", file=sys.stderr)
+    return results, port
+
+
+def compare_table(a, clients, results):
+    rows, base = [], None
+    for name, _, m in results:
         rate = m.get("deliveries_per_s")
         if base is None:
             base = rate
@@ -242,21 +317,63 @@ def cmd_compare(a):
                      fmt(m.get("server_ns_per_delivery"), " ns"),
                      fmt(m.get("latency_p50_us"), " µs"), fmt(m.get("latency_p99_us"), " µs"),
                      int(m.get("lost") or 0), verdict(m)])
-        print(f"{name}: done", file=sys.stderr)
-    title = (f"fanout, C={a.clients}, S={a.senders}, B={a.size}, "
+    title = (f"fanout, C={clients}, S={a.senders}, B={a.size}, "
              + (f"rate {a.rate} msg/s" if a.rate else f"window {a.window}")
              + f", {a.duration} s, medians of {a.runs}")
-    print(f"### {title}\n")
-    print(table(["server", "dialect", "deliveries/s", "ratio to miochat", "server CPU/delivery",
-                 "p50", "p99", "lost", "verdict"], rows))
+    return f"### {title}\n\n" + table(
+        ["server", "dialect", "deliveries/s", "ratio to miochat", "server CPU/delivery",
+         "p50", "p99", "lost", "verdict"], rows)
+
+
+def compare_charts(prefix, a, by_size):
+    """One bar chart per metric and room size (servers side by side), and one latency
+    percentile plot per room size."""
+    metrics, rows = [], {}
+    for clients, results in by_size:
+        for key in ("deliveries_per_s", "server_ns_per_delivery"):
+            metrics.append(f"{key}_C{clients}")
+        for name, short, m in results:
+            values = rows.setdefault(short, (name, {}))[1]
+            values[f"deliveries_per_s_C{clients}"] = m.get("deliveries_per_s")
+            values[f"server_ns_per_delivery_C{clients}"] = m.get("server_ns_per_delivery")
+    tsv_rows = [(short, name.split()[0], values) for short, (name, values) in rows.items()]
+    write_tsv(prefix + ".tsv", metrics, tsv_rows)
+    load = f"rate {a.rate} msg/s" if a.rate else f"window {a.window}"
+    plot(prefix + ".tsv", prefix + ".svg",
+         f"fanout by server and room size (C = clients), {load}, medians of {a.runs}")
+    for clients, results in by_size:
+        path = f"{prefix}-latency-C{clients}"
+        write_tsv(path + ".tsv", PERCENTILES,
+                  [(short, name.split()[0], latencies(m)) for name, short, m in results])
+        plot(path + ".tsv", path + ".svg", f"fanout latency, C={clients}, {load}")
+
+
+def cmd_compare(a):
+    build()
+    prefix = output_prefix(a, "compare")
+    workdir = tempfile.mkdtemp(prefix="miochat-compare-")
+    sizes = a.sizes or [a.clients]
+    port, by_size = a.port, []
+    for clients in sizes:
+        results, port = compare_size(a, clients, port, workdir)
+        by_size.append((clients, results))
+    emit(prefix, "\n\n".join(compare_table(a, c, r) for c, r in by_size))
+    compare_charts(prefix, a, by_size)
     shutil.rmtree(workdir, ignore_errors=True)
 
 
 def cmd_bench(a):
     build()
+    prefix = output_prefix(a, "bench")
     workdir = tempfile.mkdtemp(prefix="miochat-bench-")
     port, runs = a.port, a.runs
-    sections = []
+    sections, chart = [], []
+
+    def charted(label, group, m):
+        values = {"deliveries_per_s": m.get("deliveries_per_s"),
+                  "server_ns_per_delivery": m.get("server_ns_per_delivery")}
+        values.update(latencies(m))
+        chart.append((label, group, values))
 
     def run(scenario, args, workers=2, server_pin=None, bench_pin=None):
         nonlocal port
@@ -273,6 +390,7 @@ def cmd_bench(a):
         rows.append([c, fmt(m.get("deliveries_per_s"), "/s"), fmt(m.get("server_ns_per_delivery"), " ns"),
                      fmt(m.get("bench_cpu_s"), " s"), fmt(m.get("latency_p50_us"), " µs"),
                      fmt(m.get("latency_p99_us"), " µs"), int(m.get("lost") or 0), verdict(m)])
+        charted(f"C={c}", "fanout by room size", m)
         print(f"fanout C={c}: done", file=sys.stderr)
     sections.append(("Fan-out throughput (S=10, B=64, window 16)",
                      table(["clients", "deliveries/s", "server CPU/delivery", "bench CPU",
@@ -286,6 +404,8 @@ def cmd_bench(a):
         rows.append([workers, f"core {spin}" if spin else "any", f"core {bpin}" if bpin else "any",
                      fmt(m.get("deliveries_per_s"), "/s"), fmt(m.get("server_ns_per_delivery"), " ns"),
                      fmt(m.get("latency_p99_us"), " µs"), verdict(m)])
+        charted(f"w{workers}" + (" pinned" if spin else " bench pinned" if bpin else ""),
+                "workers (C=100)", m)
         print(f"workers={workers}: done", file=sys.stderr)
     sections.append(("Scaling with --workers (C=100)",
                      table(["workers", "server pinned", "bench pinned", "deliveries/s",
@@ -300,6 +420,7 @@ def cmd_bench(a):
                              fmt(m.get("latency_p90_us"), " µs"), fmt(m.get("latency_p99_us"), " µs"),
                              fmt(m.get("latency_p999_us"), " µs"), fmt(m.get("latency_max_us"), " µs"),
                              fmt(m.get("server_ns_per_delivery"), " ns"), verdict(m)]])))
+    charted("1000 msg/s", "fixed rate (C=100)", m)
     print("rate: done", file=sys.stderr)
 
     # 4. Rooms.
@@ -332,8 +453,12 @@ def cmd_bench(a):
                              int(m.get("failed") or 0), verdict(m)]])))
     print("churn: done", file=sys.stderr)
 
-    for title, body in sections:
-        print(f"### {title}\n\n{body}\n")
+    emit(prefix, "\n".join(f"### {title}\n\n{body}\n" for title, body in sections))
+    write_tsv(prefix + ".tsv", ["deliveries_per_s", "server_ns_per_delivery"] + PERCENTILES,
+              chart)
+    plot(prefix + ".tsv", prefix + ".svg",
+         f"miochat bench: fan-out by room size, by workers, fixed rate (medians of {runs})",
+         ["deliveries_per_s", "server_ns_per_delivery"])
     shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -358,7 +483,7 @@ def cmd_soak(a):
             chunk = max(1.0, min(a.chunk, end - time.time() - 1))
             m = bench(server, scenario, args + ["--duration", f"{chunk:.1f}", "--timeout", "60"])
             runs[scenario] += 1
-            if not m.get("ok"):
+            if not passed(m):
                 failures.append(f"{scenario}: " + "; ".join(m.get("problems", [])))
 
     threads = [threading.Thread(target=sampler),
@@ -408,10 +533,14 @@ def main():
     b.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     b.add_argument("--idle", type=int, default=19000)
     b.add_argument("--port", type=int, default=17000)
+    b.add_argument("--out", help="write PREFIX.md/.tsv/.svg (default target/bench/bench)")
     b.set_defaults(func=cmd_bench)
     c = sub.add_parser("compare", help="one fanout scenario against every server installed")
     c.add_argument("--runs", type=int, default=3)
     c.add_argument("--clients", type=int, default=100)
+    c.add_argument("--sizes", type=int, nargs="+",
+                   help="several client counts in one invocation (overrides --clients)")
+    c.add_argument("--out", help="write PREFIX.md/.tsv/.svg (default target/bench/compare)")
     c.add_argument("--senders", type=int, default=10)
     c.add_argument("--size", type=int, default=64)
     c.add_argument("--window", type=int, default=16)

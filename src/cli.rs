@@ -174,9 +174,12 @@ pub struct BenchArgs {
     /// scenario: fanout, rooms, idle or churn
     #[argh(positional)]
     pub scenario: String,
-    /// server address (default 127.0.0.1:7878)
+    /// server address, or several comma-separated (cluster nodes) to spread the clients over round-robin (default 127.0.0.1:7878)
     #[argh(option, default = "DEFAULT_LISTEN.to_string()")]
     pub addr: String,
+    /// room to talk in, never lobby (default bench; several rooms are bench0, bench1, ...)
+    #[argh(option, default = "String::from(\"bench\")")]
+    pub room: String,
     /// wire dialect: line (miochat), irc or resp (Redis pub/sub) (default line)
     #[argh(option, default = "String::from(\"line\")")]
     pub dialect: String,
@@ -210,9 +213,9 @@ pub struct BenchArgs {
     /// churn: sessions started per second (default 200)
     #[argh(option, default = "200.0")]
     pub churn_rate: f64,
-    /// server pid, to report its CPU per delivery and RSS per connection
+    /// server pid(s), comma-separated, whose CPU (summed) and RSS are reported (default: asked with /stats from each server on this machine)
     #[argh(option)]
-    pub server_pid: Option<u32>,
+    pub server_pid: Option<String>,
     /// source addresses 127.0.0.1.. to spread connections over (default: enough for the client count)
     #[argh(option)]
     pub sources: Option<usize>,
@@ -225,6 +228,9 @@ pub struct BenchArgs {
     /// print one JSON object instead of the human summary
     #[argh(switch)]
     pub json: bool,
+    /// print CSV (a header line and a value line) instead of the human summary
+    #[argh(switch)]
+    pub csv: bool,
 }
 
 /// Ephemeral ports per source address we plan with (Linux offers about 28 000).
@@ -238,15 +244,19 @@ impl BenchArgs {
             Duration::try_from_secs_f64(v)
                 .map_err(|_| format!("--{name} must be a positive number"))
         };
+        if self.json && self.csv {
+            return Err("choose one of --json and --csv".into());
+        }
         let common = Common {
-            addr: resolve(&self.addr)?,
+            addrs: self.addrs()?,
             dialect,
             timeout: secs(self.timeout, "timeout")?,
             sources: self
                 .sources
                 .unwrap_or_else(|| self.clients.div_ceil(PORTS_PER_SOURCE)),
             connect_window: self.connect_window.max(1),
-            server_pid: self.server_pid,
+            server_pids: self.server_pids()?,
+            room: self.room.clone(),
         };
         let duration = self.duration.map(|d| secs(d, "duration")).transpose()?;
         let scenario = match self.scenario.as_str() {
@@ -284,6 +294,38 @@ impl BenchArgs {
             }
         };
         Ok((common, scenario))
+    }
+}
+
+impl BenchArgs {
+    /// `--addr A,B,...`, each resolved once.
+    fn addrs(&self) -> Result<Vec<SocketAddr>, String> {
+        let addrs: Vec<SocketAddr> = self
+            .addr
+            .split(',')
+            .map(str::trim)
+            .filter(|addr| !addr.is_empty())
+            .map(resolve)
+            .collect::<Result<_, _>>()?;
+        if addrs.is_empty() {
+            return Err("--addr needs at least one address".into());
+        }
+        Ok(addrs)
+    }
+
+    /// `--server-pid P,Q,...`, or `None` to ask the servers.
+    fn server_pids(&self) -> Result<Option<Vec<u32>>, String> {
+        let Some(list) = &self.server_pid else {
+            return Ok(None);
+        };
+        list.split(',')
+            .map(|pid| {
+                pid.trim()
+                    .parse()
+                    .map_err(|_| format!("--server-pid: {pid:?} is not a process id"))
+            })
+            .collect::<Result<Vec<u32>, String>>()
+            .map(Some)
     }
 }
 

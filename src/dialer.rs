@@ -11,6 +11,9 @@
 //!   Nagle on, a late ACK stalls its next small write, and the benchmark would measure
 //!   the client's ACK timer. After every read we re-arm `TCP_QUICKACK` (it is not
 //!   sticky), as the reference measurements in `docs/BENCHMARKS.md` did.
+//! - **One way to finish a connect.** A non-blocking `connect` completes when the
+//!   socket turns writable; [`Conn::on_ready`] is the only code that checks for it,
+//!   so the bench's scenarios and the terminal client cannot drift apart.
 //! - **Source addresses.** One source IP has about 28 000 ephemeral ports; `connect`
 //!   can bind to `127.0.0.x` first so an idle test can open more connections than that.
 
@@ -26,6 +29,37 @@ use crate::nonblocking::{ReadOutcome, is_would_block, read_some};
 
 /// Longest line the bench accepts from a server.
 pub const MAX_LINE: usize = 64 * 1024;
+
+/// What one readiness event did to a connection's socket (see [`Conn::on_ready`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// The connect is still in progress: nothing to read or write yet.
+    Connecting,
+    /// The connect finished with this event: time to send the greeting.
+    JustConnected,
+    /// Connected before this event; pending output was flushed if it was writable.
+    Open,
+}
+
+/// Why a connection failed while handling a readiness event.
+#[derive(Debug)]
+pub enum DialError {
+    /// The non-blocking connect failed (refused, unreachable, ...).
+    Connect(io::Error),
+    /// Writing pending output failed.
+    Write(io::Error),
+}
+
+impl std::fmt::Display for DialError {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DialError::Connect(err) => write!(out, "connect: {err}"),
+            DialError::Write(err) => write!(out, "write: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for DialError {}
 
 /// One client socket with its buffers.
 #[derive(Debug)]
@@ -58,8 +92,8 @@ impl Conn {
         }
         match socket.connect(&addr.into()) {
             Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(EINPROGRESS) || is_would_block(&e) => {}
-            Err(e) => return Err(e),
+            Err(err) if err.raw_os_error() == Some(EINPROGRESS) || is_would_block(&err) => {}
+            Err(err) => return Err(err),
         }
         let mut stream = TcpStream::from_std(socket.into());
         registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
@@ -74,18 +108,45 @@ impl Conn {
         })
     }
 
-    /// On a writable event while connecting: has the connect succeeded?
+    /// Handles one readiness event's socket side, the same way for every caller:
+    /// while the non-blocking connect is in progress, a writable event means it has
+    /// finished (or failed); once connected, a writable event flushes pending output.
+    /// Reading is left to [`Conn::read_lines`], which the caller runs next unless this
+    /// returns [`Ready::Connecting`].
+    pub fn on_ready(&mut self, writable: bool, registry: &Registry) -> Result<Ready, DialError> {
+        if !self.connected {
+            if !writable {
+                return Ok(Ready::Connecting);
+            }
+            return match self.finish_connect() {
+                Ok(false) => Ok(Ready::Connecting),
+                Err(err) => Err(DialError::Connect(err)),
+                Ok(true) => {
+                    // Output queued before the connect finished goes out now.
+                    self.flush(registry).map_err(DialError::Write)?;
+                    Ok(Ready::JustConnected)
+                }
+            };
+        }
+        if writable {
+            self.flush(registry).map_err(DialError::Write)?;
+        }
+        Ok(Ready::Open)
+    }
+
+    /// On a writable event while connecting: has the connect succeeded? This is the
+    /// step inside [`Conn::on_ready`]; call that instead.
     pub fn finish_connect(&mut self) -> io::Result<bool> {
-        if let Some(e) = self.stream.take_error()? {
-            return Err(e);
+        if let Some(err) = self.stream.take_error()? {
+            return Err(err);
         }
         match self.stream.peer_addr() {
             Ok(_) => {
                 self.connected = true;
                 Ok(true)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-            Err(e) => Err(e),
+            Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(err) => Err(err),
         }
     }
 
@@ -114,10 +175,10 @@ impl Conn {
         while self.out_pos < self.out.len() {
             match self.stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out_pos += n,
-                Err(e) if is_would_block(&e) => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Ok(written) => self.out_pos += written,
+                Err(err) if is_would_block(&err) => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
             }
         }
         if self.out_pos == self.out.len() {
@@ -153,9 +214,9 @@ impl Conn {
         let mut read_any = false;
         let open = loop {
             match read_some(&mut self.stream, scratch)? {
-                ReadOutcome::Data(n) => {
+                ReadOutcome::Data(len) => {
                     read_any = true;
-                    self.framer.feed(&scratch[..n], |line| {
+                    self.framer.feed(&scratch[..len], |line| {
                         match line {
                             Ok(line) => on_line(line),
                             Err(FrameError::TooLong) => on_line(b"ERR bench: over-long line"),
@@ -204,12 +265,14 @@ impl Conn {
 /// `EINPROGRESS`: a non-blocking connect has started.
 const EINPROGRESS: i32 = 115;
 
-/// Source address number `i` of `n` in 127.0.0.0/8: 127.0.0.1, 127.0.0.2, ...
-pub fn source_for(i: usize, sources: usize) -> Option<IpAddr> {
+/// The source address for connection number `index` when connections are spread
+/// over `sources` addresses of 127.0.0.0/8 (127.0.0.1, 127.0.0.2, ...); `None` (the
+/// kernel chooses) when `sources` is 0 or 1.
+pub fn source_for(index: usize, sources: usize) -> Option<IpAddr> {
     if sources <= 1 {
         return None;
     }
-    let host = (i % sources) as u32 + 1;
+    let host = (index % sources) as u32 + 1;
     Some(IpAddr::from([
         127,
         0,

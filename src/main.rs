@@ -33,11 +33,13 @@ fn run_bench(args: &miochat::cli::BenchArgs) -> ExitCode {
         Ok(run) => run,
         Err(msg) => return fail(&msg),
     };
-    let addr = common.addr;
+    let servers = common.addrs_text();
     match miochat::bench::run(common, scenario) {
         Ok(report) => {
             if args.json {
                 println!("{}", report.json());
+            } else if args.csv {
+                print!("{}", report.csv());
             } else {
                 print!("{}", report.human());
             }
@@ -47,7 +49,7 @@ fn run_bench(args: &miochat::cli::BenchArgs) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Err(e) => fail(&format!("bench against {addr}: {e}")),
+        Err(err) => fail(&format!("bench against {servers}: {err}")),
     }
 }
 

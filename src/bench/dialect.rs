@@ -24,12 +24,12 @@ pub enum Dialect {
 
 impl FromStr for Dialect {
     type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
             "line" => Ok(Dialect::Line),
             "irc" => Ok(Dialect::Irc),
             "resp" => Ok(Dialect::Resp),
-            _ => Err(format!("unknown dialect {s:?} (line, irc or resp)")),
+            _ => Err(format!("unknown dialect {name:?} (line, irc or resp)")),
         }
     }
 }
@@ -74,13 +74,34 @@ impl Dialect {
         self == Dialect::Resp
     }
 
-    /// Bytes to send right after connecting.
-    pub fn hello(self, nick: &str) -> Vec<u8> {
+    /// Bytes to send right after connecting. A line client first leaves `lobby`, the
+    /// room every connection starts in, so a bench never talks to (or is announced
+    /// to) the people chatting there; with `room`, it joins that room in the same
+    /// write (the `idle` scenario, which waits for no join).
+    pub fn hello(self, nick: &str, room: Option<&str>) -> Vec<u8> {
         match self {
-            Dialect::Line => format!("/nick {nick}\n").into_bytes(),
+            Dialect::Line => {
+                let mut hello = format!("/leave lobby\n/nick {nick}\n");
+                if let Some(room) = room {
+                    hello.push_str(&format!("/join {room}\n"));
+                }
+                hello.into_bytes()
+            }
             Dialect::Irc => format!("NICK {nick}\r\nUSER {nick} 0 * :bench\r\n").into_bytes(),
             Dialect::Resp => Vec::new(),
         }
+    }
+
+    /// Whether [`Dialect::hello`] with a room joins it in the same write (line), so
+    /// the join's confirmation is the last answer to the greeting.
+    pub fn joins_in_hello(self) -> bool {
+        self == Dialect::Line
+    }
+
+    /// Whether a client must join a room before it can send to it (a Redis
+    /// publisher needs no subscription).
+    pub fn joins_to_talk(self) -> bool {
+        self != Dialect::Resp
     }
 
     /// True if the server sends nothing before the client may proceed.
@@ -162,6 +183,12 @@ fn classify_line(line: &[u8]) -> Incoming<'_> {
         Incoming::Registered
     } else if line.starts_with(b"PONG") {
         Incoming::Pong
+    } else if line.starts_with(b"ERR unknown-command /leave")
+        || line.starts_with(b"ERR not-in-room")
+    {
+        // The answer to `/leave lobby` from a server without /leave (the threaded
+        // baseline) or without a lobby: nothing to leave, nothing wrong.
+        Incoming::Other
     } else if line.starts_with(b"ERR ") {
         Incoming::Error(line)
     } else {
@@ -183,7 +210,7 @@ fn classify_irc(line: &[u8]) -> Incoming<'_> {
     let rest = words.next().unwrap_or_default();
     match command {
         b"PRIVMSG" => match find(rest, b" :") {
-            Some(i) => Incoming::Payload(&rest[i + 2..]),
+            Some(at) => Incoming::Payload(&rest[at + 2..]),
             None => Incoming::Other,
         },
         b"001" => Incoming::Registered,
@@ -239,50 +266,56 @@ mod tests {
 
     #[test]
     fn line_dialect() {
-        let mut st = ParseState::default();
-        let d = Dialect::Line;
+        let mut state = ParseState::default();
+        let dialect = Dialect::Line;
         assert_eq!(
-            d.classify(b"MSG bench b3 1.2.3.x", &mut st),
+            dialect.classify(b"MSG bench b3 1.2.3.x", &mut state),
             Incoming::Payload(b"1.2.3.x")
         );
-        assert_eq!(d.classify(b"OK joined bench 4", &mut st), Incoming::Joined);
         assert_eq!(
-            d.classify(b"ERR flood x", &mut st),
+            dialect.classify(b"OK joined bench 4", &mut state),
+            Incoming::Joined
+        );
+        assert_eq!(
+            dialect.classify(b"ERR flood x", &mut state),
             Incoming::Error(b"ERR flood x")
         );
         let mut out = Vec::new();
-        d.message("bench", b"p", &mut out);
+        dialect.message("bench", b"p", &mut out);
         assert_eq!(out, b"p\n");
     }
 
     #[test]
     fn irc_dialect() {
-        let mut st = ParseState::default();
-        let d = Dialect::Irc;
+        let mut state = ParseState::default();
+        let dialect = Dialect::Irc;
         assert_eq!(
-            d.classify(b":b1!b1@host PRIVMSG #bench :1.2.3.x", &mut st),
+            dialect.classify(b":b1!b1@host PRIVMSG #bench :1.2.3.x", &mut state),
             Incoming::Payload(b"1.2.3.x")
         );
         assert_eq!(
-            d.classify(b":srv 001 b1 :Welcome", &mut st),
+            dialect.classify(b":srv 001 b1 :Welcome", &mut state),
             Incoming::Registered
         );
         assert_eq!(
-            d.classify(b"PING :srv", &mut st),
+            dialect.classify(b"PING :srv", &mut state),
             Incoming::Reply(b"PONG :srv\r\n".to_vec())
         );
         assert!(matches!(
-            d.classify(b":srv 433 * b1 :Nickname is already in use", &mut st),
+            dialect.classify(b":srv 433 * b1 :Nickname is already in use", &mut state),
             Incoming::Error(_)
         ));
     }
 
     #[test]
     fn resp_dialect() {
-        let mut st = ParseState::default();
-        let d = Dialect::Resp;
+        let mut state = ParseState::default();
+        let dialect = Dialect::Resp;
         let sub = [&b"*3"[..], b"$9", b"subscribe", b"$5", b"bench", b":1"];
-        let got: Vec<_> = sub.iter().map(|l| d.classify(l, &mut st)).collect();
+        let got: Vec<_> = sub
+            .iter()
+            .map(|l| dialect.classify(l, &mut state))
+            .collect();
         assert_eq!(got.last(), Some(&Incoming::Joined));
         let msg = [
             &b"*3"[..],
@@ -293,7 +326,10 @@ mod tests {
             b"$7",
             b"1.2.3.x",
         ];
-        let got: Vec<_> = msg.iter().map(|l| d.classify(l, &mut st)).collect();
+        let got: Vec<_> = msg
+            .iter()
+            .map(|l| dialect.classify(l, &mut state))
+            .collect();
         assert_eq!(got.last(), Some(&Incoming::Payload(b"1.2.3.x")));
     }
 }

@@ -8,7 +8,8 @@
 //! - [`traffic`]: `fanout` and `rooms` (messages, latency, the loss verdict);
 //! - [`sessions`]: `idle` (memory per connection) and `churn` (connects per second);
 //! - [`payload`] and [`verdict`]: what each message carries and how arrivals are judged;
-//! - [`report`]: human and JSON output, and `/proc` readings of the server.
+//! - [`report`]: human, JSON and CSV output, and `/proc` readings of a process;
+//! - [`servers`]: which server processes a run measures (asking `/stats` for the pid).
 //!
 //! Every run is bounded by `--timeout`; any loss, duplicate, reorder, leak or broken
 //! connection makes the exit status non-zero.
@@ -16,6 +17,7 @@
 pub mod dialect;
 pub mod payload;
 pub mod report;
+pub mod servers;
 pub mod sessions;
 pub mod traffic;
 pub mod verdict;
@@ -30,9 +32,10 @@ use report::Report;
 /// Options shared by every scenario.
 #[derive(Debug, Clone)]
 pub struct Common {
-    /// The server.
-    pub addr: SocketAddr,
-    /// Its wire dialect.
+    /// The servers (several for a cluster); clients are spread over them
+    /// round-robin, see [`Common::addr_for`]. Never empty.
+    pub addrs: Vec<SocketAddr>,
+    /// Their wire dialect.
     pub dialect: Dialect,
     /// Upper bound on each phase of the run.
     pub timeout: Duration,
@@ -41,8 +44,25 @@ pub struct Common {
     pub sources: usize,
     /// Connection handshakes in flight at once.
     pub connect_window: usize,
-    /// The server's pid, for CPU and memory readings from `/proc`.
-    pub server_pid: Option<u32>,
+    /// The server processes whose CPU and memory are reported (summed). `None`: ask
+    /// each server for its pid with `/stats` (see [`servers`]).
+    pub server_pids: Option<Vec<u32>>,
+    /// The room the bench talks in, never `lobby` (with several rooms: `ROOM0`,
+    /// `ROOM1`, ...).
+    pub room: String,
+}
+
+impl Common {
+    /// The server for the client in `slot`: slot `k` goes to address `k mod N`.
+    pub fn addr_for(&self, slot: usize) -> SocketAddr {
+        self.addrs[slot % self.addrs.len()]
+    }
+
+    /// The addresses as given on the command line (`A,B`).
+    pub fn addrs_text(&self) -> String {
+        let texts: Vec<String> = self.addrs.iter().map(SocketAddr::to_string).collect();
+        texts.join(",")
+    }
 }
 
 /// Why a bench run could not produce a report.
@@ -57,11 +77,11 @@ pub enum BenchError {
 }
 
 impl fmt::Display for BenchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BenchError::Usage(msg) => write!(f, "{msg}"),
-            BenchError::Broken(msg) => write!(f, "{msg}"),
-            BenchError::Io(e) => write!(f, "{e}"),
+            BenchError::Usage(msg) => write!(out, "{msg}"),
+            BenchError::Broken(msg) => write!(out, "{msg}"),
+            BenchError::Io(err) => write!(out, "{err}"),
         }
     }
 }
@@ -91,6 +111,14 @@ pub enum Scenario {
 
 /// Runs one scenario.
 pub fn run(common: Common, scenario: Scenario) -> Result<Report, BenchError> {
+    if common.addrs.is_empty() {
+        return Err(BenchError::Usage("no server address given".into()));
+    }
+    if common.room.eq_ignore_ascii_case("lobby") {
+        return Err(BenchError::Usage(
+            "--room lobby would flood the people chatting there; pick another room".into(),
+        ));
+    }
     match scenario {
         Scenario::Traffic(mut opts) => {
             opts.common = common;
@@ -98,5 +126,11 @@ pub fn run(common: Common, scenario: Scenario) -> Result<Report, BenchError> {
         }
         Scenario::Idle { clients, hold } => sessions::idle(&common, clients, hold),
         Scenario::Churn { rate, duration } => sessions::churn(&common, rate, duration),
+    }
+}
+
+impl From<std::io::Error> for BenchError {
+    fn from(err: std::io::Error) -> Self {
+        BenchError::Io(err)
     }
 }

@@ -1,8 +1,22 @@
-//! Bench results as an ordered list of named values, printed for people or as one
-//! JSON object (`--json`), plus readings of another process from `/proc`.
+//! Bench results as an ordered list of named values, printed for people, as one
+//! JSON object (`--json`) or as CSV (`--csv`), plus readings of another process
+//! from `/proc`.
+//!
+//! The pass/fail outcome is called `verdict` everywhere: the last lines of the human
+//! output, a `verdict` key (`PASS` or `FAIL`) in JSON and a `verdict` column in CSV,
+//! each followed by the `problems`. Identical problem lines are collapsed into one
+//! with a count (`... (×37)`), so a thousand clients failing the same way print one
+//! line; and a problem the server's flood control caused says how to switch it off.
 
 use std::fmt::Write as _;
 use std::time::Duration;
+
+/// Distinct problem lines kept; more are only counted.
+const MAX_DISTINCT_PROBLEMS: usize = 20;
+
+/// The advice added once when a server's `ERR flood` appears among the problems.
+pub const FLOOD_ADVICE: &str = "the server's flood control dropped lines (ERR flood): \
+     start it with --flood-rate 0 to benchmark it";
 
 /// One reported value.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,8 +35,10 @@ pub struct Report {
     fields: Vec<(&'static str, Value)>,
     /// False if the run found loss, duplicates, reorders, leaks or broken connections.
     pub ok: bool,
-    /// Why `ok` is false, one line each.
-    pub problems: Vec<String>,
+    /// Why `ok` is false: distinct lines, each with how often it happened.
+    problems: Vec<(String, u64)>,
+    /// Problems beyond [`MAX_DISTINCT_PROBLEMS`] distinct lines.
+    more_problems: u64,
 }
 
 impl Report {
@@ -35,24 +51,35 @@ impl Report {
     }
 
     /// Adds a count.
-    pub fn int(&mut self, key: &'static str, v: u64) {
-        self.fields.push((key, Value::Int(v)));
+    pub fn int(&mut self, key: &'static str, value: u64) {
+        self.fields.push((key, Value::Int(value)));
     }
 
     /// Adds a measurement.
-    pub fn float(&mut self, key: &'static str, v: f64) {
-        self.fields.push((key, Value::Float(v)));
+    pub fn float(&mut self, key: &'static str, value: f64) {
+        self.fields.push((key, Value::Float(value)));
     }
 
     /// Adds text.
-    pub fn text(&mut self, key: &'static str, v: impl Into<String>) {
-        self.fields.push((key, Value::Text(v.into())));
+    pub fn text(&mut self, key: &'static str, value: impl Into<String>) {
+        self.fields.push((key, Value::Text(value.into())));
     }
 
-    /// Marks the run failed.
+    /// Marks the run failed. A line identical to an earlier one only counts again.
     pub fn fail(&mut self, why: impl Into<String>) {
+        let why = why.into();
         self.ok = false;
-        self.problems.push(why.into());
+        let flood = why.contains("ERR flood");
+        if let Some((_, count)) = self.problems.iter_mut().find(|(seen, _)| *seen == why) {
+            *count += 1;
+        } else if self.problems.len() < MAX_DISTINCT_PROBLEMS {
+            self.problems.push((why, 1));
+        } else {
+            self.more_problems += 1;
+        }
+        if flood && !self.problems.iter().any(|(seen, _)| seen == FLOOD_ADVICE) {
+            self.problems.push((FLOOD_ADVICE.to_string(), 1));
+        }
     }
 
     /// Looks a value up (tests, scripts).
@@ -60,29 +87,44 @@ impl Report {
         self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
-    /// `key: value` lines, then the verdict.
+    /// `PASS` or `FAIL`.
+    pub fn verdict(&self) -> &'static str {
+        if self.ok { "PASS" } else { "FAIL" }
+    }
+
+    /// The problem lines, identical ones collapsed: `text (×N)`.
+    pub fn problems(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .problems
+            .iter()
+            .map(|(why, count)| match count {
+                1 => why.clone(),
+                _ => format!("{why} (×{count})"),
+            })
+            .collect();
+        if self.more_problems > 0 {
+            lines.push(format!("... and {} more problems", self.more_problems));
+        }
+        lines
+    }
+
+    /// `key: value` lines, then the verdict and one line per problem.
     pub fn human(&self) -> String {
         let width = self.fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let width = width.max("verdict".len());
         let mut out = String::new();
         for (key, value) in &self.fields {
-            let shown = match value {
-                Value::Int(v) => v.to_string(),
-                Value::Float(v) => format_float(*v),
-                Value::Text(v) => v.clone(),
-            };
-            let _ = writeln!(out, "{key:>width$}: {shown}");
+            let _ = writeln!(out, "{key:>width$}: {}", shown(value));
         }
-        if self.ok {
-            let _ = writeln!(out, "{:>width$}: PASS", "verdict");
-        } else {
-            for p in &self.problems {
-                let _ = writeln!(out, "{:>width$}: FAIL: {p}", "verdict");
-            }
+        let _ = writeln!(out, "{:>width$}: {}", "verdict", self.verdict());
+        for problem in self.problems() {
+            let _ = writeln!(out, "{:>width$}: {problem}", "problem");
         }
         out
     }
 
-    /// One JSON object on one line.
+    /// One JSON object on one line. `ok` repeats the verdict as a boolean for older
+    /// scripts.
     pub fn json(&self) -> String {
         let mut out = String::from("{");
         for (key, value) in &self.fields {
@@ -99,29 +141,63 @@ impl Report {
             }
             out.push(',');
         }
-        let _ = write!(out, "\"ok\":{},\"problems\":[", self.ok);
-        for (i, p) in self.problems.iter().enumerate() {
-            if i > 0 {
+        let _ = write!(
+            out,
+            "\"verdict\":\"{}\",\"ok\":{},\"problems\":[",
+            self.verdict(),
+            self.ok
+        );
+        for (index, problem) in self.problems().iter().enumerate() {
+            if index > 0 {
                 out.push(',');
             }
-            json_string(p, &mut out);
+            json_string(problem, &mut out);
         }
         out.push_str("]}");
         out
     }
-}
 
-fn format_float(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
+    /// Two CSV lines: a header of the keys (then `verdict`, `problems`) and the
+    /// values, problems joined with `; `. Runs of the same scenario have the same
+    /// columns, so their value lines can be appended under one header.
+    pub fn csv(&self) -> String {
+        let mut header: Vec<&str> = self.fields.iter().map(|(key, _)| *key).collect();
+        header.extend(["verdict", "problems"]);
+        let mut values: Vec<String> = self.fields.iter().map(|(_, value)| shown(value)).collect();
+        values.push(self.verdict().to_string());
+        values.push(self.problems().join("; "));
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        // Writing to memory fails only on a bug (unequal row lengths, which cannot
+        // happen: both rows come from the same fields).
+        let written = writer
+            .write_record(&header)
+            .and_then(|()| writer.write_record(&values));
+        written.expect("BUG: CSV rows into memory");
+        let bytes = writer.into_inner().expect("BUG: CSV flush into memory");
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 }
 
-fn json_string(s: &str, out: &mut String) {
+/// A value as text: counts plainly, measurements rounded for reading.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Int(v) => v.to_string(),
+        Value::Float(v) => format_float(*v),
+        Value::Text(v) => v.clone(),
+    }
+}
+
+fn format_float(value: f64) -> String {
+    if value.abs() >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+fn json_string(text: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
+    for c in text.chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -167,17 +243,56 @@ mod tests {
 
     #[test]
     fn json_and_human() {
-        let mut r = Report::new();
-        r.int("sent", 3);
-        r.float("rate", 1.5);
-        r.text("dialect", "line \"x\"");
+        let mut report = Report::new();
+        report.int("sent", 3);
+        report.float("rate", 1.5);
+        report.text("dialect", "line \"x\"");
         assert_eq!(
-            r.json(),
-            r#"{"sent":3,"rate":1.5,"dialect":"line \"x\"","ok":true,"problems":[]}"#
+            report.json(),
+            r#"{"sent":3,"rate":1.5,"dialect":"line \"x\"","verdict":"PASS","ok":true,"problems":[]}"#
         );
-        r.fail("lost 2");
-        assert!(r.human().contains("verdict: FAIL: lost 2"));
-        assert!(r.json().contains(r#""ok":false,"problems":["lost 2"]"#));
+        assert!(report.human().contains("verdict: PASS"));
+        report.fail("lost 2");
+        assert!(report.human().contains("verdict: FAIL\n"));
+        assert!(report.human().contains("problem: lost 2"));
+        assert!(
+            report
+                .json()
+                .contains(r#""verdict":"FAIL","ok":false,"problems":["lost 2"]"#)
+        );
+    }
+
+    #[test]
+    fn identical_problems_collapse_and_flood_gets_advice() {
+        let mut report = Report::new();
+        for _ in 0..37 {
+            report.fail("server said: ERR flood slow down");
+        }
+        report.fail("3 deliveries lost");
+        assert_eq!(
+            report.problems(),
+            vec![
+                "server said: ERR flood slow down (×37)".to_string(),
+                FLOOD_ADVICE.to_string(),
+                "3 deliveries lost".to_string(),
+            ]
+        );
+        for index in 0..100 {
+            report.fail(format!("distinct {index}"));
+        }
+        assert!(report.problems().last().unwrap().contains("more problems"));
+    }
+
+    #[test]
+    fn csv_has_a_header_and_a_quoted_row() {
+        let mut report = Report::new();
+        report.int("sent", 3);
+        report.text("note", "a, \"b\"");
+        report.fail("x");
+        assert_eq!(
+            report.csv(),
+            "sent,note,verdict,problems\n3,\"a, \"\"b\"\"\",FAIL,x\n"
+        );
     }
 
     #[test]

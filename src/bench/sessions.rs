@@ -2,29 +2,37 @@
 //!
 //! - `idle` opens C connections (from several `127.0.0.x` source addresses when C is
 //!   beyond one address's ephemeral ports), holds them for `--hold` seconds, then
-//!   proves each is still alive with a ping round trip. With `--server-pid` it reads
-//!   the server's RSS before and after, which gives the memory cost of one idle
-//!   connection.
+//!   proves each is still alive with a ping round trip. When the server processes
+//!   are known (see [`super::servers`]) it reads their RSS before and after, which
+//!   gives the memory cost of one idle connection. Its three phases (connect, hold,
+//!   verify) are one poll-and-dispatch loop, [`IdleRun::drive`], run three times:
+//!   the phases differ only in when they are complete.
 //! - `churn` starts connections at `--churn-rate` per second for `--duration`: each
-//!   registers, sends one message, quits and waits for the server to close. It
-//!   reports completed sessions per second and every failure.
+//!   registers, joins the bench's room, sends one message, quits and waits for the
+//!   server to close. It reports completed sessions per second and every failure.
+//!
+//! Both use [`on_event`] for one connection's readiness: the dialer finishes the
+//! connect, then the greeting goes out and the lines are classified.
 
-use std::io;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Poll, Token};
+use mio::{Events, Poll, Registry, Token};
 use slab::Slab;
 
 use super::dialect::{Dialect, Incoming, ParseState};
-use super::report::{Report, proc_rss_kib};
+use super::report::Report;
+use super::servers::ServerWatch;
 use super::{BenchError, Common};
-use crate::dialer::{Conn, source_for};
+use crate::dialer::{Conn, Ready, source_for};
+
+/// How long one poll may wait while something is still being set up.
+const POLL_TICK: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Connecting,
     Registering,
-    /// IRC only: joined before talking.
+    /// Joined before talking (churn).
     Joining,
     Idle,
     Pinged,
@@ -37,6 +45,19 @@ struct Session {
     conn: Conn,
     parse: ParseState,
     step: Step,
+    /// Makes the nick unique: the connection's index (idle) or launch number (churn).
+    number: u64,
+}
+
+impl Session {
+    fn new(conn: Conn, number: u64) -> Session {
+        Session {
+            conn,
+            parse: ParseState::default(),
+            step: Step::Connecting,
+            number,
+        }
+    }
 }
 
 /// What one event did to a session.
@@ -50,314 +71,438 @@ enum Outcome {
     Failed(String),
 }
 
-/// Handles one readiness event for a session.
+/// Handles one readiness event for a session: the dialer finishes the connect (then
+/// the greeting `hello` makes is sent), then every complete line is classified.
 fn on_event(
-    s: &mut Session,
-    d: Dialect,
-    nick: &str,
+    session: &mut Session,
+    dialect: Dialect,
+    hello: impl FnOnce() -> Vec<u8>,
     writable: bool,
-    poll: &Poll,
+    registry: &Registry,
     scratch: &mut [u8],
 ) -> Outcome {
-    let registry = poll.registry();
-    if s.step == Step::Connecting {
-        if !writable {
-            return Outcome::Nothing;
+    match session.conn.on_ready(writable, registry) {
+        Ok(Ready::Connecting) => return Outcome::Nothing,
+        Ok(Ready::Open) => {}
+        Ok(Ready::JustConnected) => {
+            session.step = Step::Registering;
+            if let Err(err) = session.conn.send(&hello(), registry) {
+                return Outcome::Failed(format!("write: {err}"));
+            }
+            if dialect.registered_on_connect() {
+                return Outcome::Registered;
+            }
         }
-        match s.conn.finish_connect() {
-            Ok(true) => {}
-            Ok(false) => return Outcome::Nothing,
-            Err(e) => return Outcome::Failed(format!("connect: {e}")),
-        }
-        s.step = Step::Registering;
-        if let Err(e) = s.conn.send(&d.hello(nick), registry) {
-            return Outcome::Failed(format!("write: {e}"));
-        }
-        if d.registered_on_connect() {
-            return Outcome::Registered;
-        }
-    } else if writable && let Err(e) = s.conn.flush(registry) {
-        return Outcome::Failed(format!("write: {e}"));
+        Err(err) => return Outcome::Failed(err.to_string()),
     }
+    read_lines(session, dialect, registry, scratch)
+}
+
+/// Reads what arrived, answers what must be answered (IRC PING), and says what the
+/// lines meant.
+fn read_lines(
+    session: &mut Session,
+    dialect: Dialect,
+    registry: &Registry,
+    scratch: &mut [u8],
+) -> Outcome {
     let mut outcome = Outcome::Nothing;
     let mut replies = Vec::new();
-    let parse = &mut s.parse;
-    let read = s
+    let parse = &mut session.parse;
+    let read = session
         .conn
-        .read_lines(scratch, |line| match d.classify(line, parse) {
+        .read_lines(scratch, |line| match dialect.classify(line, parse) {
             Incoming::Registered => outcome = Outcome::Registered,
             Incoming::Joined => outcome = Outcome::Joined,
             Incoming::Pong => outcome = Outcome::Pong,
             Incoming::Reply(bytes) => replies.push(bytes),
-            Incoming::Error(e) => {
-                outcome = Outcome::Failed(String::from_utf8_lossy(e).into_owned())
+            Incoming::Error(text) => {
+                outcome = Outcome::Failed(format!("server said: {}", String::from_utf8_lossy(text)))
             }
             Incoming::Payload(_) | Incoming::Other => {}
         });
     for reply in replies {
-        let _ = s.conn.send(&reply, registry);
+        let _ = session.conn.send(&reply, registry);
     }
     match read {
         Ok(true) => outcome,
         Ok(false) => Outcome::Closed,
-        Err(e) => Outcome::Failed(format!("read: {e}")),
+        Err(err) => Outcome::Failed(format!("read: {err}")),
+    }
+}
+
+// ----- idle ---------------------------------------------------------------------------
+
+/// The phases of `idle`; each is one run of [`IdleRun::drive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdlePhase {
+    /// Open and register every connection.
+    Connect,
+    /// Keep them open (answering IRC PINGs) and watch for closes.
+    Hold,
+    /// One ping round trip each.
+    Verify,
+}
+
+/// The state of an `idle` run.
+#[derive(Debug)]
+struct IdleRun<'a> {
+    common: &'a Common,
+    clients: usize,
+    poll: Poll,
+    /// One read buffer for every session, allocated once.
+    scratch: Vec<u8>,
+    sessions: Vec<Session>,
+    handshakes: usize,
+    registered: usize,
+    alive: usize,
+    failures: Vec<String>,
+}
+
+impl<'a> IdleRun<'a> {
+    fn new(common: &'a Common, clients: usize) -> Result<IdleRun<'a>, BenchError> {
+        Ok(IdleRun {
+            common,
+            clients,
+            poll: Poll::new()?,
+            scratch: vec![0u8; 16 * 1024],
+            sessions: Vec::with_capacity(clients),
+            handshakes: 0,
+            registered: 0,
+            alive: 0,
+            failures: Vec::new(),
+        })
+    }
+
+    /// Starts connects while the connect window has room.
+    fn start_connects(&mut self) -> std::io::Result<()> {
+        while self.sessions.len() < self.clients && self.handshakes < self.common.connect_window {
+            let index = self.sessions.len();
+            let conn = Conn::connect(
+                self.common.addr_for(index),
+                source_for(index, self.common.sources),
+                self.poll.registry(),
+                Token(index),
+            )?;
+            self.sessions.push(Session::new(conn, index as u64));
+            self.handshakes += 1;
+        }
+        Ok(())
+    }
+
+    fn phase_complete(&self, phase: IdlePhase) -> bool {
+        match phase {
+            IdlePhase::Connect => self.registered >= self.clients,
+            IdlePhase::Hold => false,
+            IdlePhase::Verify => self.alive >= self.sessions.len(),
+        }
+    }
+
+    /// The one poll-and-dispatch loop: runs `phase` until it is complete, a
+    /// connection fails, or `deadline` passes.
+    fn drive(&mut self, phase: IdlePhase, deadline: Instant) -> std::io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        while !self.phase_complete(phase) && self.failures.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if phase == IdlePhase::Connect {
+                self.start_connects()?;
+            }
+            let mut wait = deadline.saturating_duration_since(now);
+            if phase != IdlePhase::Hold {
+                wait = wait.min(POLL_TICK);
+            }
+            self.poll.poll(&mut events, Some(wait))?;
+            for event in events.iter() {
+                self.dispatch(phase, event.token().0, event.is_writable());
+            }
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, phase: IdlePhase, index: usize, writable: bool) {
+        let common = self.common;
+        let (dialect, room) = (common.dialect, common.room.as_str());
+        let session = &mut self.sessions[index];
+        let number = session.number;
+        let hello = || dialect.hello(&format!("i{number}"), Some(room));
+        let outcome = on_event(
+            session,
+            dialect,
+            hello,
+            writable,
+            self.poll.registry(),
+            &mut self.scratch,
+        );
+        let during = if phase == IdlePhase::Hold {
+            " during the hold"
+        } else {
+            ""
+        };
+        // With a line server the greeting also joins the room: wait for that too.
+        let settled = match outcome {
+            Outcome::Registered => !dialect.joins_in_hello(),
+            Outcome::Joined => dialect.joins_in_hello(),
+            _ => false,
+        };
+        match outcome {
+            _ if settled && session.step == Step::Registering => {
+                session.step = Step::Idle;
+                self.registered += 1;
+                self.handshakes -= 1;
+            }
+            Outcome::Pong if session.step == Step::Pinged => {
+                session.step = Step::Alive;
+                self.alive += 1;
+            }
+            Outcome::Failed(why) => self.failures.push(format!("{why}{during}")),
+            Outcome::Closed => self
+                .failures
+                .push(format!("a connection was closed by the server{during}")),
+            _ => {}
+        }
+    }
+
+    /// Sends one ping on every connection (the verify phase waits for the answers).
+    fn ping_all(&mut self) -> std::io::Result<()> {
+        let ping = self.common.dialect.ping();
+        for session in &mut self.sessions {
+            session.conn.send(ping, self.poll.registry())?;
+            session.step = Step::Pinged;
+        }
+        Ok(())
     }
 }
 
 /// `idle`: hold `clients` connections for `hold`.
 pub fn idle(common: &Common, clients: usize, hold: Duration) -> Result<Report, BenchError> {
-    let d = common.dialect;
-    let mut poll = Poll::new()?;
-    let mut events = Events::with_capacity(1024);
-    // One read buffer for every session, allocated once.
-    let mut scratch = vec![0u8; 16 * 1024];
-    let mut sessions: Vec<Session> = Vec::with_capacity(clients);
-    let rss_before = common.server_pid.and_then(proc_rss_kib);
+    let mut watch = ServerWatch::find(common);
+    let mut run = IdleRun::new(common, clients)?;
+    let rss_before = watch.rss_kib();
     let started = Instant::now();
-    let deadline = started + common.timeout;
-    let (mut registered, mut handshakes, mut failures) = (0usize, 0usize, Vec::new());
-    while registered < clients {
-        while sessions.len() < clients && handshakes < common.connect_window {
-            let i = sessions.len();
-            let conn = Conn::connect(
-                common.addr,
-                source_for(i, common.sources),
-                poll.registry(),
-                Token(i),
-            )?;
-            sessions.push(Session {
-                conn,
-                parse: ParseState::default(),
-                step: Step::Connecting,
-            });
-            handshakes += 1;
-        }
-        poll.poll(&mut events, Some(Duration::from_millis(100)))?;
-        for event in events.iter() {
-            let i = event.token().0;
-            let s = &mut sessions[i];
-            match on_event(
-                s,
-                d,
-                &format!("i{i}"),
-                event.is_writable(),
-                &poll,
-                &mut scratch,
-            ) {
-                Outcome::Registered if s.step == Step::Registering => {
-                    s.step = Step::Idle;
-                    registered += 1;
-                    handshakes -= 1;
-                }
-                Outcome::Failed(e) => failures.push(format!("client {i}: {e}")),
-                Outcome::Closed => failures.push(format!("client {i}: closed by the server")),
-                _ => {}
-            }
-        }
-        if !failures.is_empty() || Instant::now() > deadline {
-            break;
-        }
-    }
+    run.drive(IdlePhase::Connect, started + common.timeout)?;
     let connect_time = started.elapsed();
-    let rss_after = common.server_pid.and_then(proc_rss_kib);
-
-    // Hold: keep answering (IRC PINGs) and watch for closes.
-    let hold_end = Instant::now() + hold;
-    while failures.is_empty() && Instant::now() < hold_end {
-        poll.poll(
-            &mut events,
-            Some(hold_end.saturating_duration_since(Instant::now())),
-        )?;
-        for event in events.iter() {
-            let i = event.token().0;
-            match on_event(
-                &mut sessions[i],
-                d,
-                "",
-                event.is_writable(),
-                &poll,
-                &mut scratch,
-            ) {
-                Outcome::Failed(e) => failures.push(format!("client {i} during hold: {e}")),
-                Outcome::Closed => failures.push(format!("client {i}: closed during hold")),
-                _ => {}
-            }
-        }
+    let rss_after = watch.rss_kib();
+    run.drive(IdlePhase::Hold, Instant::now() + hold)?;
+    if run.failures.is_empty() {
+        run.ping_all()?;
+        run.drive(IdlePhase::Verify, Instant::now() + common.timeout)?;
     }
+    watch.recheck();
+    let rss = watch
+        .measured()
+        .then_some(rss_before.zip(rss_after))
+        .flatten();
+    Ok(idle_report(&run, &watch, connect_time, hold, rss))
+}
 
-    // Prove every connection is alive: one ping round trip each.
-    let mut alive = 0;
-    if failures.is_empty() {
-        for s in sessions.iter_mut() {
-            s.conn.send(d.ping(), poll.registry())?;
-            s.step = Step::Pinged;
-        }
-        let verify_end = Instant::now() + common.timeout;
-        while alive < sessions.len() && Instant::now() < verify_end && failures.is_empty() {
-            poll.poll(&mut events, Some(Duration::from_millis(100)))?;
-            for event in events.iter() {
-                let i = event.token().0;
-                let s = &mut sessions[i];
-                match on_event(s, d, "", event.is_writable(), &poll, &mut scratch) {
-                    Outcome::Pong if s.step == Step::Pinged => {
-                        s.step = Step::Alive;
-                        alive += 1;
-                    }
-                    Outcome::Failed(e) => failures.push(format!("client {i}: {e}")),
-                    Outcome::Closed => failures.push(format!("client {i}: closed")),
-                    _ => {}
-                }
-            }
-        }
-    }
-
-    let mut r = Report::new();
-    r.text("scenario", "idle");
-    r.text("dialect", format!("{d:?}").to_lowercase());
-    r.int("clients", clients as u64);
-    r.int("sources", common.sources.max(1) as u64);
-    r.int("connected", registered as u64);
-    r.float("connect_s", connect_time.as_secs_f64());
-    r.float(
+fn idle_report(
+    run: &IdleRun<'_>,
+    watch: &ServerWatch,
+    connect_time: Duration,
+    hold: Duration,
+    rss: Option<(u64, u64)>,
+) -> Report {
+    let (common, clients, registered) = (run.common, run.clients, run.registered);
+    let mut report = Report::new();
+    report.text("scenario", "idle");
+    report.text("dialect", format!("{:?}", common.dialect).to_lowercase());
+    report.text("servers", common.addrs_text());
+    report.int("clients", clients as u64);
+    report.int("sources", common.sources.max(1) as u64);
+    report.int("connected", registered as u64);
+    report.float("connect_s", connect_time.as_secs_f64());
+    report.float(
         "connects_per_s",
         registered as f64 / connect_time.as_secs_f64(),
     );
-    r.float("hold_s", hold.as_secs_f64());
-    r.int("alive_after_hold", alive as u64);
-    if let (Some(before), Some(after)) = (rss_before, rss_after) {
-        r.int("server_rss_before_kib", before);
-        r.int("server_rss_after_kib", after);
+    report.float("hold_s", hold.as_secs_f64());
+    report.int("alive_after_hold", run.alive as u64);
+    watch.describe(&mut report);
+    if let Some((before, after)) = rss {
+        report.int("server_rss_before_kib", before);
+        report.int("server_rss_after_kib", after);
         let per = (after.saturating_sub(before) * 1024) as f64 / registered.max(1) as f64;
-        r.float("server_rss_bytes_per_conn", per);
+        report.float("server_rss_bytes_per_conn", per);
     }
-    if alive < clients {
-        r.fail(format!(
-            "only {alive} of {clients} connections alive after the hold"
+    if run.alive < clients {
+        report.fail(format!(
+            "only {} of {clients} connections alive after the hold",
+            run.alive
         ));
     }
-    for f in failures.iter().take(10) {
-        r.fail(f.clone());
+    for failure in &run.failures {
+        report.fail(failure.clone());
     }
-    Ok(r)
+    report
+}
+
+// ----- churn --------------------------------------------------------------------------
+
+/// The state of a `churn` run.
+#[derive(Debug)]
+struct ChurnRun<'a> {
+    common: &'a Common,
+    /// Sessions started per second.
+    rate: f64,
+    poll: Poll,
+    /// One read buffer for every session, allocated once.
+    scratch: Vec<u8>,
+    sessions: Slab<Session>,
+    started: Instant,
+    launched: u64,
+    completed: u64,
+    failed: u64,
+    failures: Vec<String>,
+}
+
+impl ChurnRun<'_> {
+    /// When the next session is due.
+    fn next_launch(&self) -> Instant {
+        self.started + Duration::from_secs_f64(self.launched as f64 / self.rate)
+    }
+
+    /// Launches every session whose start time has come.
+    fn launch_due(&mut self, now: Instant) {
+        while self.next_launch() <= now {
+            let entry = self.sessions.vacant_entry();
+            let index = self.launched as usize;
+            let registry = self.poll.registry();
+            let (addr, source) = (
+                self.common.addr_for(index),
+                source_for(index, self.common.sources),
+            );
+            match Conn::connect(addr, source, registry, Token(entry.key())) {
+                Ok(conn) => {
+                    entry.insert(Session::new(conn, self.launched));
+                }
+                Err(err) => {
+                    self.failed += 1;
+                    self.failures.push(format!("connect: {err}"));
+                }
+            }
+            self.launched += 1;
+        }
+    }
+
+    /// One event: register → join → say one line and quit → closed by the server.
+    fn dispatch(&mut self, key: usize, writable: bool) -> std::io::Result<()> {
+        let dialect = self.common.dialect;
+        let Some(session) = self.sessions.get_mut(key) else {
+            return Ok(());
+        };
+        let number = session.number;
+        let hello = || dialect.hello(&format!("c{number}"), None);
+        let registry = self.poll.registry();
+        let outcome = on_event(
+            session,
+            dialect,
+            hello,
+            writable,
+            registry,
+            &mut self.scratch,
+        );
+        let room = self.common.room.as_str();
+        let done = match (outcome, session.step) {
+            (Outcome::Registered, Step::Registering) if dialect.joins_to_talk() => {
+                session.conn.send(&dialect.join(room), registry)?;
+                session.step = Step::Joining;
+                false
+            }
+            (Outcome::Registered, Step::Registering) | (Outcome::Joined, Step::Joining) => {
+                let mut out = Vec::new();
+                dialect.message(room, b"hello-and-goodbye", &mut out);
+                out.extend_from_slice(dialect.quit());
+                session.conn.send(&out, registry)?;
+                session.step = Step::Quitting;
+                false
+            }
+            (Outcome::Closed, Step::Quitting) => {
+                self.completed += 1;
+                true
+            }
+            (Outcome::Closed, _) => {
+                self.failed += 1;
+                let why = "a session was closed by the server before quitting";
+                self.failures.push(why.into());
+                true
+            }
+            (Outcome::Failed(why), _) => {
+                self.failed += 1;
+                self.failures.push(why);
+                true
+            }
+            _ => false,
+        };
+        if done {
+            self.sessions.remove(key);
+        }
+        Ok(())
+    }
+
+    fn report(&self) -> Report {
+        let elapsed = self.started.elapsed();
+        let unfinished = self.sessions.len() as u64;
+        let mut report = Report::new();
+        report.text("scenario", "churn");
+        report.text(
+            "dialect",
+            format!("{:?}", self.common.dialect).to_lowercase(),
+        );
+        report.text("servers", self.common.addrs_text());
+        report.float("target_sessions_per_s", self.rate);
+        report.int("launched", self.launched);
+        report.int("completed", self.completed);
+        report.int("failed", self.failed);
+        report.int("unfinished", unfinished);
+        report.float("elapsed_s", elapsed.as_secs_f64());
+        report.float(
+            "sessions_per_s",
+            self.completed as f64 / elapsed.as_secs_f64(),
+        );
+        if self.failed > 0 || unfinished > 0 {
+            let failed = self.failed;
+            report.fail(format!("{failed} sessions failed, {unfinished} unfinished"));
+        }
+        for failure in &self.failures {
+            report.fail(failure.clone());
+        }
+        report
+    }
 }
 
 /// `churn`: sessions started at `rate` per second for `duration`.
 pub fn churn(common: &Common, rate: f64, duration: Duration) -> Result<Report, BenchError> {
-    let d = common.dialect;
-    let mut poll = Poll::new()?;
+    let mut run = ChurnRun {
+        common,
+        rate,
+        poll: Poll::new()?,
+        scratch: vec![0u8; 16 * 1024],
+        sessions: Slab::new(),
+        started: Instant::now(),
+        launched: 0,
+        completed: 0,
+        failed: 0,
+        failures: Vec::new(),
+    };
     let mut events = Events::with_capacity(1024);
-    // One read buffer for every session, allocated once.
-    let mut scratch = vec![0u8; 16 * 1024];
-    let mut sessions: Slab<Session> = Slab::new();
-    let started = Instant::now();
-    let (mut launched, mut completed, mut failures) = (0u64, 0u64, Vec::<String>::new());
-    let mut failed = 0u64;
-    let stop_launching = started + duration;
+    let stop_launching = run.started + duration;
     let hard_end = stop_launching + common.timeout;
     loop {
         let now = Instant::now();
-        // Launch every session whose start time has come.
-        while now < stop_launching
-            && Duration::from_secs_f64(launched as f64 / rate) <= now.duration_since(started)
-        {
-            let entry = sessions.vacant_entry();
-            let source = source_for(launched as usize, common.sources);
-            match Conn::connect(common.addr, source, poll.registry(), Token(entry.key())) {
-                Ok(conn) => {
-                    entry.insert(Session {
-                        conn,
-                        parse: ParseState::default(),
-                        step: Step::Connecting,
-                    });
-                }
-                Err(e) => {
-                    failed += 1;
-                    failures.push(format!("connect: {e}"));
-                }
-            }
-            launched += 1;
+        if now < stop_launching {
+            run.launch_due(now);
         }
-        if (now >= stop_launching && sessions.is_empty()) || now > hard_end {
+        if (now >= stop_launching && run.sessions.is_empty()) || now > hard_end {
             break;
         }
-        let next_launch = started + Duration::from_secs_f64(launched as f64 / rate);
-        let timeout = next_launch
-            .saturating_duration_since(now)
-            .min(Duration::from_millis(100));
-        poll.poll(&mut events, Some(timeout))?;
+        let wait = run.next_launch().saturating_duration_since(now);
+        run.poll.poll(&mut events, Some(wait.min(POLL_TICK)))?;
         for event in events.iter() {
-            let key = event.token().0;
-            let Some(s) = sessions.get_mut(key) else {
-                continue;
-            };
-            let outcome = on_event(
-                s,
-                d,
-                &format!("c{key}x{launched}"),
-                event.is_writable(),
-                &poll,
-                &mut scratch,
-            );
-            let done = match (outcome, s.step) {
-                (Outcome::Registered, Step::Registering) if d == Dialect::Irc => {
-                    s.conn.send(&d.join("churn"), poll.registry())?;
-                    s.step = Step::Joining;
-                    false
-                }
-                (Outcome::Registered, Step::Registering) | (Outcome::Joined, Step::Joining) => {
-                    let mut out = Vec::new();
-                    d.message("churn", b"hello-and-goodbye", &mut out);
-                    out.extend_from_slice(d.quit());
-                    s.conn.send(&out, poll.registry())?;
-                    s.step = Step::Quitting;
-                    false
-                }
-                (Outcome::Closed, Step::Quitting) => {
-                    completed += 1;
-                    true
-                }
-                (Outcome::Closed, _) => {
-                    failed += 1;
-                    failures.push("closed by the server before quitting".into());
-                    true
-                }
-                (Outcome::Failed(e), _) => {
-                    failed += 1;
-                    failures.push(e);
-                    true
-                }
-                _ => false,
-            };
-            if done {
-                sessions.remove(key);
-            }
+            run.dispatch(event.token().0, event.is_writable())?;
         }
     }
-    let elapsed = started.elapsed();
-    let mut r = Report::new();
-    r.text("scenario", "churn");
-    r.text("dialect", format!("{d:?}").to_lowercase());
-    r.float("target_sessions_per_s", rate);
-    r.int("launched", launched);
-    r.int("completed", completed);
-    r.int("failed", failed);
-    r.int("unfinished", sessions.len() as u64);
-    r.float("elapsed_s", elapsed.as_secs_f64());
-    r.float("sessions_per_s", completed as f64 / elapsed.as_secs_f64());
-    if failed > 0 || !sessions.is_empty() {
-        r.fail(format!(
-            "{failed} sessions failed, {} unfinished",
-            sessions.len()
-        ));
-    }
-    for f in failures.iter().take(10) {
-        r.fail(f.clone());
-    }
-    Ok(r)
-}
-
-impl From<io::Error> for BenchError {
-    fn from(e: io::Error) -> Self {
-        BenchError::Io(e)
-    }
+    Ok(run.report())
 }

@@ -2,8 +2,11 @@
 //!
 //! 1. **Connect** C clients (at most `--connect-window` handshakes at once, so the
 //!    server's listen backlog never overflows), register them (nick), and join each
-//!    to room `i % R`. Traffic starts only when every join is confirmed, so every
-//!    message has a known set of recipients.
+//!    to room `i % R` (named after `--room`: `bench`, or `bench0`, `bench1`, ... for
+//!    several). Traffic starts only when every join is confirmed, so every message
+//!    has a known set of recipients. With several servers (`--addr A,B`, cluster
+//!    nodes), the k-th member of each room goes to address `k mod N`, so every room
+//!    spans every node; the verdict is over all clients, whatever their node.
 //! 2. **Send.** Sender `s` is client `s` (in room `s % R`); with `--dialect resp` it
 //!    is a separate publisher connection. At full speed each sender keeps at most
 //!    `--window` messages in flight, measured at a *probe* receiver in its room; at
@@ -23,9 +26,10 @@ use mio::{Events, Poll, Token};
 use super::dialect::{Incoming, ParseState};
 use super::payload::{self, Payload};
 use super::report::{Report, proc_cpu};
+use super::servers::ServerWatch;
 use super::verdict::Verdict;
 use super::{BenchError, Common};
-use crate::dialer::{Conn, source_for};
+use crate::dialer::{Conn, Ready, source_for};
 
 /// How long to wait for stragglers after the last message was sent.
 const SETTLE: Duration = Duration::from_secs(5);
@@ -33,7 +37,7 @@ const SETTLE: Duration = Duration::from_secs(5);
 /// Options of a traffic run.
 #[derive(Debug, Clone)]
 pub struct TrafficOpts {
-    /// Address, dialect, timeout, sources, server pid.
+    /// Addresses, dialect, timeout, sources, server pids, room.
     pub common: Common,
     /// Receivers (room members).
     pub clients: usize,
@@ -105,57 +109,68 @@ struct Run {
 /// Runs `fanout` (R = 1) or `rooms`.
 pub fn run(opts: TrafficOpts) -> Result<Report, BenchError> {
     validate(&opts)?;
+    let mut watch = ServerWatch::find(&opts.common);
     let mut run = Run::new(opts)?;
     run.connect_all()?;
-    let cpu_before = run.opts.common.server_pid.and_then(proc_cpu);
+    let cpu_before = watch.cpu();
     let own_before = proc_cpu(std::process::id());
     run.traffic()?;
-    let cpu_after = run.opts.common.server_pid.and_then(proc_cpu);
+    let cpu_after = watch.cpu();
     let own_after = proc_cpu(std::process::id());
-    Ok(run.report(
-        cpu_before.zip(cpu_after).map(|(a, b)| b.saturating_sub(a)),
-        own_before.zip(own_after).map(|(a, b)| b.saturating_sub(a)),
-    ))
+    watch.recheck();
+    let used = |before: Option<Duration>, after: Option<Duration>| {
+        before
+            .zip(after)
+            .map(|(before, after)| after.saturating_sub(before))
+    };
+    let server_cpu = used(cpu_before, cpu_after).filter(|_| watch.measured());
+    let mut report = run.report(server_cpu, used(own_before, own_after));
+    watch.describe(&mut report);
+    Ok(report)
 }
 
-fn validate(o: &TrafficOpts) -> Result<(), BenchError> {
-    if o.clients == 0 || o.rooms == 0 || o.senders == 0 {
+fn validate(opts: &TrafficOpts) -> Result<(), BenchError> {
+    if opts.clients == 0 || opts.rooms == 0 || opts.senders == 0 {
         return Err(BenchError::Usage(
             "--clients, --rooms and --senders must be > 0".into(),
         ));
     }
-    if !o.common.dialect.separate_publishers() && o.senders > o.clients {
+    if !opts.common.dialect.separate_publishers() && opts.senders > opts.clients {
         return Err(BenchError::Usage(
             "--senders cannot exceed --clients".into(),
         ));
     }
-    if o.rooms > o.clients {
+    if opts.rooms > opts.clients {
         return Err(BenchError::Usage("--rooms cannot exceed --clients".into()));
     }
-    if o.window == 0 {
+    if opts.window == 0 {
         return Err(BenchError::Usage("--window must be > 0".into()));
     }
     Ok(())
 }
 
-fn room_name(r: u32) -> String {
-    format!("bench{r}")
+/// The room names: `--room` itself for one room, `ROOM0`, `ROOM1`, ... for several.
+fn room_names(base: &str, rooms: usize) -> Vec<String> {
+    if rooms == 1 {
+        return vec![base.to_string()];
+    }
+    (0..rooms).map(|index| format!("{base}{index}")).collect()
 }
 
 impl Run {
     fn new(opts: TrafficOpts) -> Result<Run, BenchError> {
-        let d = opts.common.dialect;
-        let (c, s, r) = (opts.clients, opts.senders, opts.rooms);
-        let members = |room: usize| (0..c).filter(|i| i % r == room).count() as u64;
-        let fanout = (0..s)
-            .map(|s| members(s % r) - u64::from(!d.echoes_sender()))
+        let dialect = opts.common.dialect;
+        let (clients, senders, rooms) = (opts.clients, opts.senders, opts.rooms);
+        let members = |room: usize| (0..clients).filter(|i| i % rooms == room).count() as u64;
+        let fanout = (0..senders)
+            .map(|sender| members(sender % rooms) - u64::from(!dialect.echoes_sender()))
             .collect();
-        let probe = (0..s)
-            .map(|s| {
+        let probe = (0..senders)
+            .map(|sender| {
                 // The first member of the sender's room that is not the sender.
-                (0..c)
-                    .filter(|&i| i % r == s % r)
-                    .find(|&i| d.separate_publishers() || i != s)
+                (0..clients)
+                    .filter(|&i| i % rooms == sender % rooms)
+                    .find(|&i| dialect.separate_publishers() || i != sender)
                     .map(|i| i as u32)
             })
             .collect();
@@ -164,13 +179,13 @@ impl Run {
         let now = Instant::now();
         Ok(Run {
             poll: Poll::new()?,
-            clients: Vec::with_capacity(c + s),
+            clients: Vec::with_capacity(clients + senders),
             next_to_connect: 0,
             handshakes: 0,
             ready: 0,
             verdict: Verdict::default(),
             latency,
-            sent: vec![0; s],
+            sent: vec![0; senders],
             probe,
             fanout,
             start: now,
@@ -180,7 +195,7 @@ impl Run {
             out: Vec::new(),
             payload: Vec::new(),
             scratch: vec![0; 64 * 1024],
-            room_names: (0..r as u32).map(room_name).collect(),
+            room_names: room_names(&opts.common.room, rooms),
             broken: 0,
             errors: Vec::new(),
             opts,
@@ -197,12 +212,12 @@ impl Run {
         self.opts.clients + publishers
     }
 
-    /// The connection that sends for sender `s`.
-    fn sender_conn(&self, s: usize) -> usize {
+    /// The connection that sends for `sender`.
+    fn sender_conn(&self, sender: usize) -> usize {
         if self.opts.common.dialect.separate_publishers() {
-            self.opts.clients + s
+            self.opts.clients + sender
         } else {
-            s
+            sender
         }
     }
 
@@ -210,26 +225,26 @@ impl Run {
         while self.next_to_connect < self.total()
             && self.handshakes < self.opts.common.connect_window
         {
-            let i = self.next_to_connect;
-            let source = source_for(i, self.opts.common.sources);
-            let conn = Conn::connect(
-                self.opts.common.addr,
-                source,
-                self.poll.registry(),
-                Token(i),
-            )?;
-            let is_receiver = i < self.opts.clients;
-            let room = if is_receiver {
-                i % self.opts.rooms
+            let index = self.next_to_connect;
+            let (clients, rooms) = (self.opts.clients, self.opts.rooms);
+            let is_receiver = index < clients;
+            // Receivers: the k-th member of each room goes to server k mod N.
+            // Publishers (RESP): publisher p to server p mod N.
+            let (room, slot) = if is_receiver {
+                (index % rooms, index / rooms)
             } else {
-                (i - self.opts.clients) % self.opts.rooms
+                ((index - clients) % rooms, index - clients)
             };
+            let common = &self.opts.common;
+            let source = source_for(index, common.sources);
+            let registry = self.poll.registry();
+            let conn = Conn::connect(common.addr_for(slot), source, registry, Token(index))?;
             self.clients.push(Client {
                 conn,
                 parse: ParseState::default(),
                 phase: Phase::Connecting,
                 room: room as u32,
-                receiver: is_receiver.then_some(i as u32),
+                receiver: is_receiver.then_some(index as u32),
             });
             self.next_to_connect += 1;
             self.handshakes += 1;
@@ -251,7 +266,7 @@ impl Run {
                 return Err(BenchError::Broken(format!(
                     "{} connection(s) failed while connecting: {}",
                     self.broken,
-                    self.errors.join("; ")
+                    collapse(&self.errors).join("; ")
                 )));
             }
             if Instant::now() > deadline {
@@ -266,43 +281,43 @@ impl Run {
         Ok(())
     }
 
-    fn on_event(&mut self, i: usize, writable: bool) -> io::Result<()> {
-        let d = self.opts.common.dialect;
+    /// One readiness event: the dialer finishes the connect (then the greeting goes
+    /// out) or flushes, then whatever arrived is read.
+    fn on_event(&mut self, index: usize, writable: bool) -> io::Result<()> {
+        let dialect = self.opts.common.dialect;
         let registry = self.poll.registry();
-        let client = &mut self.clients[i];
-        if client.phase == Phase::Connecting {
-            if !writable {
-                return Ok(());
+        let client = &mut self.clients[index];
+        match client.conn.on_ready(writable, registry) {
+            Ok(Ready::Connecting) => return Ok(()),
+            Ok(Ready::Open) => {}
+            Ok(Ready::JustConnected) => {
+                client
+                    .conn
+                    .send(&dialect.hello(&format!("b{index}"), None), registry)?;
+                client.phase = Phase::Registering;
+                if dialect.registered_on_connect() {
+                    self.advance(index)?;
+                }
             }
-            match client.conn.finish_connect() {
-                Ok(true) => {}
-                Ok(false) => return Ok(()),
-                Err(e) => {
-                    self.broken += 1;
-                    self.errors.push(format!("connect: {e}"));
+            Err(err) => {
+                self.broken += 1;
+                self.errors.push(err.to_string());
+                if !self.clients[index].conn.connected {
                     return Ok(());
                 }
             }
-            client.conn.send(&d.hello(&format!("b{i}")), registry)?;
-            client.phase = Phase::Registering;
-            if d.registered_on_connect() {
-                self.advance(i)?;
-            }
-        } else if writable && let Err(e) = client.conn.flush(registry) {
-            self.broken += 1;
-            self.errors.push(format!("write: {e}"));
         }
-        self.read(i)
+        self.read(index)
     }
 
     /// Registered → join (receivers) or ready (publishers); joined → ready.
-    fn advance(&mut self, i: usize) -> io::Result<()> {
-        let d = self.opts.common.dialect;
-        let client = &mut self.clients[i];
+    fn advance(&mut self, index: usize) -> io::Result<()> {
+        let dialect = self.opts.common.dialect;
+        let client = &mut self.clients[index];
         match client.phase {
             Phase::Registering if client.receiver.is_some() => {
                 client.phase = Phase::Joining;
-                let join = d.join(&self.room_names[client.room as usize]);
+                let join = dialect.join(&self.room_names[client.room as usize]);
                 client.conn.send(&join, self.poll.registry())?;
             }
             Phase::Registering | Phase::Joining => {
@@ -315,8 +330,10 @@ impl Run {
         Ok(())
     }
 
-    fn read(&mut self, i: usize) -> io::Result<()> {
-        let d = self.opts.common.dialect;
+    /// Reads what arrived on client `index`: payloads go to the verdict and the
+    /// latency histogram; registration and join confirmations move the client on.
+    fn read(&mut self, index: usize) -> io::Result<()> {
+        let dialect = self.opts.common.dialect;
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut registered = false;
         let mut joined = false;
@@ -328,22 +345,21 @@ impl Run {
             room,
             receiver,
             ..
-        } = &mut self.clients[i];
+        } = &mut self.clients[index];
         let (verdict, latency, errors) = (&mut self.verdict, &mut self.latency, &mut self.errors);
-        let result = conn.read_lines(&mut scratch, |line| match d.classify(line, parse) {
+        let result = conn.read_lines(&mut scratch, |line| match dialect.classify(line, parse) {
             Incoming::Payload(bytes) => {
-                if let (Some(p), Some(r)) = (payload::decode(bytes), *receiver) {
-                    verdict.record(r, *room, p.sender, p.seq, p.room);
-                    let _ = latency.record(now_ns.saturating_sub(p.sent_ns).max(1_000));
+                if let (Some(payload), Some(receiver)) = (payload::decode(bytes), *receiver) {
+                    let Payload { sender, seq, .. } = payload;
+                    verdict.record(receiver, *room, sender, seq, payload.room);
+                    let _ = latency.record(now_ns.saturating_sub(payload.sent_ns).max(1_000));
                 }
             }
             Incoming::Registered => registered = true,
             Incoming::Joined => joined = true,
             Incoming::Reply(bytes) => replies.push(bytes),
-            Incoming::Error(e) => {
-                if errors.len() < 10 {
-                    errors.push(String::from_utf8_lossy(e).into_owned());
-                }
+            Incoming::Error(text) => {
+                errors.push(format!("server said: {}", String::from_utf8_lossy(text)));
             }
             Incoming::Pong | Incoming::Other => {}
         });
@@ -353,29 +369,31 @@ impl Run {
             Ok(false) => {
                 self.broken += 1;
                 self.errors
-                    .push(format!("client {i}: server closed the connection"));
+                    .push("the server closed a client's connection".into());
             }
-            Err(e) => {
+            Err(err) => {
                 self.broken += 1;
-                self.errors.push(format!("client {i}: {e}"));
+                self.errors.push(format!("read: {err}"));
             }
         }
         for reply in replies {
-            self.clients[i].conn.send(&reply, self.poll.registry())?;
+            self.clients[index]
+                .conn
+                .send(&reply, self.poll.registry())?;
         }
-        let phase = self.clients[i].phase;
+        let phase = self.clients[index].phase;
         if (registered && phase == Phase::Registering) || (joined && phase == Phase::Joining) {
-            self.advance(i)?;
+            self.advance(index)?;
         }
         Ok(())
     }
 
     // ----- traffic -------------------------------------------------------------------
 
-    fn sending_over(&self, s: usize, now: Instant) -> bool {
+    fn sending_over(&self, sender: usize, now: Instant) -> bool {
         match (self.opts.duration, self.traffic_start) {
-            (Some(d), Some(t0)) => now >= t0 + d,
-            _ => self.sent[s] >= self.opts.messages,
+            (Some(duration), Some(t0)) => now >= t0 + duration,
+            _ => self.sent[sender] >= self.opts.messages,
         }
     }
 
@@ -460,56 +478,59 @@ impl Run {
                 if due > now {
                     break;
                 }
-                let s = (self.scheduled % self.opts.senders as u64) as usize;
-                self.queue_message(s, due.duration_since(self.start).as_nanos() as u64);
+                let sender = (self.scheduled % self.opts.senders as u64) as usize;
+                self.queue_message(sender, due.duration_since(self.start).as_nanos() as u64);
                 self.scheduled += 1;
-                self.flush_sender(s)?;
+                self.flush_sender(sender)?;
             }
             return Ok(());
         }
         let now_ns = now.duration_since(self.start).as_nanos() as u64;
-        for s in 0..self.opts.senders {
+        for sender in 0..self.opts.senders {
             let mut queued = false;
-            while !self.sending_over(s, now) && self.window_open(s) {
-                self.queue_message(s, now_ns);
+            while !self.sending_over(sender, now) && self.window_open(sender) {
+                self.queue_message(sender, now_ns);
                 queued = true;
             }
             if queued {
-                self.flush_sender(s)?;
+                self.flush_sender(sender)?;
             }
         }
         Ok(())
     }
 
-    fn window_open(&self, s: usize) -> bool {
-        match self.probe[s] {
-            Some(probe) => self.sent[s] - self.verdict.progress(probe, s as u32) < self.opts.window,
+    fn window_open(&self, sender: usize) -> bool {
+        match self.probe[sender] {
+            Some(probe) => {
+                let progress = self.verdict.progress(probe, sender as u32);
+                self.sent[sender] - progress < self.opts.window
+            }
             None => true,
         }
     }
 
-    fn queue_message(&mut self, s: usize, sent_ns: u64) {
-        let room = (s % self.opts.rooms) as u32;
-        let p = Payload {
-            sender: s as u32,
-            seq: self.sent[s],
+    fn queue_message(&mut self, sender: usize, sent_ns: u64) {
+        let room = (sender % self.opts.rooms) as u32;
+        let payload = Payload {
+            sender: sender as u32,
+            seq: self.sent[sender],
             sent_ns,
             room,
         };
         self.payload.clear();
-        payload::encode(&p, self.opts.size, &mut self.payload);
+        payload::encode(&payload, self.opts.size, &mut self.payload);
         self.opts.common.dialect.message(
             &self.room_names[room as usize],
             &self.payload,
             &mut self.out,
         );
-        self.sent[s] += 1;
+        self.sent[sender] += 1;
     }
 
-    fn flush_sender(&mut self, s: usize) -> io::Result<()> {
-        let i = self.sender_conn(s);
+    fn flush_sender(&mut self, sender: usize) -> io::Result<()> {
+        let conn = self.sender_conn(sender);
         let out = std::mem::take(&mut self.out);
-        self.clients[i].conn.send(&out, self.poll.registry())?;
+        self.clients[conn].conn.send(&out, self.poll.registry())?;
         self.out = out;
         self.out.clear();
         Ok(())
@@ -518,96 +539,123 @@ impl Run {
     // ----- results -------------------------------------------------------------------
 
     fn report(&self, server_cpu: Option<Duration>, own_cpu: Option<Duration>) -> Report {
-        let o = &self.opts;
-        let mut r = Report::new();
-        r.text("scenario", if o.rooms == 1 { "fanout" } else { "rooms" });
-        r.text("dialect", format!("{:?}", o.common.dialect).to_lowercase());
-        r.int("clients", o.clients as u64);
-        r.int("senders", o.senders as u64);
-        r.int("rooms", o.rooms as u64);
-        r.int("size", o.size as u64);
-        match o.rate {
-            Some(rate) => r.float("rate_msgs_per_s", rate),
-            None => r.int("window", o.window),
+        let opts = &self.opts;
+        let mut report = Report::new();
+        report.text("scenario", if opts.rooms == 1 { "fanout" } else { "rooms" });
+        report.text(
+            "dialect",
+            format!("{:?}", opts.common.dialect).to_lowercase(),
+        );
+        report.text("servers", opts.common.addrs_text());
+        report.int("clients", opts.clients as u64);
+        report.int("senders", opts.senders as u64);
+        report.int("rooms", opts.rooms as u64);
+        report.int("size", opts.size as u64);
+        match opts.rate {
+            Some(rate) => report.float("rate_msgs_per_s", rate),
+            None => report.int("window", opts.window),
         }
+        self.report_throughput(&mut report, server_cpu, own_cpu);
+        self.report_verdict(&mut report);
+        report
+    }
+
+    /// Deliveries, latency percentiles and CPU.
+    fn report_throughput(
+        &self,
+        report: &mut Report,
+        server_cpu: Option<Duration>,
+        own_cpu: Option<Duration>,
+    ) {
         let elapsed = self
             .traffic_start
             .map_or(Duration::ZERO, |t0| self.last_progress.duration_since(t0))
             .max(Duration::from_millis(1));
-        let sent: u64 = self.sent.iter().sum();
-        let expected = self.expected();
         let received = self.verdict.received;
-        r.int("messages_sent", sent);
-        r.int("deliveries_expected", expected);
-        r.int("deliveries_received", received);
-        r.float("elapsed_s", elapsed.as_secs_f64());
-        r.float("deliveries_per_s", received as f64 / elapsed.as_secs_f64());
-        for (key, q) in [
+        report.int("messages_sent", self.sent.iter().sum());
+        report.int("deliveries_expected", self.expected());
+        report.int("deliveries_received", received);
+        report.float("elapsed_s", elapsed.as_secs_f64());
+        report.float("deliveries_per_s", received as f64 / elapsed.as_secs_f64());
+        for (key, quantile) in [
             ("latency_p50_us", 0.5),
             ("latency_p90_us", 0.9),
             ("latency_p99_us", 0.99),
             ("latency_p999_us", 0.999),
         ] {
-            r.float(key, self.latency.value_at_quantile(q) as f64 / 1000.0);
+            let nanos = self.latency.value_at_quantile(quantile);
+            report.float(key, nanos as f64 / 1000.0);
         }
-        r.float("latency_max_us", self.latency.max() as f64 / 1000.0);
+        report.float("latency_max_us", self.latency.max() as f64 / 1000.0);
         if let Some(cpu) = server_cpu {
-            r.float("server_cpu_s", cpu.as_secs_f64());
-            r.float(
+            report.float("server_cpu_s", cpu.as_secs_f64());
+            report.float(
                 "server_ns_per_delivery",
                 cpu.as_nanos() as f64 / received.max(1) as f64,
             );
         }
         if let Some(cpu) = own_cpu {
-            r.float("bench_cpu_s", cpu.as_secs_f64());
+            report.float("bench_cpu_s", cpu.as_secs_f64());
         }
-        let pairs = self.expected_pairs();
-        let lost = self.verdict.lost(pairs.into_iter(), &self.sent);
-        r.int("lost", lost);
-        r.int("duplicated", self.verdict.duplicates);
-        r.int("reordered", self.verdict.reordered);
-        r.int("leaked", self.verdict.leaked);
-        r.int("broken_connections", self.broken);
-        if lost > 0 {
-            r.fail(format!("{lost} deliveries lost"));
+    }
+
+    /// Loss, duplicates, reorders, leaks and broken connections, over all clients.
+    fn report_verdict(&self, report: &mut Report) {
+        let verdict = &self.verdict;
+        let lost = verdict.lost(self.expected_pairs().into_iter(), &self.sent);
+        report.int("lost", lost);
+        report.int("duplicated", verdict.duplicates);
+        report.int("reordered", verdict.reordered);
+        report.int("leaked", verdict.leaked);
+        report.int("broken_connections", self.broken);
+        let counts = [
+            (lost, "deliveries lost"),
+            (verdict.duplicates, "deliveries duplicated"),
+            (verdict.reordered, "deliveries out of order"),
+            (verdict.leaked, "deliveries leaked into other rooms"),
+            (self.broken, "connections broke"),
+        ];
+        for (count, what) in counts {
+            if count > 0 {
+                report.fail(format!("{count} {what}"));
+            }
         }
-        if self.verdict.duplicates > 0 {
-            r.fail(format!("{} deliveries duplicated", self.verdict.duplicates));
+        for error in &self.errors {
+            report.fail(error.clone());
         }
-        if self.verdict.reordered > 0 {
-            r.fail(format!(
-                "{} deliveries out of order",
-                self.verdict.reordered
-            ));
-        }
-        if self.verdict.leaked > 0 {
-            r.fail(format!(
-                "{} deliveries leaked into other rooms",
-                self.verdict.leaked
-            ));
-        }
-        if self.broken > 0 {
-            r.fail(format!("{} connections broke", self.broken));
-        }
-        for e in &self.errors {
-            r.fail(format!("server said or did: {e}"));
-        }
-        r
     }
 
     fn expected_pairs(&self) -> Vec<(u32, u32)> {
-        let o = &self.opts;
-        let d = o.common.dialect;
+        let opts = &self.opts;
+        let separate = opts.common.dialect.separate_publishers();
         let mut pairs = Vec::new();
-        for receiver in 0..o.clients {
-            for s in 0..o.senders {
-                let same_room = receiver % o.rooms == s % o.rooms;
-                let is_self = !d.separate_publishers() && receiver == s;
+        for receiver in 0..opts.clients {
+            for sender in 0..opts.senders {
+                let same_room = receiver % opts.rooms == sender % opts.rooms;
+                let is_self = !separate && receiver == sender;
                 if same_room && !is_self {
-                    pairs.push((receiver as u32, s as u32));
+                    pairs.push((receiver as u32, sender as u32));
                 }
             }
         }
         pairs
     }
+}
+
+/// Identical lines once each, with a count (`text (×N)`), in first-seen order.
+fn collapse(lines: &[String]) -> Vec<String> {
+    let mut counted: Vec<(&str, usize)> = Vec::new();
+    for line in lines {
+        match counted.iter_mut().find(|(seen, _)| *seen == line.as_str()) {
+            Some((_, count)) => *count += 1,
+            None => counted.push((line, 1)),
+        }
+    }
+    counted
+        .into_iter()
+        .map(|(line, count)| match count {
+            1 => line.to_string(),
+            _ => format!("{line} (×{count})"),
+        })
+        .collect()
 }

@@ -12,24 +12,26 @@ use crate::common::TestServer;
 
 fn common(server: &TestServer) -> Common {
     Common {
-        addr: server.addr,
+        addrs: vec![server.addr],
         dialect: Dialect::Line,
         timeout: Duration::from_secs(30),
         sources: 1,
         connect_window: 32,
-        server_pid: Some(std::process::id()),
+        server_pids: Some(vec![std::process::id()]),
+        room: "bench".into(),
     }
 }
 
 fn traffic(clients: usize, senders: usize, rooms: usize) -> TrafficOpts {
     TrafficOpts {
         common: Common {
-            addr: ([127, 0, 0, 1], 0).into(),
+            addrs: vec![([127, 0, 0, 1], 0).into()],
             dialect: Dialect::Line,
             timeout: Duration::from_secs(30),
             sources: 1,
             connect_window: 32,
-            server_pid: None,
+            server_pids: None,
+            room: "bench".into(),
         },
         clients,
         senders,
@@ -44,7 +46,14 @@ fn traffic(clients: usize, senders: usize, rooms: usize) -> TrafficOpts {
 
 fn int(report: &Report, key: &str) -> u64 {
     match report.get(key) {
-        Some(Value::Int(v)) => *v,
+        Some(Value::Int(value)) => *value,
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+fn text(report: &Report, key: &str) -> String {
+    match report.get(key) {
+        Some(Value::Text(value)) => value.clone(),
         other => panic!("{key}: {other:?}"),
     }
 }
@@ -142,4 +151,96 @@ fn the_cli_exits_non_zero_when_the_server_is_unreachable() {
         err.starts_with("miochat: bench against 127.0.0.1:1:"),
         "{err}"
     );
+}
+
+#[test]
+fn clients_spread_over_several_servers_and_the_verdict_covers_them_all() {
+    // Two independent (unlinked) servers stand in for two nodes. Clients alternate
+    // between them, so each sender reaches only the members on its own server: the
+    // verdict, computed over all clients, must count exactly the other half as lost.
+    let first = TestServer::start();
+    let second = TestServer::start();
+    let mut base = common(&first);
+    base.addrs = vec![first.addr, second.addr];
+    let mut opts = traffic(8, 2, 1);
+    opts.messages = 20;
+    opts.window = 1000;
+    opts.common.timeout = Duration::from_secs(20);
+    let report = run(base, Scenario::Traffic(opts)).unwrap();
+    assert!(!report.ok, "{}", report.human());
+    // Sender 0 is on the first server, sender 1 on the second; each reaches the 3
+    // other members on its own server and none of the 4 on the other.
+    assert_eq!(int(&report, "deliveries_received"), 2 * 20 * 3);
+    assert_eq!(int(&report, "lost"), 2 * 20 * 4);
+    assert_eq!(int(&report, "duplicated"), 0);
+    assert!(text(&report, "servers").contains(&second.addr.to_string()));
+}
+
+#[test]
+fn the_server_pid_is_found_with_stats_on_loopback() {
+    let server = TestServer::start();
+    let mut common = common(&server);
+    common.server_pids = None;
+    let report = run(common, Scenario::Traffic(traffic(4, 1, 1))).unwrap();
+    assert_pass(&report);
+    // The server runs inside this test process, so /stats reports our own pid.
+    let me = std::process::id();
+    assert_eq!(
+        text(&report, "server_processes"),
+        format!("pid {me} (from /stats)")
+    );
+    assert!(report.get("server_ns_per_delivery").is_some());
+}
+
+#[test]
+fn the_bench_stays_out_of_the_lobby() {
+    let server = TestServer::start();
+    let mut watcher = server.client_named("watcher");
+    run(common(&server), Scenario::Traffic(traffic(4, 2, 1))).unwrap();
+    let churn = Scenario::Churn {
+        rate: 50.0,
+        duration: Duration::from_millis(200),
+    };
+    assert_pass(&run(common(&server), churn).unwrap());
+    // Everything the lobby saw came before this round trip: no bench message.
+    watcher.send("/ping lobby-check");
+    loop {
+        let line = watcher.line();
+        assert!(
+            !line.starts_with("MSG "),
+            "bench talked in the lobby: {line}"
+        );
+        if line == "PONG lobby-check" {
+            break;
+        }
+    }
+}
+
+#[test]
+fn the_cli_prints_csv_with_the_verdict_column() {
+    let server = TestServer::start();
+    let addr = server.addr.to_string();
+    let out = crate::common::spawn_binary(&[
+        "bench",
+        "fanout",
+        "--addr",
+        &addr,
+        "--clients",
+        "3",
+        "--messages",
+        "10",
+        "--csv",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(lines[0].ends_with(",verdict,problems"), "{csv}");
+    assert!(lines[1].ends_with(",PASS,"), "{csv}");
 }
