@@ -17,7 +17,7 @@ use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::encode::encode;
 use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
 
-use crate::dialer::Conn;
+use crate::dialer::{Conn, DialError, Ready};
 
 /// Longest wait between reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -92,15 +92,16 @@ impl Link {
         }
     }
 
-    /// A readiness event: finishes a connect (returns `Ok(true)` when the link has
-    /// just come up) and reads every complete frame into `frames`.
+    /// A readiness event: finishes a connect (returns true when the link has just
+    /// come up), flushes on writable, and reads every complete frame into `frames`.
     pub fn on_event(
         &mut self,
         registry: &Registry,
+        writable: bool,
         scratch: &mut [u8],
         frames: &mut Vec<OwnedFrame>,
     ) -> bool {
-        match self.try_event(registry, scratch, frames) {
+        match self.try_event(registry, writable, scratch, frames) {
             Ok(up) => up,
             Err(e) => {
                 self.fail(registry, &e);
@@ -112,21 +113,23 @@ impl Link {
     fn try_event(
         &mut self,
         registry: &Registry,
+        writable: bool,
         scratch: &mut [u8],
         frames: &mut Vec<OwnedFrame>,
     ) -> io::Result<bool> {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(false);
         };
-        let mut came_up = false;
-        if self.state == LinkState::Connecting {
-            if !conn.finish_connect()? {
-                return Ok(false);
-            }
+        let came_up = match conn.on_ready(writable, registry) {
+            Ok(Ready::Connecting) => return Ok(false),
+            Ok(Ready::JustConnected) => true,
+            Ok(Ready::Open) => false,
+            Err(DialError::Connect(e) | DialError::Write(e)) => return Err(e),
+        };
+        if came_up {
             self.state = LinkState::Up;
             self.backoff = MIN_BACKOFF;
             self.warned = false;
-            came_up = true;
         }
         let unparsed = &mut self.unparsed;
         if !conn.read_bytes(scratch, |bytes| unparsed.extend_from_slice(bytes))? {
@@ -138,7 +141,6 @@ impl Link {
             used += len;
         }
         self.unparsed.drain(..used);
-        conn.flush(registry)?;
         Ok(came_up)
     }
 

@@ -241,8 +241,8 @@ impl Backplane {
             }
             for event in events.iter() {
                 match event.token() {
-                    TOKEN_COMMANDS => self.on_commands_ready(),
-                    TOKEN_SUBSCRIBER => self.on_subscriber_ready(),
+                    TOKEN_COMMANDS => self.on_commands_ready(event.is_writable()),
+                    TOKEN_SUBSCRIBER => self.on_subscriber_ready(event.is_writable()),
                     _ => {}
                 }
             }
@@ -279,11 +279,12 @@ impl Backplane {
         }
     }
 
-    fn on_commands_ready(&mut self) {
+    fn on_commands_ready(&mut self, writable: bool) {
         let mut frames = Vec::new();
+        let registry = self.poll.registry();
         let came_up = self
             .commands
-            .on_event(self.poll.registry(), &mut self.scratch, &mut frames);
+            .on_event(registry, writable, &mut self.scratch, &mut frames);
         if !self.commands.is_up() {
             self.pending.clear();
             self.went_down();
@@ -297,11 +298,12 @@ impl Backplane {
         }
     }
 
-    fn on_subscriber_ready(&mut self) {
+    fn on_subscriber_ready(&mut self, writable: bool) {
         let mut frames = Vec::new();
-        let came_up =
-            self.subscriber
-                .on_event(self.poll.registry(), &mut self.scratch, &mut frames);
+        let registry = self.poll.registry();
+        let came_up = self
+            .subscriber
+            .on_event(registry, writable, &mut self.scratch, &mut frames);
         if !self.subscriber.is_up() {
             self.subscribed.clear();
             self.went_down();
