@@ -18,6 +18,11 @@ use crate::server::config::{
     DEFAULT_MAX_LINE, DEFAULT_SENDQ, DEFAULT_SERVER_NAME, DEFAULT_SHUTDOWN_GRACE_MS, FloodLimit,
     default_workers,
 };
+use crate::server::config::{
+    ConnectRate, DEFAULT_CONNECT_BURST, DEFAULT_CONNECT_RATE, DEFAULT_FLOOD_MAX_UNREAD,
+    DEFAULT_FLOOD_UNREAD_TIMEOUT_SECS, DEFAULT_MAX_PER_ADDRESS, DEFAULT_MAX_TLS_HANDSHAKES,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS, TlsFiles,
+};
 
 /// miochat: a sharded chat server on mio, its load generator and its client.
 #[derive(FromArgs, Debug)]
@@ -88,6 +93,39 @@ pub struct ServeArgs {
     /// seconds an IRC client has to answer that PING (default 20)
     #[argh(option, default = "DEFAULT_IRC_PONG_TIMEOUT_SECS")]
     pub irc_pong_timeout: u64,
+    /// unread bytes a flood-paused client may have before the hard ceiling (default 65536)
+    #[argh(option, default = "DEFAULT_FLOOD_MAX_UNREAD")]
+    pub flood_max_unread: usize,
+    /// seconds a paused client may stay over --flood-max-unread before it is cut (default 10)
+    #[argh(option, default = "DEFAULT_FLOOD_UNREAD_TIMEOUT_SECS")]
+    pub flood_unread_timeout: u64,
+    /// connections one address (IPv4, or IPv6 /64) may hold; 0 = no limit (default 10)
+    #[argh(option, default = "DEFAULT_MAX_PER_ADDRESS")]
+    pub max_per_ip: usize,
+    /// new connections per second one address may open; 0 = no limit (default 10)
+    #[argh(option, default = "DEFAULT_CONNECT_RATE")]
+    pub connect_rate: u32,
+    /// new connections one address may open in a burst (default 20)
+    #[argh(option, default = "DEFAULT_CONNECT_BURST")]
+    pub connect_burst: u32,
+    /// PEM certificate chain for the TLS listeners
+    #[argh(option)]
+    pub tls_cert: Option<String>,
+    /// PEM private key for the TLS listeners (reloaded with the certificate on SIGHUP)
+    #[argh(option)]
+    pub tls_key: Option<String>,
+    /// also listen for line-protocol clients over TLS here
+    #[argh(option)]
+    pub tls_listen: Option<String>,
+    /// also listen for IRC clients over TLS here (the usual port is 6697)
+    #[argh(option)]
+    pub irc_tls_listen: Option<String>,
+    /// seconds a TLS client has to finish its handshake (default 10)
+    #[argh(option, default = "DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS")]
+    pub tls_handshake_timeout: u64,
+    /// TLS handshakes in progress at once; more are closed at accept (default 512)
+    #[argh(option, default = "DEFAULT_MAX_TLS_HANDSHAKES")]
+    pub max_tls_handshakes: usize,
     /// leave Nagle's algorithm on (TCP_NODELAY off); see docs/DESIGN.md
     #[argh(switch)]
     pub nagle: bool,
@@ -122,9 +160,40 @@ impl ServeArgs {
         config.irc_pong_timeout = Duration::from_secs(self.irc_pong_timeout);
         config.nodelay = !self.nagle;
         config.handle_signals = true;
+        config.flood_max_unread = self.flood_max_unread;
+        config.flood_unread_timeout = Duration::from_secs(self.flood_unread_timeout);
+        config.max_per_address = (self.max_per_ip > 0).then_some(self.max_per_ip);
+        config.connect_rate = (self.connect_rate > 0).then_some(ConnectRate {
+            rate: self.connect_rate,
+            burst: self.connect_burst,
+        });
+        self.tls_to_config(&mut config)?;
         Ok(config)
     }
+
+    /// A TLS mistake in the flags themselves (exit status 2, like a bad certificate).
+    pub fn tls_mistake(&self) -> Option<&'static str> {
+        (self.tls_cert.is_some() != self.tls_key.is_some()).then_some(TLS_PAIR)
+    }
+
+    fn tls_to_config(&self, config: &mut ServerConfig) -> Result<(), String> {
+        config.tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            (None, None) => None,
+            _ => return Err(TLS_PAIR.into()),
+        };
+        config.tls_listen = self.tls_listen.as_deref().map(resolve).transpose()?;
+        config.irc_tls_listen = self.irc_tls_listen.as_deref().map(resolve).transpose()?;
+        config.tls_handshake_timeout = Duration::from_secs(self.tls_handshake_timeout);
+        config.max_tls_handshakes = self.max_tls_handshakes;
+        Ok(())
+    }
 }
+
+const TLS_PAIR: &str = "TLS: --tls-cert and --tls-key go together";
 
 /// Resolves `host:port` once, before any event loop runs (a DNS lookup blocks, and nothing may block a loop thread).
 pub fn resolve(addr: &str) -> Result<SocketAddr, String> {

@@ -128,6 +128,9 @@ pub struct StatsReport {
     pub slow_consumers: u64,
     /// Time since the server started.
     pub uptime: Duration,
+    /// Further named counters, printed as `key=value` in this order (TLS, per-address
+    /// refusals, flood control).
+    pub counters: Vec<(&'static str, u64)>,
     /// What each shard's loop did, by shard index: the figures that show what a
     /// second shard costs.
     pub loops: Vec<LoopReport>,
@@ -345,6 +348,12 @@ pub enum Refusal {
     IdleTimeout,
     /// More than `--sendq` bytes were waiting for this client to read.
     SlowConsumer,
+    /// The client's address already holds `--max-per-ip` connections.
+    TooManyFromAddress,
+    /// The client's address opens connections faster than `--connect-rate`.
+    ConnectingTooFast,
+    /// Flood control's ceiling: too much unread input for too long.
+    Flood,
 }
 
 /// A client mistake, answered with an `ERR` line; the connection stays usable.
@@ -468,6 +477,8 @@ impl Refusal {
             Refusal::NoDescriptors => "server-busy",
             Refusal::IdleTimeout => "idle-timeout",
             Refusal::SlowConsumer => "slow-consumer",
+            Refusal::TooManyFromAddress | Refusal::ConnectingTooFast => "server-busy",
+            Refusal::Flood => "flood",
         }
     }
 
@@ -478,6 +489,9 @@ impl Refusal {
             Refusal::NoDescriptors => "the server is out of file descriptors; try again later",
             Refusal::IdleTimeout => "nothing received for too long; closing",
             Refusal::SlowConsumer => "you are not reading fast enough; closing",
+            Refusal::TooManyFromAddress => "too many connections from your address",
+            Refusal::ConnectingTooFast => "connecting too fast from your address; try again later",
+            Refusal::Flood => "you sent far more than the flood limit lets through; closing",
         }
     }
 }

@@ -158,6 +158,9 @@ fn write_stats(report: &StatsReport, out: &mut String) -> std::fmt::Result {
         report.slow_consumers,
         report.uptime.as_secs()
     )?;
+    for (key, value) in &report.counters {
+        write!(out, " {key}={value}")?;
+    }
     let loops = &report.loops;
     per_shard(out, "turns", loops, |l| l.turns)?;
     per_shard(out, "wakes_sent", loops, |l| l.wakes_sent)?;
@@ -261,6 +264,7 @@ mod tests {
             writes: 8,
             slow_consumers: 1,
             uptime: std::time::Duration::from_secs(5),
+            counters: vec![],
             loops: vec![
                 LoopReport {
                     turns: 7,
