@@ -277,8 +277,14 @@ impl Acceptor {
         let (protocol, tls) = (self.listeners[index].protocol, self.listeners[index].tls);
         let refused = match self.shared.addresses.admit(peer.ip(), Instant::now()) {
             Admission::Admitted => None,
-            Admission::TooMany => Some((Refusal::TooManyFromAddress, &self.shared.stats.refused_per_address)),
-            Admission::TooFast => Some((Refusal::ConnectingTooFast, &self.shared.stats.refused_connect_rate)),
+            Admission::TooMany => Some((
+                Refusal::TooManyFromAddress,
+                &self.shared.stats.refused_per_address,
+            )),
+            Admission::TooFast => Some((
+                Refusal::ConnectingTooFast,
+                &self.shared.stats.refused_connect_rate,
+            )),
         };
         if let Some((refusal, counter)) = refused {
             bump(counter);

@@ -194,7 +194,10 @@ mod tests {
             address_key(ip("2001:db8:1:2::1")),
             address_key(ip("2001:db8:1:3::1"))
         );
-        assert_eq!(address_key(ip("::ffff:10.0.0.1")), address_key(ip("10.0.0.1")));
+        assert_eq!(
+            address_key(ip("::ffff:10.0.0.1")),
+            address_key(ip("10.0.0.1"))
+        );
     }
 
     #[test]

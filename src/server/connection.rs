@@ -208,8 +208,13 @@ pub enum Queued {
 }
 
 impl Connection {
-    /// A new open connection (already registered for READABLE).
-    pub fn new(transport: Transport, session: Session, max_line: usize) -> Self {
+    /// A new open plain-TCP connection (already registered for READABLE).
+    pub fn new(stream: mio::net::TcpStream, session: Session, max_line: usize) -> Self {
+        Self::over(Transport::Plain(stream), session, max_line)
+    }
+
+    /// A new open connection over `transport` (already registered for READABLE).
+    pub fn over(transport: Transport, session: Session, max_line: usize) -> Self {
         Connection {
             transport,
             framer: LineFramer::new(max_line),
@@ -228,7 +233,11 @@ impl Connection {
     /// the session comes first). Ciphertext the read produced (handshake replies)
     /// marks the connection dirty, so this turn's flush writes it: no edge would.
     /// An error comes back as the reason to close.
-    pub fn read(&mut self, scratch: &mut [u8], turn: &mut Turn) -> Result<ReadOutcome, CloseReason> {
+    pub fn read(
+        &mut self,
+        scratch: &mut [u8],
+        turn: &mut Turn,
+    ) -> Result<ReadOutcome, CloseReason> {
         let outcome = self.transport.read(scratch);
         if self.transport.wants_write() {
             self.mark_dirty(turn);

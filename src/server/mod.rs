@@ -148,14 +148,8 @@ impl Server {
                 .map_err(|e| StartupError::Setup("acceptor waker", e))?,
         );
         let stop = Arc::new(AtomicBool::new(false));
-        let acceptor = Acceptor::new(
-            poll,
-            listeners,
-            tls,
-            Arc::clone(&stop),
-            Arc::clone(&shared),
-        )
-        .map_err(|e| StartupError::Setup("listener registration or signal handler", e))?;
+        let acceptor = Acceptor::new(poll, listeners, tls, Arc::clone(&stop), Arc::clone(&shared))
+            .map_err(|e| StartupError::Setup("listener registration or signal handler", e))?;
         let acceptor = spawn("acceptor".into(), move || acceptor.run())?;
         log::info!(
             "listening on {local_addr} with {} shard(s)",

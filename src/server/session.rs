@@ -141,7 +141,11 @@ mod tests {
         assert_eq!(bucket.take(limit, t0), None);
         assert_eq!(bucket.take(limit, t0), None);
         let resume = bucket.take(limit, t0).expect("the last token pauses");
-        assert_eq!(resume, t0 + Duration::from_millis(500), "one token at 2 lines/s");
+        assert_eq!(
+            resume,
+            t0 + Duration::from_millis(500),
+            "one token at 2 lines/s"
+        );
         // At the resume time one line is allowed, and the connection pauses again.
         let again = bucket.take(limit, resume).expect("paused again");
         assert_eq!(again, resume + Duration::from_millis(500));

@@ -223,7 +223,13 @@ impl ShardState {
     }
 
     /// Registers a socket handed over by the acceptor and lets the chat greet it.
-    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, protocol: Protocol, tls: Option<Arc<rustls::ServerConfig>>) {
+    fn adopt(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        protocol: Protocol,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) {
         let key = self.conns.vacant_entry().key();
         let token = token::encode(self.index, key);
         let handshaking = tls.is_some();
@@ -248,7 +254,7 @@ impl ShardState {
         let session = self.chat.open_session(id, peer, protocol);
         let max_line = self.shared.config.max_line_for(protocol);
         self.conns
-            .insert(Connection::new(transport, session, max_line));
+            .insert(Connection::over(transport, session, max_line));
         self.shared.stats.shards[self.index].on_open();
         self.with_chat(|chat, fx| chat.on_adopted(fx, key));
     }
@@ -433,7 +439,9 @@ impl ShardState {
     /// Moves the connections paused since the last call onto the timer list.
     fn take_new_pauses(&mut self) {
         let stats = &self.shared.stats.shards[self.index];
-        stats.flood_pauses.fetch_add(self.turn.paused.len() as u64, Relaxed);
+        stats
+            .flood_pauses
+            .fetch_add(self.turn.paused.len() as u64, Relaxed);
         self.paused.append(&mut self.turn.paused);
     }
 

@@ -158,7 +158,10 @@ impl Stats {
                 self.refused_tls_handshakes.load(Relaxed),
             ),
             ("refused_per_ip", self.refused_per_address.load(Relaxed)),
-            ("refused_connect_rate", self.refused_connect_rate.load(Relaxed)),
+            (
+                "refused_connect_rate",
+                self.refused_connect_rate.load(Relaxed),
+            ),
             ("flood_pauses", sum(|s| &s.flood_pauses)),
             ("flood_cut", self.closes_for(CloseReason::Flood)),
         ]
