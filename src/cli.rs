@@ -23,6 +23,7 @@ use crate::server::config::{
     DEFAULT_MAX_LINE, DEFAULT_SENDQ, DEFAULT_SERVER_NAME, DEFAULT_SHUTDOWN_GRACE_MS, FloodLimit,
     default_workers,
 };
+use crate::tls_client::{ClientTls, Trust};
 
 /// miochat: a sharded chat server on mio, its load generator and its client.
 #[derive(FromArgs, Debug)]
@@ -193,6 +194,12 @@ impl ServeArgs {
     }
 }
 
+/// The host part of `host:port` (or `[v6]:port`): the name a certificate must carry.
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _port)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 const TLS_PAIR: &str = "TLS: --tls-cert and --tls-key go together";
 
 /// Resolves `host:port` once, before any event loop runs (a DNS lookup blocks, and nothing may block a loop thread).
@@ -258,6 +265,9 @@ pub struct BenchArgs {
     /// seconds each phase may take before the run fails (default 60)
     #[argh(option, default = "60.0")]
     pub timeout: f64,
+    /// speak TLS to the server (a TLS listener; the certificate is not verified)
+    #[argh(switch)]
+    pub tls: bool,
     /// print one JSON object instead of the human summary
     #[argh(switch)]
     pub json: bool,
@@ -283,6 +293,10 @@ impl BenchArgs {
                 .unwrap_or_else(|| self.clients.div_ceil(PORTS_PER_SOURCE)),
             connect_window: self.connect_window.max(1),
             server_pid: self.server_pid,
+            tls: self
+                .tls
+                .then(|| ClientTls::new(host_of(&self.addr), &Trust::Insecure))
+                .transpose()?,
         };
         let duration = self.duration.map(|d| secs(d, "duration")).transpose()?;
         let scenario = match self.scenario.as_str() {
@@ -339,6 +353,15 @@ pub struct ConnectArgs {
     /// after stdin ends, keep printing for at most this many seconds (default: until the server closes)
     #[argh(option)]
     pub wait: Option<f64>,
+    /// speak TLS; the server's certificate is verified against the system roots or --ca
+    #[argh(switch)]
+    pub tls: bool,
+    /// with --tls: trust only the CA certificates in this PEM file
+    #[argh(option)]
+    pub ca: Option<String>,
+    /// with --tls: do not verify the server's certificate (encrypted, not authenticated)
+    #[argh(switch)]
+    pub insecure: bool,
 }
 
 impl ConnectArgs {
@@ -348,7 +371,21 @@ impl ConnectArgs {
             .wait
             .map(|w| Duration::try_from_secs_f64(w).map_err(|_| "--wait must be a positive number"))
             .transpose()?;
+        let trust = match (&self.ca, self.insecure) {
+            (Some(_), true) => return Err("--ca and --insecure exclude each other".into()),
+            _ if !self.tls && (self.ca.is_some() || self.insecure) => {
+                return Err("--ca and --insecure need --tls".into());
+            }
+            (Some(ca), false) => Trust::CaFile(ca.into()),
+            (None, true) => Trust::Insecure,
+            (None, false) => Trust::SystemRoots,
+        };
+        let tls = self
+            .tls
+            .then(|| ClientTls::new(host_of(&self.addr), &trust))
+            .transpose()?;
         Ok(crate::client::ConnectOptions {
+            tls,
             addr: resolve(&self.addr)?,
             nick: self.nick.clone(),
             room: self.room.clone(),

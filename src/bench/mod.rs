@@ -43,6 +43,9 @@ pub struct Common {
     pub connect_window: usize,
     /// The server's pid, for CPU and memory readings from `/proc`.
     pub server_pid: Option<u32>,
+    /// Speak TLS (`--tls`): every connection does a handshake first and every byte
+    /// is encrypted. The certificate is not verified (the bench measures cost).
+    pub tls: Option<crate::tls_client::ClientTls>,
 }
 
 /// Why a bench run could not produce a report.

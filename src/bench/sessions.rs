@@ -119,11 +119,12 @@ pub fn idle(common: &Common, clients: usize, hold: Duration) -> Result<Report, B
     while registered < clients {
         while sessions.len() < clients && handshakes < common.connect_window {
             let i = sessions.len();
-            let conn = Conn::connect(
+            let conn = Conn::connect_with(
                 common.addr,
                 source_for(i, common.sources),
                 poll.registry(),
                 Token(i),
+                common.tls.as_ref(),
             )?;
             sessions.push(Session {
                 conn,
@@ -262,7 +263,14 @@ pub fn churn(common: &Common, rate: f64, duration: Duration) -> Result<Report, B
         {
             let entry = sessions.vacant_entry();
             let source = source_for(launched as usize, common.sources);
-            match Conn::connect(common.addr, source, poll.registry(), Token(entry.key())) {
+            let token = Token(entry.key());
+            match Conn::connect_with(
+                common.addr,
+                source,
+                poll.registry(),
+                token,
+                common.tls.as_ref(),
+            ) {
                 Ok(conn) => {
                     entry.insert(Session {
                         conn,

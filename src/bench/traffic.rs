@@ -212,11 +212,12 @@ impl Run {
         {
             let i = self.next_to_connect;
             let source = source_for(i, self.opts.common.sources);
-            let conn = Conn::connect(
+            let conn = Conn::connect_with(
                 self.opts.common.addr,
                 source,
                 self.poll.registry(),
                 Token(i),
+                self.opts.common.tls.as_ref(),
             )?;
             let is_receiver = i < self.opts.clients;
             let room = if is_receiver {

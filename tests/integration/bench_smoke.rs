@@ -18,6 +18,7 @@ fn common(server: &TestServer) -> Common {
         sources: 1,
         connect_window: 32,
         server_pid: Some(std::process::id()),
+        tls: None,
     }
 }
 
@@ -30,6 +31,7 @@ fn traffic(clients: usize, senders: usize, rooms: usize) -> TrafficOpts {
             sources: 1,
             connect_window: 32,
             server_pid: None,
+            tls: None,
         },
         clients,
         senders,
