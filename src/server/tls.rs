@@ -193,17 +193,18 @@ impl TlsStream {
                 // The peer closed TCP without close_notify: for a chat line stream a
                 // truncation is harmless (the framer drops an unfinished line).
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Ok(ReadOutcome::Eof);
+                    return if self.session.is_handshaking() {
+                        Err(truncated())
+                    } else {
+                        Ok(ReadOutcome::Eof)
+                    };
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
             if self.peer_closed {
                 // Only reached mid-handshake: after it, rustls reports the EOF above.
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the handshake was cut short",
-                ));
+                return Err(truncated());
             }
             match self.session.read_tls(&mut self.socket) {
                 Ok(0) => self.peer_closed = true,
@@ -255,6 +256,10 @@ impl TlsStream {
         }
         Ok(taken)
     }
+}
+
+fn truncated() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "the handshake was cut short")
 }
 
 /// Writes through a [`Transport`], counting write syscalls (the batching figure).

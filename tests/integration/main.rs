@@ -18,3 +18,4 @@ mod many_clients;
 mod ordering;
 mod private;
 mod rooms;
+mod tls;
