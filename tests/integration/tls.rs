@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,8 +89,9 @@ pub struct TlsClient {
 }
 
 impl TlsClient {
-    pub fn connect(addr: SocketAddr, ca: &PathBuf) -> std::io::Result<TlsClient> {
-        let config = client_config(&Trust::CaFile(ca.clone())).map_err(std::io::Error::other)?;
+    pub fn connect(addr: SocketAddr, ca: &Path) -> std::io::Result<TlsClient> {
+        let config =
+            client_config(&Trust::CaFile(ca.to_path_buf())).map_err(std::io::Error::other)?;
         let name = ServerName::IpAddress(addr.ip().into());
         let session = ClientConnection::new(Arc::clone(&config), name).unwrap();
         let socket = TcpStream::connect(addr)?;
