@@ -128,18 +128,25 @@ def default_workers():
     return max(1, (os.cpu_count() or 1) - 1)
 
 
+# Every bench client comes from 127.0.0.x, so the per-address limits (on by default,
+# loopback included) are lifted, as flood control is.
+NO_ADDRESS_LIMITS = ["--max-per-ip", "0", "--connect-rate", "0"]
+
+
 def start(kind, port, workdir, workers=2, pin=None):
     """Starts one of the known servers; returns a Server or None if not installed."""
     # workers=None runs miochat's own default shard count (no --workers flag).
     shards = [] if workers is None else ["--workers", str(workers)]
     if kind == "miochat":
         argv = [MIOCHAT, "serve", "--listen", f"127.0.0.1:{port}", *shards,
-                "--flood-rate", "0", "--idle-timeout", "0", "--max-connections", "19900", "-q"]
+                "--flood-rate", "0", "--idle-timeout", "0", "--max-connections", "19900",
+                *NO_ADDRESS_LIMITS, "-q"]
         return Server(f"miochat-w{workers}", "line", argv, port, workdir, pin)
     if kind == "miochat-irc":
         argv = [MIOCHAT, "serve", "--listen", f"127.0.0.1:{port + 1000}", "--irc-listen",
                 f"127.0.0.1:{port}", *shards, "--flood-rate", "0",
-                "--idle-timeout", "0", "--irc-ping", "600", "--max-connections", "19900", "-q"]
+                "--idle-timeout", "0", "--irc-ping", "600", "--max-connections", "19900",
+                *NO_ADDRESS_LIMITS, "-q"]
         return Server(f"miochat-irc-w{workers}", "irc", argv, port, workdir, pin)
     if kind == "threaded":
         return Server("threaded", "line", [THREADED, f"127.0.0.1:{port}"], port, workdir, pin)

@@ -4,23 +4,32 @@
 # under tmux, joins #lobby, and checks both directions against a line-protocol client:
 # irssi's message reaches the line client, and the line client's answer appears on
 # irssi's screen. Prints the screen (tmux capture-pane). Loopback only; bounded waits.
+# Then the same again with irssi over TLS (`/connect -tls`, verifying a certificate
+# made here with openssl for 127.0.0.1) on the server's --irc-tls-listen port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"; }; }
 need irssi irssi
 need tmux tmux
+need openssl openssl
 cargo build --release --quiet
 work=$(mktemp -d)
 session="miochat-irc-check-$$"
 cleanup() { tmux kill-session -t "$session" 2>/dev/null || true; kill "$server" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-./target/release/miochat serve --listen 127.0.0.1:0 --irc-listen 127.0.0.1:0 -q > "$work/addr" &
+# A throwaway certificate for the TLS run (never committed; deleted on exit).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+./target/release/miochat serve --listen 127.0.0.1:0 --irc-listen 127.0.0.1:0 \
+  --irc-tls-listen 127.0.0.1:0 --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" -q > "$work/addr" &
 server=$!
-for _ in $(seq 50); do [ "$(wc -l < "$work/addr")" -ge 2 ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ "$(wc -l < "$work/addr")" -ge 3 ] && break; sleep 0.1; done
 line_addr=$(sed -n 1p "$work/addr" | awk '{print $NF}')
 irc_addr=$(sed -n 2p "$work/addr" | awk '{print $NF}')
-echo "server: line protocol on $line_addr, IRC on $irc_addr"
+irc_tls_addr=$(sed -n 3p "$work/addr" | awk '{print $NF}')
+echo "server: line protocol on $line_addr, IRC on $irc_addr, IRC over TLS on $irc_tls_addr"
 
 screen() { tmux capture-pane -p -t "$session"; }
 wait_screen() { # wait_screen TEXT: up to 30 s (irssi paces its own commands 2.5 s apart)
@@ -28,19 +37,28 @@ wait_screen() { # wait_screen TEXT: up to 30 s (irssi paces its own commands 2.5
   echo "FAIL: irssi never showed: $1"; screen; exit 1
 }
 
-tmux new-session -d -s "$session" -x 110 -y 24 \
-  "irssi --home=$work/irssi -n irssiuser -c ${irc_addr%:*} -p ${irc_addr##*:}"
+check() { # check plain|tls: one irssi session over that transport
+mode=$1
+if [ "$mode" = plain ]; then
+  tmux new-session -d -s "$session" -x 110 -y 24 \
+    "irssi --home=$work/irssi-$mode -n irssiuser -c ${irc_addr%:*} -p ${irc_addr##*:}"
+else
+  tmux new-session -d -s "$session" -x 110 -y 24 "irssi --home=$work/irssi-$mode -n irssiuser"
+  sleep 1
+  tmux send-keys -t "$session" \
+    "/connect -tls -tls_verify -tls_cafile $work/cert.pem ${irc_tls_addr%:*} ${irc_tls_addr##*:}" Enter
+fi
 wait_screen "Welcome to the miochat IRC network"
 tmux send-keys -t "$session" "/join #lobby" Enter
 wait_screen "[Users #lobby]"
 
 # The line-protocol side: wait for irssi's message, then answer it.
-python3 - "$line_addr" > "$work/line.log" <<'PY' &
+python3 - "$line_addr" "$mode" > "$work/line.log" <<'PY' &
 import socket, sys, time
 host, port = sys.argv[1].rsplit(":", 1)
 s = socket.create_connection((host, int(port)), timeout=30)
 f = s.makefile("rw", newline="\n")
-f.write("/nick liney\n"); f.flush()
+f.write("/nick liney" + sys.argv[2] + "\n"); f.flush()
 deadline = time.time() + 30
 for line in f:
     print(line.rstrip("\n"), flush=True)
@@ -61,4 +79,9 @@ echo "--- line client saw:"
 cat "$work/line.log"
 echo "--- irssi screen:"
 screen
-echo "PASS: irssi and a line-protocol client chatted in #lobby / lobby"
+echo "PASS ($mode): irssi and a line-protocol client chatted in #lobby / lobby"
+tmux kill-session -t "$session"
+}
+
+check plain
+check tls

@@ -88,7 +88,7 @@ measure "4 fair" "$TARGET/examples/ladder4_fair" 127.0.0.1:0
 measure "5 batched" "$TARGET/examples/ladder5_batched" 127.0.0.1:0
 measure "6 shards" "$TARGET/examples/ladder6_sharded" 127.0.0.1:0 2
 measure "miochat" "$TARGET/miochat" serve --listen 127.0.0.1:0 --workers 2 \
-    --flood-rate 0 --idle-timeout 0 --max-connections 19000 -q
+    --flood-rate 0 --idle-timeout 0 --max-connections 19000 --max-per-ip 0 --connect-rate 0 -q
 
 # The table (Markdown on stdout) and the TSV for the chart.
 python3 - "$WORK" "$CLIENTS" "$DURATION" "$IDLE" >"$WORK/table.md" <<'EOF'

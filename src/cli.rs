@@ -14,11 +14,17 @@ use crate::bench::{Common, Scenario};
 use crate::server::ServerConfig;
 use crate::server::backplane::BackplaneConfig;
 use crate::server::config::{
+    ConnectRate, DEFAULT_CONNECT_BURST, DEFAULT_CONNECT_RATE, DEFAULT_FLOOD_MAX_UNREAD,
+    DEFAULT_FLOOD_UNREAD_TIMEOUT_SECS, DEFAULT_MAX_PER_ADDRESS, DEFAULT_MAX_TLS_HANDSHAKES,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS, TlsFiles,
+};
+use crate::server::config::{
     DEFAULT_ANNOUNCE_MAX, DEFAULT_FLOOD_BURST, DEFAULT_FLOOD_RATE, DEFAULT_IDLE_TIMEOUT_SECS,
     DEFAULT_IRC_PING_SECS, DEFAULT_IRC_PONG_TIMEOUT_SECS, DEFAULT_LEASE_SECS, DEFAULT_LISTEN,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE, DEFAULT_SENDQ, DEFAULT_SERVER_NAME,
     DEFAULT_SHUTDOWN_GRACE_MS, FloodLimit, default_workers,
 };
+use crate::tls_client::{ClientTls, Trust};
 
 /// miochat: a sharded chat server on mio, its load generator and its client.
 #[derive(FromArgs, Debug)]
@@ -89,6 +95,39 @@ pub struct ServeArgs {
     /// seconds an IRC client has to answer that PING (default 20)
     #[argh(option, default = "DEFAULT_IRC_PONG_TIMEOUT_SECS")]
     pub irc_pong_timeout: u64,
+    /// unread bytes a flood-paused client may have before the hard ceiling (default 65536)
+    #[argh(option, default = "DEFAULT_FLOOD_MAX_UNREAD")]
+    pub flood_max_unread: usize,
+    /// seconds a paused client may stay over --flood-max-unread before it is cut (default 10)
+    #[argh(option, default = "DEFAULT_FLOOD_UNREAD_TIMEOUT_SECS")]
+    pub flood_unread_timeout: u64,
+    /// connections one address (IPv4, or IPv6 /64) may hold; 0 = no limit (default 10)
+    #[argh(option, default = "DEFAULT_MAX_PER_ADDRESS")]
+    pub max_per_ip: usize,
+    /// new connections per second one address may open; 0 = no limit (default 10)
+    #[argh(option, default = "DEFAULT_CONNECT_RATE")]
+    pub connect_rate: u32,
+    /// new connections one address may open in a burst (default 20)
+    #[argh(option, default = "DEFAULT_CONNECT_BURST")]
+    pub connect_burst: u32,
+    /// PEM certificate chain for the TLS listeners
+    #[argh(option)]
+    pub tls_cert: Option<String>,
+    /// PEM private key for the TLS listeners (reloaded with the certificate on SIGHUP)
+    #[argh(option)]
+    pub tls_key: Option<String>,
+    /// also listen for line-protocol clients over TLS here
+    #[argh(option)]
+    pub tls_listen: Option<String>,
+    /// also listen for IRC clients over TLS here (the usual port is 6697)
+    #[argh(option)]
+    pub irc_tls_listen: Option<String>,
+    /// seconds a TLS client has to finish its handshake (default 10)
+    #[argh(option, default = "DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS")]
+    pub tls_handshake_timeout: u64,
+    /// TLS handshakes in progress at once; more are closed at accept (default 512)
+    #[argh(option, default = "DEFAULT_MAX_TLS_HANDSHAKES")]
+    pub max_tls_handshakes: usize,
     /// leave Nagle's algorithm on (TCP_NODELAY off); see docs/DESIGN.md
     #[argh(switch)]
     pub nagle: bool,
@@ -144,7 +183,36 @@ impl ServeArgs {
             None if self.node_name.is_some() => return Err("--node-name needs --backplane".into()),
             None => None,
         };
+        config.flood_max_unread = self.flood_max_unread;
+        config.flood_unread_timeout = Duration::from_secs(self.flood_unread_timeout);
+        config.max_per_address = (self.max_per_ip > 0).then_some(self.max_per_ip);
+        config.connect_rate = (self.connect_rate > 0).then_some(ConnectRate {
+            rate: self.connect_rate,
+            burst: self.connect_burst,
+        });
+        self.tls_to_config(&mut config)?;
         Ok(config)
+    }
+
+    /// A TLS mistake in the flags themselves (exit status 2, like a bad certificate).
+    pub fn tls_mistake(&self) -> Option<&'static str> {
+        (self.tls_cert.is_some() != self.tls_key.is_some()).then_some(TLS_PAIR)
+    }
+
+    fn tls_to_config(&self, config: &mut ServerConfig) -> Result<(), String> {
+        config.tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            (None, None) => None,
+            _ => return Err(TLS_PAIR.into()),
+        };
+        config.tls_listen = self.tls_listen.as_deref().map(resolve).transpose()?;
+        config.irc_tls_listen = self.irc_tls_listen.as_deref().map(resolve).transpose()?;
+        config.tls_handshake_timeout = Duration::from_secs(self.tls_handshake_timeout);
+        config.max_tls_handshakes = self.max_tls_handshakes;
+        Ok(())
     }
 }
 
@@ -158,6 +226,14 @@ pub fn redis_address(url: &str) -> Result<&str, String> {
     }
     Ok(rest)
 }
+
+/// The host part of `host:port` (or `[v6]:port`): the name a certificate must carry.
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _port)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+const TLS_PAIR: &str = "TLS: --tls-cert and --tls-key go together";
 
 /// Resolves `host:port` once, before any event loop runs (a DNS lookup blocks, and nothing may block a loop thread).
 pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
@@ -225,6 +301,9 @@ pub struct BenchArgs {
     /// seconds each phase may take before the run fails (default 60)
     #[argh(option, default = "60.0")]
     pub timeout: f64,
+    /// speak TLS to the server (a TLS listener; the certificate is not verified)
+    #[argh(switch)]
+    pub tls: bool,
     /// print one JSON object instead of the human summary
     #[argh(switch)]
     pub json: bool,
@@ -257,6 +336,15 @@ impl BenchArgs {
             connect_window: self.connect_window.max(1),
             server_pids: self.server_pids()?,
             room: self.room.clone(),
+            tls: self
+                .tls
+                .then(|| {
+                    ClientTls::new(
+                        host_of(self.addr.split(',').next().unwrap_or_default()),
+                        &Trust::Insecure,
+                    )
+                })
+                .transpose()?,
         };
         let duration = self.duration.map(|d| secs(d, "duration")).transpose()?;
         let scenario = match self.scenario.as_str() {
@@ -345,6 +433,15 @@ pub struct ConnectArgs {
     /// after stdin ends, keep printing for at most this many seconds (default: until the server closes)
     #[argh(option)]
     pub wait: Option<f64>,
+    /// speak TLS; the server's certificate is verified against the system roots or --ca
+    #[argh(switch)]
+    pub tls: bool,
+    /// with --tls: trust only the CA certificates in this PEM file
+    #[argh(option)]
+    pub ca: Option<String>,
+    /// with --tls: do not verify the server's certificate (encrypted, not authenticated)
+    #[argh(switch)]
+    pub insecure: bool,
 }
 
 impl ConnectArgs {
@@ -354,7 +451,21 @@ impl ConnectArgs {
             .wait
             .map(|w| Duration::try_from_secs_f64(w).map_err(|_| "--wait must be a positive number"))
             .transpose()?;
+        let trust = match (&self.ca, self.insecure) {
+            (Some(_), true) => return Err("--ca and --insecure exclude each other".into()),
+            _ if !self.tls && (self.ca.is_some() || self.insecure) => {
+                return Err("--ca and --insecure need --tls".into());
+            }
+            (Some(ca), false) => Trust::CaFile(ca.into()),
+            (None, true) => Trust::Insecure,
+            (None, false) => Trust::SystemRoots,
+        };
+        let tls = self
+            .tls
+            .then(|| ClientTls::new(host_of(&self.addr), &trust))
+            .transpose()?;
         Ok(crate::client::ConnectOptions {
+            tls,
             addr: resolve(&self.addr)?,
             nick: self.nick.clone(),
             room: self.room.clone(),

@@ -16,6 +16,12 @@
 //!   so the bench's scenarios and the terminal client cannot drift apart.
 //! - **Source addresses.** One source IP has about 28 000 ephemeral ports; `connect`
 //!   can bind to `127.0.0.x` first so an idle test can open more connections than that.
+//!
+//! With TLS (`Conn::connect_with`), bytes go through a rustls session
+//! (`crate::tls_client`). A TLS client may have to write because it read (handshake
+//! messages, key updates), and `read_lines` has no registry to ask for WRITABLE with,
+//! so a TLS connection simply stays registered for both; a client has few sockets,
+//! and an edge-triggered WRITABLE costs a wake-up only after a write hit `WouldBlock`.
 
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -24,8 +30,11 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, SockRef, Socket, Type};
 
+use rustls::ClientConnection;
+
 use crate::framing::{FrameError, LineFramer};
 use crate::nonblocking::{ReadOutcome, is_would_block, read_some};
+use crate::tls_client::{self, ClientTls};
 
 /// Longest line the bench accepts from a server.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -73,6 +82,8 @@ pub struct Conn {
     /// True once the non-blocking connect has completed.
     pub connected: bool,
     writable: bool,
+    /// The TLS session, if this connection speaks TLS.
+    tls: Option<Box<ClientConnection>>,
 }
 
 impl Conn {
@@ -84,6 +95,18 @@ impl Conn {
         registry: &Registry,
         token: Token,
     ) -> io::Result<Conn> {
+        Self::connect_with(addr, source, registry, token, None)
+    }
+
+    /// Like [`Conn::connect`], speaking TLS if `tls` is given.
+    pub fn connect_with(
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        registry: &Registry,
+        token: Token,
+        tls: Option<&ClientTls>,
+    ) -> io::Result<Conn> {
+        let tls = tls.map(ClientTls::session).transpose()?.map(Box::new);
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_nonblocking(true)?;
         socket.set_tcp_nodelay(true)?;
@@ -105,6 +128,7 @@ impl Conn {
             out_pos: 0,
             connected: false,
             writable: true,
+            tls,
         })
     }
 
@@ -166,12 +190,15 @@ impl Conn {
 
     /// True while output waits for the socket.
     pub fn has_pending(&self) -> bool {
-        self.out_pos < self.out.len()
+        self.out_pos < self.out.len() || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
     }
 
     /// Writes pending output until `WouldBlock`; holds WRITABLE interest only while
-    /// something is left.
+    /// something is left (always, for TLS: see the module doc).
     pub fn flush(&mut self, registry: &Registry) -> io::Result<()> {
+        if let Some(tls) = self.tls.as_mut() {
+            return flush_tls(tls, &mut self.stream, &mut self.out, &mut self.out_pos);
+        }
         while self.out_pos < self.out.len() {
             match self.stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -213,7 +240,11 @@ impl Conn {
     ) -> io::Result<bool> {
         let mut read_any = false;
         let open = loop {
-            match read_some(&mut self.stream, scratch)? {
+            let outcome = match self.tls.as_mut() {
+                Some(tls) => tls_client::read_plaintext(tls, &mut self.stream, scratch)?,
+                None => read_some(&mut self.stream, scratch)?,
+            };
+            match outcome {
                 ReadOutcome::Data(len) => {
                     read_any = true;
                     self.framer.feed(&scratch[..len], |line| {
@@ -260,6 +291,27 @@ impl Conn {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.stream.local_addr()
     }
+}
+
+/// Encrypts pending output and writes the records until done or `WouldBlock`.
+fn flush_tls(
+    tls: &mut ClientConnection,
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    out_pos: &mut usize,
+) -> io::Result<()> {
+    while *out_pos < out.len() {
+        let taken = tls_client::write_plaintext(tls, stream, &out[*out_pos..])?;
+        if taken == 0 {
+            break;
+        }
+        *out_pos += taken;
+    }
+    if *out_pos == out.len() {
+        out.clear();
+        *out_pos = 0;
+    }
+    tls_client::write_ciphertext(tls, stream)
 }
 
 /// `EINPROGRESS`: a non-blocking connect has started.

@@ -59,13 +59,15 @@ impl LineFramer {
     }
 
     /// Feeds one chunk; calls `on_line` for each complete line (CR/LF stripped) or
-    /// error, in stream order. Returns early, keeping the unread rest of the chunk
-    /// nowhere, if `on_line` returns `false`: the caller stops caring about this stream.
+    /// error, in stream order. Returns how many bytes of the chunk it consumed: all of
+    /// them, unless `on_line` returned `false`, in which case it stops right after that
+    /// line and the rest of the chunk is the caller's (to drop, after `/quit`, or to
+    /// feed again later, when flood control pauses the connection).
     pub fn feed(
         &mut self,
         chunk: &[u8],
         mut on_line: impl FnMut(Result<&[u8], FrameError>) -> bool,
-    ) {
+    ) -> usize {
         let mut rest = chunk;
         while let Some(lf) = rest.iter().position(|&b| b == b'\n') {
             let (head, tail) = (&rest[..lf], &rest[lf + 1..]);
@@ -94,10 +96,11 @@ impl LineFramer {
                 keep_going
             };
             if !keep_going {
-                return;
+                return chunk.len() - rest.len();
             }
         }
         self.hold_tail(rest, &mut on_line);
+        chunk.len()
     }
 
     /// Reports one complete line, applying the limit and stripping one trailing CR.
@@ -153,6 +156,18 @@ mod tests {
             });
         }
         out
+    }
+
+    #[test]
+    fn stopping_reports_what_was_consumed() {
+        let mut framer = LineFramer::new(100);
+        let mut seen = 0;
+        let consumed = framer.feed(b"a\nbb\ncc", |_| {
+            seen += 1;
+            seen < 2
+        });
+        assert_eq!(consumed, 5, "stopped right after the second line");
+        assert_eq!(framer.feed(b"cc", |_| true), 2);
     }
 
     #[test]

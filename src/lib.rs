@@ -25,3 +25,4 @@ pub mod nonblocking;
 pub mod protocol;
 pub mod send_queue;
 pub mod server;
+pub mod tls_client;

@@ -1,12 +1,13 @@
 //! `miochat`: dispatches to the server, the load generator or the client.
 //!
-//! Every failure ends as one line on stderr and a non-zero exit code, never a panic.
+//! Every failure ends as one line on stderr and a non-zero exit code, never a panic:
+//! 2 for a TLS certificate or key that cannot be used, 1 otherwise.
 
 use std::process::ExitCode;
 
 use miochat::cli::{Command, TopLevel};
 use miochat::logging;
-use miochat::server::Server;
+use miochat::server::{Server, StartupError};
 
 fn main() -> ExitCode {
     let args: TopLevel = argh::from_env();
@@ -55,18 +56,34 @@ fn run_bench(args: &miochat::cli::BenchArgs) -> ExitCode {
 
 fn run_serve(args: &miochat::cli::ServeArgs) -> ExitCode {
     logging::init(logging::level(args.verbose, args.quiet));
+    if let Some(mistake) = args.tls_mistake() {
+        eprintln!("miochat: {mistake}");
+        return ExitCode::from(2);
+    }
     let config = match args.to_config() {
         Ok(config) => config,
         Err(msg) => return fail(&msg),
     };
     let server = match Server::start(config) {
         Ok(server) => server,
+        // A TLS mistake (a missing or bad certificate or key) is a configuration the
+        // operator must fix before anything can work: status 2, as for bad usage.
+        Err(e @ StartupError::Tls(_)) => {
+            eprintln!("miochat: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => return fail(&e.to_string()),
     };
     // Scripts and tests read the bound address from this first stdout line.
     println!("miochat listening on {}", server.local_addr());
     if let Some(irc) = server.irc_addr() {
         println!("miochat IRC listening on {irc}");
+    }
+    if let Some(addr) = server.tls_addr() {
+        println!("miochat TLS listening on {addr}");
+    }
+    if let Some(addr) = server.irc_tls_addr() {
+        println!("miochat IRC TLS listening on {addr}");
     }
     server.join();
     ExitCode::SUCCESS

@@ -50,6 +50,9 @@ pub struct Common {
     /// The room the bench talks in, never `lobby` (with several rooms: `ROOM0`,
     /// `ROOM1`, ...).
     pub room: String,
+    /// Speak TLS (`--tls`): every connection does a handshake first and every byte
+    /// is encrypted. The certificate is not verified (the bench measures cost).
+    pub tls: Option<crate::tls_client::ClientTls>,
 }
 
 impl Common {
@@ -88,8 +91,10 @@ impl fmt::Display for BenchError {
 
 impl std::error::Error for BenchError {}
 
-/// A scenario and its own options.
+/// A scenario and its own options. Built once per run, so the size difference between
+/// its variants costs nothing worth a `Box`.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Scenario {
     /// `fanout` / `rooms`.
     Traffic(traffic::TrafficOpts),

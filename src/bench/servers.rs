@@ -262,6 +262,7 @@ mod tests {
             connect_window: 1,
             server_pids: None,
             room: "bench".into(),
+            tls: None,
         };
         let watch = ServerWatch::find(&common);
         assert_eq!(watch.cpu(), None);
@@ -282,6 +283,7 @@ mod tests {
             connect_window: 1,
             server_pids: Some(vec![me, me]),
             room: "bench".into(),
+            tls: None,
         };
         let watch = ServerWatch::find(&common);
         assert!(watch.cpu().is_some());

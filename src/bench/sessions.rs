@@ -178,11 +178,12 @@ impl<'a> IdleRun<'a> {
     fn start_connects(&mut self) -> std::io::Result<()> {
         while self.sessions.len() < self.clients && self.handshakes < self.common.connect_window {
             let index = self.sessions.len();
-            let conn = Conn::connect(
+            let conn = Conn::connect_with(
                 self.common.addr_for(index),
                 source_for(index, self.common.sources),
                 self.poll.registry(),
                 Token(index),
+                self.common.tls.as_ref(),
             )?;
             self.sessions.push(Session::new(conn, index as u64));
             self.handshakes += 1;
@@ -374,7 +375,8 @@ impl ChurnRun<'_> {
                 self.common.addr_for(index),
                 source_for(index, self.common.sources),
             );
-            match Conn::connect(addr, source, registry, Token(entry.key())) {
+            let tls = self.common.tls.as_ref();
+            match Conn::connect_with(addr, source, registry, Token(entry.key()), tls) {
                 Ok(conn) => {
                     entry.insert(Session::new(conn, self.launched));
                 }

@@ -238,7 +238,8 @@ impl Run {
             let common = &self.opts.common;
             let source = source_for(index, common.sources);
             let registry = self.poll.registry();
-            let conn = Conn::connect(common.addr_for(slot), source, registry, Token(index))?;
+            let (addr, tls) = (common.addr_for(slot), common.tls.as_ref());
+            let conn = Conn::connect_with(addr, source, registry, Token(index), tls)?;
             self.clients.push(Client {
                 conn,
                 parse: ParseState::default(),

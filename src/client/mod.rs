@@ -53,6 +53,8 @@ pub struct ConnectOptions {
     pub room: Option<String>,
     /// How long to keep printing after stdin ends (None = until the server closes).
     pub wait: Option<Duration>,
+    /// Speak TLS (`--tls`), with this trust.
+    pub tls: Option<crate::tls_client::ClientTls>,
 }
 
 /// Why the client stopped with an error.
@@ -103,7 +105,8 @@ pub fn run(opts: &ConnectOptions) -> Result<(), ClientError> {
         color: io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
     let mut poll = Poll::new().map_err(ClientError::Local)?;
-    let mut conn = Conn::connect(opts.addr, None, poll.registry(), TOKEN_SERVER)
+    let tls = opts.tls.as_ref();
+    let mut conn = Conn::connect_with(opts.addr, None, poll.registry(), TOKEN_SERVER, tls)
         .map_err(|e| ClientError::Connect(opts.addr, e))?;
     let mut greeting = Vec::new();
     if let Some(nick) = &opts.nick {

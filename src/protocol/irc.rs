@@ -331,6 +331,10 @@ pub fn reply(event: &Event, server: &str, me: &str) -> String {
         Event::Bye => w.closing_link("Quit"),
         Event::ShuttingDown => w.closing_link("server shutting down"),
         Event::Closing(Refusal::IdleTimeout) => w.closing_link("Ping timeout"),
+        Event::Closing(Refusal::TooManyFromAddress) => {
+            w.closing_link("Too many connections from your address")
+        }
+        Event::Closing(Refusal::Flood) => w.closing_link("Excess Flood"),
         Event::Closing(other) => w.closing_link(other.text()),
         Event::Error(error) => error_numeric(&mut w, error),
         Event::Stats(report) => {

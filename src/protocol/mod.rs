@@ -133,6 +133,9 @@ pub struct StatsReport {
     pub pid: u32,
     /// The cluster backplane's figures, when the server is one node of several.
     pub cluster: Option<ClusterReport>,
+    /// Further named counters, printed as `key=value` in this order (TLS, per-address
+    /// refusals, flood control).
+    pub counters: Vec<(&'static str, u64)>,
     /// What each shard's loop did, by shard index: the figures that show what a
     /// second shard costs.
     pub loops: Vec<LoopReport>,
@@ -381,6 +384,12 @@ pub enum Refusal {
     IdleTimeout,
     /// More than `--sendq` bytes were waiting for this client to read.
     SlowConsumer,
+    /// The client's address already holds `--max-per-ip` connections.
+    TooManyFromAddress,
+    /// The client's address opens connections faster than `--connect-rate`.
+    ConnectingTooFast,
+    /// Flood control's ceiling: too much unread input for too long.
+    Flood,
 }
 
 /// A client mistake, answered with an `ERR` line; the connection stays usable.
@@ -504,6 +513,8 @@ impl Refusal {
             Refusal::NoDescriptors => "server-busy",
             Refusal::IdleTimeout => "idle-timeout",
             Refusal::SlowConsumer => "slow-consumer",
+            Refusal::TooManyFromAddress | Refusal::ConnectingTooFast => "server-busy",
+            Refusal::Flood => "flood",
         }
     }
 
@@ -514,6 +525,9 @@ impl Refusal {
             Refusal::NoDescriptors => "the server is out of file descriptors; try again later",
             Refusal::IdleTimeout => "nothing received for too long; closing",
             Refusal::SlowConsumer => "you are not reading fast enough; closing",
+            Refusal::TooManyFromAddress => "too many connections from your address",
+            Refusal::ConnectingTooFast => "connecting too fast from your address; try again later",
+            Refusal::Flood => "you sent far more than the flood limit lets through; closing",
         }
     }
 }

@@ -160,6 +160,9 @@ fn write_stats(report: &StatsReport, out: &mut String) -> std::fmt::Result {
         report.uptime.as_secs(),
         report.pid
     )?;
+    for (key, value) in &report.counters {
+        write!(out, " {key}={value}")?;
+    }
     if let Some(cluster) = &report.cluster {
         write!(
             out,
@@ -279,6 +282,7 @@ mod tests {
             uptime: std::time::Duration::from_secs(5),
             pid: 42,
             cluster: None,
+            counters: vec![],
             loops: vec![
                 LoopReport {
                     turns: 7,

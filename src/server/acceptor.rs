@@ -1,9 +1,12 @@
-//! The acceptor thread: the listening socket, the signal handlers, and the hand-off of
-//! new connections to shards.
+//! The acceptor thread: the listening sockets, the signal handlers, the per-address
+//! limits, and the hand-off of new connections to shards.
 //!
-//! It owns one `Poll` with three sources: the listener, SIGINT/SIGTERM (through
-//! `signal-hook-mio`, which turns a signal into readiness on a pipe), and a `Waker` that
-//! [`super::ServerHandle::shutdown`] uses. New sockets are handed to shards round-robin,
+//! It owns one `Poll` with these sources: up to four listeners (line, IRC, and each of
+//! them over TLS), SIGINT/SIGTERM/SIGHUP (through `signal-hook-mio`, which turns a
+//! signal into readiness on a pipe), and a `Waker` that
+//! [`super::ServerHandle::shutdown`] uses. SIGHUP reloads the TLS certificate and key:
+//! each TLS socket is handed off with the configuration current at that moment, so a
+//! reload changes new handshakes only, and a reload that fails keeps the old one. New sockets are handed to shards round-robin,
 //! **unregistered** (a mio source stays bound to the first `Poll` it is registered
 //! with), as memcached's `dispatch_conn_new` does. Round-robin keeps placement in our
 //! code, where a reader can see it and a test can rely on it; docs/DESIGN.md compares
@@ -13,7 +16,12 @@
 //! - accept until `WouldBlock` (edge-triggered: the backlog is not reported again),
 //!   under a per-turn budget; a budget-stopped acceptor polls again at once;
 //! - `Interrupted` and `ConnectionAborted` (a client gave up in the backlog): continue;
+//! - over `--max-per-ip` or `--connect-rate` for its address (the table in
+//!   `address_limits.rs`): accept, send `ERR server-busy ...`, close;
 //! - at `--max-connections`: accept, send `ERR server-full ...`, close;
+//! - on a TLS listener, refusals are closes without a line (a plain-text line would
+//!   be garbage to a TLS client), and past `--max-tls-handshakes` handshakes in
+//!   progress a new TLS connection is closed at once;
 //! - `EMFILE`/`ENFILE`: log once per episode, then libuv's trick: close a spare
 //!   descriptor kept for this moment, accept each waiting client, tell it
 //!   `ERR server-busy ...`, close it, reopen the spare; then retry after
@@ -29,33 +37,54 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::nonblocking::write_once;
 use crate::protocol::{Event, Refusal, irc, render};
 
 use super::Shared;
-use super::config::{ACCEPT_BACKOFF, ACCEPTS_PER_TURN};
+use super::address_limits::Admission;
+use super::config::{ACCEPT_BACKOFF, ACCEPTS_PER_TURN, TlsFiles};
 use super::inbox::ShardMsg;
 use super::stats::bump;
+use super::tls::load_server_config;
 use crate::protocol::outgoing::Protocol;
 
-/// The listening socket.
-const TOKEN_LISTENER: Token = Token(0);
-/// SIGINT or SIGTERM arrived.
+/// SIGINT, SIGTERM or SIGHUP arrived.
 const TOKEN_SIGNAL: Token = Token(1);
 /// [`super::ServerHandle::shutdown`] was called.
 pub const TOKEN_WAKEUP: Token = Token(2);
-/// The IRC listening socket (`--irc-listen`).
-const TOKEN_IRC_LISTENER: Token = Token(3);
+/// Listener `i` is registered as `Token(FIRST_LISTENER + i)`.
+const FIRST_LISTENER: usize = 16;
+
+/// One listening socket and what its connections speak.
+#[derive(Debug)]
+pub struct Listener {
+    /// The socket.
+    pub socket: TcpListener,
+    /// The protocol its clients speak.
+    pub protocol: Protocol,
+    /// True if its clients speak TLS first.
+    pub tls: bool,
+}
+
+/// The certificate files and the configuration built from them.
+#[derive(Debug)]
+pub struct TlsState {
+    /// Where the certificate and key are read from (again on SIGHUP).
+    pub files: TlsFiles,
+    /// What new handshakes use.
+    pub config: Arc<rustls::ServerConfig>,
+}
 
 /// The acceptor's state.
 pub struct Acceptor {
     poll: Poll,
-    listener: TcpListener,
-    /// The IRC listener, if configured; accepted exactly like the line listener.
-    irc_listener: Option<TcpListener>,
+    /// Every listener, by index (line first; then IRC and the TLS ones, if configured).
+    listeners: Vec<Listener>,
+    /// The TLS configuration, if any listener speaks TLS.
+    tls: Option<TlsState>,
     signals: Option<Signals>,
     /// Set by `ServerHandle::shutdown` before it wakes us.
     stop: Arc<AtomicBool>,
@@ -74,7 +103,7 @@ pub struct Acceptor {
 impl std::fmt::Debug for Acceptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Acceptor")
-            .field("listener", &self.listener)
+            .field("listeners", &self.listeners)
             .field("handles_signals", &self.signals.is_some())
             .field("next_shard", &self.next_shard)
             .field("retry_at", &self.retry_at)
@@ -84,22 +113,21 @@ impl std::fmt::Debug for Acceptor {
 }
 
 impl Acceptor {
-    /// Registers the listener (and signal handlers, if configured) with `poll`.
+    /// Registers the listeners (and signal handlers, if configured) with `poll`.
     pub fn new(
         poll: Poll,
-        mut listener: TcpListener,
-        mut irc_listener: Option<TcpListener>,
+        mut listeners: Vec<Listener>,
+        tls: Option<TlsState>,
         stop: Arc<AtomicBool>,
         shared: Arc<Shared>,
     ) -> io::Result<Acceptor> {
-        poll.registry()
-            .register(&mut listener, TOKEN_LISTENER, Interest::READABLE)?;
-        if let Some(irc) = irc_listener.as_mut() {
+        for (index, listener) in listeners.iter_mut().enumerate() {
+            let token = Token(FIRST_LISTENER + index);
             poll.registry()
-                .register(irc, TOKEN_IRC_LISTENER, Interest::READABLE)?;
+                .register(&mut listener.socket, token, Interest::READABLE)?;
         }
         let signals = if shared.config.handle_signals {
-            let mut signals = Signals::new([SIGINT, SIGTERM])?;
+            let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
             poll.registry()
                 .register(&mut signals, TOKEN_SIGNAL, Interest::READABLE)?;
             Some(signals)
@@ -108,8 +136,8 @@ impl Acceptor {
         };
         Ok(Acceptor {
             poll,
-            listener,
-            irc_listener,
+            listeners,
+            tls,
             signals,
             stop,
             shared,
@@ -137,74 +165,93 @@ impl Acceptor {
             if self.stop_requested(&events) {
                 break;
             }
-            let ready = |token| events.iter().any(|e| e.token() == token);
-            let (line_ready, irc_ready) = (ready(TOKEN_LISTENER), ready(TOKEN_IRC_LISTENER));
             let retry_due = self.retry_at.is_some_and(|at| Instant::now() >= at);
             if retry_due {
                 self.retry_at = None;
             }
-            // A retry (back-off over, or budget spent) revisits both listeners: edge
+            // A retry (back-off over, or budget spent) revisits every listener: edge
             // triggering will not report a backlog we left behind.
-            if (line_ready && self.retry_at.is_none()) || retry_due {
-                self.accept_pending(Protocol::Line);
-            }
-            let irc_retry = retry_due && self.irc_listener.is_some();
-            if (irc_ready && self.retry_at.is_none()) || irc_retry {
-                self.accept_pending(Protocol::Irc);
+            for index in 0..self.listeners.len() {
+                let token = Token(FIRST_LISTENER + index);
+                let ready = events.iter().any(|e| e.token() == token);
+                if (ready && self.retry_at.is_none()) || retry_due {
+                    self.accept_pending(index);
+                }
             }
         }
         self.shutdown_shards();
     }
 
     fn stop_requested(&mut self, events: &Events) -> bool {
+        let mut stop = false;
         for event in events.iter() {
             match event.token() {
                 TOKEN_SIGNAL => {
-                    if let Some(signals) = self.signals.as_mut()
-                        && let Some(signal) = signals.pending().next()
-                    {
-                        let name = if signal == SIGINT {
-                            "SIGINT"
-                        } else {
-                            "SIGTERM"
-                        };
-                        log::info!("{name} received: shutting down");
-                        return true;
+                    let pending: Vec<i32> = match self.signals.as_mut() {
+                        Some(signals) => signals.pending().collect(),
+                        None => Vec::new(),
+                    };
+                    for signal in pending {
+                        match signal {
+                            SIGHUP => self.reload_tls(),
+                            SIGINT => {
+                                log::info!("SIGINT received: shutting down");
+                                stop = true;
+                            }
+                            _ => {
+                                log::info!("SIGTERM received: shutting down");
+                                stop = true;
+                            }
+                        }
                     }
                 }
                 TOKEN_WAKEUP if self.stop.load(Ordering::Acquire) => {
                     log::info!("shutdown requested");
-                    return true;
+                    stop = true;
                 }
                 _ => {}
             }
         }
-        false
+        stop
     }
 
-    fn listener(&self, protocol: Protocol) -> &TcpListener {
-        match (protocol, &self.irc_listener) {
-            (Protocol::Irc, Some(irc)) => irc,
-            _ => &self.listener,
+    /// SIGHUP: read the certificate and key again. New handshakes use the new files;
+    /// sessions already running keep theirs; a failed reload keeps the old ones.
+    fn reload_tls(&mut self) {
+        let Some(tls) = self.tls.as_mut() else {
+            log::info!("SIGHUP received: no TLS listener, nothing to reload");
+            return;
+        };
+        match load_server_config(&tls.files) {
+            Ok(config) => {
+                tls.config = config;
+                log::info!(
+                    "SIGHUP: reloaded TLS certificate {} and key {}",
+                    tls.files.cert.display(),
+                    tls.files.key.display()
+                );
+            }
+            Err(e) => log::error!("SIGHUP: TLS reload failed, keeping the old certificate: {e}"),
         }
     }
 
-    /// Accepts until `WouldBlock`, an error that needs a pause, or the budget.
-    fn accept_pending(&mut self, protocol: Protocol) {
+    /// Accepts from listener `index` until `WouldBlock`, an error that needs a
+    /// pause, or the budget.
+    fn accept_pending(&mut self, index: usize) {
         for _ in 0..ACCEPTS_PER_TURN {
-            match self.listener(protocol).accept() {
+            match self.listeners[index].socket.accept() {
                 Ok((stream, peer)) => {
                     if self.out_of_descriptors {
                         self.out_of_descriptors = false;
                         log::info!("file descriptors available again: accepting");
                     }
-                    self.hand_off(stream, peer, protocol);
+                    self.hand_off(stream, peer, index);
                 }
                 Err(e) => match e.kind() {
                     ErrorKind::WouldBlock => return,
                     ErrorKind::Interrupted | ErrorKind::ConnectionAborted => continue,
                     _ if is_out_of_descriptors(&e) => {
-                        self.on_out_of_descriptors(&e, protocol);
+                        self.on_out_of_descriptors(&e, index);
                         return;
                     }
                     _ => {
@@ -224,26 +271,69 @@ impl Acceptor {
         self.retry_at = Some(Instant::now() + delay);
     }
 
-    /// Gives the connection to the next shard, or refuses it at `--max-connections`.
-    fn hand_off(&mut self, mut stream: TcpStream, peer: SocketAddr, protocol: Protocol) {
+    /// Gives the connection to the next shard, or refuses it (per-address limits,
+    /// `--max-connections`, TLS handshakes in progress).
+    fn hand_off(&mut self, mut stream: TcpStream, peer: SocketAddr, index: usize) {
+        let (protocol, tls) = (self.listeners[index].protocol, self.listeners[index].tls);
+        let refused = match self.shared.addresses.admit(peer.ip(), Instant::now()) {
+            Admission::Admitted => None,
+            Admission::TooMany => Some((
+                Refusal::TooManyFromAddress,
+                &self.shared.stats.refused_per_address,
+            )),
+            Admission::TooFast => Some((
+                Refusal::ConnectingTooFast,
+                &self.shared.stats.refused_connect_rate,
+            )),
+        };
+        if let Some((refusal, counter)) = refused {
+            bump(counter);
+            log::info!("{peer} refused: {}", refusal.text());
+            return self.refuse(&mut stream, refusal, index);
+        }
         if !self.shared.try_take_slot() {
-            bump(&self.shared.stats.refused);
+            self.shared.addresses.release(peer.ip());
             log::warn!(
                 "{peer} refused: {} connections open (--max-connections)",
                 self.shared.config.max_connections
             );
-            write_once(&mut stream, &self.refusal(Refusal::ServerFull, protocol));
+            return self.refuse(&mut stream, Refusal::ServerFull, index);
+        }
+        let config = match (&self.tls, tls) {
+            (Some(state), true) => Some(Arc::clone(&state.config)),
+            _ => None,
+        };
+        if config.is_some() && !self.shared.try_begin_handshake() {
+            self.shared.release(peer.ip());
+            bump(&self.shared.stats.refused);
+            bump(&self.shared.stats.refused_tls_handshakes);
+            log::info!("{peer} refused: --max-tls-handshakes handshakes in progress");
             return;
         }
+        let handshaking = config.is_some();
         let shard = self.next_shard;
         self.next_shard = (self.next_shard + 1) % self.shared.shards.len();
         let adopt = ShardMsg::Adopt {
             stream,
             peer,
             protocol,
+            tls: config,
         };
         if !self.shared.shards[shard].send(adopt) {
-            self.shared.release_slot();
+            if handshaking {
+                self.shared.end_handshake();
+            }
+            self.shared.release(peer.ip());
+        }
+    }
+
+    /// Counts a refusal and tells the client why, in its listener's protocol; a TLS
+    /// client is only closed (it could not read a plain-text line).
+    fn refuse(&self, stream: &mut TcpStream, refusal: Refusal, index: usize) {
+        bump(&self.shared.stats.refused);
+        let listener = &self.listeners[index];
+        if !listener.tls {
+            write_once(stream, &self.refusal(refusal, listener.protocol));
         }
     }
 
@@ -257,7 +347,7 @@ impl Acceptor {
     }
 
     /// EMFILE/ENFILE: refuse the waiting clients with a reason, then pause.
-    fn on_out_of_descriptors(&mut self, e: &io::Error, protocol: Protocol) {
+    fn on_out_of_descriptors(&mut self, e: &io::Error, index: usize) {
         if !self.out_of_descriptors {
             self.out_of_descriptors = true;
             log::warn!(
@@ -266,13 +356,11 @@ impl Acceptor {
         }
         if let Some(spare) = self.spare.take() {
             drop(spare);
-            let refusal = self.refusal(Refusal::NoDescriptors, protocol);
             for _ in 0..ACCEPTS_PER_TURN {
-                let Ok((mut stream, _)) = self.listener(protocol).accept() else {
+                let Ok((mut stream, _)) = self.listeners[index].socket.accept() else {
                     break;
                 };
-                bump(&self.shared.stats.refused);
-                write_once(&mut stream, &refusal);
+                self.refuse(&mut stream, Refusal::NoDescriptors, index);
             }
             self.spare = File::open("/dev/null").ok();
         }
@@ -280,9 +368,8 @@ impl Acceptor {
     }
 
     fn shutdown_shards(self) {
-        // Dropping the listener closes it: new clients are refused by the kernel.
-        drop(self.listener);
-        drop(self.irc_listener);
+        // Dropping the listeners closes them: new clients are refused by the kernel.
+        drop(self.listeners);
         for shard in &self.shared.shards {
             shard.send(ShardMsg::Shutdown);
         }

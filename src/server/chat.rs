@@ -129,8 +129,10 @@ impl Chat {
         }
     }
 
-    /// Records activity and takes a flood-control token. Returns the connection's
-    /// protocol, or `None` if the line is to be dropped (flood; told once per episode).
+    /// Records activity and takes a flood-control token. Every line that was read is
+    /// handled: one that takes the last token asks the loop to stop reading the
+    /// connection until the bucket refills (fake lag), so nothing typed is lost.
+    /// Returns the connection's protocol.
     fn admit(&mut self, fx: &mut Effects<'_>, key: usize) -> Option<Protocol> {
         let now = Instant::now();
         let flood = self.shared.config.flood;
@@ -141,14 +143,20 @@ impl Chat {
         }
         let protocol = session.protocol();
         if let (Some(limit), Some(bucket)) = (flood, session.flood.as_mut())
-            && let Err(first_drop) = bucket.take(limit, now)
+            && let Some(resume) = bucket.take(limit, now)
         {
-            if first_drop {
-                self.relay.delivery.reject(fx, key, ProtocolError::Flood);
-            }
-            return None;
+            fx.pause_reading(key, resume);
         }
         Some(protocol)
+    }
+
+    /// Flood control's hard ceiling: a paused client kept too much unread for too
+    /// long. It is told `ERR flood` (IRC: "Excess Flood") and closed.
+    pub fn cut_flooder(&mut self, fx: &mut Effects<'_>, key: usize) {
+        let notice = Event::Closing(Refusal::Flood);
+        self.relay
+            .delivery
+            .farewell(fx, key, &notice, CloseReason::Flood);
     }
 
     /// A message from another shard (adoption and shutdown are the loop's own).

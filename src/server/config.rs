@@ -6,6 +6,7 @@
 //! clear message instead of a server that misbehaves later.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::protocol::irc::MAX_IRC_LINE;
@@ -36,12 +37,42 @@ pub const DEFAULT_SENDQ: usize = 256 * 1024;
 /// `/ping` counts as activity; `miochat connect` pings every minute.
 pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 600;
 
-/// Lines per second a client may send on average (0 = no flood control). Over it,
-/// extra lines are dropped and the client gets one `ERR flood` per episode.
+/// Lines per second a client may send on average (0 = no flood control). Over it the
+/// server stops reading the connection until its budget refills ("fake lag"): TCP
+/// pushes back on the client and nothing it typed is lost.
 pub const DEFAULT_FLOOD_RATE: u32 = 20;
 
 /// Lines a client may send in a burst before the rate applies (pasting a few lines).
 pub const DEFAULT_FLOOD_BURST: u32 = 50;
+
+/// Unread input (held by the server plus waiting in the kernel) a flood-paused client
+/// may have. Past it for [`DEFAULT_FLOOD_UNREAD_TIMEOUT_SECS`], the client is told
+/// `ERR flood` and closed: the hard ceiling behind fake lag (IRC servers call this
+/// "Excess Flood"; ngIRCd's read buffer is 8 KiB).
+pub const DEFAULT_FLOOD_MAX_UNREAD: usize = 64 * 1024;
+
+/// How long a paused client's unread input may stay over [`DEFAULT_FLOOD_MAX_UNREAD`].
+pub const DEFAULT_FLOOD_UNREAD_TIMEOUT_SECS: u64 = 10;
+
+/// Connections one address may hold at once (an IPv4 address, or an IPv6 /64); more
+/// are told `ERR server-busy too many connections from your address` and closed.
+/// ngIRCd's `MaxConnectionsIP` and InspIRCd's `localmax` ship with 10. 0 = no limit.
+pub const DEFAULT_MAX_PER_ADDRESS: usize = 10;
+
+/// New connections one address may open per second, on average (0 = no limit).
+pub const DEFAULT_CONNECT_RATE: u32 = 10;
+
+/// New connections one address may open in a burst before the rate applies.
+pub const DEFAULT_CONNECT_BURST: u32 = 20;
+
+/// Seconds a TLS client has to finish its handshake before it is closed.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+
+/// TLS handshakes in progress at once, over the whole server. A handshake costs the
+/// server public-key work before the client has proven anything, so a flood of
+/// half-open handshakes is the cheap attack on a TLS port; past the limit new TLS
+/// connections are closed at accept time (there is no plain-text way to say why).
+pub const DEFAULT_MAX_TLS_HANDSHAKES: usize = 512;
 
 /// How long a shutting-down server waits for clients to read their last lines.
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 2000;
@@ -124,10 +155,46 @@ pub struct ServerConfig {
     pub irc_pong_timeout: Duration,
     /// Set `TCP_NODELAY` on client sockets (see docs/DESIGN.md, "Nagle").
     pub nodelay: bool,
-    /// Install SIGINT/SIGTERM handlers (the binary does; in-process tests do not).
+    /// Install SIGINT/SIGTERM/SIGHUP handlers (the binary does; in-process tests do not).
     pub handle_signals: bool,
     /// The cluster backplane (`--backplane`), if this server is one node of several.
     pub backplane: Option<BackplaneConfig>,
+    /// See [`DEFAULT_FLOOD_MAX_UNREAD`].
+    pub flood_max_unread: usize,
+    /// See [`DEFAULT_FLOOD_UNREAD_TIMEOUT_SECS`].
+    pub flood_unread_timeout: Duration,
+    /// See [`DEFAULT_MAX_PER_ADDRESS`]; `None` = no limit.
+    pub max_per_address: Option<usize>,
+    /// See [`DEFAULT_CONNECT_RATE`]; `None` = no limit.
+    pub connect_rate: Option<ConnectRate>,
+    /// Certificate chain and key for the TLS listeners (`None` = no TLS).
+    pub tls: Option<TlsFiles>,
+    /// Where the TLS line-protocol listener listens (`None` = none).
+    pub tls_listen: Option<SocketAddr>,
+    /// Where the TLS IRC listener listens (`None` = none).
+    pub irc_tls_listen: Option<SocketAddr>,
+    /// See [`DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS`].
+    pub tls_handshake_timeout: Duration,
+    /// See [`DEFAULT_MAX_TLS_HANDSHAKES`].
+    pub max_tls_handshakes: usize,
+}
+
+/// The PEM files a TLS listener serves (read at start-up and again on SIGHUP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Per-address connection rate: a token bucket of connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectRate {
+    /// Connections per second, on average.
+    pub rate: u32,
+    /// Connections allowed in a burst.
+    pub burst: u32,
 }
 
 /// Per-connection flood control: a token bucket of lines.
@@ -163,6 +230,18 @@ impl ServerConfig {
             nodelay: true,
             handle_signals: false,
             backplane: None,
+            flood_max_unread: DEFAULT_FLOOD_MAX_UNREAD,
+            flood_unread_timeout: Duration::from_secs(DEFAULT_FLOOD_UNREAD_TIMEOUT_SECS),
+            max_per_address: Some(DEFAULT_MAX_PER_ADDRESS),
+            connect_rate: Some(ConnectRate {
+                rate: DEFAULT_CONNECT_RATE,
+                burst: DEFAULT_CONNECT_BURST,
+            }),
+            tls: None,
+            tls_listen: None,
+            irc_tls_listen: None,
+            tls_handshake_timeout: Duration::from_secs(DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS),
+            max_tls_handshakes: DEFAULT_MAX_TLS_HANDSHAKES,
         }
     }
 
@@ -210,7 +289,31 @@ impl ServerConfig {
         {
             return Err("--flood-burst must be at least 1".into());
         }
+        if self.connect_rate.is_some_and(|r| r.burst == 0) {
+            return Err("--connect-burst must be at least 1".into());
+        }
         Ok(self)
+    }
+
+    /// TLS listeners need a certificate and a key, and both files come together.
+    /// (Separate from [`Self::validate`] because a TLS mistake exits with status 2.)
+    pub fn validate_tls(&self) -> Result<(), String> {
+        let listeners = self.tls_listen.is_some() || self.irc_tls_listen.is_some();
+        match (&self.tls, listeners) {
+            (None, true) => {
+                Err("--tls-listen and --irc-tls-listen need --tls-cert and --tls-key".into())
+            }
+            (Some(_), false) => {
+                Err("--tls-cert and --tls-key need --tls-listen or --irc-tls-listen".into())
+            }
+            _ if self.tls_handshake_timeout.is_zero() => {
+                Err("--tls-handshake-timeout must be at least 1 second".into())
+            }
+            _ if self.max_tls_handshakes == 0 => {
+                Err("--max-tls-handshakes must be at least 1".into())
+            }
+            _ => Ok(()),
+        }
     }
 }
 

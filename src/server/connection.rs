@@ -24,20 +24,27 @@
 //! iterated, and one connection's failure never touches another's control flow.
 //!
 //! The chat's view of the connection (nick, rooms, IRC registration) is the
-//! [`Session`] inside it; this file is only the transport half.
+//! [`Session`] inside it; this file is only the transport half. The bytes go through
+//! a [`Transport`], plain TCP or TLS (`tls.rs`); the loop reads and flushes the same
+//! way for both.
+//!
+//! Flood control's "fake lag" also lives here, as loop state: a connection over its
+//! line budget is *paused* (`paused_until`): it is not read until then, and what was
+//! already read but not yet handed to the chat waits in `held`. The shard's timer
+//! resumes it (ET-10).
 
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use mio::{Interest, Registry};
 
 use crate::framing::LineFramer;
-use crate::nonblocking::{IoClass, classify};
+use crate::nonblocking::{IoClass, ReadOutcome, classify};
 use crate::send_queue::{Flushed, SendQueue};
 
 use super::session::Session;
+use super::tls::Transport;
 
 /// A queue may hold this many times `--sendq` within one turn before the end-of-turn
 /// flush; past it the connection is cut at once (a memory bound, not the policy).
@@ -60,11 +67,20 @@ pub enum CloseReason {
     Shutdown,
     /// Any other IO error.
     Io,
+    /// A TLS handshake failed: garbage, plain text to a TLS port, a truncated
+    /// handshake, or a protocol error before it finished.
+    TlsHandshakeFailed,
+    /// A TLS handshake did not finish within `--tls-handshake-timeout`.
+    TlsHandshakeTimeout,
+    /// A TLS protocol error after the handshake (a bad record, a fatal alert).
+    TlsError,
+    /// Flood-paused with more than `--flood-max-unread` bytes unread for too long.
+    Flood,
 }
 
 impl CloseReason {
     /// Number of variants (size of the stats histogram).
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 11;
     /// Every variant, in histogram order.
     pub const ALL: [CloseReason; Self::COUNT] = [
         CloseReason::PeerClosed,
@@ -74,6 +90,10 @@ impl CloseReason {
         CloseReason::IdleTimeout,
         CloseReason::Shutdown,
         CloseReason::Io,
+        CloseReason::TlsHandshakeFailed,
+        CloseReason::TlsHandshakeTimeout,
+        CloseReason::TlsError,
+        CloseReason::Flood,
     ];
 
     /// Position in the stats histogram.
@@ -91,6 +111,10 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle-timeout",
             CloseReason::Shutdown => "shutdown",
             CloseReason::Io => "io-error",
+            CloseReason::TlsHandshakeFailed => "tls-handshake-failed",
+            CloseReason::TlsHandshakeTimeout => "tls-handshake-timeout",
+            CloseReason::TlsError => "tls-error",
+            CloseReason::Flood => "flood",
         }
     }
 
@@ -101,6 +125,9 @@ impl CloseReason {
         match self {
             CloseReason::SlowConsumer => {
                 log::warn!("{peer} {nick} cut: slow consumer (send queue passed {sendq} bytes)")
+            }
+            CloseReason::Flood => {
+                log::warn!("{peer} {nick} cut: flood (unread input over the limit for too long)")
             }
             _ => log::info!("{peer} {nick} closed: {}", self.label()),
         }
@@ -138,13 +165,16 @@ pub struct Turn {
     pub dirty: Vec<usize>,
     /// Connections to reap at the end of the turn (ET-5).
     pub closing: Vec<usize>,
+    /// Connections flood control paused this turn; the shard's timer list takes them
+    /// at the end of the turn (ET-10).
+    pub paused: Vec<usize>,
 }
 
 /// One client connection: the socket and its buffers, plus the chat's [`Session`].
 #[derive(Debug)]
 pub struct Connection {
-    /// The socket, registered with the owning shard's `Poll`.
-    pub stream: TcpStream,
+    /// The socket (and TLS session, if any), registered with the owning shard's `Poll`.
+    pub transport: Transport,
     /// The unfinished line between reads.
     pub framer: LineFramer,
     /// Output waiting for the socket.
@@ -157,6 +187,13 @@ pub struct Connection {
     pub dirty: bool,
     /// What the chat knows about this connection; the event loop never looks inside.
     pub session: Session,
+    /// Flood control's fake lag: not read until then (ET-10).
+    pub paused_until: Option<Instant>,
+    /// Bytes read but not yet handed to the chat because the connection was paused
+    /// mid-chunk; empty (no allocation) otherwise.
+    pub held: Vec<u8>,
+    /// Since when a paused connection's unread input has been over the limit.
+    pub over_unread_since: Option<Instant>,
 }
 
 /// Result of queuing a line for a connection.
@@ -171,16 +208,63 @@ pub enum Queued {
 }
 
 impl Connection {
-    /// A new open connection (already registered for READABLE).
-    pub fn new(stream: TcpStream, session: Session, max_line: usize) -> Self {
+    /// A new open plain-TCP connection (already registered for READABLE).
+    pub fn new(stream: mio::net::TcpStream, session: Session, max_line: usize) -> Self {
+        Self::over(Transport::Plain(stream), session, max_line)
+    }
+
+    /// A new open connection over `transport` (already registered for READABLE).
+    pub fn over(transport: Transport, session: Session, max_line: usize) -> Self {
         Connection {
-            stream,
+            transport,
             framer: LineFramer::new(max_line),
             send_queue: SendQueue::new(),
             registered: Interest::READABLE,
             state: ConnState::Open,
             dirty: false,
             session,
+            paused_until: None,
+            held: Vec::new(),
+            over_unread_since: None,
+        }
+    }
+
+    /// Reads once through the transport (ET-1; for TLS, ET-9: plaintext still inside
+    /// the session comes first). Ciphertext the read produced (handshake replies)
+    /// marks the connection dirty, so this turn's flush writes it: no edge would.
+    /// An error comes back as the reason to close.
+    pub fn read(
+        &mut self,
+        scratch: &mut [u8],
+        turn: &mut Turn,
+    ) -> Result<ReadOutcome, CloseReason> {
+        let outcome = self.transport.read(scratch);
+        if self.transport.wants_write() {
+            self.mark_dirty(turn);
+        }
+        outcome.map_err(|failure| {
+            log::debug!("{} read failed: {}", self.session.peer, failure.error);
+            match (&self.transport, failure.error.kind()) {
+                (Transport::Tls(_), _) if failure.during_handshake => {
+                    CloseReason::TlsHandshakeFailed
+                }
+                (Transport::Tls(_), io::ErrorKind::InvalidData) => CloseReason::TlsError,
+                _ => CloseReason::from_io(&failure.error),
+            }
+        })
+    }
+
+    /// True while flood control keeps this connection unread.
+    pub fn is_paused(&self) -> bool {
+        self.paused_until.is_some()
+    }
+
+    /// Flood control: read nothing more from this connection until `until` (once
+    /// paused, a later call does not move the time).
+    pub fn pause(&mut self, until: Instant, turn: &mut Turn) {
+        if self.paused_until.is_none() {
+            self.paused_until = Some(until);
+            turn.paused.push(self.key());
         }
     }
 
@@ -262,10 +346,11 @@ impl Connection {
         }
     }
 
-    /// Interest wanted now: always READABLE, plus WRITABLE while output is pending
-    /// (ET-4: asking for WRITABLE with nothing to write only wastes wake-ups).
+    /// Interest wanted now: always READABLE, plus WRITABLE while output is pending,
+    /// in the send queue or, for TLS, as ciphertext inside the session (ET-4: asking
+    /// for WRITABLE with nothing to write only wastes wake-ups; ET-9).
     pub fn interest(&self) -> Interest {
-        if self.send_queue.is_empty() {
+        if self.send_queue.is_empty() && !self.transport.wants_write() {
             Interest::READABLE
         } else {
             Interest::READABLE | Interest::WRITABLE
@@ -284,12 +369,17 @@ impl Connection {
         if matches!(self.state, ConnState::Closing(_)) {
             return 0;
         }
-        let mut socket = CountWrites {
-            inner: &mut self.stream,
-            calls: 0,
+        let mut writer = self.transport.writer();
+        let flushed = writer
+            .write_pending()
+            .and_then(|()| self.send_queue.flush_to(&mut writer));
+        // ET-9: a drained queue is not a drained connection while TLS still holds
+        // ciphertext the socket would not take.
+        let flushed = match flushed {
+            Ok(Flushed::Drained) if writer.has_pending() => Ok(Flushed::Pending),
+            other => other,
         };
-        let flushed = self.send_queue.flush_to(&mut socket);
-        let writes = socket.calls;
+        let writes = writer.syscalls;
         match flushed {
             Ok(Flushed::Drained) => {
                 if let ConnState::Draining { reason, .. } = self.state {
@@ -318,7 +408,8 @@ impl Connection {
         if want == self.registered {
             return;
         }
-        match registry.reregister(&mut self.stream, self.session.id.token, want) {
+        let token = self.session.id.token;
+        match registry.reregister(self.transport.socket(), token, want) {
             Ok(()) => self.registered = want,
             Err(e) => {
                 log::warn!("{} reregister failed: {e}", self.session.peer);
@@ -333,29 +424,6 @@ impl Connection {
             ConnState::Draining { reason, deadline } if now >= deadline => Some(reason),
             _ => None,
         }
-    }
-}
-
-/// A socket wrapper that counts write syscalls, so the shard can report how many
-/// lines each `writev` carried on average (the figure that decides fan-out cost).
-struct CountWrites<'a, W> {
-    inner: &'a mut W,
-    calls: u64,
-}
-
-impl<W: io::Write> io::Write for CountWrites<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.calls += 1;
-        self.inner.write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.calls += 1;
-        self.inner.write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

@@ -13,7 +13,9 @@
 //!   backplane, in the same end-of-turn batch;
 //! - **close this connection**, at once ([`Effects::close`]) or once its output is
 //!   flushed ([`Effects::close_after_flush`]); the loop reaps it at the end of the
-//!   turn (ET-5).
+//!   turn (ET-5);
+//! - **stop reading this connection until then** ([`Effects::pause_reading`]): flood
+//!   control's fake lag; the loop's timer resumes it (ET-10).
 //!
 //! Plus read and write access to each connection's [`Session`], the chat's own state.
 //! The chat never sees a socket, a `Poll` or a token, and nothing it calls can call
@@ -21,7 +23,7 @@
 //! the loop.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use slab::Slab;
 
@@ -123,6 +125,19 @@ impl<'a> Effects<'a> {
     /// shards' batches, one wake per turn).
     pub fn publish(&mut self, msg: BackplaneMsg) {
         self.to_backplane.push(msg);
+    }
+
+    /// Flood control: read nothing more from connection `key` until `until`; the line
+    /// being handled is the last one before the pause.
+    pub fn pause_reading(&mut self, key: usize, until: Instant) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.pause(until, self.turn);
+        }
+    }
+
+    /// True while connection `key` is paused by flood control.
+    pub fn is_paused(&self, key: usize) -> bool {
+        self.conns.get(key).is_some_and(Connection::is_paused)
     }
 
     /// Adds `msg` to this turn's batch for shard `shard`.

@@ -69,6 +69,9 @@ pub enum ShardMsg {
         peer: SocketAddr,
         /// Which listener accepted it.
         protocol: Protocol,
+        /// For a TLS listener, the certificate configuration current at accept time
+        /// (a SIGHUP reload changes new handshakes only).
+        tls: Option<Arc<rustls::ServerConfig>>,
     },
     /// To the room's home shard: put this event in the room's order, deliver it to
     /// the local members and forward it to every other shard with members (ET-8).

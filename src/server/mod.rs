@@ -15,6 +15,7 @@
 //! [`acceptor`] → [`config`] and [`stats`].
 
 pub mod acceptor;
+pub mod address_limits;
 pub mod backplane;
 pub mod chat;
 pub mod cluster;
@@ -31,6 +32,7 @@ pub mod session;
 pub mod shard;
 pub mod shared;
 pub mod stats;
+pub mod tls;
 pub mod token;
 
 use std::fmt;
@@ -47,6 +49,7 @@ pub use config::ServerConfig;
 pub use shared::Shared;
 
 use crate::protocol::StatsReport;
+use crate::protocol::outgoing::Protocol;
 use acceptor::{Acceptor, TOKEN_WAKEUP};
 use backplane::{Backplane, BackplaneHandle, BackplaneMsg};
 use inbox::{Inbox, ShardHandle};
@@ -62,6 +65,8 @@ pub enum StartupError {
     Bind(SocketAddr, io::Error),
     /// Creating a `Poll`, `Waker`, signal handler or thread failed.
     Setup(&'static str, io::Error),
+    /// The TLS certificate or key could not be loaded.
+    Tls(String),
 }
 
 impl fmt::Display for StartupError {
@@ -70,6 +75,7 @@ impl fmt::Display for StartupError {
             StartupError::Config(msg) => write!(f, "invalid configuration: {msg}"),
             StartupError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartupError::Setup(what, e) => write!(f, "cannot create {what}: {e}"),
+            StartupError::Tls(msg) => write!(f, "TLS: {msg}"),
         }
     }
 }
@@ -83,23 +89,39 @@ pub struct Server;
 impl Server {
     /// Binds, spawns the acceptor and the shards, and returns at once.
     pub fn start(config: ServerConfig) -> Result<ServerHandle, StartupError> {
+        config.validate_tls().map_err(StartupError::Tls)?;
         let config = config.validate().map_err(StartupError::Config)?;
-        let listener =
-            TcpListener::bind(config.listen).map_err(|e| StartupError::Bind(config.listen, e))?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| StartupError::Setup("listener address", e))?;
-        let irc_listener = match config.irc_listen {
-            Some(addr) => Some(TcpListener::bind(addr).map_err(|e| StartupError::Bind(addr, e))?),
+        let tls = match &config.tls {
+            Some(files) => Some(acceptor::TlsState {
+                files: files.clone(),
+                config: tls::load_server_config(files).map_err(StartupError::Tls)?,
+            }),
             None => None,
         };
-        let irc_addr = match &irc_listener {
-            Some(l) => Some(
-                l.local_addr()
-                    .map_err(|e| StartupError::Setup("IRC listener address", e))?,
-            ),
-            None => None,
-        };
+        let wanted = [
+            (Some(config.listen), Protocol::Line, false),
+            (config.irc_listen, Protocol::Irc, false),
+            (config.tls_listen, Protocol::Line, true),
+            (config.irc_tls_listen, Protocol::Irc, true),
+        ];
+        let mut listeners = Vec::new();
+        let mut addrs = [None; 4];
+        for (slot, (addr, protocol, tls)) in wanted.into_iter().enumerate() {
+            let Some(addr) = addr else { continue };
+            let socket = TcpListener::bind(addr).map_err(|e| StartupError::Bind(addr, e))?;
+            addrs[slot] = Some(
+                socket
+                    .local_addr()
+                    .map_err(|e| StartupError::Setup("listener address", e))?,
+            );
+            listeners.push(acceptor::Listener {
+                socket,
+                protocol,
+                tls,
+            });
+        }
+        let [local_addr, irc_addr, tls_addr, irc_tls_addr] = addrs;
+        let local_addr = local_addr.expect("BUG: the line listener is always bound");
 
         let mut polls = Vec::new();
         let mut handles = Vec::new();
@@ -143,14 +165,8 @@ impl Server {
                 .map_err(|e| StartupError::Setup("acceptor waker", e))?,
         );
         let stop = Arc::new(AtomicBool::new(false));
-        let acceptor = Acceptor::new(
-            poll,
-            listener,
-            irc_listener,
-            Arc::clone(&stop),
-            Arc::clone(&shared),
-        )
-        .map_err(|e| StartupError::Setup("listener registration or signal handler", e))?;
+        let acceptor = Acceptor::new(poll, listeners, tls, Arc::clone(&stop), Arc::clone(&shared))
+            .map_err(|e| StartupError::Setup("listener registration or signal handler", e))?;
         let acceptor = spawn("acceptor".into(), move || acceptor.run())?;
         log::info!(
             "listening on {local_addr} with {} shard(s)",
@@ -159,9 +175,17 @@ impl Server {
         if let Some(irc) = irc_addr {
             log::info!("IRC listening on {irc} as {}", shared.config.server_name);
         }
+        if let Some(addr) = tls_addr {
+            log::info!("TLS listening on {addr}");
+        }
+        if let Some(addr) = irc_tls_addr {
+            log::info!("IRC over TLS listening on {addr}");
+        }
         Ok(ServerHandle {
             local_addr,
             irc_addr,
+            tls_addr,
+            irc_tls_addr,
             stop,
             waker,
             acceptor: Some(acceptor),
@@ -189,6 +213,8 @@ pub struct ServerHandle {
     backplane: Option<(JoinHandle<()>, BackplaneHandle)>,
     local_addr: SocketAddr,
     irc_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
+    irc_tls_addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
     acceptor: Option<JoinHandle<()>>,
@@ -205,6 +231,21 @@ impl ServerHandle {
     /// The IRC listener's address, if one was configured.
     pub fn irc_addr(&self) -> Option<SocketAddr> {
         self.irc_addr
+    }
+
+    /// The TLS line-protocol listener's address, if one was configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// The TLS IRC listener's address, if one was configured.
+    pub fn irc_tls_addr(&self) -> Option<SocketAddr> {
+        self.irc_tls_addr
+    }
+
+    /// The per-address table (for tests: it must be empty once every client left).
+    pub fn tracked_addresses(&self) -> usize {
+        self.shared.addresses.tracked()
     }
 
     /// Current counters.

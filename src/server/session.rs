@@ -8,7 +8,7 @@
 //! state is boxed so that line sessions, the common case, do not pay for it.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::protocol::outgoing::Protocol;
 use crate::protocol::{Nick, RoomName};
@@ -100,12 +100,13 @@ impl IrcState {
 }
 
 /// Token bucket for flood control, counted in lines.
+///
+/// Lines are never dropped: a line that takes the last token is handled, and the
+/// connection is then paused until the bucket holds a token again (fake lag).
 #[derive(Debug, Clone, Copy)]
 pub struct FloodBucket {
     tokens: f32,
     last: Instant,
-    /// True once the client was told about this flood episode.
-    warned: bool,
 }
 
 impl FloodBucket {
@@ -114,51 +115,48 @@ impl FloodBucket {
         FloodBucket {
             tokens: limit.burst as f32,
             last: now,
-            warned: false,
         }
     }
 
-    /// Takes one line's token. `Ok(())` = allowed; `Err(first)` = dropped, with
-    /// `first` true for the first drop of an episode (the one the client is told of).
-    pub fn take(&mut self, limit: FloodLimit, now: Instant) -> Result<(), bool> {
-        let refill = now.duration_since(self.last).as_secs_f32() * limit.rate as f32;
+    /// Takes one line's token. Returns `None` while the budget lasts, or the moment
+    /// the next token will be there if this line took the last one: read nothing
+    /// more from the connection until then.
+    pub fn take(&mut self, limit: FloodLimit, now: Instant) -> Option<Instant> {
+        let rate = limit.rate.max(1) as f32;
+        let refill = now.saturating_duration_since(self.last).as_secs_f32() * rate;
         self.tokens = (self.tokens + refill).min(limit.burst as f32);
         self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            self.warned = false;
-            Ok(())
-        } else {
-            let first = !self.warned;
-            self.warned = true;
-            Err(first)
-        }
+        // A line read before a pause took effect may find the bucket short: it is
+        // handled anyway (it was read) and runs the bucket into debt.
+        self.tokens -= 1.0;
+        (self.tokens < 1.0).then(|| now + Duration::from_secs_f32((1.0 - self.tokens) / rate))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
-    fn flood_bucket_allows_burst_then_rate_and_warns_once() {
+    fn flood_bucket_allows_burst_then_pauses_until_a_token_is_back() {
         let limit = FloodLimit { rate: 2, burst: 3 };
         let t0 = Instant::now();
         let mut bucket = FloodBucket::new(limit, t0);
-        for _ in 0..3 {
-            assert_eq!(bucket.take(limit, t0), Ok(()));
-        }
-        assert_eq!(bucket.take(limit, t0), Err(true));
-        assert_eq!(bucket.take(limit, t0), Err(false));
-        // Half a second refills one line at 2 lines/s.
-        let t1 = t0 + Duration::from_millis(500);
-        assert_eq!(bucket.take(limit, t1), Ok(()));
+        assert_eq!(bucket.take(limit, t0), None);
+        assert_eq!(bucket.take(limit, t0), None);
+        let resume = bucket.take(limit, t0).expect("the last token pauses");
         assert_eq!(
-            bucket.take(limit, t1),
-            Err(true),
-            "a new episode warns again"
+            resume,
+            t0 + Duration::from_millis(500),
+            "one token at 2 lines/s"
         );
+        // At the resume time one line is allowed, and the connection pauses again.
+        let again = bucket.take(limit, resume).expect("paused again");
+        assert_eq!(again, resume + Duration::from_millis(500));
+        // After a long quiet spell the burst is back, and no more.
+        let later = again + Duration::from_secs(60);
+        assert_eq!(bucket.take(limit, later), None);
+        assert_eq!(bucket.take(limit, later), None);
+        assert!(bucket.take(limit, later).is_some());
     }
 }

@@ -12,7 +12,10 @@
 //!    `READS_PER_TURN` chunks; a connection cut short goes on `unfinished_reads` and is
 //!    read again in [`ShardState::end_turn`] of the *same* turn, and after that on the
 //!    next turns (ET-2). Each complete line goes to the chat, which only queues.
-//! 4. [`ShardState::end_turn`]: the unfinished reads, the tick if due, the turn's
+//!    A TLS connection reads through its session (ET-9: plaintext rustls still holds
+//!    counts as unread); a connection paused by flood control is not read at all.
+//! 4. [`ShardState::end_turn`]: paused connections whose time has come (ET-10: a
+//!    timer, not an edge, brings them back), the unfinished reads, the tick if due, the turn's
 //!    cross-shard batch (one wake per peer, before any reply leaves: ET-8), **flush
 //!    every dirty connection once** (ET-3, interest updated: ET-4), **reap** closed
 //!    connections (ET-5), and send what reaping produced.
@@ -28,7 +31,7 @@ use mio::{Events, Interest, Poll, Registry};
 use slab::Slab;
 
 use crate::framing::LineFramer;
-use crate::nonblocking::{ReadOutcome, read_some};
+use crate::nonblocking::ReadOutcome;
 use crate::protocol::outgoing::Protocol;
 
 use super::backplane::BackplaneMsg;
@@ -39,6 +42,7 @@ use super::effects::Effects;
 use super::inbox::{Inbox, ShardMsg};
 use super::shared::Shared;
 use super::stats::bump;
+use super::tls::Transport;
 use super::token::{self, ConnId, INBOX_WAKER};
 
 /// How often a shard checks idle and draining connections.
@@ -70,6 +74,10 @@ pub struct ShardState {
     shared: Arc<Shared>,
     /// Connections whose reads the per-turn budget cut short (ET-2).
     unfinished_reads: VecDeque<usize>,
+    /// Connections flood control paused (ET-10): the timer list that resumes them.
+    paused: Vec<usize>,
+    /// Buffer for measuring a paused connection's unread input (allocated on first use).
+    peek: Vec<u8>,
     /// The one read buffer of the shard: connections own no read buffer.
     scratch: Vec<u8>,
     /// Source of connection generations (ET-6): counts adoptions on this shard.
@@ -99,6 +107,8 @@ impl Shard {
             to_backplane: Vec::new(),
             shared,
             unfinished_reads: VecDeque::new(),
+            paused: Vec::new(),
+            peek: Vec::new(),
             scratch: vec![0; READ_CHUNK],
             next_generation: 0,
             registry,
@@ -167,11 +177,19 @@ impl ShardState {
         }
     }
 
+    /// Zero if work was left over; else until the next tick or the earliest paused
+    /// connection's resume time, whichever comes first (ET-10).
     fn poll_timeout(&self) -> Duration {
         if !self.unfinished_reads.is_empty() || self.inbox.has_backlog() {
             return Duration::ZERO;
         }
-        TICK.saturating_sub(self.last_tick.elapsed())
+        let now = Instant::now();
+        let tick = TICK.saturating_sub(self.last_tick.elapsed());
+        self.paused
+            .iter()
+            .filter_map(|&key| self.conns.get(key)?.paused_until)
+            .map(|until| until.saturating_duration_since(now))
+            .fold(tick, Duration::min)
     }
 
     /// Calls the chat through its one door, an [`Effects`] over this shard's
@@ -199,7 +217,8 @@ impl ShardState {
                     stream,
                     peer,
                     protocol,
-                } => self.adopt(stream, peer, protocol),
+                    tls,
+                } => self.adopt(stream, peer, protocol, tls),
                 ShardMsg::Shutdown => self.begin_shutdown(),
                 msg => self.with_chat(|chat, fx| chat.on_message(fx, msg)),
             }
@@ -209,20 +228,27 @@ impl ShardState {
     }
 
     /// Registers a socket handed over by the acceptor and lets the chat greet it.
-    fn adopt(&mut self, mut stream: TcpStream, peer: SocketAddr, protocol: Protocol) {
+    fn adopt(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        protocol: Protocol,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) {
         let key = self.conns.vacant_entry().key();
         let token = token::encode(self.index, key);
-        if self.shutdown_deadline.is_some() {
-            return self.shared.release_slot();
-        }
+        let handshaking = tls.is_some();
+        let Some(mut transport) = self.transport_for(stream, peer, tls) else {
+            return self.release(peer, handshaking);
+        };
         if let Err(e) = self
             .registry
-            .register(&mut stream, token, Interest::READABLE)
+            .register(transport.socket(), token, Interest::READABLE)
         {
             log::warn!("{peer}: cannot register connection: {e}");
-            return self.shared.release_slot();
+            return self.release(peer, handshaking);
         }
-        if let Err(e) = stream.set_nodelay(self.shared.config.nodelay) {
+        if let Err(e) = transport.socket().set_nodelay(self.shared.config.nodelay) {
             log::debug!("{peer}: set_nodelay: {e}");
         }
         self.next_generation += 1;
@@ -233,9 +259,37 @@ impl ShardState {
         let session = self.chat.open_session(id, peer, protocol);
         let max_line = self.shared.config.max_line_for(protocol);
         self.conns
-            .insert(Connection::new(stream, session, max_line));
+            .insert(Connection::over(transport, session, max_line));
         self.shared.stats.shards[self.index].on_open();
         self.with_chat(|chat, fx| chat.on_adopted(fx, key));
+    }
+
+    /// The transport of a new connection: plain, or TLS with its handshake deadline.
+    /// `None` if the connection cannot be taken (shutting down, TLS setup failed).
+    fn transport_for(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Option<Transport> {
+        if self.shutdown_deadline.is_some() {
+            return None;
+        }
+        let Some(config) = tls else {
+            return Some(Transport::Plain(stream));
+        };
+        let deadline = Instant::now() + self.shared.config.tls_handshake_timeout;
+        Transport::tls(stream, config, deadline)
+            .inspect_err(|e| log::warn!("{peer}: cannot start TLS: {e}"))
+            .ok()
+    }
+
+    /// Gives back what the acceptor reserved for a connection that is going away.
+    fn release(&self, peer: SocketAddr, handshaking: bool) {
+        if handshaking {
+            self.shared.end_handshake();
+        }
+        self.shared.release(peer.ip());
     }
 
     /// Reads what the connection has sent, under the per-turn budget (ET-1, ET-2).
@@ -249,14 +303,26 @@ impl ShardState {
         self.scratch = scratch;
     }
 
-    /// The drain loop. Ends in exactly one of: `WouldBlock` (drained), EOF, an error
-    /// (both close), the connection no longer open, or the budget spent (returns true).
+    /// The drain loop. Ends in exactly one of: `WouldBlock` (drained; for TLS, the
+    /// session empty too: ET-9), EOF, an error (both close), the connection no longer
+    /// open or paused by flood control, or the budget spent (returns true).
     fn read_until_blocked(&mut self, key: usize, scratch: &mut [u8]) -> bool {
         for _ in 0..READS_PER_TURN {
-            let Some(conn) = self.conns.get_mut(key).filter(|c| c.is_open()) else {
-                return false; // reaped earlier (a spurious event), or closing
+            let Some(conn) = self
+                .conns
+                .get_mut(key)
+                .filter(|c| c.is_open() && !c.is_paused())
+            else {
+                // Reaped earlier (a spurious event), closing, or paused: a paused
+                // connection's bytes stay in the kernel and its timer comes back.
+                return false;
             };
-            match read_some(&mut conn.stream, scratch) {
+            let read = conn.read(scratch, &mut self.turn);
+            if conn.transport.take_handshake_done() {
+                self.shared.end_handshake();
+                bump(&self.shared.stats.shards[self.index].tls_handshakes);
+            }
+            match read {
                 Ok(ReadOutcome::Data(n)) => self.on_bytes(key, &scratch[..n]),
                 Ok(ReadOutcome::WouldBlock) => return false,
                 Ok(ReadOutcome::Eof) => {
@@ -266,9 +332,8 @@ impl ShardState {
                     conn.drain(CloseReason::PeerClosed, grace, &mut self.turn);
                     return false;
                 }
-                Err(e) => {
-                    log::debug!("{} read failed: {e}", conn.session.peer);
-                    conn.close(CloseReason::from_io(&e), &mut self.turn);
+                Err(reason) => {
+                    conn.close(reason, &mut self.turn);
                     return false;
                 }
             }
@@ -278,20 +343,26 @@ impl ShardState {
 
     /// Splits a chunk into lines and hands each to the chat. The framer is taken out
     /// of the connection while it runs, because the chat may touch any connection.
+    /// If a line makes flood control pause the connection, the rest of the chunk is
+    /// held in the connection until the pause ends (ET-10).
     fn on_bytes(&mut self, key: usize, bytes: &[u8]) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         let placeholder = LineFramer::new(conn.framer.max_line()); // allocates nothing
         let mut framer = std::mem::replace(&mut conn.framer, placeholder);
-        self.with_chat(|chat, fx| {
+        let consumed = self.with_chat(|chat, fx| {
             framer.feed(bytes, |line| {
                 chat.on_line(fx, key, line);
-                fx.is_open(key) // stop at once if that line closed it (`/quit`)
+                // Stop at once if that line closed it (`/quit`) or paused it.
+                fx.is_open(key) && !fx.is_paused(key)
             })
         });
         if let Some(conn) = self.conns.get_mut(key) {
             conn.framer = framer;
+            if conn.is_open() && consumed < bytes.len() {
+                conn.held.extend_from_slice(&bytes[consumed..]);
+            }
         }
     }
 
@@ -318,6 +389,10 @@ impl ShardState {
     }
 
     fn end_turn(&mut self) {
+        self.take_new_pauses();
+        if !self.paused.is_empty() {
+            self.resume_paused(Instant::now());
+        }
         for _ in 0..self.unfinished_reads.len() {
             if let Some(key) = self.unfinished_reads.pop_front() {
                 self.on_readable(key);
@@ -337,6 +412,72 @@ impl ShardState {
             self.reap();
         }
         self.send_outbound();
+    }
+
+    /// ET-10: a paused connection's edge was spent while it was paused (or its bytes
+    /// arrived with no edge at all: they were already there), so nothing but this timer
+    /// will bring it back. Due ones first get the lines held from their last chunk,
+    /// then are read like any ready connection.
+    fn resume_paused(&mut self, now: Instant) {
+        let mut paused = std::mem::take(&mut self.paused);
+        paused.retain(|&key| {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return false; // reaped
+            };
+            match conn.paused_until {
+                Some(until) if until > now => return true,
+                Some(_) => conn.paused_until = None,
+                None => return false, // a stale entry (the key was reused)
+            }
+            let held = std::mem::take(&mut conn.held);
+            if !held.is_empty() {
+                self.on_bytes(key, &held);
+            }
+            self.on_readable(key);
+            false
+        });
+        paused.append(&mut self.paused);
+        self.paused = paused;
+        self.take_new_pauses();
+    }
+
+    /// Moves the connections paused since the last call onto the timer list.
+    fn take_new_pauses(&mut self) {
+        let stats = &self.shared.stats.shards[self.index];
+        stats
+            .flood_pauses
+            .fetch_add(self.turn.paused.len() as u64, Relaxed);
+        self.paused.append(&mut self.turn.paused);
+    }
+
+    /// Flood control's ceiling, checked on the tick: a paused connection whose unread
+    /// input (held bytes plus what waits in the kernel, measured with a bounded
+    /// `MSG_PEEK`) stays over `--flood-max-unread` for `--flood-unread-timeout` is
+    /// told `ERR flood` and closed.
+    fn check_flood_ceiling(&mut self, now: Instant) {
+        let (limit, timeout) = (
+            self.shared.config.flood_max_unread,
+            self.shared.config.flood_unread_timeout,
+        );
+        let mut peek = std::mem::take(&mut self.peek);
+        peek.resize(limit + 1, 0);
+        for index in 0..self.paused.len() {
+            let key = self.paused[index];
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.is_open()) else {
+                continue;
+            };
+            let room = (limit + 1).saturating_sub(conn.held.len());
+            let waiting = conn.transport.socket().peek(&mut peek[..room]).unwrap_or(0);
+            if conn.held.len() + waiting <= limit {
+                conn.over_unread_since = None;
+                continue;
+            }
+            let since = *conn.over_unread_since.get_or_insert(now);
+            if now.duration_since(since) >= timeout {
+                self.with_chat(|chat, fx| chat.cut_flooder(fx, key));
+            }
+        }
+        self.peek = peek;
     }
 
     /// Sends each peer shard the messages queued for it this turn, with one wake.
@@ -361,14 +502,18 @@ impl ShardState {
                 continue;
             };
             let reason = conn.close_reason();
-            if let Err(e) = self.registry.deregister(&mut conn.stream) {
+            if !matches!(reason, CloseReason::Reset | CloseReason::Io) {
+                conn.transport.say_goodbye();
+            }
+            if let Err(e) = self.registry.deregister(conn.transport.socket()) {
                 log::debug!("{} deregister: {e}", conn.session.peer);
             }
+            let (peer, handshaking) = (conn.session.peer, conn.transport.is_handshaking());
             reason.log(&conn.session, self.shared.config.sendq);
             let tell = self.shutdown_deadline.is_none();
             self.with_chat(|chat, fx| chat.on_closed(fx, conn.session, reason.label(), tell));
             self.shared.stats.shards[self.index].on_close(reason);
-            self.shared.release_slot();
+            self.release(peer, handshaking);
         }
     }
 
@@ -378,7 +523,12 @@ impl ShardState {
         for (_, conn) in self.conns.iter_mut() {
             if let Some(reason) = conn.drain_expired(now) {
                 conn.close(reason, &mut self.turn);
+            } else if conn.transport.handshake_expired(now) {
+                conn.close(CloseReason::TlsHandshakeTimeout, &mut self.turn);
             }
+        }
+        if !self.paused.is_empty() {
+            self.check_flood_ceiling(now);
         }
         self.with_chat(|chat, fx| chat.on_tick(fx, now));
         if self.shutdown_deadline.is_some_and(|end| now >= end) {

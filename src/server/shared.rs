@@ -1,6 +1,7 @@
 //! What every thread of one server shares: the configuration, the directory, the
-//! counters, a handle to each shard's inbox, and the connection count behind
-//! `--max-connections`.
+//! counters, a handle to each shard's inbox, the connection count behind
+//! `--max-connections`, the per-address table behind `--max-per-ip` and
+//! `--connect-rate`, and the count of TLS handshakes in progress.
 //!
 //! Everything here is either read-only after start-up, atomic, or behind the
 //! directory's own short lock; nothing here is touched per recipient.
@@ -13,6 +14,9 @@ use crate::protocol::{ClusterReport, StatsReport};
 use super::backplane::BackplaneHandle;
 use super::cluster::Cluster;
 
+use std::net::IpAddr;
+
+use super::address_limits::AddressLimits;
 use super::config::ServerConfig;
 use super::directory::Directory;
 use super::inbox::ShardHandle;
@@ -35,6 +39,10 @@ pub struct Shared {
     pub cluster: Cluster,
     /// Open connections plus those in hand-off (for `--max-connections`).
     live: AtomicUsize,
+    /// Connections per address (`--max-per-ip`, `--connect-rate`).
+    pub addresses: AddressLimits,
+    /// TLS handshakes accepted and not yet finished or closed.
+    handshaking: AtomicUsize,
 }
 
 impl Shared {
@@ -46,6 +54,8 @@ impl Shared {
     ) -> Self {
         let guest_suffix = config.backplane.as_ref().map(|b| format!("-{}", b.node));
         Shared {
+            addresses: AddressLimits::new(config.max_per_address, config.connect_rate),
+            handshaking: AtomicUsize::new(0),
             stats: Stats::new(shards.len()),
             directory: Directory::with_guest_suffix(guest_suffix.unwrap_or_default()),
             config,
@@ -88,5 +98,27 @@ impl Shared {
     /// Gives back the slot of a connection that closed (or never arrived).
     pub fn release_slot(&self) {
         self.live.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Gives back everything an admitted connection from `ip` held: its slot and its
+    /// count in the per-address table.
+    pub fn release(&self, ip: IpAddr) {
+        self.release_slot();
+        self.addresses.release(ip);
+    }
+
+    /// Counts one more TLS handshake in progress; false at `--max-tls-handshakes`.
+    pub fn try_begin_handshake(&self) -> bool {
+        let max = self.config.max_tls_handshakes;
+        self.handshaking
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A handshake finished, failed, or its connection went away.
+    pub fn end_handshake(&self) {
+        self.handshaking.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -40,6 +40,10 @@ pub struct ShardStats {
     pub poll_ns: AtomicU64,
     /// Nanoseconds working between polls.
     pub work_ns: AtomicU64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: AtomicU64,
+    /// Times flood control paused a connection.
+    pub flood_pauses: AtomicU64,
 }
 
 impl ShardStats {
@@ -100,10 +104,17 @@ pub struct Stats {
     pub started: Instant,
     /// One entry per shard.
     pub shards: Vec<ShardStats>,
-    /// Connections refused at accept time (full, or out of descriptors).
+    /// Connections refused at accept time (full, out of descriptors, per-address
+    /// limits, too many TLS handshakes).
     pub refused: AtomicU64,
     /// The backplane's counters.
     pub cluster: ClusterStats,
+    /// Of those, refused by `--max-per-ip`.
+    pub refused_per_address: AtomicU64,
+    /// Of those, refused by `--connect-rate`.
+    pub refused_connect_rate: AtomicU64,
+    /// Of those, TLS connections closed because `--max-tls-handshakes` were running.
+    pub refused_tls_handshakes: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -119,6 +130,9 @@ impl Stats {
             shards: (0..shards).map(|_| ShardStats::default()).collect(),
             refused: AtomicU64::new(0),
             cluster: ClusterStats::default(),
+            refused_per_address: AtomicU64::new(0),
+            refused_connect_rate: AtomicU64::new(0),
+            refused_tls_handshakes: AtomicU64::new(0),
         }
     }
 
@@ -140,8 +154,39 @@ impl Stats {
             uptime: self.started.elapsed(),
             pid: std::process::id(),
             cluster: None,
+            counters: self.counters(),
             loops: self.shards.iter().map(ShardStats::loop_report).collect(),
         }
+    }
+
+    /// The named counters of `/stats` beyond the original ones (docs/PROTOCOL.md).
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let sum = |f: fn(&ShardStats) -> &AtomicU64| -> u64 {
+            self.shards.iter().map(|s| f(s).load(Relaxed)).sum()
+        };
+        vec![
+            ("tls_handshakes", sum(|s| &s.tls_handshakes)),
+            (
+                "tls_handshake_failed",
+                self.closes_for(CloseReason::TlsHandshakeFailed),
+            ),
+            (
+                "tls_handshake_timeout",
+                self.closes_for(CloseReason::TlsHandshakeTimeout),
+            ),
+            ("tls_errors", self.closes_for(CloseReason::TlsError)),
+            (
+                "tls_handshakes_refused",
+                self.refused_tls_handshakes.load(Relaxed),
+            ),
+            ("refused_per_ip", self.refused_per_address.load(Relaxed)),
+            (
+                "refused_connect_rate",
+                self.refused_connect_rate.load(Relaxed),
+            ),
+            ("flood_pauses", sum(|s| &s.flood_pauses)),
+            ("flood_cut", self.closes_for(CloseReason::Flood)),
+        ]
     }
 
     /// Closes for one reason, over all shards.

@@ -19,6 +19,7 @@ fn common(server: &TestServer) -> Common {
         connect_window: 32,
         server_pids: Some(vec![std::process::id()]),
         room: "bench".into(),
+        tls: None,
     }
 }
 
@@ -32,6 +33,7 @@ fn traffic(clients: usize, senders: usize, rooms: usize) -> TrafficOpts {
             connect_window: 32,
             server_pids: None,
             room: "bench".into(),
+            tls: None,
         },
         clients,
         senders,

@@ -24,14 +24,16 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// A server with test defaults (2 shards, no flood control, no idle timeout),
-    /// adjusted by `tweak`.
+    /// A server with test defaults (2 shards, no flood control, no idle timeout, no
+    /// per-address limits: every test client comes from 127.0.0.1), adjusted by `tweak`.
     pub fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
         miochat::logging::init_for_tests();
         let mut config = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
         config.workers = 2;
         config.flood = None;
         config.idle_timeout = None;
+        config.max_per_address = None;
+        config.connect_rate = None;
         config.shutdown_grace = Duration::from_millis(1500);
         tweak(&mut config);
         let handle = Server::start(config).expect("server starts");
@@ -237,7 +239,18 @@ pub fn spawn_binary(args: &[&str]) -> Command {
 
 /// Starts `miochat serve` on port 0 and returns the child and the bound address.
 pub fn serve_binary(extra: &[&str]) -> (Child, SocketAddr) {
-    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--workers", "2", "-q"];
+    let mut args = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "-q",
+        "--max-per-ip",
+        "0",
+        "--connect-rate",
+        "0",
+    ];
     args.extend_from_slice(extra);
     let mut child = spawn_binary(&args).spawn().expect("spawn miochat serve");
     let stdout = child.stdout.take().expect("stdout");

@@ -140,33 +140,97 @@ fn idle_connections_are_told_and_closed_but_pinging_ones_stay() {
     busy.sync();
 }
 
-#[test]
-fn flood_control_drops_extra_lines_and_says_so_once() {
-    let server = TestServer::start_with(|c| {
-        c.flood = Some(miochat::server::config::FloodLimit { rate: 2, burst: 5 })
-    });
-    let mut flooder = server.client_named("flooder");
-    let mut reader = server.client_named("reader");
-    let burst: String = (0..20).map(|i| format!("line {i}\n")).collect();
-    flooder.send_raw(burst.as_bytes());
-    assert_eq!(
-        flooder.expect("ERR "),
-        "ERR flood you are sending too fast; lines are dropped until you slow down"
-    );
-    // Every line counts, commands too: `/nick flooder` took one of the 5, so 4 of
-    // the 20 get through and the other 16 are dropped.
-    for i in 0..4 {
-        assert_eq!(reader.expect("MSG "), format!("MSG lobby flooder line {i}"));
+/// Asks for `/stats` and returns the `OK stats` line (skipping chat that arrives).
+fn stats_of(client: &mut crate::common::TestClient) -> String {
+    client.send("/stats");
+    loop {
+        let line = client.line();
+        if line.starts_with("OK stats") {
+            return line;
+        }
     }
-    reader.expect_quiet();
-    // The bucket refills at 2 lines/s: after a pause the flooder is heard again.
-    thread::sleep(Duration::from_millis(1200));
-    flooder.send("calm now");
-    assert_eq!(reader.expect("MSG "), "MSG lobby flooder calm now");
-    // Exactly one ERR flood for the episode (a sync line is within the limit again).
-    thread::sleep(Duration::from_millis(600));
-    let rest = flooder.sync();
-    assert!(rest.iter().all(|l| !l.starts_with("ERR")), "{rest:?}");
+}
+
+/// The value of `key=` in an `OK stats` line.
+fn stat(line: &str, key: &str) -> u64 {
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn flood_control_slows_a_paste_down_and_loses_nothing() {
+    // ET-10: over its budget the paster is not read until its tokens refill; a timer,
+    // not an edge, brings it back, and TCP holds the rest of the paste meanwhile.
+    let server = TestServer::start_with(|c| {
+        c.flood = Some(miochat::server::config::FloodLimit {
+            rate: 100,
+            burst: 20,
+        })
+    });
+    let mut paster = server.client_named("paster");
+    let mut reader = server.client_named("reader");
+    let mut calm = server.client_named("calm");
+    let paste: String = (0..200).map(|i| format!("paste line {i}\n")).collect();
+    paster.send_raw(paste.as_bytes());
+    assert_eq!(reader.expect("MSG "), "MSG lobby paster paste line 0");
+    // While the paste trickles in, another client on the server is served at once.
+    calm.send("calm here");
+    let mut calm_seen_at = None;
+    for i in 1..200 {
+        let line = reader.expect("MSG ");
+        if line == "MSG lobby calm calm here" {
+            calm_seen_at = Some(i);
+            let line = reader.expect("MSG ");
+            assert_eq!(line, format!("MSG lobby paster paste line {i}"));
+        } else {
+            assert_eq!(line, format!("MSG lobby paster paste line {i}"), "in order");
+        }
+    }
+    assert!(
+        calm_seen_at.is_some_and(|i| i < 199),
+        "the calm client waited for the whole paste ({calm_seen_at:?})"
+    );
+    // No line was refused: the paster sees nothing but its own echo-free quiet.
+    let lines = paster.sync();
+    assert!(lines.iter().all(|l| !l.starts_with("ERR")), "{lines:?}");
+    let stats = stats_of(&mut calm);
+    assert!(stat(&stats, "flood_pauses") > 0, "{stats}");
+    assert_eq!(stat(&stats, "flood_cut"), 0, "{stats}");
+}
+
+#[test]
+fn flood_ceiling_cuts_a_client_that_keeps_pushing() {
+    let server = TestServer::start_with(|c| {
+        c.flood = Some(miochat::server::config::FloodLimit { rate: 1, burst: 1 });
+        c.flood_max_unread = 4096;
+        c.flood_unread_timeout = Duration::from_millis(500);
+    });
+    let mut witness = server.client_named("witness");
+    let mut flooder = server.client();
+    let mut writer = flooder.writer.try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let pushing = thread::spawn(move || {
+        use std::io::Write;
+        let block = "x\n".repeat(32 * 1024);
+        for _ in 0..64 {
+            if writer.write_all(block.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let lines = flooder.read_to_eof();
+    assert!(
+        lines.iter().any(|l| l.starts_with("ERR flood ")),
+        "no ERR flood before the close: {lines:?}"
+    );
+    pushing.join().unwrap();
+    let stats = stats_of(&mut witness);
+    assert_eq!(stat(&stats, "flood_cut"), 1, "{stats}");
 }
 
 #[test]
@@ -240,6 +304,7 @@ fn serve_binary_via(prefix: &[&str]) -> (std::process::Child, SocketAddr) {
     let mut cmd = Command::new(prefix[0]);
     cmd.args(&prefix[1..])
         .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2", "-q"])
+        .args(["--max-per-ip", "0", "--connect-rate", "0"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
@@ -250,4 +315,66 @@ fn serve_binary_via(prefix: &[&str]) -> (std::process::Child, SocketAddr) {
         .unwrap();
     let addr = first.trim().rsplit(' ').next().unwrap().parse().unwrap();
     (child, addr)
+}
+
+#[test]
+fn per_address_limit_refuses_the_next_connection_and_releases_on_close() {
+    let server = TestServer::start_with(|c| {
+        c.max_per_address = Some(3);
+        c.irc_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    });
+    let mut held: Vec<_> = (0..3).map(|_| server.client()).collect();
+    let mut refused = crate::common::TestClient::connect_raw(server.addr);
+    assert_eq!(
+        refused.read_to_eof(),
+        ["ERR server-busy too many connections from your address"]
+    );
+    // IRC clients from the same address count against the same limit.
+    let irc_addr = server.handle.irc_addr().unwrap();
+    let mut irc = crate::common::TestClient::connect_raw(irc_addr);
+    let lines = irc.read_to_eof();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("ERROR :Closing Link: ")
+            && lines[0].ends_with("(Too many connections from your address)\r"),
+        "{lines:?}"
+    );
+    // Those already in are untouched; one leaving makes room for one more.
+    held[0].sync();
+    let mut leaving = held.pop().unwrap();
+    leaving.send("/quit");
+    leaving.read_to_eof();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut again = loop {
+        let mut c = crate::common::TestClient::connect_raw(server.addr);
+        let first = c.line();
+        if first.starts_with("OK welcome ") {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "the slot was never released");
+        thread::sleep(Duration::from_millis(20));
+    };
+    again.sync();
+    assert!(stats_of(&mut held[0]).contains("refused_per_ip="));
+    drop((held, again));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.handle.tracked_addresses() > 0 {
+        assert!(Instant::now() < deadline, "the address was never released");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn connect_rate_refuses_a_burst_past_its_budget() {
+    let server = TestServer::start_with(|c| {
+        c.connect_rate = Some(miochat::server::config::ConnectRate { rate: 1, burst: 3 });
+    });
+    let mut ok: Vec<_> = (0..3).map(|_| server.client()).collect();
+    let mut refused = crate::common::TestClient::connect_raw(server.addr);
+    assert_eq!(
+        refused.read_to_eof(),
+        ["ERR server-busy connecting too fast from your address; try again later"]
+    );
+    let stats = stats_of(&mut ok[0]);
+    assert!(stat(&stats, "refused_connect_rate") >= 1, "{stats}");
 }

@@ -19,3 +19,4 @@ mod many_clients;
 mod ordering;
 mod private;
 mod rooms;
+mod tls;
