@@ -22,9 +22,7 @@
 //!   Steps 3 and 4 give each connection its own output queue and cut slow consumers.
 //! - One `write` syscall per line per recipient (step 5 batches them).
 //!
-//! `examples/threaded_chat.rs` is the same design, kept unchanged as the baseline of
-//! `scripts/compare.sh`; this file is its copy for the ladder, with an address argument
-//! that may use port 0.
+//! This step is also the thread-per-client baseline of `scripts/compare.sh`.
 //!
 //! Run: `cargo run --release --example ladder1_threads -- 127.0.0.1:0` (prints the
 //! address it bound).

@@ -28,7 +28,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIOCHAT = os.path.join(ROOT, "target", "release", "miochat")
-THREADED = os.path.join(ROOT, "target", "release", "examples", "threaded_chat")
+THREADED = os.path.join(ROOT, "target", "release", "examples", "ladder1_threads")
 PLOT = os.path.join(ROOT, "target", "release", "examples", "plot")
 PERCENTILES = ["latency_p50_us", "latency_p90_us", "latency_p99_us", "latency_p999_us"]
 

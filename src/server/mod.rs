@@ -98,43 +98,9 @@ impl Server {
             }),
             None => None,
         };
-        let wanted = [
-            (Some(config.listen), Protocol::Line, false),
-            (config.irc_listen, Protocol::Irc, false),
-            (config.tls_listen, Protocol::Line, true),
-            (config.irc_tls_listen, Protocol::Irc, true),
-        ];
-        let mut listeners = Vec::new();
-        let mut addrs = [None; 4];
-        for (slot, (addr, protocol, tls)) in wanted.into_iter().enumerate() {
-            let Some(addr) = addr else { continue };
-            let socket = TcpListener::bind(addr).map_err(|e| StartupError::Bind(addr, e))?;
-            addrs[slot] = Some(
-                socket
-                    .local_addr()
-                    .map_err(|e| StartupError::Setup("listener address", e))?,
-            );
-            listeners.push(acceptor::Listener {
-                socket,
-                protocol,
-                tls,
-            });
-        }
-        let [local_addr, irc_addr, tls_addr, irc_tls_addr] = addrs;
+        let (listeners, [local_addr, irc_addr, tls_addr, irc_tls_addr]) = bind_listeners(&config)?;
         let local_addr = local_addr.expect("BUG: the line listener is always bound");
-
-        let mut polls = Vec::new();
-        let mut handles = Vec::new();
-        let mut inboxes = Vec::new();
-        for _ in 0..config.workers {
-            let poll = Poll::new().map_err(|e| StartupError::Setup("shard poll", e))?;
-            let waker = Waker::new(poll.registry(), INBOX_WAKER)
-                .map_err(|e| StartupError::Setup("shard waker", e))?;
-            let (handle, inbox) = ShardHandle::new(Arc::new(waker));
-            polls.push(poll);
-            handles.push(handle);
-            inboxes.push(inbox);
-        }
+        let (polls, handles, inboxes) = shard_polls(config.workers)?;
         let backplane = match &config.backplane {
             Some(_) => {
                 Some(Backplane::prepare().map_err(|e| StartupError::Setup("backplane poll", e))?)
@@ -150,7 +116,6 @@ impl Server {
             }
             _ => None,
         };
-
         let mut threads = Vec::new();
         for (index, (poll, inbox)) in polls.into_iter().zip(inboxes).enumerate() {
             let inbox = Inbox::new(inbox, shared.shards[index].clone());
@@ -158,13 +123,10 @@ impl Server {
                 .map_err(|e| StartupError::Setup("shard registry", e))?;
             threads.push(spawn(format!("shard-{index}"), move || shard.run())?);
         }
-
         let poll = Poll::new().map_err(|e| StartupError::Setup("acceptor poll", e))?;
-        let waker = Arc::new(
-            Waker::new(poll.registry(), TOKEN_WAKEUP)
-                .map_err(|e| StartupError::Setup("acceptor waker", e))?,
-        );
-        let stop = Arc::new(AtomicBool::new(false));
+        let waker = Waker::new(poll.registry(), TOKEN_WAKEUP)
+            .map_err(|e| StartupError::Setup("acceptor waker", e))?;
+        let (waker, stop) = (Arc::new(waker), Arc::new(AtomicBool::new(false)));
         let acceptor = Acceptor::new(poll, listeners, tls, Arc::clone(&stop), Arc::clone(&shared))
             .map_err(|e| StartupError::Setup("listener registration or signal handler", e))?;
         let acceptor = spawn("acceptor".into(), move || acceptor.run())?;
@@ -172,15 +134,6 @@ impl Server {
             "listening on {local_addr} with {} shard(s)",
             shared.config.workers
         );
-        if let Some(irc) = irc_addr {
-            log::info!("IRC listening on {irc} as {}", shared.config.server_name);
-        }
-        if let Some(addr) = tls_addr {
-            log::info!("TLS listening on {addr}");
-        }
-        if let Some(addr) = irc_tls_addr {
-            log::info!("IRC over TLS listening on {addr}");
-        }
         Ok(ServerHandle {
             local_addr,
             irc_addr,
@@ -194,6 +147,69 @@ impl Server {
             shared,
         })
     }
+}
+
+/// Binds every configured listener: line, IRC, TLS line and TLS IRC, in that order;
+/// returns them and their bound addresses (port 0 becomes a real port).
+fn bind_listeners(
+    config: &ServerConfig,
+) -> Result<(Vec<acceptor::Listener>, [Option<SocketAddr>; 4]), StartupError> {
+    let wanted = [
+        (Some(config.listen), Protocol::Line, false, "listening"),
+        (config.irc_listen, Protocol::Irc, false, "IRC listening"),
+        (config.tls_listen, Protocol::Line, true, "TLS listening"),
+        (
+            config.irc_tls_listen,
+            Protocol::Irc,
+            true,
+            "IRC over TLS listening",
+        ),
+    ];
+    let mut listeners = Vec::new();
+    let mut addrs = [None; 4];
+    for (slot, (addr, protocol, tls, what)) in wanted.into_iter().enumerate() {
+        let Some(addr) = addr else { continue };
+        let socket = TcpListener::bind(addr).map_err(|e| StartupError::Bind(addr, e))?;
+        let bound = socket
+            .local_addr()
+            .map_err(|e| StartupError::Setup("listener address", e))?;
+        if slot > 0 {
+            log::info!("{what} on {bound}");
+        }
+        addrs[slot] = Some(bound);
+        listeners.push(acceptor::Listener {
+            socket,
+            protocol,
+            tls,
+        });
+    }
+    Ok((listeners, addrs))
+}
+
+/// Every shard's `Poll`, the handle others use to reach it, and its inbox: all made
+/// before any thread starts, so every shard can hold a handle to every other.
+#[allow(clippy::type_complexity)]
+fn shard_polls(
+    workers: usize,
+) -> Result<
+    (
+        Vec<Poll>,
+        Vec<ShardHandle>,
+        Vec<std::sync::mpsc::Receiver<inbox::ShardMsg>>,
+    ),
+    StartupError,
+> {
+    let (mut polls, mut handles, mut inboxes) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..workers {
+        let poll = Poll::new().map_err(|e| StartupError::Setup("shard poll", e))?;
+        let waker = Waker::new(poll.registry(), INBOX_WAKER)
+            .map_err(|e| StartupError::Setup("shard waker", e))?;
+        let (handle, inbox) = ShardHandle::new(Arc::new(waker));
+        polls.push(poll);
+        handles.push(handle);
+        inboxes.push(inbox);
+    }
+    Ok((polls, handles, inboxes))
 }
 
 fn spawn(

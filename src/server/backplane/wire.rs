@@ -302,91 +302,106 @@ mod tests {
         Nick::parse(n).unwrap()
     }
 
+    fn round_trips(all: Vec<Wire>, room: &RoomName) {
+        for wire in all {
+            assert_eq!(Wire::decode(&wire.encode(), Some(room)), Ok(wire));
+        }
+    }
+
     #[test]
-    fn every_message_round_trips() {
+    fn room_events_round_trip() {
+        let room = RoomName::parse("rust").unwrap();
+        let (al, r) = (nick("al"), room.clone());
+        let events = [
+            Event::Message {
+                room: r.clone(),
+                from: al.clone(),
+                text: "hi  there ".into(),
+            },
+            Event::Action {
+                room: r.clone(),
+                from: al.clone(),
+                text: "waves".into(),
+            },
+            Event::Joined {
+                room: r.clone(),
+                nick: al.clone(),
+            },
+            Event::NickChanged {
+                room: r.clone(),
+                old: al.clone(),
+                new: nick("alice"),
+            },
+            Event::Quit {
+                room: r.clone(),
+                nick: al.clone(),
+                reason: "Ping timeout".into(),
+            },
+            Event::TopicChanged {
+                room: r,
+                nick: al,
+                topic: "".into(),
+            },
+        ];
+        let origin = String::from("a");
+        let wires = events.into_iter().map(|event| {
+            let origin = origin.clone();
+            Wire::Room {
+                origin,
+                epoch: 9,
+                seq: 3,
+                event,
+            }
+        });
+        round_trips(wires.collect(), &room);
+    }
+
+    #[test]
+    fn cluster_messages_round_trip() {
         let room = RoomName::parse("rust").unwrap();
         let entry = RosterEntry {
             nick: nick("bob"),
             claimed_ms: 5,
             rooms: vec![room.clone()],
         };
-        let events = [
-            Event::Message {
-                room: room.clone(),
-                from: nick("al"),
-                text: "hi  there ".into(),
+        let b = || String::from("b");
+        let all = vec![
+            Wire::Hello { origin: b() },
+            Wire::Roster {
+                origin: b(),
+                users: vec![entry.clone(), entry.clone()],
             },
-            Event::Action {
-                room: room.clone(),
-                from: nick("al"),
-                text: "waves".into(),
+            Wire::Roster {
+                origin: b(),
+                users: vec![],
             },
-            Event::Joined {
-                room: room.clone(),
-                nick: nick("al"),
+            Wire::User {
+                origin: b(),
+                entry: entry.clone(),
+                was: Some(nick("x")),
             },
-            Event::NickChanged {
-                room: room.clone(),
-                old: nick("al"),
-                new: nick("alice"),
+            Wire::User {
+                origin: b(),
+                entry,
+                was: None,
             },
-            Event::Quit {
-                room: room.clone(),
-                nick: nick("al"),
-                reason: "Ping timeout".into(),
+            Wire::Gone {
+                origin: b(),
+                nick: nick("bob"),
             },
-            Event::TopicChanged {
-                room: room.clone(),
-                nick: nick("al"),
-                topic: "".into(),
+            Wire::Private {
+                origin: b(),
+                from: nick("bob"),
+                to: nick("al"),
+                notice: true,
+                text: "psst".into(),
+            },
+            Wire::Probe {
+                origin: "c".into(),
+                sent_ms: 77,
             },
         ];
-        let mut all: Vec<Wire> = events
-            .into_iter()
-            .map(|event| Wire::Room {
-                origin: "a".into(),
-                epoch: 9,
-                seq: 3,
-                event,
-            })
-            .collect();
-        all.push(Wire::Hello { origin: "b".into() });
-        all.push(Wire::Roster {
-            origin: "b".into(),
-            users: vec![entry.clone(), entry.clone()],
-        });
-        all.push(Wire::Roster {
-            origin: "b".into(),
-            users: vec![],
-        });
-        all.push(Wire::User {
-            origin: "b".into(),
-            entry: entry.clone(),
-            was: Some(nick("x")),
-        });
-        all.push(Wire::User {
-            origin: "b".into(),
-            entry,
-            was: None,
-        });
-        all.push(Wire::Gone {
-            origin: "b".into(),
-            nick: nick("bob"),
-        });
-        all.push(Wire::Private {
-            origin: "b".into(),
-            from: nick("bob"),
-            to: nick("al"),
-            notice: true,
-            text: "psst".into(),
-        });
-        all.push(Wire::Probe {
-            origin: "c".into(),
-            sent_ms: 77,
-        });
-        for wire in all {
-            assert_eq!(Wire::decode(&wire.encode(), Some(&room)), Ok(wire));
-        }
+        round_trips(all, &room);
     }
 
     #[test]
