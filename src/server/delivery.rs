@@ -66,6 +66,17 @@ impl Delivery {
         self.rooms.leave(room, key);
     }
 
+    /// Slab keys of this shard's members of `room`.
+    pub fn local_members(&self, room: &RoomName) -> &[usize] {
+        self.rooms.members(room)
+    }
+
+    /// True if this shard is `room`'s home, where its events are sequenced (and so
+    /// delivered to this shard's members at once).
+    pub fn is_home(&self, room: &RoomName) -> bool {
+        home_shard(room, self.shards) == self.index
+    }
+
     /// `event` to connection `key` alone, in its protocol.
     pub fn reply(&self, fx: &mut Effects<'_>, key: usize, event: &Event) {
         let Some(session) = fx.session(key) else {
