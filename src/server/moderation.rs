@@ -120,10 +120,12 @@ impl Moderator<'_, '_, '_> {
             .shared
             .directory
             .change_modes(&room, id, &request.changes)?;
+        // A line client gets OK unless every change was refused (then only ERRs).
+        let all_refused = outcome.applied.is_empty() && !outcome.refused.is_empty();
         for error in outcome.refused {
             self.delivery.reject(self.fx, self.key, error);
         }
-        if line {
+        if line && !all_refused {
             let reply = Event::ModesChanged {
                 room: room.clone(),
                 changes: outcome.applied.clone(),

@@ -8,7 +8,7 @@ use miochat::server::ServerConfig;
 
 use crate::common::{TestClient, TestServer};
 
-fn irc_server_with(tweak: impl FnOnce(&mut ServerConfig)) -> (TestServer, SocketAddr) {
+pub(crate) fn irc_server_with(tweak: impl FnOnce(&mut ServerConfig)) -> (TestServer, SocketAddr) {
     let server = TestServer::start_with(|c| {
         c.irc_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         tweak(c);
@@ -17,18 +17,18 @@ fn irc_server_with(tweak: impl FnOnce(&mut ServerConfig)) -> (TestServer, Socket
     (server, irc)
 }
 
-fn irc_server() -> (TestServer, SocketAddr) {
+pub(crate) fn irc_server() -> (TestServer, SocketAddr) {
     irc_server_with(|_| {})
 }
 
 /// An IRC client: CRLF lines, and lines read with their CR stripped.
-struct Irc {
-    c: TestClient,
+pub(crate) struct Irc {
+    pub(crate) c: TestClient,
     nick: String,
 }
 
 impl Irc {
-    fn connect(addr: SocketAddr) -> Irc {
+    pub(crate) fn connect(addr: SocketAddr) -> Irc {
         Irc {
             c: TestClient::connect_raw(addr),
             nick: String::new(),
@@ -36,7 +36,7 @@ impl Irc {
     }
 
     /// Connects and registers as `nick` (NICK + USER), up to the end of the MOTD.
-    fn register(addr: SocketAddr, nick: &str) -> Irc {
+    pub(crate) fn register(addr: SocketAddr, nick: &str) -> Irc {
         let mut irc = Irc::connect(addr);
         irc.send(&format!("NICK {nick}"));
         irc.send(&format!("USER {nick} 0 * :Test User"));
@@ -45,12 +45,12 @@ impl Irc {
         irc
     }
 
-    fn send(&mut self, line: &str) {
+    pub(crate) fn send(&mut self, line: &str) {
         self.c.send_raw(format!("{line}\r\n").as_bytes());
     }
 
     #[track_caller]
-    fn line(&mut self) -> String {
+    pub(crate) fn line(&mut self) -> String {
         let line = self.c.line();
         assert!(line.ends_with('\r'), "IRC lines end in CRLF: {line:?}");
         line.trim_end_matches('\r').to_string()
@@ -58,7 +58,7 @@ impl Irc {
 
     /// Reads until a line containing `needle`; returns it.
     #[track_caller]
-    fn until(&mut self, needle: &str) -> String {
+    pub(crate) fn until(&mut self, needle: &str) -> String {
         loop {
             let line = self.line();
             if line.contains(needle) {
@@ -69,7 +69,7 @@ impl Irc {
 
     /// The next line that is not a PING; asserts it contains `needle`.
     #[track_caller]
-    fn expect(&mut self, needle: &str) -> String {
+    pub(crate) fn expect(&mut self, needle: &str) -> String {
         let line = self.line();
         assert!(
             line.contains(needle),
@@ -81,7 +81,7 @@ impl Irc {
 
     /// Round trip barrier: PING → PONG, returning what arrived before.
     #[track_caller]
-    fn sync(&mut self) -> Vec<String> {
+    pub(crate) fn sync(&mut self) -> Vec<String> {
         self.send("PING :sync");
         let mut before = Vec::new();
         loop {
