@@ -99,28 +99,7 @@ fn write_event(event: &Event, out: &mut String) {
         Event::Away(true) => writeln!(out, "OK away"),
         Event::Away(false) => writeln!(out, "OK back"),
         Event::IsAway { nick, text } => writeln!(out, "OK away {nick} {text}"),
-        Event::Ison(nicks) => {
-            let _ = write!(out, "OK ison");
-            for nick in nicks {
-                let _ = write!(out, " {nick}");
-            }
-            writeln!(out)
-        }
-        Event::Userhost(nicks) => {
-            let _ = write!(out, "OK userhost");
-            for (nick, _) in nicks {
-                let _ = write!(out, " {nick}");
-            }
-            writeln!(out)
-        }
         Event::Who { room, nicks, more } => write_who(room, nicks, *more, out),
-        Event::Rooms(rooms) => {
-            let _ = write!(out, "OK rooms");
-            for info in rooms {
-                let _ = write!(out, " {}:{}", info.room, info.members);
-            }
-            writeln!(out)
-        }
         Event::Topic { room, topic } => match topic {
             Some(topic) => writeln!(out, "OK topic {room} {topic}"),
             None => writeln!(out, "OK topic {room}"),
@@ -137,13 +116,36 @@ fn write_event(event: &Event, out: &mut String) {
         Event::Pong(Some(token)) => writeln!(out, "PONG {token}"),
         Event::Error(error) => writeln!(out, "ERR {} {error}", error.code()),
         Event::Closing(refusal) => writeln!(out, "ERR {} {}", refusal.code(), refusal.text()),
-        moderation => write_moderation(moderation, out),
+        other => write_more(other, out),
     };
 }
 
-/// The lines of moderation events and replies: one `EVENT` line per mode change.
-fn write_moderation(event: &Event, out: &mut String) -> std::fmt::Result {
+/// The rest of [`write_event`]: listings, and moderation events and replies (one
+/// `EVENT` line per mode change).
+fn write_more(event: &Event, out: &mut String) -> std::fmt::Result {
     match event {
+        Event::Ison(nicks) => {
+            let _ = write!(out, "OK ison");
+            for nick in nicks {
+                let _ = write!(out, " {nick}");
+            }
+            writeln!(out)
+        }
+        Event::Userhost(nicks) => {
+            let _ = write!(out, "OK userhost");
+            for (nick, _) in nicks {
+                let _ = write!(out, " {nick}");
+            }
+            writeln!(out)
+        }
+        Event::Rooms(rooms) => {
+            let _ = write!(out, "OK rooms");
+            for info in rooms {
+                let _ = write!(out, " {}:{}", info.room, info.members);
+            }
+            writeln!(out)
+        }
+
         Event::ModeChanged { room, by, changes } => {
             for change in changes {
                 let change = changes_string(std::slice::from_ref(change));
