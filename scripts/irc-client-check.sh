@@ -6,6 +6,9 @@
 # irssi's screen. Prints the screen (tmux capture-pane). Loopback only; bounded waits.
 # Then the same again with irssi over TLS (`/connect -tls`, verifying a certificate
 # made here with openssl for 127.0.0.1) on the server's --irc-tls-listen port.
+# Between the two, a moderation scene: irssi creates #modroom (so it is the
+# operator), ops a line user, kicks a second irssi, sets +m and +k, and the line user
+# sees each change as an EVENT line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"; }; }
@@ -15,7 +18,13 @@ need openssl openssl
 cargo build --release --quiet
 work=$(mktemp -d)
 session="miochat-irc-check-$$"
-cleanup() { tmux kill-session -t "$session" 2>/dev/null || true; kill "$server" 2>/dev/null || true; rm -rf "$work"; }
+victim="miochat-irc-victim-$$"
+cleanup() {
+  tmux kill-session -t "$session" 2>/dev/null || true
+  tmux kill-session -t "$victim" 2>/dev/null || true
+  kill "$server" 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 # A throwaway certificate for the TLS run (never committed; deleted on exit).
@@ -80,7 +89,57 @@ cat "$work/line.log"
 echo "--- irssi screen:"
 screen
 echo "PASS ($mode): irssi and a line-protocol client chatted in #lobby / lobby"
+if [ "$mode" = plain ]; then moderation_scene; fi
 tmux kill-session -t "$session"
+}
+
+moderation_scene() {
+# --- Moderation scene -------------------------------------------------------------
+tmux send-keys -t "$session" "/join #modroom" Enter
+wait_screen "[Users #modroom]"
+python3 - "$line_addr" > "$work/mod.log" <<'PY' &
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=60)
+f = s.makefile("rw", newline="\n")
+f.write("/nick modline\n/join modroom\n"); f.flush()
+want = ["EVENT modroom mode irssiuser +o modline", "EVENT modroom kick irssiuser victim",
+        "EVENT modroom mode irssiuser +m", "EVENT modroom mode irssiuser +k sesame"]
+deadline = time.time() + 90
+for line in f:
+    print(line.rstrip("\n"), flush=True)
+    want = [w for w in want if not line.startswith(w)]
+    if not want or time.time() > deadline:
+        break
+PY
+mod_client=$!
+tmux new-session -d -s "$victim" -x 110 -y 24 \
+  "irssi --home=$work/irssi-victim -n victim -c ${irc_addr%:*} -p ${irc_addr##*:}"
+for _ in $(seq 300); do tmux capture-pane -p -t "$victim" | grep -qF "Welcome to the miochat" && break; sleep 0.1; done
+tmux send-keys -t "$victim" "/join #modroom" Enter
+wait_screen "victim"
+wait_log() { # wait_log TEXT: up to 30 s for the line user to see TEXT
+  for _ in $(seq 300); do grep -qF -- "$1" "$work/mod.log" && return 0; sleep 0.1; done
+  echo "FAIL: the line user never saw: $1"; cat "$work/mod.log"; screen; exit 1
+}
+wait_log "EVENT modroom join victim"
+tmux send-keys -t "$session" "/op modline" Enter
+wait_log "EVENT modroom mode irssiuser +o modline"
+tmux send-keys -t "$session" "/kick victim behave" Enter
+wait_log "EVENT modroom kick irssiuser victim behave"
+tmux send-keys -t "$session" "/mode #modroom +m" Enter
+wait_log "EVENT modroom mode irssiuser +m"
+tmux send-keys -t "$session" "/mode #modroom +k sesame" Enter
+wait_log "EVENT modroom mode irssiuser +k sesame"
+wait "$mod_client" || true
+echo "--- line client (moderation) saw:"
+cat "$work/mod.log"
+echo "--- irssi (operator) screen:"
+screen
+echo "--- irssi (kicked) screen:"
+tmux capture-pane -p -t "$victim"
+tmux capture-pane -p -t "$victim" | grep -qF "behave" || { echo "FAIL: the kicked irssi did not show the kick"; exit 1; }
+echo "PASS: irssi opped a line user, kicked another irssi, set +m and +k; the line user saw each change"
 }
 
 check plain

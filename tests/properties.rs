@@ -3,13 +3,21 @@
 //! - any byte stream, split at any points, yields the same lines as sent whole;
 //! - a line over the limit is rejected exactly once and the following line is read;
 //! - no input makes the parser panic (invalid UTF-8, control bytes, anything);
-//! - every command survives parse(to_line(command)).
+//! - every command survives parse(to_line(command));
+//! - any sequence of room mode changes leaves a room's modes, bans and roles equal to
+//!   those of a simple model (sets and options, no rules about what changed);
+//! - no bytes make the IRC decoder or parser or the mode parser panic.
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use miochat::framing::{FrameError, LineFramer};
+use miochat::protocol::modes::{self, Flag, ModeChange, ModeKind};
 use miochat::protocol::parse::parse_line;
-use miochat::protocol::{Command, Nick, RoomName};
+use miochat::protocol::{Command, Nick, Role, RoomName, irc};
+use miochat::server::room_state::RoomState;
+use miochat::server::token::{ConnId, encode};
 use proptest::prelude::*;
 
 /// Feeds `chunks` to a framer; lines as byte vectors, `None` for a too-long line.
@@ -125,5 +133,136 @@ proptest! {
         };
         let line = command.to_line().unwrap();
         prop_assert_eq!(parse_line(line.as_bytes()).unwrap(), Some(command), "line {:?}", line);
+    }
+
+    #[test]
+    fn mode_changes_match_a_simple_model(
+        steps in proptest::collection::vec((any::<bool>(), mode_kind(), 0usize..3), 0..60),
+    ) {
+        let mut state = RoomState::default();
+        let mut model = Model {
+        flags: BTreeSet::from(['n', 't']),
+        ..Model::default()
+    };
+        for (set, kind, member) in steps {
+            let change = ModeChange { set, kind };
+            let id = member_id(member);
+            let changed = state.apply(&change, Some(id), "op", 7).is_ok_and(|c| c);
+            prop_assert_eq!(changed, model.apply(&change, member), "{:?}", change);
+        }
+        prop_assert_eq!(state.modes_string(true), model.modes_string());
+        let bans: Vec<String> = state.bans().iter().map(|b| b.mask.to_string()).collect();
+        prop_assert_eq!(bans, model.bans.clone());
+        for member in 0..3 {
+            prop_assert_eq!(state.role(member_id(member)), model.role(member));
+        }
+    }
+
+    #[test]
+    fn irc_and_mode_parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let text = irc::decode(&bytes);
+        if let Some(msg) = irc::parse(&text) {
+            if let Some((first, rest)) = msg.params.split_first() {
+                let _ = modes::parse(first, rest);
+            }
+        }
+    }
+}
+
+fn member_id(member: usize) -> ConnId {
+    ConnId {
+        token: encode(0, member + 1),
+        generation: 1,
+    }
+}
+
+/// Mode changes over a small alphabet, so that sets and unsets collide often.
+fn mode_kind() -> impl Strategy<Value = ModeKind> {
+    prop_oneof![
+        proptest::sample::select(Flag::ALL.to_vec()).prop_map(ModeKind::Flag),
+        proptest::option::of("[a-c]{1,3}").prop_map(|k| ModeKind::Key(k.map(Into::into))),
+        proptest::option::of(1u32..4).prop_map(ModeKind::Limit),
+        "[a-c]".prop_map(|n| ModeKind::Ban(format!("{n}!*@*").into())),
+        Just(ModeKind::Op("m".into())),
+        Just(ModeKind::Voice("m".into())),
+    ]
+}
+
+/// The simple model: what the modes *are* after each change, as plain sets.
+#[derive(Default)]
+struct Model {
+    flags: BTreeSet<char>,
+    key: Option<String>,
+    limit: Option<u32>,
+    bans: Vec<String>,
+    roles: BTreeMap<(usize, char), ()>,
+}
+
+impl Model {
+    /// Applies a change; true if the state is different afterwards.
+    fn apply(&mut self, change: &ModeChange, member: usize) -> bool {
+        let before = (
+            self.flags.clone(),
+            self.key.clone(),
+            self.limit,
+            self.bans.clone(),
+            self.roles.clone(),
+        );
+        let set = change.set;
+        match &change.kind {
+            ModeKind::Flag(flag) if set => drop(self.flags.insert(flag.letter())),
+            ModeKind::Flag(flag) => drop(self.flags.remove(&flag.letter())),
+            ModeKind::Key(key) => self.key = key.as_deref().filter(|_| set).map(String::from),
+            ModeKind::Limit(limit) => self.limit = limit.filter(|_| set),
+            ModeKind::Ban(mask) => {
+                let mask = mask.to_string();
+                if !set {
+                    self.bans.retain(|ban| *ban != mask);
+                } else if !self.bans.contains(&mask) {
+                    self.bans.push(mask);
+                }
+            }
+            ModeKind::Op(_) | ModeKind::Voice(_) => {
+                let slot = (member, change.letter());
+                if set {
+                    self.roles.insert(slot, ());
+                } else {
+                    self.roles.remove(&slot);
+                }
+            }
+        }
+        before
+            != (
+                self.flags.clone(),
+                self.key.clone(),
+                self.limit,
+                self.bans.clone(),
+                self.roles.clone(),
+            )
+    }
+
+    fn modes_string(&self) -> String {
+        let mut letters: Vec<char> = self.flags.iter().copied().collect();
+        letters.extend(self.key.as_ref().map(|_| 'k'));
+        letters.extend(self.limit.map(|_| 'l'));
+        letters.sort_unstable();
+        let mut out: String = std::iter::once('+').chain(letters).collect();
+        if let Some(key) = &self.key {
+            out.push_str(&format!(" {key}"));
+        }
+        if let Some(limit) = self.limit {
+            out.push_str(&format!(" {limit}"));
+        }
+        out
+    }
+
+    fn role(&self, member: usize) -> Role {
+        if self.roles.contains_key(&(member, 'o')) {
+            Role::Operator
+        } else if self.roles.contains_key(&(member, 'v')) {
+            Role::Voiced
+        } else {
+            Role::Member
+        }
     }
 }

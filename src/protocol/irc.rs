@@ -1,6 +1,9 @@
 //! The IRC client protocol (RFC 1459 / RFC 2812), as far as miochat speaks it.
 //!
 //! Pure functions, no sockets, like the rest of `protocol/`:
+//! - [`decode`]: the bytes of one line → text. IRC has no declared encoding and old
+//!   clients send Latin-1, so bytes that are not UTF-8 are **replaced** (U+FFFD), never
+//!   refused: a user name, real name or message with such bytes still arrives;
 //! - [`parse`]: one line → a [`Message`] (tags and prefix skipped, command
 //!   upper-cased, middle parameters and the trailing one);
 //! - [`clean_text`]: IRC message text → text safe for line-protocol users (CTCP ACTION
@@ -9,16 +12,20 @@
 //!   line, independent of the recipient, so it is rendered once per message;
 //! - [`reply`]: an [`Event`] for one recipient → IRC lines and numerics addressed to it.
 //!
-//! Every user appears as `nick!nick@miochat`: miochat keeps no user names or hosts,
-//! which also keeps a broadcast line the same for every recipient. Lines from the
+//! Every user appears as `nick!nick@miochat`: miochat shows no user names or hosts
+//! (it keeps the real address only to match bans), which also keeps a broadcast line
+//! the same for every recipient. Lines from the
 //! server are at most 512 bytes with CRLF: longer text (a line-protocol user may send
 //! up to `--max-line` bytes) is **truncated** at a character boundary.
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
+use super::modes::{self, CHANMODES, MAX_KEY_LEN, MAX_PARAM_CHANGES, ModeError};
 use super::names::{MAX_NICK_LEN, MAX_ROOM_LEN};
-use super::{Event, MAX_TOPIC_LEN, Nick, ProtocolError, Refusal, RoomName};
+use super::{
+    Event, MAX_KICK_LEN, MAX_TOPIC_LEN, Member, Nick, ProtocolError, Refusal, Role, RoomName,
+};
 
 /// Longest IRC line without its CRLF (RFC 2812: 512 bytes including CRLF).
 pub const MAX_IRC_LINE: usize = 510;
@@ -26,8 +33,12 @@ pub const MAX_IRC_LINE: usize = 510;
 pub const HOST: &str = "miochat";
 /// Most parameters a message may carry (RFC 2812).
 const MAX_PARAMS: usize = 15;
-/// Nicks per `353` line.
-const NAMES_PER_LINE: usize = 20;
+/// Longest away message in bytes (`AWAYLEN=`); longer ones are cut.
+pub const MAX_AWAY_LEN: usize = 200;
+/// Most bans a room keeps (`MAXLIST=b:`).
+pub const MAX_BANS: usize = 100;
+/// Rooms a connection may be in (`CHANLIMIT=#:`).
+pub const MAX_ROOMS: usize = 32;
 
 /// One parsed IRC message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,9 +56,14 @@ impl<'a> Message<'a> {
     }
 }
 
-/// Parses one line (CRLF already stripped). `Ok(None)` for a blank line.
-pub fn parse(line: &[u8]) -> Result<Option<Message<'_>>, ProtocolError> {
-    let text = std::str::from_utf8(line).map_err(|_| ProtocolError::InvalidUtf8)?;
+/// The text of one line: UTF-8 as is, anything else with each invalid sequence
+/// replaced by U+FFFD (the rule `docs/PROTOCOL.md` states for IRC clients).
+pub fn decode(line: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(line)
+}
+
+/// Parses one line (CRLF already stripped, [`decode`]d). `None` for a blank line.
+pub fn parse(text: &str) -> Option<Message<'_>> {
     let mut rest = text.trim_start_matches(' ');
     if rest.starts_with('@') {
         rest = rest
@@ -62,7 +78,7 @@ pub fn parse(line: &[u8]) -> Result<Option<Message<'_>>, ProtocolError> {
             .trim_start_matches(' ');
     }
     if rest.is_empty() {
-        return Ok(None);
+        return None;
     }
     let (command, mut rest) = rest.split_once(' ').unwrap_or((rest, ""));
     let mut params = Vec::new();
@@ -83,10 +99,10 @@ pub fn parse(line: &[u8]) -> Result<Option<Message<'_>>, ProtocolError> {
         params.push(word);
         rest = after;
     }
-    Ok(Some(Message {
+    Some(Message {
         command: command.to_ascii_uppercase(),
         params,
-    }))
+    })
 }
 
 /// Text of a PRIVMSG/NOTICE as miochat stores it: `(text, is_action)`. CTCP ACTION
@@ -175,9 +191,15 @@ pub fn broadcast(event: &Event) -> Option<String> {
         Event::Joined { room, nick } => {
             let _ = write!(out, ":{} JOIN {}\r\n", source(nick), chan(room));
         }
-        Event::Left { room, nick } => {
-            let _ = write!(out, ":{} PART {}\r\n", source(nick), chan(room));
-        }
+        Event::Left { room, nick, reason } => match reason {
+            Some(reason) => {
+                let head = format!(":{} PART {}", source(nick), chan(room));
+                push_text_line(&mut out, &head, reason);
+            }
+            None => {
+                let _ = write!(out, ":{} PART {}\r\n", source(nick), chan(room));
+            }
+        },
         Event::NickChanged { old, new, .. } => {
             let _ = write!(out, ":{} NICK :{new}\r\n", source(old));
         }
@@ -197,6 +219,22 @@ pub fn broadcast(event: &Event) -> Option<String> {
                 &format!(":{} TOPIC {}", source(nick), chan(room)),
                 topic,
             );
+        }
+        Event::ModeChanged { room, by, changes } => {
+            // One MODE line per `MODES=` changes, so that no line breaks the limits.
+            for chunk in changes.chunks(MAX_PARAM_CHANGES) {
+                let modes = modes::changes_string(chunk);
+                let _ = write!(out, ":{} MODE {} {modes}\r\n", source(by), chan(room));
+            }
+        }
+        Event::Kicked {
+            room,
+            by,
+            nick,
+            reason,
+        } => {
+            let head = format!(":{} KICK {} {nick}", source(by), chan(room));
+            push_text_line(&mut out, &head, reason);
         }
         _ => return None,
     }
@@ -236,13 +274,42 @@ impl<'a> Numerics<'a> {
         let _ = write!(self.out, ":{me}!{me}@{HOST} {text}\r\n");
     }
 
-    /// `353` lines (as many as needed) and the closing `366`.
-    fn names(&mut self, room: &RoomName, nicks: &[Nick]) {
-        for chunk in nicks.chunks(NAMES_PER_LINE) {
-            let list: Vec<&str> = chunk.iter().map(Nick::as_str).collect();
-            self.num("353", format_args!("= #{room} :{}", list.join(" ")));
+    /// `353` lines (as many as fit in 512 bytes each) and the closing `366`. The
+    /// symbol is `@` for a secret room, `=` otherwise; nicks carry `@`/`+`.
+    fn names(&mut self, room: &RoomName, nicks: &[Member], secret: bool) {
+        let symbol = if secret { '@' } else { '=' };
+        let head = format!(":{} 353 {} {symbol} #{room} :", self.server, self.me);
+        let mut list = String::new();
+        for member in nicks {
+            let entry = member.to_string();
+            if !list.is_empty() && head.len() + list.len() + 1 + entry.len() > MAX_IRC_LINE {
+                let _ = write!(self.out, "{head}{list}\r\n");
+                list.clear();
+            }
+            if !list.is_empty() {
+                list.push(' ');
+            }
+            list.push_str(&entry);
+        }
+        if !list.is_empty() {
+            let _ = write!(self.out, "{head}{list}\r\n");
         }
         self.num("366", format_args!("#{room} :End of /NAMES list."));
+    }
+
+    /// One `352` line: `CHANNEL user host server nick FLAGS :0 realname`.
+    fn who_row(&mut self, room: Option<&RoomName>, member: &Member) {
+        let channel = room.map_or_else(|| "*".to_string(), chan);
+        let here = if member.away { 'G' } else { 'H' };
+        let prefix = member.role.prefix().map(String::from).unwrap_or_default();
+        let (server, nick) = (self.server, &member.nick);
+        self.num(
+            "352",
+            format_args!(
+                "{channel} {nick} {HOST} {server} {nick} {here}{prefix} :0 {}",
+                member.realname
+            ),
+        );
     }
 
     fn closing_link(&mut self, reason: &str) {
@@ -262,28 +329,33 @@ pub fn reply(event: &Event, server: &str, me: &str) -> String {
             push_text_line(&mut w.out, &format!(":{} {verb} {me}", source(from)), text);
         }
         Event::YouJoined {
-            room, topic, nicks, ..
+            room,
+            topic,
+            nicks,
+            secret,
+            ..
         } => {
             w.own(format_args!("JOIN #{room}"));
             if let Some(topic) = topic {
                 w.num("332", format_args!("#{room} :{topic}"));
             }
-            w.names(room, nicks);
+            w.names(room, nicks, *secret);
         }
         Event::YouLeft { room } => w.own(format_args!("PART #{room}")),
         Event::NickIs { old, nick } => {
             let _ = write!(w.out, ":{} NICK :{nick}\r\n", source(old));
         }
         Event::Who { room, nicks, .. } => {
-            for nick in nicks {
-                w.num(
-                    "352",
-                    format_args!("#{room} {nick} {HOST} {server} {nick} H :0 {nick}"),
-                );
+            for member in nicks {
+                w.who_row(Some(room), member);
             }
             w.num("315", format_args!("#{room} :End of /WHO list."));
         }
-        Event::Names { room, nicks } => w.names(room, nicks),
+        Event::Names {
+            room,
+            nicks,
+            secret,
+        } => w.names(room, nicks, *secret),
         Event::Rooms(rooms) => {
             w.num("321", format_args!("Channel :Users  Name"));
             for info in rooms {
@@ -301,14 +373,6 @@ pub fn reply(event: &Event, server: &str, me: &str) -> String {
         } => w.num("332", format_args!("#{room} :{topic}")),
         Event::Topic { room, topic: None } => {
             w.num("331", format_args!("#{room} :No topic is set"))
-        }
-        Event::Whois { nick, away } => {
-            w.num("311", format_args!("{nick} {nick} {HOST} * :{nick}"));
-            w.num("312", format_args!("{nick} {server} :miochat"));
-            if let Some(away) = away {
-                w.num("301", format_args!("{nick} :{away}"));
-            }
-            w.num("318", format_args!("{nick} :End of /WHOIS list."));
         }
         Event::Away(true) => w.num("306", format_args!(":You have been marked as being away")),
         Event::Away(false) => w.num(
@@ -328,6 +392,14 @@ pub fn reply(event: &Event, server: &str, me: &str) -> String {
             w.num("302", format_args!(":{}", list.join(" ")));
         }
         Event::Pong(token) => return pong(server, token.as_deref().unwrap_or(server)),
+        other => reply_more(&mut w, other),
+    }
+    w.out
+}
+
+/// The rest of [`reply`]: farewells, errors, moderation replies and user queries.
+fn reply_more(w: &mut Numerics<'_>, event: &Event) {
+    match event {
         Event::Bye => w.closing_link("Quit"),
         Event::ShuttingDown => w.closing_link("server shutting down"),
         Event::Closing(Refusal::IdleTimeout) => w.closing_link("Ping timeout"),
@@ -336,7 +408,7 @@ pub fn reply(event: &Event, server: &str, me: &str) -> String {
         }
         Event::Closing(Refusal::Flood) => w.closing_link("Excess Flood"),
         Event::Closing(other) => w.closing_link(other.text()),
-        Event::Error(error) => error_numeric(&mut w, error),
+        Event::Error(error) => error_numeric(w, error),
         Event::Stats(report) => {
             let line = super::render::line(&Event::Stats(report.clone()));
             w.notice(format_args!(
@@ -347,10 +419,113 @@ pub fn reply(event: &Event, server: &str, me: &str) -> String {
         Event::Welcome { .. } | Event::Help => {
             w.notice(format_args!("miochat speaks IRC; rooms are #channels"));
         }
-        // Broadcast events were handled above.
+        Event::Modes {
+            room,
+            modes,
+            created,
+        } => {
+            w.num("324", format_args!("#{room} {modes}"));
+            w.num("329", format_args!("#{room} {created}"));
+        }
+        Event::Bans { room, bans } => {
+            for ban in bans {
+                let (mask, by, at) = (&ban.mask, &ban.set_by, ban.set_at);
+                w.num("367", format_args!("#{room} {mask} {by} {at}"));
+            }
+            w.num("368", format_args!("#{room} :End of channel ban list"));
+        }
+        Event::Inviting { room, nick } => w.num("341", format_args!("{nick} #{room}")),
+        Event::Invited { room, by, nick } => {
+            let _ = write!(w.out, ":{} INVITE {nick} #{room}\r\n", source(by));
+        }
+        Event::Invites(rooms) => {
+            for room in rooms {
+                w.num("336", format_args!("#{room}"));
+            }
+            w.num("337", format_args!(":End of /INVITE list"));
+        }
+        Event::WhoMask { mask, rows } => {
+            for row in rows {
+                w.who_row(row.room.as_ref(), &row.member);
+            }
+            w.num("315", format_args!("{mask} :End of /WHO list."));
+        }
+        other => queries(w, other),
+    }
+}
+
+/// WHOIS, WHOWAS and LUSERS.
+fn queries(w: &mut Numerics<'_>, event: &Event) {
+    let server = w.server;
+    match event {
+        Event::Whois(info) => {
+            let nick = &info.nick;
+            w.num(
+                "311",
+                format_args!("{nick} {nick} {HOST} * :{}", info.realname),
+            );
+            w.num("312", format_args!("{nick} {server} :miochat"));
+            if !info.rooms.is_empty() {
+                let rooms: Vec<String> = info
+                    .rooms
+                    .iter()
+                    .map(|(room, role)| format!("{}#{room}", prefix(*role)))
+                    .collect();
+                w.num("319", format_args!("{nick} :{}", rooms.join(" ")));
+            }
+            if let Some(away) = &info.away {
+                w.num("301", format_args!("{nick} :{away}"));
+            }
+            let (idle, signon) = (info.idle_secs, info.signon);
+            w.num(
+                "317",
+                format_args!("{nick} {idle} {signon} :seconds idle, signon time"),
+            );
+            w.num("318", format_args!("{nick} :End of /WHOIS list."));
+        }
+        Event::Whowas { nick, entries } => {
+            if entries.is_empty() {
+                w.num("406", format_args!("{nick} :There was no such nickname"));
+            }
+            for entry in entries {
+                let was = &entry.nick;
+                w.num(
+                    "314",
+                    format_args!("{was} {was} {HOST} * :{}", entry.realname),
+                );
+                w.num("312", format_args!("{was} {server} :miochat"));
+            }
+            w.num("369", format_args!("{nick} :End of WHOWAS"));
+        }
+        Event::Lusers(report) => {
+            let (users, unknown) = (report.users, report.unknown);
+            let (rooms, max) = (report.rooms, report.max_users);
+            w.num(
+                "251",
+                format_args!(":There are 0 users and {users} invisible on 1 servers"),
+            );
+            w.num("252", format_args!("0 :operator(s) online"));
+            w.num("253", format_args!("{unknown} :unknown connection(s)"));
+            w.num("254", format_args!("{rooms} :channels formed"));
+            w.num("255", format_args!(":I have {users} clients and 0 servers"));
+            w.num(
+                "265",
+                format_args!("{users} {max} :Current local users {users}, max {max}"),
+            );
+            w.num(
+                "266",
+                format_args!("{users} {max} :Current global users {users}, max {max}"),
+            );
+        }
+        // Broadcast events were handled by `reply`; `ModesChanged` and `KickDone`
+        // are for line clients only (IRC clients get their MODE and KICK echoed).
         _ => {}
     }
-    w.out
+}
+
+/// `@`, `+` or nothing.
+fn prefix(role: Role) -> String {
+    role.prefix().map(String::from).unwrap_or_default()
 }
 
 /// The numeric (or notice) for a client mistake.
@@ -377,13 +552,59 @@ fn error_numeric(w: &mut Numerics<'_>, error: &ProtocolError) {
         }
         ProtocolError::NoSuchRoom(room) => w.num("403", format_args!("#{room} :No such channel")),
         ProtocolError::LineTooLong { .. } => w.num("417", format_args!(":Input line was too long")),
-        ProtocolError::CannotSendTo(room) => {
+        ProtocolError::CannotSendTo(room) | ProtocolError::CannotSpeak(room) => {
             w.num("404", format_args!("#{room} :Cannot send to channel"))
         }
         ProtocolError::InvalidUtf8
         | ProtocolError::ControlChars
         | ProtocolError::TopicTooLong
         | ProtocolError::Flood => w.notice(format_args!("{error}")),
+        moderation => moderation_numeric(w, moderation),
+    }
+}
+
+/// The numerics of refused moderation commands and joins.
+fn moderation_numeric(w: &mut Numerics<'_>, error: &ProtocolError) {
+    match error {
+        ProtocolError::NotOperator(room) => {
+            w.num("482", format_args!("#{room} :You're not channel operator"))
+        }
+        ProtocolError::RoomFull(room) => {
+            w.num("471", format_args!("#{room} :Cannot join channel (+l)"))
+        }
+        ProtocolError::InviteOnly(room) => {
+            w.num("473", format_args!("#{room} :Cannot join channel (+i)"))
+        }
+        ProtocolError::Banned(room) => {
+            w.num("474", format_args!("#{room} :Cannot join channel (+b)"))
+        }
+        ProtocolError::BadKey(room) => {
+            w.num("475", format_args!("#{room} :Cannot join channel (+k)"))
+        }
+        ProtocolError::NotOnRoom { nick, room } => w.num(
+            "441",
+            format_args!("{nick} #{room} :They aren't on that channel"),
+        ),
+        ProtocolError::AlreadyOnRoom { nick, room } => {
+            w.num("443", format_args!("{nick} #{room} :is already on channel"))
+        }
+        ProtocolError::BanListFull(room) => {
+            w.num("478", format_args!("#{room} b :Channel ban list is full"))
+        }
+        ProtocolError::BadMode { room, error } => match error {
+            ModeError::Unknown(letter) => {
+                w.num("472", format_args!("{letter} :is unknown mode char to me"))
+            }
+            ModeError::BadKey => w.num("525", format_args!("#{room} :Key is not well-formed")),
+            ModeError::MissingParam(letter) => w.num(
+                "696",
+                format_args!("#{room} {letter} * :You must specify a parameter"),
+            ),
+            ModeError::BadParam(letter, param, why) => {
+                w.num("696", format_args!("#{room} {letter} {param} :{why}"))
+            }
+        },
+        other => w.notice(format_args!("{other}")),
     }
 }
 
@@ -445,12 +666,10 @@ pub enum IrcReply<'a> {
     EndOfWho(&'a str),
     /// 366 for every channel (`NAMES` without a channel).
     EndOfNamesAll,
-    /// 324: the channel's modes (always `+nt` for now).
-    ChannelModes(&'a str),
-    /// 368: an empty ban list.
-    EndOfBanList(&'a str),
-    /// 482.
-    NotChannelOperator(&'a str),
+    /// 409: `PING` without a token.
+    NoOrigin,
+    /// 366 alone: `NAMES` of a name that is no channel.
+    EndOfNames(&'a str),
     /// 221: the reader's own modes.
     UserModes,
     /// The reader's own mode change, echoed back.
@@ -492,13 +711,8 @@ pub fn session_reply(reply: &IrcReply<'_>, server: &str, me: &str) -> String {
         IrcReply::EndOfWhois(nick) => w.num("318", format_args!("{nick} :End of /WHOIS list.")),
         IrcReply::EndOfWho(mask) => w.num("315", format_args!("{mask} :End of /WHO list.")),
         IrcReply::EndOfNamesAll => w.num("366", format_args!("* :End of /NAMES list.")),
-        IrcReply::ChannelModes(chan) => w.num("324", format_args!("{chan} +nt")),
-        IrcReply::EndOfBanList(chan) => {
-            w.num("368", format_args!("{chan} :End of channel ban list"))
-        }
-        IrcReply::NotChannelOperator(chan) => {
-            w.num("482", format_args!("{chan} :You're not channel operator"))
-        }
+        IrcReply::NoOrigin => w.num("409", format_args!(":No origin specified")),
+        IrcReply::EndOfNames(name) => w.num("366", format_args!("{name} :End of /NAMES list.")),
         IrcReply::UserModes => w.num("221", format_args!("+i")),
         IrcReply::UserModeChanged(modes) => w.own(format_args!("MODE {me} :{modes}")),
         IrcReply::CannotChangeOthersModes => {
@@ -524,15 +738,22 @@ fn welcome(w: &mut Numerics<'_>, version: &str) {
         "003",
         format_args!(":This server speaks IRC and the miochat line protocol"),
     );
-    w.num("004", format_args!("{server} {version} i nt"));
+    w.num("004", format_args!("{server} {version} i biklmnostv bklov"));
+    // At most 13 tokens per 005 line (15 parameters with the nick and the trailing).
     w.num(
         "005",
         format_args!(
-            "CHANTYPES=# NICKLEN={MAX_NICK_LEN} CHANNELLEN={} TOPICLEN={MAX_TOPIC_LEN} \
-             CASEMAPPING=ascii NETWORK=miochat CHANMODES=,,,nt PREFIX=() \
+            "AWAYLEN={MAX_AWAY_LEN} CASEMAPPING=ascii CHANLIMIT=#:{MAX_ROOMS} \
+             CHANMODES={CHANMODES} CHANNELLEN={} CHANTYPES=# KEYLEN={MAX_KEY_LEN} \
+             KICKLEN={MAX_KICK_LEN} MAXLIST=b:{MAX_BANS} MODES={MAX_PARAM_CHANGES} \
+             NETWORK=miochat NICKLEN={MAX_NICK_LEN} PREFIX=(ov)@+ \
              :are supported by this server",
             MAX_ROOM_LEN + 1
         ),
+    );
+    w.num(
+        "005",
+        format_args!("TOPICLEN={MAX_TOPIC_LEN} :are supported by this server"),
     );
     w.num("375", format_args!(":- {server} Message of the day -"));
     w.num(
@@ -557,7 +778,16 @@ mod tests {
     use super::*;
 
     fn msg(line: &str) -> Message<'_> {
-        parse(line.as_bytes()).unwrap().unwrap()
+        parse(line).unwrap()
+    }
+
+    fn member(nick: &str, role: Role) -> Member {
+        Member {
+            nick: Nick::parse(nick).unwrap(),
+            role,
+            away: false,
+            realname: nick.into(),
+        }
     }
 
     #[test]
@@ -573,8 +803,16 @@ mod tests {
         assert_eq!(msg("JOIN #a,#b").params, ["#a,#b"]);
         assert_eq!(msg("QUIT").params, Vec::<&str>::new());
         assert_eq!(msg("PRIVMSG #x :").params, ["#x", ""]);
-        assert_eq!(parse(b"   ").unwrap(), None);
-        assert_eq!(parse(b"\xff").unwrap_err(), ProtocolError::InvalidUtf8);
+        assert_eq!(parse("   "), None);
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_replaced_not_refused() {
+        assert_eq!(decode(b"caf\xe9"), "caf\u{fffd}");
+        let text = decode(b"USER x 0 * :Jos\xe9 \xff\xfe");
+        let m = parse(&text).unwrap();
+        assert_eq!(m.params, ["x", "0", "*", "Jos\u{fffd} \u{fffd}\u{fffd}"]);
+        assert_eq!(decode("é".as_bytes()), "é");
     }
 
     #[test]
@@ -613,13 +851,14 @@ mod tests {
     #[test]
     fn replies_are_addressed_to_me() {
         let room = RoomName::parse("rust").unwrap();
-        let nicks = vec![Nick::parse("alice").unwrap(), Nick::parse("bob").unwrap()];
+        let nicks = vec![member("alice", Role::Operator), member("bob", Role::Member)];
         let joined = reply(
             &Event::YouJoined {
                 room: room.clone(),
                 members: 2,
                 topic: Some("mio".into()),
                 nicks,
+                secret: false,
             },
             "srv",
             "bob",
@@ -627,9 +866,83 @@ mod tests {
         assert_eq!(
             joined,
             ":bob!bob@miochat JOIN #rust\r\n:srv 332 bob #rust :mio\r\n\
-             :srv 353 bob = #rust :alice bob\r\n:srv 366 bob #rust :End of /NAMES list.\r\n"
+             :srv 353 bob = #rust :@alice bob\r\n:srv 366 bob #rust :End of /NAMES list.\r\n"
         );
         let err = reply(&Event::Error(ProtocolError::NotInRoom(room)), "srv", "bob");
         assert_eq!(err, ":srv 442 bob #rust :You're not on that channel\r\n");
+    }
+
+    #[test]
+    fn names_split_within_512_bytes_and_mark_secret_rooms() {
+        let room = RoomName::parse("big").unwrap();
+        let nicks: Vec<Member> = (0..100)
+            .map(|i| member(&format!("n{i:0>22}"), Role::Voiced))
+            .collect();
+        let names = reply(
+            &Event::Names {
+                room,
+                nicks,
+                secret: true,
+            },
+            "srv",
+            "me",
+        );
+        let lines: Vec<&str> = names.split("\r\n").filter(|l| !l.is_empty()).collect();
+        assert!(lines.len() > 5);
+        assert!(lines.iter().all(|l| l.len() <= MAX_IRC_LINE), "{lines:?}");
+        assert!(lines[0].starts_with(":srv 353 me @ #big :+n"));
+        let listed: usize = lines[..lines.len() - 1]
+            .iter()
+            .map(|l| l.rsplit(':').next().unwrap().split(' ').count())
+            .sum();
+        assert_eq!(listed, 100);
+    }
+
+    #[test]
+    fn moderation_lines() {
+        let room = RoomName::parse("rust").unwrap();
+        let by = Nick::parse("op").unwrap();
+        let changes = modes::parse("+mk-o", &["key", "bob"]).changes;
+        let mode = Event::ModeChanged {
+            room: room.clone(),
+            by: by.clone(),
+            changes,
+        };
+        assert_eq!(
+            broadcast(&mode).unwrap(),
+            ":op!op@miochat MODE #rust +mk-o key bob\r\n"
+        );
+        let kick = Event::Kicked {
+            room: room.clone(),
+            by,
+            nick: Nick::parse("bob").unwrap(),
+            reason: "spam".into(),
+        };
+        assert_eq!(
+            broadcast(&kick).unwrap(),
+            ":op!op@miochat KICK #rust bob :spam\r\n"
+        );
+        let modes = Event::Modes {
+            room,
+            modes: "+nt".into(),
+            created: 42,
+        };
+        assert_eq!(
+            reply(&modes, "srv", "me"),
+            ":srv 324 me #rust +nt\r\n:srv 329 me #rust 42\r\n"
+        );
+    }
+
+    #[test]
+    fn isupport_lines_have_at_most_13_tokens() {
+        let burst = session_reply(&IrcReply::Welcome { version: "v" }, "srv", "me");
+        let isupport: Vec<&str> = burst.lines().filter(|l| l.contains(" 005 ")).collect();
+        assert_eq!(isupport.len(), 2);
+        for line in isupport {
+            let tokens = line.split(" :").next().unwrap().split(' ').count() - 3;
+            assert!((1..=13).contains(&tokens), "{tokens} tokens: {line}");
+        }
+        assert!(burst.contains("PREFIX=(ov)@+ "));
+        assert!(burst.contains("CHANMODES=b,k,l,imnst "));
     }
 }

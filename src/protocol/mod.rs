@@ -10,25 +10,33 @@
 //!   `Arc<[u8]>` and shared by every recipient;
 //! - [`names`]: the [`Nick`] and [`RoomName`] newtypes and their validation;
 //! - [`irc`]: the IRC client protocol: message parsing and rendering of the same
-//!   [`Event`]s as IRC lines and numerics.
+//!   [`Event`]s as IRC lines and numerics;
+//! - [`modes`] and [`mask`]: room modes and ban masks, parsed and matched once for
+//!   both protocols.
 //!
 //! A second wire protocol (IRC) adds its own parser and renderer for the same types;
 //! nothing in `server/` changes. Nothing in this module touches sockets, so all of it
 //! is unit-tested with plain values. The exact grammar is in `docs/PROTOCOL.md`.
 
 pub mod irc;
+pub mod mask;
+pub mod modes;
 pub mod names;
 pub mod outgoing;
 pub mod parse;
 pub mod render;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use modes::{ModeChange, ModeError, ModeRequest};
 pub use names::{Nick, RoomName};
 
 /// Longest `/topic` text in bytes (InspIRCd 330, Ergo 390).
 pub const MAX_TOPIC_LEN: usize = 300;
+/// Longest kick reason in bytes (`KICKLEN=`); longer ones are cut.
+pub const MAX_KICK_LEN: usize = 300;
 
 /// What a client asked for: one parsed line. Text borrows from the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +107,178 @@ pub enum Command<'a> {
     Ison(Vec<&'a str>),
     /// Nick and host of these nicks (IRC `USERHOST`).
     Userhost(Vec<&'a str>),
+
+    // Moderation (both protocols) and the IRC queries that go with it.
+    /// `/join ROOM KEY`, IRC `JOIN #room key`: join a room that may have a key.
+    JoinWithKey {
+        /// The room.
+        room: RoomName,
+        /// The key offered.
+        key: &'a str,
+    },
+    /// IRC `PART #room :reason`: leave with a reason the room is told.
+    Part {
+        /// The room.
+        room: RoomName,
+        /// Why, if given.
+        reason: Option<&'a str>,
+    },
+    /// `/mode`, `/op`, `/ban`, `/bans` ..., IRC `MODE #room ...`: show or change a
+    /// room's modes (the current room when `None`).
+    Mode {
+        /// The room, or the current one.
+        room: Option<RoomName>,
+        /// What to show or change.
+        request: ModeRequest,
+    },
+    /// `/kick NICK [REASON]`, IRC `KICK #room nick :reason`.
+    Kick {
+        /// The room, or the current one.
+        room: Option<RoomName>,
+        /// Who.
+        nick: &'a str,
+        /// Why (the kicker's nick when not given).
+        reason: Option<&'a str>,
+    },
+    /// `/invite NICK [ROOM]`, IRC `INVITE nick #room`.
+    Invite {
+        /// Who.
+        nick: &'a str,
+        /// The room, or the current one.
+        room: Option<RoomName>,
+    },
+    /// IRC `INVITE` without parameters: the rooms one was invited to.
+    Invites,
+    /// IRC `WHO nick` or `WHO mask`: users matching a nick or a wildcard mask.
+    WhoMask(&'a str),
+    /// IRC `WHOWAS nick [count]`: who recently had a nick.
+    Whowas {
+        /// The nick.
+        nick: &'a str,
+        /// At most this many entries (0 = all kept).
+        count: usize,
+    },
+    /// IRC `LUSERS`: user, connection and room counts.
+    Lusers,
+}
+
+impl Command<'_> {
+    /// True for notices, which must never be answered, not even with an error.
+    pub fn is_notice(&self) -> bool {
+        matches!(
+            self,
+            Command::Notice { .. }
+                | Command::SayTo {
+                    kind: SayKind::Notice,
+                    ..
+                }
+        )
+    }
+}
+
+/// A member's standing in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Role {
+    /// No privileges.
+    #[default]
+    Member,
+    /// May speak under `+m`.
+    Voiced,
+    /// Runs the room.
+    Operator,
+}
+
+impl Role {
+    /// The prefix shown before the nick (`@`, `+`), if any.
+    pub fn prefix(self) -> Option<char> {
+        match self {
+            Role::Member => None,
+            Role::Voiced => Some('+'),
+            Role::Operator => Some('@'),
+        }
+    }
+}
+
+/// One member of a room as listings show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The nick.
+    pub nick: Nick,
+    /// Operator, voiced or plain.
+    pub role: Role,
+    /// Whether an away message is set.
+    pub away: bool,
+    /// The real name (IRC `USER`; the nick for line users).
+    pub realname: Arc<str>,
+}
+
+impl fmt::Display for Member {
+    /// `@nick`, `+nick` or `nick`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(prefix) = self.role.prefix() {
+            write!(f, "{prefix}")?;
+        }
+        write!(f, "{}", self.nick)
+    }
+}
+
+/// One line of an IRC `WHO` by nick or mask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhoRow {
+    /// A room the user is in and the asker may see, if any.
+    pub room: Option<RoomName>,
+    /// The user, with its role in that room.
+    pub member: Member,
+}
+
+/// What `WHOIS` tells about a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhoisInfo {
+    /// The nick.
+    pub nick: Nick,
+    /// The real name.
+    pub realname: Arc<str>,
+    /// The away message, if any.
+    pub away: Option<Box<str>>,
+    /// Rooms the asker may see, with the user's role in each.
+    pub rooms: Vec<(RoomName, Role)>,
+    /// Seconds since the user last sent a message.
+    pub idle_secs: u64,
+    /// When the user connected (Unix seconds).
+    pub signon: u64,
+}
+
+/// One user who had a nick (IRC `WHOWAS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhowasEntry {
+    /// The nick as it was spelled.
+    pub nick: Nick,
+    /// The real name then.
+    pub realname: Arc<str>,
+}
+
+/// User, connection and room counts (IRC `LUSERS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LusersReport {
+    /// Registered users (line users and registered IRC users).
+    pub users: usize,
+    /// IRC connections still registering.
+    pub unknown: usize,
+    /// Rooms with members.
+    pub rooms: usize,
+    /// The most users there have been at once.
+    pub max_users: usize,
+}
+
+/// One entry of a room's ban list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanInfo {
+    /// The normalised mask.
+    pub mask: Box<str>,
+    /// Who set it.
+    pub set_by: Box<str>,
+    /// When (Unix seconds).
+    pub set_at: u64,
 }
 
 /// What kind of room message `SayTo` sends.
@@ -251,6 +431,8 @@ pub enum Event {
         room: RoomName,
         /// Who left.
         nick: Nick,
+        /// Why, if they said (IRC `PART #room :reason`).
+        reason: Option<Box<str>>,
     },
     /// A member of a room changed nick.
     NickChanged {
@@ -289,8 +471,10 @@ pub enum Event {
         members: usize,
         /// The topic, if set.
         topic: Option<Box<str>>,
-        /// Member nicks, for protocols that list them on join (IRC); else empty.
-        nicks: Vec<Nick>,
+        /// Members, for protocols that list them on join (IRC); else empty.
+        nicks: Vec<Member>,
+        /// The room is secret (`+s`).
+        secret: bool,
     },
     /// Reply: you left a room.
     YouLeft {
@@ -304,20 +488,18 @@ pub enum Event {
         /// The new nick.
         nick: Nick,
     },
-    /// Reply to `Names`: every member of a room.
+    /// Reply to `Names`: every member of a room (none for a room that does not
+    /// exist or is secret to the asker).
     Names {
         /// The room.
         room: RoomName,
         /// Its members.
-        nicks: Vec<Nick>,
+        nicks: Vec<Member>,
+        /// The room is secret (`+s`).
+        secret: bool,
     },
     /// Reply to `Whois` for a nick that exists.
-    Whois {
-        /// The nick.
-        nick: Nick,
-        /// Its away message, if any.
-        away: Option<Box<str>>,
-    },
+    Whois(Box<WhoisInfo>),
     /// Reply to `Away`: now away (true) or back (false).
     Away(bool),
     /// Told to a sender whose private message reached someone away.
@@ -336,7 +518,7 @@ pub enum Event {
         /// The room.
         room: RoomName,
         /// Members (at most a page of them).
-        nicks: Vec<Nick>,
+        nicks: Vec<Member>,
         /// How many more were not listed.
         more: usize,
     },
@@ -357,6 +539,91 @@ pub enum Event {
     Bye,
     /// Reply to `/ping`.
     Pong(Option<Box<str>>),
+    /// Room modes changed; every member is told (one `EVENT` line per change).
+    ModeChanged {
+        /// The room.
+        room: RoomName,
+        /// Who changed them.
+        by: Nick,
+        /// What changed, as applied (changes that changed nothing are left out).
+        changes: Vec<ModeChange>,
+    },
+    /// Someone was kicked out of a room; every member is told, the kicked one too.
+    Kicked {
+        /// The room.
+        room: RoomName,
+        /// The operator.
+        by: Nick,
+        /// Who was kicked.
+        nick: Nick,
+        /// Why.
+        reason: Box<str>,
+    },
+    /// Told to the invited user.
+    Invited {
+        /// The room.
+        room: RoomName,
+        /// Who invited.
+        by: Nick,
+        /// The invited user (the reader).
+        nick: Nick,
+    },
+    /// Reply to `Mode` without changes: the room's modes.
+    Modes {
+        /// The room.
+        room: RoomName,
+        /// The mode string and its parameters, e.g. `+klnt key 10`.
+        modes: Box<str>,
+        /// When the room was created (Unix seconds).
+        created: u64,
+    },
+    /// Reply to a ban-list request.
+    Bans {
+        /// The room.
+        room: RoomName,
+        /// Its bans, oldest first.
+        bans: Vec<BanInfo>,
+    },
+    /// Reply to a mode change, for line clients (IRC clients see their `MODE` echo):
+    /// what changed (empty if nothing did).
+    ModesChanged {
+        /// The room.
+        room: RoomName,
+        /// The changes applied.
+        changes: Vec<ModeChange>,
+    },
+    /// Reply to `Kick`, for line clients (IRC clients see the `KICK` echo).
+    KickDone {
+        /// The room.
+        room: RoomName,
+        /// Who was kicked.
+        nick: Nick,
+    },
+    /// Reply to `Invite`: the invitation was sent.
+    Inviting {
+        /// The room.
+        room: RoomName,
+        /// Who was invited.
+        nick: Nick,
+    },
+    /// Reply to `Invites`: rooms one has a pending invitation to.
+    Invites(Vec<RoomName>),
+    /// Reply to `WhoMask`.
+    WhoMask {
+        /// The nick or mask asked for, as given.
+        mask: Box<str>,
+        /// The users found.
+        rows: Vec<WhoRow>,
+    },
+    /// Reply to `Whowas` (empty: nobody had the nick recently).
+    Whowas {
+        /// The nick asked for, as given.
+        nick: Box<str>,
+        /// The most recent first.
+        entries: Vec<WhowasEntry>,
+    },
+    /// Reply to `Lusers`.
+    Lusers(LusersReport),
     /// A client mistake; the connection stays open.
     Error(ProtocolError),
     /// The server is closing this connection, and why.
@@ -433,6 +700,41 @@ pub enum ProtocolError {
     Flood,
     /// A message to a room the sender is not in (IRC 404).
     CannotSendTo(RoomName),
+    /// A moderation command from someone who is not an operator of the room (482).
+    NotOperator(RoomName),
+    /// A join refused by a ban (474).
+    Banned(RoomName),
+    /// A join to an invite-only room without an invitation (473).
+    InviteOnly(RoomName),
+    /// A join with a missing or wrong key (475).
+    BadKey(RoomName),
+    /// A join to a room at its limit (471).
+    RoomFull(RoomName),
+    /// The target of `/op`, `/kick` ... is not in the room (441).
+    NotOnRoom {
+        /// The target.
+        nick: Nick,
+        /// The room.
+        room: RoomName,
+    },
+    /// `/invite` of someone already in the room (443).
+    AlreadyOnRoom {
+        /// The target.
+        nick: Nick,
+        /// The room.
+        room: RoomName,
+    },
+    /// A mode change that was refused (472, 525, 696).
+    BadMode {
+        /// The room.
+        room: RoomName,
+        /// What was wrong.
+        error: ModeError,
+    },
+    /// The ban list is full (478).
+    BanListFull(RoomName),
+    /// A message stopped by `+m`, `+n` or a ban (404).
+    CannotSpeak(RoomName),
 }
 
 impl ProtocolError {
@@ -455,6 +757,16 @@ impl ProtocolError {
             ProtocolError::TopicTooLong => "topic-too-long",
             ProtocolError::Flood => "flood",
             ProtocolError::CannotSendTo(_) => "not-in-room",
+            ProtocolError::NotOperator(_) => "not-operator",
+            ProtocolError::Banned(_) => "banned",
+            ProtocolError::InviteOnly(_) => "invite-only",
+            ProtocolError::BadKey(_) => "bad-key",
+            ProtocolError::RoomFull(_) => "room-full",
+            ProtocolError::NotOnRoom { .. } => "not-on-room",
+            ProtocolError::AlreadyOnRoom { .. } => "already-on-room",
+            ProtocolError::BadMode { .. } => "bad-mode",
+            ProtocolError::BanListFull(_) => "ban-list-full",
+            ProtocolError::CannotSpeak(_) => "cannot-send",
         }
     }
 }
@@ -501,6 +813,21 @@ impl fmt::Display for ProtocolError {
                 "you are sending too fast; lines are dropped until you slow down"
             ),
             ProtocolError::CannotSendTo(room) => write!(f, "you are not in {room}"),
+            ProtocolError::NotOperator(room) => write!(f, "you are not an operator of {room}"),
+            ProtocolError::Banned(room) => write!(f, "you are banned from {room}"),
+            ProtocolError::InviteOnly(room) => write!(f, "{room} is invite-only"),
+            ProtocolError::BadKey(room) => write!(f, "{room} needs the right key"),
+            ProtocolError::RoomFull(room) => write!(f, "{room} is full"),
+            ProtocolError::NotOnRoom { nick, room } => write!(f, "{nick} is not in {room}"),
+            ProtocolError::AlreadyOnRoom { nick, room } => {
+                write!(f, "{nick} is already in {room}")
+            }
+            ProtocolError::BadMode { room, error } => write!(f, "{room}: {error}"),
+            ProtocolError::BanListFull(room) => write!(f, "the ban list of {room} is full"),
+            ProtocolError::CannotSpeak(room) => write!(
+                f,
+                "you cannot send to {room} (moderated, outside messages or banned)"
+            ),
         }
     }
 }

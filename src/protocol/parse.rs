@@ -10,6 +10,7 @@
 //! any other line is a message to the current room. Command names are
 //! case-insensitive.
 
+use super::modes::{self, ModeKind, ModeRequest};
 use super::{Command, MAX_TOPIC_LEN, Nick, ProtocolError, RoomName};
 
 /// Parses one line (without its terminator).
@@ -36,7 +37,7 @@ fn parse_command(line: &str) -> Result<Command<'_>, ProtocolError> {
     let lower = name.to_ascii_lowercase();
     let command = match lower.as_str() {
         "nick" => Command::Nick(Nick::parse(one_word(arg, "/nick NAME")?)?),
-        "join" => Command::Join(RoomName::parse(one_word(arg, "/join ROOM")?)?),
+        "join" => join(arg)?,
         "leave" | "part" => Command::Leave(optional_room(arg, "/leave [ROOM]")?),
         "msg" => {
             let (to, text) = split_word(arg.ok_or(ProtocolError::Usage("/msg NICK TEXT"))?);
@@ -57,9 +58,90 @@ fn parse_command(line: &str) -> Result<Command<'_>, ProtocolError> {
         "stats" => no_args(arg, Command::Stats, "/stats")?,
         "quit" => Command::Quit(arg),
         "help" => Command::Help,
+        "op" | "deop" | "voice" | "devoice" => role(&lower, arg)?,
+        "kick" => {
+            let (nick, reason) = split_word(arg.ok_or(ProtocolError::Usage(KICK_USAGE))?);
+            let reason = reason.trim();
+            Command::Kick {
+                room: None,
+                nick,
+                reason: (!reason.is_empty()).then_some(reason),
+            }
+        }
+        "ban" => mode_of("+b", one_word(arg, "/ban MASK")?),
+        "unban" => mode_of("-b", one_word(arg, "/unban MASK")?),
+        "bans" => no_args(arg, mode_of("+b", ""), "/bans")?,
+        "invite" => {
+            let usage = "/invite NICK [ROOM]";
+            let (nick, room) = split_word(arg.ok_or(ProtocolError::Usage(usage))?);
+            Command::Invite {
+                nick,
+                room: optional_room((!room.is_empty()).then_some(room), usage)?,
+            }
+        }
+        "mode" => mode(arg)?,
         _ => return Err(ProtocolError::UnknownCommand(name.into())),
     };
     Ok(command)
+}
+
+/// Usage of `/kick`.
+const KICK_USAGE: &str = "/kick NICK [REASON]";
+
+/// `/join ROOM [KEY]`.
+fn join(arg: Option<&str>) -> Result<Command<'_>, ProtocolError> {
+    let usage = ProtocolError::Usage("/join ROOM [KEY]");
+    let mut words = arg.ok_or(usage.clone())?.split_whitespace();
+    let room = RoomName::parse(words.next().ok_or(usage.clone())?)?;
+    match (words.next(), words.next()) {
+        (None, _) => Ok(Command::Join(room)),
+        (Some(key), None) => Ok(Command::JoinWithKey { room, key }),
+        (Some(_), Some(_)) => Err(usage),
+    }
+}
+
+/// `/op NICK`, `/deop NICK`, `/voice NICK`, `/devoice NICK`: one mode change.
+fn role<'a>(name: &str, arg: Option<&'a str>) -> Result<Command<'a>, ProtocolError> {
+    let usage = match name {
+        "op" => "/op NICK",
+        "deop" => "/deop NICK",
+        "voice" => "/voice NICK",
+        _ => "/devoice NICK",
+    };
+    let nick = one_word(arg, usage)?.into();
+    let (set, kind) = match name {
+        "op" => (true, ModeKind::Op(nick)),
+        "deop" => (false, ModeKind::Op(nick)),
+        "voice" => (true, ModeKind::Voice(nick)),
+        _ => (false, ModeKind::Voice(nick)),
+    };
+    Ok(Command::Mode {
+        room: None,
+        request: ModeRequest::one(set, kind),
+    })
+}
+
+/// A mode command on the current room with one mode string and one parameter.
+fn mode_of(modestring: &str, param: &str) -> Command<'static> {
+    let params: &[&str] = if param.is_empty() { &[] } else { &[param] };
+    Command::Mode {
+        room: None,
+        request: modes::parse(modestring, params),
+    }
+}
+
+/// `/mode [#ROOM] [+-FLAGS [ARGS...]]`.
+fn mode(arg: Option<&str>) -> Result<Command<'_>, ProtocolError> {
+    let mut words: Vec<&str> = arg.unwrap_or("").split_whitespace().collect();
+    let room = match words.first() {
+        Some(first) if first.starts_with('#') => Some(RoomName::parse(words.remove(0))?),
+        _ => None,
+    };
+    let request = match words.split_first() {
+        Some((modestring, params)) => modes::parse(modestring, params),
+        None => ModeRequest::default(),
+    };
+    Ok(Command::Mode { room, request })
 }
 
 /// Splits at the first space: (first word, rest after the space).
@@ -120,7 +202,40 @@ impl Command<'_> {
             Command::Stats => "/stats".into(),
             Command::Quit(reason) => with("quit", *reason),
             Command::Help => "/help".into(),
-            Command::SayTo { .. }
+            Command::JoinWithKey { room, key } => format!("/join {room} {key}"),
+            Command::Mode { room, request } if request.errors.is_empty() => {
+                let mut line = String::from("/mode");
+                if let Some(room) = room {
+                    line.push_str(&format!(" #{room}"));
+                }
+                if request.list_bans {
+                    line.push_str(" +b");
+                } else if !request.changes.is_empty() {
+                    line.push(' ');
+                    line.push_str(&modes::changes_string(&request.changes));
+                }
+                line
+            }
+            Command::Kick {
+                room: None,
+                nick,
+                reason,
+            } => match reason {
+                Some(reason) => format!("/kick {nick} {reason}"),
+                None => format!("/kick {nick}"),
+            },
+            Command::Invite { nick, room } => match room {
+                Some(room) => format!("/invite {nick} {room}"),
+                None => format!("/invite {nick}"),
+            },
+            Command::Mode { .. }
+            | Command::Kick { .. }
+            | Command::Part { .. }
+            | Command::Invites
+            | Command::WhoMask(_)
+            | Command::Whowas { .. }
+            | Command::Lusers
+            | Command::SayTo { .. }
             | Command::Notice { .. }
             | Command::TopicOf { .. }
             | Command::Names(_)
@@ -180,6 +295,95 @@ mod tests {
             ("/quit", Command::Quit(None)),
             ("/quit gone fishing", Command::Quit(Some("gone fishing"))),
             ("/help", Command::Help),
+            (
+                "/join rust sesame",
+                Command::JoinWithKey {
+                    room: room("rust"),
+                    key: "sesame",
+                },
+            ),
+            (
+                "/op bob",
+                Command::Mode {
+                    room: None,
+                    request: ModeRequest::one(true, ModeKind::Op("bob".into())),
+                },
+            ),
+            (
+                "/devoice bob",
+                Command::Mode {
+                    room: None,
+                    request: ModeRequest::one(false, ModeKind::Voice("bob".into())),
+                },
+            ),
+            (
+                "/ban bob",
+                Command::Mode {
+                    room: None,
+                    request: ModeRequest::one(true, ModeKind::Ban("bob!*@*".into())),
+                },
+            ),
+            (
+                "/unban *!*@10.*",
+                Command::Mode {
+                    room: None,
+                    request: ModeRequest::one(false, ModeKind::Ban("*!*@10.*".into())),
+                },
+            ),
+            (
+                "/bans",
+                Command::Mode {
+                    room: None,
+                    request: ModeRequest {
+                        list_bans: true,
+                        ..ModeRequest::default()
+                    },
+                },
+            ),
+            (
+                "/mode",
+                Command::Mode {
+                    room: None,
+                    request: ModeRequest::default(),
+                },
+            ),
+            (
+                "/mode #go +k key",
+                Command::Mode {
+                    room: Some(room("go")),
+                    request: ModeRequest::one(true, ModeKind::Key(Some("key".into()))),
+                },
+            ),
+            (
+                "/kick bob go away",
+                Command::Kick {
+                    room: None,
+                    nick: "bob",
+                    reason: Some("go away"),
+                },
+            ),
+            (
+                "/kick bob",
+                Command::Kick {
+                    room: None,
+                    nick: "bob",
+                    reason: None,
+                },
+            ),
+            (
+                "/invite bob",
+                Command::Invite {
+                    nick: "bob",
+                    room: None,
+                },
+            ),
+            (
+                "/invite bob go",
+                Command::Invite {
+                    nick: "bob",
+                    room: Some(room("go")),
+                },
+            ),
         ];
         for (line, want) in table {
             assert_eq!(ok(line), want, "{line}");
@@ -192,7 +396,16 @@ mod tests {
         assert_eq!(err(b"/nick"), ProtocolError::Usage("/nick NAME"));
         assert_eq!(err(b"/nick a b"), ProtocolError::Usage("/nick NAME"));
         assert_eq!(err(b"/nick 9lives"), ProtocolError::BadNick);
-        assert_eq!(err(b"/join bad room"), ProtocolError::Usage("/join ROOM"));
+        assert_eq!(
+            err(b"/join bad room x"),
+            ProtocolError::Usage("/join ROOM [KEY]")
+        );
+        assert_eq!(err(b"/op"), ProtocolError::Usage("/op NICK"));
+        assert_eq!(err(b"/op a b"), ProtocolError::Usage("/op NICK"));
+        assert_eq!(err(b"/kick"), ProtocolError::Usage(KICK_USAGE));
+        assert_eq!(err(b"/ban"), ProtocolError::Usage("/ban MASK"));
+        assert_eq!(err(b"/bans x"), ProtocolError::Usage("/bans"));
+        assert_eq!(err(b"/invite"), ProtocolError::Usage("/invite NICK [ROOM]"));
         assert_eq!(err(b"/join b@d"), ProtocolError::BadRoom);
         assert_eq!(err(b"/msg bob"), ProtocolError::Usage("/msg NICK TEXT"));
         assert_eq!(err(b"/me"), ProtocolError::Usage("/me TEXT"));

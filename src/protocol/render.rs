@@ -19,7 +19,8 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::{Event, LoopReport, Nick, RoomName, StatsReport};
+use super::modes::changes_string;
+use super::{Event, LoopReport, Member, RoomName, StatsReport};
 
 /// The text of `/help`, one line per command.
 const HELP: &[&str] = &[
@@ -35,6 +36,14 @@ const HELP: &[&str] = &[
     "/ping [TOKEN]   the server answers PONG [TOKEN]",
     "/stats          server counters",
     "/quit [REASON]  disconnect",
+    "/join ROOM KEY  join a room that has a key (+k)",
+    "/mode [+-FLAGS ARGS]  show or change the room's modes: t n m i s, k KEY, l N",
+    "/op /deop NICK  give or take operator status (operators only)",
+    "/voice /devoice NICK  give or take voice: speak under +m",
+    "/kick NICK [REASON]  put NICK out of the room",
+    "/ban /unban MASK  ban or unban nick!user@host (wildcards * ?)",
+    "/bans           list the room's bans",
+    "/invite NICK [ROOM]  invite NICK (lets them into a +i room once)",
     "//text          send text that starts with /",
 ];
 
@@ -58,7 +67,10 @@ fn write_event(event: &Event, out: &mut String) {
         Event::Private { from, text, .. } => writeln!(out, "PRIV {from} {text}"),
         Event::RoomNotice { room, from, text } => writeln!(out, "MSG {room} {from} {text}"),
         Event::Joined { room, nick } => writeln!(out, "EVENT {room} join {nick}"),
-        Event::Left { room, nick } => writeln!(out, "EVENT {room} leave {nick}"),
+        Event::Left { room, nick, reason } => match reason {
+            Some(reason) => writeln!(out, "EVENT {room} leave {nick} {reason}"),
+            None => writeln!(out, "EVENT {room} leave {nick}"),
+        },
         Event::NickChanged { room, old, new } => writeln!(out, "EVENT {room} nick {old} {new}"),
         Event::Quit { room, nick, reason } => writeln!(out, "EVENT {room} quit {nick} {reason}"),
         Event::TopicChanged { room, nick, topic } => {
@@ -80,36 +92,15 @@ fn write_event(event: &Event, out: &mut String) {
         }
         Event::YouLeft { room } => writeln!(out, "OK left {room}"),
         Event::NickIs { nick, .. } => writeln!(out, "OK nick {nick}"),
-        Event::Names { room, nicks } => write_who(room, nicks, 0, out),
-        Event::Whois { nick, away } => match away {
-            Some(away) => writeln!(out, "OK whois {nick} away {away}"),
-            None => writeln!(out, "OK whois {nick}"),
+        Event::Names { room, nicks, .. } => write_who(room, nicks, 0, out),
+        Event::Whois(info) => match &info.away {
+            Some(away) => writeln!(out, "OK whois {} away {away}", info.nick),
+            None => writeln!(out, "OK whois {}", info.nick),
         },
         Event::Away(true) => writeln!(out, "OK away"),
         Event::Away(false) => writeln!(out, "OK back"),
         Event::IsAway { nick, text } => writeln!(out, "OK away {nick} {text}"),
-        Event::Ison(nicks) => {
-            let _ = write!(out, "OK ison");
-            for nick in nicks {
-                let _ = write!(out, " {nick}");
-            }
-            writeln!(out)
-        }
-        Event::Userhost(nicks) => {
-            let _ = write!(out, "OK userhost");
-            for (nick, _) in nicks {
-                let _ = write!(out, " {nick}");
-            }
-            writeln!(out)
-        }
         Event::Who { room, nicks, more } => write_who(room, nicks, *more, out),
-        Event::Rooms(rooms) => {
-            let _ = write!(out, "OK rooms");
-            for info in rooms {
-                let _ = write!(out, " {}:{}", info.room, info.members);
-            }
-            writeln!(out)
-        }
         Event::Topic { room, topic } => match topic {
             Some(topic) => writeln!(out, "OK topic {room} {topic}"),
             None => writeln!(out, "OK topic {room}"),
@@ -126,12 +117,99 @@ fn write_event(event: &Event, out: &mut String) {
         Event::Pong(Some(token)) => writeln!(out, "PONG {token}"),
         Event::Error(error) => writeln!(out, "ERR {} {error}", error.code()),
         Event::Closing(refusal) => writeln!(out, "ERR {} {}", refusal.code(), refusal.text()),
+        other => write_more(other, out),
     };
 }
 
-/// `OK who ROOM NICK... [+MORE]`: the reply to `/who` (and to IRC's NAMES, should a
-/// line client ever get one).
-fn write_who(room: &RoomName, nicks: &[Nick], more: usize, out: &mut String) -> std::fmt::Result {
+/// The rest of [`write_event`]: listings, and moderation events and replies (one
+/// `EVENT` line per mode change).
+fn write_more(event: &Event, out: &mut String) -> std::fmt::Result {
+    match event {
+        Event::Ison(nicks) => {
+            let _ = write!(out, "OK ison");
+            for nick in nicks {
+                let _ = write!(out, " {nick}");
+            }
+            writeln!(out)
+        }
+        Event::Userhost(nicks) => {
+            let _ = write!(out, "OK userhost");
+            for (nick, _) in nicks {
+                let _ = write!(out, " {nick}");
+            }
+            writeln!(out)
+        }
+        Event::Rooms(rooms) => {
+            let _ = write!(out, "OK rooms");
+            for info in rooms {
+                let _ = write!(out, " {}:{}", info.room, info.members);
+            }
+            writeln!(out)
+        }
+
+        Event::ModeChanged { room, by, changes } => {
+            for change in changes {
+                let change = changes_string(std::slice::from_ref(change));
+                writeln!(out, "EVENT {room} mode {by} {change}")?;
+            }
+            Ok(())
+        }
+        Event::Kicked {
+            room,
+            by,
+            nick,
+            reason,
+        } => writeln!(out, "EVENT {room} kick {by} {nick} {reason}"),
+        Event::Invited { room, by, nick } => writeln!(out, "EVENT {room} invite {by} {nick}"),
+        Event::Modes { room, modes, .. } => writeln!(out, "OK mode {room} {modes}"),
+        Event::Bans { room, bans } => {
+            write!(out, "OK bans {room}")?;
+            for ban in bans {
+                write!(out, " {}", ban.mask)?;
+            }
+            writeln!(out)
+        }
+        Event::Inviting { room, nick } => writeln!(out, "OK invited {nick} {room}"),
+        Event::ModesChanged { room, changes } if changes.is_empty() => {
+            writeln!(out, "OK changed {room}")
+        }
+        Event::ModesChanged { room, changes } => {
+            writeln!(out, "OK changed {room} {}", changes_string(changes))
+        }
+        Event::KickDone { room, nick } => writeln!(out, "OK kicked {nick} {room}"),
+        Event::Invites(rooms) => {
+            write!(out, "OK invites")?;
+            for room in rooms {
+                write!(out, " {room}")?;
+            }
+            writeln!(out)
+        }
+        Event::WhoMask { mask, rows } => {
+            write!(out, "OK whomask {mask}")?;
+            for row in rows {
+                write!(out, " {}", row.member.nick)?;
+            }
+            writeln!(out)
+        }
+        Event::Whowas { nick, entries } => {
+            write!(out, "OK whowas {nick}")?;
+            for entry in entries {
+                write!(out, " {}", entry.nick)?;
+            }
+            writeln!(out)
+        }
+        Event::Lusers(report) => writeln!(
+            out,
+            "OK lusers users={} unknown={} rooms={} max_users={}",
+            report.users, report.unknown, report.rooms, report.max_users
+        ),
+        other => unreachable!("BUG: {other:?} is rendered by write_event"),
+    }
+}
+
+/// `OK who ROOM [@|+]NICK... [+MORE]`: the reply to `/who` (and to IRC's NAMES, should
+/// a line client ever get one). Operators are marked `@`, voiced members `+`.
+fn write_who(room: &RoomName, nicks: &[Member], more: usize, out: &mut String) -> std::fmt::Result {
     write!(out, "OK who {room}")?;
     for nick in nicks {
         write!(out, " {nick}")?;
@@ -207,7 +285,7 @@ fn per_shard(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::protocol::{Nick, ProtocolError, Refusal, RoomName};
+    use crate::protocol::{Member, Nick, ProtocolError, Refusal, Role, RoomName};
 
     fn text(event: &Event) -> String {
         String::from_utf8(line(event).to_vec()).unwrap()
@@ -252,11 +330,49 @@ mod tests {
             ),
             (
                 Event::Who {
-                    room,
-                    nicks: vec![nick],
+                    room: room.clone(),
+                    nicks: vec![
+                        Member {
+                            nick: nick.clone(),
+                            role: Role::Operator,
+                            away: false,
+                            realname: "alice".into(),
+                        },
+                        Member {
+                            nick: Nick::parse("bob").unwrap(),
+                            role: Role::Voiced,
+                            away: false,
+                            realname: "bob".into(),
+                        },
+                    ],
                     more: 2,
                 },
-                "OK who lobby alice +2\n",
+                "OK who lobby @alice +bob +2\n",
+            ),
+            (
+                Event::ModeChanged {
+                    room: room.clone(),
+                    by: nick.clone(),
+                    changes: crate::protocol::modes::parse("+mk", &["key"]).changes,
+                },
+                "EVENT lobby mode alice +m\nEVENT lobby mode alice +k key\n",
+            ),
+            (
+                Event::Kicked {
+                    room: room.clone(),
+                    by: nick.clone(),
+                    nick: Nick::parse("bob").unwrap(),
+                    reason: "spam".into(),
+                },
+                "EVENT lobby kick alice bob spam\n",
+            ),
+            (
+                Event::Left {
+                    room,
+                    nick,
+                    reason: Some("bye all".into()),
+                },
+                "EVENT lobby leave alice bye all\n",
             ),
         ];
         for (event, want) in cases {

@@ -28,10 +28,12 @@ use crate::protocol::{Event, ProtocolError, Refusal, RoomName, irc};
 
 use super::backplane::BackplaneMsg;
 use super::connection::CloseReason;
+use super::directory::Profile;
 use super::effects::Effects;
 use super::inbox::ShardMsg;
 use super::irc_session::IrcSession;
 use super::relay::{Departure, Relay};
+use super::room_state::unix_now;
 use super::session::{FloodBucket, Session};
 use super::shared::Shared;
 use super::token::ConnId;
@@ -71,6 +73,14 @@ impl Chat {
             session.rooms.push(lobby.clone());
             session.current = Some(lobby);
         }
+        // A line user's real name is its nick; an IRC user's comes with USER.
+        let profile = Profile {
+            realname: session.nick.as_str().into(),
+            signon: unix_now(),
+            spoke_at: Arc::clone(&session.spoke_at),
+            registered: protocol == Protocol::Line,
+        };
+        self.shared.directory.set_profile(id, profile);
         session
     }
 
@@ -159,25 +169,43 @@ impl Chat {
             .farewell(fx, key, &notice, CloseReason::Flood);
     }
 
-    /// A message from another shard (adoption and shutdown are the loop's own).
+    /// A message from another shard (adoption and shutdown are the loop's own). A
+    /// room event that kicks someone is carried out here once delivered, if the
+    /// kicked member is on this shard.
     pub fn on_message(&mut self, fx: &mut Effects<'_>, msg: ShardMsg) {
         let delivery = &self.relay.delivery;
-        match msg {
-            ShardMsg::Sequence(event) => delivery.sequence(fx, event),
+        let kicked_in = match msg {
+            ShardMsg::Sequence(event) => {
+                let kick = matches!(event.outgoing.event, Event::Kicked { .. });
+                let room = event.room.clone();
+                delivery.sequence(fx, event);
+                kick.then_some(room)
+            }
             ShardMsg::Room {
                 room,
                 except,
                 outgoing,
-            } => delivery.deliver_local(fx, &room, except, &outgoing),
-            ShardMsg::Direct { to, outgoing } => delivery.deliver_to(fx, to, outgoing),
+            } => {
+                delivery.deliver_local(fx, &room, except, &outgoing);
+                matches!(outgoing.event, Event::Kicked { .. }).then_some(room)
+            }
+            ShardMsg::Direct { to, outgoing } => {
+                delivery.deliver_to(fx, to, outgoing);
+                None
+            }
             ShardMsg::Rename { id } => {
                 if fx.session(id.key()).is_some_and(|s| s.id == id) {
                     self.relay.lose_nick(fx, id.key());
                 }
+                None
             }
             ShardMsg::Adopt { .. } | ShardMsg::Shutdown => {
-                debug_assert!(false, "BUG: the loop handles adoption and shutdown")
+                debug_assert!(false, "BUG: the loop handles adoption and shutdown");
+                None
             }
+        };
+        if let Some(room) = kicked_in {
+            self.relay.carry_out_kicks(fx, &room);
         }
     }
 
@@ -245,6 +273,9 @@ impl Chat {
             rooms: &rooms,
         };
         self.relay.depart(fx, who, tell.then_some(why));
+        self.shared
+            .directory
+            .remember(session.id, &session.nick, true);
         self.shared.directory.remove(session.id);
         if self.shared.backplane.is_some() {
             fx.publish(BackplaneMsg::Gone { id: session.id });

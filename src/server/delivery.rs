@@ -22,6 +22,7 @@ use crate::protocol::outgoing::{Outgoing, render_for};
 use crate::protocol::{Event, ProtocolError, RoomName};
 
 use super::backplane::BackplaneMsg;
+use super::backplane::wire::crosses_nodes;
 use super::connection::CloseReason;
 use super::effects::Effects;
 use super::inbox::{Origin, RoomEvent, ShardMsg};
@@ -65,6 +66,17 @@ impl Delivery {
     /// Removes local connection `key` from `room`'s fan-out list.
     pub fn exit(&mut self, room: &RoomName, key: usize) {
         self.rooms.leave(room, key);
+    }
+
+    /// Slab keys of this shard's members of `room`.
+    pub fn local_members(&self, room: &RoomName) -> &[usize] {
+        self.rooms.members(room)
+    }
+
+    /// True if this shard is `room`'s home, where its events are sequenced (and so
+    /// delivered to this shard's members at once).
+    pub fn is_home(&self, room: &RoomName) -> bool {
+        home_shard(room, self.shards) == self.index
     }
 
     /// `event` to connection `key` alone, in its protocol.
@@ -185,7 +197,10 @@ impl Delivery {
                 },
             );
         }
-        if origin == Origin::Local && self.shared.backplane.is_some() {
+        if origin == Origin::Local
+            && self.shared.backplane.is_some()
+            && crosses_nodes(&outgoing.event)
+        {
             fx.publish(BackplaneMsg::Room { room, outgoing });
         }
     }

@@ -2,7 +2,11 @@
 //!
 //! - which connection owns each nick (nicks are unique server-wide);
 //! - which connections are in each room, how many of them on each shard, and the
-//!   room's topic.
+//!   room's topic;
+//! - each room's moderation state (modes, operators and voiced members, bans,
+//!   invitations: a `RoomState` in the room's entry, so that both protocols and every
+//!   shard share one state), and each connection's profile (real name, sign-on time)
+//!   and a bounded history of recent nicks for `WHOWAS`.
 //!
 //! It is the only shared mutable state besides the stats atomics, behind one `Mutex`.
 //! Every method takes the lock once, does a few map operations and lets go: it is
@@ -14,13 +18,23 @@
 //! updates both in the same call, so a room message sent after a join reaches the
 //! new member.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::protocol::mask::{Identity, glob_matches};
+use crate::protocol::modes::{Flag, ModeKind};
 use crate::protocol::names::NickKey;
-use crate::protocol::{Nick, ProtocolError, RoomInfo, RoomName};
+use crate::protocol::{
+    BanInfo, LusersReport, Member, ModeChange, Nick, ProtocolError, Role, RoomInfo, RoomName,
+    WhoRow, WhoisInfo, WhowasEntry,
+};
 
+use super::room_state::{JoinRefusal, RoomState, unix_now};
 use super::token::ConnId;
+
+/// Entries `WHOWAS` remembers, server-wide (oldest dropped first).
+pub const WHOWAS_HISTORY: usize = 256;
 
 /// Server-wide nick and room tables.
 #[derive(Debug, Default)]
@@ -43,6 +57,14 @@ struct Tables {
     away: HashMap<ConnId, Box<str>>,
     /// Suffix of the next guest nick.
     next_guest: u64,
+    /// Real name, sign-on time and activity of each connection.
+    profiles: HashMap<ConnId, Profile>,
+    /// Connections that finished registering (line connections at once).
+    registered: usize,
+    /// The most registered connections there have been at once.
+    max_registered: usize,
+    /// Recent nicks, newest last, for `WHOWAS`.
+    whowas: VecDeque<WhowasEntry>,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +74,31 @@ struct RoomEntry {
     per_shard: Vec<u32>,
     shard_mask: u64,
     topic: Option<Box<str>>,
+    /// Modes, roles, bans, invitations.
+    state: RoomState,
+}
+
+/// What the directory knows about a connection beyond its nick.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The real name (IRC `USER`; the nick for line connections).
+    pub realname: Arc<str>,
+    /// When it connected (Unix seconds).
+    pub signon: u64,
+    /// When it last sent a message (Unix seconds), written by its own shard without
+    /// the lock and read here for `WHOIS` idle times.
+    pub spoke_at: Arc<AtomicU64>,
+    /// Registration is complete (always for line connections).
+    pub registered: bool,
+}
+
+/// The result of a mode change: what changed, and what was refused.
+#[derive(Debug, Default)]
+pub struct ModeOutcome {
+    /// Changes that changed something, in order.
+    pub applied: Vec<ModeChange>,
+    /// Changes refused (unknown nicks, nicks not in the room, a full ban list).
+    pub refused: Vec<ProtocolError>,
 }
 
 /// Which shards have members in a room, and how many members it has.
@@ -263,6 +310,418 @@ impl Directory {
     }
 }
 
+/// Moderation, profiles and the IRC user queries: each method one short lock.
+impl Directory {
+    /// Records a new connection's profile.
+    pub fn set_profile(&self, id: ConnId, profile: Profile) {
+        let mut t = self.lock();
+        let registered = profile.registered;
+        t.profiles.insert(id, profile);
+        if registered {
+            t.count_registered();
+        }
+    }
+
+    /// An IRC connection finished registering with this real name.
+    pub fn register(&self, id: ConnId, realname: &str) {
+        let mut t = self.lock();
+        let Some(profile) = t.profiles.get_mut(&id) else {
+            return;
+        };
+        profile.realname = realname.into();
+        if !std::mem::replace(&mut profile.registered, true) {
+            t.count_registered();
+        }
+    }
+
+    /// Remembers `id` as having had `nick` (for `WHOWAS`): called when it changes
+    /// nick and when it closes (then its profile is dropped too).
+    pub fn remember(&self, id: ConnId, nick: &Nick, closing: bool) {
+        let mut t = self.lock();
+        let profile = if closing {
+            t.profiles.remove(&id)
+        } else {
+            t.profiles.get(&id).cloned()
+        };
+        let Some(profile) = profile else {
+            return;
+        };
+        if profile.registered {
+            if closing {
+                t.registered -= 1;
+            }
+            if t.whowas.len() == WHOWAS_HISTORY {
+                t.whowas.pop_front();
+            }
+            let realname = profile.realname;
+            let nick = nick.clone();
+            t.whowas.push_back(WhowasEntry { nick, realname });
+        }
+    }
+
+    /// Up to `count` (0: all) of the latest users who had `nick`, newest first.
+    pub fn whowas(&self, nick: &str, count: usize) -> Vec<WhowasEntry> {
+        let count = if count == 0 { usize::MAX } else { count };
+        let t = self.lock();
+        let matching = t.whowas.iter().rev();
+        let matching = matching.filter(|entry| entry.nick.as_str().eq_ignore_ascii_case(nick));
+        matching.take(count).cloned().collect()
+    }
+
+    /// The counts of `LUSERS`.
+    pub fn lusers(&self) -> LusersReport {
+        let t = self.lock();
+        LusersReport {
+            users: t.registered,
+            unknown: t.profiles.len() - t.registered,
+            rooms: t.rooms.len(),
+            max_users: t.max_registered,
+        }
+    }
+
+    /// Joins `room` if its modes and bans let `id` in (one lock for check and join, so
+    /// two joiners cannot both take the last place under `+l`). Already a member: ok.
+    pub fn admit(
+        &self,
+        room: &RoomName,
+        id: ConnId,
+        who: &Identity<'_>,
+        key: Option<&str>,
+    ) -> Result<Joined, JoinRefusal> {
+        let mut t = self.lock();
+        if let Some(entry) = t.rooms.get_mut(room)
+            && !entry.members.contains(&id)
+        {
+            let members = entry.members.len();
+            entry.state.admit(id, who, key, members)?;
+        }
+        Ok(t.join(room, id))
+    }
+
+    /// May `id` send a message to `room` (`+n`, `+m`, bans)? One lock per room
+    /// message, on the sender's shard.
+    pub fn may_speak(&self, room: &RoomName, id: ConnId, who: &Identity<'_>) -> bool {
+        let t = self.lock();
+        t.rooms.get(room).is_some_and(|entry| {
+            let member = entry.members.contains(&id);
+            entry.state.may_speak(id, member, who)
+        })
+    }
+
+    /// May `id` see (`set` false) or set the topic of `room`? 403 if there is no such
+    /// room; 442 to set it without being a member, or to see a secret room's from
+    /// outside; 482 to set it under `+t` without being an operator.
+    pub fn topic_access(
+        &self,
+        room: &RoomName,
+        id: ConnId,
+        set: bool,
+    ) -> Result<(), ProtocolError> {
+        let t = self.lock();
+        let entry = t.room(room)?;
+        let member = entry.members.contains(&id) && !entry.state.is_kicked(id);
+        if !member && (set || entry.state.has(Flag::Secret)) {
+            return Err(ProtocolError::NotInRoom(room.clone()));
+        }
+        let operator = entry.state.role(id) == Role::Operator;
+        if set && entry.state.has(Flag::TopicLock) && !operator {
+            return Err(ProtocolError::NotOperator(room.clone()));
+        }
+        Ok(())
+    }
+
+    /// Applies mode changes to `room` on behalf of `by` (who must be an operator),
+    /// resolving the nicks of `o`/`v` changes under the same lock.
+    pub fn change_modes(
+        &self,
+        room: &RoomName,
+        by: ConnId,
+        changes: &[ModeChange],
+    ) -> Result<ModeOutcome, ProtocolError> {
+        let mut t = self.lock();
+        let by_nick = t.nick_of.get(&by).cloned();
+        let tables = &mut *t;
+        let entry = tables
+            .rooms
+            .get_mut(room)
+            .ok_or_else(|| ProtocolError::NoSuchRoom(room.clone()))?;
+        if entry.state.role(by) != Role::Operator {
+            return Err(ProtocolError::NotOperator(room.clone()));
+        }
+        let by_nick = by_nick.map_or_else(|| "*".into(), |n| n.to_string());
+        let now = unix_now();
+        let mut outcome = ModeOutcome::default();
+        for change in changes {
+            let mut change = change.clone();
+            let target = match resolve_target(&tables.nicks, &tables.nick_of, entry, room, &change)
+            {
+                Ok(target) => target,
+                Err(error) => {
+                    outcome.refused.push(error);
+                    continue;
+                }
+            };
+            if let Some((_, spelled)) = &target {
+                change.kind = with_nick(&change.kind, spelled);
+            }
+            match entry
+                .state
+                .apply(&change, target.map(|(id, _)| id), &by_nick, now)
+            {
+                Ok(true) => outcome.applied.push(change),
+                Ok(false) => {}
+                Err(_) => outcome
+                    .refused
+                    .push(ProtocolError::BanListFull(room.clone())),
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// The modes of `room` (the key shown only to members) and its creation time.
+    pub fn modes(&self, room: &RoomName, asker: ConnId) -> Option<(String, u64)> {
+        let t = self.lock();
+        let entry = t.rooms.get(room)?;
+        let modes = entry.state.modes_string(entry.members.contains(&asker));
+        Some((modes, entry.state.created))
+    }
+
+    /// The ban list of `room`.
+    pub fn bans(&self, room: &RoomName) -> Option<Vec<BanInfo>> {
+        self.lock().rooms.get(room).map(|e| e.state.bans().to_vec())
+    }
+
+    /// Checks and records a kick of `nick` from `room` by `by`. The kicked member
+    /// stays in the room (so it is told) until its own shard carries the kick out
+    /// ([`Self::take_kicked`]). Returns the kicked nick as spelled.
+    pub fn kick(&self, room: &RoomName, by: ConnId, nick: &str) -> Result<Nick, ProtocolError> {
+        let mut t = self.lock();
+        let target = t.lookup_key(nick);
+        let spelled = target.and_then(|id| t.nick_of.get(&id).cloned());
+        let entry = t.room_mut(room)?;
+        if !entry.members.contains(&by) {
+            return Err(ProtocolError::NotInRoom(room.clone()));
+        }
+        if entry.state.role(by) != Role::Operator {
+            return Err(ProtocolError::NotOperator(room.clone()));
+        }
+        let (Some(target), Some(spelled)) = (target, spelled) else {
+            return Err(ProtocolError::NoSuchNick(nick.into()));
+        };
+        if !entry.members.contains(&target) || entry.state.is_kicked(target) {
+            let (nick, room) = (spelled, room.clone());
+            return Err(ProtocolError::NotOnRoom { nick, room });
+        }
+        entry.state.kick(target);
+        Ok(spelled)
+    }
+
+    /// Which of `ids` (members of `room` on the calling shard) have a kick waiting to
+    /// be carried out.
+    pub fn take_kicked(&self, room: &RoomName, ids: &[ConnId]) -> Vec<ConnId> {
+        let t = self.lock();
+        let Some(entry) = t.rooms.get(room) else {
+            return Vec::new();
+        };
+        ids.iter()
+            .copied()
+            .filter(|&id| entry.state.is_kicked(id))
+            .collect()
+    }
+
+    /// Checks and records an invitation of `nick` to `room` by `by`; returns the
+    /// target and its nick as spelled.
+    pub fn invite(
+        &self,
+        room: &RoomName,
+        by: ConnId,
+        nick: &str,
+    ) -> Result<(ConnId, Nick), ProtocolError> {
+        let mut t = self.lock();
+        let target = t.lookup_key(nick);
+        let spelled = target.and_then(|id| t.nick_of.get(&id).cloned());
+        let tables = &mut *t;
+        let entry = tables
+            .rooms
+            .get_mut(room)
+            .ok_or_else(|| ProtocolError::NoSuchRoom(room.clone()))?;
+        if !entry.members.contains(&by) {
+            return Err(ProtocolError::NotInRoom(room.clone()));
+        }
+        let operator = entry.state.role(by) == Role::Operator;
+        if entry.state.has(Flag::InviteOnly) && !operator {
+            return Err(ProtocolError::NotOperator(room.clone()));
+        }
+        let (Some(target), Some(spelled)) = (target, spelled) else {
+            return Err(ProtocolError::NoSuchNick(nick.into()));
+        };
+        if entry.members.contains(&target) {
+            let (nick, room) = (spelled, room.clone());
+            return Err(ProtocolError::AlreadyOnRoom { nick, room });
+        }
+        let alive = &tables.nick_of;
+        entry.state.invite(target, |id| alive.contains_key(&id));
+        Ok((target, spelled))
+    }
+
+    /// The rooms `id` has a pending invitation to (scans every room: `INVITE` without
+    /// parameters is rare).
+    pub fn invites_of(&self, id: ConnId) -> Vec<RoomName> {
+        let t = self.lock();
+        let mut rooms: Vec<RoomName> = t
+            .rooms
+            .iter()
+            .filter(|(_, entry)| entry.state.is_invited(id))
+            .map(|(room, _)| room.clone())
+            .collect();
+        rooms.sort();
+        rooms
+    }
+
+    /// Up to `page` members of `room` with their roles, sorted by nick, how many more
+    /// there are, and whether the room is secret. A secret room looks empty to
+    /// non-members. `None` if the room has no members.
+    pub fn members(
+        &self,
+        room: &RoomName,
+        asker: ConnId,
+        page: usize,
+    ) -> Option<(Vec<Member>, usize, bool)> {
+        let t = self.lock();
+        let entry = t.rooms.get(room)?;
+        let secret = entry.state.has(Flag::Secret);
+        if secret && !entry.members.contains(&asker) {
+            return Some((Vec::new(), 0, true));
+        }
+        let mut members: Vec<Member> = entry
+            .members
+            .iter()
+            .filter_map(|&id| t.member(entry, id))
+            .collect();
+        drop(t);
+        members.sort_by_cached_key(|m| m.nick.as_str().to_ascii_lowercase());
+        let more = members.len().saturating_sub(page);
+        members.truncate(page);
+        Some((members, more, secret))
+    }
+
+    /// Every room `asker` may see (secret rooms only to their members), sorted.
+    pub fn visible_rooms(&self, asker: ConnId) -> Vec<RoomInfo> {
+        let secret = Flag::Secret;
+        let mut list: Vec<RoomInfo> = self
+            .lock()
+            .rooms
+            .iter()
+            .filter(|(_, e)| !e.state.has(secret) || e.members.contains(&asker))
+            .map(|(room, entry)| RoomInfo {
+                room: room.clone(),
+                members: entry.members.len(),
+                topic: entry.topic.clone(),
+            })
+            .collect();
+        list.sort_by(|a, b| a.room.cmp(&b.room));
+        list
+    }
+
+    /// What `WHOIS nick` shows `asker` (secret rooms only if `asker` is in them too).
+    /// Scans the rooms for the target's memberships: `WHOIS` is rare.
+    pub fn whois(&self, nick: &str, asker: ConnId) -> Option<WhoisInfo> {
+        let t = self.lock();
+        let id = t.lookup_key(nick)?;
+        let nick = t.nick_of.get(&id)?.clone();
+        let profile = t.profiles.get(&id)?;
+        let secret = Flag::Secret;
+        let mut rooms: Vec<_> = t
+            .rooms
+            .iter()
+            .filter(|(_, e)| e.members.contains(&id))
+            .filter(|(_, e)| !e.state.has(secret) || e.members.contains(&asker))
+            .map(|(room, e)| (room.clone(), e.state.role(id)))
+            .collect();
+        rooms.sort();
+        let now = unix_now();
+        let spoke = profile.spoke_at.load(Ordering::Relaxed).max(profile.signon);
+        Some(WhoisInfo {
+            nick,
+            realname: Arc::clone(&profile.realname),
+            away: t.away.get(&id).cloned(),
+            rooms,
+            idle_secs: now.saturating_sub(spoke),
+            signon: profile.signon,
+        })
+    }
+
+    /// `WHO nick-or-mask` for `asker`: an exact nick finds that user; a mask finds the
+    /// users who share a room with `asker` (everyone is `+i`), and `asker`, whose nick
+    /// or real name matches. At most `page` rows.
+    pub fn who_mask(&self, mask: &str, asker: ConnId, page: usize) -> Vec<WhoRow> {
+        let t = self.lock();
+        let exact = t.lookup_key(mask);
+        let mut seen: HashSet<ConnId> = HashSet::new();
+        let mut rows = Vec::new();
+        let candidates: Vec<ConnId> = match exact {
+            Some(id) => vec![id],
+            None => std::iter::once(asker)
+                .chain(
+                    t.rooms
+                        .values()
+                        .filter(|e| e.members.contains(&asker))
+                        .flat_map(|e| e.members.iter().copied()),
+                )
+                .collect(),
+        };
+        for id in candidates {
+            if rows.len() == page || !seen.insert(id) {
+                continue;
+            }
+            let Some(member) = t.person(id) else {
+                continue;
+            };
+            let wanted = exact.is_some()
+                || glob_matches(mask, member.nick.as_str())
+                || glob_matches(mask, &member.realname);
+            if wanted {
+                rows.push(WhoRow { room: None, member });
+            }
+        }
+        rows
+    }
+}
+
+/// For an `o`/`v` change, the target member and its nick as spelled; `None` for other
+/// changes. Errors if nobody has the nick (401) or they are not in the room (441).
+fn resolve_target(
+    nicks: &HashMap<NickKey, ConnId>,
+    nick_of: &HashMap<ConnId, Nick>,
+    entry: &RoomEntry,
+    room: &RoomName,
+    change: &ModeChange,
+) -> Result<Option<(ConnId, Nick)>, ProtocolError> {
+    let (ModeKind::Op(nick) | ModeKind::Voice(nick)) = &change.kind else {
+        return Ok(None);
+    };
+    let no_such = || ProtocolError::NoSuchNick(nick.clone());
+    let key = Nick::parse(nick).map_err(|_| no_such())?.key();
+    let id = *nicks.get(&key).ok_or_else(no_such)?;
+    let spelled = nick_of.get(&id).cloned().ok_or_else(no_such)?;
+    if !entry.members.contains(&id) || entry.state.is_kicked(id) {
+        return Err(ProtocolError::NotOnRoom {
+            nick: spelled,
+            room: room.clone(),
+        });
+    }
+    Ok(Some((id, spelled)))
+}
+
+/// The same `o`/`v` change naming the nick as its owner spells it.
+fn with_nick(kind: &ModeKind, nick: &Nick) -> ModeKind {
+    match kind {
+        ModeKind::Op(_) => ModeKind::Op(nick.as_str().into()),
+        ModeKind::Voice(_) => ModeKind::Voice(nick.as_str().into()),
+        other => other.clone(),
+    }
+}
+
 impl Tables {
     fn fresh_guest(&mut self, suffix: &str) -> Nick {
         loop {
@@ -278,6 +737,9 @@ impl Tables {
     fn join(&mut self, room: &RoomName, id: ConnId) -> Joined {
         let entry = self.rooms.entry(room.clone()).or_default();
         if entry.members.insert(id) {
+            if entry.members.len() == 1 {
+                entry.state.found(id);
+            }
             let shard = id.shard();
             if entry.per_shard.len() <= shard {
                 entry.per_shard.resize(shard + 1, 0);
@@ -296,6 +758,7 @@ impl Tables {
             return;
         };
         if entry.members.remove(&id) {
+            entry.state.forget(id);
             let shard = id.shard();
             entry.per_shard[shard] -= 1;
             if entry.per_shard[shard] == 0 {
@@ -305,6 +768,50 @@ impl Tables {
         if entry.members.is_empty() {
             self.rooms.remove(room);
         }
+    }
+
+    fn count_registered(&mut self) {
+        self.registered += 1;
+        self.max_registered = self.max_registered.max(self.registered);
+    }
+
+    /// Who owns `nick` (case-insensitive).
+    fn lookup_key(&self, nick: &str) -> Option<ConnId> {
+        self.nicks.get(&Nick::parse(nick).ok()?.key()).copied()
+    }
+
+    fn room(&self, room: &RoomName) -> Result<&RoomEntry, ProtocolError> {
+        self.rooms
+            .get(room)
+            .ok_or_else(|| ProtocolError::NoSuchRoom(room.clone()))
+    }
+
+    fn room_mut(&mut self, room: &RoomName) -> Result<&mut RoomEntry, ProtocolError> {
+        self.rooms
+            .get_mut(room)
+            .ok_or_else(|| ProtocolError::NoSuchRoom(room.clone()))
+    }
+
+    /// `id` as a member of `entry`: nick, role, away flag and real name.
+    fn member(&self, entry: &RoomEntry, id: ConnId) -> Option<Member> {
+        let mut member = self.person(id)?;
+        member.role = entry.state.role(id);
+        Some(member)
+    }
+
+    /// `id` outside any room: nick, away flag and real name.
+    fn person(&self, id: ConnId) -> Option<Member> {
+        let nick = self.nick_of.get(&id)?.clone();
+        let realname = self
+            .profiles
+            .get(&id)
+            .map_or_else(|| Arc::from(nick.as_str()), |p| Arc::clone(&p.realname));
+        Some(Member {
+            nick,
+            role: Role::Member,
+            away: self.away.contains_key(&id),
+            realname,
+        })
     }
 }
 

@@ -10,14 +10,15 @@
 //! is made in `protocol::irc` ([`IrcReply`]).
 //!
 //! Registration: `NICK` claims the nick in the shared directory at once (so IRC and
-//! line users share one namespace); `USER` supplies the rest. When both have arrived,
+//! line users share one namespace); `USER` supplies the real name (bytes that are not
+//! UTF-8 in it, as in any line, are replaced, never refused: see `irc::decode`). When both have arrived,
 //! `CAP` negotiation (if started) has ended and the password (if `--password` is set)
 //! matched, the client gets 001–005 and the MOTD. Before that, anything else gets 451.
 
 use std::sync::Arc;
 
-use crate::protocol::irc::{self, IrcReply, Message};
-use crate::protocol::{Command, MAX_TOPIC_LEN, Nick, ProtocolError, SayKind};
+use crate::protocol::irc::{self, IrcReply, MAX_AWAY_LEN, Message};
+use crate::protocol::{Command, MAX_TOPIC_LEN, ModeRequest, Nick, ProtocolError, SayKind, modes};
 
 use super::connection::CloseReason;
 use super::effects::Effects;
@@ -45,10 +46,9 @@ pub struct IrcSession<'r, 'f, 'a> {
 impl IrcSession<'_, '_, '_> {
     /// Handles one line from an IRC connection.
     pub fn on_line(mut self, line: &[u8]) {
-        let msg = match irc::parse(line) {
-            Ok(Some(msg)) => msg,
-            Ok(None) => return,
-            Err(error) => return self.relay.delivery.reject(self.fx, self.key, error),
+        let text = irc::decode(line);
+        let Some(msg) = irc::parse(&text) else {
+            return;
         };
         let Some(state) = self.state() else {
             return;
@@ -60,10 +60,10 @@ impl IrcSession<'_, '_, '_> {
             "PASS" => self.pass(&msg),
             "NICK" => self.nick(&msg, registered),
             "USER" => self.user(&msg),
-            "PING" => self.send(irc::pong(
-                &self.shared.config.server_name,
-                msg.param(0).unwrap_or(""),
-            )),
+            "PING" => match msg.param(0) {
+                Some(token) => self.send(irc::pong(&self.shared.config.server_name, token)),
+                None => self.answer(IrcReply::NoOrigin),
+            },
             "PONG" => {}
             "QUIT" if !registered => self.close_with(IrcReply::ClosingLink("Quit")),
             _ if !registered => self.answer(IrcReply::NotRegistered),
@@ -77,18 +77,30 @@ impl IrcSession<'_, '_, '_> {
         match cmd {
             "PRIVMSG" | "NOTICE" => self.message(msg),
             "JOIN" if msg.param(0) == Some("0") => self.leave_all(),
-            "JOIN" => self.each_room(msg, Command::Join),
-            "PART" => self.each_room(msg, |room| Command::Leave(Some(room))),
-            "NAMES" if msg.param(0).is_none() => self.answer(IrcReply::EndOfNamesAll),
-            "NAMES" => self.each_room(msg, Command::Names),
+            "JOIN" => self.join(msg),
+            "PART" => {
+                let reason = msg.param(1);
+                self.each_room(msg, |room| Command::Part { room, reason });
+            }
+            "NAMES" => self.names(msg),
             "TOPIC" => self.topic(msg),
             "LIST" => self.apply(Command::Rooms),
-            "WHO" => match msg.param(0).and_then(irc::channel) {
-                Some(room) => self.apply(Command::Who(Some(room))),
-                None => self.answer(IrcReply::EndOfWho(msg.param(0).unwrap_or("*"))),
+            "WHO" => match msg.param(0) {
+                Some(name) if name.starts_with('#') => match irc::channel(name) {
+                    Some(room) => self.apply(Command::Who(Some(room))),
+                    None => self.answer(IrcReply::EndOfWho(name)),
+                },
+                mask => self.apply(Command::WhoMask(mask.unwrap_or("*"))),
             },
             "WHOIS" => self.whois(msg),
-            "AWAY" => self.apply(Command::Away(msg.param(0))),
+            "WHOWAS" => self.whowas(msg),
+            "LUSERS" => self.apply(Command::Lusers),
+            "KICK" => self.kick(msg),
+            "INVITE" => self.invite(msg),
+            "AWAY" => {
+                let text = msg.param(0).map(|t| cut(t, MAX_AWAY_LEN));
+                self.apply(Command::Away(text));
+            }
             "ISON" => {
                 let nicks: Vec<&str> = msg.params.iter().flat_map(|p| p.split(' ')).collect();
                 if nicks.iter().all(|n| n.is_empty()) {
@@ -206,12 +218,15 @@ impl IrcSession<'_, '_, '_> {
         self.try_register();
     }
 
+    /// `USER name mode unused :real name`: all four, and a real name that is not
+    /// empty, or 461.
     fn user(&mut self, msg: &Message<'_>) {
-        if msg.params.len() < 4 {
+        let Some(realname) = msg.params.get(3).filter(|r| !r.trim().is_empty()) else {
             return self.answer(IrcReply::NeedMoreParams("USER"));
-        }
+        };
         if let Some(state) = self.state() {
             state.user_given = true;
+            state.realname = Some(cut(realname, MAX_REALNAME_LEN).into());
         }
         self.try_register();
     }
@@ -226,21 +241,30 @@ impl IrcSession<'_, '_, '_> {
             return self.close_with(IrcReply::PasswordIncorrect);
         }
         state.registered = true;
+        let realname = state.realname.take().unwrap_or_default();
         if let Some(session) = self.fx.session(self.key) {
             log::info!("{} registered on IRC as {}", session.peer, session.nick);
+            self.shared.directory.register(session.id, &realname);
         }
         self.answer(IrcReply::Welcome { version: VERSION });
     }
 
-    /// `PRIVMSG`/`NOTICE` to rooms (`#room`) and nicks, comma lists allowed.
+    /// `PRIVMSG`/`NOTICE` to rooms (`#room`) and nicks, comma lists allowed. A
+    /// `NOTICE` is never answered, whatever goes wrong.
     fn message(&mut self, msg: &Message<'_>) {
         let notice = msg.command == "NOTICE";
         let Some(targets) = msg.param(0) else {
-            return self.answer(IrcReply::NoRecipient(&msg.command));
+            if !notice {
+                self.answer(IrcReply::NoRecipient(&msg.command));
+            }
+            return;
         };
         let (text, action) = irc::clean_text(msg.param(1).unwrap_or(""));
         if text.trim().is_empty() {
-            return self.answer(IrcReply::NoTextToSend);
+            if !notice {
+                self.answer(IrcReply::NoTextToSend);
+            }
+            return;
         }
         let kind = match (notice, action) {
             (true, _) => SayKind::Notice,
@@ -255,7 +279,9 @@ impl IrcSession<'_, '_, '_> {
                     kind,
                 },
                 None if target.starts_with('#') => {
-                    self.answer(IrcReply::NoSuchChannel(target));
+                    if !notice {
+                        self.answer(IrcReply::NoSuchChannel(target));
+                    }
                     continue;
                 }
                 None if notice => Command::Notice {
@@ -284,9 +310,9 @@ impl IrcSession<'_, '_, '_> {
     }
 
     /// Applies `make(room)` for each `#room` in the comma list of the first parameter.
-    fn each_room<F>(&mut self, msg: &Message<'_>, make: F)
+    fn each_room<'m, F>(&mut self, msg: &Message<'m>, make: F)
     where
-        F: Fn(crate::protocol::RoomName) -> Command<'static>,
+        F: Fn(crate::protocol::RoomName) -> Command<'m>,
     {
         let Some(list) = msg.param(0) else {
             return self.answer(IrcReply::NeedMoreParams(&msg.command));
@@ -328,25 +354,25 @@ impl IrcSession<'_, '_, '_> {
         self.answer(IrcReply::EndOfWhois(nick));
     }
 
-    /// Enough `MODE` for clients to be content: rooms are `+nt`, users `+i`, and
-    /// nothing can be changed.
+    /// `MODE #room [modes [params...]]` goes to the core (both protocols share room
+    /// modes); `MODE nick` is the user's own modes: `+i` for everyone, nothing to change.
     fn mode(&mut self, msg: &Message<'_>) {
         let Some(target) = msg.param(0) else {
             return self.answer(IrcReply::NeedMoreParams("MODE"));
         };
+        if target.starts_with('#') {
+            let Some(room) = irc::channel(target) else {
+                return self.answer(IrcReply::NoSuchChannel(target));
+            };
+            let request = match msg.params.get(1) {
+                Some(modestring) => modes::parse(modestring, &msg.params[2..]),
+                None => ModeRequest::default(),
+            };
+            let room = Some(room);
+            return self.apply(Command::Mode { room, request });
+        }
         let me = self.fx.session(self.key).map(|s| s.nick.key());
-        let reply = if target.starts_with('#') {
-            match (irc::channel(target), msg.param(1)) {
-                (None, _) => IrcReply::NoSuchChannel(target),
-                (Some(_), None) => IrcReply::ChannelModes(target),
-                (Some(_), Some(b))
-                    if b.trim_start_matches(['+', '-']).is_empty() || b == "b" || b == "+b" =>
-                {
-                    IrcReply::EndOfBanList(target)
-                }
-                (Some(_), Some(_)) => IrcReply::NotChannelOperator(target),
-            }
-        } else if Nick::parse(target).is_ok_and(|n| Some(n.key()) == me) {
+        let reply = if Nick::parse(target).is_ok_and(|n| Some(n.key()) == me) {
             match msg.param(1) {
                 None => IrcReply::UserModes,
                 Some(modes) => IrcReply::UserModeChanged(modes),
@@ -358,4 +384,86 @@ impl IrcSession<'_, '_, '_> {
         };
         self.answer(reply);
     }
+
+    /// `JOIN #a,#b [key1,key2]`: keys are matched to channels in order.
+    fn join(&mut self, msg: &Message<'_>) {
+        let Some(list) = msg.param(0) else {
+            return self.answer(IrcReply::NeedMoreParams("JOIN"));
+        };
+        let mut keys = msg.param(1).unwrap_or("").split(',');
+        for name in list.split(',').filter(|n| !n.is_empty()) {
+            let key = keys.next().filter(|k| !k.is_empty());
+            match (irc::channel(name), key) {
+                (Some(room), None) => self.apply(Command::Join(room)),
+                (Some(room), Some(key)) => self.apply(Command::JoinWithKey { room, key }),
+                (None, _) => self.answer(IrcReply::NoSuchChannel(name)),
+            }
+        }
+    }
+
+    /// `NAMES #a,#b`: a name that is no channel gets only its 366, like a channel
+    /// that does not exist; `NAMES` alone, one 366 for everything.
+    fn names(&mut self, msg: &Message<'_>) {
+        let Some(list) = msg.param(0) else {
+            return self.answer(IrcReply::EndOfNamesAll);
+        };
+        for name in list.split(',').filter(|n| !n.is_empty()) {
+            match irc::channel(name) {
+                Some(room) => self.apply(Command::Names(room)),
+                None => self.answer(IrcReply::EndOfNames(name)),
+            }
+        }
+    }
+
+    /// `KICK #room nick[,nick...] [:reason]`.
+    fn kick(&mut self, msg: &Message<'_>) {
+        let (Some(name), Some(nicks)) = (msg.param(0), msg.param(1)) else {
+            return self.answer(IrcReply::NeedMoreParams("KICK"));
+        };
+        let Some(room) = irc::channel(name) else {
+            return self.answer(IrcReply::NoSuchChannel(name));
+        };
+        let reason = msg.param(2);
+        for nick in nicks.split(',').filter(|n| !n.is_empty()) {
+            let room = Some(room.clone());
+            self.apply(Command::Kick { room, nick, reason });
+        }
+    }
+
+    /// `INVITE nick #room`, or `INVITE` alone to list one's invitations.
+    fn invite(&mut self, msg: &Message<'_>) {
+        match (msg.param(0), msg.param(1)) {
+            (None, _) => self.apply(Command::Invites),
+            (Some(_), None) => self.answer(IrcReply::NeedMoreParams("INVITE")),
+            (Some(nick), Some(name)) => match irc::channel(name) {
+                Some(room) => self.apply(Command::Invite {
+                    nick,
+                    room: Some(room),
+                }),
+                None => self.answer(IrcReply::NoSuchChannel(name)),
+            },
+        }
+    }
+
+    /// `WHOWAS nick [count]`: 431 without a nick; a count that is not a positive
+    /// number means all that are remembered.
+    fn whowas(&mut self, msg: &Message<'_>) {
+        let Some(nick) = msg.param(0) else {
+            return self.answer(IrcReply::NoNicknameGiven);
+        };
+        let count = msg.param(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        self.apply(Command::Whowas { nick, count });
+    }
+}
+
+/// Longest real name kept, in bytes.
+const MAX_REALNAME_LEN: usize = 64;
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }

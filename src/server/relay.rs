@@ -5,16 +5,22 @@
 //! once, put in the room's one order by its home shard), or a private message to one
 //! connection on any shard. Those only queue; the loop flushes at the end of its turn.
 //!
-//! Directory locks per command, as they really are: a room message takes none here
-//! (its home shard takes one to learn which shards have members); `/join` takes one to
-//! join, one more on the home shard for the join notice, and one more for IRC's member
-//! list; `/quit` one for all its rooms. `ISON` and `USERHOST` look every nick up under
-//! one lock. None is taken per recipient, which is what would make fan-out contend.
+//! Directory locks per command, as they really are: a room message takes one here
+//! (may the sender speak: `+n`, `+m`, bans) and its home shard one more (to learn
+//! which shards have members); `/join` takes one to check and join, one more on the
+//! home shard for the join notice, and one more for IRC's member list; `/quit` one for
+//! all its rooms. `ISON` and `USERHOST` look every nick up under one lock. None is
+//! taken per recipient, which is what would make fan-out contend. Moderation commands
+//! (`/mode`, `/kick`, `/invite`) are carried out by `moderation.rs`.
 
 use std::sync::Arc;
 
+use std::sync::atomic::Ordering;
+
 use crate::protocol::outgoing::Outgoing;
-use crate::protocol::{Command, Event, Nick, ProtocolError, RoomInfo, RoomName, SayKind};
+use crate::protocol::{
+    Command, Event, Member, Nick, ProtocolError, Role, RoomInfo, RoomName, SayKind,
+};
 
 use super::backplane::BackplaneMsg;
 use super::backplane::wire::{RosterEntry, Wire};
@@ -22,6 +28,8 @@ use super::config::{MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
 use super::connection::CloseReason;
 use super::delivery::Delivery;
 use super::effects::Effects;
+use super::moderation::{Moderator, identity};
+use super::room_state::unix_now;
 use super::shared::Shared;
 use super::stats::bump;
 
@@ -48,8 +56,12 @@ impl Relay {
 
     /// Carries out one command from connection `key`; a mistake is answered with an
     /// error line and changes nothing.
+    /// Notices are never answered, not even with an error.
     pub fn apply(&mut self, fx: &mut Effects<'_>, key: usize, command: Command<'_>) {
-        if let Err(error) = self.try_apply(fx, key, command) {
+        let silent = command.is_notice();
+        if let Err(error) = self.try_apply(fx, key, command)
+            && !silent
+        {
             self.delivery.reject(fx, key, error);
         }
     }
@@ -62,8 +74,21 @@ impl Relay {
             Command::Msg { to, text } => self.private(fx, key, to, text, false),
             Command::Notice { to, text } => self.private(fx, key, to, text, true),
             Command::Nick(nick) => self.rename(fx, key, nick),
-            Command::Join(room) => self.join(fx, key, room),
-            Command::Leave(room) => self.leave(fx, key, room),
+            Command::Join(room) => self.join(fx, key, room, None),
+            Command::JoinWithKey { room, key: k } => self.join(fx, key, room, Some(k)),
+            Command::Leave(room) => self.leave(fx, key, room, None),
+            Command::Part { room, reason } => self.leave(fx, key, Some(room), reason),
+            Command::Mode { room, request } => self.moderator(fx, key).mode(room, request),
+            Command::Kick { room, nick, reason } => {
+                let room = self.moderator(fx, key).kick(room, nick, reason)?;
+                if self.delivery.is_home(&room) {
+                    // Sequenced here: this shard's members already have the KICK.
+                    self.carry_out_kicks(fx, &room);
+                }
+                Ok(())
+            }
+            Command::Invite { nick, room } => self.moderator(fx, key).invite(nick, room),
+            Command::Invites => self.moderator(fx, key).invites(),
             Command::Who(room) => self.who(fx, key, room),
             Command::Topic(text) => self.topic(fx, key, None, text),
             Command::TopicOf { room, text } => self.topic(fx, key, Some(room), text),
@@ -74,18 +99,68 @@ impl Relay {
         }
     }
 
+    /// Takes this shard's kicked members of `room` out of it, once the `Kicked` event
+    /// has been delivered to them (only a connection's own shard changes its rooms).
+    pub fn carry_out_kicks(&mut self, fx: &mut Effects<'_>, room: &RoomName) {
+        let locals: Vec<_> = self
+            .delivery
+            .local_members(room)
+            .iter()
+            .filter_map(|&key| fx.session(key).map(|s| s.id))
+            .collect();
+        for id in self.shared.directory.take_kicked(room, &locals) {
+            let key = id.key();
+            if let Some(session) = fx.session(key) {
+                session.rooms.retain(|r| r != room);
+                if session.current.as_ref() == Some(room) {
+                    session.current = session.rooms.last().cloned();
+                }
+            }
+            self.delivery.exit(room, key);
+            self.shared.directory.leave(room, id);
+        }
+    }
+
+    /// The moderation commands' door (`moderation.rs`).
+    fn moderator<'s, 'f, 'a>(
+        &'s self,
+        fx: &'f mut Effects<'a>,
+        key: usize,
+    ) -> Moderator<'s, 'f, 'a> {
+        Moderator {
+            delivery: &self.delivery,
+            shared: &self.shared,
+            fx,
+            key,
+        }
+    }
+
     /// Commands that only read: each is answered with one reply.
     fn answer(&mut self, fx: &mut Effects<'_>, key: usize, query: Command<'_>) -> Outcome {
+        let asker = fx.session(key).map(|s| s.id).ok_or(ProtocolError::NoRoom)?;
         let directory = &self.shared.directory;
         let reply = match query {
-            Command::Rooms => Event::Rooms(self.rooms()),
+            Command::Rooms => Event::Rooms(self.rooms(asker)),
             Command::Ping(token) => Event::Pong(token.map(Into::into)),
             Command::Stats => Event::Stats(self.shared.report()),
             Command::Help => Event::Help,
-            Command::Names(room) => Event::Names {
-                nicks: self.members(&room),
-                room,
+            Command::Names(room) => {
+                let (nicks, secret) = self.members(&room, asker);
+                Event::Names {
+                    nicks,
+                    room,
+                    secret,
+                }
+            }
+            Command::WhoMask(mask) => Event::WhoMask {
+                rows: directory.who_mask(mask, asker, WHO_PAGE),
+                mask: mask.into(),
             },
+            Command::Whowas { nick, count } => Event::Whowas {
+                entries: directory.whowas(nick, count),
+                nick: nick.into(),
+            },
+            Command::Lusers => Event::Lusers(directory.lusers()),
             Command::Ison(nicks) => {
                 let found = directory.lookup_each(&nicks);
                 Event::Ison(found.into_iter().map(|(_, nick, _)| nick).collect())
@@ -114,9 +189,21 @@ impl Relay {
         let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
         let room = match room {
             None => session.current.clone().ok_or(ProtocolError::NoRoom)?,
-            Some(room) if session.rooms.contains(&room) => room,
-            Some(room) => return Err(ProtocolError::CannotSendTo(room)),
+            Some(room) => room,
         };
+        let member = session.rooms.contains(&room);
+        if !self
+            .shared
+            .directory
+            .may_speak(&room, session.id, &identity(session))
+        {
+            return Err(if member {
+                ProtocolError::CannotSpeak(room)
+            } else {
+                ProtocolError::CannotSendTo(room)
+            });
+        }
+        session.spoke_at.store(unix_now(), Ordering::Relaxed);
         let (from, text) = (session.nick.clone(), text.into());
         bump(&self.shared.stats.shards[self.index].messages_in);
         let event = match kind {
@@ -153,10 +240,9 @@ impl Relay {
         let Some((target, nick, away)) = self.shared.directory.lookup_full(to) else {
             return self.private_remote(fx, key, to, text, notice);
         };
-        let from = fx
-            .session(key)
-            .map(|s| s.nick.clone())
-            .ok_or(ProtocolError::NoRoom)?;
+        let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
+        session.spoke_at.store(unix_now(), Ordering::Relaxed);
+        let from = session.nick.clone();
         bump(&self.shared.stats.shards[self.index].messages_in);
         let event = Event::Private {
             from,
@@ -295,12 +381,13 @@ impl Relay {
 
     /// Who is behind `nick` (IRC WHOIS).
     fn whois(&mut self, fx: &mut Effects<'_>, key: usize, nick: &str) -> Outcome {
-        let (_, nick, away) = self
+        let asker = fx.session(key).map(|s| s.id).ok_or(ProtocolError::NoRoom)?;
+        let info = self
             .shared
             .directory
-            .lookup_full(nick)
+            .whois(nick, asker)
             .ok_or_else(|| ProtocolError::NoSuchNick(nick.into()))?;
-        self.delivery.reply(fx, key, &Event::Whois { nick, away });
+        self.delivery.reply(fx, key, &Event::Whois(Box::new(info)));
         Ok(())
     }
 
@@ -313,22 +400,38 @@ impl Relay {
         Ok(())
     }
 
-    /// Every member's nick on every node, sorted (IRC NAMES, `/who`).
-    fn members(&self, room: &RoomName) -> Vec<Nick> {
-        let mut nicks = self
+    /// Every member with its role, for protocols that list them all (IRC NAMES), and
+    /// whether the room is secret; members on other nodes of a cluster follow, with
+    /// no role (roles are kept per node). Nobody, for a room that does not exist or is
+    /// secret to `asker`.
+    fn members(&self, room: &RoomName, asker: super::token::ConnId) -> (Vec<Member>, bool) {
+        let (mut members, secret) = self
             .shared
             .directory
-            .who(room, usize::MAX)
-            .map(|(nicks, _)| nicks)
+            .members(room, asker, usize::MAX)
+            .map(|(members, _, secret)| (members, secret))
             .unwrap_or_default();
-        nicks.extend(self.shared.cluster.members(room));
-        nicks.sort_by_cached_key(|n| n.as_str().to_ascii_lowercase());
-        nicks
+        members.extend(self.remote_members(room));
+        (members, secret)
     }
 
-    /// Every room with its member count on every node, sorted by name.
-    fn rooms(&self) -> Vec<RoomInfo> {
-        let mut rooms = self.shared.directory.rooms();
+    /// Members of `room` on other nodes of the cluster (none without a backplane).
+    fn remote_members(&self, room: &RoomName) -> impl Iterator<Item = Member> {
+        self.shared
+            .cluster
+            .members(room)
+            .into_iter()
+            .map(|nick| Member {
+                realname: nick.as_str().into(),
+                nick,
+                role: Role::Member,
+                away: false,
+            })
+    }
+
+    /// Every room `asker` may see, with its member count on every node, by name.
+    fn rooms(&self, asker: super::token::ConnId) -> Vec<RoomInfo> {
+        let mut rooms = self.shared.directory.visible_rooms(asker);
         for (room, remote) in self.shared.cluster.room_sizes() {
             match rooms.iter_mut().find(|info| info.room == room) {
                 Some(info) => info.members += remote,
@@ -349,14 +452,24 @@ impl Relay {
         let Some(session) = fx.session(key) else {
             return Ok(());
         };
+        if old != nick {
+            self.shared.directory.remember(session.id, &old, false);
+        }
         log::info!("{} {old} is now {nick}", session.peer);
         let rooms = session.rooms.clone();
         self.renamed(fx, key, old, nick, rooms);
         Ok(())
     }
 
-    /// `/join`: join if needed, make current, tell the room.
-    fn join(&mut self, fx: &mut Effects<'_>, key: usize, room: RoomName) -> Outcome {
+    /// `/join`: join if the room's modes and bans allow it (checked and joined in one
+    /// directory call), make current, tell the room.
+    fn join(
+        &mut self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        room: RoomName,
+        room_key: Option<&str>,
+    ) -> Outcome {
         let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
         let already = session.rooms.contains(&room);
         if !already && session.rooms.len() >= MAX_ROOMS_PER_CONNECTION {
@@ -364,13 +477,17 @@ impl Relay {
                 max: MAX_ROOMS_PER_CONNECTION,
             });
         }
+        let info = self
+            .shared
+            .directory
+            .admit(&room, session.id, &identity(session), room_key)
+            .map_err(|refusal| refusal.error(room.clone()))?;
         session.current = Some(room.clone());
         let (id, nick, wants_names) = (session.id, session.nick.clone(), session.irc.is_some());
         if !already {
             session.rooms.push(room.clone());
             self.delivery.enter(&room, key);
         }
-        let info = self.shared.directory.join(&room, id);
         let members = info.members + self.shared.cluster.member_count(&room);
         if !already {
             self.tell_cluster(fx, key, None);
@@ -380,23 +497,30 @@ impl Relay {
             };
             self.delivery.announce(fx, &room, Some(key), event);
         }
-        let nicks = if wants_names {
-            self.members(&room)
+        let (nicks, secret) = if wants_names {
+            self.members(&room, id)
         } else {
-            Vec::new()
+            (Vec::new(), false)
         };
         let reply = Event::YouJoined {
             room,
             members,
             topic: info.topic,
             nicks,
+            secret,
         };
         self.delivery.reply(fx, key, &reply);
         Ok(())
     }
 
-    /// `/leave [ROOM]`: the current room by default.
-    fn leave(&mut self, fx: &mut Effects<'_>, key: usize, room: Option<RoomName>) -> Outcome {
+    /// `/leave [ROOM]`: the current room by default; IRC `PART` may give a reason.
+    fn leave(
+        &mut self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        room: Option<RoomName>,
+        reason: Option<&str>,
+    ) -> Outcome {
         let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
         let room = match room {
             Some(room) => room,
@@ -415,6 +539,7 @@ impl Relay {
         let event = Event::Left {
             room: room.clone(),
             nick,
+            reason: reason.map(Into::into),
         };
         self.delivery.announce(fx, &room, Some(key), event);
         self.shared.directory.leave(&room, id);
@@ -429,19 +554,24 @@ impl Relay {
             Some(room) => room,
             None => current_room(fx, key)?,
         };
-        let mut nicks = self.members(&room);
-        if nicks.is_empty() {
-            return Err(ProtocolError::NoSuchRoom(room));
-        }
-        let more = nicks.len().saturating_sub(WHO_PAGE);
-        nicks.truncate(WHO_PAGE);
+        let asker = fx.session(key).map(|s| s.id).ok_or(ProtocolError::NoRoom)?;
+        let (mut nicks, mut more, _) = self
+            .shared
+            .directory
+            .members(&room, asker, WHO_PAGE)
+            .ok_or_else(|| ProtocolError::NoSuchRoom(room.clone()))?;
+        let room_for_more = WHO_PAGE.saturating_sub(nicks.len());
+        let remote: Vec<Member> = self.remote_members(&room).collect();
+        more += remote.len().saturating_sub(room_for_more);
+        nicks.extend(remote.into_iter().take(room_for_more));
         self.delivery
             .reply(fx, key, &Event::Who { room, nicks, more });
         Ok(())
     }
 
-    /// `/topic [TEXT]` (the current room) or IRC `TOPIC #room [TEXT]` (a room the
-    /// sender is in): show it, or set it and tell the room, the setter included.
+    /// `/topic [TEXT]` (the current room) or IRC `TOPIC #room [TEXT]`: show it (any
+    /// room but a secret one the asker is not in), or set it (members; operators only
+    /// under `+t`) and tell the room, the setter included.
     fn topic(
         &mut self,
         fx: &mut Effects<'_>,
@@ -452,16 +582,17 @@ impl Relay {
         let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
         let room = match room {
             None => session.current.clone().ok_or(ProtocolError::NoRoom)?,
-            Some(room) if session.rooms.contains(&room) => room,
-            Some(room) => return Err(ProtocolError::NotInRoom(room)),
+            Some(room) => room,
         };
-        let nick = session.nick.clone();
+        let (id, nick) = (session.id, session.nick.clone());
+        let directory = &self.shared.directory;
+        directory.topic_access(&room, id, text.is_some())?;
         let Some(topic) = text else {
-            let topic = self.shared.directory.topic(&room);
+            let topic = directory.topic(&room);
             self.delivery.reply(fx, key, &Event::Topic { room, topic });
             return Ok(());
         };
-        self.shared.directory.set_topic(&room, topic);
+        directory.set_topic(&room, topic);
         let event = Event::TopicChanged {
             room: room.clone(),
             nick,

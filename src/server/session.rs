@@ -8,6 +8,8 @@
 //! state is boxed so that line sessions, the common case, do not pay for it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use crate::protocol::outgoing::Protocol;
@@ -40,6 +42,10 @@ pub struct Session {
     pub errors_logged: u8,
     /// IRC registration state; `None` for a line-protocol connection.
     pub irc: Option<Box<IrcState>>,
+    /// When this connection last sent a message (Unix seconds; 0 = never). Written
+    /// here without a lock; the directory's profile holds the same `Arc` and reads it
+    /// for `WHOIS` idle times.
+    pub spoke_at: Arc<AtomicU64>,
 }
 
 impl Session {
@@ -56,6 +62,7 @@ impl Session {
             flood: None,
             errors_logged: 0,
             irc: (protocol == Protocol::Irc).then(Box::default),
+            spoke_at: Arc::default(),
         }
     }
 
@@ -90,6 +97,8 @@ pub struct IrcState {
     pub cap_negotiating: bool,
     /// When we sent a keepalive `PING` that is not answered yet.
     pub ping_sent: Option<Instant>,
+    /// The real name from `USER`, until registration hands it to the directory.
+    pub realname: Option<Box<str>>,
 }
 
 impl IrcState {

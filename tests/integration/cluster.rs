@@ -191,7 +191,12 @@ fn wait_for_members(client: &mut TestClient, room: &str, nicks: &[&str]) {
     loop {
         client.send(&format!("/who {room}"));
         let who = skip_until(client, &format!("OK who {room}"));
-        let listed: Vec<&str> = who.split(' ').skip(3).collect();
+        // Roles are kept per node: a member may be listed as `@nick` or `+nick`.
+        let listed: Vec<&str> = who
+            .split(' ')
+            .skip(3)
+            .map(|n| n.trim_start_matches(['@', '+']))
+            .collect();
         if nicks.iter().all(|n| listed.contains(n)) {
             return;
         }
@@ -282,7 +287,7 @@ fn nicks_private_messages_who_and_rooms_are_cluster_wide() {
     alice.send("/msg bobby back");
     assert_eq!(skip_until(&mut other, "PRIV "), "PRIV alice back");
     alice.send("/who rust");
-    assert_eq!(skip_until(&mut alice, "OK who"), "OK who rust alice bobby");
+    assert_eq!(skip_until(&mut alice, "OK who"), "OK who rust @alice bobby");
     alice.send("/rooms");
     assert!(skip_until(&mut alice, "OK rooms").contains("rust:2"));
 }

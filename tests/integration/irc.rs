@@ -8,7 +8,7 @@ use miochat::server::ServerConfig;
 
 use crate::common::{TestClient, TestServer};
 
-fn irc_server_with(tweak: impl FnOnce(&mut ServerConfig)) -> (TestServer, SocketAddr) {
+pub(crate) fn irc_server_with(tweak: impl FnOnce(&mut ServerConfig)) -> (TestServer, SocketAddr) {
     let server = TestServer::start_with(|c| {
         c.irc_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         tweak(c);
@@ -17,18 +17,18 @@ fn irc_server_with(tweak: impl FnOnce(&mut ServerConfig)) -> (TestServer, Socket
     (server, irc)
 }
 
-fn irc_server() -> (TestServer, SocketAddr) {
+pub(crate) fn irc_server() -> (TestServer, SocketAddr) {
     irc_server_with(|_| {})
 }
 
 /// An IRC client: CRLF lines, and lines read with their CR stripped.
-struct Irc {
-    c: TestClient,
+pub(crate) struct Irc {
+    pub(crate) c: TestClient,
     nick: String,
 }
 
 impl Irc {
-    fn connect(addr: SocketAddr) -> Irc {
+    pub(crate) fn connect(addr: SocketAddr) -> Irc {
         Irc {
             c: TestClient::connect_raw(addr),
             nick: String::new(),
@@ -36,7 +36,7 @@ impl Irc {
     }
 
     /// Connects and registers as `nick` (NICK + USER), up to the end of the MOTD.
-    fn register(addr: SocketAddr, nick: &str) -> Irc {
+    pub(crate) fn register(addr: SocketAddr, nick: &str) -> Irc {
         let mut irc = Irc::connect(addr);
         irc.send(&format!("NICK {nick}"));
         irc.send(&format!("USER {nick} 0 * :Test User"));
@@ -45,12 +45,12 @@ impl Irc {
         irc
     }
 
-    fn send(&mut self, line: &str) {
+    pub(crate) fn send(&mut self, line: &str) {
         self.c.send_raw(format!("{line}\r\n").as_bytes());
     }
 
     #[track_caller]
-    fn line(&mut self) -> String {
+    pub(crate) fn line(&mut self) -> String {
         let line = self.c.line();
         assert!(line.ends_with('\r'), "IRC lines end in CRLF: {line:?}");
         line.trim_end_matches('\r').to_string()
@@ -58,7 +58,7 @@ impl Irc {
 
     /// Reads until a line containing `needle`; returns it.
     #[track_caller]
-    fn until(&mut self, needle: &str) -> String {
+    pub(crate) fn until(&mut self, needle: &str) -> String {
         loop {
             let line = self.line();
             if line.contains(needle) {
@@ -69,7 +69,7 @@ impl Irc {
 
     /// The next line that is not a PING; asserts it contains `needle`.
     #[track_caller]
-    fn expect(&mut self, needle: &str) -> String {
+    pub(crate) fn expect(&mut self, needle: &str) -> String {
         let line = self.line();
         assert!(
             line.contains(needle),
@@ -81,7 +81,7 @@ impl Irc {
 
     /// Round trip barrier: PING → PONG, returning what arrived before.
     #[track_caller]
-    fn sync(&mut self) -> Vec<String> {
+    pub(crate) fn sync(&mut self) -> Vec<String> {
         self.send("PING :sync");
         let mut before = Vec::new();
         loop {
@@ -100,15 +100,19 @@ fn registration_without_cap_gives_the_welcome_burst() {
     let mut c = Irc::connect(irc);
     c.send("NICK alice");
     c.send("USER alice 0 * :Alice A");
-    let welcome: Vec<String> = (0..8).map(|_| c.line()).collect();
+    let welcome: Vec<String> = (0..9).map(|_| c.line()).collect();
     let codes: Vec<&str> = welcome
         .iter()
         .map(|l| l.split(' ').nth(1).unwrap())
         .collect();
+    // Two 005 lines: at most 13 tokens each.
     assert_eq!(
         codes,
-        ["001", "002", "003", "004", "005", "375", "372", "376"]
+        [
+            "001", "002", "003", "004", "005", "005", "375", "372", "376"
+        ]
     );
+    let isupport = format!("{} {}", welcome[4], welcome[5]);
     assert_eq!(
         welcome[0],
         ":miochat.local 001 alice :Welcome to the miochat IRC network alice!alice@miochat"
@@ -118,14 +122,17 @@ fn registration_without_cap_gives_the_welcome_burst() {
         "NICKLEN=24",
         "CHANNELLEN=",
         "TOPICLEN=300",
-        "CASEMAPPING=",
+        "CASEMAPPING=ascii",
         "NETWORK=miochat",
+        "PREFIX=(ov)@+",
+        "CHANMODES=b,k,l,imnst",
+        "KICKLEN=300",
+        "MODES=6",
+        "MAXLIST=b:100",
+        "KEYLEN=23",
+        "CHANLIMIT=#:32",
     ] {
-        assert!(
-            welcome[4].contains(token),
-            "005 lacks {token}: {}",
-            welcome[4]
-        );
+        assert!(isupport.contains(token), "005 lacks {token}: {isupport}");
     }
 }
 
@@ -190,7 +197,7 @@ fn two_irc_users_on_different_shards_join_part_privmsg_notice() {
     b.expect(":ben!ben@miochat JOIN #rust");
     assert_eq!(
         b.expect(" 353 "),
-        ":miochat.local 353 ben = #rust :anna ben"
+        ":miochat.local 353 ben = #rust :@anna ben"
     );
     b.until(" 366 ");
     assert_eq!(a.line(), ":ben!ben@miochat JOIN #rust");
@@ -240,9 +247,22 @@ fn irc_and_line_users_share_rooms_both_ways() {
     assert_eq!(i.line(), ":liney!liney@miochat PRIVMSG ircy :psst");
     i.send("PRIVMSG liney :back at you");
     assert_eq!(line.expect("PRIV "), "PRIV ircy back at you");
-    // Nick changes and topics cross too.
+    // Nick changes, modes and topics cross too. The line user made the room, so it
+    // is the operator; under +t only operators set the topic.
     line.set_nick("lina");
     assert_eq!(i.line(), ":liney!liney@miochat NICK :lina");
+    i.send("TOPIC #rust :not yet");
+    assert_eq!(
+        i.line(),
+        ":miochat.local 482 ircy #rust :You're not channel operator"
+    );
+    line.send("/op ircy");
+    assert_eq!(line.expect("OK changed"), "OK changed rust +o ircy");
+    assert_eq!(i.line(), ":lina!lina@miochat MODE #rust +o ircy");
+    assert_eq!(
+        line.expect("EVENT rust mode"),
+        "EVENT rust mode lina +o ircy"
+    );
     i.send("TOPIC #rust :shared topic");
     assert_eq!(i.line(), ":ircy!ircy@miochat TOPIC #rust :shared topic");
     assert_eq!(
@@ -277,7 +297,7 @@ fn names_topic_list_who_whois() {
     // anna's own shard, so wait for the JOIN itself.
     a.until(":ben!ben@miochat JOIN #rust");
     a.send("NAMES #rust");
-    assert_eq!(a.line(), ":miochat.local 353 anna = #rust :anna ben");
+    assert_eq!(a.line(), ":miochat.local 353 anna = #rust :@anna ben");
     assert_eq!(
         a.line(),
         ":miochat.local 366 anna #rust :End of /NAMES list."
@@ -294,15 +314,23 @@ fn names_topic_list_who_whois() {
     assert_eq!(a.line(), ":miochat.local 322 anna #rust 2 :edge triggers");
     assert_eq!(a.line(), ":miochat.local 323 anna :End of /LIST");
     a.send("WHO #rust");
+    assert_eq!(
+        a.line(),
+        ":miochat.local 352 anna #rust anna miochat miochat.local anna H@ :0 Test User"
+    );
     assert!(
         a.line()
-            .starts_with(":miochat.local 352 anna #rust anna miochat miochat.local anna H :0")
+            .contains(" 352 anna #rust ben miochat miochat.local ben H :0 ")
     );
-    assert!(a.line().contains(" 352 anna #rust ben "));
     assert_eq!(a.line(), ":miochat.local 315 anna #rust :End of /WHO list.");
     a.send("WHOIS ben");
-    assert_eq!(a.line(), ":miochat.local 311 anna ben ben miochat * :ben");
+    assert_eq!(
+        a.line(),
+        ":miochat.local 311 anna ben ben miochat * :Test User"
+    );
     assert!(a.line().contains(" 312 anna ben "));
+    assert_eq!(a.line(), ":miochat.local 319 anna ben :#rust");
+    assert!(a.line().contains(" 317 anna ben "));
     assert_eq!(a.line(), ":miochat.local 318 anna ben :End of /WHOIS list.");
     // AWAY, ISON, USERHOST, MODE.
     b.send("AWAY :lunch");
@@ -323,6 +351,7 @@ fn names_topic_list_who_whois() {
     b.until(" 305 ben ");
     a.send("MODE #rust");
     assert_eq!(a.line(), ":miochat.local 324 anna #rust +nt");
+    assert!(a.line().starts_with(":miochat.local 329 anna #rust "));
     a.send("MODE anna +i");
     assert_eq!(a.line(), ":anna!anna@miochat MODE anna :+i");
     a.send("MODE anna");

@@ -16,6 +16,7 @@ mod faults;
 mod irc;
 mod lifecycle;
 mod many_clients;
+mod moderation;
 mod ordering;
 mod private;
 mod rooms;

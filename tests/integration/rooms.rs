@@ -31,7 +31,8 @@ fn join_and_leave_are_announced_and_who_lists_members() {
     b.join("rust");
     assert_eq!(a.expect("EVENT rust"), "EVENT rust join bob");
     a.send("/who");
-    assert_eq!(a.expect("OK who"), "OK who rust alice bob");
+    // The first member of a room is its operator.
+    assert_eq!(a.expect("OK who"), "OK who rust @alice bob");
     a.send("/rooms");
     assert_eq!(a.expect("OK rooms"), "OK rooms lobby:2 rust:2");
     b.send("/leave rust");

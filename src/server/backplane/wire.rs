@@ -233,6 +233,23 @@ fn decode_entry(line: &str) -> Result<RosterEntry, BadWire> {
     })
 }
 
+/// True for the room events that cross nodes: chat lines, joins, leaves, nick
+/// changes, quits and topics. Moderation (modes, kicks) stays with the node where it
+/// happened: room roles and modes are kept per node (docs/DESIGN.md, "Scaling out").
+pub fn crosses_nodes(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Message { .. }
+            | Event::Action { .. }
+            | Event::RoomNotice { .. }
+            | Event::Joined { .. }
+            | Event::Left { .. }
+            | Event::NickChanged { .. }
+            | Event::Quit { .. }
+            | Event::TopicChanged { .. }
+    )
+}
+
 /// `KIND NICK [MORE]`: the room events that cross nodes.
 fn encode_event(event: &Event) -> String {
     match event {
@@ -240,7 +257,9 @@ fn encode_event(event: &Event) -> String {
         Event::Action { from, text, .. } => format!("act {from} {text}"),
         Event::RoomNotice { from, text, .. } => format!("ntc {from} {text}"),
         Event::Joined { nick, .. } => format!("join {nick}"),
-        Event::Left { nick, .. } => format!("part {nick}"),
+        Event::Left { nick, reason, .. } => {
+            format!("part {nick} {}", reason.as_deref().unwrap_or(""))
+        }
         Event::NickChanged { old, new, .. } => format!("nick {old} {new}"),
         Event::Quit { nick, reason, .. } => format!("quit {nick} {reason}"),
         Event::TopicChanged { nick, topic, .. } => format!("topic {nick} {topic}"),
@@ -273,7 +292,11 @@ fn decode_event(room: &RoomName, mut words: Words<'_>) -> Result<Event, BadWire>
             text,
         },
         "join" => Event::Joined { room, nick },
-        "part" => Event::Left { room, nick },
+        "part" => Event::Left {
+            room,
+            nick,
+            reason: (!text.is_empty()).then_some(text),
+        },
         "nick" => Event::NickChanged {
             room,
             old: nick,

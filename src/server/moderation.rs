@@ -1,0 +1,229 @@
+//! Moderation semantics: what `/mode`, `/op`, `/kick`, `/ban`, `/invite` (and IRC's
+//! `MODE`, `KICK`, `INVITE`) do, whichever protocol they came from, and who is told.
+//!
+//! The *rules* (may this member join, speak, change this mode) are in `room_state.rs`
+//! and run under the directory's lock; the *state* is in the directory's room entry,
+//! shared by both protocols and every shard. This file is the glue in between, in the
+//! same shape as the relay: check and change the state with one directory call, then
+//! hand events to [`Delivery`]:
+//!
+//! - a mode change or a kick is a **room event**: it goes through the room's home
+//!   shard like a message (`Delivery::broadcast`), so every member sees it in the
+//!   room's one order, the one who made it included (IRC clients expect their own
+//!   `MODE` and `KICK` echoed). Line-protocol users get one `EVENT` line per change;
+//! - the one who asked gets a reply (`OK changed`, `OK kicked`, `341`), or an error;
+//! - an invitation goes to the invited user alone, on whatever shard it is.
+//!
+//! A kick is carried out by the kicked member's own shard, because only a
+//! connection's shard changes its room lists: the directory marks the member kicked
+//! (it stays counted, so it receives its `KICK`, but may no longer speak), and when the
+//! `Kicked` event has been delivered on that shard, the relay takes the member out
+//! (`Relay::carry_out_kicks`, called by the chat for events from other shards and by
+//! the relay itself when this shard is the room's home).
+
+use crate::protocol::mask::Identity;
+use crate::protocol::modes::ModeRequest;
+use crate::protocol::outgoing::Outgoing;
+use crate::protocol::{Event, MAX_KICK_LEN, ProtocolError, RoomName, irc};
+
+use super::delivery::Delivery;
+use super::effects::Effects;
+use super::session::Session;
+use super::shared::Shared;
+
+/// What a moderation command returns: done, or a mistake to answer.
+pub type Outcome = Result<(), ProtocolError>;
+
+/// One moderation command being carried out for connection `key`.
+#[derive(Debug)]
+pub struct Moderator<'r, 'f, 'a> {
+    /// How events reach people.
+    pub delivery: &'r Delivery,
+    /// The directory (where the state lives) and config.
+    pub shared: &'r Shared,
+    /// The turn's effects.
+    pub fx: &'f mut Effects<'a>,
+    /// The connection asking.
+    pub key: usize,
+}
+
+/// Who `session` is, for ban masks: its nick, shown as `nick!nick@miochat`, and its
+/// real address.
+pub fn identity(session: &Session) -> Identity<'_> {
+    Identity {
+        nick: session.nick.as_str(),
+        user: session.nick.as_str(),
+        shown_host: irc::HOST,
+        address: session.peer.ip(),
+    }
+}
+
+impl Moderator<'_, '_, '_> {
+    /// The named room, or the asker's current one.
+    fn room_or_current(&mut self, room: Option<RoomName>) -> Result<RoomName, ProtocolError> {
+        let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
+        match room {
+            Some(room) => Ok(room),
+            None => session.current.clone().ok_or(ProtocolError::NoRoom),
+        }
+    }
+
+    /// `/mode`, `/op`, `/ban`, `/bans`, IRC `MODE #room ...`: show the modes or the
+    /// ban list, or change modes (operators only) and tell the room.
+    pub fn mode(mut self, room: Option<RoomName>, request: ModeRequest) -> Outcome {
+        let room = self.room_or_current(room)?;
+        let id = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?.id;
+        let directory = &self.shared.directory;
+        if request.is_query() {
+            let (modes, created) = directory
+                .modes(&room, id)
+                .ok_or_else(|| ProtocolError::NoSuchRoom(room.clone()))?;
+            let modes = modes.into();
+            let reply = Event::Modes {
+                room,
+                modes,
+                created,
+            };
+            self.delivery.reply(self.fx, self.key, &reply);
+            return Ok(());
+        }
+        if request.list_bans {
+            let bans = directory
+                .bans(&room)
+                .ok_or_else(|| ProtocolError::NoSuchRoom(room.clone()))?;
+            let reply = Event::Bans {
+                room: room.clone(),
+                bans,
+            };
+            self.delivery.reply(self.fx, self.key, &reply);
+        }
+        for error in request.errors.iter().cloned() {
+            let error = ProtocolError::BadMode {
+                room: room.clone(),
+                error,
+            };
+            self.delivery.reject(self.fx, self.key, error);
+        }
+        if request.changes.is_empty() {
+            return Ok(());
+        }
+        self.change(room, &request)
+    }
+
+    /// Applies the changes of `request` and tells the room what changed.
+    fn change(self, room: RoomName, request: &ModeRequest) -> Outcome {
+        let Some(session) = self.fx.session(self.key) else {
+            return Ok(());
+        };
+        let (id, by, line) = (session.id, session.nick.clone(), session.irc.is_none());
+        let outcome = self
+            .shared
+            .directory
+            .change_modes(&room, id, &request.changes)?;
+        // A line client gets OK unless every change was refused (then only ERRs).
+        let all_refused = outcome.applied.is_empty() && !outcome.refused.is_empty();
+        for error in outcome.refused {
+            self.delivery.reject(self.fx, self.key, error);
+        }
+        if line && !all_refused {
+            let reply = Event::ModesChanged {
+                room: room.clone(),
+                changes: outcome.applied.clone(),
+            };
+            self.delivery.reply(self.fx, self.key, &reply);
+        }
+        if !outcome.applied.is_empty() {
+            let event = Event::ModeChanged {
+                room: room.clone(),
+                by,
+                changes: outcome.applied,
+            };
+            self.delivery.broadcast(self.fx, &room, None, event);
+        }
+        Ok(())
+    }
+
+    /// `/kick NICK [REASON]`, IRC `KICK #room nick :reason`: the room (the kicked
+    /// member included) is told, then the member's shard takes it out. Returns the
+    /// room.
+    pub fn kick(
+        mut self,
+        room: Option<RoomName>,
+        nick: &str,
+        reason: Option<&str>,
+    ) -> Result<RoomName, ProtocolError> {
+        let room = self.room_or_current(room)?;
+        let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
+        let (id, by, line) = (session.id, session.nick.clone(), session.irc.is_none());
+        let kicked = self.shared.directory.kick(&room, id, nick)?;
+        let reason: Box<str> = cut(reason.unwrap_or(by.as_str()), MAX_KICK_LEN).into();
+        log::info!("{by} kicked {kicked} from {room}: {reason}");
+        if line {
+            let reply = Event::KickDone {
+                room: room.clone(),
+                nick: kicked.clone(),
+            };
+            self.delivery.reply(self.fx, self.key, &reply);
+        }
+        let event = Event::Kicked {
+            room: room.clone(),
+            by,
+            nick: kicked,
+            reason,
+        };
+        self.delivery.broadcast(self.fx, &room, None, event);
+        Ok(room)
+    }
+
+    /// `/invite NICK [ROOM]`, IRC `INVITE nick #room`: the target is told, wherever it
+    /// is, and may then join once past `+i`.
+    pub fn invite(mut self, nick: &str, room: Option<RoomName>) -> Outcome {
+        let room = self.room_or_current(room)?;
+        let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
+        let (id, by) = (session.id, session.nick.clone());
+        let (target, nick) = self.shared.directory.invite(&room, id, nick)?;
+        let invited = Event::Invited {
+            room: room.clone(),
+            by,
+            nick: nick.clone(),
+        };
+        self.delivery
+            .deliver_to(self.fx, target, Outgoing::new(invited));
+        let reply = Event::Inviting { room, nick };
+        self.delivery.reply(self.fx, self.key, &reply);
+        Ok(())
+    }
+
+    /// IRC `INVITE` without parameters: the rooms the asker may join by invitation.
+    pub fn invites(self) -> Outcome {
+        let Some(session) = self.fx.session(self.key) else {
+            return Ok(());
+        };
+        let rooms = self.shared.directory.invites_of(session.id);
+        self.delivery
+            .reply(self.fx, self.key, &Event::Invites(rooms));
+        Ok(())
+    }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::config::MAX_ROOMS_PER_CONNECTION;
+
+    #[test]
+    fn advertised_limits_match_the_server() {
+        assert_eq!(irc::MAX_ROOMS, MAX_ROOMS_PER_CONNECTION);
+        assert_eq!(cut("héllo", 2), "h");
+        assert_eq!(cut("hi", 10), "hi");
+    }
+}
