@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{TestServer, spawn_binary, wait_with_timeout};
+use crate::common::{TestServer, signal, spawn_binary, wait_with_timeout};
 
 /// A client process whose stdin stays open until dropped or closed.
 struct ClientProcess {
@@ -103,6 +103,41 @@ fn unreachable_server_is_one_line_and_exit_one() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
         format!("miochat: cannot connect to 127.0.0.1:{port}: connection refused")
+    );
+}
+
+#[test]
+fn a_bare_port_is_loopback_and_piped_logs_have_no_colour_codes() {
+    // TERM says colours would work; stderr is a pipe, so none may be written.
+    let mut child = spawn_binary(&["serve", "--listen", "0", "--workers", "1"])
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(
+        first.starts_with("miochat listening on 127.0.0.1:"),
+        "{first:?}"
+    );
+    let port = first.trim().rsplit(':').next().unwrap().to_string();
+    // The client takes a bare port too.
+    let out = spawn_binary(&["connect", &port, "--wait", "0.2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK welcome "));
+    signal(&child, "TERM");
+    let status = wait_with_timeout(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
+    assert!(logs.contains("[INFO] listening on"), "{logs}");
+    assert!(
+        !logs.contains('\x1b'),
+        "escape codes in a piped log: {logs:?}"
     );
 }
 
