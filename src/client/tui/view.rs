@@ -29,13 +29,18 @@ use super::wrap::wrap_entry;
 
 /// Width of each side panel.
 const PANEL: u16 = 18;
-const NICK_COLORS: [Color; 6] = [
+const NICK_COLORS: [Color; 11] = [
     Color::Red,
     Color::Green,
-    Color::Yellow,
     Color::Blue,
     Color::Magenta,
     Color::Cyan,
+    Color::LightRed,
+    Color::LightGreen,
+    Color::LightYellow,
+    Color::LightBlue,
+    Color::LightMagenta,
+    Color::LightCyan,
 ];
 
 /// The state of the connection, as the status line shows it.
@@ -76,12 +81,16 @@ pub struct ChatArea {
     pub width: usize,
 }
 
-/// The colour a nick gets (the same for the same nick, everywhere).
+/// The colour a nick gets (the same for the same nick, everywhere). Yellow is left
+/// out: it marks lines that mention the user.
 pub fn nick_color(nick: &str) -> Color {
+    // FNV-1a: short nicks that differ in one letter still spread over the palette.
     let hash = nick
         .to_ascii_lowercase()
         .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        .fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
     NICK_COLORS[hash as usize % NICK_COLORS.len()]
 }
 
