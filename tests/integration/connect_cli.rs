@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::{TestServer, signal, spawn_binary, wait_with_timeout};
@@ -141,8 +142,9 @@ fn a_bare_port_is_loopback_and_piped_logs_have_no_colour_codes() {
     );
 }
 
-/// A tmux server of its own (its own socket, so no user session is touched) running
-/// one session; killed when dropped, also when an assertion fails.
+/// A tmux server of its own (its own socket file, so neither a user's sessions nor a
+/// test running in parallel are touched) running one session; killed when dropped,
+/// also when an assertion fails.
 struct Tmux {
     socket: String,
     session: String,
@@ -161,8 +163,14 @@ impl Tmux {
             eprintln!("skipped: tmux not installed");
             return None;
         }
+        static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+        let socket = std::env::temp_dir().join(format!(
+            "miochat-tmux-{}-{}",
+            std::process::id(),
+            SESSIONS.fetch_add(1, Ordering::Relaxed)
+        ));
         let tmux = Tmux {
-            socket: format!("miochat-test-{}", std::process::id()),
+            socket: socket.to_string_lossy().into_owned(),
             session: "client".to_string(),
         };
         tmux.run(&[
@@ -181,7 +189,7 @@ impl Tmux {
 
     fn run(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")
-            .args(["-L", &self.socket])
+            .args(["-S", &self.socket])
             .args(args)
             .output()
             .unwrap();
@@ -227,8 +235,9 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
+            .args(["-S", &self.socket, "kill-server"])
             .output();
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -258,7 +267,8 @@ fn full_screen_client_under_a_terminal() {
     jane.sync();
     let shown = tmux.wait_for(|s| s.contains("* jane waves"));
     assert!(shown.contains("jane: hello tom"), "{shown}");
-    assert!(shown.contains(" jane "), "member list: {shown}");
+    // The member list's title counts tom and jane.
+    assert!(shown.contains(" 2 here "), "member list: {shown}");
     assert_eq!(Tmux::input_line(&shown), "[lobby] I am typing a long sen");
     tmux.keys(&["-l", "tence"]);
     tmux.keys(&["Enter"]);
@@ -306,4 +316,44 @@ fn full_screen_client_under_a_terminal() {
     assert!(jane.expect("EVENT ").contains("quit tom"));
     let shown = tmux.wait_for(|s| s.contains("exit="));
     assert!(shown.contains("exit=0"), "{shown}");
+}
+
+#[test]
+fn full_screen_client_reconnects_with_its_nick_and_rooms() {
+    let server = TestServer::start();
+    let addr = server.addr;
+    let command = format!(
+        "{} connect {addr} --nick tom --room rust",
+        env!("CARGO_BIN_EXE_miochat")
+    );
+    let Some(tmux) = Tmux::start(&command) else {
+        return;
+    };
+    let shown = tmux.wait_for(|s| Tmux::input_line(s).starts_with("[rust]"));
+    assert_eq!(Tmux::input_line(&shown), "[rust]", "{shown}");
+    // The server goes away: the client says so and keeps its screen.
+    drop(server);
+    let shown = tmux.wait_for(|s| s.contains("disconnected"));
+    assert!(shown.contains("-- disconnected: "), "{shown}");
+    // A new server on the same address: the client finds it (after its back-off),
+    // takes its nick again and re-joins rust, which stays current.
+    let server = TestServer::start_with(|config| config.listen = addr);
+    let mut peer = server.client_named("jane");
+    peer.join("rust");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        peer.send("/who rust");
+        let who = peer.expect("OK who rust");
+        if who.split(' ').any(|nick| nick == "tom") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "tom did not come back: {who}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let shown = tmux.wait_for(|s| s.contains("-- reconnected"));
+    assert!(shown.contains("-- reconnected"), "{shown}");
+    assert_eq!(Tmux::input_line(&shown), "[rust]", "{shown}");
+    peer.send("welcome back");
+    let shown = tmux.wait_for(|s| s.contains("jane: welcome back"));
+    assert!(shown.contains("jane: welcome back"), "{shown}");
 }
