@@ -8,7 +8,7 @@
 //! input line ([`input`]) and drawing ([`view`]), redrawn once per loop turn in which
 //! something changed. Incoming lines go to the scrollback, never into the input line.
 //!
-//! The connection is a small state machine ([`Link`]): connecting, up, or down with a
+//! The connection is a small state machine (`Link`): connecting, up, or down with a
 //! retry time. A first connect that fails ends the client with exit status 1, as in
 //! the line client; a connection that breaks later is retried with back-off (1 s,
 //! doubling to 30 s, reset by the next welcome) and on success the nick and rooms are

@@ -1,13 +1,13 @@
 //! Drawing the full-screen client with `ratatui`: one function from state to screen.
 //!
 //! ```text
-//!  miochat  tom @ 127.0.0.1:7878                      (header)
-//! ┌ rooms ──────┐┌ rust: topic ─────────────┐┌ 3 members ┐
-//! │ 1 lobby  2  ││ 10:02 bob: hi            ││ bob       │
-//! │ 2 rust      ││ ...                      ││ tom       │
-//! └─────────────┘└──────────────────────────┘└───────────┘
-//!  connected · Alt+1..9 or Ctrl+N/P rooms · PgUp/PgDn ... (status)
-//! [rust] text being typed                                 (input)
+//!  miochat  tom @ 127.0.0.1:7878                           (header)
+//! ┌ rooms ───────┐┌ rust: topic ─────────────┐┌ 2 here ──────┐
+//! │ 1 lobby 2    ││10:02 bob: hi             ││ bob          │
+//! │>2 rust       ││...                       ││ tom          │
+//! └──────────────┘└──────────────────────────┘└──────────────┘
+//!  connected | Alt+1..9 or Ctrl+N/P rooms, ...                (status)
+//! [rust] text being typed                                      (input)
 //! ```
 //!
 //! Side panels disappear on narrow terminals. Colours follow `NO_COLOR`: without
