@@ -50,7 +50,7 @@ pub enum Command {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "serve")]
 pub struct ServeArgs {
-    /// address to listen on (default 127.0.0.1:7878; port 0 picks a free port)
+    /// address to listen on, or a bare port for 127.0.0.1 (default 127.0.0.1:7878; port 0 picks a free port)
     #[argh(option, default = "DEFAULT_LISTEN.to_string()")]
     pub listen: String,
     /// worker threads, one shard each (default: number of cores minus one, at least 1)
@@ -235,8 +235,13 @@ fn host_of(addr: &str) -> &str {
 
 const TLS_PAIR: &str = "TLS: --tls-cert and --tls-key go together";
 
-/// Resolves `host:port` once, before any event loop runs (a DNS lookup blocks, and nothing may block a loop thread).
+/// Resolves `host:port` once, before any event loop runs (DNS blocks, so never from
+/// inside a loop). A bare port (`7878`) means that port on 127.0.0.1, the same
+/// loopback default as the defaults of `--listen` and `connect`.
 pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = addr.trim().parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
     addr.to_socket_addrs()
         .map_err(|e| format!("bad address {addr:?}: {e}"))?
         .next()
@@ -421,7 +426,7 @@ impl BenchArgs {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "connect")]
 pub struct ConnectArgs {
-    /// server address (default 127.0.0.1:7878)
+    /// server address, or a bare port for 127.0.0.1 (default 127.0.0.1:7878)
     #[argh(positional, default = "DEFAULT_LISTEN.to_string()")]
     pub addr: String,
     /// nick to take once connected
@@ -471,5 +476,39 @@ impl ConnectArgs {
             room: self.room.clone(),
             wait,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_bare_port_means_loopback() {
+        let loopback = |port| Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+        assert_eq!(resolve("7878"), loopback(7878));
+        assert_eq!(resolve("0"), loopback(0));
+        assert_eq!(resolve("127.0.0.1:9000"), loopback(9000));
+        assert_eq!(
+            resolve("0.0.0.0:7878"),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 7878)))
+        );
+        assert!(resolve("70000").is_err());
+        assert!(resolve("nonsense").is_err());
+    }
+
+    #[test]
+    fn serve_and_connect_take_a_bare_port() {
+        let serve = ServeArgs::from_args(&["serve"], &["--listen", "7000"]).unwrap();
+        assert_eq!(
+            serve.to_config().unwrap().listen.to_string(),
+            "127.0.0.1:7000"
+        );
+        let connect = ConnectArgs::from_args(&["connect"], &["7001"]).unwrap();
+        assert_eq!(
+            connect.to_options().unwrap().addr.to_string(),
+            "127.0.0.1:7001"
+        );
     }
 }

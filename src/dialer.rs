@@ -160,7 +160,7 @@ impl Conn {
 
     /// On a writable event while connecting: has the connect succeeded? This is the
     /// step inside [`Conn::on_ready`]; call that instead.
-    pub fn finish_connect(&mut self) -> io::Result<bool> {
+    fn finish_connect(&mut self) -> io::Result<bool> {
         if let Some(err) = self.stream.take_error()? {
             return Err(err);
         }

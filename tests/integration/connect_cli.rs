@@ -2,10 +2,11 @@
 //! and (when tmux is installed) a real terminal.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdout, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::{TestServer, spawn_binary, wait_with_timeout};
+use crate::common::{TestServer, signal, spawn_binary, wait_with_timeout};
 
 /// A client process whose stdin stays open until dropped or closed.
 struct ClientProcess {
@@ -106,63 +107,253 @@ fn unreachable_server_is_one_line_and_exit_one() {
     );
 }
 
-/// Runs tmux with `args`; false if tmux is not installed.
-fn tmux(args: &[&str]) -> Option<String> {
-    let out = std::process::Command::new("tmux")
-        .args(args)
+#[test]
+fn a_bare_port_is_loopback_and_piped_logs_have_no_colour_codes() {
+    // TERM says colours would work; stderr is a pipe, so none may be written.
+    let mut child = spawn_binary(&["serve", "--listen", "0", "--workers", "1"])
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(
+        first.starts_with("miochat listening on 127.0.0.1:"),
+        "{first:?}"
+    );
+    let port = first.trim().rsplit(':').next().unwrap().to_string();
+    // The client takes a bare port too.
+    let out = spawn_binary(&["connect", &port, "--wait", "0.2"])
         .output()
-        .ok()?;
-    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK welcome "));
+    signal(&child, "TERM");
+    let status = wait_with_timeout(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
+    assert!(logs.contains("[INFO] listening on"), "{logs}");
+    assert!(
+        !logs.contains('\x1b'),
+        "escape codes in a piped log: {logs:?}"
+    );
 }
 
-#[test]
-fn interactive_session_under_a_terminal() {
-    if tmux(&["-V"]).is_none() {
-        eprintln!("skipped: tmux is not installed (.ci/run installs it)");
-        return;
+/// A tmux server of its own (its own socket file, so neither a user's sessions nor a
+/// test running in parallel are touched) running one session; killed when dropped,
+/// also when an assertion fails.
+struct Tmux {
+    socket: String,
+    session: String,
+}
+
+impl Tmux {
+    /// Starts `command` in a detached 120x30 session; None if tmux is not installed
+    /// (which fails the test under CI=true).
+    fn start(command: &str) -> Option<Tmux> {
+        let installed = Command::new("tmux").arg("-V").output().is_ok();
+        if !installed {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "tmux is required under CI=true (.ci/run installs it)"
+            );
+            eprintln!("skipped: tmux not installed");
+            return None;
+        }
+        static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+        let socket = std::env::temp_dir().join(format!(
+            "miochat-tmux-{}-{}",
+            std::process::id(),
+            SESSIONS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let tmux = Tmux {
+            socket: socket.to_string_lossy().into_owned(),
+            session: "client".to_string(),
+        };
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "client",
+            "-x",
+            "120",
+            "-y",
+            "30",
+            command,
+        ]);
+        Some(tmux)
     }
-    let server = TestServer::start();
-    let session = format!("miochat-test-{}", std::process::id());
-    let command = format!(
-        "{} connect {} --nick tom",
-        env!("CARGO_BIN_EXE_miochat"),
-        server.addr
-    );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "120",
-        "-y",
-        "30",
-        &command,
-    ])
-    .unwrap();
-    let screen = |want: &str| -> String {
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-S", &self.socket])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Types keys (tmux key names such as `Enter`, `M-1`, `C-n`, or literal text).
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.session];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    /// The screen as text.
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", &self.session])
+    }
+
+    /// Polls the screen until `ready` holds (or 10 s pass) and returns it.
+    fn wait_for(&self, ready: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let text = tmux(&["capture-pane", "-p", "-t", &session]).unwrap_or_default();
-            if text.contains(want) || Instant::now() > deadline {
+            let text = self.screen();
+            if ready(&text) || Instant::now() > deadline {
                 return text;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    };
-    let shown = screen("nick tom");
-    assert!(shown.contains("welcome"), "{shown}");
-    let mut peer = server.client_named("jane");
-    peer.send("hello tom");
-    let shown = screen("[lobby] jane: hello tom");
-    assert!(
-        shown.contains("[lobby] jane: hello tom"),
-        "pretty line: {shown}"
+    }
+
+    /// The input line: the screen's last line that is not empty.
+    fn input_line(screen: &str) -> String {
+        screen
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim_end()
+            .to_string()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-S", &self.socket, "kill-server"])
+            .output();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+#[test]
+fn full_screen_client_under_a_terminal() {
+    let server = TestServer::start();
+    // After the client exits, the shell prints its status on the restored screen.
+    let command = format!(
+        "{} connect {} --nick tom; echo exit=$?; sleep 30",
+        env!("CARGO_BIN_EXE_miochat"),
+        server.addr
     );
-    tmux(&["send-keys", "-t", &session, "hi jane", "Enter"]).unwrap();
-    assert_eq!(peer.expect("MSG "), "MSG lobby tom hi jane");
-    tmux(&["send-keys", "-t", &session, "/nick 9", "Enter"]).unwrap();
-    let shown = screen("error:");
-    assert!(shown.contains("(bad-nick)"), "{shown}");
-    tmux(&["kill-session", "-t", &session]);
+    let Some(tmux) = Tmux::start(&command) else {
+        return;
+    };
+    let shown = tmux.wait_for(|s| s.contains("you are now tom"));
+    assert!(Tmux::input_line(&shown).starts_with("[lobby]"), "{shown}");
+    let mut jane = server.client_named("jane");
+    jane.join("rust");
+    jane.join("lobby");
+
+    // Lines arriving while tom types never touch his input line.
+    tmux.keys(&["-l", "I am typing a long sen"]);
+    tmux.wait_for(|s| Tmux::input_line(s) == "[lobby] I am typing a long sen");
+    jane.send("hello tom");
+    jane.send("/me waves");
+    jane.sync();
+    let shown = tmux.wait_for(|s| s.contains("* jane waves"));
+    assert!(shown.contains("jane: hello tom"), "{shown}");
+    // The member list's title counts tom and jane.
+    assert!(shown.contains(" 2 here "), "member list: {shown}");
+    assert_eq!(Tmux::input_line(&shown), "[lobby] I am typing a long sen");
+    tmux.keys(&["-l", "tence"]);
+    tmux.keys(&["Enter"]);
+    assert_eq!(
+        jane.expect("MSG "),
+        "MSG lobby tom I am typing a long sentence"
+    );
+
+    // /join makes the new room current: the prompt says so.
+    tmux.keys(&["-l", "/join rust"]);
+    tmux.keys(&["Enter"]);
+    let shown = tmux.wait_for(|s| Tmux::input_line(s).starts_with("[rust]"));
+    assert_eq!(Tmux::input_line(&shown), "[rust]", "{shown}");
+    // A line in the other room counts as unread there.
+    jane.send("/join lobby");
+    jane.expect("OK joined lobby");
+    jane.send("back in the lobby?");
+    jane.sync();
+    let shown = tmux.wait_for(|s| s.contains(" 1 lobby 1"));
+    assert!(shown.contains(" 1 lobby 1"), "unread count: {shown}");
+
+    // Alt+1 switches to the lobby: the prompt, the lines, and the server's current room.
+    tmux.keys(&["M-1"]);
+    let shown = tmux.wait_for(|s| Tmux::input_line(s).starts_with("[lobby]"));
+    assert_eq!(Tmux::input_line(&shown), "[lobby]", "{shown}");
+    assert!(shown.contains("jane: back in the lobby?"), "{shown}");
+    tmux.keys(&["-l", "yes"]);
+    tmux.keys(&["Enter"]);
+    assert_eq!(jane.expect("MSG "), "MSG lobby tom yes");
+    // Ctrl+N goes to the next room.
+    tmux.keys(&["C-n"]);
+    tmux.wait_for(|s| Tmux::input_line(s).starts_with("[rust]"));
+    tmux.keys(&["-l", "over here"]);
+    tmux.keys(&["Enter"]);
+    assert_eq!(jane.expect("MSG "), "MSG rust tom over here");
+
+    // Errors are shown as such.
+    tmux.keys(&["-l", "/nick 9"]);
+    tmux.keys(&["Enter"]);
+    let shown = tmux.wait_for(|s| s.contains("(bad-nick)"));
+    assert!(shown.contains("error:"), "{shown}");
+
+    // Ctrl+C quits cleanly and gives the terminal back.
+    tmux.keys(&["C-c"]);
+    assert!(jane.expect("EVENT ").contains("quit tom"));
+    let shown = tmux.wait_for(|s| s.contains("exit="));
+    assert!(shown.contains("exit=0"), "{shown}");
+}
+
+#[test]
+fn full_screen_client_reconnects_with_its_nick_and_rooms() {
+    let server = TestServer::start();
+    let addr = server.addr;
+    let command = format!(
+        "{} connect {addr} --nick tom --room rust",
+        env!("CARGO_BIN_EXE_miochat")
+    );
+    let Some(tmux) = Tmux::start(&command) else {
+        return;
+    };
+    let shown = tmux.wait_for(|s| Tmux::input_line(s).starts_with("[rust]"));
+    assert_eq!(Tmux::input_line(&shown), "[rust]", "{shown}");
+    // The server goes away: the client says so and keeps its screen.
+    drop(server);
+    let shown = tmux.wait_for(|s| s.contains("disconnected"));
+    assert!(shown.contains("-- disconnected: "), "{shown}");
+    // A new server on the same address: the client finds it (after its back-off),
+    // takes its nick again and re-joins rust, which stays current.
+    let server = TestServer::start_with(|config| config.listen = addr);
+    let mut peer = server.client_named("jane");
+    peer.join("rust");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        peer.send("/who rust");
+        let who = peer.expect("OK who rust");
+        if who.split(' ').any(|nick| nick == "tom") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "tom did not come back: {who}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let shown = tmux.wait_for(|s| s.contains("-- reconnected"));
+    assert!(shown.contains("-- reconnected"), "{shown}");
+    assert_eq!(Tmux::input_line(&shown), "[rust]", "{shown}");
+    peer.send("welcome back");
+    let shown = tmux.wait_for(|s| s.contains("jane: welcome back"));
+    assert!(shown.contains("jane: welcome back"), "{shown}");
 }
