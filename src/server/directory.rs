@@ -722,6 +722,56 @@ fn with_nick(kind: &ModeKind, nick: &Nick) -> ModeKind {
     }
 }
 
+/// Moderation decided on other nodes of a cluster, applied to this node's copy of a
+/// room's state (roles only for this node's members: each node keeps the roles of
+/// its own connections).
+impl Directory {
+    /// A kick decided elsewhere: marks `nick`'s connection if it is here and in
+    /// `room`, so the shards carry it out once the `KICK` is delivered here.
+    pub fn kick_from_elsewhere(&self, room: &RoomName, nick: &Nick) {
+        let mut t = self.lock();
+        let Some(&id) = t.nicks.get(&nick.key()) else {
+            return;
+        };
+        if let Some(entry) = t.rooms.get_mut(room).filter(|e| e.members.contains(&id)) {
+            entry.state.kick(id);
+        }
+    }
+
+    /// Mode changes decided elsewhere, as they were applied there.
+    pub fn modes_from_elsewhere(&self, room: &RoomName, by: &str, changes: &[ModeChange]) {
+        let mut t = self.lock();
+        let targets: Vec<Option<ConnId>> = changes
+            .iter()
+            .map(|change| match &change.kind {
+                ModeKind::Op(nick) | ModeKind::Voice(nick) => {
+                    let key = Nick::parse(nick).ok()?.key();
+                    t.nicks.get(&key).copied()
+                }
+                _ => None,
+            })
+            .collect();
+        let Some(entry) = t.rooms.get_mut(room) else {
+            return;
+        };
+        for (change, target) in changes.iter().zip(targets) {
+            let is_role = matches!(change.kind, ModeKind::Op(_) | ModeKind::Voice(_));
+            if is_role && target.is_none() {
+                continue; // a member of another node: its node keeps its role
+            }
+            let _ = entry.state.apply(change, target, by, unix_now());
+        }
+    }
+
+    /// Takes back the operator status `admit` gives the first member of a room, when
+    /// the room already has members on other nodes (it is not new).
+    pub fn not_a_founder(&self, room: &RoomName, id: ConnId) {
+        if let Some(entry) = self.lock().rooms.get_mut(room) {
+            entry.state.forget(id);
+        }
+    }
+}
+
 impl Tables {
     fn fresh_guest(&mut self, suffix: &str) -> Nick {
         loop {

@@ -24,7 +24,7 @@
 use crate::protocol::mask::Identity;
 use crate::protocol::modes::ModeRequest;
 use crate::protocol::outgoing::Outgoing;
-use crate::protocol::{Event, MAX_KICK_LEN, ProtocolError, RoomName, irc};
+use crate::protocol::{Event, MAX_KICK_LEN, Nick, ProtocolError, RoomName, irc};
 
 use super::delivery::Delivery;
 use super::effects::Effects;
@@ -155,7 +155,13 @@ impl Moderator<'_, '_, '_> {
         let room = self.room_or_current(room)?;
         let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
         let (id, by, line) = (session.id, session.nick.clone(), session.irc.is_none());
-        let kicked = self.shared.directory.kick(&room, id, nick)?;
+        let kicked = match self.shared.directory.kick(&room, id, nick) {
+            // The kicker may kick here (the directory checks that first), and the
+            // nick is not on this node: a member on another node of the cluster is
+            // kicked by its own node when the KICK reaches it.
+            Err(ProtocolError::NoSuchNick(_)) => self.remote_member(&room, nick)?,
+            other => other?,
+        };
         let reason: Box<str> = cut(reason.unwrap_or(by.as_str()), MAX_KICK_LEN).into();
         log::info!("{by} kicked {kicked} from {room}: {reason}");
         if line {
@@ -173,6 +179,18 @@ impl Moderator<'_, '_, '_> {
         };
         self.delivery.broadcast(self.fx, &room, None, event);
         Ok(room)
+    }
+
+    /// `nick` as spelled, if a user of another node of the cluster is in `room`.
+    fn remote_member(&self, room: &RoomName, nick: &str) -> Result<Nick, ProtocolError> {
+        match self.shared.cluster.owner(nick) {
+            Some(user) if user.rooms.contains(room) => Ok(user.nick),
+            Some(user) => Err(ProtocolError::NotOnRoom {
+                nick: user.nick,
+                room: room.clone(),
+            }),
+            None => Err(ProtocolError::NoSuchNick(nick.into())),
+        }
     }
 
     /// `/invite NICK [ROOM]`, IRC `INVITE nick #room`: the target is told, wherever it

@@ -118,6 +118,7 @@ impl Relay {
             }
             self.delivery.exit(room, key);
             self.shared.directory.leave(room, id);
+            self.tell_cluster(fx, key, None);
         }
     }
 
@@ -482,6 +483,9 @@ impl Relay {
             .directory
             .admit(&room, session.id, &identity(session), room_key)
             .map_err(|refusal| refusal.error(room.clone()))?;
+        if info.members == 1 && self.shared.cluster.member_count(&room) > 0 {
+            self.shared.directory.not_a_founder(&room, session.id);
+        }
         session.current = Some(room.clone());
         let (id, nick, wants_names) = (session.id, session.nick.clone(), session.irc.is_some());
         if !already {
@@ -555,13 +559,13 @@ impl Relay {
             None => current_room(fx, key)?,
         };
         let asker = fx.session(key).map(|s| s.id).ok_or(ProtocolError::NoRoom)?;
-        let (mut nicks, mut more, _) = self
-            .shared
-            .directory
-            .members(&room, asker, WHO_PAGE)
-            .ok_or_else(|| ProtocolError::NoSuchRoom(room.clone()))?;
-        let room_for_more = WHO_PAGE.saturating_sub(nicks.len());
+        let here = self.shared.directory.members(&room, asker, WHO_PAGE);
         let remote: Vec<Member> = self.remote_members(&room).collect();
+        if here.is_none() && remote.is_empty() {
+            return Err(ProtocolError::NoSuchRoom(room));
+        }
+        let (mut nicks, mut more, _) = here.unwrap_or_default();
+        let room_for_more = WHO_PAGE.saturating_sub(nicks.len());
         more += remote.len().saturating_sub(room_for_more);
         nicks.extend(remote.into_iter().take(room_for_more));
         self.delivery

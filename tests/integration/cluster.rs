@@ -190,7 +190,13 @@ fn wait_for_members(client: &mut TestClient, room: &str, nicks: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         client.send(&format!("/who {room}"));
-        let who = skip_until(client, &format!("OK who {room}"));
+        // The answer is `OK who ...`, or `ERR no-such-room` while nobody is known there.
+        let who = loop {
+            let line = client.line();
+            if line.starts_with(&format!("OK who {room}")) || line.starts_with("ERR ") {
+                break line;
+            }
+        };
         // Roles are kept per node: a member may be listed as `@nick` or `+nick`.
         let listed: Vec<&str> = who
             .split(' ')
@@ -249,14 +255,16 @@ fn rooms_span_nodes_in_both_protocols() {
         skip_until(&mut carol, "MSG rust bob"),
         "MSG rust bob hello from irc"
     );
-    carol.send("/topic shared topic");
+    // alice made the room (on node a), so alice is its operator under +t.
+    alice.send("/topic shared topic");
     assert_eq!(
         skip_until(&mut alice, "EVENT rust topic"),
-        "EVENT rust topic carol shared topic"
+        "EVENT rust topic alice shared topic"
     );
-    alice.send("/topic");
+    skip_until(&mut carol, "EVENT rust topic alice");
+    carol.send("/topic");
     assert_eq!(
-        skip_until(&mut alice, "OK topic"),
+        skip_until(&mut carol, "OK topic"),
         "OK topic rust shared topic"
     );
 }
@@ -474,4 +482,37 @@ fn an_answer_never_overtakes_its_question_across_nodes() {
             );
         }
     }
+}
+
+#[test]
+fn moderation_is_shared_across_nodes() {
+    let Some(redis) = Redis::start() else { return };
+    let (a, b) = (Node::start(&redis, "a"), Node::start(&redis, "b"));
+    let mut alice = a.client("alice");
+    let mut bob = b.client("bob");
+    wait_until_clustered(&mut alice, 1);
+    wait_until_clustered(&mut bob, 1);
+    alice.join("modx");
+    wait_for_members(&mut bob, "modx", &["alice"]);
+    bob.join("modx");
+    wait_for_members(&mut alice, "modx", &["alice", "bob"]);
+    // The room already existed on node a: joining it on node b makes nobody operator.
+    bob.send("/mode +t");
+    assert!(bob.expect("ERR ").starts_with("ERR not-operator"));
+    alice.send("/mode +m");
+    assert_eq!(
+        skip_until(&mut bob, "EVENT modx mode"),
+        "EVENT modx mode alice +m"
+    );
+    bob.send("muted?");
+    assert!(bob.expect("ERR ").starts_with("ERR cannot-send"));
+    alice.send("/kick bob enough");
+    assert_eq!(
+        skip_until(&mut bob, "EVENT modx kick"),
+        "EVENT modx kick alice bob enough"
+    );
+    bob.send("/who modx");
+    // bob is out; alice is listed without her role (each node shows the roles of its
+    // own members only).
+    assert_eq!(skip_until(&mut bob, "OK who"), "OK who modx alice");
 }

@@ -619,8 +619,14 @@ impl Backplane {
             };
             self.deliver_here(room.clone(), gap);
         }
-        if let Event::TopicChanged { topic, .. } = &event {
-            self.shared.directory.set_topic(&room, topic);
+        let directory = &self.shared.directory;
+        match &event {
+            Event::TopicChanged { topic, .. } => directory.set_topic(&room, topic),
+            Event::Kicked { nick, .. } => directory.kick_from_elsewhere(&room, nick),
+            Event::ModeChanged { by, changes, .. } => {
+                directory.modes_from_elsewhere(&room, by.as_str(), changes)
+            }
+            _ => {}
         }
         self.deliver_here(room, event);
     }
@@ -750,7 +756,9 @@ fn event_room(event: &Event) -> Option<&RoomName> {
         | Event::Left { room, .. }
         | Event::NickChanged { room, .. }
         | Event::Quit { room, .. }
-        | Event::TopicChanged { room, .. } => Some(room),
+        | Event::TopicChanged { room, .. }
+        | Event::Kicked { room, .. }
+        | Event::ModeChanged { room, .. } => Some(room),
         _ => None,
     }
 }

@@ -9,6 +9,7 @@
 //! sequence number per room, which is how a receiver notices a gap. Pure functions,
 //! unit-tested without Redis.
 
+use crate::protocol::modes::{self, changes_string};
 use crate::protocol::{Event, Nick, RoomName};
 
 /// One message between nodes.
@@ -234,8 +235,8 @@ fn decode_entry(line: &str) -> Result<RosterEntry, BadWire> {
 }
 
 /// True for the room events that cross nodes: chat lines, joins, leaves, nick
-/// changes, quits and topics. Moderation (modes, kicks) stays with the node where it
-/// happened: room roles and modes are kept per node (docs/DESIGN.md, "Scaling out").
+/// changes, quits, topics, kicks and mode changes (each node applies the last two to
+/// its own copy of the room's state: docs/DESIGN.md, "Scaling out").
 pub fn crosses_nodes(event: &Event) -> bool {
     matches!(
         event,
@@ -247,6 +248,8 @@ pub fn crosses_nodes(event: &Event) -> bool {
             | Event::NickChanged { .. }
             | Event::Quit { .. }
             | Event::TopicChanged { .. }
+            | Event::Kicked { .. }
+            | Event::ModeChanged { .. }
     )
 }
 
@@ -263,6 +266,10 @@ fn encode_event(event: &Event) -> String {
         Event::NickChanged { old, new, .. } => format!("nick {old} {new}"),
         Event::Quit { nick, reason, .. } => format!("quit {nick} {reason}"),
         Event::TopicChanged { nick, topic, .. } => format!("topic {nick} {topic}"),
+        Event::Kicked {
+            by, nick, reason, ..
+        } => format!("kick {by} {nick} {reason}"),
+        Event::ModeChanged { by, changes, .. } => format!("mode {by} {}", changes_string(changes)),
         other => {
             debug_assert!(false, "BUG: {other:?} is not a room event");
             String::from("none -")
@@ -312,6 +319,27 @@ fn decode_event(room: &RoomName, mut words: Words<'_>) -> Result<Event, BadWire>
             nick,
             topic: text,
         },
+        "kick" => {
+            let mut rest = Words(&text);
+            let kicked = nick_of(rest.next()?)?;
+            Event::Kicked {
+                room,
+                by: nick,
+                nick: kicked,
+                reason: rest.0.into(),
+            }
+        }
+        "mode" => {
+            let mut words = text.split(' ');
+            let modestring = words.next().unwrap_or("");
+            let params: Vec<&str> = words.collect();
+            let changes = modes::parse(modestring, &params).changes;
+            Event::ModeChanged {
+                room,
+                by: nick,
+                changes,
+            }
+        }
         _ => return Err(BadWire("unknown event")),
     })
 }
