@@ -45,8 +45,15 @@ impl<'a> Message<'a> {
 }
 
 /// Parses one line (CRLF already stripped). `Ok(None)` for a blank line.
+///
+/// CR, LF and NUL may not appear inside a message (RFC 2812): such a line is refused,
+/// since a bare CR echoed in a topic or quit reason would end the line early for
+/// clients that split on CR, letting one user forge lines for everyone else.
 pub fn parse(line: &[u8]) -> Result<Option<Message<'_>>, ProtocolError> {
     let text = std::str::from_utf8(line).map_err(|_| ProtocolError::InvalidUtf8)?;
+    if text.contains(['\r', '\n', '\0']) {
+        return Err(ProtocolError::ControlChars);
+    }
     let mut rest = text.trim_start_matches(' ');
     if rest.starts_with('@') {
         rest = rest
@@ -440,6 +447,27 @@ mod tests {
         assert_eq!(msg("PRIVMSG #x :").params, ["#x", ""]);
         assert_eq!(parse(b"   ").unwrap(), None);
         assert_eq!(parse(b"\xff").unwrap_err(), ProtocolError::InvalidUtf8);
+    }
+
+    #[test]
+    fn cr_lf_and_nul_inside_a_line_are_refused() {
+        // Found by fuzzing: a bare CR in a topic reached every member of the room.
+        let forged = b"TOPIC #rust :x\r:mallory!mallory@miochat PRIVMSG #rust :forged";
+        assert_eq!(parse(forged).unwrap_err(), ProtocolError::ControlChars);
+        assert_eq!(
+            parse(b"QUIT :a\0b").unwrap_err(),
+            ProtocolError::ControlChars
+        );
+        assert_eq!(
+            parse(b"AWAY :a\nb").unwrap_err(),
+            ProtocolError::ControlChars
+        );
+        // Other control characters (colours, CTCP) are text, cleaned where shown.
+        assert!(
+            parse(b"PRIVMSG #rust :\x01ACTION waves\x01")
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]
