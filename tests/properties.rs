@@ -1,4 +1,4 @@
-//! Property tests for the sans-IO layers: framing and the command parser.
+//! Property tests for the sans-IO layers: framing and both protocols' parsers.
 //!
 //! - any byte stream, split at any points, yields the same lines as sent whole;
 //! - a line over the limit is rejected exactly once and the following line is read;
@@ -7,15 +7,24 @@
 //! - any sequence of room mode changes leaves a room's modes, bans and roles equal to
 //!   those of a simple model (sets and options, no rules about what changed);
 //! - no bytes make the IRC decoder or parser or the mode parser panic.
+//! - an IRC message written back out parses to the same message, and no IRC line
+//!   with a CR or NUL inside is accepted;
+//! - `clean_text` leaves no control characters and is idempotent;
+//! - a room message of any length becomes one IRC line of at most 512 bytes whose
+//!   text is the original, cut only at the limit.
+//!
+//! The fuzz targets in `fuzz/` check the same rules (and more) over far more inputs;
+//! these run on every `cargo test`.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use miochat::framing::{FrameError, LineFramer};
+use miochat::protocol::irc::{self, MAX_IRC_LINE};
 use miochat::protocol::modes::{self, Flag, ModeChange, ModeKind};
 use miochat::protocol::parse::parse_line;
-use miochat::protocol::{Command, Nick, Role, RoomName, irc};
+use miochat::protocol::{Command, Event, Nick, Role, RoomName};
 use miochat::server::room_state::RoomState;
 use miochat::server::token::{ConnId, encode};
 use proptest::prelude::*;
@@ -264,5 +273,48 @@ impl Model {
         } else {
             Role::Member
         }
+    }
+}
+
+proptest! {
+    #[test]
+    fn irc_messages_round_trip(line in "[ :@#a-zA-Z0-9\t\u{1}é]{0,120}") {
+        let Some(msg) = irc::parse(&line) else { return Ok(()) };
+        let mut line = format!(":prefix {}", msg.command);
+        if let Some((last, middle)) = msg.params.split_last() {
+            for param in middle {
+                line = format!("{line} {param}");
+            }
+            line = format!("{line} :{last}");
+        }
+        prop_assert_eq!(irc::parse(&line), Some(msg), "line {:?}", line);
+    }
+
+    #[test]
+    fn irc_lines_with_cr_or_nul_inside_are_refused(
+        head in "[A-Z]{1,8} :[a-z ]{0,20}", bad in prop_oneof![Just('\r'), Just('\0')], tail in "[a-z ]{0,20}",
+    ) {
+        let line = format!("{head}{bad}{tail}");
+        prop_assert!(irc::has_forbidden_chars(&line), "{:?} accepted", line);
+    }
+
+    #[test]
+    fn clean_text_leaves_no_control_characters(text in "(\\PC|\\p{Cc}){0,80}") {
+        let (clean, _) = irc::clean_text(&text);
+        prop_assert!(!clean.contains(char::is_control), "{:?}", clean);
+        prop_assert_eq!(irc::clean_text(&clean), (clean.clone(), false));
+    }
+
+    #[test]
+    fn room_messages_fit_one_irc_line(n in nick(), r in room(), t in "[^\\p{Cc}]{0,700}") {
+        let event = Event::Message { room: r, from: n, text: t.as_str().into() };
+        let line = irc::broadcast(&event).unwrap();
+        let body = line.strip_suffix("\r\n").unwrap();
+        prop_assert!(body.len() <= MAX_IRC_LINE, "{} bytes", line.len());
+        prop_assert!(!body.contains(['\r', '\n']));
+        let msg = irc::parse(body).unwrap();
+        let sent = *msg.params.last().unwrap();
+        prop_assert!(t.starts_with(sent));
+        prop_assert!(sent.len() == t.len() || body.len() + 4 > MAX_IRC_LINE);
     }
 }

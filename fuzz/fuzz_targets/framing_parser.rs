@@ -34,7 +34,11 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(Some(command)) = parse_line(&line)
             && let Some(again) = command.to_line()
         {
-            assert_eq!(parse_line(again.as_bytes()), Ok(Some(command)), "round trip of {again:?}");
+            assert_eq!(
+                parse_line(again.as_bytes()),
+                Ok(Some(command)),
+                "round trip of {again:?}"
+            );
         }
     }
 });

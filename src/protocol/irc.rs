@@ -62,6 +62,14 @@ pub fn decode(line: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(line)
 }
 
+/// True if `text` carries a character no IRC message may contain (RFC 2812): CR, LF
+/// or NUL. Such a line is refused: a bare CR echoed in a topic or quit reason would
+/// end the line early for clients that split on CR, letting one user forge lines for
+/// everyone else (found by fuzzing).
+pub fn has_forbidden_chars(text: &str) -> bool {
+    text.contains(['\r', '\n', '\0'])
+}
+
 /// Parses one line (CRLF already stripped, [`decode`]d). `None` for a blank line.
 pub fn parse(text: &str) -> Option<Message<'_>> {
     let mut rest = text.trim_start_matches(' ');
@@ -813,6 +821,27 @@ mod tests {
         let m = parse(&text).unwrap();
         assert_eq!(m.params, ["x", "0", "*", "Jos\u{fffd} \u{fffd}\u{fffd}"]);
         assert_eq!(decode("é".as_bytes()), "é");
+    }
+
+    #[test]
+    fn cr_lf_and_nul_inside_a_line_are_refused() {
+        // Found by fuzzing: a bare CR in a topic reached every member of the room.
+        let forged = b"TOPIC #rust :x\r:mallory!mallory@miochat PRIVMSG #rust :forged";
+        assert_eq!(parse(forged).unwrap_err(), ProtocolError::ControlChars);
+        assert_eq!(
+            parse(b"QUIT :a\0b").unwrap_err(),
+            ProtocolError::ControlChars
+        );
+        assert_eq!(
+            parse(b"AWAY :a\nb").unwrap_err(),
+            ProtocolError::ControlChars
+        );
+        // Other control characters (colours, CTCP) are text, cleaned where shown.
+        assert!(
+            parse(b"PRIVMSG #rust :\x01ACTION waves\x01")
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

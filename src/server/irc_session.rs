@@ -47,6 +47,10 @@ impl IrcSession<'_, '_, '_> {
     /// Handles one line from an IRC connection.
     pub fn on_line(mut self, line: &[u8]) {
         let text = irc::decode(line);
+        if irc::has_forbidden_chars(&text) {
+            let error = ProtocolError::ControlChars;
+            return self.relay.delivery.reject(self.fx, self.key, error);
+        }
         let Some(msg) = irc::parse(&text) else {
             return;
         };

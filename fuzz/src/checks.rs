@@ -1,0 +1,111 @@
+//! What every line the server renders must look like, whatever the client sent.
+//!
+//! The IRC rules come from RFC 2812: a message is at most 512 bytes including its
+//! CRLF, and CR, LF and NUL never appear inside one (a bare CR inside a line is read
+//! as a line end by some clients, which would let one user forge lines for another).
+//! A line-protocol line ends in LF and has no CR or NUL either. Both are asserted for
+//! every event the targets can build; a failed assertion is the fuzzer's crash.
+
+use miochat::protocol::Event;
+use miochat::protocol::irc::{self, MAX_IRC_LINE, Message};
+use miochat::protocol::render;
+
+use crate::STRICT;
+use crate::events::Audience;
+
+/// Checks IRC output (one or more CRLF lines) and returns each line parsed back.
+pub fn irc_output(out: &str) -> Vec<Message<'_>> {
+    assert!(
+        out.is_empty() || out.ends_with("\r\n"),
+        "no CRLF at the end: {out:?}"
+    );
+    out.split_terminator("\r\n").map(irc_line).collect()
+}
+
+/// Checks one IRC line (without its CRLF) and parses it back.
+fn irc_line(line: &str) -> Message<'_> {
+    assert!(
+        !line.contains(['\r', '\n', '\0']),
+        "CR, LF or NUL inside {line:?}"
+    );
+    if STRICT {
+        assert!(
+            line.len() <= MAX_IRC_LINE,
+            "{} bytes: {line:?}",
+            line.len() + 2
+        );
+    }
+    let message = irc::parse(line.as_bytes())
+        .unwrap_or_else(|error| panic!("rendered line does not parse ({error}): {line:?}"))
+        .unwrap_or_else(|| panic!("rendered line is blank: {line:?}"));
+    assert!(!message.command.is_empty());
+    message
+}
+
+/// Checks the line-protocol rendering of `event`.
+pub fn line_output(event: &Event) {
+    let bytes = render::line(event);
+    let text = std::str::from_utf8(&bytes).expect("BUG: a rendered line is not UTF-8");
+    assert!(text.ends_with('\n'), "no LF at the end: {text:?}");
+    for line in text.split_terminator('\n') {
+        assert!(!line.contains(['\r', '\0']), "CR or NUL inside {line:?}");
+        if STRICT {
+            let bad = |c: char| c.is_control() && c != '\t';
+            assert!(!line.contains(bad), "control character inside {line:?}");
+        }
+    }
+}
+
+/// Checks the renderings of `event` for the protocols of `audience`, addressed to a
+/// recipient called `me` on server `server`.
+pub fn event(event: &Event, audience: Audience, server: &str, me: &str) {
+    if audience != Audience::Irc {
+        line_output(event);
+    }
+    if audience == Audience::Line {
+        return;
+    }
+    if let Some(line) = irc::broadcast(event) {
+        // A broadcast is rendered once for every recipient: exactly one line.
+        assert_eq!(irc_output(&line).len(), 1, "{line:?}");
+        assert_eq!(
+            irc::reply(event, server, me),
+            line,
+            "reply differs from broadcast"
+        );
+        text_survives(event, &line);
+    } else {
+        let out = irc::reply(event, server, me);
+        irc_output(&out);
+    }
+}
+
+/// The text of a chat line reaches IRC unchanged, or cut short only at the limit.
+fn text_survives(event: &Event, line: &str) {
+    let (text, action) = match event {
+        Event::Message { text, .. } | Event::RoomNotice { text, .. } => (text, false),
+        Event::Action { text, .. } => (text, true),
+        Event::Quit { reason, .. } => (reason, false),
+        Event::TopicChanged { topic, .. } => (topic, false),
+        _ => return,
+    };
+    let parsed = irc_output(line).pop().expect("BUG: checked to be one line");
+    let last = parsed.params.last().copied().unwrap_or("");
+    let sent = match action {
+        true => last
+            .strip_prefix("\x01ACTION ")
+            .and_then(|t| t.strip_suffix('\x01'))
+            .unwrap_or_else(|| panic!("action not in CTCP form: {line:?}")),
+        false => last,
+    };
+    assert!(
+        text.starts_with(sent),
+        "text altered: {text:?} became {sent:?}"
+    );
+    // Cut only when the whole text would not fit; a char is at most 4 bytes.
+    let cut = sent.len() < text.len();
+    assert!(
+        !cut || line.len() + 4 > MAX_IRC_LINE,
+        "cut without need: {line:?}"
+    );
+}
