@@ -469,6 +469,87 @@ def cmd_bench(a):
     shutil.rmtree(workdir, ignore_errors=True)
 
 
+def server_stats(port):
+    """`/stats` from a running miochat, as a dict (per-shard keys as lists of ints)."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(b"/leave lobby\n/stats\n")
+        data = b""
+        while b"OK stats " not in data or not data.endswith(b"\n"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    line = next(l for l in data.decode().splitlines() if l.startswith("OK stats "))
+    stats = {}
+    for word in line.split()[2:]:
+        key, _, value = word.partition("=")
+        parts = value.split(",")
+        try:
+            stats[key] = [int(p) for p in parts] if len(parts) > 1 or key in (
+                "turns", "wakes_sent", "wakes_received", "inbox", "cross_shard", "poll_ms",
+                "work_ms", "shards") else int(value)
+        except ValueError:
+            stats[key] = value
+    return stats
+
+
+def shard_figures(bench_result, stats):
+    """What one run says about the cost of sharding: per message and per wake."""
+    msgs = max(stats.get("messages_in", 0), 1)
+    wakes = sum(stats.get("wakes_received", [])) or 1
+    poll, work = sum(stats.get("poll_ms", [])), sum(stats.get("work_ms", []))
+    return {
+        "deliveries_per_s": bench_result.get("deliveries_per_s"),
+        "server_ns_per_delivery": bench_result.get("server_ns_per_delivery"),
+        "latency_p99_us": bench_result.get("latency_p99_us"),
+        "turns_per_msg": sum(stats.get("turns", [])) / msgs,
+        "wakes_per_msg": sum(stats.get("wakes_sent", [])) / msgs,
+        "inbox_per_wake": sum(stats.get("inbox", [])) / wakes,
+        "cross_shard_per_msg": sum(stats.get("cross_shard", [])) / msgs,
+        "lines_per_write": stats.get("deliveries_out", 0) / max(stats.get("writes", 1), 1),
+        "poll_share": poll / max(poll + work, 1),
+        "ok": passed(bench_result),
+    }
+
+
+def cmd_shards(a):
+    """Where a second shard's cost goes: the loop counters of `/stats` for 1, 2 and 4
+    shards, at full load and at a fixed rate, medians of `--runs` (one invocation)."""
+    build()
+    workdir = tempfile.mkdtemp(prefix="miochat-shards-")
+    base = ["--clients", str(a.clients), "--senders", "10", "--size", "64",
+            "--duration", str(a.duration), "--timeout", "60"]
+    loads = [("full load (window 16)", base + ["--window", "16"]),
+             (f"{a.rate} msg/s", base + ["--rate", str(a.rate)])]
+    port, rows = a.port, []
+    for load, args in loads:
+        for workers in a.workers:
+            runs = []
+            for _ in range(a.runs):
+                server = start("miochat", port, workdir, workers)
+                try:
+                    result = bench(server, "fanout", args)
+                    runs.append(shard_figures(result, server_stats(port)))
+                finally:
+                    server.stop()
+                port += 1
+            med = {k: statistics.median([r[k] for r in runs if r[k] is not None] or [0])
+                   for k in runs[0] if k != "ok"}
+            ok = "PASS" if all(r["ok"] for r in runs) else "FAIL"
+            rows.append([load, workers, fmt(med["deliveries_per_s"], "/s"),
+                         fmt(med["server_ns_per_delivery"], " ns"),
+                         fmt(med["latency_p99_us"], " µs"), f"{med['turns_per_msg']:.2f}",
+                         f"{med['wakes_per_msg']:.2f}", f"{med['inbox_per_wake']:.1f}",
+                         f"{med['cross_shard_per_msg']:.2f}", f"{med['lines_per_write']:.1f}",
+                         f"{100 * med['poll_share']:.0f}%", ok])
+            print(f"{load}, {workers} shard(s): done", file=sys.stderr)
+    print(f"### Shards: fanout C={a.clients}, S=10, B=64, {a.duration} s, medians of {a.runs}\n")
+    print(table(["load", "shards", "deliveries/s", "server CPU/delivery", "p99",
+                 "turns/msg", "wakes sent/msg", "inbox msgs/wake", "cross-shard msgs/msg",
+                 "lines/writev", "time in poll", "verdict"], rows))
+
+
 def cmd_soak(a):
     """Churn + fanout against one server for `minutes`; sample RSS and descriptors."""
     import threading
@@ -555,6 +636,14 @@ def main():
     c.add_argument("--duration", type=float, default=3.0)
     c.add_argument("--port", type=int, default=18000)
     c.set_defaults(func=cmd_compare)
+    h = sub.add_parser("shards", help="loop counters for 1, 2 and 4 shards")
+    h.add_argument("--runs", type=int, default=3)
+    h.add_argument("--duration", type=float, default=3.0)
+    h.add_argument("--clients", type=int, default=100)
+    h.add_argument("--rate", type=int, default=1000)
+    h.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    h.add_argument("--port", type=int, default=24000)
+    h.set_defaults(func=cmd_shards)
     k = sub.add_parser("soak", help="churn + fanout for MINUTES, sampling RSS and fds")
     k.add_argument("minutes", type=float)
     k.add_argument("--every", type=float, default=5.0)
