@@ -830,7 +830,9 @@ mod tests {
         assert!(has_forbidden_chars(forged));
         assert!(has_forbidden_chars("QUIT :a\0b"));
         assert!(has_forbidden_chars("PRIVMSG #a :b\nc"));
-        assert!(!has_forbidden_chars("PRIVMSG #a :tab\tand \u{1}ACTION\u{1}"));
+        assert!(!has_forbidden_chars(
+            "PRIVMSG #a :tab\tand \u{1}ACTION\u{1}"
+        ));
     }
 
     #[test]

@@ -142,11 +142,11 @@ impl Directory {
 
     /// Renames `id` to a fresh guest nick; returns (old, new).
     pub fn rename_to_guest(&self, id: ConnId) -> Option<(Nick, Nick)> {
-        let mut t = self.lock();
-        let nick = t.fresh_guest(&self.guest_suffix);
-        let old = t.nick_of.insert(id, nick.clone())?;
-        t.nicks.remove(&old.key());
-        t.nicks.insert(nick.key(), id);
+        let mut tables = self.lock();
+        let nick = tables.fresh_guest(&self.guest_suffix);
+        let old = tables.nick_of.insert(id, nick.clone())?;
+        tables.nicks.remove(&old.key());
+        tables.nicks.insert(nick.key(), id);
         Some((old, nick))
     }
 
@@ -161,29 +161,29 @@ impl Directory {
     /// Gives `id` a fresh `guestN` nick and puts it in `room` (if any: IRC clients
     /// start in no room).
     pub fn register_guest(&self, id: ConnId, room: Option<&RoomName>) -> Nick {
-        let mut t = self.lock();
-        let nick = t.fresh_guest(&self.guest_suffix);
-        t.nicks.insert(nick.key(), id);
-        t.nick_of.insert(id, nick.clone());
+        let mut tables = self.lock();
+        let nick = tables.fresh_guest(&self.guest_suffix);
+        tables.nicks.insert(nick.key(), id);
+        tables.nick_of.insert(id, nick.clone());
         if let Some(room) = room {
-            t.join(room, id);
+            tables.join(room, id);
         }
         nick
     }
 
     /// Changes `id`'s nick; returns the old one.
     pub fn rename(&self, id: ConnId, new: &Nick) -> Result<Nick, ProtocolError> {
-        let mut t = self.lock();
+        let mut tables = self.lock();
         let key = new.key();
-        if t.nicks.get(&key).is_some_and(|owner| *owner != id) {
+        if tables.nicks.get(&key).is_some_and(|owner| *owner != id) {
             return Err(ProtocolError::NickTaken(new.clone()));
         }
-        let old = t
+        let old = tables
             .nick_of
             .insert(id, new.clone())
             .expect("BUG: renaming a connection the directory does not know");
-        t.nicks.remove(&old.key());
-        t.nicks.insert(key, id);
+        tables.nicks.remove(&old.key());
+        tables.nicks.insert(key, id);
         Ok(old)
     }
 
@@ -195,31 +195,31 @@ impl Directory {
     /// Owner, nick as spelled, and away message of `nick`, if anyone has it.
     pub fn lookup_full(&self, nick: &str) -> Option<(ConnId, Nick, Option<Box<str>>)> {
         let key = Nick::parse(nick).ok()?.key();
-        let t = self.lock();
-        let id = *t.nicks.get(&key)?;
-        let spelled = t.nick_of.get(&id)?.clone();
-        Some((id, spelled, t.away.get(&id).cloned()))
+        let tables = self.lock();
+        let id = *tables.nicks.get(&key)?;
+        let spelled = tables.nick_of.get(&id)?.clone();
+        Some((id, spelled, tables.away.get(&id).cloned()))
     }
 
     /// [`Self::lookup_full`] for each of `nicks` that someone has, under one lock.
     pub fn lookup_each(&self, nicks: &[&str]) -> Vec<(ConnId, Nick, Option<Box<str>>)> {
-        let t = self.lock();
+        let tables = self.lock();
         nicks
             .iter()
             .filter_map(|nick| {
-                let id = *t.nicks.get(&Nick::parse(nick).ok()?.key())?;
-                let spelled = t.nick_of.get(&id)?.clone();
-                Some((id, spelled, t.away.get(&id).cloned()))
+                let id = *tables.nicks.get(&Nick::parse(nick).ok()?.key())?;
+                let spelled = tables.nick_of.get(&id)?.clone();
+                Some((id, spelled, tables.away.get(&id).cloned()))
             })
             .collect()
     }
 
     /// Sets (`Some`) or clears (`None`) the away message of `id`.
     pub fn set_away(&self, id: ConnId, text: Option<&str>) {
-        let mut t = self.lock();
+        let mut tables = self.lock();
         match text {
-            Some(text) => t.away.insert(id, text.into()),
-            None => t.away.remove(&id),
+            Some(text) => tables.away.insert(id, text.into()),
+            None => tables.away.remove(&id),
         };
     }
 
@@ -235,20 +235,20 @@ impl Directory {
 
     /// Removes `id` from every room in `rooms`, under one lock.
     pub fn leave_all(&self, id: ConnId, rooms: &[RoomName]) {
-        let mut t = self.lock();
+        let mut tables = self.lock();
         for room in rooms {
-            t.leave(room, id);
+            tables.leave(room, id);
         }
     }
 
     /// Forgets a closed connection's nick and away message (its rooms are left with
     /// [`Self::leave_all`] first).
     pub fn remove(&self, id: ConnId) {
-        let mut t = self.lock();
-        if let Some(nick) = t.nick_of.remove(&id) {
-            t.nicks.remove(&nick.key());
+        let mut tables = self.lock();
+        if let Some(nick) = tables.nick_of.remove(&id) {
+            tables.nicks.remove(&nick.key());
         }
-        t.away.remove(&id);
+        tables.away.remove(&id);
     }
 
     /// Who a message to `room` must reach. One lock per room *message* (on the room's
@@ -266,14 +266,14 @@ impl Directory {
     /// Up to `page` member nicks of `room`, sorted, and how many more there are.
     /// `None` if the room has no members.
     pub fn who(&self, room: &RoomName, page: usize) -> Option<(Vec<Nick>, usize)> {
-        let t = self.lock();
-        let entry = t.rooms.get(room)?;
+        let tables = self.lock();
+        let entry = tables.rooms.get(room)?;
         let mut nicks: Vec<Nick> = entry
             .members
             .iter()
-            .filter_map(|id| t.nick_of.get(id).cloned())
+            .filter_map(|id| tables.nick_of.get(id).cloned())
             .collect();
-        drop(t);
+        drop(tables);
         // The lower-cased key is computed once per nick, not once per comparison.
         nicks.sort_by_cached_key(|n| n.as_str().to_ascii_lowercase());
         let more = nicks.len().saturating_sub(page);
@@ -314,68 +314,68 @@ impl Directory {
 impl Directory {
     /// Records a new connection's profile.
     pub fn set_profile(&self, id: ConnId, profile: Profile) {
-        let mut t = self.lock();
+        let mut tables = self.lock();
         let registered = profile.registered;
-        t.profiles.insert(id, profile);
+        tables.profiles.insert(id, profile);
         if registered {
-            t.count_registered();
+            tables.count_registered();
         }
     }
 
     /// An IRC connection finished registering with this real name.
     pub fn register(&self, id: ConnId, realname: &str) {
-        let mut t = self.lock();
-        let Some(profile) = t.profiles.get_mut(&id) else {
+        let mut tables = self.lock();
+        let Some(profile) = tables.profiles.get_mut(&id) else {
             return;
         };
         profile.realname = realname.into();
         if !std::mem::replace(&mut profile.registered, true) {
-            t.count_registered();
+            tables.count_registered();
         }
     }
 
     /// Remembers `id` as having had `nick` (for `WHOWAS`): called when it changes
     /// nick and when it closes (then its profile is dropped too).
     pub fn remember(&self, id: ConnId, nick: &Nick, closing: bool) {
-        let mut t = self.lock();
+        let mut tables = self.lock();
         let profile = if closing {
-            t.profiles.remove(&id)
+            tables.profiles.remove(&id)
         } else {
-            t.profiles.get(&id).cloned()
+            tables.profiles.get(&id).cloned()
         };
         let Some(profile) = profile else {
             return;
         };
         if profile.registered {
             if closing {
-                t.registered -= 1;
+                tables.registered -= 1;
             }
-            if t.whowas.len() == WHOWAS_HISTORY {
-                t.whowas.pop_front();
+            if tables.whowas.len() == WHOWAS_HISTORY {
+                tables.whowas.pop_front();
             }
             let realname = profile.realname;
             let nick = nick.clone();
-            t.whowas.push_back(WhowasEntry { nick, realname });
+            tables.whowas.push_back(WhowasEntry { nick, realname });
         }
     }
 
     /// Up to `count` (0: all) of the latest users who had `nick`, newest first.
     pub fn whowas(&self, nick: &str, count: usize) -> Vec<WhowasEntry> {
         let count = if count == 0 { usize::MAX } else { count };
-        let t = self.lock();
-        let matching = t.whowas.iter().rev();
+        let tables = self.lock();
+        let matching = tables.whowas.iter().rev();
         let matching = matching.filter(|entry| entry.nick.as_str().eq_ignore_ascii_case(nick));
         matching.take(count).cloned().collect()
     }
 
     /// The counts of `LUSERS`.
     pub fn lusers(&self) -> LusersReport {
-        let t = self.lock();
+        let tables = self.lock();
         LusersReport {
-            users: t.registered,
-            unknown: t.profiles.len() - t.registered,
-            rooms: t.rooms.len(),
-            max_users: t.max_registered,
+            users: tables.registered,
+            unknown: tables.profiles.len() - tables.registered,
+            rooms: tables.rooms.len(),
+            max_users: tables.max_registered,
         }
     }
 
@@ -388,21 +388,21 @@ impl Directory {
         who: &Identity<'_>,
         key: Option<&str>,
     ) -> Result<Joined, JoinRefusal> {
-        let mut t = self.lock();
-        if let Some(entry) = t.rooms.get_mut(room)
+        let mut tables = self.lock();
+        if let Some(entry) = tables.rooms.get_mut(room)
             && !entry.members.contains(&id)
         {
             let members = entry.members.len();
             entry.state.admit(id, who, key, members)?;
         }
-        Ok(t.join(room, id))
+        Ok(tables.join(room, id))
     }
 
     /// May `id` send a message to `room` (`+n`, `+m`, bans)? One lock per room
     /// message, on the sender's shard.
     pub fn may_speak(&self, room: &RoomName, id: ConnId, who: &Identity<'_>) -> bool {
-        let t = self.lock();
-        t.rooms.get(room).is_some_and(|entry| {
+        let tables = self.lock();
+        tables.rooms.get(room).is_some_and(|entry| {
             let member = entry.members.contains(&id);
             entry.state.may_speak(id, member, who)
         })
@@ -417,8 +417,8 @@ impl Directory {
         id: ConnId,
         set: bool,
     ) -> Result<(), ProtocolError> {
-        let t = self.lock();
-        let entry = t.room(room)?;
+        let tables = self.lock();
+        let entry = tables.room(room)?;
         let member = entry.members.contains(&id) && !entry.state.is_kicked(id);
         if !member && (set || entry.state.has(Flag::Secret)) {
             return Err(ProtocolError::NotInRoom(room.clone()));
@@ -438,9 +438,9 @@ impl Directory {
         by: ConnId,
         changes: &[ModeChange],
     ) -> Result<ModeOutcome, ProtocolError> {
-        let mut t = self.lock();
-        let by_nick = t.nick_of.get(&by).cloned();
-        let tables = &mut *t;
+        let mut tables = self.lock();
+        let by_nick = tables.nick_of.get(&by).cloned();
+        let tables = &mut *tables;
         let entry = tables
             .rooms
             .get_mut(room)
@@ -480,8 +480,8 @@ impl Directory {
 
     /// The modes of `room` (the key shown only to members) and its creation time.
     pub fn modes(&self, room: &RoomName, asker: ConnId) -> Option<(String, u64)> {
-        let t = self.lock();
-        let entry = t.rooms.get(room)?;
+        let tables = self.lock();
+        let entry = tables.rooms.get(room)?;
         let modes = entry.state.modes_string(entry.members.contains(&asker));
         Some((modes, entry.state.created))
     }
@@ -495,10 +495,10 @@ impl Directory {
     /// stays in the room (so it is told) until its own shard carries the kick out
     /// ([`Self::take_kicked`]). Returns the kicked nick as spelled.
     pub fn kick(&self, room: &RoomName, by: ConnId, nick: &str) -> Result<Nick, ProtocolError> {
-        let mut t = self.lock();
-        let target = t.lookup_key(nick);
-        let spelled = target.and_then(|id| t.nick_of.get(&id).cloned());
-        let entry = t.room_mut(room)?;
+        let mut tables = self.lock();
+        let target = tables.lookup_key(nick);
+        let spelled = target.and_then(|id| tables.nick_of.get(&id).cloned());
+        let entry = tables.room_mut(room)?;
         if !entry.members.contains(&by) {
             return Err(ProtocolError::NotInRoom(room.clone()));
         }
@@ -519,8 +519,8 @@ impl Directory {
     /// Which of `ids` (members of `room` on the calling shard) have a kick waiting to
     /// be carried out.
     pub fn take_kicked(&self, room: &RoomName, ids: &[ConnId]) -> Vec<ConnId> {
-        let t = self.lock();
-        let Some(entry) = t.rooms.get(room) else {
+        let tables = self.lock();
+        let Some(entry) = tables.rooms.get(room) else {
             return Vec::new();
         };
         ids.iter()
@@ -537,10 +537,10 @@ impl Directory {
         by: ConnId,
         nick: &str,
     ) -> Result<(ConnId, Nick), ProtocolError> {
-        let mut t = self.lock();
-        let target = t.lookup_key(nick);
-        let spelled = target.and_then(|id| t.nick_of.get(&id).cloned());
-        let tables = &mut *t;
+        let mut tables = self.lock();
+        let target = tables.lookup_key(nick);
+        let spelled = target.and_then(|id| tables.nick_of.get(&id).cloned());
+        let tables = &mut *tables;
         let entry = tables
             .rooms
             .get_mut(room)
@@ -567,8 +567,8 @@ impl Directory {
     /// The rooms `id` has a pending invitation to (scans every room: `INVITE` without
     /// parameters is rare).
     pub fn invites_of(&self, id: ConnId) -> Vec<RoomName> {
-        let t = self.lock();
-        let mut rooms: Vec<RoomName> = t
+        let tables = self.lock();
+        let mut rooms: Vec<RoomName> = tables
             .rooms
             .iter()
             .filter(|(_, entry)| entry.state.is_invited(id))
@@ -587,8 +587,8 @@ impl Directory {
         asker: ConnId,
         page: usize,
     ) -> Option<(Vec<Member>, usize, bool)> {
-        let t = self.lock();
-        let entry = t.rooms.get(room)?;
+        let tables = self.lock();
+        let entry = tables.rooms.get(room)?;
         let secret = entry.state.has(Flag::Secret);
         if secret && !entry.members.contains(&asker) {
             return Some((Vec::new(), 0, true));
@@ -596,9 +596,9 @@ impl Directory {
         let mut members: Vec<Member> = entry
             .members
             .iter()
-            .filter_map(|&id| t.member(entry, id))
+            .filter_map(|&id| tables.member(entry, id))
             .collect();
-        drop(t);
+        drop(tables);
         members.sort_by_cached_key(|m| m.nick.as_str().to_ascii_lowercase());
         let more = members.len().saturating_sub(page);
         members.truncate(page);
@@ -626,12 +626,12 @@ impl Directory {
     /// What `WHOIS nick` shows `asker` (secret rooms only if `asker` is in them too).
     /// Scans the rooms for the target's memberships: `WHOIS` is rare.
     pub fn whois(&self, nick: &str, asker: ConnId) -> Option<WhoisInfo> {
-        let t = self.lock();
-        let id = t.lookup_key(nick)?;
-        let nick = t.nick_of.get(&id)?.clone();
-        let profile = t.profiles.get(&id)?;
+        let tables = self.lock();
+        let id = tables.lookup_key(nick)?;
+        let nick = tables.nick_of.get(&id)?.clone();
+        let profile = tables.profiles.get(&id)?;
         let secret = Flag::Secret;
-        let mut rooms: Vec<_> = t
+        let mut rooms: Vec<_> = tables
             .rooms
             .iter()
             .filter(|(_, e)| e.members.contains(&id))
@@ -644,7 +644,7 @@ impl Directory {
         Some(WhoisInfo {
             nick,
             realname: Arc::clone(&profile.realname),
-            away: t.away.get(&id).cloned(),
+            away: tables.away.get(&id).cloned(),
             rooms,
             idle_secs: now.saturating_sub(spoke),
             signon: profile.signon,
@@ -655,15 +655,16 @@ impl Directory {
     /// users who share a room with `asker` (everyone is `+i`), and `asker`, whose nick
     /// or real name matches. At most `page` rows.
     pub fn who_mask(&self, mask: &str, asker: ConnId, page: usize) -> Vec<WhoRow> {
-        let t = self.lock();
-        let exact = t.lookup_key(mask);
+        let tables = self.lock();
+        let exact = tables.lookup_key(mask);
         let mut seen: HashSet<ConnId> = HashSet::new();
         let mut rows = Vec::new();
         let candidates: Vec<ConnId> = match exact {
             Some(id) => vec![id],
             None => std::iter::once(asker)
                 .chain(
-                    t.rooms
+                    tables
+                        .rooms
                         .values()
                         .filter(|e| e.members.contains(&asker))
                         .flat_map(|e| e.members.iter().copied()),
@@ -674,7 +675,7 @@ impl Directory {
             if rows.len() == page || !seen.insert(id) {
                 continue;
             }
-            let Some(member) = t.person(id) else {
+            let Some(member) = tables.person(id) else {
                 continue;
             };
             let wanted = exact.is_some()
@@ -729,29 +730,33 @@ impl Directory {
     /// A kick decided elsewhere: marks `nick`'s connection if it is here and in
     /// `room`, so the shards carry it out once the `KICK` is delivered here.
     pub fn kick_from_elsewhere(&self, room: &RoomName, nick: &Nick) {
-        let mut t = self.lock();
-        let Some(&id) = t.nicks.get(&nick.key()) else {
+        let mut tables = self.lock();
+        let Some(&id) = tables.nicks.get(&nick.key()) else {
             return;
         };
-        if let Some(entry) = t.rooms.get_mut(room).filter(|e| e.members.contains(&id)) {
+        if let Some(entry) = tables
+            .rooms
+            .get_mut(room)
+            .filter(|e| e.members.contains(&id))
+        {
             entry.state.kick(id);
         }
     }
 
     /// Mode changes decided elsewhere, as they were applied there.
     pub fn modes_from_elsewhere(&self, room: &RoomName, by: &str, changes: &[ModeChange]) {
-        let mut t = self.lock();
+        let mut tables = self.lock();
         let targets: Vec<Option<ConnId>> = changes
             .iter()
             .map(|change| match &change.kind {
                 ModeKind::Op(nick) | ModeKind::Voice(nick) => {
                     let key = Nick::parse(nick).ok()?.key();
-                    t.nicks.get(&key).copied()
+                    tables.nicks.get(&key).copied()
                 }
                 _ => None,
             })
             .collect();
-        let Some(entry) = t.rooms.get_mut(room) else {
+        let Some(entry) = tables.rooms.get_mut(room) else {
             return;
         };
         for (change, target) in changes.iter().zip(targets) {
