@@ -12,7 +12,8 @@
 //!
 //! Module map, in reading order: [`token`] → [`connection`] → [`shard`] (the event
 //! loop) → [`inbox`] → [`relay`] (chat semantics) → [`directory`] and [`rooms`] →
-//! [`acceptor`] → [`config`] and [`stats`].
+//! [`acceptor`] → [`config`] and [`stats`]; the web listener's phase is [`web`] and
+//! its Prometheus page [`metrics`].
 
 pub mod acceptor;
 pub mod address_limits;
@@ -26,6 +27,7 @@ pub mod directory;
 pub mod effects;
 pub mod inbox;
 pub mod irc_session;
+pub mod metrics;
 pub mod relay;
 pub mod rooms;
 pub mod session;
@@ -34,6 +36,7 @@ pub mod shared;
 pub mod stats;
 pub mod tls;
 pub mod token;
+pub mod web;
 
 use std::fmt;
 use std::io;
@@ -103,9 +106,10 @@ impl Server {
             (config.irc_listen, Protocol::Irc, false),
             (config.tls_listen, Protocol::Line, true),
             (config.irc_tls_listen, Protocol::Irc, true),
+            (config.http_listen, Protocol::Http, false),
         ];
         let mut listeners = Vec::new();
-        let mut addrs = [None; 4];
+        let mut addrs = [None; 5];
         for (slot, (addr, protocol, tls)) in wanted.into_iter().enumerate() {
             let Some(addr) = addr else { continue };
             let socket = TcpListener::bind(addr).map_err(|e| StartupError::Bind(addr, e))?;
@@ -120,7 +124,7 @@ impl Server {
                 tls,
             });
         }
-        let [local_addr, irc_addr, tls_addr, irc_tls_addr] = addrs;
+        let [local_addr, irc_addr, tls_addr, irc_tls_addr, http_addr] = addrs;
         let local_addr = local_addr.expect("BUG: the line listener is always bound");
 
         let mut polls = Vec::new();
@@ -181,11 +185,15 @@ impl Server {
         if let Some(addr) = irc_tls_addr {
             log::info!("IRC over TLS listening on {addr}");
         }
+        if let Some(addr) = http_addr {
+            log::info!("web page, WebSocket and /metrics on http://{addr}/");
+        }
         Ok(ServerHandle {
             local_addr,
             irc_addr,
             tls_addr,
             irc_tls_addr,
+            http_addr,
             stop,
             waker,
             acceptor: Some(acceptor),
@@ -215,6 +223,7 @@ pub struct ServerHandle {
     irc_addr: Option<SocketAddr>,
     tls_addr: Option<SocketAddr>,
     irc_tls_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
     acceptor: Option<JoinHandle<()>>,
@@ -241,6 +250,11 @@ impl ServerHandle {
     /// The TLS IRC listener's address, if one was configured.
     pub fn irc_tls_addr(&self) -> Option<SocketAddr> {
         self.irc_tls_addr
+    }
+
+    /// The web listener's address (page, WebSocket, metrics), if one was configured.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// The per-address table (for tests: it must be empty once every client left).

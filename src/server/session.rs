@@ -40,6 +40,8 @@ pub struct Session {
     pub errors_logged: u8,
     /// IRC registration state; `None` for a line-protocol connection.
     pub irc: Option<Box<IrcState>>,
+    /// The wire protocol (the dialect, and whether it travels in WebSocket frames).
+    protocol: Protocol,
 }
 
 impl Session {
@@ -55,17 +57,14 @@ impl Session {
             claimed_ms: super::backplane::now_ms(),
             flood: None,
             errors_logged: 0,
-            irc: (protocol == Protocol::Irc).then(Box::default),
+            irc: protocol.speaks_irc().then(Box::default),
+            protocol,
         }
     }
 
     /// The protocol this connection speaks.
     pub fn protocol(&self) -> Protocol {
-        if self.irc.is_some() {
-            Protocol::Irc
-        } else {
-            Protocol::Line
-        }
+        self.protocol
     }
 
     /// True once the session may chat: always for line connections, after the
