@@ -91,8 +91,9 @@ impl Protocol {
         }
     }
 
-    /// Wraps a plain rendering in this protocol's frames (unchanged off WebSocket).
-    fn frame(self, plain: &Arc<[u8]>) -> Arc<[u8]> {
+    /// Wraps a plain rendering (lines made for this one connection) in this
+    /// protocol's frames; unchanged off WebSocket.
+    pub fn frame(self, plain: &Arc<[u8]>) -> Arc<[u8]> {
         match self {
             Protocol::WebLine | Protocol::WebIrc => websocket::frame_lines(plain, false),
             Protocol::WebIrcBinary => websocket::frame_lines(plain, true),

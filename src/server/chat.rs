@@ -203,7 +203,8 @@ impl Chat {
                     None if silent >= config.irc_ping => {
                         irc.ping_sent = Some(now);
                         let ping = irc::keepalive_ping(&config.server_name);
-                        fx.last_word(key, Arc::from(ping.into_bytes()));
+                        let ping = session.protocol().frame(&Arc::from(ping.into_bytes()));
+                        fx.last_word(key, ping);
                     }
                     _ => {}
                 },

@@ -97,6 +97,16 @@ impl<'a> Effects<'a> {
         queued
     }
 
+    /// Queues lines rendered for connection `key` alone (IRC numerics made in
+    /// `protocol::irc`), in its framing: one WebSocket frame per line for a browser,
+    /// the bytes as they are otherwise. False if not queued, as for [`Self::queue`].
+    pub fn queue_plain(&mut self, key: usize, plain: Arc<[u8]>) -> bool {
+        let Some(protocol) = self.session(key).map(|s| s.protocol()) else {
+            return false;
+        };
+        self.queue(key, &protocol.frame(&plain))
+    }
+
     /// Queues a last word whatever the limit (a notice before a close).
     pub fn last_word(&mut self, key: usize, bytes: Arc<[u8]>) {
         if let Some(conn) = self.conns.get_mut(key) {

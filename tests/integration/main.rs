@@ -20,3 +20,4 @@ mod ordering;
 mod private;
 mod rooms;
 mod tls;
+mod web;
