@@ -10,6 +10,7 @@ mod backpressure;
 mod bad_input;
 mod basics;
 mod bench_smoke;
+mod browser;
 mod cluster;
 mod connect_cli;
 mod faults;
