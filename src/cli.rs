@@ -268,7 +268,7 @@ pub struct BenchArgs {
     /// room to talk in, never lobby (default bench; several rooms are bench0, bench1, ...)
     #[argh(option, default = "String::from(\"bench\")")]
     pub room: String,
-    /// wire dialect: line (miochat), irc or resp (Redis pub/sub) (default line)
+    /// wire dialect: line (miochat), irc, resp (Redis pub/sub) or ws (line protocol over WebSocket to --http-listen) (default line)
     #[argh(option, default = "String::from(\"line\")")]
     pub dialect: String,
     /// clients in the rooms, or connections for idle (default 10)
