@@ -15,8 +15,8 @@ use crate::server::ServerConfig;
 use crate::server::backplane::BackplaneConfig;
 use crate::server::config::{
     ConnectRate, DEFAULT_CONNECT_BURST, DEFAULT_CONNECT_RATE, DEFAULT_FLOOD_MAX_UNREAD,
-    DEFAULT_FLOOD_UNREAD_TIMEOUT_SECS, DEFAULT_MAX_PER_ADDRESS, DEFAULT_MAX_TLS_HANDSHAKES,
-    DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS, TlsFiles,
+    DEFAULT_FLOOD_UNREAD_TIMEOUT_SECS, DEFAULT_HTTP_TIMEOUT_SECS, DEFAULT_MAX_PER_ADDRESS,
+    DEFAULT_MAX_TLS_HANDSHAKES, DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS, DEFAULT_WS_PING_SECS, TlsFiles,
 };
 use crate::server::config::{
     DEFAULT_ANNOUNCE_MAX, DEFAULT_FLOOD_BURST, DEFAULT_FLOOD_RATE, DEFAULT_IDLE_TIMEOUT_SECS,
@@ -128,6 +128,15 @@ pub struct ServeArgs {
     /// TLS handshakes in progress at once; more are closed at accept (default 512)
     #[argh(option, default = "DEFAULT_MAX_TLS_HANDSHAKES")]
     pub max_tls_handshakes: usize,
+    /// serve the chat page, WebSocket chat, /metrics and /healthz here (off unless given; e.g. 127.0.0.1:8080)
+    #[argh(option)]
+    pub http_listen: Option<String>,
+    /// seconds an HTTP client has to send its request head (default 10)
+    #[argh(option, default = "DEFAULT_HTTP_TIMEOUT_SECS")]
+    pub http_timeout: u64,
+    /// seconds of WebSocket silence before a ping frame; as long again for the pong (default 30)
+    #[argh(option, default = "DEFAULT_WS_PING_SECS")]
+    pub ws_ping: u64,
     /// leave Nagle's algorithm on (TCP_NODELAY off); see docs/DESIGN.md
     #[argh(switch)]
     pub nagle: bool,
@@ -191,6 +200,9 @@ impl ServeArgs {
             burst: self.connect_burst,
         });
         self.tls_to_config(&mut config)?;
+        config.http_listen = self.http_listen.as_deref().map(resolve).transpose()?;
+        config.http_timeout = Duration::from_secs(self.http_timeout);
+        config.ws_ping = Duration::from_secs(self.ws_ping);
         Ok(config)
     }
 
@@ -261,7 +273,7 @@ pub struct BenchArgs {
     /// room to talk in, never lobby (default bench; several rooms are bench0, bench1, ...)
     #[argh(option, default = "String::from(\"bench\")")]
     pub room: String,
-    /// wire dialect: line (miochat), irc or resp (Redis pub/sub) (default line)
+    /// wire dialect: line (miochat), irc, resp (Redis pub/sub) or ws (line protocol over WebSocket to --http-listen) (default line)
     #[argh(option, default = "String::from(\"line\")")]
     pub dialect: String,
     /// clients in the rooms, or connections for idle (default 10)

@@ -34,6 +34,7 @@ use rustls::ClientConnection;
 
 use crate::framing::{FrameError, LineFramer};
 use crate::nonblocking::{ReadOutcome, is_would_block, read_some};
+use crate::protocol::websocket;
 use crate::tls_client::{self, ClientTls};
 
 /// Longest line the bench accepts from a server.
@@ -84,6 +85,29 @@ pub struct Conn {
     writable: bool,
     /// The TLS session, if this connection speaks TLS.
     tls: Option<Box<ClientConnection>>,
+    /// WebSocket client state, if lines travel in frames (`bench --dialect ws`).
+    ws: Option<Box<WsClient>>,
+}
+
+/// The client side of a WebSocket carrying lines: the upgrade, then one masked frame
+/// per line out and one line per frame in (`bench --dialect ws`).
+#[derive(Debug, Default)]
+struct WsClient {
+    /// The `101` head has been read.
+    upgraded: bool,
+    /// Received bytes not yet parsed.
+    buf: Vec<u8>,
+    /// Source of masking keys (xorshift; a bench needs no secrecy).
+    seed: u32,
+}
+
+impl WsClient {
+    fn next_key(&mut self) -> [u8; 4] {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 17;
+        self.seed ^= self.seed << 5;
+        self.seed.to_be_bytes()
+    }
 }
 
 impl Conn {
@@ -129,7 +153,69 @@ impl Conn {
             connected: false,
             writable: true,
             tls,
+            ws: None,
         })
+    }
+
+    /// Speaks WebSocket from now on: queues the upgrade request for `/ws` (sent when
+    /// the connect finishes); every later line goes out as one masked text frame, and
+    /// every frame that comes in is one line. The greeting is pipelined behind the
+    /// request, which miochat accepts (it decodes what follows the request head).
+    pub fn use_websocket(&mut self, host: SocketAddr) {
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: bWlvY2hhdC1iZW5jaC0xNg==\r\n\r\n"
+        );
+        self.out.extend_from_slice(request.as_bytes());
+        let seed = (self.token.0 as u32).wrapping_mul(2_654_435_761) | 1;
+        self.ws = Some(Box::new(WsClient {
+            seed,
+            ..WsClient::default()
+        }));
+    }
+
+    /// Appends `bytes` to the output: as they are, or one frame per line over WebSocket.
+    fn queue(&mut self, bytes: &[u8]) {
+        let Some(ws) = self.ws.as_mut() else {
+            return self.out.extend_from_slice(bytes);
+        };
+        for line in bytes.split(|&byte| byte == b'\n').filter(|l| !l.is_empty()) {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let key = ws.next_key();
+            self.out.extend(websocket::client_frame(1, true, line, key));
+        }
+    }
+
+    /// WebSocket input: skips the `101` head, then hands each data frame's payload
+    /// on as a line and answers pings.
+    fn feed_websocket(&mut self, bytes: &[u8], on_line: &mut impl FnMut(&[u8])) {
+        let Some(ws) = self.ws.as_mut() else {
+            return;
+        };
+        ws.buf.extend_from_slice(bytes);
+        if !ws.upgraded {
+            let Some(end) = ws.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return;
+            };
+            if !ws.buf.starts_with(b"HTTP/1.1 101") {
+                on_line(b"ERR bench: the WebSocket upgrade was refused");
+            }
+            ws.buf.drain(..end + 4);
+            ws.upgraded = true;
+        }
+        let (frames, used) = websocket::server_frames(&ws.buf);
+        ws.buf.drain(..used);
+        for (opcode, payload) in frames {
+            match opcode {
+                1 | 2 => on_line(&payload),
+                9 => {
+                    let key = ws.next_key();
+                    self.out
+                        .extend(websocket::client_frame(10, true, &payload, key));
+                }
+                8 => on_line(b"ERR bench: the server closed the WebSocket"),
+                _ => {}
+            }
+        }
     }
 
     /// Handles one readiness event's socket side, the same way for every caller:
@@ -176,7 +262,7 @@ impl Conn {
 
     /// Queues bytes and writes what the socket takes now.
     pub fn send(&mut self, bytes: &[u8], registry: &Registry) -> io::Result<()> {
-        self.out.extend_from_slice(bytes);
+        self.queue(bytes);
         if self.connected {
             self.flush(registry)?;
         }
@@ -185,7 +271,7 @@ impl Conn {
 
     /// Queues bytes without writing; the caller flushes once per turn.
     pub fn send_later(&mut self, bytes: &[u8]) {
-        self.out.extend_from_slice(bytes);
+        self.queue(bytes);
     }
 
     /// True while output waits for the socket.
@@ -245,6 +331,10 @@ impl Conn {
                 None => read_some(&mut self.stream, scratch)?,
             };
             match outcome {
+                ReadOutcome::Data(len) if self.ws.is_some() => {
+                    read_any = true;
+                    self.feed_websocket(&scratch[..len], &mut on_line);
+                }
                 ReadOutcome::Data(len) => {
                     read_any = true;
                     self.framer.feed(&scratch[..len], |line| {

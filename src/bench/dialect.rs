@@ -4,7 +4,9 @@
 //! - `irc`: enough RFC 2812 for ngIRCd, InspIRCd or miochat's IRC listener: NICK/USER,
 //!   wait for 001, JOIN, PRIVMSG, and PONG to every PING;
 //! - `resp`: Redis pub/sub: SUBSCRIBE on receivers, PUBLISH from separate publisher
-//!   connections (a subscribed Redis connection cannot publish).
+//!   connections (a subscribed Redis connection cannot publish);
+//! - `ws`: the line protocol over WebSocket to miochat's `--http-listen` (the dialer
+//!   does the upgrade and the framing; the lines are the `line` dialect's).
 //!
 //! Payloads contain no spaces, so the same bytes work as an IRC trailing parameter
 //! and as a Redis inline-command argument.
@@ -20,6 +22,9 @@ pub enum Dialect {
     Irc,
     /// Redis RESP pub/sub.
     Resp,
+    /// miochat's line protocol over WebSocket (`--addr` is the `--http-listen`
+    /// address): one line per frame, otherwise exactly [`Dialect::Line`].
+    Ws,
 }
 
 impl FromStr for Dialect {
@@ -29,7 +34,8 @@ impl FromStr for Dialect {
             "line" => Ok(Dialect::Line),
             "irc" => Ok(Dialect::Irc),
             "resp" => Ok(Dialect::Resp),
-            _ => Err(format!("unknown dialect {name:?} (line, irc or resp)")),
+            "ws" => Ok(Dialect::Ws),
+            _ => Err(format!("unknown dialect {name:?} (line, irc, resp or ws)")),
         }
     }
 }
@@ -64,6 +70,22 @@ pub struct ParseState {
 }
 
 impl Dialect {
+    /// The dialect spoken inside the transport (WebSocket frames carry lines).
+    fn spoken(self) -> Dialect {
+        if self == Dialect::Ws {
+            Dialect::Line
+        } else {
+            self
+        }
+    }
+
+    /// Readies a new connection for this dialect's transport (the WebSocket upgrade).
+    pub fn prepare(self, conn: &mut crate::dialer::Conn, addr: std::net::SocketAddr) {
+        if self == Dialect::Ws {
+            conn.use_websocket(addr);
+        }
+    }
+
     /// Whether the sender receives its own room messages (Redis subscribers do).
     pub fn echoes_sender(self) -> bool {
         self == Dialect::Resp
@@ -80,7 +102,7 @@ impl Dialect {
     /// write (the `idle` scenario, which waits for no join).
     pub fn hello(self, nick: &str, room: Option<&str>) -> Vec<u8> {
         match self {
-            Dialect::Line => {
+            Dialect::Line | Dialect::Ws => {
                 let mut hello = format!("/leave lobby\n/nick {nick}\n");
                 if let Some(room) = room {
                     hello.push_str(&format!("/join {room}\n"));
@@ -95,7 +117,7 @@ impl Dialect {
     /// Whether [`Dialect::hello`] with a room joins it in the same write (line), so
     /// the join's confirmation is the last answer to the greeting.
     pub fn joins_in_hello(self) -> bool {
-        self == Dialect::Line
+        self.spoken() == Dialect::Line
     }
 
     /// Whether a client must join a room before it can send to it (a Redis
@@ -112,7 +134,7 @@ impl Dialect {
     /// Bytes that join `room`.
     pub fn join(self, room: &str) -> Vec<u8> {
         match self {
-            Dialect::Line => format!("/join {room}\n").into_bytes(),
+            Dialect::Line | Dialect::Ws => format!("/join {room}\n").into_bytes(),
             Dialect::Irc => format!("JOIN #{room}\r\n").into_bytes(),
             Dialect::Resp => format!("SUBSCRIBE {room}\r\n").into_bytes(),
         }
@@ -121,7 +143,7 @@ impl Dialect {
     /// Appends one room message carrying `payload` to `out`.
     pub fn message(self, room: &str, payload: &[u8], out: &mut Vec<u8>) {
         match self {
-            Dialect::Line => {}
+            Dialect::Line | Dialect::Ws => {}
             Dialect::Irc => {
                 out.extend_from_slice(b"PRIVMSG #");
                 out.extend_from_slice(room.as_bytes());
@@ -135,7 +157,7 @@ impl Dialect {
         }
         out.extend_from_slice(payload);
         out.extend_from_slice(match self {
-            Dialect::Line => b"\n",
+            Dialect::Line | Dialect::Ws => b"\n",
             _ => b"\r\n",
         });
     }
@@ -143,7 +165,7 @@ impl Dialect {
     /// A round trip that proves the connection is alive.
     pub fn ping(self) -> &'static [u8] {
         match self {
-            Dialect::Line => b"/ping\n",
+            Dialect::Line | Dialect::Ws => b"/ping\n",
             Dialect::Irc => b"PING :bench\r\n",
             Dialect::Resp => b"PING\r\n",
         }
@@ -152,7 +174,7 @@ impl Dialect {
     /// Bytes that end the session politely.
     pub fn quit(self) -> &'static [u8] {
         match self {
-            Dialect::Line => b"/quit\n",
+            Dialect::Line | Dialect::Ws => b"/quit\n",
             Dialect::Irc => b"QUIT :bench\r\n",
             Dialect::Resp => b"QUIT\r\n",
         }
@@ -161,7 +183,7 @@ impl Dialect {
     /// Interprets one line (CR already stripped).
     pub fn classify<'a>(self, line: &'a [u8], state: &mut ParseState) -> Incoming<'a> {
         match self {
-            Dialect::Line => classify_line(line),
+            Dialect::Line | Dialect::Ws => classify_line(line),
             Dialect::Irc => classify_irc(line),
             Dialect::Resp => classify_resp(line, state),
         }

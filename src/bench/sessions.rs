@@ -178,13 +178,15 @@ impl<'a> IdleRun<'a> {
     fn start_connects(&mut self) -> std::io::Result<()> {
         while self.sessions.len() < self.clients && self.handshakes < self.common.connect_window {
             let index = self.sessions.len();
-            let conn = Conn::connect_with(
-                self.common.addr_for(index),
+            let addr = self.common.addr_for(index);
+            let mut conn = Conn::connect_with(
+                addr,
                 source_for(index, self.common.sources),
                 self.poll.registry(),
                 Token(index),
                 self.common.tls.as_ref(),
             )?;
+            self.common.dialect.prepare(&mut conn, addr);
             self.sessions.push(Session::new(conn, index as u64));
             self.handshakes += 1;
         }
@@ -377,7 +379,8 @@ impl ChurnRun<'_> {
             );
             let tls = self.common.tls.as_ref();
             match Conn::connect_with(addr, source, registry, Token(entry.key()), tls) {
-                Ok(conn) => {
+                Ok(mut conn) => {
+                    self.common.dialect.prepare(&mut conn, addr);
                     entry.insert(Session::new(conn, self.launched));
                 }
                 Err(err) => {

@@ -239,7 +239,8 @@ impl Run {
             let source = source_for(index, common.sources);
             let registry = self.poll.registry();
             let (addr, tls) = (common.addr_for(slot), common.tls.as_ref());
-            let conn = Conn::connect_with(addr, source, registry, Token(index), tls)?;
+            let mut conn = Conn::connect_with(addr, source, registry, Token(index), tls)?;
+            common.dialect.prepare(&mut conn, addr);
             self.clients.push(Client {
                 conn,
                 parse: ParseState::default(),

@@ -12,12 +12,17 @@
 //! - [`irc`]: the IRC client protocol: message parsing and rendering of the same
 //!   [`Event`]s as IRC lines and numerics;
 //! - [`modes`] and [`mask`]: room modes and ban masks, parsed and matched once for
-//!   both protocols.
+//!   both protocols;
+//! - [`websocket`]: WebSocket frames around those lines, and the decoder for a
+//!   browser's frames; [`http`]: the web listener's requests and answers, including
+//!   the upgrade to WebSocket.
 //!
 //! A second wire protocol (IRC) adds its own parser and renderer for the same types;
 //! nothing in `server/` changes. Nothing in this module touches sockets, so all of it
 //! is unit-tested with plain values. The exact grammar is in `docs/PROTOCOL.md`.
 
+pub mod exposition;
+pub mod http;
 pub mod irc;
 pub mod mask;
 pub mod modes;
@@ -25,6 +30,7 @@ pub mod names;
 pub mod outgoing;
 pub mod parse;
 pub mod render;
+pub mod websocket;
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! The acceptor thread: the listening sockets, the signal handlers, the per-address
 //! limits, and the hand-off of new connections to shards.
 //!
-//! It owns one `Poll` with these sources: up to four listeners (line, IRC, and each of
-//! them over TLS), SIGINT/SIGTERM/SIGHUP (through `signal-hook-mio`, which turns a
+//! It owns one `Poll` with these sources: up to five listeners (line, IRC, each of
+//! them over TLS, and the web listener, whose refusals are `503` answers), SIGINT/SIGTERM/SIGHUP (through `signal-hook-mio`, which turns a
 //! signal into readiness on a pipe), and a `Waker` that
 //! [`super::ServerHandle::shutdown`] uses. SIGHUP reloads the TLS certificate and key:
 //! each TLS socket is handed off with the configuration current at that moment, so a
@@ -41,7 +41,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::nonblocking::write_once;
-use crate::protocol::{Event, Refusal, irc, render};
+use crate::protocol::{Event, Refusal, http, irc, render};
 
 use super::Shared;
 use super::address_limits::Admission;
@@ -297,6 +297,7 @@ impl Acceptor {
                 "{peer} refused: {} connections open (--max-connections)",
                 self.shared.config.max_connections
             );
+            bump(&self.shared.stats.refused_full);
             return self.refuse(&mut stream, Refusal::ServerFull, index);
         }
         let config = match (&self.tls, tls) {
@@ -341,8 +342,11 @@ impl Acceptor {
     fn refusal(&self, refusal: Refusal, protocol: Protocol) -> Vec<u8> {
         let event = Event::Closing(refusal);
         match protocol {
-            Protocol::Line => render::line(&event).to_vec(),
-            Protocol::Irc => irc::reply(&event, &self.shared.config.server_name, "*").into_bytes(),
+            Protocol::Http => http::error_response(503),
+            _ if protocol.speaks_irc() => {
+                irc::reply(&event, &self.shared.config.server_name, "*").into_bytes()
+            }
+            _ => render::line(&event).to_vec(),
         }
     }
 
@@ -360,6 +364,7 @@ impl Acceptor {
                 let Ok((mut stream, _)) = self.listeners[index].socket.accept() else {
                     break;
                 };
+                bump(&self.shared.stats.refused_descriptors);
                 self.refuse(&mut stream, Refusal::NoDescriptors, index);
             }
             self.spare = File::open("/dev/null").ok();

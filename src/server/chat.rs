@@ -60,7 +60,7 @@ impl Chat {
     /// line protocol, the lobby) in the directory, and a full flood bucket.
     pub fn open_session(&self, id: ConnId, peer: SocketAddr, protocol: Protocol) -> Session {
         let lobby = RoomName::lobby();
-        let start_room = (protocol == Protocol::Line).then_some(&lobby);
+        let start_room = (!protocol.speaks_irc()).then_some(&lobby);
         let nick = self.shared.directory.register_guest(id, start_room);
         let mut session = Session::new(id, peer, nick, protocol);
         let now = session.last_active;
@@ -69,7 +69,7 @@ impl Chat {
             .config
             .flood
             .map(|limit| FloodBucket::new(limit, now));
-        if protocol == Protocol::Line {
+        if !protocol.speaks_irc() {
             session.rooms.push(lobby.clone());
             session.current = Some(lobby);
         }
@@ -92,7 +92,7 @@ impl Chat {
         };
         let (nick, protocol) = (session.nick.clone(), session.protocol());
         log::info!("{} connected ({protocol:?}) as {nick}", session.peer);
-        if protocol == Protocol::Line {
+        if !protocol.speaks_irc() {
             let room = RoomName::lobby();
             self.relay.delivery.enter(&room, key);
             let welcome = Event::Welcome {
@@ -114,13 +114,13 @@ impl Chat {
         let Some(protocol) = self.admit(fx, key) else {
             return;
         };
-        match (protocol, line) {
+        match (protocol.base(), line) {
             (Protocol::Line, Ok(line)) => match parse_line(line) {
                 Ok(Some(command)) => self.relay.apply(fx, key, command),
                 Ok(None) => {}
                 Err(error) => self.relay.delivery.reject(fx, key, error),
             },
-            (Protocol::Irc, Ok(line)) => {
+            (_, Ok(line)) => {
                 let shared = &*self.shared;
                 IrcSession {
                     relay: &mut self.relay,
@@ -231,7 +231,8 @@ impl Chat {
                     None if silent >= config.irc_ping => {
                         irc.ping_sent = Some(now);
                         let ping = irc::keepalive_ping(&config.server_name);
-                        fx.last_word(key, Arc::from(ping.into_bytes()));
+                        let ping = session.protocol().frame(&Arc::from(ping.into_bytes()));
+                        fx.last_word(key, ping);
                     }
                     _ => {}
                 },

@@ -116,6 +116,16 @@ pub const DEFAULT_IRC_PING_SECS: u64 = 120;
 /// `ERROR :Closing Link: nick (Ping timeout)` (ngIRCd: 20).
 pub const DEFAULT_IRC_PONG_TIMEOUT_SECS: u64 = 20;
 
+/// Seconds an HTTP client has to send its whole request head before it is answered
+/// `408 Request Timeout` and closed (the slow-loris bound; nginx's
+/// `client_header_timeout` is 60, Apache's `RequestReadTimeout` starts at 20).
+pub const DEFAULT_HTTP_TIMEOUT_SECS: u64 = 10;
+
+/// Seconds of silence after which a WebSocket connection is sent a ping frame; one
+/// not answered within as long again closes it (1001). Proxies drop idle WebSockets
+/// after a minute or so; a ping every 30 s keeps them open.
+pub const DEFAULT_WS_PING_SECS: u64 = 30;
+
 /// Rooms one connection may be in at once (ngIRCd 10, InspIRCd 20).
 pub const MAX_ROOMS_PER_CONNECTION: usize = 32;
 
@@ -177,6 +187,12 @@ pub struct ServerConfig {
     pub tls_handshake_timeout: Duration,
     /// See [`DEFAULT_MAX_TLS_HANDSHAKES`].
     pub max_tls_handshakes: usize,
+    /// Where the web listener (page, WebSocket, metrics) listens (`None` = none).
+    pub http_listen: Option<SocketAddr>,
+    /// See [`DEFAULT_HTTP_TIMEOUT_SECS`].
+    pub http_timeout: Duration,
+    /// See [`DEFAULT_WS_PING_SECS`].
+    pub ws_ping: Duration,
 }
 
 /// The PEM files a TLS listener serves (read at start-up and again on SIGHUP).
@@ -242,15 +258,19 @@ impl ServerConfig {
             irc_tls_listen: None,
             tls_handshake_timeout: Duration::from_secs(DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS),
             max_tls_handshakes: DEFAULT_MAX_TLS_HANDSHAKES,
+            http_listen: None,
+            http_timeout: Duration::from_secs(DEFAULT_HTTP_TIMEOUT_SECS),
+            ws_ping: Duration::from_secs(DEFAULT_WS_PING_SECS),
         }
     }
 
     /// The longest line a connection speaking `protocol` may send (IRC's is fixed by
     /// the RFC; the line protocol's is `--max-line`).
     pub fn max_line_for(&self, protocol: Protocol) -> usize {
-        match protocol {
-            Protocol::Line => self.max_line,
-            Protocol::Irc => MAX_IRC_LINE,
+        if protocol.speaks_irc() {
+            MAX_IRC_LINE
+        } else {
+            self.max_line
         }
     }
 
@@ -274,6 +294,9 @@ impl ServerConfig {
         let name_ok = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '-';
         if self.server_name.is_empty() || !self.server_name.chars().all(name_ok) {
             return Err("--server-name must be letters, digits, '.' and '-'".into());
+        }
+        if self.http_timeout.is_zero() || self.ws_ping.is_zero() {
+            return Err("--http-timeout and --ws-ping must be at least 1 second".into());
         }
         if self.irc_ping.is_zero() || self.irc_pong_timeout.is_zero() {
             return Err("--irc-ping and --irc-pong-timeout must be at least 1 second".into());

@@ -26,7 +26,9 @@
 //! The chat's view of the connection (nick, rooms, IRC registration) is the
 //! [`Session`] inside it; this file is only the transport half. The bytes go through
 //! a [`Transport`], plain TCP or TLS (`tls.rs`); the loop reads and flushes the same
-//! way for both.
+//! way for both. A connection from the web listener also has a [`Web`] phase
+//! (`web.rs`): an HTTP request with no session yet, then, after the upgrade, a
+//! WebSocket whose frames carry the lines.
 //!
 //! Flood control's "fake lag" also lives here, as loop state: a connection over its
 //! line budget is *paused* (`paused_until`): it is not read until then, and what was
@@ -34,6 +36,7 @@
 //! resumes it (ET-10).
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +48,8 @@ use crate::send_queue::{Flushed, SendQueue};
 
 use super::session::Session;
 use super::tls::Transport;
+use super::token::ConnId;
+use super::web::{HttpRequest, HttpStep, Keepalive, Web};
 
 /// A queue may hold this many times `--sendq` within one turn before the end-of-turn
 /// flush; past it the connection is cut at once (a memory bound, not the policy).
@@ -76,11 +81,17 @@ pub enum CloseReason {
     TlsError,
     /// Flood-paused with more than `--flood-max-unread` bytes unread for too long.
     Flood,
+    /// An HTTP request was answered (the web listener serves one per connection).
+    HttpServed,
+    /// An HTTP request head did not arrive within `--http-timeout`.
+    HttpTimeout,
+    /// A WebSocket protocol violation (unmasked, oversized, bad UTF-8...).
+    WebSocketError,
 }
 
 impl CloseReason {
     /// Number of variants (size of the stats histogram).
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 14;
     /// Every variant, in histogram order.
     pub const ALL: [CloseReason; Self::COUNT] = [
         CloseReason::PeerClosed,
@@ -94,6 +105,9 @@ impl CloseReason {
         CloseReason::TlsHandshakeTimeout,
         CloseReason::TlsError,
         CloseReason::Flood,
+        CloseReason::HttpServed,
+        CloseReason::HttpTimeout,
+        CloseReason::WebSocketError,
     ];
 
     /// Position in the stats histogram.
@@ -115,13 +129,19 @@ impl CloseReason {
             CloseReason::TlsHandshakeTimeout => "tls-handshake-timeout",
             CloseReason::TlsError => "tls-error",
             CloseReason::Flood => "flood",
+            CloseReason::HttpServed => "http-served",
+            CloseReason::HttpTimeout => "http-timeout",
+            CloseReason::WebSocketError => "websocket-error",
         }
     }
 
     /// Logs a close once: a warning for a slow consumer (the operator may want to
-    /// raise `--sendq`), an info line otherwise.
-    pub fn log(self, session: &Session, sendq: usize) {
-        let (peer, nick) = (session.peer, &session.nick);
+    /// raise `--sendq`), an info line otherwise (debug for a served HTTP request).
+    pub fn log(self, conn: &Connection, sendq: usize) {
+        let peer = conn.peer;
+        let Some(nick) = conn.session.as_ref().map(|s| &s.nick) else {
+            return log::debug!("{peer} http closed: {}", self.label());
+        };
         match self {
             CloseReason::SlowConsumer => {
                 log::warn!("{peer} {nick} cut: slow consumer (send queue passed {sendq} bytes)")
@@ -173,6 +193,13 @@ pub struct Turn {
 /// One client connection: the socket and its buffers, plus the chat's [`Session`].
 #[derive(Debug)]
 pub struct Connection {
+    /// Identity across threads and time (token and generation).
+    pub id: ConnId,
+    /// Remote address, for logs and the per-address limits.
+    pub peer: SocketAddr,
+    /// The web phase (an HTTP request, or a WebSocket) for connections from the web
+    /// listener; `None` for the line and IRC listeners.
+    pub web: Option<Web>,
     /// The socket (and TLS session, if any), registered with the owning shard's `Poll`.
     pub transport: Transport,
     /// The unfinished line between reads.
@@ -186,7 +213,8 @@ pub struct Connection {
     /// True while on the shard's `Turn::dirty` list, so it is listed once.
     pub dirty: bool,
     /// What the chat knows about this connection; the event loop never looks inside.
-    pub session: Session,
+    /// `None` while a web connection is still an HTTP request (not yet a chat).
+    pub session: Option<Session>,
     /// Flood control's fake lag: not read until then (ET-10).
     pub paused_until: Option<Instant>,
     /// Bytes read but not yet handed to the chat because the connection was paused
@@ -215,14 +243,31 @@ impl Connection {
 
     /// A new open connection over `transport` (already registered for READABLE).
     pub fn over(transport: Transport, session: Session, max_line: usize) -> Self {
+        let mut conn = Self::bare(transport, session.id, session.peer, max_line);
+        conn.session = Some(session);
+        conn
+    }
+
+    /// A new connection from the web listener: an HTTP request whose head must
+    /// arrive by `deadline`. It has no chat session until it upgrades.
+    pub fn http(transport: Transport, id: ConnId, peer: SocketAddr, deadline: Instant) -> Self {
+        let mut conn = Self::bare(transport, id, peer, 0);
+        conn.web = Some(Web::Http(Box::new(HttpRequest::new(deadline))));
+        conn
+    }
+
+    fn bare(transport: Transport, id: ConnId, peer: SocketAddr, max_line: usize) -> Self {
         Connection {
+            id,
+            peer,
+            web: None,
             transport,
             framer: LineFramer::new(max_line),
             send_queue: SendQueue::new(),
             registered: Interest::READABLE,
             state: ConnState::Open,
             dirty: false,
-            session,
+            session: None,
             paused_until: None,
             held: Vec::new(),
             over_unread_since: None,
@@ -243,7 +288,7 @@ impl Connection {
             self.mark_dirty(turn);
         }
         outcome.map_err(|failure| {
-            log::debug!("{} read failed: {}", self.session.peer, failure.error);
+            log::debug!("{} read failed: {}", self.peer, failure.error);
             match (&self.transport, failure.error.kind()) {
                 (Transport::Tls(_), _) if failure.during_handshake => {
                     CloseReason::TlsHandshakeFailed
@@ -278,7 +323,7 @@ impl Connection {
 
     /// The slab key of this connection in its shard.
     pub fn key(&self) -> usize {
-        self.session.id.key()
+        self.id.key()
     }
 
     /// True while lines from the client are read and acted on.
@@ -334,9 +379,15 @@ impl Connection {
         }
     }
 
-    /// Stops reading; closes once the send queue is flushed or `grace` passes.
+    /// Stops reading; closes once the send queue is flushed or `grace` passes. A
+    /// WebSocket gets its close frame last (once: nothing may follow it).
     pub fn drain(&mut self, reason: CloseReason, grace: Duration, turn: &mut Turn) {
         if self.state == ConnState::Open {
+            if let Some(Web::Socket(socket)) = self.web.as_mut()
+                && let Some(frame) = socket.close_for(reason)
+            {
+                self.push(frame, turn);
+            }
             self.state = ConnState::Draining {
                 reason,
                 deadline: Instant::now() + grace,
@@ -393,7 +444,7 @@ impl Connection {
             }
             Ok(Flushed::Pending) => {}
             Err(e) => {
-                log::debug!("{} write failed: {e}", self.session.peer);
+                log::debug!("{} write failed: {e}", self.peer);
                 self.close(CloseReason::from_io(&e), turn);
                 return writes;
             }
@@ -408,13 +459,84 @@ impl Connection {
         if want == self.registered {
             return;
         }
-        let token = self.session.id.token;
+        let token = self.id.token;
         match registry.reregister(self.transport.socket(), token, want) {
             Ok(()) => self.registered = want,
             Err(e) => {
-                log::warn!("{} reregister failed: {e}", self.session.peer);
+                log::warn!("{} reregister failed: {e}", self.peer);
                 self.close(CloseReason::Io, turn);
             }
+        }
+    }
+
+    /// Feeds bytes to the HTTP request being read. An answer is queued and the
+    /// connection drains (one request per connection); an upgrade is returned for
+    /// the shard, which gives the connection a chat session.
+    pub fn read_request(
+        &mut self,
+        bytes: &[u8],
+        shared: &super::shared::Shared,
+        turn: &mut Turn,
+    ) -> Option<(Vec<u8>, crate::protocol::outgoing::Protocol, Vec<u8>)> {
+        let Some(Web::Http(request)) = self.web.as_mut() else {
+            return None;
+        };
+        match request.feed(bytes, shared) {
+            HttpStep::Waiting => None,
+            HttpStep::Answer(answer) => {
+                self.push(Arc::from(answer), turn);
+                self.drain(CloseReason::HttpServed, shared.config.shutdown_grace, turn);
+                None
+            }
+            HttpStep::Upgrade {
+                response,
+                protocol,
+                rest,
+            } => Some((response, protocol, rest)),
+        }
+    }
+
+    /// The upgrade: the `101` goes out first, then the connection is a chat
+    /// connection with `session`, its lines in WebSocket frames.
+    pub fn upgrade(
+        &mut self,
+        response: Vec<u8>,
+        session: Session,
+        max_line: usize,
+        turn: &mut Turn,
+    ) {
+        self.push(Arc::from(response), turn);
+        let socket = super::web::Socket::new(session.protocol(), Instant::now());
+        self.web = Some(Web::Socket(Box::new(socket)));
+        self.framer = LineFramer::new(max_line);
+        self.session = Some(session);
+    }
+
+    /// The web timers, on the shard tick: a request head overdue (slow loris) is
+    /// answered `408` and closed; a silent WebSocket is pinged, and closed if the
+    /// ping goes unanswered.
+    pub fn check_web_timers(
+        &mut self,
+        now: Instant,
+        ping: Duration,
+        grace: Duration,
+        turn: &mut Turn,
+    ) {
+        if !self.is_open() {
+            return;
+        }
+        match self.web.as_mut() {
+            Some(Web::Http(request)) if request.expired(now) => {
+                let answer = crate::protocol::http::error_response(408);
+                self.push(Arc::from(answer), turn);
+                self.drain(CloseReason::HttpTimeout, grace, turn);
+            }
+            Some(Web::Socket(socket)) => match socket.keepalive(now, ping) {
+                Keepalive::Ping => self.push(crate::protocol::websocket::ping_frame(), turn),
+                Keepalive::Dead => self.drain(CloseReason::IdleTimeout, grace, turn),
+                Keepalive::Quiet => {}
+            },
+            _ => {}
         }
     }
 

@@ -307,11 +307,11 @@ mod tests {
         let mut conns = Slab::new();
         let (mut turn, mut outbound) = (Turn::default(), vec![Vec::new()]);
         let (old_conn, _a) = connection(&listener, 0, 1);
-        let old = old_conn.session.id;
+        let old = old_conn.id;
         assert_eq!(conns.insert(old_conn), old.key());
         conns.remove(old.key()); // closed and reaped: the slot is free
         let (new_conn, _b) = connection(&listener, 0, 2);
-        let new = new_conn.session.id;
+        let new = new_conn.id;
         assert_eq!(
             conns.insert(new_conn),
             old.key(),

@@ -68,12 +68,17 @@ impl<'a> Effects<'a> {
 
     /// The session of connection `key`, if it exists.
     pub fn session(&mut self, key: usize) -> Option<&mut Session> {
-        self.conns.get_mut(key).map(|conn| &mut conn.session)
+        self.conns.get_mut(key)?.session.as_mut()
     }
 
-    /// Every connection's key (for timers and shutdown, never on the hot path).
+    /// Every chat connection's key (for timers and shutdown, never on the hot path);
+    /// a web connection that is still an HTTP request is not the chat's.
     pub fn keys(&self) -> Vec<usize> {
-        self.conns.iter().map(|(key, _)| key).collect()
+        self.conns
+            .iter()
+            .filter(|(_, conn)| conn.session.is_some())
+            .map(|(key, _)| key)
+            .collect()
     }
 
     /// True while lines from connection `key` are read and acted on.
@@ -90,6 +95,16 @@ impl<'a> Effects<'a> {
         let queued = conn.queue(bytes, self.sendq, self.turn) == Queued::Yes;
         self.deliveries += u64::from(queued);
         queued
+    }
+
+    /// Queues lines rendered for connection `key` alone (IRC numerics made in
+    /// `protocol::irc`), in its framing: one WebSocket frame per line for a browser,
+    /// the bytes as they are otherwise. False if not queued, as for [`Self::queue`].
+    pub fn queue_plain(&mut self, key: usize, plain: Arc<[u8]>) -> bool {
+        let Some(protocol) = self.session(key).map(|s| s.protocol()) else {
+            return false;
+        };
+        self.queue(key, &protocol.frame(&plain))
     }
 
     /// Queues a last word whatever the limit (a notice before a close).

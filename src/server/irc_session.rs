@@ -132,7 +132,7 @@ impl IrcSession<'_, '_, '_> {
 
     /// Queues bytes made in `protocol::irc` for this connection.
     fn send(&mut self, text: String) {
-        self.fx.queue(self.key, &Arc::from(text.into_bytes()));
+        self.fx.queue_plain(self.key, Arc::from(text.into_bytes()));
     }
 
     /// An [`IrcReply`], addressed to the client's nick once it has one (else `*`).

@@ -12,7 +12,8 @@
 //!
 //! Module map, in reading order: [`token`] → [`connection`] → [`shard`] (the event
 //! loop) → [`inbox`] → [`relay`] (chat semantics) → [`directory`] and [`rooms`] →
-//! [`acceptor`] → [`config`] and [`stats`].
+//! [`acceptor`] → [`config`] and [`stats`]; the web listener's phase is [`web`] and
+//! its Prometheus page [`metrics`].
 
 pub mod acceptor;
 pub mod address_limits;
@@ -26,6 +27,7 @@ pub mod directory;
 pub mod effects;
 pub mod inbox;
 pub mod irc_session;
+pub mod metrics;
 pub mod moderation;
 pub mod relay;
 pub mod room_state;
@@ -36,6 +38,7 @@ pub mod shared;
 pub mod stats;
 pub mod tls;
 pub mod token;
+pub mod web;
 
 use std::fmt;
 use std::io;
@@ -100,7 +103,8 @@ impl Server {
             }),
             None => None,
         };
-        let (listeners, [local_addr, irc_addr, tls_addr, irc_tls_addr]) = bind_listeners(&config)?;
+        let (listeners, [local_addr, irc_addr, tls_addr, irc_tls_addr, http_addr]) =
+            bind_listeners(&config)?;
         let local_addr = local_addr.expect("BUG: the line listener is always bound");
         let (polls, handles, inboxes) = shard_polls(config.workers)?;
         let backplane = match &config.backplane {
@@ -141,6 +145,7 @@ impl Server {
             irc_addr,
             tls_addr,
             irc_tls_addr,
+            http_addr,
             stop,
             waker,
             acceptor: Some(acceptor),
@@ -151,11 +156,11 @@ impl Server {
     }
 }
 
-/// Binds every configured listener: line, IRC, TLS line and TLS IRC, in that order;
+/// Binds every configured listener: line, IRC, TLS line, TLS IRC and HTTP, in that order;
 /// returns them and their bound addresses (port 0 becomes a real port).
 fn bind_listeners(
     config: &ServerConfig,
-) -> Result<(Vec<acceptor::Listener>, [Option<SocketAddr>; 4]), StartupError> {
+) -> Result<(Vec<acceptor::Listener>, [Option<SocketAddr>; 5]), StartupError> {
     let wanted = [
         (Some(config.listen), Protocol::Line, false, "listening"),
         (config.irc_listen, Protocol::Irc, false, "IRC listening"),
@@ -166,9 +171,15 @@ fn bind_listeners(
             true,
             "IRC over TLS listening",
         ),
+        (
+            config.http_listen,
+            Protocol::Http,
+            false,
+            "web page, WebSocket and /metrics",
+        ),
     ];
     let mut listeners = Vec::new();
-    let mut addrs = [None; 4];
+    let mut addrs = [None; 5];
     for (slot, (addr, protocol, tls, what)) in wanted.into_iter().enumerate() {
         let Some(addr) = addr else { continue };
         let socket = TcpListener::bind(addr).map_err(|e| StartupError::Bind(addr, e))?;
@@ -233,6 +244,7 @@ pub struct ServerHandle {
     irc_addr: Option<SocketAddr>,
     tls_addr: Option<SocketAddr>,
     irc_tls_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
     acceptor: Option<JoinHandle<()>>,
@@ -259,6 +271,11 @@ impl ServerHandle {
     /// The TLS IRC listener's address, if one was configured.
     pub fn irc_tls_addr(&self) -> Option<SocketAddr> {
         self.irc_tls_addr
+    }
+
+    /// The web listener's address (page, WebSocket, metrics), if one was configured.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// The per-address table (for tests: it must be empty once every client left).

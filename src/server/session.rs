@@ -46,6 +46,8 @@ pub struct Session {
     /// here without a lock; the directory's profile holds the same `Arc` and reads it
     /// for `WHOIS` idle times.
     pub spoke_at: Arc<AtomicU64>,
+    /// The wire protocol (the dialect, and whether it travels in WebSocket frames).
+    protocol: Protocol,
 }
 
 impl Session {
@@ -61,18 +63,15 @@ impl Session {
             claimed_ms: super::backplane::now_ms(),
             flood: None,
             errors_logged: 0,
-            irc: (protocol == Protocol::Irc).then(Box::default),
+            irc: protocol.speaks_irc().then(Box::default),
             spoke_at: Arc::default(),
+            protocol,
         }
     }
 
     /// The protocol this connection speaks.
     pub fn protocol(&self) -> Protocol {
-        if self.irc.is_some() {
-            Protocol::Irc
-        } else {
-            Protocol::Line
-        }
+        self.protocol
     }
 
     /// True once the session may chat: always for line connections, after the

@@ -14,6 +14,8 @@
 //!    next turns (ET-2). Each complete line goes to the chat, which only queues.
 //!    A TLS connection reads through its session (ET-9: plaintext rustls still holds
 //!    counts as unread); a connection paused by flood control is not read at all.
+//!    A web connection's bytes are an HTTP request head until it is answered or
+//!    upgraded, then WebSocket frames whose messages are the lines (`web.rs`).
 //! 4. [`ShardState::end_turn`]: paused connections whose time has come (ET-10: a
 //!    timer, not an edge, brings them back), the unfinished reads, the tick if due, the turn's
 //!    cross-shard batch (one wake per peer, before any reply leaves: ET-8), **flush
@@ -37,13 +39,14 @@ use crate::protocol::outgoing::Protocol;
 use super::backplane::BackplaneMsg;
 use super::chat::Chat;
 use super::config::{EVENTS_CAPACITY, INBOX_DRAIN_CAP, READ_CHUNK, READS_PER_TURN};
-use super::connection::{CloseReason, Connection, Turn};
+use super::connection::{CloseReason, ConnState, Connection, Turn};
 use super::effects::Effects;
 use super::inbox::{Inbox, ShardMsg};
 use super::shared::Shared;
 use super::stats::bump;
 use super::tls::Transport;
 use super::token::{self, ConnId, INBOX_WAKER};
+use super::web::{FrameAction, Web};
 
 /// How often a shard checks idle and draining connections.
 const TICK: Duration = Duration::from_millis(250);
@@ -256,12 +259,93 @@ impl ShardState {
             token,
             generation: self.next_generation,
         };
+        self.shared.stats.shards[self.index].on_open(protocol);
+        if protocol == Protocol::Http {
+            // Not a chat connection yet: no session until it upgrades (web.rs).
+            let deadline = Instant::now() + self.shared.config.http_timeout;
+            self.conns
+                .insert(Connection::http(transport, id, peer, deadline));
+            return;
+        }
         let session = self.chat.open_session(id, peer, protocol);
         let max_line = self.shared.config.max_line_for(protocol);
         self.conns
             .insert(Connection::over(transport, session, max_line));
-        self.shared.stats.shards[self.index].on_open();
         self.with_chat(|chat, fx| chat.on_adopted(fx, key));
+    }
+
+    /// Bytes of a web connection: a request head until it is answered or upgraded.
+    /// The upgrade is this connection's adoption by the chat, as `adopt` is for the
+    /// other listeners; what followed the head is already frames.
+    fn on_request(&mut self, key: usize, bytes: &[u8]) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some((response, protocol, rest)) =
+            conn.read_request(bytes, &self.shared, &mut self.turn)
+        else {
+            return;
+        };
+        let session = self.chat.open_session(conn.id, conn.peer, protocol);
+        let max_line = self.shared.config.max_line_for(protocol);
+        conn.upgrade(response, session, max_line, &mut self.turn);
+        self.shared.stats.shards[self.index].on_upgrade(protocol);
+        self.with_chat(|chat, fx| chat.on_adopted(fx, key));
+        if !rest.is_empty() {
+            self.on_frames(key, &rest);
+        }
+    }
+
+    /// Bytes of a WebSocket: each complete message is a line for the chat; pings
+    /// are answered; a close or a violation queues a close frame and drains. The
+    /// decoder is taken out while the chat runs (it may touch any connection); if
+    /// flood control pauses the connection, the bytes not yet decoded wait in
+    /// `held`, as the line framer's do (ET-10).
+    fn on_frames(&mut self, key: usize, bytes: &[u8]) {
+        let Some(Some(Web::Socket(socket))) = self.conns.get_mut(key).map(|c| c.web.as_mut())
+        else {
+            return;
+        };
+        let mut decoder = std::mem::take(&mut socket.decoder);
+        let binary_ok = socket.binary_ok();
+        decoder.feed(bytes);
+        let now = Instant::now();
+        while let Some(conn) = self
+            .conns
+            .get_mut(key)
+            .filter(|c| c.is_open() && !c.is_paused())
+        {
+            let Some(Web::Socket(socket)) = conn.web.as_mut() else {
+                break;
+            };
+            let unit = match decoder.next(conn.framer.max_line(), binary_ok) {
+                Ok(None) => break,
+                Ok(Some(unit)) => Ok(unit),
+                Err(violation) => Err(violation),
+            };
+            match socket.act(unit, now) {
+                FrameAction::Line(line) => {
+                    self.with_chat(|chat, fx| chat.on_line(fx, key, Ok(line)))
+                }
+                FrameAction::Send(bytes) => conn.push(bytes, &mut self.turn),
+                FrameAction::Close(frame, reason) => {
+                    if let Some(frame) = frame {
+                        conn.push(frame, &mut self.turn);
+                    }
+                    let grace = self.shared.config.shutdown_grace;
+                    conn.drain(reason, grace, &mut self.turn);
+                }
+                FrameAction::Nothing => {}
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(key) {
+            if conn.is_open() && conn.is_paused() {
+                conn.held.extend(decoder.take_unparsed());
+            }
+            if let Some(Web::Socket(socket)) = conn.web.as_mut() {
+                socket.decoder = decoder;
+            }
+        }
     }
 
     /// The transport of a new connection: plain, or TLS with its handshake deadline.
@@ -349,6 +433,11 @@ impl ShardState {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        match conn.web {
+            Some(Web::Http(_)) => return self.on_request(key, bytes),
+            Some(Web::Socket(_)) => return self.on_frames(key, bytes),
+            None => {}
+        }
         let placeholder = LineFramer::new(conn.framer.max_line()); // allocates nothing
         let mut framer = std::mem::replace(&mut conn.framer, placeholder);
         let consumed = self.with_chat(|chat, fx| {
@@ -370,10 +459,15 @@ impl ShardState {
     fn flush(&mut self, key: usize) {
         let sendq = self.shared.config.sendq;
         if let Some(conn) = self.conns.get_mut(key) {
+            let queued = conn.send_queue.queued_bytes();
             let writes = conn.flush(sendq, &self.registry, &mut self.turn);
-            self.shared.stats.shards[self.index]
-                .writes
-                .fetch_add(writes, Relaxed);
+            let stats = &self.shared.stats.shards[self.index];
+            stats.writes.fetch_add(writes, Relaxed);
+            // What left the queue went to the socket, unless a cut cleared it.
+            if !matches!(conn.state, ConnState::Closing(_)) {
+                let sent = queued.saturating_sub(conn.send_queue.queued_bytes());
+                stats.bytes_out.fetch_add(sent as u64, Relaxed);
+            }
         }
     }
 
@@ -506,13 +600,19 @@ impl ShardState {
                 conn.transport.say_goodbye();
             }
             if let Err(e) = self.registry.deregister(conn.transport.socket()) {
-                log::debug!("{} deregister: {e}", conn.session.peer);
+                log::debug!("{} deregister: {e}", conn.peer);
             }
-            let (peer, handshaking) = (conn.session.peer, conn.transport.is_handshaking());
-            reason.log(&conn.session, self.shared.config.sendq);
+            let (peer, handshaking) = (conn.peer, conn.transport.is_handshaking());
+            reason.log(&conn, self.shared.config.sendq);
+            let protocol = conn
+                .session
+                .as_ref()
+                .map_or(Protocol::Http, |s| s.protocol());
             let tell = self.shutdown_deadline.is_none();
-            self.with_chat(|chat, fx| chat.on_closed(fx, conn.session, reason.label(), tell));
-            self.shared.stats.shards[self.index].on_close(reason);
+            if let Some(session) = conn.session.take() {
+                self.with_chat(|chat, fx| chat.on_closed(fx, session, reason.label(), tell));
+            }
+            self.shared.stats.shards[self.index].on_close(reason, protocol);
             self.release(peer, handshaking);
         }
     }
@@ -520,11 +620,17 @@ impl ShardState {
     /// Drain deadlines and the shutdown deadline here; idle and keepalive in the chat.
     fn on_tick(&mut self, now: Instant) {
         self.last_tick = now;
+        let (ping, grace) = (
+            self.shared.config.ws_ping,
+            self.shared.config.shutdown_grace,
+        );
         for (_, conn) in self.conns.iter_mut() {
             if let Some(reason) = conn.drain_expired(now) {
                 conn.close(reason, &mut self.turn);
             } else if conn.transport.handshake_expired(now) {
                 conn.close(CloseReason::TlsHandshakeTimeout, &mut self.turn);
+            } else if conn.web.is_some() {
+                conn.check_web_timers(now, ping, grace, &mut self.turn);
             }
         }
         if !self.paused.is_empty() {

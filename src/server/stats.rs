@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use crate::protocol::outgoing::Protocol;
 use crate::protocol::{LoopReport, StatsReport};
 
 use super::connection::CloseReason;
@@ -44,18 +45,46 @@ pub struct ShardStats {
     pub tls_handshakes: AtomicU64,
     /// Times flood control paused a connection.
     pub flood_pauses: AtomicU64,
+    /// Connections open on the shard, by [`Protocol::index`] (a web connection
+    /// counts as `Http` until it upgrades).
+    pub by_protocol: [AtomicU64; Protocol::COUNT],
+    /// Bytes handed to client sockets (plaintext, before TLS).
+    pub bytes_out: AtomicU64,
+    /// Turns whose work took at most [`TURN_BUCKETS`]`[i]` seconds (not cumulative;
+    /// the last slot counts the longer ones).
+    pub turn_buckets: [AtomicU64; TURN_BUCKETS.len() + 1],
 }
 
+/// Upper bounds, in seconds, of the turn-duration histogram's buckets: from an idle
+/// wake-up (a few µs) to a turn that fans a burst out to thousands (tens of ms).
+pub const TURN_BUCKETS: [f64; 12] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.1,
+];
+
 impl ShardStats {
-    /// A connection was adopted.
-    pub fn on_open(&self) {
+    /// A connection speaking `protocol` was adopted.
+    pub fn on_open(&self, protocol: Protocol) {
         self.connections.fetch_add(1, Relaxed);
         bump(&self.adopted);
+        bump(&self.by_protocol[protocol.index()]);
+    }
+
+    /// A web connection upgraded from HTTP to `protocol`.
+    pub fn on_upgrade(&self, protocol: Protocol) {
+        self.by_protocol[Protocol::Http.index()].fetch_sub(1, Relaxed);
+        bump(&self.by_protocol[protocol.index()]);
     }
 
     /// One loop turn: `poll` waited `polling`, the work after it took `working`.
     pub fn count_turn(&self, polling: Duration, working: Duration) {
         bump(&self.turns);
+        let seconds = working.as_secs_f64();
+        let bucket = TURN_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(TURN_BUCKETS.len());
+        bump(&self.turn_buckets[bucket]);
         self.poll_ns.fetch_add(polling.as_nanos() as u64, Relaxed);
         self.work_ns.fetch_add(working.as_nanos() as u64, Relaxed);
     }
@@ -73,9 +102,10 @@ impl ShardStats {
         }
     }
 
-    /// A connection was reaped.
-    pub fn on_close(&self, reason: CloseReason) {
+    /// A connection speaking `protocol` was reaped.
+    pub fn on_close(&self, reason: CloseReason, protocol: Protocol) {
         self.connections.fetch_sub(1, Relaxed);
+        self.by_protocol[protocol.index()].fetch_sub(1, Relaxed);
         bump(&self.closes[reason.index()]);
     }
 }
@@ -115,6 +145,10 @@ pub struct Stats {
     pub refused_connect_rate: AtomicU64,
     /// Of those, TLS connections closed because `--max-tls-handshakes` were running.
     pub refused_tls_handshakes: AtomicU64,
+    /// Of those, refused at `--max-connections`.
+    pub refused_full: AtomicU64,
+    /// Of those, refused because the process ran out of descriptors.
+    pub refused_descriptors: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -133,6 +167,8 @@ impl Stats {
             refused_per_address: AtomicU64::new(0),
             refused_connect_rate: AtomicU64::new(0),
             refused_tls_handshakes: AtomicU64::new(0),
+            refused_full: AtomicU64::new(0),
+            refused_descriptors: AtomicU64::new(0),
         }
     }
 

@@ -75,6 +75,21 @@ fn fanout_delivers_everything_in_order() {
 }
 
 #[test]
+fn fanout_over_websocket_delivers_everything_in_order() {
+    let server = TestServer::start_with(|c| {
+        c.workers = 2;
+        c.http_listen = Some(([127, 0, 0, 1], 0).into());
+    });
+    let mut common = common(&server);
+    common.addrs = vec![server.handle.http_addr().unwrap()];
+    common.dialect = Dialect::Ws;
+    let report = run(common, Scenario::Traffic(traffic(12, 4, 1))).unwrap();
+    assert_pass(&report);
+    assert_eq!(int(&report, "deliveries_received"), 4 * 300 * 11);
+    assert_eq!(int(&report, "lost"), 0);
+}
+
+#[test]
 fn fanout_at_a_fixed_rate() {
     let server = TestServer::start();
     let mut opts = traffic(10, 2, 1);
