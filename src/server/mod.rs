@@ -29,6 +29,7 @@ pub mod inbox;
 pub mod irc_session;
 pub mod metrics;
 pub mod moderation;
+pub mod pauses;
 pub mod relay;
 pub mod room_state;
 pub mod rooms;

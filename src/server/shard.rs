@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Registry};
+use mio::{Events, Poll, Registry};
 use slab::Slab;
 
 use crate::framing::LineFramer;
@@ -42,6 +42,7 @@ use super::config::{EVENTS_CAPACITY, INBOX_DRAIN_CAP, READ_CHUNK, READS_PER_TURN
 use super::connection::{CloseReason, ConnState, Connection, Turn};
 use super::effects::Effects;
 use super::inbox::{Inbox, ShardMsg};
+use super::pauses::Pauses;
 use super::shared::Shared;
 use super::stats::bump;
 use super::tls::Transport;
@@ -78,9 +79,7 @@ pub struct ShardState {
     /// Connections whose reads the per-turn budget cut short (ET-2).
     unfinished_reads: VecDeque<usize>,
     /// Connections flood control paused (ET-10): the timer list that resumes them.
-    paused: Vec<usize>,
-    /// Buffer for measuring a paused connection's unread input (allocated on first use).
-    peek: Vec<u8>,
+    pauses: Pauses,
     /// The one read buffer of the shard: connections own no read buffer.
     scratch: Vec<u8>,
     /// Source of connection generations (ET-6): counts adoptions on this shard.
@@ -110,8 +109,7 @@ impl Shard {
             to_backplane: Vec::new(),
             shared,
             unfinished_reads: VecDeque::new(),
-            paused: Vec::new(),
-            peek: Vec::new(),
+            pauses: Pauses::default(),
             scratch: vec![0; READ_CHUNK],
             next_generation: 0,
             registry,
@@ -186,13 +184,10 @@ impl ShardState {
         if !self.unfinished_reads.is_empty() || self.inbox.has_backlog() {
             return Duration::ZERO;
         }
-        let now = Instant::now();
         let tick = TICK.saturating_sub(self.last_tick.elapsed());
-        self.paused
-            .iter()
-            .filter_map(|&key| self.conns.get(key)?.paused_until)
-            .map(|until| until.saturating_duration_since(now))
-            .fold(tick, Duration::min)
+        self.pauses
+            .next_due(&self.conns, Instant::now())
+            .map_or(tick, |due| due.min(tick))
     }
 
     /// Calls the chat through its one door, an [`Effects`] over this shard's
@@ -241,19 +236,19 @@ impl ShardState {
         let key = self.conns.vacant_entry().key();
         let token = token::encode(self.index, key);
         let handshaking = tls.is_some();
-        let Some(mut transport) = self.transport_for(stream, peer, tls) else {
-            return self.release(peer, handshaking);
-        };
-        if let Err(e) = self
-            .registry
-            .register(transport.socket(), token, Interest::READABLE)
-        {
-            log::warn!("{peer}: cannot register connection: {e}");
+        if self.shutdown_deadline.is_some() {
             return self.release(peer, handshaking);
         }
-        if let Err(e) = transport.socket().set_nodelay(self.shared.config.nodelay) {
-            log::debug!("{peer}: set_nodelay: {e}");
-        }
+        let config = &self.shared.config;
+        let deadline = Instant::now() + config.tls_handshake_timeout;
+        let transport =
+            match Transport::open(stream, tls, deadline, &self.registry, token, config.nodelay) {
+                Ok(transport) => transport,
+                Err(e) => {
+                    log::warn!("{peer}: cannot adopt the connection: {e}");
+                    return self.release(peer, handshaking);
+                }
+            };
         self.next_generation += 1;
         let id = ConnId {
             token,
@@ -346,26 +341,6 @@ impl ShardState {
                 socket.decoder = decoder;
             }
         }
-    }
-
-    /// The transport of a new connection: plain, or TLS with its handshake deadline.
-    /// `None` if the connection cannot be taken (shutting down, TLS setup failed).
-    fn transport_for(
-        &self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        tls: Option<Arc<rustls::ServerConfig>>,
-    ) -> Option<Transport> {
-        if self.shutdown_deadline.is_some() {
-            return None;
-        }
-        let Some(config) = tls else {
-            return Some(Transport::Plain(stream));
-        };
-        let deadline = Instant::now() + self.shared.config.tls_handshake_timeout;
-        Transport::tls(stream, config, deadline)
-            .inspect_err(|e| log::warn!("{peer}: cannot start TLS: {e}"))
-            .ok()
     }
 
     /// Gives back what the acceptor reserved for a connection that is going away.
@@ -483,8 +458,9 @@ impl ShardState {
     }
 
     fn end_turn(&mut self) {
-        self.take_new_pauses();
-        if !self.paused.is_empty() {
+        self.pauses
+            .take_new(&mut self.turn, &self.shared.stats.shards[self.index]);
+        if !self.pauses.is_empty() {
             self.resume_paused(Instant::now());
         }
         for _ in 0..self.unfinished_reads.len() {
@@ -508,70 +484,30 @@ impl ShardState {
         self.send_outbound();
     }
 
-    /// ET-10: a paused connection's edge was spent while it was paused (or its bytes
-    /// arrived with no edge at all: they were already there), so nothing but this timer
-    /// will bring it back. Due ones first get the lines held from their last chunk,
-    /// then are read like any ready connection.
+    /// ET-10: only a timer brings a paused connection back (`pauses.rs`): the due
+    /// ones get the bytes held from their last chunk, then are read as if ready.
     fn resume_paused(&mut self, now: Instant) {
-        let mut paused = std::mem::take(&mut self.paused);
-        paused.retain(|&key| {
-            let Some(conn) = self.conns.get_mut(key) else {
-                return false; // reaped
-            };
-            match conn.paused_until {
-                Some(until) if until > now => return true,
-                Some(_) => conn.paused_until = None,
-                None => return false, // a stale entry (the key was reused)
-            }
-            let held = std::mem::take(&mut conn.held);
-            if !held.is_empty() {
+        for key in self.pauses.due(&mut self.conns, now) {
+            let held = self.conns.get_mut(key).map(|c| std::mem::take(&mut c.held));
+            if let Some(held) = held.filter(|held| !held.is_empty()) {
                 self.on_bytes(key, &held);
             }
             self.on_readable(key);
-            false
-        });
-        paused.append(&mut self.paused);
-        self.paused = paused;
-        self.take_new_pauses();
-    }
-
-    /// Moves the connections paused since the last call onto the timer list.
-    fn take_new_pauses(&mut self) {
-        let stats = &self.shared.stats.shards[self.index];
-        stats
-            .flood_pauses
-            .fetch_add(self.turn.paused.len() as u64, Relaxed);
-        self.paused.append(&mut self.turn.paused);
-    }
-
-    /// Flood control's ceiling, checked on the tick: a paused connection whose unread
-    /// input (held bytes plus what waits in the kernel, measured with a bounded
-    /// `MSG_PEEK`) stays over `--flood-max-unread` for `--flood-unread-timeout` is
-    /// told `ERR flood` and closed.
-    fn check_flood_ceiling(&mut self, now: Instant) {
-        let (limit, timeout) = (
-            self.shared.config.flood_max_unread,
-            self.shared.config.flood_unread_timeout,
-        );
-        let mut peek = std::mem::take(&mut self.peek);
-        peek.resize(limit + 1, 0);
-        for index in 0..self.paused.len() {
-            let key = self.paused[index];
-            let Some(conn) = self.conns.get_mut(key).filter(|c| c.is_open()) else {
-                continue;
-            };
-            let room = (limit + 1).saturating_sub(conn.held.len());
-            let waiting = conn.transport.socket().peek(&mut peek[..room]).unwrap_or(0);
-            if conn.held.len() + waiting <= limit {
-                conn.over_unread_since = None;
-                continue;
-            }
-            let since = *conn.over_unread_since.get_or_insert(now);
-            if now.duration_since(since) >= timeout {
-                self.with_chat(|chat, fx| chat.cut_flooder(fx, key));
-            }
         }
-        self.peek = peek;
+        self.pauses
+            .take_new(&mut self.turn, &self.shared.stats.shards[self.index]);
+    }
+
+    /// Flood control's hard ceiling, on the tick: cut who kept too much unread.
+    fn check_flood_ceiling(&mut self, now: Instant) {
+        let config = &self.shared.config;
+        let (limit, timeout) = (config.flood_max_unread, config.flood_unread_timeout);
+        for key in self
+            .pauses
+            .over_ceiling(&mut self.conns, now, limit, timeout)
+        {
+            self.with_chat(|chat, fx| chat.cut_flooder(fx, key));
+        }
     }
 
     /// Sends each peer shard the messages queued for it this turn, with one wake.
@@ -633,7 +569,7 @@ impl ShardState {
                 conn.check_web_timers(now, ping, grace, &mut self.turn);
             }
         }
-        if !self.paused.is_empty() {
+        if !self.pauses.is_empty() {
             self.check_flood_ceiling(now);
         }
         self.with_chat(|chat, fx| chat.on_tick(fx, now));

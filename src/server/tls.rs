@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection};
@@ -91,6 +92,27 @@ pub struct TlsFailure {
 }
 
 impl Transport {
+    /// A new connection's transport, registered with the shard's `Poll` for READABLE
+    /// under `token` (a socket reaches its shard unregistered): plain, or TLS whose
+    /// handshake must end by `deadline`.
+    pub fn open(
+        mut socket: TcpStream,
+        tls: Option<Arc<ServerConfig>>,
+        deadline: Instant,
+        registry: &Registry,
+        token: Token,
+        nodelay: bool,
+    ) -> io::Result<Transport> {
+        registry.register(&mut socket, token, Interest::READABLE)?;
+        if let Err(e) = socket.set_nodelay(nodelay) {
+            log::debug!("set_nodelay: {e}");
+        }
+        match tls {
+            Some(config) => Transport::tls(socket, config, deadline),
+            None => Ok(Transport::Plain(socket)),
+        }
+    }
+
     /// A TLS transport over `socket` whose handshake must end by `deadline`.
     pub fn tls(
         socket: TcpStream,
