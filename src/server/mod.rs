@@ -21,6 +21,7 @@ pub mod backplane;
 pub mod chat;
 pub mod cluster;
 pub mod config;
+pub mod conn_table;
 pub mod connection;
 pub mod delivery;
 pub mod directory;
