@@ -12,7 +12,7 @@ use crate::bench::dialect::Dialect;
 use crate::bench::traffic::TrafficOpts;
 use crate::bench::{Common, Scenario};
 use crate::server::ServerConfig;
-use crate::server::backplane::BackplaneConfig;
+use crate::server::config::BackplaneConfig;
 use crate::server::config::{
     ConnectRate, DEFAULT_CONNECT_BURST, DEFAULT_CONNECT_RATE, DEFAULT_FLOOD_MAX_UNREAD,
     DEFAULT_FLOOD_UNREAD_TIMEOUT_SECS, DEFAULT_HTTP_TIMEOUT_SECS, DEFAULT_MAX_PER_ADDRESS,

@@ -26,8 +26,8 @@ use crate::protocol::outgoing::Protocol;
 use crate::protocol::parse::parse_line;
 use crate::protocol::{Event, ProtocolError, Refusal, RoomName, irc};
 
-use super::backplane::BackplaneMsg;
-use super::connection::CloseReason;
+use super::backplane::handle::BackplaneMsg;
+use super::close_reason::CloseReason;
 use super::directory::Profile;
 use super::effects::Effects;
 use super::inbox::ShardMsg;

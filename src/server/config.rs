@@ -12,7 +12,6 @@ use std::time::Duration;
 use crate::protocol::irc::MAX_IRC_LINE;
 use crate::protocol::outgoing::Protocol;
 
-use super::backplane::BackplaneConfig;
 use super::token::MAX_SHARDS;
 
 /// Where `miochat serve` listens by default (loopback: opt in to the network).
@@ -377,6 +376,17 @@ pub fn default_workers() -> usize {
 /// The default shard count for a machine with `cores` cores.
 pub fn workers_for_cores(cores: usize) -> usize {
     cores.saturating_sub(1).clamp(1, MAX_SHARDS)
+}
+
+/// The backplane's settings.
+#[derive(Debug, Clone)]
+pub struct BackplaneConfig {
+    /// Redis's address.
+    pub redis: SocketAddr,
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    /// How long a node's lease lives without renewal.
+    pub lease: Duration,
 }
 
 #[cfg(test)]

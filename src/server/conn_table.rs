@@ -18,9 +18,10 @@ use slab::Slab;
 use crate::framing::LineFramer;
 use crate::protocol::outgoing::Protocol;
 
-use super::backplane::BackplaneMsg;
+use super::backplane::handle::BackplaneMsg;
 use super::chat::Chat;
-use super::connection::{CloseReason, ConnState, Connection, Turn};
+use super::close_reason::CloseReason;
+use super::connection::{ConnState, Connection, Turn};
 use super::effects::Effects;
 use super::inbox::ShardMsg;
 use super::pauses::Pauses;
@@ -278,7 +279,7 @@ impl ConnTable {
                 log::debug!("{} deregister: {e}", conn.peer);
             }
             let (peer, handshaking) = (conn.peer, conn.transport.is_handshaking());
-            reason.log(&conn, self.shared.config.sendq);
+            conn.log_close(reason, self.shared.config.sendq);
             let protocol = conn
                 .session
                 .as_ref()

@@ -43,9 +43,10 @@ use std::time::{Duration, Instant};
 use mio::{Interest, Registry};
 
 use crate::framing::LineFramer;
-use crate::nonblocking::{IoClass, ReadOutcome, classify};
+use crate::nonblocking::ReadOutcome;
 use crate::send_queue::{Flushed, SendQueue};
 
+use super::close_reason::CloseReason;
 use super::session::Session;
 use super::tls::Transport;
 use super::token::ConnId;
@@ -54,113 +55,6 @@ use super::web::{HttpRequest, HttpStep, Keepalive, Web};
 /// A queue may hold this many times `--sendq` within one turn before the end-of-turn
 /// flush; past it the connection is cut at once (a memory bound, not the policy).
 pub const HARD_SENDQ_FACTOR: usize = 4;
-
-/// Why a connection ended: logged once and counted in the stats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The client closed its side (read returned 0).
-    PeerClosed,
-    /// The connection was reset or aborted.
-    Reset,
-    /// The client sent `/quit`.
-    Quit,
-    /// The client did not read and its send queue passed `--sendq`.
-    SlowConsumer,
-    /// Nothing received for `--idle-timeout`.
-    IdleTimeout,
-    /// The server is shutting down.
-    Shutdown,
-    /// Any other IO error.
-    Io,
-    /// A TLS handshake failed: garbage, plain text to a TLS port, a truncated
-    /// handshake, or a protocol error before it finished.
-    TlsHandshakeFailed,
-    /// A TLS handshake did not finish within `--tls-handshake-timeout`.
-    TlsHandshakeTimeout,
-    /// A TLS protocol error after the handshake (a bad record, a fatal alert).
-    TlsError,
-    /// Flood-paused with more than `--flood-max-unread` bytes unread for too long.
-    Flood,
-    /// An HTTP request was answered (the web listener serves one per connection).
-    HttpServed,
-    /// An HTTP request head did not arrive within `--http-timeout`.
-    HttpTimeout,
-    /// A WebSocket protocol violation (unmasked, oversized, bad UTF-8...).
-    WebSocketError,
-}
-
-impl CloseReason {
-    /// Number of variants (size of the stats histogram).
-    pub const COUNT: usize = 14;
-    /// Every variant, in histogram order.
-    pub const ALL: [CloseReason; Self::COUNT] = [
-        CloseReason::PeerClosed,
-        CloseReason::Reset,
-        CloseReason::Quit,
-        CloseReason::SlowConsumer,
-        CloseReason::IdleTimeout,
-        CloseReason::Shutdown,
-        CloseReason::Io,
-        CloseReason::TlsHandshakeFailed,
-        CloseReason::TlsHandshakeTimeout,
-        CloseReason::TlsError,
-        CloseReason::Flood,
-        CloseReason::HttpServed,
-        CloseReason::HttpTimeout,
-        CloseReason::WebSocketError,
-    ];
-
-    /// Position in the stats histogram.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Short name for logs and the totals line.
-    pub fn label(self) -> &'static str {
-        match self {
-            CloseReason::PeerClosed => "closed",
-            CloseReason::Reset => "reset",
-            CloseReason::Quit => "quit",
-            CloseReason::SlowConsumer => "slow-consumer",
-            CloseReason::IdleTimeout => "idle-timeout",
-            CloseReason::Shutdown => "shutdown",
-            CloseReason::Io => "io-error",
-            CloseReason::TlsHandshakeFailed => "tls-handshake-failed",
-            CloseReason::TlsHandshakeTimeout => "tls-handshake-timeout",
-            CloseReason::TlsError => "tls-error",
-            CloseReason::Flood => "flood",
-            CloseReason::HttpServed => "http-served",
-            CloseReason::HttpTimeout => "http-timeout",
-            CloseReason::WebSocketError => "websocket-error",
-        }
-    }
-
-    /// Logs a close once: a warning for a slow consumer (the operator may want to
-    /// raise `--sendq`), an info line otherwise (debug for a served HTTP request).
-    pub fn log(self, conn: &Connection, sendq: usize) {
-        let peer = conn.peer;
-        let Some(nick) = conn.session.as_ref().map(|s| &s.nick) else {
-            return log::debug!("{peer} http closed: {}", self.label());
-        };
-        match self {
-            CloseReason::SlowConsumer => {
-                log::warn!("{peer} {nick} cut: slow consumer (send queue passed {sendq} bytes)")
-            }
-            CloseReason::Flood => {
-                log::warn!("{peer} {nick} cut: flood (unread input over the limit for too long)")
-            }
-            _ => log::info!("{peer} {nick} closed: {}", self.label()),
-        }
-    }
-
-    /// The reason from an IO error on this connection.
-    pub fn from_io(e: &io::Error) -> CloseReason {
-        match classify(e) {
-            IoClass::PeerGone => CloseReason::Reset,
-            _ => CloseReason::Io,
-        }
-    }
-}
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +130,24 @@ pub enum Queued {
 }
 
 impl Connection {
+    /// Logs a close once: a warning for a slow consumer (the operator may want to
+    /// raise `--sendq`), an info line otherwise (debug for a served HTTP request).
+    pub fn log_close(&self, reason: CloseReason, sendq: usize) {
+        let peer = self.peer;
+        let Some(nick) = self.session.as_ref().map(|s| &s.nick) else {
+            return log::debug!("{peer} http closed: {}", reason.label());
+        };
+        match reason {
+            CloseReason::SlowConsumer => {
+                log::warn!("{peer} {nick} cut: slow consumer (send queue passed {sendq} bytes)")
+            }
+            CloseReason::Flood => {
+                log::warn!("{peer} {nick} cut: flood (unread input over the limit for too long)")
+            }
+            _ => log::info!("{peer} {nick} closed: {}", reason.label()),
+        }
+    }
+
     /// A new open plain-TCP connection (already registered for READABLE).
     pub fn new(stream: mio::net::TcpStream, session: Session, max_line: usize) -> Self {
         Self::over(Transport::Plain(stream), session, max_line)

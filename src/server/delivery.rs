@@ -21,9 +21,9 @@ use log::info;
 use crate::protocol::outgoing::{Outgoing, render_for};
 use crate::protocol::{Event, ProtocolError, RoomName};
 
-use super::backplane::BackplaneMsg;
+use super::backplane::handle::BackplaneMsg;
 use super::backplane::wire::crosses_nodes;
-use super::connection::CloseReason;
+use super::close_reason::CloseReason;
 use super::effects::Effects;
 use super::inbox::{Origin, RoomEvent, ShardMsg};
 use super::rooms::{LocalRooms, home_shard};

@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::backplane::BackplaneMsg;
-use super::connection::{CloseReason, Connection, Queued, Turn};
+use super::backplane::handle::BackplaneMsg;
+use super::close_reason::CloseReason;
+use super::connection::{Connection, Queued, Turn};
 use super::inbox::ShardMsg;
 use super::session::Session;
 

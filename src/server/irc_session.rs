@@ -20,7 +20,7 @@ use std::sync::Arc;
 use crate::protocol::irc::{self, IrcReply, MAX_AWAY_LEN, Message};
 use crate::protocol::{Command, MAX_TOPIC_LEN, ModeRequest, Nick, ProtocolError, SayKind, modes};
 
-use super::connection::CloseReason;
+use super::close_reason::CloseReason;
 use super::effects::Effects;
 use super::relay::Relay;
 use super::session::IrcState;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::protocol::exposition::{Exposition, Kind};
 use crate::protocol::outgoing::Protocol;
 
-use super::connection::CloseReason;
+use super::close_reason::CloseReason;
 use super::shared::Shared;
 use super::stats::{ShardStats, TURN_BUCKETS};
 

@@ -19,6 +19,7 @@ pub mod acceptor;
 pub mod address_limits;
 pub mod backplane;
 pub mod chat;
+pub mod close_reason;
 pub mod cluster;
 pub mod config;
 pub mod conn_table;

@@ -22,10 +22,10 @@ use crate::protocol::{
     Command, Event, Member, Nick, ProtocolError, Role, RoomInfo, RoomName, SayKind,
 };
 
-use super::backplane::BackplaneMsg;
+use super::backplane::handle::BackplaneMsg;
 use super::backplane::wire::{RosterEntry, Wire};
+use super::close_reason::CloseReason;
 use super::config::{MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
-use super::connection::CloseReason;
 use super::delivery::Delivery;
 use super::effects::Effects;
 use super::moderation::{Moderator, identity};

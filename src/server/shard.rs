@@ -25,9 +25,9 @@ use mio::{Events, Poll};
 
 use crate::nonblocking::ReadOutcome;
 
+use super::close_reason::CloseReason;
 use super::config::{EVENTS_CAPACITY, INBOX_DRAIN_CAP, READ_CHUNK, READS_PER_TURN};
 use super::conn_table::ConnTable;
-use super::connection::CloseReason;
 use super::inbox::{Inbox, ShardMsg};
 use super::pauses::Pauses;
 use super::shared::Shared;

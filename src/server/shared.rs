@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::protocol::{ClusterReport, StatsReport};
 
-use super::backplane::BackplaneHandle;
+use super::backplane::handle::BackplaneHandle;
 use super::cluster::Cluster;
 
 use std::net::IpAddr;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::protocol::outgoing::Protocol;
 use crate::protocol::{LoopReport, StatsReport};
 
-use super::connection::CloseReason;
+use super::close_reason::CloseReason;
 
 /// Counters written by one shard.
 #[derive(Debug, Default)]

@@ -29,7 +29,7 @@ use crate::protocol::http::{self, Route};
 use crate::protocol::outgoing::Protocol;
 use crate::protocol::websocket::{self, Decoder, Inbound, Violation, close_code};
 
-use super::connection::CloseReason;
+use super::close_reason::CloseReason;
 use super::metrics;
 use super::shared::Shared;
 

@@ -25,14 +25,14 @@
 //!   reconnect with capped, jittered back-off, resubscribe, say hello and re-send the
 //!   roster (nick conflicts settled by the rule in `cluster.rs`).
 
+pub mod handle;
 pub mod link;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::{Events, Poll, Token, Waker};
@@ -43,10 +43,12 @@ use crate::protocol::outgoing::Outgoing;
 use crate::protocol::{Event, Nick, RoomName};
 
 use super::cluster::local_claim_wins;
+use super::config::BackplaneConfig;
 use super::inbox::{Origin, RoomEvent, ShardMsg};
 use super::rooms::home_shard;
 use super::shared::Shared;
 use super::token::ConnId;
+pub use handle::{BackplaneHandle, BackplaneMsg};
 use link::Link;
 use wire::{RosterEntry, Wire};
 
@@ -58,76 +60,6 @@ pub const TOKEN_INBOX: Token = Token(2);
 const CLUSTER_CHANNEL: &str = "miochat:cluster";
 /// How often a node probes the round trip through Redis and checks its peers.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// What shards tell the backplane.
-#[derive(Debug)]
-pub enum BackplaneMsg {
-    /// A room event caused by a local user, already in the room's local order.
-    Room {
-        /// The room.
-        room: RoomName,
-        /// The event.
-        outgoing: Arc<Outgoing>,
-    },
-    /// A local user as it is now.
-    User {
-        /// The connection.
-        id: ConnId,
-        /// Its nick, claim time and rooms.
-        entry: RosterEntry,
-        /// Its nick before, if this change renamed it.
-        was: Option<Nick>,
-    },
-    /// A local user disconnected.
-    Gone {
-        /// The connection.
-        id: ConnId,
-    },
-    /// A private message to a user of another node.
-    Private {
-        /// The node that has the recipient.
-        node: String,
-        /// The message.
-        wire: Wire,
-    },
-    /// The shards have stopped: say goodbye and exit.
-    Shutdown,
-}
-
-/// The sending side of the backplane's inbox, held in [`Shared`].
-#[derive(Debug, Clone)]
-pub struct BackplaneHandle {
-    tx: Sender<BackplaneMsg>,
-    waker: Arc<Waker>,
-}
-
-impl BackplaneHandle {
-    /// Sends every message of `batch` (emptying it) with one wake.
-    pub fn send_batch(&self, batch: &mut Vec<BackplaneMsg>) {
-        if batch.is_empty() {
-            return;
-        }
-        for msg in batch.drain(..) {
-            if self.tx.send(msg).is_err() {
-                return; // the backplane has exited
-            }
-        }
-        if let Err(e) = self.waker.wake() {
-            log::warn!("waking the backplane failed: {e}");
-        }
-    }
-}
-
-/// The backplane's settings.
-#[derive(Debug, Clone)]
-pub struct BackplaneConfig {
-    /// Redis's address.
-    pub redis: SocketAddr,
-    /// This node's name, unique in the cluster.
-    pub node: String,
-    /// How long a node's lease lives without renewal.
-    pub lease: Duration,
-}
 
 /// A reply the command link is waiting for, in order.
 #[derive(Debug)]
@@ -185,7 +117,7 @@ impl Backplane {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), TOKEN_INBOX)?);
         let (tx, rx) = channel();
-        Ok((poll, rx, BackplaneHandle { tx, waker }))
+        Ok((poll, rx, BackplaneHandle::new(tx, waker)))
     }
 
     /// The backplane of this node.
