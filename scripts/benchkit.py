@@ -550,6 +550,106 @@ def cmd_shards(a):
                  "lines/writev", "time in poll", "verdict"], rows))
 
 
+class Cluster:
+    """A redis-server and `nodes` miochat nodes on loopback, stopped with `stop()`."""
+
+    def __init__(self, nodes, port, workdir):
+        """`nodes` = 0: one plain miochat, no backplane and no Redis (the baseline)."""
+        self.redis, self.nodes = None, []
+        if nodes == 0:
+            self.nodes.append(start("miochat", port + 1, workdir, None))
+            return
+        self.redis = start("redis", port, workdir)
+        if self.redis is None:
+            raise RuntimeError("redis-server is not installed")
+        for i in range(nodes):
+            node_port = port + 1 + i
+            argv = [MIOCHAT, "serve", "--listen", f"127.0.0.1:{node_port}", "--flood-rate", "0",
+                    "--idle-timeout", "0", "--max-connections", "19900", *NO_ADDRESS_LIMITS,
+                    "--backplane", f"redis://127.0.0.1:{port}", "--node-name", f"n{i}", "-q"]
+            self.nodes.append(Server(f"node{i}", "line", argv, node_port, workdir))
+        time.sleep(1.5)  # hello, rosters and subscriptions settle
+
+    def addrs(self):
+        return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def pids(self, with_redis):
+        pids = [n.pid for n in self.nodes] + ([self.redis.pid] if with_redis and self.redis else [])
+        return ",".join(str(p) for p in pids)
+
+    def stop(self):
+        for server in self.nodes + ([self.redis] if self.redis else []):
+            server.stop()
+
+
+def cluster_bench(cluster, args, with_redis=True):
+    argv = [MIOCHAT, "bench", "fanout", "--addr", cluster.addrs(), "--server-pid",
+            cluster.pids(with_redis), "--json"] + args
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    return json.loads(line) if line.startswith("{") else {"verdict": "FAIL", "problems": [out.stderr]}
+
+
+def idle_per_node(cluster, clients, hold):
+    """One bench process per node (a process holds at most ~20 000 descriptors), all at
+    once; returns each node's RSS per connection in bytes, and the verdicts."""
+    procs = [subprocess.Popen([MIOCHAT, "bench", "idle", "--addr", f"127.0.0.1:{n.port}",
+                               "--clients", str(clients), "--hold", str(hold), "--json",
+                               "--timeout", "120"], stdout=subprocess.PIPE, text=True)
+             for n in cluster.nodes]
+    time.sleep(hold / 2 + 5)
+    rss = [rss_kib(n.pid) * 1024 / clients for n in cluster.nodes]
+    verdicts = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        line = out.strip().splitlines()[-1] if out.strip() else "{}"
+        verdicts.append(json.loads(line).get("verdict", "FAIL") if line.startswith("{") else "FAIL")
+    return rss, verdicts
+
+
+def cmd_cluster(a):
+    """The cluster targets: fan-out over 2 nodes against one, p99 at a fixed rate, and
+    idle connections held by 2 nodes at once; one invocation, medians of `--runs`."""
+    build()
+    workdir = tempfile.mkdtemp(prefix="miochat-cluster-")
+    base = ["--clients", str(a.clients), "--senders", "10", "--size", "64",
+            "--duration", str(a.duration), "--timeout", "120"]
+    loads = [("full load (window 16)", base + ["--window", "16"]),
+             (f"{a.rate} msg/s", base + ["--rate", str(a.rate)])]
+    port, rows = a.port, []
+    for load, args in loads:
+        for nodes in (0, 2):
+            runs = []
+            for _ in range(a.runs):
+                cluster = Cluster(nodes, port, workdir)
+                try:
+                    runs.append(cluster_bench(cluster, args))
+                finally:
+                    cluster.stop()
+                port += 10
+            med = lambda key: statistics.median([r.get(key) or 0 for r in runs])
+            ok = "PASS" if all(passed(r) for r in runs) else "FAIL"
+            shape = "1 (no backplane)" if nodes == 0 else f"{nodes} + Redis"
+            rows.append([load, shape, fmt(med("deliveries_per_s"), "/s"),
+                         fmt(med("server_ns_per_delivery"), " ns"), fmt(med("latency_p50_us"), " µs"),
+                         fmt(med("latency_p99_us"), " µs"), ok])
+            print(f"{load}, {nodes} node(s): done", file=sys.stderr)
+    print(f"### Cluster: fanout C={a.clients} spread over the nodes, S=10, B=64, "
+          f"{a.duration} s, medians of {a.runs}; server CPU includes Redis\n")
+    print(table(["load", "nodes", "deliveries/s", "server CPU/delivery", "p50", "p99",
+                 "verdict"], rows))
+    if a.idle:
+        cluster = Cluster(2, port, workdir)
+        try:
+            rss, verdicts = idle_per_node(cluster, a.idle, a.hold)
+        finally:
+            cluster.stop()
+        print(f"\n### Idle: {a.idle} connections on each of 2 nodes at once, held {a.hold} s\n")
+        print(table(["node", "connections", "RSS per connection", "verdict"],
+                    [[f"n{i}", a.idle, f"{r:.0f} B", v] for i, (r, v) in
+                     enumerate(zip(rss, verdicts))]))
+
+
 def cmd_soak(a):
     """Churn + fanout against one server for `minutes`; sample RSS and descriptors."""
     import threading
@@ -644,6 +744,15 @@ def main():
     h.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     h.add_argument("--port", type=int, default=24000)
     h.set_defaults(func=cmd_shards)
+    g = sub.add_parser("cluster", help="the cluster targets: 1 node against 2, idle on 2")
+    g.add_argument("--runs", type=int, default=3)
+    g.add_argument("--duration", type=float, default=3.0)
+    g.add_argument("--clients", type=int, default=100)
+    g.add_argument("--rate", type=int, default=1000)
+    g.add_argument("--idle", type=int, default=19000)
+    g.add_argument("--hold", type=int, default=10)
+    g.add_argument("--port", type=int, default=26000)
+    g.set_defaults(func=cmd_cluster)
     k = sub.add_parser("soak", help="churn + fanout for MINUTES, sampling RSS and fds")
     k.add_argument("minutes", type=float)
     k.add_argument("--every", type=float, default=5.0)
