@@ -334,6 +334,8 @@ pub struct ClusterReport {
     pub node: String,
     /// True while this node is connected to Redis (both links) and announced.
     pub up: bool,
+    /// Channels Redis confirmed this node is subscribed to.
+    pub subscriptions: u64,
     /// Other nodes heard of.
     pub peers: usize,
     /// The last round trip of a probe through Redis, in milliseconds.

@@ -244,10 +244,11 @@ fn write_stats(report: &StatsReport, out: &mut String) -> std::fmt::Result {
     if let Some(cluster) = &report.cluster {
         write!(
             out,
-            " node={} backplane={} peers={} backplane_lag_ms={} published={} received={} gaps={} unpublished={}",
+            " node={} backplane={} peers={} subscriptions={} backplane_lag_ms={} published={} received={} gaps={} unpublished={}",
             cluster.node,
             if cluster.up { "up" } else { "down" },
             cluster.peers,
+            cluster.subscriptions,
             cluster.lag_ms,
             cluster.published,
             cluster.received,

@@ -74,6 +74,7 @@ impl Shared {
             report.cluster = Some(ClusterReport {
                 node: backplane.node.clone(),
                 up: counters.up.load(Relaxed),
+                subscriptions: counters.subscriptions.load(Relaxed),
                 peers: self.cluster.peers(),
                 lag_ms: counters.lag_ms.load(Relaxed),
                 published: counters.published.load(Relaxed),

@@ -123,6 +123,9 @@ pub struct ClusterStats {
     pub unpublished: AtomicU64,
     /// The last probe round trip through Redis, in ms.
     pub lag_ms: AtomicU64,
+    /// Channels Redis has confirmed this node listens to (its own two, and one per room
+    /// with local members).
+    pub subscriptions: AtomicU64,
     /// True while both Redis links are up and this node has announced itself.
     pub up: AtomicBool,
 }

@@ -184,6 +184,23 @@ fn wait_until_clustered(client: &mut TestClient, peers: usize) {
     }
 }
 
+/// Waits until `client`'s node listens to `rooms` room channels (plus its own two):
+/// Redis has confirmed the subscriptions, so lines published from now on reach it.
+#[track_caller]
+fn wait_until_subscribed(client: &mut TestClient, rooms: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let want = format!(" subscriptions={} ", rooms + 2);
+    loop {
+        client.send("/stats");
+        let stats = skip_until(client, "OK stats ");
+        if stats.contains(&want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{}: {stats}", client.nick);
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Waits until `/who room` from `client` lists every nick in `nicks`.
 #[track_caller]
 fn wait_for_members(client: &mut TestClient, room: &str, nicks: &[&str]) {
@@ -230,6 +247,11 @@ fn rooms_span_nodes_in_both_protocols() {
     skip_until(&mut bob, " 366 ");
     for client in [&mut alice, &mut carol] {
         wait_for_members(client, "rust", &["alice", "bob", "carol"]);
+    }
+    let mut watcher = b.client("bwatch"); // bob speaks IRC: a line client to ask b
+    watcher.join("rust");
+    for client in [&mut alice, &mut carol, &mut watcher] {
+        wait_until_subscribed(client, 2); // lobby and rust
     }
     alice.send("one");
     alice.send("two");
@@ -339,6 +361,7 @@ fn a_redis_restart_is_reported_as_an_exact_gap_and_local_chat_goes_on() {
         client.join("rust");
     }
     wait_for_members(&mut bob, "rust", &["alice", "anna", "bob"]);
+    wait_until_subscribed(&mut bob, 2); // lobby and rust
     alice.send("before");
     assert_eq!(skip_until(&mut bob, "MSG rust"), "MSG rust alice before");
     assert_eq!(skip_until(&mut anna, "MSG rust"), "MSG rust alice before");
@@ -391,6 +414,8 @@ fn nothing_is_lost_duplicated_or_reordered_across_nodes() {
     for receiver in receivers.iter_mut() {
         wait_for_members(receiver, "load", &everyone);
     }
+    wait_until_subscribed(&mut receivers[0], 2); // lobby and load
+    wait_until_subscribed(&mut receivers[SENDERS_PER_NODE], 2);
     let threads: Vec<_> = senders
         .into_iter()
         .map(|mut s| {
@@ -449,6 +474,9 @@ fn an_answer_never_overtakes_its_question_across_nodes() {
     {
         wait_for_members(client, "causal", &all);
     }
+    for observer in observers.iter_mut().take(3) {
+        wait_until_subscribed(observer, 2); // one observer per node: lobby and causal
+    }
     const ROUNDS: usize = 100;
     let answering = thread::spawn(move || {
         for round in 0..ROUNDS {
@@ -496,6 +524,7 @@ fn moderation_is_shared_across_nodes() {
     wait_for_members(&mut bob, "modx", &["alice"]);
     bob.join("modx");
     wait_for_members(&mut alice, "modx", &["alice", "bob"]);
+    wait_until_subscribed(&mut bob, 2); // lobby and modx
     // The room already existed on node a: joining it on node b makes nobody operator.
     bob.send("/mode +t");
     assert!(bob.expect("ERR ").starts_with("ERR not-operator"));

@@ -435,6 +435,19 @@ impl Backplane {
         let OwnedFrame::Array(parts) = frame else {
             return;
         };
+        // `subscribe CHANNEL COUNT`: Redis confirms; COUNT is every channel this link
+        // now listens to (shown in `/stats`, so a test can wait for a subscription).
+        if let [OwnedFrame::BulkString(kind), _, OwnedFrame::Integer(count)] = parts.as_slice()
+            && (kind == b"subscribe" || kind == b"unsubscribe")
+        {
+            let count = u64::try_from(*count).unwrap_or(0);
+            return self
+                .shared
+                .stats
+                .cluster
+                .subscriptions
+                .store(count, Relaxed);
+        }
         let [
             OwnedFrame::BulkString(kind),
             OwnedFrame::BulkString(channel),
