@@ -6,8 +6,9 @@
 //!   refused: a user name, real name or message with such bytes still arrives;
 //! - [`parse`]: one line → a [`Message`] (tags and prefix skipped, command
 //!   upper-cased, middle parameters and the trailing one);
-//! - [`clean_text`]: IRC message text → text safe for line-protocol users (CTCP ACTION
-//!   becomes an action, colour and formatting codes are dropped);
+//! - [`clean_text`]: IRC message text → the text miochat keeps (CTCP ACTION becomes
+//!   an action, formatting is kept); [`strip_formatting`] removes colour and
+//!   formatting codes when rendering for line-protocol users;
 //! - [`broadcast`]: an [`Event`] that many receive (a room message, a join) → the IRC
 //!   line, independent of the recipient, so it is rendered once per message;
 //! - [`reply`]: an [`Event`] for one recipient → IRC lines and numerics addressed to it.
@@ -39,6 +40,67 @@ pub const MAX_AWAY_LEN: usize = 200;
 pub const MAX_BANS: usize = 100;
 /// Rooms a connection may be in (`CHANLIMIT=#:`).
 pub const MAX_ROOMS: usize = 32;
+
+/// The IRCv3 capabilities miochat offers, in `CAP LS` order. Each is listed only
+/// because it works end to end. Not offered: `account-tag` (there are no accounts),
+/// `message-tags` (client tags and `TAGMSG` are not relayed) and `multi-prefix`
+/// (listings show one prefix per member).
+pub const CAPABILITIES: &[&str] = &[
+    "away-notify",
+    "batch",
+    "cap-notify",
+    "echo-message",
+    "invite-notify",
+    "server-time",
+];
+
+/// The IRCv3 capabilities one client enabled (`CAP REQ`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caps(u16);
+
+impl Caps {
+    /// The bit of a capability name from [`CAPABILITIES`], if offered.
+    fn bit(name: &str) -> Option<u16> {
+        let index = CAPABILITIES
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(name))?;
+        Some(1 << index)
+    }
+
+    /// True if `name` is enabled.
+    pub fn has(self, name: &str) -> bool {
+        Self::bit(name).is_some_and(|bit| self.0 & bit != 0)
+    }
+
+    /// Applies a `CAP REQ` list (`a -b c`) all or nothing, as the capability
+    /// negotiation spec requires: `None` (NAK) if any name is not offered.
+    pub fn request(self, list: &str) -> Option<Caps> {
+        let mut caps = self;
+        for word in list.split(' ').filter(|w| !w.is_empty()) {
+            let (off, name) = match word.strip_prefix('-') {
+                Some(name) => (true, name),
+                None => (false, word),
+            };
+            let bit = Self::bit(name)?;
+            if off {
+                caps.0 &= !bit;
+            } else {
+                caps.0 |= bit;
+            }
+        }
+        Some(caps)
+    }
+
+    /// The enabled capabilities, space-separated (`CAP LIST`).
+    pub fn list(self) -> String {
+        let on: Vec<&str> = CAPABILITIES
+            .iter()
+            .copied()
+            .filter(|name| self.has(name))
+            .collect();
+        on.join(" ")
+    }
+}
 
 /// One parsed IRC message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,9 +167,16 @@ pub fn parse(text: &str) -> Option<Message<'_>> {
     })
 }
 
+/// IRC formatting codes: bold, colour, hex colour, reset, monospace, reverse,
+/// italic, strikethrough, underline. Kept between IRC users.
+const FORMATTING: &[char] = &[
+    '\x02', '\x03', '\x04', '\x0f', '\x11', '\x16', '\x1d', '\x1e', '\x1f',
+];
+
 /// Text of a PRIVMSG/NOTICE as miochat stores it: `(text, is_action)`. CTCP ACTION
-/// (`\x01ACTION waves\x01`) becomes an action; IRC colour and formatting codes and
-/// other control characters are removed, so they never reach a line user's terminal.
+/// (`\x01ACTION waves\x01`) becomes an action; control characters other than IRC's
+/// formatting codes are removed. Formatting is kept, so IRC users see each other's
+/// bold and colours; [`strip_formatting`] removes it when rendering for line users.
 pub fn clean_text(text: &str) -> (Cow<'_, str>, bool) {
     let (body, action) = match text
         .strip_prefix("\x01ACTION ")
@@ -116,28 +185,58 @@ pub fn clean_text(text: &str) -> (Cow<'_, str>, bool) {
         Some(body) => (body, true),
         None => (text, false),
     };
-    if !body.chars().any(char::is_control) {
+    let unwanted = |c: char| c.is_control() && !FORMATTING.contains(&c);
+    if !body.chars().any(unwanted) {
         return (Cow::Borrowed(body), action);
     }
-    let mut clean = String::with_capacity(body.len());
-    let mut chars = body.chars().peekable();
+    (
+        Cow::Owned(body.chars().filter(|&c| !unwanted(c)).collect()),
+        action,
+    )
+}
+
+/// `text` without IRC colour and formatting codes (and any other control
+/// character), for a line user's terminal. Borrowed when there is nothing to strip,
+/// which is always the case for text a line user wrote.
+pub fn strip_formatting(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut clean = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == '\x03' {
+        match c {
             // mIRC colour: \x03 then up to "NN,NN".
-            for _ in 0..2 {
-                chars.next_if(char::is_ascii_digit);
-            }
-            if chars.peek() == Some(&',') {
-                chars.next();
-                for _ in 0..2 {
-                    chars.next_if(char::is_ascii_digit);
-                }
-            }
-        } else if !c.is_control() {
-            clean.push(c);
+            '\x03' => skip_colour(&mut chars, |c| c.is_ascii_digit(), 2),
+            // Hex colour: \x04 then up to "RRGGBB,RRGGBB".
+            '\x04' => skip_colour(&mut chars, |c| c.is_ascii_hexdigit(), 6),
+            c if !c.is_control() => clean.push(c),
+            _ => {}
         }
     }
-    (Cow::Owned(clean), action)
+    Cow::Owned(clean)
+}
+
+/// Skips a colour code's `FG[,BG]`, each at most `width` characters of `digit`.
+fn skip_colour(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    digit: fn(&char) -> bool,
+    width: usize,
+) {
+    let mut skipped = 0;
+    while skipped < width && chars.next_if(digit).is_some() {
+        skipped += 1;
+    }
+    if skipped > 0 && chars.peek() == Some(&',') {
+        let mut ahead = chars.clone();
+        ahead.next();
+        if ahead.peek().is_some_and(digit) {
+            chars.next();
+            for _ in 0..width {
+                chars.next_if(digit);
+            }
+        }
+    }
 }
 
 /// `nick!nick@miochat`.
@@ -213,6 +312,15 @@ pub fn broadcast(event: &Event) -> Option<String> {
                 chan(room)
             );
         }
+        Event::AwayChanged { nick, text, .. } => match text {
+            Some(text) => push_text_line(&mut out, &format!(":{} AWAY", source(nick)), text),
+            None => {
+                let _ = write!(out, ":{} AWAY\r\n", source(nick));
+            }
+        },
+        Event::InviteNotice { room, by, nick } => {
+            let _ = write!(out, ":{} INVITE {nick} {}\r\n", source(by), chan(room));
+        }
         Event::TopicChanged { room, nick, topic } => {
             push_text_line(
                 &mut out,
@@ -239,6 +347,56 @@ pub fn broadcast(event: &Event) -> Option<String> {
         _ => return None,
     }
     Some(out)
+}
+
+/// A room's history for one IRC reader. With `batch` and `server-time` it is an
+/// IRCv3 `chathistory` batch: `BATCH +ID chathistory #room`, each line as it was
+/// sent with `@batch=ID;time=...`, `BATCH -ID`. Without them, server `NOTICE`s to
+/// the room that say when and who (`[12:00:01] <alice> hi`), which no client
+/// mistakes for live lines.
+pub fn playback(room: &RoomName, lines: &[super::HistoryLine], server: &str, caps: Caps) -> String {
+    let mut out = String::new();
+    let batched = caps.has("batch") && caps.has("server-time");
+    let id = format!("h{}", lines.first().map_or(0, |l| l.at_ms));
+    if batched {
+        let _ = write!(out, ":{server} BATCH +{id} chathistory {}\r\n", chan(room));
+    }
+    for line in lines {
+        let at = super::timestamp(line.at_ms);
+        let from = &line.from;
+        if batched {
+            let event = match line.kind {
+                super::SayKind::Message => Event::Message {
+                    room: room.clone(),
+                    from: from.clone(),
+                    text: line.text.clone(),
+                },
+                super::SayKind::Action => Event::Action {
+                    room: room.clone(),
+                    from: from.clone(),
+                    text: line.text.clone(),
+                },
+                super::SayKind::Notice => Event::RoomNotice {
+                    room: room.clone(),
+                    from: from.clone(),
+                    text: line.text.clone(),
+                },
+            };
+            let _ = write!(out, "@batch={id};time={at} ");
+            out.push_str(&broadcast(&event).unwrap_or_default());
+        } else {
+            let clock = at.get(11..19).unwrap_or("");
+            let said = match line.kind {
+                super::SayKind::Action => format!("[{clock}] * {from} {}", line.text),
+                _ => format!("[{clock}] <{from}> {}", line.text),
+            };
+            push_text_line(&mut out, &format!(":{server} NOTICE {}", chan(room)), &said);
+        }
+    }
+    if batched {
+        let _ = write!(out, ":{server} BATCH -{id}\r\n");
+    }
+    out
 }
 
 /// Writes lines addressed to one reader: `:server NNN me PARAMS` numerics and the
@@ -627,9 +785,9 @@ pub enum IrcReply<'a> {
         /// The server's version string.
         version: &'a str,
     },
-    /// `CAP * SUB :LIST` (no capabilities are offered yet).
+    /// `CAP * SUB :LIST`.
     Cap {
-        /// `LS`, `LIST` or `NAK`.
+        /// `LS`, `LIST`, `ACK` or `NAK`.
         sub: &'a str,
         /// The capability list (what was asked, for `NAK`).
         list: &'a str,
@@ -822,7 +980,12 @@ mod tests {
             clean_text("\x01ACTION waves\x01"),
             (Cow::Borrowed("waves"), true)
         );
-        assert_eq!(clean_text("\x02bold\x02 \x0304,12red\x03").0, "bold red");
+        let formatted = "\x02bold\x02 \x0304,12red\x03";
+        assert_eq!(clean_text(formatted).0, formatted, "formatting is kept");
+        assert_eq!(clean_text("a\x07b").0, "ab", "other controls are not");
+        assert_eq!(strip_formatting(formatted), "bold red");
+        assert_eq!(strip_formatting("\x0312,x"), ",x");
+        assert_eq!(strip_formatting("\x04FF0000hex"), "hex");
     }
 
     #[test]

@@ -10,9 +10,11 @@
 //! Replies to one connection (numerics, private messages, which IRC addresses to the
 //! reader's nick) are rendered for that one recipient by [`render_for`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Event, irc, render};
+use super::{Event, irc, render, timestamp};
 
 /// The wire protocol a connection speaks (decided by the listener that accepted it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,40 +25,128 @@ pub enum Protocol {
     Irc,
 }
 
-/// An event on its way to several recipients, rendered at most once per protocol
-/// (and not at all for a protocol none of the recipients speaks).
+/// The bytes a room event can take: one per (protocol, capability set) that changes
+/// the bytes. Of the IRCv3 capabilities only `server-time` does (a `@time=` tag
+/// before each line); `echo-message`, `away-notify` and the rest change *who* gets
+/// a line, never its bytes, so three renderings cover every recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// The line protocol.
+    Line,
+    /// IRC without tags.
+    Irc,
+    /// IRC with the `server-time` tag.
+    IrcTimed,
+}
+
+/// An event on its way to several recipients, rendered at most once per flavour
+/// (and not at all for a flavour none of the recipients needs).
 #[derive(Debug)]
 pub struct Outgoing {
     /// What happened.
     pub event: Event,
+    /// When it was made (ms since the Unix epoch): the `server-time` of every copy.
+    pub at_ms: u64,
+    /// One user's quit, nick change or away change is one event per shared room;
+    /// an IRC reader must see it once. Every copy of one such change carries the
+    /// same number here, and a reader skips a number it has just seen.
+    pub once: Option<u64>,
+    /// Line readers get nothing for this event: the home shard folded it into a
+    /// join/quit summary that follows.
+    line_quiet: AtomicBool,
+    /// IRC readers get nothing for this event: it is a held join or quit released
+    /// for line readers alone (IRC readers had it at once).
+    irc_quiet: AtomicBool,
     /// The line-protocol bytes, rendered by the first shard that needs them.
     line: OnceLock<Arc<[u8]>>,
     /// The IRC bytes, likewise.
     irc: OnceLock<Arc<[u8]>>,
+    /// The IRC bytes with a `server-time` tag, likewise.
+    irc_timed: OnceLock<Arc<[u8]>>,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Outgoing {
     /// Wraps `event` for sharing.
     pub fn new(event: Event) -> Arc<Self> {
-        Arc::new(Outgoing {
-            event,
-            line: OnceLock::new(),
-            irc: OnceLock::new(),
-        })
+        Arc::new(Self::unshared(event, None))
     }
 
-    /// The rendering for `protocol`, computed once and then shared. Only for events
+    /// Wraps `event`, one of several copies of one user's change (see `once`).
+    pub fn once(event: Event, once: u64) -> Arc<Self> {
+        Arc::new(Self::unshared(event, Some(once)))
+    }
+
+    fn unshared(event: Event, once: Option<u64>) -> Self {
+        Outgoing {
+            event,
+            at_ms: now_ms(),
+            once,
+            line_quiet: AtomicBool::new(false),
+            irc_quiet: AtomicBool::new(false),
+            line: OnceLock::new(),
+            irc: OnceLock::new(),
+            irc_timed: OnceLock::new(),
+        }
+    }
+
+    /// Line readers will get a summary instead of this event.
+    pub fn quiet_for_line(&self) {
+        self.line_quiet.store(true, Ordering::Relaxed);
+    }
+
+    /// IRC readers will not get this event (line readers only).
+    pub fn quiet_for_irc(&self) {
+        self.irc_quiet.store(true, Ordering::Relaxed);
+    }
+
+    /// True if readers of `flavour` get nothing for this event (a summarised join
+    /// for line readers; a summary, which only line readers get, for IRC ones).
+    pub fn is_silent_for(&self, flavour: Flavour) -> bool {
+        match flavour {
+            Flavour::Line => {
+                self.line_quiet.load(Ordering::Relaxed) || self.bytes(Flavour::Line).is_empty()
+            }
+            Flavour::Irc | Flavour::IrcTimed => {
+                self.irc_quiet.load(Ordering::Relaxed) || self.bytes(Flavour::Irc).is_empty()
+            }
+        }
+    }
+
+    /// The rendering for `flavour`, computed once and then shared. Only for events
     /// whose IRC form does not depend on the recipient (room events).
-    pub fn bytes(&self, protocol: Protocol) -> &Arc<[u8]> {
-        match protocol {
-            Protocol::Line => self.line.get_or_init(|| render::line(&self.event)),
-            Protocol::Irc => self.irc.get_or_init(|| {
+    pub fn bytes(&self, flavour: Flavour) -> &Arc<[u8]> {
+        match flavour {
+            Flavour::Line => self.line.get_or_init(|| render::line(&self.event)),
+            Flavour::Irc => self.irc.get_or_init(|| {
                 let line = irc::broadcast(&self.event);
-                debug_assert!(line.is_some(), "BUG: {:?} has no room form", self.event);
                 Arc::from(line.unwrap_or_default().into_bytes())
+            }),
+            Flavour::IrcTimed => self.irc_timed.get_or_init(|| {
+                let plain = self.bytes(Flavour::Irc);
+                tag_lines(plain, &timestamp(self.at_ms))
             }),
         }
     }
+}
+
+/// `@time=AT ` before every line of `lines` (IRCv3 `server-time`).
+pub fn tag_lines(lines: &[u8], at: &str) -> Arc<[u8]> {
+    let text = String::from_utf8_lossy(lines);
+    let mut out = String::with_capacity(text.len() + 32);
+    for line in text.split_inclusive('\n') {
+        out.push_str("@time=");
+        out.push_str(at);
+        out.push(' ');
+        out.push_str(line);
+    }
+    Arc::from(out.into_bytes())
 }
 
 /// `event` for one recipient who speaks `protocol` and is called `me` (IRC addresses
@@ -81,9 +171,12 @@ mod tests {
             from: Nick::parse("alice").unwrap(),
             text: "hi".into(),
         });
-        let first = Arc::clone(out.bytes(Protocol::Irc));
-        assert!(Arc::ptr_eq(&first, out.bytes(Protocol::Irc)));
-        assert_eq!(&out.bytes(Protocol::Line)[..], b"MSG rust alice hi\n");
+        let first = Arc::clone(out.bytes(Flavour::Irc));
+        assert!(Arc::ptr_eq(&first, out.bytes(Flavour::Irc)));
+        assert_eq!(&out.bytes(Flavour::Line)[..], b"MSG rust alice hi\n");
         assert_eq!(&first[..], b":alice!alice@miochat PRIVMSG #rust :hi\r\n");
+        let timed = String::from_utf8_lossy(out.bytes(Flavour::IrcTimed)).into_owned();
+        assert!(timed.starts_with("@time=20"), "{timed}");
+        assert!(timed.ends_with("Z :alice!alice@miochat PRIVMSG #rust :hi\r\n"));
     }
 }

@@ -19,8 +19,12 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use super::irc::strip_formatting;
 use super::modes::changes_string;
-use super::{Event, LoopReport, Member, RoomName, StatsReport};
+use super::{
+    Event, HistoryLine, LoopReport, Member, RoomName, SayKind, StatsReport, SummaryKind, WhoisInfo,
+    timestamp,
+};
 
 /// The text of `/help`, one line per command.
 const HELP: &[&str] = &[
@@ -36,6 +40,10 @@ const HELP: &[&str] = &[
     "/ping [TOKEN]   the server answers PONG [TOKEN]",
     "/stats          server counters",
     "/quit [REASON]  disconnect",
+    "/whois NICK     who is NICK: protocol, idle seconds, rooms, away message",
+    "/away [TEXT]    set an away message (without TEXT: you are back)",
+    "/echo on|off    see your own room lines as others see them (off by default)",
+    "/history [N]    the current room's last N lines (default 20)",
     "/join ROOM KEY  join a room that has a key (+k)",
     "/mode [+-FLAGS ARGS]  show or change the room's modes: t n m i s, k KEY, l N",
     "/op /deop NICK  give or take operator status (operators only)",
@@ -62,10 +70,15 @@ fn write_event(event: &Event, out: &mut String) {
             out,
             "OK welcome {nick} {room} (welcome to miochat; /help lists the commands)"
         ),
-        Event::Message { room, from, text } => writeln!(out, "MSG {room} {from} {text}"),
-        Event::Action { room, from, text } => writeln!(out, "ME {room} {from} {text}"),
-        Event::Private { from, text, .. } => writeln!(out, "PRIV {from} {text}"),
-        Event::RoomNotice { room, from, text } => writeln!(out, "MSG {room} {from} {text}"),
+        Event::Message { room, from, text } | Event::RoomNotice { room, from, text } => {
+            writeln!(out, "MSG {room} {from} {}", strip_formatting(text))
+        }
+        Event::Action { room, from, text } => {
+            writeln!(out, "ME {room} {from} {}", strip_formatting(text))
+        }
+        Event::Private { from, text, .. } => {
+            writeln!(out, "PRIV {from} {}", strip_formatting(text))
+        }
         Event::Joined { room, nick } => writeln!(out, "EVENT {room} join {nick}"),
         Event::Left { room, nick, reason } => match reason {
             Some(reason) => writeln!(out, "EVENT {room} leave {nick} {reason}"),
@@ -93,10 +106,7 @@ fn write_event(event: &Event, out: &mut String) {
         Event::YouLeft { room } => writeln!(out, "OK left {room}"),
         Event::NickIs { nick, .. } => writeln!(out, "OK nick {nick}"),
         Event::Names { room, nicks, .. } => write_who(room, nicks, 0, out),
-        Event::Whois(info) => match &info.away {
-            Some(away) => writeln!(out, "OK whois {} away {away}", info.nick),
-            None => writeln!(out, "OK whois {}", info.nick),
-        },
+        Event::Whois(info) => write_whois(info, out),
         Event::Away(true) => writeln!(out, "OK away"),
         Event::Away(false) => writeln!(out, "OK back"),
         Event::IsAway { nick, text } => writeln!(out, "OK away {nick} {text}"),
@@ -198,6 +208,34 @@ fn write_more(event: &Event, out: &mut String) -> std::fmt::Result {
             }
             writeln!(out)
         }
+        Event::Sent(nick) => writeln!(out, "OK sent {nick}"),
+        Event::EchoIs(on) => writeln!(out, "OK echo {}", if *on { "on" } else { "off" }),
+        Event::Summary {
+            room,
+            kind,
+            count,
+            nicks,
+        } => {
+            let what = match kind {
+                SummaryKind::Joins => "joins",
+                SummaryKind::Quits => "quits",
+            };
+            write!(out, "EVENT {room} {what} {count}")?;
+            for nick in nicks {
+                write!(out, " {nick}")?;
+            }
+            if *count > nicks.len() {
+                write!(out, " …")?;
+            }
+            writeln!(out)
+        }
+        Event::Playback { room, lines } => write_playback(room, lines, out),
+        // IRC-only room events (`away-notify`, `invite-notify`): nothing for line users.
+        Event::AwayChanged { .. } | Event::InviteNotice { .. } => Ok(()),
+        Event::IdleWarning(secs) => writeln!(
+            out,
+            "EVENT * idle {secs} nothing received for a while: send any line (/ping will do) within {secs} s to stay connected"
+        ),
         Event::Lusers(report) => writeln!(
             out,
             "OK lusers users={} unknown={} rooms={} max_users={}",
@@ -218,6 +256,40 @@ fn write_who(room: &RoomName, nicks: &[Member], more: usize, out: &mut String) -
         write!(out, " +{more}")?;
     }
     writeln!(out)
+}
+
+/// `OK whois NICK PROTOCOL IDLE_SECS ROOMS [TEXT]`: ROOMS comma-separated with
+/// `@`/`+` roles, or `-`; TEXT is the away message, if any.
+fn write_whois(info: &WhoisInfo, out: &mut String) -> std::fmt::Result {
+    let protocol = if info.irc { "irc" } else { "line" };
+    write!(out, "OK whois {} {protocol} {}", info.nick, info.idle_secs)?;
+    if info.rooms.is_empty() {
+        write!(out, " -")?;
+    }
+    for (i, (room, role)) in info.rooms.iter().enumerate() {
+        let sep = if i == 0 { ' ' } else { ',' };
+        let prefix = role.prefix().map(String::from).unwrap_or_default();
+        write!(out, "{sep}{prefix}{room}")?;
+    }
+    match &info.away {
+        Some(away) => writeln!(out, " {away}"),
+        None => writeln!(out),
+    }
+}
+
+/// `HIST TIME MSG ROOM NICK TEXT` (or `ME`) per line, oldest first, then
+/// `OK history ROOM N`.
+fn write_playback(room: &RoomName, lines: &[HistoryLine], out: &mut String) -> std::fmt::Result {
+    for line in lines {
+        let marker = match line.kind {
+            SayKind::Action => "ME",
+            SayKind::Message | SayKind::Notice => "MSG",
+        };
+        let (at, from) = (timestamp(line.at_ms), &line.from);
+        let text = strip_formatting(&line.text);
+        writeln!(out, "HIST {at} {marker} {room} {from} {text}")?;
+    }
+    writeln!(out, "OK history {room} {}", lines.len())
 }
 
 /// `OK stats key=value ...`, one line.

@@ -14,19 +14,23 @@
 //! The directory lock is taken once per room event on its home shard (to learn which
 //! shards have members), never per recipient.
 
+use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::Instant;
 
 use log::info;
 
-use crate::protocol::outgoing::{Outgoing, render_for};
-use crate::protocol::{Event, ProtocolError, RoomName};
+use crate::protocol::outgoing::{Flavour, Outgoing, Protocol, render_for, tag_lines};
+use crate::protocol::{Event, ProtocolError, RoomName, irc, timestamp};
 
 use super::backplane::BackplaneMsg;
 use super::backplane::wire::crosses_nodes;
 use super::connection::CloseReason;
 use super::effects::Effects;
 use super::inbox::{Origin, RoomEvent, ShardMsg};
+use super::room_home::RoomHome;
 use super::rooms::{LocalRooms, home_shard};
+use super::session::Session;
 use super::shared::Shared;
 use super::token::ConnId;
 
@@ -45,6 +49,9 @@ pub struct Delivery {
     rooms: LocalRooms,
     /// Config (sendq, server name, announce limit) and the directory.
     shared: Arc<Shared>,
+    /// History and held joins/quits of the rooms this shard is home to (only this
+    /// shard's thread touches it; a `RefCell` because sequencing borrows `&self`).
+    home: RefCell<RoomHome>,
 }
 
 impl Delivery {
@@ -54,6 +61,7 @@ impl Delivery {
             index,
             shards: shared.shards.len(),
             rooms: LocalRooms::default(),
+            home: RefCell::new(RoomHome::new(shared.config.history)),
             shared,
         }
     }
@@ -84,8 +92,44 @@ impl Delivery {
         let Some(session) = fx.session(key) else {
             return;
         };
+        let bytes = self.render_for(session, event);
+        fx.queue(key, &bytes);
+    }
+
+    /// `event` for the one reader `session`: in its protocol, addressed to its nick,
+    /// with the IRC capabilities it enabled (a private message carries `server-time`,
+    /// history is a `chathistory` batch).
+    fn render_for(&self, session: &Session, event: &Event) -> Arc<[u8]> {
         let server = &self.shared.config.server_name;
-        let bytes = render_for(session.protocol(), event, server, session.nick.as_str());
+        let me = session.nick.as_str();
+        let caps = session.caps();
+        match (session.protocol(), event) {
+            (Protocol::Irc, Event::Playback { room, lines }) => {
+                Arc::from(irc::playback(room, lines, server, caps).into_bytes())
+            }
+            (Protocol::Irc, Event::Private { .. }) if caps.has("server-time") => {
+                let plain = render_for(Protocol::Irc, event, server, me);
+                tag_lines(&plain, &timestamp(crate::protocol::outgoing::now_ms()))
+            }
+            (protocol, event) => render_for(protocol, event, server, me),
+        }
+    }
+
+    /// `echo-message` for a private message: the IRC sender sees
+    /// `:me PRIVMSG target :text`, as the target does.
+    pub fn echo_private(&self, fx: &mut Effects<'_>, key: usize, target: &str, event: &Event) {
+        let Some(session) = fx.session(key) else {
+            return;
+        };
+        if !session.caps().has("echo-message") {
+            return;
+        }
+        let server = &self.shared.config.server_name;
+        let plain = render_for(Protocol::Irc, event, server, target);
+        let bytes = match session.flavour() {
+            Flavour::IrcTimed => tag_lines(&plain, &timestamp(crate::protocol::outgoing::now_ms())),
+            _ => plain,
+        };
         fx.queue(key, &bytes);
     }
 
@@ -94,8 +138,7 @@ impl Delivery {
         let Some(session) = fx.session(key) else {
             return;
         };
-        let server = &self.shared.config.server_name;
-        let bytes = render_for(session.protocol(), event, server, session.nick.as_str());
+        let bytes = self.render_for(session, event);
         fx.close_with(key, bytes, reason);
     }
 
@@ -125,7 +168,28 @@ impl Delivery {
         except: Option<usize>,
         event: Event,
     ) {
-        self.publish(fx, room, except, event, false);
+        self.publish(fx, room, except, Outgoing::new(event), false);
+    }
+
+    /// Like [`Self::announce`] for one copy of a change told to each of a user's
+    /// rooms (a quit, a nick change): IRC readers get the first copy only.
+    pub fn announce_once(
+        &self,
+        fx: &mut Effects<'_>,
+        room: &RoomName,
+        except: Option<usize>,
+        event: Event,
+        once: u64,
+    ) {
+        self.publish(fx, room, except, Outgoing::once(event, once), true);
+    }
+
+    /// A number for one change told to several rooms (see `Outgoing::once`): never
+    /// the same twice in this process.
+    pub fn next_once(&self) -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Like [`Self::broadcast`] for join/leave/nick/quit notices, which are skipped in
@@ -138,7 +202,7 @@ impl Delivery {
         except: Option<usize>,
         event: Event,
     ) {
-        self.publish(fx, room, except, event, true);
+        self.publish(fx, room, except, Outgoing::new(event), true);
     }
 
     /// Hands a room event to the room's home shard: this one, or one inbox message.
@@ -147,11 +211,10 @@ impl Delivery {
         fx: &mut Effects<'_>,
         room: &RoomName,
         except: Option<usize>,
-        event: Event,
+        outgoing: Arc<Outgoing>,
         notice: bool,
     ) {
         let except = except.and_then(|key| fx.session(key)).map(|s| s.id);
-        let outgoing = Outgoing::new(event);
         let (room, origin) = (room.clone(), Origin::Local);
         let event = RoomEvent {
             room,
@@ -185,6 +248,13 @@ impl Delivery {
         if notice && limit != 0 && reach.members + self.shared.cluster.member_count(&room) > limit {
             return;
         }
+        {
+            let mut home = self.home.borrow_mut();
+            if notice && home.hold(&outgoing.event, Instant::now()) {
+                outgoing.quiet_for_line();
+            }
+            home.record(&outgoing.event, outgoing.at_ms);
+        }
         self.deliver_local(fx, &room, except, &outgoing);
         for shard in reach.shards().filter(|&shard| shard != self.index) {
             let (room, outgoing) = (room.clone(), Arc::clone(&outgoing));
@@ -217,13 +287,112 @@ impl Delivery {
         let except = except
             .filter(|id| id.shard() == self.index)
             .map(ConnId::key);
+        let now = Instant::now();
+        let needs = needs_cap(&outgoing.event);
         for &key in self.rooms.members(room) {
-            if Some(key) == except {
+            let Some(session) = fx.session(key) else {
+                continue;
+            };
+            if Some(key) == except && !(session.echo && is_said(&outgoing.event)) {
                 continue;
             }
-            if let Some(session) = fx.session(key) {
-                let protocol = session.protocol();
-                fx.queue(key, outgoing.bytes(protocol));
+            let flavour = session.flavour();
+            if outgoing.is_silent_for(flavour)
+                || needs.is_some_and(|cap| !session.caps().has(cap))
+                || outgoing
+                    .once
+                    .is_some_and(|once| !session.first_copy(once, now))
+            {
+                continue;
+            }
+            fx.queue(key, outgoing.bytes(flavour));
+        }
+    }
+
+    /// On the home shard of `room`: the last `count` lines to connection `to`, on
+    /// any shard (`/join`, `/history`, IRC `JOIN`). Nothing on a join when there is
+    /// no history.
+    pub fn history_to(
+        &self,
+        fx: &mut Effects<'_>,
+        room: RoomName,
+        to: ConnId,
+        count: usize,
+        on_join: bool,
+    ) {
+        let lines = self.home.borrow().recent(&room, count);
+        if on_join && lines.is_empty() {
+            return;
+        }
+        let playback = Event::Playback { room, lines };
+        self.deliver_to(fx, to, Outgoing::new(playback));
+    }
+
+    /// Asks `room`'s home shard (this one, or by one inbox message) for its last
+    /// `count` lines for connection `key`.
+    pub fn ask_history(
+        &self,
+        fx: &mut Effects<'_>,
+        room: &RoomName,
+        key: usize,
+        count: usize,
+        on_join: bool,
+    ) {
+        let Some(to) = fx.session(key).map(|s| s.id) else {
+            return;
+        };
+        match home_shard(room, self.shards) {
+            home if home == self.index => self.history_to(fx, room.clone(), to, count, on_join),
+            home => {
+                let room = room.clone();
+                fx.send(
+                    home,
+                    ShardMsg::History {
+                        room,
+                        to,
+                        count,
+                        on_join,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The tick on this shard: join/quit summaries whose second has passed go out
+    /// in their rooms' order, and rooms with no members left are forgotten (every
+    /// 30 s; one directory lock per room kept).
+    pub fn on_tick(&self, fx: &mut Effects<'_>, now: Instant, forget: bool) {
+        let due = self.home.borrow_mut().due(now);
+        for summary in due {
+            let room = match &summary {
+                Event::Summary { room, .. }
+                | Event::Joined { room, .. }
+                | Event::Quit { room, .. } => room.clone(),
+                _ => continue,
+            };
+            let outgoing = Outgoing::new(summary);
+            // IRC readers had the held join or quit at once.
+            outgoing.quiet_for_irc();
+            // Other nodes had the original event, and make their own summaries.
+            let origin = Origin::Remote;
+            let (except, notice) = (None, false);
+            self.sequence(
+                fx,
+                RoomEvent {
+                    room,
+                    except,
+                    outgoing,
+                    notice,
+                    origin,
+                },
+            );
+        }
+        if forget {
+            let rooms = self.home.borrow().rooms();
+            for room in rooms {
+                if self.shared.directory.reach(&room).members == 0 {
+                    self.home.borrow_mut().forget(&room);
+                }
             }
         }
     }
@@ -236,13 +405,31 @@ impl Delivery {
         }
         match fx.session(to.key()) {
             Some(session) if session.id == to => {
-                let server = &self.shared.config.server_name;
-                let me = session.nick.as_str();
-                let bytes = render_for(session.protocol(), &outgoing.event, server, me);
-                fx.queue(to.key(), &bytes);
+                let bytes = self.render_for(session, &outgoing.event);
+                if !bytes.is_empty() {
+                    fx.queue(to.key(), &bytes);
+                }
             }
             _ => log::debug!("dropping a message for {to:?}, which has closed"),
         }
+    }
+}
+
+/// True for what someone said in a room (what `/echo on` and `echo-message` echo).
+fn is_said(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Message { .. } | Event::Action { .. } | Event::RoomNotice { .. }
+    )
+}
+
+/// The IRCv3 capability a reader needs to get this room event at all (line readers
+/// never get these: their renderings are empty).
+fn needs_cap(event: &Event) -> Option<&'static str> {
+    match event {
+        Event::AwayChanged { .. } => Some("away-notify"),
+        Event::InviteNotice { .. } => Some("invite-notify"),
+        _ => None,
     }
 }
 
@@ -258,7 +445,6 @@ mod tests {
 
     use super::*;
     use crate::protocol::Nick;
-    use crate::protocol::outgoing::Protocol;
     use crate::server::config::ServerConfig;
     use crate::server::connection::{Connection, Turn};
     use crate::server::inbox::ShardHandle;

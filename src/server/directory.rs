@@ -90,6 +90,8 @@ pub struct Profile {
     pub spoke_at: Arc<AtomicU64>,
     /// Registration is complete (always for line connections).
     pub registered: bool,
+    /// The connection speaks IRC.
+    pub irc: bool,
 }
 
 /// The result of a mode change: what changed, and what was refused.
@@ -648,6 +650,7 @@ impl Directory {
             rooms,
             idle_secs: now.saturating_sub(spoke),
             signon: profile.signon,
+            irc: profile.irc,
         })
     }
 

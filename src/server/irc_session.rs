@@ -157,27 +157,31 @@ impl IrcSession<'_, '_, '_> {
             .close_with(self.key, Arc::from(text.into_bytes()), CloseReason::Quit);
     }
 
-    /// `CAP LS/LIST/REQ/END`: no capabilities are offered yet, but answering lets
-    /// modern clients register without waiting for a timeout.
+    /// `CAP LS/LIST/REQ/END` (IRCv3 capability negotiation): `LS` lists
+    /// [`irc::CAPABILITIES`] and holds registration until `END`; `REQ` enables or
+    /// disables a whole list at once (`ACK`) or nothing (`NAK`). The set offered never
+    /// changes while the server runs, so `cap-notify` never has a `NEW` or `DEL` to
+    /// send.
     fn cap(&mut self, msg: &Message<'_>) {
         match msg.param(0).map(str::to_ascii_uppercase).as_deref() {
             Some("LS") => {
                 if let Some(state) = self.state().filter(|s| !s.registered) {
                     state.cap_negotiating = true;
                 }
+                let list = irc::CAPABILITIES.join(" ");
                 self.answer(IrcReply::Cap {
                     sub: "LS",
-                    list: "",
+                    list: &list,
                 });
             }
-            Some("LIST") => self.answer(IrcReply::Cap {
-                sub: "LIST",
-                list: "",
-            }),
-            Some("REQ") => self.answer(IrcReply::Cap {
-                sub: "NAK",
-                list: msg.param(1).unwrap_or(""),
-            }),
+            Some("LIST") => {
+                let list = self.state().map(|s| s.caps.list()).unwrap_or_default();
+                self.answer(IrcReply::Cap {
+                    sub: "LIST",
+                    list: &list,
+                });
+            }
+            Some("REQ") => self.cap_request(msg.param(1).unwrap_or("")),
             Some("END") => {
                 if let Some(state) = self.state() {
                     state.cap_negotiating = false;
@@ -186,6 +190,31 @@ impl IrcSession<'_, '_, '_> {
             }
             _ => self.answer(IrcReply::InvalidCap(msg.param(0).unwrap_or("*"))),
         }
+    }
+
+    /// `CAP REQ :a -b`: all or nothing.
+    fn cap_request(&mut self, list: &str) {
+        let Some(session) = self.fx.session(self.key) else {
+            return;
+        };
+        let Some(irc) = session.irc.as_mut() else {
+            return;
+        };
+        let sub = match irc.caps.request(list) {
+            Some(caps) => {
+                irc.caps = caps;
+                if !irc.registered {
+                    irc.cap_negotiating = true;
+                }
+                session.echo = caps.has("echo-message");
+                "ACK"
+            }
+            None => "NAK",
+        };
+        self.answer(IrcReply::Cap {
+            sub,
+            list: list.trim(),
+        });
     }
 
     fn pass(&mut self, msg: &Message<'_>) {

@@ -28,6 +28,7 @@ pub mod inbox;
 pub mod irc_session;
 pub mod moderation;
 pub mod relay;
+pub mod room_home;
 pub mod room_state;
 pub mod rooms;
 pub mod session;

@@ -24,7 +24,7 @@ use crate::protocol::{
 
 use super::backplane::BackplaneMsg;
 use super::backplane::wire::{RosterEntry, Wire};
-use super::config::{MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
+use super::config::{JOIN_HISTORY, MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
 use super::connection::CloseReason;
 use super::delivery::Delivery;
 use super::effects::Effects;
@@ -95,6 +95,21 @@ impl Relay {
             Command::Quit(reason) => self.quit(fx, key, reason),
             Command::Whois(nick) => self.whois(fx, key, nick),
             Command::Away(text) => self.away(fx, key, text),
+            Command::Echo(on) => {
+                if let Some(session) = fx.session(key) {
+                    session.echo = on;
+                }
+                self.delivery.reply(fx, key, &Event::EchoIs(on));
+                Ok(())
+            }
+            Command::History(count) => {
+                let room = current_room(fx, key)?;
+                let count = count
+                    .unwrap_or(JOIN_HISTORY)
+                    .min(self.shared.config.history);
+                self.delivery.ask_history(fx, &room, key, count, false);
+                Ok(())
+            }
             query => self.answer(fx, key, query),
         }
     }
@@ -249,11 +264,22 @@ impl Relay {
             text: text.into(),
             notice,
         };
+        self.delivery.echo_private(fx, key, nick.as_str(), &event);
         self.delivery.deliver_to(fx, target, Outgoing::new(event));
+        self.sent(fx, key, nick.clone(), notice);
         if let (Some(text), false) = (away, notice) {
             self.delivery.reply(fx, key, &Event::IsAway { nick, text });
         }
         Ok(())
+    }
+
+    /// `OK sent NICK` to a line sender of a private message (IRC has no such reply;
+    /// its clients ask for `echo-message`).
+    fn sent(&self, fx: &mut Effects<'_>, key: usize, nick: Nick, notice: bool) {
+        let line = fx.session(key).is_some_and(|s| s.irc.is_none());
+        if line && !notice {
+            self.delivery.reply(fx, key, &Event::Sent(nick));
+        }
     }
 
     /// A private message to a user of another node, through the backplane.
@@ -276,6 +302,14 @@ impl Relay {
             .ok_or(ProtocolError::NoRoom)?;
         bump(&self.shared.stats.shards[self.index].messages_in);
         let origin = self.node().to_string();
+        let echo = Event::Private {
+            from: from.clone(),
+            text: text.into(),
+            notice,
+        };
+        self.delivery
+            .echo_private(fx, key, user.nick.as_str(), &echo);
+        self.sent(fx, key, user.nick.clone(), notice);
         let (to, text) = (user.nick, text.into());
         let wire = Wire::Private {
             origin,
@@ -365,6 +399,7 @@ impl Relay {
         rooms: Vec<RoomName>,
     ) {
         if old != nick {
+            let once = self.delivery.next_once();
             for room in rooms {
                 let (old, new) = (old.clone(), nick.clone());
                 let event = Event::NickChanged {
@@ -372,7 +407,8 @@ impl Relay {
                     old,
                     new,
                 };
-                self.delivery.announce(fx, &room, Some(key), event);
+                self.delivery
+                    .announce_once(fx, &room, Some(key), event, once);
             }
         }
         self.tell_cluster(fx, key, Some(old.clone()));
@@ -392,9 +428,20 @@ impl Relay {
     }
 
     /// Sets (`Some`) or clears (`None`) the away message.
+    /// IRC members of the same rooms with `away-notify` are told, once each.
     fn away(&mut self, fx: &mut Effects<'_>, key: usize, text: Option<&str>) -> Outcome {
-        if let Some(session) = fx.session(key) {
-            self.shared.directory.set_away(session.id, text);
+        let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
+        self.shared.directory.set_away(session.id, text);
+        let (nick, rooms) = (session.nick.clone(), session.rooms.clone());
+        let once = self.delivery.next_once();
+        for room in rooms {
+            let event = Event::AwayChanged {
+                room: room.clone(),
+                nick: nick.clone(),
+                text: text.map(Into::into),
+            };
+            self.delivery
+                .announce_once(fx, &room, Some(key), event, once);
         }
         self.delivery.reply(fx, key, &Event::Away(text.is_some()));
         Ok(())
@@ -503,13 +550,17 @@ impl Relay {
             (Vec::new(), false)
         };
         let reply = Event::YouJoined {
-            room,
+            room: room.clone(),
             members,
             topic: info.topic,
             nicks,
             secret,
         };
         self.delivery.reply(fx, key, &reply);
+        if !already && self.shared.config.history > 0 {
+            let count = JOIN_HISTORY.min(self.shared.config.history);
+            self.delivery.ask_history(fx, &room, key, count, true);
+        }
         Ok(())
     }
 
@@ -635,6 +686,7 @@ impl Relay {
             return;
         };
         let reason: Box<str> = reason.into();
+        let once = self.delivery.next_once();
         for room in who.rooms {
             let (nick, reason) = (who.nick.clone(), reason.clone());
             let event = Event::Quit {
@@ -642,7 +694,7 @@ impl Relay {
                 nick,
                 reason,
             };
-            self.delivery.announce(fx, room, None, event);
+            self.delivery.announce_once(fx, room, None, event, once);
         }
     }
 }

@@ -36,7 +36,9 @@ use crate::protocol::outgoing::Protocol;
 
 use super::backplane::BackplaneMsg;
 use super::chat::Chat;
-use super::config::{EVENTS_CAPACITY, INBOX_DRAIN_CAP, READ_CHUNK, READS_PER_TURN};
+use super::config::{
+    EVENTS_CAPACITY, INBOX_DRAIN_CAP, KEEPALIVE_IDLE, KEEPALIVE_PROBES, READ_CHUNK, READS_PER_TURN,
+};
 use super::connection::{CloseReason, Connection, Turn};
 use super::effects::Effects;
 use super::inbox::{Inbox, ShardMsg};
@@ -250,6 +252,15 @@ impl ShardState {
         }
         if let Err(e) = transport.socket().set_nodelay(self.shared.config.nodelay) {
             log::debug!("{peer}: set_nodelay: {e}");
+        }
+        // A peer that vanished (cable, crash, NAT timeout) is found by TCP keepalive
+        // and reset by the kernel; the read error then closes it like any other.
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_IDLE)
+            .with_retries(KEEPALIVE_PROBES);
+        if let Err(e) = socket2::SockRef::from(&*transport.socket()).set_tcp_keepalive(&keepalive) {
+            log::debug!("{peer}: set_tcp_keepalive: {e}");
         }
         self.next_generation += 1;
         let id = ConnId {
