@@ -43,14 +43,14 @@ pub const MAX_ROOMS: usize = 32;
 
 /// The IRCv3 capabilities miochat offers, in `CAP LS` order. Each is listed only
 /// because it works end to end. Not offered: `account-tag` (there are no accounts),
-/// `message-tags` (client tags and `TAGMSG` are not relayed) and `multi-prefix`
-/// (listings show one prefix per member).
+/// `message-tags` (client tags and `TAGMSG` are not relayed).
 pub const CAPABILITIES: &[&str] = &[
     "away-notify",
     "batch",
     "cap-notify",
     "echo-message",
     "invite-notify",
+    "multi-prefix",
     "server-time",
 ];
 
@@ -405,6 +405,8 @@ struct Numerics<'a> {
     out: String,
     server: &'a str,
     me: &'a str,
+    /// The reader enabled `multi-prefix`: listings show `@+` for a voiced operator.
+    multi_prefix: bool,
 }
 
 impl<'a> Numerics<'a> {
@@ -413,6 +415,7 @@ impl<'a> Numerics<'a> {
             out: String::new(),
             server,
             me,
+            multi_prefix: false,
         }
     }
 
@@ -439,7 +442,7 @@ impl<'a> Numerics<'a> {
         let head = format!(":{} 353 {} {symbol} #{room} :", self.server, self.me);
         let mut list = String::new();
         for member in nicks {
-            let entry = member.to_string();
+            let entry = format!("{}{}", self.prefixes(member), member.nick);
             if !list.is_empty() && head.len() + list.len() + 1 + entry.len() > MAX_IRC_LINE {
                 let _ = write!(self.out, "{head}{list}\r\n");
                 list.clear();
@@ -455,11 +458,20 @@ impl<'a> Numerics<'a> {
         self.num("366", format_args!("#{room} :End of /NAMES list."));
     }
 
+    /// A member's prefixes: the highest (`@` or `+`), or with `multi-prefix` all
+    /// of them (`@+` for a voiced operator).
+    fn prefixes(&self, member: &Member) -> String {
+        match (member.role, member.voiced && self.multi_prefix) {
+            (Role::Operator, true) => String::from("@+"),
+            (role, _) => role.prefix().map(String::from).unwrap_or_default(),
+        }
+    }
+
     /// One `352` line: `CHANNEL user host server nick FLAGS :0 realname`.
     fn who_row(&mut self, room: Option<&RoomName>, member: &Member) {
         let channel = room.map_or_else(|| "*".to_string(), chan);
         let here = if member.away { 'G' } else { 'H' };
-        let prefix = member.role.prefix().map(String::from).unwrap_or_default();
+        let prefix = self.prefixes(member);
         let (server, nick) = (self.server, &member.nick);
         self.num(
             "352",
@@ -477,10 +489,17 @@ impl<'a> Numerics<'a> {
 
 /// The IRC lines that tell `me` (a connection's current nick) about `event`.
 pub fn reply(event: &Event, server: &str, me: &str) -> String {
+    reply_with(event, server, me, Caps::default())
+}
+
+/// Like [`reply`], for a reader with the IRCv3 capabilities `caps` (`multi-prefix`
+/// changes `NAMES` and `WHO` listings).
+pub fn reply_with(event: &Event, server: &str, me: &str, caps: Caps) -> String {
     if let Some(line) = broadcast(event) {
         return line;
     }
     let mut w = Numerics::new(server, me);
+    w.multi_prefix = caps.has("multi-prefix");
     match event {
         Event::Private { from, text, notice } => {
             let verb = if *notice { "NOTICE" } else { "PRIVMSG" };
@@ -944,6 +963,7 @@ mod tests {
             nick: Nick::parse(nick).unwrap(),
             role,
             away: false,
+            voiced: role == Role::Voiced,
             realname: nick.into(),
         }
     }

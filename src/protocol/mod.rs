@@ -228,6 +228,9 @@ pub struct Member {
     pub role: Role,
     /// Whether an away message is set.
     pub away: bool,
+    /// Voiced, whatever the role (an operator may be voiced too: IRC's
+    /// `multi-prefix` shows `@+`).
+    pub voiced: bool,
     /// The real name (IRC `USER`; the nick for line users).
     pub realname: Arc<str>,
 }

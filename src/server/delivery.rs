@@ -104,6 +104,7 @@ impl Delivery {
         let me = session.nick.as_str();
         let caps = session.caps();
         match (session.protocol(), event) {
+            (Protocol::Line, event) => render_for(Protocol::Line, event, server, me),
             (Protocol::Irc, Event::Playback { room, lines }) => {
                 Arc::from(irc::playback(room, lines, server, caps).into_bytes())
             }
@@ -111,7 +112,9 @@ impl Delivery {
                 let plain = render_for(Protocol::Irc, event, server, me);
                 tag_lines(&plain, &timestamp(crate::protocol::outgoing::now_ms()))
             }
-            (protocol, event) => render_for(protocol, event, server, me),
+            (Protocol::Irc, event) => {
+                Arc::from(irc::reply_with(event, server, me, caps).into_bytes())
+            }
         }
     }
 

@@ -799,6 +799,7 @@ impl Tables {
     fn member(&self, entry: &RoomEntry, id: ConnId) -> Option<Member> {
         let mut member = self.person(id)?;
         member.role = entry.state.role(id);
+        member.voiced = entry.state.is_voiced(id);
         Some(member)
     }
 
@@ -813,6 +814,7 @@ impl Tables {
             nick,
             role: Role::Member,
             away: self.away.contains_key(&id),
+            voiced: false,
             realname,
         })
     }

@@ -473,6 +473,7 @@ impl Relay {
                 nick,
                 role: Role::Member,
                 away: false,
+                voiced: false,
             })
     }
 

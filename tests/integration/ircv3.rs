@@ -219,3 +219,30 @@ fn away_and_invite_notify_reach_the_clients_that_asked() {
         "{plain_seen:?}"
     );
 }
+
+#[test]
+fn multi_prefix_shows_every_prefix_of_a_voiced_operator() {
+    let (_server, addr) = irc_server();
+    let mut multi = register_with(addr, "multi", "multi-prefix");
+    join(&mut multi, "stage");
+    multi.send("MODE #stage +v multi");
+    multi.until(" MODE #stage +v multi");
+    let mut plain = Irc::register(addr, "plain");
+    plain.send("JOIN #stage");
+    let names = plain.until(" 353 ");
+    assert!(
+        names.ends_with(":@multi plain") || names.contains("@multi"),
+        "{names}"
+    );
+    assert!(
+        !names.contains("@+"),
+        "one prefix without multi-prefix: {names}"
+    );
+    multi.sync();
+    multi.send("NAMES #stage");
+    let names = multi.until(" 353 ");
+    assert!(names.contains("@+multi"), "{names}");
+    multi.send("WHO #stage");
+    let who = multi.until(" 352 ");
+    assert!(who.contains(" H@+ :0 "), "{who}");
+}
