@@ -455,6 +455,68 @@ mod tests {
     }
 
     #[test]
+    fn everyday_lines() {
+        let room = RoomName::parse("rust").unwrap();
+        let nick = |n: &str| Nick::parse(n).unwrap();
+        let many: Vec<Nick> = (0..10).map(|i| nick(&format!("g{i}"))).collect();
+        let cases = [
+            (Event::Sent(nick("bob")), "OK sent bob\n".to_string()),
+            (Event::EchoIs(true), "OK echo on\n".to_string()),
+            (
+                Event::Summary {
+                    room: room.clone(),
+                    kind: SummaryKind::Joins,
+                    count: 37,
+                    nicks: many,
+                },
+                "EVENT rust joins 37 g0 g1 g2 g3 g4 g5 g6 g7 g8 g9 …\n".to_string(),
+            ),
+            (
+                Event::Summary {
+                    room: room.clone(),
+                    kind: SummaryKind::Quits,
+                    count: 2,
+                    nicks: vec![nick("a"), nick("b")],
+                },
+                "EVENT rust quits 2 a b\n".to_string(),
+            ),
+            (
+                Event::Playback {
+                    room: room.clone(),
+                    lines: vec![HistoryLine {
+                        at_ms: 1_764_078_002_117,
+                        from: nick("alice"),
+                        kind: SayKind::Action,
+                        text: "\x02waves\x02".into(),
+                    }],
+                },
+                "HIST 2025-11-25T13:40:02.117Z ME rust alice waves\nOK history rust 1\n"
+                    .to_string(),
+            ),
+            (
+                Event::Whois(Box::new(WhoisInfo {
+                    nick: nick("alice"),
+                    realname: "alice".into(),
+                    away: Some("lunch".into()),
+                    rooms: vec![(RoomName::lobby(), Role::Member), (room, Role::Operator)],
+                    idle_secs: 42,
+                    signon: 0,
+                    irc: false,
+                })),
+                "OK whois alice line 42 lobby,@rust lunch\n".to_string(),
+            ),
+            (
+                Event::IdleWarning(60),
+                "EVENT * idle 60 nothing received for a while: send any line (/ping will do) within 60 s to stay connected\n"
+                    .to_string(),
+            ),
+        ];
+        for (event, want) in cases {
+            assert_eq!(text(&event), want);
+        }
+    }
+
+    #[test]
     fn help_is_one_ok_line_per_command() {
         let help = text(&Event::Help);
         assert_eq!(help.lines().count(), HELP.len());
