@@ -126,6 +126,9 @@ pub struct Joined {
     pub members: usize,
     /// The topic, if set.
     pub topic: Option<Box<str>>,
+    /// The joiner's away message, if any (IRC `away-notify` tells it after the
+    /// `JOIN`).
+    pub away: Option<Box<str>>,
 }
 
 impl Directory {
@@ -750,9 +753,11 @@ impl Tables {
             entry.per_shard[shard] += 1;
             entry.shard_mask |= 1 << shard;
         }
+        let (members, topic) = (entry.members.len(), entry.topic.clone());
         Joined {
-            members: entry.members.len(),
-            topic: entry.topic.clone(),
+            members,
+            topic,
+            away: self.away.get(&id).cloned(),
         }
     }
 

@@ -541,9 +541,20 @@ impl Relay {
             self.tell_cluster(fx, key, None);
             let event = Event::Joined {
                 room: room.clone(),
-                nick,
+                nick: nick.clone(),
             };
             self.delivery.announce(fx, &room, Some(key), event);
+            if let Some(text) = info.away.clone() {
+                // `away-notify`: a member who joins while away is followed by AWAY.
+                let (text, once) = (Some(text), self.delivery.next_once());
+                let event = Event::AwayChanged {
+                    room: room.clone(),
+                    nick,
+                    text,
+                };
+                self.delivery
+                    .announce_once(fx, &room, Some(key), event, once);
+            }
         }
         let (nicks, secret) = if wants_names {
             self.members(&room, id)

@@ -211,6 +211,13 @@ fn away_and_invite_notify_reach_the_clients_that_asked() {
         seen.contains(&":liney!liney@miochat INVITE outsider #rust".to_string()),
         "{seen:?}"
     );
+    // Joining while away is followed by AWAY for those who asked.
+    join(&mut notified, "hall");
+    line.send("/join hall");
+    line.expect("OK joined hall");
+    let joined = notified.until("JOIN #hall");
+    assert_eq!(joined, ":liney!liney@miochat JOIN #hall");
+    assert_eq!(notified.line(), ":liney!liney@miochat AWAY :lunch");
     let plain_seen = plain.sync();
     assert!(
         plain_seen
