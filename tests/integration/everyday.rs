@@ -209,3 +209,38 @@ fn idle_timeout_warns_first_and_spares_a_registered_reader() {
     reader.send("/ping still-here");
     reader.expect("PONG still-here");
 }
+
+/// The `tr` (timer) field of the server's end of `client`'s connection in
+/// `/proc/net/tcp`: 2 is the keepalive timer. Linux only.
+#[cfg(target_os = "linux")]
+fn server_side_timer(server: &TestServer, client: &TestClient) -> Option<String> {
+    let client_port = client.writer.local_addr().unwrap().port();
+    let (local, remote) = (
+        format!("0100007F:{:04X}", server.addr.port()),
+        format!("0100007F:{client_port:04X}"),
+    );
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|row| {
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        (fields.get(1) == Some(&local.as_str()) && fields.get(2) == Some(&remote.as_str()))
+            .then(|| fields[5].split(':').next().unwrap_or("").to_string())
+    })
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn accepted_connections_have_tcp_keepalive() {
+    let server = TestServer::start();
+    let mut client = server.client_named("reader");
+    client.sync();
+    // The server's end of an idle connection runs the keepalive timer (2); without
+    // SO_KEEPALIVE it would run none (0). Right after a write it may still run the
+    // retransmit timer (1) until the client's ACK arrives.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut timer = server_side_timer(&server, &client);
+    while timer.as_deref() == Some("01") && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+        timer = server_side_timer(&server, &client);
+    }
+    assert_eq!(timer.as_deref(), Some("02"));
+}
