@@ -9,6 +9,12 @@
 //!   other shard with members, whose FIFO inboxes keep that order (ET-8).
 //! - [`Delivery::deliver_to`]: to one connection on any shard, checked against its
 //!   generation on arrival (ET-6).
+//! - On a room's home shard, [`Delivery::sequence`] also keeps the room's history and
+//!   holds a crowd's joins and quits for a summary (`room_home.rs`), and
+//!   [`Delivery::history_to`] answers `/history` and the playback on join.
+//! - Who gets a room event is decided per reader in [`Delivery::deliver_local`]: the
+//!   sender only with `/echo on` or `echo-message`, IRC-only events only to readers
+//!   with the capability, one copy of a user's quit or nick change per IRC reader.
 //!
 //! Everything here only *queues* through [`Effects`]; the loop flushes once per turn.
 //! The directory lock is taken once per room event on its home shard (to learn which
