@@ -312,15 +312,6 @@ pub fn broadcast(event: &Event) -> Option<String> {
                 chan(room)
             );
         }
-        Event::AwayChanged { nick, text, .. } => match text {
-            Some(text) => push_text_line(&mut out, &format!(":{} AWAY", source(nick)), text),
-            None => {
-                let _ = write!(out, ":{} AWAY\r\n", source(nick));
-            }
-        },
-        Event::InviteNotice { room, by, nick } => {
-            let _ = write!(out, ":{} INVITE {nick} {}\r\n", source(by), chan(room));
-        }
         Event::TopicChanged { room, nick, topic } => {
             push_text_line(
                 &mut out,
@@ -343,6 +334,25 @@ pub fn broadcast(event: &Event) -> Option<String> {
         } => {
             let head = format!(":{} KICK {} {nick}", source(by), chan(room));
             push_text_line(&mut out, &head, reason);
+        }
+        other => return notify(other),
+    }
+    Some(out)
+}
+
+/// The lines of IRCv3 `away-notify` and `invite-notify`, which only IRC readers with
+/// the capability get; `None` for any other event.
+fn notify(event: &Event) -> Option<String> {
+    let mut out = String::new();
+    match event {
+        Event::AwayChanged { nick, text, .. } => match text {
+            Some(text) => push_text_line(&mut out, &format!(":{} AWAY", source(nick)), text),
+            None => {
+                let _ = write!(out, ":{} AWAY\r\n", source(nick));
+            }
+        },
+        Event::InviteNotice { room, by, nick } => {
+            let _ = write!(out, ":{} INVITE {nick} {}\r\n", source(by), chan(room));
         }
         _ => return None,
     }

@@ -208,6 +208,19 @@ fn write_more(event: &Event, out: &mut String) -> std::fmt::Result {
             }
             writeln!(out)
         }
+        Event::Lusers(report) => writeln!(
+            out,
+            "OK lusers users={} unknown={} rooms={} max_users={}",
+            report.users, report.unknown, report.rooms, report.max_users
+        ),
+        other => write_everyday(other, out),
+    }
+}
+
+/// The rest of [`write_more`]: the replies and events of the everyday commands
+/// (`/msg`'s `OK sent`, `/echo`, history, summaries, the idle warning).
+fn write_everyday(event: &Event, out: &mut String) -> std::fmt::Result {
+    match event {
         Event::Sent(nick) => writeln!(out, "OK sent {nick}"),
         Event::EchoIs(on) => writeln!(out, "OK echo {}", if *on { "on" } else { "off" }),
         Event::Summary {
@@ -235,11 +248,6 @@ fn write_more(event: &Event, out: &mut String) -> std::fmt::Result {
         Event::IdleWarning(secs) => writeln!(
             out,
             "EVENT * idle {secs} nothing received for a while: send any line (/ping will do) within {secs} s to stay connected"
-        ),
-        Event::Lusers(report) => writeln!(
-            out,
-            "OK lusers users={} unknown={} rooms={} max_users={}",
-            report.users, report.unknown, report.rooms, report.max_users
         ),
         other => unreachable!("BUG: {other:?} is rendered by write_event"),
     }
