@@ -28,8 +28,12 @@ use super::{
     Event, MAX_KICK_LEN, MAX_TOPIC_LEN, Member, Nick, ProtocolError, Refusal, Role, RoomName,
 };
 
-/// Longest IRC line without its CRLF (RFC 2812: 512 bytes including CRLF).
+/// Longest IRC line without its CRLF (RFC 2812: 512 bytes including CRLF), not
+/// counting message tags.
 pub const MAX_IRC_LINE: usize = 510;
+/// Longest tag section a client may send, `@` and the space after it included
+/// (IRCv3 message-tags: 4096 bytes from clients).
+pub const MAX_CLIENT_TAGS: usize = 4096;
 /// Host part of every user's source.
 pub const HOST: &str = "miochat";
 /// Most parameters a message may carry (RFC 2812).
@@ -42,14 +46,14 @@ pub const MAX_BANS: usize = 100;
 pub const MAX_ROOMS: usize = 32;
 
 /// The IRCv3 capabilities miochat offers, in `CAP LS` order. Each is listed only
-/// because it works end to end. Not offered: `account-tag` (there are no accounts),
-/// `message-tags` (client tags and `TAGMSG` are not relayed).
+/// because it works end to end. Not offered: `account-tag` (there are no accounts).
 pub const CAPABILITIES: &[&str] = &[
     "away-notify",
     "batch",
     "cap-notify",
     "echo-message",
     "invite-notify",
+    "message-tags",
     "multi-prefix",
     "server-time",
 ];
@@ -105,6 +109,9 @@ impl Caps {
 /// One parsed IRC message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message<'a> {
+    /// The client-only tags (`+name[=value]`, IRCv3 message-tags) as sent,
+    /// `;`-separated and still escaped; empty if none.
+    pub client_tags: String,
     /// The command, upper-cased (`PRIVMSG`, `NICK`, ...).
     pub command: String,
     /// Parameters, the trailing one (after ` :`) last.
@@ -127,11 +134,15 @@ pub fn decode(line: &[u8]) -> Cow<'_, str> {
 /// Parses one line (CRLF already stripped, [`decode`]d). `None` for a blank line.
 pub fn parse(text: &str) -> Option<Message<'_>> {
     let mut rest = text.trim_start_matches(' ');
-    if rest.starts_with('@') {
-        rest = rest
-            .split_once(' ')
-            .map_or("", |(_, r)| r)
-            .trim_start_matches(' ');
+    let mut client_tags = String::new();
+    if let Some(tagged) = rest.strip_prefix('@') {
+        let (tags, after) = tagged.split_once(' ').unwrap_or((tagged, ""));
+        client_tags = tags
+            .split(';')
+            .filter(|tag| tag.starts_with('+') && tag.len() > 1)
+            .collect::<Vec<_>>()
+            .join(";");
+        rest = after.trim_start_matches(' ');
     }
     if rest.starts_with(':') {
         rest = rest
@@ -162,6 +173,7 @@ pub fn parse(text: &str) -> Option<Message<'_>> {
         rest = after;
     }
     Some(Message {
+        client_tags,
         command: command.to_ascii_uppercase(),
         params,
     })
@@ -354,6 +366,9 @@ fn notify(event: &Event) -> Option<String> {
         Event::InviteNotice { room, by, nick } => {
             let _ = write!(out, ":{} INVITE {nick} {}\r\n", source(by), chan(room));
         }
+        Event::TagMsg { room, from } => {
+            let _ = write!(out, ":{} TAGMSG {}\r\n", source(from), chan(room));
+        }
         _ => return None,
     }
     Some(out)
@@ -511,6 +526,9 @@ pub fn reply_with(event: &Event, server: &str, me: &str, caps: Caps) -> String {
     let mut w = Numerics::new(server, me);
     w.multi_prefix = caps.has("multi-prefix");
     match event {
+        Event::PrivateTagMsg { from } => {
+            let _ = write!(w.out, ":{} TAGMSG {me}\r\n", source(from));
+        }
         Event::Private { from, text, notice } => {
             let verb = if *notice { "NOTICE" } else { "PRIVMSG" };
             push_text_line(&mut w.out, &format!(":{} {verb} {me}", source(from)), text);

@@ -180,6 +180,9 @@ pub enum Command<'a> {
     Echo(bool),
     /// `/history [N]`: the current room's last N lines (line protocol).
     History(Option<usize>),
+    /// IRC `TAGMSG target`: a message of tags only (IRCv3 message-tags), to a room
+    /// the sender is in or to a nick.
+    TagMsg(&'a str),
 }
 
 impl Command<'_> {
@@ -707,6 +710,19 @@ pub enum Event {
         nick: Nick,
         /// The away message, or `None`: back.
         text: Option<Box<str>>,
+    },
+    /// A message of client tags only, in a room (IRC `TAGMSG`; only readers with
+    /// `message-tags` get it, the tags themselves ride on the `Outgoing`).
+    TagMsg {
+        /// The room.
+        room: RoomName,
+        /// The sender.
+        from: Nick,
+    },
+    /// A message of client tags only, to one reader (IRC `TAGMSG nick`).
+    PrivateTagMsg {
+        /// The sender.
+        from: Nick,
     },
     /// Someone was invited to a room (IRC `invite-notify`, to the room's members).
     InviteNotice {

@@ -26,9 +26,10 @@ pub enum Protocol {
 }
 
 /// The bytes a room event can take: one per (protocol, capability set) that changes
-/// the bytes. Of the IRCv3 capabilities only `server-time` does (a `@time=` tag
-/// before each line); `echo-message`, `away-notify` and the rest change *who* gets
-/// a line, never its bytes, so three renderings cover every recipient.
+/// the bytes. Of the IRCv3 capabilities only `server-time` (a `time=` tag) and
+/// `message-tags` (the sender's client-only tags) do; `echo-message`, `away-notify`
+/// and the rest change *who* gets a line, never its bytes, so five renderings cover
+/// every recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavour {
     /// The line protocol.
@@ -37,6 +38,10 @@ pub enum Flavour {
     Irc,
     /// IRC with the `server-time` tag.
     IrcTimed,
+    /// IRC with the sender's client-only tags (`message-tags`).
+    IrcTagged,
+    /// IRC with client-only tags and `server-time`.
+    IrcTaggedTimed,
 }
 
 /// An event on its way to several recipients, rendered at most once per flavour
@@ -63,6 +68,12 @@ pub struct Outgoing {
     irc: OnceLock<Arc<[u8]>>,
     /// The IRC bytes with a `server-time` tag, likewise.
     irc_timed: OnceLock<Arc<[u8]>>,
+    /// The sender's client-only tags (IRCv3 message-tags), `;`-separated as sent.
+    pub client_tags: Option<Box<str>>,
+    /// The IRC bytes with the client tags, likewise.
+    irc_tagged: OnceLock<Arc<[u8]>>,
+    /// The IRC bytes with the client tags and `server-time`, likewise.
+    irc_tagged_timed: OnceLock<Arc<[u8]>>,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -83,6 +94,13 @@ impl Outgoing {
         Arc::new(Self::unshared(event, Some(once)))
     }
 
+    /// Wraps `event`, sent with the client-only tags `tags` (IRCv3 message-tags).
+    pub fn tagged(event: Event, tags: Option<&str>) -> Arc<Self> {
+        let mut outgoing = Self::unshared(event, None);
+        outgoing.client_tags = tags.filter(|t| !t.is_empty()).map(Into::into);
+        Arc::new(outgoing)
+    }
+
     fn unshared(event: Event, once: Option<u64>) -> Self {
         Outgoing {
             event,
@@ -93,6 +111,9 @@ impl Outgoing {
             line: OnceLock::new(),
             irc: OnceLock::new(),
             irc_timed: OnceLock::new(),
+            client_tags: None,
+            irc_tagged: OnceLock::new(),
+            irc_tagged_timed: OnceLock::new(),
         }
     }
 
@@ -113,7 +134,7 @@ impl Outgoing {
             Flavour::Line => {
                 self.line_quiet.load(Ordering::Relaxed) || self.bytes(Flavour::Line).is_empty()
             }
-            Flavour::Irc | Flavour::IrcTimed => {
+            Flavour::Irc | Flavour::IrcTimed | Flavour::IrcTagged | Flavour::IrcTaggedTimed => {
                 self.irc_quiet.load(Ordering::Relaxed) || self.bytes(Flavour::Irc).is_empty()
             }
         }
@@ -132,17 +153,37 @@ impl Outgoing {
                 let plain = self.bytes(Flavour::Irc);
                 tag_lines(plain, &timestamp(self.at_ms))
             }),
+            Flavour::IrcTagged => self.irc_tagged.get_or_init(|| {
+                let plain = self.bytes(Flavour::Irc);
+                match &self.client_tags {
+                    Some(tags) => prefix_tags(plain, tags),
+                    None => Arc::clone(plain),
+                }
+            }),
+            Flavour::IrcTaggedTimed => self.irc_tagged_timed.get_or_init(|| {
+                let plain = self.bytes(Flavour::Irc);
+                let time = format!("time={}", timestamp(self.at_ms));
+                match &self.client_tags {
+                    Some(tags) => prefix_tags(plain, &format!("{tags};{time}")),
+                    None => prefix_tags(plain, &time),
+                }
+            }),
         }
     }
 }
 
 /// `@time=AT ` before every line of `lines` (IRCv3 `server-time`).
 pub fn tag_lines(lines: &[u8], at: &str) -> Arc<[u8]> {
+    prefix_tags(lines, &format!("time={at}"))
+}
+
+/// `@TAGS ` before every line of `lines` (IRCv3 message tags, `;`-separated).
+pub fn prefix_tags(lines: &[u8], tags: &str) -> Arc<[u8]> {
     let text = String::from_utf8_lossy(lines);
-    let mut out = String::with_capacity(text.len() + 32);
+    let mut out = String::with_capacity(text.len() + tags.len() + 2);
     for line in text.split_inclusive('\n') {
-        out.push_str("@time=");
-        out.push_str(at);
+        out.push('@');
+        out.push_str(tags);
         out.push(' ');
         out.push_str(line);
     }

@@ -264,6 +264,7 @@ impl Command<'_> {
             | Command::Whowas { .. }
             | Command::Lusers
             | Command::SayTo { .. }
+            | Command::TagMsg(_)
             | Command::Notice { .. }
             | Command::TopicOf { .. }
             | Command::Names(_)

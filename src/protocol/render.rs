@@ -244,7 +244,10 @@ fn write_everyday(event: &Event, out: &mut String) -> std::fmt::Result {
         }
         Event::Playback { room, lines } => write_playback(room, lines, out),
         // IRC-only room events (`away-notify`, `invite-notify`): nothing for line users.
-        Event::AwayChanged { .. } | Event::InviteNotice { .. } => Ok(()),
+        Event::AwayChanged { .. }
+        | Event::InviteNotice { .. }
+        | Event::TagMsg { .. }
+        | Event::PrivateTagMsg { .. } => Ok(()),
         Event::IdleWarning(secs) => writeln!(
             out,
             "EVENT * idle {secs} nothing received for a while: send any line (/ping will do) within {secs} s to stay connected"

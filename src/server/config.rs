@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::protocol::irc::MAX_IRC_LINE;
+use crate::protocol::irc::{MAX_CLIENT_TAGS, MAX_IRC_LINE};
 use crate::protocol::outgoing::Protocol;
 
 use super::backplane::BackplaneConfig;
@@ -265,7 +265,9 @@ impl ServerConfig {
     pub fn max_line_for(&self, protocol: Protocol) -> usize {
         match protocol {
             Protocol::Line => self.max_line,
-            Protocol::Irc => MAX_IRC_LINE,
+            // IRCv3 message tags may come before the 510 bytes; the IRC session
+            // checks each part.
+            Protocol::Irc => MAX_IRC_LINE + MAX_CLIENT_TAGS,
         }
     }
 

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use log::info;
 
-use crate::protocol::outgoing::{Flavour, Outgoing, Protocol, render_for, tag_lines};
+use crate::protocol::outgoing::{Outgoing, Protocol, prefix_tags, render_for};
 use crate::protocol::{Event, ProtocolError, RoomName, irc, timestamp};
 
 use super::backplane::BackplaneMsg;
@@ -98,14 +98,14 @@ impl Delivery {
         let Some(session) = fx.session(key) else {
             return;
         };
-        let bytes = self.render_for(session, event);
+        let bytes = self.render_for(session, event, None);
         fx.queue(key, &bytes);
     }
 
     /// `event` for the one reader `session`: in its protocol, addressed to its nick,
-    /// with the IRC capabilities it enabled (a private message carries `server-time`,
-    /// history is a `chathistory` batch).
-    fn render_for(&self, session: &Session, event: &Event) -> Arc<[u8]> {
+    /// with the IRC capabilities it enabled (history is a `chathistory` batch; a
+    /// private message carries `server-time` and the sender's client tags).
+    fn render_for(&self, session: &Session, event: &Event, client_tags: Option<&str>) -> Arc<[u8]> {
         let server = &self.shared.config.server_name;
         let me = session.nick.as_str();
         let caps = session.caps();
@@ -114,9 +114,9 @@ impl Delivery {
             (Protocol::Irc, Event::Playback { room, lines }) => {
                 Arc::from(irc::playback(room, lines, server, caps).into_bytes())
             }
-            (Protocol::Irc, Event::Private { .. }) if caps.has("server-time") => {
+            (Protocol::Irc, Event::Private { .. } | Event::PrivateTagMsg { .. }) => {
                 let plain = render_for(Protocol::Irc, event, server, me);
-                tag_lines(&plain, &timestamp(crate::protocol::outgoing::now_ms()))
+                tag_for(&plain, caps, client_tags)
             }
             (Protocol::Irc, event) => {
                 Arc::from(irc::reply_with(event, server, me, caps).into_bytes())
@@ -124,22 +124,26 @@ impl Delivery {
         }
     }
 
-    /// `echo-message` for a private message: the IRC sender sees
+    /// `echo-message` for a private message (or `TAGMSG`): the IRC sender sees
     /// `:me PRIVMSG target :text`, as the target does.
-    pub fn echo_private(&self, fx: &mut Effects<'_>, key: usize, target: &str, event: &Event) {
+    pub fn echo_private(
+        &self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        target: &str,
+        event: &Event,
+        client_tags: Option<&str>,
+    ) {
         let Some(session) = fx.session(key) else {
             return;
         };
-        if !session.caps().has("echo-message") {
+        let caps = session.caps();
+        if !caps.has("echo-message") {
             return;
         }
         let server = &self.shared.config.server_name;
         let plain = render_for(Protocol::Irc, event, server, target);
-        let bytes = match session.flavour() {
-            Flavour::IrcTimed => tag_lines(&plain, &timestamp(crate::protocol::outgoing::now_ms())),
-            _ => plain,
-        };
-        fx.queue(key, &bytes);
+        fx.queue(key, &tag_for(&plain, caps, client_tags));
     }
 
     /// `event` to connection `key` as its last word, then close it once flushed.
@@ -147,7 +151,7 @@ impl Delivery {
         let Some(session) = fx.session(key) else {
             return;
         };
-        let bytes = self.render_for(session, event);
+        let bytes = self.render_for(session, event, None);
         fx.close_with(key, bytes, reason);
     }
 
@@ -178,6 +182,19 @@ impl Delivery {
         event: Event,
     ) {
         self.publish(fx, room, except, Outgoing::new(event), false);
+    }
+
+    /// Like [`Self::broadcast`], with the sender's client-only tags (IRCv3
+    /// message-tags), which readers with `message-tags` get.
+    pub fn broadcast_tagged(
+        &self,
+        fx: &mut Effects<'_>,
+        room: &RoomName,
+        except: Option<usize>,
+        event: Event,
+        tags: Option<&str>,
+    ) {
+        self.publish(fx, room, except, Outgoing::tagged(event, tags), false);
     }
 
     /// Like [`Self::announce`] for one copy of a change told to each of a user's
@@ -414,7 +431,12 @@ impl Delivery {
         }
         match fx.session(to.key()) {
             Some(session) if session.id == to => {
-                let bytes = self.render_for(session, &outgoing.event);
+                let tags_only = matches!(outgoing.event, Event::PrivateTagMsg { .. });
+                if tags_only && !session.caps().has("message-tags") {
+                    return;
+                }
+                let tags = outgoing.client_tags.as_deref();
+                let bytes = self.render_for(session, &outgoing.event, tags);
                 if !bytes.is_empty() {
                     fx.queue(to.key(), &bytes);
                 }
@@ -428,8 +450,28 @@ impl Delivery {
 fn is_said(event: &Event) -> bool {
     matches!(
         event,
-        Event::Message { .. } | Event::Action { .. } | Event::RoomNotice { .. }
+        Event::Message { .. }
+            | Event::Action { .. }
+            | Event::RoomNotice { .. }
+            | Event::TagMsg { .. }
     )
+}
+
+/// `plain` with the tags an IRC reader with `caps` gets on a line for it alone: the
+/// sender's client tags (`message-tags`) and the time (`server-time`), if any.
+fn tag_for(plain: &Arc<[u8]>, caps: irc::Caps, client_tags: Option<&str>) -> Arc<[u8]> {
+    let mut tags: Vec<String> = Vec::new();
+    if let Some(client) = client_tags.filter(|_| caps.has("message-tags")) {
+        tags.push(client.to_string());
+    }
+    if caps.has("server-time") {
+        let at = timestamp(crate::protocol::outgoing::now_ms());
+        tags.push(format!("time={at}"));
+    }
+    if tags.is_empty() {
+        return Arc::clone(plain);
+    }
+    prefix_tags(plain, &tags.join(";"))
 }
 
 /// The IRCv3 capability a reader needs to get this room event at all (line readers
@@ -438,6 +480,7 @@ fn needs_cap(event: &Event) -> Option<&'static str> {
     match event {
         Event::AwayChanged { .. } => Some("away-notify"),
         Event::InviteNotice { .. } => Some("invite-notify"),
+        Event::TagMsg { .. } => Some("message-tags"),
         _ => None,
     }
 }

@@ -45,7 +45,24 @@ pub struct IrcSession<'r, 'f, 'a> {
 
 impl IrcSession<'_, '_, '_> {
     /// Handles one line from an IRC connection.
+    /// Lines may carry up to [`irc::MAX_CLIENT_TAGS`] bytes of tags before the 510
+    /// bytes RFC 2812 allows; more in either part is answered with 417.
     pub fn on_line(mut self, line: &[u8]) {
+        let (tags, body) = match line.strip_prefix(b"@") {
+            Some(tagged) => match tagged.iter().position(|&b| b == b' ') {
+                Some(at) => (at + 2, tagged.len() - at - 1),
+                None => (line.len(), 0),
+            },
+            None => (0, line.len()),
+        };
+        if tags > irc::MAX_CLIENT_TAGS || body > irc::MAX_IRC_LINE {
+            let max = irc::MAX_IRC_LINE;
+            return self.relay.delivery.reject(
+                self.fx,
+                self.key,
+                ProtocolError::LineTooLong { max },
+            );
+        }
         let text = irc::decode(line);
         let Some(msg) = irc::parse(&text) else {
             return;
@@ -76,6 +93,7 @@ impl IrcSession<'_, '_, '_> {
         let cmd = msg.command.as_str();
         match cmd {
             "PRIVMSG" | "NOTICE" => self.message(msg),
+            "TAGMSG" if self.has_cap("message-tags") => self.tag_message(msg),
             "JOIN" if msg.param(0) == Some("0") => self.leave_all(),
             "JOIN" => self.join(msg),
             "PART" => {
@@ -115,6 +133,29 @@ impl IrcSession<'_, '_, '_> {
             "MODE" => self.mode(msg),
             "QUIT" => self.apply(Command::Quit(msg.param(0))),
             _ => self.answer(IrcReply::UnknownCommand(cmd)),
+        }
+    }
+
+    /// True if the client enabled the IRCv3 capability `name`.
+    fn has_cap(&mut self, name: &str) -> bool {
+        self.state().is_some_and(|s| s.caps.has(name))
+    }
+
+    /// The client tags of `msg` if the client enabled `message-tags` (else none).
+    fn client_tags<'m>(&mut self, msg: &'m Message<'_>) -> Option<&'m str> {
+        let wanted = self.has_cap("message-tags") && !msg.client_tags.is_empty();
+        wanted.then_some(msg.client_tags.as_str())
+    }
+
+    /// `TAGMSG target[,target]`: client tags alone (IRCv3 message-tags).
+    fn tag_message(&mut self, msg: &Message<'_>) {
+        let Some(targets) = msg.param(0) else {
+            return self.answer(IrcReply::NeedMoreParams("TAGMSG"));
+        };
+        let tags = self.client_tags(msg);
+        for target in targets.split(',').filter(|t| !t.is_empty()) {
+            self.relay
+                .apply_tagged(self.fx, self.key, Command::TagMsg(target), tags);
         }
     }
 
@@ -288,6 +329,7 @@ impl IrcSession<'_, '_, '_> {
             }
             return;
         };
+        let tags = self.client_tags(msg);
         let (text, action) = irc::clean_text(msg.param(1).unwrap_or(""));
         if text.trim().is_empty() {
             if !notice {
@@ -322,7 +364,7 @@ impl IrcSession<'_, '_, '_> {
                     text: &text,
                 },
             };
-            self.apply(command);
+            self.relay.apply_tagged(self.fx, self.key, command, tags);
         }
     }
 

@@ -42,6 +42,9 @@ pub struct Relay {
     shared: Arc<Shared>,
     /// This shard's index (for its stats).
     index: usize,
+    /// The client-only tags (IRCv3 message-tags) of the command being applied, from
+    /// an IRC client that enabled `message-tags`; passed on with the message.
+    tags: Option<Box<str>>,
 }
 
 impl Relay {
@@ -51,6 +54,7 @@ impl Relay {
             delivery: Delivery::new(index, Arc::clone(&shared)),
             shared,
             index,
+            tags: None,
         }
     }
 
@@ -58,12 +62,26 @@ impl Relay {
     /// error line and changes nothing.
     /// Notices are never answered, not even with an error.
     pub fn apply(&mut self, fx: &mut Effects<'_>, key: usize, command: Command<'_>) {
+        self.apply_tagged(fx, key, command, None);
+    }
+
+    /// Like [`Self::apply`], for a message (or `TAGMSG`) that carries the client-only
+    /// tags `tags`, relayed to readers with `message-tags`.
+    pub fn apply_tagged(
+        &mut self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        command: Command<'_>,
+        tags: Option<&str>,
+    ) {
+        self.tags = tags.filter(|t| !t.is_empty()).map(Into::into);
         let silent = command.is_notice();
         if let Err(error) = self.try_apply(fx, key, command)
             && !silent
         {
             self.delivery.reject(fx, key, error);
         }
+        self.tags = None;
     }
 
     fn try_apply(&mut self, fx: &mut Effects<'_>, key: usize, command: Command<'_>) -> Outcome {
@@ -73,6 +91,7 @@ impl Relay {
             Command::SayTo { room, text, kind } => self.say(fx, key, Some(room), text, kind),
             Command::Msg { to, text } => self.private(fx, key, to, text, false),
             Command::Notice { to, text } => self.private(fx, key, to, text, true),
+            Command::TagMsg(target) => self.tag_message(fx, key, target),
             Command::Nick(nick) => self.rename(fx, key, nick),
             Command::Join(room) => self.join(fx, key, room, None),
             Command::JoinWithKey { room, key: k } => self.join(fx, key, room, Some(k)),
@@ -238,7 +257,51 @@ impl Relay {
                 text,
             },
         };
-        self.delivery.broadcast(fx, &room, Some(key), event);
+        let tags = self.tags.as_deref();
+        self.delivery
+            .broadcast_tagged(fx, &room, Some(key), event, tags);
+        Ok(())
+    }
+
+    /// IRC `TAGMSG`: client tags alone, to a room the sender may speak in or to a
+    /// nick on this node; only readers with `message-tags` get it.
+    fn tag_message(&mut self, fx: &mut Effects<'_>, key: usize, target: &str) -> Outcome {
+        let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
+        let from = session.nick.clone();
+        let tags = self.tags.clone();
+        if let Some(room) = crate::protocol::irc::channel(target) {
+            let member = session.rooms.contains(&room);
+            if !self
+                .shared
+                .directory
+                .may_speak(&room, session.id, &identity(session))
+            {
+                return Err(if member {
+                    ProtocolError::CannotSpeak(room)
+                } else {
+                    ProtocolError::CannotSendTo(room)
+                });
+            }
+            let event = Event::TagMsg {
+                room: room.clone(),
+                from,
+            };
+            let tags = tags.as_deref();
+            self.delivery
+                .broadcast_tagged(fx, &room, Some(key), event, tags);
+            return Ok(());
+        }
+        let (to, nick, _) = self
+            .shared
+            .directory
+            .lookup_full(target)
+            .ok_or_else(|| ProtocolError::NoSuchNick(target.into()))?;
+        let event = Event::PrivateTagMsg { from };
+        let tags = tags.as_deref();
+        self.delivery
+            .echo_private(fx, key, nick.as_str(), &event, tags);
+        self.delivery
+            .deliver_to(fx, to, Outgoing::tagged(event, tags));
         Ok(())
     }
 
@@ -264,8 +327,12 @@ impl Relay {
             text: text.into(),
             notice,
         };
-        self.delivery.echo_private(fx, key, nick.as_str(), &event);
-        self.delivery.deliver_to(fx, target, Outgoing::new(event));
+        let tags = self.tags.clone();
+        let tags = tags.as_deref();
+        self.delivery
+            .echo_private(fx, key, nick.as_str(), &event, tags);
+        self.delivery
+            .deliver_to(fx, target, Outgoing::tagged(event, tags));
         self.sent(fx, key, nick.clone(), notice);
         if let (Some(text), false) = (away, notice) {
             self.delivery.reply(fx, key, &Event::IsAway { nick, text });
@@ -308,7 +375,7 @@ impl Relay {
             notice,
         };
         self.delivery
-            .echo_private(fx, key, user.nick.as_str(), &echo);
+            .echo_private(fx, key, user.nick.as_str(), &echo, None);
         self.sent(fx, key, user.nick.clone(), notice);
         let (to, text) = (user.nick, text.into());
         let wire = Wire::Private {

@@ -89,10 +89,14 @@ impl Session {
 
     /// Which rendering of a room event this connection reads.
     pub fn flavour(&self) -> Flavour {
-        match &self.irc {
-            None => Flavour::Line,
-            Some(irc) if irc.caps.has("server-time") => Flavour::IrcTimed,
-            Some(_) => Flavour::Irc,
+        let Some(irc) = &self.irc else {
+            return Flavour::Line;
+        };
+        match (irc.caps.has("message-tags"), irc.caps.has("server-time")) {
+            (true, true) => Flavour::IrcTaggedTimed,
+            (true, false) => Flavour::IrcTagged,
+            (false, true) => Flavour::IrcTimed,
+            (false, false) => Flavour::Irc,
         }
     }
 

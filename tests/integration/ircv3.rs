@@ -253,3 +253,53 @@ fn multi_prefix_shows_every_prefix_of_a_voiced_operator() {
     let who = multi.until(" 352 ");
     assert!(who.contains(" H@+ :0 "), "{who}");
 }
+
+#[test]
+fn message_tags_relay_client_tags_and_tagmsg_to_those_who_asked() {
+    let (server, addr) = irc_server();
+    let mut line = server.client_named("liney");
+    line.join("rust");
+    let mut a = register_with(addr, "ann", "message-tags");
+    join(&mut a, "rust");
+    let mut b = register_with(addr, "bea", "message-tags server-time");
+    join(&mut b, "rust");
+    let mut plain = Irc::register(addr, "plain");
+    join(&mut plain, "rust");
+    a.sync();
+    b.sync();
+    a.send("@+draft/react=wave;server=ignored PRIVMSG #rust :hi");
+    let tagged = b.until("PRIVMSG");
+    assert!(
+        tagged.starts_with("@+draft/react=wave;time=20"),
+        "client tags, then the time: {tagged}"
+    );
+    assert!(
+        tagged.ends_with(" :ann!ann@miochat PRIVMSG #rust :hi"),
+        "{tagged}"
+    );
+    assert_eq!(plain.until("PRIVMSG"), ":ann!ann@miochat PRIVMSG #rust :hi");
+    assert_eq!(line.expect("MSG "), "MSG rust ann hi");
+    a.send("@+typing=active TAGMSG #rust");
+    let typing = b.until("TAGMSG");
+    assert!(
+        typing.starts_with("@+typing=active;time=")
+            && typing.ends_with(":ann!ann@miochat TAGMSG #rust"),
+        "{typing}"
+    );
+    a.send("@+typing=paused TAGMSG bea");
+    let private = b.until("TAGMSG");
+    assert!(
+        private.ends_with(":ann!ann@miochat TAGMSG bea"),
+        "{private}"
+    );
+    assert!(private.starts_with("@+typing=paused;time="), "{private}");
+    let seen = plain.sync();
+    assert!(seen.iter().all(|l| !l.contains("TAGMSG")), "{seen:?}");
+    line.expect_quiet();
+    // A plain client cannot send TAGMSG; long tags are refused, not the line's text.
+    plain.send("TAGMSG #rust");
+    assert!(plain.line().contains(" 421 plain TAGMSG "));
+    let long = format!("@+x={} PRIVMSG #rust :too many tags", "y".repeat(5000));
+    a.send(&long);
+    assert!(a.line().contains(" 417 ann "), "tags over 4094 bytes");
+}
