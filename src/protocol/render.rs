@@ -8,6 +8,7 @@
 //! | `MSG`   | a room message: `MSG room nick text`   |
 //! | `ME`    | a room action: `ME room nick text`     |
 //! | `PRIV`  | a private message: `PRIV nick text`    |
+//! | `HIST`  | a line from a room's history: `HIST time MSG ...` |
 //! | `EVENT` | something happened in a room           |
 //! | `OK`    | a reply to your command                |
 //! | `PONG`  | the reply to `/ping`                   |
