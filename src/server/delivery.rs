@@ -276,7 +276,7 @@ impl Delivery {
         }
         {
             let mut home = self.home.borrow_mut();
-            if notice && home.hold(&outgoing.event, Instant::now()) {
+            if notice && home.hold(&outgoing.event, except, Instant::now()) {
                 outgoing.quiet_for_line();
             }
             home.record(&outgoing.event, outgoing.at_ms);
@@ -389,7 +389,7 @@ impl Delivery {
     /// 30 s; one directory lock per room kept).
     pub fn on_tick(&self, fx: &mut Effects<'_>, now: Instant, forget: bool) {
         let due = self.home.borrow_mut().due(now);
-        for summary in due {
+        for (summary, except) in due {
             let room = match &summary {
                 Event::Summary { room, .. }
                 | Event::Joined { room, .. }
@@ -401,7 +401,7 @@ impl Delivery {
             outgoing.quiet_for_irc();
             // Other nodes had the original event, and make their own summaries.
             let origin = Origin::Remote;
-            let (except, notice) = (None, false);
+            let notice = false;
             self.sequence(
                 fx,
                 RoomEvent {

@@ -16,6 +16,12 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::{Event, HistoryLine, Nick, RoomName, SUMMARY_NICKS, SayKind, SummaryKind};
 
+use super::token::ConnId;
+
+/// A room event to release, and the local connection it is not for (a joiner does
+/// not get its own join).
+pub type Release = (Event, Option<ConnId>);
+
 /// Joins (or quits) closer together than this are summed up in one line.
 pub const SUMMARY_WINDOW: Duration = Duration::from_secs(1);
 
@@ -49,13 +55,14 @@ struct Held {
     count: usize,
     /// The first few held nicks.
     nicks: Vec<Nick>,
-    /// The first held event: released as it is when no other followed.
-    first: Option<Event>,
+    /// The first held event and who it was not for (the joiner): released as it is
+    /// when no other followed.
+    first: Option<Release>,
 }
 
 impl Held {
     /// True if this join/quit is held (line readers get it in a summary later).
-    fn hold(&mut self, event: &Event, nick: &Nick, now: Instant) -> bool {
+    fn hold(&mut self, event: &Event, except: Option<ConnId>, nick: &Nick, now: Instant) -> bool {
         let recent = self
             .last_sent
             .is_some_and(|at| now.duration_since(at) < SUMMARY_WINDOW);
@@ -65,7 +72,7 @@ impl Held {
         }
         self.count += 1;
         if self.count == 1 {
-            self.first = Some(event.clone());
+            self.first = Some((event.clone(), except));
         }
         if self.nicks.len() < SUMMARY_NICKS {
             self.nicks.push(nick.clone());
@@ -75,7 +82,7 @@ impl Held {
 
     /// The summary to send now, if one is held and its window has passed: the count,
     /// the first nicks, and the event itself when only one was held.
-    fn release(&mut self, now: Instant) -> Option<(usize, Vec<Nick>, Option<Event>)> {
+    fn release(&mut self, now: Instant) -> Option<(usize, Vec<Nick>, Option<Release>)> {
         let due = self
             .last_sent
             .is_none_or(|at| now.duration_since(at) >= SUMMARY_WINDOW);
@@ -133,7 +140,7 @@ impl RoomHome {
 
     /// True if this join or quit notice is held for a summary (line readers get
     /// nothing for it now); false for any other event.
-    pub fn hold(&mut self, event: &Event, now: Instant) -> bool {
+    pub fn hold(&mut self, event: &Event, except: Option<ConnId>, now: Instant) -> bool {
         let (room, nick, kind) = match event {
             Event::Joined { room, nick } => (room, nick, SummaryKind::Joins),
             Event::Quit { room, nick, .. } => (room, nick, SummaryKind::Quits),
@@ -141,14 +148,14 @@ impl RoomHome {
         };
         let home = self.rooms.entry(room.clone()).or_default();
         match kind {
-            SummaryKind::Joins => home.joins.hold(event, nick, now),
-            SummaryKind::Quits => home.quits.hold(event, nick, now),
+            SummaryKind::Joins => home.joins.hold(event, except, nick, now),
+            SummaryKind::Quits => home.quits.hold(event, except, nick, now),
         }
     }
 
     /// The summaries whose window has passed, as room events for line readers (a
-    /// lone held join or quit is released as it was).
-    pub fn due(&mut self, now: Instant) -> Vec<Event> {
+    /// lone held join or quit is released as it was, not to the one it was not for).
+    pub fn due(&mut self, now: Instant) -> Vec<Release> {
         let mut due = Vec::new();
         for (room, home) in &mut self.rooms {
             for (kind, held) in [
@@ -156,13 +163,17 @@ impl RoomHome {
                 (SummaryKind::Quits, &mut home.quits),
             ] {
                 match held.release(now) {
-                    Some((_, _, Some(event))) => due.push(event),
-                    Some((count, nicks, None)) => due.push(Event::Summary {
-                        room: room.clone(),
-                        kind,
-                        count,
-                        nicks,
-                    }),
+                    Some((_, _, Some(first))) => due.push(first),
+                    Some((count, nicks, None)) => {
+                        let room = room.clone();
+                        let summary = Event::Summary {
+                            room,
+                            kind,
+                            count,
+                            nicks,
+                        };
+                        due.push((summary, None));
+                    }
                     None => {}
                 }
             }
@@ -197,20 +208,23 @@ mod tests {
     fn the_first_join_goes_out_and_the_rest_of_the_second_is_summed_up() {
         let mut home = RoomHome::new(0);
         let t0 = Instant::now();
-        assert!(!home.hold(&joined("a"), t0), "the first is sent as is");
-        assert!(home.hold(&joined("b"), t0));
-        assert!(home.hold(&joined("c"), t0));
+        assert!(
+            !home.hold(&joined("a"), None, t0),
+            "the first is sent as is"
+        );
+        assert!(home.hold(&joined("b"), None, t0));
+        assert!(home.hold(&joined("c"), None, t0));
         assert!(home.due(t0).is_empty(), "not before the window ends");
         let due = home.due(t0 + SUMMARY_WINDOW);
         assert_eq!(due.len(), 1);
-        let Event::Summary { count, nicks, .. } = &due[0] else {
+        let (Event::Summary { count, nicks, .. }, None) = &due[0] else {
             panic!("{due:?}");
         };
         assert_eq!((*count, nicks.len()), (2, 2));
         let later = t0 + SUMMARY_WINDOW * 3;
         assert!(home.due(later).is_empty());
         assert!(
-            !home.hold(&joined("d"), later),
+            !home.hold(&joined("d"), None, later),
             "a quiet room sends at once"
         );
     }
