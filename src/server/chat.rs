@@ -11,7 +11,8 @@
 //!   and hand it to its protocol (the line parser and [`Relay`], or [`IrcSession`]);
 //! - another shard sent something ([`Chat::on_message`]): a room event to sequence or
 //!   deliver, or a private message;
-//! - the tick ([`Chat::on_tick`]): idle timeouts and the IRC keepalive;
+//! - the tick ([`Chat::on_tick`]): join/quit summaries due on this home shard, idle
+//!   timeouts (before registration) and the IRC keepalive;
 //! - a connection was reaped ([`Chat::on_closed`]): leave its rooms, tell them, free
 //!   its nick.
 //!
