@@ -65,7 +65,7 @@ pub struct ServeArgs {
     /// bytes that may wait for one slow client before it is cut (default 262144)
     #[argh(option, default = "DEFAULT_SENDQ")]
     pub sendq: usize,
-    /// close connections silent for this many seconds; 0 = never (default 600)
+    /// close connections that never sent a line after this many seconds (warned a minute before); 0 = never (default 600)
     #[argh(option, default = "DEFAULT_IDLE_TIMEOUT_SECS")]
     pub idle_timeout: u64,
     /// lines per second one client may send; 0 = no flood control (default 20)
