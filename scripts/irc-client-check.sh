@@ -4,17 +4,23 @@
 # under tmux, joins #lobby, and checks both directions against a line-protocol client:
 # irssi's message reaches the line client, and the line client's answer appears on
 # irssi's screen. Prints the screen (tmux capture-pane). Loopback only; bounded waits.
-# Then the same again with irssi over TLS (`/connect -tls`, verifying a certificate
+# Then the same again with irssi over TLS (`/connect -4 -tls localhost`, verifying a certificate
 # made here with openssl for 127.0.0.1) on the server's --irc-tls-listen port.
 # Between the two, a moderation scene: irssi creates #modroom (so it is the
 # operator), ops a line user, kicks a second irssi, sets +m and +k, and the line user
 # sees each change as an EVENT line.
+# Last, WeeChat (weechat-headless, no terminal needed) with the IRCv3 capabilities
+# server-time and batch (and echo-message from WeeChat 4.0 on, which implements it):
+# a line written in #lobby before WeeChat joined is played back (a chathistory batch)
+# and logged at the time it was *sent*, before the join; WeeChat's own message is
+# shown once, and the line client's answer arrives. Checked in WeeChat's log files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"; }; }
 need irssi irssi
 need tmux tmux
 need openssl openssl
+need weechat-headless weechat-headless
 cargo build --release --quiet
 work=$(mktemp -d)
 session="miochat-irc-check-$$"
@@ -22,6 +28,7 @@ victim="miochat-irc-victim-$$"
 cleanup() {
   tmux kill-session -t "$session" 2>/dev/null || true
   tmux kill-session -t "$victim" 2>/dev/null || true
+  [ -n "${weechat:-}" ] && kill "$weechat" 2>/dev/null || true
   kill "$server" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -55,7 +62,7 @@ else
   tmux new-session -d -s "$session" -x 110 -y 24 "irssi --home=$work/irssi-$mode -n irssiuser"
   sleep 1
   tmux send-keys -t "$session" \
-    "/connect -tls -tls_verify -tls_cafile $work/cert.pem ${irc_tls_addr%:*} ${irc_tls_addr##*:}" Enter
+    "/connect -4 -tls -tls_verify -tls_cafile $work/cert.pem localhost ${irc_tls_addr##*:}" Enter
 fi
 wait_screen "Welcome to the miochat IRC network"
 tmux send-keys -t "$session" "/join #lobby" Enter
@@ -142,5 +149,69 @@ tmux capture-pane -p -t "$victim" | grep -qF "behave" || { echo "FAIL: the kicke
 echo "PASS: irssi opped a line user, kicked another irssi, set +m and +k; the line user saw each change"
 }
 
+weechat_check() {
+# --- WeeChat: server-time, echo-message, chathistory playback ----------------------
+# WeeChat implements echo-message from 4.0 on; an older one (Debian 12 has 3.8)
+# prints its own line at once *and* again when the server echoes it, so it is only
+# asked for server-time and batch, and the echo is checked by the integration tests.
+version=$(weechat-headless --version | head -1)
+caps="server-time,batch"
+if [ "$(printf '%s\n' 4.0 "$version" | sort -V | head -1)" = 4.0 ]; then
+  caps="server-time,echo-message,batch"
+fi
+python3 - "$line_addr" > "$work/wee-line.log" <<'PY' &
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=60)
+f = s.makefile("rw", newline="\n")
+f.write("/nick lineywee\nsaid before weechat came\n"); f.flush()
+deadline = time.time() + 60
+for line in f:
+    print(line.rstrip("\n"), flush=True)
+    if line.startswith("MSG lobby weeuser hello from weechat"):
+        f.write("hello back to weechat\n"); f.flush()
+        time.sleep(1)
+        break
+    if time.time() > deadline:
+        break
+PY
+wee_line=$!
+sleep 2 # so that the played-back line's time differs from the join's
+weechat-headless --dir "$work/weechat" -r "/set logger.file.flush_delay 0; \
+/set logger.file.path $work/wlogs; /set fifo.file.path $work/wfifo; \
+/server add mio ${irc_addr%:*}/${irc_addr##*:} -notls; \
+/set irc.server.mio.capabilities \"$caps\"; \
+/set irc.server.mio.nicks weeuser; /set irc.server.mio.autojoin #lobby; /connect mio" \
+  > /dev/null 2>&1 &
+weechat=$!
+chan="$work/wlogs/irc.mio.#lobby.weechatlog"
+wait_wlog() { # wait_wlog TEXT: up to 30 s for WeeChat's #lobby log to show TEXT
+  for _ in $(seq 300); do grep -qF -- "$1" "$chan" 2>/dev/null && return 0; sleep 0.1; done
+  echo "FAIL: WeeChat never showed: $1"; cat "$chan" "$work/wlogs/irc.server.mio.weechatlog" 2>/dev/null; exit 1
+}
+wait_wlog "weeuser (weeuser@miochat) has joined #lobby"
+wait_wlog "said before weechat came"
+echo 'irc.server.mio */msg #lobby hello from weechat' > "$work/wfifo"
+wait_wlog "hello back to weechat"
+wait "$wee_line" || true
+sleep 0.5
+echo "--- WeeChat $version, capabilities asked: $caps; its server buffer:"
+grep "client capability" "$work/wlogs/irc.server.mio.weechatlog"
+echo "--- WeeChat #lobby log:"
+cat "$chan"
+grep -q "client capability, enabled: .*server-time" "$work/wlogs/irc.server.mio.weechatlog" \
+  || { echo "FAIL: WeeChat did not enable server-time"; exit 1; }
+joined=$(grep -F "has joined #lobby" "$chan" | head -1 | cut -f1)
+said=$(grep -F "said before weechat came" "$chan" | tail -1 | cut -f1)
+[[ "$said" < "$joined" ]] || { echo "FAIL: the played-back line shows $said, not its send time before the join ($joined)"; exit 1; }
+own=$(grep -cF "hello from weechat" "$chan")
+[ "$own" -eq 1 ] || { echo "FAIL: WeeChat showed its own message $own times"; exit 1; }
+grep -q "^MSG lobby weeuser hello from weechat" "$work/wee-line.log" || { echo "FAIL: the line client did not get WeeChat's message"; exit 1; }
+kill "$weechat" 2>/dev/null || true
+wait "$weechat" 2>/dev/null || true
+echo "PASS: WeeChat $version showed the played-back line at its send time ($said, before the join at $joined), its own message once (capabilities: $caps), and the line client's answer"
+}
+
 check plain
 check tls
+weechat_check

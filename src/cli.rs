@@ -19,10 +19,10 @@ use crate::server::config::{
     DEFAULT_MAX_TLS_HANDSHAKES, DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS, DEFAULT_WS_PING_SECS, TlsFiles,
 };
 use crate::server::config::{
-    DEFAULT_ANNOUNCE_MAX, DEFAULT_FLOOD_BURST, DEFAULT_FLOOD_RATE, DEFAULT_IDLE_TIMEOUT_SECS,
-    DEFAULT_IRC_PING_SECS, DEFAULT_IRC_PONG_TIMEOUT_SECS, DEFAULT_LEASE_SECS, DEFAULT_LISTEN,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE, DEFAULT_SENDQ, DEFAULT_SERVER_NAME,
-    DEFAULT_SHUTDOWN_GRACE_MS, FloodLimit, default_workers,
+    DEFAULT_ANNOUNCE_MAX, DEFAULT_FLOOD_BURST, DEFAULT_FLOOD_RATE, DEFAULT_HISTORY,
+    DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_IRC_PING_SECS, DEFAULT_IRC_PONG_TIMEOUT_SECS,
+    DEFAULT_LEASE_SECS, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE, DEFAULT_SENDQ,
+    DEFAULT_SERVER_NAME, DEFAULT_SHUTDOWN_GRACE_MS, FloodLimit, default_workers,
 };
 use crate::tls_client::{ClientTls, Trust};
 
@@ -65,7 +65,7 @@ pub struct ServeArgs {
     /// bytes that may wait for one slow client before it is cut (default 262144)
     #[argh(option, default = "DEFAULT_SENDQ")]
     pub sendq: usize,
-    /// close connections silent for this many seconds; 0 = never (default 600)
+    /// close connections that never sent a line after this many seconds (warned a minute before); 0 = never (default 600)
     #[argh(option, default = "DEFAULT_IDLE_TIMEOUT_SECS")]
     pub idle_timeout: u64,
     /// lines per second one client may send; 0 = no flood control (default 20)
@@ -77,6 +77,9 @@ pub struct ServeArgs {
     /// announce joins/leaves/quits only in rooms of at most this many members; 0 = always (default 500)
     #[argh(option, default = "DEFAULT_ANNOUNCE_MAX")]
     pub announce_max: usize,
+    /// lines each room keeps for /history and playback on join; 0 = off (default 100)
+    #[argh(option, default = "DEFAULT_HISTORY")]
+    pub history: usize,
     /// milliseconds clients get to read the shutdown notice (default 2000)
     #[argh(option, default = "DEFAULT_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: u64,
@@ -172,6 +175,7 @@ impl ServeArgs {
             burst: self.flood_burst,
         });
         config.announce_max = self.announce_max;
+        config.history = self.history;
         config.shutdown_grace = Duration::from_millis(self.shutdown_grace_ms);
         config.irc_listen = self.irc_listen.as_deref().map(resolve).transpose()?;
         config.server_name = self.server_name.clone();

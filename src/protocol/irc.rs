@@ -6,8 +6,9 @@
 //!   refused: a user name, real name or message with such bytes still arrives;
 //! - [`parse`]: one line → a [`Message`] (tags and prefix skipped, command
 //!   upper-cased, middle parameters and the trailing one);
-//! - [`clean_text`]: IRC message text → text safe for line-protocol users (CTCP ACTION
-//!   becomes an action, colour and formatting codes are dropped);
+//! - [`clean_text`]: IRC message text → the text miochat keeps (CTCP ACTION becomes
+//!   an action, formatting is kept); [`strip_formatting`] removes colour and
+//!   formatting codes when rendering for line-protocol users;
 //! - [`broadcast`]: an [`Event`] that many receive (a room message, a join) → the IRC
 //!   line, independent of the recipient, so it is rendered once per message;
 //! - [`reply`]: an [`Event`] for one recipient → IRC lines and numerics addressed to it.
@@ -27,8 +28,12 @@ use super::{
     Event, MAX_KICK_LEN, MAX_TOPIC_LEN, Member, Nick, ProtocolError, Refusal, Role, RoomName,
 };
 
-/// Longest IRC line without its CRLF (RFC 2812: 512 bytes including CRLF).
+/// Longest IRC line without its CRLF (RFC 2812: 512 bytes including CRLF), not
+/// counting message tags.
 pub const MAX_IRC_LINE: usize = 510;
+/// Longest tag section a client may send, `@` and the space after it included
+/// (IRCv3 message-tags: 4096 bytes from clients).
+pub const MAX_CLIENT_TAGS: usize = 4096;
 /// Host part of every user's source.
 pub const HOST: &str = "miochat";
 /// Most parameters a message may carry (RFC 2812).
@@ -40,9 +45,73 @@ pub const MAX_BANS: usize = 100;
 /// Rooms a connection may be in (`CHANLIMIT=#:`).
 pub const MAX_ROOMS: usize = 32;
 
+/// The IRCv3 capabilities miochat offers, in `CAP LS` order. Each is listed only
+/// because it works end to end. Not offered: `account-tag` (there are no accounts).
+pub const CAPABILITIES: &[&str] = &[
+    "away-notify",
+    "batch",
+    "cap-notify",
+    "echo-message",
+    "invite-notify",
+    "message-tags",
+    "multi-prefix",
+    "server-time",
+];
+
+/// The IRCv3 capabilities one client enabled (`CAP REQ`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Caps(u16);
+
+impl Caps {
+    /// The bit of a capability name from [`CAPABILITIES`], if offered.
+    fn bit(name: &str) -> Option<u16> {
+        let index = CAPABILITIES
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(name))?;
+        Some(1 << index)
+    }
+
+    /// True if `name` is enabled.
+    pub fn has(self, name: &str) -> bool {
+        Self::bit(name).is_some_and(|bit| self.0 & bit != 0)
+    }
+
+    /// Applies a `CAP REQ` list (`a -b c`) all or nothing, as the capability
+    /// negotiation spec requires: `None` (NAK) if any name is not offered.
+    pub fn request(self, list: &str) -> Option<Caps> {
+        let mut caps = self;
+        for word in list.split(' ').filter(|w| !w.is_empty()) {
+            let (off, name) = match word.strip_prefix('-') {
+                Some(name) => (true, name),
+                None => (false, word),
+            };
+            let bit = Self::bit(name)?;
+            if off {
+                caps.0 &= !bit;
+            } else {
+                caps.0 |= bit;
+            }
+        }
+        Some(caps)
+    }
+
+    /// The enabled capabilities, space-separated (`CAP LIST`).
+    pub fn list(self) -> String {
+        let on: Vec<&str> = CAPABILITIES
+            .iter()
+            .copied()
+            .filter(|name| self.has(name))
+            .collect();
+        on.join(" ")
+    }
+}
+
 /// One parsed IRC message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message<'a> {
+    /// The client-only tags (`+name[=value]`, IRCv3 message-tags) as sent,
+    /// `;`-separated and still escaped; empty if none.
+    pub client_tags: String,
     /// The command, upper-cased (`PRIVMSG`, `NICK`, ...).
     pub command: String,
     /// Parameters, the trailing one (after ` :`) last.
@@ -73,11 +142,15 @@ pub fn has_forbidden_chars(text: &str) -> bool {
 /// Parses one line (CRLF already stripped, [`decode`]d). `None` for a blank line.
 pub fn parse(text: &str) -> Option<Message<'_>> {
     let mut rest = text.trim_start_matches(' ');
-    if rest.starts_with('@') {
-        rest = rest
-            .split_once(' ')
-            .map_or("", |(_, r)| r)
-            .trim_start_matches(' ');
+    let mut client_tags = String::new();
+    if let Some(tagged) = rest.strip_prefix('@') {
+        let (tags, after) = tagged.split_once(' ').unwrap_or((tagged, ""));
+        client_tags = tags
+            .split(';')
+            .filter(|tag| tag.starts_with('+') && tag.len() > 1)
+            .collect::<Vec<_>>()
+            .join(";");
+        rest = after.trim_start_matches(' ');
     }
     if rest.starts_with(':') {
         rest = rest
@@ -108,14 +181,22 @@ pub fn parse(text: &str) -> Option<Message<'_>> {
         rest = after;
     }
     Some(Message {
+        client_tags,
         command: command.to_ascii_uppercase(),
         params,
     })
 }
 
+/// IRC formatting codes: bold, colour, hex colour, reset, monospace, reverse,
+/// italic, strikethrough, underline. Kept between IRC users.
+const FORMATTING: &[char] = &[
+    '\x02', '\x03', '\x04', '\x0f', '\x11', '\x16', '\x1d', '\x1e', '\x1f',
+];
+
 /// Text of a PRIVMSG/NOTICE as miochat stores it: `(text, is_action)`. CTCP ACTION
-/// (`\x01ACTION waves\x01`) becomes an action; IRC colour and formatting codes and
-/// other control characters are removed, so they never reach a line user's terminal.
+/// (`\x01ACTION waves\x01`) becomes an action; control characters other than IRC's
+/// formatting codes are removed. Formatting is kept, so IRC users see each other's
+/// bold and colours; [`strip_formatting`] removes it when rendering for line users.
 pub fn clean_text(text: &str) -> (Cow<'_, str>, bool) {
     let (body, action) = match text
         .strip_prefix("\x01ACTION ")
@@ -124,28 +205,58 @@ pub fn clean_text(text: &str) -> (Cow<'_, str>, bool) {
         Some(body) => (body, true),
         None => (text, false),
     };
-    if !body.chars().any(char::is_control) {
+    let unwanted = |c: char| c.is_control() && !FORMATTING.contains(&c);
+    if !body.chars().any(unwanted) {
         return (Cow::Borrowed(body), action);
     }
-    let mut clean = String::with_capacity(body.len());
-    let mut chars = body.chars().peekable();
+    (
+        Cow::Owned(body.chars().filter(|&c| !unwanted(c)).collect()),
+        action,
+    )
+}
+
+/// `text` without IRC colour and formatting codes (and any other control
+/// character), for a line user's terminal. Borrowed when there is nothing to strip,
+/// which is always the case for text a line user wrote.
+pub fn strip_formatting(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut clean = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == '\x03' {
+        match c {
             // mIRC colour: \x03 then up to "NN,NN".
-            for _ in 0..2 {
-                chars.next_if(char::is_ascii_digit);
-            }
-            if chars.peek() == Some(&',') {
-                chars.next();
-                for _ in 0..2 {
-                    chars.next_if(char::is_ascii_digit);
-                }
-            }
-        } else if !c.is_control() {
-            clean.push(c);
+            '\x03' => skip_colour(&mut chars, |c| c.is_ascii_digit(), 2),
+            // Hex colour: \x04 then up to "RRGGBB,RRGGBB".
+            '\x04' => skip_colour(&mut chars, |c| c.is_ascii_hexdigit(), 6),
+            c if !c.is_control() => clean.push(c),
+            _ => {}
         }
     }
-    (Cow::Owned(clean), action)
+    Cow::Owned(clean)
+}
+
+/// Skips a colour code's `FG[,BG]`, each at most `width` characters of `digit`.
+fn skip_colour(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    digit: fn(&char) -> bool,
+    width: usize,
+) {
+    let mut skipped = 0;
+    while skipped < width && chars.next_if(digit).is_some() {
+        skipped += 1;
+    }
+    if skipped > 0 && chars.peek() == Some(&',') {
+        let mut ahead = chars.clone();
+        ahead.next();
+        if ahead.peek().is_some_and(digit) {
+            chars.next();
+            for _ in 0..width {
+                chars.next_if(digit);
+            }
+        }
+    }
 }
 
 /// `nick!nick@miochat`.
@@ -244,9 +355,81 @@ pub fn broadcast(event: &Event) -> Option<String> {
             let head = format!(":{} KICK {} {nick}", source(by), chan(room));
             push_text_line(&mut out, &head, reason);
         }
+        other => return notify(other),
+    }
+    Some(out)
+}
+
+/// The lines of IRCv3 `away-notify` and `invite-notify`, which only IRC readers with
+/// the capability get; `None` for any other event.
+fn notify(event: &Event) -> Option<String> {
+    let mut out = String::new();
+    match event {
+        Event::AwayChanged { nick, text, .. } => match text {
+            Some(text) => push_text_line(&mut out, &format!(":{} AWAY", source(nick)), text),
+            None => {
+                let _ = write!(out, ":{} AWAY\r\n", source(nick));
+            }
+        },
+        Event::InviteNotice { room, by, nick } => {
+            let _ = write!(out, ":{} INVITE {nick} {}\r\n", source(by), chan(room));
+        }
+        Event::TagMsg { room, from } => {
+            let _ = write!(out, ":{} TAGMSG {}\r\n", source(from), chan(room));
+        }
         _ => return None,
     }
     Some(out)
+}
+
+/// A room's history for one IRC reader. With `batch` and `server-time` it is an
+/// IRCv3 `chathistory` batch: `BATCH +ID chathistory #room`, each line as it was
+/// sent with `@batch=ID;time=...`, `BATCH -ID`. Without them, server `NOTICE`s to
+/// the room that say when and who (`[12:00:01] <alice> hi`), which no client
+/// mistakes for live lines.
+pub fn playback(room: &RoomName, lines: &[super::HistoryLine], server: &str, caps: Caps) -> String {
+    let mut out = String::new();
+    let batched = caps.has("batch") && caps.has("server-time");
+    let id = format!("h{}", lines.first().map_or(0, |l| l.at_ms));
+    if batched {
+        let _ = write!(out, ":{server} BATCH +{id} chathistory {}\r\n", chan(room));
+    }
+    for line in lines {
+        let at = super::timestamp(line.at_ms);
+        let from = &line.from;
+        if batched {
+            let event = match line.kind {
+                super::SayKind::Message => Event::Message {
+                    room: room.clone(),
+                    from: from.clone(),
+                    text: line.text.clone(),
+                },
+                super::SayKind::Action => Event::Action {
+                    room: room.clone(),
+                    from: from.clone(),
+                    text: line.text.clone(),
+                },
+                super::SayKind::Notice => Event::RoomNotice {
+                    room: room.clone(),
+                    from: from.clone(),
+                    text: line.text.clone(),
+                },
+            };
+            let _ = write!(out, "@batch={id};time={at} ");
+            out.push_str(&broadcast(&event).unwrap_or_default());
+        } else {
+            let clock = at.get(11..19).unwrap_or("");
+            let said = match line.kind {
+                super::SayKind::Action => format!("[{clock}] * {from} {}", line.text),
+                _ => format!("[{clock}] <{from}> {}", line.text),
+            };
+            push_text_line(&mut out, &format!(":{server} NOTICE {}", chan(room)), &said);
+        }
+    }
+    if batched {
+        let _ = write!(out, ":{server} BATCH -{id}\r\n");
+    }
+    out
 }
 
 /// Writes lines addressed to one reader: `:server NNN me PARAMS` numerics and the
@@ -255,6 +438,8 @@ struct Numerics<'a> {
     out: String,
     server: &'a str,
     me: &'a str,
+    /// The reader enabled `multi-prefix`: listings show `@+` for a voiced operator.
+    multi_prefix: bool,
 }
 
 impl<'a> Numerics<'a> {
@@ -263,6 +448,7 @@ impl<'a> Numerics<'a> {
             out: String::new(),
             server,
             me,
+            multi_prefix: false,
         }
     }
 
@@ -289,7 +475,7 @@ impl<'a> Numerics<'a> {
         let head = format!(":{} 353 {} {symbol} #{room} :", self.server, self.me);
         let mut list = String::new();
         for member in nicks {
-            let entry = member.to_string();
+            let entry = format!("{}{}", self.prefixes(member), member.nick);
             if !list.is_empty() && head.len() + list.len() + 1 + entry.len() > MAX_IRC_LINE {
                 let _ = write!(self.out, "{head}{list}\r\n");
                 list.clear();
@@ -305,11 +491,20 @@ impl<'a> Numerics<'a> {
         self.num("366", format_args!("#{room} :End of /NAMES list."));
     }
 
+    /// A member's prefixes: the highest (`@` or `+`), or with `multi-prefix` all
+    /// of them (`@+` for a voiced operator).
+    fn prefixes(&self, member: &Member) -> String {
+        match (member.role, member.voiced && self.multi_prefix) {
+            (Role::Operator, true) => String::from("@+"),
+            (role, _) => role.prefix().map(String::from).unwrap_or_default(),
+        }
+    }
+
     /// One `352` line: `CHANNEL user host server nick FLAGS :0 realname`.
     fn who_row(&mut self, room: Option<&RoomName>, member: &Member) {
         let channel = room.map_or_else(|| "*".to_string(), chan);
         let here = if member.away { 'G' } else { 'H' };
-        let prefix = member.role.prefix().map(String::from).unwrap_or_default();
+        let prefix = self.prefixes(member);
         let (server, nick) = (self.server, &member.nick);
         self.num(
             "352",
@@ -327,11 +522,21 @@ impl<'a> Numerics<'a> {
 
 /// The IRC lines that tell `me` (a connection's current nick) about `event`.
 pub fn reply(event: &Event, server: &str, me: &str) -> String {
+    reply_with(event, server, me, Caps::default())
+}
+
+/// Like [`reply`], for a reader with the IRCv3 capabilities `caps` (`multi-prefix`
+/// changes `NAMES` and `WHO` listings).
+pub fn reply_with(event: &Event, server: &str, me: &str, caps: Caps) -> String {
     if let Some(line) = broadcast(event) {
         return line;
     }
     let mut w = Numerics::new(server, me);
+    w.multi_prefix = caps.has("multi-prefix");
     match event {
+        Event::PrivateTagMsg { from } => {
+            let _ = write!(w.out, ":{} TAGMSG {me}\r\n", source(from));
+        }
         Event::Private { from, text, notice } => {
             let verb = if *notice { "NOTICE" } else { "PRIVMSG" };
             push_text_line(&mut w.out, &format!(":{} {verb} {me}", source(from)), text);
@@ -635,9 +840,9 @@ pub enum IrcReply<'a> {
         /// The server's version string.
         version: &'a str,
     },
-    /// `CAP * SUB :LIST` (no capabilities are offered yet).
+    /// `CAP * SUB :LIST`.
     Cap {
-        /// `LS`, `LIST` or `NAK`.
+        /// `LS`, `LIST`, `ACK` or `NAK`.
         sub: &'a str,
         /// The capability list (what was asked, for `NAK`).
         list: &'a str,
@@ -794,6 +999,7 @@ mod tests {
             nick: Nick::parse(nick).unwrap(),
             role,
             away: false,
+            voiced: role == Role::Voiced,
             realname: nick.into(),
         }
     }
@@ -842,7 +1048,12 @@ mod tests {
             clean_text("\x01ACTION waves\x01"),
             (Cow::Borrowed("waves"), true)
         );
-        assert_eq!(clean_text("\x02bold\x02 \x0304,12red\x03").0, "bold red");
+        let formatted = "\x02bold\x02 \x0304,12red\x03";
+        assert_eq!(clean_text(formatted).0, formatted, "formatting is kept");
+        assert_eq!(clean_text("a\x07b").0, "ab", "other controls are not");
+        assert_eq!(strip_formatting(formatted), "bold red");
+        assert_eq!(strip_formatting("\x0312,x"), ",x");
+        assert_eq!(strip_formatting("\x04FF0000hex"), "hex");
     }
 
     #[test]

@@ -43,6 +43,21 @@ pub use names::{Nick, RoomName};
 pub const MAX_TOPIC_LEN: usize = 300;
 /// Longest kick reason in bytes (`KICKLEN=`); longer ones are cut.
 pub const MAX_KICK_LEN: usize = 300;
+/// Nicks a join/quit summary names before it says `…`.
+pub const SUMMARY_NICKS: usize = 10;
+
+/// `ms` (since the Unix epoch) as `YYYY-MM-DDThh:mm:ss.sssZ`, the form IRCv3
+/// `server-time` requires and the line protocol's `HIST` lines use.
+pub fn timestamp(ms: u64) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|at| at.format(&format).ok())
+        .unwrap_or_else(|| String::from("1970-01-01T00:00:00.000Z"))
+}
 
 /// What a client asked for: one parsed line. Text borrows from the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +181,14 @@ pub enum Command<'a> {
     },
     /// IRC `LUSERS`: user, connection and room counts.
     Lusers,
+    /// `/echo on|off`: see one's own room lines (line protocol; IRC has
+    /// `echo-message`).
+    Echo(bool),
+    /// `/history [N]`: the current room's last N lines (line protocol).
+    History(Option<usize>),
+    /// IRC `TAGMSG target`: a message of tags only (IRCv3 message-tags), to a room
+    /// the sender is in or to a nick.
+    TagMsg(&'a str),
 }
 
 impl Command<'_> {
@@ -214,6 +237,9 @@ pub struct Member {
     pub role: Role,
     /// Whether an away message is set.
     pub away: bool,
+    /// Voiced, whatever the role (an operator may be voiced too: IRC's
+    /// `multi-prefix` shows `@+`).
+    pub voiced: bool,
     /// The real name (IRC `USER`; the nick for line users).
     pub realname: Arc<str>,
 }
@@ -252,6 +278,30 @@ pub struct WhoisInfo {
     pub idle_secs: u64,
     /// When the user connected (Unix seconds).
     pub signon: u64,
+    /// The user speaks IRC (else the line protocol).
+    pub irc: bool,
+}
+
+/// One line of a room's history, as kept on the room's home shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryLine {
+    /// When the home shard put it in the room's order (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// Who said it.
+    pub from: Nick,
+    /// What kind of line it was.
+    pub kind: SayKind,
+    /// The text, as the sender wrote it (IRC formatting kept).
+    pub text: Box<str>,
+}
+
+/// Which crowd a join/quit summary counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SummaryKind {
+    /// Members who joined.
+    Joins,
+    /// Members who quit or left.
+    Quits,
 }
 
 /// One user who had a nick (IRC `WHOWAS`).
@@ -636,6 +686,63 @@ pub enum Event {
     Error(ProtocolError),
     /// The server is closing this connection, and why.
     Closing(Refusal),
+    /// Reply to `/msg`: the message went to NICK (line protocol only).
+    Sent(Nick),
+    /// Reply to `/echo`: one's own room lines are now echoed (or not).
+    EchoIs(bool),
+    /// Several joins (or quits) in one room within a second, in one line for line
+    /// users (IRC users get each `JOIN`/`QUIT`, which their member lists need).
+    Summary {
+        /// The room.
+        room: RoomName,
+        /// Joins or quits.
+        kind: SummaryKind,
+        /// How many.
+        count: usize,
+        /// The first few nicks.
+        nicks: Vec<Nick>,
+    },
+    /// A room's recent lines, for one reader (on `/join`, `/history`, IRC `JOIN`).
+    Playback {
+        /// The room.
+        room: RoomName,
+        /// Oldest first.
+        lines: Vec<HistoryLine>,
+    },
+    /// A member of a room set or cleared its away message (IRC `away-notify`; line
+    /// readers are not told).
+    AwayChanged {
+        /// A room the member is in.
+        room: RoomName,
+        /// The member.
+        nick: Nick,
+        /// The away message, or `None`: back.
+        text: Option<Box<str>>,
+    },
+    /// A message of client tags only, in a room (IRC `TAGMSG`; only readers with
+    /// `message-tags` get it, the tags themselves ride on the `Outgoing`).
+    TagMsg {
+        /// The room.
+        room: RoomName,
+        /// The sender.
+        from: Nick,
+    },
+    /// A message of client tags only, to one reader (IRC `TAGMSG nick`).
+    PrivateTagMsg {
+        /// The sender.
+        from: Nick,
+    },
+    /// Someone was invited to a room (IRC `invite-notify`, to the room's members).
+    InviteNotice {
+        /// The room.
+        room: RoomName,
+        /// Who invited.
+        by: Nick,
+        /// Who was invited.
+        nick: Nick,
+    },
+    /// The line connection will be closed for idleness in this many seconds.
+    IdleWarning(u64),
     /// Room lines from another node of the cluster were lost on the way (a Redis
     /// outage or a dropped link): told to the room's members here.
     Gap {
@@ -802,7 +909,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::TooManyRooms { max } => {
                 write!(f, "you are in {max} rooms already; /leave one first")
             }
-            ProtocolError::NoSuchNick(nick) => write!(f, "nobody is called {nick}"),
+            ProtocolError::NoSuchNick(nick) => write!(f, "no one is called {nick}"),
             ProtocolError::NoSuchRoom(room) => write!(f, "room {room} has no members"),
             ProtocolError::LineTooLong { max } => write!(
                 f,

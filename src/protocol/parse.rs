@@ -80,9 +80,32 @@ fn parse_command(line: &str) -> Result<Command<'_>, ProtocolError> {
             }
         }
         "mode" => mode(arg)?,
+        "whois" => Command::Whois(one_word(arg, "/whois NICK")?),
+        "away" => Command::Away(arg.map(|text| cut(text, super::irc::MAX_AWAY_LEN))),
+        "echo" => match arg.map(str::to_ascii_lowercase).as_deref() {
+            Some("on") => Command::Echo(true),
+            Some("off") => Command::Echo(false),
+            _ => return Err(ProtocolError::Usage("/echo on|off")),
+        },
+        "history" => match arg {
+            None => Command::History(None),
+            Some(n) => Command::History(Some(
+                n.parse()
+                    .map_err(|_| ProtocolError::Usage("/history [N]"))?,
+            )),
+        },
         _ => return Err(ProtocolError::UnknownCommand(name.into())),
     };
     Ok(command)
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Usage of `/kick`.
@@ -202,6 +225,11 @@ impl Command<'_> {
             Command::Stats => "/stats".into(),
             Command::Quit(reason) => with("quit", *reason),
             Command::Help => "/help".into(),
+            Command::Echo(on) => format!("/echo {}", if *on { "on" } else { "off" }),
+            Command::History(count) => match count {
+                Some(count) => format!("/history {count}"),
+                None => "/history".into(),
+            },
             Command::JoinWithKey { room, key } => format!("/join {room} {key}"),
             Command::Mode { room, request } if request.errors.is_empty() => {
                 let mut line = String::from("/mode");
@@ -236,6 +264,7 @@ impl Command<'_> {
             | Command::Whowas { .. }
             | Command::Lusers
             | Command::SayTo { .. }
+            | Command::TagMsg(_)
             | Command::Notice { .. }
             | Command::TopicOf { .. }
             | Command::Names(_)

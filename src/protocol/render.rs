@@ -8,6 +8,7 @@
 //! | `MSG`   | a room message: `MSG room nick text`   |
 //! | `ME`    | a room action: `ME room nick text`     |
 //! | `PRIV`  | a private message: `PRIV nick text`    |
+//! | `HIST`  | a line from a room's history: `HIST time MSG ...` |
 //! | `EVENT` | something happened in a room           |
 //! | `OK`    | a reply to your command                |
 //! | `PONG`  | the reply to `/ping`                   |
@@ -19,8 +20,12 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use super::irc::strip_formatting;
 use super::modes::changes_string;
-use super::{Event, LoopReport, Member, RoomName, StatsReport};
+use super::{
+    Event, HistoryLine, LoopReport, Member, RoomName, SayKind, StatsReport, SummaryKind, WhoisInfo,
+    timestamp,
+};
 
 /// The text of `/help`, one line per command.
 const HELP: &[&str] = &[
@@ -36,6 +41,10 @@ const HELP: &[&str] = &[
     "/ping [TOKEN]   the server answers PONG [TOKEN]",
     "/stats          server counters",
     "/quit [REASON]  disconnect",
+    "/whois NICK     who is NICK: protocol, idle seconds, rooms, away message",
+    "/away [TEXT]    set an away message (without TEXT: you are back)",
+    "/echo on|off    see your own room lines as others see them (off by default)",
+    "/history [N]    the current room's last N lines (default 20)",
     "/join ROOM KEY  join a room that has a key (+k)",
     "/mode [+-FLAGS ARGS]  show or change the room's modes: t n m i s, k KEY, l N",
     "/op /deop NICK  give or take operator status (operators only)",
@@ -62,10 +71,15 @@ fn write_event(event: &Event, out: &mut String) {
             out,
             "OK welcome {nick} {room} (welcome to miochat; /help lists the commands)"
         ),
-        Event::Message { room, from, text } => writeln!(out, "MSG {room} {from} {text}"),
-        Event::Action { room, from, text } => writeln!(out, "ME {room} {from} {text}"),
-        Event::Private { from, text, .. } => writeln!(out, "PRIV {from} {text}"),
-        Event::RoomNotice { room, from, text } => writeln!(out, "MSG {room} {from} {text}"),
+        Event::Message { room, from, text } | Event::RoomNotice { room, from, text } => {
+            writeln!(out, "MSG {room} {from} {}", strip_formatting(text))
+        }
+        Event::Action { room, from, text } => {
+            writeln!(out, "ME {room} {from} {}", strip_formatting(text))
+        }
+        Event::Private { from, text, .. } => {
+            writeln!(out, "PRIV {from} {}", strip_formatting(text))
+        }
         Event::Joined { room, nick } => writeln!(out, "EVENT {room} join {nick}"),
         Event::Left { room, nick, reason } => match reason {
             Some(reason) => writeln!(out, "EVENT {room} leave {nick} {reason}"),
@@ -93,10 +107,7 @@ fn write_event(event: &Event, out: &mut String) {
         Event::YouLeft { room } => writeln!(out, "OK left {room}"),
         Event::NickIs { nick, .. } => writeln!(out, "OK nick {nick}"),
         Event::Names { room, nicks, .. } => write_who(room, nicks, 0, out),
-        Event::Whois(info) => match &info.away {
-            Some(away) => writeln!(out, "OK whois {} away {away}", info.nick),
-            None => writeln!(out, "OK whois {}", info.nick),
-        },
+        Event::Whois(info) => write_whois(info, out),
         Event::Away(true) => writeln!(out, "OK away"),
         Event::Away(false) => writeln!(out, "OK back"),
         Event::IsAway { nick, text } => writeln!(out, "OK away {nick} {text}"),
@@ -203,6 +214,45 @@ fn write_more(event: &Event, out: &mut String) -> std::fmt::Result {
             "OK lusers users={} unknown={} rooms={} max_users={}",
             report.users, report.unknown, report.rooms, report.max_users
         ),
+        other => write_everyday(other, out),
+    }
+}
+
+/// The rest of [`write_more`]: the replies and events of the everyday commands
+/// (`/msg`'s `OK sent`, `/echo`, history, summaries, the idle warning).
+fn write_everyday(event: &Event, out: &mut String) -> std::fmt::Result {
+    match event {
+        Event::Sent(nick) => writeln!(out, "OK sent {nick}"),
+        Event::EchoIs(on) => writeln!(out, "OK echo {}", if *on { "on" } else { "off" }),
+        Event::Summary {
+            room,
+            kind,
+            count,
+            nicks,
+        } => {
+            let what = match kind {
+                SummaryKind::Joins => "joins",
+                SummaryKind::Quits => "quits",
+            };
+            write!(out, "EVENT {room} {what} {count}")?;
+            for nick in nicks {
+                write!(out, " {nick}")?;
+            }
+            if *count > nicks.len() {
+                write!(out, " …")?;
+            }
+            writeln!(out)
+        }
+        Event::Playback { room, lines } => write_playback(room, lines, out),
+        // IRC-only room events (`away-notify`, `invite-notify`): nothing for line users.
+        Event::AwayChanged { .. }
+        | Event::InviteNotice { .. }
+        | Event::TagMsg { .. }
+        | Event::PrivateTagMsg { .. } => Ok(()),
+        Event::IdleWarning(secs) => writeln!(
+            out,
+            "EVENT * idle {secs} nothing received for a while: send any line (/ping will do) within {secs} s to stay connected"
+        ),
         other => unreachable!("BUG: {other:?} is rendered by write_event"),
     }
 }
@@ -218,6 +268,40 @@ fn write_who(room: &RoomName, nicks: &[Member], more: usize, out: &mut String) -
         write!(out, " +{more}")?;
     }
     writeln!(out)
+}
+
+/// `OK whois NICK PROTOCOL IDLE_SECS ROOMS [TEXT]`: ROOMS comma-separated with
+/// `@`/`+` roles, or `-`; TEXT is the away message, if any.
+fn write_whois(info: &WhoisInfo, out: &mut String) -> std::fmt::Result {
+    let protocol = if info.irc { "irc" } else { "line" };
+    write!(out, "OK whois {} {protocol} {}", info.nick, info.idle_secs)?;
+    if info.rooms.is_empty() {
+        write!(out, " -")?;
+    }
+    for (i, (room, role)) in info.rooms.iter().enumerate() {
+        let sep = if i == 0 { ' ' } else { ',' };
+        let prefix = role.prefix().map(String::from).unwrap_or_default();
+        write!(out, "{sep}{prefix}{room}")?;
+    }
+    match &info.away {
+        Some(away) => writeln!(out, " {away}"),
+        None => writeln!(out),
+    }
+}
+
+/// `HIST TIME MSG ROOM NICK TEXT` (or `ME`) per line, oldest first, then
+/// `OK history ROOM N`.
+fn write_playback(room: &RoomName, lines: &[HistoryLine], out: &mut String) -> std::fmt::Result {
+    for line in lines {
+        let marker = match line.kind {
+            SayKind::Action => "ME",
+            SayKind::Message | SayKind::Notice => "MSG",
+        };
+        let (at, from) = (timestamp(line.at_ms), &line.from);
+        let text = strip_formatting(&line.text);
+        writeln!(out, "HIST {at} {marker} {room} {from} {text}")?;
+    }
+    writeln!(out, "OK history {room} {}", lines.len())
 }
 
 /// `OK stats key=value ...`, one line.
@@ -337,12 +421,14 @@ mod tests {
                             nick: nick.clone(),
                             role: Role::Operator,
                             away: false,
+                            voiced: false,
                             realname: "alice".into(),
                         },
                         Member {
                             nick: Nick::parse("bob").unwrap(),
                             role: Role::Voiced,
                             away: false,
+                            voiced: true,
                             realname: "bob".into(),
                         },
                     ],
@@ -374,6 +460,68 @@ mod tests {
                     reason: Some("bye all".into()),
                 },
                 "EVENT lobby leave alice bye all\n",
+            ),
+        ];
+        for (event, want) in cases {
+            assert_eq!(text(&event), want);
+        }
+    }
+
+    #[test]
+    fn everyday_lines() {
+        let room = RoomName::parse("rust").unwrap();
+        let nick = |n: &str| Nick::parse(n).unwrap();
+        let many: Vec<Nick> = (0..10).map(|i| nick(&format!("g{i}"))).collect();
+        let cases = [
+            (Event::Sent(nick("bob")), "OK sent bob\n".to_string()),
+            (Event::EchoIs(true), "OK echo on\n".to_string()),
+            (
+                Event::Summary {
+                    room: room.clone(),
+                    kind: SummaryKind::Joins,
+                    count: 37,
+                    nicks: many,
+                },
+                "EVENT rust joins 37 g0 g1 g2 g3 g4 g5 g6 g7 g8 g9 …\n".to_string(),
+            ),
+            (
+                Event::Summary {
+                    room: room.clone(),
+                    kind: SummaryKind::Quits,
+                    count: 2,
+                    nicks: vec![nick("a"), nick("b")],
+                },
+                "EVENT rust quits 2 a b\n".to_string(),
+            ),
+            (
+                Event::Playback {
+                    room: room.clone(),
+                    lines: vec![HistoryLine {
+                        at_ms: 1_764_078_002_117,
+                        from: nick("alice"),
+                        kind: SayKind::Action,
+                        text: "\x02waves\x02".into(),
+                    }],
+                },
+                "HIST 2025-11-25T13:40:02.117Z ME rust alice waves\nOK history rust 1\n"
+                    .to_string(),
+            ),
+            (
+                Event::Whois(Box::new(WhoisInfo {
+                    nick: nick("alice"),
+                    realname: "alice".into(),
+                    away: Some("lunch".into()),
+                    rooms: vec![(RoomName::lobby(), Role::Member), (room, Role::Operator)],
+                    idle_secs: 42,
+                    signon: 0,
+                    irc: false,
+                })),
+                "OK whois alice line 42 lobby,@rust lunch\n".to_string(),
+            ),
+            (
+                Event::IdleWarning(60),
+                "EVENT * idle 60 nothing received for a while: send any line (/ping will do) within 60 s to stay connected\n"
+                    .to_string(),
             ),
         ];
         for (event, want) in cases {

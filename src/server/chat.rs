@@ -11,7 +11,8 @@
 //!   and hand it to its protocol (the line parser and [`Relay`], or [`IrcSession`]);
 //! - another shard sent something ([`Chat::on_message`]): a room event to sequence or
 //!   deliver, or a private message;
-//! - the tick ([`Chat::on_tick`]): idle timeouts and the IRC keepalive;
+//! - the tick ([`Chat::on_tick`]): join/quit summaries due on this home shard, idle
+//!   timeouts (before registration) and the IRC keepalive;
 //! - a connection was reaped ([`Chat::on_closed`]): leave its rooms, tell them, free
 //!   its nick.
 //!
@@ -28,6 +29,7 @@ use crate::protocol::{Event, ProtocolError, Refusal, RoomName, irc};
 
 use super::backplane::handle::BackplaneMsg;
 use super::close_reason::CloseReason;
+use super::config::IDLE_WARNING;
 use super::directory::Profile;
 use super::effects::Effects;
 use super::inbox::ShardMsg;
@@ -45,7 +47,13 @@ pub struct Chat {
     relay: Relay,
     /// Config, directory, stats.
     shared: Arc<Shared>,
+    /// Ticks so far (rooms without members are forgotten every few).
+    ticks: u64,
 }
+
+/// Every this many ticks (of 250 ms), a home shard forgets the history of rooms
+/// that have no members left.
+const FORGET_EVERY_TICKS: u64 = 120;
 
 impl Chat {
     /// The chat of shard `index`.
@@ -53,6 +61,7 @@ impl Chat {
         Chat {
             relay: Relay::new(index, Arc::clone(&shared)),
             shared,
+            ticks: 0,
         }
     }
 
@@ -79,6 +88,7 @@ impl Chat {
             signon: unix_now(),
             spoke_at: Arc::clone(&session.spoke_at),
             registered: protocol == Protocol::Line,
+            irc: protocol == Protocol::Irc,
         };
         self.shared.directory.set_profile(id, profile);
         session
@@ -148,6 +158,8 @@ impl Chat {
         let flood = self.shared.config.flood;
         let session = fx.session(key)?;
         session.last_active = now;
+        session.spoke_once = true;
+        session.idle_warned = false;
         if let Some(irc) = session.irc.as_mut() {
             irc.ping_sent = None;
         }
@@ -193,6 +205,15 @@ impl Chat {
                 delivery.deliver_to(fx, to, outgoing);
                 None
             }
+            ShardMsg::History {
+                room,
+                to,
+                count,
+                on_join,
+            } => {
+                delivery.history_to(fx, room, to, count, on_join);
+                None
+            }
             ShardMsg::Rename { id } => {
                 if fx.session(id.key()).is_some_and(|s| s.id == id) {
                     self.relay.lose_nick(fx, id.key());
@@ -209,39 +230,59 @@ impl Chat {
         }
     }
 
-    /// Idle timeouts and the IRC keepalive: PING after `--irc-ping` of silence, and
-    /// "Ping timeout" if no answer comes within `--irc-pong-timeout`.
+    /// The tick: join/quit summaries due on this home shard, idle timeouts and the
+    /// IRC keepalive (PING after `--irc-ping` of silence, "Ping timeout" if no
+    /// answer comes within `--irc-pong-timeout`).
     pub fn on_tick(&mut self, fx: &mut Effects<'_>, now: Instant) {
-        let config = &self.shared.config;
+        self.ticks += 1;
+        let forget = self.ticks % FORGET_EVERY_TICKS == 0;
+        self.relay.delivery.on_tick(fx, now, forget);
         for key in fx.keys() {
-            if !fx.is_open(key) {
-                continue;
+            if fx.is_open(key) {
+                self.tick_one(fx, key, now);
             }
-            let Some(session) = fx.session(key) else {
-                continue;
-            };
-            let silent = now.duration_since(session.last_active);
-            let (peer, nick) = (session.peer, session.nick.clone());
-            match session.irc.as_deref_mut() {
-                Some(irc) => match irc.ping_sent {
-                    Some(sent) if now.duration_since(sent) >= config.irc_pong_timeout => {
-                        log::info!("{peer} {nick} ping timeout");
-                        self.close_idle(fx, key);
-                    }
-                    None if silent >= config.irc_ping => {
-                        irc.ping_sent = Some(now);
-                        let ping = irc::keepalive_ping(&config.server_name);
-                        let ping = session.protocol().frame(&Arc::from(ping.into_bytes()));
-                        fx.last_word(key, ping);
-                    }
-                    _ => {}
-                },
-                None if config.idle_timeout.is_some_and(|limit| silent >= limit) => {
-                    log::info!("{peer} {nick} idle for {silent:?}");
-                    self.close_idle(fx, key);
-                }
-                None => {}
+        }
+    }
+
+    /// `--idle-timeout` applies to connections that have not registered: a line
+    /// connection that never sent a line, an IRC one before its welcome. A
+    /// registered connection is never cut for being quiet (a reader is not idle);
+    /// TCP keepalive finds the dead ones, and the kernel's reset closes them.
+    fn tick_one(&mut self, fx: &mut Effects<'_>, key: usize, now: Instant) {
+        let config = &self.shared.config;
+        let Some(session) = fx.session(key) else {
+            return;
+        };
+        let silent = now.duration_since(session.last_active);
+        let (peer, nick) = (session.peer, session.nick.clone());
+        let registered = session.spoke_once && session.is_registered();
+        if let Some(limit) = config.idle_timeout.filter(|_| !registered) {
+            let warning = IDLE_WARNING.min(limit / 2);
+            if silent >= limit {
+                log::info!("{peer} {nick} idle for {silent:?}");
+                return self.close_idle(fx, key);
             }
+            if silent >= limit - warning && !session.idle_warned && session.irc.is_none() {
+                session.idle_warned = true;
+                let warn = Event::IdleWarning(warning.as_secs().max(1));
+                return self.relay.delivery.reply(fx, key, &warn);
+            }
+        }
+        let Some(irc) = session.irc.as_deref_mut() else {
+            return;
+        };
+        match irc.ping_sent {
+            Some(sent) if now.duration_since(sent) >= config.irc_pong_timeout => {
+                log::info!("{peer} {nick} ping timeout");
+                self.close_idle(fx, key);
+            }
+            None if silent >= config.irc_ping => {
+                irc.ping_sent = Some(now);
+                let ping = irc::keepalive_ping(&config.server_name);
+                let ping = session.protocol().frame(&Arc::from(ping.into_bytes()));
+                fx.last_word(key, ping);
+            }
+            _ => {}
         }
     }
 

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::protocol::irc::MAX_IRC_LINE;
+use crate::protocol::irc::{MAX_CLIENT_TAGS, MAX_IRC_LINE};
 use crate::protocol::outgoing::Protocol;
 
 use super::token::MAX_SHARDS;
@@ -104,6 +104,18 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// members (0 = always). In a 10 000-member lobby every join would otherwise cost
 /// 10 000 deliveries: this is InspIRCd's "auditorium" idea, applied by size.
 pub const DEFAULT_ANNOUNCE_MAX: usize = 500;
+/// Lines each room keeps for `/history` and playback on join (`--history`; 0 = off).
+/// Kept on the room's home shard, per node; see docs/BENCHMARKS.md for the memory.
+pub const DEFAULT_HISTORY: usize = 100;
+/// Lines a line client gets on `/join`, and `/history` without a count.
+pub const JOIN_HISTORY: usize = 20;
+/// How long before an idle close the client is warned.
+pub const IDLE_WARNING: Duration = Duration::from_secs(60);
+/// TCP keepalive: idle time before the first probe, and between probes; a peer
+/// that answers none of [`KEEPALIVE_PROBES`] is dead and the kernel resets it.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// See [`KEEPALIVE_IDLE`].
+pub const KEEPALIVE_PROBES: u32 = 4;
 
 /// Name the IRC listener gives itself (the source of numerics).
 pub const DEFAULT_SERVER_NAME: &str = "miochat.local";
@@ -152,6 +164,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// See [`DEFAULT_ANNOUNCE_MAX`].
     pub announce_max: usize,
+    /// See [`DEFAULT_HISTORY`].
+    pub history: usize,
     /// Where the IRC listener listens (`None` = no IRC listener).
     pub irc_listen: Option<SocketAddr>,
     /// See [`DEFAULT_SERVER_NAME`].
@@ -237,6 +251,7 @@ impl ServerConfig {
             }),
             shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
             announce_max: DEFAULT_ANNOUNCE_MAX,
+            history: DEFAULT_HISTORY,
             irc_listen: None,
             server_name: DEFAULT_SERVER_NAME.to_string(),
             irc_password: None,
@@ -267,7 +282,9 @@ impl ServerConfig {
     /// the RFC; the line protocol's is `--max-line`).
     pub fn max_line_for(&self, protocol: Protocol) -> usize {
         if protocol.speaks_irc() {
-            MAX_IRC_LINE
+            // IRCv3 message tags may come before the 510 bytes; the IRC session
+            // checks each part.
+            MAX_IRC_LINE + MAX_CLIENT_TAGS
         } else {
             self.max_line
         }

@@ -9,24 +9,34 @@
 //!   other shard with members, whose FIFO inboxes keep that order (ET-8).
 //! - [`Delivery::deliver_to`]: to one connection on any shard, checked against its
 //!   generation on arrival (ET-6).
+//! - On a room's home shard, [`Delivery::sequence`] also keeps the room's history and
+//!   holds a crowd's joins and quits for a summary (`room_home.rs`), and
+//!   [`Delivery::history_to`] answers `/history` and the playback on join.
+//! - Who gets a room event is decided per reader in [`Delivery::deliver_local`]: the
+//!   sender only with `/echo on` or `echo-message`, IRC-only events only to readers
+//!   with the capability, one copy of a user's quit or nick change per IRC reader.
 //!
 //! Everything here only *queues* through [`Effects`]; the loop flushes once per turn.
 //! The directory lock is taken once per room event on its home shard (to learn which
 //! shards have members), never per recipient.
 
+use std::cell::RefCell;
 use std::sync::Arc;
+use std::time::Instant;
 
 use log::info;
 
-use crate::protocol::outgoing::{Outgoing, render_for};
-use crate::protocol::{Event, ProtocolError, RoomName};
+use crate::protocol::outgoing::{Outgoing, Protocol, prefix_tags, render_for};
+use crate::protocol::{Event, ProtocolError, RoomName, irc, timestamp};
 
 use super::backplane::handle::BackplaneMsg;
 use super::backplane::wire::crosses_nodes;
 use super::close_reason::CloseReason;
 use super::effects::Effects;
 use super::inbox::{Origin, RoomEvent, ShardMsg};
+use super::room_home::{Release, RoomHome};
 use super::rooms::{LocalRooms, home_shard};
+use super::session::Session;
 use super::shared::Shared;
 use super::token::ConnId;
 
@@ -45,6 +55,9 @@ pub struct Delivery {
     rooms: LocalRooms,
     /// Config (sendq, server name, announce limit) and the directory.
     shared: Arc<Shared>,
+    /// History and held joins/quits of the rooms this shard is home to (only this
+    /// shard's thread touches it; a `RefCell` because sequencing borrows `&self`).
+    home: RefCell<RoomHome>,
 }
 
 impl Delivery {
@@ -54,6 +67,7 @@ impl Delivery {
             index,
             shards: shared.shards.len(),
             rooms: LocalRooms::default(),
+            home: RefCell::new(RoomHome::new(shared.config.history)),
             shared,
         }
     }
@@ -84,9 +98,55 @@ impl Delivery {
         let Some(session) = fx.session(key) else {
             return;
         };
-        let server = &self.shared.config.server_name;
-        let bytes = render_for(session.protocol(), event, server, session.nick.as_str());
+        let bytes = self.render_for(session, event, None);
         fx.queue(key, &bytes);
+    }
+
+    /// `event` for the one reader `session`: in its protocol, addressed to its nick,
+    /// with the IRC capabilities it enabled (history is a `chathistory` batch; a
+    /// private message carries `server-time` and the sender's client tags).
+    fn render_for(&self, session: &Session, event: &Event, client_tags: Option<&str>) -> Arc<[u8]> {
+        let server = &self.shared.config.server_name;
+        let me = session.nick.as_str();
+        let caps = session.caps();
+        let protocol = session.protocol();
+        let plain = match (protocol.base(), event) {
+            (Protocol::Irc, Event::Playback { room, lines }) => {
+                Arc::from(irc::playback(room, lines, server, caps).into_bytes())
+            }
+            (Protocol::Irc, Event::Private { .. } | Event::PrivateTagMsg { .. }) => {
+                let plain = render_for(Protocol::Irc, event, server, me);
+                tag_for(&plain, caps, client_tags)
+            }
+            (Protocol::Irc, event) => {
+                Arc::from(irc::reply_with(event, server, me, caps).into_bytes())
+            }
+            (_, event) => render_for(Protocol::Line, event, server, me),
+        };
+        // A browser gets the same lines, one per WebSocket frame.
+        protocol.frame(&plain)
+    }
+
+    /// `echo-message` for a private message (or `TAGMSG`): the IRC sender sees
+    /// `:me PRIVMSG target :text`, as the target does.
+    pub fn echo_private(
+        &self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        target: &str,
+        event: &Event,
+        client_tags: Option<&str>,
+    ) {
+        let Some(session) = fx.session(key) else {
+            return;
+        };
+        let caps = session.caps();
+        if !caps.has("echo-message") {
+            return;
+        }
+        let server = &self.shared.config.server_name;
+        let plain = render_for(Protocol::Irc, event, server, target);
+        fx.queue(key, &tag_for(&plain, caps, client_tags));
     }
 
     /// `event` to connection `key` as its last word, then close it once flushed.
@@ -94,8 +154,7 @@ impl Delivery {
         let Some(session) = fx.session(key) else {
             return;
         };
-        let server = &self.shared.config.server_name;
-        let bytes = render_for(session.protocol(), event, server, session.nick.as_str());
+        let bytes = self.render_for(session, event, None);
         fx.close_with(key, bytes, reason);
     }
 
@@ -125,7 +184,41 @@ impl Delivery {
         except: Option<usize>,
         event: Event,
     ) {
-        self.publish(fx, room, except, event, false);
+        self.publish(fx, room, except, Outgoing::new(event), false);
+    }
+
+    /// Like [`Self::broadcast`], with the sender's client-only tags (IRCv3
+    /// message-tags), which readers with `message-tags` get.
+    pub fn broadcast_tagged(
+        &self,
+        fx: &mut Effects<'_>,
+        room: &RoomName,
+        except: Option<usize>,
+        event: Event,
+        tags: Option<&str>,
+    ) {
+        self.publish(fx, room, except, Outgoing::tagged(event, tags), false);
+    }
+
+    /// Like [`Self::announce`] for one copy of a change told to each of a user's
+    /// rooms (a quit, a nick change): IRC readers get the first copy only.
+    pub fn announce_once(
+        &self,
+        fx: &mut Effects<'_>,
+        room: &RoomName,
+        except: Option<usize>,
+        event: Event,
+        once: u64,
+    ) {
+        self.publish(fx, room, except, Outgoing::once(event, once), true);
+    }
+
+    /// A number for one change told to several rooms (see `Outgoing::once`): never
+    /// the same twice in this process.
+    pub fn next_once(&self) -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Like [`Self::broadcast`] for join/leave/nick/quit notices, which are skipped in
@@ -138,7 +231,7 @@ impl Delivery {
         except: Option<usize>,
         event: Event,
     ) {
-        self.publish(fx, room, except, event, true);
+        self.publish(fx, room, except, Outgoing::new(event), true);
     }
 
     /// Hands a room event to the room's home shard: this one, or one inbox message.
@@ -147,11 +240,10 @@ impl Delivery {
         fx: &mut Effects<'_>,
         room: &RoomName,
         except: Option<usize>,
-        event: Event,
+        outgoing: Arc<Outgoing>,
         notice: bool,
     ) {
         let except = except.and_then(|key| fx.session(key)).map(|s| s.id);
-        let outgoing = Outgoing::new(event);
         let (room, origin) = (room.clone(), Origin::Local);
         let event = RoomEvent {
             room,
@@ -185,6 +277,20 @@ impl Delivery {
         if notice && limit != 0 && reach.members + self.shared.cluster.member_count(&room) > limit {
             return;
         }
+        let now = Instant::now();
+        let held = notice && self.home.borrow_mut().hold(&outgoing.event, except, now);
+        if held {
+            outgoing.quiet_for_line();
+        } else {
+            // Joins or quits still held go out first, in the room's order.
+            let early = self.home.borrow_mut().flush(&room, now);
+            for release in early {
+                self.release(fx, release);
+            }
+        }
+        self.home
+            .borrow_mut()
+            .record(&outgoing.event, outgoing.at_ms);
         self.deliver_local(fx, &room, except, &outgoing);
         for shard in reach.shards().filter(|&shard| shard != self.index) {
             let (room, outgoing) = (room.clone(), Arc::clone(&outgoing));
@@ -217,13 +323,116 @@ impl Delivery {
         let except = except
             .filter(|id| id.shard() == self.index)
             .map(ConnId::key);
+        let now = Instant::now();
+        let needs = needs_cap(&outgoing.event);
         for &key in self.rooms.members(room) {
-            if Some(key) == except {
+            let Some(session) = fx.session(key) else {
+                continue;
+            };
+            if Some(key) == except && !(session.echo && is_said(&outgoing.event)) {
                 continue;
             }
-            if let Some(session) = fx.session(key) {
-                let protocol = session.protocol();
-                fx.queue(key, outgoing.bytes(protocol));
+            let flavour = session.flavour();
+            if outgoing.is_silent_for(flavour)
+                || needs.is_some_and(|cap| !session.caps().has(cap))
+                || outgoing
+                    .once
+                    .is_some_and(|once| !session.first_copy(once, now))
+            {
+                continue;
+            }
+            let protocol = session.protocol();
+            fx.queue(key, outgoing.bytes_for(protocol, flavour));
+        }
+    }
+
+    /// On the home shard of `room`: the last `count` lines to connection `to`, on
+    /// any shard (`/join`, `/history`, IRC `JOIN`). Nothing on a join when there is
+    /// no history.
+    pub fn history_to(
+        &self,
+        fx: &mut Effects<'_>,
+        room: RoomName,
+        to: ConnId,
+        count: usize,
+        on_join: bool,
+    ) {
+        let lines = self.home.borrow().recent(&room, count);
+        if on_join && lines.is_empty() {
+            return;
+        }
+        let playback = Event::Playback { room, lines };
+        self.deliver_to(fx, to, Outgoing::new(playback));
+    }
+
+    /// Asks `room`'s home shard (this one, or by one inbox message) for its last
+    /// `count` lines for connection `key`.
+    pub fn ask_history(
+        &self,
+        fx: &mut Effects<'_>,
+        room: &RoomName,
+        key: usize,
+        count: usize,
+        on_join: bool,
+    ) {
+        let Some(to) = fx.session(key).map(|s| s.id) else {
+            return;
+        };
+        match home_shard(room, self.shards) {
+            home if home == self.index => self.history_to(fx, room.clone(), to, count, on_join),
+            home => {
+                let room = room.clone();
+                fx.send(
+                    home,
+                    ShardMsg::History {
+                        room,
+                        to,
+                        count,
+                        on_join,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A held join or quit (or their summary) goes out to line readers, in the room's
+    /// order; IRC readers had the original at once, other nodes make their own.
+    fn release(&self, fx: &mut Effects<'_>, (summary, except): Release) {
+        let room = match &summary {
+            Event::Summary { room, .. } | Event::Joined { room, .. } | Event::Quit { room, .. } => {
+                room.clone()
+            }
+            _ => return,
+        };
+        let outgoing = Outgoing::new(summary);
+        outgoing.quiet_for_irc();
+        let (origin, notice) = (Origin::Remote, false);
+        self.sequence(
+            fx,
+            RoomEvent {
+                room,
+                except,
+                outgoing,
+                notice,
+                origin,
+            },
+        );
+    }
+
+    /// The tick on this shard: join/quit summaries whose second has passed go out
+    /// in their rooms' order, and rooms with no members left are forgotten (every
+    /// 30 s; one directory lock per room kept).
+    pub fn on_tick(&self, fx: &mut Effects<'_>, now: Instant, forget: bool) {
+        let due = self.home.borrow_mut().due(now);
+        for release in due {
+            self.release(fx, release);
+        }
+        if forget {
+            let rooms = self.home.borrow().rooms();
+            for room in rooms {
+                if self.shared.directory.reach(&room).members == 0 {
+                    self.home.borrow_mut().forget(&room);
+                }
             }
         }
     }
@@ -236,13 +445,57 @@ impl Delivery {
         }
         match fx.session(to.key()) {
             Some(session) if session.id == to => {
-                let server = &self.shared.config.server_name;
-                let me = session.nick.as_str();
-                let bytes = render_for(session.protocol(), &outgoing.event, server, me);
-                fx.queue(to.key(), &bytes);
+                let tags_only = matches!(outgoing.event, Event::PrivateTagMsg { .. });
+                if tags_only && !session.caps().has("message-tags") {
+                    return;
+                }
+                let tags = outgoing.client_tags.as_deref();
+                let bytes = self.render_for(session, &outgoing.event, tags);
+                if !bytes.is_empty() {
+                    fx.queue(to.key(), &bytes);
+                }
             }
             _ => log::debug!("dropping a message for {to:?}, which has closed"),
         }
+    }
+}
+
+/// True for what someone said in a room (what `/echo on` and `echo-message` echo).
+fn is_said(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Message { .. }
+            | Event::Action { .. }
+            | Event::RoomNotice { .. }
+            | Event::TagMsg { .. }
+    )
+}
+
+/// `plain` with the tags an IRC reader with `caps` gets on a line for it alone: the
+/// sender's client tags (`message-tags`) and the time (`server-time`), if any.
+fn tag_for(plain: &Arc<[u8]>, caps: irc::Caps, client_tags: Option<&str>) -> Arc<[u8]> {
+    let mut tags: Vec<String> = Vec::new();
+    if let Some(client) = client_tags.filter(|_| caps.has("message-tags")) {
+        tags.push(client.to_string());
+    }
+    if caps.has("server-time") {
+        let at = timestamp(crate::protocol::outgoing::now_ms());
+        tags.push(format!("time={at}"));
+    }
+    if tags.is_empty() {
+        return Arc::clone(plain);
+    }
+    prefix_tags(plain, &tags.join(";"))
+}
+
+/// The IRCv3 capability a reader needs to get this room event at all (line readers
+/// never get these: their renderings are empty).
+fn needs_cap(event: &Event) -> Option<&'static str> {
+    match event {
+        Event::AwayChanged { .. } => Some("away-notify"),
+        Event::InviteNotice { .. } => Some("invite-notify"),
+        Event::TagMsg { .. } => Some("message-tags"),
+        _ => None,
     }
 }
 
@@ -258,7 +511,6 @@ mod tests {
 
     use super::*;
     use crate::protocol::Nick;
-    use crate::protocol::outgoing::Protocol;
     use crate::server::config::ServerConfig;
     use crate::server::connection::{Connection, Turn};
     use crate::server::inbox::ShardHandle;

@@ -90,6 +90,8 @@ pub struct Profile {
     pub spoke_at: Arc<AtomicU64>,
     /// Registration is complete (always for line connections).
     pub registered: bool,
+    /// The connection speaks IRC.
+    pub irc: bool,
 }
 
 /// The result of a mode change: what changed, and what was refused.
@@ -124,6 +126,9 @@ pub struct Joined {
     pub members: usize,
     /// The topic, if set.
     pub topic: Option<Box<str>>,
+    /// The joiner's away message, if any (IRC `away-notify` tells it after the
+    /// `JOIN`).
+    pub away: Option<Box<str>>,
 }
 
 impl Directory {
@@ -648,6 +653,7 @@ impl Directory {
             rooms,
             idle_secs: now.saturating_sub(spoke),
             signon: profile.signon,
+            irc: profile.irc,
         })
     }
 
@@ -802,9 +808,11 @@ impl Tables {
             entry.per_shard[shard] += 1;
             entry.shard_mask |= 1 << shard;
         }
+        let (members, topic) = (entry.members.len(), entry.topic.clone());
         Joined {
-            members: entry.members.len(),
-            topic: entry.topic.clone(),
+            members,
+            topic,
+            away: self.away.get(&id).cloned(),
         }
     }
 
@@ -851,6 +859,7 @@ impl Tables {
     fn member(&self, entry: &RoomEntry, id: ConnId) -> Option<Member> {
         let mut member = self.person(id)?;
         member.role = entry.state.role(id);
+        member.voiced = entry.state.is_voiced(id);
         Some(member)
     }
 
@@ -865,6 +874,7 @@ impl Tables {
             nick,
             role: Role::Member,
             away: self.away.contains_key(&id),
+            voiced: false,
             realname,
         })
     }

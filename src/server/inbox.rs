@@ -97,6 +97,17 @@ pub enum ShardMsg {
         /// What to deliver.
         outgoing: Arc<Outgoing>,
     },
+    /// To the room's home shard: send the room's last `count` lines to `to`.
+    History {
+        /// The room.
+        room: RoomName,
+        /// Who asked.
+        to: ConnId,
+        /// How many lines.
+        count: usize,
+        /// Asked by a join: send nothing if there is no history.
+        on_join: bool,
+    },
     /// Tell every client, flush, close, exit.
     Shutdown,
 }

@@ -45,7 +45,24 @@ pub struct IrcSession<'r, 'f, 'a> {
 
 impl IrcSession<'_, '_, '_> {
     /// Handles one line from an IRC connection.
+    /// Lines may carry up to [`irc::MAX_CLIENT_TAGS`] bytes of tags before the 510
+    /// bytes RFC 2812 allows; more in either part is answered with 417.
     pub fn on_line(mut self, line: &[u8]) {
+        let (tags, body) = match line.strip_prefix(b"@") {
+            Some(tagged) => match tagged.iter().position(|&b| b == b' ') {
+                Some(at) => (at + 2, tagged.len() - at - 1),
+                None => (line.len(), 0),
+            },
+            None => (0, line.len()),
+        };
+        if tags > irc::MAX_CLIENT_TAGS || body > irc::MAX_IRC_LINE {
+            let max = irc::MAX_IRC_LINE;
+            return self.relay.delivery.reject(
+                self.fx,
+                self.key,
+                ProtocolError::LineTooLong { max },
+            );
+        }
         let text = irc::decode(line);
         if irc::has_forbidden_chars(&text) {
             let error = ProtocolError::ControlChars;
@@ -80,6 +97,7 @@ impl IrcSession<'_, '_, '_> {
         let cmd = msg.command.as_str();
         match cmd {
             "PRIVMSG" | "NOTICE" => self.message(msg),
+            "TAGMSG" if self.has_cap("message-tags") => self.tag_message(msg),
             "JOIN" if msg.param(0) == Some("0") => self.leave_all(),
             "JOIN" => self.join(msg),
             "PART" => {
@@ -122,6 +140,29 @@ impl IrcSession<'_, '_, '_> {
         }
     }
 
+    /// True if the client enabled the IRCv3 capability `name`.
+    fn has_cap(&mut self, name: &str) -> bool {
+        self.state().is_some_and(|s| s.caps.has(name))
+    }
+
+    /// The client tags of `msg` if the client enabled `message-tags` (else none).
+    fn client_tags<'m>(&mut self, msg: &'m Message<'_>) -> Option<&'m str> {
+        let wanted = self.has_cap("message-tags") && !msg.client_tags.is_empty();
+        wanted.then_some(msg.client_tags.as_str())
+    }
+
+    /// `TAGMSG target[,target]`: client tags alone (IRCv3 message-tags).
+    fn tag_message(&mut self, msg: &Message<'_>) {
+        let Some(targets) = msg.param(0) else {
+            return self.answer(IrcReply::NeedMoreParams("TAGMSG"));
+        };
+        let tags = self.client_tags(msg);
+        for target in targets.split(',').filter(|t| !t.is_empty()) {
+            self.relay
+                .apply_tagged(self.fx, self.key, Command::TagMsg(target), tags);
+        }
+    }
+
     fn state(&mut self) -> Option<&mut IrcState> {
         self.fx.session(self.key).and_then(|s| s.irc.as_deref_mut())
     }
@@ -161,27 +202,31 @@ impl IrcSession<'_, '_, '_> {
             .close_with(self.key, Arc::from(text.into_bytes()), CloseReason::Quit);
     }
 
-    /// `CAP LS/LIST/REQ/END`: no capabilities are offered yet, but answering lets
-    /// modern clients register without waiting for a timeout.
+    /// `CAP LS/LIST/REQ/END` (IRCv3 capability negotiation): `LS` lists
+    /// [`irc::CAPABILITIES`] and holds registration until `END`; `REQ` enables or
+    /// disables a whole list at once (`ACK`) or nothing (`NAK`). The set offered never
+    /// changes while the server runs, so `cap-notify` never has a `NEW` or `DEL` to
+    /// send.
     fn cap(&mut self, msg: &Message<'_>) {
         match msg.param(0).map(str::to_ascii_uppercase).as_deref() {
             Some("LS") => {
                 if let Some(state) = self.state().filter(|s| !s.registered) {
                     state.cap_negotiating = true;
                 }
+                let list = irc::CAPABILITIES.join(" ");
                 self.answer(IrcReply::Cap {
                     sub: "LS",
-                    list: "",
+                    list: &list,
                 });
             }
-            Some("LIST") => self.answer(IrcReply::Cap {
-                sub: "LIST",
-                list: "",
-            }),
-            Some("REQ") => self.answer(IrcReply::Cap {
-                sub: "NAK",
-                list: msg.param(1).unwrap_or(""),
-            }),
+            Some("LIST") => {
+                let list = self.state().map(|s| s.caps.list()).unwrap_or_default();
+                self.answer(IrcReply::Cap {
+                    sub: "LIST",
+                    list: &list,
+                });
+            }
+            Some("REQ") => self.cap_request(msg.param(1).unwrap_or("")),
             Some("END") => {
                 if let Some(state) = self.state() {
                     state.cap_negotiating = false;
@@ -190,6 +235,31 @@ impl IrcSession<'_, '_, '_> {
             }
             _ => self.answer(IrcReply::InvalidCap(msg.param(0).unwrap_or("*"))),
         }
+    }
+
+    /// `CAP REQ :a -b`: all or nothing.
+    fn cap_request(&mut self, list: &str) {
+        let Some(session) = self.fx.session(self.key) else {
+            return;
+        };
+        let Some(irc) = session.irc.as_mut() else {
+            return;
+        };
+        let sub = match irc.caps.request(list) {
+            Some(caps) => {
+                irc.caps = caps;
+                if !irc.registered {
+                    irc.cap_negotiating = true;
+                }
+                session.echo = caps.has("echo-message");
+                "ACK"
+            }
+            None => "NAK",
+        };
+        self.answer(IrcReply::Cap {
+            sub,
+            list: list.trim(),
+        });
     }
 
     fn pass(&mut self, msg: &Message<'_>) {
@@ -263,6 +333,7 @@ impl IrcSession<'_, '_, '_> {
             }
             return;
         };
+        let tags = self.client_tags(msg);
         let (text, action) = irc::clean_text(msg.param(1).unwrap_or(""));
         if text.trim().is_empty() {
             if !notice {
@@ -297,7 +368,7 @@ impl IrcSession<'_, '_, '_> {
                     text: &text,
                 },
             };
-            self.apply(command);
+            self.relay.apply_tagged(self.fx, self.key, command, tags);
         }
     }
 

@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod moderation;
 pub mod pauses;
 pub mod relay;
+pub mod room_home;
 pub mod room_state;
 pub mod rooms;
 pub mod session;

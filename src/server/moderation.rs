@@ -202,11 +202,20 @@ impl Moderator<'_, '_, '_> {
         let (target, nick) = self.shared.directory.invite(&room, id, nick)?;
         let invited = Event::Invited {
             room: room.clone(),
-            by,
+            by: by.clone(),
             nick: nick.clone(),
         };
         self.delivery
             .deliver_to(self.fx, target, Outgoing::new(invited));
+        // IRC members with `invite-notify` see who was invited (not the inviter,
+        // who gets 341, nor line members).
+        let notice = Event::InviteNotice {
+            room: room.clone(),
+            by,
+            nick: nick.clone(),
+        };
+        self.delivery
+            .broadcast(self.fx, &room, Some(self.key), notice);
         let reply = Event::Inviting { room, nick };
         self.delivery.reply(self.fx, self.key, &reply);
         Ok(())

@@ -25,7 +25,7 @@ use crate::protocol::{
 use super::backplane::handle::BackplaneMsg;
 use super::backplane::wire::{RosterEntry, Wire};
 use super::close_reason::CloseReason;
-use super::config::{MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
+use super::config::{JOIN_HISTORY, MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
 use super::delivery::Delivery;
 use super::effects::Effects;
 use super::moderation::{Moderator, identity};
@@ -42,6 +42,9 @@ pub struct Relay {
     shared: Arc<Shared>,
     /// This shard's index (for its stats).
     index: usize,
+    /// The client-only tags (IRCv3 message-tags) of the command being applied, from
+    /// an IRC client that enabled `message-tags`; passed on with the message.
+    tags: Option<Box<str>>,
 }
 
 impl Relay {
@@ -51,6 +54,7 @@ impl Relay {
             delivery: Delivery::new(index, Arc::clone(&shared)),
             shared,
             index,
+            tags: None,
         }
     }
 
@@ -58,12 +62,26 @@ impl Relay {
     /// error line and changes nothing.
     /// Notices are never answered, not even with an error.
     pub fn apply(&mut self, fx: &mut Effects<'_>, key: usize, command: Command<'_>) {
+        self.apply_tagged(fx, key, command, None);
+    }
+
+    /// Like [`Self::apply`], for a message (or `TAGMSG`) that carries the client-only
+    /// tags `tags`, relayed to readers with `message-tags`.
+    pub fn apply_tagged(
+        &mut self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        command: Command<'_>,
+        tags: Option<&str>,
+    ) {
+        self.tags = tags.filter(|t| !t.is_empty()).map(Into::into);
         let silent = command.is_notice();
         if let Err(error) = self.try_apply(fx, key, command)
             && !silent
         {
             self.delivery.reject(fx, key, error);
         }
+        self.tags = None;
     }
 
     fn try_apply(&mut self, fx: &mut Effects<'_>, key: usize, command: Command<'_>) -> Outcome {
@@ -73,6 +91,7 @@ impl Relay {
             Command::SayTo { room, text, kind } => self.say(fx, key, Some(room), text, kind),
             Command::Msg { to, text } => self.private(fx, key, to, text, false),
             Command::Notice { to, text } => self.private(fx, key, to, text, true),
+            Command::TagMsg(target) => self.tag_message(fx, key, target),
             Command::Nick(nick) => self.rename(fx, key, nick),
             Command::Join(room) => self.join(fx, key, room, None),
             Command::JoinWithKey { room, key: k } => self.join(fx, key, room, Some(k)),
@@ -95,6 +114,21 @@ impl Relay {
             Command::Quit(reason) => self.quit(fx, key, reason),
             Command::Whois(nick) => self.whois(fx, key, nick),
             Command::Away(text) => self.away(fx, key, text),
+            Command::Echo(on) => {
+                if let Some(session) = fx.session(key) {
+                    session.echo = on;
+                }
+                self.delivery.reply(fx, key, &Event::EchoIs(on));
+                Ok(())
+            }
+            Command::History(count) => {
+                let room = current_room(fx, key)?;
+                let count = count
+                    .unwrap_or(JOIN_HISTORY)
+                    .min(self.shared.config.history);
+                self.delivery.ask_history(fx, &room, key, count, false);
+                Ok(())
+            }
             query => self.answer(fx, key, query),
         }
     }
@@ -224,7 +258,51 @@ impl Relay {
                 text,
             },
         };
-        self.delivery.broadcast(fx, &room, Some(key), event);
+        let tags = self.tags.as_deref();
+        self.delivery
+            .broadcast_tagged(fx, &room, Some(key), event, tags);
+        Ok(())
+    }
+
+    /// IRC `TAGMSG`: client tags alone, to a room the sender may speak in or to a
+    /// nick on this node; only readers with `message-tags` get it.
+    fn tag_message(&mut self, fx: &mut Effects<'_>, key: usize, target: &str) -> Outcome {
+        let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
+        let from = session.nick.clone();
+        let tags = self.tags.clone();
+        if let Some(room) = crate::protocol::irc::channel(target) {
+            let member = session.rooms.contains(&room);
+            if !self
+                .shared
+                .directory
+                .may_speak(&room, session.id, &identity(session))
+            {
+                return Err(if member {
+                    ProtocolError::CannotSpeak(room)
+                } else {
+                    ProtocolError::CannotSendTo(room)
+                });
+            }
+            let event = Event::TagMsg {
+                room: room.clone(),
+                from,
+            };
+            let tags = tags.as_deref();
+            self.delivery
+                .broadcast_tagged(fx, &room, Some(key), event, tags);
+            return Ok(());
+        }
+        let (to, nick, _) = self
+            .shared
+            .directory
+            .lookup_full(target)
+            .ok_or_else(|| ProtocolError::NoSuchNick(target.into()))?;
+        let event = Event::PrivateTagMsg { from };
+        let tags = tags.as_deref();
+        self.delivery
+            .echo_private(fx, key, nick.as_str(), &event, tags);
+        self.delivery
+            .deliver_to(fx, to, Outgoing::tagged(event, tags));
         Ok(())
     }
 
@@ -250,11 +328,26 @@ impl Relay {
             text: text.into(),
             notice,
         };
-        self.delivery.deliver_to(fx, target, Outgoing::new(event));
+        let tags = self.tags.clone();
+        let tags = tags.as_deref();
+        self.delivery
+            .echo_private(fx, key, nick.as_str(), &event, tags);
+        self.delivery
+            .deliver_to(fx, target, Outgoing::tagged(event, tags));
+        self.sent(fx, key, nick.clone(), notice);
         if let (Some(text), false) = (away, notice) {
             self.delivery.reply(fx, key, &Event::IsAway { nick, text });
         }
         Ok(())
+    }
+
+    /// `OK sent NICK` to a line sender of a private message (IRC has no such reply;
+    /// its clients ask for `echo-message`).
+    fn sent(&self, fx: &mut Effects<'_>, key: usize, nick: Nick, notice: bool) {
+        let line = fx.session(key).is_some_and(|s| s.irc.is_none());
+        if line && !notice {
+            self.delivery.reply(fx, key, &Event::Sent(nick));
+        }
     }
 
     /// A private message to a user of another node, through the backplane.
@@ -277,6 +370,14 @@ impl Relay {
             .ok_or(ProtocolError::NoRoom)?;
         bump(&self.shared.stats.shards[self.index].messages_in);
         let origin = self.node().to_string();
+        let echo = Event::Private {
+            from: from.clone(),
+            text: text.into(),
+            notice,
+        };
+        self.delivery
+            .echo_private(fx, key, user.nick.as_str(), &echo, None);
+        self.sent(fx, key, user.nick.clone(), notice);
         let (to, text) = (user.nick, text.into());
         let wire = Wire::Private {
             origin,
@@ -366,6 +467,7 @@ impl Relay {
         rooms: Vec<RoomName>,
     ) {
         if old != nick {
+            let once = self.delivery.next_once();
             for room in rooms {
                 let (old, new) = (old.clone(), nick.clone());
                 let event = Event::NickChanged {
@@ -373,7 +475,8 @@ impl Relay {
                     old,
                     new,
                 };
-                self.delivery.announce(fx, &room, Some(key), event);
+                self.delivery
+                    .announce_once(fx, &room, Some(key), event, once);
             }
         }
         self.tell_cluster(fx, key, Some(old.clone()));
@@ -393,9 +496,20 @@ impl Relay {
     }
 
     /// Sets (`Some`) or clears (`None`) the away message.
+    /// IRC members of the same rooms with `away-notify` are told, once each.
     fn away(&mut self, fx: &mut Effects<'_>, key: usize, text: Option<&str>) -> Outcome {
-        if let Some(session) = fx.session(key) {
-            self.shared.directory.set_away(session.id, text);
+        let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
+        self.shared.directory.set_away(session.id, text);
+        let (nick, rooms) = (session.nick.clone(), session.rooms.clone());
+        let once = self.delivery.next_once();
+        for room in rooms {
+            let event = Event::AwayChanged {
+                room: room.clone(),
+                nick: nick.clone(),
+                text: text.map(Into::into),
+            };
+            self.delivery
+                .announce_once(fx, &room, Some(key), event, once);
         }
         self.delivery.reply(fx, key, &Event::Away(text.is_some()));
         Ok(())
@@ -427,6 +541,7 @@ impl Relay {
                 nick,
                 role: Role::Member,
                 away: false,
+                voiced: false,
             })
     }
 
@@ -497,9 +612,20 @@ impl Relay {
             self.tell_cluster(fx, key, None);
             let event = Event::Joined {
                 room: room.clone(),
-                nick,
+                nick: nick.clone(),
             };
             self.delivery.announce(fx, &room, Some(key), event);
+            if let Some(text) = info.away.clone() {
+                // `away-notify`: a member who joins while away is followed by AWAY.
+                let (text, once) = (Some(text), self.delivery.next_once());
+                let event = Event::AwayChanged {
+                    room: room.clone(),
+                    nick,
+                    text,
+                };
+                self.delivery
+                    .announce_once(fx, &room, Some(key), event, once);
+            }
         }
         let (nicks, secret) = if wants_names {
             self.members(&room, id)
@@ -507,13 +633,17 @@ impl Relay {
             (Vec::new(), false)
         };
         let reply = Event::YouJoined {
-            room,
+            room: room.clone(),
             members,
             topic: info.topic,
             nicks,
             secret,
         };
         self.delivery.reply(fx, key, &reply);
+        if !already && self.shared.config.history > 0 {
+            let count = JOIN_HISTORY.min(self.shared.config.history);
+            self.delivery.ask_history(fx, &room, key, count, true);
+        }
         Ok(())
     }
 
@@ -639,6 +769,7 @@ impl Relay {
             return;
         };
         let reason: Box<str> = reason.into();
+        let once = self.delivery.next_once();
         for room in who.rooms {
             let (nick, reason) = (who.nick.clone(), reason.clone());
             let event = Event::Quit {
@@ -646,7 +777,7 @@ impl Relay {
                 nick,
                 reason,
             };
-            self.delivery.announce(fx, room, None, event);
+            self.delivery.announce_once(fx, room, None, event, once);
         }
     }
 }

@@ -127,6 +127,11 @@ impl RoomState {
         }
     }
 
+    /// True if `id` is voiced (an operator may be too).
+    pub fn is_voiced(&self, id: ConnId) -> bool {
+        self.voiced.contains(&id)
+    }
+
     /// True if the flag is set.
     pub fn has(&self, flag: Flag) -> bool {
         self.flags.contains(&flag)

@@ -7,12 +7,14 @@
 //! else. An idle line session owns no heap memory beyond its room list; the IRC
 //! state is boxed so that line sessions, the common case, do not pay for it.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use crate::protocol::outgoing::Protocol;
+use crate::protocol::irc::Caps;
+use crate::protocol::outgoing::{Flavour, Protocol};
 use crate::protocol::{Nick, RoomName};
 
 use super::config::FloodLimit;
@@ -48,6 +50,13 @@ pub struct Session {
     pub spoke_at: Arc<AtomicU64>,
     /// The wire protocol (the dialect, and whether it travels in WebSocket frames).
     protocol: Protocol,
+    /// `/echo on` (line) or `echo-message` (IRC): the sender gets its own room lines.
+    pub echo: bool,
+    /// A line connection has *registered* once it sent any line; until then (and
+    /// when TCP keepalive reports it dead) `--idle-timeout` applies to it.
+    pub spoke_once: bool,
+    /// The one-minute idle warning was sent (cleared by any line).
+    pub idle_warned: bool,
 }
 
 impl Session {
@@ -66,12 +75,51 @@ impl Session {
             irc: protocol.speaks_irc().then(Box::default),
             spoke_at: Arc::default(),
             protocol,
+            echo: false,
+            spoke_once: false,
+            idle_warned: false,
         }
     }
 
     /// The protocol this connection speaks.
     pub fn protocol(&self) -> Protocol {
         self.protocol
+    }
+
+    /// Which rendering of a room event this connection reads.
+    pub fn flavour(&self) -> Flavour {
+        let Some(irc) = &self.irc else {
+            return Flavour::Line;
+        };
+        match (irc.caps.has("message-tags"), irc.caps.has("server-time")) {
+            (true, true) => Flavour::IrcTaggedTimed,
+            (true, false) => Flavour::IrcTagged,
+            (false, true) => Flavour::IrcTimed,
+            (false, false) => Flavour::Irc,
+        }
+    }
+
+    /// The IRCv3 capabilities enabled (none for a line connection).
+    pub fn caps(&self) -> Caps {
+        self.irc.as_ref().map(|irc| irc.caps).unwrap_or_default()
+    }
+
+    /// True if this reader should get a copy of the change numbered `once` (see
+    /// `Outgoing::once`): IRC readers get one copy, line readers one per room.
+    pub fn first_copy(&mut self, once: u64, now: Instant) -> bool {
+        let Some(irc) = self.irc.as_mut() else {
+            return true;
+        };
+        irc.seen
+            .retain(|&(_, at)| now.duration_since(at) < SEEN_FOR);
+        if irc.seen.iter().any(|&(seen, _)| seen == once) {
+            return false;
+        }
+        if irc.seen.len() == SEEN_MAX {
+            irc.seen.pop_front();
+        }
+        irc.seen.push_back((once, now));
+        true
     }
 
     /// True once the session may chat: always for line connections, after the
@@ -98,7 +146,17 @@ pub struct IrcState {
     pub ping_sent: Option<Instant>,
     /// The real name from `USER`, until registration hands it to the directory.
     pub realname: Option<Box<str>>,
+    /// IRCv3 capabilities enabled with `CAP REQ`.
+    pub caps: Caps,
+    /// Changes (quits, nick and away changes) seen lately, to drop their copies
+    /// from other shared rooms.
+    pub seen: VecDeque<(u64, Instant)>,
 }
+
+/// How many recent changes an IRC reader remembers, and for how long: the copies of
+/// one change arrive within moments of each other.
+const SEEN_MAX: usize = 16;
+const SEEN_FOR: Duration = Duration::from_secs(10);
 
 impl IrcState {
     /// Everything registration waits for has arrived.

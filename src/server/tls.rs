@@ -37,7 +37,7 @@ use rustls::{ServerConfig, ServerConnection};
 
 use crate::nonblocking::{IoClass, ReadOutcome, classify, read_some};
 
-use super::config::TlsFiles;
+use super::config::{KEEPALIVE_IDLE, KEEPALIVE_PROBES, TlsFiles};
 
 /// Reads the certificate chain and key and builds a rustls server configuration.
 /// The error is one line naming the file and what is wrong with it.
@@ -106,6 +106,15 @@ impl Transport {
         registry.register(&mut socket, token, Interest::READABLE)?;
         if let Err(e) = socket.set_nodelay(nodelay) {
             log::debug!("set_nodelay: {e}");
+        }
+        // A peer that vanished (cable, crash, NAT timeout) is found by TCP keepalive
+        // and reset by the kernel; the read error then closes it like any other.
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_IDLE)
+            .with_retries(KEEPALIVE_PROBES);
+        if let Err(e) = socket2::SockRef::from(&socket).set_tcp_keepalive(&keepalive) {
+            log::debug!("set_tcp_keepalive: {e}");
         }
         match tls {
             Some(config) => Transport::tls(socket, config, deadline),

@@ -545,3 +545,52 @@ fn moderation_is_shared_across_nodes() {
     // own members only).
     assert_eq!(skip_until(&mut bob, "OK who"), "OK who modx alice");
 }
+
+#[test]
+fn remote_quits_reach_an_irc_reader_once_and_remote_joins_are_summed_up() {
+    let Some(redis) = Redis::start() else { return };
+    let (a, b) = (Node::start(&redis, "a"), Node::start(&redis, "b"));
+    let mut twice = a.client("twice");
+    let mut watcher = b.client("watcher");
+    let mut reader = b.irc_client("reader");
+    wait_until_clustered(&mut twice, 1);
+    wait_until_clustered(&mut watcher, 1);
+    twice.join("rust");
+    twice.join("go");
+    watcher.join("rust");
+    reader.send("JOIN #rust,#go");
+    skip_until(&mut reader, "366 reader #go");
+    wait_for_members(&mut twice, "go", &["twice", "reader"]);
+    wait_for_members(&mut watcher, "go", &["twice", "reader"]);
+    // A crowd joins on node a; node b's line user gets a few lines, not one each.
+    let mut crowd: Vec<TestClient> = (0..8).map(|i| a.client(&format!("c{i}"))).collect();
+    for member in &mut crowd {
+        member.send("/join rust");
+    }
+    let (mut seen, mut lines) = (0, Vec::new());
+    while seen < 8 {
+        let line = watcher.line();
+        if let Some(rest) = line.strip_prefix("EVENT rust joins ") {
+            seen += rest.split(' ').next().unwrap().parse::<usize>().unwrap();
+            lines.push(line);
+        } else if line.starts_with("EVENT rust join c") {
+            seen += 1;
+            lines.push(line);
+        }
+    }
+    assert!(lines.len() < 8, "summed up: {lines:?}");
+    twice.send("/quit gone");
+    // Both rooms' quits have reached node b once the watcher has its own.
+    skip_until(&mut watcher, "EVENT rust quit twice");
+    thread::sleep(Duration::from_millis(200));
+    reader.send("PING :after");
+    let mut quits = 0;
+    loop {
+        let line = reader.line();
+        if line.contains("PONG") && line.trim_end().ends_with(":after") {
+            break;
+        }
+        quits += usize::from(line.contains(":twice!twice@miochat QUIT"));
+    }
+    assert_eq!(quits, 1, "one QUIT for two shared rooms");
+}

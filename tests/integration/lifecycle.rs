@@ -57,7 +57,7 @@ fn quit_says_goodbye_and_tells_the_room() {
     );
     // The nick is free again.
     a.send("/msg bob still there?");
-    assert_eq!(a.expect("ERR "), "ERR no-such-nick nobody is called bob");
+    assert_eq!(a.expect("ERR "), "ERR no-such-nick no one is called bob");
 }
 
 #[test]

@@ -25,7 +25,7 @@ fn line_operators_and_every_err_code() {
     alice.send("/op nobody");
     assert_eq!(
         alice.expect("ERR "),
-        "ERR no-such-nick nobody is called nobody"
+        "ERR no-such-nick no one is called nobody"
     );
     alice.send("/op carol");
     assert_eq!(alice.expect("ERR "), "ERR not-on-room carol is not in mod");

@@ -40,7 +40,7 @@ fn unknown_nick_and_usage_errors() {
     let server = TestServer::start();
     let mut a = server.client_named("alice");
     a.send("/msg nobody hi");
-    assert_eq!(a.expect("ERR "), "ERR no-such-nick nobody is called nobody");
+    assert_eq!(a.expect("ERR "), "ERR no-such-nick no one is called nobody");
     a.send("/msg alice");
     assert_eq!(a.expect("ERR "), "ERR usage usage: /msg NICK TEXT");
     a.send("/msg alice note to self");

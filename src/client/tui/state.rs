@@ -113,18 +113,30 @@ impl Room {
         self.lines.push_back(entry);
     }
 
-    fn add_member(&mut self, nick: &str) {
-        if !self.members.iter().any(|m| m.eq_ignore_ascii_case(nick)) {
-            self.members.push(nick.to_string());
-            self.members.sort_by_key(|m| m.to_ascii_lowercase());
+    /// Adds `member` as shown (`@op`, `+voiced` or a plain nick), once per nick.
+    fn add_member(&mut self, member: &str) {
+        let nick = bare(member);
+        if !self
+            .members
+            .iter()
+            .any(|m| bare(m).eq_ignore_ascii_case(nick))
+        {
+            self.members.push(member.to_string());
+            self.members.sort_by_key(|m| bare(m).to_ascii_lowercase());
         }
     }
 
     fn remove_member(&mut self, nick: &str) -> bool {
         let before = self.members.len();
-        self.members.retain(|m| !m.eq_ignore_ascii_case(nick));
+        self.members
+            .retain(|m| !bare(m).eq_ignore_ascii_case(bare(nick)));
         self.members.len() != before
     }
+}
+
+/// A member as listed, without its role prefix (`@` operator, `+` voiced).
+fn bare(member: &str) -> &str {
+    member.trim_start_matches(['@', '+'])
 }
 
 /// Everything the client shows, updated by server lines and typed lines.
@@ -375,8 +387,19 @@ impl ChatState {
                 ];
                 self.note(stamp, shown);
             }
+            ("EVENT", Some(room), Some(what @ ("joins" | "quits"))) => {
+                return self.on_summary(room, what, rest.unwrap_or(""), stamp);
+            }
             ("EVENT", Some(room), Some(what)) => {
                 self.on_event(room, what, rest.unwrap_or(""), stamp)
+            }
+            ("HIST", Some(time), Some(kind)) => {
+                // `HIST TIME MSG|ME ROOM NICK TEXT`: a line from before, marked as such.
+                let mut parts = rest.unwrap_or("").splitn(3, ' ');
+                let (room, nick) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let text = parts.next().unwrap_or("");
+                let stamp = time.get(11..16).unwrap_or(stamp);
+                self.on_message(room, nick, text, kind == "ME", stamp);
             }
             ("OK", Some(reply), _) => return self.on_ok(reply, after_words(line, 2), stamp),
             ("PONG", Some(KEEPALIVE_TOKEN), None) => {}
@@ -387,6 +410,20 @@ impl ChatState {
             _ => self.note(stamp, vec![seg(line, Tone::Info)]),
         }
         Vec::new()
+    }
+
+    /// `EVENT ROOM joins|quits N NICK...`: several joins or quits in a second, summed
+    /// up by the server with a capped list of nicks; the member list is asked for again.
+    fn on_summary(&mut self, room: &str, what: &str, args: &str, stamp: &str) -> Vec<String> {
+        let verb = if what == "joins" { "joined" } else { "quit" };
+        let (count, nicks) = args.split_once(' ').unwrap_or((args, ""));
+        let text = format!("-- {count} {verb}: {nicks}");
+        self.note_in(room, stamp, vec![seg(text, Tone::Dim)], false);
+        if self.index_of(room).is_none() {
+            return Vec::new();
+        }
+        self.quiet_who.push(room.to_string());
+        vec![format!("/who {room}")]
     }
 
     fn on_message(&mut self, room: &str, nick: &str, text: &str, action: bool, stamp: &str) {
@@ -608,6 +645,7 @@ impl ChatState {
         let mut members = Vec::new();
         let mut more = 0;
         for word in words {
+            // `+3` is "three more"; `+nick` is a voiced member.
             match word.strip_prefix('+').map(str::parse::<usize>) {
                 Some(Ok(n)) => more = n,
                 _ => members.push(word.to_string()),

@@ -401,25 +401,40 @@ impl Backplane {
         );
         let reason: Box<str> = format!("node {node} lost").into();
         for user in users {
+            let once = once_of(node, &user.nick, &reason);
             for room in user.rooms {
                 let event = Event::Quit {
                     room: room.clone(),
                     nick: user.nick.clone(),
                     reason: reason.clone(),
                 };
-                self.deliver_here(room, event);
+                self.deliver_here(room, event, Some(once));
             }
         }
     }
 
-    /// Hands an event from elsewhere to this node's home shard of its room.
-    fn deliver_here(&mut self, room: RoomName, event: Event) {
+    /// Hands an event from elsewhere to this node's home shard of its room. Joins,
+    /// leaves, nick changes and quits are notices there as local ones are (skipped
+    /// over `--announce-max`, joins and quits summed up); `once` numbers the copies
+    /// of one user's quit or nick change (one per shared room) so an IRC reader gets
+    /// one.
+    fn deliver_here(&mut self, room: RoomName, event: Event, once: Option<u64>) {
         if !self.local_rooms.contains_key(&room) {
             return;
         }
         let home = home_shard(&room, self.to_shards.len());
-        let outgoing = Outgoing::new(event);
-        let (except, notice, origin) = (None, false, Origin::Remote);
+        let notice = matches!(
+            event,
+            Event::Joined { .. }
+                | Event::Left { .. }
+                | Event::NickChanged { .. }
+                | Event::Quit { .. }
+        );
+        let outgoing = match once {
+            Some(once) => Outgoing::once(event, once),
+            None => Outgoing::new(event),
+        };
+        let (except, origin) = (None, Origin::Remote);
         let event = RoomEvent {
             room,
             except,
@@ -559,10 +574,10 @@ impl Backplane {
             self.shared.stats.cluster.gaps.fetch_add(missed, Relaxed);
             let gap = Event::Gap {
                 room: room.clone(),
-                node: origin.into(),
+                node: origin.as_str().into(),
                 missed,
             };
-            self.deliver_here(room.clone(), gap);
+            self.deliver_here(room.clone(), gap, None);
         }
         let directory = &self.shared.directory;
         match &event {
@@ -573,7 +588,12 @@ impl Backplane {
             }
             _ => {}
         }
-        self.deliver_here(room, event);
+        let once = match &event {
+            Event::Quit { nick, reason, .. } => Some(once_of(&origin, nick, reason)),
+            Event::NickChanged { old, new, .. } => Some(once_of(&origin, old, new.as_str())),
+            _ => None,
+        };
+        self.deliver_here(room, event, once);
     }
 
     fn on_private(&mut self, from: Nick, to: &Nick, notice: bool, text: Box<str>) {
@@ -710,4 +730,16 @@ fn event_room(event: &Event) -> Option<&RoomName> {
 
 fn bump(counter: &std::sync::atomic::AtomicU64) {
     counter.fetch_add(1, Relaxed);
+}
+
+/// The number shared by the copies (one per room) of one remote user's quit or nick
+/// change: the same node, nick and reason or new nick make the same number. Its top
+/// bit is set, so it never meets a local one. Two such changes within the seconds an
+/// IRC reader remembers would count as one; a user who quits, comes back and quits
+/// again with the same words that fast is the price of needing no new wire field.
+fn once_of(node: &str, nick: &Nick, what: &str) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    (node, nick.as_str(), what).hash(&mut hasher);
+    hasher.finish() | (1 << 63)
 }
