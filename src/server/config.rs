@@ -108,6 +108,9 @@ pub const DEFAULT_ANNOUNCE_MAX: usize = 500;
 
 /// Name the IRC listener gives itself (the source of numerics).
 pub const DEFAULT_SERVER_NAME: &str = "miochat.local";
+/// Longest `--server-name` in bytes (the longest DNS label). Every IRC numeric starts
+/// with it, and the 512-byte line budget of each numeric is planned with this bound.
+pub const MAX_SERVER_NAME_LEN: usize = 63;
 
 /// Seconds of silence after which an IRC connection is sent `PING` (ngIRCd: 120).
 pub const DEFAULT_IRC_PING_SECS: u64 = 120;
@@ -275,6 +278,11 @@ impl ServerConfig {
         if self.server_name.is_empty() || !self.server_name.chars().all(name_ok) {
             return Err("--server-name must be letters, digits, '.' and '-'".into());
         }
+        if self.server_name.len() > MAX_SERVER_NAME_LEN {
+            return Err(format!(
+                "--server-name must be at most {MAX_SERVER_NAME_LEN} bytes (it starts every IRC line)"
+            ));
+        }
         if self.irc_ping.is_zero() || self.irc_pong_timeout.is_zero() {
             return Err("--irc-ping and --irc-pong-timeout must be at least 1 second".into());
         }
@@ -358,6 +366,7 @@ pub fn workers_for_cores(cores: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn base() -> ServerConfig {
@@ -388,5 +397,16 @@ mod tests {
         let mut c = base();
         c.max_line = 1;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn server_name_is_at_most_63_bytes() {
+        let mut c = base();
+        c.server_name = "a".repeat(MAX_SERVER_NAME_LEN);
+        assert!(c.validate().is_ok());
+        let mut c = base();
+        c.server_name = "a".repeat(MAX_SERVER_NAME_LEN + 1);
+        let error = c.validate().unwrap_err();
+        assert!(error.contains("at most 63 bytes"), "{error}");
     }
 }
