@@ -16,7 +16,10 @@
 //! (it keeps the real address only to match bans), which also keeps a broadcast line
 //! the same for every recipient. Lines from the
 //! server are at most 512 bytes with CRLF: longer text (a line-protocol user may send
-//! up to `--max-line` bytes) is **truncated** at a character boundary.
+//! up to `--max-line` bytes) is **truncated** at a character boundary, lists (NAMES,
+//! ISON, WHOIS rooms, MODE changes) are split over as many lines as their bytes need,
+//! and every other line is cut where it is written (`push_line`), so a numeric that
+//! echoes a long client parameter cannot pass the limit either.
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
