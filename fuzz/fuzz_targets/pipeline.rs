@@ -60,7 +60,11 @@ fn describe(protocol: Protocol, max: usize, frame: Result<&[u8], FrameError>) ->
     );
     match protocol {
         Protocol::Line => format!("{line:?} {:?}", parse_line(line)),
-        Protocol::Irc => format!("{line:?} {:?}", irc::parse(line)),
+        Protocol::Irc => {
+            let text = irc::decode(line);
+            let refused = irc::has_forbidden_chars(&text);
+            format!("{line:?} {refused} {:?}", irc::parse(&text))
+        }
     }
 }
 

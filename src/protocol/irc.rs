@@ -17,7 +17,10 @@
 //! (it keeps the real address only to match bans), which also keeps a broadcast line
 //! the same for every recipient. Lines from the
 //! server are at most 512 bytes with CRLF: longer text (a line-protocol user may send
-//! up to `--max-line` bytes) is **truncated** at a character boundary.
+//! up to `--max-line` bytes) is **truncated** at a character boundary, lists (NAMES,
+//! ISON, WHOIS rooms, MODE changes) are split over as many lines as their bytes need,
+//! and every other line is cut where it is written (`push_line`), so a numeric that
+//! echoes a long client parameter cannot pass the limit either.
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -269,6 +272,24 @@ fn chan(room: &RoomName) -> String {
     format!("#{room}")
 }
 
+/// Appends one line and its CRLF to `out`, the line cut at a character boundary to
+/// [`MAX_IRC_LINE`] bytes. Every line whose length depends on what clients sent goes
+/// through here, so that none passes 512 bytes with its CRLF (RFC 2812) whatever a
+/// numeric echoes; writers that know what is long (chat text, lists) cut or split it
+/// themselves first, so this cut only ever shortens a parameter that was echoed back.
+fn push_line(out: &mut String, line: fmt::Arguments<'_>) {
+    let start = out.len();
+    let _ = out.write_fmt(line);
+    let mut end = start + MAX_IRC_LINE;
+    if out.len() > end {
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    out.push_str("\r\n");
+}
+
 /// Appends `:SOURCE COMMAND TARGET :TEXT\r\n`, truncating TEXT to fit 512 bytes.
 fn push_text_line(out: &mut String, head: &str, text: &str) {
     let room_for_text = MAX_IRC_LINE.saturating_sub(head.len() + 2);
@@ -276,7 +297,26 @@ fn push_text_line(out: &mut String, head: &str, text: &str) {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let _ = write!(out, "{head} :{}\r\n", &text[..end]);
+    push_line(out, format_args!("{head} :{}", &text[..end]));
+}
+
+/// `MODE` lines for `changes`: at most `MODES=` changes per line, and fewer when their
+/// parameters (ban masks of up to 100 bytes) would not fit in 512 bytes.
+fn push_mode_lines(out: &mut String, head: &str, changes: &[modes::ModeChange]) {
+    let fits = |chunk: &[modes::ModeChange]| {
+        head.len() + 1 + modes::changes_string(chunk).len() <= MAX_IRC_LINE
+    };
+    let mut start = 0;
+    while start < changes.len() {
+        let mut end = start + 1;
+        while end < changes.len() && end - start < MAX_PARAM_CHANGES && fits(&changes[start..=end])
+        {
+            end += 1;
+        }
+        let modes = modes::changes_string(&changes[start..end]);
+        push_line(out, format_args!("{head} {modes}"));
+        start = end;
+    }
 }
 
 /// The IRC line of an event that several connections receive, or `None` if the event
@@ -340,11 +380,8 @@ pub fn broadcast(event: &Event) -> Option<String> {
             );
         }
         Event::ModeChanged { room, by, changes } => {
-            // One MODE line per `MODES=` changes, so that no line breaks the limits.
-            for chunk in changes.chunks(MAX_PARAM_CHANGES) {
-                let modes = modes::changes_string(chunk);
-                let _ = write!(out, ":{} MODE {} {modes}\r\n", source(by), chan(room));
-            }
+            let head = format!(":{} MODE {}", source(by), chan(room));
+            push_mode_lines(&mut out, &head, changes);
         }
         Event::Kicked {
             room,
@@ -452,32 +489,45 @@ impl<'a> Numerics<'a> {
         }
     }
 
-    /// `:server CODE me PARAMS`.
+    /// `:server CODE me PARAMS`, cut to 512 bytes.
     fn num(&mut self, code: &str, params: fmt::Arguments<'_>) {
-        let _ = write!(self.out, ":{} {code} {} {params}\r\n", self.server, self.me);
+        let (server, me) = (self.server, self.me);
+        push_line(
+            &mut self.out,
+            format_args!(":{server} {code} {me} {params}"),
+        );
     }
 
-    /// `:server NOTICE me :TEXT`.
+    /// `:server NOTICE me :TEXT`, cut to 512 bytes.
     fn notice(&mut self, text: fmt::Arguments<'_>) {
-        let _ = write!(self.out, ":{} NOTICE {} :{text}\r\n", self.server, self.me);
+        let (server, me) = (self.server, self.me);
+        push_line(&mut self.out, format_args!(":{server} NOTICE {me} :{text}"));
     }
 
-    /// A line from the reader's own source, `:me!me@host TEXT`.
+    /// A line from the reader's own source, `:me!me@host TEXT`, cut to 512 bytes.
     fn own(&mut self, text: fmt::Arguments<'_>) {
         let me = self.me;
-        let _ = write!(self.out, ":{me}!{me}@{HOST} {text}\r\n");
+        push_line(&mut self.out, format_args!(":{me}!{me}@{HOST} {text}"));
     }
 
-    /// `353` lines (as many as fit in 512 bytes each) and the closing `366`. The
-    /// symbol is `@` for a secret room, `=` otherwise; nicks carry `@`/`+`.
-    fn names(&mut self, room: &RoomName, nicks: &[Member], secret: bool) {
-        let symbol = if secret { '@' } else { '=' };
-        let head = format!(":{} 353 {} {symbol} #{room} :", self.server, self.me);
+    /// `:server CODE me PARAMS:ITEM ITEM ...` lines with as many items as fit in 512
+    /// bytes each (`params` ends with the `:` of the trailing parameter). A list that
+    /// is empty gives one line without items if `keep_empty`, else none.
+    fn list<T: fmt::Display>(
+        &mut self,
+        code: &str,
+        params: fmt::Arguments<'_>,
+        items: impl IntoIterator<Item = T>,
+        keep_empty: bool,
+    ) {
+        let head = format!(":{} {code} {} {params}", self.server, self.me);
         let mut list = String::new();
-        for member in nicks {
-            let entry = format!("{}{}", self.prefixes(member), member.nick);
+        let mut lines = 0;
+        for item in items {
+            let entry = item.to_string();
             if !list.is_empty() && head.len() + list.len() + 1 + entry.len() > MAX_IRC_LINE {
-                let _ = write!(self.out, "{head}{list}\r\n");
+                push_line(&mut self.out, format_args!("{head}{list}"));
+                lines += 1;
                 list.clear();
             }
             if !list.is_empty() {
@@ -485,9 +535,20 @@ impl<'a> Numerics<'a> {
             }
             list.push_str(&entry);
         }
-        if !list.is_empty() {
-            let _ = write!(self.out, "{head}{list}\r\n");
+        if !list.is_empty() || (lines == 0 && keep_empty) {
+            push_line(&mut self.out, format_args!("{head}{list}"));
         }
+    }
+
+    /// `353` lines (as many as fit in 512 bytes each) and the closing `366`. The
+    /// symbol is `@` for a secret room, `=` otherwise; nicks carry `@`/`+`.
+    fn names(&mut self, room: &RoomName, nicks: &[Member], secret: bool) {
+        let symbol = if secret { '@' } else { '=' };
+        let entries: Vec<String> = nicks
+            .iter()
+            .map(|member| format!("{}{}", self.prefixes(member), member.nick))
+            .collect();
+        self.list("353", format_args!("{symbol} #{room} :"), entries, false);
         self.num("366", format_args!("#{room} :End of /NAMES list."));
     }
 
@@ -515,8 +576,13 @@ impl<'a> Numerics<'a> {
         );
     }
 
+    /// `ERROR :Closing Link: me (REASON)`, cut to 512 bytes.
     fn closing_link(&mut self, reason: &str) {
-        let _ = write!(self.out, "ERROR :Closing Link: {} ({reason})\r\n", self.me);
+        let me = self.me;
+        push_line(
+            &mut self.out,
+            format_args!("ERROR :Closing Link: {me} ({reason})"),
+        );
     }
 }
 
@@ -593,10 +659,8 @@ pub fn reply_with(event: &Event, server: &str, me: &str, caps: Caps) -> String {
             format_args!(":You are no longer marked as being away"),
         ),
         Event::IsAway { nick, text } => w.num("301", format_args!("{nick} :{text}")),
-        Event::Ison(nicks) => {
-            let list: Vec<&str> = nicks.iter().map(Nick::as_str).collect();
-            w.num("303", format_args!(":{}", list.join(" ")));
-        }
+        // Several 303 lines when the nicks do not fit in one; clients join them.
+        Event::Ison(nicks) => w.list("303", format_args!(":"), nicks, true),
         Event::Userhost(nicks) => {
             let list: Vec<String> = nicks
                 .iter()
@@ -678,14 +742,11 @@ fn queries(w: &mut Numerics<'_>, event: &Event) {
                 format_args!("{nick} {nick} {HOST} * :{}", info.realname),
             );
             w.num("312", format_args!("{nick} {server} :miochat"));
-            if !info.rooms.is_empty() {
-                let rooms: Vec<String> = info
-                    .rooms
-                    .iter()
-                    .map(|(room, role)| format!("{}#{room}", prefix(*role)))
-                    .collect();
-                w.num("319", format_args!("{nick} :{}", rooms.join(" ")));
-            }
+            let rooms = info
+                .rooms
+                .iter()
+                .map(|(room, role)| format!("{}#{room}", prefix(*role)));
+            w.list("319", format_args!("{nick} :"), rooms, false);
             if let Some(away) = &info.away {
                 w.num("301", format_args!("{nick} :{away}"));
             }
@@ -821,14 +882,18 @@ fn moderation_numeric(w: &mut Numerics<'_>, error: &ProtocolError) {
     }
 }
 
-/// `:server PONG server :TOKEN`.
+/// `:server PONG server :TOKEN`, cut to 512 bytes (the token is the client's).
 pub fn pong(server: &str, token: &str) -> String {
-    format!(":{server} PONG {server} :{token}\r\n")
+    let mut out = String::new();
+    push_line(&mut out, format_args!(":{server} PONG {server} :{token}"));
+    out
 }
 
 /// The keepalive the server sends after `--irc-ping` of silence.
 pub fn keepalive_ping(server: &str) -> String {
-    format!("PING :{server}\r\n")
+    let mut out = String::new();
+    push_line(&mut out, format_args!("PING :{server}"));
+    out
 }
 
 /// What the IRC session answers that the chat core has no [`Event`] for: numerics of
@@ -899,7 +964,7 @@ pub fn session_reply(reply: &IrcReply<'_>, server: &str, me: &str) -> String {
     match reply {
         IrcReply::Welcome { version } => welcome(&mut w, version),
         IrcReply::Cap { sub, list } => {
-            let _ = write!(w.out, ":{server} CAP * {sub} :{list}\r\n");
+            push_line(&mut w.out, format_args!(":{server} CAP * {sub} :{list}"));
         }
         IrcReply::InvalidCap(sub) => w.num("410", format_args!("{sub} :Invalid CAP command")),
         IrcReply::NotRegistered => w.num("451", format_args!(":You have not registered")),
@@ -989,6 +1054,7 @@ pub fn channel(param: &str) -> Option<RoomName> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::protocol::{WhoisInfo, mask};
 
     fn msg(line: &str) -> Message<'_> {
         parse(line).unwrap()
@@ -1162,6 +1228,165 @@ mod tests {
             reply(&modes, "srv", "me"),
             ":srv 324 me #rust +nt\r\n:srv 329 me #rust 42\r\n"
         );
+    }
+
+    /// A 63-byte server name (the longest `--server-name`) and a 24-byte nick.
+    const LONG_SERVER: &str = "a-server-name-that-is-exactly-sixty-three-bytes-long.example.io";
+    const LONG_ME: &str = "nnnnnnnnnnnnnnnnnnnnnnnn";
+
+    /// Every line of `out` fits 512 bytes with its CRLF and parses; returns them.
+    fn fitting_lines(out: &str) -> Vec<&str> {
+        assert!(out.ends_with("\r\n"), "{out:?}");
+        let lines: Vec<&str> = out.split_terminator("\r\n").collect();
+        for line in &lines {
+            assert!(
+                line.len() <= MAX_IRC_LINE,
+                "{} bytes: {line}",
+                line.len() + 2
+            );
+            assert!(parse(line).is_some(), "{line:?}");
+        }
+        lines
+    }
+
+    /// The nicks listed in the trailing parameters of `lines`.
+    fn listed<'a>(lines: &[&'a str]) -> Vec<&'a str> {
+        let trailing = lines
+            .iter()
+            .map(|l| parse(l).unwrap().params.pop().unwrap());
+        trailing
+            .flat_map(|t| t.split(' '))
+            .filter(|n| !n.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn names_with_long_nicks_split_by_bytes_not_by_count() {
+        let room = RoomName::parse(&"r".repeat(MAX_ROOM_LEN)).unwrap();
+        let nicks: Vec<Member> = (0..60)
+            .map(|i| member(&format!("{i:x>24}"), Role::Operator))
+            .collect();
+        let names = Event::Names {
+            room,
+            nicks,
+            secret: false,
+        };
+        let out = reply(&names, LONG_SERVER, LONG_ME);
+        let lines = fitting_lines(&out);
+        let rows: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.contains(" 353 "))
+            .collect();
+        assert_eq!(listed(&rows).len(), 60);
+        // As many as fit: each line but the last could not take one more nick.
+        for row in &rows[..rows.len() - 1] {
+            assert!(row.len() + 1 + 25 > MAX_IRC_LINE, "{} bytes", row.len());
+        }
+    }
+
+    #[test]
+    fn ison_splits_by_bytes_and_answers_even_when_nobody_is_on() {
+        let nicks: Vec<Nick> = (0..40)
+            .map(|i| Nick::parse(&format!("{i:y>24}")).unwrap())
+            .collect();
+        let out = reply(&Event::Ison(nicks), LONG_SERVER, LONG_ME);
+        let lines = fitting_lines(&out);
+        assert!(lines.len() > 1 && lines.iter().all(|l| l.contains(" 303 ")));
+        assert_eq!(listed(&lines).len(), 40);
+        let none = reply(&Event::Ison(Vec::new()), "srv", "me");
+        assert_eq!(none, ":srv 303 me :\r\n");
+    }
+
+    #[test]
+    fn away_text_and_long_targets_are_cut_at_a_char_boundary() {
+        let away = Event::IsAway {
+            nick: Nick::parse(LONG_ME).unwrap(),
+            text: "é".repeat(300).into(),
+        };
+        let out = reply(&away, LONG_SERVER, LONG_ME);
+        let lines = fitting_lines(&out);
+        assert!(lines[0].ends_with('é'), "{:?}", lines[0]);
+        assert!(lines[0].len() > MAX_IRC_LINE - 2, "cut only at the limit");
+        let target = "t".repeat(490);
+        let missing = Event::Error(ProtocolError::NoSuchNick(target.as_str().into()));
+        let out = reply(&missing, LONG_SERVER, LONG_ME);
+        let lines = fitting_lines(&out);
+        assert!(lines[0].starts_with(&format!(":{LONG_SERVER} 401 {LONG_ME} ttt")));
+        let mut info = WhoisInfo {
+            nick: Nick::parse(LONG_ME).unwrap(),
+            realname: "r".repeat(600).into(),
+            away: Some("a".repeat(600).into()),
+            rooms: Vec::new(),
+            idle_secs: 0,
+            signon: 0,
+            irc: true,
+        };
+        for i in 0..MAX_ROOMS {
+            let room = RoomName::parse(&format!("{i:r>32}")).unwrap();
+            info.rooms.push((room, Role::Operator));
+        }
+        let out = reply(&Event::Whois(Box::new(info)), LONG_SERVER, "me");
+        let lines = fitting_lines(&out);
+        let rooms: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.contains(" 319 "))
+            .collect();
+        assert!(rooms.len() > 1);
+        assert_eq!(listed(&rooms).len(), MAX_ROOMS);
+    }
+
+    #[test]
+    fn session_numerics_that_echo_parameters_fit_512_bytes() {
+        let long = "x".repeat(600);
+        let replies = [
+            IrcReply::UnknownCommand(&long),
+            IrcReply::NoSuchChannel(&long),
+            IrcReply::ErroneousNickname(&long),
+            IrcReply::NoSuchNick(&long),
+            IrcReply::InvalidCap(&long),
+            IrcReply::EndOfWho(&long),
+            IrcReply::Cap {
+                sub: "NAK",
+                list: &long,
+            },
+            IrcReply::NeedMoreParams(&long),
+            IrcReply::NicknameInUse(&long),
+            IrcReply::EndOfNames(&long),
+            IrcReply::UserModeChanged(&long),
+            IrcReply::ClosingLink(&long),
+        ];
+        for reply in &replies {
+            let out = session_reply(reply, LONG_SERVER, LONG_ME);
+            assert_eq!(fitting_lines(&out).len(), 1, "{reply:?}");
+        }
+        let long_pong = pong(LONG_SERVER, &"é".repeat(400));
+        let lines = fitting_lines(&long_pong);
+        assert!(lines[0].ends_with('é'), "cut at a char boundary");
+        assert_eq!(pong("srv", "tok"), ":srv PONG srv :tok\r\n");
+    }
+
+    #[test]
+    fn mode_lines_with_long_ban_masks_split_within_512_bytes() {
+        let masks: Vec<String> = (0..6).map(|i| format!("{i:z>93}!u@h.io")).collect();
+        assert!(masks.iter().all(|m| m.len() == mask::MAX_MASK_LEN));
+        let params: Vec<&str> = masks.iter().map(String::as_str).collect();
+        let changes = modes::parse("+bbbbbb", &params).changes;
+        assert_eq!(changes.len(), 6);
+        let mode = Event::ModeChanged {
+            room: RoomName::parse(&"r".repeat(MAX_ROOM_LEN)).unwrap(),
+            by: Nick::parse(LONG_ME).unwrap(),
+            changes,
+        };
+        let out = broadcast(&mode).unwrap();
+        let lines = fitting_lines(&out);
+        assert!(lines.len() > 1);
+        let set: Vec<&str> = lines
+            .iter()
+            .flat_map(|l| parse(l).unwrap().params[2..].to_vec())
+            .collect();
+        assert_eq!(set, params, "every mask whole, in order");
     }
 
     #[test]

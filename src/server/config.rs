@@ -119,6 +119,9 @@ pub const KEEPALIVE_PROBES: u32 = 4;
 
 /// Name the IRC listener gives itself (the source of numerics).
 pub const DEFAULT_SERVER_NAME: &str = "miochat.local";
+/// Longest `--server-name` in bytes (the longest DNS label). Every IRC numeric starts
+/// with it, and the 512-byte line budget of each numeric is planned with this bound.
+pub const MAX_SERVER_NAME_LEN: usize = 63;
 
 /// Seconds of silence after which an IRC connection is sent `PING` (ngIRCd: 120).
 pub const DEFAULT_IRC_PING_SECS: u64 = 120;
@@ -314,6 +317,11 @@ impl ServerConfig {
         if self.http_timeout.is_zero() || self.ws_ping.is_zero() {
             return Err("--http-timeout and --ws-ping must be at least 1 second".into());
         }
+        if self.server_name.len() > MAX_SERVER_NAME_LEN {
+            return Err(format!(
+                "--server-name must be at most {MAX_SERVER_NAME_LEN} bytes (it starts every IRC line)"
+            ));
+        }
         if self.irc_ping.is_zero() || self.irc_pong_timeout.is_zero() {
             return Err("--irc-ping and --irc-pong-timeout must be at least 1 second".into());
         }
@@ -408,6 +416,7 @@ pub struct BackplaneConfig {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn base() -> ServerConfig {
@@ -438,5 +447,16 @@ mod tests {
         let mut c = base();
         c.max_line = 1;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn server_name_is_at_most_63_bytes() {
+        let mut c = base();
+        c.server_name = "a".repeat(MAX_SERVER_NAME_LEN);
+        assert!(c.validate().is_ok());
+        let mut c = base();
+        c.server_name = "a".repeat(MAX_SERVER_NAME_LEN + 1);
+        let error = c.validate().unwrap_err();
+        assert!(error.contains("at most 63 bytes"), "{error}");
     }
 }
