@@ -67,6 +67,7 @@ fn member(nick: &Nick, realname: &str) -> Member {
     Member {
         nick: nick.clone(),
         role: Role::Operator,
+        voiced: true,
         away: true,
         realname: realname.into(),
     }
@@ -82,6 +83,7 @@ fn whois(nick: &Nick, realname: &str, away: Option<&str>) -> Event {
         rooms: rooms.collect(),
         idle_secs: u64::MAX,
         signon: u64::MAX,
+        irc: true,
     }))
 }
 
