@@ -299,9 +299,14 @@ proptest! {
     }
 
     #[test]
-    fn clean_text_leaves_no_control_characters(text in "(\\PC|\\p{Cc}){0,80}") {
+    fn clean_text_leaves_only_formatting_and_stripping_leaves_nothing(
+        text in "(\\PC|\\p{Cc}){0,80}",
+    ) {
+        let formatting = ['\x02', '\x03', '\x04', '\x0f', '\x11', '\x16', '\x1d', '\x1e', '\x1f'];
         let (clean, _) = irc::clean_text(&text);
-        prop_assert!(!clean.contains(char::is_control), "{:?}", clean);
+        let unwanted = |c: char| c.is_control() && !formatting.contains(&c);
+        prop_assert!(!clean.contains(unwanted), "{:?}", clean);
+        prop_assert!(!irc::strip_formatting(&clean).contains(char::is_control));
         prop_assert_eq!(irc::clean_text(&clean), (clean.clone(), false));
     }
 

@@ -68,13 +68,22 @@ fn check_round_trip(msg: &Message<'_>) {
     assert_eq!(again, Some(msg.clone()), "round trip of {line:?}");
 }
 
-/// `clean_text` on one parameter.
+/// IRC's formatting codes, which `clean_text` keeps (IRC users see each other's
+/// bold and colours) and `strip_formatting` removes for line users.
+const FORMATTING: &[char] = &[
+    '\x02', '\x03', '\x04', '\x0f', '\x11', '\x16', '\x1d', '\x1e', '\x1f',
+];
+
+/// `clean_text` on one parameter: no control character but formatting is left, and
+/// nothing at all once stripped for a line user.
 fn check_clean(param: &str) {
     let (clean, action) = irc::clean_text(param);
     assert!(
-        !clean.contains(char::is_control),
+        !clean.contains(|c: char| c.is_control() && !FORMATTING.contains(&c)),
         "control left in {clean:?}"
     );
+    let plain = irc::strip_formatting(&clean);
+    assert!(!plain.contains(char::is_control), "control left for line users in {plain:?}");
     assert!(clean.len() <= param.len());
     assert_eq!(action, param.starts_with("\x01ACTION "));
     let (twice, twice_action) = irc::clean_text(&clean);
