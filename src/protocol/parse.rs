@@ -324,6 +324,16 @@ mod tests {
             ("/quit", Command::Quit(None)),
             ("/quit gone fishing", Command::Quit(Some("gone fishing"))),
             ("/help", Command::Help),
+        ];
+        for (line, want) in table {
+            assert_eq!(ok(line), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn every_moderation_command() {
+        let room = |s| RoomName::parse(s).unwrap();
+        let table: Vec<(&str, Command<'_>)> = vec![
             (
                 "/join rust sesame",
                 Command::JoinWithKey {
@@ -383,6 +393,16 @@ mod tests {
                     request: ModeRequest::one(true, ModeKind::Key(Some("key".into()))),
                 },
             ),
+        ];
+        for (line, want) in table {
+            assert_eq!(ok(line), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn kick_and_invite_commands() {
+        let room = |s| RoomName::parse(s).unwrap();
+        let table: Vec<(&str, Command<'_>)> = vec![
             (
                 "/kick bob go away",
                 Command::Kick {

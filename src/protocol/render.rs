@@ -158,6 +158,32 @@ fn write_more(event: &Event, out: &mut String) -> std::fmt::Result {
             writeln!(out)
         }
 
+        Event::WhoMask { mask, rows } => {
+            write!(out, "OK whomask {mask}")?;
+            for row in rows {
+                write!(out, " {}", row.member.nick)?;
+            }
+            writeln!(out)
+        }
+        Event::Whowas { nick, entries } => {
+            write!(out, "OK whowas {nick}")?;
+            for entry in entries {
+                write!(out, " {}", entry.nick)?;
+            }
+            writeln!(out)
+        }
+        Event::Lusers(report) => writeln!(
+            out,
+            "OK lusers users={} unknown={} rooms={} max_users={}",
+            report.users, report.unknown, report.rooms, report.max_users
+        ),
+        other => write_moderation(other, out),
+    }
+}
+
+/// Moderation's lines: mode changes, kicks, invites, and the replies to them.
+fn write_moderation(event: &Event, out: &mut String) -> std::fmt::Result {
+    match event {
         Event::ModeChanged { room, by, changes } => {
             for change in changes {
                 let change = changes_string(std::slice::from_ref(change));
@@ -195,25 +221,6 @@ fn write_more(event: &Event, out: &mut String) -> std::fmt::Result {
             }
             writeln!(out)
         }
-        Event::WhoMask { mask, rows } => {
-            write!(out, "OK whomask {mask}")?;
-            for row in rows {
-                write!(out, " {}", row.member.nick)?;
-            }
-            writeln!(out)
-        }
-        Event::Whowas { nick, entries } => {
-            write!(out, "OK whowas {nick}")?;
-            for entry in entries {
-                write!(out, " {}", entry.nick)?;
-            }
-            writeln!(out)
-        }
-        Event::Lusers(report) => writeln!(
-            out,
-            "OK lusers users={} unknown={} rooms={} max_users={}",
-            report.users, report.unknown, report.rooms, report.max_users
-        ),
         other => write_everyday(other, out),
     }
 }
@@ -413,6 +420,17 @@ mod tests {
                 Event::Closing(Refusal::ServerFull),
                 "ERR server-full the server is full; try again later\n",
             ),
+        ];
+        for (event, want) in cases {
+            assert_eq!(text(&event), want);
+        }
+    }
+
+    #[test]
+    fn member_lists_and_moderation_lines() {
+        let room = RoomName::parse("lobby").unwrap();
+        let nick = Nick::parse("alice").unwrap();
+        let cases = [
             (
                 Event::Who {
                     room: room.clone(),

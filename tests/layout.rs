@@ -1,0 +1,159 @@
+//! The layout the design promises, checked: no file in `src/server/` imports a file
+//! that imports it back (directly or through others), and no source function is over
+//! 80 lines. A reader can then follow the server downward, one file at a time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+/// Module name of a server file: `shard`, `backplane/wire`, `backplane` (its mod.rs).
+fn module_of(path: &Path) -> String {
+    let rel = path.strip_prefix("src/server").expect("under src/server");
+    let name = rel.with_extension("").to_string_lossy().replace('\\', "/");
+    name.strip_suffix("/mod").unwrap_or(&name).to_string()
+}
+
+/// The server modules a file's `use` lines name (test modules left out).
+fn imports(path: &Path, module: &str) -> BTreeSet<String> {
+    let text = fs::read_to_string(path).expect("read source");
+    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+    let parent = module.rsplit_once('/').map(|(dir, _)| dir.to_string());
+    let mut found = BTreeSet::new();
+    for line in code
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("use "))
+    {
+        let path = line.trim_start_matches("use ").trim_end_matches(';');
+        let (base, rest) = if let Some(rest) = path.strip_prefix("crate::server::") {
+            (None, rest)
+        } else if let Some(rest) = path.strip_prefix("super::") {
+            (
+                parent.clone().filter(|_| !path.starts_with("super::super")),
+                rest,
+            )
+        } else {
+            continue;
+        };
+        let first = rest.split([':', '{', ';', ' ']).next().unwrap_or("");
+        if first.is_empty() || first.starts_with(char::is_uppercase) || first == "self" {
+            continue;
+        }
+        let candidate = match &base {
+            Some(dir) => format!("{dir}/{first}"),
+            None => first.to_string(),
+        };
+        let nested = rest
+            .split("::")
+            .nth(1)
+            .filter(|s| !s.starts_with(['{', '*']));
+        let candidate = match nested {
+            Some(inner) if Path::new(&format!("src/server/{candidate}/{inner}.rs")).exists() => {
+                format!("{candidate}/{inner}")
+            }
+            _ => candidate,
+        };
+        if candidate != module {
+            found.insert(candidate);
+        }
+    }
+    found
+}
+
+fn server_files() -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for dir in ["src/server", "src/server/backplane"] {
+        for entry in fs::read_dir(dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn no_server_file_imports_a_file_that_imports_it_back() {
+    let graph: BTreeMap<String, BTreeSet<String>> = server_files()
+        .iter()
+        .map(|path| {
+            let module = module_of(path);
+            let deps = imports(path, &module);
+            (module, deps)
+        })
+        .collect();
+    // Depth-first search for a path back to the start, from every module but the root
+    // (`mod.rs` declares every module, which is not an import).
+    for start in graph.keys().filter(|m| m.as_str() != "") {
+        let mut stack = vec![vec![start.clone()]];
+        let mut seen = BTreeSet::new();
+        while let Some(path) = stack.pop() {
+            let last = path.last().expect("non-empty");
+            for next in graph.get(last).into_iter().flatten() {
+                assert!(
+                    next != start,
+                    "import cycle: {} -> {start}",
+                    path.join(" -> ")
+                );
+                if seen.insert(next.clone()) {
+                    stack.push([path.clone(), vec![next.clone()]].concat());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn no_function_is_over_80_lines() {
+    let mut long = Vec::new();
+    let mut stack = vec![Path::new("src").to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                long.extend(long_functions(&path));
+            }
+        }
+    }
+    assert!(long.is_empty(), "functions over 80 lines: {long:?}");
+}
+
+/// `file:line name length` of every `fn` whose body spans more than 80 lines.
+fn long_functions(path: &Path) -> Vec<String> {
+    let text = fs::read_to_string(path).expect("read source");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = Vec::new();
+    for (start, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let is_fn = [
+            "fn ",
+            "pub fn ",
+            "pub(super) fn ",
+            "pub(crate) fn ",
+            "const fn ",
+        ]
+        .iter()
+        .any(|prefix| trimmed.starts_with(prefix));
+        if !is_fn || trimmed.ends_with(';') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        let closing = " ".repeat(indent) + "}";
+        let end = lines[start..]
+            .iter()
+            .position(|l| *l == closing)
+            .map(|n| start + n);
+        if let Some(end) = end.filter(|end| end - start + 1 > 80) {
+            found.push(format!(
+                "{}:{} {} lines",
+                path.display(),
+                start + 1,
+                end - start + 1
+            ));
+        }
+    }
+    found
+}
