@@ -392,7 +392,7 @@ pub fn validate_node_name(name: &str) -> Result<(), String> {
 /// what every delivery also costs outside the shards: the kernel's TCP work for each
 /// `writev` (on loopback the receiver's processing runs in the sender's syscall), the
 /// acceptor, and on a small machine the clients themselves. Measured on 2 cores
-/// (docs/BENCHMARKS.md, "Shards"): a second shard adds CPU per delivery and no
+/// (docs/BENCHMARKS.md, "Where a second shard's cost goes"): a second shard adds CPU per delivery and no
 /// throughput, so the default there is one shard.
 pub fn default_workers() -> usize {
     workers_for_cores(std::thread::available_parallelism().map_or(1, |n| n.get()))
