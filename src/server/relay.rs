@@ -30,6 +30,7 @@ use super::delivery::Delivery;
 use super::effects::Effects;
 use super::moderation::{Moderator, identity};
 use super::room_state::unix_now;
+use super::session::Session;
 use super::shared::Shared;
 use super::stats::bump;
 
@@ -226,18 +227,7 @@ impl Relay {
             None => session.current.clone().ok_or(ProtocolError::NoRoom)?,
             Some(room) => room,
         };
-        let member = session.rooms.contains(&room);
-        if !self
-            .shared
-            .directory
-            .may_speak(&room, session.id, &identity(session))
-        {
-            return Err(if member {
-                ProtocolError::CannotSpeak(room)
-            } else {
-                ProtocolError::CannotSendTo(room)
-            });
-        }
+        self.may_speak(session, &room)?;
         session.spoke_at.store(unix_now(), Ordering::Relaxed);
         let (from, text) = (session.nick.clone(), text.into());
         bump(&self.shared.stats.shards[self.index].messages_in);
@@ -271,18 +261,7 @@ impl Relay {
         let from = session.nick.clone();
         let tags = self.tags.clone();
         if let Some(room) = crate::protocol::irc::channel(target) {
-            let member = session.rooms.contains(&room);
-            if !self
-                .shared
-                .directory
-                .may_speak(&room, session.id, &identity(session))
-            {
-                return Err(if member {
-                    ProtocolError::CannotSpeak(room)
-                } else {
-                    ProtocolError::CannotSendTo(room)
-                });
-            }
+            self.may_speak(session, &room)?;
             let event = Event::TagMsg {
                 room: room.clone(),
                 from,
@@ -779,6 +758,23 @@ impl Relay {
             };
             self.delivery.announce_once(fx, room, None, event, once);
         }
+    }
+
+    /// May `session` speak in `room` (`+n`, `+m`, bans)? A member who may not is told
+    /// it cannot speak; a non-member, that it is not in the room.
+    fn may_speak(&self, session: &Session, room: &RoomName) -> Outcome {
+        if self
+            .shared
+            .directory
+            .may_speak(room, session.id, &identity(session))
+        {
+            return Ok(());
+        }
+        Err(if session.rooms.contains(room) {
+            ProtocolError::CannotSpeak(room.clone())
+        } else {
+            ProtocolError::CannotSendTo(room.clone())
+        })
     }
 }
 
