@@ -16,12 +16,27 @@
 # shown once, and the line client's answer arrives. Checked in WeeChat's log files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"; }; }
+# A missing program is installed when we are root with apt-get; otherwise we say
+# which one is missing and stop.
+need() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"
+  else
+    echo "missing: $1 (install the $2 package)" >&2
+    exit 2
+  fi
+}
 need irssi irssi
 need tmux tmux
 need openssl openssl
 need weechat-headless weechat-headless
-cargo build --release --quiet
+need python3 python3
+# The test suite passes the binary it built (MIOCHAT_BIN); run by hand, build one.
+if [ -z "${MIOCHAT_BIN:-}" ]; then
+  cargo build --release --quiet
+  MIOCHAT_BIN=./target/release/miochat
+fi
 work=$(mktemp -d)
 session="miochat-irc-check-$$"
 victim="miochat-irc-victim-$$"
@@ -38,7 +53,7 @@ trap cleanup EXIT
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
   -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-./target/release/miochat serve --listen 127.0.0.1:0 --irc-listen 127.0.0.1:0 \
+"$MIOCHAT_BIN" serve --listen 127.0.0.1:0 --irc-listen 127.0.0.1:0 \
   --irc-tls-listen 127.0.0.1:0 --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" -q > "$work/addr" &
 server=$!
 for _ in $(seq 50); do [ "$(wc -l < "$work/addr")" -ge 3 ] && break; sleep 0.1; done

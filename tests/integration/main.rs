@@ -16,6 +16,7 @@ mod connect_cli;
 mod everyday;
 mod faults;
 mod irc;
+mod irc_clients;
 mod ircv3;
 mod lifecycle;
 mod many_clients;

@@ -1,0 +1,61 @@
+//! Real IRC clients against the built server: `scripts/irc-client-check.sh` runs
+//! irssi (under tmux, plain and over TLS, plus a moderation scene) and WeeChat
+//! (headless, with the IRCv3 capabilities server-time and batch), each talking to a
+//! line-protocol client in the same room. The script checks every direction on the
+//! clients' own screens and logs; this test runs it against the binary cargo built.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::common::wait_with_timeout;
+
+/// The programs the script drives; under CI=true a missing one fails the test.
+const PROGRAMS: [&str; 5] = ["irssi", "tmux", "openssl", "weechat-headless", "python3"];
+
+fn missing_program() -> Option<&'static str> {
+    PROGRAMS.into_iter().find(|program| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {program}")])
+            .stdout(Stdio::null())
+            .status()
+            .map(|status| !status.success())
+            .unwrap_or(true)
+    })
+}
+
+#[test]
+fn irssi_and_weechat_chat_with_a_line_client() {
+    if let Some(program) = missing_program() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{program} is required under CI=true (.ci/run installs it)"
+        );
+        eprintln!("skipped: {program} not installed");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let log_path =
+        std::env::temp_dir().join(format!("miochat-irc-check-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).expect("create log");
+    let mut child = Command::new("bash")
+        .arg(root.join("scripts/irc-client-check.sh"))
+        .env("MIOCHAT_BIN", env!("CARGO_BIN_EXE_miochat"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log"))
+        .stderr(log)
+        .spawn()
+        .expect("start scripts/irc-client-check.sh");
+    let status = wait_with_timeout(&mut child, Duration::from_secs(240));
+    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    assert!(
+        status.success(),
+        "irc-client-check failed ({status}):\n{output}"
+    );
+    assert_eq!(
+        output.matches("PASS").count(),
+        4,
+        "expected four PASS lines:\n{output}"
+    );
+}
