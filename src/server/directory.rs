@@ -749,6 +749,15 @@ impl Directory {
         }
     }
 
+    /// The modes of `room` as another node needs them to match ours (None if the
+    /// room has no members here).
+    pub fn room_snapshot(&self, room: &RoomName) -> Option<Vec<ModeChange>> {
+        self.lock()
+            .rooms
+            .get(room)
+            .map(|entry| entry.state.snapshot())
+    }
+
     /// Mode changes decided elsewhere, as they were applied there.
     pub fn modes_from_elsewhere(&self, room: &RoomName, by: &str, changes: &[ModeChange]) {
         let mut tables = self.lock();

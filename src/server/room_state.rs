@@ -269,6 +269,32 @@ impl RoomState {
         Ok(true)
     }
 
+    /// The room's modes as changes that make another copy equal to this one: every
+    /// flag set or unset, the key and limit set or unset, and each ban (roles are
+    /// not included: each node keeps its own members' roles).
+    pub fn snapshot(&self) -> Vec<ModeChange> {
+        let mut changes: Vec<ModeChange> = Flag::ALL
+            .into_iter()
+            .map(|flag| ModeChange {
+                set: self.flags.contains(&flag),
+                kind: ModeKind::Flag(flag),
+            })
+            .collect();
+        changes.push(ModeChange {
+            set: self.key.is_some(),
+            kind: ModeKind::Key(self.key.clone()),
+        });
+        changes.push(ModeChange {
+            set: self.limit.is_some(),
+            kind: ModeKind::Limit(self.limit),
+        });
+        changes.extend(self.bans.iter().map(|ban| ModeChange {
+            set: true,
+            kind: ModeKind::Ban(ban.mask.clone()),
+        }));
+        changes
+    }
+
     /// The modes as `RPL_CHANNELMODEIS` shows them: `+iklmnst KEY LIMIT`, letters in
     /// alphabetical order. The key is shown to members only (others see `*`).
     pub fn modes_string(&self, show_key: bool) -> String {

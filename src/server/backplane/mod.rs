@@ -452,16 +452,28 @@ impl Backplane {
         };
         // `subscribe CHANNEL COUNT`: Redis confirms; COUNT is every channel this link
         // now listens to (shown in `/stats`, so a test can wait for a subscription).
-        if let [OwnedFrame::BulkString(kind), _, OwnedFrame::Integer(count)] = parts.as_slice()
+        // Once a room's channel is ours, the room's modes are asked of the nodes
+        // already there (so a node's first member cannot bypass +i, +k or +b twice).
+        if let [
+            OwnedFrame::BulkString(kind),
+            OwnedFrame::BulkString(channel),
+            OwnedFrame::Integer(count),
+        ] = parts.as_slice()
             && (kind == b"subscribe" || kind == b"unsubscribe")
         {
             let count = u64::try_from(*count).unwrap_or(0);
-            return self
-                .shared
+            self.shared
                 .stats
                 .cluster
                 .subscriptions
                 .store(count, Relaxed);
+            if kind == b"subscribe"
+                && let Some(room) = channel_room(channel)
+            {
+                let origin = self.config.node.clone();
+                self.publish(&room_channel(&room), &Wire::Ask { origin, room });
+            }
+            return;
         }
         let [
             OwnedFrame::BulkString(kind),
@@ -474,11 +486,7 @@ impl Backplane {
         if kind != b"message" {
             return;
         }
-        let room = channel
-            .strip_prefix(b"miochat:room:")
-            .and_then(|name| std::str::from_utf8(name).ok())
-            .and_then(|name| RoomName::parse(name).ok());
-        match Wire::decode(payload, room.as_ref()) {
+        match Wire::decode(payload, channel_room(channel).as_ref()) {
             Ok(wire) => self.on_wire(wire),
             Err(bad) => log::warn!("backplane: ignoring a message: {}", bad.0),
         }
@@ -500,6 +508,8 @@ impl Backplane {
             | Wire::User { origin, .. }
             | Wire::Gone { origin, .. }
             | Wire::Probe { origin, .. }
+            | Wire::Ask { origin, .. }
+            | Wire::Modes { origin, .. }
                 if origin == self.config.node => {}
             Wire::Room {
                 origin,
@@ -531,6 +541,35 @@ impl Backplane {
                 ..
             } => self.on_private(from, &to, notice, text),
             Wire::Probe { .. } => {}
+            Wire::Ask { room, .. } => self.answer_ask(room),
+            Wire::Modes {
+                origin,
+                room,
+                changes,
+            } => {
+                let directory = &self.shared.directory;
+                directory.modes_from_elsewhere(&room, &origin, &changes);
+            }
+        }
+    }
+
+    /// Another node has just subscribed to `room`'s channel: tell it the room's
+    /// modes, if the room has members here.
+    fn answer_ask(&mut self, room: RoomName) {
+        if !self.subscribed.contains(&room) {
+            return;
+        }
+        if let Some(changes) = self.shared.directory.room_snapshot(&room) {
+            let origin = self.config.node.clone();
+            let channel = room_channel(&room);
+            self.publish(
+                &channel,
+                &Wire::Modes {
+                    origin,
+                    room,
+                    changes,
+                },
+            );
         }
     }
 
@@ -708,8 +747,18 @@ fn origin_of(wire: &Wire) -> Option<&str> {
         | Wire::User { origin, .. }
         | Wire::Gone { origin, .. }
         | Wire::Private { origin, .. }
-        | Wire::Probe { origin, .. } => Some(origin),
+        | Wire::Probe { origin, .. }
+        | Wire::Ask { origin, .. }
+        | Wire::Modes { origin, .. } => Some(origin),
     }
+}
+
+/// The room whose channel this is, if it is a room's.
+fn channel_room(channel: &[u8]) -> Option<RoomName> {
+    channel
+        .strip_prefix(b"miochat:room:")
+        .and_then(|name| std::str::from_utf8(name).ok())
+        .and_then(|name| RoomName::parse(name).ok())
 }
 
 fn event_room(event: &Event) -> Option<&RoomName> {

@@ -9,7 +9,7 @@
 //! sequence number per room, which is how a receiver notices a gap. Pure functions,
 //! unit-tested without Redis.
 
-use crate::protocol::modes::{self, changes_string};
+use crate::protocol::modes::{self, ModeChange, changes_string};
 use crate::protocol::{Event, Nick, RoomName};
 
 /// One message between nodes.
@@ -66,6 +66,24 @@ pub enum Wire {
         notice: bool,
         /// The text.
         text: Box<str>,
+    },
+    /// A node that has just subscribed to a room's channel asks the nodes already
+    /// there for the room's modes (on the room's channel).
+    Ask {
+        /// The node.
+        origin: String,
+        /// The room (the channel's).
+        room: RoomName,
+    },
+    /// The answer to [`Wire::Ask`]: the room's modes on the answering node, as
+    /// changes that make another copy equal (on the room's channel).
+    Modes {
+        /// The node.
+        origin: String,
+        /// The room (the channel's).
+        room: RoomName,
+        /// Every flag set or unset, key, limit and bans.
+        changes: Vec<ModeChange>,
     },
     /// A node's own round-trip probe through Redis (the backplane lag in `/stats`).
     Probe {
@@ -127,6 +145,10 @@ impl Wire {
                 format!("v1 private {origin} {from} {to} {kind} {text}").into_bytes()
             }
             Wire::Probe { origin, sent_ms } => format!("v1 probe {origin} {sent_ms}").into_bytes(),
+            Wire::Ask { origin, .. } => format!("v1 ask {origin}").into_bytes(),
+            Wire::Modes {
+                origin, changes, ..
+            } => format!("v1 modes {origin} {}", changes_string(changes)).into_bytes(),
         }
     }
 
@@ -185,6 +207,22 @@ impl Wire {
                 origin,
                 sent_ms: words.number()?,
             }),
+            "ask" => Ok(Wire::Ask {
+                origin,
+                room: room.ok_or(BadWire("ask outside a room channel"))?.clone(),
+            }),
+            "modes" => {
+                let room = room.ok_or(BadWire("modes outside a room channel"))?.clone();
+                let mut words = words.0.split(' ');
+                let modestring = words.next().unwrap_or("");
+                let params: Vec<&str> = words.collect();
+                let changes = modes::parse(modestring, &params).changes;
+                Ok(Wire::Modes {
+                    origin,
+                    room,
+                    changes,
+                })
+            }
             _ => Err(BadWire("unknown kind")),
         }
     }
@@ -451,8 +489,46 @@ mod tests {
                 origin: "c".into(),
                 sent_ms: 77,
             },
+            Wire::Ask {
+                origin: b(),
+                room: room.clone(),
+            },
         ];
         round_trips(all, &room);
+    }
+
+    #[test]
+    fn a_room_snapshot_round_trips() {
+        use crate::protocol::modes::{Flag, ModeKind};
+        let room = RoomName::parse("rust").unwrap();
+        let flag = |set, flag| ModeChange {
+            set,
+            kind: ModeKind::Flag(flag),
+        };
+        let changes = vec![
+            flag(true, Flag::InviteOnly),
+            flag(false, Flag::Moderated),
+            flag(true, Flag::NoExternal),
+            ModeChange {
+                set: true,
+                kind: ModeKind::Key(Some("sesame".into())),
+            },
+            ModeChange {
+                set: false,
+                kind: ModeKind::Limit(None),
+            },
+            ModeChange {
+                set: true,
+                kind: ModeKind::Ban("carol!*@*".into()),
+            },
+        ];
+        let wire = Wire::Modes {
+            origin: "a".into(),
+            room: room.clone(),
+            changes,
+        };
+        assert_eq!(Wire::decode(&wire.encode(), Some(&room)), Ok(wire));
+        assert!(Wire::decode(b"v1 ask a", None).is_err());
     }
 
     #[test]
