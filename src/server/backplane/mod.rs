@@ -91,6 +91,11 @@ pub struct Backplane {
     /// Local members per room: a room's channel is subscribed while this is > 0.
     local_rooms: HashMap<RoomName, usize>,
     subscribed: HashSet<RoomName>,
+    /// Rooms whose first local member just joined: their channel's confirmation
+    /// sends `ask`, and the first `modes` answer is applied (then they leave the set).
+    /// Resubscribing after an outage asks nothing: two copies that diverged while
+    /// cut off would only swap their differences.
+    asking: HashSet<RoomName>,
     pending: VecDeque<Pending>,
     /// When each peer was last heard of.
     last_heard: HashMap<String, Instant>,
@@ -144,6 +149,7 @@ impl Backplane {
             local_nicks: HashMap::new(),
             local_rooms: HashMap::new(),
             subscribed: HashSet::new(),
+            asking: HashSet::new(),
             pending: VecDeque::new(),
             last_heard: HashMap::new(),
             up_since: None,
@@ -238,6 +244,7 @@ impl Backplane {
             .on_event(registry, writable, &mut self.scratch, &mut frames);
         if !self.subscriber.is_up() {
             self.subscribed.clear();
+            self.asking.clear();
             self.went_down();
         }
         if came_up {
@@ -248,6 +255,7 @@ impl Backplane {
             for room in rooms {
                 self.subscribe(&room);
             }
+            self.asking.clear();
             self.announce_if_ready();
         }
         for frame in frames {
@@ -276,6 +284,7 @@ impl Backplane {
         }
         if !self.subscriber.is_up() {
             self.subscribed.clear();
+            self.asking.clear();
         }
         if self.up_since.is_some() && !(self.commands.is_up() && self.subscriber.is_up()) {
             self.went_down();
@@ -305,14 +314,18 @@ impl Backplane {
         sent
     }
 
-    fn subscribe(&mut self, room: &RoomName) {
-        if self.subscribed.insert(room.clone()) {
-            let channel = room_channel(room);
-            self.subscriber.command(&[b"SUBSCRIBE", channel.as_bytes()]);
+    /// Subscribes to `room`'s channel; true if it was not subscribed yet.
+    fn subscribe(&mut self, room: &RoomName) -> bool {
+        if !self.subscribed.insert(room.clone()) {
+            return false;
         }
+        let channel = room_channel(room);
+        self.subscriber.command(&[b"SUBSCRIBE", channel.as_bytes()]);
+        true
     }
 
     fn unsubscribe(&mut self, room: &RoomName) {
+        self.asking.remove(room);
         if self.subscribed.remove(room) {
             let channel = room_channel(room);
             self.subscriber
@@ -452,8 +465,9 @@ impl Backplane {
         };
         // `subscribe CHANNEL COUNT`: Redis confirms; COUNT is every channel this link
         // now listens to (shown in `/stats`, so a test can wait for a subscription).
-        // Once a room's channel is ours, the room's modes are asked of the nodes
-        // already there (so a node's first member cannot bypass +i, +k or +b twice).
+        // Once the channel of a room whose first local member just joined is ours,
+        // the room's modes are asked of the nodes already there (so only that first
+        // member can have been admitted against this node's fresh copy).
         if let [
             OwnedFrame::BulkString(kind),
             OwnedFrame::BulkString(channel),
@@ -468,7 +482,7 @@ impl Backplane {
                 .subscriptions
                 .store(count, Relaxed);
             if kind == b"subscribe"
-                && let Some(room) = channel_room(channel)
+                && let Some(room) = channel_room(channel).filter(|r| self.asking.contains(r))
             {
                 let origin = self.config.node.clone();
                 self.publish(&room_channel(&room), &Wire::Ask { origin, room });
@@ -547,8 +561,10 @@ impl Backplane {
                 room,
                 changes,
             } => {
-                let directory = &self.shared.directory;
-                directory.modes_from_elsewhere(&room, &origin, &changes);
+                if self.asking.remove(&room) {
+                    let directory = &self.shared.directory;
+                    directory.modes_from_elsewhere(&room, &origin, &changes);
+                }
             }
         }
     }
@@ -718,8 +734,11 @@ impl Backplane {
         if *count == 0 {
             self.local_rooms.remove(room);
             self.unsubscribe(room);
-        } else if delta > 0 && self.subscriber.is_up() {
-            self.subscribe(room);
+        } else if delta > 0 && self.subscriber.is_up() && self.subscribe(room) {
+            // The room's first member here: ask for its modes if it exists elsewhere.
+            if self.shared.cluster.member_count(room) > 0 {
+                self.asking.insert(room.clone());
+            }
         }
     }
 
