@@ -79,6 +79,9 @@ pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 2000;
 /// Bytes read from a socket per `read` call, into the shard-wide scratch buffer.
 pub const READ_CHUNK: usize = 16 * 1024;
 
+/// How often a shard checks idle and draining connections.
+pub const TICK: Duration = Duration::from_millis(250);
+
 /// Reads per connection per turn before the shard moves on to other connections
 /// (fairness; ET-2). A flooding client gets at most `READ_CHUNK * READS_PER_TURN`
 /// bytes handled per turn, then waits on the shard's ready list.

@@ -17,6 +17,7 @@
 //!    (ET-3, ET-4), **reap** (ET-5), and what reaping produced.
 
 use std::collections::VecDeque;
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -26,16 +27,13 @@ use mio::{Events, Poll};
 use crate::nonblocking::ReadOutcome;
 
 use super::close_reason::CloseReason;
-use super::config::{EVENTS_CAPACITY, INBOX_DRAIN_CAP, READ_CHUNK, READS_PER_TURN};
+use super::config::{EVENTS_CAPACITY, INBOX_DRAIN_CAP, READ_CHUNK, READS_PER_TURN, TICK};
 use super::conn_table::ConnTable;
 use super::inbox::{Inbox, ShardMsg};
 use super::pauses::Pauses;
 use super::shared::Shared;
 use super::stats::bump;
 use super::token::{self, INBOX_WAKER};
-
-/// How often a shard checks idle and draining connections.
-const TICK: Duration = Duration::from_millis(250);
 
 /// A shard: its `Poll`, its inbox, and everything it owns.
 #[derive(Debug)]
@@ -65,12 +63,7 @@ pub struct ShardState {
 
 impl Shard {
     /// A shard with its own `Poll` (whose waker the `shared` handles already hold).
-    pub fn new(
-        index: usize,
-        poll: Poll,
-        inbox: Inbox,
-        shared: Arc<Shared>,
-    ) -> std::io::Result<Shard> {
+    pub fn new(index: usize, poll: Poll, inbox: Inbox, shared: Arc<Shared>) -> io::Result<Shard> {
         let registry = poll.registry().try_clone()?;
         let state = ShardState {
             inbox,
@@ -101,7 +94,7 @@ impl Shard {
             self.state.inbox.unpark();
             let working = Instant::now();
             if let Err(e) = polled {
-                if e.kind() == std::io::ErrorKind::Interrupted {
+                if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 log::error!("shard {index}: poll failed: {e}; closing its connections");
@@ -238,10 +231,8 @@ impl ShardState {
     }
 
     fn end_turn(&mut self) {
-        self.pauses.take_new(
-            &mut self.table.turn,
-            &self.table.shared.stats.shards[self.table.index],
-        );
+        let stats = &self.table.shared.stats.shards[self.table.index];
+        self.pauses.take_new(&mut self.table.turn, stats);
         if !self.pauses.is_empty() {
             self.resume_paused(Instant::now());
         }
@@ -280,10 +271,8 @@ impl ShardState {
             }
             self.on_readable(key);
         }
-        self.pauses.take_new(
-            &mut self.table.turn,
-            &self.table.shared.stats.shards[self.table.index],
-        );
+        let stats = &self.table.shared.stats.shards[self.table.index];
+        self.pauses.take_new(&mut self.table.turn, stats);
     }
 
     /// Drain deadlines and the shutdown deadline here; idle and keepalive in the chat.
