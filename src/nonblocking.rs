@@ -82,6 +82,29 @@ pub fn write_once(dst: &mut impl io::Write, line: &[u8]) {
     let _ = dst.write(line);
 }
 
+/// Writes a TLS session's ciphertext (server or client side) until it has none or
+/// the socket would block; returns the number of `write` calls made. The same four
+/// endings as every other write: `WouldBlock` ends the loop with `Ok`, the rest close.
+pub fn write_tls_records<D>(
+    session: &mut rustls::ConnectionCommon<D>,
+    socket: &mut impl io::Write,
+) -> io::Result<u64> {
+    let mut calls = 0;
+    while session.wants_write() {
+        calls += 1;
+        match session.write_tls(socket) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) => match classify(&e) {
+                IoClass::WouldBlock => return Ok(calls),
+                IoClass::Interrupted => {}
+                IoClass::PeerGone | IoClass::Fatal => return Err(e),
+            },
+        }
+    }
+    Ok(calls)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

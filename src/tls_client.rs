@@ -21,7 +21,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore};
 
-use crate::nonblocking::{IoClass, ReadOutcome, classify};
+use crate::nonblocking::{IoClass, ReadOutcome, classify, write_tls_records};
 
 /// How the client decides whether to trust the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,16 +222,5 @@ pub fn write_plaintext(
 
 /// Writes ciphertext until the session has none or the socket would block.
 pub fn write_ciphertext(session: &mut ClientConnection, socket: &mut impl Write) -> io::Result<()> {
-    while session.wants_write() {
-        match session.write_tls(socket) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(_) => {}
-            Err(e) => match classify(&e) {
-                IoClass::WouldBlock => return Ok(()),
-                IoClass::Interrupted => {}
-                IoClass::PeerGone | IoClass::Fatal => return Err(e),
-            },
-        }
-    }
-    Ok(())
+    write_tls_records(session, socket).map(|_| ())
 }

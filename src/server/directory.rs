@@ -288,10 +288,16 @@ impl Directory {
 
     /// Every room and its member count, sorted by name.
     pub fn rooms(&self) -> Vec<RoomInfo> {
+        self.room_list(|_| true)
+    }
+
+    /// The rooms `show` keeps, with member counts and topics, sorted by name.
+    fn room_list(&self, show: impl Fn(&RoomEntry) -> bool) -> Vec<RoomInfo> {
         let mut list: Vec<RoomInfo> = self
             .lock()
             .rooms
             .iter()
+            .filter(|(_, entry)| show(entry))
             .map(|(room, entry)| RoomInfo {
                 room: room.clone(),
                 members: entry.members.len(),
@@ -612,20 +618,7 @@ impl Directory {
 
     /// Every room `asker` may see (secret rooms only to their members), sorted.
     pub fn visible_rooms(&self, asker: ConnId) -> Vec<RoomInfo> {
-        let secret = Flag::Secret;
-        let mut list: Vec<RoomInfo> = self
-            .lock()
-            .rooms
-            .iter()
-            .filter(|(_, e)| !e.state.has(secret) || e.members.contains(&asker))
-            .map(|(room, entry)| RoomInfo {
-                room: room.clone(),
-                members: entry.members.len(),
-                topic: entry.topic.clone(),
-            })
-            .collect();
-        list.sort_by(|a, b| a.room.cmp(&b.room));
-        list
+        self.room_list(|e| !e.state.has(Flag::Secret) || e.members.contains(&asker))
     }
 
     /// What `WHOIS nick` shows `asker` (secret rooms only if `asker` is in them too).

@@ -35,7 +35,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection};
 
-use crate::nonblocking::{IoClass, ReadOutcome, classify, read_some};
+use crate::nonblocking::{IoClass, ReadOutcome, classify, read_some, write_tls_records};
 
 use super::config::{KEEPALIVE_IDLE, KEEPALIVE_PROBES, TlsFiles};
 
@@ -256,18 +256,7 @@ impl TlsStream {
 
     /// Writes ciphertext until rustls has none or the socket would block.
     fn write_ciphertext(&mut self, syscalls: &mut u64) -> io::Result<()> {
-        while self.session.wants_write() {
-            *syscalls += 1;
-            match self.session.write_tls(&mut self.socket) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
-                Err(e) => match classify(&e) {
-                    IoClass::WouldBlock => return Ok(()),
-                    IoClass::Interrupted => {}
-                    IoClass::PeerGone | IoClass::Fatal => return Err(e),
-                },
-            }
-        }
+        *syscalls += write_tls_records(&mut self.session, &mut self.socket)?;
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::TestServer;
+use crate::common::{TestServer, find_program, require};
 
 /// Longest wait for anything the page should show.
 const SHOW_TIMEOUT: Duration = Duration::from_secs(20);
@@ -24,14 +24,6 @@ const SHOW_TIMEOUT: Duration = Duration::from_secs(20);
 const ENTER: &str = "\u{E007}";
 /// The W3C element reference key.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// `program` on `PATH`, if it is there.
-fn find_program(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-}
 
 /// chromedriver on a free loopback port; killed when dropped.
 struct Driver {
@@ -252,24 +244,10 @@ impl Drop for Browser<'_> {
 
 /// Chromium and chromedriver, or `None` (skipped) outside CI; a panic under CI.
 fn programs() -> Option<(PathBuf, PathBuf)> {
-    let chromium = find_program("chromium").or_else(|| find_program("chromium-browser"));
-    let driver = find_program("chromedriver");
-    match (chromium, driver) {
-        (Some(chromium), Some(driver)) => Some((chromium, driver)),
-        (chromium, _) => {
-            let missing = if chromium.is_none() {
-                "chromium"
-            } else {
-                "chromedriver"
-            };
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{missing} is required under CI=true"
-            );
-            eprintln!("skipped: {missing} not installed");
-            None
-        }
-    }
+    let chromium = find_program("chromium")
+        .or_else(|| find_program("chromium-browser"))
+        .or_else(|| require("chromium"))?;
+    Some((chromium, require("chromedriver")?))
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{TestClient, spawn_binary};
+use crate::common::{TestClient, require, spawn_binary};
 
 /// A `redis-server` on a free loopback port, killed on drop.
 struct Redis {
@@ -21,18 +21,7 @@ struct Redis {
 impl Redis {
     /// Starts one, or returns `None` (after saying why) if the program is missing.
     fn start() -> Option<Redis> {
-        let installed = Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_ok();
-        if !installed {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "redis-server is required under CI (.ci/run installs it)"
-            );
-            eprintln!("skipped: redis-server is not installed (.ci/run installs it)");
-            return None;
-        }
+        require("redis-server")?;
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -184,6 +173,15 @@ fn wait_until_clustered(client: &mut TestClient, peers: usize) {
     }
 }
 
+/// Nodes `a` and `b`, with a line client on each, once each node sees the other.
+fn two_nodes(redis: &Redis, on_a: &str, on_b: &str) -> (Node, Node, TestClient, TestClient) {
+    let (a, b) = (Node::start(redis, "a"), Node::start(redis, "b"));
+    let (mut first, mut second) = (a.client(on_a), b.client(on_b));
+    wait_until_clustered(&mut first, 1);
+    wait_until_clustered(&mut second, 1);
+    (a, b, first, second)
+}
+
 /// Waits until `client`'s node listens to `rooms` room channels (plus its own two):
 /// Redis has confirmed the subscriptions, so lines published from now on reach it.
 #[track_caller]
@@ -294,11 +292,7 @@ fn rooms_span_nodes_in_both_protocols() {
 #[test]
 fn nicks_private_messages_who_and_rooms_are_cluster_wide() {
     let Some(redis) = Redis::start() else { return };
-    let (a, b) = (Node::start(&redis, "a"), Node::start(&redis, "b"));
-    let mut alice = a.client("alice");
-    let mut other = b.client("bobby");
-    wait_until_clustered(&mut alice, 1);
-    wait_until_clustered(&mut other, 1);
+    let (_a, b, mut alice, mut other) = two_nodes(&redis, "alice", "bobby");
     alice.join("rust");
     other.join("rust");
     wait_for_members(&mut other, "rust", &["alice", "bobby"]);
@@ -325,11 +319,7 @@ fn nicks_private_messages_who_and_rooms_are_cluster_wide() {
 #[test]
 fn a_killed_node_is_noticed_and_its_nicks_are_freed() {
     let Some(redis) = Redis::start() else { return };
-    let (mut a, b) = (Node::start(&redis, "a"), Node::start(&redis, "b"));
-    let mut alice = a.client("alice");
-    let mut bob = b.client("bob");
-    wait_until_clustered(&mut alice, 1);
-    wait_until_clustered(&mut bob, 1);
+    let (mut a, _b, mut alice, mut bob) = two_nodes(&redis, "alice", "bob");
     alice.join("rust");
     bob.join("rust");
     wait_for_members(&mut bob, "rust", &["alice", "bob"]);
@@ -352,11 +342,8 @@ fn a_redis_restart_is_reported_as_an_exact_gap_and_local_chat_goes_on() {
     let Some(mut redis) = Redis::start() else {
         return;
     };
-    let (a, b) = (Node::start(&redis, "a"), Node::start(&redis, "b"));
-    let (mut alice, mut anna) = (a.client("alice"), a.client("anna"));
-    let mut bob = b.client("bob");
-    wait_until_clustered(&mut alice, 1);
-    wait_until_clustered(&mut bob, 1);
+    let (a, _b, mut alice, mut bob) = two_nodes(&redis, "alice", "bob");
+    let mut anna = a.client("anna");
     for client in [&mut alice, &mut anna, &mut bob] {
         client.join("rust");
     }
@@ -515,11 +502,7 @@ fn an_answer_never_overtakes_its_question_across_nodes() {
 #[test]
 fn moderation_is_shared_across_nodes() {
     let Some(redis) = Redis::start() else { return };
-    let (a, b) = (Node::start(&redis, "a"), Node::start(&redis, "b"));
-    let mut alice = a.client("alice");
-    let mut bob = b.client("bob");
-    wait_until_clustered(&mut alice, 1);
-    wait_until_clustered(&mut bob, 1);
+    let (_a, _b, mut alice, mut bob) = two_nodes(&redis, "alice", "bob");
     alice.join("modx");
     wait_for_members(&mut bob, "modx", &["alice"]);
     bob.join("modx");
@@ -549,11 +532,7 @@ fn moderation_is_shared_across_nodes() {
 #[test]
 fn a_node_learns_a_rooms_modes_when_it_subscribes() {
     let Some(redis) = Redis::start() else { return };
-    let (a, b) = (Node::start(&redis, "a"), Node::start(&redis, "b"));
-    let mut alice = a.client("alice");
-    let mut bob = b.client("bob");
-    wait_until_clustered(&mut alice, 1);
-    wait_until_clustered(&mut bob, 1);
+    let (_a, b, mut alice, mut bob) = two_nodes(&redis, "alice", "bob");
     alice.join("vault");
     alice.send("/mode +k sesame");
     skip_until(&mut alice, "EVENT vault mode alice +k");
@@ -589,12 +568,8 @@ fn a_node_learns_a_rooms_modes_when_it_subscribes() {
 #[test]
 fn remote_quits_reach_an_irc_reader_once_and_remote_joins_are_summed_up() {
     let Some(redis) = Redis::start() else { return };
-    let (a, b) = (Node::start(&redis, "a"), Node::start(&redis, "b"));
-    let mut twice = a.client("twice");
-    let mut watcher = b.client("watcher");
+    let (a, b, mut twice, mut watcher) = two_nodes(&redis, "twice", "watcher");
     let mut reader = b.irc_client("reader");
-    wait_until_clustered(&mut twice, 1);
-    wait_until_clustered(&mut watcher, 1);
     twice.join("rust");
     twice.join("go");
     watcher.join("rust");

@@ -8,6 +8,7 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -289,4 +290,36 @@ pub fn signal(child: &Child, sig: &str) {
         .status()
         .expect("run kill");
     assert!(status.success());
+}
+
+/// `program` on `PATH`, if it is there.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// `program` on `PATH`. A missing one makes the test say "skipped" and why (the
+/// caller returns), except under CI=true, where `.ci/run` installs it: there the test
+/// fails.
+pub fn require(program: &str) -> Option<PathBuf> {
+    let found = find_program(program);
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{program} is required under CI=true (.ci/run installs it)"
+        );
+        eprintln!("skipped: {program} not installed (.ci/run installs it)");
+    }
+    found
+}
+
+/// The value of `key=` in an `OK stats` line.
+pub fn stat(line: &str, key: &str) -> u64 {
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+        .parse()
+        .unwrap()
 }

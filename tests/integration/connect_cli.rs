@@ -6,7 +6,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::{TestServer, signal, spawn_binary, wait_with_timeout};
+use crate::common::{TestServer, require, signal, spawn_binary, wait_with_timeout};
 
 /// A client process whose stdin stays open until dropped or closed.
 struct ClientProcess {
@@ -154,15 +154,7 @@ impl Tmux {
     /// Starts `command` in a detached 120x30 session; None if tmux is not installed
     /// (which fails the test under CI=true).
     fn start(command: &str) -> Option<Tmux> {
-        let installed = Command::new("tmux").arg("-V").output().is_ok();
-        if !installed {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "tmux is required under CI=true (.ci/run installs it)"
-            );
-            eprintln!("skipped: tmux not installed");
-            return None;
-        }
+        require("tmux")?;
         static SESSIONS: AtomicUsize = AtomicUsize::new(0);
         let socket = std::env::temp_dir().join(format!(
             "miochat-tmux-{}-{}",

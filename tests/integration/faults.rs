@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use miochat::bench::report::proc_cpu;
 
-use crate::common::{TestClient, TestServer, signal, wait_with_timeout};
+use crate::common::{TestClient, TestServer, signal, stat, wait_with_timeout};
 
 /// Two clients that talk throughout a fault: `check` proves nothing was lost.
 struct Witnesses {
@@ -149,15 +149,6 @@ fn stats_of(client: &mut crate::common::TestClient) -> String {
             return line;
         }
     }
-}
-
-/// The value of `key=` in an `OK stats` line.
-fn stat(line: &str, key: &str) -> u64 {
-    line.split(' ')
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-        .parse()
-        .unwrap()
 }
 
 #[test]

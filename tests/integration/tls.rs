@@ -21,7 +21,9 @@ use miochat::tls_client::{Trust, client_config};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
 
-use crate::common::{READ_TIMEOUT, TestClient, TestServer, spawn_binary, wait_with_timeout};
+use crate::common::{
+    READ_TIMEOUT, TestClient, TestServer, require, spawn_binary, stat, wait_with_timeout,
+};
 
 /// A fresh directory with `cert.pem` and `key.pem` for localhost and 127.0.0.1.
 pub struct Certs {
@@ -138,15 +140,6 @@ impl TlsClient {
             }
         }
     }
-}
-
-/// The value of `key=` in an `OK stats` line.
-fn stat(line: &str, key: &str) -> u64 {
-    line.split(' ')
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-        .parse()
-        .unwrap()
 }
 
 fn stats_of(client: &mut TestClient) -> String {
@@ -492,27 +485,9 @@ fn a_bad_certificate_or_key_is_one_line_and_exit_status_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// Fails under CI=true, passes with a note elsewhere, when a program is missing.
-fn have(program: &str) -> bool {
-    let found = Command::new(program)
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{program} is required under CI"
-        );
-        eprintln!("skipped: {program} not installed");
-    }
-    found
-}
-
 #[test]
 fn openssl_s_client_exchanges_lines() {
-    if !have("openssl") {
+    if require("openssl").is_none() {
         return;
     }
     let certs = Certs::new();
