@@ -70,7 +70,11 @@ impl Chat {
     pub fn open_session(&self, id: ConnId, peer: SocketAddr, protocol: Protocol) -> Session {
         let lobby = RoomName::lobby();
         let start_room = (!protocol.speaks_irc()).then_some(&lobby);
-        let nick = self.shared.directory.register_guest(id, start_room);
+        let elsewhere = start_room.is_some() && self.shared.cluster.member_count(&lobby) > 0;
+        let nick = self
+            .shared
+            .directory
+            .register_guest(id, start_room, elsewhere);
         let mut session = Session::new(id, peer, nick, protocol);
         let now = session.last_active;
         session.flood = self

@@ -164,14 +164,14 @@ impl Directory {
     }
 
     /// Gives `id` a fresh `guestN` nick and puts it in `room` (if any: IRC clients
-    /// start in no room).
-    pub fn register_guest(&self, id: ConnId, room: Option<&RoomName>) -> Nick {
+    /// start in no room). `elsewhere`: the room has members on other nodes.
+    pub fn register_guest(&self, id: ConnId, room: Option<&RoomName>, elsewhere: bool) -> Nick {
         let mut tables = self.lock();
         let nick = tables.fresh_guest(&self.guest_suffix);
         tables.nicks.insert(nick.key(), id);
         tables.nick_of.insert(id, nick.clone());
         if let Some(room) = room {
-            tables.join(room, id);
+            tables.join(room, id, elsewhere);
         }
         nick
     }
@@ -230,7 +230,7 @@ impl Directory {
 
     /// Adds `id` to `room`.
     pub fn join(&self, room: &RoomName, id: ConnId) -> Joined {
-        self.lock().join(room, id)
+        self.lock().join(room, id, false)
     }
 
     /// Removes `id` from `room`; the room disappears with its last member.
@@ -392,12 +392,15 @@ impl Directory {
 
     /// Joins `room` if its modes and bans let `id` in (one lock for check and join, so
     /// two joiners cannot both take the last place under `+l`). Already a member: ok.
+    /// `elsewhere`: the room has members on other nodes, so it is not new and its
+    /// first member here does not become its operator.
     pub fn admit(
         &self,
         room: &RoomName,
         id: ConnId,
         who: &Identity<'_>,
         key: Option<&str>,
+        elsewhere: bool,
     ) -> Result<Joined, JoinRefusal> {
         let mut tables = self.lock();
         if let Some(entry) = tables.rooms.get_mut(room)
@@ -406,7 +409,7 @@ impl Directory {
             let members = entry.members.len();
             entry.state.admit(id, who, key, members)?;
         }
-        Ok(tables.join(room, id))
+        Ok(tables.join(room, id, elsewhere))
     }
 
     /// May `id` send a message to `room` (`+n`, `+m`, bans)? One lock per room
@@ -775,14 +778,6 @@ impl Directory {
             let _ = entry.state.apply(change, target, by, unix_now());
         }
     }
-
-    /// Takes back the operator status `admit` gives the first member of a room, when
-    /// the room already has members on other nodes (it is not new).
-    pub fn not_a_founder(&self, room: &RoomName, id: ConnId) {
-        if let Some(entry) = self.lock().rooms.get_mut(room) {
-            entry.state.forget(id);
-        }
-    }
 }
 
 impl Tables {
@@ -797,10 +792,12 @@ impl Tables {
         }
     }
 
-    fn join(&mut self, room: &RoomName, id: ConnId) -> Joined {
+    /// Adds `id` to `room`; the first member of a room that is new (not `elsewhere`,
+    /// on another node) is its operator.
+    fn join(&mut self, room: &RoomName, id: ConnId, elsewhere: bool) -> Joined {
         let entry = self.rooms.entry(room.clone()).or_default();
         if entry.members.insert(id) {
-            if entry.members.len() == 1 {
+            if entry.members.len() == 1 && !elsewhere {
                 entry.state.found(id);
             }
             let shard = id.shard();
@@ -899,8 +896,8 @@ mod tests {
     fn guests_are_unique_and_nicks_case_insensitive() {
         let d = Directory::new();
         let lobby = RoomName::lobby();
-        let a = d.register_guest(id(0, 1), Some(&lobby));
-        let b = d.register_guest(id(1, 1), Some(&lobby));
+        let a = d.register_guest(id(0, 1), Some(&lobby), false);
+        let b = d.register_guest(id(1, 1), Some(&lobby), false);
         assert_ne!(a, b);
         let alice = Nick::parse("Alice").unwrap();
         d.rename(id(0, 1), &alice).unwrap();
@@ -938,7 +935,7 @@ mod tests {
         let d = Directory::new();
         let lobby = RoomName::lobby();
         for k in 0..5 {
-            d.register_guest(id(0, k), Some(&lobby));
+            d.register_guest(id(0, k), Some(&lobby), false);
         }
         let (nicks, more) = d.who(&lobby, 3).unwrap();
         assert_eq!((nicks.len(), more), (3, 2));

@@ -572,14 +572,12 @@ impl Relay {
                 max: MAX_ROOMS_PER_CONNECTION,
             });
         }
+        let elsewhere = self.shared.cluster.member_count(&room) > 0;
         let info = self
             .shared
             .directory
-            .admit(&room, session.id, &identity(session), room_key)
+            .admit(&room, session.id, &identity(session), room_key, elsewhere)
             .map_err(|refusal| refusal.error(room.clone()))?;
-        if info.members == 1 && self.shared.cluster.member_count(&room) > 0 {
-            self.shared.directory.not_a_founder(&room, session.id);
-        }
         session.current = Some(room.clone());
         let (id, nick, wants_names) = (session.id, session.nick.clone(), session.irc.is_some());
         if !already {

@@ -530,6 +530,43 @@ fn moderation_is_shared_across_nodes() {
 }
 
 #[test]
+fn the_lobby_has_no_new_operator_on_a_node_that_joins_later() {
+    let Some(redis) = Redis::start() else { return };
+    let (_a, _b, mut alice, _bob) = two_nodes(&redis, "alice", "bob");
+    let c = Node::start(&redis, "c");
+    // An IRC client starts in no room: it waits, without touching c's lobby, until
+    // node c has learned that the lobby has members elsewhere.
+    let mut watcher = c.irc_client("watcher");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    'learn: loop {
+        watcher.send("LIST");
+        loop {
+            let line = watcher.line();
+            if line.contains(" 322 watcher #lobby 2 ") {
+                break 'learn;
+            }
+            if line.contains(" 323 ") {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node c never learned the cluster"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // carol is the lobby's first member on c, but the lobby is not new.
+    let mut carol = c.client("carol");
+    carol.send("/mode +m");
+    assert!(carol.expect("ERR ").starts_with("ERR not-operator"));
+    alice.send("/mode +m");
+    assert_eq!(
+        skip_until(&mut carol, "EVENT lobby mode"),
+        "EVENT lobby mode alice +m"
+    );
+}
+
+#[test]
 fn a_node_learns_a_rooms_modes_when_it_subscribes() {
     let Some(redis) = Redis::start() else { return };
     let (_a, b, mut alice, mut bob) = two_nodes(&redis, "alice", "bob");
