@@ -35,7 +35,7 @@ use super::effects::Effects;
 use super::inbox::ShardMsg;
 use super::irc_session::IrcSession;
 use super::relay::{Departure, Relay};
-use super::room_state::unix_now;
+use super::room_state::{RemoteRoom, unix_now};
 use super::session::{FloodBucket, Session};
 use super::shared::Shared;
 use super::token::ConnId;
@@ -70,11 +70,14 @@ impl Chat {
     pub fn open_session(&self, id: ConnId, peer: SocketAddr, protocol: Protocol) -> Session {
         let lobby = RoomName::lobby();
         let start_room = (!protocol.speaks_irc()).then_some(&lobby);
-        let elsewhere = start_room.is_some() && self.shared.cluster.member_count(&lobby) > 0;
+        let remote = match start_room {
+            Some(lobby) => self.shared.cluster.remote_room(lobby),
+            None => RemoteRoom::default(),
+        };
         let nick = self
             .shared
             .directory
-            .register_guest(id, start_room, elsewhere);
+            .register_guest(id, start_room, &remote);
         let mut session = Session::new(id, peer, nick, protocol);
         let now = session.last_active;
         session.flood = self

@@ -1,11 +1,14 @@
 //! What this node knows about the other nodes of its cluster: their users, the rooms
-//! those users are in, and when each node was last heard of.
+//! those users are in and their roles there, the state of those rooms, and when each
+//! node was last heard of.
 //!
 //! Each node tells every other, through the backplane, each change of one of its users
-//! (`Wire::User`, `Wire::Gone`) and, when asked, its whole roster; this is the
-//! replicated copy of all of that. It makes `/who`, NAMES, `/rooms` and nick
+//! (`Wire::User`, `Wire::Gone`), each change of a room's modes or topic made by one of
+//! its users (`Wire::Rooms`) and, when asked, its whole roster and rooms; this is the
+//! replicated copy of all of that. It makes `/who`, NAMES, `/rooms`, roles and nick
 //! uniqueness cluster-wide without a Redis round-trip per command: a nick held on
-//! another node is refused here with the same error as a local one.
+//! another node is refused here with the same error as a local one, and the first
+//! member of a room here is admitted against the modes the room has elsewhere.
 //!
 //! Two nodes can still give out the same nick in the same instant, or while Redis is
 //! down. The rule that settles it, applied the same way on both nodes so exactly one
@@ -22,6 +25,7 @@ use crate::protocol::names::NickKey;
 use crate::protocol::{Nick, RoomName};
 
 use super::backplane::wire::RosterEntry;
+use super::room_state::{RemoteRoom, RemoteSeat, RoomSnapshot};
 
 /// The cluster view of one node.
 #[derive(Debug, Default)]
@@ -37,6 +41,13 @@ struct View {
     rooms: HashMap<RoomName, HashSet<NickKey>>,
     /// Nodes heard of, and how many users each has.
     nodes: HashMap<String, usize>,
+    /// The latest state described of each room with remote members (dropped with
+    /// the room's last remote member).
+    snapshots: HashMap<RoomName, RoomSnapshot>,
+    /// Rooms that lost their last remote member during the current change; their
+    /// snapshots go at its end unless a member came back (a user's update is a
+    /// removal and an insertion).
+    emptied: Vec<RoomName>,
 }
 
 /// A user of another node.
@@ -50,6 +61,34 @@ pub struct RemoteUser {
     pub claimed_ms: u64,
     /// The rooms the user is in.
     pub rooms: Vec<RoomName>,
+    /// Those where it is an operator.
+    pub ops: Vec<RoomName>,
+    /// Those where it is voiced.
+    pub voiced: Vec<RoomName>,
+}
+
+/// A member of a room on another node, as listings show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteMember {
+    /// The nick as spelled.
+    pub nick: Nick,
+    /// The room's operator.
+    pub op: bool,
+    /// Voiced in the room.
+    pub voiced: bool,
+}
+
+/// A room with members on other nodes, as `/rooms` and `LIST` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteRoomInfo {
+    /// The room.
+    pub room: RoomName,
+    /// Its members on other nodes.
+    pub members: usize,
+    /// Secret (`+s`): listed only to its members.
+    pub secret: bool,
+    /// The topic, if known and set.
+    pub topic: Option<Box<str>>,
 }
 
 impl Cluster {
@@ -71,15 +110,19 @@ impl Cluster {
         self.lock().users.get(&key).cloned()
     }
 
-    /// Other nodes' members of `room`.
-    pub fn members(&self, room: &RoomName) -> Vec<Nick> {
+    /// Other nodes' members of `room`, with their roles.
+    pub fn members(&self, room: &RoomName) -> Vec<RemoteMember> {
         let view = self.lock();
         let Some(keys) = view.rooms.get(room) else {
             return Vec::new();
         };
         keys.iter()
             .filter_map(|key| view.users.get(key))
-            .map(|u| u.nick.clone())
+            .map(|u| RemoteMember {
+                nick: u.nick.clone(),
+                op: u.ops.contains(room),
+                voiced: u.voiced.contains(room),
+            })
             .collect()
     }
 
@@ -88,13 +131,70 @@ impl Cluster {
         self.lock().rooms.get(room).map_or(0, HashSet::len)
     }
 
-    /// Every room with remote members, and how many.
-    pub fn room_sizes(&self) -> Vec<(RoomName, usize)> {
-        self.lock()
-            .rooms
+    /// `room` on the other nodes: how many members it has there, and its state.
+    pub fn remote_room(&self, room: &RoomName) -> RemoteRoom {
+        let view = self.lock();
+        RemoteRoom {
+            members: view.rooms.get(room).map_or(0, HashSet::len),
+            snapshot: view.snapshots.get(room).cloned(),
+        }
+    }
+
+    /// True if `room` is known to be secret on the other nodes.
+    pub fn is_secret(&self, room: &RoomName) -> bool {
+        let view = self.lock();
+        view.snapshots
+            .get(room)
+            .is_some_and(RoomSnapshot::is_secret)
+    }
+
+    /// The topic of `room` as other nodes told it; `None` if the room is secret
+    /// (`Some(None)`: no topic, or not told yet).
+    pub fn topic(&self, room: &RoomName) -> Option<Option<Box<str>>> {
+        let view = self.lock();
+        match view.snapshots.get(room) {
+            Some(snapshot) if snapshot.is_secret() => None,
+            snapshot => Some(snapshot.and_then(|s| s.topic.clone())),
+        }
+    }
+
+    /// The user of another node holding `nick`, as a mode change on `room` needs it.
+    pub fn seat(&self, room: &RoomName, nick: &str) -> Option<RemoteSeat> {
+        let user = self.owner(nick)?;
+        Some(RemoteSeat {
+            in_room: user.rooms.contains(room),
+            op: user.ops.contains(room),
+            voiced: user.voiced.contains(room),
+            nick: user.nick,
+        })
+    }
+
+    /// Every room with remote members: how many, whether it is secret, its topic.
+    pub fn rooms(&self) -> Vec<RemoteRoomInfo> {
+        let view = self.lock();
+        view.rooms
             .iter()
-            .map(|(room, keys)| (room.clone(), keys.len()))
+            .map(|(room, keys)| {
+                let snapshot = view.snapshots.get(room);
+                RemoteRoomInfo {
+                    room: room.clone(),
+                    members: keys.len(),
+                    secret: snapshot.is_some_and(RoomSnapshot::is_secret),
+                    topic: snapshot.and_then(|s| s.topic.clone()),
+                }
+            })
             .collect()
+    }
+
+    /// The state of rooms as another node described them (the latest wins; a room
+    /// is described after its member, so an unknown room has no members left).
+    pub fn describe_rooms(&self, rooms: Vec<(RoomName, RoomSnapshot)>) {
+        let mut view = self.lock();
+        for (room, snapshot) in rooms {
+            if view.rooms.contains_key(&room) {
+                view.snapshots.insert(room, snapshot);
+            }
+        }
     }
 
     /// Nodes heard of (other than this one).
@@ -115,11 +215,14 @@ impl Cluster {
         }
         view.forget(&entry.nick.key());
         view.insert(node, entry);
+        view.settle();
     }
 
     /// A user of another node left.
     pub fn remove_user(&self, nick: &Nick) {
-        self.lock().forget(&nick.key());
+        let mut view = self.lock();
+        view.forget(&nick.key());
+        view.settle();
     }
 
     /// Replaces everything known about `node` by its roster.
@@ -131,6 +234,7 @@ impl Cluster {
             view.forget(&entry.nick.key());
             view.insert(node, entry);
         }
+        view.settle();
     }
 
     /// Forgets a node (its lease expired): returns its users, whose quits the caller
@@ -138,7 +242,9 @@ impl Cluster {
     pub fn remove_node(&self, node: &str) -> Vec<RemoteUser> {
         let mut view = self.lock();
         view.nodes.remove(node);
-        view.drop_node(node)
+        let users = view.drop_node(node);
+        view.settle();
+        users
     }
 }
 
@@ -157,6 +263,8 @@ impl View {
             node: node.to_string(),
             claimed_ms: entry.claimed_ms,
             rooms: entry.rooms.clone(),
+            ops: entry.ops.clone(),
+            voiced: entry.voiced.clone(),
         };
         self.users.insert(key, user);
     }
@@ -168,6 +276,7 @@ impl View {
                 members.remove(key);
                 if members.is_empty() {
                     self.rooms.remove(room);
+                    self.emptied.push(room.clone());
                 }
             }
         }
@@ -175,6 +284,15 @@ impl View {
             *count = count.saturating_sub(1);
         }
         Some(user)
+    }
+
+    /// Forgets the snapshots of the rooms the change left without remote members.
+    fn settle(&mut self) {
+        for room in std::mem::take(&mut self.emptied) {
+            if !self.rooms.contains_key(&room) {
+                self.snapshots.remove(&room);
+            }
+        }
     }
 
     fn drop_node(&mut self, node: &str) -> Vec<RemoteUser> {
@@ -200,10 +318,13 @@ mod tests {
     use super::*;
 
     fn entry(nick: &str, rooms: &[&str]) -> RosterEntry {
+        let rooms: Vec<RoomName> = rooms.iter().map(|r| RoomName::parse(r).unwrap()).collect();
         RosterEntry {
             nick: Nick::parse(nick).unwrap(),
             claimed_ms: 1,
-            rooms: rooms.iter().map(|r| RoomName::parse(r).unwrap()).collect(),
+            ops: rooms.iter().take(1).cloned().collect(),
+            voiced: Vec::new(),
+            rooms,
         }
     }
 
@@ -221,7 +342,7 @@ mod tests {
         assert_eq!(cluster.members(&rust).len(), 1);
         let gone = cluster.remove_node("b");
         assert_eq!(gone.len(), 2);
-        assert!(cluster.room_sizes().is_empty());
+        assert!(cluster.rooms().is_empty());
         assert_eq!(cluster.peers(), 0);
     }
 
@@ -231,9 +352,53 @@ mod tests {
         cluster.upsert("b", &entry("old", &["x"]), None);
         cluster.replace_node("b", &[entry("new", &["y"])]);
         assert!(cluster.owner("old").is_none());
+        let y = RoomName::parse("y").unwrap();
+        let sizes: Vec<_> = cluster
+            .rooms()
+            .into_iter()
+            .map(|r| (r.room, r.members))
+            .collect();
+        assert_eq!(sizes, vec![(y, 1)]);
+    }
+
+    #[test]
+    fn roles_and_room_state_follow_the_remote_members() {
+        use crate::protocol::modes::{Flag, ModeChange, ModeKind};
+        let cluster = Cluster::new();
+        let rust = RoomName::parse("rust").unwrap();
+        cluster.upsert("b", &entry("bob", &["rust", "lobby"]), None);
+        cluster.upsert("b", &entry("carol", &["lobby", "rust"]), None);
+        let mut members = cluster.members(&rust);
+        members.sort_by(|x, y| x.nick.as_str().cmp(y.nick.as_str()));
         assert_eq!(
-            cluster.room_sizes(),
-            vec![(RoomName::parse("y").unwrap(), 1)]
+            members.iter().map(|m| m.op).collect::<Vec<_>>(),
+            [true, false]
+        );
+        let seat = cluster.seat(&rust, "CAROL").unwrap();
+        assert!(seat.in_room && !seat.op);
+        let secret = RoomSnapshot {
+            created: 1,
+            changes: vec![ModeChange {
+                set: true,
+                kind: ModeKind::Flag(Flag::Secret),
+            }],
+            topic: Some("t".into()),
+        };
+        cluster.describe_rooms(vec![(rust.clone(), secret)]);
+        assert!(cluster.is_secret(&rust));
+        assert_eq!(cluster.remote_room(&rust).members, 2);
+        assert!(cluster.remote_room(&rust).snapshot.is_some());
+        cluster.remove_user(&Nick::parse("bob").unwrap());
+        assert!(cluster.is_secret(&rust), "carol is still there");
+        cluster.upsert("b", &entry("carol", &["rust"]), None);
+        assert!(
+            cluster.is_secret(&rust),
+            "an update of its last member keeps it"
+        );
+        cluster.remove_user(&Nick::parse("carol").unwrap());
+        assert!(
+            cluster.remote_room(&rust).snapshot.is_none(),
+            "forgotten with the room's last remote member"
         );
     }
 

@@ -30,7 +30,7 @@ use crate::protocol::{
     WhoRow, WhoisInfo, WhowasEntry,
 };
 
-use super::room_state::{JoinRefusal, RoomState, unix_now};
+use super::room_state::{JoinRefusal, RemoteRoom, RemoteSeat, RoomSnapshot, RoomState, unix_now};
 use super::token::ConnId;
 
 /// Entries `WHOWAS` remembers, server-wide (oldest dropped first).
@@ -65,6 +65,9 @@ struct Tables {
     max_registered: usize,
     /// Recent nicks, newest last, for `WHOWAS`.
     whowas: VecDeque<WhowasEntry>,
+    /// Invitations from other nodes of a cluster to rooms with no members here yet:
+    /// they are used when the invited connection joins.
+    invited_elsewhere: HashMap<RoomName, HashSet<ConnId>>,
 }
 
 #[derive(Debug, Default)]
@@ -164,14 +167,15 @@ impl Directory {
     }
 
     /// Gives `id` a fresh `guestN` nick and puts it in `room` (if any: IRC clients
-    /// start in no room). `elsewhere`: the room has members on other nodes.
-    pub fn register_guest(&self, id: ConnId, room: Option<&RoomName>, elsewhere: bool) -> Nick {
+    /// start in no room). `remote`: the room on other nodes of a cluster.
+    pub fn register_guest(&self, id: ConnId, room: Option<&RoomName>, remote: &RemoteRoom) -> Nick {
         let mut tables = self.lock();
         let nick = tables.fresh_guest(&self.guest_suffix);
         tables.nicks.insert(nick.key(), id);
         tables.nick_of.insert(id, nick.clone());
         if let Some(room) = room {
-            tables.join(room, id, elsewhere);
+            entry_for(&mut tables.rooms, room, remote);
+            tables.join(room, id, remote.members > 0);
         }
         nick
     }
@@ -254,6 +258,10 @@ impl Directory {
             tables.nicks.remove(&nick.key());
         }
         tables.away.remove(&id);
+        tables.invited_elsewhere.retain(|_, ids| {
+            ids.remove(&id);
+            !ids.is_empty()
+        });
     }
 
     /// Who a message to `room` must reach. One lock per room *message* (on the room's
@@ -392,24 +400,39 @@ impl Directory {
 
     /// Joins `room` if its modes and bans let `id` in (one lock for check and join, so
     /// two joiners cannot both take the last place under `+l`). Already a member: ok.
-    /// `elsewhere`: the room has members on other nodes, so it is not new and its
-    /// first member here does not become its operator.
+    /// `remote`: the room on other nodes of a cluster. A room with members there is
+    /// not new: its first member here is checked against the state those nodes
+    /// described (and counted with their members under `+l`), and is not made its
+    /// operator.
     pub fn admit(
         &self,
         room: &RoomName,
         id: ConnId,
         who: &Identity<'_>,
         key: Option<&str>,
-        elsewhere: bool,
+        remote: &RemoteRoom,
     ) -> Result<Joined, JoinRefusal> {
         let mut tables = self.lock();
-        if let Some(entry) = tables.rooms.get_mut(room)
-            && !entry.members.contains(&id)
-        {
-            let members = entry.members.len();
-            entry.state.admit(id, who, key, members)?;
+        let tables = &mut *tables;
+        let fresh = !tables.rooms.contains_key(room);
+        let entry = entry_for(&mut tables.rooms, room, remote);
+        if !entry.members.contains(&id) {
+            let invited = tables.invited_elsewhere.get_mut(room);
+            if invited.as_ref().is_some_and(|ids| ids.contains(&id)) {
+                entry.state.invite(id, |_| true);
+            }
+            let members = entry.members.len() + remote.members;
+            if let Err(refusal) = entry.state.admit(id, who, key, members) {
+                if fresh {
+                    tables.rooms.remove(room);
+                }
+                return Err(refusal);
+            }
+            if let Some(ids) = invited {
+                ids.remove(&id);
+            }
         }
-        Ok(tables.join(room, id, elsewhere))
+        Ok(tables.join(room, id, remote.members > 0))
     }
 
     /// May `id` send a message to `room` (`+n`, `+m`, bans)? One lock per room
@@ -445,12 +468,15 @@ impl Directory {
     }
 
     /// Applies mode changes to `room` on behalf of `by` (who must be an operator),
-    /// resolving the nicks of `o`/`v` changes under the same lock.
+    /// resolving the nicks of `o`/`v` changes under the same lock; a nick held on
+    /// another node of a cluster is found in `remote` (its node applies the change to
+    /// its member when the room event reaches it).
     pub fn change_modes(
         &self,
         room: &RoomName,
         by: ConnId,
         changes: &[ModeChange],
+        remote: &[RemoteSeat],
     ) -> Result<ModeOutcome, ProtocolError> {
         let mut tables = self.lock();
         let by_nick = tables.nick_of.get(&by).cloned();
@@ -467,21 +493,33 @@ impl Directory {
         let mut outcome = ModeOutcome::default();
         for change in changes {
             let mut change = change.clone();
-            let target = match resolve_target(&tables.nicks, &tables.nick_of, entry, room, &change)
-            {
+            let names = (&tables.nicks, &tables.nick_of);
+            let target = match resolve_target(names, remote, entry, room, &change) {
                 Ok(target) => target,
                 Err(error) => {
                     outcome.refused.push(error);
                     continue;
                 }
             };
-            if let Some((_, spelled)) = &target {
-                change.kind = with_nick(&change.kind, spelled);
-            }
-            match entry
-                .state
-                .apply(&change, target.map(|(id, _)| id), &by_nick, now)
-            {
+            let id = match target {
+                Target::None => None,
+                Target::Here(id, spelled) => {
+                    change.kind = with_nick(&change.kind, &spelled);
+                    Some(id)
+                }
+                Target::Elsewhere(seat) => {
+                    change.kind = with_nick(&change.kind, &seat.nick);
+                    let now_set = match change.kind {
+                        ModeKind::Op(_) => seat.op,
+                        _ => seat.voiced,
+                    };
+                    if now_set != change.set {
+                        outcome.applied.push(change);
+                    }
+                    continue;
+                }
+            };
+            match entry.state.apply(&change, id, &by_nick, now) {
                 Ok(true) => outcome.applied.push(change),
                 Ok(false) => {}
                 Err(_) => outcome
@@ -582,13 +620,19 @@ impl Directory {
     /// parameters is rare).
     pub fn invites_of(&self, id: ConnId) -> Vec<RoomName> {
         let tables = self.lock();
-        let mut rooms: Vec<RoomName> = tables
+        let here = tables
             .rooms
             .iter()
             .filter(|(_, entry)| entry.state.is_invited(id))
-            .map(|(room, _)| room.clone())
-            .collect();
+            .map(|(room, _)| room);
+        let elsewhere = tables
+            .invited_elsewhere
+            .iter()
+            .filter(|(_, ids)| ids.contains(&id))
+            .map(|(room, _)| room);
+        let mut rooms: Vec<RoomName> = here.chain(elsewhere).cloned().collect();
         rooms.sort();
+        rooms.dedup();
         rooms
     }
 
@@ -617,6 +661,11 @@ impl Directory {
         let more = members.len().saturating_sub(page);
         members.truncate(page);
         Some((members, more, secret))
+    }
+
+    /// True if `room` has members here.
+    pub fn has_room(&self, room: &RoomName) -> bool {
+        self.lock().rooms.contains_key(room)
     }
 
     /// Every room `asker` may see (secret rooms only to their members), sorted.
@@ -691,29 +740,51 @@ impl Directory {
     }
 }
 
-/// For an `o`/`v` change, the target member and its nick as spelled; `None` for other
-/// changes. Errors if nobody has the nick (401) or they are not in the room (441).
-fn resolve_target(
-    nicks: &HashMap<NickKey, ConnId>,
-    nick_of: &HashMap<ConnId, Nick>,
+/// Whom an `o`/`v` change is about.
+enum Target<'r> {
+    /// Nobody: another kind of change.
+    None,
+    /// A member here, with its nick as spelled.
+    Here(ConnId, Nick),
+    /// A member on another node of the cluster.
+    Elsewhere(&'r RemoteSeat),
+}
+
+/// For an `o`/`v` change, the target member; [`Target::None`] for other changes.
+/// Errors if nobody has the nick here or elsewhere (401) or they are not in the room
+/// (441).
+fn resolve_target<'r>(
+    (nicks, nick_of): (&HashMap<NickKey, ConnId>, &HashMap<ConnId, Nick>),
+    remote: &'r [RemoteSeat],
     entry: &RoomEntry,
     room: &RoomName,
     change: &ModeChange,
-) -> Result<Option<(ConnId, Nick)>, ProtocolError> {
+) -> Result<Target<'r>, ProtocolError> {
     let (ModeKind::Op(nick) | ModeKind::Voice(nick)) = &change.kind else {
-        return Ok(None);
+        return Ok(Target::None);
     };
     let no_such = || ProtocolError::NoSuchNick(nick.clone());
     let key = Nick::parse(nick).map_err(|_| no_such())?.key();
-    let id = *nicks.get(&key).ok_or_else(no_such)?;
+    let not_on = |nick: &Nick| ProtocolError::NotOnRoom {
+        nick: nick.clone(),
+        room: room.clone(),
+    };
+    let Some(&id) = nicks.get(&key) else {
+        let seat = remote
+            .iter()
+            .find(|s| s.nick.key() == key)
+            .ok_or_else(no_such)?;
+        return if seat.in_room {
+            Ok(Target::Elsewhere(seat))
+        } else {
+            Err(not_on(&seat.nick))
+        };
+    };
     let spelled = nick_of.get(&id).cloned().ok_or_else(no_such)?;
     if !entry.members.contains(&id) || entry.state.is_kicked(id) {
-        return Err(ProtocolError::NotOnRoom {
-            nick: spelled,
-            room: room.clone(),
-        });
+        return Err(not_on(&spelled));
     }
-    Ok(Some((id, spelled)))
+    Ok(Target::Here(id, spelled))
 }
 
 /// The same `o`/`v` change naming the nick as its owner spells it.
@@ -745,13 +816,52 @@ impl Directory {
         }
     }
 
-    /// The modes of `room` as another node needs them to match ours (None if the
-    /// room has no members here).
-    pub fn room_snapshot(&self, room: &RoomName) -> Option<Vec<ModeChange>> {
-        self.lock()
-            .rooms
-            .get(room)
-            .map(|entry| entry.state.snapshot())
+    /// The state of `room` as another node needs it to admit the room's first member
+    /// there (None if the room has no members here).
+    pub fn room_snapshot(&self, room: &RoomName) -> Option<RoomSnapshot> {
+        self.lock().rooms.get(room).map(|entry| RoomSnapshot {
+            created: entry.state.created,
+            changes: entry.state.changes(),
+            topic: entry.topic.clone(),
+        })
+    }
+
+    /// An invitation from another node for the user holding `nick`, if it is here:
+    /// recorded in the room's state, or kept until the user joins if the room has no
+    /// members here. Returns the user's connection and nick as spelled.
+    pub fn invite_from_elsewhere(&self, room: &RoomName, nick: &Nick) -> Option<(ConnId, Nick)> {
+        let mut tables = self.lock();
+        let tables = &mut *tables;
+        let id = *tables.nicks.get(&nick.key())?;
+        let spelled = tables.nick_of.get(&id)?.clone();
+        match tables.rooms.get_mut(room) {
+            Some(entry) => {
+                let alive = &tables.nick_of;
+                entry.state.invite(id, |id| alive.contains_key(&id));
+            }
+            None => {
+                let pending = tables.invited_elsewhere.entry(room.clone()).or_default();
+                pending.insert(id);
+            }
+        }
+        Some((id, spelled))
+    }
+
+    /// For each of `rooms`, whether `id` is its operator and whether it is voiced
+    /// there (what this node tells the others about its member's roles).
+    pub fn roles_in(&self, id: ConnId, rooms: &[RoomName]) -> Vec<(bool, bool)> {
+        let tables = self.lock();
+        rooms
+            .iter()
+            .map(|room| {
+                tables.rooms.get(room).map_or((false, false), |entry| {
+                    (
+                        entry.state.role(id) == Role::Operator,
+                        entry.state.is_voiced(id),
+                    )
+                })
+            })
+            .collect()
     }
 
     /// Mode changes decided elsewhere, as they were applied there.
@@ -778,6 +888,25 @@ impl Directory {
             let _ = entry.state.apply(change, target, by, unix_now());
         }
     }
+}
+
+/// The entry of `room`, made if the room has no members here yet: from the state
+/// other nodes described if it exists there, else new.
+fn entry_for<'t>(
+    rooms: &'t mut HashMap<RoomName, RoomEntry>,
+    room: &RoomName,
+    remote: &RemoteRoom,
+) -> &'t mut RoomEntry {
+    rooms
+        .entry(room.clone())
+        .or_insert_with(|| match &remote.snapshot {
+            Some(snapshot) if remote.members > 0 => RoomEntry {
+                topic: snapshot.topic.clone(),
+                state: RoomState::seeded(snapshot),
+                ..RoomEntry::default()
+            },
+            _ => RoomEntry::default(),
+        })
 }
 
 impl Tables {
@@ -896,8 +1025,8 @@ mod tests {
     fn guests_are_unique_and_nicks_case_insensitive() {
         let d = Directory::new();
         let lobby = RoomName::lobby();
-        let a = d.register_guest(id(0, 1), Some(&lobby), false);
-        let b = d.register_guest(id(1, 1), Some(&lobby), false);
+        let a = d.register_guest(id(0, 1), Some(&lobby), &RemoteRoom::default());
+        let b = d.register_guest(id(1, 1), Some(&lobby), &RemoteRoom::default());
         assert_ne!(a, b);
         let alice = Nick::parse("Alice").unwrap();
         d.rename(id(0, 1), &alice).unwrap();
@@ -935,9 +1064,60 @@ mod tests {
         let d = Directory::new();
         let lobby = RoomName::lobby();
         for k in 0..5 {
-            d.register_guest(id(0, k), Some(&lobby), false);
+            d.register_guest(id(0, k), Some(&lobby), &RemoteRoom::default());
         }
         let (nicks, more) = d.who(&lobby, 3).unwrap();
         assert_eq!((nicks.len(), more), (3, 2));
+    }
+
+    #[test]
+    fn a_room_from_elsewhere_is_joined_under_its_modes_without_a_new_operator() {
+        use crate::protocol::modes::parse;
+        let d = Directory::new();
+        let vault = RoomName::parse("vault").unwrap();
+        let snapshot = RoomSnapshot {
+            created: 7,
+            changes: parse("+ikl-t", &["sesame", "3"]).changes,
+            topic: Some("gold".into()),
+        };
+        let remote = RemoteRoom {
+            members: 2,
+            snapshot: Some(snapshot),
+        };
+        let who = |nick| Identity {
+            nick,
+            user: nick,
+            shown_host: "miochat",
+            address: std::net::IpAddr::from([10, 0, 0, 1]),
+        };
+        let (al, bo) = (id(0, 1), id(0, 2));
+        d.register_guest(al, None, &RemoteRoom::default());
+        d.register_guest(bo, None, &RemoteRoom::default());
+        let refused = d.admit(&vault, al, &who("al"), Some("sesame"), &remote);
+        assert_eq!(refused.unwrap_err(), JoinRefusal::InviteOnly);
+        assert!(
+            !d.has_room(&vault),
+            "a refused first joiner leaves no room behind"
+        );
+        let nick = d.lookup_full("guest1").unwrap().1;
+        assert_eq!(d.invite_from_elsewhere(&vault, &nick).unwrap().0, al);
+        assert_eq!(d.invites_of(al), std::slice::from_ref(&vault));
+        let refused = d.admit(&vault, al, &who("al"), Some("nope"), &remote);
+        assert_eq!(refused.unwrap_err(), JoinRefusal::BadKey);
+        let joined = d
+            .admit(&vault, al, &who("al"), Some("sesame"), &remote)
+            .unwrap();
+        assert_eq!(joined.topic.as_deref(), Some("gold"));
+        assert!(d.invites_of(al).is_empty(), "the invitation was used");
+        assert_eq!(
+            d.roles_in(al, std::slice::from_ref(&vault)),
+            [(false, false)]
+        );
+        assert_eq!(d.modes(&vault, al).unwrap(), ("+ikln sesame 3".into(), 7));
+        // Two members elsewhere and one here fill `+l 3`.
+        let nick = d.lookup_full("guest2").unwrap().1;
+        d.invite_from_elsewhere(&vault, &nick);
+        let full = d.admit(&vault, bo, &who("bo"), Some("sesame"), &remote);
+        assert_eq!(full.unwrap_err(), JoinRefusal::Full);
     }
 }

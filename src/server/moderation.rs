@@ -22,12 +22,15 @@
 //! the relay itself when this shard is the room's home).
 
 use crate::protocol::mask::Identity;
-use crate::protocol::modes::ModeRequest;
+use crate::protocol::modes::{ModeKind, ModeRequest};
 use crate::protocol::outgoing::Outgoing;
 use crate::protocol::{Event, MAX_KICK_LEN, Nick, ProtocolError, RoomName, irc};
 
+use super::backplane::handle::BackplaneMsg;
+use super::backplane::wire::Wire;
 use super::delivery::Delivery;
 use super::effects::Effects;
+use super::room_state::RemoteSeat;
 use super::session::Session;
 use super::shared::Shared;
 
@@ -116,10 +119,11 @@ impl Moderator<'_, '_, '_> {
             return Ok(());
         };
         let (id, by, line) = (session.id, session.nick.clone(), session.irc.is_none());
+        let remote = self.remote_seats(&room, request);
         let outcome = self
             .shared
             .directory
-            .change_modes(&room, id, &request.changes)?;
+            .change_modes(&room, id, &request.changes, &remote)?;
         // A line client gets OK unless every change was refused (then only ERRs).
         let all_refused = outcome.applied.is_empty() && !outcome.refused.is_empty();
         for error in outcome.refused {
@@ -141,6 +145,20 @@ impl Moderator<'_, '_, '_> {
             self.delivery.broadcast(self.fx, &room, None, event);
         }
         Ok(())
+    }
+
+    /// The users of other nodes of the cluster that `o`/`v` changes in `request`
+    /// name (their nodes apply the changes when the room event reaches them).
+    fn remote_seats(&self, room: &RoomName, request: &ModeRequest) -> Vec<RemoteSeat> {
+        let cluster = &self.shared.cluster;
+        request
+            .changes
+            .iter()
+            .filter_map(|change| match &change.kind {
+                ModeKind::Op(nick) | ModeKind::Voice(nick) => cluster.seat(room, nick),
+                _ => None,
+            })
+            .collect()
     }
 
     /// `/kick NICK [REASON]`, IRC `KICK #room nick :reason`: the room (the kicked
@@ -199,14 +217,22 @@ impl Moderator<'_, '_, '_> {
         let room = self.room_or_current(room)?;
         let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
         let (id, by) = (session.id, session.nick.clone());
-        let (target, nick) = self.shared.directory.invite(&room, id, nick)?;
-        let invited = Event::Invited {
-            room: room.clone(),
-            by: by.clone(),
-            nick: nick.clone(),
+        let nick = match self.shared.directory.invite(&room, id, nick) {
+            Ok((target, nick)) => {
+                let invited = Event::Invited {
+                    room: room.clone(),
+                    by: by.clone(),
+                    nick: nick.clone(),
+                };
+                self.delivery
+                    .deliver_to(self.fx, target, Outgoing::new(invited));
+                nick
+            }
+            // The inviter may invite (the directory checks that first), and the nick
+            // is not on this node: a user of another node is invited through its node.
+            Err(ProtocolError::NoSuchNick(_)) => self.invite_elsewhere(&room, &by, nick)?,
+            Err(error) => return Err(error),
         };
-        self.delivery
-            .deliver_to(self.fx, target, Outgoing::new(invited));
         // IRC members with `invite-notify` see who was invited (not the inviter,
         // who gets 341, nor line members).
         let notice = Event::InviteNotice {
@@ -219,6 +245,35 @@ impl Moderator<'_, '_, '_> {
         let reply = Event::Inviting { room, nick };
         self.delivery.reply(self.fx, self.key, &reply);
         Ok(())
+    }
+
+    /// Invites `nick`, a user of another node of the cluster, through its node.
+    fn invite_elsewhere(
+        &mut self,
+        room: &RoomName,
+        by: &Nick,
+        nick: &str,
+    ) -> Result<Nick, ProtocolError> {
+        let user = self
+            .shared
+            .cluster
+            .owner(nick)
+            .ok_or_else(|| ProtocolError::NoSuchNick(nick.into()))?;
+        if user.rooms.contains(room) {
+            let (nick, room) = (user.nick, room.clone());
+            return Err(ProtocolError::AlreadyOnRoom { nick, room });
+        }
+        let wire = Wire::Invite {
+            origin: self.shared.node_name().to_string(),
+            by: by.clone(),
+            to: user.nick.clone(),
+            room: room.clone(),
+        };
+        self.fx.publish(BackplaneMsg::Private {
+            node: user.node,
+            wire,
+        });
+        Ok(user.nick)
     }
 
     /// IRC `INVITE` without parameters: the rooms the asker may join by invitation.

@@ -348,7 +348,7 @@ impl Relay {
             .map(|s| s.nick.clone())
             .ok_or(ProtocolError::NoRoom)?;
         bump(&self.shared.stats.shards[self.index].messages_in);
-        let origin = self.node().to_string();
+        let origin = self.shared.node_name().to_string();
         let echo = Event::Private {
             from: from.clone(),
             text: text.into(),
@@ -372,15 +372,6 @@ impl Relay {
         Ok(())
     }
 
-    /// This node's name in the cluster.
-    fn node(&self) -> &str {
-        self.shared
-            .config
-            .backplane
-            .as_ref()
-            .map_or("", |b| b.node.as_str())
-    }
-
     /// Tells the other nodes, if any, how connection `key` is now (`was`: its nick
     /// before a rename).
     pub fn tell_cluster(&self, fx: &mut Effects<'_>, key: usize, was: Option<Nick>) {
@@ -391,10 +382,13 @@ impl Relay {
             return;
         };
         let (id, nick, claimed_ms) = (session.id, session.nick.clone(), session.claimed_ms);
+        // The backplane adds the roles, read from the directory when it sends this.
         let entry = RosterEntry {
             nick,
             claimed_ms,
             rooms: session.rooms.clone(),
+            ops: Vec::new(),
+            voiced: Vec::new(),
         };
         fx.publish(BackplaneMsg::User { id, entry, was });
     }
@@ -496,44 +490,62 @@ impl Relay {
 
     /// Every member with its role, for protocols that list them all (IRC NAMES), and
     /// whether the room is secret; members on other nodes of a cluster follow, with
-    /// no role (roles are kept per node). Nobody, for a room that does not exist or is
+    /// the roles their nodes told. Nobody, for a room that does not exist or is
     /// secret to `asker`.
     fn members(&self, room: &RoomName, asker: super::token::ConnId) -> (Vec<Member>, bool) {
-        let (mut members, secret) = self
-            .shared
-            .directory
-            .members(room, asker, usize::MAX)
-            .map(|(members, _, secret)| (members, secret))
-            .unwrap_or_default();
-        members.extend(self.remote_members(room));
+        let here = self.shared.directory.members(room, asker, usize::MAX);
+        let (mut members, _, secret) = self.with_remote(room, here, usize::MAX);
+        members.sort_by_cached_key(|m| m.nick.as_str().to_ascii_lowercase());
         (members, secret)
     }
 
-    /// Members of `room` on other nodes of the cluster (none without a backplane).
-    fn remote_members(&self, room: &RoomName) -> impl Iterator<Item = Member> {
-        self.shared
-            .cluster
-            .members(room)
-            .into_iter()
-            .map(|nick| Member {
-                realname: nick.as_str().into(),
-                nick,
-                role: Role::Member,
-                away: false,
-                voiced: false,
-            })
+    /// `here` (up to `page` members of `room` on this node, how many more, secret)
+    /// completed with the members on other nodes of the cluster, with the roles their
+    /// nodes told. A secret room shows members only to a member, who is one here too
+    /// (so `here` lists at least the asker); a room with no members here is secret
+    /// if its state from elsewhere says so.
+    fn with_remote(
+        &self,
+        room: &RoomName,
+        here: Option<(Vec<Member>, usize, bool)>,
+        page: usize,
+    ) -> (Vec<Member>, usize, bool) {
+        let (mut members, mut more, secret) = here.unwrap_or_else(|| {
+            let secret = self.shared.cluster.is_secret(room);
+            (Vec::new(), 0, secret)
+        });
+        if secret && members.is_empty() {
+            return (members, more, secret);
+        }
+        let remote = self.shared.cluster.members(room);
+        let room_for_more = page.saturating_sub(members.len());
+        more += remote.len().saturating_sub(room_for_more);
+        members.extend(remote.into_iter().take(room_for_more).map(|m| Member {
+            realname: m.nick.as_str().into(),
+            role: match (m.op, m.voiced) {
+                (true, _) => Role::Operator,
+                (false, true) => Role::Voiced,
+                _ => Role::Member,
+            },
+            nick: m.nick,
+            away: false,
+            voiced: m.voiced,
+        }));
+        (members, more, secret)
     }
 
-    /// Every room `asker` may see, with its member count on every node, by name.
+    /// Every room `asker` may see, with its member count on every node, by name
+    /// (a room with no members here is secret if its state from elsewhere says so).
     fn rooms(&self, asker: super::token::ConnId) -> Vec<RoomInfo> {
         let mut rooms = self.shared.directory.visible_rooms(asker);
-        for (room, remote) in self.shared.cluster.room_sizes() {
-            match rooms.iter_mut().find(|info| info.room == room) {
-                Some(info) => info.members += remote,
+        for remote in self.shared.cluster.rooms() {
+            match rooms.iter_mut().find(|info| info.room == remote.room) {
+                Some(info) => info.members += remote.members,
+                None if remote.secret || self.shared.directory.has_room(&remote.room) => {}
                 None => rooms.push(RoomInfo {
-                    room,
-                    members: remote,
-                    topic: None,
+                    room: remote.room,
+                    members: remote.members,
+                    topic: remote.topic,
                 }),
             }
         }
@@ -572,11 +584,11 @@ impl Relay {
                 max: MAX_ROOMS_PER_CONNECTION,
             });
         }
-        let elsewhere = self.shared.cluster.member_count(&room) > 0;
+        let remote = self.shared.cluster.remote_room(&room);
         let info = self
             .shared
             .directory
-            .admit(&room, session.id, &identity(session), room_key, elsewhere)
+            .admit(&room, session.id, &identity(session), room_key, &remote)
             .map_err(|refusal| refusal.error(room.clone()))?;
         session.current = Some(room.clone());
         let (id, nick, wants_names) = (session.id, session.nick.clone(), session.irc.is_some());
@@ -584,7 +596,7 @@ impl Relay {
             session.rooms.push(room.clone());
             self.delivery.enter(&room, key);
         }
-        let members = info.members + self.shared.cluster.member_count(&room);
+        let members = info.members + remote.members;
         if !already {
             self.tell_cluster(fx, key, None);
             let event = Event::Joined {
@@ -667,14 +679,10 @@ impl Relay {
         };
         let asker = fx.session(key).map(|s| s.id).ok_or(ProtocolError::NoRoom)?;
         let here = self.shared.directory.members(&room, asker, WHO_PAGE);
-        let remote: Vec<Member> = self.remote_members(&room).collect();
-        if here.is_none() && remote.is_empty() {
+        if here.is_none() && self.shared.cluster.member_count(&room) == 0 {
             return Err(ProtocolError::NoSuchRoom(room));
         }
-        let (mut nicks, mut more, _) = here.unwrap_or_default();
-        let room_for_more = WHO_PAGE.saturating_sub(nicks.len());
-        more += remote.len().saturating_sub(room_for_more);
-        nicks.extend(remote.into_iter().take(room_for_more));
+        let (nicks, more, _) = self.with_remote(&room, here, WHO_PAGE);
         self.delivery
             .reply(fx, key, &Event::Who { room, nicks, more });
         Ok(())
@@ -697,7 +705,19 @@ impl Relay {
         };
         let (id, nick) = (session.id, session.nick.clone());
         let directory = &self.shared.directory;
-        directory.topic_access(&room, id, text.is_some())?;
+        match directory.topic_access(&room, id, text.is_some()) {
+            // A room with members only on other nodes: its topic as they told it.
+            Err(ProtocolError::NoSuchRoom(_))
+                if text.is_none() && self.shared.cluster.member_count(&room) > 0 =>
+            {
+                let Some(topic) = self.shared.cluster.topic(&room) else {
+                    return Err(ProtocolError::NotInRoom(room)); // secret
+                };
+                self.delivery.reply(fx, key, &Event::Topic { room, topic });
+                return Ok(());
+            }
+            other => other?,
+        }
         let Some(topic) = text else {
             let topic = directory.topic(&room);
             self.delivery.reply(fx, key, &Event::Topic { room, topic });

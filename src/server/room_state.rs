@@ -22,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::protocol::mask::Identity;
 use crate::protocol::modes::{Flag, ModeChange, ModeKind};
-use crate::protocol::{BanInfo, ProtocolError, Role, RoomName};
+use crate::protocol::{BanInfo, Nick, ProtocolError, Role, RoomName};
 
 use super::token::ConnId;
 
@@ -74,6 +74,55 @@ impl Default for RoomState {
     }
 }
 
+/// A room's state as another node of a cluster needs it to admit the room's first
+/// member there: its creation time, its modes as changes (every flag set or unset,
+/// key, limit, bans; roles are not in it, each node tells its own members' roles in
+/// its roster), and its topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSnapshot {
+    /// When the room was created (Unix seconds).
+    pub created: u64,
+    /// The changes that make a new room's state equal to this one.
+    pub changes: Vec<ModeChange>,
+    /// The topic, if set.
+    pub topic: Option<Box<str>>,
+}
+
+impl RoomSnapshot {
+    /// True if the room is secret (`+s`).
+    pub fn is_secret(&self) -> bool {
+        self.changes
+            .iter()
+            .any(|c| c.set && c.kind == ModeKind::Flag(Flag::Secret))
+    }
+}
+
+/// What this node knows of a room on the other nodes of its cluster, when one of its
+/// users joins it: how many members it has there and, if the room exists there, its
+/// state (`None` while no snapshot has arrived yet).
+#[derive(Debug, Clone, Default)]
+pub struct RemoteRoom {
+    /// Members on other nodes.
+    pub members: usize,
+    /// The room's state there.
+    pub snapshot: Option<RoomSnapshot>,
+}
+
+/// A user of another node of a cluster, as an `o`/`v` mode change naming it needs
+/// it: whether it is in the room, and its roles there (its own node keeps them and
+/// applies the change when the room event reaches it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSeat {
+    /// The nick as spelled.
+    pub nick: Nick,
+    /// In the room.
+    pub in_room: bool,
+    /// Its operator.
+    pub op: bool,
+    /// Voiced there.
+    pub voiced: bool,
+}
+
 /// A ban was refused: the room already has [`MAX_BANS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BanListFull;
@@ -104,6 +153,20 @@ impl JoinRefusal {
 }
 
 impl RoomState {
+    /// The state another node described: what a new room would be, with the
+    /// snapshot's changes applied.
+    pub fn seeded(snapshot: &RoomSnapshot) -> RoomState {
+        let mut state = RoomState {
+            created: snapshot.created,
+            ..RoomState::default()
+        };
+        // Who set each ban is not in a snapshot: `*` says so in the ban list.
+        for change in &snapshot.changes {
+            let _ = state.apply(change, None, "*", snapshot.created);
+        }
+        state
+    }
+
     /// The first member of a new room becomes its operator.
     pub fn found(&mut self, id: ConnId) {
         self.ops.insert(id);
@@ -272,7 +335,7 @@ impl RoomState {
     /// The room's modes as changes that make another copy equal to this one: every
     /// flag set or unset, the key and limit set or unset, and each ban (roles are
     /// not included: each node keeps its own members' roles).
-    pub fn snapshot(&self) -> Vec<ModeChange> {
+    pub fn changes(&self) -> Vec<ModeChange> {
         let mut changes: Vec<ModeChange> = Flag::ALL
             .into_iter()
             .map(|flag| ModeChange {

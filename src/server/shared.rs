@@ -46,6 +46,14 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// This node's name in the cluster (empty without a backplane).
+    pub fn node_name(&self) -> &str {
+        self.config
+            .backplane
+            .as_ref()
+            .map_or("", |b| b.node.as_str())
+    }
+
     /// Shared state for a server with these shards.
     pub fn new(
         config: ServerConfig,

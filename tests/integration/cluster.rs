@@ -212,7 +212,7 @@ fn wait_for_members(client: &mut TestClient, room: &str, nicks: &[&str]) {
                 break line;
             }
         };
-        // Roles are kept per node: a member may be listed as `@nick` or `+nick`.
+        // A member may be listed as `@nick` or `+nick`.
         let listed: Vec<&str> = who
             .split(' ')
             .skip(3)
@@ -294,6 +294,9 @@ fn nicks_private_messages_who_and_rooms_are_cluster_wide() {
     let Some(redis) = Redis::start() else { return };
     let (_a, b, mut alice, mut other) = two_nodes(&redis, "alice", "bobby");
     alice.join("rust");
+    // (Had bobby joined before node b heard of the room, both nodes would have
+    // founded it, and each founder would be an operator.)
+    wait_for_members(&mut other, "rust", &["alice"]);
     other.join("rust");
     wait_for_members(&mut other, "rust", &["alice", "bobby"]);
     other.send("/nick alice");
@@ -524,9 +527,8 @@ fn moderation_is_shared_across_nodes() {
         "EVENT modx kick alice bob enough"
     );
     bob.send("/who modx");
-    // bob is out; alice is listed without her role (each node shows the roles of its
-    // own members only).
-    assert_eq!(skip_until(&mut bob, "OK who"), "OK who modx alice");
+    // bob is out; alice is listed with her role, as her node told it.
+    assert_eq!(skip_until(&mut bob, "OK who"), "OK who modx @alice");
 }
 
 #[test]
@@ -566,8 +568,36 @@ fn the_lobby_has_no_new_operator_on_a_node_that_joins_later() {
     );
 }
 
+/// Waits until an IRC `LIST` from `client` shows `room` with `topic`: the node knows
+/// the room's state as of the topic change (changes reach a node in the order they
+/// were made on one node).
+#[track_caller]
+fn wait_for_listed_topic(client: &mut TestClient, room: &str, topic: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let want = format!(" #{room} ");
+    loop {
+        client.send("LIST");
+        let mut found = false;
+        loop {
+            let line = client.line();
+            let line = line.trim_end_matches('\r');
+            if line.contains(" 322 ") && line.contains(&want) && line.ends_with(topic) {
+                found = true;
+            }
+            if line.contains(" 323 ") {
+                break;
+            }
+        }
+        if found {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{room}'s topic never reached");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
-fn a_node_learns_a_rooms_modes_when_it_subscribes() {
+fn the_first_member_on_another_node_meets_the_rooms_modes() {
     let Some(redis) = Redis::start() else { return };
     let (_a, b, mut alice, mut bob) = two_nodes(&redis, "alice", "bob");
     alice.join("vault");
@@ -575,31 +605,111 @@ fn a_node_learns_a_rooms_modes_when_it_subscribes() {
     skip_until(&mut alice, "EVENT vault mode alice +k");
     alice.send("/ban carol");
     skip_until(&mut alice, "EVENT vault mode alice +b");
-    // Node b has nobody in vault yet: bob's join is checked against what b knows
-    // (the room's first member on a node is the gap the docs describe), and b's
-    // subscription then asks node a for the room's modes.
-    wait_for_members(&mut bob, "vault", &["alice"]);
-    bob.join("vault");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        bob.send("/mode");
-        if skip_until(&mut bob, "OK mode") == "OK mode vault +knt sesame" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node b never learned +k"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    alice.send("/topic gold only");
+    skip_until(&mut alice, "EVENT vault topic");
+    // Node b has nobody in vault: it learned the room's state from node a, and
+    // bob, the room's first member on b, is checked against it.
+    let mut watcher = b.irc_client("watcher");
+    wait_for_listed_topic(&mut watcher, "vault", "gold only");
     let mut carol = b.client("carol");
     carol.send("/join vault sesame");
     assert!(carol.expect("ERR ").starts_with("ERR banned"));
+    bob.send("/join vault");
+    assert!(bob.expect("ERR ").starts_with("ERR bad-key"));
+    bob.send("/join vault sesame");
+    assert_eq!(bob.expect("OK joined"), "OK joined vault 2 gold only");
+    bob.send("/mode");
+    assert_eq!(skip_until(&mut bob, "OK mode"), "OK mode vault +knt sesame");
+    // `+l` counts the members on every node.
+    alice.send("/mode +l 2");
+    skip_until(&mut bob, "EVENT vault mode alice +l 2");
     let mut dave = b.client("dave");
-    dave.send("/join vault");
-    assert!(dave.expect("ERR ").starts_with("ERR bad-key"));
     dave.send("/join vault sesame");
-    dave.expect("OK joined vault ");
+    assert!(dave.expect("ERR ").starts_with("ERR room-full"));
+}
+
+#[test]
+fn roles_are_cluster_wide() {
+    let Some(redis) = Redis::start() else { return };
+    let (_a, _b, mut alice, mut bob) = two_nodes(&redis, "alice", "bob");
+    alice.join("crew");
+    wait_for_members(&mut bob, "crew", &["alice"]);
+    bob.join("crew");
+    wait_for_members(&mut alice, "crew", &["alice", "bob"]);
+    wait_until_subscribed(&mut bob, 2); // lobby and crew
+    // Node a's operator makes bob, a user of node b, an operator.
+    alice.send("/op bob");
+    assert_eq!(alice.expect("OK "), "OK changed crew +o bob");
+    assert_eq!(
+        skip_until(&mut bob, "EVENT crew mode"),
+        "EVENT crew mode alice +o bob"
+    );
+    // bob is an operator on his own node, and each node lists both operators.
+    bob.send("/mode +m");
+    skip_until(&mut alice, "EVENT crew mode bob +m");
+    wait_for_who(&mut alice, "crew", "OK who crew @alice @bob");
+    wait_for_who(&mut bob, "crew", "OK who crew @bob @alice");
+    bob.send("/voice alice");
+    skip_until(&mut alice, "EVENT crew mode bob +v alice");
+    bob.send("/deop alice");
+    skip_until(&mut alice, "EVENT crew mode bob -o alice");
+    wait_for_who(&mut bob, "crew", "OK who crew @bob +alice");
+    alice.send("/mode -m");
+    assert!(alice.expect("ERR ").starts_with("ERR not-operator"));
+    // A nick that is nowhere, or not in the room, is refused as on one node.
+    bob.send("/op nobody");
+    assert!(bob.expect("ERR ").starts_with("ERR no-such-nick"));
+}
+
+/// Waits until `/who room` from `client` is exactly `want`.
+#[track_caller]
+fn wait_for_who(client: &mut TestClient, room: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        client.send(&format!("/who {room}"));
+        let who = skip_until(client, &format!("OK who {room}"));
+        if who == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{}: {who}", client.nick);
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn invitations_and_secret_rooms_cross_nodes() {
+    let Some(redis) = Redis::start() else { return };
+    let (_a, b, mut alice, mut bob) = two_nodes(&redis, "alice", "bob");
+    alice.join("club");
+    alice.send("/mode +is");
+    skip_until(&mut alice, "EVENT club mode alice +s");
+    alice.send("/topic members only");
+    skip_until(&mut alice, "EVENT club topic");
+    // A secret room is neither listed nor shown to users of other nodes.
+    let mut watcher = b.irc_client("watcher");
+    watcher.send("TOPIC #club");
+    assert!(skip_until(&mut watcher, "#club").contains(" 442 "));
+    bob.send("/rooms");
+    assert!(!skip_until(&mut bob, "OK rooms").contains("club"));
+    bob.send("/who club");
+    assert_eq!(skip_until(&mut bob, "OK who club"), "OK who club");
+    bob.send("/join club");
+    assert!(bob.expect("ERR ").starts_with("ERR invite-only"));
+    // An invitation crosses to bob's node and lets him in once.
+    alice.send("/invite bob club");
+    assert_eq!(alice.expect("OK invited"), "OK invited bob club");
+    assert_eq!(
+        skip_until(&mut bob, "invite"),
+        "EVENT club invite alice bob"
+    );
+    bob.send("/join club");
+    assert_eq!(bob.expect("OK joined"), "OK joined club 2 members only");
+    wait_for_members(&mut alice, "club", &["alice", "bob"]);
+    alice.send("/invite bob club");
+    assert!(alice.expect("ERR ").starts_with("ERR already-on-room"));
+    let mut carol = b.client("carol");
+    carol.send("/join club");
+    assert!(carol.expect("ERR ").starts_with("ERR invite-only"));
 }
 
 #[test]

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mio::{Events, Poll, Token, Waker};
 use redis_protocol::resp2::types::OwnedFrame;
 
+use crate::protocol::modes::{ModeChange, ModeKind};
 use crate::protocol::names::NickKey;
 use crate::protocol::outgoing::Outgoing;
 use crate::protocol::{Event, Nick, RoomName};
@@ -91,11 +92,6 @@ pub struct Backplane {
     /// Local members per room: a room's channel is subscribed while this is > 0.
     local_rooms: HashMap<RoomName, usize>,
     subscribed: HashSet<RoomName>,
-    /// Rooms whose first local member just joined: their channel's confirmation
-    /// sends `ask`, and the first `modes` answer is applied (then they leave the set).
-    /// Resubscribing after an outage asks nothing: two copies that diverged while
-    /// cut off would only swap their differences.
-    asking: HashSet<RoomName>,
     pending: VecDeque<Pending>,
     /// When each peer was last heard of.
     last_heard: HashMap<String, Instant>,
@@ -149,7 +145,6 @@ impl Backplane {
             local_nicks: HashMap::new(),
             local_rooms: HashMap::new(),
             subscribed: HashSet::new(),
-            asking: HashSet::new(),
             pending: VecDeque::new(),
             last_heard: HashMap::new(),
             up_since: None,
@@ -244,7 +239,6 @@ impl Backplane {
             .on_event(registry, writable, &mut self.scratch, &mut frames);
         if !self.subscriber.is_up() {
             self.subscribed.clear();
-            self.asking.clear();
             self.went_down();
         }
         if came_up {
@@ -255,7 +249,6 @@ impl Backplane {
             for room in rooms {
                 self.subscribe(&room);
             }
-            self.asking.clear();
             self.announce_if_ready();
         }
         for frame in frames {
@@ -284,7 +277,6 @@ impl Backplane {
         }
         if !self.subscriber.is_up() {
             self.subscribed.clear();
-            self.asking.clear();
         }
         if self.up_since.is_some() && !(self.commands.is_up() && self.subscriber.is_up()) {
             self.went_down();
@@ -296,10 +288,27 @@ impl Backplane {
         self.shared.stats.cluster.up.store(false, Relaxed);
     }
 
+    /// Every local user and the state of every room with local members (the answer
+    /// to a hello, and what this node says when it (re)connects).
     fn publish_roster(&mut self) {
         let users = self.local.values().cloned().collect();
         let origin = self.config.node.clone();
         self.publish(CLUSTER_CHANNEL, &Wire::Roster { origin, users });
+        let rooms: Vec<RoomName> = self.local_rooms.keys().cloned().collect();
+        self.publish_rooms(&rooms);
+    }
+
+    /// The state of `rooms` (those that still have members here), in one message.
+    fn publish_rooms(&mut self, rooms: &[RoomName]) {
+        let directory = &self.shared.directory;
+        let rooms: Vec<_> = rooms
+            .iter()
+            .filter_map(|room| Some((room.clone(), directory.room_snapshot(room)?)))
+            .collect();
+        if !rooms.is_empty() {
+            let origin = self.config.node.clone();
+            self.publish(CLUSTER_CHANNEL, &Wire::Rooms { origin, rooms });
+        }
     }
 
     /// `PUBLISH channel payload` on the command link; false if Redis is away.
@@ -325,7 +334,6 @@ impl Backplane {
     }
 
     fn unsubscribe(&mut self, room: &RoomName) {
-        self.asking.remove(room);
         if self.subscribed.remove(room) {
             let channel = room_channel(room);
             self.subscriber
@@ -465,12 +473,9 @@ impl Backplane {
         };
         // `subscribe CHANNEL COUNT`: Redis confirms; COUNT is every channel this link
         // now listens to (shown in `/stats`, so a test can wait for a subscription).
-        // Once the channel of a room whose first local member just joined is ours,
-        // the room's modes are asked of the nodes already there (so only that first
-        // member can have been admitted against this node's fresh copy).
         if let [
             OwnedFrame::BulkString(kind),
-            OwnedFrame::BulkString(channel),
+            OwnedFrame::BulkString(_),
             OwnedFrame::Integer(count),
         ] = parts.as_slice()
             && (kind == b"subscribe" || kind == b"unsubscribe")
@@ -481,12 +486,6 @@ impl Backplane {
                 .cluster
                 .subscriptions
                 .store(count, Relaxed);
-            if kind == b"subscribe"
-                && let Some(room) = channel_room(channel).filter(|r| self.asking.contains(r))
-            {
-                let origin = self.config.node.clone();
-                self.publish(&room_channel(&room), &Wire::Ask { origin, room });
-            }
             return;
         }
         let [
@@ -522,8 +521,8 @@ impl Backplane {
             | Wire::User { origin, .. }
             | Wire::Gone { origin, .. }
             | Wire::Probe { origin, .. }
-            | Wire::Ask { origin, .. }
-            | Wire::Modes { origin, .. }
+            | Wire::Rooms { origin, .. }
+            | Wire::Invite { origin, .. }
                 if origin == self.config.node => {}
             Wire::Room {
                 origin,
@@ -555,37 +554,38 @@ impl Backplane {
                 ..
             } => self.on_private(from, &to, notice, text),
             Wire::Probe { .. } => {}
-            Wire::Ask { room, .. } => self.answer_ask(room),
-            Wire::Modes {
-                origin,
-                room,
-                changes,
-            } => {
-                if self.asking.remove(&room) {
-                    let directory = &self.shared.directory;
-                    directory.modes_from_elsewhere(&room, &origin, &changes);
-                }
-            }
+            Wire::Rooms { rooms, .. } => self.shared.cluster.describe_rooms(rooms),
+            Wire::Invite { by, to, room, .. } => self.on_invite(by, &to, room),
         }
     }
 
-    /// Another node has just subscribed to `room`'s channel: tell it the room's
-    /// modes, if the room has members here.
-    fn answer_ask(&mut self, room: RoomName) {
-        if !self.subscribed.contains(&room) {
+    /// An invitation from another node: recorded here (so `+i` lets the user in once)
+    /// and told to the invited user.
+    fn on_invite(&mut self, by: Nick, to: &Nick, room: RoomName) {
+        let directory = &self.shared.directory;
+        let Some((id, nick)) = directory.invite_from_elsewhere(&room, to) else {
+            log::debug!("backplane: an invitation for {to}, who has gone");
             return;
-        }
-        if let Some(changes) = self.shared.directory.room_snapshot(&room) {
-            let origin = self.config.node.clone();
-            let channel = room_channel(&room);
-            self.publish(
-                &channel,
-                &Wire::Modes {
-                    origin,
-                    room,
-                    changes,
-                },
-            );
+        };
+        let outgoing = Outgoing::new(Event::Invited { room, by, nick });
+        self.to_shards[id.shard()].push(ShardMsg::Direct { to: id, outgoing });
+    }
+
+    /// Local users whose roles `changes` (a room's mode changes) may have changed:
+    /// their entries go out again with their roles as they are now.
+    fn roles_changed(&mut self, changes: &[ModeChange]) {
+        for change in changes {
+            let (ModeKind::Op(nick) | ModeKind::Voice(nick)) = &change.kind else {
+                continue;
+            };
+            let Ok(nick) = Nick::parse(nick) else {
+                continue;
+            };
+            if let Some(&id) = self.local_nicks.get(&nick.key())
+                && let Some(entry) = self.local.get(&id).cloned()
+            {
+                self.on_local_user(id, entry, None);
+            }
         }
     }
 
@@ -639,7 +639,8 @@ impl Backplane {
             Event::TopicChanged { topic, .. } => directory.set_topic(&room, topic),
             Event::Kicked { nick, .. } => directory.kick_from_elsewhere(&room, nick),
             Event::ModeChanged { by, changes, .. } => {
-                directory.modes_from_elsewhere(&room, by.as_str(), changes)
+                directory.modes_from_elsewhere(&room, by.as_str(), changes);
+                self.roles_changed(changes);
             }
             _ => {}
         }
@@ -675,6 +676,9 @@ impl Backplane {
         }
     }
 
+    /// A room event caused here, on the room's channel. A change of the room's modes
+    /// or topic also goes to every node as the room's new state, and a change of a
+    /// local member's roles as that member's entry.
     fn publish_room(&mut self, room: RoomName, event: &Event) {
         let seq = self.seqs.entry(room.clone()).or_insert(0);
         *seq += 1;
@@ -687,9 +691,34 @@ impl Backplane {
         if !self.publish(&room_channel(&room), &wire) {
             bump(&self.shared.stats.cluster.unpublished);
         }
+        match event {
+            Event::ModeChanged { changes, .. } => {
+                let is_role =
+                    |c: &ModeChange| matches!(c.kind, ModeKind::Op(_) | ModeKind::Voice(_));
+                if !changes.iter().all(is_role) {
+                    self.publish_rooms(&[room]);
+                }
+                self.roles_changed(changes);
+            }
+            Event::TopicChanged { .. } => self.publish_rooms(&[room]),
+            _ => {}
+        }
     }
 
-    fn on_local_user(&mut self, id: ConnId, entry: RosterEntry, was: Option<Nick>) {
+    /// A local user as it is now (its roles read from the directory), told to every
+    /// node.
+    fn on_local_user(&mut self, id: ConnId, mut entry: RosterEntry, was: Option<Nick>) {
+        let roles = self.shared.directory.roles_in(id, &entry.rooms);
+        let rooms = entry.rooms.iter().zip(roles);
+        (entry.ops, entry.voiced) = (Vec::new(), Vec::new());
+        for (room, (op, voiced)) in rooms {
+            if op {
+                entry.ops.push(room.clone());
+            }
+            if voiced {
+                entry.voiced.push(room.clone());
+            }
+        }
         let old_rooms = self
             .local
             .get(&id)
@@ -734,11 +763,16 @@ impl Backplane {
         if *count == 0 {
             self.local_rooms.remove(room);
             self.unsubscribe(room);
-        } else if delta > 0 && self.subscriber.is_up() && self.subscribe(room) {
-            // The room's first member here: ask for its modes if it exists elsewhere.
-            if self.shared.cluster.member_count(room) > 0 {
-                self.asking.insert(room.clone());
-            }
+            return;
+        }
+        let first = delta > 0 && *count == 1;
+        if delta > 0 && self.subscriber.is_up() {
+            self.subscribe(room);
+        }
+        // A room founded here: every node learns its state, so that its first member
+        // on any node is admitted against it.
+        if first && self.shared.cluster.member_count(room) == 0 {
+            self.publish_rooms(std::slice::from_ref(room));
         }
     }
 
@@ -767,8 +801,8 @@ fn origin_of(wire: &Wire) -> Option<&str> {
         | Wire::Gone { origin, .. }
         | Wire::Private { origin, .. }
         | Wire::Probe { origin, .. }
-        | Wire::Ask { origin, .. }
-        | Wire::Modes { origin, .. } => Some(origin),
+        | Wire::Rooms { origin, .. }
+        | Wire::Invite { origin, .. } => Some(origin),
     }
 }
 

@@ -9,8 +9,9 @@
 //! sequence number per room, which is how a receiver notices a gap. Pure functions,
 //! unit-tested without Redis.
 
-use crate::protocol::modes::{self, ModeChange, changes_string};
+use crate::protocol::modes::{self, changes_string};
 use crate::protocol::{Event, Nick, RoomName};
+use crate::server::room_state::RoomSnapshot;
 
 /// One message between nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,23 +68,27 @@ pub enum Wire {
         /// The text.
         text: Box<str>,
     },
-    /// A node that has just subscribed to a room's channel asks the nodes already
-    /// there for the room's modes (on the room's channel).
-    Ask {
+    /// The state of rooms that have members on the node (on the cluster channel):
+    /// sent for a room the node founded, after each change of a room's modes or topic
+    /// made by one of its users, and for all its rooms in answer to [`Wire::Hello`].
+    /// Every node keeps the latest, so the first member of a room on any node is
+    /// admitted against the room's modes.
+    Rooms {
         /// The node.
         origin: String,
-        /// The room (the channel's).
-        room: RoomName,
+        /// The rooms and their state.
+        rooms: Vec<(RoomName, RoomSnapshot)>,
     },
-    /// The answer to [`Wire::Ask`]: the room's modes on the answering node, as
-    /// changes that make another copy equal (on the room's channel).
-    Modes {
-        /// The node.
+    /// An invitation to a user of the node whose channel this is.
+    Invite {
+        /// The inviter's node.
         origin: String,
-        /// The room (the channel's).
+        /// The inviter.
+        by: Nick,
+        /// The invited user (on the receiving node).
+        to: Nick,
+        /// The room.
         room: RoomName,
-        /// Every flag set or unset, key, limit and bans.
-        changes: Vec<ModeChange>,
     },
     /// A node's own round-trip probe through Redis (the backplane lag in `/stats`).
     Probe {
@@ -104,6 +109,10 @@ pub struct RosterEntry {
     pub claimed_ms: u64,
     /// The rooms the user is in.
     pub rooms: Vec<RoomName>,
+    /// Those of `rooms` where the user is an operator (`@` before the room's name).
+    pub ops: Vec<RoomName>,
+    /// Those of `rooms` where the user is voiced (`+` before the room's name).
+    pub voiced: Vec<RoomName>,
 }
 
 /// Why a payload could not be understood (logged and counted, never fatal).
@@ -145,10 +154,20 @@ impl Wire {
                 format!("v1 private {origin} {from} {to} {kind} {text}").into_bytes()
             }
             Wire::Probe { origin, sent_ms } => format!("v1 probe {origin} {sent_ms}").into_bytes(),
-            Wire::Ask { origin, .. } => format!("v1 ask {origin}").into_bytes(),
-            Wire::Modes {
-                origin, changes, ..
-            } => format!("v1 modes {origin} {}", changes_string(changes)).into_bytes(),
+            Wire::Rooms { origin, rooms } => {
+                let mut out = format!("v1 rooms {origin}");
+                for (room, snapshot) in rooms {
+                    out.push('\n');
+                    out.push_str(&encode_snapshot(room, snapshot));
+                }
+                out.into_bytes()
+            }
+            Wire::Invite {
+                origin,
+                by,
+                to,
+                room,
+            } => format!("v1 invite {origin} {by} {to} {room}").into_bytes(),
         }
     }
 
@@ -207,22 +226,19 @@ impl Wire {
                 origin,
                 sent_ms: words.number()?,
             }),
-            "ask" => Ok(Wire::Ask {
-                origin,
-                room: room.ok_or(BadWire("ask outside a room channel"))?.clone(),
-            }),
-            "modes" => {
-                let room = room.ok_or(BadWire("modes outside a room channel"))?.clone();
-                let mut words = words.0.split(' ');
-                let modestring = words.next().unwrap_or("");
-                let params: Vec<&str> = words.collect();
-                let changes = modes::parse(modestring, &params).changes;
-                Ok(Wire::Modes {
-                    origin,
-                    room,
-                    changes,
-                })
+            "rooms" => {
+                let rooms = rest
+                    .lines()
+                    .map(decode_snapshot)
+                    .collect::<Result<_, _>>()?;
+                Ok(Wire::Rooms { origin, rooms })
             }
+            "invite" => Ok(Wire::Invite {
+                origin,
+                by: nick_of(words.next()?)?,
+                to: nick_of(words.next()?)?,
+                room: room_of(words.next()?)?,
+            }),
             _ => Err(BadWire("unknown kind")),
         }
     }
@@ -250,26 +266,78 @@ fn nick_of(word: &str) -> Result<Nick, BadWire> {
     Nick::parse(word).map_err(|_| BadWire("bad nick"))
 }
 
+fn room_of(word: &str) -> Result<RoomName, BadWire> {
+    RoomName::parse(word).map_err(|_| BadWire("bad room"))
+}
+
+/// `NICK CLAIMED ROOM,ROOM`, each room's name after `@` if the user is its operator
+/// and `+` if voiced there (room names never start with either).
 fn encode_entry(entry: &RosterEntry) -> String {
-    let rooms: Vec<&str> = entry.rooms.iter().map(RoomName::as_str).collect();
+    let rooms: Vec<String> = entry
+        .rooms
+        .iter()
+        .map(|room| {
+            let op = if entry.ops.contains(room) { "@" } else { "" };
+            let voiced = if entry.voiced.contains(room) { "+" } else { "" };
+            format!("{op}{voiced}{room}")
+        })
+        .collect();
     format!("{} {} {}", entry.nick, entry.claimed_ms, rooms.join(","))
 }
 
 fn decode_entry(line: &str) -> Result<RosterEntry, BadWire> {
     let mut words = Words(line);
-    let nick = nick_of(words.next()?)?;
-    let claimed_ms = words.number()?;
-    let rooms = words
-        .0
-        .split(',')
-        .filter(|r| !r.is_empty())
-        .map(|r| RoomName::parse(r).map_err(|_| BadWire("bad room")))
-        .collect::<Result<_, _>>()?;
-    Ok(RosterEntry {
-        nick,
-        claimed_ms,
-        rooms,
-    })
+    let mut entry = RosterEntry {
+        nick: nick_of(words.next()?)?,
+        claimed_ms: words.number()?,
+        rooms: Vec::new(),
+        ops: Vec::new(),
+        voiced: Vec::new(),
+    };
+    for word in words.0.split(',').filter(|r| !r.is_empty()) {
+        let (op, word) = word.strip_prefix('@').map_or((false, word), |w| (true, w));
+        let (voiced, word) = word.strip_prefix('+').map_or((false, word), |w| (true, w));
+        let room = room_of(word)?;
+        if op {
+            entry.ops.push(room.clone());
+        }
+        if voiced {
+            entry.voiced.push(room.clone());
+        }
+        entry.rooms.push(room);
+    }
+    Ok(entry)
+}
+
+/// `ROOM CREATED MODES [PARAMS...]`, then a tab and the topic if there is one (modes
+/// and their parameters never contain white space; a topic may).
+fn encode_snapshot(room: &RoomName, snapshot: &RoomSnapshot) -> String {
+    let changes = changes_string(&snapshot.changes);
+    let mut line = format!("{room} {} {changes}", snapshot.created);
+    if let Some(topic) = &snapshot.topic {
+        line.push('\t');
+        line.push_str(topic);
+    }
+    line
+}
+
+fn decode_snapshot(line: &str) -> Result<(RoomName, RoomSnapshot), BadWire> {
+    let (modes, topic) = match line.split_once('\t') {
+        Some((modes, topic)) => (modes, Some(topic.into())),
+        None => (line, None),
+    };
+    let mut words = Words(modes);
+    let room = room_of(words.next()?)?;
+    let created = words.number()?;
+    let mut words = words.0.split(' ');
+    let modestring = words.next().unwrap_or("");
+    let params: Vec<&str> = words.collect();
+    let snapshot = RoomSnapshot {
+        created,
+        changes: modes::parse(modestring, &params).changes,
+        topic,
+    };
+    Ok((room, snapshot))
 }
 
 /// True for the room events that cross nodes: chat lines, joins, leaves, nick
@@ -448,10 +516,13 @@ mod tests {
     #[test]
     fn cluster_messages_round_trip() {
         let room = RoomName::parse("rust").unwrap();
+        let other = RoomName::parse("go").unwrap();
         let entry = RosterEntry {
             nick: nick("bob"),
             claimed_ms: 5,
-            rooms: vec![room.clone()],
+            rooms: vec![room.clone(), other.clone(), RoomName::lobby()],
+            ops: vec![room.clone()],
+            voiced: vec![room.clone(), other],
         };
         let b = || String::from("b");
         let all = vec![
@@ -489,8 +560,10 @@ mod tests {
                 origin: "c".into(),
                 sent_ms: 77,
             },
-            Wire::Ask {
+            Wire::Invite {
                 origin: b(),
+                by: nick("bob"),
+                to: nick("al"),
                 room: room.clone(),
             },
         ];
@@ -499,7 +572,7 @@ mod tests {
 
     #[test]
     fn a_room_snapshot_round_trips() {
-        use crate::protocol::modes::{Flag, ModeKind};
+        use crate::protocol::modes::{Flag, ModeChange, ModeKind};
         let room = RoomName::parse("rust").unwrap();
         let flag = |set, flag| ModeChange {
             set,
@@ -522,13 +595,20 @@ mod tests {
                 kind: ModeKind::Ban("carol!*@*".into()),
             },
         ];
-        let wire = Wire::Modes {
-            origin: "a".into(),
-            room: room.clone(),
-            changes,
+        let snapshot = |topic: Option<&str>| RoomSnapshot {
+            created: 1_700_000_000,
+            changes: changes.clone(),
+            topic: topic.map(Into::into),
         };
-        assert_eq!(Wire::decode(&wire.encode(), Some(&room)), Ok(wire));
-        assert!(Wire::decode(b"v1 ask a", None).is_err());
+        let wire = Wire::Rooms {
+            origin: "a".into(),
+            rooms: vec![
+                (room.clone(), snapshot(Some("tabs\tand  spaces"))),
+                (RoomName::lobby(), snapshot(None)),
+            ],
+        };
+        assert_eq!(Wire::decode(&wire.encode(), None), Ok(wire));
+        assert!(Wire::decode(b"v1 rooms a\nbad!room 1 +nt", None).is_err());
     }
 
     #[test]
