@@ -28,6 +28,10 @@ use std::sync::Arc;
 /// lines of chat are already tens of KiB, more than a loopback socket takes at once).
 pub const MAX_IOVECS: usize = 64;
 
+/// The ring buffer a drained queue keeps (the smallest a `VecDeque` allocates): a
+/// connection that gets a line or two per turn reuses it, and a larger one is freed.
+const KEPT_CAPACITY: usize = 4;
+
 /// What a flush achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flushed {
@@ -90,9 +94,11 @@ impl SendQueue {
             };
             self.consume(written);
         }
-        // Release the ring buffer of a queue that grew large during a burst, so an idle
-        // connection goes back to costing nothing.
-        if self.entries.capacity() > MAX_IOVECS {
+        // Release the ring buffer of a queue that grew during a burst (a join storm
+        // announced to every member), so an idle connection goes back to costing at
+        // most the smallest buffer: tens of thousands of idle connections would
+        // otherwise each keep the largest queue they ever had.
+        if self.entries.capacity() > KEPT_CAPACITY {
             self.entries = VecDeque::new();
         }
         Ok(Flushed::Drained)

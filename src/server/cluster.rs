@@ -41,9 +41,11 @@ struct View {
     rooms: HashMap<RoomName, HashSet<NickKey>>,
     /// Nodes heard of, and how many users each has.
     nodes: HashMap<String, usize>,
-    /// The latest state described of each room with remote members (dropped with
-    /// the room's last remote member).
+    /// The latest state described of each room (by another node, or by this one when
+    /// it published it), kept while the room has members here or elsewhere.
     snapshots: HashMap<RoomName, RoomSnapshot>,
+    /// Rooms with members on this node (told by the backplane).
+    local: HashSet<RoomName>,
     /// Rooms that lost their last remote member during the current change; their
     /// snapshots go at its end unless a member came back (a user's update is a
     /// removal and an insertion).
@@ -186,14 +188,27 @@ impl Cluster {
             .collect()
     }
 
-    /// The state of rooms as another node described them (the latest wins; a room
-    /// is described after its member, so an unknown room has no members left).
+    /// The state of rooms as a node described them (the latest wins; a room is
+    /// described after its member, so an unknown room has no members left).
     pub fn describe_rooms(&self, rooms: Vec<(RoomName, RoomSnapshot)>) {
         let mut view = self.lock();
         for (room, snapshot) in rooms {
-            if view.rooms.contains_key(&room) {
+            if view.rooms.contains_key(&room) || view.local.contains(&room) {
                 view.snapshots.insert(room, snapshot);
             }
+        }
+    }
+
+    /// Whether `room` has members on this node; its state is forgotten once it has
+    /// members nowhere.
+    pub fn set_local(&self, room: &RoomName, present: bool) {
+        let mut view = self.lock();
+        if present {
+            view.local.insert(room.clone());
+        } else {
+            view.local.remove(room);
+            view.emptied.push(room.clone());
+            view.settle();
         }
     }
 
@@ -286,10 +301,10 @@ impl View {
         Some(user)
     }
 
-    /// Forgets the snapshots of the rooms the change left without remote members.
+    /// Forgets the snapshots of the rooms the change left without members anywhere.
     fn settle(&mut self) {
         for room in std::mem::take(&mut self.emptied) {
-            if !self.rooms.contains_key(&room) {
+            if !self.rooms.contains_key(&room) && !self.local.contains(&room) {
                 self.snapshots.remove(&room);
             }
         }

@@ -629,6 +629,29 @@ fn the_first_member_on_another_node_meets_the_rooms_modes() {
 }
 
 #[test]
+fn a_node_whose_members_all_left_still_knows_the_room() {
+    let Some(redis) = Redis::start() else { return };
+    let (a, _b, mut alice, mut bob) = two_nodes(&redis, "alice", "bob");
+    alice.join("den");
+    wait_for_members(&mut bob, "den", &["alice"]);
+    bob.join("den");
+    wait_for_members(&mut alice, "den", &["alice", "bob"]);
+    alice.send("/mode +k sesame");
+    skip_until(&mut bob, "EVENT den mode alice +k");
+    // Node a's only member leaves; bob (node b) stays, so the room goes on there.
+    alice.send("/leave den");
+    skip_until(&mut alice, "OK left den");
+    wait_for_who(&mut alice, "den", "OK who den bob");
+    let mut carol = a.client("carol");
+    carol.send("/join den");
+    assert!(carol.expect("ERR ").starts_with("ERR bad-key"));
+    carol.send("/join den sesame");
+    carol.expect("OK joined den 2");
+    carol.send("/mode");
+    assert_eq!(skip_until(&mut carol, "OK mode"), "OK mode den +knt sesame");
+}
+
+#[test]
 fn roles_are_cluster_wide() {
     let Some(redis) = Redis::start() else { return };
     let (_a, _b, mut alice, mut bob) = two_nodes(&redis, "alice", "bob");

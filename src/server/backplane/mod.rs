@@ -92,6 +92,12 @@ pub struct Backplane {
     /// Local members per room: a room's channel is subscribed while this is > 0.
     local_rooms: HashMap<RoomName, usize>,
     subscribed: HashSet<RoomName>,
+    /// Rooms whose channel Redis has confirmed subscribing to, until it confirms the
+    /// unsubscription (or the link drops). Sequence numbers are counted only while
+    /// listening: a message of an old subscription still in flight when
+    /// `UNSUBSCRIBE` was sent must not leave a number behind that a later
+    /// subscription would read as a gap.
+    listening: HashSet<RoomName>,
     pending: VecDeque<Pending>,
     /// When each peer was last heard of.
     last_heard: HashMap<String, Instant>,
@@ -145,6 +151,7 @@ impl Backplane {
             local_nicks: HashMap::new(),
             local_rooms: HashMap::new(),
             subscribed: HashSet::new(),
+            listening: HashSet::new(),
             pending: VecDeque::new(),
             last_heard: HashMap::new(),
             up_since: None,
@@ -239,6 +246,7 @@ impl Backplane {
             .on_event(registry, writable, &mut self.scratch, &mut frames);
         if !self.subscriber.is_up() {
             self.subscribed.clear();
+            self.listening.clear();
             self.went_down();
         }
         if came_up {
@@ -277,6 +285,7 @@ impl Backplane {
         }
         if !self.subscriber.is_up() {
             self.subscribed.clear();
+            self.listening.clear();
         }
         if self.up_since.is_some() && !(self.commands.is_up() && self.subscriber.is_up()) {
             self.went_down();
@@ -299,6 +308,9 @@ impl Backplane {
     }
 
     /// The state of `rooms` (those that still have members here), in one message.
+    /// This node keeps it too: when its last member of a room leaves, the room's
+    /// state as it was then (or as another node described it since) is what its
+    /// next member here is admitted against.
     fn publish_rooms(&mut self, rooms: &[RoomName]) {
         let directory = &self.shared.directory;
         let rooms: Vec<_> = rooms
@@ -306,6 +318,7 @@ impl Backplane {
             .filter_map(|room| Some((room.clone(), directory.room_snapshot(room)?)))
             .collect();
         if !rooms.is_empty() {
+            self.shared.cluster.describe_rooms(rooms.clone());
             let origin = self.config.node.clone();
             self.publish(CLUSTER_CHANNEL, &Wire::Rooms { origin, rooms });
         }
@@ -339,8 +352,6 @@ impl Backplane {
             self.subscriber
                 .command(&[b"UNSUBSCRIBE", channel.as_bytes()]);
         }
-        // A later subscription starts a new baseline, not a gap.
-        self.heard.retain(|(_, heard_room), _| heard_room != room);
     }
 
     fn renew_lease(&mut self) {
@@ -475,7 +486,7 @@ impl Backplane {
         // now listens to (shown in `/stats`, so a test can wait for a subscription).
         if let [
             OwnedFrame::BulkString(kind),
-            OwnedFrame::BulkString(_),
+            OwnedFrame::BulkString(channel),
             OwnedFrame::Integer(count),
         ] = parts.as_slice()
             && (kind == b"subscribe" || kind == b"unsubscribe")
@@ -486,6 +497,9 @@ impl Backplane {
                 .cluster
                 .subscriptions
                 .store(count, Relaxed);
+            if let Some(room) = channel_room(channel) {
+                self.confirmed(room, kind == b"subscribe");
+            }
             return;
         }
         let [
@@ -502,6 +516,18 @@ impl Backplane {
         match Wire::decode(payload, channel_room(channel).as_ref()) {
             Ok(wire) => self.on_wire(wire),
             Err(bad) => log::warn!("backplane: ignoring a message: {}", bad.0),
+        }
+    }
+
+    /// Redis confirmed (un)subscribing to `room`'s channel. Nothing of the room's
+    /// channel comes between an unsubscription's confirmation and the next
+    /// subscription's, so a later subscription starts a new baseline, not a gap.
+    fn confirmed(&mut self, room: RoomName, subscribed: bool) {
+        if subscribed {
+            self.listening.insert(room);
+        } else {
+            self.listening.remove(&room);
+            self.heard.retain(|(_, heard_room), _| *heard_room != room);
         }
     }
 
@@ -618,6 +644,9 @@ impl Backplane {
         let Some(room) = event_room(&event).cloned() else {
             return;
         };
+        if !self.listening.contains(&room) {
+            return; // the tail of an old subscription (see `listening`)
+        }
         bump(&self.shared.stats.cluster.received);
         let key = (origin.clone(), room.clone());
         let missed = match self.heard.insert(key, (epoch, seq)) {
@@ -727,16 +756,24 @@ impl Backplane {
         if let Some(old) = self.local.get(&id) {
             self.local_nicks.remove(&old.nick.key());
         }
-        for room in entry.rooms.iter().filter(|r| !old_rooms.contains(r)) {
-            self.count_room(room, 1);
-        }
-        for room in old_rooms.iter().filter(|r| !entry.rooms.contains(r)) {
-            self.count_room(room, -1);
-        }
+        let joined: Vec<RoomName> = (entry.rooms.iter())
+            .filter(|r| !old_rooms.contains(r))
+            .cloned()
+            .collect();
+        let left = old_rooms.into_iter().filter(|r| !entry.rooms.contains(r));
+        let left: Vec<RoomName> = left.collect();
         self.local_nicks.insert(entry.nick.key(), id);
         self.local.insert(id, entry.clone());
         let origin = self.config.node.clone();
         self.publish(CLUSTER_CHANNEL, &Wire::User { origin, entry, was });
+        // After the entry: a room's state (published for a room founded here) reaches
+        // the other nodes after its member.
+        for room in &joined {
+            self.count_room(room, 1);
+        }
+        for room in &left {
+            self.count_room(room, -1);
+        }
     }
 
     fn on_local_gone(&mut self, id: ConnId) {
@@ -763,9 +800,13 @@ impl Backplane {
         if *count == 0 {
             self.local_rooms.remove(room);
             self.unsubscribe(room);
+            self.shared.cluster.set_local(room, false);
             return;
         }
         let first = delta > 0 && *count == 1;
+        if first {
+            self.shared.cluster.set_local(room, true);
+        }
         if delta > 0 && self.subscriber.is_up() {
             self.subscribe(room);
         }
@@ -844,4 +885,101 @@ fn once_of(node: &str, nick: &Nick, what: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     (node, nick.as_str(), what).hash(&mut hasher);
     hasher.finish() | (1 << 63)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::server::config::ServerConfig;
+    use crate::server::inbox::ShardHandle;
+    use crate::server::token::INBOX_WAKER;
+
+    /// A backplane of node `b` with one shard, never connected: frames are fed to it
+    /// as if its subscriber link had read them.
+    fn backplane() -> Backplane {
+        let shard_poll = Poll::new().unwrap();
+        let waker = Waker::new(shard_poll.registry(), INBOX_WAKER).unwrap();
+        let (handle, _inbox) = ShardHandle::new(Arc::new(waker));
+        let config = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let shared = Arc::new(Shared::new(config, vec![handle], None));
+        let (poll, inbox, _handle) = Backplane::prepare().unwrap();
+        let config = BackplaneConfig {
+            redis: SocketAddr::from(([127, 0, 0, 1], 1)),
+            node: "b".into(),
+            lease: Duration::from_secs(10),
+        };
+        Backplane::new(poll, inbox, shared, config)
+    }
+
+    fn bulk(bytes: &[u8]) -> OwnedFrame {
+        OwnedFrame::BulkString(bytes.to_vec())
+    }
+
+    /// Redis's confirmation of (un)subscribing to `room`'s channel.
+    fn confirm(backplane: &mut Backplane, kind: &[u8], room: &RoomName) {
+        let channel = room_channel(room);
+        let frame = [bulk(kind), bulk(channel.as_bytes()), OwnedFrame::Integer(1)];
+        backplane.on_pushed(OwnedFrame::Array(frame.to_vec()));
+    }
+
+    /// Line number `seq` of node `a` in `room`, as Redis pushes it.
+    fn line(backplane: &mut Backplane, room: &RoomName, seq: u64) {
+        let event = Event::Message {
+            room: room.clone(),
+            from: Nick::parse("al").unwrap(),
+            text: "hi".into(),
+        };
+        let origin = "a".to_string();
+        let wire = Wire::Room {
+            origin,
+            epoch: 1,
+            seq,
+            event,
+        };
+        let channel = room_channel(room);
+        let frame = [
+            bulk(b"message"),
+            bulk(channel.as_bytes()),
+            bulk(&wire.encode()),
+        ];
+        backplane.on_pushed(OwnedFrame::Array(frame.to_vec()));
+    }
+
+    fn gaps(backplane: &Backplane) -> u64 {
+        backplane.shared.stats.cluster.gaps.load(Relaxed)
+    }
+
+    #[test]
+    fn a_missing_number_is_a_gap() {
+        let (mut backplane, room) = (backplane(), RoomName::parse("rust").unwrap());
+        backplane.local_rooms.insert(room.clone(), 1);
+        confirm(&mut backplane, b"subscribe", &room);
+        line(&mut backplane, &room, 1);
+        line(&mut backplane, &room, 2);
+        line(&mut backplane, &room, 5);
+        assert_eq!(gaps(&backplane), 2);
+    }
+
+    #[test]
+    fn a_line_of_an_old_subscription_does_not_make_the_next_one_a_gap() {
+        let (mut backplane, room) = (backplane(), RoomName::parse("rust").unwrap());
+        backplane.local_rooms.insert(room.clone(), 1);
+        backplane.subscribed.insert(room.clone());
+        confirm(&mut backplane, b"subscribe", &room);
+        line(&mut backplane, &room, 1);
+        // The room's last member here leaves: UNSUBSCRIBE goes out, but line 2 was
+        // already on its way, and lines 3 and 4 go to nobody here.
+        backplane.count_room(&room, -1);
+        line(&mut backplane, &room, 2);
+        confirm(&mut backplane, b"unsubscribe", &room);
+        // A new member: subscribed again, from line 5 on.
+        backplane.local_rooms.insert(room.clone(), 1);
+        confirm(&mut backplane, b"subscribe", &room);
+        line(&mut backplane, &room, 5);
+        line(&mut backplane, &room, 6);
+        assert_eq!(gaps(&backplane), 0);
+    }
 }
