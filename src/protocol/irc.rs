@@ -741,7 +741,10 @@ fn queries(w: &mut Numerics<'_>, event: &Event) {
                 "311",
                 format_args!("{nick} {nick} {HOST} * :{}", info.realname),
             );
-            w.num("312", format_args!("{nick} {server} :miochat"));
+            match &info.node {
+                Some(node) => w.num("312", format_args!("{nick} {server} :miochat node {node}")),
+                None => w.num("312", format_args!("{nick} {server} :miochat")),
+            }
             let rooms = info
                 .rooms
                 .iter()
@@ -751,10 +754,12 @@ fn queries(w: &mut Numerics<'_>, event: &Event) {
                 w.num("301", format_args!("{nick} :{away}"));
             }
             let (idle, signon) = (info.idle_secs, info.signon);
-            w.num(
-                "317",
-                format_args!("{nick} {idle} {signon} :seconds idle, signon time"),
-            );
+            if info.node.is_none() {
+                w.num(
+                    "317",
+                    format_args!("{nick} {idle} {signon} :seconds idle, signon time"),
+                );
+            }
             w.num("318", format_args!("{nick} :End of /WHOIS list."));
         }
         Event::Whowas { nick, entries } => {
@@ -1321,6 +1326,7 @@ mod tests {
             idle_secs: 0,
             signon: 0,
             irc: true,
+            node: None,
         };
         for i in 0..MAX_ROOMS {
             let room = RoomName::parse(&format!("{i:r>32}")).unwrap();

@@ -280,6 +280,10 @@ pub struct WhoisInfo {
     pub signon: u64,
     /// The user speaks IRC (else the line protocol).
     pub irc: bool,
+    /// The node of a cluster that has the user, if not this one: its idle time is
+    /// not known here (shown as `-`, and IRC's 317 is left out), nor its real name
+    /// (its nick stands in) or away message.
+    pub node: Option<Box<str>>,
 }
 
 /// One line of a room's history, as kept on the room's home shard.

@@ -153,11 +153,12 @@ fn mode_of(modestring: &str, param: &str) -> Command<'static> {
     }
 }
 
-/// `/mode [#ROOM] [+-FLAGS [ARGS...]]`.
+/// `/mode [[#]ROOM] [+-FLAGS [ARGS...]]`. Mode changes start with `+` or `-`, so a
+/// first word without either names a room, with or without `#` as everywhere else.
 fn mode(arg: Option<&str>) -> Result<Command<'_>, ProtocolError> {
     let mut words: Vec<&str> = arg.unwrap_or("").split_whitespace().collect();
     let room = match words.first() {
-        Some(first) if first.starts_with('#') => Some(RoomName::parse(words.remove(0))?),
+        Some(first) if !first.starts_with(['+', '-']) => Some(RoomName::parse(words.remove(0))?),
         _ => None,
     };
     let request = match words.split_first() {
@@ -391,6 +392,20 @@ mod tests {
                 Command::Mode {
                     room: Some(room("go")),
                     request: ModeRequest::one(true, ModeKind::Key(Some("key".into()))),
+                },
+            ),
+            (
+                "/mode club",
+                Command::Mode {
+                    room: Some(room("club")),
+                    request: ModeRequest::default(),
+                },
+            ),
+            (
+                "/mode go -k",
+                Command::Mode {
+                    room: Some(room("go")),
+                    request: ModeRequest::one(false, ModeKind::Key(None)),
                 },
             ),
         ];

@@ -278,10 +278,15 @@ fn write_who(room: &RoomName, nicks: &[Member], more: usize, out: &mut String) -
 }
 
 /// `OK whois NICK PROTOCOL IDLE_SECS ROOMS [TEXT]`: ROOMS comma-separated with
-/// `@`/`+` roles, or `-`; TEXT is the away message, if any.
+/// `@`/`+` roles, or `-`; TEXT is the away message, if any. IDLE_SECS is `-` for a
+/// user of another node of a cluster.
 fn write_whois(info: &WhoisInfo, out: &mut String) -> std::fmt::Result {
     let protocol = if info.irc { "irc" } else { "line" };
-    write!(out, "OK whois {} {protocol} {}", info.nick, info.idle_secs)?;
+    write!(out, "OK whois {} {protocol} ", info.nick)?;
+    match info.node {
+        Some(_) => write!(out, "-")?,
+        None => write!(out, "{}", info.idle_secs)?,
+    }
     if info.rooms.is_empty() {
         write!(out, " -")?;
     }
@@ -533,6 +538,7 @@ mod tests {
                     idle_secs: 42,
                     signon: 0,
                     irc: false,
+                    node: None,
                 })),
                 "OK whois alice line 42 lobby,@rust lunch\n".to_string(),
             ),

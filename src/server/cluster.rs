@@ -22,10 +22,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::protocol::names::NickKey;
-use crate::protocol::{Nick, RoomName};
+use crate::protocol::{Member, Nick, Role, RoomName, WhoisInfo};
 
 use super::backplane::wire::RosterEntry;
-use super::room_state::{RemoteRoom, RemoteSeat, RoomSnapshot};
+use super::room_state::{RemoteRoom, RemoteSeat, RoomSnapshot, RoomState};
 
 /// The cluster view of one node.
 #[derive(Debug, Default)]
@@ -61,23 +61,14 @@ pub struct RemoteUser {
     pub node: String,
     /// When the nick was claimed (ms since the Unix epoch).
     pub claimed_ms: u64,
+    /// The user speaks IRC.
+    pub irc: bool,
     /// The rooms the user is in.
     pub rooms: Vec<RoomName>,
     /// Those where it is an operator.
     pub ops: Vec<RoomName>,
     /// Those where it is voiced.
     pub voiced: Vec<RoomName>,
-}
-
-/// A member of a room on another node, as listings show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteMember {
-    /// The nick as spelled.
-    pub nick: Nick,
-    /// The room's operator.
-    pub op: bool,
-    /// Voiced in the room.
-    pub voiced: bool,
 }
 
 /// A room with members on other nodes, as `/rooms` and `LIST` show it.
@@ -112,20 +103,53 @@ impl Cluster {
         self.lock().users.get(&key).cloned()
     }
 
-    /// Other nodes' members of `room`, with their roles.
-    pub fn members(&self, room: &RoomName) -> Vec<RemoteMember> {
+    /// Other nodes' members of `room`, with the roles their nodes told (their real
+    /// names and away messages stay on their nodes: the nick stands in).
+    pub fn members(&self, room: &RoomName) -> Vec<Member> {
         let view = self.lock();
         let Some(keys) = view.rooms.get(room) else {
             return Vec::new();
         };
         keys.iter()
             .filter_map(|key| view.users.get(key))
-            .map(|u| RemoteMember {
-                nick: u.nick.clone(),
-                op: u.ops.contains(room),
-                voiced: u.voiced.contains(room),
+            .map(|user| Member {
+                nick: user.nick.clone(),
+                role: user.role_in(room),
+                away: false,
+                voiced: user.voiced.contains(room),
+                realname: user.nick.as_str().into(),
             })
             .collect()
+    }
+
+    /// What this node knows of `nick`, a user of another node: its protocol, its
+    /// rooms and roles there (secret ones only if the asker, in `asker_rooms`, is in
+    /// them too) and when it claimed the nick; not its idle time, real name or away
+    /// message, which stay on its node.
+    pub fn whois(&self, nick: &str, asker_rooms: &[RoomName]) -> Option<WhoisInfo> {
+        let key = Nick::parse(nick).ok()?.key();
+        let view = self.lock();
+        let user = view.users.get(&key)?;
+        let secret = |room: &RoomName| {
+            view.snapshots
+                .get(room)
+                .is_some_and(RoomSnapshot::is_secret)
+        };
+        let mut rooms: Vec<(RoomName, Role)> = (user.rooms.iter())
+            .filter(|room| !secret(room) || asker_rooms.contains(room))
+            .map(|room| (room.clone(), user.role_in(room)))
+            .collect();
+        rooms.sort();
+        Some(WhoisInfo {
+            nick: user.nick.clone(),
+            realname: user.nick.as_str().into(),
+            away: None,
+            rooms,
+            idle_secs: 0,
+            signon: user.claimed_ms / 1000,
+            irc: user.irc,
+            node: Some(user.node.as_str().into()),
+        })
     }
 
     /// How many members of other nodes `room` has.
@@ -158,6 +182,16 @@ impl Cluster {
             Some(snapshot) if snapshot.is_secret() => None,
             snapshot => Some(snapshot.and_then(|s| s.topic.clone())),
         }
+    }
+
+    /// The modes of `room` as other nodes told them (the key hidden, as to a
+    /// non-member) and its creation time, if it has members there.
+    pub fn modes(&self, room: &RoomName) -> Option<(String, u64)> {
+        let view = self.lock();
+        view.rooms.get(room)?;
+        let snapshot = view.snapshots.get(room)?;
+        let modes = RoomState::seeded(snapshot).modes_string(false);
+        Some((modes, snapshot.created))
     }
 
     /// The user of another node holding `nick`, as a mode change on `room` needs it.
@@ -263,6 +297,19 @@ impl Cluster {
     }
 }
 
+impl RemoteUser {
+    /// The user's role in `room` (operator wins over voice).
+    fn role_in(&self, room: &RoomName) -> Role {
+        if self.ops.contains(room) {
+            Role::Operator
+        } else if self.voiced.contains(room) {
+            Role::Voiced
+        } else {
+            Role::Member
+        }
+    }
+}
+
 impl View {
     fn insert(&mut self, node: &str, entry: &RosterEntry) {
         let key = entry.nick.key();
@@ -277,6 +324,7 @@ impl View {
             nick: entry.nick.clone(),
             node: node.to_string(),
             claimed_ms: entry.claimed_ms,
+            irc: entry.irc,
             rooms: entry.rooms.clone(),
             ops: entry.ops.clone(),
             voiced: entry.voiced.clone(),
@@ -337,6 +385,7 @@ mod tests {
         RosterEntry {
             nick: Nick::parse(nick).unwrap(),
             claimed_ms: 1,
+            irc: false,
             ops: rooms.iter().take(1).cloned().collect(),
             voiced: Vec::new(),
             rooms,
@@ -385,10 +434,10 @@ mod tests {
         cluster.upsert("b", &entry("carol", &["lobby", "rust"]), None);
         let mut members = cluster.members(&rust);
         members.sort_by(|x, y| x.nick.as_str().cmp(y.nick.as_str()));
-        assert_eq!(
-            members.iter().map(|m| m.op).collect::<Vec<_>>(),
-            [true, false]
-        );
+        let roles: Vec<Role> = members.iter().map(|m| m.role).collect();
+        assert_eq!(roles, [Role::Operator, Role::Member]);
+        let whois = cluster.whois("bob", &[]).unwrap();
+        assert_eq!(whois.node.as_deref(), Some("b"));
         let seat = cluster.seat(&rust, "CAROL").unwrap();
         assert!(seat.in_room && !seat.op);
         let secret = RoomSnapshot {

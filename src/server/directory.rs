@@ -699,6 +699,7 @@ impl Directory {
             idle_secs: now.saturating_sub(spoke),
             signon: profile.signon,
             irc: profile.irc,
+            node: None,
         })
     }
 

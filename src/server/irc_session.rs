@@ -422,7 +422,8 @@ impl IrcSession<'_, '_, '_> {
         let Some(nick) = msg.params.last().filter(|p| !p.is_empty()) else {
             return self.answer(IrcReply::NoNicknameGiven);
         };
-        if self.shared.directory.lookup(nick).is_some() {
+        let here = self.shared.directory.lookup(nick).is_some();
+        if here || self.shared.cluster.owner(nick).is_some() {
             return self.apply(Command::Whois(nick));
         }
         self.answer(IrcReply::NoSuchNick(nick));

@@ -78,8 +78,10 @@ impl Moderator<'_, '_, '_> {
         let id = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?.id;
         let directory = &self.shared.directory;
         if request.is_query() {
+            // A room with members only on other nodes: its modes as they told them.
             let (modes, created) = directory
                 .modes(&room, id)
+                .or_else(|| self.shared.cluster.modes(&room))
                 .ok_or_else(|| ProtocolError::NoSuchRoom(room.clone()))?;
             let modes = modes.into();
             let reply = Event::Modes {

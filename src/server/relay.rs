@@ -18,9 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::protocol::outgoing::Outgoing;
-use crate::protocol::{
-    Command, Event, Member, Nick, ProtocolError, Role, RoomInfo, RoomName, SayKind,
-};
+use crate::protocol::{Command, Event, Member, Nick, ProtocolError, RoomInfo, RoomName, SayKind};
 
 use super::backplane::handle::BackplaneMsg;
 use super::backplane::wire::{RosterEntry, Wire};
@@ -386,6 +384,7 @@ impl Relay {
         let entry = RosterEntry {
             nick,
             claimed_ms,
+            irc: session.irc.is_some(),
             rooms: session.rooms.clone(),
             ops: Vec::new(),
             voiced: Vec::new(),
@@ -456,14 +455,14 @@ impl Relay {
         self.delivery.reply(fx, key, &Event::NickIs { old, nick });
     }
 
-    /// Who is behind `nick` (IRC WHOIS).
+    /// Who is behind `nick` (IRC WHOIS), here or on another node of the cluster.
     fn whois(&mut self, fx: &mut Effects<'_>, key: usize, nick: &str) -> Outcome {
-        let asker = fx.session(key).map(|s| s.id).ok_or(ProtocolError::NoRoom)?;
-        let info = self
-            .shared
-            .directory
-            .whois(nick, asker)
-            .ok_or_else(|| ProtocolError::NoSuchNick(nick.into()))?;
+        let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
+        let info = match self.shared.directory.whois(nick, session.id) {
+            Some(info) => info,
+            None => (self.shared.cluster.whois(nick, &session.rooms))
+                .ok_or_else(|| ProtocolError::NoSuchNick(nick.into()))?,
+        };
         self.delivery.reply(fx, key, &Event::Whois(Box::new(info)));
         Ok(())
     }
@@ -520,17 +519,7 @@ impl Relay {
         let remote = self.shared.cluster.members(room);
         let room_for_more = page.saturating_sub(members.len());
         more += remote.len().saturating_sub(room_for_more);
-        members.extend(remote.into_iter().take(room_for_more).map(|m| Member {
-            realname: m.nick.as_str().into(),
-            role: match (m.op, m.voiced) {
-                (true, _) => Role::Operator,
-                (false, true) => Role::Voiced,
-                _ => Role::Member,
-            },
-            nick: m.nick,
-            away: false,
-            voiced: m.voiced,
-        }));
+        members.extend(remote.into_iter().take(room_for_more));
         (members, more, secret)
     }
 

@@ -315,6 +315,17 @@ fn nicks_private_messages_who_and_rooms_are_cluster_wide() {
     assert_eq!(skip_until(&mut other, "PRIV "), "PRIV alice back");
     alice.send("/who rust");
     assert_eq!(skip_until(&mut alice, "OK who"), "OK who rust @alice bobby");
+    // WHOIS of a user of another node: what its node told (idle time unknown here;
+    // whether bobby is the lobby's operator depends on whether node b had heard of
+    // alice's lobby when bobby connected).
+    alice.send("/whois bobby");
+    let whois = skip_until(&mut alice, "OK whois");
+    assert!(whois.starts_with("OK whois bobby line - ") && whois.ends_with("lobby,rust"));
+    irc.send("WHOIS alice");
+    assert!(skip_until(&mut irc, " 312 ").ends_with(" :miochat node a"));
+    let next = skip_until(&mut irc, "alice");
+    assert!(next.contains(" 319 ") && next.ends_with(" @#rust"), "{next}");
+    assert!(skip_until(&mut irc, "alice").contains(" 318 "), "no 317 for a remote user");
     alice.send("/rooms");
     assert!(skip_until(&mut alice, "OK rooms").contains("rust:2"));
 }
@@ -611,6 +622,8 @@ fn the_first_member_on_another_node_meets_the_rooms_modes() {
     // bob, the room's first member on b, is checked against it.
     let mut watcher = b.irc_client("watcher");
     wait_for_listed_topic(&mut watcher, "vault", "gold only");
+    bob.send("/mode vault");
+    assert_eq!(skip_until(&mut bob, "OK mode"), "OK mode vault +knt *");
     let mut carol = b.client("carol");
     carol.send("/join vault sesame");
     assert!(carol.expect("ERR ").starts_with("ERR banned"));
@@ -730,7 +743,12 @@ fn invitations_and_secret_rooms_cross_nodes() {
     wait_for_members(&mut alice, "club", &["alice", "bob"]);
     alice.send("/invite bob club");
     assert!(alice.expect("ERR ").starts_with("ERR already-on-room"));
+    // Node b now has a member there, and the room is still secret to the others.
     let mut carol = b.client("carol");
+    carol.send("/rooms");
+    assert!(!skip_until(&mut carol, "OK rooms").contains("club"));
+    carol.send("/who club");
+    assert_eq!(skip_until(&mut carol, "OK who club"), "OK who club");
     carol.send("/join club");
     assert!(carol.expect("ERR ").starts_with("ERR invite-only"));
 }

@@ -107,6 +107,8 @@ pub struct RosterEntry {
     /// When the nick was claimed (ms since the Unix epoch): the older claim keeps a
     /// nick two nodes both gave out.
     pub claimed_ms: u64,
+    /// The user speaks IRC (else the line protocol).
+    pub irc: bool,
     /// The rooms the user is in.
     pub rooms: Vec<RoomName>,
     /// Those of `rooms` where the user is an operator (`@` before the room's name).
@@ -270,8 +272,9 @@ fn room_of(word: &str) -> Result<RoomName, BadWire> {
     RoomName::parse(word).map_err(|_| BadWire("bad room"))
 }
 
-/// `NICK CLAIMED ROOM,ROOM`, each room's name after `@` if the user is its operator
-/// and `+` if voiced there (room names never start with either).
+/// `NICK CLAIMED PROTOCOL ROOM,ROOM` (PROTOCOL `irc` or `line`), each room's name
+/// after `@` if the user is its operator and `+` if voiced there (room names never
+/// start with either).
 fn encode_entry(entry: &RosterEntry) -> String {
     let rooms: Vec<String> = entry
         .rooms
@@ -282,7 +285,9 @@ fn encode_entry(entry: &RosterEntry) -> String {
             format!("{op}{voiced}{room}")
         })
         .collect();
-    format!("{} {} {}", entry.nick, entry.claimed_ms, rooms.join(","))
+    let protocol = if entry.irc { "irc" } else { "line" };
+    let (nick, claimed) = (&entry.nick, entry.claimed_ms);
+    format!("{nick} {claimed} {protocol} {}", rooms.join(","))
 }
 
 fn decode_entry(line: &str) -> Result<RosterEntry, BadWire> {
@@ -290,6 +295,7 @@ fn decode_entry(line: &str) -> Result<RosterEntry, BadWire> {
     let mut entry = RosterEntry {
         nick: nick_of(words.next()?)?,
         claimed_ms: words.number()?,
+        irc: words.next()? == "irc",
         rooms: Vec::new(),
         ops: Vec::new(),
         voiced: Vec::new(),
@@ -520,6 +526,7 @@ mod tests {
         let entry = RosterEntry {
             nick: nick("bob"),
             claimed_ms: 5,
+            irc: true,
             rooms: vec![room.clone(), other.clone(), RoomName::lobby()],
             ops: vec![room.clone()],
             voiced: vec![room.clone(), other],
