@@ -40,6 +40,9 @@ use crate::tls_client::{self, ClientTls};
 /// Longest line the bench accepts from a server.
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// Output buffer capacity kept once everything queued is sent.
+const KEPT_OUTPUT: usize = 64 * 1024;
+
 /// What one readiness event did to a connection's socket (see [`Conn::on_ready`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ready {
@@ -297,6 +300,8 @@ impl Conn {
         if self.out_pos == self.out.len() {
             self.out.clear();
             self.out_pos = 0;
+            // Hand back what a burst grew (a backplane's roster, say) once it is sent.
+            self.out.shrink_to(KEPT_OUTPUT);
         }
         let want = self.has_pending();
         if want != self.writable {

@@ -230,7 +230,10 @@ impl<'a> IdleRun<'a> {
         let (dialect, room) = (common.dialect, common.room.as_str());
         let session = &mut self.sessions[index];
         let number = session.number;
-        let hello = || dialect.hello(&format!("i{number}"), Some(room));
+        // The process id keeps nicks apart when several bench processes share a
+        // cluster (nicks are unique cluster-wide).
+        let pid = std::process::id();
+        let hello = || dialect.hello(&format!("i{pid}x{number}"), Some(room));
         let outcome = on_event(
             session,
             dialect,
@@ -399,7 +402,8 @@ impl ChurnRun<'_> {
             return Ok(());
         };
         let number = session.number;
-        let hello = || dialect.hello(&format!("c{number}"), None);
+        let pid = std::process::id();
+        let hello = || dialect.hello(&format!("c{pid}x{number}"), None);
         let registry = self.poll.registry();
         let outcome = on_event(
             session,

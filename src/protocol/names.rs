@@ -46,15 +46,21 @@ impl Nick {
         &self.0
     }
 
-    /// The case-folded form under which uniqueness is checked.
+    /// The case-folded form under which uniqueness is checked. A nick that is
+    /// already lower case (most are) shares its text with the key: the tables that
+    /// hold a key per user (the directory's, a cluster's) pay no allocation for it.
     pub fn key(&self) -> NickKey {
-        NickKey(self.0.to_ascii_lowercase().into_boxed_str())
+        if self.0.bytes().any(|b| b.is_ascii_uppercase()) {
+            NickKey(Arc::from(self.0.to_ascii_lowercase()))
+        } else {
+            NickKey(Arc::clone(&self.0))
+        }
     }
 }
 
 /// A nick folded to lower case: the key of the nick table.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct NickKey(Box<str>);
+pub struct NickKey(Arc<str>);
 
 /// A validated, lower-cased room name (no `#`).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -19,7 +19,7 @@
 //! and read per command, never per recipient.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::protocol::names::NickKey;
 use crate::protocol::{Member, Nick, Role, RoomName, WhoisInfo};
@@ -40,7 +40,7 @@ struct View {
     /// Other nodes' members of each room, by case-folded nick.
     rooms: HashMap<RoomName, HashSet<NickKey>>,
     /// Nodes heard of, and how many users each has.
-    nodes: HashMap<String, usize>,
+    nodes: HashMap<Arc<str>, usize>,
     /// The latest state described of each room (by another node, or by this one when
     /// it published it), kept while the room has members here or elsewhere.
     snapshots: HashMap<RoomName, RoomSnapshot>,
@@ -58,7 +58,7 @@ pub struct RemoteUser {
     /// The nick as spelled.
     pub nick: Nick,
     /// The node that has the user.
-    pub node: String,
+    pub node: Arc<str>,
     /// When the nick was claimed (ms since the Unix epoch).
     pub claimed_ms: u64,
     /// The user speaks IRC.
@@ -148,7 +148,7 @@ impl Cluster {
             idle_secs: 0,
             signon: user.claimed_ms / 1000,
             irc: user.irc,
-            node: Some(user.node.as_str().into()),
+            node: Some(Box::from(&*user.node)),
         })
     }
 
@@ -253,7 +253,7 @@ impl Cluster {
 
     /// Records that `node` exists (it may have no users yet).
     pub fn saw(&self, node: &str) {
-        self.lock().nodes.entry(node.to_string()).or_insert(0);
+        self.lock().nodes.entry(Arc::from(node)).or_insert(0);
     }
 
     /// A user of `node` as it is now (`was`: its nick before, if it changed).
@@ -278,7 +278,7 @@ impl Cluster {
     pub fn replace_node(&self, node: &str, users: &[RosterEntry]) {
         let mut view = self.lock();
         view.drop_node(node);
-        view.nodes.insert(node.to_string(), 0);
+        view.nodes.insert(Arc::from(node), 0);
         for entry in users {
             view.forget(&entry.nick.key());
             view.insert(node, entry);
@@ -319,10 +319,15 @@ impl View {
                 .or_default()
                 .insert(key.clone());
         }
-        *self.nodes.entry(node.to_string()).or_insert(0) += 1;
+        // One copy of each node's name, shared by its users.
+        let node = match self.nodes.get_key_value(node) {
+            Some((name, _)) => Arc::clone(name),
+            None => Arc::from(node),
+        };
+        *self.nodes.entry(Arc::clone(&node)).or_insert(0) += 1;
         let user = RemoteUser {
             nick: entry.nick.clone(),
-            node: node.to_string(),
+            node,
             claimed_ms: entry.claimed_ms,
             irc: entry.irc,
             rooms: entry.rooms.clone(),
@@ -362,7 +367,7 @@ impl View {
         let keys: Vec<NickKey> = self
             .users
             .iter()
-            .filter(|(_, user)| user.node == node)
+            .filter(|(_, user)| &*user.node == node)
             .map(|(key, _)| key.clone())
             .collect();
         keys.iter().filter_map(|key| self.forget(key)).collect()
@@ -399,7 +404,7 @@ mod tests {
         cluster.upsert("b", &entry("carol", &["rust"]), None);
         let rust = RoomName::parse("rust").unwrap();
         assert_eq!(cluster.members(&rust).len(), 2);
-        assert_eq!(cluster.owner("BOB").unwrap().node, "b");
+        assert_eq!(&*cluster.owner("BOB").unwrap().node, "b");
         let bob = Nick::parse("bob").unwrap();
         cluster.upsert("b", &entry("robert", &["lobby"]), Some(&bob));
         assert!(cluster.owner("bob").is_none(), "the old nick is free");

@@ -272,7 +272,7 @@ impl Moderator<'_, '_, '_> {
             room: room.clone(),
         };
         self.fx.publish(BackplaneMsg::Private {
-            node: user.node,
+            node: user.node.to_string(),
             wire,
         });
         Ok(user.nick)

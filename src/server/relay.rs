@@ -364,7 +364,7 @@ impl Relay {
             text,
         };
         fx.publish(BackplaneMsg::Private {
-            node: user.node,
+            node: user.node.to_string(),
             wire,
         });
         Ok(())

@@ -324,8 +324,14 @@ fn nicks_private_messages_who_and_rooms_are_cluster_wide() {
     irc.send("WHOIS alice");
     assert!(skip_until(&mut irc, " 312 ").ends_with(" :miochat node a"));
     let next = skip_until(&mut irc, "alice");
-    assert!(next.contains(" 319 ") && next.ends_with(" @#rust"), "{next}");
-    assert!(skip_until(&mut irc, "alice").contains(" 318 "), "no 317 for a remote user");
+    assert!(
+        next.contains(" 319 ") && next.ends_with(" @#rust"),
+        "{next}"
+    );
+    assert!(
+        skip_until(&mut irc, "alice").contains(" 318 "),
+        "no 317 for a remote user"
+    );
     alice.send("/rooms");
     assert!(skip_until(&mut alice, "OK rooms").contains("rust:2"));
 }

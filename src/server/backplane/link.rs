@@ -23,6 +23,8 @@ use crate::dialer::{Conn, DialError, Ready};
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// First wait after a failure.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Input buffer capacity a link keeps after a burst.
+const KEPT_BUFFER: usize = 64 * 1024;
 
 /// Where a link is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +143,10 @@ impl Link {
             used += len;
         }
         self.unparsed.drain(..used);
+        // A burst (a roster of thousands, a join storm) can grow this far past what a
+        // quiet link needs; give the rest back rather than hold it for the process's
+        // life.
+        self.unparsed.shrink_to(KEPT_BUFFER);
         Ok(came_up)
     }
 
