@@ -21,8 +21,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::protocol::modes::ModeKind;
 use crate::protocol::names::NickKey;
-use crate::protocol::{Member, Nick, Role, RoomName, WhoisInfo};
+use crate::protocol::{BanInfo, Member, Nick, Role, RoomName, WhoisInfo};
 
 use super::backplane::wire::RosterEntry;
 use super::room_state::{RemoteRoom, RemoteSeat, RoomSnapshot, RoomState};
@@ -192,6 +193,23 @@ impl Cluster {
         let snapshot = view.snapshots.get(room)?;
         let modes = RoomState::seeded(snapshot).modes_string(false);
         Some((modes, snapshot.created))
+    }
+
+    /// The ban list of `room` as other nodes told it, if it has members there (who
+    /// set each ban is not told: `*`).
+    pub fn bans(&self, room: &RoomName) -> Option<Vec<BanInfo>> {
+        let view = self.lock();
+        view.rooms.get(room)?;
+        let snapshot = view.snapshots.get(room)?;
+        let bans = (snapshot.changes.iter()).filter_map(|change| match &change.kind {
+            ModeKind::Ban(mask) if change.set => Some(BanInfo {
+                mask: mask.clone(),
+                set_by: "*".into(),
+                set_at: snapshot.created,
+            }),
+            _ => None,
+        });
+        Some(bans.collect())
     }
 
     /// The user of another node holding `nick`, as a mode change on `room` needs it.

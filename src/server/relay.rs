@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::protocol::outgoing::Outgoing;
-use crate::protocol::{Command, Event, Member, Nick, ProtocolError, RoomInfo, RoomName, SayKind};
+use crate::protocol::{
+    Command, Event, Member, Nick, ProtocolError, Role, RoomInfo, RoomName, SayKind, WhoRow,
+};
 
 use super::backplane::handle::BackplaneMsg;
 use super::backplane::wire::{RosterEntry, Wire};
@@ -187,7 +189,7 @@ impl Relay {
                 }
             }
             Command::WhoMask(mask) => Event::WhoMask {
-                rows: directory.who_mask(mask, asker, WHO_PAGE),
+                rows: self.who_mask(mask, asker),
                 mask: mask.into(),
             },
             Command::Whowas { nick, count } => Event::Whowas {
@@ -196,18 +198,50 @@ impl Relay {
             },
             Command::Lusers => Event::Lusers(directory.lusers()),
             Command::Ison(nicks) => {
-                let found = directory.lookup_each(&nicks);
-                Event::Ison(found.into_iter().map(|(_, nick, _)| nick).collect())
+                Event::Ison(self.online(&nicks).into_iter().map(|(n, _)| n).collect())
             }
-            Command::Userhost(nicks) => {
-                let found = directory.lookup_each(&nicks);
-                let found = found.into_iter().map(|(_, n, away)| (n, away.is_some()));
-                Event::Userhost(found.collect())
-            }
+            Command::Userhost(nicks) => Event::Userhost(self.online(&nicks)),
             other => unreachable!("BUG: {other:?} is not a query"),
         };
         self.delivery.reply(fx, key, &reply);
         Ok(())
+    }
+
+    /// Who of `nicks` is online, here or on another node of the cluster, in the
+    /// order asked, and whether each is away (not known of users of other nodes).
+    fn online(&self, nicks: &[&str]) -> Vec<(Nick, bool)> {
+        let here = self.shared.directory.lookup_each(nicks);
+        let find_here = |asked: &str| {
+            (here.iter())
+                .find(|(_, nick, _)| nick.as_str().eq_ignore_ascii_case(asked))
+                .map(|(_, nick, away)| (nick.clone(), away.is_some()))
+        };
+        let cluster = &self.shared.cluster;
+        (nicks.iter())
+            .filter_map(|asked| {
+                find_here(asked).or_else(|| Some((cluster.owner(asked)?.nick, false)))
+            })
+            .collect()
+    }
+
+    /// `WHO nick-or-mask`: the directory's rows, or the user of another node that
+    /// holds exactly that nick.
+    fn who_mask(&self, mask: &str, asker: super::token::ConnId) -> Vec<WhoRow> {
+        let rows = self.shared.directory.who_mask(mask, asker, WHO_PAGE);
+        if !rows.is_empty() {
+            return rows;
+        }
+        let Some(user) = self.shared.cluster.owner(mask) else {
+            return rows;
+        };
+        let member = Member {
+            realname: user.nick.as_str().into(),
+            nick: user.nick,
+            role: Role::Member,
+            away: false,
+            voiced: false,
+        };
+        vec![WhoRow { room: None, member }]
     }
 
     /// A line, action or notice to a room: the current room (`room` = `None`) or a
@@ -695,6 +729,13 @@ impl Relay {
         let (id, nick) = (session.id, session.nick.clone());
         let directory = &self.shared.directory;
         match directory.topic_access(&room, id, text.is_some()) {
+            // Setting the topic of a room with members only on other nodes: the
+            // setter is not in it.
+            Err(ProtocolError::NoSuchRoom(_))
+                if text.is_some() && self.shared.cluster.member_count(&room) > 0 =>
+            {
+                return Err(ProtocolError::NotInRoom(room));
+            }
             // A room with members only on other nodes: its topic as they told it.
             Err(ProtocolError::NoSuchRoom(_))
                 if text.is_none() && self.shared.cluster.member_count(&room) > 0 =>

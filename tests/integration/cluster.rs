@@ -671,6 +671,37 @@ fn a_node_whose_members_all_left_still_knows_the_room() {
 }
 
 #[test]
+fn a_room_with_members_only_on_another_node_is_not_missing() {
+    let Some(redis) = Redis::start() else { return };
+    let (_a, b, mut alice, mut bob) = two_nodes(&redis, "alice", "bob");
+    alice.join("far");
+    alice.send("/ban zed");
+    skip_until(&mut alice, "EVENT far mode alice +b");
+    alice.send("/topic over there");
+    skip_until(&mut alice, "EVENT far topic");
+    let mut ivy = b.irc_client("ivy");
+    wait_for_listed_topic(&mut ivy, "far", "over there");
+    // Nobody on node b is in `far`: it is a room they are not in, not a missing one.
+    bob.send("/mode far +m");
+    assert!(bob.expect("ERR ").starts_with("ERR not-operator"));
+    ivy.send("KICK #far alice");
+    assert!(skip_until(&mut ivy, "#far").contains(" 442 "));
+    ivy.send("TOPIC #far :mine");
+    assert!(skip_until(&mut ivy, "#far").contains(" 442 "));
+    ivy.send("INVITE bob #far");
+    assert!(skip_until(&mut ivy, "#far").contains(" 442 "));
+    ivy.send("MODE #far b");
+    assert!(skip_until(&mut ivy, "#far").contains(" 367 ivy #far zed!*@* "));
+    // Users of other nodes are online for ISON, USERHOST and WHO too.
+    ivy.send("ISON alice nobody");
+    assert!(skip_until(&mut ivy, " 303 ").ends_with(":alice"));
+    ivy.send("USERHOST alice");
+    assert!(skip_until(&mut ivy, " 302 ").contains("alice="));
+    ivy.send("WHO alice");
+    assert!(skip_until(&mut ivy, "alice").contains(" 352 "));
+}
+
+#[test]
 fn roles_are_cluster_wide() {
     let Some(redis) = Redis::start() else { return };
     let (_a, _b, mut alice, mut bob) = two_nodes(&redis, "alice", "bob");
