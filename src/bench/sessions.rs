@@ -5,13 +5,13 @@
 //!   proves each is still alive with a ping round trip. When the server processes
 //!   are known (see [`super::servers`]) it reads their RSS before and after, which
 //!   gives the memory cost of one idle connection. Its three phases (connect, hold,
-//!   verify) are one poll-and-dispatch loop, [`IdleRun::drive`], run three times:
+//!   verify) are one poll-and-dispatch loop, `IdleRun::drive`, run three times:
 //!   the phases differ only in when they are complete.
 //! - `churn` starts connections at `--churn-rate` per second for `--duration`: each
 //!   registers, joins the bench's room, sends one message, quits and waits for the
 //!   server to close. It reports completed sessions per second and every failure.
 //!
-//! Both use [`on_event`] for one connection's readiness: the dialer finishes the
+//! Both use `on_event` for one connection's readiness: the dialer finishes the
 //! connect, then the greeting goes out and the lines are classified.
 
 use std::time::{Duration, Instant};

@@ -6,13 +6,13 @@
 //!
 //! 1. `poll`: a zero timeout if work was left over, else until the next tick or the
 //!    first flood pause to end.
-//! 2. [`ShardState::drain_inbox`] first, before any socket (ET-8); then each event:
+//! 2. `ShardState::drain_inbox` first, before any socket (ET-8); then each event:
 //!    writable → flush; readable, read-closed or error → read (the read decides).
-//! 3. [`ShardState::on_readable`] reads until `WouldBlock` (ET-1; for TLS, the session
+//! 3. `ShardState::on_readable` reads until `WouldBlock` (ET-1; for TLS, the session
 //!    drained too: ET-9), at most `READS_PER_TURN` chunks; cut short, the key goes on
 //!    `unfinished_reads`, read again this turn and the next ones (ET-2). A connection
 //!    paused by flood control is not read; a timer brings it back (ET-10).
-//! 4. [`ShardState::end_turn`]: pauses that ended, unfinished reads, the tick, the
+//! 4. `ShardState::end_turn`: pauses that ended, unfinished reads, the tick, the
 //!    cross-shard batch (before any reply: ET-8), **flush each dirty connection once**
 //!    (ET-3, ET-4), **reap** (ET-5), and what reaping produced.
 

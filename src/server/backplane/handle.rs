@@ -50,7 +50,7 @@ pub enum BackplaneMsg {
     Shutdown,
 }
 
-/// The sending side of the backplane's inbox, held in [`Shared`].
+/// The sending side of the backplane's inbox, held in [`Shared`](super::super::shared::Shared).
 #[derive(Debug, Clone)]
 pub struct BackplaneHandle {
     tx: Sender<BackplaneMsg>,

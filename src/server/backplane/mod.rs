@@ -14,9 +14,13 @@
 //! - **No silent loss.** Each event carries the origin's epoch and a sequence number
 //!   per room; a jump is a gap: counted in `/stats`, logged, and told in-band to the
 //!   room's local members (`EVENT ROOM gap NODE N`, an IRC NOTICE).
-//! - **Who is where.** Every change of a local user is published on
-//!   `miochat:cluster`; a node that (re)connects says hello and every other answers
-//!   with its roster ([`super::cluster`] keeps the copy).
+//! - **Who is where.** Every change of a local user (nick, rooms, roles) is
+//!   published on `miochat:cluster`; a node that (re)connects says hello and every
+//!   other answers with its roster ([`super::cluster`] keeps the copy).
+//! - **One room everywhere.** A room's state (modes, key, limit, bans, topic) goes to
+//!   every node when a node founds the room and after each change made there, so a
+//!   room's first member on any node is admitted against it; invitations go to the
+//!   invited user's node.
 //! - **Death.** Each node keeps a lease key `miochat:lease:NODE` (`--lease`, 10 s). A
 //!   node not heard of for a lease whose key has expired is dead: its users' quits are
 //!   announced to local members of shared rooms, and its nicks are free.
