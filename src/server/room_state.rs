@@ -11,8 +11,9 @@
 //!
 //! The rules, as ngIRCd and InspIRCd users expect them:
 //! - a new room is `+nt` and its first member is its operator;
-//! - joining checks, in order: a ban, `+i` (an invitation lifts it, once), `+k`,
-//!   then `+l` (lowering the limit never removes anyone);
+//! - joining checks, in order: a ban, `+i`, `+k`, then `+l` (lowering the limit
+//!   never removes anyone); an invitation lifts the ban and `+i` for one join, as
+//!   in ngIRCd and InspIRCd (an operator who invites a banned user means it);
 //! - speaking needs membership under `+n`, voice or operator status under `+m`, and a
 //!   banned member may not speak unless voiced or an operator;
 //! - a member who leaves (or is kicked) loses its roles.
@@ -218,10 +219,10 @@ impl RoomState {
         key: Option<&str>,
         members: usize,
     ) -> Result<(), JoinRefusal> {
-        if self.is_banned(who) {
+        let invited = self.invited.contains(&id);
+        if self.is_banned(who) && !invited {
             return Err(JoinRefusal::Banned);
         }
-        let invited = self.invited.contains(&id);
         if self.has(Flag::InviteOnly) && !invited {
             return Err(JoinRefusal::InviteOnly);
         }
@@ -445,6 +446,12 @@ mod tests {
         assert_eq!(
             state.admit(id(1), &who("ok"), Some("nope"), 0),
             Err(JoinRefusal::BadKey)
+        );
+        state.invite(id(2), |_| true);
+        assert_eq!(
+            state.admit(id(2), &who("bad"), Some("key"), 0),
+            Ok(()),
+            "an invitation lifts a ban too"
         );
         assert_eq!(
             state.admit(id(1), &who("ok"), Some("key"), 2),

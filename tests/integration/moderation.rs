@@ -103,6 +103,15 @@ fn line_operators_and_every_err_code() {
         "ERR banned you are banned from mod",
         "line users match on their address too"
     );
+    // An invitation lets a banned user in, once (as in ngIRCd and InspIRCd).
+    alice.send("/invite dave");
+    alice.expect("OK invited dave mod");
+    dave.send("/join mod sesame");
+    dave.expect("OK joined mod ");
+    dave.send("/leave mod");
+    dave.expect("OK left mod");
+    dave.send("/join mod sesame");
+    assert!(dave.expect("ERR ").starts_with("ERR banned"));
     alice.send("/unban *!*@127.0.0.*");
     alice.expect("OK changed mod -b");
 
