@@ -64,6 +64,8 @@ pub struct RemoteUser {
     pub claimed_ms: u64,
     /// The user speaks IRC.
     pub irc: bool,
+    /// The away message, if the user is away.
+    pub away: Option<Box<str>>,
     /// The rooms the user is in.
     pub rooms: Vec<RoomName>,
     /// Those where it is an operator.
@@ -116,7 +118,7 @@ impl Cluster {
             .map(|user| Member {
                 nick: user.nick.clone(),
                 role: user.role_in(room),
-                away: false,
+                away: user.away.is_some(),
                 voiced: user.voiced.contains(room),
                 realname: user.nick.as_str().into(),
             })
@@ -125,8 +127,8 @@ impl Cluster {
 
     /// What this node knows of `nick`, a user of another node: its protocol, its
     /// rooms and roles there (secret ones only if the asker, in `asker_rooms`, is in
-    /// them too) and when it claimed the nick; not its idle time, real name or away
-    /// message, which stay on its node.
+    /// them too), its away message and when it claimed the nick; not its idle time
+    /// or real name, which stay on its node.
     pub fn whois(&self, nick: &str, asker_rooms: &[RoomName]) -> Option<WhoisInfo> {
         let key = Nick::parse(nick).ok()?.key();
         let view = self.lock();
@@ -144,7 +146,7 @@ impl Cluster {
         Some(WhoisInfo {
             nick: user.nick.clone(),
             realname: user.nick.as_str().into(),
-            away: None,
+            away: user.away.clone(),
             rooms,
             idle_secs: 0,
             signon: user.claimed_ms / 1000,
@@ -348,6 +350,7 @@ impl View {
             node,
             claimed_ms: entry.claimed_ms,
             irc: entry.irc,
+            away: entry.away.clone(),
             rooms: entry.rooms.clone(),
             ops: entry.ops.clone(),
             voiced: entry.voiced.clone(),
@@ -409,6 +412,7 @@ mod tests {
             nick: Nick::parse(nick).unwrap(),
             claimed_ms: 1,
             irc: false,
+            away: None,
             ops: rooms.iter().take(1).cloned().collect(),
             voiced: Vec::new(),
             rooms,

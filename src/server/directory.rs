@@ -848,6 +848,11 @@ impl Directory {
         Some((id, spelled))
     }
 
+    /// The away message of `id`, if it is away.
+    pub fn away_of(&self, id: ConnId) -> Option<Box<str>> {
+        self.lock().away.get(&id).cloned()
+    }
+
     /// For each of `rooms`, whether `id` is its operator and whether it is voiced
     /// there (what this node tells the others about its member's roles).
     pub fn roles_in(&self, id: ConnId, rooms: &[RoomName]) -> Vec<(bool, bool)> {

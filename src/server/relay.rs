@@ -208,7 +208,7 @@ impl Relay {
     }
 
     /// Who of `nicks` is online, here or on another node of the cluster, in the
-    /// order asked, and whether each is away (not known of users of other nodes).
+    /// order asked, and whether each is away.
     fn online(&self, nicks: &[&str]) -> Vec<(Nick, bool)> {
         let here = self.shared.directory.lookup_each(nicks);
         let find_here = |asked: &str| {
@@ -217,10 +217,12 @@ impl Relay {
                 .map(|(_, nick, away)| (nick.clone(), away.is_some()))
         };
         let cluster = &self.shared.cluster;
+        let find_there = |asked: &str| {
+            let user = cluster.owner(asked)?;
+            Some((user.nick, user.away.is_some()))
+        };
         (nicks.iter())
-            .filter_map(|asked| {
-                find_here(asked).or_else(|| Some((cluster.owner(asked)?.nick, false)))
-            })
+            .filter_map(|asked| find_here(asked).or_else(|| find_there(asked)))
             .collect()
     }
 
@@ -238,7 +240,7 @@ impl Relay {
             realname: user.nick.as_str().into(),
             nick: user.nick,
             role: Role::Member,
-            away: false,
+            away: user.away.is_some(),
             voiced: false,
         };
         vec![WhoRow { room: None, member }]
@@ -389,6 +391,10 @@ impl Relay {
         self.delivery
             .echo_private(fx, key, user.nick.as_str(), &echo, None);
         self.sent(fx, key, user.nick.clone(), notice);
+        if let (Some(text), false) = (user.away, notice) {
+            let nick = user.nick.clone();
+            self.delivery.reply(fx, key, &Event::IsAway { nick, text });
+        }
         let (to, text) = (user.nick, text.into());
         let wire = Wire::Private {
             origin,
@@ -414,11 +420,13 @@ impl Relay {
             return;
         };
         let (id, nick, claimed_ms) = (session.id, session.nick.clone(), session.claimed_ms);
-        // The backplane adds the roles, read from the directory when it sends this.
+        // The backplane adds the roles and away message, read from the directory
+        // when it sends this.
         let entry = RosterEntry {
             nick,
             claimed_ms,
             irc: session.irc.is_some(),
+            away: None,
             rooms: session.rooms.clone(),
             ops: Vec::new(),
             voiced: Vec::new(),
@@ -517,6 +525,7 @@ impl Relay {
             self.delivery
                 .announce_once(fx, &room, Some(key), event, once);
         }
+        self.tell_cluster(fx, key, None);
         self.delivery.reply(fx, key, &Event::Away(text.is_some()));
         Ok(())
     }

@@ -321,6 +321,24 @@ fn nicks_private_messages_who_and_rooms_are_cluster_wide() {
     alice.send("/whois bobby");
     let whois = skip_until(&mut alice, "OK whois");
     assert!(whois.starts_with("OK whois bobby line - ") && whois.ends_with("lobby,rust"));
+    // Away messages cross too: a private message to an away user of another node is
+    // answered as for a local one.
+    other.send("/away at lunch");
+    skip_until(&mut other, "OK away");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        alice.send("/whois bobby");
+        if skip_until(&mut alice, "OK whois").ends_with(" at lunch") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bobby's away message never arrived"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    alice.send("/msg bobby are you there?");
+    assert_eq!(skip_until(&mut alice, "OK away"), "OK away bobby at lunch");
     irc.send("WHOIS alice");
     assert!(skip_until(&mut irc, " 312 ").ends_with(" :miochat node a"));
     let next = skip_until(&mut irc, "alice");

@@ -741,7 +741,9 @@ impl Backplane {
     /// A local user as it is now (its roles read from the directory), told to every
     /// node.
     fn on_local_user(&mut self, id: ConnId, mut entry: RosterEntry, was: Option<Nick>) {
-        let roles = self.shared.directory.roles_in(id, &entry.rooms);
+        let directory = &self.shared.directory;
+        entry.away = directory.away_of(id);
+        let roles = directory.roles_in(id, &entry.rooms);
         let rooms = entry.rooms.iter().zip(roles);
         (entry.ops, entry.voiced) = (Vec::new(), Vec::new());
         for (room, (op, voiced)) in rooms {

@@ -109,6 +109,8 @@ pub struct RosterEntry {
     pub claimed_ms: u64,
     /// The user speaks IRC (else the line protocol).
     pub irc: bool,
+    /// The away message, if the user is away.
+    pub away: Option<Box<str>>,
     /// The rooms the user is in.
     pub rooms: Vec<RoomName>,
     /// Those of `rooms` where the user is an operator (`@` before the room's name).
@@ -272,9 +274,10 @@ fn room_of(word: &str) -> Result<RoomName, BadWire> {
     RoomName::parse(word).map_err(|_| BadWire("bad room"))
 }
 
-/// `NICK CLAIMED PROTOCOL ROOM,ROOM` (PROTOCOL `irc` or `line`), each room's name
-/// after `@` if the user is its operator and `+` if voiced there (room names never
-/// start with either).
+/// `NICK CLAIMED PROTOCOL ROOMS [AWAY]` (PROTOCOL `irc` or `line`; ROOMS
+/// comma-separated, or `-` for none, each room's name after `@` if the user is its
+/// operator and `+` if voiced there: room names never start with either; AWAY, the
+/// rest of the line, the away message if any).
 fn encode_entry(entry: &RosterEntry) -> String {
     let rooms: Vec<String> = entry
         .rooms
@@ -287,7 +290,17 @@ fn encode_entry(entry: &RosterEntry) -> String {
         .collect();
     let protocol = if entry.irc { "irc" } else { "line" };
     let (nick, claimed) = (&entry.nick, entry.claimed_ms);
-    format!("{nick} {claimed} {protocol} {}", rooms.join(","))
+    let rooms = if rooms.is_empty() {
+        "-".to_string()
+    } else {
+        rooms.join(",")
+    };
+    let mut line = format!("{nick} {claimed} {protocol} {rooms}");
+    if let Some(away) = &entry.away {
+        line.push(' ');
+        line.push_str(away);
+    }
+    line
 }
 
 fn decode_entry(line: &str) -> Result<RosterEntry, BadWire> {
@@ -296,11 +309,14 @@ fn decode_entry(line: &str) -> Result<RosterEntry, BadWire> {
         nick: nick_of(words.next()?)?,
         claimed_ms: words.number()?,
         irc: words.next()? == "irc",
+        away: None,
         rooms: Vec::new(),
         ops: Vec::new(),
         voiced: Vec::new(),
     };
-    for word in words.0.split(',').filter(|r| !r.is_empty()) {
+    let rooms = words.next()?;
+    entry.away = (!words.0.is_empty()).then(|| words.0.into());
+    for word in rooms.split(',').filter(|r| !r.is_empty() && *r != "-") {
         let (op, word) = word.strip_prefix('@').map_or((false, word), |w| (true, w));
         let (voiced, word) = word.strip_prefix('+').map_or((false, word), |w| (true, w));
         let room = room_of(word)?;
@@ -527,6 +543,7 @@ mod tests {
             nick: nick("bob"),
             claimed_ms: 5,
             irc: true,
+            away: Some("gone  fishing, back soon".into()),
             rooms: vec![room.clone(), other.clone(), RoomName::lobby()],
             ops: vec![room.clone()],
             voiced: vec![room.clone(), other],
