@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use std::sync::atomic::Ordering;
 
+use crate::protocol::mask::glob_matches;
 use crate::protocol::outgoing::Outgoing;
 use crate::protocol::{
     Command, Event, Member, Nick, ProtocolError, Role, RoomInfo, RoomName, SayKind, WhoRow,
@@ -173,7 +174,8 @@ impl Relay {
 
     /// Commands that only read: each is answered with one reply.
     fn answer(&mut self, fx: &mut Effects<'_>, key: usize, query: Command<'_>) -> Outcome {
-        let asker = fx.session(key).map(|s| s.id).ok_or(ProtocolError::NoRoom)?;
+        let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
+        let (asker, asker_rooms) = (session.id, session.rooms.clone());
         let directory = &self.shared.directory;
         let reply = match query {
             Command::Rooms => Event::Rooms(self.rooms(asker)),
@@ -189,7 +191,7 @@ impl Relay {
                 }
             }
             Command::WhoMask(mask) => Event::WhoMask {
-                rows: self.who_mask(mask, asker),
+                rows: self.who_mask(mask, asker, &asker_rooms),
                 mask: mask.into(),
             },
             Command::Whowas { nick, count } => Event::Whowas {
@@ -226,24 +228,42 @@ impl Relay {
             .collect()
     }
 
-    /// `WHO nick-or-mask`: the directory's rows, or the user of another node that
-    /// holds exactly that nick.
-    fn who_mask(&self, mask: &str, asker: super::token::ConnId) -> Vec<WhoRow> {
-        let rows = self.shared.directory.who_mask(mask, asker, WHO_PAGE);
-        if !rows.is_empty() {
-            return rows;
+    /// `WHO nick-or-mask`: an exact nick finds that user, here or on another node; a
+    /// mask finds the users who share a room with the asker (on any node) and the
+    /// asker, whose nick or real name matches. At most a page of rows.
+    fn who_mask(
+        &self,
+        mask: &str,
+        asker: super::token::ConnId,
+        asker_rooms: &[RoomName],
+    ) -> Vec<WhoRow> {
+        let mut rows = self.shared.directory.who_mask(mask, asker, WHO_PAGE);
+        let cluster = &self.shared.cluster;
+        if let Some(user) = cluster.owner(mask) {
+            let member = Member {
+                realname: user.nick.as_str().into(),
+                nick: user.nick,
+                role: Role::Member,
+                away: user.away.is_some(),
+                voiced: false,
+            };
+            return vec![WhoRow { room: None, member }];
         }
-        let Some(user) = self.shared.cluster.owner(mask) else {
-            return rows;
-        };
-        let member = Member {
-            realname: user.nick.as_str().into(),
-            nick: user.nick,
-            role: Role::Member,
-            away: user.away.is_some(),
-            voiced: false,
-        };
-        vec![WhoRow { room: None, member }]
+        let exact = rows.len() == 1 && rows[0].member.nick.as_str().eq_ignore_ascii_case(mask);
+        let remote = asker_rooms.iter().flat_map(|room| cluster.members(room));
+        for member in remote.filter(|_| !exact) {
+            let seen = rows.iter().any(|row| row.member.nick == member.nick);
+            if rows.len() < WHO_PAGE && !seen && glob_matches(mask, member.nick.as_str()) {
+                let (role, voiced) = (Role::Member, false);
+                let member = Member {
+                    role,
+                    voiced,
+                    ..member
+                };
+                rows.push(WhoRow { room: None, member });
+            }
+        }
+        rows
     }
 
     /// A line, action or notice to a room: the current room (`room` = `None`) or a

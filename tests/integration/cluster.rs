@@ -352,6 +352,11 @@ fn nicks_private_messages_who_and_rooms_are_cluster_wide() {
     );
     alice.send("/rooms");
     assert!(skip_until(&mut alice, "OK rooms").contains("rust:2"));
+    // WHO with a mask finds users of other nodes who share a room with the asker.
+    irc.send("JOIN #rust");
+    skip_until(&mut irc, " 366 ");
+    irc.send("WHO al*");
+    assert!(skip_until(&mut irc, " 352 ").contains(" 352 ircy * alice "));
 }
 
 #[test]
