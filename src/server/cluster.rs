@@ -21,7 +21,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::protocol::modes::ModeKind;
 use crate::protocol::names::NickKey;
 use crate::protocol::{BanInfo, Member, Nick, Role, RoomName, WhoisInfo};
 
@@ -197,21 +196,11 @@ impl Cluster {
         Some((modes, snapshot.created))
     }
 
-    /// The ban list of `room` as other nodes told it, if it has members there (who
-    /// set each ban is not told: `*`).
+    /// The ban list of `room` as other nodes told it, if it has members there.
     pub fn bans(&self, room: &RoomName) -> Option<Vec<BanInfo>> {
         let view = self.lock();
         view.rooms.get(room)?;
-        let snapshot = view.snapshots.get(room)?;
-        let bans = (snapshot.changes.iter()).filter_map(|change| match &change.kind {
-            ModeKind::Ban(mask) if change.set => Some(BanInfo {
-                mask: mask.clone(),
-                set_by: "*".into(),
-                set_at: snapshot.created,
-            }),
-            _ => None,
-        });
-        Some(bans.collect())
+        Some(view.snapshots.get(room)?.bans.clone())
     }
 
     /// The user of another node holding `nick`, as a mode change on `room` needs it.
@@ -473,6 +462,7 @@ mod tests {
                 set: true,
                 kind: ModeKind::Flag(Flag::Secret),
             }],
+            bans: Vec::new(),
             topic: Some("t".into()),
         };
         cluster.describe_rooms(vec![(rust.clone(), secret)]);

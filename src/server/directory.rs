@@ -823,6 +823,7 @@ impl Directory {
         self.lock().rooms.get(room).map(|entry| RoomSnapshot {
             created: entry.state.created,
             changes: entry.state.changes(),
+            bans: entry.state.bans().to_vec(),
             topic: entry.topic.clone(),
         })
     }
@@ -1084,6 +1085,11 @@ mod tests {
         let snapshot = RoomSnapshot {
             created: 7,
             changes: parse("+ikl-t", &["sesame", "3"]).changes,
+            bans: vec![BanInfo {
+                mask: "zed!*@*".into(),
+                set_by: "al".into(),
+                set_at: 5,
+            }],
             topic: Some("gold".into()),
         };
         let remote = RemoteRoom {
@@ -1120,6 +1126,12 @@ mod tests {
             [(false, false)]
         );
         assert_eq!(d.modes(&vault, al).unwrap(), ("+ikln sesame 3".into(), 7));
+        let bans = d.bans(&vault).unwrap();
+        assert_eq!(
+            (&*bans[0].set_by, bans[0].set_at),
+            ("al", 5),
+            "who set it, when"
+        );
         // Two members elsewhere and one here fill `+l 3`.
         let nick = d.lookup_full("guest2").unwrap().1;
         d.invite_from_elsewhere(&vault, &nick);

@@ -77,14 +77,16 @@ impl Default for RoomState {
 
 /// A room's state as another node of a cluster needs it to admit the room's first
 /// member there: its creation time, its modes as changes (every flag set or unset,
-/// key, limit, bans; roles are not in it, each node tells its own members' roles in
-/// its roster), and its topic.
+/// key, limit; roles are not in it, each node tells its own members' roles in its
+/// roster), its bans with who set them and when, and its topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomSnapshot {
     /// When the room was created (Unix seconds).
     pub created: u64,
-    /// The changes that make a new room's state equal to this one.
+    /// The changes that make a new room's flags, key and limit equal to this one's.
     pub changes: Vec<ModeChange>,
+    /// The bans, oldest first.
+    pub bans: Vec<BanInfo>,
     /// The topic, if set.
     pub topic: Option<Box<str>>,
 }
@@ -161,10 +163,10 @@ impl RoomState {
             created: snapshot.created,
             ..RoomState::default()
         };
-        // Who set each ban is not in a snapshot: `*` says so in the ban list.
         for change in &snapshot.changes {
-            let _ = state.apply(change, None, "*", snapshot.created);
+            let _ = state.apply(change, None, "", snapshot.created);
         }
+        state.bans = snapshot.bans.iter().take(MAX_BANS).cloned().collect();
         state
     }
 
@@ -333,9 +335,10 @@ impl RoomState {
         Ok(true)
     }
 
-    /// The room's modes as changes that make another copy equal to this one: every
-    /// flag set or unset, the key and limit set or unset, and each ban (roles are
-    /// not included: each node keeps its own members' roles).
+    /// The room's modes as changes that make another copy's flags, key and limit
+    /// equal to this one's: every flag set or unset, the key and limit set or unset
+    /// (bans go with who set them, [`Self::bans`]; roles are not included: each node
+    /// keeps its own members' roles).
     pub fn changes(&self) -> Vec<ModeChange> {
         let mut changes: Vec<ModeChange> = Flag::ALL
             .into_iter()
@@ -352,10 +355,6 @@ impl RoomState {
             set: self.limit.is_some(),
             kind: ModeKind::Limit(self.limit),
         });
-        changes.extend(self.bans.iter().map(|ban| ModeChange {
-            set: true,
-            kind: ModeKind::Ban(ban.mask.clone()),
-        }));
         changes
     }
 

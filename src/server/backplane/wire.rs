@@ -10,7 +10,7 @@
 //! unit-tested without Redis.
 
 use crate::protocol::modes::{self, changes_string};
-use crate::protocol::{Event, Nick, RoomName};
+use crate::protocol::{BanInfo, Event, Nick, RoomName};
 use crate::server::room_state::RoomSnapshot;
 
 /// One message between nodes.
@@ -331,11 +331,16 @@ fn decode_entry(line: &str) -> Result<RosterEntry, BadWire> {
     Ok(entry)
 }
 
-/// `ROOM CREATED MODES [PARAMS...]`, then a tab and the topic if there is one (modes
-/// and their parameters never contain white space; a topic may).
+/// `ROOM CREATED MODES [PARAMS...]`, a tab, the bans as `MASK SETBY SETAT` triples,
+/// then a tab and the topic if there is one (modes, parameters, masks and nicks never
+/// contain white space; a topic may).
 fn encode_snapshot(room: &RoomName, snapshot: &RoomSnapshot) -> String {
     let changes = changes_string(&snapshot.changes);
-    let mut line = format!("{room} {} {changes}", snapshot.created);
+    let mut line = format!("{room} {} {changes}\t", snapshot.created);
+    for (i, ban) in snapshot.bans.iter().enumerate() {
+        let sep = if i == 0 { "" } else { " " };
+        line.push_str(&format!("{sep}{} {} {}", ban.mask, ban.set_by, ban.set_at));
+    }
     if let Some(topic) = &snapshot.topic {
         line.push('\t');
         line.push_str(topic);
@@ -344,10 +349,10 @@ fn encode_snapshot(room: &RoomName, snapshot: &RoomSnapshot) -> String {
 }
 
 fn decode_snapshot(line: &str) -> Result<(RoomName, RoomSnapshot), BadWire> {
-    let (modes, topic) = match line.split_once('\t') {
-        Some((modes, topic)) => (modes, Some(topic.into())),
-        None => (line, None),
-    };
+    let mut fields = line.splitn(3, '\t');
+    let modes = fields.next().unwrap_or("");
+    let bans = fields.next().ok_or(BadWire("no bans field"))?;
+    let topic = fields.next().map(Into::into);
     let mut words = Words(modes);
     let room = room_of(words.next()?)?;
     let created = words.number()?;
@@ -357,9 +362,27 @@ fn decode_snapshot(line: &str) -> Result<(RoomName, RoomSnapshot), BadWire> {
     let snapshot = RoomSnapshot {
         created,
         changes: modes::parse(modestring, &params).changes,
+        bans: decode_bans(bans)?,
         topic,
     };
     Ok((room, snapshot))
+}
+
+fn decode_bans(field: &str) -> Result<Vec<BanInfo>, BadWire> {
+    let words: Vec<&str> = field.split(' ').filter(|w| !w.is_empty()).collect();
+    if words.len() % 3 != 0 {
+        return Err(BadWire("bad ban list"));
+    }
+    let ban = |triple: &[&str]| {
+        let set_at = triple[2].parse().map_err(|_| BadWire("bad ban time"))?;
+        let (mask, set_by) = (triple[0].into(), triple[1].into());
+        Ok(BanInfo {
+            mask,
+            set_by,
+            set_at,
+        })
+    };
+    words.chunks(3).map(ban).collect()
 }
 
 /// True for the room events that cross nodes: chat lines, joins, leaves, nick
@@ -614,25 +637,30 @@ mod tests {
                 set: false,
                 kind: ModeKind::Limit(None),
             },
-            ModeChange {
-                set: true,
-                kind: ModeKind::Ban("carol!*@*".into()),
-            },
         ];
-        let snapshot = |topic: Option<&str>| RoomSnapshot {
+        let ban = |mask: &str, set_by: &str, set_at| BanInfo {
+            mask: mask.into(),
+            set_by: set_by.into(),
+            set_at,
+        };
+        let bans = vec![ban("carol!*@*", "al", 5), ban("*!*@2001:db8::*", "bo", 6)];
+        let snapshot = |topic: Option<&str>, bans: &[BanInfo]| RoomSnapshot {
             created: 1_700_000_000,
             changes: changes.clone(),
+            bans: bans.to_vec(),
             topic: topic.map(Into::into),
         };
         let wire = Wire::Rooms {
             origin: "a".into(),
             rooms: vec![
-                (room.clone(), snapshot(Some("tabs\tand  spaces"))),
-                (RoomName::lobby(), snapshot(None)),
+                (room.clone(), snapshot(Some("tabs\tand  spaces"), &bans)),
+                (RoomName::lobby(), snapshot(None, &[])),
+                (RoomName::parse("go").unwrap(), snapshot(Some(""), &bans)),
             ],
         };
         assert_eq!(Wire::decode(&wire.encode(), None), Ok(wire));
-        assert!(Wire::decode(b"v1 rooms a\nbad!room 1 +nt", None).is_err());
+        assert!(Wire::decode(b"v1 rooms a\nbad!room 1 +nt\t", None).is_err());
+        assert!(Wire::decode(b"v1 rooms a\ngo 1 +nt\tmask al", None).is_err());
     }
 
     #[test]
