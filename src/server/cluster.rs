@@ -63,6 +63,8 @@ pub struct RemoteUser {
     pub claimed_ms: u64,
     /// The user speaks IRC.
     pub irc: bool,
+    /// The real name.
+    pub realname: Arc<str>,
     /// The away message, if the user is away.
     pub away: Option<Box<str>>,
     /// The rooms the user is in.
@@ -105,8 +107,8 @@ impl Cluster {
         self.lock().users.get(&key).cloned()
     }
 
-    /// Other nodes' members of `room`, with the roles their nodes told (their real
-    /// names and away messages stay on their nodes: the nick stands in).
+    /// Other nodes' members of `room`, with the roles, real names and away flags
+    /// their nodes told.
     pub fn members(&self, room: &RoomName) -> Vec<Member> {
         let view = self.lock();
         let Some(keys) = view.rooms.get(room) else {
@@ -119,15 +121,15 @@ impl Cluster {
                 role: user.role_in(room),
                 away: user.away.is_some(),
                 voiced: user.voiced.contains(room),
-                realname: user.nick.as_str().into(),
+                realname: Arc::clone(&user.realname),
             })
             .collect()
     }
 
     /// What this node knows of `nick`, a user of another node: its protocol, its
     /// rooms and roles there (secret ones only if the asker, in `asker_rooms`, is in
-    /// them too), its away message and when it claimed the nick; not its idle time
-    /// or real name, which stay on its node.
+    /// them too), its real name, its away message and when it claimed the nick; not
+    /// its idle time, which stays on its node.
     pub fn whois(&self, nick: &str, asker_rooms: &[RoomName]) -> Option<WhoisInfo> {
         let key = Nick::parse(nick).ok()?.key();
         let view = self.lock();
@@ -144,7 +146,7 @@ impl Cluster {
         rooms.sort();
         Some(WhoisInfo {
             nick: user.nick.clone(),
-            realname: user.nick.as_str().into(),
+            realname: Arc::clone(&user.realname),
             away: user.away.clone(),
             rooms,
             idle_secs: 0,
@@ -339,6 +341,7 @@ impl View {
             node,
             claimed_ms: entry.claimed_ms,
             irc: entry.irc,
+            realname: Arc::clone(&entry.realname),
             away: entry.away.clone(),
             rooms: entry.rooms.clone(),
             ops: entry.ops.clone(),
@@ -401,6 +404,7 @@ mod tests {
             nick: Nick::parse(nick).unwrap(),
             claimed_ms: 1,
             irc: false,
+            realname: Arc::from(nick),
             away: None,
             ops: rooms.iter().take(1).cloned().collect(),
             voiced: Vec::new(),

@@ -155,6 +155,7 @@ impl Directory {
         let old = tables.nick_of.insert(id, nick.clone())?;
         tables.nicks.remove(&old.key());
         tables.nicks.insert(nick.key(), id);
+        tables.follow_nick(id, &nick);
         Some((old, nick))
     }
 
@@ -193,6 +194,7 @@ impl Directory {
             .expect("BUG: renaming a connection the directory does not know");
         tables.nicks.remove(&old.key());
         tables.nicks.insert(key, id);
+        tables.follow_nick(id, new);
         Ok(old)
     }
 
@@ -849,9 +851,11 @@ impl Directory {
         Some((id, spelled))
     }
 
-    /// The away message of `id`, if it is away.
-    pub fn away_of(&self, id: ConnId) -> Option<Box<str>> {
-        self.lock().away.get(&id).cloned()
+    /// The real name and away message of `id` (what this node tells the others).
+    pub fn realname_and_away(&self, id: ConnId) -> (Option<Arc<str>>, Option<Box<str>>) {
+        let tables = self.lock();
+        let realname = tables.profiles.get(&id).map(|p| Arc::clone(&p.realname));
+        (realname, tables.away.get(&id).cloned())
     }
 
     /// For each of `rooms`, whether `id` is its operator and whether it is voiced
@@ -968,6 +972,14 @@ impl Tables {
         }
     }
 
+    /// A line user's real name is its nick, whatever it is now (an IRC user's came
+    /// with `USER`).
+    fn follow_nick(&mut self, id: ConnId, nick: &Nick) {
+        if let Some(profile) = self.profiles.get_mut(&id).filter(|p| !p.irc) {
+            profile.realname = Arc::from(nick.as_str());
+        }
+    }
+
     fn count_registered(&mut self) {
         self.registered += 1;
         self.max_registered = self.max_registered.max(self.registered);
@@ -1043,6 +1055,21 @@ mod tests {
             Err(ProtocolError::NickTaken(Nick::parse("alice").unwrap()))
         );
         assert_eq!(d.lookup("ALICE"), Some(id(0, 1)));
+        let profile = |realname: &str, irc| Profile {
+            realname: realname.into(),
+            signon: 0,
+            spoke_at: Arc::default(),
+            registered: true,
+            irc,
+        };
+        d.set_profile(id(0, 1), profile("ignored", false));
+        d.rename(id(0, 1), &alice).unwrap();
+        let (realname, _) = d.realname_and_away(id(0, 1));
+        assert_eq!(
+            realname.as_deref(),
+            Some("Alice"),
+            "a line user's real name is its nick"
+        );
         assert_eq!(d.lookup(a.as_str()), None, "old nick is freed");
         // Changing only the case of one's own nick is allowed.
         assert!(d.rename(id(0, 1), &Nick::parse("ALICE").unwrap()).is_ok());

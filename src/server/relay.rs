@@ -241,7 +241,7 @@ impl Relay {
         let cluster = &self.shared.cluster;
         if let Some(user) = cluster.owner(mask) {
             let member = Member {
-                realname: user.nick.as_str().into(),
+                realname: user.realname,
                 nick: user.nick,
                 role: Role::Member,
                 away: user.away.is_some(),
@@ -446,6 +446,7 @@ impl Relay {
             nick,
             claimed_ms,
             irc: session.irc.is_some(),
+            realname: Arc::from(""),
             away: None,
             rooms: session.rooms.clone(),
             ops: Vec::new(),

@@ -742,7 +742,9 @@ impl Backplane {
     /// node.
     fn on_local_user(&mut self, id: ConnId, mut entry: RosterEntry, was: Option<Nick>) {
         let directory = &self.shared.directory;
-        entry.away = directory.away_of(id);
+        let (realname, away) = directory.realname_and_away(id);
+        (entry.realname, entry.away) =
+            (realname.unwrap_or_else(|| entry.nick.as_str().into()), away);
         let roles = directory.roles_in(id, &entry.rooms);
         let rooms = entry.rooms.iter().zip(roles);
         (entry.ops, entry.voiced) = (Vec::new(), Vec::new());

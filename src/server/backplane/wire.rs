@@ -9,6 +9,8 @@
 //! sequence number per room, which is how a receiver notices a gap. Pure functions,
 //! unit-tested without Redis.
 
+use std::sync::Arc;
+
 use crate::protocol::modes::{self, changes_string};
 use crate::protocol::{BanInfo, Event, Nick, RoomName};
 use crate::server::room_state::RoomSnapshot;
@@ -109,6 +111,8 @@ pub struct RosterEntry {
     pub claimed_ms: u64,
     /// The user speaks IRC (else the line protocol).
     pub irc: bool,
+    /// The real name (a line user's is its nick).
+    pub realname: Arc<str>,
     /// The away message, if the user is away.
     pub away: Option<Box<str>>,
     /// The rooms the user is in.
@@ -274,10 +278,10 @@ fn room_of(word: &str) -> Result<RoomName, BadWire> {
     RoomName::parse(word).map_err(|_| BadWire("bad room"))
 }
 
-/// `NICK CLAIMED PROTOCOL ROOMS [AWAY]` (PROTOCOL `irc` or `line`; ROOMS
-/// comma-separated, or `-` for none, each room's name after `@` if the user is its
-/// operator and `+` if voiced there: room names never start with either; AWAY, the
-/// rest of the line, the away message if any).
+/// `NICK CLAIMED PROTOCOL ROOMS`, a tab, the real name (its tabs made spaces), then
+/// a tab and the away message if any (PROTOCOL `irc` or `line`; ROOMS comma-separated,
+/// or `-` for none, each room's name after `@` if the user is its operator and `+`
+/// if voiced there: room names never start with either).
 fn encode_entry(entry: &RosterEntry) -> String {
     let rooms: Vec<String> = entry
         .rooms
@@ -295,27 +299,31 @@ fn encode_entry(entry: &RosterEntry) -> String {
     } else {
         rooms.join(",")
     };
-    let mut line = format!("{nick} {claimed} {protocol} {rooms}");
+    let realname = entry.realname.replace('\t', " ");
+    let mut line = format!("{nick} {claimed} {protocol} {rooms}\t{realname}");
     if let Some(away) = &entry.away {
-        line.push(' ');
+        line.push('\t');
         line.push_str(away);
     }
     line
 }
 
 fn decode_entry(line: &str) -> Result<RosterEntry, BadWire> {
-    let mut words = Words(line);
+    let mut fields = line.splitn(3, '\t');
+    let mut words = Words(fields.next().unwrap_or(""));
+    let realname = fields.next().ok_or(BadWire("no real name"))?;
+    let away = fields.next().map(Into::into);
     let mut entry = RosterEntry {
         nick: nick_of(words.next()?)?,
         claimed_ms: words.number()?,
         irc: words.next()? == "irc",
-        away: None,
+        realname: realname.into(),
+        away,
         rooms: Vec::new(),
         ops: Vec::new(),
         voiced: Vec::new(),
     };
     let rooms = words.next()?;
-    entry.away = (!words.0.is_empty()).then(|| words.0.into());
     for word in rooms.split(',').filter(|r| !r.is_empty() && *r != "-") {
         let (op, word) = word.strip_prefix('@').map_or((false, word), |w| (true, w));
         let (voiced, word) = word.strip_prefix('+').map_or((false, word), |w| (true, w));
@@ -566,7 +574,8 @@ mod tests {
             nick: nick("bob"),
             claimed_ms: 5,
             irc: true,
-            away: Some("gone  fishing, back soon".into()),
+            realname: "Bob B. Builder".into(),
+            away: Some("gone \t fishing, back soon".into()),
             rooms: vec![room.clone(), other.clone(), RoomName::lobby()],
             ops: vec![room.clone()],
             voiced: vec![room.clone(), other],
