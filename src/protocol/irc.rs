@@ -620,7 +620,11 @@ pub fn reply_with(event: &Event, server: &str, me: &str, caps: Caps) -> String {
             }
             w.names(room, nicks, *secret);
         }
-        Event::YouLeft { room } => w.own(format_args!("PART #{room}")),
+        Event::YouLeft {
+            room,
+            reason: Some(reason),
+        } => w.own(format_args!("PART #{room} :{reason}")),
+        Event::YouLeft { room, .. } => w.own(format_args!("PART #{room}")),
         Event::NickIs { old, nick } => {
             let _ = write!(w.out, ":{} NICK :{nick}\r\n", source(old));
         }

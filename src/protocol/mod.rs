@@ -126,6 +126,8 @@ pub enum Command<'a> {
     Away(Option<&'a str>),
     /// Which of these nicks are online (IRC `ISON`).
     Ison(Vec<&'a str>),
+    /// IRC `LIST #a,#b`: those rooms only, as `Rooms` lists them.
+    ListOf(Vec<RoomName>),
     /// Nick and host of these nicks (IRC `USERHOST`).
     Userhost(Vec<&'a str>),
 
@@ -542,6 +544,8 @@ pub enum Event {
     YouLeft {
         /// The room.
         room: RoomName,
+        /// The reason given, if any (IRC echoes it in the `PART`).
+        reason: Option<Box<str>>,
     },
     /// Reply: your nick is now this.
     NickIs {

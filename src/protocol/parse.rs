@@ -272,6 +272,7 @@ impl Command<'_> {
             | Command::Whois(_)
             | Command::Away(_)
             | Command::Ison(_)
+            | Command::ListOf(_)
             | Command::Userhost(_) => return None,
         };
         Some(line)

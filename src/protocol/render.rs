@@ -104,7 +104,7 @@ fn write_event(event: &Event, out: &mut String) {
                 None => writeln!(out),
             }
         }
-        Event::YouLeft { room } => writeln!(out, "OK left {room}"),
+        Event::YouLeft { room, .. } => writeln!(out, "OK left {room}"),
         Event::NickIs { nick, .. } => writeln!(out, "OK nick {nick}"),
         Event::Names { room, nicks, .. } => write_who(room, nicks, 0, out),
         Event::Whois(info) => write_whois(info, out),

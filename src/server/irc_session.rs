@@ -106,7 +106,7 @@ impl IrcSession<'_, '_, '_> {
             }
             "NAMES" => self.names(msg),
             "TOPIC" => self.topic(msg),
-            "LIST" => self.apply(Command::Rooms),
+            "LIST" => self.list(msg),
             "WHO" => match msg.param(0) {
                 Some(name) if name.starts_with('#') => match irc::channel(name) {
                     Some(room) => self.apply(Command::Who(Some(room))),
@@ -416,6 +416,18 @@ impl IrcSession<'_, '_, '_> {
                 .reject(self.fx, self.key, ProtocolError::TopicTooLong);
         }
         self.apply(Command::TopicOf { room, text });
+    }
+
+    /// `LIST` lists every room; `LIST #a,#b` only those (names that are not rooms
+    /// are left out, as absent rooms are).
+    fn list(&mut self, msg: &Message<'_>) {
+        match msg.param(0).filter(|p| !p.is_empty()) {
+            Some(names) => {
+                let wanted = names.split(',').filter_map(irc::channel).collect();
+                self.apply(Command::ListOf(wanted));
+            }
+            None => self.apply(Command::Rooms),
+        }
     }
 
     fn whois(&mut self, msg: &Message<'_>) {

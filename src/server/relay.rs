@@ -179,6 +179,11 @@ impl Relay {
         let directory = &self.shared.directory;
         let reply = match query {
             Command::Rooms => Event::Rooms(self.rooms(asker)),
+            Command::ListOf(wanted) => {
+                let mut rooms = self.rooms(asker);
+                rooms.retain(|info| wanted.contains(&info.room));
+                Event::Rooms(rooms)
+            }
             Command::Ping(token) => Event::Pong(token.map(Into::into)),
             Command::Stats => Event::Stats(self.shared.report()),
             Command::Help => Event::Help,
@@ -703,7 +708,12 @@ impl Relay {
             None => session.current.clone().ok_or(ProtocolError::NoRoom)?,
         };
         let Some(pos) = session.rooms.iter().position(|r| *r == room) else {
-            return Err(ProtocolError::NotInRoom(room));
+            let exists = self.shared.directory.has_room(&room)
+                || self.shared.cluster.member_count(&room) > 0;
+            return Err(match exists {
+                true => ProtocolError::NotInRoom(room),
+                false => ProtocolError::NoSuchRoom(room),
+            });
         };
         session.rooms.remove(pos);
         if session.current.as_ref() == Some(&room) {
@@ -720,7 +730,9 @@ impl Relay {
         self.delivery.announce(fx, &room, Some(key), event);
         self.shared.directory.leave(&room, id);
         self.tell_cluster(fx, key, None);
-        self.delivery.reply(fx, key, &Event::YouLeft { room });
+        let reason = reason.map(Into::into);
+        self.delivery
+            .reply(fx, key, &Event::YouLeft { room, reason });
         Ok(())
     }
 

@@ -317,6 +317,11 @@ fn names_topic_list_who_whois() {
     assert_eq!(a.line(), ":miochat.local 321 anna Channel :Users  Name");
     assert_eq!(a.line(), ":miochat.local 322 anna #rust 2 :edge triggers");
     assert_eq!(a.line(), ":miochat.local 323 anna :End of /LIST");
+    // LIST with channels lists those only.
+    a.send("LIST #nowhere,#rust");
+    assert_eq!(a.line(), ":miochat.local 321 anna Channel :Users  Name");
+    assert_eq!(a.line(), ":miochat.local 322 anna #rust 2 :edge triggers");
+    assert_eq!(a.line(), ":miochat.local 323 anna :End of /LIST");
     a.send("WHO #rust");
     assert_eq!(
         a.line(),
@@ -461,6 +466,10 @@ fn every_error_numeric() {
         (
             "PART #lobby",
             ":miochat.local 442 tester #lobby :You're not on that channel",
+        ),
+        (
+            "PART #nowhere",
+            ":miochat.local 403 tester #nowhere :No such channel",
         ),
         (
             "JOIN",

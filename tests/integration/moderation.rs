@@ -591,6 +591,11 @@ fn irc_edge_cases_notice_part_reason_and_bytes_that_are_not_utf8() {
     // PART with a reason relays it, to both protocols.
     b.send("PART #lobby :see you later");
     assert_eq!(
+        b.until(" PART "),
+        ":ben!ben@miochat PART #lobby :see you later",
+        "the one who leaves sees the reason too"
+    );
+    assert_eq!(
         a.until(" PART "),
         ":ben!ben@miochat PART #lobby :see you later"
     );
