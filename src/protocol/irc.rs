@@ -639,17 +639,6 @@ pub fn reply_with(event: &Event, server: &str, me: &str, caps: Caps) -> String {
             nicks,
             secret,
         } => w.names(room, nicks, *secret),
-        Event::Rooms(rooms) => {
-            w.num("321", format_args!("Channel :Users  Name"));
-            for info in rooms {
-                let topic = info.topic.as_deref().unwrap_or("");
-                w.num(
-                    "322",
-                    format_args!("#{} {} :{topic}", info.room, info.members),
-                );
-            }
-            w.num("323", format_args!(":End of /LIST"));
-        }
         Event::Topic {
             room,
             topic: Some(topic),
@@ -681,6 +670,17 @@ pub fn reply_with(event: &Event, server: &str, me: &str, caps: Caps) -> String {
 /// The rest of [`reply`]: farewells, errors, moderation replies and user queries.
 fn reply_more(w: &mut Numerics<'_>, event: &Event) {
     match event {
+        Event::Rooms(rooms) => {
+            w.num("321", format_args!("Channel :Users  Name"));
+            for info in rooms {
+                let topic = info.topic.as_deref().unwrap_or("");
+                w.num(
+                    "322",
+                    format_args!("#{} {} :{topic}", info.room, info.members),
+                );
+            }
+            w.num("323", format_args!(":End of /LIST"));
+        }
         Event::Bye => w.closing_link("Quit"),
         Event::ShuttingDown => w.closing_link("server shutting down"),
         Event::Closing(Refusal::IdleTimeout) => w.closing_link("Ping timeout"),
