@@ -128,7 +128,16 @@ impl Node {
 
     /// An IRC client, registered as `nick`.
     fn irc_client(&self, nick: &str) -> TestClient {
+        self.irc_client_with(nick, "")
+    }
+
+    /// An IRC client that asked for the IRCv3 capabilities `caps` (space-separated;
+    /// none if empty), registered as `nick`.
+    fn irc_client_with(&self, nick: &str, caps: &str) -> TestClient {
         let mut client = TestClient::connect_raw(self.irc);
+        if !caps.is_empty() {
+            client.send(&format!("CAP LS 302\r\nCAP REQ :{caps}\r\nCAP END"));
+        }
         client.send(&format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}"));
         skip_until(&mut client, " 376 ");
         client.nick = nick.to_string();
@@ -722,6 +731,40 @@ fn a_room_with_members_only_on_another_node_is_not_missing() {
     assert!(skip_until(&mut ivy, " 302 ").contains("alice="));
     ivy.send("WHO alice");
     assert!(skip_until(&mut ivy, "alice").contains(" 352 "));
+}
+
+#[test]
+fn away_and_invite_notices_reach_irc_readers_on_every_node() {
+    let Some(redis) = Redis::start() else { return };
+    let (a, b, _alice, _bob) = two_nodes(&redis, "alice", "bob");
+    let mut ann = a.irc_client_with("ann", "away-notify invite-notify");
+    let mut ben = b.irc_client_with("ben", "away-notify invite-notify");
+    ann.send("JOIN #cafe");
+    skip_until(&mut ann, " 366 ");
+    let mut line = b.client("watch");
+    wait_for_members(&mut line, "cafe", &["ann"]);
+    ben.send("JOIN #cafe");
+    skip_until(&mut ben, " 366 ");
+    wait_for_members(&mut line, "cafe", &["ann", "ben"]);
+    wait_until_subscribed(&mut line, 2); // lobby and cafe
+    ann.send("AWAY :out to lunch");
+    assert_eq!(
+        skip_until(&mut ben, " AWAY "),
+        ":ann!ann@miochat AWAY :out to lunch"
+    );
+    ann.send("AWAY");
+    assert_eq!(skip_until(&mut ben, " AWAY"), ":ann!ann@miochat AWAY");
+    ann.send("INVITE dora #cafe");
+    assert!(
+        skip_until(&mut ann, "dora").contains(" 401 "),
+        "nobody is dora"
+    );
+    ben.send("INVITE alice #cafe");
+    skip_until(&mut ben, " 341 ");
+    assert_eq!(
+        skip_until(&mut ann, " INVITE "),
+        ":ben!ben@miochat INVITE alice #cafe"
+    );
 }
 
 #[test]

@@ -465,6 +465,7 @@ impl Backplane {
                 | Event::Left { .. }
                 | Event::NickChanged { .. }
                 | Event::Quit { .. }
+                | Event::AwayChanged { .. }
         );
         let outgoing = match once {
             Some(once) => Outgoing::once(event, once),
@@ -680,6 +681,9 @@ impl Backplane {
         let once = match &event {
             Event::Quit { nick, reason, .. } => Some(once_of(&origin, nick, reason)),
             Event::NickChanged { old, new, .. } => Some(once_of(&origin, old, new.as_str())),
+            Event::AwayChanged { nick, text, .. } => {
+                Some(once_of(&origin, nick, text.as_deref().unwrap_or("back")))
+            }
             _ => None,
         };
         self.deliver_here(room, event, once);
@@ -874,7 +878,9 @@ fn event_room(event: &Event) -> Option<&RoomName> {
         | Event::Quit { room, .. }
         | Event::TopicChanged { room, .. }
         | Event::Kicked { room, .. }
-        | Event::ModeChanged { room, .. } => Some(room),
+        | Event::ModeChanged { room, .. }
+        | Event::AwayChanged { room, .. }
+        | Event::InviteNotice { room, .. } => Some(room),
         _ => None,
     }
 }

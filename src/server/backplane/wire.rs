@@ -395,7 +395,8 @@ fn decode_bans(field: &str) -> Result<Vec<BanInfo>, BadWire> {
 
 /// True for the room events that cross nodes: chat lines, joins, leaves, nick
 /// changes, quits, topics, kicks and mode changes (each node applies the last two to
-/// its own copy of the room's state: docs/DESIGN.md, "Scaling out").
+/// its own copy of the room's state: docs/DESIGN.md, "Scaling out"), and the away
+/// and invitation notices IRC readers with `away-notify` and `invite-notify` get.
 pub fn crosses_nodes(event: &Event) -> bool {
     matches!(
         event,
@@ -409,6 +410,8 @@ pub fn crosses_nodes(event: &Event) -> bool {
             | Event::TopicChanged { .. }
             | Event::Kicked { .. }
             | Event::ModeChanged { .. }
+            | Event::AwayChanged { .. }
+            | Event::InviteNotice { .. }
     )
 }
 
@@ -429,6 +432,10 @@ fn encode_event(event: &Event) -> String {
             by, nick, reason, ..
         } => format!("kick {by} {nick} {reason}"),
         Event::ModeChanged { by, changes, .. } => format!("mode {by} {}", changes_string(changes)),
+        Event::AwayChanged { nick, text, .. } => {
+            format!("away {nick} {}", text.as_deref().unwrap_or(""))
+        }
+        Event::InviteNotice { by, nick, .. } => format!("invnote {by} {nick}"),
         other => {
             debug_assert!(false, "BUG: {other:?} is not a room event");
             String::from("none -")
@@ -488,6 +495,16 @@ fn decode_event(room: &RoomName, mut words: Words<'_>) -> Result<Event, BadWire>
                 reason: rest.0.into(),
             }
         }
+        "away" => Event::AwayChanged {
+            room,
+            nick,
+            text: (!text.is_empty()).then_some(text),
+        },
+        "invnote" => Event::InviteNotice {
+            room,
+            by: nick,
+            nick: nick_of(&text)?,
+        },
         "mode" => {
             let mut words = text.split(' ');
             let modestring = words.next().unwrap_or("");
@@ -548,9 +565,24 @@ mod tests {
                 reason: "Ping timeout".into(),
             },
             Event::TopicChanged {
-                room: r,
-                nick: al,
+                room: r.clone(),
+                nick: al.clone(),
                 topic: "".into(),
+            },
+            Event::AwayChanged {
+                room: r.clone(),
+                nick: al.clone(),
+                text: Some("out  to lunch".into()),
+            },
+            Event::AwayChanged {
+                room: r.clone(),
+                nick: al.clone(),
+                text: None,
+            },
+            Event::InviteNotice {
+                room: r,
+                by: al,
+                nick: nick("bo"),
             },
         ];
         let origin = String::from("a");
