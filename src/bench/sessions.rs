@@ -230,10 +230,8 @@ impl<'a> IdleRun<'a> {
         let (dialect, room) = (common.dialect, common.room.as_str());
         let session = &mut self.sessions[index];
         let number = session.number;
-        // The process id keeps nicks apart when several bench processes share a
-        // cluster (nicks are unique cluster-wide).
-        let pid = std::process::id();
-        let hello = || dialect.hello(&format!("i{pid}x{number}"), Some(room));
+        let tag = process_tag();
+        let hello = || dialect.hello(&format!("i{tag}{}", base36(number)), Some(room));
         let outcome = on_event(
             session,
             dialect,
@@ -402,8 +400,8 @@ impl ChurnRun<'_> {
             return Ok(());
         };
         let number = session.number;
-        let pid = std::process::id();
-        let hello = || dialect.hello(&format!("c{pid}x{number}"), None);
+        let tag = process_tag();
+        let hello = || dialect.hello(&format!("c{tag}{}", base36(number)), None);
         let registry = self.poll.registry();
         let outcome = on_event(
             session,
@@ -514,4 +512,46 @@ pub fn churn(common: &Common, rate: f64, duration: Duration) -> Result<Report, B
         }
     }
     Ok(run.report())
+}
+
+/// Three base-36 digits of the process id: they keep nicks apart when several bench
+/// processes share a cluster (nicks are unique cluster-wide), and keep a nick short
+/// (`i` + 3 + at most 4 digits for 1.6 million connections): the idle figure is per
+/// connection, and a nick longer than 8 bytes costs the server a larger allocation
+/// per copy, which would make runs with different nick lengths incomparable.
+fn process_tag() -> String {
+    let tag = u64::from(std::process::id()) % (36 * 36 * 36);
+    format!("{:0>3}", base36(tag))
+}
+
+/// `n` in base 36 (digits, then lower-case letters).
+fn base36(mut n: u64) -> String {
+    let mut digits = Vec::new();
+    loop {
+        let digit = (n % 36) as u32;
+        digits.push(char::from_digit(digit, 36).unwrap_or('0'));
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Nick;
+
+    #[test]
+    fn nicks_are_short_valid_and_distinct() {
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(35), "z");
+        assert_eq!(base36(36), "10");
+        let tag = process_tag();
+        assert_eq!(tag.len(), 3);
+        let last = format!("i{tag}{}", base36(1_679_615));
+        assert!(last.len() <= 8 && Nick::parse(&last).is_ok(), "{last}");
+        assert_ne!(base36(18_999), base36(19_000));
+    }
 }
