@@ -55,24 +55,10 @@ struct View {
 /// A user of another node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteUser {
-    /// The nick as spelled.
-    pub nick: Nick,
     /// The node that has the user.
     pub node: Arc<str>,
-    /// When the nick was claimed (ms since the Unix epoch).
-    pub claimed_ms: u64,
-    /// The user speaks IRC.
-    pub irc: bool,
-    /// The real name.
-    pub realname: Arc<str>,
-    /// The away message, if the user is away.
-    pub away: Option<Box<str>>,
-    /// The rooms the user is in.
-    pub rooms: Vec<RoomName>,
-    /// Those where it is an operator.
-    pub ops: Vec<RoomName>,
-    /// Those where it is voiced.
-    pub voiced: Vec<RoomName>,
+    /// The user as its node last told it.
+    pub entry: RosterEntry,
 }
 
 /// A room with members on other nodes, as `/rooms` and `LIST` show it.
@@ -117,11 +103,11 @@ impl Cluster {
         keys.iter()
             .filter_map(|key| view.users.get(key))
             .map(|user| Member {
-                nick: user.nick.clone(),
-                role: user.role_in(room),
-                away: user.away.is_some(),
-                voiced: user.voiced.contains(room),
-                realname: Arc::clone(&user.realname),
+                nick: user.entry.nick.clone(),
+                role: user.entry.role_in(room),
+                away: user.entry.away.is_some(),
+                voiced: user.entry.voiced.contains(room),
+                realname: Arc::clone(&user.entry.realname),
             })
             .collect()
     }
@@ -139,19 +125,19 @@ impl Cluster {
                 .get(room)
                 .is_some_and(RoomSnapshot::is_secret)
         };
-        let mut rooms: Vec<(RoomName, Role)> = (user.rooms.iter())
+        let mut rooms: Vec<(RoomName, Role)> = (user.entry.rooms.iter())
             .filter(|room| !secret(room) || asker_rooms.contains(room))
-            .map(|room| (room.clone(), user.role_in(room)))
+            .map(|room| (room.clone(), user.entry.role_in(room)))
             .collect();
         rooms.sort();
         Some(WhoisInfo {
-            nick: user.nick.clone(),
-            realname: Arc::clone(&user.realname),
-            away: user.away.clone(),
+            nick: user.entry.nick.clone(),
+            realname: Arc::clone(&user.entry.realname),
+            away: user.entry.away.clone(),
             rooms,
             idle_secs: 0,
-            signon: user.claimed_ms / 1000,
-            irc: user.irc,
+            signon: user.entry.claimed_ms / 1000,
+            irc: user.entry.irc,
             node: Some(Box::from(&*user.node)),
         })
     }
@@ -209,10 +195,10 @@ impl Cluster {
     pub fn seat(&self, room: &RoomName, nick: &str) -> Option<RemoteSeat> {
         let user = self.owner(nick)?;
         Some(RemoteSeat {
-            in_room: user.rooms.contains(room),
-            op: user.ops.contains(room),
-            voiced: user.voiced.contains(room),
-            nick: user.nick,
+            in_room: user.entry.rooms.contains(room),
+            op: user.entry.ops.contains(room),
+            voiced: user.entry.voiced.contains(room),
+            nick: user.entry.nick,
         })
     }
 
@@ -308,19 +294,6 @@ impl Cluster {
     }
 }
 
-impl RemoteUser {
-    /// The user's role in `room` (operator wins over voice).
-    fn role_in(&self, room: &RoomName) -> Role {
-        if self.ops.contains(room) {
-            Role::Operator
-        } else if self.voiced.contains(room) {
-            Role::Voiced
-        } else {
-            Role::Member
-        }
-    }
-}
-
 impl View {
     fn insert(&mut self, node: &str, entry: &RosterEntry) {
         let key = entry.nick.key();
@@ -337,22 +310,15 @@ impl View {
         };
         *self.nodes.entry(Arc::clone(&node)).or_insert(0) += 1;
         let user = RemoteUser {
-            nick: entry.nick.clone(),
             node,
-            claimed_ms: entry.claimed_ms,
-            irc: entry.irc,
-            realname: Arc::clone(&entry.realname),
-            away: entry.away.clone(),
-            rooms: entry.rooms.clone(),
-            ops: entry.ops.clone(),
-            voiced: entry.voiced.clone(),
+            entry: entry.clone(),
         };
         self.users.insert(key, user);
     }
 
     fn forget(&mut self, key: &NickKey) -> Option<RemoteUser> {
         let user = self.users.remove(key)?;
-        for room in &user.rooms {
+        for room in &user.entry.rooms {
             if let Some(members) = self.rooms.get_mut(room) {
                 members.remove(key);
                 if members.is_empty() {

@@ -30,6 +30,7 @@ use crate::protocol::{
     WhoRow, WhoisInfo, WhowasEntry,
 };
 
+use super::backplane::wire::RosterEntry;
 use super::room_state::{JoinRefusal, RemoteRoom, RemoteSeat, RoomSnapshot, RoomState, unix_now};
 use super::token::ConnId;
 
@@ -851,28 +852,41 @@ impl Directory {
         Some((id, spelled))
     }
 
-    /// The real name and away message of `id` (what this node tells the others).
-    pub fn realname_and_away(&self, id: ConnId) -> (Option<Arc<str>>, Option<Box<str>>) {
+    /// What this node tells the others about `id`, in `rooms` (its session's), as it
+    /// is now: nick, protocol, real name, away message and roles. `None` once the
+    /// connection is gone (its `Gone` follows).
+    pub fn roster_entry(
+        &self,
+        id: ConnId,
+        claimed_ms: u64,
+        rooms: Vec<RoomName>,
+    ) -> Option<RosterEntry> {
         let tables = self.lock();
-        let realname = tables.profiles.get(&id).map(|p| Arc::clone(&p.realname));
-        (realname, tables.away.get(&id).cloned())
-    }
-
-    /// For each of `rooms`, whether `id` is its operator and whether it is voiced
-    /// there (what this node tells the others about its member's roles).
-    pub fn roles_in(&self, id: ConnId, rooms: &[RoomName]) -> Vec<(bool, bool)> {
-        let tables = self.lock();
-        rooms
-            .iter()
-            .map(|room| {
-                tables.rooms.get(room).map_or((false, false), |entry| {
-                    (
-                        entry.state.role(id) == Role::Operator,
-                        entry.state.is_voiced(id),
-                    )
-                })
-            })
-            .collect()
+        let nick = tables.nick_of.get(&id)?.clone();
+        let profile = tables.profiles.get(&id);
+        let states = rooms.iter().filter_map(|room| {
+            let entry = tables.rooms.get(room)?;
+            Some((room, &entry.state))
+        });
+        let (mut ops, mut voiced) = (Vec::new(), Vec::new());
+        for (room, state) in states {
+            if state.role(id) == Role::Operator {
+                ops.push(room.clone());
+            }
+            if state.is_voiced(id) {
+                voiced.push(room.clone());
+            }
+        }
+        Some(RosterEntry {
+            realname: profile.map_or_else(|| nick.as_str().into(), |p| Arc::clone(&p.realname)),
+            irc: profile.is_some_and(|p| p.irc),
+            away: tables.away.get(&id).cloned(),
+            nick,
+            claimed_ms,
+            rooms,
+            ops,
+            voiced,
+        })
     }
 
     /// Mode changes decided elsewhere, as they were applied there.
@@ -1064,9 +1078,9 @@ mod tests {
         };
         d.set_profile(id(0, 1), profile("ignored", false));
         d.rename(id(0, 1), &alice).unwrap();
-        let (realname, _) = d.realname_and_away(id(0, 1));
+        let entry = d.roster_entry(id(0, 1), 1, Vec::new()).unwrap();
         assert_eq!(
-            realname.as_deref(),
+            Some(&*entry.realname),
             Some("Alice"),
             "a line user's real name is its nick"
         );
@@ -1148,10 +1162,8 @@ mod tests {
             .unwrap();
         assert_eq!(joined.topic.as_deref(), Some("gold"));
         assert!(d.invites_of(al).is_empty(), "the invitation was used");
-        assert_eq!(
-            d.roles_in(al, std::slice::from_ref(&vault)),
-            [(false, false)]
-        );
+        let entry = d.roster_entry(al, 1, vec![vault.clone()]).unwrap();
+        assert!(entry.ops.is_empty() && entry.voiced.is_empty());
         assert_eq!(d.modes(&vault, al).unwrap(), ("+ikln sesame 3".into(), 7));
         let bans = d.bans(&vault).unwrap();
         assert_eq!(

@@ -218,9 +218,9 @@ impl Moderator<'_, '_, '_> {
     /// `nick` as spelled, if a user of another node of the cluster is in `room`.
     fn remote_member(&self, room: &RoomName, nick: &str) -> Result<Nick, ProtocolError> {
         match self.shared.cluster.owner(nick) {
-            Some(user) if user.rooms.contains(room) => Ok(user.nick),
+            Some(user) if user.entry.rooms.contains(room) => Ok(user.entry.nick),
             Some(user) => Err(ProtocolError::NotOnRoom {
-                nick: user.nick,
+                nick: user.entry.nick,
                 room: room.clone(),
             }),
             None => Err(ProtocolError::NoSuchNick(nick.into())),
@@ -278,21 +278,21 @@ impl Moderator<'_, '_, '_> {
             .cluster
             .owner(nick)
             .ok_or_else(|| ProtocolError::NoSuchNick(nick.into()))?;
-        if user.rooms.contains(room) {
-            let (nick, room) = (user.nick, room.clone());
+        if user.entry.rooms.contains(room) {
+            let (nick, room) = (user.entry.nick, room.clone());
             return Err(ProtocolError::AlreadyOnRoom { nick, room });
         }
         let wire = Wire::Invite {
             origin: self.shared.node_name().to_string(),
             by: by.clone(),
-            to: user.nick.clone(),
+            to: user.entry.nick.clone(),
             room: room.clone(),
         };
         self.fx.publish(BackplaneMsg::Private {
-            node: user.node.to_string(),
-            wire,
+            node: user.node,
+            wire: Box::new(wire),
         });
-        Ok(user.nick)
+        Ok(user.entry.nick)
     }
 
     /// IRC `INVITE` without parameters: the rooms the asker may join by invitation.

@@ -24,7 +24,7 @@ use crate::protocol::{
 };
 
 use super::backplane::handle::BackplaneMsg;
-use super::backplane::wire::{RosterEntry, Wire};
+use super::backplane::wire::Wire;
 use super::close_reason::CloseReason;
 use super::config::{JOIN_HISTORY, MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
 use super::delivery::Delivery;
@@ -226,7 +226,7 @@ impl Relay {
         let cluster = &self.shared.cluster;
         let find_there = |asked: &str| {
             let user = cluster.owner(asked)?;
-            Some((user.nick, user.away.is_some()))
+            Some((user.entry.nick, user.entry.away.is_some()))
         };
         (nicks.iter())
             .filter_map(|asked| find_here(asked).or_else(|| find_there(asked)))
@@ -246,10 +246,10 @@ impl Relay {
         let cluster = &self.shared.cluster;
         if let Some(user) = cluster.owner(mask) {
             let member = Member {
-                realname: user.realname,
-                nick: user.nick,
+                realname: user.entry.realname,
+                nick: user.entry.nick,
                 role: Role::Member,
-                away: user.away.is_some(),
+                away: user.entry.away.is_some(),
                 voiced: false,
             };
             return vec![WhoRow { room: None, member }];
@@ -414,13 +414,13 @@ impl Relay {
             notice,
         };
         self.delivery
-            .echo_private(fx, key, user.nick.as_str(), &echo, None);
-        self.sent(fx, key, user.nick.clone(), notice);
-        if let (Some(text), false) = (user.away, notice) {
-            let nick = user.nick.clone();
+            .echo_private(fx, key, user.entry.nick.as_str(), &echo, None);
+        self.sent(fx, key, user.entry.nick.clone(), notice);
+        if let (Some(text), false) = (user.entry.away, notice) {
+            let nick = user.entry.nick.clone();
             self.delivery.reply(fx, key, &Event::IsAway { nick, text });
         }
-        let (to, text) = (user.nick, text.into());
+        let (to, text) = (user.entry.nick, text.into());
         let wire = Wire::Private {
             origin,
             from,
@@ -429,8 +429,8 @@ impl Relay {
             text,
         };
         fx.publish(BackplaneMsg::Private {
-            node: user.node.to_string(),
-            wire,
+            node: user.node,
+            wire: Box::new(wire),
         });
         Ok(())
     }
@@ -444,20 +444,13 @@ impl Relay {
         let Some(session) = fx.session(key) else {
             return;
         };
-        let (id, nick, claimed_ms) = (session.id, session.nick.clone(), session.claimed_ms);
-        // The backplane adds the roles and away message, read from the directory
-        // when it sends this.
-        let entry = RosterEntry {
-            nick,
+        let (id, claimed_ms, rooms) = (session.id, session.claimed_ms, session.rooms.clone());
+        fx.publish(BackplaneMsg::User {
+            id,
             claimed_ms,
-            irc: session.irc.is_some(),
-            realname: Arc::from(""),
-            away: None,
-            rooms: session.rooms.clone(),
-            ops: Vec::new(),
-            voiced: Vec::new(),
-        };
-        fx.publish(BackplaneMsg::User { id, entry, was });
+            rooms,
+            was,
+        });
     }
 
     /// Claims `nick` for connection `key`, refusing a nick held here or on another

@@ -12,7 +12,7 @@ use mio::Waker;
 use crate::protocol::outgoing::Outgoing;
 use crate::protocol::{Nick, RoomName};
 
-use super::wire::{RosterEntry, Wire};
+use super::wire::Wire;
 use crate::server::token::ConnId;
 
 /// What shards tell the backplane.
@@ -29,8 +29,11 @@ pub enum BackplaneMsg {
     User {
         /// The connection.
         id: ConnId,
-        /// Its nick, claim time and rooms.
-        entry: RosterEntry,
+        /// When its nick was claimed (ms since the Unix epoch).
+        claimed_ms: u64,
+        /// Its rooms (the rest of its roster entry, the backplane reads from the
+        /// directory when it sends it).
+        rooms: Vec<RoomName>,
         /// Its nick before, if this change renamed it.
         was: Option<Nick>,
     },
@@ -39,12 +42,13 @@ pub enum BackplaneMsg {
         /// The connection.
         id: ConnId,
     },
-    /// A private message to a user of another node.
+    /// A private message or invitation to a user of another node (boxed: every room
+    /// event in a batch would otherwise be as large as this rarer message).
     Private {
         /// The node that has the recipient.
-        node: String,
+        node: Arc<str>,
         /// The message.
-        wire: Wire,
+        wire: Box<Wire>,
     },
     /// The shards have stopped: say goodbye and exit.
     Shutdown,

@@ -437,11 +437,11 @@ impl Backplane {
         );
         let reason: Box<str> = format!("node {node} lost").into();
         for user in users {
-            let once = once_of(node, &user.nick, &reason);
-            for room in user.rooms {
+            let once = once_of(node, &user.entry.nick, &reason);
+            for room in user.entry.rooms {
                 let event = Event::Quit {
                     room: room.clone(),
-                    nick: user.nick.clone(),
+                    nick: user.entry.nick.clone(),
                     reason: reason.clone(),
                 };
                 self.deliver_here(room, event, Some(once));
@@ -613,9 +613,10 @@ impl Backplane {
                 continue;
             };
             if let Some(&id) = self.local_nicks.get(&nick.key())
-                && let Some(entry) = self.local.get(&id).cloned()
+                && let Some(entry) = self.local.get(&id)
             {
-                self.on_local_user(id, entry, None);
+                let (claimed_ms, rooms) = (entry.claimed_ms, entry.rooms.clone());
+                self.on_local_user(id, claimed_ms, rooms, None);
             }
         }
     }
@@ -703,7 +704,12 @@ impl Backplane {
         while let Ok(msg) = self.inbox.try_recv() {
             match msg {
                 BackplaneMsg::Room { room, outgoing } => self.publish_room(room, &outgoing.event),
-                BackplaneMsg::User { id, entry, was } => self.on_local_user(id, entry, was),
+                BackplaneMsg::User {
+                    id,
+                    claimed_ms,
+                    rooms,
+                    was,
+                } => self.on_local_user(id, claimed_ms, rooms, was),
                 BackplaneMsg::Gone { id } => self.on_local_gone(id),
                 BackplaneMsg::Private { node, wire } => {
                     self.publish(&format!("miochat:node:{node}"), &wire);
@@ -744,22 +750,17 @@ impl Backplane {
 
     /// A local user as it is now (its roles read from the directory), told to every
     /// node.
-    fn on_local_user(&mut self, id: ConnId, mut entry: RosterEntry, was: Option<Nick>) {
+    fn on_local_user(
+        &mut self,
+        id: ConnId,
+        claimed_ms: u64,
+        rooms: Vec<RoomName>,
+        was: Option<Nick>,
+    ) {
         let directory = &self.shared.directory;
-        let (realname, away) = directory.realname_and_away(id);
-        (entry.realname, entry.away) =
-            (realname.unwrap_or_else(|| entry.nick.as_str().into()), away);
-        let roles = directory.roles_in(id, &entry.rooms);
-        let rooms = entry.rooms.iter().zip(roles);
-        (entry.ops, entry.voiced) = (Vec::new(), Vec::new());
-        for (room, (op, voiced)) in rooms {
-            if op {
-                entry.ops.push(room.clone());
-            }
-            if voiced {
-                entry.voiced.push(room.clone());
-            }
-        }
+        let Some(entry) = directory.roster_entry(id, claimed_ms, rooms) else {
+            return; // closed meanwhile: its `Gone` follows
+        };
         let old_rooms = self
             .local
             .get(&id)

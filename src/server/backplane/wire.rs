@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use crate::protocol::modes::{self, changes_string};
-use crate::protocol::{BanInfo, Event, Nick, RoomName};
+use crate::protocol::{BanInfo, Event, Nick, Role, RoomName};
 use crate::server::room_state::RoomSnapshot;
 
 /// One message between nodes.
@@ -121,6 +121,19 @@ pub struct RosterEntry {
     pub ops: Vec<RoomName>,
     /// Those of `rooms` where the user is voiced (`+` before the room's name).
     pub voiced: Vec<RoomName>,
+}
+
+impl RosterEntry {
+    /// The user's role in `room` (operator wins over voice).
+    pub fn role_in(&self, room: &RoomName) -> Role {
+        if self.ops.contains(room) {
+            Role::Operator
+        } else if self.voiced.contains(room) {
+            Role::Voiced
+        } else {
+            Role::Member
+        }
+    }
 }
 
 /// Why a payload could not be understood (logged and counted, never fatal).
