@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::protocol::names::NickKey;
-use crate::protocol::{BanInfo, Member, Nick, Role, RoomName, WhoisInfo};
+use crate::protocol::{BanInfo, Member, Nick, ProtocolError, Role, RoomName, WhoisInfo};
 
 use super::backplane::wire::RosterEntry;
 use super::room_state::{RemoteRoom, RemoteSeat, RoomSnapshot, RoomState};
@@ -145,6 +145,20 @@ impl Cluster {
     /// How many members of other nodes `room` has.
     pub fn member_count(&self, room: &RoomName) -> usize {
         self.lock().rooms.get(room).map_or(0, HashSet::len)
+    }
+
+    /// `error`, unless it says a room has no members while it has some on other
+    /// nodes: then the room exists, and the asker is just not in it (`instead`,
+    /// 442 or 482 for IRC) rather than asking about a room that does not exist (403).
+    pub fn existing(
+        &self,
+        error: ProtocolError,
+        instead: fn(RoomName) -> ProtocolError,
+    ) -> ProtocolError {
+        match error {
+            ProtocolError::NoSuchRoom(room) if self.member_count(&room) > 0 => instead(room),
+            other => other,
+        }
     }
 
     /// `room` on the other nodes: how many members it has there, and its state.

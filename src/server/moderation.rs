@@ -123,14 +123,9 @@ impl Moderator<'_, '_, '_> {
         };
         let (id, by, line) = (session.id, session.nick.clone(), session.irc.is_none());
         let remote = self.remote_seats(&room, request);
-        let outcome =
-            match (self.shared.directory).change_modes(&room, id, &request.changes, &remote) {
-                // A room with members only on other nodes: not one the asker runs.
-                Err(ProtocolError::NoSuchRoom(_)) if self.elsewhere(&room) => {
-                    return Err(ProtocolError::NotOperator(room));
-                }
-                other => other?,
-            };
+        let outcome = (self.shared.directory)
+            .change_modes(&room, id, &request.changes, &remote)
+            .map_err(|e| self.shared.cluster.existing(e, ProtocolError::NotOperator))?;
         // A line client gets OK unless every change was refused (then only ERRs).
         let all_refused = outcome.applied.is_empty() && !outcome.refused.is_empty();
         for error in outcome.refused {
@@ -185,10 +180,9 @@ impl Moderator<'_, '_, '_> {
             // nick is not on this node: a member on another node of the cluster is
             // kicked by its own node when the KICK reaches it.
             Err(ProtocolError::NoSuchNick(_)) => self.remote_member(&room, nick)?,
-            Err(ProtocolError::NoSuchRoom(_)) if self.elsewhere(&room) => {
-                return Err(ProtocolError::NotInRoom(room));
+            other => {
+                other.map_err(|e| self.shared.cluster.existing(e, ProtocolError::NotInRoom))?
             }
-            other => other?,
         };
         let reason: Box<str> = cut(reason.unwrap_or(by.as_str()), MAX_KICK_LEN).into();
         log::info!("{by} kicked {kicked} from {room}: {reason}");
@@ -207,12 +201,6 @@ impl Moderator<'_, '_, '_> {
         };
         self.delivery.broadcast(self.fx, &room, None, event);
         Ok(room)
-    }
-
-    /// True if `room` has members on other nodes of the cluster (so a room that is
-    /// not here is one the asker is not in, not one that does not exist).
-    fn elsewhere(&self, room: &RoomName) -> bool {
-        self.shared.cluster.member_count(room) > 0
     }
 
     /// `nick` as spelled, if a user of another node of the cluster is in `room`.
@@ -247,10 +235,12 @@ impl Moderator<'_, '_, '_> {
             // The inviter may invite (the directory checks that first), and the nick
             // is not on this node: a user of another node is invited through its node.
             Err(ProtocolError::NoSuchNick(_)) => self.invite_elsewhere(&room, &by, nick)?,
-            Err(ProtocolError::NoSuchRoom(_)) if self.elsewhere(&room) => {
-                return Err(ProtocolError::NotInRoom(room));
+            Err(error) => {
+                return Err(self
+                    .shared
+                    .cluster
+                    .existing(error, ProtocolError::NotInRoom));
             }
-            Err(error) => return Err(error),
         };
         // IRC members with `invite-notify` see who was invited (not the inviter,
         // who gets 341, nor line members).

@@ -372,19 +372,29 @@ impl Relay {
             .echo_private(fx, key, nick.as_str(), &event, tags);
         self.delivery
             .deliver_to(fx, target, Outgoing::tagged(event, tags));
-        self.sent(fx, key, nick.clone(), notice);
-        if let (Some(text), false) = (away, notice) {
-            self.delivery.reply(fx, key, &Event::IsAway { nick, text });
-        }
+        self.tell_sender(fx, key, nick, away, notice);
         Ok(())
     }
 
-    /// `OK sent NICK` to a line sender of a private message (IRC has no such reply;
-    /// its clients ask for `echo-message`).
-    fn sent(&self, fx: &mut Effects<'_>, key: usize, nick: Nick, notice: bool) {
-        let line = fx.session(key).is_some_and(|s| s.irc.is_none());
-        if line && !notice {
-            self.delivery.reply(fx, key, &Event::Sent(nick));
+    /// What the sender of a private message (never of a notice) is told: `OK sent
+    /// NICK` if it is a line client (IRC has no such reply; its clients ask for
+    /// `echo-message`), then the recipient's away message if it is away (IRC's 301).
+    fn tell_sender(
+        &self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        nick: Nick,
+        away: Option<Box<str>>,
+        notice: bool,
+    ) {
+        if notice {
+            return;
+        }
+        if fx.session(key).is_some_and(|s| s.irc.is_none()) {
+            self.delivery.reply(fx, key, &Event::Sent(nick.clone()));
+        }
+        if let Some(text) = away {
+            self.delivery.reply(fx, key, &Event::IsAway { nick, text });
         }
     }
 
@@ -413,14 +423,11 @@ impl Relay {
             text: text.into(),
             notice,
         };
+        let (to, away) = (user.entry.nick, user.entry.away);
         self.delivery
-            .echo_private(fx, key, user.entry.nick.as_str(), &echo, None);
-        self.sent(fx, key, user.entry.nick.clone(), notice);
-        if let (Some(text), false) = (user.entry.away, notice) {
-            let nick = user.entry.nick.clone();
-            self.delivery.reply(fx, key, &Event::IsAway { nick, text });
-        }
-        let (to, text) = (user.entry.nick, text.into());
+            .echo_private(fx, key, to.as_str(), &echo, None);
+        self.tell_sender(fx, key, to.clone(), away, notice);
+        let text = text.into();
         let wire = Wire::Private {
             origin,
             from,
@@ -701,12 +708,14 @@ impl Relay {
             None => session.current.clone().ok_or(ProtocolError::NoRoom)?,
         };
         let Some(pos) = session.rooms.iter().position(|r| *r == room) else {
-            let exists = self.shared.directory.has_room(&room)
-                || self.shared.cluster.member_count(&room) > 0;
-            return Err(match exists {
+            let error = match self.shared.directory.has_room(&room) {
                 true => ProtocolError::NotInRoom(room),
                 false => ProtocolError::NoSuchRoom(room),
-            });
+            };
+            return Err(self
+                .shared
+                .cluster
+                .existing(error, ProtocolError::NotInRoom));
         };
         session.rooms.remove(pos);
         if session.current.as_ref() == Some(&room) {
@@ -764,13 +773,6 @@ impl Relay {
         let (id, nick) = (session.id, session.nick.clone());
         let directory = &self.shared.directory;
         match directory.topic_access(&room, id, text.is_some()) {
-            // Setting the topic of a room with members only on other nodes: the
-            // setter is not in it.
-            Err(ProtocolError::NoSuchRoom(_))
-                if text.is_some() && self.shared.cluster.member_count(&room) > 0 =>
-            {
-                return Err(ProtocolError::NotInRoom(room));
-            }
             // A room with members only on other nodes: its topic as they told it.
             Err(ProtocolError::NoSuchRoom(_))
                 if text.is_none() && self.shared.cluster.member_count(&room) > 0 =>
@@ -781,7 +783,9 @@ impl Relay {
                 self.delivery.reply(fx, key, &Event::Topic { room, topic });
                 return Ok(());
             }
-            other => other?,
+            other => {
+                other.map_err(|e| self.shared.cluster.existing(e, ProtocolError::NotInRoom))?
+            }
         }
         let Some(topic) = text else {
             let topic = directory.topic(&room);
