@@ -62,6 +62,30 @@ irc_addr=$(sed -n 2p "$work/addr" | awk '{print $NF}')
 irc_tls_addr=$(sed -n 3p "$work/addr" | awk '{print $NF}')
 echo "server: line protocol on $line_addr, IRC on $irc_addr, IRC over TLS on $irc_tls_addr"
 
+# answerer SECONDS HELLO AWAIT ANSWER: a line-protocol client that sends HELLO (lines
+# joined by \n), prints every line it gets, answers the first that starts with AWAIT
+# with ANSWER and leaves a second later, or after SECONDS anyway. Run it in the
+# background with its output sent to a log.
+answerer() {
+python3 - "$line_addr" "$@" <<'PY'
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+seconds, hello, await_line, answer = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+s = socket.create_connection((host, int(port)), timeout=seconds)
+f = s.makefile("rw", newline="\n")
+f.write(hello + "\n"); f.flush()
+deadline = time.time() + seconds
+for line in f:
+    print(line.rstrip("\n"), flush=True)
+    if line.startswith(await_line):
+        f.write(answer + "\n"); f.flush()
+        time.sleep(1)
+        break
+    if time.time() > deadline:
+        break
+PY
+}
+
 screen() { tmux capture-pane -p -t "$session"; }
 wait_screen() { # wait_screen TEXT: up to 30 s (irssi paces its own commands 2.5 s apart)
   for _ in $(seq 300); do screen | grep -qF -- "$1" && return 0; sleep 0.1; done
@@ -84,22 +108,8 @@ tmux send-keys -t "$session" "/join #lobby" Enter
 wait_screen "[Users #lobby]"
 
 # The line-protocol side: wait for irssi's message, then answer it.
-python3 - "$line_addr" "$mode" > "$work/line.log" <<'PY' &
-import socket, sys, time
-host, port = sys.argv[1].rsplit(":", 1)
-s = socket.create_connection((host, int(port)), timeout=30)
-f = s.makefile("rw", newline="\n")
-f.write("/nick liney" + sys.argv[2] + "\n"); f.flush()
-deadline = time.time() + 30
-for line in f:
-    print(line.rstrip("\n"), flush=True)
-    if line.startswith("MSG lobby irssiuser hello from irssi"):
-        f.write("hello back from nc\n"); f.flush()
-        time.sleep(0.5)
-        break
-    if time.time() > deadline:
-        break
-PY
+answerer 30 "/nick liney$mode" "MSG lobby irssiuser hello from irssi" "hello back from nc" \
+  > "$work/line.log" &
 line_client=$!
 sleep 0.5
 tmux send-keys -t "$session" "hello from irssi" Enter
@@ -174,22 +184,8 @@ caps="server-time,batch"
 if [ "$(printf '%s\n' 4.0 "$version" | sort -V | head -1)" = 4.0 ]; then
   caps="server-time,echo-message,batch"
 fi
-python3 - "$line_addr" > "$work/wee-line.log" <<'PY' &
-import socket, sys, time
-host, port = sys.argv[1].rsplit(":", 1)
-s = socket.create_connection((host, int(port)), timeout=60)
-f = s.makefile("rw", newline="\n")
-f.write("/nick lineywee\nsaid before weechat came\n"); f.flush()
-deadline = time.time() + 60
-for line in f:
-    print(line.rstrip("\n"), flush=True)
-    if line.startswith("MSG lobby weeuser hello from weechat"):
-        f.write("hello back to weechat\n"); f.flush()
-        time.sleep(1)
-        break
-    if time.time() > deadline:
-        break
-PY
+answerer 60 $'/nick lineywee\nsaid before weechat came' \
+  "MSG lobby weeuser hello from weechat" "hello back to weechat" > "$work/wee-line.log" &
 wee_line=$!
 sleep 2 # so that the played-back line's time differs from the join's
 weechat-headless --dir "$work/weechat" -r "/set logger.file.flush_delay 0; \

@@ -168,8 +168,7 @@ fn skip_until(client: &mut TestClient, needle: &str) -> String {
 fn wait_until_clustered(client: &mut TestClient, peers: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        client.send("/stats");
-        let stats = skip_until(client, "OK stats ");
+        let stats = client.stats();
         if stats.contains(" backplane=up ") && stats.contains(&format!(" peers={peers} ")) {
             return;
         }
@@ -198,8 +197,7 @@ fn wait_until_subscribed(client: &mut TestClient, rooms: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let want = format!(" subscriptions={} ", rooms + 2);
     loop {
-        client.send("/stats");
-        let stats = skip_until(client, "OK stats ");
+        let stats = client.stats();
         if stats.contains(&want) {
             return;
         }
@@ -420,8 +418,7 @@ fn a_redis_restart_is_reported_as_an_exact_gap_and_local_chat_goes_on() {
     alice.send("after");
     assert_eq!(skip_until(&mut bob, "EVENT rust gap"), "EVENT rust gap a 5");
     assert_eq!(skip_until(&mut bob, "MSG rust"), "MSG rust alice after");
-    bob.send("/stats");
-    assert!(skip_until(&mut bob, "OK stats").contains(" gaps=5 "));
+    assert!(bob.stats().contains(" gaps=5 "));
 }
 
 const SENDERS_PER_NODE: usize = 2;

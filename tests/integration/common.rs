@@ -171,6 +171,19 @@ impl TestClient {
         }
     }
 
+    /// Asks for `/stats` and returns the `OK stats` line, skipping whatever chat
+    /// arrives before it.
+    #[track_caller]
+    pub fn stats(&mut self) -> String {
+        self.send("/stats");
+        loop {
+            let line = self.line();
+            if line.starts_with("OK stats") {
+                return line.trim_end_matches('\r').to_string();
+            }
+        }
+    }
+
     /// Barrier: sends `/ping N` and returns every line that arrived before `PONG N`.
     #[track_caller]
     pub fn sync(&mut self) -> Vec<String> {

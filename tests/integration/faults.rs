@@ -140,17 +140,6 @@ fn idle_connections_are_told_and_closed_but_pinging_ones_stay() {
     busy.sync();
 }
 
-/// Asks for `/stats` and returns the `OK stats` line (skipping chat that arrives).
-fn stats_of(client: &mut crate::common::TestClient) -> String {
-    client.send("/stats");
-    loop {
-        let line = client.line();
-        if line.starts_with("OK stats") {
-            return line;
-        }
-    }
-}
-
 #[test]
 fn flood_control_slows_a_paste_down_and_loses_nothing() {
     // ET-10: over its budget the paster is not read until its tokens refill; a timer,
@@ -187,7 +176,7 @@ fn flood_control_slows_a_paste_down_and_loses_nothing() {
     // No line was refused: the paster sees nothing but its own echo-free quiet.
     let lines = paster.sync();
     assert!(lines.iter().all(|l| !l.starts_with("ERR")), "{lines:?}");
-    let stats = stats_of(&mut calm);
+    let stats = calm.stats();
     assert!(stat(&stats, "flood_pauses") > 0, "{stats}");
     assert_eq!(stat(&stats, "flood_cut"), 0, "{stats}");
 }
@@ -220,7 +209,7 @@ fn flood_ceiling_cuts_a_client_that_keeps_pushing() {
         "no ERR flood before the close: {lines:?}"
     );
     pushing.join().unwrap();
-    let stats = stats_of(&mut witness);
+    let stats = witness.stats();
     assert_eq!(stat(&stats, "flood_cut"), 1, "{stats}");
 }
 
@@ -346,7 +335,7 @@ fn per_address_limit_refuses_the_next_connection_and_releases_on_close() {
         thread::sleep(Duration::from_millis(20));
     };
     again.sync();
-    assert!(stats_of(&mut held[0]).contains("refused_per_ip="));
+    assert!(held[0].stats().contains("refused_per_ip="));
     drop((held, again));
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.handle.tracked_addresses() > 0 {
@@ -366,6 +355,6 @@ fn connect_rate_refuses_a_burst_past_its_budget() {
         refused.read_to_eof(),
         ["ERR server-busy connecting too fast from your address; try again later"]
     );
-    let stats = stats_of(&mut ok[0]);
+    let stats = ok[0].stats();
     assert!(stat(&stats, "refused_connect_rate") >= 1, "{stats}");
 }

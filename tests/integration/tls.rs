@@ -142,16 +142,6 @@ impl TlsClient {
     }
 }
 
-fn stats_of(client: &mut TestClient) -> String {
-    client.send("/stats");
-    loop {
-        let line = client.line();
-        if line.starts_with("OK stats") {
-            return line;
-        }
-    }
-}
-
 #[test]
 fn tls_and_plain_clients_chat_in_one_room_over_both_protocols() {
     let certs = Certs::new();
@@ -180,7 +170,7 @@ fn tls_and_plain_clients_chat_in_one_room_over_both_protocols() {
     tls.send("and back");
     let line = irc.skip_to(":secure!");
     assert!(line.ends_with("PRIVMSG #lobby :and back"), "{line}");
-    let stats = stats_of(&mut plain);
+    let stats = plain.stats();
     assert_eq!(stat(&stats, "tls_handshakes"), 2, "{stats}");
 }
 
@@ -303,10 +293,10 @@ fn hostile_handshakes_close_only_their_own_connection() {
 
     // A client that never finishes: closed by the handshake timeout, without the
     // shard spinning meanwhile (a spinning loop would count turns by the thousand).
-    let turns_before = total_turns(&stats_of(&mut witnesses.plain));
+    let turns_before = total_turns(&witnesses.plain.stats());
     let silent = TcpStream::connect(tls_addr).unwrap();
     assert!(closed_by_server(silent), "never finished");
-    let stats = stats_of(&mut witnesses.plain);
+    let stats = witnesses.plain.stats();
     let turns = total_turns(&stats) - turns_before;
     assert!(
         turns < 1000,
@@ -352,7 +342,7 @@ fn handshakes_past_the_limit_are_refused_at_accept() {
     loop {
         let refused = TcpStream::connect(tls_addr).unwrap();
         if closed_by_server(refused) {
-            let stats = stats_of(&mut witness);
+            let stats = witness.stats();
             if stat(&stats, "tls_handshakes_refused") >= 1 {
                 break;
             }
