@@ -249,8 +249,7 @@ impl Backplane {
             .subscriber
             .on_event(registry, writable, &mut self.scratch, &mut frames);
         if !self.subscriber.is_up() {
-            self.subscribed.clear();
-            self.listening.clear();
+            self.forget_subscriptions();
             self.went_down();
         }
         if came_up {
@@ -288,12 +287,18 @@ impl Backplane {
             self.pending.clear();
         }
         if !self.subscriber.is_up() {
-            self.subscribed.clear();
-            self.listening.clear();
+            self.forget_subscriptions();
         }
         if self.up_since.is_some() && !(self.commands.is_up() && self.subscriber.is_up()) {
             self.went_down();
         }
+    }
+
+    /// The subscriber link is gone, and every subscription with it (the sequence
+    /// numbers heard stay: the next subscription tells what was missed meanwhile).
+    fn forget_subscriptions(&mut self) {
+        self.subscribed.clear();
+        self.listening.clear();
     }
 
     fn went_down(&mut self) {
