@@ -89,8 +89,20 @@ impl Cluster {
 
     /// The remote user holding `nick` (case-insensitive), if any.
     pub fn owner(&self, nick: &str) -> Option<RemoteUser> {
+        self.with_owner(nick, RemoteUser::clone)
+    }
+
+    /// What `read` takes from the remote user holding `nick`, if any, under the
+    /// lock: a private message or `ISON` copies the two or three fields it needs,
+    /// not the user's rooms and roles.
+    pub fn with_owner<R>(&self, nick: &str, read: impl FnOnce(&RemoteUser) -> R) -> Option<R> {
         let key = Nick::parse(nick).ok()?.key();
-        self.lock().users.get(&key).cloned()
+        self.lock().users.get(&key).map(read)
+    }
+
+    /// True if a user of another node holds `nick`.
+    pub fn holds(&self, nick: &str) -> bool {
+        self.with_owner(nick, |_| ()).is_some()
     }
 
     /// Other nodes' members of `room`, with the roles, real names and away flags
@@ -207,12 +219,11 @@ impl Cluster {
 
     /// The user of another node holding `nick`, as a mode change on `room` needs it.
     pub fn seat(&self, room: &RoomName, nick: &str) -> Option<RemoteSeat> {
-        let user = self.owner(nick)?;
-        Some(RemoteSeat {
+        self.with_owner(nick, |user| RemoteSeat {
             in_room: user.entry.rooms.contains(room),
             op: user.entry.ops.contains(room),
             voiced: user.entry.voiced.contains(room),
-            nick: user.entry.nick,
+            nick: user.entry.nick.clone(),
         })
     }
 

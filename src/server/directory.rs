@@ -299,24 +299,7 @@ impl Directory {
 
     /// Every room and its member count, sorted by name.
     pub fn rooms(&self) -> Vec<RoomInfo> {
-        self.room_list(|_| true)
-    }
-
-    /// The rooms `show` keeps, with member counts and topics, sorted by name.
-    fn room_list(&self, show: impl Fn(&RoomEntry) -> bool) -> Vec<RoomInfo> {
-        let mut list: Vec<RoomInfo> = self
-            .lock()
-            .rooms
-            .iter()
-            .filter(|(_, entry)| show(entry))
-            .map(|(room, entry)| RoomInfo {
-                room: room.clone(),
-                members: entry.members.len(),
-                topic: entry.topic.clone(),
-            })
-            .collect();
-        list.sort_by(|a, b| a.room.cmp(&b.room));
-        list
+        room_list(&self.lock(), |_| true)
     }
 
     /// The topic of `room`.
@@ -671,9 +654,17 @@ impl Directory {
         self.lock().rooms.contains_key(room)
     }
 
-    /// Every room `asker` may see (secret rooms only to their members), sorted.
-    pub fn visible_rooms(&self, asker: ConnId) -> Vec<RoomInfo> {
-        self.room_list(|e| !e.state.has(Flag::Secret) || e.members.contains(&asker))
+    /// Every room `asker` may see (secret rooms only to their members), sorted, and
+    /// the names of those it may not (so that their members on other nodes are not
+    /// listed either), under one lock.
+    pub fn visible_rooms(&self, asker: ConnId) -> (Vec<RoomInfo>, HashSet<RoomName>) {
+        let visible = |e: &RoomEntry| !e.state.has(Flag::Secret) || e.members.contains(&asker);
+        let tables = self.lock();
+        let hidden = (tables.rooms.iter())
+            .filter(|(_, entry)| !visible(entry))
+            .map(|(room, _)| room.clone())
+            .collect();
+        (room_list(&tables, visible), hidden)
     }
 
     /// What `WHOIS nick` shows `asker` (secret rooms only if `asker` is in them too).
@@ -913,6 +904,20 @@ impl Directory {
             let _ = entry.state.apply(change, target, by, unix_now());
         }
     }
+}
+
+/// The rooms `show` keeps, with member counts and topics, sorted by name.
+fn room_list(tables: &Tables, show: impl Fn(&RoomEntry) -> bool) -> Vec<RoomInfo> {
+    let mut list: Vec<RoomInfo> = (tables.rooms.iter())
+        .filter(|(_, entry)| show(entry))
+        .map(|(room, entry)| RoomInfo {
+            room: room.clone(),
+            members: entry.members.len(),
+            topic: entry.topic.clone(),
+        })
+        .collect();
+    list.sort_by(|a, b| a.room.cmp(&b.room));
+    list
 }
 
 /// The entry of `room`, made if the room has no members here yet: from the state

@@ -435,7 +435,7 @@ impl IrcSession<'_, '_, '_> {
             return self.answer(IrcReply::NoNicknameGiven);
         };
         let here = self.shared.directory.lookup(nick).is_some();
-        if here || self.shared.cluster.owner(nick).is_some() {
+        if here || self.shared.cluster.holds(nick) {
             return self.apply(Command::Whois(nick));
         }
         self.answer(IrcReply::NoSuchNick(nick));

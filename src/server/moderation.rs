@@ -205,10 +205,13 @@ impl Moderator<'_, '_, '_> {
 
     /// `nick` as spelled, if a user of another node of the cluster is in `room`.
     fn remote_member(&self, room: &RoomName, nick: &str) -> Result<Nick, ProtocolError> {
-        match self.shared.cluster.owner(nick) {
-            Some(user) if user.entry.rooms.contains(room) => Ok(user.entry.nick),
-            Some(user) => Err(ProtocolError::NotOnRoom {
-                nick: user.entry.nick,
+        let found = (self.shared.cluster).with_owner(nick, |user| {
+            (user.entry.nick.clone(), user.entry.rooms.contains(room))
+        });
+        match found {
+            Some((nick, true)) => Ok(nick),
+            Some((nick, false)) => Err(ProtocolError::NotOnRoom {
+                nick,
                 room: room.clone(),
             }),
             None => Err(ProtocolError::NoSuchNick(nick.into())),

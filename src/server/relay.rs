@@ -13,6 +13,7 @@
 //! taken per recipient, which is what would make fan-out contend. Moderation commands
 //! (`/mode`, `/kick`, `/invite`) are carried out by `moderation.rs`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use std::sync::atomic::Ordering;
@@ -175,7 +176,7 @@ impl Relay {
     /// Commands that only read: each is answered with one reply.
     fn answer(&mut self, fx: &mut Effects<'_>, key: usize, query: Command<'_>) -> Outcome {
         let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
-        let (asker, asker_rooms) = (session.id, session.rooms.clone());
+        let asker = session.id;
         let directory = &self.shared.directory;
         let reply = match query {
             Command::Rooms => Event::Rooms(self.rooms(asker)),
@@ -196,7 +197,7 @@ impl Relay {
                 }
             }
             Command::WhoMask(mask) => Event::WhoMask {
-                rows: self.who_mask(mask, asker, &asker_rooms),
+                rows: self.who_mask(mask, asker, &session.rooms),
                 mask: mask.into(),
             },
             Command::Whowas { nick, count } => Event::Whowas {
@@ -225,8 +226,9 @@ impl Relay {
         };
         let cluster = &self.shared.cluster;
         let find_there = |asked: &str| {
-            let user = cluster.owner(asked)?;
-            Some((user.entry.nick, user.entry.away.is_some()))
+            cluster.with_owner(asked, |user| {
+                (user.entry.nick.clone(), user.entry.away.is_some())
+            })
         };
         (nicks.iter())
             .filter_map(|asked| find_here(asked).or_else(|| find_there(asked)))
@@ -407,10 +409,11 @@ impl Relay {
         text: &str,
         notice: bool,
     ) -> Outcome {
-        let user = self
-            .shared
-            .cluster
-            .owner(to)
+        let (to, node, away) = (self.shared.cluster)
+            .with_owner(to, |user| {
+                let (nick, away) = (user.entry.nick.clone(), user.entry.away.clone());
+                (nick, Arc::clone(&user.node), away)
+            })
             .ok_or_else(|| ProtocolError::NoSuchNick(to.into()))?;
         let from = fx
             .session(key)
@@ -423,7 +426,6 @@ impl Relay {
             text: text.into(),
             notice,
         };
-        let (to, away) = (user.entry.nick, user.entry.away);
         self.delivery
             .echo_private(fx, key, to.as_str(), &echo, None);
         self.tell_sender(fx, key, to.clone(), away, notice);
@@ -436,7 +438,7 @@ impl Relay {
             text,
         };
         fx.publish(BackplaneMsg::Private {
-            node: user.node,
+            node,
             wire: Box::new(wire),
         });
         Ok(())
@@ -469,7 +471,7 @@ impl Relay {
         nick: &Nick,
     ) -> Result<Nick, ProtocolError> {
         let session = fx.session(key).ok_or(ProtocolError::BadNick)?;
-        if self.shared.cluster.owner(nick.as_str()).is_some() {
+        if self.shared.cluster.holds(nick.as_str()) {
             return Err(ProtocolError::NickTaken(nick.clone()));
         }
         let old = self.shared.directory.rename(session.id, nick)?;
@@ -595,11 +597,14 @@ impl Relay {
     /// Every room `asker` may see, with its member count on every node, by name
     /// (a room with no members here is secret if its state from elsewhere says so).
     fn rooms(&self, asker: super::token::ConnId) -> Vec<RoomInfo> {
-        let mut rooms = self.shared.directory.visible_rooms(asker);
+        let (mut rooms, hidden) = self.shared.directory.visible_rooms(asker);
+        let here: HashMap<RoomName, usize> = (rooms.iter().enumerate())
+            .map(|(i, info)| (info.room.clone(), i))
+            .collect();
         for remote in self.shared.cluster.rooms() {
-            match rooms.iter_mut().find(|info| info.room == remote.room) {
-                Some(info) => info.members += remote.members,
-                None if remote.secret || self.shared.directory.has_room(&remote.room) => {}
+            match here.get(&remote.room) {
+                Some(&i) => rooms[i].members += remote.members,
+                None if remote.secret || hidden.contains(&remote.room) => {}
                 None => rooms.push(RoomInfo {
                     room: remote.room,
                     members: remote.members,
