@@ -359,15 +359,7 @@ impl Relay {
         let Some((target, nick, away)) = self.shared.directory.lookup_full(to) else {
             return self.private_remote(fx, key, to, text, notice);
         };
-        let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
-        session.spoke_at.store(unix_now(), Ordering::Relaxed);
-        let from = session.nick.clone();
-        bump(&self.shared.stats.shards[self.index].messages_in);
-        let event = Event::Private {
-            from,
-            text: text.into(),
-            notice,
-        };
+        let event = self.private_event(fx, key, text, notice)?;
         let tags = self.tags.clone();
         let tags = tags.as_deref();
         self.delivery
@@ -400,6 +392,24 @@ impl Relay {
         }
     }
 
+    /// A private message from `key`, counted, and its sender's idle time reset.
+    fn private_event(
+        &self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        text: &str,
+        notice: bool,
+    ) -> Result<Event, ProtocolError> {
+        let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
+        session.spoke_at.store(unix_now(), Ordering::Relaxed);
+        bump(&self.shared.stats.shards[self.index].messages_in);
+        Ok(Event::Private {
+            from: session.nick.clone(),
+            text: text.into(),
+            notice,
+        })
+    }
+
     /// A private message to a user of another node, through the backplane.
     fn private_remote(
         &mut self,
@@ -415,21 +425,15 @@ impl Relay {
                 (nick, Arc::clone(&user.node), away)
             })
             .ok_or_else(|| ProtocolError::NoSuchNick(to.into()))?;
-        let from = fx
-            .session(key)
-            .map(|s| s.nick.clone())
-            .ok_or(ProtocolError::NoRoom)?;
-        bump(&self.shared.stats.shards[self.index].messages_in);
-        let origin = self.shared.node_name().to_string();
-        let echo = Event::Private {
-            from: from.clone(),
-            text: text.into(),
-            notice,
-        };
+        let echo = self.private_event(fx, key, text, notice)?;
         self.delivery
             .echo_private(fx, key, to.as_str(), &echo, None);
         self.tell_sender(fx, key, to.clone(), away, notice);
-        let text = text.into();
+        // The echo's text goes on to the other node, not a second copy of it.
+        let Event::Private { from, text, .. } = echo else {
+            return Ok(()); // private_event makes nothing else
+        };
+        let origin = self.shared.node_name().to_string();
         let wire = Wire::Private {
             origin,
             from,
