@@ -21,7 +21,7 @@ for i in $(seq 1 "$nodes"); do
   name="n$i"
   target/release/miochat serve --listen "127.0.0.1:$((7880 + i))" \
     --irc-listen "127.0.0.1:$((6670 + i))" --backplane redis://127.0.0.1:6399 \
-    --node-name "$name" &
+    --node-name "$name" --data-dir "miochat-data-$name" &
   pids+=($!)
 done
 echo "cluster.sh: Redis on 6399 and $nodes nodes (line ports 7881..$((7880 + nodes)), IRC 6671..$((6670 + nodes))); Ctrl-C stops"

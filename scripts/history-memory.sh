@@ -15,7 +15,7 @@ work=$(mktemp -d)
 trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 measure() { # measure HISTORY: prints the server's VmRSS in KiB after the workload
-  ./target/release/miochat serve --listen 127.0.0.1:0 --workers 2 --history "$1" \
+  ./target/release/miochat serve --listen 127.0.0.1:0 --workers 2 --history "$1" --data-dir none \
     --flood-rate 0 --max-per-ip 0 --connect-rate 0 -q > "$work/addr" &
   server=$!
   for _ in $(seq 50); do [ -s "$work/addr" ] && break; sleep 0.1; done

@@ -53,7 +53,7 @@ trap cleanup EXIT
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
   -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
-"$MIOCHAT_BIN" serve --listen 127.0.0.1:0 --irc-listen 127.0.0.1:0 \
+"$MIOCHAT_BIN" serve --listen 127.0.0.1:0 --irc-listen 127.0.0.1:0 --data-dir "$work/data" \
   --irc-tls-listen 127.0.0.1:0 --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" -q > "$work/addr" &
 server=$!
 for _ in $(seq 50); do [ "$(wc -l < "$work/addr")" -ge 3 ] && break; sleep 0.1; done

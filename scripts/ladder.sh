@@ -87,7 +87,7 @@ measure "3 edge" "$TARGET/examples/ladder3_edge_triggered" 127.0.0.1:0
 measure "4 fair" "$TARGET/examples/ladder4_fair" 127.0.0.1:0
 measure "5 batched" "$TARGET/examples/ladder5_batched" 127.0.0.1:0
 measure "6 shards" "$TARGET/examples/ladder6_sharded" 127.0.0.1:0 2
-measure "miochat" "$TARGET/miochat" serve --listen 127.0.0.1:0 --workers 2 \
+measure "miochat" "$TARGET/miochat" serve --listen 127.0.0.1:0 --workers 2 --data-dir none \
     --flood-rate 0 --idle-timeout 0 --max-connections 19000 --max-per-ip 0 --connect-rate 0 -q
 
 # The table (Markdown on stdout) and the TSV for the chart.

@@ -14,7 +14,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1" \
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 # Flood control and the per-address limits are lifted: every client is on 127.0.0.1.
-./target/release/miochat serve --listen 127.0.0.1:0 --tls-listen 127.0.0.1:0 \
+./target/release/miochat serve --listen 127.0.0.1:0 --tls-listen 127.0.0.1:0 --data-dir none \
   --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" --flood-rate 0 --idle-timeout 0 \
   --max-per-ip 0 --connect-rate 0 -q > "$work/addr" &
 server=$!

@@ -24,6 +24,11 @@ use crate::server::config::{
     DEFAULT_LEASE_SECS, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE, DEFAULT_SENDQ,
     DEFAULT_SERVER_NAME, DEFAULT_SHUTDOWN_GRACE_MS, FloodLimit, default_workers,
 };
+use crate::server::config::{
+    DEFAULT_DATA_DIR, DEFAULT_HISTORY_DAYS, DEFAULT_HISTORY_MAX, DEFAULT_HISTORY_SYNC_MS,
+    DEFAULT_NICK_GRACE_SECS,
+};
+use crate::server::store::StoreConfig;
 use crate::tls_client::{ClientTls, Trust};
 
 /// miochat: a sharded chat server on mio, its load generator and its client.
@@ -34,7 +39,8 @@ pub struct TopLevel {
     pub command: Command,
 }
 
-/// The subcommands.
+/// The subcommands (parsed once: the size of the largest does not matter).
+#[allow(clippy::large_enum_variant)]
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub enum Command {
@@ -44,6 +50,20 @@ pub enum Command {
     Bench(BenchArgs),
     /// Chat from the terminal.
     Connect(ConnectArgs),
+    /// Copy a data dir's database while the server runs.
+    Backup(BackupArgs),
+}
+
+/// Copy the store's database to DEST, consistently, while a server may be running.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "backup")]
+pub struct BackupArgs {
+    /// the file to write (must not exist); an ordinary SQLite database
+    #[argh(positional)]
+    pub dest: String,
+    /// the data dir to copy (default miochat-data)
+    #[argh(option, default = "DEFAULT_DATA_DIR.to_string()")]
+    pub data_dir: String,
 }
 
 /// Run the chat server.
@@ -80,6 +100,21 @@ pub struct ServeArgs {
     /// lines each room keeps for /history and playback on join; 0 = off (default 100)
     #[argh(option, default = "DEFAULT_HISTORY")]
     pub history: usize,
+    /// folder for accounts, registered rooms and history (created if missing); none = keep nothing on disk (default miochat-data)
+    #[argh(option, default = "DEFAULT_DATA_DIR.to_string()")]
+    pub data_dir: String,
+    /// history lines are committed to disk at least this often, in ms: a crash loses at most that much (default 100)
+    #[argh(option, default = "DEFAULT_HISTORY_SYNC_MS")]
+    pub history_sync_ms: u64,
+    /// stored history older than this many days is pruned; 0 = never (default 30)
+    #[argh(option, default = "DEFAULT_HISTORY_DAYS")]
+    pub history_days: u32,
+    /// stored history lines kept per room; 0 = no limit (default 100000)
+    #[argh(option, default = "DEFAULT_HISTORY_MAX")]
+    pub history_max: u64,
+    /// seconds an IRC client on a registered nick has to log in before it is renamed (default 30)
+    #[argh(option, default = "DEFAULT_NICK_GRACE_SECS")]
+    pub nick_grace: u64,
     /// milliseconds clients get to read the shutdown notice (default 2000)
     #[argh(option, default = "DEFAULT_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: u64,
@@ -176,6 +211,13 @@ impl ServeArgs {
         });
         config.announce_max = self.announce_max;
         config.history = self.history;
+        config.store = (self.data_dir != "none").then(|| StoreConfig {
+            dir: self.data_dir.clone().into(),
+            history_sync: Duration::from_millis(self.history_sync_ms.max(1)),
+            history_days: self.history_days,
+            history_max: self.history_max,
+        });
+        config.nick_grace = Duration::from_secs(self.nick_grace);
         config.shutdown_grace = Duration::from_millis(self.shutdown_grace_ms);
         config.irc_listen = self.irc_listen.as_deref().map(resolve).transpose()?;
         config.server_name = self.server_name.clone();

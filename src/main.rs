@@ -15,6 +15,21 @@ fn main() -> ExitCode {
         Command::Serve(serve) => run_serve(&serve),
         Command::Bench(bench) => run_bench(&bench),
         Command::Connect(connect) => run_connect(&connect),
+        Command::Backup(backup) => run_backup(&backup),
+    }
+}
+
+fn run_backup(args: &miochat::cli::BackupArgs) -> ExitCode {
+    let (dir, dest) = (
+        std::path::Path::new(&args.data_dir),
+        std::path::Path::new(&args.dest),
+    );
+    match miochat::server::store::backup(dir, dest) {
+        Ok(()) => {
+            println!("miochat: copied {} to {}", dir.display(), dest.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("backup: {e}")),
     }
 }
 

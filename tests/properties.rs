@@ -170,10 +170,10 @@ proptest! {
     #[test]
     fn irc_and_mode_parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let text = irc::decode(&bytes);
-        if let Some(msg) = irc::parse(&text) {
-            if let Some((first, rest)) = msg.params.split_first() {
-                let _ = modes::parse(first, rest);
-            }
+        if let Some(msg) = irc::parse(&text)
+            && let Some((first, rest)) = msg.params.split_first()
+        {
+            let _ = modes::parse(first, rest);
         }
     }
 }

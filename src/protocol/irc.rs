@@ -697,6 +697,7 @@ fn reply_more(w: &mut Numerics<'_>, event: &Event) {
                 String::from_utf8_lossy(&line).trim_end()
             ));
         }
+        Event::Done(text) => w.notice(format_args!("{text}")),
         Event::Welcome { .. } | Event::Help => {
             w.notice(format_args!("miochat speaks IRC; rooms are #channels"));
         }
@@ -756,6 +757,9 @@ fn queries(w: &mut Numerics<'_>, event: &Event) {
             w.list("319", format_args!("{nick} :"), rooms, false);
             if let Some(away) = &info.away {
                 w.num("301", format_args!("{nick} :{away}"));
+            }
+            if let Some(account) = &info.account {
+                w.num("330", format_args!("{nick} {account} :is logged in as"));
             }
             let (idle, signon) = (info.idle_secs, info.signon);
             if info.node.is_none() {
@@ -1330,6 +1334,7 @@ mod tests {
             idle_secs: 0,
             signon: 0,
             irc: true,
+            account: Some(Nick::parse(LONG_ME).unwrap()),
             node: None,
         };
         for i in 0..MAX_ROOMS {

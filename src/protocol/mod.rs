@@ -188,6 +188,44 @@ pub enum Command<'a> {
     Echo(bool),
     /// `/history [N]`: the current room's last N lines (line protocol).
     History(Option<usize>),
+    /// `/register PASSWORD`: the current nick becomes an account.
+    Register(&'a str),
+    /// `/register #ROOM`: the asker (logged in, an operator there) founds the room.
+    RegisterRoom(RoomName),
+    /// `/login NICK PASSWORD`, or `/identify [NICK] PASSWORD`.
+    Login {
+        /// The account (`None`: the current nick).
+        account: Option<&'a str>,
+        /// The password.
+        password: &'a str,
+    },
+    /// `/logout`.
+    Logout,
+    /// `/passwd OLD NEW`.
+    Passwd {
+        /// The password now.
+        old: &'a str,
+        /// The new password.
+        new: &'a str,
+    },
+    /// `/unregister PASSWORD`: drops the asker's account.
+    Unregister(&'a str),
+    /// `/unregister #ROOM`: drops the room's registration (its founder only).
+    UnregisterRoom(RoomName),
+    /// `/access #ROOM [add NICK op|voice | del NICK]`.
+    Access {
+        /// The room.
+        room: RoomName,
+        /// The change (`None` level: remove), or `None` to list the grants.
+        change: Option<(&'a str, Option<AccessLevel>)>,
+    },
+    /// `/history #ROOM N` or `/history #ROOM since MSGID|TIME`.
+    HistoryOf {
+        /// The room.
+        room: RoomName,
+        /// Which lines.
+        query: HistoryQuery,
+    },
     /// IRC `TAGMSG target`: a message of tags only (IRCv3 message-tags), to a room
     /// the sender is in or to a nick.
     TagMsg(&'a str),
@@ -205,6 +243,69 @@ impl Command<'_> {
                 }
         )
     }
+}
+
+/// A grant in a registered room's access list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AccessLevel {
+    /// Voice on joining or logging in.
+    Voice,
+    /// Operator status on joining or logging in.
+    Op,
+}
+
+impl AccessLevel {
+    /// `op` or `voice`, as typed and stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessLevel::Op => "op",
+            AccessLevel::Voice => "voice",
+        }
+    }
+
+    /// The level named `text` (`op`, `o`, `voice` or `v`).
+    pub fn parse(text: &str) -> Option<AccessLevel> {
+        match text.to_ascii_lowercase().as_str() {
+            "op" | "o" => Some(AccessLevel::Op),
+            "voice" | "v" => Some(AccessLevel::Voice),
+            _ => None,
+        }
+    }
+}
+
+/// Which lines of a room's history a reader asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryQuery {
+    /// The newest `count`.
+    Latest(usize),
+    /// Up to `count` lines after message id `id` (exclusive), oldest first.
+    AfterId(u64, usize),
+    /// Up to `count` lines at or after `at_ms`, oldest first.
+    AfterTime(u64, usize),
+}
+
+/// A message id as the wire shows it: 16 lower-case hex digits, so that ids sort
+/// as text in the order they were given.
+pub fn msgid_text(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+/// `YYYY-MM-DDThh:mm:ss[.sss]Z` (the form of [`timestamp`]) as ms since the Unix
+/// epoch.
+pub fn parse_timestamp(text: &str) -> Option<u64> {
+    let at =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// Most lines one `/history` or `CHATHISTORY` request returns.
+pub const HISTORY_READ_MAX: usize = 1000;
+
+/// A message id from its wire form.
+pub fn parse_msgid(text: &str) -> Option<u64> {
+    (text.len() == 16)
+        .then(|| u64::from_str_radix(text, 16).ok())
+        .flatten()
 }
 
 /// A member's standing in a room.
@@ -282,6 +383,8 @@ pub struct WhoisInfo {
     pub signon: u64,
     /// The user speaks IRC (else the line protocol).
     pub irc: bool,
+    /// The account the user is logged in to, if any (and if known here).
+    pub account: Option<Nick>,
     /// The node of a cluster that has the user, if not this one: its idle time is
     /// not known here (shown as `-`, and IRC's 317 is left out), nor its real name
     /// (its nick stands in) or away message.
@@ -291,6 +394,8 @@ pub struct WhoisInfo {
 /// One line of a room's history, as kept on the room's home shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryLine {
+    /// Its message id (unique, sortable: see [`msgid_text`]).
+    pub id: u64,
     /// When the home shard put it in the room's order (ms since the Unix epoch).
     pub at_ms: u64,
     /// Who said it.
@@ -749,6 +854,8 @@ pub enum Event {
         /// Who was invited.
         nick: Nick,
     },
+    /// A request to the store succeeded: `OK TEXT` (IRC: a NOTICE).
+    Done(Box<str>),
     /// The line connection will be closed for idleness in this many seconds.
     IdleWarning(u64),
     /// Room lines from another node of the cluster were lost on the way (a Redis
@@ -858,6 +965,37 @@ pub enum ProtocolError {
     BanListFull(RoomName),
     /// A message stopped by `+m`, `+n` or a ban (404).
     CannotSpeak(RoomName),
+    /// The nick is a registered account and the asker is not logged in to it.
+    NickRegistered(Nick),
+    /// `/register`: the account exists already.
+    AccountExists(Nick),
+    /// No such account.
+    NoAccount(Nick),
+    /// Wrong account or password.
+    BadLogin,
+    /// Too many failed logins lately, for this account or from this address.
+    LoginThrottled,
+    /// A new password is too short or too long.
+    WeakPassword {
+        /// Shortest accepted.
+        min: usize,
+        /// Longest accepted.
+        max: usize,
+    },
+    /// The command needs the asker to be logged in.
+    NotLoggedIn,
+    /// The store's queue is full: the request was not taken.
+    StoreBusy,
+    /// The store could not write or read (a full or failing disk).
+    StoreFailed,
+    /// The server runs without a data dir (`--data-dir none`).
+    NoStore,
+    /// `/register #ROOM` for a room that is registered already.
+    AlreadyRegistered(RoomName),
+    /// The room is not registered.
+    RoomNotRegistered(RoomName),
+    /// Only the room's founder may do that.
+    NotFounder(RoomName),
 }
 
 impl ProtocolError {
@@ -890,6 +1028,19 @@ impl ProtocolError {
             ProtocolError::BadMode { .. } => "bad-mode",
             ProtocolError::BanListFull(_) => "ban-list-full",
             ProtocolError::CannotSpeak(_) => "cannot-send",
+            ProtocolError::NickRegistered(_) => "nick-registered",
+            ProtocolError::AccountExists(_) => "account-exists",
+            ProtocolError::NoAccount(_) => "no-account",
+            ProtocolError::BadLogin => "bad-login",
+            ProtocolError::LoginThrottled => "login-throttled",
+            ProtocolError::WeakPassword { .. } => "bad-password",
+            ProtocolError::NotLoggedIn => "not-logged-in",
+            ProtocolError::StoreBusy => "store-busy",
+            ProtocolError::StoreFailed => "store-failed",
+            ProtocolError::NoStore => "no-store",
+            ProtocolError::AlreadyRegistered(_) => "room-registered",
+            ProtocolError::RoomNotRegistered(_) => "room-not-registered",
+            ProtocolError::NotFounder(_) => "not-founder",
         }
     }
 }
@@ -951,6 +1102,36 @@ impl fmt::Display for ProtocolError {
                 f,
                 "you cannot send to {room} (moderated, outside messages or banned)"
             ),
+            ProtocolError::NickRegistered(nick) => write!(
+                f,
+                "{nick} is a registered account; /login {nick} PASSWORD to use it"
+            ),
+            ProtocolError::AccountExists(nick) => write!(f, "{nick} is registered already"),
+            ProtocolError::NoAccount(nick) => write!(f, "{nick} is not a registered account"),
+            ProtocolError::BadLogin => write!(f, "wrong account or password"),
+            ProtocolError::LoginThrottled => write!(
+                f,
+                "too many failed logins; wait a minute before trying again"
+            ),
+            ProtocolError::WeakPassword { min, max } => {
+                write!(f, "a password is {min} to {max} bytes")
+            }
+            ProtocolError::NotLoggedIn => write!(f, "log in first (/login NICK PASSWORD)"),
+            ProtocolError::StoreBusy => write!(
+                f,
+                "the server's store is busy; nothing was changed, try again shortly"
+            ),
+            ProtocolError::StoreFailed => write!(
+                f,
+                "the server could not save or read that (its disk failed); nothing was changed"
+            ),
+            ProtocolError::NoStore => write!(
+                f,
+                "this server keeps nothing on disk (--data-dir none): no accounts or stored history"
+            ),
+            ProtocolError::AlreadyRegistered(room) => write!(f, "{room} is registered already"),
+            ProtocolError::RoomNotRegistered(room) => write!(f, "{room} is not registered"),
+            ProtocolError::NotFounder(room) => write!(f, "only the founder of {room} may do that"),
         }
     }
 }

@@ -62,6 +62,13 @@ impl Nick {
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct NickKey(Arc<str>);
 
+impl NickKey {
+    /// The folded nick as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A validated, lower-cased room name (no `#`).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoomName(Arc<str>);

@@ -14,7 +14,7 @@
 //! Replies to one connection (numerics, private messages, which IRC addresses to the
 //! reader's nick) are rendered for that one recipient by [`render_for`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -161,6 +161,9 @@ pub struct Outgoing {
     irc_tagged: OnceLock<Arc<[u8]>>,
     /// The IRC bytes with the client tags and `server-time`, likewise.
     irc_tagged_timed: OnceLock<Arc<[u8]>>,
+    /// The message id the room's home shard gave a line (0: none), set before the
+    /// first rendering; readers with `message-tags` see it as `msgid=`.
+    msgid: AtomicU64,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -202,6 +205,29 @@ impl Outgoing {
             irc_tagged: OnceLock::new(),
             irc_tagged_timed: OnceLock::new(),
             web: Default::default(),
+            msgid: AtomicU64::new(0),
+        }
+    }
+
+    /// Gives a room line its message id (on its home shard, before any rendering).
+    pub fn set_msgid(&self, id: u64) {
+        self.msgid.store(id, Ordering::Relaxed);
+    }
+
+    /// The message id, if the line has one.
+    pub fn msgid(&self) -> Option<u64> {
+        Some(self.msgid.load(Ordering::Relaxed)).filter(|&id| id != 0)
+    }
+
+    /// The tags a reader with `message-tags` gets: the client's, then `msgid=`.
+    fn message_tags(&self) -> Option<String> {
+        let id = self
+            .msgid()
+            .map(|id| format!("msgid={}", super::msgid_text(id)));
+        match (&self.client_tags, id) {
+            (Some(tags), Some(id)) => Some(format!("{tags};{id}")),
+            (Some(tags), None) => Some(tags.to_string()),
+            (None, id) => id,
         }
     }
 
@@ -243,15 +269,15 @@ impl Outgoing {
             }),
             Flavour::IrcTagged => self.irc_tagged.get_or_init(|| {
                 let plain = self.bytes(Flavour::Irc);
-                match &self.client_tags {
-                    Some(tags) => prefix_tags(plain, tags),
+                match self.message_tags() {
+                    Some(tags) => prefix_tags(plain, &tags),
                     None => Arc::clone(plain),
                 }
             }),
             Flavour::IrcTaggedTimed => self.irc_tagged_timed.get_or_init(|| {
                 let plain = self.bytes(Flavour::Irc);
                 let time = format!("time={}", timestamp(self.at_ms));
-                match &self.client_tags {
+                match self.message_tags() {
                     Some(tags) => prefix_tags(plain, &format!("{tags};{time}")),
                     None => prefix_tags(plain, &time),
                 }

@@ -11,7 +11,10 @@
 //! case-insensitive.
 
 use super::modes::{self, ModeKind, ModeRequest};
-use super::{Command, MAX_TOPIC_LEN, Nick, ProtocolError, RoomName};
+use super::{
+    AccessLevel, Command, HISTORY_READ_MAX, HistoryQuery, MAX_TOPIC_LEN, Nick, ProtocolError,
+    RoomName, parse_msgid, parse_timestamp,
+};
 
 /// Parses one line (without its terminator).
 pub fn parse_line(line: &[u8]) -> Result<Option<Command<'_>>, ProtocolError> {
@@ -87,13 +90,10 @@ fn parse_command(line: &str) -> Result<Command<'_>, ProtocolError> {
             Some("off") => Command::Echo(false),
             _ => return Err(ProtocolError::Usage("/echo on|off")),
         },
-        "history" => match arg {
-            None => Command::History(None),
-            Some(n) => Command::History(Some(
-                n.parse()
-                    .map_err(|_| ProtocolError::Usage("/history [N]"))?,
-            )),
-        },
+        "history" => history(arg)?,
+        "register" | "unregister" | "login" | "identify" | "logout" | "passwd" | "access" => {
+            account(&lower, arg)?
+        }
         _ => return Err(ProtocolError::UnknownCommand(name.into())),
     };
     Ok(command)
@@ -107,6 +107,92 @@ fn cut(text: &str, max: usize) -> &str {
     }
     &text[..end]
 }
+
+/// Usage of `/history`.
+const HISTORY_USAGE: &str = "/history [N] | /history ROOM [N] | /history ROOM since MSGID|TIME";
+
+/// `/history [N]` (the current room, from memory), `/history ROOM [N]` and
+/// `/history ROOM since MSGID|TIME` (from the store when there is one).
+fn history(arg: Option<&str>) -> Result<Command<'_>, ProtocolError> {
+    let usage = ProtocolError::Usage(HISTORY_USAGE);
+    let words: Vec<&str> = arg.unwrap_or("").split_whitespace().collect();
+    let count = |word: &str| word.parse::<usize>().map_err(|_| usage.clone());
+    let query = match words.as_slice() {
+        [] => return Ok(Command::History(None)),
+        [n] if n.bytes().all(|b| b.is_ascii_digit()) => {
+            return Ok(Command::History(Some(count(n)?)));
+        }
+        [_] => HistoryQuery::Latest(JOIN_LINES),
+        [_, n] => HistoryQuery::Latest(count(n)?),
+        [_, since, point] if since.eq_ignore_ascii_case("since") => {
+            match (parse_msgid(point), parse_timestamp(point)) {
+                (Some(id), _) => HistoryQuery::AfterId(id, HISTORY_READ_MAX),
+                (None, Some(at)) => HistoryQuery::AfterTime(at, HISTORY_READ_MAX),
+                (None, None) => return Err(usage),
+            }
+        }
+        _ => return Err(usage),
+    };
+    let room = RoomName::parse(words[0])?;
+    Ok(Command::HistoryOf { room, query })
+}
+
+/// Lines `/history ROOM` sends when no count is given (as many as a join's playback).
+const JOIN_LINES: usize = 20;
+
+/// The account and registration commands: `/register`, `/unregister`, `/login`
+/// (`/identify`), `/logout`, `/passwd`, `/access`.
+fn account<'a>(name: &str, arg: Option<&'a str>) -> Result<Command<'a>, ProtocolError> {
+    let words: Vec<&'a str> = arg.unwrap_or("").split_whitespace().collect();
+    let room = |word: &str| RoomName::parse(word);
+    let command = match (name, words.as_slice()) {
+        ("register", [word]) if word.starts_with('#') => Command::RegisterRoom(room(word)?),
+        ("register", [password]) => Command::Register(password),
+        ("register", _) => {
+            return Err(ProtocolError::Usage("/register PASSWORD | /register #ROOM"));
+        }
+        ("unregister", [word]) if word.starts_with('#') => Command::UnregisterRoom(room(word)?),
+        ("unregister", [password]) => Command::Unregister(password),
+        ("unregister", _) => {
+            return Err(ProtocolError::Usage(
+                "/unregister PASSWORD | /unregister #ROOM",
+            ));
+        }
+        ("login" | "identify", [account, password]) => Command::Login {
+            account: Some(account),
+            password,
+        },
+        ("identify", [password]) => Command::Login {
+            account: None,
+            password,
+        },
+        ("login" | "identify", _) => return Err(ProtocolError::Usage("/login NICK PASSWORD")),
+        ("logout", []) => Command::Logout,
+        ("logout", _) => return Err(ProtocolError::Usage("/logout")),
+        ("passwd", [old, new]) => Command::Passwd { old, new },
+        ("passwd", _) => return Err(ProtocolError::Usage("/passwd OLD NEW")),
+        ("access", [name]) => Command::Access {
+            room: room(name)?,
+            change: None,
+        },
+        ("access", [name, add, nick, level]) if add.eq_ignore_ascii_case("add") => {
+            let level = AccessLevel::parse(level).ok_or(ProtocolError::Usage(ACCESS_USAGE))?;
+            Command::Access {
+                room: room(name)?,
+                change: Some((nick, Some(level))),
+            }
+        }
+        ("access", [name, del, nick]) if del.eq_ignore_ascii_case("del") => Command::Access {
+            room: room(name)?,
+            change: Some((nick, None)),
+        },
+        _ => return Err(ProtocolError::Usage(ACCESS_USAGE)),
+    };
+    Ok(command)
+}
+
+/// Usage of `/access`.
+const ACCESS_USAGE: &str = "/access ROOM [add NICK op|voice | del NICK]";
 
 /// Usage of `/kick`.
 const KICK_USAGE: &str = "/kick NICK [REASON]";
@@ -232,6 +318,36 @@ impl Command<'_> {
                 None => "/history".into(),
             },
             Command::JoinWithKey { room, key } => format!("/join {room} {key}"),
+            Command::Register(password) => format!("/register {password}"),
+            Command::RegisterRoom(room) => format!("/register #{room}"),
+            Command::Unregister(password) => format!("/unregister {password}"),
+            Command::UnregisterRoom(room) => format!("/unregister #{room}"),
+            Command::Login {
+                account: Some(account),
+                password,
+            } => format!("/login {account} {password}"),
+            Command::Login {
+                account: None,
+                password,
+            } => format!("/identify {password}"),
+            Command::Logout => "/logout".into(),
+            Command::Passwd { old, new } => format!("/passwd {old} {new}"),
+            Command::Access { room, change } => match change {
+                None => format!("/access #{room}"),
+                Some((nick, Some(level))) => {
+                    format!("/access #{room} add {nick} {}", level.as_str())
+                }
+                Some((nick, None)) => format!("/access #{room} del {nick}"),
+            },
+            Command::HistoryOf { room, query } => match query {
+                HistoryQuery::Latest(count) => format!("/history {room} {count}"),
+                HistoryQuery::AfterId(id, _) => {
+                    format!("/history {room} since {}", super::msgid_text(*id))
+                }
+                HistoryQuery::AfterTime(at, _) => {
+                    format!("/history {room} since {}", super::timestamp(*at))
+                }
+            },
             Command::Mode { room, request } if request.errors.is_empty() => {
                 let mut line = String::from("/mode");
                 if let Some(room) = room {

@@ -8,7 +8,7 @@
 //! | `MSG`   | a room message: `MSG room nick text`   |
 //! | `ME`    | a room action: `ME room nick text`     |
 //! | `PRIV`  | a private message: `PRIV nick text`    |
-//! | `HIST`  | a line from a room's history: `HIST time MSG ...` |
+//! | `HIST`  | a line from a room's history: `HIST time msgid MSG ...` |
 //! | `EVENT` | something happened in a room           |
 //! | `OK`    | a reply to your command                |
 //! | `PONG`  | the reply to `/ping`                   |
@@ -230,6 +230,7 @@ fn write_moderation(event: &Event, out: &mut String) -> std::fmt::Result {
 fn write_everyday(event: &Event, out: &mut String) -> std::fmt::Result {
     match event {
         Event::Sent(nick) => writeln!(out, "OK sent {nick}"),
+        Event::Done(text) => writeln!(out, "OK {text}"),
         Event::EchoIs(on) => writeln!(out, "OK echo {}", if *on { "on" } else { "off" }),
         Event::Summary {
             room,
@@ -277,15 +278,20 @@ fn write_who(room: &RoomName, nicks: &[Member], more: usize, out: &mut String) -
     writeln!(out)
 }
 
-/// `OK whois NICK PROTOCOL IDLE_SECS ROOMS [TEXT]`: ROOMS comma-separated with
-/// `@`/`+` roles, or `-`; TEXT is the away message, if any. IDLE_SECS is `-` for a
-/// user of another node of a cluster.
+/// `OK whois NICK PROTOCOL IDLE_SECS ACCOUNT ROOMS [TEXT]`: ACCOUNT is the account
+/// the user is logged in to, or `-`; ROOMS comma-separated with `@`/`+` roles, or
+/// `-`; TEXT is the away message, if any. IDLE_SECS is `-` for a user of another
+/// node of a cluster.
 fn write_whois(info: &WhoisInfo, out: &mut String) -> std::fmt::Result {
     let protocol = if info.irc { "irc" } else { "line" };
     write!(out, "OK whois {} {protocol} ", info.nick)?;
     match info.node {
         Some(_) => write!(out, "-")?,
         None => write!(out, "{}", info.idle_secs)?,
+    }
+    match &info.account {
+        Some(account) => write!(out, " {account}")?,
+        None => write!(out, " -")?,
     }
     if info.rooms.is_empty() {
         write!(out, " -")?;
@@ -301,7 +307,7 @@ fn write_whois(info: &WhoisInfo, out: &mut String) -> std::fmt::Result {
     }
 }
 
-/// `HIST TIME MSG ROOM NICK TEXT` (or `ME`) per line, oldest first, then
+/// `HIST TIME MSGID MSG ROOM NICK TEXT` (or `ME`) per line, oldest first, then
 /// `OK history ROOM N`.
 fn write_playback(room: &RoomName, lines: &[HistoryLine], out: &mut String) -> std::fmt::Result {
     for line in lines {
@@ -311,7 +317,8 @@ fn write_playback(room: &RoomName, lines: &[HistoryLine], out: &mut String) -> s
         };
         let (at, from) = (timestamp(line.at_ms), &line.from);
         let text = strip_formatting(&line.text);
-        writeln!(out, "HIST {at} {marker} {room} {from} {text}")?;
+        let id = super::msgid_text(line.id);
+        writeln!(out, "HIST {at} {id} {marker} {room} {from} {text}")?;
     }
     writeln!(out, "OK history {room} {}", lines.len())
 }
@@ -520,13 +527,14 @@ mod tests {
                 Event::Playback {
                     room: room.clone(),
                     lines: vec![HistoryLine {
+                        id: 0x1a2b,
                         at_ms: 1_764_078_002_117,
                         from: nick("alice"),
                         kind: SayKind::Action,
                         text: "\x02waves\x02".into(),
                     }],
                 },
-                "HIST 2025-11-25T13:40:02.117Z ME rust alice waves\nOK history rust 1\n"
+                "HIST 2025-11-25T13:40:02.117Z 0000000000001a2b ME rust alice waves\nOK history rust 1\n"
                     .to_string(),
             ),
             (
@@ -536,11 +544,12 @@ mod tests {
                     away: Some("lunch".into()),
                     rooms: vec![(RoomName::lobby(), Role::Member), (room, Role::Operator)],
                     idle_secs: 42,
+                    account: None,
                     signon: 0,
                     irc: false,
                     node: None,
                 })),
-                "OK whois alice line 42 lobby,@rust lunch\n".to_string(),
+                "OK whois alice line 42 - lobby,@rust lunch\n".to_string(),
             ),
             (
                 Event::IdleWarning(60),

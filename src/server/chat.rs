@@ -36,6 +36,7 @@ use super::inbox::ShardMsg;
 use super::irc_session::IrcSession;
 use super::relay::{Departure, Relay};
 use super::room_state::{RemoteRoom, unix_now};
+use super::services::Services;
 use super::session::{FloodBucket, Session};
 use super::shared::Shared;
 use super::token::ConnId;
@@ -71,7 +72,7 @@ impl Chat {
         let lobby = RoomName::lobby();
         let start_room = (!protocol.speaks_irc()).then_some(&lobby);
         let remote = match start_room {
-            Some(lobby) => self.shared.cluster.remote_room(lobby),
+            Some(lobby) => self.shared.room_outside(lobby),
             None => RemoteRoom::default(),
         };
         let nick = self
@@ -96,6 +97,7 @@ impl Chat {
             spoke_at: Arc::clone(&session.spoke_at),
             registered: protocol == Protocol::Line,
             irc: protocol == Protocol::Irc,
+            account: None,
         };
         self.shared.directory.set_profile(id, profile);
         session
@@ -227,6 +229,18 @@ impl Chat {
                 }
                 None
             }
+            ShardMsg::Stored(reply) => {
+                let key = reply.to.key();
+                if fx.session(key).is_some_and(|s| s.id == reply.to) {
+                    let relay = &mut self.relay;
+                    Services { relay, fx, key }.on_stored(*reply);
+                }
+                None
+            }
+            lost @ ShardMsg::NickReclaimed { .. } => {
+                self.relay.reclaimed(fx, lost);
+                None
+            }
             ShardMsg::Adopt { .. } | ShardMsg::Shutdown => {
                 debug_assert!(false, "BUG: the loop handles adoption and shutdown");
                 None
@@ -242,7 +256,7 @@ impl Chat {
     /// answer comes within `--irc-pong-timeout`).
     pub fn on_tick(&mut self, fx: &mut Effects<'_>, now: Instant) {
         self.ticks += 1;
-        let forget = self.ticks % FORGET_EVERY_TICKS == 0;
+        let forget = self.ticks.is_multiple_of(FORGET_EVERY_TICKS);
         self.relay.delivery.on_tick(fx, now, forget);
         for key in fx.keys() {
             if fx.is_open(key) {

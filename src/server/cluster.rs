@@ -150,6 +150,7 @@ impl Cluster {
             idle_secs: 0,
             signon: user.entry.claimed_ms / 1000,
             irc: user.entry.irc,
+            account: None,
             node: Some(Box::from(&*user.node)),
         })
     }
@@ -179,6 +180,7 @@ impl Cluster {
         RemoteRoom {
             members: view.rooms.get(room).map_or(0, HashSet::len),
             snapshot: view.snapshots.get(room).cloned(),
+            registered: false,
         }
     }
 

@@ -110,6 +110,16 @@ pub const DEFAULT_ANNOUNCE_MAX: usize = 500;
 /// Lines each room keeps for `/history` and playback on join (`--history`; 0 = off).
 /// Kept on the room's home shard, per node; see docs/BENCHMARKS.md for the memory.
 pub const DEFAULT_HISTORY: usize = 100;
+/// The data dir `miochat serve` uses unless told otherwise (`--data-dir`).
+pub const DEFAULT_DATA_DIR: &str = "miochat-data";
+/// History lines may wait this long in memory before they are committed.
+pub const DEFAULT_HISTORY_SYNC_MS: u64 = 100;
+/// Stored history older than this many days is pruned.
+pub const DEFAULT_HISTORY_DAYS: u32 = 30;
+/// Stored history keeps at most this many lines per room.
+pub const DEFAULT_HISTORY_MAX: u64 = 100_000;
+/// Seconds an IRC client on a registered nick has to identify.
+pub const DEFAULT_NICK_GRACE_SECS: u64 = 30;
 /// Lines a line client gets on `/join`, and `/history` without a count.
 pub const JOIN_HISTORY: usize = 20;
 /// How long before an idle close the client is warned.
@@ -152,6 +162,13 @@ pub const WHO_PAGE: usize = 200;
 /// A validated server configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// The durable store (`--data-dir`); `None` keeps everything in memory only.
+    /// The command line's default is [`DEFAULT_DATA_DIR`]; a configuration made in
+    /// code (tests, embedding) starts without one.
+    pub store: Option<super::store::StoreConfig>,
+    /// How long an IRC client that took a registered nick without logging in has to
+    /// identify before it is renamed (`--nick-grace`).
+    pub nick_grace: Duration,
     /// Address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
     /// Number of shards (worker threads).
@@ -281,6 +298,8 @@ impl ServerConfig {
             http_listen: None,
             http_timeout: Duration::from_secs(DEFAULT_HTTP_TIMEOUT_SECS),
             ws_ping: Duration::from_secs(DEFAULT_WS_PING_SECS),
+            store: None,
+            nick_grace: Duration::from_secs(DEFAULT_NICK_GRACE_SECS),
         }
     }
 

@@ -34,10 +34,11 @@ use super::backplane::wire::crosses_nodes;
 use super::close_reason::CloseReason;
 use super::effects::Effects;
 use super::inbox::{Origin, RoomEvent, ShardMsg};
-use super::room_home::{Release, RoomHome};
+use super::room_home::{Release, RoomHome, said_line};
 use super::rooms::{LocalRooms, home_shard};
 use super::session::Session;
 use super::shared::Shared;
+use super::store::{HistoryQuery, Job, StoredLine};
 use super::token::ConnId;
 
 /// Protocol errors logged per connection before its further errors go unlogged (a
@@ -288,9 +289,7 @@ impl Delivery {
                 self.release(fx, release);
             }
         }
-        self.home
-            .borrow_mut()
-            .record(&outgoing.event, outgoing.at_ms);
+        self.keep(&room, &outgoing);
         self.deliver_local(fx, &room, except, &outgoing);
         for shard in reach.shards().filter(|&shard| shard != self.index) {
             let (room, outgoing) = (room.clone(), Arc::clone(&outgoing));
@@ -309,6 +308,32 @@ impl Delivery {
         {
             fx.publish(BackplaneMsg::Room { room, outgoing });
         }
+    }
+
+    /// What is said in a room gets its message id here, in the room's one order, and
+    /// is kept: in memory for playback, and on its way to the store (never waited
+    /// for: a full store queue is counted, and the line is still delivered).
+    fn keep(&self, room: &RoomName, outgoing: &Outgoing) {
+        let Some(line) = said_line(&outgoing.event, outgoing.at_ms, || self.shared.next_msgid())
+        else {
+            return;
+        };
+        outgoing.set_msgid(line.id);
+        if let Some(store) = &self.shared.store {
+            let stored = StoredLine {
+                room: room.clone(),
+                line: line.clone(),
+            };
+            if store.submit(Job::Line(stored)).is_err() {
+                log::debug!("store busy: a line of {room} was not stored");
+            }
+        }
+        self.home.borrow_mut().record(room, line);
+    }
+
+    /// This shard's index.
+    pub fn index(&self) -> usize {
+        self.index
     }
 
     /// Fan-out on this shard: one `Arc` clone per member, no lock, no copy. Each
@@ -357,6 +382,27 @@ impl Delivery {
         count: usize,
         on_join: bool,
     ) {
+        if let Some(store) = &self.shared.store
+            && self.home.borrow().kept(&room) < count
+        {
+            // Memory holds fewer lines than asked (a restart, or a quiet room): the
+            // store has them all, including what waits for its batch.
+            let query = HistoryQuery::Latest(count);
+            let read = Job::Read {
+                to,
+                room,
+                query,
+                quiet_if_empty: on_join,
+            };
+            if store.submit(read).is_err() && !on_join {
+                self.deliver_to(
+                    fx,
+                    to,
+                    Outgoing::new(Event::Error(ProtocolError::StoreBusy)),
+                );
+            }
+            return;
+        }
         let lines = self.home.borrow().recent(&room, count);
         if on_join && lines.is_empty() {
             return;

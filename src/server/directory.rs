@@ -96,6 +96,8 @@ pub struct Profile {
     pub registered: bool,
     /// The connection speaks IRC.
     pub irc: bool,
+    /// The account it is logged in to, if any.
+    pub account: Option<Nick>,
 }
 
 /// The result of a mode change: what changed, and what was refused.
@@ -147,6 +149,56 @@ impl Directory {
             guest_suffix: suffix,
             ..Self::default()
         }
+    }
+
+    /// `id`'s role in `room`, if it is a member.
+    pub fn role_of(&self, room: &RoomName, id: ConnId) -> Option<Role> {
+        let tables = self.lock();
+        let entry = tables.rooms.get(room).filter(|e| e.members.contains(&id))?;
+        Some(entry.state.role(id))
+    }
+
+    /// Records the account `id` is logged in to (`None`: logged out).
+    pub fn set_account(&self, id: ConnId, account: Option<Nick>) {
+        if let Some(profile) = self.lock().profiles.get_mut(&id) {
+            profile.account = account;
+        }
+    }
+
+    /// Gives `nick` to `id`, its account's owner, in one lock: whoever else holds it
+    /// is renamed to a fresh guest nick first. Returns `id`'s old nick and, if
+    /// someone was renamed, who and to what.
+    pub fn reclaim(&self, id: ConnId, nick: &Nick) -> Option<(Nick, Option<(ConnId, Nick)>)> {
+        let mut tables = self.lock();
+        let holder = tables.nicks.get(&nick.key()).copied().filter(|&h| h != id);
+        let renamed = holder.map(|holder| {
+            let guest = tables.fresh_guest(&self.guest_suffix);
+            tables.nick_of.insert(holder, guest.clone());
+            tables.nicks.insert(guest.key(), holder);
+            tables.follow_nick(holder, &guest);
+            (holder, guest)
+        });
+        let old = tables.nick_of.insert(id, nick.clone())?;
+        if old.key() != nick.key() && tables.nicks.get(&old.key()) == Some(&id) {
+            tables.nicks.remove(&old.key());
+        }
+        tables.nicks.insert(nick.key(), id);
+        tables.follow_nick(id, nick);
+        Some((old, renamed))
+    }
+
+    /// Gives `id` operator status or voice in `room` (an access grant); false if it is
+    /// not a member or had it already.
+    pub fn grant(&self, room: &RoomName, id: ConnId, op: bool) -> bool {
+        let mut tables = self.lock();
+        let Some(entry) = tables
+            .rooms
+            .get_mut(room)
+            .filter(|e| e.members.contains(&id))
+        else {
+            return false;
+        };
+        entry.state.grant(id, op)
     }
 
     /// Renames `id` to a fresh guest nick; returns (old, new).
@@ -418,7 +470,7 @@ impl Directory {
                 ids.remove(&id);
             }
         }
-        Ok(tables.join(room, id, remote.members > 0))
+        Ok(tables.join(room, id, remote.members > 0 || remote.registered))
     }
 
     /// May `id` send a message to `room` (`+n`, `+m`, bans)? One lock per room
@@ -693,6 +745,7 @@ impl Directory {
             idle_secs: now.saturating_sub(spoke),
             signon: profile.signon,
             irc: profile.irc,
+            account: profile.account.clone(),
             node: None,
         })
     }
@@ -930,7 +983,7 @@ fn entry_for<'t>(
     rooms
         .entry(room.clone())
         .or_insert_with(|| match &remote.snapshot {
-            Some(snapshot) if remote.members > 0 => RoomEntry {
+            Some(snapshot) if remote.members > 0 || remote.registered => RoomEntry {
                 topic: snapshot.topic.clone(),
                 state: RoomState::seeded(snapshot),
                 ..RoomEntry::default()
@@ -956,7 +1009,8 @@ impl Tables {
     fn join(&mut self, room: &RoomName, id: ConnId, elsewhere: bool) -> Joined {
         let entry = self.rooms.entry(room.clone()).or_default();
         if entry.members.insert(id) {
-            if entry.members.len() == 1 && !elsewhere {
+            // The lobby belongs to the server: nobody becomes its operator.
+            if entry.members.len() == 1 && !elsewhere && *room != RoomName::lobby() {
                 entry.state.found(id);
             }
             let shard = id.shard();
@@ -1080,6 +1134,7 @@ mod tests {
             spoke_at: Arc::default(),
             registered: true,
             irc,
+            account: None,
         };
         d.set_profile(id(0, 1), profile("ignored", false));
         d.rename(id(0, 1), &alice).unwrap();
@@ -1141,6 +1196,7 @@ mod tests {
         let remote = RemoteRoom {
             members: 2,
             snapshot: Some(snapshot),
+            registered: false,
         };
         let who = |nick| Identity {
             nick,

@@ -108,6 +108,18 @@ pub enum ShardMsg {
         /// Asked by a join: send nothing if there is no history.
         on_join: bool,
     },
+    /// An answer from the store or auth thread for one connection.
+    Stored(Box<super::store::StoreReply>),
+    /// This connection lost its nick to the account's owner, who logged in: it is
+    /// `new` now (the directory already says so); tell it and its rooms.
+    NickReclaimed {
+        /// The connection.
+        id: ConnId,
+        /// The nick it had.
+        old: crate::protocol::Nick,
+        /// The guest nick it has now.
+        new: crate::protocol::Nick,
+    },
     /// Tell every client, flush, close, exit.
     Shutdown,
 }

@@ -32,14 +32,17 @@ pub mod irc_session;
 pub mod metrics;
 pub mod moderation;
 pub mod pauses;
+pub mod registry;
 pub mod relay;
 pub mod room_home;
 pub mod room_state;
 pub mod rooms;
+pub mod services;
 pub mod session;
 pub mod shard;
 pub mod shared;
 pub mod stats;
+pub mod store;
 pub mod tls;
 pub mod token;
 pub mod web;
@@ -76,6 +79,8 @@ pub enum StartupError {
     Setup(&'static str, io::Error),
     /// The TLS certificate or key could not be loaded.
     Tls(String),
+    /// The data dir could not be opened.
+    Store(store::StoreError),
 }
 
 impl fmt::Display for StartupError {
@@ -85,6 +90,7 @@ impl fmt::Display for StartupError {
             StartupError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartupError::Setup(what, e) => write!(f, "cannot create {what}: {e}"),
             StartupError::Tls(msg) => write!(f, "TLS: {msg}"),
+            StartupError::Store(e) => write!(f, "store: {e}"),
         }
     }
 }
@@ -118,7 +124,21 @@ impl Server {
             None => None,
         };
         let backplane_handle = backplane.as_ref().map(|(_, _, handle)| handle.clone());
-        let shared = Arc::new(Shared::new(config, handles, backplane_handle));
+        let mut store = match &config.store {
+            Some(settings) => Some(store::open(settings).map_err(StartupError::Store)?),
+            None => None,
+        };
+        let mut shared = Shared::new(config, handles, backplane_handle);
+        if let Some(opened) = &mut store {
+            shared.attach_store(opened);
+        }
+        let shared = Arc::new(shared);
+        let store_threads = match store {
+            Some(opened) => opened
+                .spawn(Arc::clone(&shared))
+                .map_err(StartupError::Store)?,
+            None => Vec::new(),
+        };
         let backplane_thread = match (backplane, shared.config.backplane.clone()) {
             (Some((poll, inbox, handle)), Some(settings)) => {
                 let backplane = Backplane::new(poll, inbox, Arc::clone(&shared), settings);
@@ -155,6 +175,7 @@ impl Server {
             acceptor: Some(acceptor),
             shards: threads,
             backplane: backplane_thread,
+            store: store_threads,
             shared,
         })
     }
@@ -253,6 +274,8 @@ pub struct ServerHandle {
     waker: Arc<Waker>,
     acceptor: Option<JoinHandle<()>>,
     shards: Vec<JoinHandle<()>>,
+    /// The store and auth threads, when there is a data dir.
+    store: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
 
@@ -323,6 +346,15 @@ impl ServerHandle {
             handle.send_batch(&mut vec![BackplaneMsg::Shutdown]);
             if thread.join().is_err() {
                 log::error!("the backplane thread panicked");
+            }
+        }
+        // Then the store commits what the shards left it and stops.
+        if let Some(store) = &self.shared.store {
+            store.stop();
+        }
+        for thread in self.store.drain(..) {
+            if thread.join().is_err() {
+                log::error!("a store thread panicked");
             }
         }
         let totals = self.shared.stats.totals_line();

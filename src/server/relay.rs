@@ -30,11 +30,14 @@ use super::close_reason::CloseReason;
 use super::config::{JOIN_HISTORY, MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
 use super::delivery::Delivery;
 use super::effects::Effects;
+use super::inbox::ShardMsg;
 use super::moderation::{Moderator, identity};
 use super::room_state::unix_now;
+use super::services::{Services, grant};
 use super::session::Session;
 use super::shared::Shared;
 use super::stats::bump;
+use super::store::Job;
 
 /// The chat semantics of one shard.
 #[derive(Debug)]
@@ -42,7 +45,7 @@ pub struct Relay {
     /// How events reach people.
     pub delivery: Delivery,
     /// Config, directory and stats.
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     /// This shard's index (for its stats).
     index: usize,
     /// The client-only tags (IRCv3 message-tags) of the command being applied, from
@@ -132,8 +135,43 @@ impl Relay {
                 self.delivery.ask_history(fx, &room, key, count, false);
                 Ok(())
             }
+            command @ (Command::Register(_)
+            | Command::RegisterRoom(_)
+            | Command::Login { .. }
+            | Command::Logout
+            | Command::Passwd { .. }
+            | Command::Unregister(_)
+            | Command::UnregisterRoom(_)
+            | Command::Access { .. }
+            | Command::HistoryOf { .. }) => Services {
+                relay: self,
+                fx,
+                key,
+            }
+            .apply(command),
             query => self.answer(fx, key, query),
         }
+    }
+
+    /// This connection lost its nick to the account's owner (the directory already
+    /// renamed it): tell it why, and its rooms.
+    pub fn reclaimed(&mut self, fx: &mut Effects<'_>, lost: ShardMsg) {
+        let ShardMsg::NickReclaimed { id, old, new } = lost else {
+            return;
+        };
+        let Some(session) = fx.session(id.key()).filter(|s| s.id == id) else {
+            return;
+        };
+        session.nick = new.clone();
+        session.claimed_ms = super::backplane::now_ms();
+        if let Some(irc) = session.irc.as_mut() {
+            irc.identify_by = None;
+        }
+        let rooms = session.rooms.clone();
+        let key = id.key();
+        self.delivery
+            .reject(fx, key, ProtocolError::NickRegistered(old.clone()));
+        self.renamed(fx, key, old, new, rooms);
     }
 
     /// Takes this shard's kicked members of `room` out of it, once the `Kicked` event
@@ -364,6 +402,7 @@ impl Relay {
         let tags = tags.as_deref();
         self.delivery
             .echo_private(fx, key, nick.as_str(), &event, tags);
+        self.keep_private(&event, &nick);
         self.delivery
             .deliver_to(fx, target, Outgoing::tagged(event, tags));
         self.tell_sender(fx, key, nick, away, notice);
@@ -389,6 +428,32 @@ impl Relay {
         }
         if let Some(text) = away {
             self.delivery.reply(fx, key, &Event::IsAway { nick, text });
+        }
+    }
+
+    /// A private message (not a notice) goes to the store for its two parties, if
+    /// there is one; never waited for.
+    fn keep_private(&self, event: &Event, to: &Nick) {
+        let (
+            Some(store),
+            Event::Private {
+                from,
+                text,
+                notice: false,
+            },
+        ) = (&self.shared.store, event)
+        else {
+            return;
+        };
+        let job = Job::Private {
+            id: self.shared.next_msgid(),
+            at_ms: crate::protocol::outgoing::now_ms(),
+            from: from.clone(),
+            to: to.clone(),
+            text: text.clone(),
+        };
+        if store.submit(job).is_err() {
+            log::debug!("store busy: a private message was not stored");
         }
     }
 
@@ -475,6 +540,13 @@ impl Relay {
         nick: &Nick,
     ) -> Result<Nick, ProtocolError> {
         let session = fx.session(key).ok_or(ProtocolError::BadNick)?;
+        let owner = session
+            .account
+            .as_ref()
+            .is_some_and(|a| a.key() == nick.key());
+        if !owner && self.shared.registry.is_account(nick) {
+            return Err(ProtocolError::NickRegistered(nick.clone()));
+        }
         if self.shared.cluster.holds(nick.as_str()) {
             return Err(ProtocolError::NickTaken(nick.clone()));
         }
@@ -504,7 +576,7 @@ impl Relay {
     }
 
     /// Tells `rooms` and the connection itself that `old` is now `nick`.
-    fn renamed(
+    pub(super) fn renamed(
         &mut self,
         fx: &mut Effects<'_>,
         key: usize,
@@ -651,7 +723,7 @@ impl Relay {
                 max: MAX_ROOMS_PER_CONNECTION,
             });
         }
-        let remote = self.shared.cluster.remote_room(&room);
+        let remote = self.shared.room_outside(&room);
         let info = self
             .shared
             .directory
@@ -665,6 +737,9 @@ impl Relay {
         }
         let members = info.members + remote.members;
         if !already {
+            if let Some(account) = fx.session(key).and_then(|s| s.account.clone()) {
+                grant(self, fx, key, &room, &account);
+            }
             self.tell_cluster(fx, key, None);
             let event = Event::Joined {
                 room: room.clone(),

@@ -18,6 +18,24 @@ use crate::protocol::{Event, HistoryLine, Nick, RoomName, SUMMARY_NICKS, SayKind
 
 use super::token::ConnId;
 
+/// The history line `event` makes, if it is something said in a room (a message,
+/// an action or a notice), with message id `id`; `at_ms` is when it was made.
+pub fn said_line(event: &Event, at_ms: u64, id: impl FnOnce() -> u64) -> Option<HistoryLine> {
+    let (from, text, kind) = match event {
+        Event::Message { from, text, .. } => (from, text, SayKind::Message),
+        Event::Action { from, text, .. } => (from, text, SayKind::Action),
+        Event::RoomNotice { from, text, .. } => (from, text, SayKind::Notice),
+        _ => return None,
+    };
+    Some(HistoryLine {
+        id: id(),
+        at_ms,
+        from: from.clone(),
+        kind,
+        text: text.clone(),
+    })
+}
+
 /// A room event to release, and the local connection it is not for (a joiner does
 /// not get its own join).
 pub type Release = (Event, Option<ConnId>);
@@ -137,28 +155,21 @@ impl RoomHome {
         }
     }
 
-    /// Keeps `event` in its room's history if it is a line; `at_ms` is when it was
-    /// made.
-    pub fn record(&mut self, event: &Event, at_ms: u64) {
+    /// Keeps `line` in `room`'s history (nothing with `--history 0`).
+    pub fn record(&mut self, room: &RoomName, line: HistoryLine) {
         if self.history_len == 0 {
             return;
         }
-        let (room, from, text, kind) = match event {
-            Event::Message { room, from, text } => (room, from, text, SayKind::Message),
-            Event::Action { room, from, text } => (room, from, text, SayKind::Action),
-            Event::RoomNotice { room, from, text } => (room, from, text, SayKind::Notice),
-            _ => return,
-        };
         let home = self.rooms.entry(room.clone()).or_default();
         if home.lines.len() == self.history_len {
             home.lines.pop_front();
         }
-        home.lines.push_back(HistoryLine {
-            at_ms,
-            from: from.clone(),
-            kind,
-            text: text.clone(),
-        });
+        home.lines.push_back(line);
+    }
+
+    /// How many lines `room` keeps in memory now.
+    pub fn kept(&self, room: &RoomName) -> usize {
+        self.rooms.get(room).map_or(0, |home| home.lines.len())
     }
 
     /// The last `count` lines of `room`, oldest first.
@@ -263,7 +274,8 @@ mod tests {
                 from: Nick::parse("a").unwrap(),
                 text: format!("line {i}").into(),
             };
-            home.record(&event, i);
+            let line = said_line(&event, i, || i + 1).unwrap();
+            home.record(&RoomName::lobby(), line);
         }
         let lines = home.recent(&RoomName::lobby(), 20);
         let texts: Vec<&str> = lines.iter().map(|l| &*l.text).collect();

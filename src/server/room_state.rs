@@ -100,15 +100,19 @@ impl RoomSnapshot {
     }
 }
 
-/// What this node knows of a room on the other nodes of its cluster, when one of its
-/// users joins it: how many members it has there and, if the room exists there, its
-/// state (`None` while no snapshot has arrived yet).
+/// What is known of a room from outside this node's directory when one of its users
+/// joins it: how many members it has on other nodes of a cluster and, if the room
+/// exists there, its state (`None` while no snapshot has arrived yet); or, for a
+/// registered room, its state as stored. Either way its first member here is
+/// admitted against that state and not made its operator.
 #[derive(Debug, Clone, Default)]
 pub struct RemoteRoom {
     /// Members on other nodes.
     pub members: usize,
-    /// The room's state there.
+    /// The room's state there (or as stored, for a registered room).
     pub snapshot: Option<RoomSnapshot>,
+    /// The room is registered: `snapshot` is its stored state.
+    pub registered: bool,
 }
 
 /// A user of another node of a cluster, as an `o`/`v` mode change naming it needs
@@ -168,6 +172,14 @@ impl RoomState {
         }
         state.bans = snapshot.bans.iter().take(MAX_BANS).cloned().collect();
         state
+    }
+
+    /// An access grant: operator status (`op`) or voice; false if already held.
+    pub fn grant(&mut self, id: ConnId, op: bool) -> bool {
+        match op {
+            true => self.ops.insert(id),
+            false => self.voiced.insert(id),
+        }
     }
 
     /// The first member of a new room becomes its operator.

@@ -57,6 +57,8 @@ pub struct Session {
     pub spoke_once: bool,
     /// The one-minute idle warning was sent (cleared by any line).
     pub idle_warned: bool,
+    /// The account this connection is logged in to, if any.
+    pub account: Option<Nick>,
 }
 
 impl Session {
@@ -78,6 +80,7 @@ impl Session {
             echo: false,
             spoke_once: false,
             idle_warned: false,
+            account: None,
         }
     }
 
@@ -148,6 +151,9 @@ pub struct IrcState {
     pub realname: Option<Box<str>>,
     /// IRCv3 capabilities enabled with `CAP REQ`.
     pub caps: Caps,
+    /// The nick is a registered account this connection is not logged in to: by
+    /// then it must identify, or it is renamed (`--nick-grace`).
+    pub identify_by: Option<Instant>,
     /// Changes (quits, nick and away changes) seen lately, to drop their copies
     /// from other shared rooms.
     pub seen: VecDeque<(u64, Instant)>,

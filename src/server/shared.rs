@@ -7,7 +7,7 @@
 //! directory's own short lock; nothing here is touched per recipient.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::protocol::{ClusterReport, StatsReport};
 
@@ -20,7 +20,11 @@ use super::address_limits::AddressLimits;
 use super::config::ServerConfig;
 use super::directory::Directory;
 use super::inbox::ShardHandle;
+use super::registry::Registry;
+use super::room_state::RemoteRoom;
 use super::stats::Stats;
+use super::store::{OpenedStore, StoreHandle};
+use crate::protocol::RoomName;
 
 /// State every thread of one server shares.
 #[derive(Debug)]
@@ -43,6 +47,12 @@ pub struct Shared {
     pub addresses: AddressLimits,
     /// TLS handshakes accepted and not yet finished or closed.
     handshaking: AtomicUsize,
+    /// The durable store's queues, when there is a data dir.
+    pub store: Option<StoreHandle>,
+    /// Accounts and registered rooms, as committed (empty without a store).
+    pub registry: Registry,
+    /// The last message id given out (see [`Shared::next_msgid`]).
+    last_msgid: AtomicU64,
 }
 
 impl Shared {
@@ -71,6 +81,51 @@ impl Shared {
             backplane,
             cluster: Cluster::new(),
             live: AtomicUsize::new(0),
+            store: None,
+            registry: Registry::default(),
+            last_msgid: AtomicU64::new(0),
+        }
+    }
+
+    /// What is known of `room` beyond this node's directory: its members and state on
+    /// other nodes of a cluster or, if it has none there and is registered, its
+    /// stored state (so its first member here meets its modes, bans and topic).
+    pub fn room_outside(&self, room: &RoomName) -> RemoteRoom {
+        let mut outside = self.cluster.remote_room(room);
+        if outside.members == 0
+            && let Some(registered) = self.registry.room(room)
+        {
+            outside.snapshot = Some(registered.snapshot);
+            outside.registered = true;
+        }
+        outside
+    }
+
+    /// Takes the opened store's queues and what it loaded (before any thread runs).
+    pub fn attach_store(&mut self, opened: &mut OpenedStore) {
+        self.store = Some(opened.handle.clone());
+        self.registry = std::mem::take(&mut opened.registry);
+        self.last_msgid.store(opened.last_id, Ordering::Relaxed);
+    }
+
+    /// A new message id: the time in ms shifted left 12 bits, plus a counter, and
+    /// always above the last one given out (and above every stored one, after a
+    /// restart). Sortable, unique on this node, and one atomic operation per room
+    /// line, never per recipient.
+    pub fn next_msgid(&self) -> u64 {
+        let floor = crate::protocol::outgoing::now_ms() << 12;
+        let mut last = self.last_msgid.load(Ordering::Relaxed);
+        loop {
+            let next = floor.max(last + 1);
+            match self.last_msgid.compare_exchange_weak(
+                last,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
         }
     }
 

@@ -244,8 +244,14 @@ impl TestClient {
 /// The built `miochat` binary, as a child with piped stdio.
 pub fn spawn_binary(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_miochat"));
-    cmd.args(args)
-        .stdin(Stdio::null())
+    cmd.args(args);
+    // A served binary keeps nothing on disk unless the test gives it a data dir: the
+    // default (`miochat-data` in the working directory) would be shared, and locked,
+    // by every test at once.
+    if args.first() == Some(&"serve") && !args.contains(&"--data-dir") {
+        cmd.args(["--data-dir", "none"]);
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd

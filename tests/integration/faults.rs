@@ -284,6 +284,7 @@ fn serve_binary_via(prefix: &[&str]) -> (std::process::Child, SocketAddr) {
     let mut cmd = Command::new(prefix[0]);
     cmd.args(&prefix[1..])
         .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2", "-q"])
+        .args(["--data-dir", "none"])
         .args(["--max-per-ip", "0", "--connect-rate", "0"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

@@ -393,9 +393,10 @@ impl ChatState {
             ("EVENT", Some(room), Some(what)) => {
                 self.on_event(room, what, rest.unwrap_or(""), stamp)
             }
-            ("HIST", Some(time), Some(kind)) => {
-                // `HIST TIME MSG|ME ROOM NICK TEXT`: a line from before, marked as such.
-                let mut parts = rest.unwrap_or("").splitn(3, ' ');
+            ("HIST", Some(time), Some(_msgid)) => {
+                // `HIST TIME MSGID MSG|ME ROOM NICK TEXT`: a line from before.
+                let (kind, rest) = rest.unwrap_or("").split_once(' ').unwrap_or(("", ""));
+                let mut parts = rest.splitn(3, ' ');
                 let (room, nick) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
                 let text = parts.next().unwrap_or("");
                 let stamp = time.get(11..16).unwrap_or(stamp);
@@ -434,10 +435,10 @@ impl ChatState {
             vec![seg(nick, tone), seg(": ", Tone::Dim)]
         };
         segments.push(seg(text, Tone::Plain));
-        if self.mentions_me(&segments) {
-            if let Some(last) = segments.last_mut() {
-                last.tone = Tone::Mention;
-            }
+        if self.mentions_me(&segments)
+            && let Some(last) = segments.last_mut()
+        {
+            last.tone = Tone::Mention;
         }
         self.note_in(room, stamp, segments, true);
     }

@@ -177,11 +177,11 @@ impl Backplane {
         );
         while !self.stopping {
             let timeout = self.timeout();
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    log::error!("backplane: poll failed: {e}");
-                    break;
-                }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                log::error!("backplane: poll failed: {e}");
+                break;
             }
             for event in events.iter() {
                 match event.token() {

@@ -391,7 +391,7 @@ fn decode_snapshot(line: &str) -> Result<(RoomName, RoomSnapshot), BadWire> {
 
 fn decode_bans(field: &str) -> Result<Vec<BanInfo>, BadWire> {
     let words: Vec<&str> = field.split(' ').filter(|w| !w.is_empty()).collect();
-    if words.len() % 3 != 0 {
+    if !words.len().is_multiple_of(3) {
         return Err(BadWire("bad ban list"));
     }
     let ban = |triple: &[&str]| {

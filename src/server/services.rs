@@ -1,0 +1,419 @@
+//! Accounts, registered rooms and stored history: the commands that need the store,
+//! and what a shard does with the store's answers.
+//!
+//! Every command here is split in two halves around the store's queue, because a
+//! shard never waits for a disk or a password hash:
+//!
+//! 1. **asking** ([`Services::apply`]): check what can be checked in memory (is the
+//!    asker logged in, an operator, the founder?), then `try_send` one job to the
+//!    store or auth thread. A full queue is answered at once with `ERR store-busy`;
+//!    nothing was changed.
+//! 2. **answering** ([`Services::on_stored`]): the store thread committed (or
+//!    failed) and sent a [`StoreReply`] through the shard's inbox. The connection may
+//!    have gone meanwhile (its generation is checked, as for every message); if not,
+//!    it is told `OK` or `ERR`, and what the answer changes in memory (the session's
+//!    account, a nick reclaimed from an impostor, roles granted by the access list)
+//!    is done now.
+//!
+//! The in-memory index the first half reads (`registry.rs`) is only changed by the
+//! store threads after their commit, so an `OK` is never sent for what is not on disk.
+
+use crate::protocol::modes::{ModeChange, ModeKind};
+use crate::protocol::{Command, Event, HistoryQuery, Nick, ProtocolError, Role, RoomName};
+
+use super::effects::Effects;
+use super::inbox::ShardMsg;
+use super::registry::Level;
+use super::relay::Relay;
+use super::store::{AccountAnswer, Answer, AuthJob, Job, RoomWrite, StoreHandle, StoreReply, Then};
+use super::token::ConnId;
+
+/// What a command returns: done, or a mistake to answer.
+type Outcome = Result<(), ProtocolError>;
+
+/// The nick access grants are announced by (as a services package's `ChanServ`).
+pub const CHANSERV: &str = "ChanServ";
+
+/// One store-backed command (or one store answer) being handled for connection `key`.
+#[derive(Debug)]
+pub struct Services<'r, 'f, 'a> {
+    /// The shard's relay (delivery, shared state, renames).
+    pub relay: &'r mut Relay,
+    /// The turn's effects.
+    pub fx: &'f mut Effects<'a>,
+    /// The connection.
+    pub key: usize,
+}
+
+impl Services<'_, '_, '_> {
+    fn store(&self) -> Result<&StoreHandle, ProtocolError> {
+        self.relay
+            .shared
+            .store
+            .as_ref()
+            .ok_or(ProtocolError::NoStore)
+    }
+
+    /// The asker's id, nick and account.
+    fn asker(&mut self) -> Result<(ConnId, Nick, Option<Nick>), ProtocolError> {
+        let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
+        Ok((session.id, session.nick.clone(), session.account.clone()))
+    }
+
+    /// The asker's account, or `ERR not-logged-in`.
+    fn account(&mut self) -> Result<Nick, ProtocolError> {
+        self.asker()?.2.ok_or(ProtocolError::NotLoggedIn)
+    }
+
+    fn reply(&mut self, text: String) {
+        let event = Event::Done(text.into());
+        self.relay.delivery.reply(self.fx, self.key, &event);
+    }
+
+    /// Carries out one account, registration or history command.
+    pub fn apply(mut self, command: Command<'_>) -> Outcome {
+        match command {
+            Command::Register(password) => self.register(password),
+            Command::Login { account, password } => self.login(account, password),
+            Command::Logout => self.logout(),
+            Command::Passwd { old, new } => {
+                let (to, account) = (self.asker()?.0, self.account()?);
+                let (old, new) = (old.into(), new.into());
+                self.auth(AuthJob::Passwd {
+                    to,
+                    account,
+                    old,
+                    new,
+                })
+            }
+            Command::Unregister(password) => {
+                let (to, account) = (self.asker()?.0, self.account()?);
+                let password = password.into();
+                self.auth(AuthJob::Unregister {
+                    to,
+                    account,
+                    password,
+                })
+            }
+            Command::RegisterRoom(room) => self.register_room(room),
+            Command::UnregisterRoom(room) => self.unregister_room(room),
+            Command::Access { room, change } => self.access(room, change),
+            Command::HistoryOf { room, query } => self.history(room, query),
+            other => unreachable!("BUG: {other:?} is not a store command"),
+        }
+    }
+
+    fn auth(&mut self, job: AuthJob) -> Outcome {
+        self.store()?
+            .submit_auth(job)
+            .map_err(|_| ProtocolError::StoreBusy)
+    }
+
+    fn submit(&mut self, job: Job) -> Outcome {
+        self.store()?
+            .submit(job)
+            .map_err(|_| ProtocolError::StoreBusy)
+    }
+
+    /// `/register PASSWORD`: the current nick, if it is not a guest nick.
+    fn register(&mut self, password: &str) -> Outcome {
+        self.store()?;
+        let (to, nick, _) = self.asker()?;
+        if is_guest(&nick) {
+            return Err(ProtocolError::Usage(
+                "/nick NAME first: guest nicks cannot be registered",
+            ));
+        }
+        if self.relay.shared.registry.is_account(&nick) {
+            return Err(ProtocolError::AccountExists(nick));
+        }
+        let password = password.into();
+        self.auth(AuthJob::Register {
+            to,
+            account: nick,
+            password,
+        })
+    }
+
+    fn login(&mut self, account: Option<&str>, password: &str) -> Outcome {
+        self.store()?;
+        let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
+        let (to, from) = (session.id, session.peer.ip());
+        let account = match account {
+            Some(name) => Nick::parse(name)?,
+            None => session.nick.clone(),
+        };
+        let password = password.into();
+        self.auth(AuthJob::Login {
+            to,
+            account,
+            password,
+            from,
+        })
+    }
+
+    fn logout(&mut self) -> Outcome {
+        let account = self.account()?;
+        let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
+        session.account = None;
+        let id = session.id;
+        self.relay.shared.directory.set_account(id, None);
+        log::info!("{account} logged out");
+        self.reply(format!("logout {account}"));
+        Ok(())
+    }
+
+    /// `/register #ROOM`: by a logged-in operator of the room, never the lobby.
+    fn register_room(&mut self, room: RoomName) -> Outcome {
+        self.store()?;
+        let founder = self.account()?;
+        let (to, ..) = self.asker()?;
+        if room == RoomName::lobby() {
+            return Err(ProtocolError::NotOperator(room));
+        }
+        let directory = &self.relay.shared.directory;
+        if directory.role_of(&room, to) != Some(Role::Operator) {
+            return Err(match directory.has_room(&room) {
+                true => ProtocolError::NotOperator(room),
+                false => ProtocolError::NotInRoom(room),
+            });
+        }
+        if self.relay.shared.registry.is_registered(&room) {
+            return Err(ProtocolError::AlreadyRegistered(room));
+        }
+        let snapshot = directory
+            .room_snapshot(&room)
+            .ok_or_else(|| ProtocolError::NotInRoom(room.clone()))?;
+        let then = Then {
+            to,
+            reply: Some(Event::Done(
+                format!("room-registered {room} {founder}").into(),
+            )),
+            broadcast: None,
+        };
+        let write = RoomWrite::Register {
+            room,
+            founder,
+            snapshot,
+        };
+        self.submit(Job::Room(Box::new(write), Some(Box::new(then))))
+    }
+
+    /// `/unregister #ROOM`: its founder only.
+    fn unregister_room(&mut self, room: RoomName) -> Outcome {
+        self.store()?;
+        let account = self.account()?;
+        let (to, ..) = self.asker()?;
+        let registered = (self.relay.shared.registry.room(&room))
+            .ok_or_else(|| ProtocolError::RoomNotRegistered(room.clone()))?;
+        if registered.founder.key() != account.key() {
+            return Err(ProtocolError::NotFounder(room));
+        }
+        let then = Then {
+            to,
+            reply: Some(Event::Done(format!("room-unregistered {room}").into())),
+            broadcast: None,
+        };
+        self.submit(Job::Room(
+            Box::new(RoomWrite::Drop { room }),
+            Some(Box::new(then)),
+        ))
+    }
+
+    /// `/access #ROOM`: the list, to anyone; `add`/`del`: the founder, or an
+    /// operator by access for voice grants.
+    fn access(&mut self, room: RoomName, change: Option<(&str, Option<Level>)>) -> Outcome {
+        self.store()?;
+        let registered = (self.relay.shared.registry.room(&room))
+            .ok_or_else(|| ProtocolError::RoomNotRegistered(room.clone()))?;
+        let Some((nick, level)) = change else {
+            let mut text = format!("access {room} {}=founder", registered.founder);
+            for (account, level) in &registered.access {
+                text.push_str(&format!(" {account}={}", level.as_str()));
+            }
+            self.reply(text);
+            return Ok(());
+        };
+        let asker = self.account()?;
+        let founder = registered.founder.key() == asker.key();
+        let may =
+            founder || (registered.level_of(&asker) == Some(Level::Op) && level != Some(Level::Op));
+        if !may {
+            return Err(ProtocolError::NotFounder(room));
+        }
+        let account = Nick::parse(nick)?;
+        if !self.relay.shared.registry.is_account(&account) {
+            return Err(ProtocolError::NoAccount(account));
+        }
+        let (to, ..) = self.asker()?;
+        let text = match level {
+            Some(level) => format!("access {room} add {account} {}", level.as_str()),
+            None => format!("access {room} del {account}"),
+        };
+        let then = Then {
+            to,
+            reply: Some(Event::Done(text.into())),
+            broadcast: None,
+        };
+        let write = RoomWrite::Access {
+            room,
+            account,
+            level,
+        };
+        self.submit(Job::Room(Box::new(write), Some(Box::new(then))))
+    }
+
+    /// `/history ROOM N` and `/history ROOM since ...`: a member of the room reads
+    /// the store (with `--data-dir none`, the newest lines come from memory).
+    fn history(&mut self, room: RoomName, query: HistoryQuery) -> Outcome {
+        let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
+        if !session.rooms.contains(&room) {
+            return Err(ProtocolError::NotInRoom(room));
+        }
+        let to = session.id;
+        if self.relay.shared.store.is_none() {
+            let HistoryQuery::Latest(count) = query else {
+                return Err(ProtocolError::NoStore);
+            };
+            let count = count.min(self.relay.shared.config.history);
+            self.relay
+                .delivery
+                .ask_history(self.fx, &room, self.key, count, false);
+            return Ok(());
+        }
+        let read = Job::Read {
+            to,
+            room,
+            query,
+            quiet_if_empty: false,
+        };
+        self.submit(read)
+    }
+
+    /// An answer from the store for this connection.
+    pub fn on_stored(mut self, reply: StoreReply) {
+        match reply.answer {
+            Answer::Failed(error) => self.relay.delivery.reject(self.fx, self.key, error),
+            Answer::History { room, lines } => {
+                let event = Event::Playback { room, lines };
+                self.relay.delivery.reply(self.fx, self.key, &event);
+            }
+            Answer::Done(then) => {
+                if let Some(reply) = &then.reply {
+                    self.relay.delivery.reply(self.fx, self.key, reply);
+                }
+                if let Some((room, event)) = then.broadcast {
+                    self.relay.delivery.broadcast(self.fx, &room, None, event);
+                }
+            }
+            Answer::Account(answer) => self.on_account(answer),
+        }
+    }
+
+    fn on_account(&mut self, answer: AccountAnswer) {
+        let (text, account) = match &answer {
+            AccountAnswer::Registered(nick) => (format!("registered {nick}"), Some(nick)),
+            AccountAnswer::LoggedIn(nick) => (format!("login {nick}"), Some(nick)),
+            AccountAnswer::PasswordChanged(_) => ("passwd".to_string(), None),
+            AccountAnswer::Unregistered(nick) => (format!("unregistered {nick}"), None),
+        };
+        let Some(session) = self.fx.session(self.key) else {
+            return;
+        };
+        let changes = !matches!(answer, AccountAnswer::PasswordChanged(_));
+        if changes {
+            session.account = account.cloned();
+            let (id, account) = (session.id, session.account.clone());
+            self.relay.shared.directory.set_account(id, account);
+        }
+        self.reply(text);
+        if let AccountAnswer::LoggedIn(nick) | AccountAnswer::Registered(nick) = answer {
+            self.take_nick(&nick);
+            self.grant_all(&nick);
+        }
+    }
+
+    /// The account's owner logged in: it gets its nick, and whoever held it is
+    /// renamed (on its own shard) and told why.
+    fn take_nick(&mut self, account: &Nick) {
+        let Some(session) = self.fx.session(self.key) else {
+            return;
+        };
+        if session.nick == *account {
+            return;
+        }
+        let id = session.id;
+        let Some((old, renamed)) = self.relay.shared.directory.reclaim(id, account) else {
+            return;
+        };
+        if let Some(session) = self.fx.session(self.key) {
+            session.nick = account.clone();
+            session.claimed_ms = super::backplane::now_ms();
+        }
+        if let Some((holder, guest)) = renamed {
+            log::info!("{account} logged in: its holder is now {guest}");
+            let lost = ShardMsg::NickReclaimed {
+                id: holder,
+                old: account.clone(),
+                new: guest,
+            };
+            match holder.shard() == self.relay.delivery.index() {
+                true => self.relay.reclaimed(self.fx, lost),
+                false => self.fx.send(holder.shard(), lost),
+            }
+        }
+        let rooms = self
+            .fx
+            .session(self.key)
+            .map(|s| s.rooms.clone())
+            .unwrap_or_default();
+        self.relay
+            .renamed(self.fx, self.key, old, account.clone(), rooms);
+    }
+
+    /// The access list's grants in every registered room the connection is in.
+    fn grant_all(&mut self, account: &Nick) {
+        let rooms = self
+            .fx
+            .session(self.key)
+            .map(|s| s.rooms.clone())
+            .unwrap_or_default();
+        for room in rooms {
+            grant(self.relay, self.fx, self.key, &room, account);
+        }
+    }
+}
+
+/// Gives connection `key` (logged in to `account`) what the access list of the
+/// registered `room` grants it, and tells the room as `ChanServ`.
+pub fn grant(relay: &Relay, fx: &mut Effects<'_>, key: usize, room: &RoomName, account: &Nick) {
+    let Some(level) = relay.shared.registry.level(room, account) else {
+        return;
+    };
+    let Some(session) = fx.session(key) else {
+        return;
+    };
+    let (id, nick) = (session.id, session.nick.clone());
+    let op = level == Level::Op;
+    if !relay.shared.directory.grant(room, id, op) {
+        return;
+    }
+    let kind = match op {
+        true => ModeKind::Op(nick.as_str().into()),
+        false => ModeKind::Voice(nick.as_str().into()),
+    };
+    let by = Nick::parse(CHANSERV).expect("BUG: ChanServ is a valid nick");
+    let event = Event::ModeChanged {
+        room: room.clone(),
+        by,
+        changes: vec![ModeChange { set: true, kind }],
+    };
+    relay.delivery.broadcast(fx, room, None, event);
+    relay.tell_cluster(fx, key, None);
+}
+
+/// True for the nicks the server hands out (`guestN`, `guestN-node`).
+pub fn is_guest(nick: &Nick) -> bool {
+    let rest = nick.as_str().strip_prefix("guest").unwrap_or("");
+    rest.starts_with(|c: char| c.is_ascii_digit())
+}

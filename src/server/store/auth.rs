@@ -1,0 +1,262 @@
+//! The auth thread: accounts, and the argon2id hashing they cost.
+//!
+//! argon2id is slow on purpose (tens of milliseconds and 19 MiB per hash with the
+//! crate's defaults), so that a stolen database is expensive to guess at. A shard
+//! must never pay that, and neither should the history writer, whose batches would
+//! wait behind it: accounts get a thread of their own, with their own SQLite
+//! connection, and their own bounded queue (a burst of logins is refused with
+//! `ERR store-busy`, never queued without limit).
+//!
+//! Failed logins are limited here too: [`MAX_FAILURES`] per account and per address
+//! within [`FAILURE_WINDOW`], then `ERR login-throttled` without even checking the
+//! password, so guessing costs the guesser time and the server nothing.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::protocol::names::NickKey;
+use crate::protocol::{Nick, ProtocolError};
+
+use super::super::inbox::ShardMsg;
+use super::super::shared::Shared;
+use super::super::token::ConnId;
+use super::{AccountAnswer, Answer, AuthJob, StoreReply};
+
+/// Failed logins allowed per account, and per address, within [`FAILURE_WINDOW`].
+pub const MAX_FAILURES: usize = 5;
+/// The window failed logins are counted in.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Shortest password accepted.
+pub const MIN_PASSWORD: usize = 6;
+/// Longest password accepted (argon2 takes any length; a line has a limit anyway).
+pub const MAX_PASSWORD: usize = 256;
+
+/// Why an account request failed, as the asker is told.
+type Refusal = ProtocolError;
+
+/// The auth thread's state.
+#[derive(Debug)]
+pub struct Auth {
+    db: Connection,
+    shared: Arc<Shared>,
+    by_account: HashMap<NickKey, Vec<Instant>>,
+    by_address: HashMap<IpAddr, Vec<Instant>>,
+}
+
+/// A new argon2id hash of `password`, as a PHC string.
+pub fn hash(password: &str) -> Result<String, Refusal> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|e| {
+            log::error!("auth: hashing failed: {e}");
+            ProtocolError::StoreFailed
+        })
+}
+
+/// True if `password` matches the PHC string `stored`.
+pub fn verify(password: &str, stored: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), stored)
+        .is_ok()
+}
+
+/// Is `password` acceptable for a new account or a new password?
+pub fn check_new_password(password: &str) -> Result<(), Refusal> {
+    if (MIN_PASSWORD..=MAX_PASSWORD).contains(&password.len()) {
+        Ok(())
+    } else {
+        Err(ProtocolError::WeakPassword {
+            min: MIN_PASSWORD,
+            max: MAX_PASSWORD,
+        })
+    }
+}
+
+impl Auth {
+    /// The auth thread over its own connection.
+    pub fn new(db: Connection, shared: Arc<Shared>) -> Self {
+        Auth {
+            db,
+            shared,
+            by_account: HashMap::new(),
+            by_address: HashMap::new(),
+        }
+    }
+
+    /// Answers account requests until every sender is gone.
+    pub fn run(mut self, jobs: Receiver<AuthJob>) {
+        while let Ok(job) = jobs.recv() {
+            let (to, answer) = match job {
+                AuthJob::Stop => break,
+                AuthJob::Register {
+                    to,
+                    account,
+                    password,
+                } => (to, self.register(&account, &password)),
+                AuthJob::Login {
+                    to,
+                    account,
+                    password,
+                    from,
+                } => (to, self.login(&account, &password, from)),
+                AuthJob::Passwd {
+                    to,
+                    account,
+                    old,
+                    new,
+                } => (to, self.passwd(&account, &old, &new)),
+                AuthJob::Unregister {
+                    to,
+                    account,
+                    password,
+                } => (to, self.unregister(&account, &password)),
+            };
+            let answer = match answer {
+                Ok(done) => Answer::Account(done),
+                Err(refusal) => Answer::Failed(refusal),
+            };
+            self.answer(to, answer);
+        }
+        log::debug!("auth thread stopped");
+    }
+
+    fn answer(&self, to: ConnId, answer: Answer) {
+        let reply = Box::new(StoreReply { to, answer });
+        if let Some(shard) = self.shared.shards.get(to.shard()) {
+            shard.send(ShardMsg::Stored(reply));
+        }
+    }
+
+    fn db_failed(&self, what: &str, error: &rusqlite::Error) -> Refusal {
+        if let Some(store) = &self.shared.store {
+            store.stats.errors.fetch_add(1, Relaxed);
+        }
+        log::error!("auth: {what} failed: {error}");
+        ProtocolError::StoreFailed
+    }
+
+    /// The stored spelling and hash of `account`.
+    fn stored(&self, account: &Nick) -> Result<Option<(String, String)>, Refusal> {
+        let key = account.as_str().to_ascii_lowercase();
+        self.db
+            .query_row(
+                "SELECT name, hash FROM accounts WHERE name_key = ?1",
+                [key],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.db_failed("reading an account", &e))
+    }
+
+    fn register(&mut self, account: &Nick, password: &str) -> Result<AccountAnswer, Refusal> {
+        check_new_password(password)?;
+        if self.stored(account)?.is_some() {
+            return Err(ProtocolError::AccountExists(account.clone()));
+        }
+        let hashed = hash(password)?;
+        let created = super::super::room_state::unix_now() as i64;
+        let key = account.as_str().to_ascii_lowercase();
+        let inserted = self
+            .db
+            .execute(
+                "INSERT OR IGNORE INTO accounts (name_key, name, hash, created) VALUES (?1, ?2, ?3, ?4)",
+                params![key, account.as_str(), hashed, created],
+            )
+            .map_err(|e| self.db_failed("creating an account", &e))?;
+        if inserted == 0 {
+            return Err(ProtocolError::AccountExists(account.clone()));
+        }
+        self.shared.registry.add_account(account);
+        log::info!("account {account} registered");
+        Ok(AccountAnswer::Registered(account.clone()))
+    }
+
+    fn login(
+        &mut self,
+        account: &Nick,
+        password: &str,
+        from: IpAddr,
+    ) -> Result<AccountAnswer, Refusal> {
+        let now = Instant::now();
+        if self.throttled(account, from, now) {
+            log::warn!("auth: login to {account} from {from} throttled");
+            return Err(ProtocolError::LoginThrottled);
+        }
+        match self.stored(account)? {
+            Some((name, stored)) if verify(password, &stored) => {
+                self.by_account.remove(&account.key());
+                let name = Nick::parse(&name).unwrap_or_else(|_| account.clone());
+                log::info!("{from} logged in as {name}");
+                Ok(AccountAnswer::LoggedIn(name))
+            }
+            _ => {
+                self.by_account.entry(account.key()).or_default().push(now);
+                self.by_address.entry(from).or_default().push(now);
+                log::info!("auth: failed login to {account} from {from}");
+                Err(ProtocolError::BadLogin)
+            }
+        }
+    }
+
+    /// True if `account` or `from` failed [`MAX_FAILURES`] times within the window
+    /// (old failures are forgotten here, so the maps stay small).
+    fn throttled(&mut self, account: &Nick, from: IpAddr, now: Instant) -> bool {
+        let fresh = |times: &mut Vec<Instant>| {
+            times.retain(|&at| now.duration_since(at) < FAILURE_WINDOW);
+            times.len() >= MAX_FAILURES
+        };
+        let by_account = self.by_account.get_mut(&account.key()).is_some_and(fresh);
+        let by_address = self.by_address.get_mut(&from).is_some_and(fresh);
+        self.by_account.retain(|_, times| !times.is_empty());
+        self.by_address.retain(|_, times| !times.is_empty());
+        by_account || by_address
+    }
+
+    fn passwd(&mut self, account: &Nick, old: &str, new: &str) -> Result<AccountAnswer, Refusal> {
+        check_new_password(new)?;
+        let Some((_, stored)) = self.stored(account)? else {
+            return Err(ProtocolError::NoAccount(account.clone()));
+        };
+        if !verify(old, &stored) {
+            return Err(ProtocolError::BadLogin);
+        }
+        let hashed = hash(new)?;
+        let key = account.as_str().to_ascii_lowercase();
+        self.db
+            .execute(
+                "UPDATE accounts SET hash = ?2 WHERE name_key = ?1",
+                params![key, hashed],
+            )
+            .map_err(|e| self.db_failed("changing a password", &e))?;
+        Ok(AccountAnswer::PasswordChanged(account.clone()))
+    }
+
+    fn unregister(&mut self, account: &Nick, password: &str) -> Result<AccountAnswer, Refusal> {
+        let Some((_, stored)) = self.stored(account)? else {
+            return Err(ProtocolError::NoAccount(account.clone()));
+        };
+        if !verify(password, &stored) {
+            return Err(ProtocolError::BadLogin);
+        }
+        let key = account.as_str().to_ascii_lowercase();
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = self.db.transaction()?;
+            tx.execute("DELETE FROM accounts WHERE name_key = ?1", [&key])?;
+            tx.execute("DELETE FROM access WHERE account_key = ?1", [&key])?;
+            tx.commit()
+        })();
+        result.map_err(|e| self.db_failed("dropping an account", &e))?;
+        self.shared.registry.remove_account(account);
+        log::info!("account {account} dropped");
+        Ok(AccountAnswer::Unregistered(account.clone()))
+    }
+}

@@ -1,0 +1,629 @@
+//! The store thread: takes jobs from its bounded queue, batches history lines into
+//! one transaction per `--history-sync-ms`, commits room changes at once, answers
+//! reads, and prunes old history.
+//!
+//! The loop is the shape of a group commit: wait for the first job (or the batch's
+//! deadline), take whatever else is already queued without waiting, then commit if
+//! the batch is due or a job needs its answer now. A job that needs an answer
+//! (a registration, a ban, a read) commits the lines before it first, so an answer
+//! never overtakes a line sent before it.
+//!
+//! A failed commit (a full or failing disk, a lock held too long by someone else) is
+//! logged and counted; its lines stay pending and are tried again with the next
+//! batch, up to [`MAX_PENDING`] lines, past which the oldest are given up (counted):
+//! memory stays bounded whatever the disk does, and chat never waits for it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, Transaction, params};
+
+use crate::protocol::modes::{self, changes_string};
+use crate::protocol::{BanInfo, HistoryLine, Nick, ProtocolError, RoomName, SayKind};
+
+use super::super::inbox::ShardMsg;
+use super::super::registry::{Level, RegisteredRoom, Registry};
+use super::super::room_state::RoomSnapshot;
+use super::super::shared::Shared;
+use super::super::token::ConnId;
+use super::{Answer, HistoryQuery, Job, RoomWrite, StoreConfig, StoreReply, StoreStats, Then};
+
+/// Lines kept for a retry while the disk fails; older ones are given up.
+pub const MAX_PENDING: usize = 200_000;
+/// Lines one batch commits at most (a bigger backlog is several transactions).
+pub const MAX_BATCH: usize = 20_000;
+/// Most lines one history read returns.
+pub const MAX_READ: usize = 1000;
+/// How often retention runs.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// A line or private message waiting for its transaction.
+#[derive(Debug)]
+enum Pending {
+    Line(super::StoredLine),
+    Private {
+        id: u64,
+        at_ms: u64,
+        from: Nick,
+        to: Nick,
+        text: Box<str>,
+    },
+}
+
+/// The store thread's state.
+#[derive(Debug)]
+pub struct Writer {
+    db: Connection,
+    config: StoreConfig,
+    shared: Arc<Shared>,
+    stats: Arc<StoreStats>,
+    pending: Vec<Pending>,
+    /// When the oldest pending line arrived: it must be committed by then + sync.
+    oldest: Option<Instant>,
+    last_prune: Option<Instant>,
+    /// Logged failures (the log says the first few, then every hundredth).
+    failures: u64,
+    /// The server is stopping: commit and exit.
+    stopping: bool,
+}
+
+impl Writer {
+    /// A writer over its own connection.
+    pub fn new(
+        db: Connection,
+        config: StoreConfig,
+        shared: Arc<Shared>,
+        stats: Arc<StoreStats>,
+    ) -> Self {
+        Writer {
+            db,
+            config,
+            shared,
+            stats,
+            pending: Vec::new(),
+            oldest: None,
+            last_prune: None,
+            failures: 0,
+            stopping: false,
+        }
+    }
+
+    /// Runs until every sender is gone, then commits what is left.
+    pub fn run(mut self, jobs: Receiver<Job>) {
+        self.prune_if_due();
+        loop {
+            let wait = self.wait();
+            match jobs.recv_timeout(wait) {
+                Ok(job) => self.take(job),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while self.pending.len() < MAX_BATCH {
+                let Ok(job) = jobs.try_recv() else { break };
+                self.take(job);
+            }
+            if self.due() || self.stopping {
+                self.commit_pending();
+            }
+            if self.stopping {
+                break;
+            }
+            self.prune_if_due();
+        }
+        self.commit_pending();
+        log::debug!("store thread stopped");
+    }
+
+    /// How long the loop may sleep: until the batch is due, else until pruning.
+    fn wait(&self) -> Duration {
+        match self.oldest {
+            Some(oldest) => self.config.history_sync.saturating_sub(oldest.elapsed()),
+            None => PRUNE_EVERY,
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.pending.len() >= MAX_BATCH
+            || self
+                .oldest
+                .is_some_and(|oldest| oldest.elapsed() >= self.config.history_sync)
+    }
+
+    fn take(&mut self, job: Job) {
+        if !matches!(job, Job::Stop) {
+            self.stats.queued.fetch_sub(1, Relaxed);
+        }
+        match job {
+            Job::Line(line) => self.hold(Pending::Line(line)),
+            Job::Private {
+                id,
+                at_ms,
+                from,
+                to,
+                text,
+            } => self.hold(Pending::Private {
+                id,
+                at_ms,
+                from,
+                to,
+                text,
+            }),
+            Job::Room(write, then) => self.room(*write, then),
+            Job::Stop => self.stopping = true,
+            Job::Read {
+                to,
+                room,
+                query,
+                quiet_if_empty,
+            } => {
+                self.commit_pending();
+                let answer = match read(&self.db, &room, query) {
+                    Ok(lines) if lines.is_empty() && quiet_if_empty => return,
+                    Ok(lines) => Answer::History { room, lines },
+                    Err(e) => {
+                        self.failed("reading history", &e);
+                        Answer::Failed(ProtocolError::StoreFailed)
+                    }
+                };
+                self.answer(to, answer);
+            }
+        }
+    }
+
+    fn hold(&mut self, pending: Pending) {
+        if self.pending.len() >= MAX_PENDING {
+            self.pending.remove(0);
+            self.stats.errors.fetch_add(1, Relaxed);
+        }
+        self.pending.push(pending);
+        self.oldest.get_or_insert_with(Instant::now);
+    }
+
+    /// Commits the pending lines in one transaction; on failure they stay pending.
+    fn commit_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let count = self.pending.len();
+        let result = self.transaction(write_lines, false);
+        match result {
+            Ok(()) => {
+                self.stats.lines_written.fetch_add(count as u64, Relaxed);
+                self.pending.clear();
+                self.oldest = None;
+            }
+            Err(e) => {
+                self.failed("writing history", &e);
+                self.oldest = Some(Instant::now()); // try again a batch later
+            }
+        }
+    }
+
+    /// Runs `body` and the pending lines in one transaction (`with_lines`), or
+    /// `body` alone.
+    fn transaction(
+        &mut self,
+        body: impl FnOnce(&Transaction<'_>, &[Pending]) -> rusqlite::Result<()>,
+        with_lines: bool,
+    ) -> rusqlite::Result<()> {
+        let tx = self.db.transaction()?;
+        if with_lines {
+            write_lines(&tx, &self.pending)?;
+        }
+        body(&tx, &self.pending)?;
+        tx.commit()?;
+        self.stats.commits.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// A registered room changed: committed with the lines before it, then the
+    /// index is changed and the asker answered.
+    fn room(&mut self, write: RoomWrite, then: Option<Box<Then>>) {
+        let write = self.latest(write);
+        let lines = self.pending.len();
+        let mut refused = None;
+        let result = self.transaction(
+            |tx, _| match write_room(tx, &write) {
+                Ok(None) => Ok(()),
+                Ok(Some(error)) => {
+                    refused = Some(error);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            true,
+        );
+        if let Err(e) = result {
+            self.failed("writing a room", &e);
+            if let Some(then) = then {
+                self.answer(then.to, Answer::Failed(ProtocolError::StoreFailed));
+            }
+            return;
+        }
+        self.stats.lines_written.fetch_add(lines as u64, Relaxed);
+        self.pending.clear();
+        self.oldest = None;
+        if let Some(error) = refused {
+            if let Some(then) = then {
+                self.answer(then.to, Answer::Failed(error));
+            }
+            return;
+        }
+        apply_to_registry(&self.shared.registry, write);
+        if let Some(then) = then {
+            self.answer(then.to, Answer::Done(then));
+        }
+    }
+
+    /// An update carries the state it was made with; the directory may have a newer
+    /// one by now (changes from two shards can reach this queue out of order), and
+    /// the newest is what must be on disk.
+    fn latest(&self, write: RoomWrite) -> RoomWrite {
+        match write {
+            RoomWrite::Update { room, snapshot } => {
+                let snapshot = self
+                    .shared
+                    .directory
+                    .room_snapshot(&room)
+                    .unwrap_or(snapshot);
+                RoomWrite::Update { room, snapshot }
+            }
+            other => other,
+        }
+    }
+
+    fn answer(&self, to: ConnId, answer: Answer) {
+        let reply = Box::new(StoreReply { to, answer });
+        if let Some(shard) = self.shared.shards.get(to.shard()) {
+            shard.send(ShardMsg::Stored(reply));
+        }
+    }
+
+    fn failed(&mut self, what: &str, error: &rusqlite::Error) {
+        self.stats.errors.fetch_add(1, Relaxed);
+        self.failures += 1;
+        if self.failures <= 10 || self.failures.is_multiple_of(100) {
+            log::error!("store: {what} failed ({} so far): {error}", self.failures);
+        }
+    }
+
+    /// Retention: lines older than `--history-days`, and past `--history-max` per
+    /// room, are deleted once a minute (and at start-up).
+    fn prune_if_due(&mut self) {
+        if self.last_prune.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
+            return;
+        }
+        self.last_prune = Some(Instant::now());
+        self.commit_pending();
+        let (days, max) = (self.config.history_days, self.config.history_max);
+        match prune(&mut self.db, days, max) {
+            Ok(removed) => {
+                if removed > 0 {
+                    log::info!("store: retention removed {removed} old lines");
+                }
+                self.stats.pruned.fetch_add(removed, Relaxed);
+            }
+            Err(e) => self.failed("pruning history", &e),
+        }
+    }
+}
+
+fn kind_text(kind: SayKind) -> &'static str {
+    match kind {
+        SayKind::Action => "ME",
+        SayKind::Message | SayKind::Notice => "MSG",
+    }
+}
+
+fn write_lines(tx: &Transaction<'_>, pending: &[Pending]) -> rusqlite::Result<()> {
+    let mut line_stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO history (id, room, at_ms, sender, kind, text) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut private_stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO private (id, at_ms, sender, recipient, text) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for pending in pending {
+        match pending {
+            Pending::Line(stored) => {
+                let line = &stored.line;
+                line_stmt.execute(params![
+                    line.id as i64,
+                    stored.room.as_str(),
+                    line.at_ms as i64,
+                    line.from.as_str(),
+                    kind_text(line.kind),
+                    &*line.text
+                ])?;
+            }
+            Pending::Private {
+                id,
+                at_ms,
+                from,
+                to,
+                text,
+            } => {
+                private_stmt.execute(params![
+                    *id as i64,
+                    *at_ms as i64,
+                    from.as_str(),
+                    to.as_str(),
+                    &**text
+                ])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes one room change; `Ok(Some(error))` when the change is refused (a room
+/// registered twice, a drop of a room that is not registered).
+fn write_room(tx: &Transaction<'_>, write: &RoomWrite) -> rusqlite::Result<Option<ProtocolError>> {
+    match write {
+        RoomWrite::Register {
+            room,
+            founder,
+            snapshot,
+        } => {
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO rooms (name, founder, created, modes) VALUES (?1, ?2, ?3, '')",
+                params![room.as_str(), founder.as_str(), snapshot.created as i64],
+            )?;
+            if inserted == 0 {
+                return Ok(Some(ProtocolError::AlreadyRegistered(room.clone())));
+            }
+            write_state(tx, room, snapshot)?;
+        }
+        RoomWrite::Update { room, snapshot } => write_state(tx, room, snapshot)?,
+        RoomWrite::Access {
+            room,
+            account,
+            level: Some(level),
+        } => {
+            tx.execute(
+                "INSERT OR REPLACE INTO access (room, account_key, account, level) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    room.as_str(),
+                    account.as_str().to_ascii_lowercase(),
+                    account.as_str(),
+                    level.as_str()
+                ],
+            )?;
+        }
+        RoomWrite::Access {
+            room,
+            account,
+            level: None,
+        } => {
+            tx.execute(
+                "DELETE FROM access WHERE room = ?1 AND account_key = ?2",
+                params![room.as_str(), account.as_str().to_ascii_lowercase()],
+            )?;
+        }
+        RoomWrite::Drop { room } => {
+            if tx.execute("DELETE FROM rooms WHERE name = ?1", [room.as_str()])? == 0 {
+                return Ok(Some(ProtocolError::RoomNotRegistered(room.clone())));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The room's modes, topic and bans, as `snapshot` has them.
+fn write_state(
+    tx: &Transaction<'_>,
+    room: &RoomName,
+    snapshot: &RoomSnapshot,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE rooms SET modes = ?2, topic = ?3 WHERE name = ?1",
+        params![
+            room.as_str(),
+            changes_string(&snapshot.changes),
+            snapshot.topic.as_deref()
+        ],
+    )?;
+    tx.execute("DELETE FROM bans WHERE room = ?1", [room.as_str()])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO bans (room, mask, set_by, set_at) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for ban in &snapshot.bans {
+        insert.execute(params![
+            room.as_str(),
+            &*ban.mask,
+            &*ban.set_by,
+            ban.set_at as i64
+        ])?;
+    }
+    Ok(())
+}
+
+fn apply_to_registry(registry: &Registry, write: RoomWrite) {
+    match write {
+        RoomWrite::Register {
+            room,
+            founder,
+            snapshot,
+        } => registry.put_room(
+            room,
+            RegisteredRoom {
+                founder,
+                access: Vec::new(),
+                snapshot,
+            },
+        ),
+        RoomWrite::Update { room, snapshot } => registry.update_snapshot(&room, snapshot),
+        RoomWrite::Access {
+            room,
+            account,
+            level,
+        } => registry.set_access(&room, &account, level),
+        RoomWrite::Drop { room } => registry.drop_room(&room),
+    }
+}
+
+/// Lines of `room` as `query` asks, oldest first.
+pub fn read(
+    db: &Connection,
+    room: &RoomName,
+    query: HistoryQuery,
+) -> rusqlite::Result<Vec<HistoryLine>> {
+    const COLUMNS: &str = "SELECT id, at_ms, sender, kind, text FROM history WHERE room = ?1";
+    let (sql, point, count, newest_first) = match query {
+        HistoryQuery::Latest(count) => (
+            format!("{COLUMNS} ORDER BY id DESC LIMIT ?3"),
+            0,
+            count,
+            true,
+        ),
+        HistoryQuery::AfterId(id, count) => (
+            format!("{COLUMNS} AND id > ?2 ORDER BY id LIMIT ?3"),
+            id,
+            count,
+            false,
+        ),
+        HistoryQuery::AfterTime(at, count) => (
+            format!("{COLUMNS} AND at_ms >= ?2 ORDER BY id LIMIT ?3"),
+            at,
+            count,
+            false,
+        ),
+    };
+    let mut statement = db.prepare_cached(&sql)?;
+    let count = count.min(MAX_READ) as i64;
+    let rows = statement.query_map(params![room.as_str(), point as i64, count], |row| {
+        let kind: String = row.get(3)?;
+        let from: String = row.get(2)?;
+        let text: String = row.get(4)?;
+        Ok(HistoryLine {
+            id: row.get::<_, i64>(0)? as u64,
+            at_ms: row.get::<_, i64>(1)? as u64,
+            from: Nick::parse(&from).unwrap_or_else(|_| Nick::parse("unknown").expect("valid")),
+            kind: if kind == "ME" {
+                SayKind::Action
+            } else {
+                SayKind::Message
+            },
+            text: text.into(),
+        })
+    })?;
+    let mut lines = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    if newest_first {
+        lines.reverse();
+    }
+    Ok(lines)
+}
+
+/// Deletes lines older than `days` (0 = keep) and past `max` per room (0 = no
+/// limit); returns how many.
+fn prune(db: &mut Connection, days: u32, max: u64) -> rusqlite::Result<u64> {
+    let tx = db.transaction()?;
+    let mut removed = 0;
+    if days > 0 {
+        let cutoff =
+            crate::protocol::outgoing::now_ms().saturating_sub(u64::from(days) * 86_400_000);
+        removed += tx.execute("DELETE FROM history WHERE at_ms < ?1", [cutoff as i64])?;
+        removed += tx.execute("DELETE FROM private WHERE at_ms < ?1", [cutoff as i64])?;
+    }
+    if max > 0 {
+        let over: Vec<(String, i64)> = {
+            let mut statement = tx
+                .prepare("SELECT room, count(*) FROM history GROUP BY room HAVING count(*) > ?1")?;
+            let rows = statement.query_map([max as i64], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for (room, count) in over {
+            let excess = count - max as i64;
+            removed += tx.execute(
+                "DELETE FROM history WHERE id IN \
+                 (SELECT id FROM history WHERE room = ?1 ORDER BY id LIMIT ?2)",
+                params![room, excess],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(removed as u64)
+}
+
+/// Loads the accounts and registered rooms into a fresh index (start-up).
+pub fn load_registry(db: &Connection) -> rusqlite::Result<Registry> {
+    let registry = Registry::default();
+    let mut accounts = db.prepare("SELECT name FROM accounts")?;
+    for name in accounts.query_map([], |row| row.get::<_, String>(0))? {
+        if let Ok(nick) = Nick::parse(&name?) {
+            registry.add_account(&nick);
+        }
+    }
+    let mut rooms = db.prepare("SELECT name, founder, created, modes, topic FROM rooms")?;
+    let rows = rooms.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, i64>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, Option<String>>(4)?,
+        ))
+    })?;
+    for row in rows {
+        let (name, founder, created, modes, topic) = row?;
+        let (Ok(room), Ok(founder)) = (RoomName::parse(&name), Nick::parse(&founder)) else {
+            log::warn!("store: skipping room {name:?} with an unreadable name or founder");
+            continue;
+        };
+        let snapshot = RoomSnapshot {
+            created: created as u64,
+            changes: parse_modes(&modes),
+            bans: load_bans(db, &room)?,
+            topic: topic.map(Into::into),
+        };
+        let access = load_access(db, &room)?;
+        registry.put_room(
+            room,
+            RegisteredRoom {
+                founder,
+                access,
+                snapshot,
+            },
+        );
+    }
+    Ok(registry)
+}
+
+fn parse_modes(text: &str) -> Vec<crate::protocol::ModeChange> {
+    let mut words = text.split(' ');
+    let letters = words.next().unwrap_or("");
+    let params: Vec<&str> = words.collect();
+    modes::parse(letters, &params).changes
+}
+
+fn load_bans(db: &Connection, room: &RoomName) -> rusqlite::Result<Vec<BanInfo>> {
+    let mut statement =
+        db.prepare_cached("SELECT mask, set_by, set_at FROM bans WHERE room = ?1 ORDER BY set_at")?;
+    let rows = statement.query_map([room.as_str()], |row| {
+        Ok(BanInfo {
+            mask: row.get::<_, String>(0)?.into(),
+            set_by: row.get::<_, String>(1)?.into(),
+            set_at: row.get::<_, i64>(2)? as u64,
+        })
+    })?;
+    rows.collect()
+}
+
+fn load_access(db: &Connection, room: &RoomName) -> rusqlite::Result<Vec<(Nick, Level)>> {
+    let mut statement =
+        db.prepare_cached("SELECT account, level FROM access WHERE room = ?1 ORDER BY rowid")?;
+    let rows = statement.query_map([room.as_str()], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut access = Vec::new();
+    for row in rows {
+        let (account, level) = row?;
+        if let (Ok(nick), Some(level)) = (Nick::parse(&account), Level::parse(&level)) {
+            access.push((nick, level));
+        }
+    }
+    Ok(access)
+}
