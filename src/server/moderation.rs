@@ -33,6 +33,28 @@ use super::effects::Effects;
 use super::room_state::RemoteSeat;
 use super::session::Session;
 use super::shared::Shared;
+use super::store::{Job, RoomWrite, Then};
+
+/// Hands a registered room's state, as it is now, to the store (nothing for a room
+/// that is not registered), with what to send once it is committed. True if the
+/// store took it.
+pub fn save_room(shared: &Shared, room: &RoomName, then: Option<Then>) -> bool {
+    let (Some(store), true) = (&shared.store, shared.registry.is_registered(room)) else {
+        return false;
+    };
+    let Some(snapshot) = shared.directory.room_snapshot(room) else {
+        return false;
+    };
+    let room = room.clone();
+    let write = Box::new(RoomWrite::Update { room, snapshot });
+    match store.submit(Job::Room(write, then.map(Box::new))) {
+        Ok(()) => true,
+        Err(_) => {
+            log::warn!("store busy: a change of a registered room was not saved");
+            false
+        }
+    }
+}
 
 /// What a moderation command returns: done, or a mistake to answer.
 pub type Outcome = Result<(), ProtocolError>;
@@ -131,22 +153,52 @@ impl Moderator<'_, '_, '_> {
         for error in outcome.refused {
             self.delivery.reject(self.fx, self.key, error);
         }
-        if line && !all_refused {
-            let reply = Event::ModesChanged {
-                room: room.clone(),
-                changes: outcome.applied.clone(),
-            };
+        let reply = (line && !all_refused).then(|| Event::ModesChanged {
+            room: room.clone(),
+            changes: outcome.applied.clone(),
+        });
+        let event = (!outcome.applied.is_empty()).then(|| Event::ModeChanged {
+            room: room.clone(),
+            by,
+            changes: outcome.applied.clone(),
+        });
+        let bans = outcome
+            .applied
+            .iter()
+            .any(|c| matches!(c.kind, ModeKind::Ban(_)));
+        // A ban in a registered room is on disk before anyone is told of it.
+        if bans && let Some(then) = self.save_first(&room, id, reply.clone(), event.clone()) {
+            return then;
+        }
+        if event.is_some() {
+            save_room(self.shared, &room, None);
+        }
+        if let Some(reply) = reply {
             self.delivery.reply(self.fx, self.key, &reply);
         }
-        if !outcome.applied.is_empty() {
-            let event = Event::ModeChanged {
-                room: room.clone(),
-                by,
-                changes: outcome.applied,
-            };
+        if let Some(event) = event {
             self.delivery.broadcast(self.fx, &room, None, event);
         }
         Ok(())
+    }
+
+    /// For a registered room: hands the room's new state to the store, with the reply
+    /// and the room event to send once it is committed. `None` if the room is not
+    /// registered, or the store is busy (then they go out now, unsaved, and the
+    /// failure is counted and logged).
+    fn save_first(
+        &self,
+        room: &RoomName,
+        to: super::token::ConnId,
+        reply: Option<Event>,
+        event: Option<Event>,
+    ) -> Option<Outcome> {
+        let then = Then {
+            to,
+            reply,
+            broadcast: event.map(|event| (room.clone(), event)),
+        };
+        save_room(self.shared, room, Some(then)).then_some(Ok(()))
     }
 
     /// The users of other nodes of the cluster that `o`/`v` changes in `request`

@@ -31,7 +31,7 @@ use super::config::{JOIN_HISTORY, MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
 use super::delivery::Delivery;
 use super::effects::Effects;
 use super::inbox::ShardMsg;
-use super::moderation::{Moderator, identity};
+use super::moderation::{Moderator, identity, save_room};
 use super::room_state::unix_now;
 use super::services::{Services, grant};
 use super::session::Session;
@@ -737,9 +737,6 @@ impl Relay {
         }
         let members = info.members + remote.members;
         if !already {
-            if let Some(account) = fx.session(key).and_then(|s| s.account.clone()) {
-                grant(self, fx, key, &room, &account);
-            }
             self.tell_cluster(fx, key, None);
             let event = Event::Joined {
                 room: room.clone(),
@@ -771,6 +768,12 @@ impl Relay {
             secret,
         };
         self.delivery.reply(fx, key, &reply);
+        // A registered room's access list: status by account, told after the join.
+        if let Some(account) = fx.session(key).and_then(|s| s.account.clone())
+            && !already
+        {
+            grant(self, fx, key, &room, &account);
+        }
         if !already && self.shared.config.history > 0 {
             let count = JOIN_HISTORY.min(self.shared.config.history);
             self.delivery.ask_history(fx, &room, key, count, true);
@@ -877,6 +880,7 @@ impl Relay {
             return Ok(());
         };
         directory.set_topic(&room, topic);
+        save_room(&self.shared, &room, None);
         let event = Event::TopicChanged {
             room: room.clone(),
             nick,

@@ -97,15 +97,20 @@ fn join_plays_back_the_last_twenty_lines_and_history_asks_for_more() {
     let (hist, end) = playback(&mut bob);
     assert_eq!(end, "OK history rust 20");
     assert_eq!(hist.len(), 20);
-    // HIST TIME, then the line as it was sent.
-    let first: Vec<&str> = hist[0].splitn(3, ' ').collect();
+    // HIST TIME MSGID, then the line as it was sent.
+    let first: Vec<&str> = hist[0].splitn(4, ' ').collect();
     assert_eq!(first[0], "HIST");
     assert!(
         first[1].len() == 24 && first[1].ends_with('Z'),
         "{}",
         first[1]
     );
-    assert_eq!(first[2], "MSG rust alice line 7");
+    assert!(
+        first[2].len() == 16 && first[2].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{}",
+        first[2]
+    );
+    assert_eq!(first[3], "MSG rust alice line 7");
     assert!(hist[19].ends_with(" ME rust alice is done"), "{}", hist[19]);
     bob.send("/history 3");
     let (hist, end) = playback(&mut bob);

@@ -137,6 +137,9 @@ fn formatting_is_kept_between_irc_users_and_stripped_for_line_users() {
             .1
             .split_once(' ')
             .unwrap()
+            .1
+            .split_once(' ')
+            .unwrap()
             .1,
         "MSG rust ann bold and red"
     );
@@ -270,8 +273,8 @@ fn message_tags_relay_client_tags_and_tagmsg_to_those_who_asked() {
     a.send("@+draft/react=wave;server=ignored PRIVMSG #rust :hi");
     let tagged = b.until("PRIVMSG");
     assert!(
-        tagged.starts_with("@+draft/react=wave;time=20"),
-        "client tags, then the time: {tagged}"
+        tagged.starts_with("@+draft/react=wave;msgid=") && tagged.contains(";time=20"),
+        "client tags, the message id, then the time: {tagged}"
     );
     assert!(
         tagged.ends_with(" :ann!ann@miochat PRIVMSG #rust :hi"),

@@ -34,7 +34,7 @@ fn half_closed_client_still_gets_its_replies() {
     a.writer.shutdown(Shutdown::Write).unwrap();
     let lines = a.read_to_eof();
     assert!(
-        lines.iter().any(|l| l == "OK who lobby alice @other"),
+        lines.iter().any(|l| l == "OK who lobby alice other"),
         "{lines:?}"
     );
     assert_eq!(other.expect("MSG "), "MSG lobby alice bye for now");

@@ -24,5 +24,6 @@ mod moderation;
 mod ordering;
 mod private;
 mod rooms;
+mod store;
 mod tls;
 mod web;

@@ -80,22 +80,27 @@ fn topic_is_shown_and_announced() {
     let server = TestServer::start();
     let mut a = server.client_named("alice");
     let mut b = server.client_named("bob");
+    a.join("den");
+    b.join("den");
     a.send("/topic");
-    assert_eq!(a.expect("OK topic"), "OK topic lobby");
+    assert_eq!(a.expect("OK topic"), "OK topic den");
     a.send("/topic edge triggers");
     assert_eq!(
-        a.expect("EVENT lobby topic"),
-        "EVENT lobby topic alice edge triggers"
+        a.expect("EVENT den topic"),
+        "EVENT den topic alice edge triggers"
     );
     assert_eq!(
-        b.expect("EVENT lobby topic"),
-        "EVENT lobby topic alice edge triggers"
+        b.expect("EVENT den topic"),
+        "EVENT den topic alice edge triggers"
     );
     b.send("/topic");
-    assert_eq!(b.expect("OK topic"), "OK topic lobby edge triggers");
-    let mut c = server.client_named("carol");
-    c.join("lobby");
-    assert_eq!(c.sync().len(), 0);
+    assert_eq!(b.expect("OK topic"), "OK topic den edge triggers");
+    // The lobby belongs to the server: nobody is its operator, so under +t nobody
+    // sets its topic.
+    b.send("/join lobby");
+    b.expect("OK joined lobby");
+    b.send("/topic mine now");
+    assert!(b.expect("ERR ").starts_with("ERR not-operator"));
 }
 
 #[test]

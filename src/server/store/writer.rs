@@ -601,7 +601,7 @@ fn parse_modes(text: &str) -> Vec<crate::protocol::ModeChange> {
 
 fn load_bans(db: &Connection, room: &RoomName) -> rusqlite::Result<Vec<BanInfo>> {
     let mut statement =
-        db.prepare_cached("SELECT mask, set_by, set_at FROM bans WHERE room = ?1 ORDER BY set_at")?;
+        db.prepare_cached("SELECT mask, set_by, set_at FROM bans WHERE room = ?1 ORDER BY rowid")?;
     let rows = statement.query_map([room.as_str()], |row| {
         Ok(BanInfo {
             mask: row.get::<_, String>(0)?.into(),

@@ -1,0 +1,493 @@
+//! The durable store, through the real binary: accounts, nick protection, registered
+//! rooms, access lists and history survive `kill -9`; failed logins are throttled;
+//! a stalled disk never stalls chat; a bad data dir is a clear error, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::common::{TestClient, serve_binary, signal, spawn_binary, wait_with_timeout};
+
+/// A fresh folder under the system's temp dir, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("miochat-{what}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `miochat serve` keeping its state in `dir`.
+fn serve_in(dir: &Path, extra: &[&str]) -> (Child, std::net::SocketAddr) {
+    let dir = dir.to_str().unwrap().to_string();
+    let mut args = vec!["--data-dir", &dir];
+    args.extend_from_slice(extra);
+    serve_binary(&args)
+}
+
+fn kill_9(mut child: Child) {
+    signal(&child, "KILL");
+    wait_with_timeout(&mut child, Duration::from_secs(10));
+}
+
+/// Registers the client's current nick and waits for the answer.
+fn register(client: &mut TestClient, password: &str) {
+    client.send(&format!("/register {password}"));
+    client.expect(&format!("OK registered {}", client.nick));
+}
+
+/// The `HIST` lines of one `/history` answer, and the count it ends with.
+fn history(client: &mut TestClient, command: &str) -> Vec<String> {
+    client.send(command);
+    let mut lines = Vec::new();
+    loop {
+        let line = client.line();
+        if line.starts_with("OK history ") {
+            let count: usize = line.rsplit(' ').next().unwrap().parse().unwrap();
+            assert_eq!(count, lines.len(), "{line}");
+            return lines;
+        }
+        if line.starts_with("HIST ") {
+            lines.push(line);
+        }
+    }
+}
+
+#[test]
+fn accounts_rooms_access_and_history_survive_kill_9() {
+    let dir = TempDir::new("survive");
+    let (child, addr) = serve_in(&dir.0, &[]);
+    let mut alice = TestClient::connect(addr);
+    alice.set_nick("alice");
+    register(&mut alice, "wonderland");
+    alice.join("club");
+    for i in 0..5 {
+        alice.send(&format!("line {i}"));
+    }
+    alice.send("/topic members only");
+    alice.send("/mode +k sesame");
+    alice.send("/ban mallory!*@*");
+    alice.sync();
+    alice.send("/register #club");
+    alice.expect("OK room-registered club alice");
+    let mut bob = TestClient::connect(addr);
+    bob.set_nick("bob");
+    register(&mut bob, "builder1");
+    alice.send("/access #club add bob voice");
+    alice.expect("OK access club add bob voice");
+    alice.send("/ban eve!*@*"); // a ban in a registered room is durable before its OK
+    alice.expect("OK changed club +b eve!*@*");
+    drop((alice, bob));
+    kill_9(child);
+
+    let (mut child, addr) = serve_in(&dir.0, &[]);
+    let mut impostor = TestClient::connect(addr);
+    impostor.send("/nick alice");
+    impostor.expect("ERR nick-registered alice");
+    let mut alice = TestClient::connect(addr);
+    alice.send("/login alice wrong-password");
+    alice.expect("ERR bad-login");
+    alice.send("/login alice wonderland");
+    alice.expect("OK login alice");
+    alice.expect("OK nick alice");
+    alice.send("/join club");
+    alice.expect("ERR bad-key");
+    alice.send("/join club sesame");
+    let joined = alice.expect("OK joined club 1");
+    assert!(joined.ends_with("members only"), "{joined}");
+    // The founder gets operator status back from the access list, as ChanServ (the
+    // playback from the store may come before or after that).
+    let mut playback = alice.skip_to("OK history club 5");
+    let granted = "EVENT club mode ChanServ +o alice";
+    if !playback.iter().any(|l| l == granted) {
+        playback.extend(alice.skip_to(granted));
+    }
+    let said: Vec<_> = playback.iter().filter(|l| l.starts_with("HIST ")).collect();
+    assert_eq!(said.len(), 5, "{playback:?}");
+    assert!(said[4].ends_with(" MSG club alice line 4"), "{said:?}");
+    alice.send("/bans");
+    let bans = alice.expect("OK bans club");
+    assert_eq!(bans, "OK bans club mallory!*@* eve!*@*");
+    alice.send("/access #club");
+    alice.expect("OK access club alice=founder bob=voice");
+    alice.send("/whois alice");
+    let whois = alice.expect("OK whois alice line ");
+    assert!(
+        whois.contains(" alice @club") || whois.contains(" alice lobby,@club"),
+        "{whois}"
+    );
+    let mut bob = TestClient::connect(addr);
+    bob.send("/login bob builder1");
+    bob.expect("OK login bob");
+    bob.expect("OK nick bob");
+    bob.send("/join club sesame");
+    bob.expect("OK joined club 2");
+    bob.expect("EVENT club mode ChanServ +v bob");
+    signal(&child, "TERM");
+    wait_with_timeout(&mut child, Duration::from_secs(10));
+}
+
+#[test]
+fn the_owner_takes_the_nick_back_and_passwords_change_and_accounts_drop() {
+    let dir = TempDir::new("reclaim");
+    let (mut child, addr) = serve_in(&dir.0, &[]);
+    let mut holder = TestClient::connect(addr);
+    holder.set_nick("anna");
+    register(&mut holder, "first-pass");
+    holder.send("/logout");
+    holder.expect("OK logout anna");
+    let mut owner = TestClient::connect(addr);
+    owner.send("/nick anna");
+    owner.expect("ERR nick-registered anna");
+    owner.send("/login anna first-pass");
+    owner.expect("OK login anna");
+    owner.expect("OK nick anna");
+    // The holder is renamed and told why.
+    holder.expect("ERR nick-registered anna");
+    let renamed = holder.expect("OK nick guest");
+    assert!(renamed.starts_with("OK nick guest"), "{renamed}");
+    owner.send("/whois anna");
+    let whois = owner.expect("OK whois anna line ");
+    assert!(whois.contains(" anna lobby"), "{whois}");
+    owner.send("/passwd first-pass short");
+    owner.expect("ERR bad-password");
+    owner.send("/passwd wrong-pass second-pass");
+    owner.expect("ERR bad-login");
+    owner.send("/passwd first-pass second-pass");
+    owner.expect("OK passwd");
+    owner.send("/logout");
+    owner.expect("OK logout anna");
+    owner.send("/login anna first-pass");
+    owner.expect("ERR bad-login");
+    owner.send("/login anna second-pass");
+    owner.expect("OK login anna");
+    owner.send("/unregister second-pass");
+    owner.expect("OK unregistered anna");
+    let mut other = TestClient::connect(addr);
+    other.send("/login anna second-pass");
+    other.expect("ERR bad-login");
+    signal(&child, "TERM");
+    wait_with_timeout(&mut child, Duration::from_secs(10));
+}
+
+#[test]
+fn failed_logins_are_throttled_per_account() {
+    let dir = TempDir::new("throttle");
+    let (mut child, addr) = serve_in(&dir.0, &[]);
+    let mut owner = TestClient::connect(addr);
+    owner.set_nick("carol");
+    register(&mut owner, "right-one");
+    let mut guesser = TestClient::connect(addr);
+    for _ in 0..5 {
+        guesser.send("/login carol guess");
+        guesser.expect("ERR bad-login");
+    }
+    // Even the right password is refused until the window has passed.
+    guesser.send("/login carol right-one");
+    guesser.expect("ERR login-throttled");
+    signal(&child, "TERM");
+    wait_with_timeout(&mut child, Duration::from_secs(10));
+}
+
+#[test]
+fn history_reads_since_a_message_id_or_a_time_and_retention_keeps_the_newest() {
+    let dir = TempDir::new("since");
+    let (child, addr) = serve_in(&dir.0, &["--history", "3", "--history-max", "8"]);
+    let mut alice = TestClient::connect(addr);
+    alice.set_nick("alice");
+    alice.join("news");
+    for i in 0..10 {
+        alice.send(&format!("item {i}"));
+    }
+    alice.sync();
+    // Past memory (--history 3): the store has all ten.
+    let all = history(&mut alice, "/history news 100");
+    assert_eq!(all.len(), 10, "{all:?}");
+    let id_of = |line: &str| line.split(' ').nth(2).unwrap().to_string();
+    let after = history(
+        &mut alice,
+        &format!("/history news since {}", id_of(&all[6])),
+    );
+    let texts: Vec<_> = after
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    assert_eq!(texts, ["7", "8", "9"], "{after:?}");
+    let time = all[0].split(' ').nth(1).unwrap().to_string();
+    assert_eq!(
+        history(&mut alice, &format!("/history news since {time}")).len(),
+        10
+    );
+    alice.send("/history news since yesterday");
+    alice.expect("ERR usage");
+    alice.send("/history elsewhere 5");
+    alice.expect("ERR not-in-room");
+    drop(alice);
+    kill_9(child);
+    // Retention runs at start-up: --history-max 8 keeps the newest eight.
+    let (mut child, addr) = serve_in(&dir.0, &["--history-max", "8"]);
+    let mut alice = TestClient::connect(addr);
+    alice.join("news");
+    let kept = alice.skip_to("OK history news");
+    let kept: Vec<_> = kept.iter().filter(|l| l.starts_with("HIST ")).collect();
+    assert_eq!(kept.len(), 8, "{kept:?}");
+    assert!(kept[0].ends_with("item 2"), "{kept:?}");
+    signal(&child, "TERM");
+    wait_with_timeout(&mut child, Duration::from_secs(10));
+}
+
+#[test]
+fn registered_rooms_belong_to_the_founder_and_the_lobby_to_nobody() {
+    let dir = TempDir::new("rooms");
+    let (mut child, addr) = serve_in(&dir.0, &[]);
+    let mut first = TestClient::connect(addr);
+    first.send("/op someone");
+    first.expect("ERR not-operator"); // nobody is the lobby's operator
+    first.set_nick("dave");
+    first.join("den");
+    first.send("/register #den");
+    first.expect("ERR not-logged-in");
+    register(&mut first, "password1");
+    first.send("/register #lobby");
+    first.expect("ERR not-operator");
+    first.send("/register #den");
+    first.expect("OK room-registered den dave");
+    first.send("/register #den");
+    first.expect("ERR room-registered");
+    first.send("/leave den");
+    first.expect("OK left den");
+    // Empty, the room keeps its registration: the next to come is no operator.
+    let mut next = TestClient::connect(addr);
+    next.set_nick("erin");
+    next.join("den");
+    next.send("/op erin");
+    next.expect("ERR not-operator");
+    next.send("/access #den add erin op");
+    next.expect("ERR not-logged-in");
+    register(&mut next, "password2");
+    next.send("/access #den add erin op");
+    next.expect("ERR not-founder");
+    next.send("/unregister #den");
+    next.expect("ERR not-founder");
+    first.send("/access #den add erin op");
+    first.expect("OK access den add erin op");
+    first.send("/access #den add nobody voice");
+    first.expect("ERR no-account");
+    first.send("/unregister #den");
+    first.expect("OK room-unregistered den");
+    first.send("/access #den");
+    first.expect("ERR room-not-registered");
+    signal(&child, "TERM");
+    wait_with_timeout(&mut child, Duration::from_secs(10));
+}
+
+#[test]
+fn without_a_data_dir_the_store_commands_say_so() {
+    let (mut child, addr) = serve_binary(&["--data-dir", "none"]);
+    let mut alice = TestClient::connect(addr);
+    alice.set_nick("alice");
+    alice.send("/register password");
+    alice.expect("ERR no-store");
+    alice.send("/login alice password");
+    alice.expect("ERR no-store");
+    alice.join("plain");
+    alice.send("hello");
+    alice.sync();
+    let lines = history(&mut alice, "/history plain 5");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    alice.send("/history plain since 0000000000000001");
+    alice.expect("ERR no-store");
+    signal(&child, "TERM");
+    wait_with_timeout(&mut child, Duration::from_secs(10));
+}
+
+/// Start-up refuses a data dir it cannot use, with one clear line and a non-zero
+/// exit: a file where the folder should be, a folder another server holds, a
+/// database from a newer miochat, a file that is not a database.
+#[test]
+fn an_unusable_data_dir_is_a_clear_error() {
+    let dir = TempDir::new("bad");
+    let file = dir.join("a-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    let refused = |data_dir: &Path, expect: &str| {
+        let out = spawn_binary(&["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(expect), "{expect:?} not in {err:?}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    refused(&file, "is a file, not a folder");
+    let held = dir.join("held");
+    let (mut child, _) = serve_in(&held, &[]);
+    refused(&held, "in use by another miochat process");
+    signal(&child, "TERM");
+    wait_with_timeout(&mut child, Duration::from_secs(10));
+    let db = rusqlite::Connection::open(held.join("miochat.db")).unwrap();
+    db.pragma_update(None, "user_version", 99).unwrap();
+    drop(db);
+    refused(&held, "schema version 99, newer than this miochat knows");
+    let garbage = dir.join("garbage");
+    std::fs::create_dir_all(&garbage).unwrap();
+    std::fs::write(garbage.join("miochat.db"), vec![0x42; 8192]).unwrap();
+    refused(&garbage, "miochat.db");
+}
+
+#[test]
+fn backup_copies_a_running_servers_database() {
+    let dir = TempDir::new("backup");
+    let data = dir.join("data");
+    let (mut child, addr) = serve_in(&data, &[]);
+    let mut alice = TestClient::connect(addr);
+    alice.set_nick("alice");
+    register(&mut alice, "password");
+    let copy = dir.join("copy.db");
+    let out = spawn_binary(&["backup", copy.to_str().unwrap(), "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = rusqlite::Connection::open(&copy).unwrap();
+    let name: String = db
+        .query_row("SELECT name FROM accounts", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(name, "alice");
+    let again = spawn_binary(&["backup", copy.to_str().unwrap(), "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a backup never overwrites");
+    signal(&child, "TERM");
+    wait_with_timeout(&mut child, Duration::from_secs(10));
+}
+
+/// Another process holds the database's write lock for 5 s (as a long backup or an
+/// operator's `sqlite3` shell could): chat goes on in full meanwhile, and the
+/// registration asked during the stall is answered once the disk is back.
+#[test]
+fn a_stalled_store_never_stalls_chat() {
+    let dir = TempDir::new("stall");
+    let (mut child, addr) = serve_in(&dir.0, &["--flood-rate", "0"]);
+    let mut alice = TestClient::connect(addr);
+    let mut bob = TestClient::connect(addr);
+    alice.set_nick("alice");
+    bob.set_nick("bob");
+    alice.join("busy");
+    bob.join("busy");
+    alice.sync();
+    bob.sync();
+    let db = rusqlite::Connection::open(dir.join("miochat.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let locked_at = Instant::now();
+    alice.send("/register password");
+    for i in 0..500 {
+        alice.send(&format!("during the stall {i}"));
+    }
+    for i in 0..500 {
+        let line = bob.expect("MSG busy alice ");
+        assert!(line.ends_with(&format!("stall {i}")), "{line}");
+    }
+    let chat_done = locked_at.elapsed();
+    assert!(
+        chat_done < Duration::from_secs(5),
+        "chat waited for the store: {chat_done:?}"
+    );
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(locked_at.elapsed()));
+    db.execute_batch("COMMIT").unwrap();
+    alice.expect("OK registered alice");
+    bob.sync();
+    let stored = history(&mut bob, "/history busy 1000");
+    assert_eq!(
+        stored.len(),
+        500,
+        "every line of the stall was stored after it"
+    );
+    signal(&child, "TERM");
+    wait_with_timeout(&mut child, Duration::from_secs(10));
+}
+
+/// `kill -9` in the middle of traffic, 20 times: each restart opens the store, finds
+/// it intact, the account made at the start still there, and every line whose
+/// sender had its answer more than a second before the kill (ten times
+/// `--history-sync-ms`) stored.
+#[test]
+fn kill_9_mid_traffic_never_corrupts_the_store() {
+    let dir = TempDir::new("kill9");
+    let (child, addr) = serve_in(&dir.0, &["--flood-rate", "0"]);
+    let mut owner = TestClient::connect(addr);
+    owner.set_nick("owner");
+    register(&mut owner, "password");
+    drop(owner);
+    kill_9(child);
+    let mut sent_before = 0u64;
+    for round in 0..20u64 {
+        let (child, addr) = serve_in(&dir.0, &["--flood-rate", "0"]);
+        let mut writer = TestClient::connect(addr);
+        writer.send("/nick owner");
+        writer.expect("ERR nick-registered owner");
+        writer.join("flood");
+        let started = Instant::now();
+        let mut acked = Vec::new();
+        let run_for = Duration::from_millis(1200 + 37 * (round % 7));
+        let mut i = 0u64;
+        while started.elapsed() < run_for {
+            for _ in 0..20 {
+                writer.send(&format!("r{round} m{i}"));
+                i += 1;
+            }
+            writer.sync();
+            acked.push((i, Instant::now()));
+        }
+        kill_9(child);
+        let killed_at = Instant::now();
+        let surely_stored = acked
+            .iter()
+            .rev()
+            .find(|(_, at)| killed_at.duration_since(*at) > Duration::from_secs(1))
+            .map_or(0, |(count, _)| *count);
+        let db = rusqlite::Connection::open(dir.join("miochat.db")).unwrap();
+        let check: String = db
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "round {round}");
+        let accounts: i64 = db
+            .query_row("SELECT count(*) FROM accounts", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(accounts, 1, "round {round}");
+        let stored: i64 = db
+            .query_row(
+                "SELECT count(*) FROM history WHERE text LIKE ?1",
+                [format!("r{round} m%")],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert!(
+            stored as u64 >= surely_stored,
+            "round {round}: {stored} stored, {surely_stored} were acknowledged well before the kill"
+        );
+        sent_before += i;
+    }
+    assert!(sent_before > 0);
+}
