@@ -49,7 +49,8 @@ pub const MAX_BANS: usize = 100;
 pub const MAX_ROOMS: usize = 32;
 
 /// The IRCv3 capabilities miochat offers, in `CAP LS` order. Each is listed only
-/// because it works end to end. Not offered: `account-tag` (there are no accounts).
+/// because it works end to end. `sasl` offers PLAIN (logging in needs a data dir).
+/// Not offered yet: `account-tag`, `account-notify`, `extended-join`.
 pub const CAPABILITIES: &[&str] = &[
     "away-notify",
     "batch",
@@ -58,6 +59,7 @@ pub const CAPABILITIES: &[&str] = &[
     "invite-notify",
     "message-tags",
     "multi-prefix",
+    "sasl",
     "server-time",
 ];
 
@@ -826,6 +828,10 @@ fn error_numeric(w: &mut Numerics<'_>, error: &ProtocolError) {
         ProtocolError::NickTaken(nick) => {
             w.num("433", format_args!("{nick} :Nickname is already in use"))
         }
+        ProtocolError::NickRegistered(nick) => w.num(
+            "433",
+            format_args!("{nick} :Nickname is reserved by a registered account"),
+        ),
         ProtocolError::BadRoom => w.num("403", format_args!("* :No such channel")),
         ProtocolError::NotInRoom(room) => {
             w.num("442", format_args!("#{room} :You're not on that channel"))
@@ -969,6 +975,18 @@ pub enum IrcReply<'a> {
     CannotChangeOthersModes,
     /// `ERROR :Closing Link: me (REASON)`.
     ClosingLink(&'a str),
+    /// `AUTHENTICATE +`: send the SASL payload.
+    AuthenticateGo,
+    /// 900 and 903: logged in to this account by SASL.
+    SaslSuccess(&'a str),
+    /// 904: SASL authentication failed.
+    SaslFailed,
+    /// 908 and 904: a mechanism other than PLAIN was asked for.
+    SaslMechanisms,
+    /// 906: the client aborted SASL.
+    SaslAborted,
+    /// The nick is a registered account: identify within this many seconds.
+    IdentifyWithin(u64),
 }
 
 /// The lines of an [`IrcReply`] to `me` (`*` before the client has a nick).
@@ -976,6 +994,24 @@ pub fn session_reply(reply: &IrcReply<'_>, server: &str, me: &str) -> String {
     let mut w = Numerics::new(server, me);
     match reply {
         IrcReply::Welcome { version } => welcome(&mut w, version),
+        IrcReply::AuthenticateGo => push_line(&mut w.out, format_args!("AUTHENTICATE +")),
+        IrcReply::SaslSuccess(account) => {
+            w.num(
+                "900",
+                format_args!("{me}!{me}@{HOST} {account} :You are now logged in as {account}"),
+            );
+            w.num("903", format_args!(":SASL authentication successful"));
+        }
+        IrcReply::SaslFailed => w.num("904", format_args!(":SASL authentication failed")),
+        IrcReply::SaslMechanisms => {
+            w.num("908", format_args!("PLAIN :are available SASL mechanisms"));
+            w.num("904", format_args!(":SASL authentication failed"));
+        }
+        IrcReply::SaslAborted => w.num("906", format_args!(":SASL authentication aborted")),
+        IrcReply::IdentifyWithin(secs) => w.notice(format_args!(
+            "{me} is a registered account: identify (SASL, or /msg NickServ IDENTIFY \
+             password) within {secs} seconds, or you will be renamed"
+        )),
         IrcReply::Cap { sub, list } => {
             push_line(&mut w.out, format_args!(":{server} CAP * {sub} :{list}"));
         }

@@ -292,6 +292,20 @@ impl Chat {
         let Some(irc) = session.irc.as_deref_mut() else {
             return;
         };
+        if irc.identify_by.is_some_and(|by| now >= by) {
+            irc.identify_by = None;
+            let owner = (session.account.as_ref()).is_some_and(|a| a.key() == session.nick.key());
+            if !owner {
+                log::info!("{peer} {nick} did not identify in time: renamed");
+                return self.relay.to_guest(fx, key, ProtocolError::NickRegistered);
+            }
+        }
+        let Some(session) = fx.session(key) else {
+            return;
+        };
+        let Some(irc) = session.irc.as_deref_mut() else {
+            return;
+        };
         match irc.ping_sent {
             Some(sent) if now.duration_since(sent) >= config.irc_pong_timeout => {
                 log::info!("{peer} {nick} ping timeout");

@@ -18,12 +18,14 @@
 use std::sync::Arc;
 
 use crate::protocol::irc::{self, IrcReply, MAX_AWAY_LEN, Message};
-use crate::protocol::{Command, MAX_TOPIC_LEN, ModeRequest, Nick, ProtocolError, SayKind, modes};
+use crate::protocol::{
+    AccessLevel, Command, MAX_TOPIC_LEN, ModeRequest, Nick, ProtocolError, SayKind, modes,
+};
 
 use super::close_reason::CloseReason;
 use super::effects::Effects;
 use super::relay::Relay;
-use super::session::IrcState;
+use super::session::{IrcState, LoginKind};
 use super::shared::Shared;
 
 /// The server's version string in 002/004.
@@ -77,6 +79,8 @@ impl IrcSession<'_, '_, '_> {
         let registered = state.registered;
         match msg.command.as_str() {
             "CAP" => self.cap(&msg),
+            "AUTHENTICATE" if registered => self.answer(IrcReply::AlreadyRegistered),
+            "AUTHENTICATE" => self.authenticate(&msg),
             "PASS" | "USER" if registered => self.answer(IrcReply::AlreadyRegistered),
             "PASS" => self.pass(&msg),
             "NICK" => self.nick(&msg, registered),
@@ -282,11 +286,27 @@ impl IrcSession<'_, '_, '_> {
         if registered {
             return self.apply(Command::Nick(nick));
         }
-        if self.relay.claim_nick(self.fx, self.key, &nick).is_err() {
+        // A registered account's nick may be taken before registration: the client
+        // then has --nick-grace to identify (SASL may still come before CAP END).
+        if self
+            .relay
+            .claim_nick_with(self.fx, self.key, &nick, false)
+            .is_err()
+        {
             return self.answer(IrcReply::NicknameInUse(nick.as_str()));
         }
-        if let Some(state) = self.state() {
+        let protected = self.shared.registry.is_account(&nick);
+        let grace = self.shared.config.nick_grace;
+        let Some(session) = self.fx.session(self.key) else {
+            return;
+        };
+        let owner = session
+            .account
+            .as_ref()
+            .is_some_and(|a| a.key() == nick.key());
+        if let Some(state) = session.irc.as_mut() {
             state.nick_given = true;
+            state.identify_by = (protected && !owner).then(|| std::time::Instant::now() + grace);
         }
         self.relay.tell_cluster(self.fx, self.key, None);
         self.try_register();
@@ -321,6 +341,127 @@ impl IrcSession<'_, '_, '_> {
             self.shared.directory.register(session.id, &realname);
         }
         self.answer(IrcReply::Welcome { version: VERSION });
+        let grace = self.shared.config.nick_grace.as_secs();
+        if self.state().is_some_and(|s| s.identify_by.is_some()) {
+            self.answer(IrcReply::IdentifyWithin(grace));
+        }
+    }
+
+    /// SASL PLAIN (`AUTHENTICATE PLAIN`, then the base64 of `authzid NUL account NUL
+    /// password`), before registration ends. The check runs on the auth thread; its
+    /// answer (900/903 or 904) comes back through the inbox (`services.rs`).
+    fn authenticate(&mut self, msg: &Message<'_>) {
+        let Some(param) = msg.param(0) else {
+            return self.answer(IrcReply::NeedMoreParams("AUTHENTICATE"));
+        };
+        let Some(state) = self.state() else {
+            return;
+        };
+        if param == "*" {
+            state.sasl_started = false;
+            return self.answer(IrcReply::SaslAborted);
+        }
+        if !state.sasl_started {
+            if !param.eq_ignore_ascii_case("PLAIN") {
+                return self.answer(IrcReply::SaslMechanisms);
+            }
+            state.sasl_started = true;
+            return self.answer(IrcReply::AuthenticateGo);
+        }
+        state.sasl_started = false;
+        let Some((account, password)) = sasl_plain(param) else {
+            return self.answer(IrcReply::SaslFailed);
+        };
+        if let Some(state) = self.state() {
+            state.login_pending = Some(LoginKind::Sasl);
+        }
+        let login = Command::Login {
+            account: Some(&account),
+            password: &password,
+        };
+        self.relay.apply(self.fx, self.key, login);
+    }
+
+    /// `PRIVMSG NickServ :...` and `PRIVMSG ChanServ :...`: the account and room
+    /// registration commands for clients that speak neither SASL nor the line
+    /// protocol, as a services package offers them. Answers come as notices.
+    fn service(&mut self, service: &str, text: &str) {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let verb = words
+            .first()
+            .map(|w| w.to_ascii_uppercase())
+            .unwrap_or_default();
+        let args = words.get(1..).unwrap_or(&[]);
+        let nickserv = service.eq_ignore_ascii_case("NickServ");
+        let (command, kind) = match (nickserv, verb.as_str(), args) {
+            (true, "REGISTER", [password, ..]) => (Command::Register(password), None),
+            (true, "IDENTIFY", [password]) => (
+                Command::Login {
+                    account: None,
+                    password,
+                },
+                Some(LoginKind::Identify),
+            ),
+            (true, "IDENTIFY", [account, password]) => (
+                Command::Login {
+                    account: Some(account),
+                    password,
+                },
+                Some(LoginKind::Identify),
+            ),
+            (true, "GHOST" | "REGAIN" | "RECOVER", [account, password]) => (
+                Command::Login {
+                    account: Some(account),
+                    password,
+                },
+                Some(LoginKind::Regain),
+            ),
+            (true, "DROP", [password]) => (Command::Unregister(password), None),
+            (true, "LOGOUT", []) => (Command::Logout, None),
+            (false, "REGISTER", [room]) => match irc::channel(room) {
+                Some(room) => (Command::RegisterRoom(room), None),
+                None => return self.answer(IrcReply::NoSuchChannel(room)),
+            },
+            (false, "DROP", [room]) => match irc::channel(room) {
+                Some(room) => (Command::UnregisterRoom(room), None),
+                None => return self.answer(IrcReply::NoSuchChannel(room)),
+            },
+            (false, "ACCESS", [room, rest @ ..]) => {
+                let Some(room) = irc::channel(room) else {
+                    return self.answer(IrcReply::NoSuchChannel(room));
+                };
+                let upper: Vec<String> = rest.iter().map(|w| w.to_ascii_uppercase()).collect();
+                let upper: Vec<&str> = upper.iter().map(String::as_str).collect();
+                let change = match (upper.as_slice(), rest) {
+                    ([] | ["LIST"], _) => None,
+                    (["ADD", _, level], [_, nick, _]) => match AccessLevel::parse(level) {
+                        Some(level) => Some((*nick, Some(level))),
+                        None => return self.service_help(nickserv),
+                    },
+                    (["DEL", _], [_, nick]) => Some((*nick, None)),
+                    _ => return self.service_help(nickserv),
+                };
+                (Command::Access { room, change }, None)
+            }
+            _ => return self.service_help(nickserv),
+        };
+        if let Some(state) = self.state() {
+            state.login_pending = kind;
+        }
+        self.relay.apply(self.fx, self.key, command);
+    }
+
+    fn service_help(&mut self, nickserv: bool) {
+        let help = match nickserv {
+            true => {
+                "NickServ: REGISTER password | IDENTIFY [account] password | REGAIN account password | DROP password | LOGOUT"
+            }
+            false => {
+                "ChanServ: REGISTER #room | ACCESS #room [LIST | ADD nick op|voice | DEL nick] | DROP #room"
+            }
+        };
+        let event = crate::protocol::Event::Done(help.into());
+        self.relay.delivery.reply(self.fx, self.key, &event);
     }
 
     /// `PRIVMSG`/`NOTICE` to rooms (`#room`) and nicks, comma lists allowed. A
@@ -347,6 +488,15 @@ impl IrcSession<'_, '_, '_> {
             (false, false) => SayKind::Message,
         };
         for target in targets.split(',').filter(|t| !t.is_empty()) {
+            if ["NickServ", "ChanServ"]
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(target))
+            {
+                if !notice {
+                    self.service(target, &text);
+                }
+                continue;
+            }
             let command = match irc::channel(target) {
                 Some(room) => Command::SayTo {
                     room,
@@ -546,6 +696,18 @@ impl IrcSession<'_, '_, '_> {
 
 /// Longest real name kept, in bytes.
 const MAX_REALNAME_LEN: usize = 64;
+
+/// The account and password of a SASL PLAIN payload (base64 of `authzid NUL
+/// account NUL password`); the authorization identity, if any, must be the account.
+fn sasl_plain(payload: &str) -> Option<(String, String)> {
+    use base64ct::{Base64, Encoding};
+    let bytes = Base64::decode_vec(payload).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let mut parts = text.split('\0');
+    let (authzid, account, password) = (parts.next()?, parts.next()?, parts.next()?);
+    let fine = parts.next().is_none() && (authzid.is_empty() || authzid == account);
+    fine.then(|| (account.to_string(), password.to_string()))
+}
 
 /// `text` cut to at most `max` bytes at a character boundary.
 fn cut(text: &str, max: usize) -> &str {

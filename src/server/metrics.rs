@@ -26,7 +26,49 @@ pub fn render(shared: &Shared) -> String {
     traffic(&mut out, shared);
     rooms(&mut out, shared);
     loops(&mut out, shared);
+    store(&mut out, shared);
     out.finish()
+}
+
+/// The durable store's counters (nothing with `--data-dir none`).
+fn store(out: &mut Exposition, shared: &Shared) {
+    for (name, value) in shared.store_counters() {
+        let (metric, kind, help) = match name {
+            "store_lines" => (
+                "miochat_store_lines_total",
+                Kind::Counter,
+                "History lines committed to disk.",
+            ),
+            "store_commits" => (
+                "miochat_store_commits_total",
+                Kind::Counter,
+                "Store transactions committed.",
+            ),
+            "store_queue_full" => (
+                "miochat_store_queue_full_total",
+                Kind::Counter,
+                "Store requests refused because a queue was full.",
+            ),
+            "store_errors" => (
+                "miochat_store_errors_total",
+                Kind::Counter,
+                "Store writes or reads that failed (a full or failing disk).",
+            ),
+            "store_queued" => (
+                "miochat_store_queued",
+                Kind::Gauge,
+                "Jobs waiting for the store thread.",
+            ),
+            "store_pruned" => (
+                "miochat_store_pruned_total",
+                Kind::Counter,
+                "History lines removed by retention.",
+            ),
+            "accounts" => ("miochat_accounts", Kind::Gauge, "Registered accounts."),
+            _ => ("miochat_registered_rooms", Kind::Gauge, "Registered rooms."),
+        };
+        out.single(metric, kind, help, value as f64);
+    }
 }
 
 fn sum(shared: &Shared, counter: Counter) -> f64 {

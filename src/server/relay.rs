@@ -539,12 +539,22 @@ impl Relay {
         key: usize,
         nick: &Nick,
     ) -> Result<Nick, ProtocolError> {
+        self.claim_nick_with(fx, key, nick, true)
+    }
+
+    /// [`Self::claim_nick`]; `protect` false lets an IRC client take a registered
+    /// account's nick before registration, on the condition that it identifies in
+    /// time (`--nick-grace`).
+    pub fn claim_nick_with(
+        &self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        nick: &Nick,
+        protect: bool,
+    ) -> Result<Nick, ProtocolError> {
         let session = fx.session(key).ok_or(ProtocolError::BadNick)?;
-        let owner = session
-            .account
-            .as_ref()
-            .is_some_and(|a| a.key() == nick.key());
-        if !owner && self.shared.registry.is_account(nick) {
+        let owner = (session.account.as_ref()).is_some_and(|a| a.key() == nick.key());
+        if protect && !owner && self.shared.registry.is_account(nick) {
             return Err(ProtocolError::NickRegistered(nick.clone()));
         }
         if self.shared.cluster.holds(nick.as_str()) {
@@ -561,6 +571,12 @@ impl Relay {
     /// Another node's user claimed this connection's nick first: rename it to a guest
     /// nick, tell it why, and tell its rooms.
     pub fn lose_nick(&mut self, fx: &mut Effects<'_>, key: usize) {
+        self.to_guest(fx, key, ProtocolError::NickTaken);
+    }
+
+    /// Renames connection `key` to a fresh guest nick and tells it `why` (made from
+    /// the nick it loses), then its rooms.
+    pub fn to_guest(&mut self, fx: &mut Effects<'_>, key: usize, why: fn(Nick) -> ProtocolError) {
         let Some(session) = fx.session(key) else {
             return;
         };
@@ -569,9 +585,11 @@ impl Relay {
         };
         session.nick = nick.clone();
         session.claimed_ms = super::backplane::now_ms();
+        if let Some(irc) = session.irc.as_mut() {
+            irc.identify_by = None;
+        }
         let rooms = session.rooms.clone();
-        self.delivery
-            .reject(fx, key, ProtocolError::NickTaken(old.clone()));
+        self.delivery.reject(fx, key, why(old.clone()));
         self.renamed(fx, key, old, nick, rooms);
     }
 

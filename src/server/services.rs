@@ -21,10 +21,15 @@
 use crate::protocol::modes::{ModeChange, ModeKind};
 use crate::protocol::{Command, Event, HistoryQuery, Nick, ProtocolError, Role, RoomName};
 
+use std::sync::Arc;
+
+use crate::protocol::irc::{self, IrcReply};
+
 use super::effects::Effects;
 use super::inbox::ShardMsg;
 use super::registry::Level;
 use super::relay::Relay;
+use super::session::LoginKind;
 use super::store::{AccountAnswer, Answer, AuthJob, Job, RoomWrite, StoreHandle, StoreReply, Then};
 use super::token::ConnId;
 
@@ -293,7 +298,12 @@ impl Services<'_, '_, '_> {
     /// An answer from the store for this connection.
     pub fn on_stored(mut self, reply: StoreReply) {
         match reply.answer {
-            Answer::Failed(error) => self.relay.delivery.reject(self.fx, self.key, error),
+            Answer::Failed(error) => {
+                if self.take_login_kind() == Some(LoginKind::Sasl) {
+                    return self.irc_reply(IrcReply::SaslFailed);
+                }
+                self.relay.delivery.reject(self.fx, self.key, error)
+            }
             Answer::History { room, lines } => {
                 let event = Event::Playback { room, lines };
                 self.relay.delivery.reply(self.fx, self.key, &event);
@@ -310,7 +320,26 @@ impl Services<'_, '_, '_> {
         }
     }
 
+    /// How an IRC client asked to log in, if it did (cleared: one answer each).
+    fn take_login_kind(&mut self) -> Option<LoginKind> {
+        let session = self.fx.session(self.key)?;
+        session.irc.as_mut()?.login_pending.take()
+    }
+
+    /// An IRC reply made for this connection alone.
+    fn irc_reply(&mut self, reply: IrcReply<'_>) {
+        let server = self.relay.shared.config.server_name.clone();
+        let Some(session) = self.fx.session(self.key) else {
+            return;
+        };
+        let named = (session.irc.as_ref()).is_some_and(|s| s.registered || s.nick_given);
+        let me = if named { session.nick.as_str() } else { "*" };
+        let text = irc::session_reply(&reply, &server, me);
+        self.fx.queue_plain(self.key, Arc::from(text.into_bytes()));
+    }
+
     fn on_account(&mut self, answer: AccountAnswer) {
+        let kind = self.take_login_kind();
         let (text, account) = match &answer {
             AccountAnswer::Registered(nick) => (format!("registered {nick}"), Some(nick)),
             AccountAnswer::LoggedIn(nick) => (format!("login {nick}"), Some(nick)),
@@ -326,11 +355,28 @@ impl Services<'_, '_, '_> {
             let (id, account) = (session.id, session.account.clone());
             self.relay.shared.directory.set_account(id, account);
         }
-        self.reply(text);
-        if let AccountAnswer::LoggedIn(nick) | AccountAnswer::Registered(nick) = answer {
-            self.take_nick(&nick);
-            self.grant_all(&nick);
+        let irc = session.irc.is_some();
+        match (&answer, kind) {
+            (AccountAnswer::LoggedIn(nick), Some(LoginKind::Sasl)) => {
+                self.irc_reply(IrcReply::SaslSuccess(nick.as_str()))
+            }
+            _ => self.reply(text),
         }
+        let (AccountAnswer::LoggedIn(nick) | AccountAnswer::Registered(nick)) = answer else {
+            return;
+        };
+        // The line protocol takes the account's nick at login; an IRC client keeps
+        // the nick it chose, unless it asked for the account's back (REGAIN).
+        if !irc || kind == Some(LoginKind::Regain) {
+            self.take_nick(&nick);
+        }
+        if let Some(session) = self.fx.session(self.key)
+            && session.nick.key() == nick.key()
+            && let Some(irc) = session.irc.as_mut()
+        {
+            irc.identify_by = None;
+        }
+        self.grant_all(&nick);
     }
 
     /// The account's owner logged in: it gets its nick, and whoever held it is

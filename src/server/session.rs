@@ -154,9 +154,25 @@ pub struct IrcState {
     /// The nick is a registered account this connection is not logged in to: by
     /// then it must identify, or it is renamed (`--nick-grace`).
     pub identify_by: Option<Instant>,
+    /// SASL: `AUTHENTICATE PLAIN` was sent; the payload comes next.
+    pub sasl_started: bool,
+    /// A login (SASL or NickServ) is with the auth thread; its answer is a SASL
+    /// numeric (`sasl`) or a NickServ notice, and takes the nick back if `regain`.
+    pub login_pending: Option<LoginKind>,
     /// Changes (quits, nick and away changes) seen lately, to drop their copies
     /// from other shared rooms.
     pub seen: VecDeque<(u64, Instant)>,
+}
+
+/// How an IRC client asked to log in: the answer's form depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginKind {
+    /// `AUTHENTICATE`: answered with 900/903 or 904.
+    Sasl,
+    /// `NickServ IDENTIFY`: a notice.
+    Identify,
+    /// `NickServ REGAIN`/`GHOST`: a notice, and the nick is taken back.
+    Regain,
 }
 
 /// How many recent changes an IRC reader remembers, and for how long: the copies of

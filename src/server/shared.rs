@@ -101,6 +101,27 @@ impl Shared {
         outside
     }
 
+    /// The store's counters for `/stats` and `/metrics` (none without a data dir):
+    /// lines committed, commits, requests refused for a full queue, failed writes
+    /// or reads, jobs waiting, lines pruned, accounts and registered rooms.
+    pub fn store_counters(&self) -> Vec<(&'static str, u64)> {
+        let Some(store) = &self.store else {
+            return Vec::new();
+        };
+        let s = &store.stats;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("store_lines", load(&s.lines_written)),
+            ("store_commits", load(&s.commits)),
+            ("store_queue_full", load(&s.queue_full)),
+            ("store_errors", load(&s.errors)),
+            ("store_queued", load(&s.queued)),
+            ("store_pruned", load(&s.pruned)),
+            ("accounts", self.registry.accounts() as u64),
+            ("registered_rooms", self.registry.room_count() as u64),
+        ]
+    }
+
     /// Takes the opened store's queues and what it loaded (before any thread runs).
     pub fn attach_store(&mut self, opened: &mut OpenedStore) {
         self.store = Some(opened.handle.clone());
@@ -132,6 +153,7 @@ impl Shared {
     /// What `/stats` reports, with the backplane's figures when there is one.
     pub fn report(&self) -> StatsReport {
         let mut report = self.stats.report();
+        report.counters.extend(self.store_counters());
         if let Some(backplane) = &self.config.backplane {
             let counters = &self.stats.cluster;
             report.cluster = Some(ClusterReport {

@@ -119,8 +119,14 @@ fn join_plays_back_the_last_twenty_lines_and_history_asks_for_more() {
     bob.send("/history 1000");
     let (hist, _) = playback(&mut bob);
     assert_eq!(hist.len(), 26, "everything kept (the default keeps 100)");
+    // A word is a room (`/history ROOM [N]`): one bob is not in, or a bad count.
     bob.send("/history many");
-    assert_eq!(bob.expect("ERR "), "ERR usage usage: /history [N]");
+    assert_eq!(bob.expect("ERR "), "ERR not-in-room you are not in many");
+    bob.send("/history rust lots");
+    assert!(
+        bob.expect("ERR ")
+            .starts_with("ERR usage usage: /history [N]")
+    );
 }
 
 #[test]
