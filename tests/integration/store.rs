@@ -491,3 +491,100 @@ fn kill_9_mid_traffic_never_corrupts_the_store() {
     }
     assert!(sent_before > 0);
 }
+
+/// A server in this process with a data dir in `dir`, an IRC listener and
+/// `--nick-grace 1`.
+fn irc_store_server(dir: &TempDir) -> (crate::common::TestServer, std::net::SocketAddr) {
+    crate::irc::irc_server_with(|c| {
+        c.store = Some(miochat::server::store::StoreConfig {
+            dir: dir.0.clone(),
+            history_sync: Duration::from_millis(100),
+            history_days: 30,
+            history_max: 100_000,
+        });
+        c.nick_grace = Duration::from_secs(1);
+    })
+}
+
+#[test]
+fn irc_clients_log_in_with_sasl_or_nickserv_and_an_unidentified_nick_is_renamed() {
+    use crate::irc::Irc;
+    let dir = TempDir::new("irc");
+    let (server, irc) = irc_store_server(&dir);
+    let mut owner = server.client_named("frank");
+    register(&mut owner, "frank-pass");
+    owner.send("/quit");
+    owner.read_to_eof();
+
+    // Without SASL, the nick is taken, the client told, and renamed once the grace
+    // period has passed.
+    let mut late = Irc::register(irc, "frank");
+    late.until("is a registered account: identify");
+    late.until(" 433 ");
+    let renamed = late.until(" NICK :guest");
+    assert!(
+        renamed.starts_with(":frank!frank@miochat NICK :guest"),
+        "{renamed}"
+    );
+
+    // SASL PLAIN: 900 and 903 before CAP END; then WHOIS shows the account (330).
+    let mut sasl = Irc::connect(irc);
+    sasl.send("CAP LS 302");
+    sasl.send("NICK frank");
+    sasl.send("USER frank 0 * :Frank");
+    let ls = sasl.until(" CAP * LS ");
+    assert!(ls.contains(" sasl "), "{ls}");
+    sasl.send("CAP REQ :sasl");
+    sasl.until(" ACK :sasl");
+    sasl.send("AUTHENTICATE SCRAM-SHA-1");
+    sasl.until(" 908 ");
+    sasl.until(" 904 ");
+    sasl.send("AUTHENTICATE PLAIN");
+    sasl.expect("AUTHENTICATE +");
+    // base64 of "\0frank\0wrong-pass", then of "\0frank\0frank-pass".
+    sasl.send("AUTHENTICATE AGZyYW5rAHdyb25nLXBhc3M=");
+    sasl.until(" 904 ");
+    sasl.send("AUTHENTICATE PLAIN");
+    sasl.expect("AUTHENTICATE +");
+    sasl.send("AUTHENTICATE AGZyYW5rAGZyYW5rLXBhc3M=");
+    sasl.until(" 900 frank frank!frank@miochat frank :You are now logged in as frank");
+    sasl.until(" 903 ");
+    sasl.send("CAP END");
+    sasl.until(" 376 ");
+    sasl.send("WHOIS frank");
+    sasl.until(" 330 frank frank frank :is logged in as");
+    assert!(
+        !sasl.sync().iter().any(|l| l.contains("NICK :guest")),
+        "a client logged in by SASL keeps its nick"
+    );
+
+    // NickServ for clients without SASL; ChanServ registers a room.
+    let mut plain = Irc::register(irc, "gina");
+    plain.send("PRIVMSG NickServ :REGISTER gina-pass");
+    plain.until("NOTICE gina :registered gina");
+    plain.send("JOIN #garden");
+    plain.until(" 366 ");
+    plain.send("PRIVMSG ChanServ :REGISTER #garden");
+    plain.until("NOTICE gina :room-registered garden gina");
+    plain.send("PRIVMSG ChanServ :ACCESS #garden ADD frank voice");
+    plain.until("NOTICE gina :access garden add frank voice");
+    plain.send("PRIVMSG NickServ :LOGOUT");
+    plain.until("NOTICE gina :logout gina");
+    plain.send("PRIVMSG NickServ :IDENTIFY gina wrong-pass");
+    plain.until("wrong account or password");
+    plain.send("PRIVMSG NickServ :IDENTIFY gina gina-pass");
+    plain.until("NOTICE gina :login gina");
+    sasl.send("JOIN #garden");
+    sasl.until(" 366 ");
+    sasl.until(" MODE #garden +v frank");
+    // A line user cannot take an account's nick; the owner takes it back (REGAIN).
+    let mut line = server.client();
+    line.send("/nick gina");
+    line.expect("ERR nick-registered gina");
+    plain.send("NICK gina2");
+    plain.until(" NICK :gina2");
+    line.send("/nick gina");
+    line.expect("ERR nick-registered gina");
+    plain.send("PRIVMSG NickServ :REGAIN gina gina-pass");
+    plain.until(" NICK :gina");
+}
