@@ -9,6 +9,8 @@
 # Between the two, a moderation scene: irssi creates #modroom (so it is the
 # operator), ops a line user, kicks a second irssi, sets +m and +k, and the line user
 # sees each change as an EVENT line.
+# Then SASL: an account registered from the line protocol, and irssi logging in to it
+# with -sasl_mechanism PLAIN; a line client's /whois shows the account.
 # Last, WeeChat (weechat-headless, no terminal needed) with the IRCv3 capabilities
 # server-time and batch (and echo-message from WeeChat 4.0 on, which implements it):
 # a line written in #lobby before WeeChat joined is played back (a chathistory batch)
@@ -223,6 +225,39 @@ wait "$weechat" 2>/dev/null || true
 echo "PASS: WeeChat $version showed the played-back line at its send time ($said, before the join at $joined), its own message once (capabilities: $caps), and the line client's answer"
 }
 
+sasl_check() {
+# --- SASL: irssi logs in to an account made on the line protocol --------------------
+python3 - "$line_addr" <<'PY'
+import socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=20)
+f = s.makefile("rw", newline="\n")
+f.write("/nick saslfan\n/register sasl-secret\n"); f.flush()
+for line in f:
+    if line.startswith("OK registered saslfan"):
+        break
+    if line.startswith("ERR"):
+        sys.exit("FAIL: registering the account: " + line)
+f.write("/quit\n"); f.flush()
+PY
+tmux new-session -d -s "$session" -x 110 -y 24 "irssi --home=$work/irssi-sasl -n saslfan"
+sleep 1
+tmux send-keys -t "$session" \
+  "/network add -sasl_mechanism PLAIN -sasl_username saslfan -sasl_password sasl-secret mio" Enter
+tmux send-keys -t "$session" "/server add -network mio ${irc_addr%:*} ${irc_addr##*:}" Enter
+tmux send-keys -t "$session" "/connect mio" Enter
+wait_screen "You are now logged in as saslfan"
+wait_screen "Welcome to the miochat IRC network"
+answerer 10 "/whois saslfan" "OK whois saslfan" "/quit" > "$work/whois.log"
+echo "--- irssi (SASL) screen:"
+screen
+grep -q "^OK whois saslfan irc [0-9]* saslfan " "$work/whois.log" \
+  || { echo "FAIL: /whois does not show the account"; cat "$work/whois.log"; exit 1; }
+tmux kill-session -t "$session"
+echo "PASS: irssi logged in with SASL PLAIN; /whois shows the account"
+}
+
 check plain
 check tls
+sasl_check
 weechat_check

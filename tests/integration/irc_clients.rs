@@ -1,5 +1,6 @@
 //! Real IRC clients against the built server: `scripts/irc-client-check.sh` runs
-//! irssi (under tmux, plain and over TLS, plus a moderation scene) and WeeChat
+//! irssi (under tmux, plain and over TLS, plus a moderation scene and a SASL PLAIN
+//! login to an account made on the line protocol) and WeeChat
 //! (headless, with the IRCv3 capabilities server-time and batch), each talking to a
 //! line-protocol client in the same room. The script checks every direction on the
 //! clients' own screens and logs; this test runs it against the binary cargo built.
@@ -42,7 +43,7 @@ fn irssi_and_weechat_chat_with_a_line_client() {
     );
     assert_eq!(
         output.matches("PASS").count(),
-        4,
-        "expected four PASS lines:\n{output}"
+        5,
+        "expected five PASS lines:\n{output}"
     );
 }
