@@ -294,7 +294,7 @@ impl Chat {
         };
         if irc.identify_by.is_some_and(|by| now >= by) {
             irc.identify_by = None;
-            let owner = (session.account.as_ref()).is_some_and(|a| a.key() == session.nick.key());
+            let owner = self.shared.directory.owns(session.id, &session.nick);
             if !owner {
                 log::info!("{peer} {nick} did not identify in time: renamed");
                 return self.relay.to_guest(fx, key, ProtocolError::NickRegistered);

@@ -158,6 +158,17 @@ impl Directory {
         Some(entry.state.role(id))
     }
 
+    /// The account `id` is logged in to, if any (kept here, not in the session, so
+    /// that a connection that never logs in pays nothing for it).
+    pub fn account_of(&self, id: ConnId) -> Option<Nick> {
+        self.lock().profiles.get(&id)?.account.clone()
+    }
+
+    /// True if `id` is logged in to the account `nick`.
+    pub fn owns(&self, id: ConnId, nick: &Nick) -> bool {
+        self.account_of(id).is_some_and(|a| a.key() == nick.key())
+    }
+
     /// Records the account `id` is logged in to (`None`: logged out).
     pub fn set_account(&self, id: ConnId, account: Option<Nick>) {
         if let Some(profile) = self.lock().profiles.get_mut(&id) {

@@ -300,10 +300,7 @@ impl IrcSession<'_, '_, '_> {
         let Some(session) = self.fx.session(self.key) else {
             return;
         };
-        let owner = session
-            .account
-            .as_ref()
-            .is_some_and(|a| a.key() == nick.key());
+        let owner = self.shared.directory.owns(session.id, &nick);
         if let Some(state) = session.irc.as_mut() {
             state.nick_given = true;
             state.identify_by = (protected && !owner).then(|| std::time::Instant::now() + grace);

@@ -553,7 +553,7 @@ impl Relay {
         protect: bool,
     ) -> Result<Nick, ProtocolError> {
         let session = fx.session(key).ok_or(ProtocolError::BadNick)?;
-        let owner = (session.account.as_ref()).is_some_and(|a| a.key() == nick.key());
+        let owner = self.shared.directory.owns(session.id, nick);
         if protect && !owner && self.shared.registry.is_account(nick) {
             return Err(ProtocolError::NickRegistered(nick.clone()));
         }
@@ -787,7 +787,8 @@ impl Relay {
         };
         self.delivery.reply(fx, key, &reply);
         // A registered room's access list: status by account, told after the join.
-        if let Some(account) = fx.session(key).and_then(|s| s.account.clone())
+        if let Some(account) =
+            (fx.session(key).map(|s| s.id)).and_then(|id| self.shared.directory.account_of(id))
             && !already
         {
             grant(self, fx, key, &room, &account);

@@ -62,7 +62,8 @@ impl Services<'_, '_, '_> {
     /// The asker's id, nick and account.
     fn asker(&mut self) -> Result<(ConnId, Nick, Option<Nick>), ProtocolError> {
         let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
-        Ok((session.id, session.nick.clone(), session.account.clone()))
+        let account = self.relay.shared.directory.account_of(session.id);
+        Ok((session.id, session.nick.clone(), account))
     }
 
     /// The asker's account, or `ERR not-logged-in`.
@@ -159,9 +160,7 @@ impl Services<'_, '_, '_> {
 
     fn logout(&mut self) -> Outcome {
         let account = self.account()?;
-        let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
-        session.account = None;
-        let id = session.id;
+        let id = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?.id;
         self.relay.shared.directory.set_account(id, None);
         log::info!("{account} logged out");
         self.reply(format!("logout {account}"));
@@ -351,8 +350,7 @@ impl Services<'_, '_, '_> {
         };
         let changes = !matches!(answer, AccountAnswer::PasswordChanged(_));
         if changes {
-            session.account = account.cloned();
-            let (id, account) = (session.id, session.account.clone());
+            let (id, account) = (session.id, account.cloned());
             self.relay.shared.directory.set_account(id, account);
         }
         let irc = session.irc.is_some();

@@ -57,8 +57,6 @@ pub struct Session {
     pub spoke_once: bool,
     /// The one-minute idle warning was sent (cleared by any line).
     pub idle_warned: bool,
-    /// The account this connection is logged in to, if any.
-    pub account: Option<Nick>,
 }
 
 impl Session {
@@ -80,7 +78,6 @@ impl Session {
             echo: false,
             spoke_once: false,
             idle_warned: false,
-            account: None,
         }
     }
 

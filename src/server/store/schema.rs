@@ -72,7 +72,6 @@ CREATE TABLE IF NOT EXISTS history (
     text    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS history_by_room ON history (room, id);
-CREATE INDEX IF NOT EXISTS history_by_time ON history (at_ms);
 CREATE TABLE IF NOT EXISTS private (
     id        INTEGER PRIMARY KEY,
     at_ms     INTEGER NOT NULL,
@@ -80,7 +79,6 @@ CREATE TABLE IF NOT EXISTS private (
     recipient TEXT NOT NULL,
     text      TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS private_by_time ON private (at_ms);
 ";
 
 /// The data dir, locked for this process.
