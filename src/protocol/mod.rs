@@ -1102,6 +1102,16 @@ impl fmt::Display for ProtocolError {
                 f,
                 "you cannot send to {room} (moderated, outside messages or banned)"
             ),
+            account => account.fmt_account(f),
+        }
+    }
+}
+
+impl ProtocolError {
+    /// The text of the account, registration and store errors (the rest of
+    /// `Display`).
+    fn fmt_account(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             ProtocolError::NickRegistered(nick) => write!(
                 f,
                 "{nick} is a registered account; /login {nick} PASSWORD to use it"
@@ -1132,6 +1142,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::AlreadyRegistered(room) => write!(f, "{room} is registered already"),
             ProtocolError::RoomNotRegistered(room) => write!(f, "{room} is not registered"),
             ProtocolError::NotFounder(room) => write!(f, "only the founder of {room} may do that"),
+            other => f.write_str(other.code()),
         }
     }
 }

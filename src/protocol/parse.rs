@@ -318,36 +318,15 @@ impl Command<'_> {
                 None => "/history".into(),
             },
             Command::JoinWithKey { room, key } => format!("/join {room} {key}"),
-            Command::Register(password) => format!("/register {password}"),
-            Command::RegisterRoom(room) => format!("/register #{room}"),
-            Command::Unregister(password) => format!("/unregister {password}"),
-            Command::UnregisterRoom(room) => format!("/unregister #{room}"),
-            Command::Login {
-                account: Some(account),
-                password,
-            } => format!("/login {account} {password}"),
-            Command::Login {
-                account: None,
-                password,
-            } => format!("/identify {password}"),
-            Command::Logout => "/logout".into(),
-            Command::Passwd { old, new } => format!("/passwd {old} {new}"),
-            Command::Access { room, change } => match change {
-                None => format!("/access #{room}"),
-                Some((nick, Some(level))) => {
-                    format!("/access #{room} add {nick} {}", level.as_str())
-                }
-                Some((nick, None)) => format!("/access #{room} del {nick}"),
-            },
-            Command::HistoryOf { room, query } => match query {
-                HistoryQuery::Latest(count) => format!("/history {room} {count}"),
-                HistoryQuery::AfterId(id, _) => {
-                    format!("/history {room} since {}", super::msgid_text(*id))
-                }
-                HistoryQuery::AfterTime(at, _) => {
-                    format!("/history {room} since {}", super::timestamp(*at))
-                }
-            },
+            Command::Register(_)
+            | Command::RegisterRoom(_)
+            | Command::Unregister(_)
+            | Command::UnregisterRoom(_)
+            | Command::Login { .. }
+            | Command::Logout
+            | Command::Passwd { .. }
+            | Command::Access { .. }
+            | Command::HistoryOf { .. } => return self.account_line(),
             Command::Mode { room, request } if request.errors.is_empty() => {
                 let mut line = String::from("/mode");
                 if let Some(room) = room {
@@ -390,6 +369,62 @@ impl Command<'_> {
             | Command::Ison(_)
             | Command::ListOf(_)
             | Command::Userhost(_) => return None,
+        };
+        Some(line)
+    }
+}
+
+impl Command<'_> {
+    /// True for the account, registration and stored-history commands.
+    pub fn is_account_command(&self) -> bool {
+        matches!(
+            self,
+            Command::Register(_)
+                | Command::RegisterRoom(_)
+                | Command::Unregister(_)
+                | Command::UnregisterRoom(_)
+                | Command::Login { .. }
+                | Command::Logout
+                | Command::Passwd { .. }
+                | Command::Access { .. }
+                | Command::HistoryOf { .. }
+        )
+    }
+
+    /// [`Command::to_line`] for the account, registration and history commands.
+    fn account_line(&self) -> Option<String> {
+        let line = match self {
+            Command::Register(password) => format!("/register {password}"),
+            Command::RegisterRoom(room) => format!("/register #{room}"),
+            Command::Unregister(password) => format!("/unregister {password}"),
+            Command::UnregisterRoom(room) => format!("/unregister #{room}"),
+            Command::Login {
+                account: Some(account),
+                password,
+            } => format!("/login {account} {password}"),
+            Command::Login {
+                account: None,
+                password,
+            } => format!("/identify {password}"),
+            Command::Logout => "/logout".into(),
+            Command::Passwd { old, new } => format!("/passwd {old} {new}"),
+            Command::Access { room, change } => match change {
+                None => format!("/access #{room}"),
+                Some((nick, Some(level))) => {
+                    format!("/access #{room} add {nick} {}", level.as_str())
+                }
+                Some((nick, None)) => format!("/access #{room} del {nick}"),
+            },
+            Command::HistoryOf { room, query } => match query {
+                HistoryQuery::Latest(count) => format!("/history {room} {count}"),
+                HistoryQuery::AfterId(id, _) => {
+                    format!("/history {room} since {}", super::msgid_text(*id))
+                }
+                HistoryQuery::AfterTime(at, _) => {
+                    format!("/history {room} since {}", super::timestamp(*at))
+                }
+            },
+            _ => return None,
         };
         Some(line)
     }

@@ -36,7 +36,7 @@ use super::inbox::ShardMsg;
 use super::irc_session::IrcSession;
 use super::relay::{Departure, Relay};
 use super::room_state::{RemoteRoom, unix_now};
-use super::services::Services;
+use super::services::{Services, reclaimed};
 use super::session::{FloodBucket, Session};
 use super::shared::Shared;
 use super::token::ConnId;
@@ -232,13 +232,19 @@ impl Chat {
             ShardMsg::Stored(reply) => {
                 let key = reply.to.key();
                 if fx.session(key).is_some_and(|s| s.id == reply.to) {
-                    let relay = &mut self.relay;
-                    Services { relay, fx, key }.on_stored(*reply);
+                    let (delivery, shared) = (&self.relay.delivery, &*self.shared);
+                    Services {
+                        delivery,
+                        shared,
+                        fx,
+                        key,
+                    }
+                    .on_stored(*reply);
                 }
                 None
             }
             lost @ ShardMsg::NickReclaimed { .. } => {
-                self.relay.reclaimed(fx, lost);
+                reclaimed(&self.relay.delivery, fx, lost);
                 None
             }
             ShardMsg::Adopt { .. } | ShardMsg::Shutdown => {

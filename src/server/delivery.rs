@@ -27,7 +27,7 @@ use std::time::Instant;
 use log::info;
 
 use crate::protocol::outgoing::{Outgoing, Protocol, prefix_tags, render_for};
-use crate::protocol::{Event, ProtocolError, RoomName, irc, timestamp};
+use crate::protocol::{Event, Nick, ProtocolError, RoomName, irc, timestamp};
 
 use super::backplane::handle::BackplaneMsg;
 use super::backplane::wire::crosses_nodes;
@@ -334,6 +334,50 @@ impl Delivery {
     /// This shard's index.
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// Tells `rooms` and the connection itself that `old` is now `nick` (a `/nick`,
+    /// a nick lost to another node or to its account's owner), and the other nodes.
+    pub fn renamed(
+        &self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        old: Nick,
+        nick: Nick,
+        rooms: Vec<RoomName>,
+    ) {
+        if old != nick {
+            let once = self.next_once();
+            for room in rooms {
+                let (old, new) = (old.clone(), nick.clone());
+                let event = Event::NickChanged {
+                    room: room.clone(),
+                    old,
+                    new,
+                };
+                self.announce_once(fx, &room, Some(key), event, once);
+            }
+        }
+        self.tell_cluster(fx, key, Some(old.clone()));
+        self.reply(fx, key, &Event::NickIs { old, nick });
+    }
+
+    /// Tells the other nodes, if any, how connection `key` is now (`was`: its nick
+    /// before a rename).
+    pub fn tell_cluster(&self, fx: &mut Effects<'_>, key: usize, was: Option<Nick>) {
+        if self.shared.backplane.is_none() {
+            return;
+        }
+        let Some(session) = fx.session(key) else {
+            return;
+        };
+        let (id, claimed_ms, rooms) = (session.id, session.claimed_ms, session.rooms.clone());
+        fx.publish(BackplaneMsg::User {
+            id,
+            claimed_ms,
+            rooms,
+            was,
+        });
     }
 
     /// Fan-out on this shard: one `Arc` clone per member, no lock, no copy. Each

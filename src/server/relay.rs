@@ -30,7 +30,6 @@ use super::close_reason::CloseReason;
 use super::config::{JOIN_HISTORY, MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
 use super::delivery::Delivery;
 use super::effects::Effects;
-use super::inbox::ShardMsg;
 use super::moderation::{Moderator, identity, save_room};
 use super::room_state::unix_now;
 use super::services::{Services, grant};
@@ -135,43 +134,15 @@ impl Relay {
                 self.delivery.ask_history(fx, &room, key, count, false);
                 Ok(())
             }
-            command @ (Command::Register(_)
-            | Command::RegisterRoom(_)
-            | Command::Login { .. }
-            | Command::Logout
-            | Command::Passwd { .. }
-            | Command::Unregister(_)
-            | Command::UnregisterRoom(_)
-            | Command::Access { .. }
-            | Command::HistoryOf { .. }) => Services {
-                relay: self,
+            command if command.is_account_command() => Services {
+                delivery: &self.delivery,
+                shared: &self.shared,
                 fx,
                 key,
             }
             .apply(command),
             query => self.answer(fx, key, query),
         }
-    }
-
-    /// This connection lost its nick to the account's owner (the directory already
-    /// renamed it): tell it why, and its rooms.
-    pub fn reclaimed(&mut self, fx: &mut Effects<'_>, lost: ShardMsg) {
-        let ShardMsg::NickReclaimed { id, old, new } = lost else {
-            return;
-        };
-        let Some(session) = fx.session(id.key()).filter(|s| s.id == id) else {
-            return;
-        };
-        session.nick = new.clone();
-        session.claimed_ms = super::backplane::now_ms();
-        if let Some(irc) = session.irc.as_mut() {
-            irc.identify_by = None;
-        }
-        let rooms = session.rooms.clone();
-        let key = id.key();
-        self.delivery
-            .reject(fx, key, ProtocolError::NickRegistered(old.clone()));
-        self.renamed(fx, key, old, new, rooms);
     }
 
     /// Takes this shard's kicked members of `room` out of it, once the `Kicked` event
@@ -516,19 +487,7 @@ impl Relay {
     /// Tells the other nodes, if any, how connection `key` is now (`was`: its nick
     /// before a rename).
     pub fn tell_cluster(&self, fx: &mut Effects<'_>, key: usize, was: Option<Nick>) {
-        if self.shared.backplane.is_none() {
-            return;
-        }
-        let Some(session) = fx.session(key) else {
-            return;
-        };
-        let (id, claimed_ms, rooms) = (session.id, session.claimed_ms, session.rooms.clone());
-        fx.publish(BackplaneMsg::User {
-            id,
-            claimed_ms,
-            rooms,
-            was,
-        });
+        self.delivery.tell_cluster(fx, key, was);
     }
 
     /// Claims `nick` for connection `key`, refusing a nick held here or on another
@@ -602,21 +561,7 @@ impl Relay {
         nick: Nick,
         rooms: Vec<RoomName>,
     ) {
-        if old != nick {
-            let once = self.delivery.next_once();
-            for room in rooms {
-                let (old, new) = (old.clone(), nick.clone());
-                let event = Event::NickChanged {
-                    room: room.clone(),
-                    old,
-                    new,
-                };
-                self.delivery
-                    .announce_once(fx, &room, Some(key), event, once);
-            }
-        }
-        self.tell_cluster(fx, key, Some(old.clone()));
-        self.delivery.reply(fx, key, &Event::NickIs { old, nick });
+        self.delivery.renamed(fx, key, old, nick, rooms);
     }
 
     /// Who is behind `nick` (IRC WHOIS), here or on another node of the cluster.
@@ -791,7 +736,7 @@ impl Relay {
             (fx.session(key).map(|s| s.id)).and_then(|id| self.shared.directory.account_of(id))
             && !already
         {
-            grant(self, fx, key, &room, &account);
+            grant(&self.delivery, &self.shared, fx, key, &room, &account);
         }
         if !already && self.shared.config.history > 0 {
             let count = JOIN_HISTORY.min(self.shared.config.history);

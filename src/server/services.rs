@@ -25,11 +25,12 @@ use std::sync::Arc;
 
 use crate::protocol::irc::{self, IrcReply};
 
+use super::delivery::Delivery;
 use super::effects::Effects;
 use super::inbox::ShardMsg;
 use super::registry::Level;
-use super::relay::Relay;
 use super::session::LoginKind;
+use super::shared::Shared;
 use super::store::{AccountAnswer, Answer, AuthJob, Job, RoomWrite, StoreHandle, StoreReply, Then};
 use super::token::ConnId;
 
@@ -42,8 +43,10 @@ pub const CHANSERV: &str = "ChanServ";
 /// One store-backed command (or one store answer) being handled for connection `key`.
 #[derive(Debug)]
 pub struct Services<'r, 'f, 'a> {
-    /// The shard's relay (delivery, shared state, renames).
-    pub relay: &'r mut Relay,
+    /// How events reach people.
+    pub delivery: &'r Delivery,
+    /// Config, directory, registry and the store's queues.
+    pub shared: &'r Shared,
     /// The turn's effects.
     pub fx: &'f mut Effects<'a>,
     /// The connection.
@@ -52,17 +55,13 @@ pub struct Services<'r, 'f, 'a> {
 
 impl Services<'_, '_, '_> {
     fn store(&self) -> Result<&StoreHandle, ProtocolError> {
-        self.relay
-            .shared
-            .store
-            .as_ref()
-            .ok_or(ProtocolError::NoStore)
+        self.shared.store.as_ref().ok_or(ProtocolError::NoStore)
     }
 
     /// The asker's id, nick and account.
     fn asker(&mut self) -> Result<(ConnId, Nick, Option<Nick>), ProtocolError> {
         let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
-        let account = self.relay.shared.directory.account_of(session.id);
+        let account = self.shared.directory.account_of(session.id);
         Ok((session.id, session.nick.clone(), account))
     }
 
@@ -73,7 +72,7 @@ impl Services<'_, '_, '_> {
 
     fn reply(&mut self, text: String) {
         let event = Event::Done(text.into());
-        self.relay.delivery.reply(self.fx, self.key, &event);
+        self.delivery.reply(self.fx, self.key, &event);
     }
 
     /// Carries out one account, registration or history command.
@@ -130,7 +129,7 @@ impl Services<'_, '_, '_> {
                 "/nick NAME first: guest nicks cannot be registered",
             ));
         }
-        if self.relay.shared.registry.is_account(&nick) {
+        if self.shared.registry.is_account(&nick) {
             return Err(ProtocolError::AccountExists(nick));
         }
         let password = password.into();
@@ -161,7 +160,7 @@ impl Services<'_, '_, '_> {
     fn logout(&mut self) -> Outcome {
         let account = self.account()?;
         let id = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?.id;
-        self.relay.shared.directory.set_account(id, None);
+        self.shared.directory.set_account(id, None);
         log::info!("{account} logged out");
         self.reply(format!("logout {account}"));
         Ok(())
@@ -175,14 +174,14 @@ impl Services<'_, '_, '_> {
         if room == RoomName::lobby() {
             return Err(ProtocolError::NotOperator(room));
         }
-        let directory = &self.relay.shared.directory;
+        let directory = &self.shared.directory;
         if directory.role_of(&room, to) != Some(Role::Operator) {
             return Err(match directory.has_room(&room) {
                 true => ProtocolError::NotOperator(room),
                 false => ProtocolError::NotInRoom(room),
             });
         }
-        if self.relay.shared.registry.is_registered(&room) {
+        if self.shared.registry.is_registered(&room) {
             return Err(ProtocolError::AlreadyRegistered(room));
         }
         let snapshot = directory
@@ -208,7 +207,7 @@ impl Services<'_, '_, '_> {
         self.store()?;
         let account = self.account()?;
         let (to, ..) = self.asker()?;
-        let registered = (self.relay.shared.registry.room(&room))
+        let registered = (self.shared.registry.room(&room))
             .ok_or_else(|| ProtocolError::RoomNotRegistered(room.clone()))?;
         if registered.founder.key() != account.key() {
             return Err(ProtocolError::NotFounder(room));
@@ -228,7 +227,7 @@ impl Services<'_, '_, '_> {
     /// operator by access for voice grants.
     fn access(&mut self, room: RoomName, change: Option<(&str, Option<Level>)>) -> Outcome {
         self.store()?;
-        let registered = (self.relay.shared.registry.room(&room))
+        let registered = (self.shared.registry.room(&room))
             .ok_or_else(|| ProtocolError::RoomNotRegistered(room.clone()))?;
         let Some((nick, level)) = change else {
             let mut text = format!("access {room} {}=founder", registered.founder);
@@ -246,7 +245,7 @@ impl Services<'_, '_, '_> {
             return Err(ProtocolError::NotFounder(room));
         }
         let account = Nick::parse(nick)?;
-        if !self.relay.shared.registry.is_account(&account) {
+        if !self.shared.registry.is_account(&account) {
             return Err(ProtocolError::NoAccount(account));
         }
         let (to, ..) = self.asker()?;
@@ -275,13 +274,12 @@ impl Services<'_, '_, '_> {
             return Err(ProtocolError::NotInRoom(room));
         }
         let to = session.id;
-        if self.relay.shared.store.is_none() {
+        if self.shared.store.is_none() {
             let HistoryQuery::Latest(count) = query else {
                 return Err(ProtocolError::NoStore);
             };
-            let count = count.min(self.relay.shared.config.history);
-            self.relay
-                .delivery
+            let count = count.min(self.shared.config.history);
+            self.delivery
                 .ask_history(self.fx, &room, self.key, count, false);
             return Ok(());
         }
@@ -301,18 +299,18 @@ impl Services<'_, '_, '_> {
                 if self.take_login_kind() == Some(LoginKind::Sasl) {
                     return self.irc_reply(IrcReply::SaslFailed);
                 }
-                self.relay.delivery.reject(self.fx, self.key, error)
+                self.delivery.reject(self.fx, self.key, error)
             }
             Answer::History { room, lines } => {
                 let event = Event::Playback { room, lines };
-                self.relay.delivery.reply(self.fx, self.key, &event);
+                self.delivery.reply(self.fx, self.key, &event);
             }
             Answer::Done(then) => {
                 if let Some(reply) = &then.reply {
-                    self.relay.delivery.reply(self.fx, self.key, reply);
+                    self.delivery.reply(self.fx, self.key, reply);
                 }
                 if let Some((room, event)) = then.broadcast {
-                    self.relay.delivery.broadcast(self.fx, &room, None, event);
+                    self.delivery.broadcast(self.fx, &room, None, event);
                 }
             }
             Answer::Account(answer) => self.on_account(answer),
@@ -327,7 +325,7 @@ impl Services<'_, '_, '_> {
 
     /// An IRC reply made for this connection alone.
     fn irc_reply(&mut self, reply: IrcReply<'_>) {
-        let server = self.relay.shared.config.server_name.clone();
+        let server = self.shared.config.server_name.clone();
         let Some(session) = self.fx.session(self.key) else {
             return;
         };
@@ -351,7 +349,7 @@ impl Services<'_, '_, '_> {
         let changes = !matches!(answer, AccountAnswer::PasswordChanged(_));
         if changes {
             let (id, account) = (session.id, account.cloned());
-            self.relay.shared.directory.set_account(id, account);
+            self.shared.directory.set_account(id, account);
         }
         let irc = session.irc.is_some();
         match (&answer, kind) {
@@ -387,7 +385,7 @@ impl Services<'_, '_, '_> {
             return;
         }
         let id = session.id;
-        let Some((old, renamed)) = self.relay.shared.directory.reclaim(id, account) else {
+        let Some((old, renamed)) = self.shared.directory.reclaim(id, account) else {
             return;
         };
         if let Some(session) = self.fx.session(self.key) {
@@ -401,8 +399,8 @@ impl Services<'_, '_, '_> {
                 old: account.clone(),
                 new: guest,
             };
-            match holder.shard() == self.relay.delivery.index() {
-                true => self.relay.reclaimed(self.fx, lost),
+            match holder.shard() == self.delivery.index() {
+                true => reclaimed(self.delivery, self.fx, lost),
                 false => self.fx.send(holder.shard(), lost),
             }
         }
@@ -411,7 +409,7 @@ impl Services<'_, '_, '_> {
             .session(self.key)
             .map(|s| s.rooms.clone())
             .unwrap_or_default();
-        self.relay
+        self.delivery
             .renamed(self.fx, self.key, old, account.clone(), rooms);
     }
 
@@ -423,15 +421,29 @@ impl Services<'_, '_, '_> {
             .map(|s| s.rooms.clone())
             .unwrap_or_default();
         for room in rooms {
-            grant(self.relay, self.fx, self.key, &room, account);
+            grant(
+                self.delivery,
+                self.shared,
+                self.fx,
+                self.key,
+                &room,
+                account,
+            );
         }
     }
 }
 
 /// Gives connection `key` (logged in to `account`) what the access list of the
 /// registered `room` grants it, and tells the room as `ChanServ`.
-pub fn grant(relay: &Relay, fx: &mut Effects<'_>, key: usize, room: &RoomName, account: &Nick) {
-    let Some(level) = relay.shared.registry.level(room, account) else {
+pub fn grant(
+    delivery: &Delivery,
+    shared: &Shared,
+    fx: &mut Effects<'_>,
+    key: usize,
+    room: &RoomName,
+    account: &Nick,
+) {
+    let Some(level) = shared.registry.level(room, account) else {
         return;
     };
     let Some(session) = fx.session(key) else {
@@ -439,7 +451,7 @@ pub fn grant(relay: &Relay, fx: &mut Effects<'_>, key: usize, room: &RoomName, a
     };
     let (id, nick) = (session.id, session.nick.clone());
     let op = level == Level::Op;
-    if !relay.shared.directory.grant(room, id, op) {
+    if !shared.directory.grant(room, id, op) {
         return;
     }
     let kind = match op {
@@ -452,8 +464,28 @@ pub fn grant(relay: &Relay, fx: &mut Effects<'_>, key: usize, room: &RoomName, a
         by,
         changes: vec![ModeChange { set: true, kind }],
     };
-    relay.delivery.broadcast(fx, room, None, event);
-    relay.tell_cluster(fx, key, None);
+    delivery.broadcast(fx, room, None, event);
+    delivery.tell_cluster(fx, key, None);
+}
+
+/// This connection lost its nick to the account's owner (the directory already
+/// renamed it): tell it why, and its rooms.
+pub fn reclaimed(delivery: &Delivery, fx: &mut Effects<'_>, lost: ShardMsg) {
+    let ShardMsg::NickReclaimed { id, old, new } = lost else {
+        return;
+    };
+    let Some(session) = fx.session(id.key()).filter(|s| s.id == id) else {
+        return;
+    };
+    session.nick = new.clone();
+    session.claimed_ms = super::backplane::now_ms();
+    if let Some(irc) = session.irc.as_mut() {
+        irc.identify_by = None;
+    }
+    let rooms = session.rooms.clone();
+    let key = id.key();
+    delivery.reject(fx, key, ProtocolError::NickRegistered(old.clone()));
+    delivery.renamed(fx, key, old, new, rooms);
 }
 
 /// True for the nicks the server hands out (`guestN`, `guestN-node`).
