@@ -15,7 +15,8 @@
 # server-time and batch (and echo-message from WeeChat 4.0 on, which implements it):
 # a line written in #lobby before WeeChat joined is played back (a chathistory batch)
 # and logged at the time it was *sent*, before the join; WeeChat's own message is
-# shown once, and the line client's answer arrives. Checked in WeeChat's log files.
+# shown once, and the line client's answer arrives; WeeChat logs in to an account
+# with its sasl_* options. Checked in WeeChat's log files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A missing program is installed when we are root with apt-get; otherwise we say
@@ -190,10 +191,13 @@ answerer 60 $'/nick lineywee\nsaid before weechat came' \
   "MSG lobby weeuser hello from weechat" "hello back to weechat" > "$work/wee-line.log" &
 wee_line=$!
 sleep 2 # so that the played-back line's time differs from the join's
+make_account weeuser wee-secret # WeeChat logs in to it with its sasl_* options
 weechat-headless --dir "$work/weechat" -r "/set logger.file.flush_delay 0; \
 /set logger.file.path $work/wlogs; /set fifo.file.path $work/wfifo; \
 /server add mio ${irc_addr%:*}/${irc_addr##*:} -notls; \
 /set irc.server.mio.capabilities \"$caps\"; \
+/set irc.server.mio.sasl_mechanism plain; /set irc.server.mio.sasl_username weeuser; \
+/set irc.server.mio.sasl_password wee-secret; \
 /set irc.server.mio.nicks weeuser; /set irc.server.mio.autojoin #lobby; /connect mio" \
   > /dev/null 2>&1 &
 weechat=$!
@@ -214,6 +218,8 @@ echo "--- WeeChat #lobby log:"
 cat "$chan"
 grep -q "client capability, enabled: .*server-time" "$work/wlogs/irc.server.mio.weechatlog" \
   || { echo "FAIL: WeeChat did not enable server-time"; exit 1; }
+grep -q "SASL authentication successful" "$work/wlogs/irc.server.mio.weechatlog" \
+  || { echo "FAIL: WeeChat did not log in with SASL"; cat "$work/wlogs/irc.server.mio.weechatlog"; exit 1; }
 joined=$(grep -F "has joined #lobby" "$chan" | head -1 | cut -f1)
 said=$(grep -F "said before weechat came" "$chan" | tail -1 | cut -f1)
 [[ "$said" < "$joined" ]] || { echo "FAIL: the played-back line shows $said, not its send time before the join ($joined)"; exit 1; }
@@ -222,24 +228,29 @@ own=$(grep -cF "hello from weechat" "$chan")
 grep -q "^MSG lobby weeuser hello from weechat" "$work/wee-line.log" || { echo "FAIL: the line client did not get WeeChat's message"; exit 1; }
 kill "$weechat" 2>/dev/null || true
 wait "$weechat" 2>/dev/null || true
-echo "PASS: WeeChat $version showed the played-back line at its send time ($said, before the join at $joined), its own message once (capabilities: $caps), and the line client's answer"
+echo "PASS: WeeChat $version logged in with SASL PLAIN, showed the played-back line at its send time ($said, before the join at $joined), its own message once (capabilities: $caps), and the line client's answer"
 }
 
-sasl_check() {
-# --- SASL: irssi logs in to an account made on the line protocol --------------------
-python3 - "$line_addr" <<'PY'
+make_account() { # make_account NICK PASSWORD: registered from the line protocol
+python3 - "$line_addr" "$1" "$2" <<'PY'
 import socket, sys
 host, port = sys.argv[1].rsplit(":", 1)
+nick, password = sys.argv[2], sys.argv[3]
 s = socket.create_connection((host, int(port)), timeout=20)
 f = s.makefile("rw", newline="\n")
-f.write("/nick saslfan\n/register sasl-secret\n"); f.flush()
+f.write(f"/nick {nick}\n/register {password}\n"); f.flush()
 for line in f:
-    if line.startswith("OK registered saslfan"):
+    if line.startswith("OK registered " + nick):
         break
     if line.startswith("ERR"):
         sys.exit("FAIL: registering the account: " + line)
 f.write("/quit\n"); f.flush()
 PY
+}
+
+sasl_check() {
+# --- SASL: irssi logs in to an account made on the line protocol --------------------
+make_account saslfan sasl-secret
 tmux new-session -d -s "$session" -x 110 -y 24 "irssi --home=$work/irssi-sasl -n saslfan"
 sleep 1
 tmux send-keys -t "$session" \
