@@ -36,7 +36,7 @@ use super::services::{Services, grant};
 use super::session::Session;
 use super::shared::Shared;
 use super::stats::bump;
-use super::store::Job;
+use super::store::{Job, StoredPrivate};
 
 /// The chat semantics of one shard.
 #[derive(Debug)]
@@ -416,13 +416,13 @@ impl Relay {
         else {
             return;
         };
-        let job = Job::Private {
+        let job = Job::Private(StoredPrivate {
             id: self.shared.next_msgid(),
             at_ms: crate::protocol::outgoing::now_ms(),
             from: from.clone(),
             to: to.clone(),
             text: text.clone(),
-        };
+        });
         if store.submit(job).is_err() {
             log::debug!("store busy: a private message was not stored");
         }

@@ -139,6 +139,21 @@ pub struct StoredLine {
 
 pub use crate::protocol::HistoryQuery;
 
+/// A private message on its way to the disk.
+#[derive(Debug, Clone)]
+pub struct StoredPrivate {
+    /// Its id (from the same sequence as room lines).
+    pub id: u64,
+    /// When (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// Sender.
+    pub from: Nick,
+    /// Recipient.
+    pub to: Nick,
+    /// The text.
+    pub text: Box<str>,
+}
+
 /// A change to a registered room, committed before its answer goes back.
 #[derive(Debug, Clone)]
 pub enum RoomWrite {
@@ -203,18 +218,7 @@ pub enum Job {
     /// A room line, batched.
     Line(StoredLine),
     /// A private message, batched, kept for its two parties.
-    Private {
-        /// Its id.
-        id: u64,
-        /// When.
-        at_ms: u64,
-        /// Sender.
-        from: Nick,
-        /// Recipient.
-        to: Nick,
-        /// The text.
-        text: Box<str>,
-    },
+    Private(StoredPrivate),
     /// A registered room changed: committed (with any history waiting) before the
     /// answer goes back.
     Room(Box<RoomWrite>, Option<Box<Then>>),

@@ -43,13 +43,7 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 enum Pending {
     Line(super::StoredLine),
-    Private {
-        id: u64,
-        at_ms: u64,
-        from: Nick,
-        to: Nick,
-        text: Box<str>,
-    },
+    Private(super::StoredPrivate),
 }
 
 /// The store thread's state.
@@ -146,19 +140,7 @@ impl Writer {
         }
         match job {
             Job::Line(line) => self.hold(Pending::Line(line)),
-            Job::Private {
-                id,
-                at_ms,
-                from,
-                to,
-                text,
-            } => self.hold(Pending::Private {
-                id,
-                at_ms,
-                from,
-                to,
-                text,
-            }),
+            Job::Private(private) => self.hold(Pending::Private(private)),
             Job::Room(write, then) => self.room(*write, then),
             Job::Stop => self.stopping = true,
             Job::Read {
@@ -348,19 +330,13 @@ fn write_lines(tx: &Transaction<'_>, pending: &[Pending]) -> rusqlite::Result<()
                     &*line.text
                 ])?;
             }
-            Pending::Private {
-                id,
-                at_ms,
-                from,
-                to,
-                text,
-            } => {
+            Pending::Private(private) => {
                 private_stmt.execute(params![
-                    *id as i64,
-                    *at_ms as i64,
-                    from.as_str(),
-                    to.as_str(),
-                    &**text
+                    private.id as i64,
+                    private.at_ms as i64,
+                    private.from.as_str(),
+                    private.to.as_str(),
+                    &*private.text
                 ])?;
             }
         }
