@@ -996,6 +996,11 @@ pub enum ProtocolError {
     RoomNotRegistered(RoomName),
     /// Only the room's founder may do that.
     NotFounder(RoomName),
+    /// `/unregister PASSWORD` by the founder of a registered room.
+    FounderOf(RoomName),
+    /// A change was made but could not be saved (the disk failed): it is lost on
+    /// restart.
+    NotSaved,
 }
 
 impl ProtocolError {
@@ -1041,6 +1046,8 @@ impl ProtocolError {
             ProtocolError::AlreadyRegistered(_) => "room-registered",
             ProtocolError::RoomNotRegistered(_) => "room-not-registered",
             ProtocolError::NotFounder(_) => "not-founder",
+            ProtocolError::FounderOf(_) => "founder",
+            ProtocolError::NotSaved => "store-failed",
         }
     }
 }
@@ -1142,6 +1149,14 @@ impl ProtocolError {
             ProtocolError::AlreadyRegistered(room) => write!(f, "{room} is registered already"),
             ProtocolError::RoomNotRegistered(room) => write!(f, "{room} is not registered"),
             ProtocolError::NotFounder(room) => write!(f, "only the founder of {room} may do that"),
+            ProtocolError::FounderOf(room) => write!(
+                f,
+                "you founded {room}: /unregister #{room} first, then your account"
+            ),
+            ProtocolError::NotSaved => write!(
+                f,
+                "done, but the server could not save it (its disk failed): it is lost on restart"
+            ),
             other => f.write_str(other.code()),
         }
     }

@@ -53,6 +53,13 @@ const HELP: &[&str] = &[
     "/ban /unban MASK  ban or unban nick!user@host (wildcards * ?)",
     "/bans           list the room's bans",
     "/invite NICK [ROOM]  invite NICK (lets them into a +i room once)",
+    "/history ROOM [N]  ROOM's last N lines, from disk too (default 20, at most 1000)",
+    "/history ROOM since MSGID|TIME  the lines after that message id or time",
+    "/register PASSWORD  make your nick an account (then only you can use it)",
+    "/login NICK PASSWORD  log in (also /identify [NICK] PASSWORD); /logout",
+    "/passwd OLD NEW  change your password; /unregister PASSWORD drops the account",
+    "/register #ROOM  found ROOM (you: logged in, its operator); /unregister #ROOM",
+    "/access #ROOM [add NICK op|voice | del NICK]  who gets status by account",
     "//text          send text that starts with /",
 ];
 

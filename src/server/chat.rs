@@ -39,6 +39,7 @@ use super::room_state::{RemoteRoom, unix_now};
 use super::services::{Services, reclaimed};
 use super::session::{FloodBucket, Session};
 use super::shared::Shared;
+use super::store::Answer;
 use super::token::ConnId;
 
 /// The chat state and behaviour of one shard.
@@ -231,7 +232,13 @@ impl Chat {
             }
             ShardMsg::Stored(reply) => {
                 let key = reply.to.key();
-                if fx.session(key).is_some_and(|s| s.id == reply.to) {
+                let gone = fx.session(key).is_none_or(|s| s.id != reply.to);
+                if gone && let Answer::Done(then) = reply.answer {
+                    // The one who asked has left; the room still hears of the change.
+                    if let Some((room, event)) = then.broadcast {
+                        self.relay.delivery.broadcast(fx, &room, None, event);
+                    }
+                } else if !gone {
                     let (delivery, shared) = (&self.relay.delivery, &*self.shared);
                     Services {
                         delivery,

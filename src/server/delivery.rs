@@ -27,7 +27,7 @@ use std::time::Instant;
 use log::info;
 
 use crate::protocol::outgoing::{Outgoing, Protocol, prefix_tags, render_for};
-use crate::protocol::{Event, Nick, ProtocolError, RoomName, irc, timestamp};
+use crate::protocol::{Event, Nick, ProtocolError, RoomName, SayKind, irc, timestamp};
 
 use super::backplane::handle::BackplaneMsg;
 use super::backplane::wire::crosses_nodes;
@@ -319,7 +319,14 @@ impl Delivery {
             return;
         };
         outgoing.set_msgid(line.id);
-        if let Some(store) = &self.shared.store {
+        // Messages and actions are stored; a channel notice stays in memory only (a
+        // notice replayed as a message could be answered by a bot).
+        if let Some(store) = self
+            .shared
+            .store
+            .as_ref()
+            .filter(|_| line.kind != SayKind::Notice)
+        {
             let stored = StoredLine {
                 room: room.clone(),
                 line: line.clone(),

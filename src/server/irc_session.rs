@@ -25,6 +25,7 @@ use crate::protocol::{
 use super::close_reason::CloseReason;
 use super::effects::Effects;
 use super::relay::Relay;
+use super::services::Services;
 use super::session::{IrcState, LoginKind};
 use super::shared::Shared;
 
@@ -376,7 +377,19 @@ impl IrcSession<'_, '_, '_> {
             account: Some(&account),
             password: &password,
         };
-        self.relay.apply(self.fx, self.key, login);
+        let services = Services {
+            delivery: &self.relay.delivery,
+            shared: self.shared,
+            fx: self.fx,
+            key: self.key,
+        };
+        // Refused at once (no data dir, a full queue, not a nick): 904 now.
+        if services.apply(login).is_err() {
+            if let Some(state) = self.state() {
+                state.login_pending = None;
+            }
+            self.answer(IrcReply::SaslFailed);
+        }
     }
 
     /// `PRIVMSG NickServ :...` and `PRIVMSG ChanServ :...`: the account and room
@@ -442,7 +455,7 @@ impl IrcSession<'_, '_, '_> {
             }
             _ => return self.service_help(nickserv),
         };
-        if let Some(state) = self.state() {
+        if let Some(state) = self.state().filter(|_| kind.is_some()) {
             state.login_pending = kind;
         }
         self.relay.apply(self.fx, self.key, command);

@@ -92,6 +92,16 @@ impl Registry {
         }
     }
 
+    /// A room `account` founded, if any (an account that founded rooms is not dropped
+    /// before them: whoever registered the nick next would inherit them).
+    pub fn founded_by(&self, account: &Nick) -> Option<RoomName> {
+        let tables = self.lock();
+        let mut rooms = tables.rooms.iter();
+        rooms
+            .find(|(_, entry)| entry.founder.key() == account.key())
+            .map(|(room, _)| room.clone())
+    }
+
     /// The registration of `room`, if it is registered.
     pub fn room(&self, room: &RoomName) -> Option<RegisteredRoom> {
         self.lock().rooms.get(room).cloned()

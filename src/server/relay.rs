@@ -462,6 +462,7 @@ impl Relay {
             })
             .ok_or_else(|| ProtocolError::NoSuchNick(to.into()))?;
         let echo = self.private_event(fx, key, text, notice)?;
+        self.keep_private(&echo, &to);
         self.delivery
             .echo_private(fx, key, to.as_str(), &echo, None);
         self.tell_sender(fx, key, to.clone(), away, notice);
@@ -512,6 +513,12 @@ impl Relay {
         protect: bool,
     ) -> Result<Nick, ProtocolError> {
         let session = fx.session(key).ok_or(ProtocolError::BadNick)?;
+        if ["NickServ", "ChanServ"]
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(nick.as_str()))
+        {
+            return Err(ProtocolError::NickTaken(nick.clone())); // the server's own
+        }
         let owner = self.shared.directory.owns(session.id, nick);
         if protect && !owner && self.shared.registry.is_account(nick) {
             return Err(ProtocolError::NickRegistered(nick.clone()));

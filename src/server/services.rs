@@ -93,6 +93,9 @@ impl Services<'_, '_, '_> {
             }
             Command::Unregister(password) => {
                 let (to, account) = (self.asker()?.0, self.account()?);
+                if let Some(room) = self.shared.registry.founded_by(&account) {
+                    return Err(ProtocolError::FounderOf(room));
+                }
                 let password = password.into();
                 self.auth(AuthJob::Unregister {
                     to,
@@ -158,6 +161,7 @@ impl Services<'_, '_, '_> {
     }
 
     fn logout(&mut self) -> Outcome {
+        self.store()?;
         let account = self.account()?;
         let id = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?.id;
         self.shared.directory.set_account(id, None);
@@ -238,13 +242,16 @@ impl Services<'_, '_, '_> {
             return Ok(());
         };
         let asker = self.account()?;
+        let account = Nick::parse(nick)?;
+        // The founder grants and removes anything; an operator by access only voice
+        // (it may not add operators, nor take another operator's grant away).
         let founder = registered.founder.key() == asker.key();
-        let may =
-            founder || (registered.level_of(&asker) == Some(Level::Op) && level != Some(Level::Op));
+        let touches_op =
+            level == Some(Level::Op) || registered.level_of(&account) == Some(Level::Op);
+        let may = founder || (registered.level_of(&asker) == Some(Level::Op) && !touches_op);
         if !may {
             return Err(ProtocolError::NotFounder(room));
         }
-        let account = Nick::parse(nick)?;
         if !self.shared.registry.is_account(&account) {
             return Err(ProtocolError::NoAccount(account));
         }
@@ -490,6 +497,7 @@ pub fn reclaimed(delivery: &Delivery, fx: &mut Effects<'_>, lost: ShardMsg) {
 
 /// True for the nicks the server hands out (`guestN`, `guestN-node`).
 pub fn is_guest(nick: &Nick) -> bool {
-    let rest = nick.as_str().strip_prefix("guest").unwrap_or("");
+    let lower = nick.as_str().to_ascii_lowercase();
+    let rest = lower.strip_prefix("guest").unwrap_or("");
     rest.starts_with(|c: char| c.is_ascii_digit())
 }

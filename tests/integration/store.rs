@@ -182,6 +182,8 @@ fn the_owner_takes_the_nick_back_and_passwords_change_and_accounts_drop() {
     let mut other = TestClient::connect(addr);
     other.send("/login anna second-pass");
     other.expect("ERR bad-login");
+    other.send("/nick NickServ");
+    other.expect("ERR nick-taken");
     signal(&child, "TERM");
     wait_with_timeout(&mut child, Duration::from_secs(10));
 }
@@ -287,6 +289,12 @@ fn registered_rooms_belong_to_the_founder_and_the_lobby_to_nobody() {
     next.expect("ERR not-founder");
     first.send("/access #den add erin op");
     first.expect("OK access den add erin op");
+    // An operator by access may not take another operator's (or the founder's) away.
+    next.send("/access #den del dave");
+    next.expect("ERR not-founder");
+    // A founder's account is not dropped before its rooms.
+    first.send("/unregister password1");
+    first.expect("ERR founder");
     first.send("/access #den add nobody voice");
     first.expect("ERR no-account");
     first.send("/unregister #den");
@@ -587,4 +595,23 @@ fn irc_clients_log_in_with_sasl_or_nickserv_and_an_unidentified_nick_is_renamed(
     line.expect("ERR nick-registered gina");
     plain.send("PRIVMSG NickServ :REGAIN gina gina-pass");
     plain.until(" NICK :gina");
+}
+
+#[test]
+fn sasl_without_a_data_dir_fails_at_once_with_904() {
+    use crate::irc::Irc;
+    let (_server, irc) = crate::irc::irc_server();
+    let mut c = Irc::connect(irc);
+    c.send("CAP LS 302");
+    c.send("NICK henry");
+    c.send("USER henry 0 * :Henry");
+    c.until(" CAP * LS ");
+    c.send("CAP REQ :sasl");
+    c.until(" ACK :sasl");
+    c.send("AUTHENTICATE PLAIN");
+    c.expect("AUTHENTICATE +");
+    c.send("AUTHENTICATE AGhlbnJ5AHBhc3N3b3Jk"); // "\0henry\0password"
+    c.until(" 904 ");
+    c.send("CAP END");
+    c.until(" 376 ");
 }

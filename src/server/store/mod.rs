@@ -357,12 +357,13 @@ pub struct StoreBusy;
 impl StoreHandle {
     /// Hands `job` to the store thread without waiting.
     pub fn submit(&self, job: Job) -> Result<(), StoreBusy> {
+        // Counted before the send: the store thread may take the job (and count it
+        // down) before `try_send` even returns.
+        self.stats.queued.fetch_add(1, Relaxed);
         match self.jobs.try_send(job) {
-            Ok(()) => {
-                self.stats.queued.fetch_add(1, Relaxed);
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.stats.queued.fetch_sub(1, Relaxed);
                 self.stats.queue_full.fetch_add(1, Relaxed);
                 Err(StoreBusy)
             }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, Transaction, params};
 
 use crate::protocol::modes::{self, changes_string};
-use crate::protocol::{BanInfo, HistoryLine, Nick, ProtocolError, RoomName, SayKind};
+use crate::protocol::{BanInfo, Event, HistoryLine, Nick, ProtocolError, RoomName, SayKind};
 
 use super::super::inbox::ShardMsg;
 use super::super::registry::{Level, RegisteredRoom, Registry};
@@ -228,8 +228,15 @@ impl Writer {
         );
         if let Err(e) = result {
             self.failed("writing a room", &e);
-            if let Some(then) = then {
-                self.answer(then.to, Answer::Failed(ProtocolError::StoreFailed));
+            match then {
+                // A ban is in force already: the room is told anyway, its setter
+                // that it was not saved.
+                Some(mut then) if then.broadcast.is_some() => {
+                    then.reply = Some(Event::Error(ProtocolError::NotSaved));
+                    self.answer(then.to, Answer::Done(then));
+                }
+                Some(then) => self.answer(then.to, Answer::Failed(ProtocolError::StoreFailed)),
+                None => {}
             }
             return;
         }
@@ -486,7 +493,8 @@ pub fn read(
         HistoryQuery::AfterTime(at, _) => at as i64,
         _ => 0,
     };
-    let rows = statement.query_map(params![room.as_str(), point as i64, count, at], |row| {
+    let point = i64::try_from(point).unwrap_or(i64::MAX);
+    let rows = statement.query_map(params![room.as_str(), point, count, at], |row| {
         let kind: String = row.get(3)?;
         let from: String = row.get(2)?;
         let text: String = row.get(4)?;
