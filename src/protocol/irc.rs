@@ -50,6 +50,7 @@ pub const MAX_ROOMS: usize = 32;
 
 /// The IRCv3 capabilities miochat offers, in `CAP LS` order. Each is listed only
 /// because it works end to end. `sasl` offers PLAIN (logging in needs a data dir).
+/// `draft/chathistory` is the `CHATHISTORY` command, answered from the store.
 /// Not offered yet: `account-tag`, `account-notify`, `extended-join`.
 pub const CAPABILITIES: &[&str] = &[
     "away-notify",
@@ -61,7 +62,57 @@ pub const CAPABILITIES: &[&str] = &[
     "multi-prefix",
     "sasl",
     "server-time",
+    "draft/chathistory",
 ];
+
+/// A `CHATHISTORY` request (IRCv3 `draft/chathistory`) as a store query, or why it
+/// is refused (`FAIL CHATHISTORY CODE ...`). References are `*`, `msgid=ID` or
+/// `timestamp=TIME`; a time is turned into the first id of its millisecond (ids are
+/// `ms << 12`). TARGETS (which conversations had lines) is not supported.
+pub fn chathistory(params: &[&str]) -> Result<(RoomName, super::HistoryQuery), &'static str> {
+    use super::HistoryQuery;
+    let (Some(sub), Some(target)) = (params.first(), params.get(1)) else {
+        return Err("NEED_MORE_PARAMS");
+    };
+    let limit = |at: usize| -> Result<usize, &'static str> {
+        let text = params.get(at).ok_or("NEED_MORE_PARAMS")?;
+        let n = text.parse::<usize>().map_err(|_| "INVALID_PARAMS")?;
+        Ok(n.clamp(1, super::HISTORY_READ_MAX))
+    };
+    let point = |at: usize| -> Result<Option<u64>, &'static str> {
+        let text = *params.get(at).ok_or("NEED_MORE_PARAMS")?;
+        if text == "*" {
+            return Ok(None);
+        }
+        let id = match text.split_once('=') {
+            Some(("msgid", id)) => super::parse_msgid(id),
+            Some(("timestamp", time)) => super::parse_timestamp(time).map(|ms| ms << 12),
+            _ => None,
+        };
+        id.map(Some).ok_or("INVALID_PARAMS")
+    };
+    let sub = sub.to_ascii_uppercase();
+    if sub == "TARGETS" {
+        return Err("INVALID_PARAMS");
+    }
+    let room = channel(target).ok_or("INVALID_TARGET")?;
+    let query = match sub.as_str() {
+        "LATEST" => match point(2)? {
+            None => HistoryQuery::Latest(limit(3)?),
+            Some(after) => HistoryQuery::LatestAfter(after, limit(3)?),
+        },
+        "BEFORE" => HistoryQuery::Before(point(2)?.ok_or("INVALID_PARAMS")?, limit(3)?),
+        "AFTER" => HistoryQuery::AfterId(point(2)?.ok_or("INVALID_PARAMS")?, limit(3)?),
+        "AROUND" => HistoryQuery::Around(point(2)?.ok_or("INVALID_PARAMS")?, limit(3)?),
+        "BETWEEN" => {
+            let (a, b) = (point(2)?, point(3)?);
+            let (a, b) = (a.unwrap_or(0), b.unwrap_or(u64::MAX));
+            HistoryQuery::Between(a.min(b), a.max(b), limit(4)?)
+        }
+        _ => return Err("INVALID_PARAMS"),
+    };
+    Ok((room, query))
+}
 
 /// The IRCv3 capabilities one client enabled (`CAP REQ`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -454,7 +505,15 @@ pub fn playback(room: &RoomName, lines: &[super::HistoryLine], server: &str, cap
                     text: line.text.clone(),
                 },
             };
-            let _ = write!(out, "@batch={id};time={at} ");
+            match caps.has("message-tags") {
+                true => {
+                    let msgid = super::msgid_text(line.id);
+                    let _ = write!(out, "@batch={id};time={at};msgid={msgid} ");
+                }
+                false => {
+                    let _ = write!(out, "@batch={id};time={at} ");
+                }
+            }
             out.push_str(&broadcast(&event).unwrap_or_default());
         } else {
             let clock = at.get(11..19).unwrap_or("");
@@ -987,6 +1046,17 @@ pub enum IrcReply<'a> {
     SaslAborted,
     /// The nick is a registered account: identify within this many seconds.
     IdentifyWithin(u64),
+    /// IRCv3 standard reply `FAIL COMMAND CODE [CONTEXT] :TEXT`.
+    Fail {
+        /// The command that failed.
+        command: &'a str,
+        /// The machine-readable code.
+        code: &'a str,
+        /// Context parameters (may be empty).
+        context: &'a str,
+        /// The human text.
+        text: &'a str,
+    },
 }
 
 /// The lines of an [`IrcReply`] to `me` (`*` before the client has a nick).
@@ -995,6 +1065,22 @@ pub fn session_reply(reply: &IrcReply<'_>, server: &str, me: &str) -> String {
     match reply {
         IrcReply::Welcome { version } => welcome(&mut w, version),
         IrcReply::AuthenticateGo => push_line(&mut w.out, format_args!("AUTHENTICATE +")),
+        IrcReply::Fail {
+            command,
+            code,
+            context,
+            text,
+        } => {
+            let context = if context.is_empty() {
+                String::new()
+            } else {
+                format!(" {context}")
+            };
+            push_line(
+                &mut w.out,
+                format_args!(":{server} FAIL {command} {code}{context} :{text}"),
+            );
+        }
         IrcReply::SaslSuccess(account) => {
             w.num(
                 "900",
@@ -1080,7 +1166,11 @@ fn welcome(w: &mut Numerics<'_>, version: &str) {
     );
     w.num(
         "005",
-        format_args!("TOPICLEN={MAX_TOPIC_LEN} :are supported by this server"),
+        format_args!(
+            "CHATHISTORY={} MSGREFTYPES=msgid,timestamp TOPICLEN={MAX_TOPIC_LEN} \
+             :are supported by this server",
+            super::HISTORY_READ_MAX
+        ),
     );
     w.num("375", format_args!(":- {server} Message of the day -"));
     w.num(

@@ -282,6 +282,14 @@ pub enum HistoryQuery {
     AfterId(u64, usize),
     /// Up to `count` lines at or after `at_ms`, oldest first.
     AfterTime(u64, usize),
+    /// The newest `count` lines after message id `id` (exclusive).
+    LatestAfter(u64, usize),
+    /// The newest `count` lines before message id `id` (exclusive), oldest first.
+    Before(u64, usize),
+    /// About `count` lines around message id `id`: half before it, the rest from it.
+    Around(u64, usize),
+    /// Up to `count` lines strictly between two ids, oldest first.
+    Between(u64, u64, usize),
 }
 
 /// A message id as the wire shows it: 16 lower-case hex digits, so that ids sort

@@ -423,6 +423,11 @@ impl Command<'_> {
                 HistoryQuery::AfterTime(at, _) => {
                     format!("/history {room} since {}", super::timestamp(*at))
                 }
+                // Only IRC's CHATHISTORY asks for these.
+                HistoryQuery::LatestAfter(..)
+                | HistoryQuery::Before(..)
+                | HistoryQuery::Around(..)
+                | HistoryQuery::Between(..) => return None,
             },
             _ => return None,
         };

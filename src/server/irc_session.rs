@@ -140,6 +140,7 @@ impl IrcSession<'_, '_, '_> {
                 msg.params.iter().take(5).copied().collect(),
             )),
             "MODE" => self.mode(msg),
+            "CHATHISTORY" => self.chathistory(msg),
             "QUIT" => self.apply(Command::Quit(msg.param(0))),
             _ => self.answer(IrcReply::UnknownCommand(cmd)),
         }
@@ -459,6 +460,51 @@ impl IrcSession<'_, '_, '_> {
             state.login_pending = kind;
         }
         self.relay.apply(self.fx, self.key, command);
+    }
+
+    /// IRCv3 `CHATHISTORY` (`draft/chathistory`): LATEST, BEFORE, AFTER, AROUND and
+    /// BETWEEN of a channel the client is in, read from the store and sent as a
+    /// `chathistory` batch; a refusal is a `FAIL CHATHISTORY` standard reply.
+    fn chathistory(&mut self, msg: &Message<'_>) {
+        let (room, query) = match irc::chathistory(&msg.params) {
+            Ok(asked) => asked,
+            Err(code) => {
+                let context = msg
+                    .params
+                    .iter()
+                    .take(2)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let text = "Messages could not be retrieved";
+                return self.answer(IrcReply::Fail {
+                    command: "CHATHISTORY",
+                    code,
+                    context: &context,
+                    text,
+                });
+            }
+        };
+        let target = format!("#{room}");
+        let services = Services {
+            delivery: &self.relay.delivery,
+            shared: self.shared,
+            fx: self.fx,
+            key: self.key,
+        };
+        if let Err(error) = services.apply(Command::HistoryOf { room, query }) {
+            let code = match error {
+                ProtocolError::NotInRoom(_) => "INVALID_TARGET",
+                _ => "MESSAGE_ERROR",
+            };
+            let text = error.to_string();
+            self.answer(IrcReply::Fail {
+                command: "CHATHISTORY",
+                code,
+                context: &target,
+                text: &text,
+            });
+        }
     }
 
     fn service_help(&mut self, nickserv: bool) {

@@ -615,3 +615,90 @@ fn sasl_without_a_data_dir_fails_at_once_with_904() {
     c.send("CAP END");
     c.until(" 376 ");
 }
+
+#[test]
+fn chathistory_reads_the_store_in_a_batch() {
+    use crate::irc::Irc;
+    let dir = TempDir::new("chathistory");
+    let (server, irc) = irc_store_server(&dir);
+    let mut line = server.client_named("writer");
+    line.join("log");
+    for i in 0..6 {
+        line.send(&format!("entry {i}"));
+    }
+    line.sync();
+    let mut c = Irc::connect(irc);
+    c.send("CAP LS 302");
+    c.send("NICK reader");
+    c.send("USER reader 0 * :Reader");
+    let ls = c.until(" CAP * LS ");
+    assert!(ls.contains("draft/chathistory"), "{ls}");
+    c.send("CAP REQ :batch server-time message-tags draft/chathistory");
+    c.until(" ACK ");
+    c.send("CAP END");
+    let isupport = c.until("CHATHISTORY=");
+    assert!(
+        isupport.contains("CHATHISTORY=1000 MSGREFTYPES=msgid,timestamp"),
+        "{isupport}"
+    );
+    c.until(" 376 ");
+    c.send("CHATHISTORY LATEST #log * 3");
+    c.until("FAIL CHATHISTORY INVALID_TARGET #log"); // not a member
+    c.send("JOIN #log");
+    c.until(" BATCH -"); // the playback on join
+    let read = |c: &mut Irc, command: &str| -> Vec<String> {
+        c.send(command);
+        c.until(" BATCH +");
+        let mut lines = Vec::new();
+        loop {
+            let line = c.line();
+            if line.contains(" BATCH -") {
+                return lines;
+            }
+            lines.push(line);
+        }
+    };
+    let latest = read(&mut c, "CHATHISTORY LATEST #log * 3");
+    let texts: Vec<_> = latest
+        .iter()
+        .map(|l| l.rsplit(':').next().unwrap())
+        .collect();
+    assert_eq!(texts, ["entry 3", "entry 4", "entry 5"], "{latest:?}");
+    let msgid = |line: &str| {
+        let tag = line.split(';').find(|t| t.starts_with("msgid=")).unwrap();
+        tag.split(' ').next().unwrap().to_string()
+    };
+    let before = read(
+        &mut c,
+        &format!("CHATHISTORY BEFORE #log {} 2", msgid(&latest[0])),
+    );
+    let texts: Vec<_> = before
+        .iter()
+        .map(|l| l.rsplit(':').next().unwrap())
+        .collect();
+    assert_eq!(texts, ["entry 1", "entry 2"], "{before:?}");
+    let after = read(
+        &mut c,
+        &format!("CHATHISTORY AFTER #log {} 10", msgid(&latest[1])),
+    );
+    assert_eq!(after.len(), 1, "{after:?}");
+    let between = format!(
+        "CHATHISTORY BETWEEN #log {} {} 10",
+        msgid(&before[0]),
+        msgid(&latest[2])
+    );
+    assert_eq!(read(&mut c, &between).len(), 3);
+    let around = read(
+        &mut c,
+        &format!("CHATHISTORY AROUND #log {} 3", msgid(&latest[0])),
+    );
+    let texts: Vec<_> = around
+        .iter()
+        .map(|l| l.rsplit(':').next().unwrap())
+        .collect();
+    assert_eq!(texts, ["entry 2", "entry 3", "entry 4"], "{around:?}");
+    c.send("CHATHISTORY TARGETS timestamp=2026-01-01T00:00:00.000Z timestamp=2027-01-01T00:00:00.000Z 10");
+    c.until("FAIL CHATHISTORY INVALID_PARAMS");
+    c.send("CHATHISTORY LATEST #log * many");
+    c.until("FAIL CHATHISTORY INVALID_PARAMS");
+}

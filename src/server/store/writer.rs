@@ -463,38 +463,72 @@ pub fn read(
     room: &RoomName,
     query: HistoryQuery,
 ) -> rusqlite::Result<Vec<HistoryLine>> {
-    const COLUMNS: &str =
-        "SELECT id, at_ms, sender, kind, text FROM history WHERE room = ?1 AND at_ms >= ?4";
-    let (sql, point, count, newest_first) = match query {
-        HistoryQuery::Latest(count) => (
-            format!("{COLUMNS} ORDER BY id DESC LIMIT ?3"),
-            0,
-            count,
-            true,
-        ),
-        HistoryQuery::AfterId(id, count) => (
-            format!("{COLUMNS} AND id > ?2 ORDER BY id LIMIT ?3"),
-            id,
-            count,
-            false,
-        ),
-        // Ids are `ms << 12` or just above: a time is an id range, and the
-        // room's (room, id) index serves it.
-        HistoryQuery::AfterTime(at, count) => (
-            format!("{COLUMNS} AND id >= ?2 ORDER BY id LIMIT ?3"),
-            at << 12,
-            count,
-            false,
-        ),
+    // Ids are `ms << 12` or just above, so every query is a range of the room's
+    // (room, id) index: a time is an id range too.
+    let range = |low: u64, high: u64, count: usize, newest: bool| Range {
+        low,
+        high,
+        count,
+        newest,
     };
-    let mut statement = db.prepare_cached(&sql)?;
-    let count = count.min(MAX_READ) as i64;
-    let at = match query {
-        HistoryQuery::AfterTime(at, _) => at as i64,
-        _ => 0,
+    match query {
+        HistoryQuery::Latest(count) => read_range(db, room, range(0, u64::MAX, count, true)),
+        HistoryQuery::LatestAfter(id, count) => {
+            read_range(db, room, range(id, u64::MAX, count, true))
+        }
+        HistoryQuery::AfterId(id, count) => read_range(db, room, range(id, u64::MAX, count, false)),
+        HistoryQuery::AfterTime(at, count) => {
+            let low = (at << 12).saturating_sub(1);
+            read_range(db, room, range(low, u64::MAX, count, false))
+        }
+        HistoryQuery::Before(id, count) => read_range(db, room, range(0, id, count, true)),
+        HistoryQuery::Between(low, high, count) => {
+            read_range(db, room, range(low, high, count, false))
+        }
+        HistoryQuery::Around(id, count) => {
+            let before = count / 2;
+            let mut lines = read_range(db, room, range(0, id, before, true))?;
+            let rest = count - before;
+            lines.extend(read_range(
+                db,
+                room,
+                range(id.saturating_sub(1), u64::MAX, rest, false),
+            )?);
+            Ok(lines)
+        }
+    }
+}
+
+/// Ids strictly between `low` and `high`: the newest `count` (`newest`) or the
+/// oldest, returned oldest first.
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    low: u64,
+    high: u64,
+    count: usize,
+    newest: bool,
+}
+
+fn read_range(
+    db: &Connection,
+    room: &RoomName,
+    range: Range,
+) -> rusqlite::Result<Vec<HistoryLine>> {
+    let sql = match range.newest {
+        true => {
+            "SELECT id, at_ms, sender, kind, text FROM history \
+                 WHERE room = ?1 AND id > ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4"
+        }
+        false => {
+            "SELECT id, at_ms, sender, kind, text FROM history \
+                  WHERE room = ?1 AND id > ?2 AND id < ?3 ORDER BY id LIMIT ?4"
+        }
     };
-    let point = i64::try_from(point).unwrap_or(i64::MAX);
-    let rows = statement.query_map(params![room.as_str(), point, count, at], |row| {
+    let mut statement = db.prepare_cached(sql)?;
+    let as_sql = |id: u64| i64::try_from(id).unwrap_or(i64::MAX);
+    let count = range.count.min(MAX_READ) as i64;
+    let bounds = params![room.as_str(), as_sql(range.low), as_sql(range.high), count];
+    let rows = statement.query_map(bounds, |row| {
         let kind: String = row.get(3)?;
         let from: String = row.get(2)?;
         let text: String = row.get(4)?;
@@ -511,7 +545,7 @@ pub fn read(
         })
     })?;
     let mut lines = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    if newest_first {
+    if range.newest {
         lines.reverse();
     }
     Ok(lines)
