@@ -51,7 +51,9 @@ pub const MAX_ROOMS: usize = 32;
 /// The IRCv3 capabilities miochat offers, in `CAP LS` order. Each is listed only
 /// because it works end to end. `sasl` offers PLAIN (logging in needs a data dir).
 /// `draft/chathistory` is the `CHATHISTORY` command, answered from the store.
-/// Not offered yet: `account-tag`, `account-notify`, `extended-join`.
+/// `account-notify` tells a channel's members of a login or logout, and
+/// `draft/account-registration` is the `REGISTER` command (after connecting, for
+/// the current nick). Not offered yet: `account-tag`, `extended-join`.
 pub const CAPABILITIES: &[&str] = &[
     "away-notify",
     "batch",
@@ -62,6 +64,8 @@ pub const CAPABILITIES: &[&str] = &[
     "multi-prefix",
     "sasl",
     "server-time",
+    "account-notify",
+    "draft/account-registration",
     "draft/chathistory",
 ];
 
@@ -463,6 +467,10 @@ fn notify(event: &Event) -> Option<String> {
         },
         Event::InviteNotice { room, by, nick } => {
             let _ = write!(out, ":{} INVITE {nick} {}\r\n", source(by), chan(room));
+        }
+        Event::AccountChanged { nick, account, .. } => {
+            let account = account.as_ref().map_or("*", Nick::as_str);
+            let _ = write!(out, ":{} ACCOUNT {account}\r\n", source(nick));
         }
         Event::TagMsg { room, from } => {
             let _ = write!(out, ":{} TAGMSG {}\r\n", source(from), chan(room));
@@ -1046,6 +1054,8 @@ pub enum IrcReply<'a> {
     SaslAborted,
     /// The nick is a registered account: identify within this many seconds.
     IdentifyWithin(u64),
+    /// `REGISTER SUCCESS account :text` (`draft/account-registration`).
+    RegisterSuccess(&'a str),
     /// IRCv3 standard reply `FAIL COMMAND CODE [CONTEXT] :TEXT`.
     Fail {
         /// The command that failed.
@@ -1065,6 +1075,10 @@ pub fn session_reply(reply: &IrcReply<'_>, server: &str, me: &str) -> String {
     match reply {
         IrcReply::Welcome { version } => welcome(&mut w, version),
         IrcReply::AuthenticateGo => push_line(&mut w.out, format_args!("AUTHENTICATE +")),
+        IrcReply::RegisterSuccess(account) => push_line(
+            &mut w.out,
+            format_args!(":{server} REGISTER SUCCESS {account} :Account successfully registered"),
+        ),
         IrcReply::Fail {
             command,
             code,

@@ -862,6 +862,16 @@ pub enum Event {
         /// Who was invited.
         nick: Nick,
     },
+    /// A member of a room logged in (`Some`) or out (IRC `account-notify`; line
+    /// readers are not told).
+    AccountChanged {
+        /// A room the member is in.
+        room: RoomName,
+        /// The member.
+        nick: Nick,
+        /// The account, or `None`: logged out.
+        account: Option<Nick>,
+    },
     /// A request to the store succeeded: `OK TEXT` (IRC: a NOTICE).
     Done(Box<str>),
     /// The line connection will be closed for idleness in this many seconds.

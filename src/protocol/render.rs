@@ -261,6 +261,7 @@ fn write_everyday(event: &Event, out: &mut String) -> std::fmt::Result {
         Event::Playback { room, lines } => write_playback(room, lines, out),
         // IRC-only room events (`away-notify`, `invite-notify`): nothing for line users.
         Event::AwayChanged { .. }
+        | Event::AccountChanged { .. }
         | Event::InviteNotice { .. }
         | Event::TagMsg { .. }
         | Event::PrivateTagMsg { .. } => Ok(()),

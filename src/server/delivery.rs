@@ -590,6 +590,7 @@ fn tag_for(plain: &Arc<[u8]>, caps: irc::Caps, client_tags: Option<&str>) -> Arc
 fn needs_cap(event: &Event) -> Option<&'static str> {
     match event {
         Event::AwayChanged { .. } => Some("away-notify"),
+        Event::AccountChanged { .. } => Some("account-notify"),
         Event::InviteNotice { .. } => Some("invite-notify"),
         Event::TagMsg { .. } => Some("message-tags"),
         _ => None,

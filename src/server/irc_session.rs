@@ -82,6 +82,12 @@ impl IrcSession<'_, '_, '_> {
             "CAP" => self.cap(&msg),
             "AUTHENTICATE" if registered => self.answer(IrcReply::AlreadyRegistered),
             "AUTHENTICATE" => self.authenticate(&msg),
+            "REGISTER" if !registered => self.answer(IrcReply::Fail {
+                command: "REGISTER",
+                code: "COMPLETE_CONNECTION_REQUIRED",
+                context: "*",
+                text: "register after connecting (your nick becomes the account)",
+            }),
             "PASS" | "USER" if registered => self.answer(IrcReply::AlreadyRegistered),
             "PASS" => self.pass(&msg),
             "NICK" => self.nick(&msg, registered),
@@ -141,6 +147,7 @@ impl IrcSession<'_, '_, '_> {
             )),
             "MODE" => self.mode(msg),
             "CHATHISTORY" => self.chathistory(msg),
+            "REGISTER" => self.register(msg),
             "QUIT" => self.apply(Command::Quit(msg.param(0))),
             _ => self.answer(IrcReply::UnknownCommand(cmd)),
         }
@@ -504,6 +511,44 @@ impl IrcSession<'_, '_, '_> {
                 context: &target,
                 text: &text,
             });
+        }
+    }
+
+    /// `REGISTER ACCOUNT EMAIL PASSWORD` (`draft/account-registration`): the account
+    /// is the current nick (or `*` for it); the e-mail address is not kept. The
+    /// answer, `REGISTER SUCCESS` or `FAIL REGISTER`, comes from the auth thread.
+    fn register(&mut self, msg: &Message<'_>) {
+        let (Some(account), Some(password)) = (msg.param(0), msg.param(2)) else {
+            return self.answer(IrcReply::NeedMoreParams("REGISTER"));
+        };
+        let nick = self.fx.session(self.key).map(|s| s.nick.to_string());
+        let nick = nick.unwrap_or_default();
+        if account != "*" && !account.eq_ignore_ascii_case(&nick) {
+            return self.answer(IrcReply::Fail {
+                command: "REGISTER",
+                code: "BAD_ACCOUNT_NAME",
+                context: account,
+                text: "the account is your current nick: NICK to it first",
+            });
+        }
+        if let Some(state) = self.state() {
+            state.login_pending = Some(LoginKind::Register);
+        }
+        let mut services = Services {
+            delivery: &self.relay.delivery,
+            shared: self.shared,
+            fx: self.fx,
+            key: self.key,
+        };
+        if let Err(error) = services.apply_ref(Command::Register(password)) {
+            if let Some(state) = services
+                .fx
+                .session(services.key)
+                .and_then(|s| s.irc.as_mut())
+            {
+                state.login_pending = None;
+            }
+            services.register_failed(&error);
         }
     }
 

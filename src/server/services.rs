@@ -77,6 +77,11 @@ impl Services<'_, '_, '_> {
 
     /// Carries out one account, registration or history command.
     pub fn apply(mut self, command: Command<'_>) -> Outcome {
+        self.apply_ref(command)
+    }
+
+    /// [`Self::apply`], keeping the services for what follows.
+    pub fn apply_ref(&mut self, command: Command<'_>) -> Outcome {
         match command {
             Command::Register(password) => self.register(password),
             Command::Login { account, password } => self.login(account, password),
@@ -165,6 +170,7 @@ impl Services<'_, '_, '_> {
         let account = self.account()?;
         let id = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?.id;
         self.shared.directory.set_account(id, None);
+        self.tell_rooms(None);
         log::info!("{account} logged out");
         self.reply(format!("logout {account}"));
         Ok(())
@@ -302,12 +308,11 @@ impl Services<'_, '_, '_> {
     /// An answer from the store for this connection.
     pub fn on_stored(mut self, reply: StoreReply) {
         match reply.answer {
-            Answer::Failed(error) => {
-                if self.take_login_kind() == Some(LoginKind::Sasl) {
-                    return self.irc_reply(IrcReply::SaslFailed);
-                }
-                self.delivery.reject(self.fx, self.key, error)
-            }
+            Answer::Failed(error) => match self.take_login_kind() {
+                Some(LoginKind::Sasl) => self.irc_reply(IrcReply::SaslFailed),
+                Some(LoginKind::Register) => self.register_failed(&error),
+                _ => self.delivery.reject(self.fx, self.key, error),
+            },
             Answer::History { room, lines } => {
                 let event = Event::Playback { room, lines };
                 self.delivery.reply(self.fx, self.key, &event);
@@ -322,6 +327,24 @@ impl Services<'_, '_, '_> {
             }
             Answer::Account(answer) => self.on_account(answer),
         }
+    }
+
+    /// `FAIL REGISTER CODE ACCOUNT :TEXT` for an IRC `REGISTER` that failed.
+    pub fn register_failed(&mut self, error: &ProtocolError) {
+        let code = match error {
+            ProtocolError::AccountExists(_) => "ACCOUNT_EXISTS",
+            ProtocolError::WeakPassword { .. } => "WEAK_PASSWORD",
+            ProtocolError::Usage(_) | ProtocolError::BadNick => "BAD_ACCOUNT_NAME",
+            _ => "TEMPORARILY_UNAVAILABLE",
+        };
+        let account = self.fx.session(self.key).map(|s| s.nick.to_string());
+        let (account, text) = (account.unwrap_or_default(), error.to_string());
+        self.irc_reply(IrcReply::Fail {
+            command: "REGISTER",
+            code,
+            context: &account,
+            text: &text,
+        });
     }
 
     /// How an IRC client asked to log in, if it did (cleared: one answer each).
@@ -363,7 +386,17 @@ impl Services<'_, '_, '_> {
             (AccountAnswer::LoggedIn(nick), Some(LoginKind::Sasl)) => {
                 self.irc_reply(IrcReply::SaslSuccess(nick.as_str()))
             }
+            (AccountAnswer::Registered(nick), Some(LoginKind::Register)) => {
+                self.irc_reply(IrcReply::RegisterSuccess(nick.as_str()))
+            }
             _ => self.reply(text),
+        }
+        if changes {
+            let now = match &answer {
+                AccountAnswer::Registered(nick) | AccountAnswer::LoggedIn(nick) => Some(nick),
+                _ => None,
+            };
+            self.tell_rooms(now.cloned());
         }
         let (AccountAnswer::LoggedIn(nick) | AccountAnswer::Registered(nick)) = answer else {
             return;
@@ -380,6 +413,25 @@ impl Services<'_, '_, '_> {
             irc.identify_by = None;
         }
         self.grant_all(&nick);
+    }
+
+    /// `account-notify`: the connection's rooms hear that it logged in to `account`
+    /// (or out: `None`), once per IRC reader with the capability.
+    fn tell_rooms(&mut self, account: Option<Nick>) {
+        let Some(session) = self.fx.session(self.key) else {
+            return;
+        };
+        let (nick, rooms) = (session.nick.clone(), session.rooms.clone());
+        let once = self.delivery.next_once();
+        for room in rooms {
+            let event = Event::AccountChanged {
+                room: room.clone(),
+                nick: nick.clone(),
+                account: account.clone(),
+            };
+            self.delivery
+                .announce_once(self.fx, &room, Some(self.key), event, once);
+        }
     }
 
     /// The account's owner logged in: it gets its nick, and whoever held it is

@@ -170,6 +170,9 @@ pub enum LoginKind {
     Identify,
     /// `NickServ REGAIN`/`GHOST`: a notice, and the nick is taken back.
     Regain,
+    /// `REGISTER` (`draft/account-registration`): `REGISTER SUCCESS` or `FAIL
+    /// REGISTER`.
+    Register,
 }
 
 /// How many recent changes an IRC reader remembers, and for how long: the copies of

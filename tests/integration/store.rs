@@ -702,3 +702,115 @@ fn chathistory_reads_the_store_in_a_batch() {
     c.send("CHATHISTORY LATEST #log * many");
     c.until("FAIL CHATHISTORY INVALID_PARAMS");
 }
+
+/// A tmpfs of `size` mounted on a fresh folder, unmounted when dropped; `None`
+/// (and the test says "skipped") where mounting is not allowed, as for a user that
+/// is not root. CI runs as root.
+struct SmallDisk {
+    dir: TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = TempDir::new("full");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI runs as root and must be able to mount a tmpfs"
+            );
+            eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+            return None;
+        }
+        Some(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.dir.0)
+            .status();
+    }
+}
+
+/// The data dir on a 1 MiB disk that fills up: chat goes on, every line is still
+/// delivered; the failing writes are counted and logged, and a registration asked
+/// then is told `ERR store-failed`, never `OK`.
+#[test]
+fn a_full_disk_never_stops_chat_and_is_told_to_the_asker() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        return;
+    };
+    let (mut child, addr) = serve_in(&disk.dir.0, &["--flood-rate", "0"]);
+    let mut alice = TestClient::connect(addr);
+    let mut bob = TestClient::connect(addr);
+    alice.set_nick("alice");
+    bob.set_nick("bob");
+    register(&mut alice, "before-full");
+    alice.join("flood");
+    bob.join("flood");
+    let filler = "x".repeat(400);
+    let mut sent = 0;
+    let mut errors = 0;
+    while errors == 0 && sent < 40_000 {
+        for _ in 0..500 {
+            alice.send(&format!("{sent} {filler}"));
+            sent += 1;
+        }
+        for _ in 0..500 {
+            bob.expect("MSG flood alice ");
+        }
+        std::thread::sleep(Duration::from_millis(150)); // a batch is committed
+        errors = crate::common::stat(&alice.stats(), "store_errors");
+    }
+    assert!(errors > 0, "1 MiB never filled after {sent} lines");
+    // Chat still flows after the disk is full.
+    alice.send("still here");
+    bob.expect("MSG flood alice still here");
+    // A durable write now (it would commit the waiting lines with it) fails, and
+    // the one who asked is told.
+    alice.send("/register #flood");
+    let answer = alice.expect("ERR ");
+    assert!(answer.starts_with("ERR store-failed"), "{answer}");
+    signal(&child, "TERM");
+    wait_with_timeout(&mut child, Duration::from_secs(20));
+}
+
+#[test]
+fn irc_register_command_and_account_notify() {
+    use crate::irc::Irc;
+    let dir = TempDir::new("ircregister");
+    let (_server, irc) = irc_store_server(&dir);
+    let mut watcher = Irc::connect(irc);
+    watcher.send("CAP LS 302");
+    watcher.send("NICK watcher");
+    watcher.send("USER watcher 0 * :W");
+    let ls = watcher.until(" CAP * LS ");
+    assert!(ls.contains("account-notify") && ls.contains("draft/account-registration"));
+    watcher.send("CAP REQ :account-notify");
+    watcher.until(" ACK ");
+    watcher.send("CAP END");
+    watcher.until(" 376 ");
+    watcher.send("JOIN #hall");
+    watcher.until(" 366 ");
+    let mut ivy = Irc::register(irc, "ivy");
+    ivy.send("JOIN #hall");
+    ivy.until(" 366 ");
+    ivy.send("REGISTER someone-else * ivy-password");
+    ivy.until("FAIL REGISTER BAD_ACCOUNT_NAME someone-else");
+    ivy.send("REGISTER * * short");
+    ivy.until("FAIL REGISTER WEAK_PASSWORD ivy");
+    ivy.send("REGISTER ivy * ivy-password");
+    ivy.until("REGISTER SUCCESS ivy :Account successfully registered");
+    watcher.until(":ivy!ivy@miochat ACCOUNT ivy");
+    ivy.send("REGISTER ivy * ivy-password");
+    ivy.until("FAIL REGISTER ACCOUNT_EXISTS ivy");
+    ivy.send("PRIVMSG NickServ :LOGOUT");
+    ivy.until("NOTICE ivy :logout ivy");
+    watcher.until(":ivy!ivy@miochat ACCOUNT *");
+}
