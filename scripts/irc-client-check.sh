@@ -16,7 +16,7 @@
 # a line written in #lobby before WeeChat joined is played back (a chathistory batch)
 # and logged at the time it was *sent*, before the join; WeeChat's own message is
 # shown once, and the line client's answer arrives; WeeChat logs in to an account
-# with its sasl_* options. Checked in WeeChat's log files.
+# with its sasl_* options, by SCRAM-SHA-256. Checked in WeeChat's log files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A missing program is installed when we are root with apt-get; otherwise we say
@@ -191,12 +191,12 @@ answerer 60 $'/nick lineywee\nsaid before weechat came' \
   "MSG lobby weeuser hello from weechat" "hello back to weechat" > "$work/wee-line.log" &
 wee_line=$!
 sleep 2 # so that the played-back line's time differs from the join's
-make_account weeuser wee-secret # WeeChat logs in to it with its sasl_* options
+make_account weeuser wee-secret # WeeChat logs in to it by SCRAM-SHA-256
 weechat-headless --dir "$work/weechat" -r "/set logger.file.flush_delay 0; \
 /set logger.file.path $work/wlogs; /set fifo.file.path $work/wfifo; \
 /server add mio ${irc_addr%:*}/${irc_addr##*:} -notls; \
 /set irc.server.mio.capabilities \"$caps\"; \
-/set irc.server.mio.sasl_mechanism plain; /set irc.server.mio.sasl_username weeuser; \
+/set irc.server.mio.sasl_mechanism scram-sha-256; /set irc.server.mio.sasl_username weeuser; \
 /set irc.server.mio.sasl_password wee-secret; \
 /set irc.server.mio.nicks weeuser; /set irc.server.mio.autojoin #lobby; /connect mio" \
   > /dev/null 2>&1 &
@@ -228,7 +228,7 @@ own=$(grep -cF "hello from weechat" "$chan")
 grep -q "^MSG lobby weeuser hello from weechat" "$work/wee-line.log" || { echo "FAIL: the line client did not get WeeChat's message"; exit 1; }
 kill "$weechat" 2>/dev/null || true
 wait "$weechat" 2>/dev/null || true
-echo "PASS: WeeChat $version logged in with SASL PLAIN, showed the played-back line at its send time ($said, before the join at $joined), its own message once (capabilities: $caps), and the line client's answer"
+echo "PASS: WeeChat $version logged in with SASL SCRAM-SHA-256, showed the played-back line at its send time ($said, before the join at $joined), its own message once (capabilities: $caps), and the line client's answer"
 }
 
 make_account() { # make_account NICK PASSWORD: registered from the line protocol

@@ -1044,6 +1044,8 @@ pub enum IrcReply<'a> {
     ClosingLink(&'a str),
     /// `AUTHENTICATE +`: send the SASL payload.
     AuthenticateGo,
+    /// `AUTHENTICATE DATA`: a server message of a SASL exchange (base64).
+    AuthenticateData(&'a str),
     /// 900 and 903: logged in to this account by SASL.
     SaslSuccess(&'a str),
     /// 904: SASL authentication failed.
@@ -1069,12 +1071,15 @@ pub enum IrcReply<'a> {
     },
 }
 
-/// The lines of an [`IrcReply`] to `me` (`*` before the client has a nick).
-pub fn session_reply(reply: &IrcReply<'_>, server: &str, me: &str) -> String {
-    let mut w = Numerics::new(server, me);
+/// The account replies of [`session_reply`]: SASL, `REGISTER`, `FAIL`, the grace
+/// notice.
+fn account_reply(w: &mut Numerics<'_>, reply: &IrcReply<'_>) {
+    let (server, me) = (w.server, w.me);
     match reply {
-        IrcReply::Welcome { version } => welcome(&mut w, version),
         IrcReply::AuthenticateGo => push_line(&mut w.out, format_args!("AUTHENTICATE +")),
+        IrcReply::AuthenticateData(data) => {
+            push_line(&mut w.out, format_args!("AUTHENTICATE {data}"))
+        }
         IrcReply::RegisterSuccess(account) => push_line(
             &mut w.out,
             format_args!(":{server} REGISTER SUCCESS {account} :Account successfully registered"),
@@ -1104,7 +1109,10 @@ pub fn session_reply(reply: &IrcReply<'_>, server: &str, me: &str) -> String {
         }
         IrcReply::SaslFailed => w.num("904", format_args!(":SASL authentication failed")),
         IrcReply::SaslMechanisms => {
-            w.num("908", format_args!("PLAIN :are available SASL mechanisms"));
+            w.num(
+                "908",
+                format_args!("PLAIN,SCRAM-SHA-256 :are available SASL mechanisms"),
+            );
             w.num("904", format_args!(":SASL authentication failed"));
         }
         IrcReply::SaslAborted => w.num("906", format_args!(":SASL authentication aborted")),
@@ -1112,6 +1120,24 @@ pub fn session_reply(reply: &IrcReply<'_>, server: &str, me: &str) -> String {
             "{me} is a registered account: identify (SASL, or /msg NickServ IDENTIFY \
              password) within {secs} seconds, or you will be renamed"
         )),
+        _ => {}
+    }
+}
+
+/// The lines of an [`IrcReply`] to `me` (`*` before the client has a nick).
+pub fn session_reply(reply: &IrcReply<'_>, server: &str, me: &str) -> String {
+    let mut w = Numerics::new(server, me);
+    match reply {
+        IrcReply::Welcome { version } => welcome(&mut w, version),
+        account @ (IrcReply::AuthenticateGo
+        | IrcReply::AuthenticateData(_)
+        | IrcReply::RegisterSuccess(_)
+        | IrcReply::Fail { .. }
+        | IrcReply::SaslSuccess(_)
+        | IrcReply::SaslFailed
+        | IrcReply::SaslMechanisms
+        | IrcReply::SaslAborted
+        | IrcReply::IdentifyWithin(_)) => account_reply(&mut w, account),
         IrcReply::Cap { sub, list } => {
             push_line(&mut w.out, format_args!(":{server} CAP * {sub} :{list}"));
         }

@@ -26,8 +26,11 @@ use super::close_reason::CloseReason;
 use super::effects::Effects;
 use super::relay::Relay;
 use super::services::Services;
-use super::session::{IrcState, LoginKind};
+use super::session::{IrcState, LoginKind, SaslStep, ScramExchange};
 use super::shared::Shared;
+use super::store::AuthJob;
+use super::store::scram;
+use base64ct::{Base64, Encoding};
 
 /// The server's version string in 002/004.
 const VERSION: &str = concat!("miochat-", env!("CARGO_PKG_VERSION"));
@@ -353,9 +356,11 @@ impl IrcSession<'_, '_, '_> {
         }
     }
 
-    /// SASL PLAIN (`AUTHENTICATE PLAIN`, then the base64 of `authzid NUL account NUL
-    /// password`), before registration ends. The check runs on the auth thread; its
-    /// answer (900/903 or 904) comes back through the inbox (`services.rs`).
+    /// SASL, before registration ends: PLAIN (`AUTHENTICATE PLAIN`, then the base64
+    /// of `authzid NUL account NUL password`) or SCRAM-SHA-256 (RFC 7677: the client's
+    /// first message, the server's with salt and rounds, the client's proof, the
+    /// server's signature, `+`). Passwords are checked and credentials looked up on
+    /// the auth thread; the answers (900/903 or 904) come back through the inbox.
     fn authenticate(&mut self, msg: &Message<'_>) {
         let Some(param) = msg.param(0) else {
             return self.answer(IrcReply::NeedMoreParams("AUTHENTICATE"));
@@ -363,19 +368,48 @@ impl IrcSession<'_, '_, '_> {
         let Some(state) = self.state() else {
             return;
         };
+        let step = std::mem::take(&mut state.sasl);
         if param == "*" {
-            state.sasl_started = false;
+            state.login_pending = None;
             return self.answer(IrcReply::SaslAborted);
         }
-        if !state.sasl_started {
-            if !param.eq_ignore_ascii_case("PLAIN") {
-                return self.answer(IrcReply::SaslMechanisms);
+        match step {
+            SaslStep::Idle if param.eq_ignore_ascii_case("PLAIN") => {
+                state.sasl = SaslStep::Plain;
+                self.answer(IrcReply::AuthenticateGo)
             }
-            state.sasl_started = true;
-            return self.answer(IrcReply::AuthenticateGo);
+            SaslStep::Idle if param.eq_ignore_ascii_case("SCRAM-SHA-256") => {
+                state.sasl = SaslStep::ScramFirst;
+                self.answer(IrcReply::AuthenticateGo)
+            }
+            SaslStep::Idle => self.answer(IrcReply::SaslMechanisms),
+            SaslStep::Plain => self.sasl_plain_login(param),
+            SaslStep::ScramFirst => self.scram_first(param),
+            SaslStep::ScramFinal(exchange) => self.scram_final(param, *exchange),
+            SaslStep::ScramDone(account) if param == "+" => {
+                let services = Services {
+                    delivery: &self.relay.delivery,
+                    shared: self.shared,
+                    fx: self.fx,
+                    key: self.key,
+                };
+                services.sasl_logged_in(account);
+            }
+            SaslStep::ScramLookup(_) | SaslStep::ScramDone(_) => self.sasl_failed(),
         }
-        state.sasl_started = false;
-        let Some((account, password)) = sasl_plain(param) else {
+    }
+
+    fn sasl_failed(&mut self) {
+        if let Some(state) = self.state() {
+            state.login_pending = None;
+            state.sasl = SaslStep::Idle;
+        }
+        self.answer(IrcReply::SaslFailed);
+    }
+
+    /// PLAIN's payload: a login like `/login`, on the auth thread.
+    fn sasl_plain_login(&mut self, payload: &str) {
+        let Some((account, password)) = sasl_plain(payload) else {
             return self.answer(IrcReply::SaslFailed);
         };
         if let Some(state) = self.state() {
@@ -385,19 +419,84 @@ impl IrcSession<'_, '_, '_> {
             account: Some(&account),
             password: &password,
         };
-        let services = Services {
+        let mut services = Services {
             delivery: &self.relay.delivery,
             shared: self.shared,
             fx: self.fx,
             key: self.key,
         };
         // Refused at once (no data dir, a full queue, not a nick): 904 now.
-        if services.apply(login).is_err() {
-            if let Some(state) = self.state() {
-                state.login_pending = None;
-            }
-            self.answer(IrcReply::SaslFailed);
+        if services.apply_ref(login).is_err() {
+            self.sasl_failed();
         }
+    }
+
+    /// SCRAM's first client message: ask the auth thread for the credentials.
+    fn scram_first(&mut self, payload: &str) {
+        let first = Base64::decode_vec(payload)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        let parsed = first.as_deref().and_then(scram::client_first);
+        let Some((name, nonce, client_first_bare)) = parsed else {
+            return self.sasl_failed();
+        };
+        let (Ok(account), Some(store)) = (Nick::parse(&name), self.shared.store.as_ref()) else {
+            return self.sasl_failed();
+        };
+        let Some(session) = self.fx.session(self.key) else {
+            return;
+        };
+        let (to, from) = (session.id, session.peer.ip());
+        let lookup = AuthJob::ScramLookup {
+            to,
+            account: account.clone(),
+            from,
+        };
+        if store.submit_auth(lookup).is_err() {
+            return self.sasl_failed();
+        }
+        let exchange = ScramExchange {
+            account,
+            client_first_bare,
+            nonce,
+            server_first: String::new(),
+            credentials: None,
+        };
+        if let Some(state) = self.state() {
+            state.sasl = SaslStep::ScramLookup(Box::new(exchange));
+            state.login_pending = Some(LoginKind::Sasl);
+        }
+    }
+
+    /// SCRAM's final client message: check the proof here (three HMACs), answer
+    /// with the server's signature, or 904 (a failed login for the throttle).
+    fn scram_final(&mut self, payload: &str, exchange: ScramExchange) {
+        let last = Base64::decode_vec(payload)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        let verified = match (&last, &exchange.credentials) {
+            (Some(last), Some(creds)) => scram::client_final(
+                last,
+                &exchange.client_first_bare,
+                &exchange.server_first,
+                &exchange.nonce,
+                creds,
+            ),
+            _ => None,
+        };
+        let Some(server_final) = verified else {
+            let from = self.fx.session(self.key).map(|s| s.peer.ip());
+            if let (Some(store), Some(from)) = (&self.shared.store, from) {
+                let account = exchange.account;
+                let _ = store.submit_auth(AuthJob::ScramFailed { account, from });
+            }
+            return self.sasl_failed();
+        };
+        if let Some(state) = self.state() {
+            state.sasl = SaslStep::ScramDone(exchange.account);
+        }
+        let data = Base64::encode_string(server_final.as_bytes());
+        self.answer(IrcReply::AuthenticateData(&data));
     }
 
     /// `PRIVMSG NickServ :...` and `PRIVMSG ChanServ :...`: the account and room

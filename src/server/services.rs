@@ -29,10 +29,12 @@ use super::delivery::Delivery;
 use super::effects::Effects;
 use super::inbox::ShardMsg;
 use super::registry::Level;
-use super::session::LoginKind;
+use super::session::{LoginKind, SaslStep};
 use super::shared::Shared;
+use super::store::scram::{self, Credentials};
 use super::store::{AccountAnswer, Answer, AuthJob, Job, RoomWrite, StoreHandle, StoreReply, Then};
 use super::token::ConnId;
+use base64ct::{Base64, Encoding};
 
 /// What a command returns: done, or a mistake to answer.
 type Outcome = Result<(), ProtocolError>;
@@ -309,6 +311,9 @@ impl Services<'_, '_, '_> {
     pub fn on_stored(mut self, reply: StoreReply) {
         match reply.answer {
             Answer::Failed(error) => match self.take_login_kind() {
+                Some(LoginKind::Sasl) if self.scram_pending() => {
+                    self.irc_reply(IrcReply::SaslFailed)
+                }
                 Some(LoginKind::Sasl) => self.irc_reply(IrcReply::SaslFailed),
                 Some(LoginKind::Register) => self.register_failed(&error),
                 _ => self.delivery.reject(self.fx, self.key, error),
@@ -326,6 +331,7 @@ impl Services<'_, '_, '_> {
                 }
             }
             Answer::Account(answer) => self.on_account(answer),
+            Answer::Scram(found) => self.scram_challenge(found.0, found.1),
         }
     }
 
@@ -345,6 +351,44 @@ impl Services<'_, '_, '_> {
             context: &account,
             text: &text,
         });
+    }
+
+    /// SCRAM: the credentials are in; send the server's first message (salt, rounds
+    /// and the combined nonce), unless the client gave up meanwhile.
+    fn scram_challenge(&mut self, account: Nick, creds: Credentials) {
+        let Some(irc) = self.fx.session(self.key).and_then(|s| s.irc.as_mut()) else {
+            return;
+        };
+        let SaslStep::ScramLookup(mut exchange) = std::mem::take(&mut irc.sasl) else {
+            return;
+        };
+        let server_nonce = Base64::encode_string(&argon2::password_hash::generate_salt());
+        exchange.nonce = format!("{}{}", exchange.nonce, server_nonce.trim_end_matches('='));
+        exchange.server_first = scram::server_first(&exchange.nonce, &creds);
+        exchange.account = account;
+        let data = Base64::encode_string(exchange.server_first.as_bytes());
+        exchange.credentials = Some(creds);
+        irc.sasl = SaslStep::ScramFinal(exchange);
+        self.irc_reply(IrcReply::AuthenticateData(&data));
+    }
+
+    /// SCRAM succeeded (the client acknowledged the server's signature): the
+    /// connection is logged in to `account`, as after a PLAIN login.
+    pub fn sasl_logged_in(mut self, account: Nick) {
+        let Some(irc) = self.fx.session(self.key).and_then(|s| s.irc.as_mut()) else {
+            return;
+        };
+        irc.login_pending = Some(LoginKind::Sasl);
+        log::info!("logged in as {account} by SCRAM-SHA-256");
+        self.on_account(AccountAnswer::LoggedIn(account));
+    }
+
+    /// True (and the exchange forgotten) if a SCRAM lookup was waiting.
+    fn scram_pending(&mut self) -> bool {
+        let Some(irc) = self.fx.session(self.key).and_then(|s| s.irc.as_mut()) else {
+            return false;
+        };
+        matches!(std::mem::take(&mut irc.sasl), SaslStep::ScramLookup(_))
     }
 
     /// How an IRC client asked to log in, if it did (cleared: one answer each).

@@ -151,14 +151,47 @@ pub struct IrcState {
     /// The nick is a registered account this connection is not logged in to: by
     /// then it must identify, or it is renamed (`--nick-grace`).
     pub identify_by: Option<Instant>,
-    /// SASL: `AUTHENTICATE PLAIN` was sent; the payload comes next.
-    pub sasl_started: bool,
+    /// Where a SASL exchange is (`AUTHENTICATE`).
+    pub sasl: SaslStep,
     /// A login (SASL or NickServ) is with the auth thread; its answer is a SASL
     /// numeric (`sasl`) or a NickServ notice, and takes the nick back if `regain`.
     pub login_pending: Option<LoginKind>,
     /// Changes (quits, nick and away changes) seen lately, to drop their copies
     /// from other shared rooms.
     pub seen: VecDeque<(u64, Instant)>,
+}
+
+/// Where a SASL exchange is: which `AUTHENTICATE` the client sends next.
+#[derive(Debug, Default)]
+pub enum SaslStep {
+    /// None is going on.
+    #[default]
+    Idle,
+    /// `AUTHENTICATE PLAIN` was answered `+`: the payload comes next.
+    Plain,
+    /// `AUTHENTICATE SCRAM-SHA-256` was answered `+`: the client's first message.
+    ScramFirst,
+    /// The client's first message is in; the auth thread looks up the credentials.
+    ScramLookup(Box<ScramExchange>),
+    /// The server's first message went out: the client's final message comes next.
+    ScramFinal(Box<ScramExchange>),
+    /// The server's final message went out: the client answers `+`, then 903.
+    ScramDone(Nick),
+}
+
+/// One SCRAM-SHA-256 exchange in progress (RFC 5802's names).
+#[derive(Debug)]
+pub struct ScramExchange {
+    /// The account asked for (as registered, once looked up).
+    pub account: Nick,
+    /// The client's first message without its GS2 header.
+    pub client_first_bare: String,
+    /// The client's nonce, then the combined one.
+    pub nonce: String,
+    /// The server's first message, once sent.
+    pub server_first: String,
+    /// The account's credentials, once looked up.
+    pub credentials: Option<crate::server::store::scram::Credentials>,
 }
 
 /// How an IRC client asked to log in: the answer's form depends on it.

@@ -814,3 +814,103 @@ fn irc_register_command_and_account_notify() {
     ivy.until("NOTICE ivy :logout ivy");
     watcher.until(":ivy!ivy@miochat ACCOUNT *");
 }
+
+/// A SCRAM-SHA-256 client's proof (RFC 5802): `ClientKey XOR HMAC(StoredKey,
+/// AuthMessage)`, from the password, the server's first message and the rest.
+fn scram_proof(password: &str, server_first: &str, auth_message: &str) -> String {
+    use base64ct::{Base64, Encoding};
+    use hmac::{Hmac, KeyInit, Mac};
+    use sha2::{Digest, Sha256};
+    let hmac = |key: &[u8], data: &[u8]| {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
+        mac.update(data);
+        mac.finalize().into_bytes().to_vec()
+    };
+    let field = |name: &str| {
+        server_first
+            .split(',')
+            .find_map(|f| f.strip_prefix(name))
+            .unwrap()
+            .to_string()
+    };
+    let salt = Base64::decode_vec(&field("s=")).unwrap();
+    let rounds: u32 = field("i=").parse().unwrap();
+    let mut salted = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, rounds, &mut salted);
+    let client_key = hmac(&salted, b"Client Key");
+    let stored_key = Sha256::digest(&client_key);
+    let signature = hmac(&stored_key, auth_message.as_bytes());
+    let proof: Vec<u8> = client_key
+        .iter()
+        .zip(&signature)
+        .map(|(k, s)| k ^ s)
+        .collect();
+    Base64::encode_string(&proof)
+}
+
+/// One SCRAM-SHA-256 exchange as `account` with `password`; true if it ended in 903.
+fn scram_login(c: &mut crate::irc::Irc, account: &str, password: &str) -> bool {
+    use base64ct::{Base64, Encoding};
+    c.send("AUTHENTICATE SCRAM-SHA-256");
+    c.expect("AUTHENTICATE +");
+    let bare = format!("n={account},r=fyko+d2lbbFgONRv9qkxdawL");
+    c.send(&format!(
+        "AUTHENTICATE {}",
+        Base64::encode_string(format!("n,,{bare}").as_bytes())
+    ));
+    let line = c.line();
+    let Some(data) = line.strip_prefix("AUTHENTICATE ") else {
+        assert!(line.contains(" 904 "), "{line}");
+        return false;
+    };
+    let server_first = String::from_utf8(Base64::decode_vec(data).unwrap()).unwrap();
+    let nonce = server_first
+        .split(',')
+        .next()
+        .unwrap()
+        .strip_prefix("r=")
+        .unwrap();
+    assert!(nonce.starts_with("fyko+d2lbbFgONRv9qkxdawL") && nonce.len() > 24);
+    let without_proof = format!("c=biws,r={nonce}");
+    let auth_message = format!("{bare},{server_first},{without_proof}");
+    let proof = scram_proof(password, &server_first, &auth_message);
+    let last = format!("{without_proof},p={proof}");
+    c.send(&format!(
+        "AUTHENTICATE {}",
+        Base64::encode_string(last.as_bytes())
+    ));
+    let line = c.line();
+    let Some(data) = line.strip_prefix("AUTHENTICATE ") else {
+        assert!(line.contains(" 904 "), "{line}");
+        return false;
+    };
+    let server_final = String::from_utf8(Base64::decode_vec(data).unwrap()).unwrap();
+    assert!(server_final.starts_with("v="), "{server_final}");
+    c.send("AUTHENTICATE +");
+    c.until(" 900 ");
+    c.until(" 903 ");
+    true
+}
+
+#[test]
+fn sasl_scram_sha_256_logs_in_and_a_wrong_password_is_refused() {
+    use crate::irc::Irc;
+    let dir = TempDir::new("scram");
+    let (server, irc) = irc_store_server(&dir);
+    let mut owner = server.client_named("jules");
+    register(&mut owner, "verne-1828");
+    let mut c = Irc::connect(irc);
+    c.send("CAP LS 302");
+    c.send("NICK jirc"); // the line client still holds jules
+    c.send("USER jirc 0 * :Jules");
+    c.until(" CAP * LS ");
+    c.send("CAP REQ :sasl");
+    c.until(" ACK :sasl");
+    assert!(!scram_login(&mut c, "jules", "wrong-password"));
+    assert!(!scram_login(&mut c, "nobody", "verne-1828"));
+    assert!(scram_login(&mut c, "jules", "verne-1828"));
+    c.send("CAP END");
+    c.until(" 376 ");
+    c.send("WHOIS jirc");
+    c.until(" 330 jirc jirc jules :is logged in as");
+}

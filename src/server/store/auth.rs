@@ -28,6 +28,7 @@ use crate::protocol::{Nick, ProtocolError};
 use super::super::inbox::ShardMsg;
 use super::super::shared::Shared;
 use super::super::token::ConnId;
+use super::scram::{self, Credentials};
 use super::{AccountAnswer, Answer, AuthJob, StoreReply};
 
 /// Failed logins allowed per account, and per address, within [`FAILURE_WINDOW`].
@@ -60,6 +61,12 @@ pub fn hash(password: &str) -> Result<String, Refusal> {
             log::error!("auth: hashing failed: {e}");
             ProtocolError::StoreFailed
         })
+}
+
+/// New SCRAM-SHA-256 credentials for `password`, with a fresh random salt.
+pub fn new_scram(password: &str) -> Credentials {
+    let salt = argon2::password_hash::generate_salt();
+    scram::credentials(password, &salt, scram::ITERATIONS)
 }
 
 /// True if `password` matches the PHC string `stored`.
@@ -97,6 +104,18 @@ impl Auth {
         while let Ok(job) = jobs.recv() {
             let (to, answer) = match job {
                 AuthJob::Stop => break,
+                AuthJob::ScramLookup { to, account, from } => {
+                    let answer = match self.scram_lookup(&account, from) {
+                        Ok(found) => Answer::Scram(Box::new(found)),
+                        Err(refusal) => Answer::Failed(refusal),
+                    };
+                    self.answer(to, answer);
+                    continue;
+                }
+                AuthJob::ScramFailed { account, from } => {
+                    self.failed_login(&account, from, Instant::now());
+                    continue;
+                }
                 AuthJob::Register {
                     to,
                     account,
@@ -163,13 +182,25 @@ impl Auth {
             return Err(ProtocolError::AccountExists(account.clone()));
         }
         let hashed = hash(password)?;
+        let scram = new_scram(password);
         let created = super::super::room_state::unix_now() as i64;
         let key = account.as_str().to_ascii_lowercase();
         let inserted = self
             .db
             .execute(
-                "INSERT OR IGNORE INTO accounts (name_key, name, hash, created) VALUES (?1, ?2, ?3, ?4)",
-                params![key, account.as_str(), hashed, created],
+                "INSERT OR IGNORE INTO accounts (name_key, name, hash, created, scram_salt, \
+                 scram_iterations, scram_stored_key, scram_server_key) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    key,
+                    account.as_str(),
+                    hashed,
+                    created,
+                    scram.salt,
+                    scram.iterations,
+                    scram.stored_key,
+                    scram.server_key
+                ],
             )
             .map_err(|e| self.db_failed("creating an account", &e))?;
         if inserted == 0 {
@@ -199,12 +230,68 @@ impl Auth {
                 Ok(AccountAnswer::LoggedIn(name))
             }
             _ => {
-                self.by_account.entry(account.key()).or_default().push(now);
-                self.by_address.entry(from).or_default().push(now);
-                log::info!("auth: failed login to {account} from {from}");
+                self.failed_login(account, from, now);
                 Err(ProtocolError::BadLogin)
             }
         }
+    }
+
+    /// Counts a failed login (a wrong password or SCRAM proof) for the throttle.
+    fn failed_login(&mut self, account: &Nick, from: IpAddr, now: Instant) {
+        self.by_account.entry(account.key()).or_default().push(now);
+        self.by_address.entry(from).or_default().push(now);
+        log::info!("auth: failed login to {account} from {from}");
+    }
+
+    /// The SCRAM credentials of `account`, unless logins to it or from `from` are
+    /// throttled. An account made before SCRAM was kept has none: `bad-login`.
+    fn scram_lookup(
+        &mut self,
+        account: &Nick,
+        from: IpAddr,
+    ) -> Result<(Nick, Credentials), Refusal> {
+        if self.throttled(account, from, Instant::now()) {
+            return Err(ProtocolError::LoginThrottled);
+        }
+        let key = account.as_str().to_ascii_lowercase();
+        type Row = (
+            String,
+            Option<Vec<u8>>,
+            Option<i64>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+        );
+        let row: Option<Row> = self
+            .db
+            .query_row(
+                "SELECT name, scram_salt, scram_iterations, scram_stored_key, scram_server_key \
+                 FROM accounts WHERE name_key = ?1",
+                [key],
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.db_failed("reading SCRAM credentials", &e))?;
+        let Some((name, Some(salt), Some(iterations), Some(stored_key), Some(server_key))) = row
+        else {
+            return Err(ProtocolError::BadLogin);
+        };
+        let name = Nick::parse(&name).unwrap_or_else(|_| account.clone());
+        let iterations = u32::try_from(iterations).unwrap_or(scram::ITERATIONS);
+        let creds = Credentials {
+            salt,
+            iterations,
+            stored_key,
+            server_key,
+        };
+        Ok((name, creds))
     }
 
     /// True if `account` or `from` failed [`MAX_FAILURES`] times within the window
@@ -230,11 +317,20 @@ impl Auth {
             return Err(ProtocolError::BadLogin);
         }
         let hashed = hash(new)?;
+        let scram = new_scram(new);
         let key = account.as_str().to_ascii_lowercase();
         self.db
             .execute(
-                "UPDATE accounts SET hash = ?2 WHERE name_key = ?1",
-                params![key, hashed],
+                "UPDATE accounts SET hash = ?2, scram_salt = ?3, scram_iterations = ?4, \
+                 scram_stored_key = ?5, scram_server_key = ?6 WHERE name_key = ?1",
+                params![
+                    key,
+                    hashed,
+                    scram.salt,
+                    scram.iterations,
+                    scram.stored_key,
+                    scram.server_key
+                ],
             )
             .map_err(|e| self.db_failed("changing a password", &e))?;
         Ok(AccountAnswer::PasswordChanged(account.clone()))

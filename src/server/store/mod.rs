@@ -29,6 +29,7 @@
 
 pub mod auth;
 pub mod schema;
+pub mod scram;
 pub mod writer;
 
 use std::fmt;
@@ -242,6 +243,23 @@ pub enum Job {
 pub enum AuthJob {
     /// The server is stopping.
     Stop,
+    /// SASL SCRAM-SHA-256: the account's credentials, for the shard to check the
+    /// client's proof (throttled like a login).
+    ScramLookup {
+        /// Who asked.
+        to: ConnId,
+        /// The account.
+        account: Nick,
+        /// Where from.
+        from: IpAddr,
+    },
+    /// A SCRAM proof was wrong: counted as a failed login.
+    ScramFailed {
+        /// The account.
+        account: Nick,
+        /// Where from.
+        from: IpAddr,
+    },
     /// `/register PASSWORD`: `account` is the asker's nick.
     Register {
         /// Who asked.
@@ -306,6 +324,8 @@ pub enum Answer {
     Done(Box<Then>),
     /// A request failed: tell the asker.
     Failed(ProtocolError),
+    /// SCRAM-SHA-256 credentials of an account (its name as registered).
+    Scram(Box<(Nick, scram::Credentials)>),
     /// Lines read from the store, oldest first.
     History {
         /// The room.

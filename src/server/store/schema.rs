@@ -20,8 +20,9 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::StoreError;
 
-/// The schema version this binary writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version this binary writes and reads: 2 added the SCRAM-SHA-256
+/// credentials to `accounts` (a version 1 file is upgraded in place at start-up).
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The database file inside the data dir.
 pub const DB_FILE: &str = "miochat.db";
@@ -38,7 +39,11 @@ CREATE TABLE IF NOT EXISTS accounts (
     name_key TEXT PRIMARY KEY,
     name     TEXT NOT NULL,
     hash     TEXT NOT NULL,
-    created  INTEGER NOT NULL
+    created  INTEGER NOT NULL,
+    scram_salt BLOB,
+    scram_iterations INTEGER,
+    scram_stored_key BLOB,
+    scram_server_key BLOB
 );
 CREATE TABLE IF NOT EXISTS rooms (
     name      TEXT PRIMARY KEY,
@@ -79,6 +84,13 @@ CREATE TABLE IF NOT EXISTS private (
     recipient TEXT NOT NULL,
     text      TEXT NOT NULL
 );
+";
+
+const UPGRADE_TO_2: &str = "
+ALTER TABLE accounts ADD COLUMN scram_salt BLOB;
+ALTER TABLE accounts ADD COLUMN scram_iterations INTEGER;
+ALTER TABLE accounts ADD COLUMN scram_stored_key BLOB;
+ALTER TABLE accounts ADD COLUMN scram_server_key BLOB;
 ";
 
 /// The data dir, locked for this process.
@@ -139,6 +151,13 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     connection
         .execute_batch(TABLES)
         .map_err(|e| StoreError::db(path, e))?;
+    if version == 1 {
+        // Version 2 keeps SCRAM credentials; accounts made before have none until
+        // their password is next set (they log in with PLAIN meanwhile).
+        connection
+            .execute_batch(UPGRADE_TO_2)
+            .map_err(|e| StoreError::db(path, e))?;
+    }
     connection
         .pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(|e| StoreError::db(path, e))?;
