@@ -125,6 +125,7 @@ fn topic_events(out: &mut Built, room: &RoomName, nick: &Nick, topic: &str) {
         topic: Some(topic.clone()),
         nicks: vec![member(nick, nick.as_str())],
         secret: false,
+        joiner: None,
     };
     let info = RoomInfo {
         room: room.clone(),
@@ -176,6 +177,7 @@ fn room_events(
             topic: None,
             nicks,
             secret: true,
+            joiner: None,
         },
     ];
     out.extend(replies.into_iter().map(|reply| (reply, sender)));

@@ -53,7 +53,8 @@ pub const MAX_ROOMS: usize = 32;
 /// `draft/chathistory` is the `CHATHISTORY` command, answered from the store.
 /// `account-notify` tells a channel's members of a login or logout, and
 /// `draft/account-registration` is the `REGISTER` command (after connecting, for
-/// the current nick). Not offered yet: `account-tag`, `extended-join`.
+/// the current nick); `account-tag` puts the sender's account on its lines, and
+/// `extended-join` the joiner's account and real name on its JOIN.
 pub const CAPABILITIES: &[&str] = &[
     "away-notify",
     "batch",
@@ -65,6 +66,8 @@ pub const CAPABILITIES: &[&str] = &[
     "sasl",
     "server-time",
     "account-notify",
+    "account-tag",
+    "extended-join",
     "draft/account-registration",
     "draft/chathistory",
 ];
@@ -118,11 +121,40 @@ pub fn chathistory(params: &[&str]) -> Result<(RoomName, super::HistoryQuery), &
     Ok((room, query))
 }
 
+/// IRCv3 `extended-join`: `:nick!nick@miochat JOIN #room ACCOUNT :REALNAME` (`*` for
+/// no account), for a JOIN event; empty for anything else.
+pub fn extended_join(event: &Event, account: Option<&Nick>, realname: &str) -> String {
+    let Event::Joined { room, nick } = event else {
+        return String::new();
+    };
+    let account = account.map_or("*", Nick::as_str);
+    let mut out = String::new();
+    push_text_line(
+        &mut out,
+        &format!(":{} JOIN {} {account}", source(nick), chan(room)),
+        realname,
+    );
+    out
+}
+
 /// The IRCv3 capabilities one client enabled (`CAP REQ`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Caps(u16);
 
+/// Where `account-tag` and `extended-join` are in [`CAPABILITIES`]: fan-out asks for
+/// both per reader, so by bit, not by name (a unit test keeps them in step).
+const ACCOUNT_TAG_BIT: u16 = 1 << 10;
+const EXTENDED_JOIN_BIT: u16 = 1 << 11;
+
 impl Caps {
+    /// `account-tag` and `extended-join` enabled? (Two bit tests: on the fan-out path.)
+    pub fn account_extras(self) -> (bool, bool) {
+        (
+            self.0 & ACCOUNT_TAG_BIT != 0,
+            self.0 & EXTENDED_JOIN_BIT != 0,
+        )
+    }
+
     /// The bit of a capability name from [`CAPABILITIES`], if offered.
     fn bit(name: &str) -> Option<u16> {
         let index = CAPABILITIES
@@ -681,9 +713,16 @@ pub fn reply_with(event: &Event, server: &str, me: &str, caps: Caps) -> String {
             topic,
             nicks,
             secret,
+            joiner,
             ..
         } => {
-            w.own(format_args!("JOIN #{room}"));
+            match joiner.as_ref().filter(|_| caps.has("extended-join")) {
+                Some((account, realname)) => {
+                    let account = account.as_ref().map_or("*", Nick::as_str);
+                    w.own(format_args!("JOIN #{room} {account} :{realname}"))
+                }
+                None => w.own(format_args!("JOIN #{room}")),
+            }
             if let Some(topic) = topic {
                 w.num("332", format_args!("#{room} :{topic}"));
             }
@@ -1233,6 +1272,16 @@ pub fn channel(param: &str) -> Option<RoomName> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_account_capability_bits_match_their_names() {
+        assert_eq!(Caps::bit("account-tag"), Some(ACCOUNT_TAG_BIT));
+        assert_eq!(Caps::bit("extended-join"), Some(EXTENDED_JOIN_BIT));
+        let both = Caps::default()
+            .request("account-tag extended-join")
+            .unwrap();
+        assert_eq!(both.account_extras(), (true, true));
+    }
     use crate::protocol::{WhoisInfo, mask};
 
     fn msg(line: &str) -> Message<'_> {
@@ -1335,6 +1384,7 @@ mod tests {
                 topic: Some("mio".into()),
                 nicks,
                 secret: false,
+                joiner: None,
             },
             "srv",
             "bob",

@@ -652,6 +652,8 @@ pub enum Event {
         nicks: Vec<Member>,
         /// The room is secret (`+s`).
         secret: bool,
+        /// Your account and real name, for IRC's `extended-join` form of your JOIN.
+        joiner: Option<(Option<Nick>, Arc<str>)>,
     },
     /// Reply: you left a room.
     YouLeft {

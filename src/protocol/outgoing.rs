@@ -164,6 +164,22 @@ pub struct Outgoing {
     /// The message id the room's home shard gave a line (0: none), set before the
     /// first rendering; readers with `message-tags` see it as `msgid=`.
     msgid: AtomicU64,
+    /// What only some IRC readers get (`account-tag`, `extended-join`); `None` for
+    /// most events, so they pay one pointer for it.
+    pub extras: Option<Box<Extras>>,
+}
+
+/// The sender's account (IRCv3 `account-tag`: `@account=NAME` on its lines) and, for
+/// a JOIN, the joiner's real name (`extended-join`: `JOIN #room ACCOUNT :REALNAME`),
+/// with their renderings, each made once per flavour for every reader who wants it.
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// The account the sender is logged in to, if any.
+    pub account: Option<super::Nick>,
+    /// The joiner's real name, for a JOIN.
+    pub realname: Option<Arc<str>>,
+    accounted: [OnceLock<Arc<[u8]>>; Flavour::COUNT],
+    extended: [OnceLock<Arc<[u8]>>; Flavour::COUNT],
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -206,7 +222,64 @@ impl Outgoing {
             irc_tagged_timed: OnceLock::new(),
             web: Default::default(),
             msgid: AtomicU64::new(0),
+            extras: None,
         }
+    }
+
+    /// Wraps `event` with the sender's client tags, account and (for a JOIN) real
+    /// name: readers with `account-tag` and `extended-join` get them.
+    pub fn with_extras(
+        event: Event,
+        tags: Option<&str>,
+        account: Option<super::Nick>,
+        realname: Option<Arc<str>>,
+    ) -> Arc<Self> {
+        let mut outgoing = Self::unshared(event, None);
+        outgoing.client_tags = tags.filter(|t| !t.is_empty()).map(Into::into);
+        if account.is_some() || realname.is_some() {
+            outgoing.extras = Some(Box::new(Extras {
+                account,
+                realname,
+                ..Extras::default()
+            }));
+        }
+        Arc::new(outgoing)
+    }
+
+    /// What one IRC reader gets when it enabled `account-tag` or `extended-join`:
+    /// the flavour's bytes, or their variant with the sender's account tag and the
+    /// extended JOIN, rendered once per flavour (framed per reader on WebSocket).
+    pub fn bytes_for_reader(
+        &self,
+        protocol: Protocol,
+        flavour: Flavour,
+        account_tag: bool,
+        extended_join: bool,
+    ) -> Arc<[u8]> {
+        let Some(extras) = self.extras.as_deref() else {
+            return Arc::clone(self.bytes_for(protocol, flavour));
+        };
+        let extended = (extended_join && matches!(self.event, Event::Joined { .. }))
+            .then_some(extras.realname.as_deref())
+            .flatten();
+        let account = extras.account.as_ref().filter(|_| account_tag);
+        let slot = flavour as usize;
+        let join = |realname: &str| {
+            let line = irc::extended_join(&self.event, extras.account.as_ref(), realname);
+            self.flavoured(&Arc::from(line.into_bytes()), flavour)
+        };
+        let bytes = match (extended, account) {
+            (None, None) => return Arc::clone(self.bytes_for(protocol, flavour)),
+            (Some(realname), None) => {
+                Arc::clone(extras.extended[slot].get_or_init(|| join(realname)))
+            }
+            (None, Some(account)) => Arc::clone(
+                extras.accounted[slot]
+                    .get_or_init(|| account_tag_lines(self.bytes(flavour), account)),
+            ),
+            (Some(realname), Some(account)) => account_tag_lines(&join(realname), account),
+        };
+        protocol.frame(&bytes)
     }
 
     /// Gives a room line its message id (on its home shard, before any rendering).
@@ -263,25 +336,29 @@ impl Outgoing {
                 let line = irc::broadcast(&self.event);
                 Arc::from(line.unwrap_or_default().into_bytes())
             }),
-            Flavour::IrcTimed => self.irc_timed.get_or_init(|| {
-                let plain = self.bytes(Flavour::Irc);
-                tag_lines(plain, &timestamp(self.at_ms))
-            }),
-            Flavour::IrcTagged => self.irc_tagged.get_or_init(|| {
-                let plain = self.bytes(Flavour::Irc);
-                match self.message_tags() {
-                    Some(tags) => prefix_tags(plain, &tags),
-                    None => Arc::clone(plain),
-                }
-            }),
-            Flavour::IrcTaggedTimed => self.irc_tagged_timed.get_or_init(|| {
-                let plain = self.bytes(Flavour::Irc);
-                let time = format!("time={}", timestamp(self.at_ms));
-                match self.message_tags() {
-                    Some(tags) => prefix_tags(plain, &format!("{tags};{time}")),
-                    None => prefix_tags(plain, &time),
-                }
-            }),
+            Flavour::IrcTimed => self
+                .irc_timed
+                .get_or_init(|| self.flavoured(self.bytes(Flavour::Irc), flavour)),
+            Flavour::IrcTagged => self
+                .irc_tagged
+                .get_or_init(|| self.flavoured(self.bytes(Flavour::Irc), flavour)),
+            Flavour::IrcTaggedTimed => self
+                .irc_tagged_timed
+                .get_or_init(|| self.flavoured(self.bytes(Flavour::Irc), flavour)),
+        }
+    }
+
+    /// The IRC lines `plain` with the tags of `flavour`: `time=` for `server-time`,
+    /// the client's tags and `msgid=` for `message-tags`.
+    fn flavoured(&self, plain: &Arc<[u8]>, flavour: Flavour) -> Arc<[u8]> {
+        let time = || format!("time={}", timestamp(self.at_ms));
+        match (flavour, self.message_tags()) {
+            (Flavour::Line | Flavour::Irc, _) | (Flavour::IrcTagged, None) => Arc::clone(plain),
+            (Flavour::IrcTimed, _) | (Flavour::IrcTaggedTimed, None) => prefix_tags(plain, &time()),
+            (Flavour::IrcTagged, Some(tags)) => prefix_tags(plain, &tags),
+            (Flavour::IrcTaggedTimed, Some(tags)) => {
+                prefix_tags(plain, &format!("{tags};{}", time()))
+            }
         }
     }
 
@@ -301,6 +378,20 @@ impl Outgoing {
 /// `@time=AT ` before every line of `lines` (IRCv3 `server-time`).
 pub fn tag_lines(lines: &[u8], at: &str) -> Arc<[u8]> {
     prefix_tags(lines, &format!("time={at}"))
+}
+
+/// `account=NAME` added to the tags of every line of `lines` (IRCv3 `account-tag`):
+/// first in a line's tags, or as its only tag.
+pub fn account_tag_lines(lines: &[u8], account: &super::Nick) -> Arc<[u8]> {
+    let text = String::from_utf8_lossy(lines);
+    let mut out = String::with_capacity(text.len() + account.as_str().len() + 12);
+    for line in text.split_inclusive('\n') {
+        match line.strip_prefix('@') {
+            Some(tagged) => out.push_str(&format!("@account={account};{tagged}")),
+            None => out.push_str(&format!("@account={account} {line}")),
+        }
+    }
+    Arc::from(out.into_bytes())
 }
 
 /// `@TAGS ` before every line of `lines` (IRCv3 message tags, `;`-separated).

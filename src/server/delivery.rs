@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use log::info;
 
-use crate::protocol::outgoing::{Outgoing, Protocol, prefix_tags, render_for};
+use crate::protocol::outgoing::{Outgoing, Protocol, account_tag_lines, prefix_tags, render_for};
 use crate::protocol::{Event, Nick, ProtocolError, RoomName, SayKind, irc, timestamp};
 
 use super::backplane::handle::BackplaneMsg;
@@ -236,7 +236,7 @@ impl Delivery {
     }
 
     /// Hands a room event to the room's home shard: this one, or one inbox message.
-    fn publish(
+    pub fn publish(
         &self,
         fx: &mut Effects<'_>,
         room: &RoomName,
@@ -418,6 +418,17 @@ impl Delivery {
                 continue;
             }
             let protocol = session.protocol();
+            if outgoing.extras.is_some() {
+                // The sender's account or a JOIN's real name: a variant for the
+                // readers that asked, itself rendered once per flavour.
+                let (account_tag, extended_join) = session.caps().account_extras();
+                if account_tag || extended_join {
+                    let bytes =
+                        outgoing.bytes_for_reader(protocol, flavour, account_tag, extended_join);
+                    fx.queue(key, &bytes);
+                    continue;
+                }
+            }
             fx.queue(key, outgoing.bytes_for(protocol, flavour));
         }
     }
@@ -547,7 +558,13 @@ impl Delivery {
                     return;
                 }
                 let tags = outgoing.client_tags.as_deref();
-                let bytes = self.render_for(session, &outgoing.event, tags);
+                let mut bytes = self.render_for(session, &outgoing.event, tags);
+                let account = outgoing.extras.as_ref().and_then(|e| e.account.as_ref());
+                if let Some(account) = account.filter(|_| session.caps().has("account-tag"))
+                    && session.protocol() == Protocol::Irc
+                {
+                    bytes = account_tag_lines(&bytes, account);
+                }
                 if !bytes.is_empty() {
                     fx.queue(to.key(), &bytes);
                 }

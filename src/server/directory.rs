@@ -485,13 +485,29 @@ impl Directory {
     }
 
     /// May `id` send a message to `room` (`+n`, `+m`, bans)? One lock per room
-    /// message, on the sender's shard.
-    pub fn may_speak(&self, room: &RoomName, id: ConnId, who: &Identity<'_>) -> bool {
+    /// message, on the sender's shard; under the same lock, the account the sender is
+    /// logged in to (IRC `account-tag`). `None`: it may not.
+    pub fn may_speak(
+        &self,
+        room: &RoomName,
+        id: ConnId,
+        who: &Identity<'_>,
+    ) -> Option<Option<Nick>> {
         let tables = self.lock();
-        tables.rooms.get(room).is_some_and(|entry| {
-            let member = entry.members.contains(&id);
-            entry.state.may_speak(id, member, who)
+        let entry = tables.rooms.get(room)?;
+        let member = entry.members.contains(&id);
+        entry.state.may_speak(id, member, who).then(|| {
+            let profile = tables.profiles.get(&id);
+            profile.and_then(|p| p.account.clone())
         })
+    }
+
+    /// The account and real name of `id` (an IRC `extended-join`).
+    pub fn account_and_realname(&self, id: ConnId) -> (Option<Nick>, Option<Arc<str>>) {
+        let tables = self.lock();
+        let profile = tables.profiles.get(&id);
+        let account = profile.and_then(|p| p.account.clone());
+        (account, profile.map(|p| Arc::clone(&p.realname)))
     }
 
     /// May `id` see (`set` false) or set the topic of `room`? 403 if there is no such

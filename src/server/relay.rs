@@ -297,7 +297,7 @@ impl Relay {
             None => session.current.clone().ok_or(ProtocolError::NoRoom)?,
             Some(room) => room,
         };
-        self.may_speak(session, &room)?;
+        let account = self.may_speak(session, &room)?;
         session.spoke_at.store(unix_now(), Ordering::Relaxed);
         let (from, text) = (session.nick.clone(), text.into());
         bump(&self.shared.stats.shards[self.index].messages_in);
@@ -319,8 +319,8 @@ impl Relay {
             },
         };
         let tags = self.tags.as_deref();
-        self.delivery
-            .broadcast_tagged(fx, &room, Some(key), event, tags);
+        let outgoing = Outgoing::with_extras(event, tags, account, None);
+        self.delivery.publish(fx, &room, Some(key), outgoing, false);
         Ok(())
     }
 
@@ -374,8 +374,10 @@ impl Relay {
         self.delivery
             .echo_private(fx, key, nick.as_str(), &event, tags);
         self.keep_private(&event, &nick);
-        self.delivery
-            .deliver_to(fx, target, Outgoing::tagged(event, tags));
+        let sender = fx.session(key).map(|s| s.id);
+        let account = sender.and_then(|id| self.shared.directory.account_of(id));
+        let outgoing = Outgoing::with_extras(event, tags, account, None);
+        self.delivery.deliver_to(fx, target, outgoing);
         self.tell_sender(fx, key, nick, away, notice);
         Ok(())
     }
@@ -712,7 +714,10 @@ impl Relay {
                 room: room.clone(),
                 nick: nick.clone(),
             };
-            self.delivery.announce(fx, &room, Some(key), event);
+            // `extended-join` readers get the joiner's account and real name.
+            let (account, realname) = self.shared.directory.account_and_realname(id);
+            let outgoing = Outgoing::with_extras(event, None, account, realname);
+            self.delivery.publish(fx, &room, Some(key), outgoing, true);
             if let Some(text) = info.away.clone() {
                 // `away-notify`: a member who joins while away is followed by AWAY.
                 let (text, once) = (Some(text), self.delivery.next_once());
@@ -730,12 +735,14 @@ impl Relay {
         } else {
             (Vec::new(), false)
         };
+        let joiner = wants_names.then(|| self.shared.directory.account_and_realname(id));
         let reply = Event::YouJoined {
             room: room.clone(),
             members,
             topic: info.topic,
             nicks,
             secret,
+            joiner: joiner.and_then(|(account, realname)| Some((account, realname?))),
         };
         self.delivery.reply(fx, key, &reply);
         // A registered room's access list: status by account, told after the join.
@@ -907,14 +914,12 @@ impl Relay {
     }
 
     /// May `session` speak in `room` (`+n`, `+m`, bans)? A member who may not is told
-    /// it cannot speak; a non-member, that it is not in the room.
-    fn may_speak(&self, session: &Session, room: &RoomName) -> Outcome {
-        if self
-            .shared
-            .directory
-            .may_speak(room, session.id, &identity(session))
-        {
-            return Ok(());
+    /// it cannot speak; a non-member, that it is not in the room. Returns the account
+    /// the sender is logged in to, if any.
+    fn may_speak(&self, session: &Session, room: &RoomName) -> Result<Option<Nick>, ProtocolError> {
+        let directory = &self.shared.directory;
+        if let Some(account) = directory.may_speak(room, session.id, &identity(session)) {
+            return Ok(account);
         }
         Err(if session.rooms.contains(room) {
             ProtocolError::CannotSpeak(room.clone())

@@ -145,7 +145,7 @@ fn registration_with_cap_waits_for_cap_end() {
     c.send("USER bob 0 * :Bob");
     assert_eq!(
         c.line(),
-        ":miochat.local CAP * LS :away-notify batch cap-notify echo-message invite-notify message-tags multi-prefix sasl server-time account-notify draft/account-registration draft/chathistory"
+        ":miochat.local CAP * LS :away-notify batch cap-notify echo-message invite-notify message-tags multi-prefix sasl server-time account-notify account-tag extended-join draft/account-registration draft/chathistory"
     );
     c.send("CAP REQ :account-tag");
     assert_eq!(c.line(), ":miochat.local CAP * NAK :account-tag");

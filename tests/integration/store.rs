@@ -914,3 +914,56 @@ fn sasl_scram_sha_256_logs_in_and_a_wrong_password_is_refused() {
     c.send("WHOIS jirc");
     c.until(" 330 jirc jirc jules :is logged in as");
 }
+
+#[test]
+fn account_tag_and_extended_join_show_who_is_logged_in() {
+    use crate::irc::Irc;
+    let dir = TempDir::new("accounttag");
+    let (server, irc) = irc_store_server(&dir);
+    let mut reader = Irc::connect(irc);
+    reader.send("CAP LS 302");
+    reader.send("NICK reader");
+    reader.send("USER reader 0 * :The Reader");
+    let ls = reader.until(" CAP * LS ");
+    assert!(
+        ls.contains("account-tag") && ls.contains("extended-join"),
+        "{ls}"
+    );
+    reader.send("CAP REQ :account-tag extended-join");
+    reader.until(" ACK ");
+    reader.send("CAP END");
+    reader.until(" 376 ");
+    reader.send("JOIN #club");
+    let own = reader.until(" JOIN #club");
+    assert_eq!(own, ":reader!reader@miochat JOIN #club * :The Reader");
+    reader.until(" 366 ");
+    let mut kim = server.client_named("kim");
+    register(&mut kim, "kim-password");
+    kim.join("club");
+    // account-tag covers every line of a logged-in user, its JOIN too.
+    assert_eq!(
+        reader.until(" JOIN #club"),
+        "@account=kim :kim!kim@miochat JOIN #club kim :kim"
+    );
+    kim.send("hello");
+    assert_eq!(
+        reader.until("PRIVMSG #club"),
+        "@account=kim :kim!kim@miochat PRIVMSG #club :hello"
+    );
+    kim.send("/msg reader psst");
+    assert_eq!(
+        reader.until("PRIVMSG reader"),
+        "@account=kim :kim!kim@miochat PRIVMSG reader :psst"
+    );
+    let mut guest = server.client_named("lou");
+    guest.join("club");
+    assert_eq!(
+        reader.until(" JOIN #club"),
+        ":lou!lou@miochat JOIN #club * :lou"
+    );
+    guest.send("no account here");
+    assert_eq!(
+        reader.until("PRIVMSG #club"),
+        ":lou!lou@miochat PRIVMSG #club :no account here"
+    );
+}
