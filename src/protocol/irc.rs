@@ -76,7 +76,7 @@ pub const CAPABILITIES: &[&str] = &[
 /// is refused (`FAIL CHATHISTORY CODE ...`). References are `*`, `msgid=ID` or
 /// `timestamp=TIME`; a time is turned into the first id of its millisecond (ids are
 /// `ms << 12`). TARGETS (which conversations had lines) is not supported.
-pub fn chathistory(params: &[&str]) -> Result<(RoomName, super::HistoryQuery), &'static str> {
+pub fn chathistory(params: &[&str]) -> Result<ChatHistory, &'static str> {
     use super::HistoryQuery;
     let (Some(sub), Some(target)) = (params.first(), params.get(1)) else {
         return Err("NEED_MORE_PARAMS");
@@ -100,7 +100,9 @@ pub fn chathistory(params: &[&str]) -> Result<(RoomName, super::HistoryQuery), &
     };
     let sub = sub.to_ascii_uppercase();
     if sub == "TARGETS" {
-        return Err("INVALID_PARAMS");
+        let (a, b) = (point(1)?, point(2)?);
+        let (a, b) = (a.unwrap_or(0), b.unwrap_or(u64::MAX));
+        return Ok(ChatHistory::Targets(a.min(b), a.max(b), limit(3)?));
     }
     let room = channel(target).ok_or("INVALID_TARGET")?;
     let query = match sub.as_str() {
@@ -118,7 +120,35 @@ pub fn chathistory(params: &[&str]) -> Result<(RoomName, super::HistoryQuery), &
         }
         _ => return Err("INVALID_PARAMS"),
     };
-    Ok((room, query))
+    Ok(ChatHistory::Room(room, query))
+}
+
+/// What a `CHATHISTORY` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChatHistory {
+    /// Lines of one channel.
+    Room(RoomName, super::HistoryQuery),
+    /// `TARGETS`: the asker's channels with lines between two ids, at most so many.
+    Targets(u64, u64, usize),
+}
+
+/// The `draft/chathistory-targets` batch: each channel with its newest line's time.
+pub fn history_targets(targets: &[(RoomName, u64)], server: &str) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        ":{server} BATCH +targets draft/chathistory-targets\r\n"
+    );
+    for (room, at_ms) in targets {
+        let at = super::timestamp(*at_ms);
+        let _ = write!(
+            out,
+            ":{server} CHATHISTORY TARGETS {} timestamp={at}\r\n",
+            chan(room)
+        );
+    }
+    let _ = write!(out, ":{server} BATCH -targets\r\n");
+    out
 }
 
 /// IRCv3 `extended-join`: `:nick!nick@miochat JOIN #room ACCOUNT :REALNAME` (`*` for
@@ -806,6 +836,7 @@ fn reply_more(w: &mut Numerics<'_>, event: &Event) {
             ));
         }
         Event::Done(text) => w.notice(format_args!("{text}")),
+        Event::HistoryTargets(targets) => w.out.push_str(&history_targets(targets, w.server)),
         Event::Welcome { .. } | Event::Help => {
             w.notice(format_args!("miochat speaks IRC; rooms are #channels"));
         }

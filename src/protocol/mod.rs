@@ -208,6 +208,9 @@ pub enum Command<'a> {
         /// The new password.
         new: &'a str,
     },
+    /// IRC `NickServ SET PASSWORD NEW`: a new password for the account the asker is
+    /// logged in to (logged in is proof enough, as in services packages).
+    SetPassword(&'a str),
     /// `/unregister PASSWORD`: drops the asker's account.
     Unregister(&'a str),
     /// `/unregister #ROOM`: drops the room's registration (its founder only).
@@ -874,6 +877,9 @@ pub enum Event {
         /// The account, or `None`: logged out.
         account: Option<Nick>,
     },
+    /// `CHATHISTORY TARGETS`: channels with lines in a span, and the newest one's
+    /// time (ms since the Unix epoch), newest first.
+    HistoryTargets(Vec<(RoomName, u64)>),
     /// A request to the store succeeded: `OK TEXT` (IRC: a NOTICE).
     Done(Box<str>),
     /// The line connection will be closed for idleness in this many seconds.

@@ -325,20 +325,11 @@ impl Command<'_> {
             | Command::Login { .. }
             | Command::Logout
             | Command::Passwd { .. }
+            | Command::SetPassword(_)
             | Command::Access { .. }
             | Command::HistoryOf { .. } => return self.account_line(),
             Command::Mode { room, request } if request.errors.is_empty() => {
-                let mut line = String::from("/mode");
-                if let Some(room) = room {
-                    line.push_str(&format!(" #{room}"));
-                }
-                if request.list_bans {
-                    line.push_str(" +b");
-                } else if !request.changes.is_empty() {
-                    line.push(' ');
-                    line.push_str(&modes::changes_string(&request.changes));
-                }
-                line
+                mode_line(room.as_ref(), request)
             }
             Command::Kick {
                 room: None,
@@ -374,6 +365,21 @@ impl Command<'_> {
     }
 }
 
+/// `/mode [#ROOM] [CHANGES]` as typed.
+fn mode_line(room: Option<&RoomName>, request: &ModeRequest) -> String {
+    let mut line = String::from("/mode");
+    if let Some(room) = room {
+        line.push_str(&format!(" #{room}"));
+    }
+    if request.list_bans {
+        line.push_str(" +b");
+    } else if !request.changes.is_empty() {
+        line.push(' ');
+        line.push_str(&modes::changes_string(&request.changes));
+    }
+    line
+}
+
 impl Command<'_> {
     /// True for the account, registration and stored-history commands.
     pub fn is_account_command(&self) -> bool {
@@ -386,6 +392,7 @@ impl Command<'_> {
                 | Command::Login { .. }
                 | Command::Logout
                 | Command::Passwd { .. }
+                | Command::SetPassword(_)
                 | Command::Access { .. }
                 | Command::HistoryOf { .. }
         )
@@ -408,6 +415,7 @@ impl Command<'_> {
             } => format!("/identify {password}"),
             Command::Logout => "/logout".into(),
             Command::Passwd { old, new } => format!("/passwd {old} {new}"),
+            Command::SetPassword(_) => return None, // NickServ's only
             Command::Access { room, change } => match change {
                 None => format!("/access #{room}"),
                 Some((nick, Some(level))) => {

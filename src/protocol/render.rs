@@ -238,6 +238,13 @@ fn write_everyday(event: &Event, out: &mut String) -> std::fmt::Result {
     match event {
         Event::Sent(nick) => writeln!(out, "OK sent {nick}"),
         Event::Done(text) => writeln!(out, "OK {text}"),
+        Event::HistoryTargets(targets) => {
+            write!(out, "OK targets")?;
+            for (room, at_ms) in targets {
+                write!(out, " {room}:{}", timestamp(*at_ms))?;
+            }
+            writeln!(out)
+        }
         Event::EchoIs(on) => writeln!(out, "OK echo {}", if *on { "on" } else { "off" }),
         Event::Summary {
             room,

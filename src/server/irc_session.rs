@@ -534,6 +534,9 @@ impl IrcSession<'_, '_, '_> {
                 Some(LoginKind::Regain),
             ),
             (true, "DROP", [password]) => (Command::Unregister(password), None),
+            (true, "SET", [what, new]) if what.eq_ignore_ascii_case("PASSWORD") => {
+                (Command::SetPassword(new), None)
+            }
             (true, "LOGOUT", []) => (Command::Logout, None),
             (false, "REGISTER", [room]) => match irc::channel(room) {
                 Some(room) => (Command::RegisterRoom(room), None),
@@ -573,7 +576,25 @@ impl IrcSession<'_, '_, '_> {
     /// `chathistory` batch; a refusal is a `FAIL CHATHISTORY` standard reply.
     fn chathistory(&mut self, msg: &Message<'_>) {
         let (room, query) = match irc::chathistory(&msg.params) {
-            Ok(asked) => asked,
+            Ok(irc::ChatHistory::Room(room, query)) => (room, query),
+            Ok(irc::ChatHistory::Targets(low, high, limit)) => {
+                let mut services = Services {
+                    delivery: &self.relay.delivery,
+                    shared: self.shared,
+                    fx: self.fx,
+                    key: self.key,
+                };
+                if let Err(error) = services.targets((low, high), limit) {
+                    let text = error.to_string();
+                    self.answer(IrcReply::Fail {
+                        command: "CHATHISTORY",
+                        code: "MESSAGE_ERROR",
+                        context: "TARGETS",
+                        text: &text,
+                    });
+                }
+                return;
+            }
             Err(code) => {
                 let context = msg
                     .params
@@ -654,7 +675,7 @@ impl IrcSession<'_, '_, '_> {
     fn service_help(&mut self, nickserv: bool) {
         let help = match nickserv {
             true => {
-                "NickServ: REGISTER password | IDENTIFY [account] password | REGAIN account password | DROP password | LOGOUT"
+                "NickServ: REGISTER password | IDENTIFY [account] password | REGAIN account password | SET PASSWORD new | DROP password | LOGOUT"
             }
             false => {
                 "ChanServ: REGISTER #room | ACCESS #room [LIST | ADD nick op|voice | DEL nick] | DROP #room"

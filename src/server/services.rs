@@ -98,6 +98,11 @@ impl Services<'_, '_, '_> {
                     new,
                 })
             }
+            Command::SetPassword(new) => {
+                let (to, account) = (self.asker()?.0, self.account()?);
+                let new = new.into();
+                self.auth(AuthJob::SetPassword { to, account, new })
+            }
             Command::Unregister(password) => {
                 let (to, account) = (self.asker()?.0, self.account()?);
                 if let Some(room) = self.shared.registry.founded_by(&account) {
@@ -307,6 +312,18 @@ impl Services<'_, '_, '_> {
         self.submit(read)
     }
 
+    /// `CHATHISTORY TARGETS`: which of the asker's rooms had lines in `span`.
+    pub fn targets(&mut self, span: (u64, u64), limit: usize) -> Outcome {
+        let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
+        let (to, rooms) = (session.id, session.rooms.clone());
+        self.submit(Job::Targets {
+            to,
+            rooms,
+            span,
+            limit,
+        })
+    }
+
     /// An answer from the store for this connection.
     pub fn on_stored(mut self, reply: StoreReply) {
         match reply.answer {
@@ -332,6 +349,10 @@ impl Services<'_, '_, '_> {
             }
             Answer::Account(answer) => self.on_account(answer),
             Answer::Scram(found) => self.scram_challenge(found.0, found.1),
+            Answer::Targets(targets) => {
+                let event = Event::HistoryTargets(targets);
+                self.delivery.reply(self.fx, self.key, &event);
+            }
         }
     }
 

@@ -582,6 +582,12 @@ fn irc_clients_log_in_with_sasl_or_nickserv_and_an_unidentified_nick_is_renamed(
     plain.until("wrong account or password");
     plain.send("PRIVMSG NickServ :IDENTIFY gina gina-pass");
     plain.until("NOTICE gina :login gina");
+    plain.send("PRIVMSG NickServ :SET PASSWORD gina-new-pass");
+    plain.until("NOTICE gina :passwd");
+    plain.send("PRIVMSG NickServ :LOGOUT");
+    plain.until("NOTICE gina :logout gina");
+    plain.send("PRIVMSG NickServ :IDENTIFY gina-new-pass");
+    plain.until("NOTICE gina :login gina");
     sasl.send("JOIN #garden");
     sasl.until(" 366 ");
     sasl.until(" MODE #garden +v frank");
@@ -593,7 +599,7 @@ fn irc_clients_log_in_with_sasl_or_nickserv_and_an_unidentified_nick_is_renamed(
     plain.until(" NICK :gina2");
     line.send("/nick gina");
     line.expect("ERR nick-registered gina");
-    plain.send("PRIVMSG NickServ :REGAIN gina gina-pass");
+    plain.send("PRIVMSG NickServ :REGAIN gina gina-new-pass");
     plain.until(" NICK :gina");
 }
 
@@ -697,8 +703,14 @@ fn chathistory_reads_the_store_in_a_batch() {
         .map(|l| l.rsplit(':').next().unwrap())
         .collect();
     assert_eq!(texts, ["entry 2", "entry 3", "entry 4"], "{around:?}");
-    c.send("CHATHISTORY TARGETS timestamp=2026-01-01T00:00:00.000Z timestamp=2027-01-01T00:00:00.000Z 10");
-    c.until("FAIL CHATHISTORY INVALID_PARAMS");
+    c.send("CHATHISTORY TARGETS timestamp=2020-01-01T00:00:00.000Z timestamp=2999-01-01T00:00:00.000Z 10");
+    c.until(" BATCH +targets draft/chathistory-targets");
+    let target = c.line();
+    assert!(
+        target.contains(" CHATHISTORY TARGETS #log timestamp=20"),
+        "{target}"
+    );
+    assert!(c.line().contains(" BATCH -targets"));
     c.send("CHATHISTORY LATEST #log * many");
     c.until("FAIL CHATHISTORY INVALID_PARAMS");
 }

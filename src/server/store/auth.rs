@@ -138,6 +138,9 @@ impl Auth {
                     account,
                     password,
                 } => (to, self.unregister(&account, &password)),
+                AuthJob::SetPassword { to, account, new } => {
+                    (to, self.set_password(&account, &new))
+                }
             };
             let answer = match answer {
                 Ok(done) => Answer::Account(done),
@@ -316,6 +319,12 @@ impl Auth {
         if !verify(old, &stored) {
             return Err(ProtocolError::BadLogin);
         }
+        self.set_password(account, new)
+    }
+
+    /// A new password (and SCRAM credentials) for `account`, whose owner is logged in.
+    fn set_password(&mut self, account: &Nick, new: &str) -> Result<AccountAnswer, Refusal> {
+        check_new_password(new)?;
         let hashed = hash(new)?;
         let scram = new_scram(new);
         let key = account.as_str().to_ascii_lowercase();

@@ -225,6 +225,17 @@ pub enum Job {
     Room(Box<RoomWrite>, Option<Box<Then>>),
     /// The server is stopping: commit and exit.
     Stop,
+    /// `CHATHISTORY TARGETS`: which of `rooms` had lines between two ids.
+    Targets {
+        /// Who asked.
+        to: ConnId,
+        /// The asker's rooms.
+        rooms: Vec<RoomName>,
+        /// Lines with ids strictly between these.
+        span: (u64, u64),
+        /// At most this many rooms.
+        limit: usize,
+    },
     /// Old lines for one reader.
     Read {
         /// Who asked.
@@ -291,6 +302,15 @@ pub enum AuthJob {
         /// The new one.
         new: Box<str>,
     },
+    /// NickServ `SET PASSWORD`: the asker is logged in to `account`.
+    SetPassword {
+        /// Who asked.
+        to: ConnId,
+        /// The asker's account.
+        account: Nick,
+        /// The new password.
+        new: Box<str>,
+    },
     /// `/unregister PASSWORD`.
     Unregister {
         /// Who asked.
@@ -326,6 +346,8 @@ pub enum Answer {
     Failed(ProtocolError),
     /// SCRAM-SHA-256 credentials of an account (its name as registered).
     Scram(Box<(Nick, scram::Credentials)>),
+    /// Rooms and their newest line's time, newest first.
+    Targets(Vec<(RoomName, u64)>),
     /// Lines read from the store, oldest first.
     History {
         /// The room.

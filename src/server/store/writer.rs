@@ -142,6 +142,22 @@ impl Writer {
             Job::Line(line) => self.hold(Pending::Line(line)),
             Job::Private(private) => self.hold(Pending::Private(private)),
             Job::Room(write, then) => self.room(*write, then),
+            Job::Targets {
+                to,
+                rooms,
+                span,
+                limit,
+            } => {
+                self.commit_pending();
+                let answer = match targets(&self.db, &rooms, span, limit) {
+                    Ok(found) => Answer::Targets(found),
+                    Err(e) => {
+                        self.failed("reading history targets", &e);
+                        Answer::Failed(ProtocolError::StoreFailed)
+                    }
+                };
+                self.answer(to, answer);
+            }
             Job::Stop => self.stopping = true,
             Job::Read {
                 to,
@@ -497,6 +513,36 @@ pub fn read(
             Ok(lines)
         }
     }
+}
+
+/// Which of `rooms` had lines with ids in `span` (exclusive), with their newest
+/// line's time, newest first, at most `limit`.
+fn targets(
+    db: &Connection,
+    rooms: &[RoomName],
+    span: (u64, u64),
+    limit: usize,
+) -> rusqlite::Result<Vec<(RoomName, u64)>> {
+    let mut statement = db.prepare_cached(
+        "SELECT max(id), max(at_ms) FROM history WHERE room = ?1 AND id > ?2 AND id < ?3",
+    )?;
+    let as_sql = |id: u64| i64::try_from(id).unwrap_or(i64::MAX);
+    let mut found = Vec::new();
+    for room in rooms {
+        let newest: (Option<i64>, Option<i64>) = statement.query_row(
+            params![room.as_str(), as_sql(span.0), as_sql(span.1)],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        if let (Some(id), Some(at)) = newest {
+            found.push((id, room.clone(), at as u64));
+        }
+    }
+    found.sort_by_key(|&(id, _, _)| std::cmp::Reverse(id));
+    Ok(found
+        .into_iter()
+        .take(limit)
+        .map(|(_, room, at)| (room, at))
+        .collect())
 }
 
 /// Ids strictly between `low` and `high`: the newest `count` (`newest`) or the
