@@ -331,28 +331,45 @@ fn kind_text(kind: SayKind) -> &'static str {
     }
 }
 
+/// Room lines one `INSERT` writes: a statement per line costs more in binding and
+/// stepping than the B-tree work itself, so a full batch goes in statements of
+/// this many rows (the rest one by one).
+const ROWS_PER_INSERT: usize = 64;
+
 fn write_lines(tx: &Transaction<'_>, pending: &[Pending]) -> rusqlite::Result<()> {
-    let mut line_stmt = tx.prepare_cached(
+    let lines: Vec<&super::StoredLine> = (pending.iter())
+        .filter_map(|p| match p {
+            Pending::Line(stored) => Some(stored),
+            Pending::Private(_) => None,
+        })
+        .collect();
+    let mut chunks = lines.chunks_exact(ROWS_PER_INSERT);
+    let many = format!(
+        "INSERT OR IGNORE INTO history (id, room, at_ms, sender, kind, text) VALUES {}",
+        vec!["(?, ?, ?, ?, ?, ?)"; ROWS_PER_INSERT].join(", ")
+    );
+    let mut many = tx.prepare_cached(&many)?;
+    for chunk in chunks.by_ref() {
+        for (row, stored) in chunk.iter().enumerate() {
+            bind_line(&mut many, row * 6, stored)?;
+        }
+        many.raw_execute()?;
+    }
+    let mut one = tx.prepare_cached(
         "INSERT OR IGNORE INTO history (id, room, at_ms, sender, kind, text) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         VALUES (?, ?, ?, ?, ?, ?)",
     )?;
+    for stored in chunks.remainder() {
+        bind_line(&mut one, 0, stored)?;
+        one.raw_execute()?;
+    }
     let mut private_stmt = tx.prepare_cached(
         "INSERT OR IGNORE INTO private (id, at_ms, sender, recipient, text) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for pending in pending {
         match pending {
-            Pending::Line(stored) => {
-                let line = &stored.line;
-                line_stmt.execute(params![
-                    line.id as i64,
-                    stored.room.as_str(),
-                    line.at_ms as i64,
-                    line.from.as_str(),
-                    kind_text(line.kind),
-                    &*line.text
-                ])?;
-            }
+            Pending::Line(_) => {}
             Pending::Private(private) => {
                 private_stmt.execute(params![
                     private.id as i64,
@@ -365,6 +382,21 @@ fn write_lines(tx: &Transaction<'_>, pending: &[Pending]) -> rusqlite::Result<()
         }
     }
     Ok(())
+}
+
+/// Binds one line's six values from parameter `first + 1` on.
+fn bind_line(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    first: usize,
+    stored: &super::StoredLine,
+) -> rusqlite::Result<()> {
+    let line = &stored.line;
+    statement.raw_bind_parameter(first + 1, line.id as i64)?;
+    statement.raw_bind_parameter(first + 2, stored.room.as_str())?;
+    statement.raw_bind_parameter(first + 3, line.at_ms as i64)?;
+    statement.raw_bind_parameter(first + 4, line.from.as_str())?;
+    statement.raw_bind_parameter(first + 5, kind_text(line.kind))?;
+    statement.raw_bind_parameter(first + 6, &*line.text)
 }
 
 /// Writes one room change; `Ok(Some(error))` when the change is refused (a room
@@ -605,7 +637,9 @@ fn prune(db: &mut Connection, days: u32, max: u64) -> rusqlite::Result<u64> {
     if days > 0 {
         let cutoff =
             crate::protocol::outgoing::now_ms().saturating_sub(u64::from(days) * 86_400_000);
-        let below = (cutoff << 12) as i64; // ids are time << 12: the primary key serves
+        // Ids are time << 12. History is keyed by (room, id) for reads and writes;
+        // this once-a-minute delete scans it, on the store thread.
+        let below = (cutoff << 12) as i64;
         removed += tx.execute("DELETE FROM history WHERE id < ?1", [below])?;
         removed += tx.execute("DELETE FROM private WHERE id < ?1", [below])?;
     }
