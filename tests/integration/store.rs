@@ -41,6 +41,12 @@ fn serve_in(dir: &Path, extra: &[&str]) -> (Child, std::net::SocketAddr) {
     serve_binary(&args)
 }
 
+/// Stops a served binary the way an operator does (SIGTERM) and waits for it.
+fn stop(mut child: Child) {
+    signal(&child, "TERM");
+    wait_with_timeout(&mut child, Duration::from_secs(20));
+}
+
 fn kill_9(mut child: Child) {
     signal(&child, "KILL");
     wait_with_timeout(&mut child, Duration::from_secs(10));
@@ -96,7 +102,7 @@ fn accounts_rooms_access_and_history_survive_kill_9() {
     drop((alice, bob));
     kill_9(child);
 
-    let (mut child, addr) = serve_in(&dir.0, &[]);
+    let (child, addr) = serve_in(&dir.0, &[]);
     let mut impostor = TestClient::connect(addr);
     impostor.send("/nick alice");
     impostor.expect("ERR nick-registered alice");
@@ -139,14 +145,13 @@ fn accounts_rooms_access_and_history_survive_kill_9() {
     bob.send("/join club sesame");
     bob.expect("OK joined club 2");
     bob.expect("EVENT club mode ChanServ +v bob");
-    signal(&child, "TERM");
-    wait_with_timeout(&mut child, Duration::from_secs(10));
+    stop(child);
 }
 
 #[test]
 fn the_owner_takes_the_nick_back_and_passwords_change_and_accounts_drop() {
     let dir = TempDir::new("reclaim");
-    let (mut child, addr) = serve_in(&dir.0, &[]);
+    let (child, addr) = serve_in(&dir.0, &[]);
     let mut holder = TestClient::connect(addr);
     holder.set_nick("anna");
     register(&mut holder, "first-pass");
@@ -184,14 +189,13 @@ fn the_owner_takes_the_nick_back_and_passwords_change_and_accounts_drop() {
     other.expect("ERR bad-login");
     other.send("/nick NickServ");
     other.expect("ERR nick-taken");
-    signal(&child, "TERM");
-    wait_with_timeout(&mut child, Duration::from_secs(10));
+    stop(child);
 }
 
 #[test]
 fn failed_logins_are_throttled_per_account() {
     let dir = TempDir::new("throttle");
-    let (mut child, addr) = serve_in(&dir.0, &[]);
+    let (child, addr) = serve_in(&dir.0, &[]);
     let mut owner = TestClient::connect(addr);
     owner.set_nick("carol");
     register(&mut owner, "right-one");
@@ -203,8 +207,7 @@ fn failed_logins_are_throttled_per_account() {
     // Even the right password is refused until the window has passed.
     guesser.send("/login carol right-one");
     guesser.expect("ERR login-throttled");
-    signal(&child, "TERM");
-    wait_with_timeout(&mut child, Duration::from_secs(10));
+    stop(child);
 }
 
 #[test]
@@ -243,21 +246,20 @@ fn history_reads_since_a_message_id_or_a_time_and_retention_keeps_the_newest() {
     drop(alice);
     kill_9(child);
     // Retention runs at start-up: --history-max 8 keeps the newest eight.
-    let (mut child, addr) = serve_in(&dir.0, &["--history-max", "8"]);
+    let (child, addr) = serve_in(&dir.0, &["--history-max", "8"]);
     let mut alice = TestClient::connect(addr);
     alice.join("news");
     let kept = alice.skip_to("OK history news");
     let kept: Vec<_> = kept.iter().filter(|l| l.starts_with("HIST ")).collect();
     assert_eq!(kept.len(), 8, "{kept:?}");
     assert!(kept[0].ends_with("item 2"), "{kept:?}");
-    signal(&child, "TERM");
-    wait_with_timeout(&mut child, Duration::from_secs(10));
+    stop(child);
 }
 
 #[test]
 fn registered_rooms_belong_to_the_founder_and_the_lobby_to_nobody() {
     let dir = TempDir::new("rooms");
-    let (mut child, addr) = serve_in(&dir.0, &[]);
+    let (child, addr) = serve_in(&dir.0, &[]);
     let mut first = TestClient::connect(addr);
     first.send("/op someone");
     first.expect("ERR not-operator"); // nobody is the lobby's operator
@@ -301,13 +303,12 @@ fn registered_rooms_belong_to_the_founder_and_the_lobby_to_nobody() {
     first.expect("OK room-unregistered den");
     first.send("/access #den");
     first.expect("ERR room-not-registered");
-    signal(&child, "TERM");
-    wait_with_timeout(&mut child, Duration::from_secs(10));
+    stop(child);
 }
 
 #[test]
 fn without_a_data_dir_the_store_commands_say_so() {
-    let (mut child, addr) = serve_binary(&["--data-dir", "none"]);
+    let (child, addr) = serve_binary(&["--data-dir", "none"]);
     let mut alice = TestClient::connect(addr);
     alice.set_nick("alice");
     alice.send("/register password");
@@ -321,8 +322,7 @@ fn without_a_data_dir_the_store_commands_say_so() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     alice.send("/history plain since 0000000000000001");
     alice.expect("ERR no-store");
-    signal(&child, "TERM");
-    wait_with_timeout(&mut child, Duration::from_secs(10));
+    stop(child);
 }
 
 /// Start-up refuses a data dir it cannot use, with one clear line and a non-zero
@@ -345,10 +345,9 @@ fn an_unusable_data_dir_is_a_clear_error() {
     };
     refused(&file, "is a file, not a folder");
     let held = dir.join("held");
-    let (mut child, _) = serve_in(&held, &[]);
+    let (child, _) = serve_in(&held, &[]);
     refused(&held, "in use by another miochat process");
-    signal(&child, "TERM");
-    wait_with_timeout(&mut child, Duration::from_secs(10));
+    stop(child);
     let db = rusqlite::Connection::open(held.join("miochat.db")).unwrap();
     db.pragma_update(None, "user_version", 99).unwrap();
     drop(db);
@@ -363,7 +362,7 @@ fn an_unusable_data_dir_is_a_clear_error() {
 fn backup_copies_a_running_servers_database() {
     let dir = TempDir::new("backup");
     let data = dir.join("data");
-    let (mut child, addr) = serve_in(&data, &[]);
+    let (child, addr) = serve_in(&data, &[]);
     let mut alice = TestClient::connect(addr);
     alice.set_nick("alice");
     register(&mut alice, "password");
@@ -387,8 +386,7 @@ fn backup_copies_a_running_servers_database() {
         .output()
         .unwrap();
     assert!(!again.status.success(), "a backup never overwrites");
-    signal(&child, "TERM");
-    wait_with_timeout(&mut child, Duration::from_secs(10));
+    stop(child);
 }
 
 /// Another process holds the database's write lock for 5 s (as a long backup or an
@@ -397,7 +395,7 @@ fn backup_copies_a_running_servers_database() {
 #[test]
 fn a_stalled_store_never_stalls_chat() {
     let dir = TempDir::new("stall");
-    let (mut child, addr) = serve_in(&dir.0, &["--flood-rate", "0"]);
+    let (child, addr) = serve_in(&dir.0, &["--flood-rate", "0"]);
     let mut alice = TestClient::connect(addr);
     let mut bob = TestClient::connect(addr);
     alice.set_nick("alice");
@@ -432,8 +430,7 @@ fn a_stalled_store_never_stalls_chat() {
         500,
         "every line of the stall was stored after it"
     );
-    signal(&child, "TERM");
-    wait_with_timeout(&mut child, Duration::from_secs(10));
+    stop(child);
 }
 
 /// `kill -9` in the middle of traffic, 20 times: each restart opens the store, finds
@@ -758,7 +755,7 @@ fn a_full_disk_never_stops_chat_and_is_told_to_the_asker() {
     let Some(disk) = SmallDisk::mount("1m") else {
         return;
     };
-    let (mut child, addr) = serve_in(&disk.dir.0, &["--flood-rate", "0"]);
+    let (child, addr) = serve_in(&disk.dir.0, &["--flood-rate", "0"]);
     let mut alice = TestClient::connect(addr);
     let mut bob = TestClient::connect(addr);
     alice.set_nick("alice");
@@ -789,8 +786,7 @@ fn a_full_disk_never_stops_chat_and_is_told_to_the_asker() {
     alice.send("/register #flood");
     let answer = alice.expect("ERR ");
     assert!(answer.starts_with("ERR store-failed"), "{answer}");
-    signal(&child, "TERM");
-    wait_with_timeout(&mut child, Duration::from_secs(20));
+    stop(child);
 }
 
 #[test]
