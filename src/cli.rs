@@ -211,6 +211,9 @@ impl ServeArgs {
         });
         config.announce_max = self.announce_max;
         config.history = self.history;
+        if self.data_dir.trim().is_empty() {
+            return Err("--data-dir needs a folder (or none, to keep nothing on disk)".into());
+        }
         config.store = (self.data_dir != "none").then(|| StoreConfig {
             dir: self.data_dir.clone().into(),
             history_sync: Duration::from_millis(self.history_sync_ms.max(1)),

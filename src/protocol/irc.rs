@@ -84,7 +84,7 @@ pub fn chathistory(params: &[&str]) -> Result<ChatHistory, &'static str> {
     let limit = |at: usize| -> Result<usize, &'static str> {
         let text = params.get(at).ok_or("NEED_MORE_PARAMS")?;
         let n = text.parse::<usize>().map_err(|_| "INVALID_PARAMS")?;
-        Ok(n.clamp(1, super::HISTORY_READ_MAX))
+        Ok(n.min(super::HISTORY_READ_MAX))
     };
     let point = |at: usize| -> Result<Option<u64>, &'static str> {
         let text = *params.get(at).ok_or("NEED_MORE_PARAMS")?;

@@ -169,6 +169,21 @@ impl Directory {
         self.account_of(id).is_some_and(|a| a.key() == nick.key())
     }
 
+    /// A dropped account: every session logged in to it is logged out (the next to
+    /// register the name must not find them logged in to it).
+    pub fn forget_account(&self, account: &Nick) {
+        let mut tables = self.lock();
+        for profile in tables.profiles.values_mut() {
+            if profile
+                .account
+                .as_ref()
+                .is_some_and(|a| a.key() == account.key())
+            {
+                profile.account = None;
+            }
+        }
+    }
+
     /// Records the account `id` is logged in to (`None`: logged out).
     pub fn set_account(&self, id: ConnId, account: Option<Nick>) {
         if let Some(profile) = self.lock().profiles.get_mut(&id) {
@@ -182,6 +197,15 @@ impl Directory {
     pub fn reclaim(&self, id: ConnId, nick: &Nick) -> Option<(Nick, Option<(ConnId, Nick)>)> {
         let mut tables = self.lock();
         let holder = tables.nicks.get(&nick.key()).copied().filter(|&h| h != id);
+        // Another session of the same account keeps it: the owner is not its own
+        // impostor.
+        let owner = |h: &ConnId| {
+            let account = tables.profiles.get(h).and_then(|p| p.account.as_ref());
+            account.is_some_and(|a| a.key() == nick.key())
+        };
+        if holder.as_ref().is_some_and(owner) {
+            return None;
+        }
         let renamed = holder.map(|holder| {
             let guest = tables.fresh_guest(&self.guest_suffix);
             tables.nick_of.insert(holder, guest.clone());

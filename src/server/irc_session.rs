@@ -612,7 +612,8 @@ impl IrcSession<'_, '_, '_> {
                 });
             }
         };
-        let target = format!("#{room}");
+        let sub = msg.param(0).unwrap_or("").to_ascii_uppercase();
+        let target = format!("{sub} #{room}");
         let services = Services {
             delivery: &self.relay.delivery,
             shared: self.shared,

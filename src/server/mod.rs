@@ -113,6 +113,11 @@ impl Server {
             }),
             None => None,
         };
+        // The data dir first: a server that cannot have it opens no port at all.
+        let mut store = match &config.store {
+            Some(settings) => Some(store::open(settings).map_err(StartupError::Store)?),
+            None => None,
+        };
         let (listeners, [local_addr, irc_addr, tls_addr, irc_tls_addr, http_addr]) =
             bind_listeners(&config)?;
         let local_addr = local_addr.expect("BUG: the line listener is always bound");
@@ -124,10 +129,6 @@ impl Server {
             None => None,
         };
         let backplane_handle = backplane.as_ref().map(|(_, _, handle)| handle.clone());
-        let mut store = match &config.store {
-            Some(settings) => Some(store::open(settings).map_err(StartupError::Store)?),
-            None => None,
-        };
         let mut shared = Shared::new(config, handles, backplane_handle);
         if let Some(opened) = &mut store {
             shared.attach_store(opened);

@@ -128,9 +128,20 @@ impl Relay {
             }
             Command::History(count) => {
                 let room = current_room(fx, key)?;
-                let count = count
-                    .unwrap_or(JOIN_HISTORY)
-                    .min(self.shared.config.history);
+                let count = count.unwrap_or(JOIN_HISTORY);
+                if self.shared.store.is_some() {
+                    // With a store, `/history N` reads past memory like `/history ROOM N`.
+                    let count = count.min(crate::protocol::HISTORY_READ_MAX);
+                    let query = crate::protocol::HistoryQuery::Latest(count);
+                    let services = Services {
+                        delivery: &self.delivery,
+                        shared: &self.shared,
+                        fx,
+                        key,
+                    };
+                    return services.apply(Command::HistoryOf { room, query });
+                }
+                let count = count.min(self.shared.config.history);
                 self.delivery.ask_history(fx, &room, key, count, false);
                 Ok(())
             }

@@ -67,6 +67,12 @@ impl Services<'_, '_, '_> {
         Ok((session.id, session.nick.clone(), account))
     }
 
+    /// The asker's address.
+    fn peer_ip(&mut self) -> Result<std::net::IpAddr, ProtocolError> {
+        let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
+        Ok(session.peer.ip())
+    }
+
     /// The asker's account, or `ERR not-logged-in`.
     fn account(&mut self) -> Result<Nick, ProtocolError> {
         self.asker()?.2.ok_or(ProtocolError::NotLoggedIn)
@@ -90,12 +96,13 @@ impl Services<'_, '_, '_> {
             Command::Logout => self.logout(),
             Command::Passwd { old, new } => {
                 let (to, account) = (self.asker()?.0, self.account()?);
-                let (old, new) = (old.into(), new.into());
+                let (old, new, from) = (old.into(), new.into(), self.peer_ip()?);
                 self.auth(AuthJob::Passwd {
                     to,
                     account,
                     old,
                     new,
+                    from,
                 })
             }
             Command::SetPassword(new) => {
@@ -108,11 +115,21 @@ impl Services<'_, '_, '_> {
                 if let Some(room) = self.shared.registry.founded_by(&account) {
                     return Err(ProtocolError::FounderOf(room));
                 }
-                let password = password.into();
+                // `/unregister club` meant the room: say so rather than check a
+                // password.
+                if let Ok(room) = RoomName::parse(password)
+                    && self.shared.registry.is_registered(&room)
+                {
+                    return Err(ProtocolError::Usage(
+                        "/unregister #ROOM drops a room (mind the #); /unregister PASSWORD your account",
+                    ));
+                }
+                let (password, from) = (password.into(), self.peer_ip()?);
                 self.auth(AuthJob::Unregister {
                     to,
                     account,
                     password,
+                    from,
                 })
             }
             Command::RegisterRoom(room) => self.register_room(room),

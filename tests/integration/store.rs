@@ -182,8 +182,21 @@ fn the_owner_takes_the_nick_back_and_passwords_change_and_accounts_drop() {
     owner.expect("ERR bad-login");
     owner.send("/login anna second-pass");
     owner.expect("OK login anna");
+    // A second session of the account does not take the nick from the first.
+    let mut twin = TestClient::connect(addr);
+    twin.send("/login anna second-pass");
+    twin.expect("OK login anna");
+    twin.send("/whois anna");
+    let whois = twin.expect("OK whois anna line ");
+    assert!(whois.contains(" anna lobby"), "{whois}");
+    owner.send("/unregister anna");
+    owner.expect("ERR bad-login"); // not a room: a (wrong) password
     owner.send("/unregister second-pass");
     owner.expect("OK unregistered anna");
+    // Every session of a dropped account is logged out.
+    twin.send(&format!("/whois {}", twin.nick));
+    let whois = twin.expect("OK whois ");
+    assert!(whois.contains(" - lobby"), "{whois}");
     let mut other = TestClient::connect(addr);
     other.send("/login anna second-pass");
     other.expect("ERR bad-login");
@@ -207,6 +220,9 @@ fn failed_logins_are_throttled_per_account() {
     // Even the right password is refused until the window has passed.
     guesser.send("/login carol right-one");
     guesser.expect("ERR login-throttled");
+    // A password asked again by a logged-in session counts the same way.
+    owner.send("/passwd wrong-one new-password");
+    owner.expect("ERR login-throttled");
     stop(child);
 }
 
@@ -342,8 +358,10 @@ fn an_unusable_data_dir_is_a_clear_error() {
         assert!(!out.status.success(), "{err}");
         assert!(err.contains(expect), "{expect:?} not in {err:?}");
         assert!(!err.contains("panicked"), "{err}");
+        assert!(!err.contains("listening"), "no port is opened first: {err}");
     };
     refused(&file, "is a file, not a folder");
+    refused(Path::new(""), "--data-dir needs a folder");
     let held = dir.join("held");
     let (child, _) = serve_in(&held, &[]);
     refused(&held, "in use by another miochat process");
@@ -646,7 +664,7 @@ fn chathistory_reads_the_store_in_a_batch() {
     );
     c.until(" 376 ");
     c.send("CHATHISTORY LATEST #log * 3");
-    c.until("FAIL CHATHISTORY INVALID_TARGET #log"); // not a member
+    c.until("FAIL CHATHISTORY INVALID_TARGET LATEST #log"); // not a member
     c.send("JOIN #log");
     c.until(" BATCH -"); // the playback on join
     let read = |c: &mut Irc, command: &str| -> Vec<String> {

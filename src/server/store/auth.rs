@@ -132,12 +132,14 @@ impl Auth {
                     account,
                     old,
                     new,
-                } => (to, self.passwd(&account, &old, &new)),
+                    from,
+                } => (to, self.passwd(&account, &old, &new, from)),
                 AuthJob::Unregister {
                     to,
                     account,
                     password,
-                } => (to, self.unregister(&account, &password)),
+                    from,
+                } => (to, self.unregister(&account, &password, from)),
                 AuthJob::SetPassword { to, account, new } => {
                     (to, self.set_password(&account, &new))
                 }
@@ -311,14 +313,15 @@ impl Auth {
         by_account || by_address
     }
 
-    fn passwd(&mut self, account: &Nick, old: &str, new: &str) -> Result<AccountAnswer, Refusal> {
+    fn passwd(
+        &mut self,
+        account: &Nick,
+        old: &str,
+        new: &str,
+        from: IpAddr,
+    ) -> Result<AccountAnswer, Refusal> {
         check_new_password(new)?;
-        let Some((_, stored)) = self.stored(account)? else {
-            return Err(ProtocolError::NoAccount(account.clone()));
-        };
-        if !verify(old, &stored) {
-            return Err(ProtocolError::BadLogin);
-        }
+        self.check_password(account, old, from)?;
         self.set_password(account, new)
     }
 
@@ -345,13 +348,35 @@ impl Auth {
         Ok(AccountAnswer::PasswordChanged(account.clone()))
     }
 
-    fn unregister(&mut self, account: &Nick, password: &str) -> Result<AccountAnswer, Refusal> {
+    /// The password of `account` again (`/passwd`, `/unregister`): throttled and
+    /// counted like a login, so a session left logged in is no guessing machine.
+    fn check_password(
+        &mut self,
+        account: &Nick,
+        password: &str,
+        from: IpAddr,
+    ) -> Result<(), Refusal> {
+        let now = Instant::now();
+        if self.throttled(account, from, now) {
+            return Err(ProtocolError::LoginThrottled);
+        }
         let Some((_, stored)) = self.stored(account)? else {
             return Err(ProtocolError::NoAccount(account.clone()));
         };
         if !verify(password, &stored) {
+            self.failed_login(account, from, now);
             return Err(ProtocolError::BadLogin);
         }
+        Ok(())
+    }
+
+    fn unregister(
+        &mut self,
+        account: &Nick,
+        password: &str,
+        from: IpAddr,
+    ) -> Result<AccountAnswer, Refusal> {
+        self.check_password(account, password, from)?;
         let key = account.as_str().to_ascii_lowercase();
         let result = (|| -> rusqlite::Result<()> {
             let tx = self.db.transaction()?;
@@ -361,6 +386,7 @@ impl Auth {
         })();
         result.map_err(|e| self.db_failed("dropping an account", &e))?;
         self.shared.registry.remove_account(account);
+        self.shared.directory.forget_account(account);
         log::info!("account {account} dropped");
         Ok(AccountAnswer::Unregistered(account.clone()))
     }

@@ -90,6 +90,8 @@ pub enum StoreError {
     Corrupt(PathBuf, String),
     /// SQLite refused.
     Db(PathBuf, String),
+    /// `miochat backup` could not write its destination.
+    Backup(PathBuf, String),
 }
 
 impl StoreError {
@@ -123,6 +125,9 @@ impl fmt::Display for StoreError {
                 write!(f, "{} is not a usable database: {why}", path.display())
             }
             StoreError::Db(path, why) => write!(f, "{}: {why}", path.display()),
+            StoreError::Backup(dest, why) => {
+                write!(f, "backup destination {}: {why}", dest.display())
+            }
         }
     }
 }
@@ -301,6 +306,8 @@ pub enum AuthJob {
         old: Box<str>,
         /// The new one.
         new: Box<str>,
+        /// Where from (wrong passwords are limited as for a login).
+        from: IpAddr,
     },
     /// NickServ `SET PASSWORD`: the asker is logged in to `account`.
     SetPassword {
@@ -319,6 +326,8 @@ pub enum AuthJob {
         account: Nick,
         /// The password.
         password: Box<str>,
+        /// Where from (wrong passwords are limited as for a login).
+        from: IpAddr,
     },
 }
 
@@ -521,15 +530,15 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<(), StoreError> {
         ));
     }
     if dest.exists() {
-        return Err(StoreError::Io(
+        return Err(StoreError::Backup(
             dest.into(),
-            io::Error::new(io::ErrorKind::AlreadyExists, "will not overwrite"),
+            "exists already; a backup never overwrites".into(),
         ));
     }
     let connection = schema::connect(&path)?;
     let dest_text = dest.to_string_lossy();
     connection
         .execute("VACUUM INTO ?1", [dest_text.as_ref()])
-        .map_err(|e| StoreError::db(&path, e))?;
+        .map_err(|e| StoreError::Backup(dest.into(), format!("cannot write it: {e}")))?;
     Ok(())
 }
