@@ -101,9 +101,11 @@ impl Moderator<'_, '_, '_> {
         let directory = &self.shared.directory;
         if request.is_query() {
             // A room with members only on other nodes: its modes as they told them.
+            // Empty here: as other nodes told it, or as it is stored if registered.
             let (modes, created) = directory
                 .modes(&room, id)
                 .or_else(|| self.shared.cluster.modes(&room))
+                .or_else(|| self.shared.registry.modes(&room))
                 .ok_or_else(|| ProtocolError::NoSuchRoom(room.clone()))?;
             let modes = modes.into();
             let reply = Event::Modes {

@@ -17,7 +17,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::protocol::names::NickKey;
 use crate::protocol::{Nick, RoomName};
 
-use super::room_state::RoomSnapshot;
+use super::room_state::{RoomSnapshot, RoomState};
 
 pub use crate::protocol::AccessLevel as Level;
 
@@ -70,6 +70,25 @@ impl Registry {
     /// Accounts known.
     pub fn accounts(&self) -> usize {
         self.lock().accounts.len()
+    }
+
+    /// The modes (as `324` shows them, the key hidden) and creation time of a
+    /// registered room, as stored.
+    pub fn modes(&self, room: &RoomName) -> Option<(String, u64)> {
+        let tables = self.lock();
+        let snapshot = &tables.rooms.get(room)?.snapshot;
+        let modes = RoomState::seeded(snapshot).modes_string(false);
+        Some((modes, snapshot.created))
+    }
+
+    /// Every registered room that is not secret, with its stored topic: `/rooms` and
+    /// `LIST` show them while they are empty.
+    pub fn listed(&self) -> Vec<(RoomName, Option<Box<str>>)> {
+        let tables = self.lock();
+        (tables.rooms.iter())
+            .filter(|(_, entry)| !entry.snapshot.is_secret())
+            .map(|(room, entry)| (room.clone(), entry.snapshot.topic.clone()))
+            .collect()
     }
 
     /// Registered rooms.

@@ -671,6 +671,17 @@ impl Relay {
                 }),
             }
         }
+        // Registered rooms persist while empty: listed with no members.
+        for (room, topic) in self.shared.registry.listed() {
+            if !rooms.iter().any(|info| info.room == room) && !hidden.contains(&room) {
+                let members = 0;
+                rooms.push(RoomInfo {
+                    room,
+                    members,
+                    topic,
+                });
+            }
+        }
         rooms.sort_by(|a, b| a.room.cmp(&b.room));
         rooms
     }
@@ -822,7 +833,8 @@ impl Relay {
         };
         let asker = fx.session(key).map(|s| s.id).ok_or(ProtocolError::NoRoom)?;
         let here = self.shared.directory.members(&room, asker, WHO_PAGE);
-        if here.is_none() && self.shared.cluster.member_count(&room) == 0 {
+        let empty_registered = self.shared.registry.is_registered(&room);
+        if here.is_none() && self.shared.cluster.member_count(&room) == 0 && !empty_registered {
             return Err(ProtocolError::NoSuchRoom(room));
         }
         let (nicks, more, _) = self.with_remote(&room, here, WHO_PAGE);
@@ -849,6 +861,21 @@ impl Relay {
         let (id, nick) = (session.id, session.nick.clone());
         let directory = &self.shared.directory;
         match directory.topic_access(&room, id, text.is_some()) {
+            // A registered room with no members anywhere: its topic as stored.
+            Err(ProtocolError::NoSuchRoom(_))
+                if text.is_none()
+                    && self.shared.cluster.member_count(&room) == 0
+                    && self
+                        .shared
+                        .registry
+                        .listed()
+                        .iter()
+                        .any(|(r, _)| *r == room) =>
+            {
+                let topic = (self.shared.registry.room(&room)).and_then(|r| r.snapshot.topic);
+                self.delivery.reply(fx, key, &Event::Topic { room, topic });
+                return Ok(());
+            }
             // A room with members only on other nodes: its topic as they told it.
             Err(ProtocolError::NoSuchRoom(_))
                 if text.is_none() && self.shared.cluster.member_count(&room) > 0 =>

@@ -292,8 +292,16 @@ fn registered_rooms_belong_to_the_founder_and_the_lobby_to_nobody() {
     first.expect("ERR room-registered");
     first.send("/leave den");
     first.expect("OK left den");
-    // Empty, the room keeps its registration: the next to come is no operator.
+    // Empty, the room keeps its registration: it is listed, its modes shown, and the
+    // next to come is no operator.
     let mut next = TestClient::connect(addr);
+    next.send("/rooms");
+    let rooms = next.expect("OK rooms");
+    assert!(rooms.contains(" den:0"), "{rooms}");
+    next.send("/mode #den");
+    assert_eq!(next.expect("OK mode"), "OK mode den +nt");
+    next.send("/who den");
+    assert_eq!(next.expect("OK who"), "OK who den");
     next.set_nick("erin");
     next.join("den");
     next.send("/op erin");
