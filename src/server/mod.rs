@@ -4,6 +4,7 @@
 //!   acceptor ──Adopt(stream)──▶ shard 0 ◀──Room/Direct──▶ shard 1 ... shard N-1
 //!               (round-robin)     │  one Poll, one Slab, LocalRooms
 //!                                 └──── Directory (nicks, room → shards) ────┘
+//!   shards ──try_send──▶ store thread, auth thread ──Stored (inbox)──▶ shards
 //! ```
 //!
 //! [`Server::start`] binds the listener, creates every shard's `Poll` and `Waker` first
@@ -13,7 +14,9 @@
 //! Module map, in reading order: [`token`] → [`connection`] → [`shard`] (the event
 //! loop) → [`inbox`] → [`relay`] (chat semantics) → [`directory`] and [`rooms`] →
 //! [`acceptor`] → [`config`] and [`stats`]; the web listener's phase is [`web`] and
-//! its Prometheus page [`metrics`].
+//! its Prometheus page [`metrics`]; the durable store's threads are [`store`], what a
+//! shard must know of it at once [`registry`], and the commands that need it
+//! [`services`].
 
 pub mod acceptor;
 pub mod address_limits;

@@ -663,11 +663,23 @@ fn the_first_member_on_another_node_meets_the_rooms_modes() {
     assert!(carol.expect("ERR ").starts_with("ERR banned"));
     bob.send("/join vault");
     assert!(bob.expect("ERR ").starts_with("ERR bad-key"));
+    let subscribed = crate::common::stat(&bob.stats(), "subscriptions");
     bob.send("/join vault sesame");
     assert_eq!(bob.expect("OK joined"), "OK joined vault 2 gold only");
     bob.send("/mode");
     assert_eq!(skip_until(&mut bob, "OK mode"), "OK mode vault +knt sesame");
-    // `+l` counts the members on every node.
+    // `+l` counts the members on every node. First, Redis must have confirmed node
+    // b's SUBSCRIBE to the room's channel: a change published before that is a gap
+    // for b (under load the SUBSCRIBE can still be in flight when bob has joined).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while crate::common::stat(&bob.stats(), "subscriptions") <= subscribed {
+        assert!(
+            Instant::now() < deadline,
+            "node b never subscribed to vault"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    wait_for_who(&mut alice, "vault", "OK who vault @alice bob");
     alice.send("/mode +l 2");
     skip_until(&mut bob, "EVENT vault mode alice +l 2");
     let mut dave = b.client("dave");
