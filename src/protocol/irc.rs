@@ -562,17 +562,17 @@ pub fn playback(room: &RoomName, lines: &[super::HistoryLine], server: &str, cap
                 super::SayKind::Message => Event::Message {
                     room: room.clone(),
                     from: from.clone(),
-                    text: line.text.clone(),
+                    text: (*line.text).into(),
                 },
                 super::SayKind::Action => Event::Action {
                     room: room.clone(),
                     from: from.clone(),
-                    text: line.text.clone(),
+                    text: (*line.text).into(),
                 },
                 super::SayKind::Notice => Event::RoomNotice {
                     room: room.clone(),
                     from: from.clone(),
-                    text: line.text.clone(),
+                    text: (*line.text).into(),
                 },
             };
             match caps.has("message-tags") {

@@ -414,7 +414,8 @@ pub struct HistoryLine {
     /// What kind of line it was.
     pub kind: SayKind,
     /// The text, as the sender wrote it (IRC formatting kept).
-    pub text: Box<str>,
+    /// Shared by the room's memory ring and the line on its way to the store.
+    pub text: Arc<str>,
 }
 
 /// Which crowd a join/quit summary counts.

@@ -12,6 +12,7 @@
 //! (remote lines included, since they pass through it too).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::{Event, HistoryLine, Nick, RoomName, SUMMARY_NICKS, SayKind, SummaryKind};
@@ -32,7 +33,7 @@ pub fn said_line(event: &Event, at_ms: u64, id: impl FnOnce() -> u64) -> Option<
         at_ms,
         from: from.clone(),
         kind,
-        text: text.clone(),
+        text: Arc::from(&**text),
     })
 }
 

@@ -345,10 +345,10 @@ impl Services<'_, '_, '_> {
     pub fn on_stored(mut self, reply: StoreReply) {
         match reply.answer {
             Answer::Failed(error) => match self.take_login_kind() {
-                Some(LoginKind::Sasl) if self.scram_pending() => {
+                Some(LoginKind::Sasl) => {
+                    self.forget_sasl();
                     self.irc_reply(IrcReply::SaslFailed)
                 }
-                Some(LoginKind::Sasl) => self.irc_reply(IrcReply::SaslFailed),
                 Some(LoginKind::Register) => self.register_failed(&error),
                 _ => self.delivery.reject(self.fx, self.key, error),
             },
@@ -421,12 +421,11 @@ impl Services<'_, '_, '_> {
         self.on_account(AccountAnswer::LoggedIn(account));
     }
 
-    /// True (and the exchange forgotten) if a SCRAM lookup was waiting.
-    fn scram_pending(&mut self) -> bool {
-        let Some(irc) = self.fx.session(self.key).and_then(|s| s.irc.as_mut()) else {
-            return false;
-        };
-        matches!(std::mem::take(&mut irc.sasl), SaslStep::ScramLookup(_))
+    /// A failed SASL exchange is over: the next `AUTHENTICATE` starts a new one.
+    fn forget_sasl(&mut self) {
+        if let Some(irc) = self.fx.session(self.key).and_then(|s| s.irc.as_mut()) {
+            irc.sasl = SaslStep::Idle;
+        }
     }
 
     /// How an IRC client asked to log in, if it did (cleared: one answer each).
@@ -545,22 +544,21 @@ impl Services<'_, '_, '_> {
                 false => self.fx.send(holder.shard(), lost),
             }
         }
-        let rooms = self
-            .fx
-            .session(self.key)
-            .map(|s| s.rooms.clone())
-            .unwrap_or_default();
+        let rooms = self.rooms();
         self.delivery
             .renamed(self.fx, self.key, old, account.clone(), rooms);
     }
 
+    /// The rooms the connection is in.
+    fn rooms(&mut self) -> Vec<RoomName> {
+        (self.fx.session(self.key))
+            .map(|s| s.rooms.clone())
+            .unwrap_or_default()
+    }
+
     /// The access list's grants in every registered room the connection is in.
     fn grant_all(&mut self, account: &Nick) {
-        let rooms = self
-            .fx
-            .session(self.key)
-            .map(|s| s.rooms.clone())
-            .unwrap_or_default();
+        let rooms = self.rooms();
         for room in rooms {
             grant(
                 self.delivery,
