@@ -29,11 +29,11 @@
 //! of clients that read perfectly well, but the backlog itself is latency and memory.
 //!
 //! What it leaves out, and where miochat has it (read in this order):
-//! `src/server/token.rs` (tokens with a generation, so a slot's next owner never gets
-//! the last one's mail: here a reused slot can miss one line), `src/server/inbox.rs`
-//! (the mail, rendered once per protocol), `src/server/shard.rs` (the full turn: inbox
-//! cap, idle timeouts, reaping with room notices), `src/server/relay.rs` and
-//! `src/server/directory.rs` (many rooms, nicks, private messages: one room line
+//! `src/server/event_loop/token.rs` (tokens with a generation, so a slot's next owner never gets
+//! the last one's mail: here a reused slot can miss one line), `src/server/event_loop/inbox.rs`
+//! (the mail, rendered once per protocol), `src/server/event_loop/shard.rs` (the full turn: inbox
+//! cap, idle timeouts, reaping with room notices), `src/server/commands/relay.rs` and
+//! `src/server/state/directory.rs` (many rooms, nicks, private messages: one room line
 //! crosses to each shard with members once), `src/server/acceptor.rs` (accept limits,
 //! EMFILE, signals). Here: one room, no nick uniqueness, no shutdown.
 //!

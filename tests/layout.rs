@@ -6,11 +6,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
+/// The folders that group server modules by role while the modules keep their flat
+/// paths (`crate::server::shard` is `src/server/event_loop/shard.rs`).
+const GROUPS: [&str; 3] = ["event_loop", "commands", "state"];
+
 /// Module name of a server file: `shard`, `backplane/wire`, `backplane` (its mod.rs).
 fn module_of(path: &Path) -> String {
     let rel = path.strip_prefix("src/server").expect("under src/server");
     let name = rel.with_extension("").to_string_lossy().replace('\\', "/");
-    name.strip_suffix("/mod").unwrap_or(&name).to_string()
+    let name = name.strip_suffix("/mod").unwrap_or(&name).to_string();
+    match name.split_once('/') {
+        Some((group, module)) if GROUPS.contains(&group) => module.to_string(),
+        _ => name,
+    }
 }
 
 /// The server modules a file's `use` lines name (test modules left out).
@@ -62,7 +70,13 @@ fn imports(path: &Path, module: &str) -> BTreeSet<String> {
 
 fn server_files() -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
-    for dir in ["src/server", "src/server/backplane"] {
+    let groups = GROUPS.map(|g| format!("src/server/{g}"));
+    let dirs = ["src/server", "src/server/backplane", "src/server/store"];
+    for dir in dirs
+        .iter()
+        .copied()
+        .chain(groups.iter().map(String::as_str))
+    {
         for entry in fs::read_dir(dir).expect("read dir") {
             let path = entry.expect("entry").path();
             if path.extension().is_some_and(|e| e == "rs") {

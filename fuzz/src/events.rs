@@ -1,6 +1,6 @@
 //! The events the server builds from one parsed client line, per protocol.
 //!
-//! This module mirrors `src/server/irc_session.rs` (and the relay behind it): the
+//! This module mirrors `src/server/commands/irc_session.rs` (and the relay behind it): the
 //! server turns a line into chat state changes and [`Event`]s inside the shard, which
 //! is not a pure function, so only the rules that decide *which* client text ends up
 //! in *which* event, and *who* can receive it, are restated here, and nothing else:

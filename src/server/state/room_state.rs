@@ -25,7 +25,7 @@ use crate::protocol::mask::Identity;
 use crate::protocol::modes::{Flag, ModeChange, ModeKind};
 use crate::protocol::{BanInfo, Nick, ProtocolError, Role, RoomName};
 
-use super::token::ConnId;
+use crate::server::token::ConnId;
 
 /// Most bans a room keeps.
 pub use crate::protocol::irc::MAX_BANS;

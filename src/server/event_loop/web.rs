@@ -29,12 +29,12 @@ use crate::protocol::http::{self, Route};
 use crate::protocol::outgoing::Protocol;
 use crate::protocol::websocket::{self, Decoder, Inbound, Violation, close_code};
 
-use super::close_reason::CloseReason;
-use super::metrics;
-use super::shared::Shared;
+use crate::server::close_reason::CloseReason;
+use crate::server::metrics;
+use crate::server::shared::Shared;
 
 /// The chat page: one HTML file with its script and style, built into the binary.
-pub const PAGE: &str = include_str!("../../web/index.html");
+pub const PAGE: &str = include_str!("../../../web/index.html");
 
 /// Where a web connection is in its life.
 #[derive(Debug)]

@@ -26,14 +26,14 @@ use mio::{Events, Poll};
 
 use crate::nonblocking::ReadOutcome;
 
-use super::close_reason::CloseReason;
-use super::config::{EVENTS_CAPACITY, INBOX_DRAIN_CAP, READ_CHUNK, READS_PER_TURN, TICK};
-use super::conn_table::ConnTable;
-use super::inbox::{Inbox, ShardMsg};
-use super::pauses::Pauses;
-use super::shared::Shared;
-use super::stats::bump;
-use super::token::{self, INBOX_WAKER};
+use crate::server::close_reason::CloseReason;
+use crate::server::config::{EVENTS_CAPACITY, INBOX_DRAIN_CAP, READ_CHUNK, READS_PER_TURN, TICK};
+use crate::server::conn_table::ConnTable;
+use crate::server::inbox::{Inbox, ShardMsg};
+use crate::server::pauses::Pauses;
+use crate::server::shared::Shared;
+use crate::server::stats::bump;
+use crate::server::token::{self, INBOX_WAKER};
 
 /// A shard: its `Poll`, its inbox, and everything it owns.
 #[derive(Debug)]

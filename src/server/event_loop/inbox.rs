@@ -31,7 +31,7 @@ use mio::net::TcpStream;
 use crate::protocol::RoomName;
 use crate::protocol::outgoing::{Outgoing, Protocol};
 
-use super::token::ConnId;
+use crate::server::token::ConnId;
 
 /// A room event on its way to the room's home shard.
 #[derive(Debug)]
@@ -109,7 +109,7 @@ pub enum ShardMsg {
         on_join: bool,
     },
     /// An answer from the store or auth thread for one connection.
-    Stored(Box<super::store::StoreReply>),
+    Stored(Box<crate::server::store::StoreReply>),
     /// This connection lost its nick to the account's owner, who logged in: it is
     /// `new` now (the directory already says so); tell it and its rooms.
     NickReclaimed {

@@ -30,9 +30,11 @@ use crate::protocol::{
     WhoRow, WhoisInfo, WhowasEntry,
 };
 
-use super::backplane::wire::RosterEntry;
-use super::room_state::{JoinRefusal, RemoteRoom, RemoteSeat, RoomSnapshot, RoomState, unix_now};
-use super::token::ConnId;
+use crate::server::backplane::wire::RosterEntry;
+use crate::server::room_state::{
+    JoinRefusal, RemoteRoom, RemoteSeat, RoomSnapshot, RoomState, unix_now,
+};
+use crate::server::token::ConnId;
 
 /// Entries `WHOWAS` remembers, server-wide (oldest dropped first).
 pub const WHOWAS_HISTORY: usize = 256;

@@ -24,19 +24,19 @@ use crate::protocol::{
     Command, Event, Member, Nick, ProtocolError, Role, RoomInfo, RoomName, SayKind, WhoRow,
 };
 
-use super::backplane::handle::BackplaneMsg;
-use super::backplane::wire::Wire;
-use super::close_reason::CloseReason;
-use super::config::{JOIN_HISTORY, MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
-use super::delivery::Delivery;
-use super::effects::Effects;
-use super::moderation::{Moderator, identity, save_room};
-use super::room_state::unix_now;
-use super::services::{Services, grant};
-use super::session::Session;
-use super::shared::Shared;
-use super::stats::bump;
-use super::store::{Job, StoredPrivate};
+use crate::server::backplane::handle::BackplaneMsg;
+use crate::server::backplane::wire::Wire;
+use crate::server::close_reason::CloseReason;
+use crate::server::config::{JOIN_HISTORY, MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
+use crate::server::delivery::Delivery;
+use crate::server::effects::Effects;
+use crate::server::moderation::{Moderator, identity, save_room};
+use crate::server::room_state::unix_now;
+use crate::server::services::{Services, grant};
+use crate::server::session::Session;
+use crate::server::shared::Shared;
+use crate::server::stats::bump;
+use crate::server::store::{Job, StoredPrivate};
 
 /// The chat semantics of one shard.
 #[derive(Debug)]
@@ -261,7 +261,7 @@ impl Relay {
     fn who_mask(
         &self,
         mask: &str,
-        asker: super::token::ConnId,
+        asker: crate::server::token::ConnId,
         asker_rooms: &[RoomName],
     ) -> Vec<WhoRow> {
         let mut rows = self.shared.directory.who_mask(mask, asker, WHO_PAGE);
@@ -541,7 +541,7 @@ impl Relay {
         }
         let old = self.shared.directory.rename(session.id, nick)?;
         if old.key() != nick.key() {
-            session.claimed_ms = super::backplane::now_ms();
+            session.claimed_ms = crate::server::backplane::now_ms();
         }
         session.nick = nick.clone();
         Ok(old)
@@ -563,7 +563,7 @@ impl Relay {
             return;
         };
         session.nick = nick.clone();
-        session.claimed_ms = super::backplane::now_ms();
+        session.claimed_ms = crate::server::backplane::now_ms();
         if let Some(irc) = session.irc.as_mut() {
             irc.identify_by = None;
         }
@@ -621,7 +621,7 @@ impl Relay {
     /// whether the room is secret; members on other nodes of a cluster follow, with
     /// the roles their nodes told. Nobody, for a room that does not exist or is
     /// secret to `asker`.
-    fn members(&self, room: &RoomName, asker: super::token::ConnId) -> (Vec<Member>, bool) {
+    fn members(&self, room: &RoomName, asker: crate::server::token::ConnId) -> (Vec<Member>, bool) {
         let here = self.shared.directory.members(room, asker, usize::MAX);
         let (mut members, _, secret) = self.with_remote(room, here, usize::MAX);
         members.sort_by_cached_key(|m| m.nick.as_str().to_ascii_lowercase());
@@ -655,7 +655,7 @@ impl Relay {
 
     /// Every room `asker` may see, with its member count on every node, by name
     /// (a room with no members here is secret if its state from elsewhere says so).
-    fn rooms(&self, asker: super::token::ConnId) -> Vec<RoomInfo> {
+    fn rooms(&self, asker: crate::server::token::ConnId) -> Vec<RoomInfo> {
         let (mut rooms, hidden) = self.shared.directory.visible_rooms(asker);
         let here: HashMap<RoomName, usize> = (rooms.iter().enumerate())
             .map(|(i, info)| (info.room.clone(), i))
@@ -976,7 +976,7 @@ pub struct Departure<'a> {
     /// Its slab key on this shard.
     pub key: usize,
     /// Its identity in the directory.
-    pub id: super::token::ConnId,
+    pub id: crate::server::token::ConnId,
     /// Its nick, for the quit notices.
     pub nick: &'a Nick,
     /// The rooms it was in.

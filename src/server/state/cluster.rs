@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::protocol::names::NickKey;
 use crate::protocol::{BanInfo, Member, Nick, ProtocolError, Role, RoomName, WhoisInfo};
 
-use super::backplane::wire::RosterEntry;
-use super::room_state::{RemoteRoom, RemoteSeat, RoomSnapshot, RoomState};
+use crate::server::backplane::wire::RosterEntry;
+use crate::server::room_state::{RemoteRoom, RemoteSeat, RoomSnapshot, RoomState};
 
 /// The cluster view of one node.
 #[derive(Debug, Default)]

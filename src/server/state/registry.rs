@@ -17,7 +17,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::protocol::names::NickKey;
 use crate::protocol::{Nick, RoomName};
 
-use super::room_state::{RoomSnapshot, RoomState};
+use crate::server::room_state::{RoomSnapshot, RoomState};
 
 pub use crate::protocol::AccessLevel as Level;
 

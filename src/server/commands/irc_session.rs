@@ -22,14 +22,14 @@ use crate::protocol::{
     AccessLevel, Command, MAX_TOPIC_LEN, ModeRequest, Nick, ProtocolError, SayKind, modes,
 };
 
-use super::close_reason::CloseReason;
-use super::effects::Effects;
-use super::relay::Relay;
-use super::services::Services;
-use super::session::{IrcState, LoginKind, SaslStep, ScramExchange};
-use super::shared::Shared;
-use super::store::AuthJob;
-use super::store::scram;
+use crate::server::close_reason::CloseReason;
+use crate::server::effects::Effects;
+use crate::server::relay::Relay;
+use crate::server::services::Services;
+use crate::server::session::{IrcState, LoginKind, SaslStep, ScramExchange};
+use crate::server::shared::Shared;
+use crate::server::store::AuthJob;
+use crate::server::store::scram;
 use base64ct::{Base64, Encoding};
 
 /// The server's version string in 002/004.

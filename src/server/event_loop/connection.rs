@@ -46,11 +46,11 @@ use crate::framing::LineFramer;
 use crate::nonblocking::ReadOutcome;
 use crate::send_queue::{Flushed, SendQueue};
 
-use super::close_reason::CloseReason;
-use super::session::Session;
-use super::tls::Transport;
-use super::token::ConnId;
-use super::web::{HttpRequest, HttpStep, Keepalive, Web};
+use crate::server::close_reason::CloseReason;
+use crate::server::session::Session;
+use crate::server::tls::Transport;
+use crate::server::token::ConnId;
+use crate::server::web::{HttpRequest, HttpStep, Keepalive, Web};
 
 /// A queue may hold this many times `--sendq` within one turn before the end-of-turn
 /// flush; past it the connection is cut at once (a memory bound, not the policy).
@@ -387,7 +387,7 @@ impl Connection {
     pub fn read_request(
         &mut self,
         bytes: &[u8],
-        shared: &super::shared::Shared,
+        shared: &crate::server::shared::Shared,
         turn: &mut Turn,
     ) -> Option<(Vec<u8>, crate::protocol::outgoing::Protocol, Vec<u8>)> {
         let Some(Web::Http(request)) = self.web.as_mut() else {
@@ -418,7 +418,7 @@ impl Connection {
         turn: &mut Turn,
     ) {
         self.push(Arc::from(response), turn);
-        let socket = super::web::Socket::new(session.protocol(), Instant::now());
+        let socket = crate::server::web::Socket::new(session.protocol(), Instant::now());
         self.web = Some(Web::Socket(Box::new(socket)));
         self.framer = LineFramer::new(max_line);
         self.session = Some(session);

@@ -25,15 +25,17 @@ use std::sync::Arc;
 
 use crate::protocol::irc::{self, IrcReply};
 
-use super::delivery::Delivery;
-use super::effects::Effects;
-use super::inbox::ShardMsg;
-use super::registry::Level;
-use super::session::{LoginKind, SaslStep};
-use super::shared::Shared;
-use super::store::scram::{self, Credentials};
-use super::store::{AccountAnswer, Answer, AuthJob, Job, RoomWrite, StoreHandle, StoreReply, Then};
-use super::token::ConnId;
+use crate::server::delivery::Delivery;
+use crate::server::effects::Effects;
+use crate::server::inbox::ShardMsg;
+use crate::server::registry::Level;
+use crate::server::session::{LoginKind, SaslStep};
+use crate::server::shared::Shared;
+use crate::server::store::scram::{self, Credentials};
+use crate::server::store::{
+    AccountAnswer, Answer, AuthJob, Job, RoomWrite, StoreHandle, StoreReply, Then,
+};
+use crate::server::token::ConnId;
 use base64ct::{Base64, Encoding};
 
 /// What a command returns: done, or a mistake to answer.
@@ -530,7 +532,7 @@ impl Services<'_, '_, '_> {
         };
         if let Some(session) = self.fx.session(self.key) {
             session.nick = account.clone();
-            session.claimed_ms = super::backplane::now_ms();
+            session.claimed_ms = crate::server::backplane::now_ms();
         }
         if let Some((holder, guest)) = renamed {
             log::info!("{account} logged in: its holder is now {guest}");
@@ -617,7 +619,7 @@ pub fn reclaimed(delivery: &Delivery, fx: &mut Effects<'_>, lost: ShardMsg) {
         return;
     };
     session.nick = new.clone();
-    session.claimed_ms = super::backplane::now_ms();
+    session.claimed_ms = crate::server::backplane::now_ms();
     if let Some(irc) = session.irc.as_mut() {
         irc.identify_by = None;
     }

@@ -37,7 +37,7 @@ use rustls::{ServerConfig, ServerConnection};
 
 use crate::nonblocking::{IoClass, ReadOutcome, classify, read_some, write_tls_records};
 
-use super::config::{KEEPALIVE_IDLE, KEEPALIVE_PROBES, TlsFiles};
+use crate::server::config::{KEEPALIVE_IDLE, KEEPALIVE_PROBES, TlsFiles};
 
 /// Reads the certificate chain and key and builds a rustls server configuration.
 /// The error is one line naming the file and what is wrong with it.

@@ -18,17 +18,17 @@ use slab::Slab;
 use crate::framing::LineFramer;
 use crate::protocol::outgoing::Protocol;
 
-use super::backplane::handle::BackplaneMsg;
-use super::chat::Chat;
-use super::close_reason::CloseReason;
-use super::connection::{ConnState, Connection, Turn};
-use super::effects::Effects;
-use super::inbox::ShardMsg;
-use super::pauses::Pauses;
-use super::shared::Shared;
-use super::tls::Transport;
-use super::token::{self, ConnId};
-use super::web::{FrameAction, Web};
+use crate::server::backplane::handle::BackplaneMsg;
+use crate::server::chat::Chat;
+use crate::server::close_reason::CloseReason;
+use crate::server::connection::{ConnState, Connection, Turn};
+use crate::server::effects::Effects;
+use crate::server::inbox::ShardMsg;
+use crate::server::pauses::Pauses;
+use crate::server::shared::Shared;
+use crate::server::tls::Transport;
+use crate::server::token::{self, ConnId};
+use crate::server::web::{FrameAction, Web};
 
 /// A shard's connections with the lists one turn builds over them.
 #[derive(Debug)]

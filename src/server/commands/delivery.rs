@@ -29,17 +29,17 @@ use log::info;
 use crate::protocol::outgoing::{Outgoing, Protocol, account_tag_lines, prefix_tags, render_for};
 use crate::protocol::{Event, Nick, ProtocolError, RoomName, SayKind, irc, timestamp};
 
-use super::backplane::handle::BackplaneMsg;
-use super::backplane::wire::crosses_nodes;
-use super::close_reason::CloseReason;
-use super::effects::Effects;
-use super::inbox::{Origin, RoomEvent, ShardMsg};
-use super::room_home::{Release, RoomHome, said_line};
-use super::rooms::{LocalRooms, home_shard};
-use super::session::Session;
-use super::shared::Shared;
-use super::store::{HistoryQuery, Job, StoredLine};
-use super::token::ConnId;
+use crate::server::backplane::handle::BackplaneMsg;
+use crate::server::backplane::wire::crosses_nodes;
+use crate::server::close_reason::CloseReason;
+use crate::server::effects::Effects;
+use crate::server::inbox::{Origin, RoomEvent, ShardMsg};
+use crate::server::room_home::{Release, RoomHome, said_line};
+use crate::server::rooms::{LocalRooms, home_shard};
+use crate::server::session::Session;
+use crate::server::shared::Shared;
+use crate::server::store::{HistoryQuery, Job, StoredLine};
+use crate::server::token::ConnId;
 
 /// Protocol errors logged per connection before its further errors go unlogged (a
 /// client spewing garbage must not turn into a log flood; it still gets every error).

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::protocol::{Event, HistoryLine, Nick, RoomName, SUMMARY_NICKS, SayKind, SummaryKind};
 
-use super::token::ConnId;
+use crate::server::token::ConnId;
 
 /// The history line `event` makes, if it is something said in a room (a message,
 /// an action or a notice), with message id `id`; `at_ms` is when it was made.

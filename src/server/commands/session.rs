@@ -1,7 +1,7 @@
 //! What the chat knows about one connection: its nick, its rooms, its protocol and,
 //! for IRC, how far registration has come.
 //!
-//! A [`Session`] lives inside its [`super::connection::Connection`] (so a connection
+//! A [`Session`] lives inside its [`crate::server::connection::Connection`] (so a connection
 //! costs one slab slot), but only the chat reads or writes it: the event loop never
 //! looks inside. That split is what lets `shard.rs` be the event loop and nothing
 //! else. An idle line session owns no heap memory beyond its room list; the IRC
@@ -17,8 +17,8 @@ use crate::protocol::irc::Caps;
 use crate::protocol::outgoing::{Flavour, Protocol};
 use crate::protocol::{Nick, RoomName};
 
-use super::config::FloodLimit;
-use super::token::ConnId;
+use crate::server::config::FloodLimit;
+use crate::server::token::ConnId;
 
 /// The chat state of one connection.
 #[derive(Debug)]
@@ -69,7 +69,7 @@ impl Session {
             rooms: Vec::new(),
             current: None,
             last_active: Instant::now(),
-            claimed_ms: super::backplane::now_ms(),
+            claimed_ms: crate::server::backplane::now_ms(),
             flood: None,
             errors_logged: 0,
             irc: protocol.speaks_irc().then(Box::default),

@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::backplane::handle::BackplaneMsg;
-use super::close_reason::CloseReason;
-use super::connection::{Connection, Queued, Turn};
-use super::inbox::ShardMsg;
-use super::session::Session;
+use crate::server::backplane::handle::BackplaneMsg;
+use crate::server::close_reason::CloseReason;
+use crate::server::connection::{Connection, Queued, Turn};
+use crate::server::inbox::ShardMsg;
+use crate::server::session::Session;
 
 /// What the chat may do to the loop's connections during one call.
 #[derive(Debug)]

@@ -27,20 +27,20 @@ use crate::protocol::outgoing::Protocol;
 use crate::protocol::parse::parse_line;
 use crate::protocol::{Event, ProtocolError, Refusal, RoomName, irc};
 
-use super::backplane::handle::BackplaneMsg;
-use super::close_reason::CloseReason;
-use super::config::IDLE_WARNING;
-use super::directory::Profile;
-use super::effects::Effects;
-use super::inbox::ShardMsg;
-use super::irc_session::IrcSession;
-use super::relay::{Departure, Relay};
-use super::room_state::{RemoteRoom, unix_now};
-use super::services::{Services, reclaimed};
-use super::session::{FloodBucket, Session};
-use super::shared::Shared;
-use super::store::Answer;
-use super::token::ConnId;
+use crate::server::backplane::handle::BackplaneMsg;
+use crate::server::close_reason::CloseReason;
+use crate::server::config::IDLE_WARNING;
+use crate::server::directory::Profile;
+use crate::server::effects::Effects;
+use crate::server::inbox::ShardMsg;
+use crate::server::irc_session::IrcSession;
+use crate::server::relay::{Departure, Relay};
+use crate::server::room_state::{RemoteRoom, unix_now};
+use crate::server::services::{Services, reclaimed};
+use crate::server::session::{FloodBucket, Session};
+use crate::server::shared::Shared;
+use crate::server::store::Answer;
+use crate::server::token::ConnId;
 
 /// The chat state and behaviour of one shard.
 #[derive(Debug)]

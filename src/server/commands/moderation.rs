@@ -26,14 +26,14 @@ use crate::protocol::modes::{ModeKind, ModeRequest};
 use crate::protocol::outgoing::Outgoing;
 use crate::protocol::{Event, MAX_KICK_LEN, Nick, ProtocolError, RoomName, irc};
 
-use super::backplane::handle::BackplaneMsg;
-use super::backplane::wire::Wire;
-use super::delivery::Delivery;
-use super::effects::Effects;
-use super::room_state::RemoteSeat;
-use super::session::Session;
-use super::shared::Shared;
-use super::store::{Job, RoomWrite, Then};
+use crate::server::backplane::handle::BackplaneMsg;
+use crate::server::backplane::wire::Wire;
+use crate::server::delivery::Delivery;
+use crate::server::effects::Effects;
+use crate::server::room_state::RemoteSeat;
+use crate::server::session::Session;
+use crate::server::shared::Shared;
+use crate::server::store::{Job, RoomWrite, Then};
 
 /// Hands a registered room's state, as it is now, to the store (nothing for a room
 /// that is not registered), with what to send once it is committed. True if the
@@ -191,7 +191,7 @@ impl Moderator<'_, '_, '_> {
     fn save_first(
         &self,
         room: &RoomName,
-        to: super::token::ConnId,
+        to: crate::server::token::ConnId,
         reply: Option<Event>,
         event: Option<Event>,
     ) -> Option<Outcome> {

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::connection::{Connection, Turn};
-use super::stats::ShardStats;
+use crate::server::connection::{Connection, Turn};
+use crate::server::stats::ShardStats;
 
 /// The paused connections of one shard.
 #[derive(Debug, Default)]
