@@ -484,6 +484,21 @@ pub fn broadcast(event: &Event) -> Option<String> {
         Event::Quit { nick, reason, .. } => {
             push_text_line(&mut out, &format!(":{} QUIT", source(nick)), reason);
         }
+        Event::Link(up) => {
+            let text = if *up {
+                "The link to the other nodes is back"
+            } else {
+                "The link to the other nodes is down: their users' lines wait"
+            };
+            let _ = write!(out, ":{HOST} NOTICE * :*** {text}\r\n");
+        }
+        Event::Recovered { room, count } => {
+            let _ = write!(
+                out,
+                ":{HOST} NOTICE {} :*** {count} message(s) missed while the link was down were recovered\r\n",
+                chan(room)
+            );
+        }
         Event::Gap { room, node, missed } => {
             let _ = write!(
                 out,
@@ -965,6 +980,10 @@ fn error_numeric(w: &mut Numerics<'_>, error: &ProtocolError) {
         ProtocolError::NickTaken(nick) => {
             w.num("433", format_args!("{nick} :Nickname is already in use"))
         }
+        ProtocolError::NickUnavailable(nick) => w.num(
+            "437",
+            format_args!("{nick} :Nick is temporarily unavailable (the cluster link is down)"),
+        ),
         ProtocolError::NickRegistered(nick) => w.num(
             "433",
             format_args!("{nick} :Nickname is reserved by a registered account"),

@@ -895,6 +895,18 @@ pub enum Event {
         /// How many.
         missed: u64,
     },
+    /// The link to the other nodes of the cluster dropped (`false`) or came back
+    /// (`true`): told once to each local member of a room shared with other nodes.
+    Link(bool),
+    /// Lines of a room that this node missed while cut off, read back from the
+    /// room's shared history, are followed by this count (and `lost`, lines that
+    /// had been trimmed away before they could be read).
+    Recovered {
+        /// The room.
+        room: RoomName,
+        /// Lines delivered from the history.
+        count: u64,
+    },
 }
 
 /// Why the server closes a connection it would otherwise keep.
@@ -1028,6 +1040,15 @@ pub enum ProtocolError {
     /// A change was made but could not be saved (the disk failed): it is lost on
     /// restart.
     NotSaved,
+    /// In a cluster, a nick cannot be claimed while Redis is unreachable (IRC 437).
+    NickUnavailable(Nick),
+    /// A private message to a user of another node did not reach that node.
+    NotDelivered {
+        /// The recipient.
+        nick: Nick,
+        /// Why.
+        why: &'static str,
+    },
 }
 
 impl ProtocolError {
@@ -1075,6 +1096,8 @@ impl ProtocolError {
             ProtocolError::NotFounder(_) => "not-founder",
             ProtocolError::FounderOf(_) => "founder",
             ProtocolError::NotSaved => "store-failed",
+            ProtocolError::NickUnavailable(_) => "nick-unavailable",
+            ProtocolError::NotDelivered { .. } => "not-delivered",
         }
     }
 }
@@ -1184,6 +1207,13 @@ impl ProtocolError {
                 f,
                 "done, but the server could not save it (its disk failed): it is lost on restart"
             ),
+            ProtocolError::NickUnavailable(nick) => write!(
+                f,
+                "{nick} cannot be claimed while the link to the other nodes is down; try again soon"
+            ),
+            ProtocolError::NotDelivered { nick, why } => {
+                write!(f, "{nick} did not get your message: {why}")
+            }
             other => f.write_str(other.code()),
         }
     }

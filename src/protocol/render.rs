@@ -99,6 +99,12 @@ fn write_event(event: &Event, out: &mut String) {
         }
         Event::ShuttingDown => writeln!(out, "EVENT * shutdown server shutting down"),
         Event::Gap { room, node, missed } => writeln!(out, "EVENT {room} gap {node} {missed}"),
+        Event::Link(false) => writeln!(
+            out,
+            "EVENT * link down the link to the other nodes is down: their users' lines wait"
+        ),
+        Event::Link(true) => writeln!(out, "EVENT * link up the link to the other nodes is back"),
+        Event::Recovered { room, count } => writeln!(out, "EVENT {room} recovered {count}"),
         Event::YouJoined {
             room,
             members,

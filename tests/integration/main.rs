@@ -12,6 +12,7 @@ mod basics;
 mod bench_smoke;
 mod browser;
 mod cluster;
+mod cluster_truth;
 mod connect_cli;
 mod everyday;
 mod faults;

@@ -49,9 +49,65 @@ pub enum BackplaneMsg {
         node: Arc<str>,
         /// The message.
         wire: Box<Wire>,
+        /// Who to tell whether it reached the recipient's node ([`ShardMsg::PrivateSent`](crate::server::inbox::ShardMsg::PrivateSent)):
+        /// the sender of a private message, never of a notice or an invitation.
+        answer: Option<PrivateAnswer>,
+    },
+    /// Claim `nick` for local connection `id` in Redis (atomic: `SET NX PX`); the
+    /// answer comes back as [`ShardMsg::Claimed`](crate::server::inbox::ShardMsg::Claimed).
+    Claim {
+        /// The connection.
+        id: ConnId,
+        /// The nick it asked for.
+        nick: Nick,
+        /// What the shard does once the claim is answered.
+        then: ClaimFor,
+    },
+    /// Give back a claim the connection no longer uses (compare-and-delete: only if
+    /// it is still this connection's).
+    Release {
+        /// The connection.
+        id: ConnId,
+        /// The nick.
+        nick: Nick,
     },
     /// The shards have stopped: say goodbye and exit.
     Shutdown,
+}
+
+/// Why a nick was claimed: what the shard does with the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimFor {
+    /// `/nick` or IRC `NICK` after registration: rename and tell the rooms.
+    Rename,
+    /// IRC `NICK` before registration (`protect` false: a registered account's nick
+    /// may be taken for `--nick-grace`).
+    IrcRegistration,
+    /// An account's owner logged in and took its nick back here: the claim is
+    /// taken whoever held it, and nobody waits for the answer.
+    Takeover,
+}
+
+/// What Redis said of a nick claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimAnswer {
+    /// The nick is this connection's now, on every node.
+    Won,
+    /// Another connection, on this node or another, holds it.
+    Taken,
+    /// Redis is unreachable: nobody can tell whether the nick is free.
+    Unavailable,
+}
+
+/// Whom to tell what became of a private message to another node.
+#[derive(Debug, Clone)]
+pub struct PrivateAnswer {
+    /// The sender.
+    pub sender: ConnId,
+    /// The recipient.
+    pub to: Nick,
+    /// The recipient's away message, told with `OK sent`.
+    pub away: Option<Box<str>>,
 }
 
 /// The sending side of the backplane's inbox, held in [`Shared`](super::super::shared::Shared).

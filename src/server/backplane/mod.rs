@@ -29,6 +29,7 @@
 //!   reconnect with capped, jittered back-off, resubscribe, say hello and re-send the
 //!   roster (nick conflicts settled by the rule in `cluster.rs`).
 
+pub mod claims;
 pub mod handle;
 pub mod link;
 pub mod wire;
@@ -47,13 +48,12 @@ use crate::protocol::names::NickKey;
 use crate::protocol::outgoing::Outgoing;
 use crate::protocol::{Event, Nick, RoomName};
 
-use super::cluster::local_claim_wins;
 use super::config::BackplaneConfig;
 use super::inbox::{Origin, RoomEvent, ShardMsg};
 use super::rooms::home_shard;
 use super::shared::Shared;
 use super::token::ConnId;
-pub use handle::{BackplaneHandle, BackplaneMsg};
+pub use handle::{BackplaneHandle, BackplaneMsg, ClaimAnswer, ClaimFor, PrivateAnswer};
 use link::Link;
 use wire::{RosterEntry, Wire};
 
@@ -66,6 +66,13 @@ const CLUSTER_CHANNEL: &str = "miochat:cluster";
 /// How often a node probes the round trip through Redis and checks its peers.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// Why a private message to another node was not delivered (after `ERR
+/// not-delivered NICK`).
+const LINK_DOWN: &str = "the link to the other nodes is down";
+const LINK_DROPPED: &str = "the link to the other nodes dropped before it was confirmed";
+const NODE_GONE: &str = "the recipient's node is gone";
+const REDIS_REFUSED: &str = "Redis refused it";
+
 /// A reply the command link is waiting for, in order.
 #[derive(Debug)]
 enum Pending {
@@ -73,6 +80,23 @@ enum Pending {
     Ignore,
     /// `EXISTS` of a peer's lease.
     Lease(String),
+    /// A nick claim a shard waits for.
+    Claim {
+        /// The connection.
+        id: ConnId,
+        /// The nick.
+        nick: Nick,
+        /// What the shard does with the answer.
+        then: ClaimFor,
+    },
+    /// A local user's nick claimed again after Redis came back: 0 means another
+    /// node took it meanwhile, and the local user gives way.
+    Reclaim(ConnId),
+    /// A private message whose sender waits to hear that it reached the node.
+    Private(PrivateAnswer),
+    /// `GET` of the claim of a nick that a local user holds and another node says
+    /// one of its users holds too: the local user gives way unless it is the owner.
+    Check(ConnId, String),
 }
 
 /// The backplane thread's state.
@@ -103,6 +127,11 @@ pub struct Backplane {
     /// subscription would read as a gap.
     listening: HashSet<RoomName>,
     pending: VecDeque<Pending>,
+    /// Claims whose answer was lost with the link: Redis may hold them for a
+    /// connection that never got the nick, so they are released when it is back.
+    to_release: Vec<(ConnId, Nick)>,
+    /// Local users told that the link is down: they are told when it is back.
+    told_down: Vec<ConnId>,
     /// When each peer was last heard of.
     last_heard: HashMap<String, Instant>,
     /// Since when both links have been up (peers are judged only after a lease).
@@ -157,6 +186,8 @@ impl Backplane {
             subscribed: HashSet::new(),
             listening: HashSet::new(),
             pending: VecDeque::new(),
+            to_release: Vec::new(),
+            told_down: Vec::new(),
             last_heard: HashMap::new(),
             up_since: None,
             next_lease: now,
@@ -229,14 +260,15 @@ impl Backplane {
         let came_up = self
             .commands
             .on_event(registry, writable, &mut self.scratch, &mut frames);
-        if !self.commands.is_up() {
-            self.pending.clear();
-            self.went_down();
-        }
         for frame in frames {
             self.on_reply(frame);
         }
+        if !self.commands.is_up() {
+            self.forget_pending();
+            self.went_down();
+        }
         if came_up {
+            self.claim_again();
             self.renew_lease();
             self.announce_if_ready();
         }
@@ -278,13 +310,16 @@ impl Backplane {
         let origin = self.config.node.clone();
         self.publish(CLUSTER_CHANNEL, &Wire::Hello { origin });
         self.publish_roster();
+        if !self.told_down.is_empty() {
+            self.tell_local_users(true);
+        }
     }
 
     /// A link can fail while writing too, where no event follows: forget what the
     /// lost link carried (pending replies, subscriptions).
     fn notice_lost_links(&mut self) {
         if !self.commands.is_up() {
-            self.pending.clear();
+            self.forget_pending();
         }
         if !self.subscriber.is_up() {
             self.forget_subscriptions();
@@ -302,8 +337,135 @@ impl Backplane {
     }
 
     fn went_down(&mut self) {
-        self.up_since = None;
+        if self.up_since.take().is_some() {
+            self.tell_local_users(false);
+        }
         self.shared.stats.cluster.up.store(false, Relaxed);
+    }
+
+    /// Tells each local member of a room shared with other nodes, once, that the
+    /// link to them dropped (`up` false) or is back (then those told it dropped too).
+    fn tell_local_users(&mut self, up: bool) {
+        let cluster = &self.shared.cluster;
+        let rooms: Vec<RoomName> = (self.local_rooms.keys())
+            .filter(|room| cluster.member_count(room) > 0)
+            .cloned()
+            .collect();
+        let mut ids = self.shared.directory.member_ids(&rooms);
+        if up {
+            ids.append(&mut self.told_down);
+            ids.sort_unstable();
+            ids.dedup();
+        } else {
+            self.told_down.clone_from(&ids);
+        }
+        let outgoing = Outgoing::new(Event::Link(up));
+        for id in ids {
+            let outgoing = Arc::clone(&outgoing);
+            self.to_shards[id.shard()].push(ShardMsg::Direct { to: id, outgoing });
+        }
+    }
+
+    /// The command link dropped, and every reply it owed with it: shards waiting for
+    /// a claim or for a private message's fate are told. A claim Redis may have
+    /// granted without our hearing it is released once the link is back.
+    fn forget_pending(&mut self) {
+        for pending in std::mem::take(&mut self.pending) {
+            match pending {
+                Pending::Claim { id, nick, then } => {
+                    self.to_release.push((id, nick.clone()));
+                    self.answer_claim(id, nick, then, ClaimAnswer::Unavailable);
+                }
+                Pending::Private(answer) => self.answer_private(answer, Err(LINK_DROPPED)),
+                Pending::Ignore | Pending::Lease(_) | Pending::Reclaim(_) | Pending::Check(..) => {}
+            }
+        }
+    }
+
+    fn answer_claim(&mut self, id: ConnId, nick: Nick, then: ClaimFor, answer: ClaimAnswer) {
+        let msg = ShardMsg::Claimed {
+            id,
+            nick,
+            then,
+            answer,
+        };
+        self.to_shards[id.shard()].push(msg);
+    }
+
+    fn answer_private(&mut self, answer: PrivateAnswer, delivered: Result<(), &'static str>) {
+        let PrivateAnswer { sender, to, away } = answer;
+        let msg = ShardMsg::PrivateSent {
+            id: sender,
+            to,
+            away,
+            delivered,
+        };
+        self.to_shards[sender.shard()].push(msg);
+    }
+
+    /// A nick claim for local connection `id` (see `claims.rs`); answered at once if
+    /// Redis is away: nobody can tell then whether the nick is free.
+    fn claim(&mut self, id: ConnId, nick: Nick, then: ClaimFor) {
+        if then == ClaimFor::Takeover {
+            if self.eval_claim(claims::TAKE, id, &nick) {
+                self.pending.push_back(Pending::Ignore);
+            }
+            return;
+        }
+        if self.eval_claim(claims::CLAIM, id, &nick) {
+            self.pending.push_back(Pending::Claim { id, nick, then });
+        } else {
+            self.answer_claim(id, nick, then, ClaimAnswer::Unavailable);
+        }
+    }
+
+    /// Gives back `id`'s claim of `nick` (never a guest nick: those are not claimed).
+    fn release(&mut self, id: ConnId, nick: Nick) {
+        if claims::is_guest_of(&nick, &self.config.node) {
+            return;
+        }
+        if self.eval_claim(claims::RELEASE, id, &nick) {
+            self.pending.push_back(Pending::Ignore);
+        } else {
+            self.to_release.push((id, nick)); // renewal must not keep it alive
+        }
+    }
+
+    /// `EVAL script 2 NICKKEY CLAIMSET OWNER LEASE_MS` on the command link.
+    fn eval_claim(&mut self, script: &str, id: ConnId, nick: &Nick) -> bool {
+        let (key, set) = (claims::nick_key(nick), claims::claim_set(&self.config.node));
+        let owner = claims::owner(&self.config.node, self.epoch, id);
+        let ttl = self.config.lease.as_millis().to_string();
+        self.commands.command(&[
+            b"EVAL",
+            script.as_bytes(),
+            b"2",
+            key.as_bytes(),
+            set.as_bytes(),
+            owner.as_bytes(),
+            ttl.as_bytes(),
+        ])
+    }
+
+    /// The command link is back: claims whose fate was lost are released, and every
+    /// local user's nick is claimed again (a restarted Redis may have lost them, and
+    /// another node may have claimed one meanwhile: then ours gives way).
+    fn claim_again(&mut self) {
+        for (id, nick) in std::mem::take(&mut self.to_release) {
+            let held = self.local.get(&id).is_some_and(|e| e.nick.key() == nick.key());
+            if !held && self.eval_claim(claims::RELEASE, id, &nick) {
+                self.pending.push_back(Pending::Ignore);
+            }
+        }
+        let held: Vec<(ConnId, Nick)> = (self.local.iter())
+            .filter(|(_, e)| !claims::is_guest_of(&e.nick, &self.config.node))
+            .map(|(id, e)| (*id, e.nick.clone()))
+            .collect();
+        for (id, nick) in held {
+            if self.eval_claim(claims::CLAIM, id, &nick) {
+                self.pending.push_back(Pending::Reclaim(id));
+            }
+        }
     }
 
     /// Every local user and the state of every room with local members (the answer
@@ -313,6 +475,18 @@ impl Backplane {
         let origin = self.config.node.clone();
         self.publish(CLUSTER_CHANNEL, &Wire::Roster { origin, users });
         let rooms: Vec<RoomName> = self.local_rooms.keys().cloned().collect();
+        let seqs = (rooms.iter())
+            .filter_map(|room| Some((room.clone(), *self.seqs.get(room)?)))
+            .collect();
+        let (origin, epoch) = (self.config.node.clone(), self.epoch);
+        self.publish(
+            CLUSTER_CHANNEL,
+            &Wire::Seqs {
+                origin,
+                epoch,
+                seqs,
+            },
+        );
         self.publish_rooms(&rooms);
     }
 
@@ -376,6 +550,18 @@ impl Backplane {
         ]) {
             self.pending.push_back(Pending::Ignore);
         }
+        let set = claims::claim_set(&self.config.node);
+        let prefix = claims::owner_prefix(&self.config.node, self.epoch);
+        if self.commands.command(&[
+            b"EVAL",
+            claims::RENEW.as_bytes(),
+            b"1",
+            set.as_bytes(),
+            prefix.as_bytes(),
+            ttl.as_bytes(),
+        ]) {
+            self.pending.push_back(Pending::Ignore);
+        }
         self.next_lease = Instant::now() + self.config.lease / 3;
     }
 
@@ -423,9 +609,42 @@ impl Backplane {
     }
 
     fn on_reply(&mut self, frame: OwnedFrame) {
-        match (self.pending.pop_front(), frame) {
-            (Some(Pending::Lease(node)), OwnedFrame::Integer(0)) => self.node_died(&node),
-            (_, OwnedFrame::Error(e)) => log::warn!("backplane: Redis said: {e}"),
+        let number = match &frame {
+            OwnedFrame::Integer(n) => Some(*n),
+            OwnedFrame::Error(e) => {
+                log::warn!("backplane: Redis said: {e}");
+                None
+            }
+            _ => None,
+        };
+        match self.pending.pop_front() {
+            Some(Pending::Lease(node)) if number == Some(0) => self.node_died(&node),
+            Some(Pending::Claim { id, nick, then }) => {
+                let answer = match number {
+                    Some(1) => ClaimAnswer::Won,
+                    Some(_) => ClaimAnswer::Taken,
+                    None => ClaimAnswer::Unavailable,
+                };
+                self.answer_claim(id, nick, then, answer);
+            }
+            Some(Pending::Reclaim(id)) if number == Some(0) => {
+                log::warn!("backplane: another node claimed a nick of ours while Redis was away");
+                self.to_shards[id.shard()].push(ShardMsg::Rename { id });
+            }
+            Some(Pending::Check(id, owner)) => {
+                if !matches!(&frame, OwnedFrame::BulkString(held) if *held == owner.as_bytes()) {
+                    log::info!("backplane: a nick held here is claimed by another node");
+                    self.to_shards[id.shard()].push(ShardMsg::Rename { id });
+                }
+            }
+            Some(Pending::Private(answer)) => {
+                let delivered = match number {
+                    Some(n) if n > 0 => Ok(()),
+                    Some(_) => Err(NODE_GONE),
+                    None => Err(REDIS_REFUSED),
+                };
+                self.answer_private(answer, delivered);
+            }
             _ => {}
         }
     }
@@ -436,6 +655,20 @@ impl Backplane {
             return;
         }
         let users = self.shared.cluster.remove_node(node);
+        // Its claims lapse with its lease anyway; dropping them now frees its users'
+        // nicks for their next login elsewhere at once.
+        let set = claims::claim_set(node);
+        let prefix = format!("{node} ");
+        if self.commands.command(&[
+            b"EVAL",
+            claims::RENEW.as_bytes(),
+            b"1",
+            set.as_bytes(),
+            prefix.as_bytes(),
+            b"0",
+        ]) {
+            self.pending.push_back(Pending::Ignore);
+        }
         log::warn!(
             "backplane: node {node} is gone (lease expired); {} users quit",
             users.len()
@@ -553,6 +786,7 @@ impl Backplane {
             }
             Wire::Room { origin, .. }
             | Wire::Hello { origin }
+            | Wire::Seqs { origin, .. }
             | Wire::Roster { origin, .. }
             | Wire::User { origin, .. }
             | Wire::Gone { origin, .. }
@@ -567,19 +801,20 @@ impl Backplane {
                 event,
             } => self.on_room_event(origin, epoch, seq, event),
             Wire::Hello { .. } => self.publish_roster(),
+            Wire::Seqs {
+                origin,
+                epoch,
+                seqs,
+            } => self.on_seqs(&origin, epoch, seqs),
+            // Nicks are unique by their claims in Redis (`claims.rs`), not by what
+            // the rosters say: a roster is taken as it is.
             Wire::Roster { origin, users } => {
-                let users: Vec<RosterEntry> = users
-                    .into_iter()
-                    .filter(|e| self.keep_remote(&origin, e))
-                    .collect();
+                users.iter().for_each(|entry| self.check_claim(&entry.nick));
                 self.shared.cluster.replace_node(&origin, &users);
             }
             Wire::User { origin, entry, was } => {
-                if self.keep_remote(&origin, &entry) {
-                    self.shared.cluster.upsert(&origin, &entry, was.as_ref());
-                } else if let Some(was) = was {
-                    self.shared.cluster.remove_user(&was);
-                }
+                self.check_claim(&entry.nick);
+                self.shared.cluster.upsert(&origin, &entry, was.as_ref());
             }
             Wire::Gone { nick, .. } => self.shared.cluster.remove_user(&nick),
             Wire::Private {
@@ -626,31 +861,6 @@ impl Backplane {
         }
     }
 
-    /// The conflict rule for a remote user whose nick a local user also holds: true if
-    /// the remote keeps it (the local user is then renamed), false if the local does.
-    fn keep_remote(&mut self, origin: &str, entry: &RosterEntry) -> bool {
-        let Some(&id) = self.local_nicks.get(&entry.nick.key()) else {
-            return true;
-        };
-        let Some(local) = self.local.get(&id) else {
-            return true;
-        };
-        if local_claim_wins(
-            local.claimed_ms,
-            &self.config.node,
-            entry.claimed_ms,
-            origin,
-        ) {
-            return false;
-        }
-        log::info!(
-            "backplane: {} was claimed earlier on {origin}; renaming ours",
-            entry.nick
-        );
-        self.to_shards[id.shard()].push(ShardMsg::Rename { id });
-        true
-    }
-
     fn on_room_event(&mut self, origin: String, epoch: u64, seq: u64, event: Event) {
         let Some(room) = event_room(&event).cloned() else {
             return;
@@ -665,14 +875,7 @@ impl Backplane {
             _ => 0,
         };
         if missed > 0 {
-            log::warn!("backplane: {missed} message(s) from {origin} in {room} were lost");
-            self.shared.stats.cluster.gaps.fetch_add(missed, Relaxed);
-            let gap = Event::Gap {
-                room: room.clone(),
-                node: origin.as_str().into(),
-                missed,
-            };
-            self.deliver_here(room.clone(), gap, None);
+            self.report_gap(&origin, &room, missed);
         }
         let directory = &self.shared.directory;
         match &event {
@@ -693,6 +896,50 @@ impl Backplane {
             _ => None,
         };
         self.deliver_here(room, event, once);
+    }
+
+    /// `missed` lines of `origin` in `room` never arrived: counted, logged, told.
+    fn report_gap(&mut self, origin: &str, room: &RoomName, missed: u64) {
+        log::warn!("backplane: {missed} message(s) from {origin} in {room} were lost");
+        self.shared.stats.cluster.gaps.fetch_add(missed, Relaxed);
+        let gap = Event::Gap {
+            room: room.clone(),
+            node: origin.into(),
+            missed,
+        };
+        self.deliver_here(room.clone(), gap, None);
+    }
+
+    /// Another node says one of its users holds `nick`: if a local user holds it too
+    /// (an account's owner took it back there, or Redis lost the claims), Redis's
+    /// claim decides who keeps it.
+    fn check_claim(&mut self, nick: &Nick) {
+        let Some(&id) = self.local_nicks.get(&nick.key()) else {
+            return;
+        };
+        let key = claims::nick_key(nick);
+        if self.commands.command(&[b"GET", key.as_bytes()]) {
+            let owner = claims::owner(&self.config.node, self.epoch, id);
+            self.pending.push_back(Pending::Check(id, owner));
+        }
+    }
+
+    /// A node's last sequence numbers (after its roster, when it or we came back):
+    /// lines of it this node had not heard are reported now, not when its users
+    /// next speak.
+    fn on_seqs(&mut self, origin: &str, epoch: u64, seqs: Vec<(RoomName, u64)>) {
+        for (room, seq) in seqs {
+            let key = (origin.to_string(), room);
+            let Some(&(heard_epoch, last)) = self.heard.get(&key) else {
+                continue; // never heard of it here: no baseline to count from
+            };
+            if heard_epoch != epoch || seq <= last || !self.local_rooms.contains_key(&key.1) {
+                continue;
+            }
+            let room = key.1.clone();
+            self.heard.insert(key, (epoch, seq));
+            self.report_gap(origin, &room, seq - last);
+        }
     }
 
     fn on_private(&mut self, from: Nick, to: &Nick, notice: bool, text: Box<str>) {
@@ -716,11 +963,30 @@ impl Backplane {
                     was,
                 } => self.on_local_user(id, claimed_ms, rooms, was),
                 BackplaneMsg::Gone { id } => self.on_local_gone(id),
-                BackplaneMsg::Private { node, wire } => {
-                    self.publish(&format!("miochat:node:{node}"), &wire);
+                BackplaneMsg::Private { node, wire, answer } => {
+                    self.send_private(&node, &wire, answer);
                 }
+                BackplaneMsg::Claim { id, nick, then } => self.claim(id, nick, then),
+                BackplaneMsg::Release { id, nick } => self.release(id, nick),
                 BackplaneMsg::Shutdown => self.stopping = true,
             }
+        }
+    }
+
+    /// A private message or invitation on the recipient node's channel. The sender
+    /// of a private message hears whether Redis handed it to that node (PUBLISH
+    /// counts the receivers), so `OK sent` never covers a message that was lost.
+    fn send_private(&mut self, node: &str, wire: &Wire, answer: Option<PrivateAnswer>) {
+        let channel = format!("miochat:node:{node}");
+        let sent = (self.commands).command(&[b"PUBLISH", channel.as_bytes(), &wire.encode()]);
+        if sent {
+            bump(&self.shared.stats.cluster.published);
+        }
+        match (answer, sent) {
+            (Some(answer), true) => self.pending.push_back(Pending::Private(answer)),
+            (Some(answer), false) => self.answer_private(answer, Err(LINK_DOWN)),
+            (None, true) => self.pending.push_back(Pending::Ignore),
+            (None, false) => {}
         }
     }
 
@@ -773,6 +1039,10 @@ impl Backplane {
             .unwrap_or_default();
         if let Some(old) = self.local.get(&id) {
             self.local_nicks.remove(&old.nick.key());
+            if old.nick.key() != entry.nick.key() {
+                let old = old.nick.clone();
+                self.release(id, old);
+            }
         }
         let joined: Vec<RoomName> = (entry.rooms.iter())
             .filter(|r| !old_rooms.contains(r))
@@ -799,6 +1069,7 @@ impl Backplane {
             return;
         };
         self.local_nicks.remove(&entry.nick.key());
+        self.release(id, entry.nick.clone());
         for room in &entry.rooms {
             self.count_room(room, -1);
         }
@@ -855,6 +1126,7 @@ fn origin_of(wire: &Wire) -> Option<&str> {
     match wire {
         Wire::Room { origin, .. }
         | Wire::Hello { origin }
+        | Wire::Seqs { origin, .. }
         | Wire::Roster { origin, .. }
         | Wire::User { origin, .. }
         | Wire::Gone { origin, .. }

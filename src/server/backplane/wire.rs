@@ -29,6 +29,17 @@ pub enum Wire {
         /// The event (its room is the channel's).
         event: Event,
     },
+    /// The last sequence number a node gave in each of its rooms (after its roster):
+    /// a node that was cut off learns at once what it missed, without waiting for
+    /// the origin's users to speak again.
+    Seqs {
+        /// The node.
+        origin: String,
+        /// Its epoch.
+        epoch: u64,
+        /// Each room and its last sequence number.
+        seqs: Vec<(RoomName, u64)>,
+    },
     /// A node announces itself; every other node answers with its roster.
     Hello {
         /// The node.
@@ -151,6 +162,17 @@ impl Wire {
                 event,
             } => format!("v1 room {origin} {epoch} {seq} {}", encode_event(event)).into_bytes(),
             Wire::Hello { origin } => format!("v1 hello {origin}").into_bytes(),
+            Wire::Seqs {
+                origin,
+                epoch,
+                seqs,
+            } => {
+                let mut out = format!("v1 seqs {origin} {epoch}");
+                for (room, seq) in seqs {
+                    out.push_str(&format!("\n{room} {seq}"));
+                }
+                out.into_bytes()
+            }
             Wire::Roster { origin, users } => {
                 let mut out = format!("v1 roster {origin}");
                 for entry in users {
@@ -216,6 +238,21 @@ impl Wire {
                 })
             }
             "hello" => Ok(Wire::Hello { origin }),
+            "seqs" => {
+                let epoch = words.number()?;
+                let seqs = rest
+                    .lines()
+                    .map(|line| {
+                        let mut words = Words(line);
+                        Ok((room_of(words.next()?)?, words.number()?))
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok(Wire::Seqs {
+                    origin,
+                    epoch,
+                    seqs,
+                })
+            }
             "roster" => {
                 let users = rest.lines().map(decode_entry).collect::<Result<_, _>>()?;
                 Ok(Wire::Roster { origin, users })
@@ -628,6 +665,11 @@ mod tests {
         let b = || String::from("b");
         let all = vec![
             Wire::Hello { origin: b() },
+            Wire::Seqs {
+                origin: b(),
+                epoch: 7,
+                seqs: vec![(RoomName::parse("rust").unwrap(), 12)],
+            },
             Wire::Roster {
                 origin: b(),
                 users: vec![entry.clone(), entry.clone()],

@@ -25,9 +25,9 @@ use std::time::Instant;
 use crate::framing::FrameError;
 use crate::protocol::outgoing::Protocol;
 use crate::protocol::parse::parse_line;
-use crate::protocol::{Event, ProtocolError, Refusal, RoomName, irc};
+use crate::protocol::{Event, Nick, ProtocolError, Refusal, RoomName, irc};
 
-use crate::server::backplane::handle::BackplaneMsg;
+use crate::server::backplane::handle::{BackplaneMsg, ClaimAnswer, ClaimFor};
 use crate::server::close_reason::CloseReason;
 use crate::server::config::IDLE_WARNING;
 use crate::server::directory::Profile;
@@ -159,6 +159,39 @@ impl Chat {
         }
     }
 
+    /// Redis answered a nick claim of connection `id`; a claim won for a
+    /// connection that has closed meanwhile is given back.
+    fn claimed(
+        &mut self,
+        fx: &mut Effects<'_>,
+        id: ConnId,
+        nick: Nick,
+        then: ClaimFor,
+        answer: ClaimAnswer,
+    ) {
+        let key = id.key();
+        if fx.session(key).is_none_or(|s| s.id != id) {
+            if answer == ClaimAnswer::Won {
+                fx.publish(BackplaneMsg::Release { id, nick });
+            }
+            return;
+        }
+        match then {
+            ClaimFor::Rename => self.relay.claimed_rename(fx, key, nick, answer),
+            ClaimFor::Takeover => {} // never answered
+            ClaimFor::IrcRegistration => {
+                let shared = &*self.shared;
+                IrcSession {
+                    relay: &mut self.relay,
+                    fx,
+                    shared,
+                    key,
+                }
+                .nick_claimed(nick, answer);
+            }
+        }
+    }
+
     /// Records activity and takes a flood-control token. Every line that was read is
     /// handled: one that takes the last token asks the loop to stop reading the
     /// connection until the bucket refills (fake lag), so nothing typed is lost.
@@ -247,6 +280,26 @@ impl Chat {
                         key,
                     }
                     .on_stored(*reply);
+                }
+                None
+            }
+            ShardMsg::Claimed {
+                id,
+                nick,
+                then,
+                answer,
+            } => {
+                self.claimed(fx, id, nick, then, answer);
+                None
+            }
+            ShardMsg::PrivateSent {
+                id,
+                to,
+                away,
+                delivered,
+            } => {
+                if fx.session(id.key()).is_some_and(|s| s.id == id) {
+                    (self.relay).private_sent(fx, id.key(), to, away, delivered);
                 }
                 None
             }

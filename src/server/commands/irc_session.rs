@@ -22,9 +22,10 @@ use crate::protocol::{
     AccessLevel, Command, MAX_TOPIC_LEN, ModeRequest, Nick, ProtocolError, SayKind, modes,
 };
 
+use crate::server::backplane::{ClaimAnswer, ClaimFor};
 use crate::server::close_reason::CloseReason;
 use crate::server::effects::Effects;
-use crate::server::relay::Relay;
+use crate::server::relay::{NickClaim, Relay};
 use crate::server::services::Services;
 use crate::server::session::{IrcState, LoginKind, SaslStep, ScramExchange};
 use crate::server::shared::Shared;
@@ -300,13 +301,36 @@ impl IrcSession<'_, '_, '_> {
         }
         // A registered account's nick may be taken before registration: the client
         // then has --nick-grace to identify (SASL may still come before CAP END).
-        if self
-            .relay
-            .claim_nick_with(self.fx, self.key, &nick, false)
-            .is_err()
-        {
-            return self.answer(IrcReply::NicknameInUse(nick.as_str()));
+        let then = ClaimFor::IrcRegistration;
+        match (self.relay).claim_nick_with(self.fx, self.key, &nick, false, then) {
+            Ok(NickClaim::Done(_)) => self.nick_taken(nick),
+            Ok(NickClaim::Asked) => {} // registration waits for Redis's answer
+            Err(error) => self.nick_refused(&nick, error),
         }
+    }
+
+    /// Redis answered the claim of a `NICK` sent before registration ended.
+    pub fn nick_claimed(mut self, nick: Nick, answer: ClaimAnswer) {
+        if self.state().is_some_and(|s| s.registered) {
+            // A second NICK, answered after registration ended: an ordinary rename.
+            return self.relay.claimed_rename(self.fx, self.key, nick, answer);
+        }
+        match self.relay.take_claimed(self.fx, self.key, &nick, answer) {
+            Ok(_) => self.nick_taken(nick),
+            Err(error) => self.nick_refused(&nick, error),
+        }
+    }
+
+    /// 433 for a nick in use, 437 while a cluster cannot tell.
+    fn nick_refused(&mut self, nick: &Nick, error: ProtocolError) {
+        match error {
+            ProtocolError::NickUnavailable(_) => self.relay.delivery.reject(self.fx, self.key, error),
+            _ => self.answer(IrcReply::NicknameInUse(nick.as_str())),
+        }
+    }
+
+    /// The connection holds `nick` before registration: registration may go on.
+    fn nick_taken(&mut self, nick: Nick) {
         let protected = self.shared.registry.is_account(&nick);
         let grace = self.shared.config.nick_grace;
         let Some(session) = self.fx.session(self.key) else {

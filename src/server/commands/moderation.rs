@@ -338,6 +338,7 @@ impl Moderator<'_, '_, '_> {
         self.fx.publish(BackplaneMsg::Private {
             node: user.node,
             wire: Box::new(wire),
+            answer: None,
         });
         Ok(user.entry.nick)
     }

@@ -24,7 +24,10 @@ use crate::protocol::{
     Command, Event, Member, Nick, ProtocolError, Role, RoomInfo, RoomName, SayKind, WhoRow,
 };
 
-use crate::server::backplane::handle::BackplaneMsg;
+use crate::server::backplane::claims;
+use crate::server::backplane::handle::{
+    BackplaneMsg, ClaimAnswer, ClaimFor, PrivateAnswer,
+};
 use crate::server::backplane::wire::Wire;
 use crate::server::close_reason::CloseReason;
 use crate::server::config::{JOIN_HISTORY, MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
@@ -37,6 +40,15 @@ use crate::server::session::Session;
 use crate::server::shared::Shared;
 use crate::server::stats::bump;
 use crate::server::store::{Job, StoredPrivate};
+
+/// Where a nick claim stands when the command that asked for it returns.
+#[derive(Debug)]
+pub enum NickClaim {
+    /// The nick is the connection's (the old one is returned).
+    Done(Nick),
+    /// Redis was asked (in a cluster); the answer comes as `ShardMsg::Claimed`.
+    Asked,
+}
 
 /// The chat semantics of one shard.
 #[derive(Debug)]
@@ -478,7 +490,16 @@ impl Relay {
         self.keep_private(&echo, &to);
         self.delivery
             .echo_private(fx, key, to.as_str(), &echo, None);
-        self.tell_sender(fx, key, to.clone(), away, notice);
+        // The sender hears `OK sent` (or of its recipient's absence) once Redis handed
+        // it to the recipient's node: `ShardMsg::PrivateSent`.
+        let answer = fx
+            .session(key)
+            .filter(|_| !notice)
+            .map(|session| PrivateAnswer {
+                sender: session.id,
+                to: to.clone(),
+                away,
+            });
         // The echo's text goes on to the other node, not a second copy of it.
         let Event::Private { from, text, .. } = echo else {
             return Ok(()); // private_event makes nothing else
@@ -494,8 +515,28 @@ impl Relay {
         fx.publish(BackplaneMsg::Private {
             node,
             wire: Box::new(wire),
+            answer,
         });
         Ok(())
+    }
+
+    /// What became of a private message connection `key` sent to another node.
+    pub fn private_sent(
+        &self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        to: Nick,
+        away: Option<Box<str>>,
+        delivered: Result<(), &'static str>,
+    ) {
+        match delivered {
+            Ok(()) => self.tell_sender(fx, key, to, away, false),
+            Err(why) => {
+                log::info!("a private message to {to} was not delivered: {why}");
+                let error = ProtocolError::NotDelivered { nick: to, why };
+                self.delivery.reject(fx, key, error);
+            }
+        }
     }
 
     /// Tells the other nodes, if any, how connection `key` is now (`was`: its nick
@@ -511,8 +552,8 @@ impl Relay {
         fx: &mut Effects<'_>,
         key: usize,
         nick: &Nick,
-    ) -> Result<Nick, ProtocolError> {
-        self.claim_nick_with(fx, key, nick, true)
+    ) -> Result<NickClaim, ProtocolError> {
+        self.claim_nick_with(fx, key, nick, true, ClaimFor::Rename)
     }
 
     /// [`Self::claim_nick`]; `protect` false lets an IRC client take a registered
@@ -524,7 +565,8 @@ impl Relay {
         key: usize,
         nick: &Nick,
         protect: bool,
-    ) -> Result<Nick, ProtocolError> {
+        then: ClaimFor,
+    ) -> Result<NickClaim, ProtocolError> {
         let session = fx.session(key).ok_or(ProtocolError::BadNick)?;
         if ["NickServ", "ChanServ"]
             .iter()
@@ -539,12 +581,70 @@ impl Relay {
         if self.shared.cluster.holds(nick.as_str()) {
             return Err(ProtocolError::NickTaken(nick.clone()));
         }
+        // In a cluster, a new nick is this connection's only once Redis says so.
+        if self.shared.backplane.is_some() && session.nick.key() != nick.key() {
+            let id = session.id;
+            let held_here = self.shared.directory.lookup(nick.as_str());
+            if claims::guest_node(nick).is_some() || held_here.is_some_and(|h| h != id) {
+                return Err(ProtocolError::NickTaken(nick.clone()));
+            }
+            let nick = nick.clone();
+            fx.publish(BackplaneMsg::Claim { id, nick, then });
+            return Ok(NickClaim::Asked);
+        }
         let old = self.shared.directory.rename(session.id, nick)?;
         if old.key() != nick.key() {
             session.claimed_ms = crate::server::backplane::now_ms();
         }
         session.nick = nick.clone();
-        Ok(old)
+        Ok(NickClaim::Done(old))
+    }
+
+    /// Redis answered connection `key`'s claim of `nick`: if it won, the nick is
+    /// its own in the directory now (returns the old one); if not, the error to
+    /// tell it.
+    pub fn take_claimed(
+        &self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        nick: &Nick,
+        answer: ClaimAnswer,
+    ) -> Result<Nick, ProtocolError> {
+        match answer {
+            ClaimAnswer::Won => {}
+            ClaimAnswer::Taken => return Err(ProtocolError::NickTaken(nick.clone())),
+            ClaimAnswer::Unavailable => return Err(ProtocolError::NickUnavailable(nick.clone())),
+        }
+        let session = fx.session(key).ok_or(ProtocolError::BadNick)?;
+        let id = session.id;
+        match self.shared.directory.rename(id, nick) {
+            Ok(old) => {
+                session.claimed_ms = crate::server::backplane::now_ms();
+                session.nick = nick.clone();
+                Ok(old)
+            }
+            Err(error) => {
+                // Taken here meanwhile (an account's owner took it back): give the
+                // claim back rather than hold a nick nobody uses.
+                let nick = nick.clone();
+                fx.publish(BackplaneMsg::Release { id, nick });
+                Err(error)
+            }
+        }
+    }
+
+    /// `/nick` (or IRC `NICK` after registration) once Redis answered its claim.
+    pub fn claimed_rename(
+        &mut self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        nick: Nick,
+        answer: ClaimAnswer,
+    ) {
+        match self.take_claimed(fx, key, &nick, answer) {
+            Ok(old) => self.announce_rename(fx, key, old, nick),
+            Err(error) => self.delivery.reject(fx, key, error),
+        }
     }
 
     /// Another node's user claimed this connection's nick first: rename it to a guest
@@ -688,9 +788,17 @@ impl Relay {
 
     /// `/nick`: claim the new nick, then tell every room the connection is in.
     fn rename(&mut self, fx: &mut Effects<'_>, key: usize, nick: Nick) -> Outcome {
-        let old = self.claim_nick(fx, key, &nick)?;
+        if let NickClaim::Done(old) = self.claim_nick(fx, key, &nick)? {
+            self.announce_rename(fx, key, old, nick);
+        }
+        Ok(())
+    }
+
+    /// Connection `key` is `nick` now, `old` before: remembered for WHOWAS, logged,
+    /// told to it and its rooms.
+    fn announce_rename(&mut self, fx: &mut Effects<'_>, key: usize, old: Nick, nick: Nick) {
         let Some(session) = fx.session(key) else {
-            return Ok(());
+            return;
         };
         if old != nick {
             self.shared.directory.remember(session.id, &old, false);
@@ -698,7 +806,6 @@ impl Relay {
         log::info!("{} {old} is now {nick}", session.peer);
         let rooms = session.rooms.clone();
         self.renamed(fx, key, old, nick, rooms);
-        Ok(())
     }
 
     /// `/join`: join if the room's modes and bans allow it (checked and joined in one

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use crate::protocol::irc::{self, IrcReply};
 
+use crate::server::backplane::handle::{BackplaneMsg, ClaimFor};
 use crate::server::delivery::Delivery;
 use crate::server::effects::Effects;
 use crate::server::inbox::ShardMsg;
@@ -533,6 +534,10 @@ impl Services<'_, '_, '_> {
         if let Some(session) = self.fx.session(self.key) {
             session.nick = account.clone();
             session.claimed_ms = crate::server::backplane::now_ms();
+        }
+        if self.shared.backplane.is_some() {
+            let (nick, then) = (account.clone(), ClaimFor::Takeover);
+            self.fx.publish(BackplaneMsg::Claim { id, nick, then });
         }
         if let Some((holder, guest)) = renamed {
             log::info!("{account} logged in: its holder is now {guest}");

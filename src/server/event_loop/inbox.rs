@@ -120,6 +120,29 @@ pub enum ShardMsg {
         /// The guest nick it has now.
         new: crate::protocol::Nick,
     },
+    /// Redis answered a nick claim of this connection (or could not be asked).
+    Claimed {
+        /// The connection.
+        id: ConnId,
+        /// The nick it asked for.
+        nick: crate::protocol::Nick,
+        /// Why it asked.
+        then: crate::server::backplane::ClaimFor,
+        /// What Redis said.
+        answer: crate::server::backplane::ClaimAnswer,
+    },
+    /// What became of a private message this connection sent to another node:
+    /// `Ok` once Redis handed it to the recipient's node, `Err(why)` if it did not.
+    PrivateSent {
+        /// The sender.
+        id: ConnId,
+        /// The recipient.
+        to: crate::protocol::Nick,
+        /// The recipient's away message.
+        away: Option<Box<str>>,
+        /// Delivered to the node, or why not.
+        delivered: Result<(), &'static str>,
+    },
     /// Tell every client, flush, close, exit.
     Shutdown,
 }

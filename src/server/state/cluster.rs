@@ -6,14 +6,10 @@
 //! (`Wire::User`, `Wire::Gone`), each change of a room's modes or topic made by one of
 //! its users (`Wire::Rooms`) and, when asked, its whole roster and rooms; this is the
 //! replicated copy of all of that. It makes `/who`, NAMES, `/rooms`, roles and nick
-//! uniqueness cluster-wide without a Redis round-trip per command: a nick held on
-//! another node is refused here with the same error as a local one, and the first
-//! member of a room here is admitted against the modes the room has elsewhere.
-//!
-//! Two nodes can still give out the same nick in the same instant, or while Redis is
-//! down. The rule that settles it, applied the same way on both nodes so exactly one
-//! side gives way: **the older claim keeps the nick** (ties go to the smaller node
-//! name); the other user is renamed to a guest nick and told why.
+//! lookups cluster-wide without a Redis round-trip per command: a nick held on
+//! another node is refused here at once, and the first member of a room here is
+//! admitted against the modes the room has elsewhere. (What makes a nick unique is
+//! its claim in Redis, `backplane/claims.rs`; this copy only answers sooner.)
 //!
 //! Behind its own lock (not the directory's): it is written by the backplane thread
 //! and read per command, never per recipient.
@@ -380,12 +376,6 @@ impl View {
     }
 }
 
-/// The conflict rule: does a local claim made at `local_ms` on node `me` keep the
-/// nick against a remote claim made at `remote_ms` on node `other`?
-pub fn local_claim_wins(local_ms: u64, me: &str, remote_ms: u64, other: &str) -> bool {
-    (local_ms, me) < (remote_ms, other)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -478,13 +468,5 @@ mod tests {
             cluster.remote_room(&rust).snapshot.is_none(),
             "forgotten with the room's last remote member"
         );
-    }
-
-    #[test]
-    fn the_older_claim_wins_and_ties_go_to_the_smaller_node() {
-        assert!(local_claim_wins(1, "b", 2, "a"));
-        assert!(!local_claim_wins(2, "a", 1, "b"));
-        assert!(local_claim_wins(5, "a", 5, "b"));
-        assert!(!local_claim_wins(5, "b", 5, "a"));
     }
 }

@@ -754,6 +754,19 @@ impl Directory {
         Some((members, more, secret))
     }
 
+    /// Every local member of `rooms`, once each (the backplane's link notices).
+    pub fn member_ids(&self, rooms: &[RoomName]) -> Vec<ConnId> {
+        let tables = self.lock();
+        let mut ids: Vec<ConnId> = (rooms.iter())
+            .filter_map(|room| tables.rooms.get(room))
+            .flat_map(|entry| entry.members.iter().copied())
+            .collect();
+        drop(tables);
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// True if `room` has members here.
     pub fn has_room(&self, room: &RoomName) -> bool {
         self.lock().rooms.contains_key(room)
