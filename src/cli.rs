@@ -237,6 +237,7 @@ impl ServeArgs {
                     .clone()
                     .unwrap_or_else(|| format!("n{}", std::process::id())),
                 lease: Duration::from_secs(self.lease),
+                log_max: self.history_max,
             }),
             None if self.node_name.is_some() => return Err("--node-name needs --backplane".into()),
             None => None,

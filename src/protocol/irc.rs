@@ -484,21 +484,6 @@ pub fn broadcast(event: &Event) -> Option<String> {
         Event::Quit { nick, reason, .. } => {
             push_text_line(&mut out, &format!(":{} QUIT", source(nick)), reason);
         }
-        Event::Link(up) => {
-            let text = if *up {
-                "The link to the other nodes is back"
-            } else {
-                "The link to the other nodes is down: their users' lines wait"
-            };
-            let _ = write!(out, ":{HOST} NOTICE * :*** {text}\r\n");
-        }
-        Event::Recovered { room, count } => {
-            let _ = write!(
-                out,
-                ":{HOST} NOTICE {} :*** {count} message(s) missed while the link was down were recovered\r\n",
-                chan(room)
-            );
-        }
         Event::Gap { room, node, missed } => {
             let _ = write!(
                 out,
@@ -843,6 +828,13 @@ fn reply_more(w: &mut Numerics<'_>, event: &Event) {
         Event::Closing(Refusal::Flood) => w.closing_link("Excess Flood"),
         Event::Closing(other) => w.closing_link(other.text()),
         Event::Error(error) => error_numeric(w, error),
+        Event::Link(true) => w.notice(format_args!("*** The link to the other nodes is back")),
+        Event::Link(false) => w.notice(format_args!(
+            "*** The link to the other nodes is down: their users' lines wait"
+        )),
+        Event::Recovered { room, count } => w.notice(format_args!(
+            "*** #{room}: {count} message(s) missed while the link was down were recovered"
+        )),
         Event::Stats(report) => {
             let line = super::render::line(&Event::Stats(report.clone()));
             w.notice(format_args!(

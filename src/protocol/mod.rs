@@ -521,6 +521,8 @@ pub struct ClusterReport {
     pub gaps: u64,
     /// Room events of this node that could not be published (Redis was away).
     pub unpublished: u64,
+    /// Lines missed while cut off and read back from the rooms' logs.
+    pub recovered: u64,
 }
 
 /// One shard's loop counters (see `/stats` in docs/PROTOCOL.md).

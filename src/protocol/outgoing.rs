@@ -200,6 +200,15 @@ impl Outgoing {
         Arc::new(Self::unshared(event, Some(once)))
     }
 
+    /// Wraps `event` from another node, with the message id and time its origin gave
+    /// it (so a line has one id on every node); `once` as for [`Self::once`].
+    pub fn from_node(event: Event, once: Option<u64>, msgid: u64, at_ms: u64) -> Arc<Self> {
+        let mut outgoing = Self::unshared(event, once);
+        outgoing.at_ms = at_ms;
+        outgoing.msgid = AtomicU64::new(msgid);
+        Arc::new(outgoing)
+    }
+
     /// Wraps `event`, sent with the client-only tags `tags` (IRCv3 message-tags).
     pub fn tagged(event: Event, tags: Option<&str>) -> Arc<Self> {
         let mut outgoing = Self::unshared(event, None);

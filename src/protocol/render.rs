@@ -368,7 +368,7 @@ fn write_stats(report: &StatsReport, out: &mut String) -> std::fmt::Result {
     if let Some(cluster) = &report.cluster {
         write!(
             out,
-            " node={} backplane={} peers={} subscriptions={} backplane_lag_ms={} published={} received={} gaps={} unpublished={}",
+            " node={} backplane={} peers={} subscriptions={} backplane_lag_ms={} published={} received={} gaps={} unpublished={} recovered={}",
             cluster.node,
             if cluster.up { "up" } else { "down" },
             cluster.peers,
@@ -377,7 +377,8 @@ fn write_stats(report: &StatsReport, out: &mut String) -> std::fmt::Result {
             cluster.published,
             cluster.received,
             cluster.gaps,
-            cluster.unpublished
+            cluster.unpublished,
+            cluster.recovered
         )?;
     }
     let loops = &report.loops;

@@ -434,6 +434,9 @@ pub struct BackplaneConfig {
     pub node: String,
     /// How long a node's lease lives without renewal.
     pub lease: Duration,
+    /// Each room's shared log in Redis keeps about this many events
+    /// (`--history-max`; 0: no limit).
+    pub log_max: u64,
 }
 
 #[cfg(test)]

@@ -166,6 +166,7 @@ impl Shared {
                 received: counters.received.load(Relaxed),
                 gaps: counters.gaps.load(Relaxed),
                 unpublished: counters.unpublished.load(Relaxed),
+                recovered: counters.recovered.load(Relaxed),
             });
         }
         report

@@ -119,8 +119,11 @@ pub struct ClusterStats {
     pub received: AtomicU64,
     /// Room events of other nodes lost on the way.
     pub gaps: AtomicU64,
-    /// Room events of this node not published (Redis away).
+    /// Room events of this node not published (more than the hold while Redis was
+    /// away).
     pub unpublished: AtomicU64,
+    /// Lines of other nodes this node missed and read back from the rooms' logs.
+    pub recovered: AtomicU64,
     /// The last probe round trip through Redis, in ms.
     pub lag_ms: AtomicU64,
     /// Channels Redis has confirmed this node listens to (its own two, and one per room

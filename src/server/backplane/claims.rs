@@ -85,7 +85,12 @@ pub fn owner_prefix(node: &str, epoch: u64) -> String {
 
 /// The owner of a claim: node, epoch and connection.
 pub fn owner(node: &str, epoch: u64, id: ConnId) -> String {
-    format!("{}{}.{}", owner_prefix(node, epoch), id.token.0, id.generation)
+    format!(
+        "{}{}.{}",
+        owner_prefix(node, epoch),
+        id.token.0,
+        id.generation
+    )
 }
 
 /// The node whose guest nick this is (`guest7-a`: `a`), if it is one. Only that node
@@ -127,6 +132,9 @@ mod tests {
         let owner = owner("a", 77, id);
         assert!(owner.starts_with(&owner_prefix("a", 77)));
         assert!(!owner.starts_with(&owner_prefix("a", 7)));
-        assert_eq!(nick_key(&Nick::parse("Alice").unwrap()), "miochat:nick:alice");
+        assert_eq!(
+            nick_key(&Nick::parse("Alice").unwrap()),
+            "miochat:nick:alice"
+        );
     }
 }

@@ -32,6 +32,7 @@
 pub mod claims;
 pub mod handle;
 pub mod link;
+pub mod room_log;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -46,7 +47,9 @@ use redis_protocol::resp2::types::OwnedFrame;
 use crate::protocol::modes::{ModeChange, ModeKind};
 use crate::protocol::names::NickKey;
 use crate::protocol::outgoing::Outgoing;
-use crate::protocol::{Event, Nick, RoomName};
+use crate::protocol::{Event, HistoryLine, Nick, RoomName, SayKind};
+use crate::server::room_home::said_line;
+use crate::server::store::{Job, StoredLine};
 
 use super::config::BackplaneConfig;
 use super::inbox::{Origin, RoomEvent, ShardMsg};
@@ -55,6 +58,7 @@ use super::shared::Shared;
 use super::token::ConnId;
 pub use handle::{BackplaneHandle, BackplaneMsg, ClaimAnswer, ClaimFor, PrivateAnswer};
 use link::Link;
+use room_log::{Deferred, RemoteEvent, RoomLogs};
 use wire::{RosterEntry, Wire};
 
 const TOKEN_COMMANDS: Token = Token(0);
@@ -72,6 +76,9 @@ const LINK_DOWN: &str = "the link to the other nodes is down";
 const LINK_DROPPED: &str = "the link to the other nodes dropped before it was confirmed";
 const NODE_GONE: &str = "the recipient's node is gone";
 const REDIS_REFUSED: &str = "Redis refused it";
+
+/// How long a nick claim waits for Redis before it is refused (`nick-unavailable`).
+const CLAIM_WAIT: Duration = Duration::from_secs(3);
 
 /// A reply the command link is waiting for, in order.
 #[derive(Debug)]
@@ -97,6 +104,8 @@ enum Pending {
     /// `GET` of the claim of a nick that a local user holds and another node says
     /// one of its users holds too: the local user gives way unless it is the owner.
     Check(ConnId, String),
+    /// `XRANGE` of a room's log after the last entry this node had.
+    Recover(RoomName),
 }
 
 /// The backplane thread's state.
@@ -130,6 +139,16 @@ pub struct Backplane {
     /// Claims whose answer was lost with the link: Redis may hold them for a
     /// connection that never got the nick, so they are released when it is back.
     to_release: Vec<(ConnId, Nick)>,
+    /// The nicks Redis granted each local connection and that it has not given
+    /// back: released when it closes, whether or not its roster entry says so (a
+    /// connection can close before its entry was ever sent).
+    claims: HashMap<ConnId, Vec<Nick>>,
+    /// Claims asked while Redis was away, until they are sent or time out.
+    waiting: VecDeque<(Instant, ConnId, Nick, ClaimFor)>,
+    /// Each room's shared log: last entries, reads back, held events.
+    logs: RoomLogs,
+    /// Redis confirmed the subscription to the cluster channel.
+    cluster_heard: bool,
     /// Local users told that the link is down: they are told when it is back.
     told_down: Vec<ConnId>,
     /// When each peer was last heard of.
@@ -187,6 +206,10 @@ impl Backplane {
             listening: HashSet::new(),
             pending: VecDeque::new(),
             to_release: Vec::new(),
+            logs: RoomLogs::default(),
+            claims: HashMap::new(),
+            waiting: VecDeque::new(),
+            cluster_heard: false,
             told_down: Vec::new(),
             last_heard: HashMap::new(),
             up_since: None,
@@ -232,6 +255,7 @@ impl Backplane {
         let next = [
             Some(self.next_lease),
             Some(self.next_check),
+            self.waiting.front().map(|w| w.0),
             self.commands.due(),
             self.subscriber.due(),
         ]
@@ -269,6 +293,12 @@ impl Backplane {
         }
         if came_up {
             self.claim_again();
+            for (_, id, nick, then) in std::mem::take(&mut self.waiting) {
+                self.claim(id, nick, then);
+            }
+            for room in self.logs.recovering() {
+                self.ask_recovery(&room);
+            }
             self.renew_lease();
             self.announce_if_ready();
         }
@@ -290,6 +320,7 @@ impl Backplane {
                 .command(&[b"SUBSCRIBE", CLUSTER_CHANNEL.as_bytes(), me.as_bytes()]);
             let rooms: Vec<RoomName> = self.local_rooms.keys().cloned().collect();
             for room in rooms {
+                self.logs.start(&room);
                 self.subscribe(&room);
             }
             self.announce_if_ready();
@@ -300,13 +331,18 @@ impl Backplane {
     }
 
     /// Once both links are up: hello (peers answer with their rosters) and our roster.
+    /// Only once Redis confirmed the cluster channel's subscription: a hello sent
+    /// before could be answered before this node listens, and two nodes coming back
+    /// together would each miss the other's roster.
     fn announce_if_ready(&mut self) {
-        if !(self.commands.is_up() && self.subscriber.is_up()) || self.up_since.is_some() {
+        let ready = self.commands.is_up() && self.subscriber.is_up() && self.cluster_heard;
+        if !ready || self.up_since.is_some() {
             return;
         }
         self.up_since = Some(Instant::now());
         self.shared.stats.cluster.up.store(true, Relaxed);
         log::info!("backplane: connected to Redis at {}", self.config.redis);
+        self.publish_held();
         let origin = self.config.node.clone();
         self.publish(CLUSTER_CHANNEL, &Wire::Hello { origin });
         self.publish_roster();
@@ -332,6 +368,7 @@ impl Backplane {
     /// The subscriber link is gone, and every subscription with it (the sequence
     /// numbers heard stay: the next subscription tells what was missed meanwhile).
     fn forget_subscriptions(&mut self) {
+        self.cluster_heard = false;
         self.subscribed.clear();
         self.listening.clear();
     }
@@ -377,6 +414,7 @@ impl Backplane {
                     self.answer_claim(id, nick, then, ClaimAnswer::Unavailable);
                 }
                 Pending::Private(answer) => self.answer_private(answer, Err(LINK_DROPPED)),
+                Pending::Recover(room) => self.logs.asked(&room, false),
                 Pending::Ignore | Pending::Lease(_) | Pending::Reclaim(_) | Pending::Check(..) => {}
             }
         }
@@ -406,6 +444,12 @@ impl Backplane {
     /// A nick claim for local connection `id` (see `claims.rs`); answered at once if
     /// Redis is away: nobody can tell then whether the nick is free.
     fn claim(&mut self, id: ConnId, nick: Nick, then: ClaimFor) {
+        if !self.commands.is_up() {
+            // Redis may be back in a moment (this node is starting, or a link
+            // blinked): the claim waits a little before it is refused.
+            let until = Instant::now() + CLAIM_WAIT;
+            return self.waiting.push_back((until, id, nick, then));
+        }
         if then == ClaimFor::Takeover {
             if self.eval_claim(claims::TAKE, id, &nick) {
                 self.pending.push_back(Pending::Ignore);
@@ -421,6 +465,12 @@ impl Backplane {
 
     /// Gives back `id`'s claim of `nick` (never a guest nick: those are not claimed).
     fn release(&mut self, id: ConnId, nick: Nick) {
+        if let Some(held) = self.claims.get_mut(&id) {
+            held.retain(|n| n.key() != nick.key());
+            if held.is_empty() {
+                self.claims.remove(&id);
+            }
+        }
         if claims::is_guest_of(&nick, &self.config.node) {
             return;
         }
@@ -452,7 +502,10 @@ impl Backplane {
     /// another node may have claimed one meanwhile: then ours gives way).
     fn claim_again(&mut self) {
         for (id, nick) in std::mem::take(&mut self.to_release) {
-            let held = self.local.get(&id).is_some_and(|e| e.nick.key() == nick.key());
+            let held = self
+                .local
+                .get(&id)
+                .is_some_and(|e| e.nick.key() == nick.key());
             if !held && self.eval_claim(claims::RELEASE, id, &nick) {
                 self.pending.push_back(Pending::Ignore);
             }
@@ -504,6 +557,36 @@ impl Backplane {
             self.shared.cluster.describe_rooms(rooms.clone());
             let origin = self.config.node.clone();
             self.publish(CLUSTER_CHANNEL, &Wire::Rooms { origin, rooms });
+        }
+    }
+
+    /// A room event into the room's log and out on its channel, in one script
+    /// (`room_log.rs`); false if Redis is away.
+    fn log_and_publish(&mut self, room: &RoomName, wire: &Wire) -> bool {
+        let (key, channel) = (room_log::log_key(room), room_channel(room));
+        let max = self.config.log_max.to_string();
+        let sent = self.commands.command(&[
+            b"EVAL",
+            room_log::LOG_AND_PUBLISH.as_bytes(),
+            b"1",
+            key.as_bytes(),
+            channel.as_bytes(),
+            max.as_bytes(),
+            &wire.encode(),
+        ]);
+        if sent {
+            self.pending.push_back(Pending::Ignore);
+            bump(&self.shared.stats.cluster.published);
+        }
+        sent
+    }
+
+    /// The events held while Redis was away, in order, now that it is back.
+    fn publish_held(&mut self) {
+        while let Some((room, wire)) = self.logs.next_held() {
+            if !self.log_and_publish(&room, &wire) {
+                return self.logs.unpop(room, wire);
+            }
         }
     }
 
@@ -572,6 +655,14 @@ impl Backplane {
         if now >= self.next_lease {
             self.renew_lease();
         }
+        while self.waiting.front().is_some_and(|w| w.0 <= now) {
+            let Some((_, id, nick, then)) = self.waiting.pop_front() else {
+                break;
+            };
+            if then != ClaimFor::Takeover {
+                self.answer_claim(id, nick, then, ClaimAnswer::Unavailable);
+            }
+        }
         if now >= self.next_check {
             self.next_check = now + CHECK_EVERY;
             let origin = self.config.node.clone();
@@ -625,17 +716,20 @@ impl Backplane {
                     Some(_) => ClaimAnswer::Taken,
                     None => ClaimAnswer::Unavailable,
                 };
+                if answer == ClaimAnswer::Won {
+                    self.claims.entry(id).or_default().push(nick.clone());
+                }
                 self.answer_claim(id, nick, then, answer);
             }
             Some(Pending::Reclaim(id)) if number == Some(0) => {
                 log::warn!("backplane: another node claimed a nick of ours while Redis was away");
                 self.to_shards[id.shard()].push(ShardMsg::Rename { id });
             }
-            Some(Pending::Check(id, owner)) => {
-                if !matches!(&frame, OwnedFrame::BulkString(held) if *held == owner.as_bytes()) {
-                    log::info!("backplane: a nick held here is claimed by another node");
-                    self.to_shards[id.shard()].push(ShardMsg::Rename { id });
-                }
+            Some(Pending::Recover(room)) => self.on_recovered(room, frame),
+            Some(Pending::Check(id, owner)) if !matches!(&frame, OwnedFrame::BulkString(held) if *held == owner.as_bytes()) =>
+            {
+                log::info!("backplane: a nick held here is claimed by another node");
+                self.to_shards[id.shard()].push(ShardMsg::Rename { id });
             }
             Some(Pending::Private(answer)) => {
                 let delivered = match number {
@@ -682,7 +776,7 @@ impl Backplane {
                     nick: user.entry.nick.clone(),
                     reason: reason.clone(),
                 };
-                self.deliver_here(room, event, Some(once));
+                self.deliver_here(room, event, Some(once), None);
             }
         }
     }
@@ -692,7 +786,13 @@ impl Backplane {
     /// over `--announce-max`, joins and quits summed up); `once` numbers the copies
     /// of one user's quit or nick change (one per shared room) so an IRC reader gets
     /// one.
-    fn deliver_here(&mut self, room: RoomName, event: Event, once: Option<u64>) {
+    fn deliver_here(
+        &mut self,
+        room: RoomName,
+        event: Event,
+        once: Option<u64>,
+        stamp: Option<(u64, u64)>,
+    ) {
         if !self.local_rooms.contains_key(&room) {
             return;
         }
@@ -705,9 +805,13 @@ impl Backplane {
                 | Event::Quit { .. }
                 | Event::AwayChanged { .. }
         );
-        let outgoing = match once {
-            Some(once) => Outgoing::once(event, once),
-            None => Outgoing::new(event),
+        // A line keeps the id and time its origin gave it.
+        let outgoing = match (once, stamp) {
+            (once, Some((msgid, at_ms))) if msgid != 0 => {
+                Outgoing::from_node(event, once, msgid, at_ms)
+            }
+            (Some(once), _) => Outgoing::once(event, once),
+            (None, _) => Outgoing::new(event),
         };
         let (except, origin) = (None, Origin::Remote);
         let event = RoomEvent {
@@ -742,6 +846,9 @@ impl Backplane {
                 .store(count, Relaxed);
             if let Some(room) = channel_room(channel) {
                 self.confirmed(room, kind == b"subscribe");
+            } else if channel == CLUSTER_CHANNEL.as_bytes() && kind == b"subscribe" {
+                self.cluster_heard = true;
+                self.announce_if_ready();
             }
             return;
         }
@@ -756,7 +863,11 @@ impl Backplane {
         if kind != b"message" {
             return;
         }
-        match Wire::decode(payload, channel_room(channel).as_ref()) {
+        let decoded = match channel_room(channel) {
+            Some(room) => return self.on_room_payload(room, payload),
+            None => Wire::decode(payload, None),
+        };
+        match decoded {
             Ok(wire) => self.on_wire(wire),
             Err(bad) => log::warn!("backplane: ignoring a message: {}", bad.0),
         }
@@ -767,9 +878,11 @@ impl Backplane {
     /// subscription's, so a later subscription starts a new baseline, not a gap.
     fn confirmed(&mut self, room: RoomName, subscribed: bool) {
         if subscribed {
-            self.listening.insert(room);
+            self.listening.insert(room.clone());
+            self.ask_recovery(&room);
         } else {
             self.listening.remove(&room);
+            self.logs.forget(&room);
             self.heard.retain(|(_, heard_room), _| *heard_room != room);
         }
     }
@@ -794,12 +907,7 @@ impl Backplane {
             | Wire::Rooms { origin, .. }
             | Wire::Invite { origin, .. }
                 if origin == self.config.node => {}
-            Wire::Room {
-                origin,
-                epoch,
-                seq,
-                event,
-            } => self.on_room_event(origin, epoch, seq, event),
+            Wire::Room { .. } => log::warn!("backplane: a room event outside its room's channel"),
             Wire::Hello { .. } => self.publish_roster(),
             Wire::Seqs {
                 origin,
@@ -861,22 +969,85 @@ impl Backplane {
         }
     }
 
-    fn on_room_event(&mut self, origin: String, epoch: u64, seq: u64, event: Event) {
-        let Some(room) = event_room(&event).cloned() else {
-            return;
+    /// A payload on `room`'s channel: `STREAMID WIRE` (see `room_log.rs`).
+    fn on_room_payload(&mut self, room: RoomName, payload: &[u8]) {
+        let Some((id, bytes)) = room_log::split_published(payload) else {
+            return log::warn!("backplane: a room event without its log id");
+        };
+        let event = match Wire::decode(bytes, Some(&room)) {
+            Ok(Wire::Room {
+                origin,
+                epoch,
+                seq,
+                msgid,
+                at_ms,
+                event,
+            }) => RemoteEvent {
+                origin,
+                epoch,
+                seq,
+                msgid,
+                at_ms,
+                event,
+            },
+            Ok(_) => return log::warn!("backplane: not a room event on {room}'s channel"),
+            Err(bad) => return log::warn!("backplane: ignoring a message: {}", bad.0),
         };
         if !self.listening.contains(&room) {
             return; // the tail of an old subscription (see `listening`)
         }
+        if event.origin == self.config.node {
+            self.logs.saw(&room, id); // our own, back: only where the log is
+            return;
+        }
+        self.heard_from(&event.origin.clone());
+        let deferred = Deferred::Event(Box::new(event), id);
+        if let Err(Deferred::Event(event, id)) = self.logs.defer(&room, deferred) {
+            self.logs.read_up_to(&room, id);
+            self.on_room_event(room, *event);
+        }
+    }
+
+    /// A peer was heard of (it is alive).
+    fn heard_from(&mut self, origin: &str) {
+        self.last_heard.insert(origin.to_string(), Instant::now());
+        self.shared.cluster.saw(origin);
+    }
+
+    /// A live room event of another node, in its turn.
+    fn on_room_event(&mut self, room: RoomName, event: RemoteEvent) {
         bump(&self.shared.stats.cluster.received);
-        let key = (origin.clone(), room.clone());
-        let missed = match self.heard.insert(key, (epoch, seq)) {
-            Some((last_epoch, last)) if last_epoch == epoch && seq > last + 1 => seq - last - 1,
+        if self.take_in(&room, &event) {
+            self.deliver_remote(room, event);
+        }
+    }
+
+    /// Checks `event`'s sequence number against the last heard from its origin in
+    /// `room`: false for one already had; a jump is a gap, reported.
+    fn take_in(&mut self, room: &RoomName, event: &RemoteEvent) -> bool {
+        let key = (event.origin.clone(), room.clone());
+        let missed = match self.heard.get(&key) {
+            Some(&(epoch, last)) if epoch == event.epoch && event.seq <= last => return false,
+            Some(&(epoch, last)) if epoch == event.epoch => event.seq - last - 1,
             _ => 0,
         };
+        self.heard.insert(key, (event.epoch, event.seq));
         if missed > 0 {
-            self.report_gap(&origin, &room, missed);
+            self.report_gap(&event.origin, room, missed);
         }
+        true
+    }
+
+    /// A room event of another node: the room's state follows it, and its local
+    /// members get it.
+    fn deliver_remote(&mut self, room: RoomName, event: RemoteEvent) {
+        let RemoteEvent {
+            origin,
+            msgid,
+            at_ms,
+            event,
+            ..
+        } = event;
         let directory = &self.shared.directory;
         match &event {
             Event::TopicChanged { topic, .. } => directory.set_topic(&room, topic),
@@ -895,7 +1066,128 @@ impl Backplane {
             }
             _ => None,
         };
-        self.deliver_here(room, event, once);
+        self.deliver_here(room, event, once, Some((msgid, at_ms)));
+    }
+
+    /// Reads `room`'s log after the last entry this node has, if that is due (the
+    /// subscription is confirmed, so what is published from now on arrives live).
+    fn ask_recovery(&mut self, room: &RoomName) {
+        if !self.listening.contains(room) {
+            return;
+        }
+        let Some(after) = self.logs.due(room).map(|id| format!("({id}")) else {
+            return;
+        };
+        let key = room_log::log_key(room);
+        let count = room_log::RECOVER_MAX.to_string();
+        if (self.commands).command(&[
+            b"XRANGE",
+            key.as_bytes(),
+            after.as_bytes(),
+            b"+",
+            b"COUNT",
+            count.as_bytes(),
+        ]) {
+            self.pending.push_back(Pending::Recover(room.clone()));
+            self.logs.asked(room, true);
+        }
+    }
+
+    /// The entries of `room`'s log this node missed: lines go to its members as
+    /// history, then how many; other events as they come. What arrived live
+    /// meanwhile follows.
+    fn on_recovered(&mut self, room: RoomName, frame: OwnedFrame) {
+        let entries = room_log::entries(frame);
+        let more = entries.len() >= room_log::RECOVER_MAX;
+        let mut lines = Vec::new();
+        for (id, bytes) in entries {
+            self.logs.read_up_to(&room, id);
+            let Ok(Wire::Room {
+                origin,
+                epoch,
+                seq,
+                msgid,
+                at_ms,
+                event,
+            }) = Wire::decode(&bytes, Some(&room))
+            else {
+                continue;
+            };
+            let event = RemoteEvent {
+                origin,
+                epoch,
+                seq,
+                msgid,
+                at_ms,
+                event,
+            };
+            if event.origin == self.config.node || !self.take_in(&room, &event) {
+                continue;
+            }
+            match said_line(&event.event, at_ms, || msgid) {
+                Some(line) => lines.push(line),
+                None => self.deliver_remote(room.clone(), event),
+            }
+        }
+        self.hand_recovered(&room, lines);
+        if more {
+            self.logs.asked(&room, false);
+            return self.ask_recovery(&room);
+        }
+        for deferred in self.logs.finish(&room) {
+            match deferred {
+                Deferred::Event(event, id) => {
+                    self.logs.read_up_to(&room, id);
+                    self.on_room_event(room.clone(), *event);
+                }
+                Deferred::Seq { origin, epoch, seq } => {
+                    self.on_seqs(&origin, epoch, vec![(room.clone(), seq)]);
+                }
+            }
+        }
+    }
+
+    /// Recovered lines: kept in the store, then to every local member of `room`
+    /// as history, followed by their count.
+    fn hand_recovered(&mut self, room: &RoomName, lines: Vec<HistoryLine>) {
+        if lines.is_empty() {
+            return;
+        }
+        let count = lines.len() as u64;
+        log::info!("backplane: {count} line(s) of {room} recovered from its log");
+        self.shared
+            .stats
+            .cluster
+            .recovered
+            .fetch_add(count, Relaxed);
+        if let Some(store) = &self.shared.store {
+            for line in lines.iter().filter(|l| l.kind != SayKind::Notice) {
+                let (room, line) = (room.clone(), line.clone());
+                if store.submit(Job::Line(StoredLine { room, line })).is_err() {
+                    log::debug!("store busy: a recovered line was not stored");
+                }
+            }
+        }
+        let room = room.clone();
+        let playback = Outgoing::new(Event::Playback {
+            room: room.clone(),
+            lines,
+        });
+        let told = Outgoing::new(Event::Recovered {
+            room: room.clone(),
+            count,
+        });
+        for id in self
+            .shared
+            .directory
+            .member_ids(std::slice::from_ref(&room))
+        {
+            let shard = &mut self.to_shards[id.shard()];
+            let outgoing = Arc::clone(&playback);
+            shard.push(ShardMsg::Direct { to: id, outgoing });
+            let outgoing = Arc::clone(&told);
+            shard.push(ShardMsg::Direct { to: id, outgoing });
+        }
     }
 
     /// `missed` lines of `origin` in `room` never arrived: counted, logged, told.
@@ -907,7 +1199,7 @@ impl Backplane {
             node: origin.into(),
             missed,
         };
-        self.deliver_here(room.clone(), gap, None);
+        self.deliver_here(room.clone(), gap, None, None);
     }
 
     /// Another node says one of its users holds `nick`: if a local user holds it too
@@ -929,7 +1221,12 @@ impl Backplane {
     /// next speak.
     fn on_seqs(&mut self, origin: &str, epoch: u64, seqs: Vec<(RoomName, u64)>) {
         for (room, seq) in seqs {
-            let key = (origin.to_string(), room);
+            let origin = origin.to_string();
+            let deferred = Deferred::Seq { origin, epoch, seq };
+            let Err(Deferred::Seq { origin, .. }) = self.logs.defer(&room, deferred) else {
+                continue; // handled after the room's log is read back
+            };
+            let key = (origin.clone(), room);
             let Some(&(heard_epoch, last)) = self.heard.get(&key) else {
                 continue; // never heard of it here: no baseline to count from
             };
@@ -938,7 +1235,7 @@ impl Backplane {
             }
             let room = key.1.clone();
             self.heard.insert(key, (epoch, seq));
-            self.report_gap(origin, &room, seq - last);
+            self.report_gap(&origin, &room, seq - last);
         }
     }
 
@@ -955,7 +1252,7 @@ impl Backplane {
     fn drain_inbox(&mut self) {
         while let Ok(msg) = self.inbox.try_recv() {
             match msg {
-                BackplaneMsg::Room { room, outgoing } => self.publish_room(room, &outgoing.event),
+                BackplaneMsg::Room { room, outgoing } => self.publish_room(room, &outgoing),
                 BackplaneMsg::User {
                     id,
                     claimed_ms,
@@ -993,16 +1290,21 @@ impl Backplane {
     /// A room event caused here, on the room's channel. A change of the room's modes
     /// or topic also goes to every node as the room's new state, and a change of a
     /// local member's roles as that member's entry.
-    fn publish_room(&mut self, room: RoomName, event: &Event) {
+    fn publish_room(&mut self, room: RoomName, outgoing: &Outgoing) {
         let seq = self.seqs.entry(room.clone()).or_insert(0);
         *seq += 1;
+        let event = &outgoing.event;
         let wire = Wire::Room {
             origin: self.config.node.clone(),
             epoch: self.epoch,
             seq: *seq,
+            msgid: outgoing.msgid().unwrap_or(0),
+            at_ms: outgoing.at_ms,
             event: event.clone(),
         };
-        if !self.publish(&room_channel(&room), &wire) {
+        // Behind events already held, in the room's order.
+        let published = !self.logs.holding() && self.log_and_publish(&room, &wire);
+        if !published && !self.logs.hold(room.clone(), wire) {
             bump(&self.shared.stats.cluster.unpublished);
         }
         match event {
@@ -1065,6 +1367,9 @@ impl Backplane {
     }
 
     fn on_local_gone(&mut self, id: ConnId) {
+        for nick in self.claims.remove(&id).unwrap_or_default() {
+            self.release(id, nick);
+        }
         let Some(entry) = self.local.remove(&id) else {
             return;
         };
@@ -1145,24 +1450,6 @@ fn channel_room(channel: &[u8]) -> Option<RoomName> {
         .and_then(|name| RoomName::parse(name).ok())
 }
 
-fn event_room(event: &Event) -> Option<&RoomName> {
-    match event {
-        Event::Message { room, .. }
-        | Event::Action { room, .. }
-        | Event::RoomNotice { room, .. }
-        | Event::Joined { room, .. }
-        | Event::Left { room, .. }
-        | Event::NickChanged { room, .. }
-        | Event::Quit { room, .. }
-        | Event::TopicChanged { room, .. }
-        | Event::Kicked { room, .. }
-        | Event::ModeChanged { room, .. }
-        | Event::AwayChanged { room, .. }
-        | Event::InviteNotice { room, .. } => Some(room),
-        _ => None,
-    }
-}
-
 fn bump(counter: &std::sync::atomic::AtomicU64) {
     counter.fetch_add(1, Relaxed);
 }
@@ -1202,6 +1489,7 @@ mod tests {
             redis: SocketAddr::from(([127, 0, 0, 1], 1)),
             node: "b".into(),
             lease: Duration::from_secs(10),
+            log_max: 100,
         };
         Backplane::new(poll, inbox, shared, config)
     }
@@ -1229,14 +1517,14 @@ mod tests {
             origin,
             epoch: 1,
             seq,
+            msgid: seq << 12,
+            at_ms: seq,
             event,
         };
         let channel = room_channel(room);
-        let frame = [
-            bulk(b"message"),
-            bulk(channel.as_bytes()),
-            bulk(&wire.encode()),
-        ];
+        let mut payload = format!("{seq}-0 ").into_bytes();
+        payload.extend_from_slice(&wire.encode());
+        let frame = [bulk(b"message"), bulk(channel.as_bytes()), bulk(&payload)];
         backplane.on_pushed(OwnedFrame::Array(frame.to_vec()));
     }
 

@@ -26,6 +26,11 @@ pub enum Wire {
         epoch: u64,
         /// Sequence number of this event among `origin`'s events in this room.
         seq: u64,
+        /// The line's message id as the origin gave it (the same on every node), or
+        /// 0 for an event that is not a line.
+        msgid: u64,
+        /// When the origin put it in the room's order (ms since the Unix epoch).
+        at_ms: u64,
         /// The event (its room is the channel's).
         event: Event,
     },
@@ -159,8 +164,14 @@ impl Wire {
                 origin,
                 epoch,
                 seq,
+                msgid,
+                at_ms,
                 event,
-            } => format!("v1 room {origin} {epoch} {seq} {}", encode_event(event)).into_bytes(),
+            } => format!(
+                "v1 room {origin} {epoch} {seq} {msgid} {at_ms} {}",
+                encode_event(event)
+            )
+            .into_bytes(),
             Wire::Hello { origin } => format!("v1 hello {origin}").into_bytes(),
             Wire::Seqs {
                 origin,
@@ -227,32 +238,24 @@ impl Wire {
         match kind {
             "room" => {
                 let room = room.ok_or(BadWire("room event outside a room channel"))?;
-                let epoch = words.number()?;
-                let seq = words.number()?;
+                let (epoch, seq) = (words.number()?, words.number()?);
+                let (msgid, at_ms) = (words.number()?, words.number()?);
                 let event = decode_event(room, words)?;
                 Ok(Wire::Room {
                     origin,
                     epoch,
                     seq,
+                    msgid,
+                    at_ms,
                     event,
                 })
             }
             "hello" => Ok(Wire::Hello { origin }),
-            "seqs" => {
-                let epoch = words.number()?;
-                let seqs = rest
-                    .lines()
-                    .map(|line| {
-                        let mut words = Words(line);
-                        Ok((room_of(words.next()?)?, words.number()?))
-                    })
-                    .collect::<Result<_, _>>()?;
-                Ok(Wire::Seqs {
-                    origin,
-                    epoch,
-                    seqs,
-                })
-            }
+            "seqs" => Ok(Wire::Seqs {
+                origin,
+                epoch: words.number()?,
+                seqs: decode_seqs(rest)?,
+            }),
             "roster" => {
                 let users = rest.lines().map(decode_entry).collect::<Result<_, _>>()?;
                 Ok(Wire::Roster { origin, users })
@@ -300,6 +303,17 @@ impl Wire {
             _ => Err(BadWire("unknown kind")),
         }
     }
+}
+
+/// `ROOM SEQ` lines.
+fn decode_seqs(lines: &str) -> Result<Vec<(RoomName, u64)>, BadWire> {
+    lines
+        .lines()
+        .map(|line| {
+            let mut words = Words(line);
+            Ok((room_of(words.next()?)?, words.number()?))
+        })
+        .collect()
 }
 
 /// Space-separated words, the remainder being the last text field.
@@ -642,6 +656,8 @@ mod tests {
                 origin,
                 epoch: 9,
                 seq: 3,
+                msgid: 77 << 12,
+                at_ms: 77,
                 event,
             }
         });

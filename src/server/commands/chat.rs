@@ -159,6 +159,28 @@ impl Chat {
         }
     }
 
+    /// An answer of the store or auth thread for one connection; a change the asker
+    /// no longer waits for still reaches its room.
+    fn on_stored(&mut self, fx: &mut Effects<'_>, reply: crate::server::store::StoreReply) {
+        let key = reply.to.key();
+        let gone = fx.session(key).is_none_or(|s| s.id != reply.to);
+        if gone && let Answer::Done(then) = reply.answer {
+            // The one who asked has left; the room still hears of the change.
+            if let Some((room, event)) = then.broadcast {
+                self.relay.delivery.broadcast(fx, &room, None, event);
+            }
+        } else if !gone {
+            let (delivery, shared) = (&self.relay.delivery, &*self.shared);
+            Services {
+                delivery,
+                shared,
+                fx,
+                key,
+            }
+            .on_stored(reply);
+        }
+    }
+
     /// Redis answered a nick claim of connection `id`; a claim won for a
     /// connection that has closed meanwhile is given back.
     fn claimed(
@@ -264,23 +286,7 @@ impl Chat {
                 None
             }
             ShardMsg::Stored(reply) => {
-                let key = reply.to.key();
-                let gone = fx.session(key).is_none_or(|s| s.id != reply.to);
-                if gone && let Answer::Done(then) = reply.answer {
-                    // The one who asked has left; the room still hears of the change.
-                    if let Some((room, event)) = then.broadcast {
-                        self.relay.delivery.broadcast(fx, &room, None, event);
-                    }
-                } else if !gone {
-                    let (delivery, shared) = (&self.relay.delivery, &*self.shared);
-                    Services {
-                        delivery,
-                        shared,
-                        fx,
-                        key,
-                    }
-                    .on_stored(*reply);
-                }
+                self.on_stored(fx, *reply);
                 None
             }
             ShardMsg::Claimed {

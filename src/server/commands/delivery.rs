@@ -314,8 +314,9 @@ impl Delivery {
     /// is kept: in memory for playback, and on its way to the store (never waited
     /// for: a full store queue is counted, and the line is still delivered).
     fn keep(&self, room: &RoomName, outgoing: &Outgoing) {
-        let Some(line) = said_line(&outgoing.event, outgoing.at_ms, || self.shared.next_msgid())
-        else {
+        // A line from another node keeps the id its origin gave it.
+        let id = || outgoing.msgid().unwrap_or_else(|| self.shared.next_msgid());
+        let Some(line) = said_line(&outgoing.event, outgoing.at_ms, id) else {
             return;
         };
         outgoing.set_msgid(line.id);

@@ -324,7 +324,9 @@ impl IrcSession<'_, '_, '_> {
     /// 433 for a nick in use, 437 while a cluster cannot tell.
     fn nick_refused(&mut self, nick: &Nick, error: ProtocolError) {
         match error {
-            ProtocolError::NickUnavailable(_) => self.relay.delivery.reject(self.fx, self.key, error),
+            ProtocolError::NickUnavailable(_) => {
+                self.relay.delivery.reject(self.fx, self.key, error)
+            }
             _ => self.answer(IrcReply::NicknameInUse(nick.as_str())),
         }
     }

@@ -25,9 +25,7 @@ use crate::protocol::{
 };
 
 use crate::server::backplane::claims;
-use crate::server::backplane::handle::{
-    BackplaneMsg, ClaimAnswer, ClaimFor, PrivateAnswer,
-};
+use crate::server::backplane::handle::{BackplaneMsg, ClaimAnswer, ClaimFor, PrivateAnswer};
 use crate::server::backplane::wire::Wire;
 use crate::server::close_reason::CloseReason;
 use crate::server::config::{JOIN_HISTORY, MAX_ROOMS_PER_CONNECTION, WHO_PAGE};

@@ -1,0 +1,288 @@
+//! Each room's shared log: a Redis Stream (`miochat:log:ROOM`) that holds the room's
+//! events as the nodes published them, so a node that was cut off reads back what
+//! it missed instead of only counting it.
+//!
+//! Pub/sub alone forgets: a message published while a node's subscription is down
+//! (its link dropped, or Redis cut it as a slow subscriber) is gone for that node.
+//! So a node publishes each room event with one script that first appends it to the
+//! room's stream (`XADD`, trimmed to about `--history-max` entries) and then
+//! publishes it prefixed with the entry's stream id: an event is in the log if and
+//! only if it was published, and every receiver knows where it is in the log.
+//!
+//! - **Recovery.** A node remembers the last stream id it received per room. When
+//!   its subscription to the room is back (Redis confirmed it), it reads the log
+//!   from there (`XRANGE (ID +`) and hands its members the lines they missed as
+//!   history, then `EVENT ROOM recovered N`. Live events that arrive meanwhile wait
+//!   until the read is answered, so nothing is delivered twice or out of order.
+//! - **Exact loss.** Entries carry their origin's sequence numbers, so the lines
+//!   that were trimmed away before they could be read are counted exactly and
+//!   reported as a gap.
+//! - **Held while away.** A node that cannot reach Redis holds its own rooms'
+//!   events (up to [`HOLD_MAX`]) and publishes them, in order, when it is back.
+//!
+//! The same script-touches-a-channel caveat as `claims.rs`: one Redis, not Redis
+//! Cluster.
+
+use std::collections::{HashMap, VecDeque};
+
+use redis_protocol::resp2::types::OwnedFrame;
+
+use crate::protocol::{Event, RoomName};
+
+use super::wire::Wire;
+
+/// Appends ARGV[3] to the stream KEYS[1] (trimmed to about ARGV[2] entries; 0: no
+/// limit), then publishes `ID PAYLOAD` on channel ARGV[1].
+pub const LOG_AND_PUBLISH: &str = "\
+local id
+if ARGV[2] == '0' then
+  id = redis.call('XADD', KEYS[1], '*', 'w', ARGV[3])
+else
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'w', ARGV[3])
+end
+redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[3])
+return id";
+
+/// Events of this node held while Redis is away; past this many, the oldest wait
+/// no more: they are counted as unpublished and the other nodes report the gap.
+pub const HOLD_MAX: usize = 10_000;
+
+/// Entries read back per request (a longer outage is read in several).
+pub const RECOVER_MAX: usize = 10_000;
+
+/// The key of `room`'s log.
+pub fn log_key(room: &RoomName) -> String {
+    format!("miochat:log:{room}")
+}
+
+/// A published room payload, `STREAMID WIRE`: the id and the wire bytes.
+pub fn split_published(payload: &[u8]) -> Option<(String, &[u8])> {
+    let space = payload.iter().position(|&b| b == b' ')?;
+    let id = std::str::from_utf8(&payload[..space]).ok()?;
+    let valid = id.split_once('-').is_some_and(|(ms, seq)| {
+        !ms.is_empty()
+            && !seq.is_empty()
+            && (ms.bytes().chain(seq.bytes())).all(|b| b.is_ascii_digit())
+    });
+    valid.then(|| (id.to_string(), &payload[space + 1..]))
+}
+
+/// The entries of an `XRANGE` reply, oldest first: each id and its wire bytes.
+pub fn entries(frame: OwnedFrame) -> Vec<(String, Vec<u8>)> {
+    let OwnedFrame::Array(entries) = frame else {
+        return Vec::new();
+    };
+    entries.into_iter().filter_map(entry).collect()
+}
+
+/// `[ID, ["w", PAYLOAD]]`.
+fn entry(frame: OwnedFrame) -> Option<(String, Vec<u8>)> {
+    let OwnedFrame::Array(mut parts) = frame else {
+        return None;
+    };
+    let (Some(OwnedFrame::Array(fields)), Some(OwnedFrame::BulkString(id))) =
+        (parts.pop(), parts.pop())
+    else {
+        return None;
+    };
+    let mut fields = fields.into_iter();
+    match (fields.next(), fields.next()) {
+        (Some(OwnedFrame::BulkString(name)), Some(OwnedFrame::BulkString(payload)))
+            if name == b"w" =>
+        {
+            Some((String::from_utf8(id).ok()?, payload))
+        }
+        _ => None,
+    }
+}
+
+/// A room event of another node, as the wire carried it.
+#[derive(Debug)]
+pub struct RemoteEvent {
+    /// The node whose user caused it.
+    pub origin: String,
+    /// That node's epoch.
+    pub epoch: u64,
+    /// Its sequence number among the origin's events in the room.
+    pub seq: u64,
+    /// The line's id (0: not a line).
+    pub msgid: u64,
+    /// When the origin put it in the room's order.
+    pub at_ms: u64,
+    /// The event.
+    pub event: Event,
+}
+
+/// What arrived for a room while its log was being read back: handled after the
+/// read, in arrival order.
+#[derive(Debug)]
+pub enum Deferred {
+    /// A live event and its stream id.
+    Event(Box<RemoteEvent>, String),
+    /// A node's last sequence number in the room (`Wire::Seqs`).
+    Seq {
+        /// The node.
+        origin: String,
+        /// Its epoch.
+        epoch: u64,
+        /// Its last sequence number.
+        seq: u64,
+    },
+}
+
+/// A room whose log is to be read back.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// The read was sent (its answer is pending).
+    pub asked: bool,
+    /// What arrived meanwhile.
+    pub deferred: Vec<Deferred>,
+}
+
+/// Where this node stands with each room's log: the last entry it has, the rooms
+/// being read back, and its own events waiting for Redis.
+#[derive(Debug, Default)]
+pub struct RoomLogs {
+    /// The last stream id received per room (while subscribed to it).
+    last: HashMap<RoomName, String>,
+    /// Rooms whose log is being read back.
+    recovering: HashMap<RoomName, Recovery>,
+    /// This node's events not yet published, oldest first.
+    held: VecDeque<(RoomName, Wire)>,
+}
+
+impl RoomLogs {
+    /// An event of `room` at stream id `id` arrived live; false if the room is
+    /// being read back (the caller defers the event).
+    pub fn saw(&mut self, room: &RoomName, id: String) -> bool {
+        if self.recovering.contains_key(room) {
+            return false;
+        }
+        self.last.insert(room.clone(), id);
+        true
+    }
+
+    /// Sets `room`'s last id (an entry read back, or a deferred one handled).
+    pub fn read_up_to(&mut self, room: &RoomName, id: String) {
+        self.last.insert(room.clone(), id);
+    }
+
+    /// The subscription to `room` is being made again: its log will be read from
+    /// the last id (if this node ever had one).
+    pub fn start(&mut self, room: &RoomName) {
+        if self.last.contains_key(room) {
+            self.recovering.entry(room.clone()).or_default().asked = false;
+        }
+    }
+
+    /// No longer subscribed to `room`: a later subscription starts afresh.
+    pub fn forget(&mut self, room: &RoomName) {
+        self.last.remove(room);
+        self.recovering.remove(room);
+    }
+
+    /// Keeps `item` for after the read of `room`'s log, if one is going on.
+    pub fn defer(&mut self, room: &RoomName, item: Deferred) -> Result<(), Deferred> {
+        match self.recovering.get_mut(room) {
+            Some(recovery) => {
+                recovery.deferred.push(item);
+                Ok(())
+            }
+            None => Err(item),
+        }
+    }
+
+    /// The id to read `room`'s log after, if a read is due and not yet sent.
+    pub fn due(&self, room: &RoomName) -> Option<&str> {
+        if self.recovering.get(room).is_none_or(|r| r.asked) {
+            return None;
+        }
+        self.last.get(room).map(String::as_str)
+    }
+
+    /// Marks the read of `room` sent (or, `false`, lost with the link).
+    pub fn asked(&mut self, room: &RoomName, asked: bool) {
+        if let Some(recovery) = self.recovering.get_mut(room) {
+            recovery.asked = asked;
+        }
+    }
+
+    /// Rooms being read back.
+    pub fn recovering(&self) -> Vec<RoomName> {
+        self.recovering.keys().cloned().collect()
+    }
+
+    /// The read of `room` is answered: what arrived meanwhile.
+    pub fn finish(&mut self, room: &RoomName) -> Vec<Deferred> {
+        (self.recovering.remove(room)).map_or_else(Vec::new, |r| r.deferred)
+    }
+
+    /// True while events of this node wait for Redis (later ones wait behind them).
+    pub fn holding(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Holds an event of this node until Redis is back; false if [`HOLD_MAX`] are
+    /// held already (the event is not published at all).
+    pub fn hold(&mut self, room: RoomName, wire: Wire) -> bool {
+        if self.held.len() >= HOLD_MAX {
+            return false;
+        }
+        self.held.push_back((room, wire));
+        true
+    }
+
+    /// The oldest held event.
+    pub fn next_held(&mut self) -> Option<(RoomName, Wire)> {
+        self.held.pop_front()
+    }
+
+    /// Puts back an event that could not be published after all.
+    pub fn unpop(&mut self, room: RoomName, wire: Wire) {
+        self.held.push_front((room, wire));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn bulk(bytes: &[u8]) -> OwnedFrame {
+        OwnedFrame::BulkString(bytes.to_vec())
+    }
+
+    #[test]
+    fn a_published_payload_starts_with_its_stream_id() {
+        let (id, rest) = split_published(b"1700-3 v1 room a 1 2 msg al hi").unwrap();
+        assert_eq!(
+            (id.as_str(), rest),
+            ("1700-3", &b"v1 room a 1 2 msg al hi"[..])
+        );
+        assert!(split_published(b"v1 room a 1 2").is_none());
+        assert!(split_published(b"17x-3 v1").is_none());
+    }
+
+    #[test]
+    fn xrange_entries_are_read_in_order_and_odd_ones_skipped() {
+        let entry = |id: &[u8], payload: &[u8]| {
+            OwnedFrame::Array(vec![
+                bulk(id),
+                OwnedFrame::Array(vec![bulk(b"w"), bulk(payload)]),
+            ])
+        };
+        let reply = OwnedFrame::Array(vec![
+            entry(b"1-0", b"one"),
+            OwnedFrame::Integer(3),
+            entry(b"2-0", b"two"),
+        ]);
+        let read = entries(reply);
+        assert_eq!(
+            read,
+            vec![
+                ("1-0".into(), b"one".to_vec()),
+                ("2-0".into(), b"two".to_vec())
+            ]
+        );
+    }
+}
