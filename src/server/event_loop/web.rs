@@ -22,12 +22,11 @@
 //! (no edge will come for it). A slow-loris client that trickles its head raises
 //! edges but never finishes; the tick's deadline is what ends it (`408`).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::http::{self, Route};
 use crate::protocol::outgoing::Protocol;
-use crate::protocol::websocket::{self, Decoder, Inbound, Violation, close_code};
+use crate::protocol::websocket::{self, Decoder, Inbound, Violation, Wire, close_code};
 
 use crate::server::close_reason::CloseReason;
 use crate::server::metrics;
@@ -175,7 +174,7 @@ impl Socket {
 
     /// The close frame a connection closing for `reason` gets, once (`None` if one
     /// was already sent).
-    pub fn close_for(&mut self, reason: CloseReason) -> Option<Arc<[u8]>> {
+    pub fn close_for(&mut self, reason: CloseReason) -> Option<Wire> {
         let (code, text) = match reason {
             CloseReason::Quit | CloseReason::PeerClosed => (close_code::NORMAL, "bye"),
             CloseReason::Shutdown => (close_code::GOING_AWAY, "server shutting down"),
@@ -187,7 +186,7 @@ impl Socket {
     }
 
     /// A close frame with `violation`'s code and reason, once.
-    pub fn close_with(&mut self, violation: Violation) -> Option<Arc<[u8]>> {
+    pub fn close_with(&mut self, violation: Violation) -> Option<Wire> {
         if self.close_sent {
             return None;
         }
@@ -202,9 +201,9 @@ pub enum FrameAction<'a> {
     /// Hand this line to the chat.
     Line(&'a [u8]),
     /// Queue these bytes (a pong).
-    Send(Arc<[u8]>),
+    Send(Wire),
     /// Queue these bytes (a close frame, if not sent yet) and drain for this reason.
-    Close(Option<Arc<[u8]>>, CloseReason),
+    Close(Option<Wire>, CloseReason),
     /// Nothing to do.
     Nothing,
 }
