@@ -27,3 +27,4 @@ mod rooms;
 mod store;
 mod tls;
 mod web;
+mod web_irc;
