@@ -3,7 +3,8 @@
 //! notices and `TAGMSG` to a room, to a nick and to both at once, and every frame
 //! that arrives must parse (tungstenite refuses reserved bits, bad opcodes and
 //! broken lengths) and be of the subprotocol's kind: text frames on
-//! `text.ircv3.net`, binary frames on `binary.ircv3.net`, one line each.
+//! `text.ircv3.net`, binary frames on `binary.ircv3.net`, one line each; offered
+//! both, the server takes the one the client lists first.
 
 use std::net::{SocketAddr, TcpStream};
 
@@ -216,4 +217,10 @@ fn text_ircv3_client_with_every_cap_gets_only_valid_text_frames() {
 #[test]
 fn binary_ircv3_client_with_every_cap_gets_only_valid_binary_frames() {
     chat_over("binary.ircv3.net", "binary.ircv3.net");
+}
+
+#[test]
+fn of_both_ircv3_subprotocols_the_clients_first_choice_is_taken() {
+    chat_over("binary.ircv3.net, text.ircv3.net", "binary.ircv3.net");
+    chat_over("text.ircv3.net, binary.ircv3.net", "text.ircv3.net");
 }
