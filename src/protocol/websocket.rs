@@ -190,8 +190,9 @@ pub enum Inbound<'a> {
     Ping(&'a [u8]),
     /// A pong (an answer to our keepalive).
     Pong,
-    /// The client starts the closing handshake, with its code if it gave one.
-    Close(Option<u16>),
+    /// The client starts the closing handshake, with its code if it gave one, and
+    /// its reason (empty if none).
+    Close(Option<u16>, &'a [u8]),
 }
 
 /// Why the connection must be closed, with the close code to send.
@@ -366,15 +367,15 @@ impl Decoder {
             Control::Ping => Ok(Some(Inbound::Ping(&self.control))),
             Control::Pong => Ok(Some(Inbound::Pong)),
             Control::Close => match self.control.len() {
-                0 => Ok(Some(Inbound::Close(None))),
+                0 => Ok(Some(Inbound::Close(None, &[]))),
                 1 => Err(Violation::new(
                     close_code::PROTOCOL_ERROR,
                     "bad close frame",
                 )),
-                _ => Ok(Some(Inbound::Close(Some(u16::from_be_bytes([
-                    self.control[0],
-                    self.control[1],
-                ]))))),
+                _ => {
+                    let code = u16::from_be_bytes([self.control[0], self.control[1]]);
+                    Ok(Some(Inbound::Close(Some(code), &self.control[2..])))
+                }
             },
             Control::Reserved(_) => Err(Violation::new(
                 close_code::PROTOCOL_ERROR,

@@ -135,7 +135,9 @@ pub enum Queued {
 
 impl Connection {
     /// Logs a close once: a warning for a slow consumer (the operator may want to
-    /// raise `--sendq`), an info line otherwise (debug for a served HTTP request).
+    /// raise `--sendq`) and for a WebSocket client that says the server broke the
+    /// protocol (a server bug), an info line otherwise (debug for a served HTTP
+    /// request); a WebSocket protocol error says what it was.
     pub fn log_close(&self, reason: CloseReason, sendq: usize) {
         let peer = self.peer;
         let Some(nick) = self.session.as_ref().map(|s| &s.nick) else {
@@ -148,7 +150,21 @@ impl Connection {
             CloseReason::Flood => {
                 log::warn!("{peer} {nick} cut: flood (unread input over the limit for too long)")
             }
+            CloseReason::WebSocketRejected => {
+                log::warn!("{peer} {nick} closed: {}", self.trouble())
+            }
+            CloseReason::WebSocketError => {
+                log::info!("{peer} {nick} closed: websocket-error: {}", self.trouble())
+            }
             _ => log::info!("{peer} {nick} closed: {}", reason.label()),
+        }
+    }
+
+    /// What went wrong on a WebSocket that closed over a protocol error.
+    fn trouble(&self) -> &str {
+        match &self.web {
+            Some(Web::Socket(socket)) => socket.trouble.as_deref().unwrap_or("unknown"),
+            _ => "unknown",
         }
     }
 
