@@ -23,6 +23,7 @@ mod many_clients;
 mod moderation;
 mod ordering;
 mod private;
+mod readme_recipe;
 mod rooms;
 mod store;
 mod tls;
