@@ -24,6 +24,7 @@ mod moderation;
 mod ordering;
 mod private;
 mod readme_recipe;
+mod room_history;
 mod rooms;
 mod store;
 mod tls;

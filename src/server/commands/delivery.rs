@@ -37,6 +37,7 @@ use crate::protocol::{Event, Nick, ProtocolError, RoomName, SayKind, irc, timest
 use crate::server::backplane::handle::BackplaneMsg;
 use crate::server::backplane::wire::crosses_nodes;
 use crate::server::close_reason::CloseReason;
+use crate::server::directory::Reach;
 use crate::server::effects::Effects;
 use crate::server::inbox::{Origin, RoomEvent, ShardMsg};
 use crate::server::room_home::{Release, RoomHome, said_line};
@@ -292,7 +293,7 @@ impl Delivery {
                 self.release(fx, release);
             }
         }
-        self.keep(&room, &outgoing);
+        self.keep(&room, &outgoing, reach);
         self.deliver_local(fx, &room, except, &outgoing);
         for shard in reach.shards().filter(|&shard| shard != self.index) {
             let (room, outgoing) = (room.clone(), Arc::clone(&outgoing));
@@ -315,8 +316,13 @@ impl Delivery {
 
     /// What is said in a room gets its message id here, in the room's one order, and
     /// is kept: in memory for playback, and on its way to the store (never waited
-    /// for: a full store queue is counted, and the line is still delivered).
-    fn keep(&self, room: &RoomName, outgoing: &Outgoing) {
+    /// for: a full store queue is counted, and the line is still delivered). Kept
+    /// for the room's incarnation `reach.born`; a line that arrives after its room
+    /// emptied (nobody here reads it) is not kept at all.
+    fn keep(&self, room: &RoomName, outgoing: &Outgoing, reach: Reach) {
+        if reach.members == 0 {
+            return;
+        }
         let Some(line) = said_line(&outgoing.event, outgoing.at_ms, || self.shared.next_msgid())
         else {
             return;
@@ -333,12 +339,16 @@ impl Delivery {
             let stored = StoredLine {
                 room: room.clone(),
                 line: line.clone(),
+                born: reach.born,
             };
             if store.submit(Job::Line(stored)).is_err() {
                 log::debug!("store busy: a line of {room} was not stored");
             }
         }
-        self.home.borrow_mut().record(room, line);
+        let registered = || self.shared.registry.is_registered(room);
+        self.home
+            .borrow_mut()
+            .record(room, line, reach.born, registered);
     }
 
     /// This shard's index.
@@ -447,8 +457,12 @@ impl Delivery {
         count: usize,
         on_join: bool,
     ) {
+        // Lines of an earlier room of this name are not this room's.
+        let born = self.shared.directory.borns(std::slice::from_ref(&room))[0];
+        let registered = || self.shared.registry.is_registered(&room);
+        let kept = self.home.borrow_mut().fence(&room, born, registered);
         if let Some(store) = &self.shared.store
-            && self.home.borrow().kept(&room) < count
+            && kept < count
         {
             // Memory holds fewer lines than asked (a restart, or a quiet room): the
             // store has them all, including what waits for its batch.
