@@ -748,7 +748,6 @@ mod tests {
             assert!(!fx.queue(key, raw), "bytes framed for TCP are refused");
             delivery.farewell(&mut fx, key, &Event::Bye, CloseReason::Quit);
         }
-        drop(fx);
         for (key, (protocol, opcode)) in kinds.iter().enumerate() {
             let mut wire = Vec::new();
             conns[key].send_queue.flush_to(&mut wire).unwrap();
