@@ -200,7 +200,17 @@ impl Conn {
                 return;
             };
             if !ws.buf.starts_with(b"HTTP/1.1 101") {
-                on_line(b"ERR bench: the WebSocket upgrade was refused");
+                // The status line, and the body's first line if it came along (a
+                // refused connection's body says why).
+                let status = ws.buf.split(|&b| b == b'\r').next().unwrap_or_default();
+                let body = ws.buf[end + 4..].split(|&b| b == b'\n').next();
+                let mut why = b"ERR bench: the WebSocket upgrade was refused: ".to_vec();
+                why.extend_from_slice(status);
+                if let Some(body) = body.filter(|b| !b.is_empty()) {
+                    why.extend_from_slice(b": ");
+                    why.extend_from_slice(body);
+                }
+                on_line(&why);
             }
             ws.buf.drain(..end + 4);
             ws.upgraded = true;

@@ -100,6 +100,9 @@ fn run_serve(args: &miochat::cli::ServeArgs) -> ExitCode {
     if let Some(addr) = server.irc_tls_addr() {
         println!("miochat IRC TLS listening on {addr}");
     }
+    if let Some(addr) = server.http_addr() {
+        println!("miochat web listening on {addr}");
+    }
     server.join();
     ExitCode::SUCCESS
 }

@@ -6,7 +6,10 @@
 //! output, a `verdict` key (`PASS` or `FAIL`) in JSON and a `verdict` column in CSV,
 //! each followed by the `problems`. Identical problem lines are collapsed into one
 //! with a count (`... (×37)`), so a thousand clients failing the same way print one
-//! line; and a problem the server's flood control caused says how to switch it off.
+//! line; and a problem a server protection caused (flood control, the per-address
+//! limits, `--max-connections`) names the `serve` flags that switch it off
+//! ([`advice_for`]): a load generator is one address sending fast, which is what
+//! those protections exist to stop.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -17,6 +20,45 @@ const MAX_DISTINCT_PROBLEMS: usize = 20;
 /// The advice added once when a server's `ERR flood` appears among the problems.
 pub const FLOOD_ADVICE: &str = "the server's flood control dropped lines (ERR flood): \
      start it with --flood-rate 0 to benchmark it";
+
+/// The advice added once when the server refused connections for coming from one
+/// address (`--max-per-ip`) or too fast from it (`--connect-rate`).
+pub const PER_ADDRESS_ADVICE: &str = "the server refused connections from one address \
+     (ERR server-busy): start it with --max-per-ip 0 --connect-rate 0 to benchmark it";
+
+/// The advice added once when the server was full.
+pub const FULL_ADVICE: &str = "the server is full (ERR server-full): start it with \
+     --max-connections above the number of bench clients";
+
+/// The advice a problem line calls for, if a server protection caused it.
+pub fn advice_for(problem: &str) -> Option<&'static str> {
+    const PER_ADDRESS: [&str; 2] = [
+        "too many connections from your address",
+        "connecting too fast from your address",
+    ];
+    if problem.contains("ERR flood") {
+        Some(FLOOD_ADVICE)
+    } else if PER_ADDRESS.iter().any(|text| problem.contains(text)) {
+        Some(PER_ADDRESS_ADVICE)
+    } else if problem.contains("ERR server-full") || problem.contains("server is full") {
+        Some(FULL_ADVICE)
+    } else {
+        None
+    }
+}
+
+/// `problems`, then the advice they call for, each once.
+pub fn with_advice(problems: Vec<String>) -> Vec<String> {
+    let mut advice: Vec<&str> = problems.iter().filter_map(|p| advice_for(p)).collect();
+    advice.dedup();
+    let mut lines = problems;
+    for line in advice {
+        if !lines.iter().any(|seen| seen == line) {
+            lines.push(line.to_string());
+        }
+    }
+    lines
+}
 
 /// One reported value.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,7 +111,7 @@ impl Report {
     pub fn fail(&mut self, why: impl Into<String>) {
         let why = why.into();
         self.ok = false;
-        let flood = why.contains("ERR flood");
+        let advice = advice_for(&why);
         if let Some((_, count)) = self.problems.iter_mut().find(|(seen, _)| *seen == why) {
             *count += 1;
         } else if self.problems.len() < MAX_DISTINCT_PROBLEMS {
@@ -77,8 +119,10 @@ impl Report {
         } else {
             self.more_problems += 1;
         }
-        if flood && !self.problems.iter().any(|(seen, _)| seen == FLOOD_ADVICE) {
-            self.problems.push((FLOOD_ADVICE.to_string(), 1));
+        if let Some(advice) = advice
+            && !self.problems.iter().any(|(seen, _)| seen == advice)
+        {
+            self.problems.push((advice.to_string(), 1));
         }
     }
 
@@ -277,6 +321,12 @@ mod tests {
                 "3 deliveries lost".to_string(),
             ]
         );
+        let refused = "server said: ERR server-busy too many connections from your address";
+        assert_eq!(
+            with_advice(vec![refused.into(), refused.into()]),
+            [refused, refused, PER_ADDRESS_ADVICE]
+        );
+        assert!(PER_ADDRESS_ADVICE.contains("--max-per-ip 0 --connect-rate 0"));
         for index in 0..100 {
             report.fail(format!("distinct {index}"));
         }

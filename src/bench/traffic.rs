@@ -25,7 +25,7 @@ use mio::{Events, Poll, Token};
 
 use super::dialect::{Incoming, ParseState};
 use super::payload::{self, Payload};
-use super::report::{Report, proc_cpu};
+use super::report::{self, Report, proc_cpu};
 use super::servers::ServerWatch;
 use super::verdict::Verdict;
 use super::{BenchError, Common};
@@ -268,7 +268,7 @@ impl Run {
                 return Err(BenchError::Broken(format!(
                     "{} connection(s) failed while connecting: {}",
                     self.broken,
-                    collapse(&self.errors).join("; ")
+                    report::with_advice(collapse(&self.errors)).join("; ")
                 )));
             }
             if Instant::now() > deadline {
@@ -293,9 +293,16 @@ impl Run {
             Ok(Ready::Connecting) => return Ok(()),
             Ok(Ready::Open) => {}
             Ok(Ready::JustConnected) => {
-                client
-                    .conn
-                    .send(&dialect.hello(&format!("b{index}"), None), registry)?;
+                let hello = dialect.hello(&format!("b{index}"), None);
+                if let Err(err) = client.conn.send(&hello, registry) {
+                    // Most likely refused and closed by the server: what it said
+                    // first is read for the reason. The client is broken once.
+                    let broken = self.broken;
+                    self.errors.push(format!("write: {err}"));
+                    let read = self.read(index);
+                    self.broken = broken + 1;
+                    return read;
+                }
                 client.phase = Phase::Registering;
                 if dialect.registered_on_connect() {
                     self.advance(index)?;

@@ -32,7 +32,10 @@ pub const MAX_HEAD: usize = 8 * 1024;
 /// Headers parsed at most (more is a `431`).
 const MAX_HEADERS: usize = 48;
 
-/// The WebSocket subprotocols the server speaks, best first.
+/// The WebSocket subprotocols the server speaks. When a client offers several, the
+/// first *it* lists is taken (RFC 6455 leaves the choice to the server; the client's
+/// order is its preference: a client that lists `binary.ircv3.net` first wants
+/// binary frames).
 pub const SUBPROTOCOLS: [(&str, Protocol); 3] = [
     ("text.ircv3.net", Protocol::WebIrc),
     ("binary.ircv3.net", Protocol::WebIrcBinary),
@@ -155,7 +158,9 @@ fn upgrade_route(parsed: &httparse::Request<'_, '_>) -> Route {
         .flat_map(|value| value.split(','))
         .map(str::trim)
         .collect::<Vec<_>>();
-    let chosen = SUBPROTOCOLS.iter().find(|(name, _)| offered.contains(name));
+    let chosen = offered
+        .iter()
+        .find_map(|name| SUBPROTOCOLS.iter().find(|(ours, _)| ours == name));
     let protocol = match chosen {
         Some((name, protocol)) => {
             response
@@ -295,5 +300,18 @@ mod tests {
             text.to_ascii_lowercase()
                 .contains("sec-websocket-protocol: text.ircv3.net")
         );
+        for (offer, chosen) in [
+            ("binary.ircv3.net, text.ircv3.net", Protocol::WebIrcBinary),
+            ("text.ircv3.net,binary.ircv3.net", Protocol::WebIrc),
+            ("x, miochat, text.ircv3.net", Protocol::WebLine),
+        ] {
+            let request = format!(
+                "{UPGRADE}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: {offer}\r\n\r\n"
+            );
+            let Route::Upgrade { protocol, .. } = route(&request) else {
+                panic!("{offer}")
+            };
+            assert_eq!(protocol, chosen, "{offer}");
+        }
     }
 }

@@ -12,13 +12,15 @@
 //! plain rendering (itself rendered once) cut into one frame per line, also once.
 //!
 //! Replies to one connection (numerics, private messages, which IRC addresses to the
-//! reader's nick) are rendered for that one recipient by [`render_for`].
+//! reader's nick) are rendered for that one recipient by [`render_plain`], then framed
+//! by [`Protocol::frame`], the one function that makes bytes a socket may take.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Event, irc, render, timestamp, websocket};
+use super::websocket::{self, Framing, Wire};
+use super::{Event, irc, render, timestamp};
 
 /// The wire protocol a connection speaks (decided by the listener that accepted it,
 /// and for the web listener by the WebSocket upgrade).
@@ -93,13 +95,24 @@ impl Protocol {
         }
     }
 
-    /// Wraps a plain rendering (lines made for this one connection) in this
-    /// protocol's frames; unchanged off WebSocket.
-    pub fn frame(self, plain: &Arc<[u8]>) -> Arc<[u8]> {
+    /// How this protocol's bytes are framed on the socket.
+    pub fn framing(self) -> Framing {
         match self {
-            Protocol::WebLine | Protocol::WebIrc => websocket::frame_lines(plain, false),
-            Protocol::WebIrcBinary => websocket::frame_lines(plain, true),
-            _ => Arc::clone(plain),
+            Protocol::WebLine | Protocol::WebIrc => Framing::Text,
+            Protocol::WebIrcBinary => Framing::Binary,
+            Protocol::Line | Protocol::Irc | Protocol::Http => Framing::Raw,
+        }
+    }
+
+    /// The one framing function: a plain rendering (whole lines) made ready for a
+    /// socket speaking this protocol, one WebSocket frame per line, or the bytes as
+    /// they are (shared, not copied) off WebSocket. Every byte a connection writes
+    /// is a [`Wire`] made here or a WebSocket control frame.
+    pub fn frame(self, plain: &Arc<[u8]>) -> Wire {
+        match self.framing() {
+            Framing::Text => websocket::frame_lines(plain, false),
+            Framing::Binary => websocket::frame_lines(plain, true),
+            Framing::Raw => Wire::raw(Arc::clone(plain)),
         }
     }
 }
@@ -152,7 +165,7 @@ pub struct Outgoing {
     irc: OnceLock<Arc<[u8]>>,
     /// The WebSocket frames, by WebSocket protocol (line, IRC text, IRC binary) and
     /// flavour, likewise: a frame is the same bytes for every browser that reads it.
-    web: [[OnceLock<Arc<[u8]>>; Flavour::COUNT]; 3],
+    web: [[OnceLock<Wire>; Flavour::COUNT]; 3],
     /// The IRC bytes with a `server-time` tag, likewise.
     irc_timed: OnceLock<Arc<[u8]>>,
     /// The sender's client-only tags (IRCv3 message-tags), `;`-separated as sent.
@@ -264,9 +277,9 @@ impl Outgoing {
         flavour: Flavour,
         account_tag: bool,
         extended_join: bool,
-    ) -> Arc<[u8]> {
+    ) -> Wire {
         let Some(extras) = self.extras.as_deref() else {
-            return Arc::clone(self.bytes_for(protocol, flavour));
+            return self.bytes_for(protocol, flavour);
         };
         let extended = (extended_join && matches!(self.event, Event::Joined { .. }))
             .then_some(extras.realname.as_deref())
@@ -278,7 +291,7 @@ impl Outgoing {
             self.flavoured(&Arc::from(line.into_bytes()), flavour)
         };
         let bytes = match (extended, account) {
-            (None, None) => return Arc::clone(self.bytes_for(protocol, flavour)),
+            (None, None) => return self.bytes_for(protocol, flavour),
             (Some(realname), None) => {
                 Arc::clone(extras.extended[slot].get_or_init(|| join(realname)))
             }
@@ -373,14 +386,18 @@ impl Outgoing {
 
     /// What a reader of `flavour` speaking `protocol` gets: the flavour's rendering,
     /// in WebSocket frames for a browser (framed once per event, protocol and flavour).
-    pub fn bytes_for(&self, protocol: Protocol, flavour: Flavour) -> &Arc<[u8]> {
+    /// One `Arc` clone, as fan-out needs.
+    pub fn bytes_for(&self, protocol: Protocol, flavour: Flavour) -> Wire {
         let slot = match protocol {
             Protocol::WebLine => 0,
             Protocol::WebIrc => 1,
             Protocol::WebIrcBinary => 2,
-            _ => return self.bytes(flavour),
+            _ => return protocol.frame(self.bytes(flavour)),
         };
-        self.web[slot][flavour as usize].get_or_init(|| protocol.frame(self.bytes(flavour)))
+        let framed = &self.web[slot][flavour as usize];
+        framed
+            .get_or_init(|| protocol.frame(self.bytes(flavour)))
+            .clone()
     }
 }
 
@@ -416,12 +433,13 @@ pub fn prefix_tags(lines: &[u8], tags: &str) -> Arc<[u8]> {
     Arc::from(out.into_bytes())
 }
 
-/// `event` for one recipient who speaks `protocol` and is called `me` (IRC addresses
-/// replies to the reader's nick; `server` is the IRC server name).
-pub fn render_for(protocol: Protocol, event: &Event, server: &str, me: &str) -> Arc<[u8]> {
+/// `event` for one recipient who speaks `protocol` (its dialect) and is called `me`
+/// (IRC addresses replies to the reader's nick; `server` is the IRC server name):
+/// plain lines, to be tagged if need be and then framed with [`Protocol::frame`].
+pub fn render_plain(protocol: Protocol, event: &Event, server: &str, me: &str) -> Arc<[u8]> {
     match protocol.base() {
-        Protocol::Irc => protocol.frame(&Arc::from(irc::reply(event, server, me).into_bytes())),
-        _ => protocol.frame(&render::line(event)),
+        Protocol::Irc => Arc::from(irc::reply(event, server, me).into_bytes()),
+        _ => render::line(event),
     }
 }
 
@@ -442,10 +460,10 @@ mod tests {
         assert!(Arc::ptr_eq(&first, out.bytes(Flavour::Irc)));
         assert_eq!(&out.bytes(Flavour::Line)[..], b"MSG rust alice hi\n");
         assert_eq!(&first[..], b":alice!alice@miochat PRIVMSG #rust :hi\r\n");
-        let frame = Arc::clone(out.bytes_for(Protocol::WebIrc, Flavour::Irc));
-        assert!(Arc::ptr_eq(
-            &frame,
-            out.bytes_for(Protocol::WebIrc, Flavour::Irc)
+        let frame = out.bytes_for(Protocol::WebIrc, Flavour::Irc);
+        assert!(std::ptr::eq(
+            frame.as_ptr(),
+            out.bytes_for(Protocol::WebIrc, Flavour::Irc).as_ptr()
         ));
         assert_eq!(
             &frame[..],

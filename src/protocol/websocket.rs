@@ -16,8 +16,18 @@
 //!
 //! The decoder keeps the unparsed input and the message being reassembled, both empty
 //! (no allocation) between messages of an idle connection.
+//!
+//! **Bytes for a socket are a [`Wire`], never a bare byte string.** A `Wire` records
+//! the framing it was made in, and a connection takes only one that fits its own
+//! (`Connection::queue`). Outside this module the only way to make one is
+//! `Protocol::frame` (the one framing function: one frame per line on a WebSocket,
+//! the bytes as they are on TCP), and the control frames below. So a line rendered
+//! for TCP cannot reach a browser unframed: it would not compile, or, framed for
+//! the wrong protocol, it is refused (a bug once let an echoed private message
+//! through as bare bytes, which a client read as a broken frame header).
 
 use std::io::Cursor;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use tungstenite::protocol::frame::FrameHeader;
@@ -44,6 +54,74 @@ pub mod close_code {
 /// Largest payload of a control frame (§5.5).
 const MAX_CONTROL_PAYLOAD: u64 = 125;
 
+/// How a connection's bytes are framed on its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// A byte stream as it is (line protocol, IRC, HTTP).
+    Raw,
+    /// WebSocket text frames (and control frames).
+    Text,
+    /// WebSocket binary frames (and control frames).
+    Binary,
+}
+
+/// What a [`Wire`] holds: bytes for one framing, or WebSocket control frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Made {
+    /// Data in this framing.
+    For(Framing),
+    /// Close, ping or pong frames: any WebSocket takes them.
+    Control,
+}
+
+/// Bytes ready for a socket, framed for it: the only thing a connection queues.
+/// Cloning shares the bytes (an `Arc`), as fan-out needs.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    made: Made,
+    bytes: Arc<[u8]>,
+}
+
+impl Wire {
+    /// `bytes` as they are, for a raw stream: only `Protocol::frame` calls this.
+    pub(super) fn raw(bytes: Arc<[u8]>) -> Wire {
+        Wire {
+            made: Made::For(Framing::Raw),
+            bytes,
+        }
+    }
+
+    fn control(bytes: Vec<u8>) -> Wire {
+        Wire {
+            made: Made::Control,
+            bytes: Arc::from(bytes),
+        }
+    }
+
+    /// True if a connection framed as `framing` may write these bytes (nothing at
+    /// all fits anywhere).
+    pub fn fits(&self, framing: Framing) -> bool {
+        self.bytes.is_empty()
+            || match self.made {
+                Made::For(made) => made == framing,
+                Made::Control => framing != Framing::Raw,
+            }
+    }
+
+    /// The shared bytes, for the send queue.
+    pub fn into_bytes(self) -> Arc<[u8]> {
+        self.bytes
+    }
+}
+
+impl Deref for Wire {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// One frame header's bytes, unmasked, for a payload of `len` bytes.
 fn write_header(out: &mut Vec<u8>, opcode: OpCode, len: usize) {
     let header = FrameHeader {
@@ -56,9 +134,14 @@ fn write_header(out: &mut Vec<u8>, opcode: OpCode, len: usize) {
 }
 
 /// The event rendering `lines` (each ending in LF or CR LF) as one frame per line
-/// (text, or binary for `binary.ircv3.net`), line endings removed.
-pub fn frame_lines(lines: &[u8], binary: bool) -> Arc<[u8]> {
-    let opcode = OpCode::Data(if binary { Data::Binary } else { Data::Text });
+/// (text, or binary for `binary.ircv3.net`), line endings removed. Only
+/// `Protocol::frame` calls this.
+pub(super) fn frame_lines(lines: &[u8], binary: bool) -> Wire {
+    let (data, framing) = match binary {
+        true => (Data::Binary, Framing::Binary),
+        false => (Data::Text, Framing::Text),
+    };
+    let opcode = OpCode::Data(data);
     let mut out = Vec::with_capacity(lines.len() + 4);
     for line in lines.split(|&byte| byte == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -67,32 +150,35 @@ pub fn frame_lines(lines: &[u8], binary: bool) -> Arc<[u8]> {
             out.extend_from_slice(line);
         }
     }
-    Arc::from(out)
+    Wire {
+        made: Made::For(framing),
+        bytes: Arc::from(out),
+    }
 }
 
 /// A close frame with `code` and a short `reason`.
-pub fn close_frame(code: u16, reason: &str) -> Arc<[u8]> {
+pub fn close_frame(code: u16, reason: &str) -> Wire {
     let reason = &reason.as_bytes()[..reason.len().min(MAX_CONTROL_PAYLOAD as usize - 2)];
     let mut out = Vec::with_capacity(4 + reason.len());
     write_header(&mut out, OpCode::Control(Control::Close), 2 + reason.len());
     out.extend_from_slice(&code.to_be_bytes());
     out.extend_from_slice(reason);
-    Arc::from(out)
+    Wire::control(out)
 }
 
 /// A ping frame (the server's keepalive).
-pub fn ping_frame() -> Arc<[u8]> {
+pub fn ping_frame() -> Wire {
     let mut out = Vec::with_capacity(2);
     write_header(&mut out, OpCode::Control(Control::Ping), 0);
-    Arc::from(out)
+    Wire::control(out)
 }
 
 /// The pong that answers a ping carrying `payload`.
-pub fn pong_frame(payload: &[u8]) -> Arc<[u8]> {
+pub fn pong_frame(payload: &[u8]) -> Wire {
     let mut out = Vec::with_capacity(2 + payload.len());
     write_header(&mut out, OpCode::Control(Control::Pong), payload.len());
     out.extend_from_slice(payload);
-    Arc::from(out)
+    Wire::control(out)
 }
 
 /// What a client sent, one complete unit at a time.
@@ -104,8 +190,9 @@ pub enum Inbound<'a> {
     Ping(&'a [u8]),
     /// A pong (an answer to our keepalive).
     Pong,
-    /// The client starts the closing handshake, with its code if it gave one.
-    Close(Option<u16>),
+    /// The client starts the closing handshake, with its code if it gave one, and
+    /// its reason (empty if none).
+    Close(Option<u16>, &'a [u8]),
 }
 
 /// Why the connection must be closed, with the close code to send.
@@ -280,15 +367,15 @@ impl Decoder {
             Control::Ping => Ok(Some(Inbound::Ping(&self.control))),
             Control::Pong => Ok(Some(Inbound::Pong)),
             Control::Close => match self.control.len() {
-                0 => Ok(Some(Inbound::Close(None))),
+                0 => Ok(Some(Inbound::Close(None, &[]))),
                 1 => Err(Violation::new(
                     close_code::PROTOCOL_ERROR,
                     "bad close frame",
                 )),
-                _ => Ok(Some(Inbound::Close(Some(u16::from_be_bytes([
-                    self.control[0],
-                    self.control[1],
-                ]))))),
+                _ => {
+                    let code = u16::from_be_bytes([self.control[0], self.control[1]]);
+                    Ok(Some(Inbound::Close(Some(code), &self.control[2..])))
+                }
             },
             Control::Reserved(_) => Err(Violation::new(
                 close_code::PROTOCOL_ERROR,
@@ -398,6 +485,18 @@ mod tests {
             server_frames(&irc).0,
             vec![(2, b":a PRIVMSG #r :hi".to_vec())]
         );
+    }
+
+    #[test]
+    fn a_wire_fits_only_the_framing_it_was_made_for() {
+        let text = frame_lines(b"a\n", false);
+        let binary = frame_lines(b"a\n", true);
+        let raw = Wire::raw(Arc::from(&b"a\n"[..]));
+        assert!(text.fits(Framing::Text) && !text.fits(Framing::Binary));
+        assert!(binary.fits(Framing::Binary) && !binary.fits(Framing::Raw));
+        assert!(raw.fits(Framing::Raw) && !raw.fits(Framing::Text) && !raw.fits(Framing::Binary));
+        let ping = ping_frame();
+        assert!(ping.fits(Framing::Text) && ping.fits(Framing::Binary) && !ping.fits(Framing::Raw));
     }
 
     #[test]

@@ -342,7 +342,11 @@ impl Acceptor {
     fn refusal(&self, refusal: Refusal, protocol: Protocol) -> Vec<u8> {
         let event = Event::Closing(refusal);
         match protocol {
-            Protocol::Http => http::error_response(503),
+            // The status, with the line a line client would get as its body.
+            Protocol::Http => {
+                let body = render::line(&event);
+                http::response(503, "text/plain; charset=utf-8", &body, false)
+            }
             _ if protocol.speaks_irc() => {
                 irc::reply(&event, &self.shared.config.server_name, "*").into_bytes()
             }

@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use miochat::server::{Server, ServerConfig, ServerHandle};
@@ -285,6 +286,66 @@ pub fn serve_binary(extra: &[&str]) -> (Child, SocketAddr) {
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {first:?}"));
     (child, addr)
+}
+
+/// A served binary, killed (and reaped) when dropped, even by a failing test; what
+/// it logs (stderr) is collected as it comes.
+pub struct Served {
+    pub child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Served {
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|log| log.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `miochat` with exactly `args` (a `serve` command line; `--data-dir none`
+/// added unless given) and reads the addresses it prints, one per label in
+/// `labels`: `""` for `miochat listening on ADDR`, `"web"` for `miochat web
+/// listening on ADDR`, and so on. The rest of its output is drained by a thread.
+pub fn serve_exactly(args: &[&str], labels: &[&str]) -> (Served, Vec<SocketAddr>) {
+    let mut child = spawn_binary(args).spawn().expect("spawn miochat");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut found: Vec<Option<SocketAddr>> = vec![None; labels.len()];
+    while found.iter().any(Option::is_none) {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+            let mut err = String::new();
+            let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+            panic!("miochat {args:?} printed no address for each of {labels:?}: {err}");
+        }
+        let Some((label, addr)) = line.trim().split_once("listening on ") else {
+            continue;
+        };
+        let label = label.trim_start_matches("miochat").trim();
+        if let Some(at) = labels.iter().position(|l| *l == label) {
+            found[at] = addr.parse().ok();
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let log = Arc::new(Mutex::new(String::new()));
+    if let Some(stderr) = child.stderr.take() {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut log) = log.lock() {
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+        });
+    }
+    (Served { child, log }, found.into_iter().flatten().collect())
 }
 
 /// Waits for a child to exit, killing it after `limit`.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use miochat::protocol::websocket::{client_frame, server_frames};
 use miochat::server::ServerConfig;
 
-use crate::common::{READ_TIMEOUT, TestServer};
+use crate::common::{READ_TIMEOUT, TestServer, serve_exactly};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
@@ -425,4 +425,48 @@ fn metrics_follow_clients_as_they_come_and_go() {
     );
     assert!(metric(&scrape, "miochat_connections_closed_total{reason=\"quit\"}") >= 1.0);
     assert!(metric(&scrape, "miochat_sent_bytes_total") > 0.0);
+}
+
+/// A client that closes saying the server broke the protocol (as a browser does on
+/// a bad frame) is a server bug: a warning that says what the client said, never a
+/// plain `closed`. A client's own violation is logged with what it was.
+#[test]
+fn a_protocol_error_blamed_on_the_server_is_a_warning_that_says_what() {
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--max-per-ip",
+        "0",
+    ];
+    let (served, addrs) = serve_exactly(&args, &["web"]);
+    let mut ws = line_ws(addrs[0], "blamer");
+    let mut close = 1002u16.to_be_bytes().to_vec();
+    close.extend_from_slice(b"RSV2 and RSV3 must be clear");
+    ws.send_frame(&client_frame(8, true, &close, MASK));
+    assert_eq!(ws.close_code(), 1002, "the close is echoed");
+    let mut other = line_ws(addrs[0], "unmasked");
+    other.send_frame(b"\x81\x02hi");
+    assert_eq!(other.close_code(), 1002);
+    let deadline = Instant::now() + READ_TIMEOUT;
+    let log = loop {
+        let log = served.log();
+        if log.contains("unmasked closed") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let blamed = log.lines().find(|l| l.contains("blamer closed"));
+    let blamed = blamed.unwrap_or_else(|| panic!("no close logged: {log}"));
+    assert!(blamed.contains("WARN"), "{blamed}");
+    assert!(
+        blamed.contains("close code 1002 (RSV2 and RSV3 must be clear)"),
+        "{blamed}"
+    );
+    assert!(
+        log.contains("unmasked closed: websocket-error: unmasked frame (1002)"),
+        "{log}"
+    );
 }

@@ -1160,10 +1160,14 @@ impl Backplane {
             .cluster
             .recovered
             .fetch_add(count, Relaxed);
-        if let Some(store) = &self.shared.store {
+        let born = self.shared.directory.reach(room).born;
+        if let Some(store) = self.shared.store.as_ref().filter(|_| born != 0) {
             for line in lines.iter().filter(|l| l.kind != SayKind::Notice) {
                 let (room, line) = (room.clone(), line.clone());
-                if store.submit(Job::Line(StoredLine { room, line })).is_err() {
+                if store
+                    .submit(Job::Line(StoredLine { room, line, born }))
+                    .is_err()
+                {
                     log::debug!("store busy: a recovered line was not stored");
                 }
             }

@@ -16,6 +16,11 @@
 //!   sender only with `/echo on` or `echo-message`, IRC-only events only to readers
 //!   with the capability, one copy of a user's quit or nick change per IRC reader.
 //!
+//! Every byte for one reader is made plain by [`Delivery::plain_for`] (tags
+//! included) and framed once, at the end, by `Protocol::frame`: the same path for a
+//! reply, an echo, a farewell and a private message, so no path can skip the
+//! WebSocket framing (the `every_path_to_a_websocket_is_framed` test).
+//!
 //! Everything here only *queues* through [`Effects`]; the loop flushes once per turn.
 //! The directory lock is taken once per room event on its home shard (to learn which
 //! shards have members), never per recipient.
@@ -26,12 +31,13 @@ use std::time::Instant;
 
 use log::info;
 
-use crate::protocol::outgoing::{Outgoing, Protocol, account_tag_lines, prefix_tags, render_for};
+use crate::protocol::outgoing::{Outgoing, Protocol, account_tag_lines, prefix_tags, render_plain};
 use crate::protocol::{Event, Nick, ProtocolError, RoomName, SayKind, irc, timestamp};
 
 use crate::server::backplane::handle::BackplaneMsg;
 use crate::server::backplane::wire::crosses_nodes;
 use crate::server::close_reason::CloseReason;
+use crate::server::directory::Reach;
 use crate::server::effects::Effects;
 use crate::server::inbox::{Origin, RoomEvent, ShardMsg};
 use crate::server::room_home::{Release, RoomHome, said_line};
@@ -99,37 +105,35 @@ impl Delivery {
         let Some(session) = fx.session(key) else {
             return;
         };
-        let bytes = self.render_for(session, event, None);
-        fx.queue(key, &bytes);
+        let plain = self.plain_for(session, event, None);
+        fx.queue_plain(key, plain);
     }
 
-    /// `event` for the one reader `session`: in its protocol, addressed to its nick,
-    /// with the IRC capabilities it enabled (history is a `chathistory` batch; a
-    /// private message carries `server-time` and the sender's client tags).
-    fn render_for(&self, session: &Session, event: &Event, client_tags: Option<&str>) -> Arc<[u8]> {
+    /// `event` for the one reader `session`, as plain lines (framed by the caller,
+    /// through `Protocol::frame`): in its dialect, addressed to its nick, with the
+    /// IRC capabilities it enabled (history is a `chathistory` batch; a private
+    /// message carries `server-time` and the sender's client tags).
+    fn plain_for(&self, session: &Session, event: &Event, client_tags: Option<&str>) -> Arc<[u8]> {
         let server = &self.shared.config.server_name;
         let me = session.nick.as_str();
         let caps = session.caps();
-        let protocol = session.protocol();
-        let plain = match (protocol.base(), event) {
+        match (session.protocol().base(), event) {
             (Protocol::Irc, Event::Playback { room, lines }) => {
                 Arc::from(irc::playback(room, lines, server, caps).into_bytes())
             }
             (Protocol::Irc, Event::Private { .. } | Event::PrivateTagMsg { .. }) => {
-                let plain = render_for(Protocol::Irc, event, server, me);
+                let plain = render_plain(Protocol::Irc, event, server, me);
                 tag_for(&plain, caps, client_tags)
             }
             (Protocol::Irc, event) => {
                 Arc::from(irc::reply_with(event, server, me, caps).into_bytes())
             }
-            (_, event) => render_for(Protocol::Line, event, server, me),
-        };
-        // A browser gets the same lines, one per WebSocket frame.
-        protocol.frame(&plain)
+            (_, event) => render_plain(Protocol::Line, event, server, me),
+        }
     }
 
     /// `echo-message` for a private message (or `TAGMSG`): the IRC sender sees
-    /// `:me PRIVMSG target :text`, as the target does.
+    /// `:me PRIVMSG target :text`, as the target does, in its own framing.
     pub fn echo_private(
         &self,
         fx: &mut Effects<'_>,
@@ -146,8 +150,8 @@ impl Delivery {
             return;
         }
         let server = &self.shared.config.server_name;
-        let plain = render_for(Protocol::Irc, event, server, target);
-        fx.queue(key, &tag_for(&plain, caps, client_tags));
+        let plain = render_plain(Protocol::Irc, event, server, target);
+        fx.queue_plain(key, tag_for(&plain, caps, client_tags));
     }
 
     /// `event` to connection `key` as its last word, then close it once flushed.
@@ -155,8 +159,8 @@ impl Delivery {
         let Some(session) = fx.session(key) else {
             return;
         };
-        let bytes = self.render_for(session, event, None);
-        fx.close_with(key, bytes, reason);
+        let plain = self.plain_for(session, event, None);
+        fx.close_with(key, plain, reason);
     }
 
     /// Answers a client mistake with an error line, and logs the first few.
@@ -289,7 +293,7 @@ impl Delivery {
                 self.release(fx, release);
             }
         }
-        self.keep(&room, &outgoing);
+        self.keep(&room, &outgoing, reach);
         self.deliver_local(fx, &room, except, &outgoing);
         for shard in reach.shards().filter(|&shard| shard != self.index) {
             let (room, outgoing) = (room.clone(), Arc::clone(&outgoing));
@@ -312,8 +316,13 @@ impl Delivery {
 
     /// What is said in a room gets its message id here, in the room's one order, and
     /// is kept: in memory for playback, and on its way to the store (never waited
-    /// for: a full store queue is counted, and the line is still delivered).
-    fn keep(&self, room: &RoomName, outgoing: &Outgoing) {
+    /// for: a full store queue is counted, and the line is still delivered). Kept
+    /// for the room's incarnation `reach.born`; a line that arrives after its room
+    /// emptied (nobody here reads it) is not kept at all.
+    fn keep(&self, room: &RoomName, outgoing: &Outgoing, reach: Reach) {
+        if reach.members == 0 {
+            return;
+        }
         // A line from another node keeps the id its origin gave it.
         let id = || outgoing.msgid().unwrap_or_else(|| self.shared.next_msgid());
         let Some(line) = said_line(&outgoing.event, outgoing.at_ms, id) else {
@@ -331,12 +340,16 @@ impl Delivery {
             let stored = StoredLine {
                 room: room.clone(),
                 line: line.clone(),
+                born: reach.born,
             };
             if store.submit(Job::Line(stored)).is_err() {
                 log::debug!("store busy: a line of {room} was not stored");
             }
         }
-        self.home.borrow_mut().record(room, line);
+        let registered = || self.shared.registry.is_registered(room);
+        self.home
+            .borrow_mut()
+            .record(room, line, reach.born, registered);
     }
 
     /// This shard's index.
@@ -426,7 +439,7 @@ impl Delivery {
                 if account_tag || extended_join {
                     let bytes =
                         outgoing.bytes_for_reader(protocol, flavour, account_tag, extended_join);
-                    fx.queue(key, &bytes);
+                    fx.queue(key, bytes);
                     continue;
                 }
             }
@@ -445,8 +458,12 @@ impl Delivery {
         count: usize,
         on_join: bool,
     ) {
+        // Lines of an earlier room of this name are not this room's.
+        let born = self.shared.directory.borns(std::slice::from_ref(&room))[0];
+        let registered = || self.shared.registry.is_registered(&room);
+        let kept = self.home.borrow_mut().fence(&room, born, registered);
         if let Some(store) = &self.shared.store
-            && self.home.borrow().kept(&room) < count
+            && kept < count
         {
             // Memory holds fewer lines than asked (a restart, or a quiet room): the
             // store has them all, including what waits for its batch.
@@ -559,15 +576,15 @@ impl Delivery {
                     return;
                 }
                 let tags = outgoing.client_tags.as_deref();
-                let mut bytes = self.render_for(session, &outgoing.event, tags);
+                let mut plain = self.plain_for(session, &outgoing.event, tags);
                 let account = outgoing.extras.as_ref().and_then(|e| e.account.as_ref());
                 if let Some(account) = account.filter(|_| session.caps().has("account-tag"))
-                    && session.protocol() == Protocol::Irc
+                    && session.protocol().speaks_irc()
                 {
-                    bytes = account_tag_lines(&bytes, account);
+                    plain = account_tag_lines(&plain, account);
                 }
-                if !bytes.is_empty() {
-                    fx.queue(to.key(), &bytes);
+                if !plain.is_empty() {
+                    fx.queue_plain(to.key(), plain);
                 }
             }
             _ => log::debug!("dropping a message for {to:?}, which has closed"),
@@ -632,6 +649,7 @@ mod tests {
     use crate::server::inbox::ShardHandle;
     use crate::server::session::Session;
     use crate::server::token::{self, INBOX_WAKER};
+    use crate::server::web::{Socket, Web};
 
     fn one_shard() -> (Arc<Shared>, Poll) {
         let poll = Poll::new().unwrap();
@@ -656,6 +674,101 @@ mod tests {
             Connection::new(TcpStream::from_std(server_side), session, 512),
             client,
         )
+    }
+
+    /// An upgraded WebSocket connection speaking `protocol`, every IRCv3 capability
+    /// enabled (IRC), in slot `key`.
+    fn websocket(
+        listener: &TcpListener,
+        key: usize,
+        protocol: Protocol,
+    ) -> (Connection, StdStream) {
+        let (mut conn, client) = connection(listener, key, key as u64 + 1);
+        let mut session = conn.session.take().unwrap();
+        session = Session::new(session.id, session.peer, session.nick, protocol);
+        if let Some(irc) = session.irc.as_mut() {
+            irc.caps = irc::Caps::default()
+                .request(&irc::CAPABILITIES.join(" "))
+                .unwrap();
+        }
+        let socket = Socket::new(protocol, std::time::Instant::now());
+        conn.web = Some(Web::Socket(Box::new(socket)));
+        conn.session = Some(session);
+        (conn, client)
+    }
+
+    /// Every reply, echo, private message and farewell path, to a WebSocket of each
+    /// dialect: what reaches the socket parses as whole frames, of the dialect's
+    /// opcode, one line each without CR LF. And bytes framed for TCP are refused.
+    #[test]
+    fn every_path_to_a_websocket_is_framed() {
+        let (shared, _poll) = one_shard();
+        let delivery = Delivery::new(0, Arc::clone(&shared));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let kinds = [
+            (Protocol::WebLine, 1),
+            (Protocol::WebIrc, 1),
+            (Protocol::WebIrcBinary, 2),
+        ];
+        let mut conns = Slab::new();
+        let mut clients = Vec::new();
+        for (key, (protocol, _)) in kinds.iter().enumerate() {
+            let (conn, client) = websocket(&listener, key, *protocol);
+            assert_eq!(conns.insert(conn), key);
+            clients.push(client);
+        }
+        let (mut turn, mut outbound) = (Turn::default(), vec![Vec::new()]);
+        let mut to_backplane = Vec::new();
+        let grace = Duration::from_secs(1);
+        let mut fx = Effects::new(
+            &mut conns,
+            &mut turn,
+            &mut outbound,
+            &mut to_backplane,
+            1 << 20,
+            grace,
+        );
+        let from = Nick::parse("someone").unwrap();
+        let said = |notice| Event::Private {
+            from: from.clone(),
+            text: "private A->B".into(),
+            notice,
+        };
+        let tagmsg = Event::PrivateTagMsg { from: from.clone() };
+        let account = Some(Nick::parse("acct").unwrap());
+        for key in 0..kinds.len() {
+            let id = fx.session(key).unwrap().id;
+            delivery.reply(&mut fx, key, &Event::Pong(Some("t".into())));
+            for event in [said(false), said(true), tagmsg.clone()] {
+                delivery.echo_private(&mut fx, key, "wrb", &event, Some("+draft/x=1"));
+                let outgoing =
+                    Outgoing::with_extras(event, Some("+draft/x=1"), account.clone(), None);
+                delivery.deliver_to(&mut fx, id, outgoing);
+            }
+            let raw = Protocol::Irc.frame(&Arc::from(&b":x PRIVMSG y :z\r\n"[..]));
+            assert!(!fx.queue(key, raw), "bytes framed for TCP are refused");
+            delivery.farewell(&mut fx, key, &Event::Bye, CloseReason::Quit);
+        }
+        for (key, (protocol, opcode)) in kinds.iter().enumerate() {
+            let mut wire = Vec::new();
+            conns[key].send_queue.flush_to(&mut wire).unwrap();
+            let (frames, used) = crate::protocol::websocket::server_frames(&wire);
+            assert_eq!(
+                used,
+                wire.len(),
+                "{protocol:?}: whole frames only: {wire:?}"
+            );
+            let data: Vec<_> = frames.iter().filter(|(op, _)| *op != 8).collect();
+            let echoes = usize::from(protocol.speaks_irc()) * 6;
+            assert!(data.len() >= 2 + echoes, "{protocol:?}: {frames:?}");
+            for (op, payload) in data {
+                assert_eq!(op, opcode, "{protocol:?}: {payload:?}");
+                assert!(
+                    !payload.is_empty() && !payload.contains(&b'\n'),
+                    "{payload:?}"
+                );
+            }
+        }
     }
 
     fn private(text: &str) -> Arc<Outgoing> {

@@ -38,13 +38,17 @@ pub enum CloseReason {
     HttpServed,
     /// An HTTP request head did not arrive within `--http-timeout`.
     HttpTimeout,
-    /// A WebSocket protocol violation (unmasked, oversized, bad UTF-8...).
+    /// A WebSocket protocol violation by the client (unmasked, oversized, bad
+    /// UTF-8...).
     WebSocketError,
+    /// The WebSocket client closed saying the *server* broke the protocol (close
+    /// code 1002, 1003, 1007 or 1009): a server bug, logged as a warning.
+    WebSocketRejected,
 }
 
 impl CloseReason {
     /// Number of variants (size of the stats histogram).
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
     /// Every variant, in histogram order.
     pub const ALL: [CloseReason; Self::COUNT] = [
         CloseReason::PeerClosed,
@@ -61,6 +65,7 @@ impl CloseReason {
         CloseReason::HttpServed,
         CloseReason::HttpTimeout,
         CloseReason::WebSocketError,
+        CloseReason::WebSocketRejected,
     ];
 
     /// Position in the stats histogram.
@@ -85,6 +90,7 @@ impl CloseReason {
             CloseReason::HttpServed => "http-served",
             CloseReason::HttpTimeout => "http-timeout",
             CloseReason::WebSocketError => "websocket-error",
+            CloseReason::WebSocketRejected => "websocket-rejected",
         }
     }
 

@@ -180,7 +180,9 @@ impl ConnTable {
                 FrameAction::Line(line) => {
                     self.with_chat(|chat, fx| chat.on_line(fx, key, Ok(line)))
                 }
-                FrameAction::Send(bytes) => conn.push(bytes, &mut self.turn),
+                FrameAction::Send(bytes) => {
+                    conn.push(bytes, &mut self.turn);
+                }
                 FrameAction::Close(frame, reason) => {
                     if let Some(frame) = frame {
                         conn.push(frame, &mut self.turn);

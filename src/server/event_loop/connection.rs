@@ -44,6 +44,8 @@ use mio::{Interest, Registry};
 
 use crate::framing::LineFramer;
 use crate::nonblocking::ReadOutcome;
+use crate::protocol::outgoing::Protocol;
+use crate::protocol::websocket::{Framing, Wire};
 use crate::send_queue::{Flushed, SendQueue};
 
 use crate::server::close_reason::CloseReason;
@@ -127,11 +129,15 @@ pub enum Queued {
     Closed,
     /// Not queued: it would pass `--sendq`; the connection is now closing.
     Overflow,
+    /// Not queued: framed for another kind of socket (a bug, logged).
+    Misframed,
 }
 
 impl Connection {
     /// Logs a close once: a warning for a slow consumer (the operator may want to
-    /// raise `--sendq`), an info line otherwise (debug for a served HTTP request).
+    /// raise `--sendq`) and for a WebSocket client that says the server broke the
+    /// protocol (a server bug), an info line otherwise (debug for a served HTTP
+    /// request); a WebSocket protocol error says what it was.
     pub fn log_close(&self, reason: CloseReason, sendq: usize) {
         let peer = self.peer;
         let Some(nick) = self.session.as_ref().map(|s| &s.nick) else {
@@ -144,7 +150,21 @@ impl Connection {
             CloseReason::Flood => {
                 log::warn!("{peer} {nick} cut: flood (unread input over the limit for too long)")
             }
+            CloseReason::WebSocketRejected => {
+                log::warn!("{peer} {nick} closed: {}", self.trouble())
+            }
+            CloseReason::WebSocketError => {
+                log::info!("{peer} {nick} closed: websocket-error: {}", self.trouble())
+            }
             _ => log::info!("{peer} {nick} closed: {}", reason.label()),
+        }
+    }
+
+    /// What went wrong on a WebSocket that closed over a protocol error.
+    fn trouble(&self) -> &str {
+        match &self.web {
+            Some(Web::Socket(socket)) => socket.trouble.as_deref().unwrap_or("unknown"),
+            _ => "unknown",
         }
     }
 
@@ -253,7 +273,7 @@ impl Connection {
     /// [`Self::flush`]): within one turn a fast reader can be handed more than `sendq`
     /// (one sender's read budget is 64 KiB of lines), and that is not slowness. The
     /// hard limit only bounds memory within a turn.
-    pub fn queue(&mut self, line: &Arc<[u8]>, sendq: usize, turn: &mut Turn) -> Queued {
+    pub fn queue(&mut self, line: Wire, sendq: usize, turn: &mut Turn) -> Queued {
         if matches!(self.state, ConnState::Closing(_)) {
             return Queued::Closed;
         }
@@ -261,8 +281,11 @@ impl Connection {
             self.cut_slow_consumer(turn);
             return Queued::Overflow;
         }
-        self.push(line.clone(), turn);
-        Queued::Yes
+        if self.push(line, turn) {
+            Queued::Yes
+        } else {
+            Queued::Misframed
+        }
     }
 
     fn cut_slow_consumer(&mut self, turn: &mut Turn) {
@@ -270,10 +293,32 @@ impl Connection {
         self.close(CloseReason::SlowConsumer, turn);
     }
 
-    /// Queues `line` whatever the limit (a last word before closing).
-    pub fn push(&mut self, line: Arc<[u8]>, turn: &mut Turn) {
-        self.send_queue.push(line);
+    /// Queues `line` whatever the limit (a last word before closing), if it is
+    /// framed as this socket needs: bytes framed otherwise would break the stream
+    /// (raw bytes inside a WebSocket read as a frame header), so they are refused
+    /// and logged as the bug they are. False if refused.
+    pub fn push(&mut self, line: Wire, turn: &mut Turn) -> bool {
+        let framing = self.framing();
+        if !line.fits(framing) {
+            log::error!(
+                "BUG: {} bytes framed for another socket refused for {} ({framing:?})",
+                line.len(),
+                self.peer
+            );
+            return false;
+        }
+        self.send_queue.push(line.into_bytes());
         self.mark_dirty(turn);
+        true
+    }
+
+    /// How this socket's bytes are framed: WebSocket frames once upgraded, the
+    /// bytes as they are otherwise (an HTTP request, the line and IRC listeners).
+    pub fn framing(&self) -> Framing {
+        match &self.web {
+            Some(Web::Socket(socket)) => socket.protocol.framing(),
+            _ => Framing::Raw,
+        }
     }
 
     fn mark_dirty(&mut self, turn: &mut Turn) {
@@ -389,14 +434,14 @@ impl Connection {
         bytes: &[u8],
         shared: &crate::server::shared::Shared,
         turn: &mut Turn,
-    ) -> Option<(Vec<u8>, crate::protocol::outgoing::Protocol, Vec<u8>)> {
+    ) -> Option<(Vec<u8>, Protocol, Vec<u8>)> {
         let Some(Web::Http(request)) = self.web.as_mut() else {
             return None;
         };
         match request.feed(bytes, shared) {
             HttpStep::Waiting => None,
             HttpStep::Answer(answer) => {
-                self.push(Arc::from(answer), turn);
+                self.push(Protocol::Http.frame(&Arc::from(answer)), turn);
                 self.drain(CloseReason::HttpServed, shared.config.shutdown_grace, turn);
                 None
             }
@@ -417,7 +462,7 @@ impl Connection {
         max_line: usize,
         turn: &mut Turn,
     ) {
-        self.push(Arc::from(response), turn);
+        self.push(Protocol::Http.frame(&Arc::from(response)), turn);
         let socket = crate::server::web::Socket::new(session.protocol(), Instant::now());
         self.web = Some(Web::Socket(Box::new(socket)));
         self.framer = LineFramer::new(max_line);
@@ -440,11 +485,13 @@ impl Connection {
         match self.web.as_mut() {
             Some(Web::Http(request)) if request.expired(now) => {
                 let answer = crate::protocol::http::error_response(408);
-                self.push(Arc::from(answer), turn);
+                self.push(Protocol::Http.frame(&Arc::from(answer)), turn);
                 self.drain(CloseReason::HttpTimeout, grace, turn);
             }
             Some(Web::Socket(socket)) => match socket.keepalive(now, ping) {
-                Keepalive::Ping => self.push(crate::protocol::websocket::ping_frame(), turn),
+                Keepalive::Ping => {
+                    self.push(crate::protocol::websocket::ping_frame(), turn);
+                }
                 Keepalive::Dead => self.drain(CloseReason::IdleTimeout, grace, turn),
                 Keepalive::Quiet => {}
             },

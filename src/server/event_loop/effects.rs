@@ -6,7 +6,9 @@
 //!
 //! - **queue these bytes for connection `key`** ([`Effects::queue`]): an `Arc` clone
 //!   into its send queue, marking it dirty so the loop flushes it once at the end of
-//!   the turn (ET-3); nothing is written to a socket here;
+//!   the turn (ET-3); nothing is written to a socket here. The bytes are a [`Wire`],
+//!   framed for the connection's socket by `Protocol::frame`; plain lines go through
+//!   [`Effects::queue_plain`] and [`Effects::close_with`], which frame them;
 //! - **send this to shard `k`** ([`Effects::send`]): into the turn's cross-shard batch,
 //!   which the loop sends with one wake per peer shard before it flushes (ET-8);
 //! - **tell the other nodes** ([`Effects::publish`]), when there is a cluster
@@ -26,6 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
+
+use crate::protocol::websocket::Wire;
 
 use crate::server::backplane::handle::BackplaneMsg;
 use crate::server::close_reason::CloseReason;
@@ -88,8 +92,9 @@ impl<'a> Effects<'a> {
     }
 
     /// Queues `bytes` for connection `key` within its send-queue limit; false if it
-    /// was not queued (gone, closing, or just cut as a slow consumer).
-    pub fn queue(&mut self, key: usize, bytes: &Arc<[u8]>) -> bool {
+    /// was not queued (gone, closing, just cut as a slow consumer, or framed for
+    /// another kind of socket).
+    pub fn queue(&mut self, key: usize, bytes: Wire) -> bool {
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
         };
@@ -105,11 +110,11 @@ impl<'a> Effects<'a> {
         let Some(protocol) = self.session(key).map(|s| s.protocol()) else {
             return false;
         };
-        self.queue(key, &protocol.frame(&plain))
+        self.queue(key, protocol.frame(&plain))
     }
 
     /// Queues a last word whatever the limit (a notice before a close).
-    pub fn last_word(&mut self, key: usize, bytes: Arc<[u8]>) {
+    pub fn last_word(&mut self, key: usize, bytes: Wire) {
         if let Some(conn) = self.conns.get_mut(key) {
             conn.push(bytes, self.turn);
         }
@@ -123,10 +128,13 @@ impl<'a> Effects<'a> {
         }
     }
 
-    /// Queues `bytes` as the connection's last word, then closes it once flushed: the
-    /// one way to say goodbye (`OK bye`, IRC `ERROR`, an idle notice).
-    pub fn close_with(&mut self, key: usize, bytes: Arc<[u8]>, reason: CloseReason) {
-        self.last_word(key, bytes);
+    /// Queues the plain lines `plain` as the connection's last word, in its framing,
+    /// then closes it once flushed: the one way to say goodbye (`OK bye`, IRC
+    /// `ERROR`, an idle notice).
+    pub fn close_with(&mut self, key: usize, plain: Arc<[u8]>, reason: CloseReason) {
+        if let Some(protocol) = self.session(key).map(|s| s.protocol()) {
+            self.last_word(key, protocol.frame(&plain));
+        }
         self.close_after_flush(key, reason);
     }
 

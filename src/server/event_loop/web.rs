@@ -22,12 +22,11 @@
 //! (no edge will come for it). A slow-loris client that trickles its head raises
 //! edges but never finishes; the tick's deadline is what ends it (`408`).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::http::{self, Route};
 use crate::protocol::outgoing::Protocol;
-use crate::protocol::websocket::{self, Decoder, Inbound, Violation, close_code};
+use crate::protocol::websocket::{self, Decoder, Inbound, Violation, Wire, close_code};
 
 use crate::server::close_reason::CloseReason;
 use crate::server::metrics;
@@ -123,7 +122,20 @@ pub struct Socket {
     ping_sent: Option<Instant>,
     /// A close frame was queued: nothing may follow it.
     pub close_sent: bool,
+    /// What went wrong when the socket closes over a protocol error (the client's,
+    /// or one it says the server made), for the log line of the close.
+    pub trouble: Option<String>,
 }
+
+/// Close codes with which a client says the *server* broke the protocol: bad
+/// frames (1002), data it cannot take (1003), text that is not UTF-8 (1007), a
+/// message too big (1009).
+const SERVER_AT_FAULT: [u16; 4] = [
+    close_code::PROTOCOL_ERROR,
+    close_code::UNSUPPORTED_DATA,
+    close_code::INVALID_PAYLOAD,
+    close_code::TOO_BIG,
+];
 
 /// What the keepalive timer wants done.
 #[derive(Debug, PartialEq, Eq)]
@@ -145,6 +157,7 @@ impl Socket {
             last_heard: now,
             ping_sent: None,
             close_sent: false,
+            trouble: None,
         }
     }
 
@@ -175,7 +188,7 @@ impl Socket {
 
     /// The close frame a connection closing for `reason` gets, once (`None` if one
     /// was already sent).
-    pub fn close_for(&mut self, reason: CloseReason) -> Option<Arc<[u8]>> {
+    pub fn close_for(&mut self, reason: CloseReason) -> Option<Wire> {
         let (code, text) = match reason {
             CloseReason::Quit | CloseReason::PeerClosed => (close_code::NORMAL, "bye"),
             CloseReason::Shutdown => (close_code::GOING_AWAY, "server shutting down"),
@@ -187,7 +200,7 @@ impl Socket {
     }
 
     /// A close frame with `violation`'s code and reason, once.
-    pub fn close_with(&mut self, violation: Violation) -> Option<Arc<[u8]>> {
+    pub fn close_with(&mut self, violation: Violation) -> Option<Wire> {
         if self.close_sent {
             return None;
         }
@@ -202,9 +215,9 @@ pub enum FrameAction<'a> {
     /// Hand this line to the chat.
     Line(&'a [u8]),
     /// Queue these bytes (a pong).
-    Send(Arc<[u8]>),
+    Send(Wire),
     /// Queue these bytes (a close frame, if not sent yet) and drain for this reason.
-    Close(Option<Arc<[u8]>>, CloseReason),
+    Close(Option<Wire>, CloseReason),
     /// Nothing to do.
     Nothing,
 }
@@ -222,20 +235,36 @@ impl Socket {
             Ok(Inbound::Message(line)) => FrameAction::Line(line),
             Ok(Inbound::Ping(payload)) => FrameAction::Send(websocket::pong_frame(payload)),
             Ok(Inbound::Pong) => FrameAction::Nothing,
-            Ok(Inbound::Close(code)) => {
-                // RFC 6455 §5.5.1: answer with a close frame, echoing a valid code.
-                let code = match code {
-                    Some(code @ (1000..=1003 | 1007..=1014 | 3000..=4999)) => code,
-                    Some(_) => close_code::PROTOCOL_ERROR,
-                    None => close_code::NORMAL,
-                };
-                let echo = self.close_with(Violation { code, why: "" });
-                FrameAction::Close(echo, CloseReason::PeerClosed)
-            }
+            Ok(Inbound::Close(code, reason)) => self.on_close(code, reason),
             Err(violation) => {
-                log::debug!("websocket closed: {} ({})", violation.why, violation.code);
+                self.trouble = Some(format!("{} ({})", violation.why, violation.code));
                 FrameAction::Close(self.close_with(violation), CloseReason::WebSocketError)
             }
+        }
+    }
+
+    /// The client's close frame: answered with one (RFC 6455 §5.5.1, echoing a valid
+    /// code). A code saying the server broke the protocol is kept, with the client's
+    /// reason, for a warning: it is a bug here, not a goodbye.
+    fn on_close<'a>(&mut self, code: Option<u16>, reason: &[u8]) -> FrameAction<'a> {
+        let echoed = match code {
+            Some(code @ (1000..=1003 | 1007..=1014 | 3000..=4999)) => code,
+            Some(_) => close_code::PROTOCOL_ERROR,
+            None => close_code::NORMAL,
+        };
+        let echo = self.close_with(Violation {
+            code: echoed,
+            why: "",
+        });
+        match code {
+            Some(code) if SERVER_AT_FAULT.contains(&code) => {
+                let reason = String::from_utf8_lossy(reason);
+                self.trouble = Some(format!(
+                    "the client says the server broke the WebSocket protocol: close code {code} ({reason})"
+                ));
+                FrameAction::Close(echo, CloseReason::WebSocketRejected)
+            }
+            _ => FrameAction::Close(echo, CloseReason::PeerClosed),
         }
     }
 }

@@ -71,6 +71,8 @@ struct Tables {
     /// Invitations from other nodes of a cluster to rooms with no members here yet:
     /// they are used when the invited connection joins.
     invited_elsewhere: HashMap<RoomName, HashSet<ConnId>>,
+    /// The last incarnation number given to a room (see `RoomEntry::born`).
+    last_born: u64,
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +84,11 @@ struct RoomEntry {
     topic: Option<Box<str>>,
     /// Modes, roles, bans, invitations.
     state: RoomState,
+    /// Which incarnation of the room this is: a number never given before, taken
+    /// when its first member joins. A room that empties is gone; one made again
+    /// under the same name is another room, and must not show the lines of the
+    /// last one (unless it is registered): history is fenced by this number.
+    born: u64,
 }
 
 /// What the directory knows about a connection beyond its nick.
@@ -118,6 +125,8 @@ pub struct Reach {
     pub shard_mask: u64,
     /// Members on all shards.
     pub members: usize,
+    /// The room's incarnation (`RoomEntry::born`; 0: no members here).
+    pub born: u64,
 }
 
 impl Reach {
@@ -365,7 +374,16 @@ impl Directory {
             .map_or(Reach::default(), |r| Reach {
                 shard_mask: r.shard_mask,
                 members: r.members.len(),
+                born: r.born,
             })
+    }
+
+    /// The incarnation of each of `rooms` (0 for a room with no members here), under
+    /// one lock: history kept for another incarnation is not the room's.
+    pub fn borns(&self, rooms: &[RoomName]) -> Vec<u64> {
+        let tables = self.lock();
+        let born = |room| tables.rooms.get(room).map_or(0, |r: &RoomEntry| r.born);
+        rooms.iter().map(born).collect()
     }
 
     /// Up to `page` member nicks of `room`, sorted, and how many more there are.
@@ -1074,6 +1092,10 @@ impl Tables {
     /// on another node) is its operator.
     fn join(&mut self, room: &RoomName, id: ConnId, elsewhere: bool) -> Joined {
         let entry = self.rooms.entry(room.clone()).or_default();
+        if entry.born == 0 {
+            self.last_born += 1;
+            entry.born = self.last_born;
+        }
         if entry.members.insert(id) {
             // The lobby belongs to the server: nobody becomes its operator.
             if entry.members.len() == 1 && !elsewhere && *room != RoomName::lobby() {

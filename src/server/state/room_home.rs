@@ -10,6 +10,13 @@
 //!
 //! History is per node: in a cluster, each node keeps what its home shard saw
 //! (remote lines included, since they pass through it too).
+//!
+//! History belongs to one *incarnation* of a room (the directory's `born` number):
+//! a room that empties is gone, and one made again under its name must not show
+//! the last one's lines, even under `+s` or `+k` (a privacy leak otherwise). Only a
+//! registered room outlives being empty, and keeps its lines. [`RoomHome::fence`] is
+//! where that rule is applied, before every line kept and every read; the store
+//! applies the same rule to what is on disk.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -56,6 +63,8 @@ pub struct RoomHome {
 /// One room's history and held joins and quits.
 #[derive(Debug, Default)]
 struct HomeRoom {
+    /// The incarnation of the room the lines belong to.
+    born: u64,
     /// The last lines, oldest first.
     lines: VecDeque<HistoryLine>,
     /// Joins held for a summary.
@@ -156,21 +165,46 @@ impl RoomHome {
         }
     }
 
-    /// Keeps `line` in `room`'s history (nothing with `--history 0`).
-    pub fn record(&mut self, room: &RoomName, line: HistoryLine) {
+    /// Keeps `line` in `room`'s history (nothing with `--history 0`); `born` is the
+    /// room's incarnation now (see [`Self::fence`]).
+    pub fn record(
+        &mut self,
+        room: &RoomName,
+        line: HistoryLine,
+        born: u64,
+        registered: impl FnOnce() -> bool,
+    ) {
         if self.history_len == 0 {
             return;
         }
+        self.fence(room, born, registered);
         let home = self.rooms.entry(room.clone()).or_default();
+        home.born = born;
         if home.lines.len() == self.history_len {
             home.lines.pop_front();
         }
         home.lines.push_back(line);
     }
 
-    /// How many lines `room` keeps in memory now.
-    pub fn kept(&self, room: &RoomName) -> usize {
-        self.rooms.get(room).map_or(0, |home| home.lines.len())
+    /// The incarnation rule: lines kept for another incarnation of `room` than
+    /// `born` (0: the room has no members now) are dropped, unless the room is
+    /// registered (asked only then: one lock, and only when they differ). Returns
+    /// how many lines `room` keeps now.
+    pub fn fence(
+        &mut self,
+        room: &RoomName,
+        born: u64,
+        registered: impl FnOnce() -> bool,
+    ) -> usize {
+        let Some(home) = self.rooms.get_mut(room) else {
+            return 0;
+        };
+        if home.born != born && !home.lines.is_empty() && !registered() {
+            home.lines.clear();
+            home.lines.shrink_to_fit();
+        }
+        home.born = born;
+        home.lines.len()
     }
 
     /// The last `count` lines of `room`, oldest first.
@@ -276,12 +310,16 @@ mod tests {
                 text: format!("line {i}").into(),
             };
             let line = said_line(&event, i, || i + 1).unwrap();
-            home.record(&RoomName::lobby(), line);
+            home.record(&RoomName::lobby(), line, 1, || false);
         }
         let lines = home.recent(&RoomName::lobby(), 20);
         let texts: Vec<&str> = lines.iter().map(|l| &*l.text).collect();
         assert_eq!(texts, ["line 2", "line 3", "line 4"]);
         assert_eq!(home.recent(&RoomName::lobby(), 1).len(), 1);
+        assert_eq!(home.fence(&RoomName::lobby(), 1, || false), 3);
+        assert_eq!(home.fence(&RoomName::lobby(), 2, || true), 3, "registered");
+        assert_eq!(home.fence(&RoomName::lobby(), 3, || false), 0, "made again");
+        assert!(home.recent(&RoomName::lobby(), 20).is_empty());
     }
 
     /// The memory one kept line costs, printed for docs/BENCHMARKS.md:

@@ -28,6 +28,7 @@
 //! once at start-up and changed only after the store has committed.
 
 pub mod auth;
+pub mod incarnations;
 pub mod schema;
 pub mod scram;
 pub mod writer;
@@ -141,6 +142,9 @@ pub struct StoredLine {
     pub room: RoomName,
     /// The line, with its id and time.
     pub line: HistoryLine,
+    /// The incarnation of the room it was said in (the directory's `born`): the
+    /// store drops an unregistered room's lines once it is another incarnation.
+    pub born: u64,
 }
 
 pub use crate::protocol::HistoryQuery;

@@ -8,6 +8,10 @@
 //! (a registration, a ban, a read) commits the lines before it first, so an answer
 //! never overtakes a line sent before it.
 //!
+//! An unregistered room's lines die with the room (`incarnations.rs`): the lines of
+//! an incarnation that is over are deleted before a line of the next is kept, before
+//! every read, every [`SWEEP_EVERY`], and, for every unregistered room, at start-up.
+//!
 //! A failed commit (a full or failing disk, a lock held too long by someone else) is
 //! logged and counted; its lines stay pending and are tried again with the next
 //! batch, up to [`MAX_PENDING`] lines, past which the oldest are given up (counted):
@@ -15,6 +19,8 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+
+use super::incarnations::Incarnations;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -38,6 +44,9 @@ pub const MAX_BATCH: usize = 20_000;
 pub const MAX_READ: usize = 1000;
 /// How often retention runs.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often the lines of unregistered rooms that emptied are looked for (and a
+/// failed deletion tried again).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// A line or private message waiting for its transaction.
 #[derive(Debug)]
@@ -57,6 +66,9 @@ pub struct Writer {
     /// When the oldest pending line arrived: it must be committed by then + sync.
     oldest: Option<Instant>,
     last_prune: Option<Instant>,
+    /// Which incarnation of each room the lines held belong to.
+    incarnations: Incarnations,
+    last_sweep: Instant,
     /// Logged failures (the log says the first few, then every hundredth).
     failures: u64,
     /// The server is stopping: commit and exit.
@@ -79,6 +91,8 @@ impl Writer {
             pending: Vec::new(),
             oldest: None,
             last_prune: None,
+            incarnations: Incarnations::default(),
+            last_sweep: Instant::now(),
             failures: 0,
             stopping: false,
         }
@@ -92,12 +106,13 @@ impl Writer {
     /// thousands a second under load. Asleep, the thread costs the senders nothing;
     /// a job that needs an answer waits at most one `--history-sync-ms` for it.
     pub fn run(mut self, jobs: Receiver<Job>) {
+        self.forget_unregistered();
         self.prune_if_due();
         loop {
             if self.oldest.is_some() {
                 std::thread::sleep(self.wait());
             } else {
-                match jobs.recv_timeout(PRUNE_EVERY) {
+                match jobs.recv_timeout(SWEEP_EVERY) {
                     Ok(job) => self.take(job),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -113,6 +128,7 @@ impl Writer {
             if self.stopping {
                 break;
             }
+            self.sweep_if_due();
             self.prune_if_due();
         }
         self.commit_pending();
@@ -139,7 +155,13 @@ impl Writer {
             self.stats.queued.fetch_sub(1, Relaxed);
         }
         match job {
-            Job::Line(line) => self.hold(Pending::Line(line)),
+            Job::Line(line) => {
+                let ended = (self.incarnations).line(&line.room, line.born, line.line.id);
+                if let Some(newest) = ended {
+                    self.end_incarnation(&line.room, newest);
+                }
+                self.hold(Pending::Line(line));
+            }
             Job::Private(private) => self.hold(Pending::Private(private)),
             Job::Room(write, then) => self.room(*write, then),
             Job::Targets {
@@ -148,8 +170,10 @@ impl Writer {
                 span,
                 limit,
             } => {
+                self.fence(&rooms);
                 self.commit_pending();
-                let answer = match targets(&self.db, &rooms, span, limit) {
+                let floors: Vec<u64> = rooms.iter().map(|room| self.floor(room)).collect();
+                let answer = match targets(&self.db, &rooms, &floors, span, limit) {
                     Ok(found) => Answer::Targets(found),
                     Err(e) => {
                         self.failed("reading history targets", &e);
@@ -165,8 +189,15 @@ impl Writer {
                 query,
                 quiet_if_empty,
             } => {
+                self.fence(std::slice::from_ref(&room));
                 self.commit_pending();
-                let answer = match read(&self.db, &room, query) {
+                let floor = self.floor(&room);
+                let read = read(&self.db, &room, query);
+                let read = read.map(|lines| {
+                    let lines = lines.into_iter();
+                    lines.filter(|l| l.id > floor).collect::<Vec<_>>()
+                });
+                let answer = match read {
                     Ok(lines) if lines.is_empty() && quiet_if_empty => return,
                     Ok(lines) => Answer::History { room, lines },
                     Err(e) => {
@@ -265,7 +296,17 @@ impl Writer {
             }
             return;
         }
+        let dropped = matches!(write, RoomWrite::Drop { .. }).then(|| write.room().clone());
         apply_to_registry(&self.shared.registry, write);
+        if let Some(room) = dropped {
+            // No longer registered: if the room is empty, its lines are over now;
+            // if not, they are its current incarnation's.
+            let room = std::slice::from_ref(&room);
+            match self.shared.directory.borns(room)[0] {
+                0 => self.end_incarnation(&room[0], self.shared.next_msgid()),
+                _ => self.fence(room),
+            }
+        }
         if let Some(then) = then {
             self.answer(then.to, Answer::Done(then));
         }
@@ -320,6 +361,98 @@ impl Writer {
                 self.stats.pruned.fetch_add(removed, Relaxed);
             }
             Err(e) => self.failed("pruning history", &e),
+        }
+    }
+
+    /// Before a read: the lines of each of `rooms` are the current incarnation's, or
+    /// deleted (the directory says which incarnation each room is now).
+    fn fence(&mut self, rooms: &[RoomName]) {
+        let borns = self.shared.directory.borns(rooms);
+        for (room, born) in rooms.iter().zip(borns) {
+            let newest_now = || self.shared.next_msgid();
+            if let Some(newest) = self.incarnations.now(room, born, newest_now) {
+                self.end_incarnation(room, newest);
+            }
+        }
+    }
+
+    /// An incarnation of `room` is over (its lines up to id `newest`): unless the
+    /// room is registered, its lines go, pending and on disk. If the disk refuses,
+    /// reads leave them out and the deletion is tried again at the next sweep.
+    fn end_incarnation(&mut self, room: &RoomName, newest: u64) {
+        if self.shared.registry.is_registered(room) {
+            return;
+        }
+        let before = self.pending.len();
+        (self.pending).retain(|p| !matches!(p, Pending::Line(line) if line.room == *room));
+        if self.pending.is_empty() {
+            self.oldest = None;
+        }
+        let dropped = (before - self.pending.len()) as u64;
+        let deleted = self
+            .db
+            .execute("DELETE FROM history WHERE room = ?1", [room.as_str()]);
+        match deleted {
+            Ok(rows) => {
+                self.incarnations.deleted(room);
+                self.stats.pruned.fetch_add(rows as u64 + dropped, Relaxed);
+                log::debug!(
+                    "store: {room} emptied: {} lines forgotten",
+                    rows as u64 + dropped
+                );
+            }
+            Err(e) => {
+                self.failed("forgetting an emptied room's history", &e);
+                self.incarnations.deletion_failed(room, newest);
+            }
+        }
+    }
+
+    /// Lines of `room` with ids up to this are an ended incarnation's (not deleted
+    /// yet: the disk failed).
+    fn floor(&self, room: &RoomName) -> u64 {
+        let registered = self.shared.registry.is_registered(room);
+        self.incarnations.floor(room, registered)
+    }
+
+    /// Every [`SWEEP_EVERY`]: the lines of rooms that emptied since (and were not
+    /// made again: that is seen at once) go, and failed deletions are tried again.
+    fn sweep_if_due(&mut self) {
+        if self.last_sweep.elapsed() < SWEEP_EVERY {
+            return;
+        }
+        self.last_sweep = Instant::now();
+        let rooms: Vec<RoomName> = (self.incarnations.held().into_iter())
+            .map(|(room, _)| room)
+            .collect();
+        self.fence(&rooms);
+        for (room, newest) in self.incarnations.failed() {
+            self.end_incarnation(&room, newest);
+        }
+        if self.incarnations.restart_pending() {
+            self.forget_unregistered();
+        }
+    }
+
+    /// At start-up every room is empty: the lines of unregistered rooms go.
+    fn forget_unregistered(&mut self) {
+        let deleted = self.db.execute(
+            "DELETE FROM history WHERE room NOT IN (SELECT name FROM rooms)",
+            [],
+        );
+        match deleted {
+            Ok(rows) => {
+                self.incarnations.restart_deleted();
+                self.stats.pruned.fetch_add(rows as u64, Relaxed);
+                if rows > 0 {
+                    log::info!("store: {rows} lines of unregistered rooms forgotten");
+                }
+            }
+            Err(e) => {
+                self.failed("forgetting unregistered rooms' history", &e);
+                let newest = self.shared.next_msgid();
+                self.incarnations.restart_deletion_failed(newest);
+            }
         }
     }
 }
@@ -547,11 +680,12 @@ pub fn read(
     }
 }
 
-/// Which of `rooms` had lines with ids in `span` (exclusive), with their newest
-/// line's time, newest first, at most `limit`.
+/// Which of `rooms` had lines with ids in `span` (exclusive) and above their
+/// `floors`, with their newest line's time, newest first, at most `limit`.
 fn targets(
     db: &Connection,
     rooms: &[RoomName],
+    floors: &[u64],
     span: (u64, u64),
     limit: usize,
 ) -> rusqlite::Result<Vec<(RoomName, u64)>> {
@@ -560,11 +694,12 @@ fn targets(
     )?;
     let as_sql = |id: u64| i64::try_from(id).unwrap_or(i64::MAX);
     let mut found = Vec::new();
-    for room in rooms {
-        let newest: (Option<i64>, Option<i64>) = statement.query_row(
-            params![room.as_str(), as_sql(span.0), as_sql(span.1)],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
+    for (room, &floor) in rooms.iter().zip(floors) {
+        let low = span.0.max(floor);
+        let newest: (Option<i64>, Option<i64>) = statement
+            .query_row(params![room.as_str(), as_sql(low), as_sql(span.1)], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
         if let (Some(id), Some(at)) = newest {
             found.push((id, room.clone(), at as u64));
         }
