@@ -14,7 +14,12 @@ cargo build --release --quiet
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
-redis-server --port 6399 --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
+# The cluster's truth lives in Redis (nick claims, each room's log): appendonly
+# makes it survive a Redis restart. Its files go to a temporary dir.
+redis_dir="$(mktemp -d)"
+trap 'cleanup; rm -rf "$redis_dir"' EXIT INT TERM
+redis-server --port 6399 --bind 127.0.0.1 --save '' --appendonly yes \
+  --appendfsync everysec --dir "$redis_dir" >/dev/null &
 pids+=($!)
 sleep 0.3
 for i in $(seq 1 "$nodes"); do
