@@ -11,9 +11,13 @@
 //!   the room's channel `miochat:room:NAME`. A node subscribes to a room's channel only
 //!   while it has local members there. A received event goes to this node's home shard
 //!   of the room, which delivers it like a local one (rendered once per protocol).
-//! - **No silent loss.** Each event carries the origin's epoch and a sequence number
-//!   per room; a jump is a gap: counted in `/stats`, logged, and told in-band to the
-//!   room's local members (`EVENT ROOM gap NODE N`, an IRC NOTICE).
+//! - **Nothing missed, or told exactly.** Each room event is appended to the room's
+//!   log in Redis as it is published (`room_log.rs`); a node that was cut off reads
+//!   back what it missed. Each event carries the origin's epoch and a sequence number
+//!   per room, so what could not be read back is counted exactly and told in-band
+//!   (`EVENT ROOM gap NODE N`, an IRC NOTICE).
+//! - **One holder per nick.** A chosen nick is claimed in Redis before the user is
+//!   answered (`claims.rs`); the answer comes back through the shard's inbox.
 //! - **Who is where.** Every change of a local user (nick, rooms, roles) is
 //!   published on `miochat:cluster`; a node that (re)connects says hello and every
 //!   other answers with its roster ([`super::cluster`] keeps the copy).
@@ -24,10 +28,10 @@
 //! - **Death.** Each node keeps a lease key `miochat:lease:NODE` (`--lease`, 10 s). A
 //!   node not heard of for a lease whose key has expired is dead: its users' quits are
 //!   announced to local members of shared rooms, and its nicks are free.
-//! - **Outage.** While Redis is away, local chat goes on; events that cannot be
-//!   published still take a sequence number, so other nodes see the gap. Links
-//!   reconnect with capped, jittered back-off, resubscribe, say hello and re-send the
-//!   roster (nick conflicts settled by the rule in `cluster.rs`).
+//! - **Outage.** While Redis is away, local chat goes on, members of shared rooms are
+//!   told, and this node holds its room events to publish them when Redis is back.
+//!   Links reconnect with capped, jittered back-off, resubscribe, read the rooms' logs
+//!   back, say hello and re-send the roster and the last sequence numbers.
 
 pub mod claims;
 pub mod handle;

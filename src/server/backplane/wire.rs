@@ -122,8 +122,8 @@ pub enum Wire {
 pub struct RosterEntry {
     /// The nick.
     pub nick: Nick,
-    /// When the nick was claimed (ms since the Unix epoch): the older claim keeps a
-    /// nick two nodes both gave out.
+    /// When the nick was claimed (ms since the Unix epoch; shown, not decisive: the
+    /// claim in Redis decides who holds a nick).
     pub claimed_ms: u64,
     /// The user speaks IRC (else the line protocol).
     pub irc: bool,

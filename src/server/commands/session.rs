@@ -35,8 +35,8 @@ pub struct Session {
     pub current: Option<RoomName>,
     /// When the last line arrived (idle timeout, IRC keepalive).
     pub last_active: Instant,
-    /// When the current nick was claimed (ms since the Unix epoch): in a cluster,
-    /// the older claim keeps a nick two nodes gave out at once.
+    /// When the current nick was claimed (ms since the Unix epoch; told to the
+    /// other nodes of a cluster with the user).
     pub claimed_ms: u64,
     /// Flood control state, if enabled.
     pub flood: Option<FloodBucket>,

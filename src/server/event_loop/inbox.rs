@@ -76,7 +76,8 @@ pub enum ShardMsg {
     /// To the room's home shard: put this event in the room's order, deliver it to
     /// the local members and forward it to every other shard with members (ET-8).
     Sequence(RoomEvent),
-    /// The nick of this connection was claimed earlier on another node: rename it.
+    /// Redis's claim says another node's user holds this connection's nick: rename
+    /// it.
     Rename {
         /// The connection.
         id: ConnId,
