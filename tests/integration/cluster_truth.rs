@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::cluster::{Node, Redis, skip_until, two_nodes, wait_for_members, wait_until_clustered};
 use crate::common::{TestClient, signal};
+use crate::store::TempDir;
 
 /// The answer to `/nick NICK`: `OK nick NICK` or an `ERR` line (room events about
 /// other users' nick changes are skipped).
@@ -287,4 +288,72 @@ fn only_what_a_node_could_not_hold_is_lost_and_that_is_told_at_once() {
     }
     // Nobody speaks again, yet node a's sequence numbers tell the loss at once.
     assert_eq!(skip_until(&mut bob, "EVENT rust gap"), "EVENT rust gap a 5");
+}
+
+/// Two nodes, each with a data dir of its own.
+fn two_nodes_with_stores(redis: &Redis) -> (Node, Node, TempDir, TempDir) {
+    let (dir_a, dir_b) = (TempDir::new("node-a"), TempDir::new("node-b"));
+    let a_dir = dir_a.0.to_string_lossy().to_string();
+    let b_dir = dir_b.0.to_string_lossy().to_string();
+    let a = Node::start_with(redis, "a", &["--data-dir", &a_dir]);
+    let b = Node::start_with(redis, "b", &["--data-dir", &b_dir]);
+    (a, b, dir_a, dir_b)
+}
+
+#[test]
+fn an_account_registered_on_one_node_logs_in_on_another() {
+    let Some(redis) = Redis::start() else { return };
+    let (a, b, _dir_a, _dir_b) = two_nodes_with_stores(&redis);
+    let mut alice = a.client("alice");
+    wait_until_clustered(&mut alice, 1);
+    alice.send("/register wonderland");
+    alice.expect("OK registered alice");
+    alice.send("/quit");
+    alice.discard_to_eof();
+    let mut impostor = b.client("guest");
+    wait_until_clustered(&mut impostor, 1);
+    impostor.send("/nick alice");
+    assert_eq!(
+        nick_answer(&mut impostor, "alice"),
+        "ERR nick-registered alice is a registered account; /login alice PASSWORD to use it"
+    );
+    impostor.send("/login alice wrong-password");
+    impostor.expect("ERR bad-login");
+    let mut owner = TestClient::connect(b.addr);
+    owner.send("/login alice wonderland");
+    owner.expect("OK login alice");
+    owner.expect("OK nick alice");
+    // Dropped on b, gone on a too.
+    owner.send("/unregister wonderland");
+    owner.expect("OK unregistered alice");
+    let mut anyone = a.client("bob");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        anyone.send("/login alice wonderland");
+        if anyone.expect("ERR ").starts_with("ERR bad-login") {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+    }
+}
+
+#[test]
+fn the_owner_of_a_dead_nodes_nick_gets_it_back_at_once_elsewhere() {
+    let Some(redis) = Redis::start() else { return };
+    let (mut a, b, _dir_a, _dir_b) = two_nodes_with_stores(&redis);
+    let mut alice = a.client("alice");
+    wait_until_clustered(&mut alice, 1);
+    alice.send("/register wonderland");
+    alice.expect("OK registered alice");
+    let mut watcher = b.client("bob");
+    wait_for_members(&mut watcher, "lobby", &["alice", "bob"]);
+    a.child.kill().unwrap(); // SIGKILL: no goodbye, the claim stays until its lease
+    let mut back = TestClient::connect(b.addr);
+    back.send("/login alice wonderland");
+    back.expect("OK login alice");
+    back.expect("OK nick alice");
+    // Redis's claim is node b's now, though node a's lease has not run out.
+    back.sync();
+    let claim = redis.command(&["GET", "miochat:nick:alice"]);
+    assert!(claim.contains("\r\nb "), "{claim:?}");
 }

@@ -110,6 +110,8 @@ enum Pending {
     Check(ConnId, String),
     /// `XRANGE` of a room's log after the last entry this node had.
     Recover(RoomName),
+    /// `SMEMBERS` of every account's name (accounts live in Redis in a cluster).
+    Accounts,
 }
 
 /// The backplane thread's state.
@@ -347,6 +349,9 @@ impl Backplane {
         self.shared.stats.cluster.up.store(true, Relaxed);
         log::info!("backplane: connected to Redis at {}", self.config.redis);
         self.publish_held();
+        if self.commands.command(&[b"SMEMBERS", b"miochat:accounts"]) {
+            self.pending.push_back(Pending::Accounts);
+        }
         let origin = self.config.node.clone();
         self.publish(CLUSTER_CHANNEL, &Wire::Hello { origin });
         self.publish_roster();
@@ -419,7 +424,11 @@ impl Backplane {
                 }
                 Pending::Private(answer) => self.answer_private(answer, Err(LINK_DROPPED)),
                 Pending::Recover(room) => self.logs.asked(&room, false),
-                Pending::Ignore | Pending::Lease(_) | Pending::Reclaim(_) | Pending::Check(..) => {}
+                Pending::Ignore
+                | Pending::Lease(_)
+                | Pending::Reclaim(_)
+                | Pending::Check(..)
+                | Pending::Accounts => {}
             }
         }
     }
@@ -730,6 +739,19 @@ impl Backplane {
                 self.to_shards[id.shard()].push(ShardMsg::Rename { id });
             }
             Some(Pending::Recover(room)) => self.on_recovered(room, frame),
+            Some(Pending::Accounts) => {
+                if let OwnedFrame::Array(names) = frame {
+                    let names: Vec<Nick> = (names.into_iter())
+                        .filter_map(|name| match name {
+                            OwnedFrame::BulkString(name) => std::str::from_utf8(&name)
+                                .ok()
+                                .and_then(|n| Nick::parse(n).ok()),
+                            _ => None,
+                        })
+                        .collect();
+                    self.shared.registry.replace_accounts(&names);
+                }
+            }
             Some(Pending::Check(id, owner)) if !matches!(&frame, OwnedFrame::BulkString(held) if *held == owner.as_bytes()) =>
             {
                 log::info!("backplane: a nick held here is claimed by another node");
@@ -904,6 +926,7 @@ impl Backplane {
             Wire::Room { origin, .. }
             | Wire::Hello { origin }
             | Wire::Seqs { origin, .. }
+            | Wire::Account { origin, .. }
             | Wire::Roster { origin, .. }
             | Wire::User { origin, .. }
             | Wire::Gone { origin, .. }
@@ -918,6 +941,7 @@ impl Backplane {
                 epoch,
                 seqs,
             } => self.on_seqs(&origin, epoch, seqs),
+            Wire::Account { name, present, .. } => self.on_account(&name, present),
             // Nicks are unique by their claims in Redis (`claims.rs`), not by what
             // the rosters say: a roster is taken as it is.
             Wire::Roster { origin, users } => {
@@ -1009,6 +1033,16 @@ impl Backplane {
         if let Err(Deferred::Event(event, id)) = self.logs.defer(&room, deferred) {
             self.logs.read_up_to(&room, id);
             self.on_room_event(room, *event);
+        }
+    }
+
+    /// An account was created or dropped on another node: the registry follows.
+    fn on_account(&mut self, name: &Nick, present: bool) {
+        if present {
+            self.shared.registry.add_account(name);
+        } else {
+            self.shared.registry.remove_account(name);
+            self.shared.directory.forget_account(name);
         }
     }
 
@@ -1440,6 +1474,7 @@ fn origin_of(wire: &Wire) -> Option<&str> {
         Wire::Room { origin, .. }
         | Wire::Hello { origin }
         | Wire::Seqs { origin, .. }
+        | Wire::Account { origin, .. }
         | Wire::Roster { origin, .. }
         | Wire::User { origin, .. }
         | Wire::Gone { origin, .. }

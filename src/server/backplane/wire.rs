@@ -45,6 +45,16 @@ pub enum Wire {
         /// Each room and its last sequence number.
         seqs: Vec<(RoomName, u64)>,
     },
+    /// An account was created (`present`) or dropped, on any node (published by
+    /// the auth thread's script in the same step as the change).
+    Account {
+        /// The node.
+        origin: String,
+        /// The account, as registered.
+        name: Nick,
+        /// Created (true) or dropped.
+        present: bool,
+    },
     /// A node announces itself; every other node answers with its roster.
     Hello {
         /// The node.
@@ -173,6 +183,14 @@ impl Wire {
             )
             .into_bytes(),
             Wire::Hello { origin } => format!("v1 hello {origin}").into_bytes(),
+            Wire::Account {
+                origin,
+                name,
+                present,
+            } => {
+                let sign = if *present { '+' } else { '-' };
+                format!("v1 account {origin} {sign} {name}").into_bytes()
+            }
             Wire::Seqs {
                 origin,
                 epoch,
@@ -251,6 +269,11 @@ impl Wire {
                 })
             }
             "hello" => Ok(Wire::Hello { origin }),
+            "account" => Ok(Wire::Account {
+                origin,
+                present: words.next()? == "+",
+                name: nick_of(words.next()?)?,
+            }),
             "seqs" => Ok(Wire::Seqs {
                 origin,
                 epoch: words.number()?,
@@ -272,17 +295,7 @@ impl Wire {
                 origin,
                 nick: nick_of(words.next()?)?,
             }),
-            "private" => {
-                let (from, to) = (nick_of(words.next()?)?, nick_of(words.next()?)?);
-                let notice = words.next()? == "notice";
-                Ok(Wire::Private {
-                    origin,
-                    from,
-                    to,
-                    notice,
-                    text: words.0.into(),
-                })
-            }
+            "private" => decode_private(origin, words),
             "probe" => Ok(Wire::Probe {
                 origin,
                 sent_ms: words.number()?,
@@ -303,6 +316,19 @@ impl Wire {
             _ => Err(BadWire("unknown kind")),
         }
     }
+}
+
+/// `FROM TO msg|notice TEXT`.
+fn decode_private(origin: String, mut words: Words<'_>) -> Result<Wire, BadWire> {
+    let (from, to) = (nick_of(words.next()?)?, nick_of(words.next()?)?);
+    let notice = words.next()? == "notice";
+    Ok(Wire::Private {
+        origin,
+        from,
+        to,
+        notice,
+        text: words.0.into(),
+    })
 }
 
 /// `ROOM SEQ` lines.
@@ -681,6 +707,11 @@ mod tests {
         let b = || String::from("b");
         let all = vec![
             Wire::Hello { origin: b() },
+            Wire::Account {
+                origin: b(),
+                name: Nick::parse("Alice").unwrap(),
+                present: true,
+            },
             Wire::Seqs {
                 origin: b(),
                 epoch: 7,

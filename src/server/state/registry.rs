@@ -96,6 +96,12 @@ impl Registry {
         self.lock().rooms.len()
     }
 
+    /// Every account is one of `names` now (a cluster node that (re)joined reads
+    /// them from Redis).
+    pub fn replace_accounts(&self, names: &[Nick]) {
+        self.lock().accounts = names.iter().map(Nick::key).collect();
+    }
+
     /// Adds an account (after its row is committed).
     pub fn add_account(&self, nick: &Nick) {
         self.lock().accounts.insert(nick.key());

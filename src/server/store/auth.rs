@@ -28,8 +28,10 @@ use crate::protocol::{Nick, ProtocolError};
 use super::super::inbox::ShardMsg;
 use super::super::shared::Shared;
 use super::super::token::ConnId;
+use super::redis_book::{AccountRecord, RedisBook};
 use super::scram::{self, Credentials};
 use super::{AccountAnswer, Answer, AuthJob, StoreReply};
+use crate::server::backplane::wire::Wire;
 
 /// Failed logins allowed per account, and per address, within [`FAILURE_WINDOW`].
 pub const MAX_FAILURES: usize = 5;
@@ -47,6 +49,9 @@ type Refusal = ProtocolError;
 #[derive(Debug)]
 pub struct Auth {
     db: Connection,
+    /// In a cluster, the accounts are in Redis (`redis_book.rs`), with the node's
+    /// name to announce changes as.
+    redis: Option<(RedisBook, String)>,
     shared: Arc<Shared>,
     by_account: HashMap<NickKey, Vec<Instant>>,
     by_address: HashMap<IpAddr, Vec<Instant>>,
@@ -91,8 +96,11 @@ pub fn check_new_password(password: &str) -> Result<(), Refusal> {
 impl Auth {
     /// The auth thread over its own connection.
     pub fn new(db: Connection, shared: Arc<Shared>) -> Self {
+        let redis = (shared.config.backplane.as_ref())
+            .map(|cluster| (RedisBook::new(cluster.redis), cluster.node.clone()));
         Auth {
             db,
+            redis,
             shared,
             by_account: HashMap::new(),
             by_address: HashMap::new(),
@@ -168,8 +176,41 @@ impl Auth {
         ProtocolError::StoreFailed
     }
 
+    fn redis_failed(&self, what: &str, error: &std::io::Error) -> Refusal {
+        if let Some(store) = &self.shared.store {
+            store.stats.errors.fetch_add(1, Relaxed);
+        }
+        log::error!("auth: {what} in Redis failed: {error}");
+        ProtocolError::StoreFailed
+    }
+
+    /// `account`'s record in Redis (in a cluster).
+    fn in_redis(&mut self, account: &Nick) -> Option<Result<Option<AccountRecord>, Refusal>> {
+        let (book, _) = self.redis.as_mut()?;
+        let got = book.get(account);
+        Some(got.map_err(|e| self.redis_failed("reading an account", &e)))
+    }
+
+    /// What the other nodes are told of an account created or dropped here.
+    fn announcement(&self, name: &Nick, present: bool) -> Vec<u8> {
+        let origin = self
+            .redis
+            .as_ref()
+            .map_or_else(String::new, |(_, node)| node.clone());
+        let name = name.clone();
+        Wire::Account {
+            origin,
+            name,
+            present,
+        }
+        .encode()
+    }
+
     /// The stored spelling and hash of `account`.
-    fn stored(&self, account: &Nick) -> Result<Option<(String, String)>, Refusal> {
+    fn stored(&mut self, account: &Nick) -> Result<Option<(String, String)>, Refusal> {
+        if let Some(found) = self.in_redis(account) {
+            return found.map(|record| record.map(|r| (r.name, r.hash)));
+        }
         let key = account.as_str().to_ascii_lowercase();
         self.db
             .query_row(
@@ -188,6 +229,9 @@ impl Auth {
         }
         let hashed = hash(password)?;
         let scram = new_scram(password);
+        if self.redis.is_some() {
+            return self.register_in_redis(account, hashed, scram);
+        }
         let created = super::super::room_state::unix_now() as i64;
         let key = account.as_str().to_ascii_lowercase();
         let inserted = self
@@ -213,6 +257,33 @@ impl Auth {
         }
         self.shared.registry.add_account(account);
         log::info!("account {account} registered");
+        Ok(AccountAnswer::Registered(account.clone()))
+    }
+
+    /// `register` in a cluster: the account is created in Redis, and every node's
+    /// registry hears of it.
+    fn register_in_redis(
+        &mut self,
+        account: &Nick,
+        hash: String,
+        scram: Credentials,
+    ) -> Result<AccountAnswer, Refusal> {
+        let announce = self.announcement(account, true);
+        let record = AccountRecord {
+            name: account.to_string(),
+            hash,
+            scram: Some(scram),
+        };
+        let Some((book, _)) = self.redis.as_mut() else {
+            return Err(ProtocolError::StoreFailed);
+        };
+        match book.create(&record, &announce) {
+            Ok(true) => {}
+            Ok(false) => return Err(ProtocolError::AccountExists(account.clone())),
+            Err(e) => return Err(self.redis_failed("creating an account", &e)),
+        }
+        self.shared.registry.add_account(account);
+        log::info!("account {account} registered (in Redis)");
         Ok(AccountAnswer::Registered(account.clone()))
     }
 
@@ -257,6 +328,11 @@ impl Auth {
     ) -> Result<(Nick, Credentials), Refusal> {
         if self.throttled(account, from, Instant::now()) {
             return Err(ProtocolError::LoginThrottled);
+        }
+        if let Some(found) = self.in_redis(account) {
+            let record = found?.ok_or(ProtocolError::BadLogin)?;
+            let name = Nick::parse(&record.name).unwrap_or_else(|_| account.clone());
+            return Ok((name, record.scram.ok_or(ProtocolError::BadLogin)?));
         }
         let key = account.as_str().to_ascii_lowercase();
         type Row = (
@@ -330,6 +406,13 @@ impl Auth {
         check_new_password(new)?;
         let hashed = hash(new)?;
         let scram = new_scram(new);
+        if let Some((book, _)) = self.redis.as_mut() {
+            return match book.set_password(account, &hashed, &scram) {
+                Ok(true) => Ok(AccountAnswer::PasswordChanged(account.clone())),
+                Ok(false) => Err(ProtocolError::NoAccount(account.clone())),
+                Err(e) => Err(self.redis_failed("changing a password", &e)),
+            };
+        }
         let key = account.as_str().to_ascii_lowercase();
         self.db
             .execute(
@@ -377,6 +460,17 @@ impl Auth {
         from: IpAddr,
     ) -> Result<AccountAnswer, Refusal> {
         self.check_password(account, password, from)?;
+        if self.redis.is_some() {
+            let name = self
+                .stored(account)?
+                .map_or_else(|| account.to_string(), |(n, _)| n);
+            let announce = self.announcement(account, false);
+            if let Some((book, _)) = self.redis.as_mut()
+                && let Err(e) = book.delete(account, &name, &announce)
+            {
+                return Err(self.redis_failed("dropping an account", &e));
+            }
+        }
         let key = account.as_str().to_ascii_lowercase();
         let result = (|| -> rusqlite::Result<()> {
             let tx = self.db.transaction()?;

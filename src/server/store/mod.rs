@@ -29,6 +29,7 @@
 
 pub mod auth;
 pub mod incarnations;
+pub mod redis_book;
 pub mod schema;
 pub mod scram;
 pub mod writer;
