@@ -364,3 +364,66 @@ fn the_owner_of_a_dead_nodes_nick_gets_it_back_at_once_elsewhere() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_room_registered_on_one_node_keeps_its_state_on_another() {
+    let Some(redis) = Redis::start() else { return };
+    let (a, b, _dir_a, _dir_b) = two_nodes_with_stores(&redis);
+    let mut alice = a.client("alice");
+    wait_until_clustered(&mut alice, 1);
+    alice.send("/register wonderland");
+    alice.expect("OK registered alice");
+    alice.join("club");
+    alice.send("/topic members only");
+    alice.send("/mode +k sesame");
+    alice.send("/ban mallory!*@*");
+    alice.sync();
+    alice.send("/register #club");
+    alice.expect("OK room-registered club alice");
+    alice.send("/leave club");
+    alice.expect("OK left club");
+    // Nobody is in club anywhere now: node b knows it from the registration.
+    let mut bob = b.client("bob");
+    wait_until_clustered(&mut bob, 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        bob.send("/join club");
+        if bob.expect("ERR ").starts_with("ERR bad-key") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "club's key never reached node b");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bob.send("/join club sesame");
+    let joined = bob.expect("OK joined club");
+    assert!(joined.ends_with("members only"), "{joined}");
+    let mut mallory = b.client("mallory");
+    mallory.send("/join club sesame");
+    mallory.expect("ERR banned");
+    // The founder logs in on node b, and a ban set there holds on node a at once.
+    alice.send("/quit");
+    alice.discard_to_eof();
+    let mut founder = TestClient::connect(b.addr);
+    founder.send("/login alice wonderland");
+    founder.expect("OK login alice");
+    founder.expect("OK nick alice");
+    founder.send("/join club sesame");
+    founder.expect("OK joined club");
+    founder.send("/ban eve!*@*");
+    founder.expect("OK changed club +b eve!*@*");
+    let mut eve = a.client("eve");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        eve.send("/join club sesame");
+        let answer = eve.line();
+        if answer.starts_with("ERR banned") {
+            break;
+        }
+        assert!(
+            answer.starts_with("OK joined") && Instant::now() < deadline,
+            "{answer}"
+        );
+        eve.send("/leave club");
+        eve.expect("OK left club");
+    }
+}

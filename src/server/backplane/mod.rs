@@ -112,6 +112,8 @@ enum Pending {
     Recover(RoomName),
     /// `SMEMBERS` of every account's name (accounts live in Redis in a cluster).
     Accounts,
+    /// `HGETALL` of every registered room's record.
+    Registered,
 }
 
 /// The backplane thread's state.
@@ -352,6 +354,9 @@ impl Backplane {
         if self.commands.command(&[b"SMEMBERS", b"miochat:accounts"]) {
             self.pending.push_back(Pending::Accounts);
         }
+        if self.commands.command(&[b"HGETALL", b"miochat:registered"]) {
+            self.pending.push_back(Pending::Registered);
+        }
         let origin = self.config.node.clone();
         self.publish(CLUSTER_CHANNEL, &Wire::Hello { origin });
         self.publish_roster();
@@ -428,7 +433,8 @@ impl Backplane {
                 | Pending::Lease(_)
                 | Pending::Reclaim(_)
                 | Pending::Check(..)
-                | Pending::Accounts => {}
+                | Pending::Accounts
+                | Pending::Registered => {}
             }
         }
     }
@@ -739,6 +745,7 @@ impl Backplane {
                 self.to_shards[id.shard()].push(ShardMsg::Rename { id });
             }
             Some(Pending::Recover(room)) => self.on_recovered(room, frame),
+            Some(Pending::Registered) => self.on_registered(frame),
             Some(Pending::Accounts) => {
                 if let OwnedFrame::Array(names) = frame {
                     let names: Vec<Nick> = (names.into_iter())
@@ -927,6 +934,7 @@ impl Backplane {
             | Wire::Hello { origin }
             | Wire::Seqs { origin, .. }
             | Wire::Account { origin, .. }
+            | Wire::Registered { origin, .. }
             | Wire::Roster { origin, .. }
             | Wire::User { origin, .. }
             | Wire::Gone { origin, .. }
@@ -942,6 +950,10 @@ impl Backplane {
                 seqs,
             } => self.on_seqs(&origin, epoch, seqs),
             Wire::Account { name, present, .. } => self.on_account(&name, present),
+            Wire::Registered { room, record, .. } => match record {
+                Some(record) => self.shared.registry.put_room(room, *record),
+                None => self.shared.registry.drop_room(&room),
+            },
             // Nicks are unique by their claims in Redis (`claims.rs`), not by what
             // the rosters say: a roster is taken as it is.
             Wire::Roster { origin, users } => {
@@ -1034,6 +1046,28 @@ impl Backplane {
             self.logs.read_up_to(&room, id);
             self.on_room_event(room, *event);
         }
+    }
+
+    /// Every registered room as Redis has it (read when this node (re)connects).
+    fn on_registered(&mut self, frame: OwnedFrame) {
+        let OwnedFrame::Array(fields) = frame else {
+            return;
+        };
+        let mut rooms = Vec::new();
+        let mut pairs = fields.into_iter();
+        while let (Some(OwnedFrame::BulkString(room)), Some(OwnedFrame::BulkString(text))) =
+            (pairs.next(), pairs.next())
+        {
+            let room = std::str::from_utf8(&room)
+                .ok()
+                .and_then(|r| RoomName::parse(r).ok());
+            let text = String::from_utf8_lossy(&text);
+            match (room, wire::decode_registered(&text)) {
+                (Some(room), Ok(record)) => rooms.push((room, record)),
+                _ => log::warn!("backplane: a registered room Redis holds cannot be read"),
+            }
+        }
+        self.shared.registry.replace_rooms(rooms);
     }
 
     /// An account was created or dropped on another node: the registry follows.
@@ -1475,6 +1509,7 @@ fn origin_of(wire: &Wire) -> Option<&str> {
         | Wire::Hello { origin }
         | Wire::Seqs { origin, .. }
         | Wire::Account { origin, .. }
+        | Wire::Registered { origin, .. }
         | Wire::Roster { origin, .. }
         | Wire::User { origin, .. }
         | Wire::Gone { origin, .. }

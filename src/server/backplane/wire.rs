@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::protocol::modes::{self, changes_string};
 use crate::protocol::{BanInfo, Event, Nick, Role, RoomName};
+use crate::server::registry::{Level, RegisteredRoom};
 use crate::server::room_state::RoomSnapshot;
 
 /// One message between nodes.
@@ -54,6 +55,16 @@ pub enum Wire {
         name: Nick,
         /// Created (true) or dropped.
         present: bool,
+    },
+    /// A registered room as it is now (`None`: its registration was dropped), as
+    /// kept in Redis, after every change on any node.
+    Registered {
+        /// The node where it changed.
+        origin: String,
+        /// The room.
+        room: RoomName,
+        /// Its record.
+        record: Option<Box<RegisteredRoom>>,
     },
     /// A node announces itself; every other node answers with its roster.
     Hello {
@@ -183,6 +194,17 @@ impl Wire {
             )
             .into_bytes(),
             Wire::Hello { origin } => format!("v1 hello {origin}").into_bytes(),
+            Wire::Registered {
+                origin,
+                room,
+                record,
+            } => match record {
+                Some(record) => {
+                    let text = encode_registered(room, record);
+                    format!("v1 registered {origin} {room} +\n{text}").into_bytes()
+                }
+                None => format!("v1 registered {origin} {room} -").into_bytes(),
+            },
             Wire::Account {
                 origin,
                 name,
@@ -195,21 +217,14 @@ impl Wire {
                 origin,
                 epoch,
                 seqs,
-            } => {
-                let mut out = format!("v1 seqs {origin} {epoch}");
-                for (room, seq) in seqs {
-                    out.push_str(&format!("\n{room} {seq}"));
-                }
-                out.into_bytes()
-            }
-            Wire::Roster { origin, users } => {
-                let mut out = format!("v1 roster {origin}");
-                for entry in users {
-                    out.push('\n');
-                    out.push_str(&encode_entry(entry));
-                }
-                out.into_bytes()
-            }
+            } => with_lines(
+                format!("v1 seqs {origin} {epoch}"),
+                seqs.iter().map(|(room, seq)| format!("{room} {seq}")),
+            ),
+            Wire::Roster { origin, users } => with_lines(
+                format!("v1 roster {origin}"),
+                users.iter().map(encode_entry),
+            ),
             Wire::User { origin, entry, was } => {
                 let was = was.as_ref().map_or("-", Nick::as_str);
                 format!("v1 user {origin} {was} {}", encode_entry(entry)).into_bytes()
@@ -226,14 +241,12 @@ impl Wire {
                 format!("v1 private {origin} {from} {to} {kind} {text}").into_bytes()
             }
             Wire::Probe { origin, sent_ms } => format!("v1 probe {origin} {sent_ms}").into_bytes(),
-            Wire::Rooms { origin, rooms } => {
-                let mut out = format!("v1 rooms {origin}");
-                for (room, snapshot) in rooms {
-                    out.push('\n');
-                    out.push_str(&encode_snapshot(room, snapshot));
-                }
-                out.into_bytes()
-            }
+            Wire::Rooms { origin, rooms } => with_lines(
+                format!("v1 rooms {origin}"),
+                rooms
+                    .iter()
+                    .map(|(room, state)| encode_snapshot(room, state)),
+            ),
             Wire::Invite {
                 origin,
                 by,
@@ -269,6 +282,14 @@ impl Wire {
                 })
             }
             "hello" => Ok(Wire::Hello { origin }),
+            "registered" => Ok(Wire::Registered {
+                origin,
+                room: room_of(words.next()?)?,
+                record: match words.next()? {
+                    "+" => Some(Box::new(decode_registered(rest)?)),
+                    _ => None,
+                },
+            }),
             "account" => Ok(Wire::Account {
                 origin,
                 present: words.next()? == "+",
@@ -318,6 +339,43 @@ impl Wire {
     }
 }
 
+/// A registered room's record, as kept in Redis and sent to every node: the
+/// founder, the access list (`NAME:op NAME:voice`, or `-`) and the state, a line each.
+pub fn encode_registered(room: &RoomName, record: &RegisteredRoom) -> String {
+    let access: Vec<String> = (record.access.iter())
+        .map(|(name, level)| format!("{name}:{}", level.as_str()))
+        .collect();
+    let access = if access.is_empty() {
+        "-".to_string()
+    } else {
+        access.join(" ")
+    };
+    let state = encode_snapshot(room, &record.snapshot);
+    format!("{}\n{access}\n{state}", record.founder)
+}
+
+/// The record [`encode_registered`] made.
+pub fn decode_registered(text: &str) -> Result<RegisteredRoom, BadWire> {
+    let mut lines = text.splitn(3, '\n');
+    let founder = nick_of(lines.next().ok_or(BadWire("no founder"))?)?;
+    let access = (lines.next().ok_or(BadWire("no access"))?.split(' '))
+        .filter(|grant| !grant.is_empty() && *grant != "-")
+        .map(|grant| {
+            let (name, level) = grant.split_once(':').ok_or(BadWire("bad grant"))?;
+            Ok((
+                nick_of(name)?,
+                Level::parse(level).ok_or(BadWire("bad level"))?,
+            ))
+        })
+        .collect::<Result<_, _>>()?;
+    let (_, snapshot) = decode_snapshot(lines.next().ok_or(BadWire("no state"))?)?;
+    Ok(RegisteredRoom {
+        founder,
+        access,
+        snapshot,
+    })
+}
+
 /// `FROM TO msg|notice TEXT`.
 fn decode_private(origin: String, mut words: Words<'_>) -> Result<Wire, BadWire> {
     let (from, to) = (nick_of(words.next()?)?, nick_of(words.next()?)?);
@@ -329,6 +387,16 @@ fn decode_private(origin: String, mut words: Words<'_>) -> Result<Wire, BadWire>
         notice,
         text: words.0.into(),
     })
+}
+
+/// `head`, then each of `lines` on a line of its own.
+fn with_lines(head: String, lines: impl Iterator<Item = String>) -> Vec<u8> {
+    let mut out = head;
+    for line in lines {
+        out.push('\n');
+        out.push_str(&line);
+    }
+    out.into_bytes()
 }
 
 /// `ROOM SEQ` lines.
@@ -707,6 +775,11 @@ mod tests {
         let b = || String::from("b");
         let all = vec![
             Wire::Hello { origin: b() },
+            Wire::Registered {
+                origin: b(),
+                room: RoomName::parse("club").unwrap(),
+                record: None,
+            },
             Wire::Account {
                 origin: b(),
                 name: Nick::parse("Alice").unwrap(),

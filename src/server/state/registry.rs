@@ -22,7 +22,7 @@ use crate::server::room_state::{RoomSnapshot, RoomState};
 pub use crate::protocol::AccessLevel as Level;
 
 /// A registered room, as the store has it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisteredRoom {
     /// The founder's account (operator in the room whenever logged in).
     pub founder: Nick,
@@ -100,6 +100,12 @@ impl Registry {
     /// them from Redis).
     pub fn replace_accounts(&self, names: &[Nick]) {
         self.lock().accounts = names.iter().map(Nick::key).collect();
+    }
+
+    /// The registered rooms are these now (a cluster node that (re)joined reads them
+    /// from Redis).
+    pub fn replace_rooms(&self, rooms: Vec<(RoomName, RegisteredRoom)>) {
+        self.lock().rooms = rooms.into_iter().collect();
     }
 
     /// Adds an account (after its row is committed).

@@ -21,7 +21,9 @@ use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::encode::encode;
 use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
 
-use crate::protocol::Nick;
+use crate::protocol::{Nick, RoomName};
+use crate::server::backplane::wire::{Wire, encode_registered};
+use crate::server::registry::RegisteredRoom;
 
 use super::scram::Credentials;
 
@@ -50,6 +52,21 @@ return 1";
 const UPDATE: &str = "\
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1";
+
+/// The hash of every registered room's record, by room name.
+const ROOMS: &str = "miochat:registered";
+
+/// Sets field ARGV[1] of KEYS[1] to ARGV[3] and publishes ARGV[2].
+const SAVE_ROOM: &str = "\
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PUBLISH', 'miochat:cluster', ARGV[2])
+return 1";
+
+/// Deletes field ARGV[1] of KEYS[1] and publishes ARGV[2].
+const DROP_ROOM: &str = "\
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('PUBLISH', 'miochat:cluster', ARGV[2])
 return 1";
 
 /// One account as kept.
@@ -130,6 +147,40 @@ impl RedisBook {
             NAMES.as_bytes(),
             name.as_bytes(),
             announce,
+        ];
+        self.request(&args).map(drop)
+    }
+
+    /// Registers `room` with `record` unless it is registered (false).
+    pub fn register_room(&mut self, room: &str, record: &str) -> io::Result<bool> {
+        let args: [&[u8]; 4] = [
+            b"HSETNX",
+            ROOMS.as_bytes(),
+            room.as_bytes(),
+            record.as_bytes(),
+        ];
+        Ok(matches!(self.request(&args)?, OwnedFrame::Integer(1)))
+    }
+
+    /// Keeps `room`'s record (or, `None`, drops it) and publishes `announce`.
+    pub fn save_room(
+        &mut self,
+        room: &str,
+        record: Option<&str>,
+        announce: &[u8],
+    ) -> io::Result<()> {
+        let (script, record) = match record {
+            Some(record) => (SAVE_ROOM, record),
+            None => (DROP_ROOM, ""),
+        };
+        let args: [&[u8]; 7] = [
+            b"EVAL",
+            script.as_bytes(),
+            b"1",
+            ROOMS.as_bytes(),
+            room.as_bytes(),
+            announce,
+            record.as_bytes(),
         ];
         self.request(&args).map(drop)
     }
@@ -233,6 +284,47 @@ fn record(fields: Vec<OwnedFrame>) -> Option<AccountRecord> {
         hash: text(b"hash")?,
         scram,
     })
+}
+
+/// The store thread's side of registered rooms in a cluster: Redis holds every
+/// registered room's record (`miochat:registered`), so a room registered on one node
+/// has its founder, access list, modes, bans and topic on all of them; each change is
+/// published so that every node's registry follows at once.
+#[derive(Debug)]
+pub struct SharedRooms {
+    book: RedisBook,
+    node: String,
+}
+
+impl SharedRooms {
+    /// The store thread's connection, for node `node`.
+    pub fn new(addr: SocketAddr, node: String) -> Self {
+        SharedRooms {
+            book: RedisBook::new(addr),
+            node,
+        }
+    }
+
+    /// Takes `room`'s registration for `record` in Redis (before the local commit);
+    /// false if another node registered it first.
+    pub fn register(&mut self, room: &RoomName, record: &RegisteredRoom) -> io::Result<bool> {
+        let text = encode_registered(room, record);
+        self.book.register_room(room.as_str(), &text)
+    }
+
+    /// `room` as it is now after a committed change (`None`: dropped), kept in Redis
+    /// and told to every node.
+    pub fn publish(&mut self, room: &RoomName, record: Option<RegisteredRoom>) -> io::Result<()> {
+        let text = record.as_ref().map(|r| encode_registered(room, r));
+        let announce = Wire::Registered {
+            origin: self.node.clone(),
+            room: room.clone(),
+            record: record.map(Box::new),
+        }
+        .encode();
+        self.book
+            .save_room(room.as_str(), text.as_deref(), &announce)
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::incarnations::Incarnations;
+use super::redis_book::SharedRooms;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,8 @@ pub struct Writer {
     failures: u64,
     /// The server is stopping: commit and exit.
     stopping: bool,
+    /// In a cluster, registered rooms are kept in Redis too (`redis_book.rs`).
+    cluster: Option<SharedRooms>,
 }
 
 impl Writer {
@@ -83,6 +86,8 @@ impl Writer {
         shared: Arc<Shared>,
         stats: Arc<StoreStats>,
     ) -> Self {
+        let cluster =
+            (shared.config.backplane.as_ref()).map(|c| SharedRooms::new(c.redis, c.node.clone()));
         Writer {
             db,
             config,
@@ -95,6 +100,7 @@ impl Writer {
             last_sweep: Instant::now(),
             failures: 0,
             stopping: false,
+            cluster,
         }
     }
 
@@ -260,10 +266,22 @@ impl Writer {
     /// index is changed and the asker answered.
     fn room(&mut self, write: RoomWrite, then: Option<Box<Then>>) {
         let write = self.latest(write);
+        if let Err(error) = self.register_in_cluster(&write) {
+            if let Some(then) = then {
+                self.answer(then.to, Answer::Failed(error));
+            }
+            return;
+        }
         let lines = self.pending.len();
         let mut refused = None;
+        // In a cluster, a room registered on another node may have no row here yet.
+        let mirrored = (self.cluster.is_some() && !matches!(write, RoomWrite::Register { .. }))
+            .then(|| self.shared.registry.room(write.room()))
+            .flatten();
         let result = self.transaction(
-            |tx, _| match write_room(tx, &write) {
+            |tx, _| match mirror_row(tx, write.room(), mirrored.as_ref())
+                .and_then(|()| write_room(tx, &write))
+            {
                 Ok(None) => Ok(()),
                 Ok(Some(error)) => {
                     refused = Some(error);
@@ -297,7 +315,9 @@ impl Writer {
             return;
         }
         let dropped = matches!(write, RoomWrite::Drop { .. }).then(|| write.room().clone());
+        let changed = write.room().clone();
         apply_to_registry(&self.shared.registry, write);
+        self.tell_cluster(&changed);
         if let Some(room) = dropped {
             // No longer registered: if the room is empty, its lines are over now;
             // if not, they are its current incarnation's.
@@ -309,6 +329,48 @@ impl Writer {
         }
         if let Some(then) = then {
             self.answer(then.to, Answer::Done(then));
+        }
+    }
+
+    /// In a cluster, a new registration is taken in Redis first: of two nodes
+    /// registering one room at once, one is refused.
+    fn register_in_cluster(&mut self, write: &RoomWrite) -> Result<(), ProtocolError> {
+        let (
+            Some(cluster),
+            RoomWrite::Register {
+                room,
+                founder,
+                snapshot,
+            },
+        ) = (&mut self.cluster, write)
+        else {
+            return Ok(());
+        };
+        let record = RegisteredRoom {
+            founder: founder.clone(),
+            access: Vec::new(),
+            snapshot: snapshot.clone(),
+        };
+        match cluster.register(room, &record) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ProtocolError::AlreadyRegistered(room.clone())),
+            Err(e) => {
+                log::error!("store: registering {room} in Redis failed: {e}");
+                self.stats.errors.fetch_add(1, Relaxed);
+                Err(ProtocolError::StoreFailed)
+            }
+        }
+    }
+
+    /// In a cluster, a committed change of a registered room goes to Redis and to
+    /// every node.
+    fn tell_cluster(&mut self, room: &RoomName) {
+        let record = self.shared.registry.room(room);
+        if let Some(cluster) = &mut self.cluster
+            && let Err(e) = cluster.publish(room, record)
+        {
+            log::error!("store: sharing {room} through Redis failed: {e}");
+            self.stats.errors.fetch_add(1, Relaxed);
         }
     }
 
@@ -583,6 +645,26 @@ fn write_room(tx: &Transaction<'_>, write: &RoomWrite) -> rusqlite::Result<Optio
         }
     }
     Ok(None)
+}
+
+/// The row of a room registered on another node of the cluster, made here (with its
+/// founder and creation time) if it is missing, so its changes can be kept here too.
+fn mirror_row(
+    tx: &Transaction<'_>,
+    room: &RoomName,
+    registered: Option<&RegisteredRoom>,
+) -> rusqlite::Result<()> {
+    if let Some(registered) = registered {
+        tx.execute(
+            "INSERT OR IGNORE INTO rooms (name, founder, created, modes) VALUES (?1, ?2, ?3, '')",
+            params![
+                room.as_str(),
+                registered.founder.as_str(),
+                registered.snapshot.created as i64
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 /// The room's modes, topic and bans, as `snapshot` has them.
