@@ -566,7 +566,8 @@ class Cluster:
             node_port = port + 1 + i
             argv = [MIOCHAT, "serve", "--listen", f"127.0.0.1:{node_port}", "--flood-rate", "0",
                     "--idle-timeout", "0", "--max-connections", "19900", *NO_ADDRESS_LIMITS,
-                    "--backplane", f"redis://127.0.0.1:{port}", "--node-name", f"n{i}", "-q"]
+                    "--backplane", f"redis://127.0.0.1:{port}", "--node-name", f"n{i}",
+                    "--data-dir", f"node{i}-data", "-q"]
             self.nodes.append(Server(f"node{i}", "line", argv, node_port, workdir))
         time.sleep(1.5)  # hello, rosters and subscriptions settle
 
@@ -588,6 +589,33 @@ def cluster_bench(cluster, args, with_redis=True):
     out = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
     return json.loads(line) if line.startswith("{") else {"verdict": "FAIL", "problems": [out.stderr]}
+
+
+def fault_run(a, args, port, workdir):
+    """One fan-out run over 2 nodes during which Redis is killed and restarted: every
+    line must still reach every member once, in order (held by its node, or read back
+    from the room's log)."""
+    cluster = Cluster(2, port, workdir)
+    try:
+        argv = [MIOCHAT, "bench", "fanout", "--addr", cluster.addrs(), "--json"] + args
+        bench_proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True)
+        time.sleep(a.fault / 3)
+        cluster.redis.proc.kill()
+        cluster.redis.proc.wait()
+        time.sleep(1.0)
+        cluster.redis = start("redis", port, workdir)
+        out, err = bench_proc.communicate(timeout=600)
+    finally:
+        cluster.stop()
+    line = out.strip().splitlines()[-1] if out.strip() else ""
+    r = json.loads(line) if line.startswith("{") else {"verdict": "FAIL", "problems": [err]}
+    if r.get("problems"):
+        print(f"fault run problems: {r['problems']}", file=sys.stderr)
+    return [r.get("messages_sent", ""), f"{r.get('deliveries_received', '')} of "
+            f"{r.get('deliveries_expected', '')}", r.get("lost", ""), r.get("duplicated", ""),
+            r.get("reordered", ""), fmt(r.get("latency_p99_us") or 0, " µs"),
+            r.get("verdict", "FAIL")]
 
 
 def idle_per_node(cluster, clients, hold):
@@ -638,6 +666,15 @@ def cmd_cluster(a):
           f"{a.duration} s, medians of {a.runs}; server CPU includes Redis\n")
     print(table(["load", "nodes", "deliveries/s", "server CPU/delivery", "p50", "p99",
                  "verdict"], rows))
+    if a.fault:
+        args = ["--clients", str(a.clients), "--senders", "10", "--size", "64", "--timeout",
+                "120", "--rate", str(a.rate), "--duration", str(a.fault)]
+        rows = [fault_run(a, args, port + 20 * i, workdir) for i in range(a.runs)]
+        print(f"\n### Redis killed (SIGKILL) {a.fault / 3:.1f} s into a {a.fault} s run at "
+              f"{a.rate} msg/s on 2 nodes, restarted 1 s later\n")
+        print(table(["lines sent", "deliveries", "lost", "duplicated", "reordered", "p99",
+                     "verdict"], rows))
+        port += 20 * a.runs
     if a.idle:
         cluster = Cluster(2, port, workdir)
         try:
@@ -751,6 +788,8 @@ def main():
     g.add_argument("--rate", type=int, default=1000)
     g.add_argument("--idle", type=int, default=19000)
     g.add_argument("--hold", type=int, default=10)
+    g.add_argument("--fault", type=float, default=0,
+                   help="also run SECONDS at --rate with Redis killed and restarted meanwhile")
     g.add_argument("--port", type=int, default=26000)
     g.set_defaults(func=cmd_cluster)
     k = sub.add_parser("soak", help="churn + fanout for MINUTES, sampling RSS and fds")

@@ -191,6 +191,13 @@ impl Dialect {
 }
 
 fn classify_line(line: &[u8]) -> Incoming<'_> {
+    // `HIST TIME MSGID MSG ...`: a line a cluster node missed while cut off and read
+    // back from the room's log counts as delivered (the verdict still checks that
+    // each arrives once and in order).
+    let line = match line.strip_prefix(b"HIST ") {
+        Some(rest) => rest.splitn(3, |&b| b == b' ').nth(2).unwrap_or_default(),
+        None => line,
+    };
     if let Some(rest) = line.strip_prefix(b"MSG ") {
         // MSG room nick payload
         let mut parts = rest.splitn(3, |&b| b == b' ');
@@ -292,6 +299,13 @@ mod tests {
         let dialect = Dialect::Line;
         assert_eq!(
             dialect.classify(b"MSG bench b3 1.2.3.x", &mut state),
+            Incoming::Payload(b"1.2.3.x")
+        );
+        assert_eq!(
+            dialect.classify(
+                b"HIST 2026-12-04T10:00:00.000Z 7f MSG bench b3 1.2.3.x",
+                &mut state
+            ),
             Incoming::Payload(b"1.2.3.x")
         );
         assert_eq!(

@@ -114,6 +114,8 @@ enum Pending {
     Accounts,
     /// `HGETALL` of every registered room's record.
     Registered,
+    /// A room event in the room's log and on its channel, kept until Redis answered.
+    Logged(Box<(RoomName, Wire)>),
 }
 
 /// The backplane thread's state.
@@ -421,8 +423,10 @@ impl Backplane {
     /// a claim or for a private message's fate are told. A claim Redis may have
     /// granted without our hearing it is released once the link is back.
     fn forget_pending(&mut self) {
+        let mut unlogged = Vec::new();
         for pending in std::mem::take(&mut self.pending) {
             match pending {
+                Pending::Logged(event) => unlogged.push(*event),
                 Pending::Claim { id, nick, then } => {
                     self.to_release.push((id, nick.clone()));
                     self.answer_claim(id, nick, then, ClaimAnswer::Unavailable);
@@ -436,6 +440,10 @@ impl Backplane {
                 | Pending::Accounts
                 | Pending::Registered => {}
             }
+        }
+        // Older than anything held meanwhile: first in line again, in order.
+        for (room, wire) in unlogged.into_iter().rev() {
+            self.logs.unpop(room, wire);
         }
     }
 
@@ -581,8 +589,10 @@ impl Backplane {
 
     /// A room event into the room's log and out on its channel, in one script
     /// (`room_log.rs`); false if Redis is away.
-    fn log_and_publish(&mut self, room: &RoomName, wire: &Wire) -> bool {
-        let (key, channel) = (room_log::log_key(room), room_channel(room));
+    /// The event stays with its pending reply: if the link drops before Redis
+    /// answered, it is held again (a receiver drops a copy it had already).
+    fn log_and_publish(&mut self, room: RoomName, wire: Wire) -> Result<(), (RoomName, Wire)> {
+        let (key, channel) = (room_log::log_key(&room), room_channel(&room));
         let max = self.config.log_max.to_string();
         let sent = self.commands.command(&[
             b"EVAL",
@@ -593,17 +603,19 @@ impl Backplane {
             max.as_bytes(),
             &wire.encode(),
         ]);
-        if sent {
-            self.pending.push_back(Pending::Ignore);
-            bump(&self.shared.stats.cluster.published);
+        if !sent {
+            return Err((room, wire));
         }
-        sent
+        self.pending
+            .push_back(Pending::Logged(Box::new((room, wire))));
+        bump(&self.shared.stats.cluster.published);
+        Ok(())
     }
 
     /// The events held while Redis was away, in order, now that it is back.
     fn publish_held(&mut self) {
         while let Some((room, wire)) = self.logs.next_held() {
-            if !self.log_and_publish(&room, &wire) {
+            if let Err((room, wire)) = self.log_and_publish(room, wire) {
                 return self.logs.unpop(room, wire);
             }
         }
@@ -1379,8 +1391,13 @@ impl Backplane {
             event: event.clone(),
         };
         // Behind events already held, in the room's order.
-        let published = !self.logs.holding() && self.log_and_publish(&room, &wire);
-        if !published && !self.logs.hold(room.clone(), wire) {
+        let unsent = match self.logs.holding() {
+            true => Err((room.clone(), wire)),
+            false => self.log_and_publish(room.clone(), wire),
+        };
+        if let Err((room, wire)) = unsent
+            && !self.logs.hold(room, wire)
+        {
             bump(&self.shared.stats.cluster.unpublished);
         }
         match event {
