@@ -588,11 +588,15 @@ impl Backplane {
     }
 
     /// A room event into the room's log and out on its channel, in one script
-    /// (`room_log.rs`); false if Redis is away.
-    /// The event stays with its pending reply: if the link drops before Redis
-    /// answered, it is held again (a receiver drops a copy it had already).
-    fn log_and_publish(&mut self, room: RoomName, wire: Wire) -> Result<(), (RoomName, Wire)> {
-        let (key, channel) = (room_log::log_key(&room), room_channel(&room));
+    /// (`room_log.rs`); given back if Redis is away. It stays with its pending reply:
+    /// if the link drops before Redis answered, it is held again (a receiver drops a
+    /// copy it had already).
+    fn log_and_publish(
+        &mut self,
+        event: Box<(RoomName, Wire)>,
+    ) -> Result<(), Box<(RoomName, Wire)>> {
+        let (room, wire) = &*event;
+        let (key, channel) = (room_log::log_key(room), room_channel(room));
         let max = self.config.log_max.to_string();
         let sent = self.commands.command(&[
             b"EVAL",
@@ -604,10 +608,9 @@ impl Backplane {
             &wire.encode(),
         ]);
         if !sent {
-            return Err((room, wire));
+            return Err(event);
         }
-        self.pending
-            .push_back(Pending::Logged(Box::new((room, wire))));
+        self.pending.push_back(Pending::Logged(event));
         bump(&self.shared.stats.cluster.published);
         Ok(())
     }
@@ -615,7 +618,8 @@ impl Backplane {
     /// The events held while Redis was away, in order, now that it is back.
     fn publish_held(&mut self) {
         while let Some((room, wire)) = self.logs.next_held() {
-            if let Err((room, wire)) = self.log_and_publish(room, wire) {
+            if let Err(event) = self.log_and_publish(Box::new((room, wire))) {
+                let (room, wire) = *event;
                 return self.logs.unpop(room, wire);
             }
         }
@@ -1391,12 +1395,13 @@ impl Backplane {
             event: event.clone(),
         };
         // Behind events already held, in the room's order.
+        let event = Box::new((room.clone(), wire));
         let unsent = match self.logs.holding() {
-            true => Err((room.clone(), wire)),
-            false => self.log_and_publish(room.clone(), wire),
+            true => Err(event),
+            false => self.log_and_publish(event),
         };
-        if let Err((room, wire)) = unsent
-            && !self.logs.hold(room, wire)
+        if let Err(event) = unsent
+            && !self.logs.hold(event.0, event.1)
         {
             bump(&self.shared.stats.cluster.unpublished);
         }
