@@ -1395,13 +1395,13 @@ impl Backplane {
             event: event.clone(),
         };
         // Behind events already held, in the room's order.
-        let event = Box::new((room.clone(), wire));
+        let queued = Box::new((room.clone(), wire));
         let unsent = match self.logs.holding() {
-            true => Err(event),
-            false => self.log_and_publish(event),
+            true => Err(queued),
+            false => self.log_and_publish(queued),
         };
-        if let Err(event) = unsent
-            && !self.logs.hold(event.0, event.1)
+        if let Err(queued) = unsent
+            && !self.logs.hold(queued.0, queued.1)
         {
             bump(&self.shared.stats.cluster.unpublished);
         }
