@@ -427,3 +427,36 @@ fn a_room_registered_on_one_node_keeps_its_state_on_another() {
         eve.expect("OK left club");
     }
 }
+
+/// The `HIST` lines `client` gets for `/history ROOM 10`.
+fn history_of(client: &mut TestClient, room: &str) -> Vec<String> {
+    client.send(&format!("/history {room} 10"));
+    let lines = client.skip_to(&format!("OK history {room}"));
+    lines
+        .into_iter()
+        .filter(|l| l.starts_with("HIST "))
+        .collect()
+}
+
+#[test]
+fn any_node_has_a_rooms_history_with_the_same_ids() {
+    let Some(redis) = Redis::start() else { return };
+    let (_a, _b, mut alice, mut bob) = two_nodes(&redis, "alice", "bob");
+    alice.join("tales");
+    for n in 0..3 {
+        alice.send(&format!("tale {n}"));
+    }
+    let on_a = history_of(&mut alice, "tales");
+    assert_eq!(on_a.len(), 3, "{on_a:?}");
+    // Node b never had a member in tales: it reads the room's log when bob joins.
+    bob.join("tales");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let on_b = history_of(&mut bob, "tales");
+        if on_b == on_a {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{on_b:?} against {on_a:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -928,6 +928,7 @@ impl Backplane {
     fn confirmed(&mut self, room: RoomName, subscribed: bool) {
         if subscribed {
             self.listening.insert(room.clone());
+            self.logs.start_seed(&room);
             self.ask_recovery(&room);
         } else {
             self.listening.remove(&room);
@@ -1163,19 +1164,36 @@ impl Backplane {
         if !self.listening.contains(room) {
             return;
         }
-        let Some(after) = self.logs.due(room).map(|id| format!("({id}")) else {
-            return;
-        };
         let key = room_log::log_key(room);
-        let count = room_log::RECOVER_MAX.to_string();
-        if (self.commands).command(&[
-            b"XRANGE",
-            key.as_bytes(),
-            after.as_bytes(),
-            b"+",
-            b"COUNT",
-            count.as_bytes(),
-        ]) {
+        let sent = match self.logs.due(room) {
+            Some(room_log::Read::After(id)) => {
+                let (after, count) = (format!("({id}"), room_log::RECOVER_MAX.to_string());
+                let count = count.as_bytes();
+                let args: [&[u8]; 6] = [
+                    b"XRANGE",
+                    key.as_bytes(),
+                    after.as_bytes(),
+                    b"+",
+                    b"COUNT",
+                    count,
+                ];
+                self.commands.command(&args)
+            }
+            Some(room_log::Read::Tail) => {
+                let count = room_log::SEED_MAX.to_string();
+                let args: [&[u8]; 6] = [
+                    b"XREVRANGE",
+                    key.as_bytes(),
+                    b"+",
+                    b"-",
+                    b"COUNT",
+                    count.as_bytes(),
+                ];
+                self.commands.command(&args)
+            }
+            None => return,
+        };
+        if sent {
             self.pending.push_back(Pending::Recover(room.clone()));
             self.logs.asked(room, true);
         }
@@ -1185,6 +1203,9 @@ impl Backplane {
     /// history, then how many; other events as they come. What arrived live
     /// meanwhile follows.
     fn on_recovered(&mut self, room: RoomName, frame: OwnedFrame) {
+        if self.logs.seeding(&room) {
+            return self.on_seed(room, frame);
+        }
         let entries = room_log::entries(frame);
         let more = entries.len() >= room_log::RECOVER_MAX;
         let mut lines = Vec::new();
@@ -1222,6 +1243,43 @@ impl Backplane {
             self.logs.asked(&room, false);
             return self.ask_recovery(&room);
         }
+        self.after_read(room);
+    }
+
+    /// The tail of `room`'s log, newest first, on a node that had none of it: the
+    /// numbers heard start there, and its lines seed the room's history here.
+    fn on_seed(&mut self, room: RoomName, frame: OwnedFrame) {
+        let mut entries = room_log::entries(frame);
+        entries.reverse();
+        let mut lines = Vec::new();
+        for (id, bytes) in entries {
+            self.logs.read_up_to(&room, id);
+            let Ok(Wire::Room {
+                origin,
+                epoch,
+                seq,
+                msgid,
+                at_ms,
+                event,
+            }) = Wire::decode(&bytes, Some(&room))
+            else {
+                continue;
+            };
+            if origin != self.config.node {
+                self.heard.insert((origin, room.clone()), (epoch, seq));
+            }
+            lines.extend(said_line(&event, at_ms, || msgid));
+        }
+        if !lines.is_empty() {
+            let home = home_shard(&room, self.to_shards.len());
+            let room = room.clone();
+            self.to_shards[home].push(ShardMsg::Seeded { room, lines });
+        }
+        self.after_read(room);
+    }
+
+    /// What arrived for `room` while its log was read, in arrival order.
+    fn after_read(&mut self, room: RoomName) {
         for deferred in self.logs.finish(&room) {
             match deferred {
                 Deferred::Event(event, id) => {
@@ -1603,6 +1661,10 @@ mod tests {
         let channel = room_channel(room);
         let frame = [bulk(kind), bulk(channel.as_bytes()), OwnedFrame::Integer(1)];
         backplane.on_pushed(OwnedFrame::Array(frame.to_vec()));
+        // The seed read of the room's log (no Redis here): an empty log.
+        if backplane.logs.seeding(room) {
+            backplane.on_recovered(room.clone(), OwnedFrame::Array(Vec::new()));
+        }
     }
 
     /// Line number `seq` of node `a` in `room`, as Redis pushes it.

@@ -130,11 +130,27 @@ pub enum Deferred {
     },
 }
 
+/// Which part of a room's log to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read<'a> {
+    /// Everything after this entry.
+    After(&'a str),
+    /// The newest entries.
+    Tail,
+}
+
+/// How many of a room's newest log entries seed its history on a node that had
+/// none of it.
+pub const SEED_MAX: usize = 400;
+
 /// A room whose log is to be read back.
 #[derive(Debug, Default)]
 pub struct Recovery {
     /// The read was sent (its answer is pending).
     pub asked: bool,
+    /// This node had nothing of the room: its log's tail is read to seed its
+    /// history, not what came after a last entry.
+    pub seed: bool,
     /// What arrived meanwhile.
     pub deferred: Vec<Deferred>,
 }
@@ -175,6 +191,23 @@ impl RoomLogs {
         }
     }
 
+    /// `room`'s subscription is confirmed and this node has nothing of its log: its
+    /// tail is read to seed the room's history here.
+    pub fn start_seed(&mut self, room: &RoomName) {
+        if !self.last.contains_key(room) && !self.recovering.contains_key(room) {
+            let seed = Recovery {
+                seed: true,
+                ..Recovery::default()
+            };
+            self.recovering.insert(room.clone(), seed);
+        }
+    }
+
+    /// True if the read going on for `room` is a seed.
+    pub fn seeding(&self, room: &RoomName) -> bool {
+        self.recovering.get(room).is_some_and(|r| r.seed)
+    }
+
     /// No longer subscribed to `room`: a later subscription starts afresh.
     pub fn forget(&mut self, room: &RoomName) {
         self.last.remove(room);
@@ -193,11 +226,12 @@ impl RoomLogs {
     }
 
     /// The id to read `room`'s log after, if a read is due and not yet sent.
-    pub fn due(&self, room: &RoomName) -> Option<&str> {
-        if self.recovering.get(room).is_none_or(|r| r.asked) {
-            return None;
+    pub fn due(&self, room: &RoomName) -> Option<Read<'_>> {
+        match self.recovering.get(room) {
+            Some(r) if !r.asked && r.seed => Some(Read::Tail),
+            Some(r) if !r.asked => self.last.get(room).map(|id| Read::After(id)),
+            _ => None,
         }
-        self.last.get(room).map(String::as_str)
     }
 
     /// Marks the read of `room` sent (or, `false`, lost with the link).

@@ -289,6 +289,10 @@ impl Chat {
                 self.on_stored(fx, *reply);
                 None
             }
+            ShardMsg::Seeded { room, lines } => {
+                delivery.seeded(fx, room, lines);
+                None
+            }
             ShardMsg::Claimed {
                 id,
                 nick,

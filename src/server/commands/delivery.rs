@@ -32,7 +32,8 @@ use std::time::Instant;
 use log::info;
 
 use crate::protocol::outgoing::{Outgoing, Protocol, account_tag_lines, prefix_tags, render_plain};
-use crate::protocol::{Event, Nick, ProtocolError, RoomName, SayKind, irc, timestamp};
+use crate::protocol::{Event, HistoryLine, Nick, ProtocolError, RoomName, SayKind, irc, timestamp};
+use crate::server::config::JOIN_HISTORY;
 
 use crate::server::backplane::handle::BackplaneMsg;
 use crate::server::backplane::wire::crosses_nodes;
@@ -329,8 +330,13 @@ impl Delivery {
             return;
         };
         outgoing.set_msgid(line.id);
-        // Messages and actions are stored; a channel notice stays in memory only (a
-        // notice replayed as a message could be answered by a bot).
+        self.record_line(room, line, reach);
+    }
+
+    /// A line into the room's memory and, unless a notice, the store. A channel
+    /// notice stays in memory only (a notice replayed as a message could be answered
+    /// by a bot).
+    fn record_line(&self, room: &RoomName, line: HistoryLine, reach: Reach) {
         if let Some(store) = self
             .shared
             .store
@@ -350,6 +356,32 @@ impl Delivery {
         self.home
             .borrow_mut()
             .record(room, line, reach.born, registered);
+    }
+
+    /// In a cluster, the tail of `room`'s shared log, read when this node began to
+    /// listen to the room: the lines it did not have are kept, and its members (who
+    /// joined as its first here) get them as history, so history is the same on
+    /// every node.
+    pub fn seeded(&self, fx: &mut Effects<'_>, room: RoomName, lines: Vec<HistoryLine>) {
+        let newest = (self.home.borrow().recent(&room, 1).first()).map_or(0, |l| l.id);
+        let reach = self.shared.directory.reach(&room);
+        let fresh: Vec<HistoryLine> = (lines.into_iter()).filter(|l| l.id > newest).collect();
+        if fresh.is_empty() || reach.members == 0 {
+            return;
+        }
+        for line in &fresh {
+            self.record_line(&room, line.clone(), reach);
+        }
+        let skip = fresh.len().saturating_sub(JOIN_HISTORY);
+        let lines = fresh.into_iter().skip(skip).collect();
+        let members = self
+            .shared
+            .directory
+            .member_ids(std::slice::from_ref(&room));
+        let playback = Outgoing::new(Event::Playback { room, lines });
+        for id in members {
+            self.deliver_to(fx, id, Arc::clone(&playback));
+        }
     }
 
     /// This shard's index.

@@ -144,6 +144,14 @@ pub enum ShardMsg {
         /// Delivered to the node, or why not.
         delivered: Result<(), &'static str>,
     },
+    /// To the room's home shard, in a cluster: the tail of the room's shared log,
+    /// read when this node began to listen to it.
+    Seeded {
+        /// The room.
+        room: RoomName,
+        /// Its lines, oldest first.
+        lines: Vec<crate::protocol::HistoryLine>,
+    },
     /// Tell every client, flush, close, exit.
     Shutdown,
 }
