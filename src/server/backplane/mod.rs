@@ -1031,24 +1031,9 @@ impl Backplane {
         let Some((id, bytes)) = room_log::split_published(payload) else {
             return log::warn!("backplane: a room event without its log id");
         };
-        let event = match Wire::decode(bytes, Some(&room)) {
-            Ok(Wire::Room {
-                origin,
-                epoch,
-                seq,
-                msgid,
-                at_ms,
-                event,
-            }) => RemoteEvent {
-                origin,
-                epoch,
-                seq,
-                msgid,
-                at_ms,
-                event,
-            },
-            Ok(_) => return log::warn!("backplane: not a room event on {room}'s channel"),
-            Err(bad) => return log::warn!("backplane: ignoring a message: {}", bad.0),
+        let event = match RemoteEvent::decode(bytes, &room) {
+            Ok(event) => event,
+            Err(bad) => return log::warn!("backplane: ignoring a message on {room}: {}", bad.0),
         };
         if !self.listening.contains(&room) {
             return; // the tail of an old subscription (see `listening`)
@@ -1211,28 +1196,13 @@ impl Backplane {
         let mut lines = Vec::new();
         for (id, bytes) in entries {
             self.logs.read_up_to(&room, id);
-            let Ok(Wire::Room {
-                origin,
-                epoch,
-                seq,
-                msgid,
-                at_ms,
-                event,
-            }) = Wire::decode(&bytes, Some(&room))
-            else {
+            let Ok(event) = RemoteEvent::decode(&bytes, &room) else {
                 continue;
-            };
-            let event = RemoteEvent {
-                origin,
-                epoch,
-                seq,
-                msgid,
-                at_ms,
-                event,
             };
             if event.origin == self.config.node || !self.take_in(&room, &event) {
                 continue;
             }
+            let (msgid, at_ms) = (event.msgid, event.at_ms);
             match said_line(&event.event, at_ms, || msgid) {
                 Some(line) => lines.push(line),
                 None => self.deliver_remote(room.clone(), event),
@@ -1254,21 +1224,15 @@ impl Backplane {
         let mut lines = Vec::new();
         for (id, bytes) in entries {
             self.logs.read_up_to(&room, id);
-            let Ok(Wire::Room {
-                origin,
-                epoch,
-                seq,
-                msgid,
-                at_ms,
-                event,
-            }) = Wire::decode(&bytes, Some(&room))
-            else {
+            let Ok(event) = RemoteEvent::decode(&bytes, &room) else {
                 continue;
             };
-            if origin != self.config.node {
-                self.heard.insert((origin, room.clone()), (epoch, seq));
+            let (msgid, at_ms) = (event.msgid, event.at_ms);
+            lines.extend(said_line(&event.event, at_ms, || msgid));
+            if event.origin != self.config.node {
+                let baseline = (event.epoch, event.seq);
+                self.heard.insert((event.origin, room.clone()), baseline);
             }
-            lines.extend(said_line(&event, at_ms, || msgid));
         }
         if !lines.is_empty() {
             let home = home_shard(&room, self.to_shards.len());

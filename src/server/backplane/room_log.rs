@@ -29,7 +29,7 @@ use redis_protocol::resp2::types::OwnedFrame;
 
 use crate::protocol::{Event, RoomName};
 
-use super::wire::Wire;
+use super::wire::{BadWire, Wire};
 
 /// Appends ARGV[3] to the stream KEYS[1] (trimmed to about ARGV[2] entries; 0: no
 /// limit), then publishes `ID PAYLOAD` on channel ARGV[1].
@@ -111,6 +111,30 @@ pub struct RemoteEvent {
     pub at_ms: u64,
     /// The event.
     pub event: Event,
+}
+
+impl RemoteEvent {
+    /// A room event of `room`'s channel or log, from its wire bytes.
+    pub fn decode(bytes: &[u8], room: &RoomName) -> Result<RemoteEvent, BadWire> {
+        match Wire::decode(bytes, Some(room))? {
+            Wire::Room {
+                origin,
+                epoch,
+                seq,
+                msgid,
+                at_ms,
+                event,
+            } => Ok(RemoteEvent {
+                origin,
+                epoch,
+                seq,
+                msgid,
+                at_ms,
+                event,
+            }),
+            _ => Err(BadWire("not a room event")),
+        }
+    }
 }
 
 /// What arrived for a room while its log was being read back: handled after the
