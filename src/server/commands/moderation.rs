@@ -157,7 +157,9 @@ impl Moderator<'_, '_, '_> {
         }
         let reply = (line && !all_refused).then(|| match outcome.applied.is_empty() {
             // Nothing refused, nothing changed: every change was already so.
-            true => Event::Done(format!("unchanged {room} {}", changes_string(&request.changes)).into()),
+            true => {
+                Event::Done(format!("unchanged {room} {}", changes_string(&request.changes)).into())
+            }
             false => Event::ModesChanged {
                 room: room.clone(),
                 changes: outcome.applied.clone(),
