@@ -9,15 +9,14 @@
 //! outside CI and fails under `CI=true`.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{Served, TestClient, TestServer, find_program, require, serve_exactly};
+use crate::common::{Relay, Served, TestClient, TestServer, find_program, require, serve_exactly};
 use crate::store::TempDir as DataDir;
 
 /// Longest wait for anything the page should show.
@@ -320,84 +319,25 @@ fn two_browsers_and_nc_chat_in_one_room() {
     eprintln!("screenshot: {}", shot.display());
 }
 
-/// A TCP relay in front of the web listener that the test can cut: the browser's
-/// connection breaks (the server sees it close) and new ones are refused until
-/// [`Relay::restore`], as when a phone loses its network for a while.
-struct Relay {
-    addr: SocketAddr,
-    shared: Arc<Mutex<RelayState>>,
-}
-
-#[derive(Default)]
-struct RelayState {
-    down: bool,
-    stopped: bool,
-    open: Vec<TcpStream>,
-}
-
-impl Relay {
-    fn start(to: SocketAddr) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shared = Arc::new(Mutex::new(RelayState::default()));
-        let state = Arc::clone(&shared);
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { continue };
-                let mut state = state.lock().unwrap();
-                if state.stopped {
-                    return;
-                }
-                if state.down {
-                    continue; // dropped: closed at once
-                }
-                let Ok(server) = TcpStream::connect(to) else {
-                    continue;
-                };
-                for (from, into) in [(&client, &server), (&server, &client)] {
-                    let (mut from, mut into) = (from.try_clone().unwrap(), into.try_clone().unwrap());
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut into);
-                        let _ = into.shutdown(Shutdown::Both);
-                    });
-                }
-                state.open.extend([client, server]);
-            }
-        });
-        Relay { addr, shared }
-    }
-
-    /// Closes every relayed connection and refuses new ones.
-    fn cut(&self) {
-        let mut state = self.shared.lock().unwrap();
-        state.down = true;
-        for stream in state.open.drain(..) {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-    }
-
-    fn restore(&self) {
-        self.shared.lock().unwrap().down = false;
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.cut();
-        if let Ok(mut state) = self.shared.lock() {
-            state.stopped = true;
-        }
-        let _ = TcpStream::connect(self.addr); // wakes the accepting thread
-    }
-}
-
 /// The real binary with a data dir (so `/history ROOM since` works) and a web
 /// listener: (server, line address, web address).
 fn served_with_store(dir: &Path) -> (Served, SocketAddr, SocketAddr) {
     let dir = dir.to_str().unwrap();
     let args = [
-        "serve", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir", dir,
-        "--workers", "2", "-q", "--max-per-ip", "0", "--connect-rate", "0",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir,
+        "--workers",
+        "2",
+        "-q",
+        "--max-per-ip",
+        "0",
+        "--connect-rate",
+        "0",
     ];
     let (served, addrs) = serve_exactly(&args, &["", "web"]);
     (served, addrs[0], addrs[1])
@@ -474,10 +414,16 @@ fn readable_replies_and_a_failed_nick(alice: &Browser<'_>, bob: &mut TestClient)
     alice.shows("#log", "<bob> live one");
     alice.type_into("#line", &format!("/who{ENTER}"));
     let who = alice.shows("#log", "In #rust: ");
-    assert!(who.contains("@bob, alice") || who.contains("alice, @bob"), "{who}");
+    assert!(
+        who.contains("@bob, alice") || who.contains("alice, @bob"),
+        "{who}"
+    );
     alice.type_into("#line", &format!("/whois bob{ENTER}"));
     let card = alice.shows("#log .card", "a line client");
-    assert!(card.contains("#go (operator)") && card.contains("#rust (operator)"), "{card}");
+    assert!(
+        card.contains("#go (operator)") && card.contains("#rust (operator)"),
+        "{card}"
+    );
     alice.type_into("#line", &format!("/nick bob{ENTER}"));
     alice.shows("#errors", "you are still alice");
     let hidden = alice.execute("return document.getElementById('login').hidden;", json!([]));
@@ -502,7 +448,12 @@ fn missed_lines_come_back_once(alice: &Browser<'_>, bob: &mut TestClient, relay:
     alice.shows("#log", "<bob> missed two");
     alice.shows("#log", "reconnected");
     let lines = alice.log_lines("p");
-    for (needle, times) in [("before one", 1), ("live one", 2), ("still here", 1), ("missed one", 1)] {
+    for (needle, times) in [
+        ("before one", 1),
+        ("live one", 2),
+        ("still here", 1),
+        ("missed one", 1),
+    ] {
         assert_eq!(count(&lines, needle), times, "{needle}: {lines:#?}");
     }
     let at = |needle: &str| lines.iter().position(|l| l.contains(needle)).unwrap();
@@ -513,10 +464,22 @@ fn missed_lines_come_back_once(alice: &Browser<'_>, bob: &mut TestClient, relay:
     alice.type_into("#line", &format!("/join go{ENTER}"));
     alice.shows("#log", "<bob> go missed");
     let lines = alice.log_lines("p");
-    assert_eq!((count(&lines, "go old"), count(&lines, "go missed")), (1, 1), "{lines:#?}");
+    assert_eq!(
+        (count(&lines, "go old"), count(&lines, "go missed")),
+        (1, 1),
+        "{lines:#?}"
+    );
     // Alice is alice again, in both rooms, and speaks in go.
     alice.type_into("#line", &format!("back in go{ENTER}"));
     assert_eq!(bob.expect("MSG "), "MSG go alice back in go");
+    // History asked for by hand: at the end, as it is, and counted.
+    alice.type_into("#line", &format!("/history go 1{ENTER}"));
+    alice.shows("#log", "(1 line of #go's history above)");
+    let hist = alice.log_lines("p.hist");
+    assert!(
+        hist.last().unwrap().ends_with("<alice> back in go"),
+        "{hist:#?}"
+    );
 }
 
 /// Lines only a cluster sends, fed to the page as if they came from the server.
@@ -528,34 +491,62 @@ fn cluster_lines_are_sentences(alice: &Browser<'_>) {
         "EVENT go recovered 1",
         "EVENT * link up the link to the other nodes is back",
     ];
-    alice.execute("for (const line of arguments[0]) onLine(line);", json!([lines]));
+    alice.execute(
+        "for (const line of arguments[0]) onLine(line);",
+        json!([lines]),
+    );
     alice.shows("#log", "link to the other servers is back");
     let shown = alice.log_lines("p");
-    assert_eq!(count(&shown, "link to the other servers is down"), 1, "{shown:#?}");
-    assert_eq!(count(&shown, "1 message(s) missed while the servers were cut off"), 1);
+    assert_eq!(
+        count(&shown, "link to the other servers is down"),
+        1,
+        "{shown:#?}"
+    );
+    assert_eq!(
+        count(&shown, "1 message(s) missed while the servers were cut off"),
+        1
+    );
     let hist = alice.log_lines("p.hist");
-    assert!(hist.iter().any(|l| l.contains("2026-01-02") && l.ends_with("<carol> from the outage")), "{hist:#?}");
+    assert!(
+        hist.iter()
+            .any(|l| l.contains("2026-01-02") && l.ends_with("<carol> from the outage")),
+        "{hist:#?}"
+    );
     no_raw_protocol(&shown);
 }
 
 /// At 390 px wide nothing is cut off: no sideways scrolling, the input is on screen.
 fn fits_390_pixels(alice: &Browser<'_>) {
-    let shot = std::env::temp_dir().join(format!("miochat-browser-wide-{}.png", std::process::id()));
+    let shot =
+        std::env::temp_dir().join(format!("miochat-browser-wide-{}.png", std::process::id()));
     alice.screenshot(&shot);
     alice.resize(390, 844);
     let script = "const r = document.getElementById('line').getBoundingClientRect();
         return [window.innerWidth, document.documentElement.scrollWidth, r.left, r.right, r.bottom, window.innerHeight];";
     let deadline = Instant::now() + SHOW_TIMEOUT;
     let sizes = loop {
-        let sizes: Vec<f64> = alice.execute(script, json!([])).as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let sizes: Vec<f64> = alice
+            .execute(script, json!([]))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         if sizes[0] <= 400.0 || Instant::now() > deadline {
             break sizes;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(sizes[0] <= 400.0, "the window did not shrink: {sizes:?}");
-    assert!(sizes[1] <= sizes[0], "sideways scrolling at {} px: {sizes:?}", sizes[0]);
-    assert!(sizes[2] >= 0.0 && sizes[3] <= sizes[0] && sizes[4] <= sizes[5], "{sizes:?}");
+    assert!(
+        sizes[1] <= sizes[0],
+        "sideways scrolling at {} px: {sizes:?}",
+        sizes[0]
+    );
+    assert!(
+        sizes[2] >= 0.0 && sizes[3] <= sizes[0] && sizes[4] <= sizes[5],
+        "{sizes:?}"
+    );
     alice.shows("#log", "<bob> go missed");
     let shot = std::env::temp_dir().join(format!("miochat-browser-390-{}.png", std::process::id()));
     alice.screenshot(&shot);
