@@ -13,7 +13,7 @@
 use super::modes::{self, ModeKind, ModeRequest};
 use super::{
     AccessLevel, Command, HISTORY_READ_MAX, HistoryQuery, MAX_TOPIC_LEN, Nick, ProtocolError,
-    RoomName, parse_msgid, parse_timestamp,
+    RoomName, SayKind, parse_msgid, parse_timestamp,
 };
 
 /// Parses one line (without its terminator).
@@ -48,7 +48,15 @@ fn parse_command(line: &str) -> Result<Command<'_>, ProtocolError> {
             if text.is_empty() {
                 return Err(ProtocolError::Usage("/msg NICK TEXT"));
             }
-            Command::Msg { to, text }
+            match to.starts_with('#') {
+                // `/msg #room text`: a line to that room, which stays not current.
+                true => Command::SayTo {
+                    room: RoomName::parse(to)?,
+                    text,
+                    kind: SayKind::Message,
+                },
+                false => Command::Msg { to, text },
+            }
         }
         "me" => Command::Me(arg.ok_or(ProtocolError::Usage("/me TEXT"))?),
         "who" => Command::Who(optional_room(arg, "/who [ROOM]")?),
@@ -73,7 +81,10 @@ fn parse_command(line: &str) -> Result<Command<'_>, ProtocolError> {
         }
         "ban" => mode_of("+b", one_word(arg, "/ban MASK")?),
         "unban" => mode_of("-b", one_word(arg, "/unban MASK")?),
-        "bans" => no_args(arg, mode_of("+b", ""), "/bans")?,
+        "bans" => Command::Mode {
+            room: optional_room(arg, "/bans [ROOM]")?,
+            request: modes::parse("+b", &[]),
+        },
         "invite" => {
             let usage = "/invite NICK [ROOM]";
             let (nick, room) = split_word(arg.ok_or(ProtocolError::Usage(usage))?);
@@ -343,6 +354,11 @@ impl Command<'_> {
                 Some(room) => format!("/invite {nick} {room}"),
                 None => format!("/invite {nick}"),
             },
+            Command::SayTo {
+                room,
+                text,
+                kind: SayKind::Message,
+            } => format!("/msg #{room} {text}"),
             Command::Mode { .. }
             | Command::Kick { .. }
             | Command::Part { .. }
@@ -475,6 +491,14 @@ mod tests {
                     text: "hi there",
                 },
             ),
+            (
+                "/msg #Rust hi all",
+                Command::SayTo {
+                    room: room("rust"),
+                    text: "hi all",
+                    kind: SayKind::Message,
+                },
+            ),
             ("/me waves", Command::Me("waves")),
             ("/who", Command::Who(None)),
             ("/who lobby", Command::Who(Some(room("lobby")))),
@@ -493,7 +517,9 @@ mod tests {
         ];
         for (line, want) in table {
             assert_eq!(ok(line), want, "{line}");
+            assert!(want.to_line().is_some_and(|l| ok(&l) == want), "{line}");
         }
+        assert_eq!(err(b"/msg #b@d hi"), ProtocolError::BadRoom);
     }
 
     #[test]
@@ -539,6 +565,16 @@ mod tests {
                 "/bans",
                 Command::Mode {
                     room: None,
+                    request: ModeRequest {
+                        list_bans: true,
+                        ..ModeRequest::default()
+                    },
+                },
+            ),
+            (
+                "/bans #go",
+                Command::Mode {
+                    room: Some(room("go")),
                     request: ModeRequest {
                         list_bans: true,
                         ..ModeRequest::default()
@@ -634,7 +670,7 @@ mod tests {
         assert_eq!(err(b"/op a b"), ProtocolError::Usage("/op NICK"));
         assert_eq!(err(b"/kick"), ProtocolError::Usage(KICK_USAGE));
         assert_eq!(err(b"/ban"), ProtocolError::Usage("/ban MASK"));
-        assert_eq!(err(b"/bans x"), ProtocolError::Usage("/bans"));
+        assert_eq!(err(b"/bans x y"), ProtocolError::Usage("/bans [ROOM]"));
         assert_eq!(err(b"/invite"), ProtocolError::Usage("/invite NICK [ROOM]"));
         assert_eq!(err(b"/join b@d"), ProtocolError::BadRoom);
         assert_eq!(err(b"/msg bob"), ProtocolError::Usage("/msg NICK TEXT"));

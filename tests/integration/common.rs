@@ -1,4 +1,5 @@
-//! Shared test helpers: a real server on `127.0.0.1:0` and a blocking line client.
+//! Shared test helpers: a real server on `127.0.0.1:0`, a blocking line client, and a
+//! relay a test can cut (a network that goes away while the server stays).
 //!
 //! Every wait has a timeout (reads time out after [`READ_TIMEOUT`]) and nothing sleeps
 //! to synchronise: `/ping TOKEN` → `PONG TOKEN` is the barrier (the server handles a
@@ -7,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -402,4 +403,76 @@ pub fn stat(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key} in {line:?}"))
         .parse()
         .unwrap()
+}
+
+/// A TCP relay in front of a listener that the test can cut: a client's
+/// connection breaks (the server sees it close) and new ones are refused until
+/// [`Relay::restore`], as when a phone loses its network for a while.
+pub struct Relay {
+    pub addr: SocketAddr,
+    shared: Arc<Mutex<RelayState>>,
+}
+
+#[derive(Default)]
+struct RelayState {
+    down: bool,
+    stopped: bool,
+    open: Vec<TcpStream>,
+}
+
+impl Relay {
+    pub fn start(to: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Mutex::new(RelayState::default()));
+        let state = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let mut state = state.lock().unwrap();
+                if state.stopped {
+                    return;
+                }
+                if state.down {
+                    continue; // dropped: closed at once
+                }
+                let Ok(server) = TcpStream::connect(to) else {
+                    continue;
+                };
+                for (from, into) in [(&client, &server), (&server, &client)] {
+                    let (mut from, mut into) =
+                        (from.try_clone().unwrap(), into.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(Shutdown::Both);
+                    });
+                }
+                state.open.extend([client, server]);
+            }
+        });
+        Relay { addr, shared }
+    }
+
+    /// Closes every relayed connection and refuses new ones.
+    pub fn cut(&self) {
+        let mut state = self.shared.lock().unwrap();
+        state.down = true;
+        for stream in state.open.drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&self) {
+        self.shared.lock().unwrap().down = false;
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        if let Ok(mut state) = self.shared.lock() {
+            state.stopped = true;
+        }
+        let _ = TcpStream::connect(self.addr); // wakes the accepting thread
+    }
 }

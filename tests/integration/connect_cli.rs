@@ -6,7 +6,10 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::{TestServer, require, signal, spawn_binary, wait_with_timeout};
+use crate::common::{
+    Relay, TestClient, TestServer, require, serve_exactly, signal, spawn_binary, wait_with_timeout,
+};
+use crate::store::TempDir as DataDir;
 
 /// A client process whose stdin stays open until dropped or closed.
 struct ClientProcess {
@@ -348,4 +351,72 @@ fn full_screen_client_reconnects_with_its_nick_and_rooms() {
     peer.send("welcome back");
     let shown = tmux.wait_for(|s| s.contains("jane: welcome back"));
     assert!(shown.contains("jane: welcome back"), "{shown}");
+}
+
+#[test]
+fn full_screen_client_shows_history_and_recovers_what_it_missed() {
+    let dir = DataDir::new("tui-history");
+    let data = dir.0.to_str().unwrap();
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--workers",
+        "2",
+        "-q",
+        "--max-per-ip",
+        "0",
+        "--connect-rate",
+        "0",
+    ];
+    let (_served, addrs) = serve_exactly(&args, &[""]);
+    let relay = Relay::start(addrs[0]);
+    let mut jane = TestClient::connect(addrs[0]);
+    jane.set_nick("jane");
+    jane.join("rust");
+    jane.send("before one");
+    jane.sync();
+    let command = format!(
+        "{} connect {} --nick tom --room rust",
+        env!("CARGO_BIN_EXE_miochat"),
+        relay.addr
+    );
+    let Some(tmux) = Tmux::start(&command) else {
+        return;
+    };
+    // The join's history: above "you joined", with a time, no raw reply.
+    let shown = tmux.wait_for(|s| s.contains("you joined rust") && s.contains("before one"));
+    let at = |screen: &str, needle: &str| screen.find(needle).unwrap_or(usize::MAX);
+    assert!(
+        at(&shown, "jane: before one") < at(&shown, "you joined rust"),
+        "{shown}"
+    );
+    assert!(!shown.contains("history rust"), "{shown}");
+    let line = shown
+        .lines()
+        .find(|l| l.contains("jane: before one"))
+        .unwrap();
+    let stamp = line.trim_start_matches(|c: char| !c.is_ascii_digit());
+    assert!(stamp.as_bytes().get(2) == Some(&b':'), "{line}");
+    jane.send("live one");
+    tmux.wait_for(|s| s.contains("jane: live one"));
+    // The network goes away; jane speaks; it comes back.
+    relay.cut();
+    jane.expect("EVENT rust quit tom");
+    jane.send("missed one");
+    jane.send("live one");
+    jane.sync();
+    relay.restore();
+    jane.expect("EVENT rust join tom");
+    let shown = tmux.wait_for(|s| s.matches("jane: live one").count() == 2);
+    for (needle, times) in [("before one", 1), ("live one", 2), ("missed one", 1)] {
+        assert_eq!(shown.matches(needle).count(), times, "{needle}: {shown}");
+    }
+    assert!(
+        at(&shown, "jane: missed one") < at(&shown, "-- reconnected"),
+        "{shown}"
+    );
+    assert!(!shown.contains("error"), "{shown}");
 }

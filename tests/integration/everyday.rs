@@ -35,6 +35,37 @@ fn a_private_message_is_confirmed_and_echo_shows_ones_own_lines() {
 }
 
 #[test]
+fn msg_to_a_room_speaks_there_without_switching() {
+    let server = TestServer::start();
+    let mut alice = server.client_named("alice");
+    let mut bob = server.client_named("bob");
+    bob.join("rust");
+    alice.join("rust");
+    alice.join("lobby");
+    alice.send("/msg #rust over here");
+    assert_eq!(bob.expect("MSG "), "MSG rust alice over here");
+    // The current room is still the lobby.
+    alice.send("plain line");
+    assert_eq!(bob.expect("MSG "), "MSG lobby alice plain line");
+    alice.send("/echo on");
+    alice.expect("OK echo on");
+    alice.send("/msg #RUST seen by me too");
+    assert_eq!(alice.expect("MSG "), "MSG rust alice seen by me too");
+    // Not in the room (no such room, or +n): refused.
+    alice.send("/msg #elsewhere hi");
+    let mut carol = server.client_named("carol");
+    carol.join("elsewhere");
+    alice.send("/msg #elsewhere hi");
+    for _ in 0..2 {
+        let refused = alice.expect("ERR ");
+        assert_eq!(refused, "ERR not-in-room you are not in elsewhere");
+    }
+    alice.send("/msg #b@d hi");
+    assert!(alice.expect("ERR ").starts_with("ERR bad-room"));
+    carol.expect_quiet();
+}
+
+#[test]
 fn whois_and_away_for_line_users() {
     let server = TestServer::start();
     let mut alice = server.client_named("alice");

@@ -666,3 +666,36 @@ fn cross_protocol_moderation() {
     iu.send("MODE #lb");
     assert_eq!(iu.line(), ":miochat.local 324 iu #lb +kmnt sekrit");
 }
+
+#[test]
+fn a_change_that_changes_nothing_says_so_and_bans_take_a_room() {
+    let server = TestServer::start();
+    let mut alice = server.client_named("alice");
+    let mut bob = server.client_named("bob");
+    alice.join("calm");
+    bob.join("calm");
+    alice.send("/mode calm +m");
+    assert_eq!(alice.expect("OK "), "OK changed calm +m");
+    bob.expect("EVENT calm mode alice +m");
+    // Already +m (and +t): one OK line says so, and the room is told nothing.
+    alice.send("/mode calm +mt");
+    assert_eq!(alice.expect("OK "), "OK unchanged calm +mt");
+    alice.send("/op alice");
+    assert_eq!(alice.expect("OK "), "OK unchanged calm +o alice");
+    alice.send("/unban nobody");
+    assert_eq!(alice.expect("OK "), "OK unchanged calm -b nobody!*@*");
+    bob.expect_quiet();
+    // Part new, part already so: only what changed.
+    alice.send("/mode calm +mi");
+    assert_eq!(alice.expect("OK "), "OK changed calm +i");
+    alice.send("/ban eve");
+    alice.expect("OK changed calm +b eve!*@*");
+    // `/bans ROOM` from another current room; `/bans` alone is the current room.
+    alice.join("lobby");
+    alice.send("/bans calm");
+    assert_eq!(alice.expect("OK bans"), "OK bans calm eve!*@*");
+    alice.send("/bans");
+    assert_eq!(alice.expect("OK bans"), "OK bans lobby");
+    alice.send("/bans calm lobby");
+    assert_eq!(alice.expect("ERR "), "ERR usage usage: /bans [ROOM]");
+}

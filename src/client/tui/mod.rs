@@ -12,9 +12,10 @@
 //! retry time. A first connect that fails ends the client with exit status 1, as in
 //! the line client; a connection that breaks later is retried with back-off (1 s,
 //! doubling to 30 s, reset by the next welcome) and on success the nick and rooms are
-//! restored. The terminal is put back by a guard on every way out: returns, errors,
+//! restored, and each room is asked for what was missed (see [`history`]). The terminal is put back by a guard on every way out: returns, errors,
 //! panics (ratatui's panic hook) and SIGTERM/SIGHUP (handled in the `Poll`).
 
+pub mod history;
 pub mod input;
 pub mod state;
 pub mod view;
@@ -149,6 +150,12 @@ fn spawn_key_reader(waker: Arc<Waker>) -> Receiver<KeyInput> {
     rx
 }
 
+/// Now, in ms since the Unix epoch (0 if the clock is before it).
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The local time, as scrollback lines show it.
 fn stamp() -> String {
     chrono::Local::now().format("%H:%M").to_string()
@@ -199,6 +206,7 @@ impl App {
                 }
                 return Err(ClientError::Local(e));
             }
+            self.state.now_ms = now_ms();
             for event in events.iter() {
                 let flow = match event.token() {
                     TOKEN_STDIN => self.on_keys(keys, poll, terminal)?,

@@ -14,6 +14,8 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use super::history::{self, Hist};
+
 /// Lines kept per room; older ones are dropped.
 pub const SCROLLBACK: usize = 2000;
 /// The token of keepalive pings, whose replies are not shown.
@@ -50,12 +52,18 @@ pub struct Segment {
 }
 
 /// One scrollback line: a time stamp and its pieces.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Entry {
     /// `HH:MM`, local time.
     pub stamp: String,
     /// The pieces of the line, in order.
     pub segments: Vec<Segment>,
+    /// When it was said (history: the server's time) or shown, in ms since the epoch.
+    pub at_ms: u64,
+    /// Its message id, for a history line (or a live line matched to one).
+    pub id: Option<String>,
+    /// For a chat line, what identifies its content ([`history::key`]).
+    pub key: Option<String>,
 }
 
 impl Entry {
@@ -91,6 +99,11 @@ pub struct Room {
     pub topic: Option<String>,
     /// Screen rows scrolled up from the newest line (0 = following new lines).
     pub scroll: usize,
+    /// When the user joined (ms since the epoch).
+    pub joined_ms: u64,
+    /// Where a join's playback goes: the index of the "you joined" line, until the
+    /// playback ends (`OK history`) or a live line comes.
+    pub playback_at: Option<usize>,
 }
 
 impl Room {
@@ -111,6 +124,19 @@ impl Room {
             self.lines.pop_front();
         }
         self.lines.push_back(entry);
+    }
+
+    /// Puts a line at `index` (history, in its place by time).
+    fn insert(&mut self, index: usize, entry: Entry, width: usize) {
+        if self.scroll > 0 {
+            self.scroll += super::wrap::row_count(&entry, width);
+        }
+        let mut index = index.min(self.lines.len());
+        if self.lines.len() == SCROLLBACK {
+            self.lines.pop_front();
+            index = index.saturating_sub(1);
+        }
+        self.lines.insert(index, entry);
     }
 
     /// Adds `member` as shown (`@op`, `+voiced` or a plain nick), once per nick.
@@ -164,6 +190,13 @@ pub struct ChatState {
     chosen_nick: Option<String>,
     /// The user sent `/quit`: the server closing is expected.
     pub quitting: bool,
+    /// Now, in ms since the epoch (set by the caller before each line: no clock here).
+    pub now_ms: u64,
+    /// Rooms of `/history` requests the user typed, not yet answered.
+    asked: Vec<String>,
+    /// A reconnection's history requests are out (until `PONG recovered`): their
+    /// errors (no store, not in the room after a refused rejoin) are not shown.
+    recovering: bool,
     /// Columns of the scrollback on screen, as last drawn.
     pub wrap_width: usize,
 }
@@ -188,6 +221,9 @@ impl ChatState {
             welcomed: false,
             chosen_nick: None,
             quitting: false,
+            now_ms: 0,
+            asked: Vec::new(),
+            recovering: false,
             wrap_width: 80,
         }
     }
@@ -223,6 +259,8 @@ impl ChatState {
         let entry = Entry {
             stamp: stamp.to_string(),
             segments,
+            at_ms: self.now_ms,
+            ..Entry::default()
         };
         let width = self.wrap_width;
         self.current_room_mut().push(entry, width);
@@ -231,24 +269,34 @@ impl ChatState {
     /// Appends a line to `room` (created if unknown); `chat` lines count as unread
     /// when the room is not on screen.
     fn note_in(&mut self, room: &str, stamp: &str, segments: Vec<Segment>, chat: bool) {
-        let index = match self.index_of(room) {
+        let entry = Entry {
+            stamp: stamp.to_string(),
+            segments,
+            at_ms: self.now_ms,
+            ..Entry::default()
+        };
+        self.add_in(room, entry, chat);
+    }
+
+    /// The index of `room`, created if unknown.
+    fn room_index(&mut self, room: &str) -> usize {
+        match self.index_of(room) {
             Some(i) => i,
             None => {
                 self.rooms.push(Room::new(room));
                 self.rooms.len() - 1
             }
-        };
-        let mention = chat && self.mentions_me(&segments);
+        }
+    }
+
+    /// Appends `entry` to `room` ([`Self::note_in`]).
+    fn add_in(&mut self, room: &str, entry: Entry, chat: bool) {
+        let index = self.room_index(room);
+        let mention = chat && self.mentions_me(&entry.segments);
         let on_screen = self.current == Some(index);
         let width = self.wrap_width;
         let target = &mut self.rooms[index];
-        target.push(
-            Entry {
-                stamp: stamp.to_string(),
-                segments,
-            },
-            width,
-        );
+        target.push(entry, width);
         if chat && !on_screen {
             target.unread += 1;
             target.mentioned |= mention;
@@ -310,20 +358,23 @@ impl ChatState {
     }
 
     /// What to send right after a (re)connection: the nick, every room (the current
-    /// one last, so it is current on the server too).
-    pub fn rejoin_lines(&self) -> Vec<String> {
+    /// one last, so it is current on the server too), each with a request for what
+    /// was missed ([`history::since_point`]), then the ping that ends the recovery.
+    pub fn rejoin_lines(&mut self) -> Vec<String> {
         let mut lines = Vec::new();
         if let Some(nick) = &self.chosen_nick {
             lines.push(format!("/nick {nick}"));
         }
-        let current = self.current_name();
-        for room in &self.rooms {
-            if Some(room.name.as_str()) != current {
-                lines.push(format!("/join {}", room.name));
-            }
+        let current = self.current;
+        let others = (0..self.rooms.len()).filter(|&i| Some(i) != current);
+        for room in others.chain(current).filter_map(|i| self.rooms.get(i)) {
+            let since = history::since_point(&room.lines, room.joined_ms);
+            lines.push(format!("/join {}", room.name));
+            lines.push(format!("/history {} since {since}", room.name));
         }
-        if let Some(room) = current {
-            lines.push(format!("/join {room}"));
+        if !self.rooms.is_empty() {
+            self.recovering = true;
+            lines.push("/ping recovered".to_string());
         }
         lines
     }
@@ -337,20 +388,32 @@ impl ChatState {
             None => {
                 // "//x" sends "/x" (the server strips one slash).
                 let text = line.strip_prefix('/').unwrap_or(line);
-                let shown = vec![
-                    seg(me, Tone::OwnNick),
-                    seg(": ", Tone::Dim),
-                    seg(text, Tone::Plain),
-                ];
-                self.note(stamp, shown);
+                let entry = self.chat_entry(&me, text, false, stamp);
+                let width = self.wrap_width;
+                self.current_room_mut().push(entry, width);
             }
             Some((name, text)) if name.eq_ignore_ascii_case("me") => {
-                let shown = vec![
-                    seg("* ", Tone::Dim),
-                    seg(me, Tone::OwnNick),
-                    seg(format!(" {text}"), Tone::Plain),
-                ];
-                self.note(stamp, shown);
+                let entry = self.chat_entry(&me, text, true, stamp);
+                let width = self.wrap_width;
+                self.current_room_mut().push(entry, width);
+            }
+            Some((name, rest)) if name.eq_ignore_ascii_case("msg") && rest.starts_with('#') => {
+                // `/msg #room text`: a line to that room, shown there.
+                let (room, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                let room = room.trim_start_matches('#').to_ascii_lowercase();
+                let entry = self.chat_entry(&me, text, false, stamp);
+                self.add_in(&room, entry, false);
+            }
+            Some((name, rest)) if name.eq_ignore_ascii_case("history") => {
+                // `/history [N]` reads the current room, `/history ROOM ...` ROOM.
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                let named =
+                    words.len() >= 2 || words.first().is_some_and(|w| w.parse::<usize>().is_err());
+                let room = match (named, words.first()) {
+                    (true, Some(room)) => room.trim_start_matches('#').to_ascii_lowercase(),
+                    _ => self.current_name().unwrap_or("").to_string(),
+                };
+                self.asked.push(room);
             }
             Some((name, rest)) if name.eq_ignore_ascii_case("msg") => {
                 if let Some((to, text)) = rest.split_once(' ') {
@@ -393,17 +456,14 @@ impl ChatState {
             ("EVENT", Some(room), Some(what)) => {
                 self.on_event(room, what, rest.unwrap_or(""), stamp)
             }
-            ("HIST", Some(time), Some(_msgid)) => {
-                // `HIST TIME MSGID MSG|ME ROOM NICK TEXT`: a line from before.
-                let (kind, rest) = rest.unwrap_or("").split_once(' ').unwrap_or(("", ""));
-                let mut parts = rest.splitn(3, ' ');
-                let (room, nick) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                let text = parts.next().unwrap_or("");
-                let stamp = time.get(11..16).unwrap_or(stamp);
-                self.on_message(room, nick, text, kind == "ME", stamp);
-            }
+            ("HIST", _, _) => match Hist::parse(line) {
+                Some(hist) => self.on_hist(&hist),
+                None => self.note(stamp, vec![seg(line, Tone::Info)]),
+            },
             ("OK", Some(reply), _) => return self.on_ok(reply, after_words(line, 2), stamp),
             ("PONG", Some(KEEPALIVE_TOKEN), None) => {}
+            ("PONG", Some("recovered"), None) => self.recovering = false,
+            ("ERR", Some(code), _) if self.recovering && RECOVERY_ERRORS.contains(&code) => {}
             ("ERR", Some(code), _) => {
                 let text = format!("error: {} ({code})", after_words(line, 2));
                 self.note(stamp, vec![seg(text, Tone::Error)]);
@@ -427,7 +487,8 @@ impl ChatState {
         vec![format!("/who {room}")]
     }
 
-    fn on_message(&mut self, room: &str, nick: &str, text: &str, action: bool, stamp: &str) {
+    /// A chat line as shown: `nick: text` or `* nick text`, keyed for history.
+    fn chat_entry(&self, nick: &str, text: &str, action: bool, stamp: &str) -> Entry {
         let tone = self.nick_tone(nick);
         let mut segments = if action {
             vec![seg("* ", Tone::Dim), seg(nick, tone), seg(" ", Tone::Plain)]
@@ -435,19 +496,91 @@ impl ChatState {
             vec![seg(nick, tone), seg(": ", Tone::Dim)]
         };
         segments.push(seg(text, Tone::Plain));
-        if self.mentions_me(&segments)
+        if tone != Tone::OwnNick
+            && self.mentions_me(&segments)
             && let Some(last) = segments.last_mut()
         {
             last.tone = Tone::Mention;
         }
-        self.note_in(room, stamp, segments, true);
+        Entry {
+            stamp: stamp.to_string(),
+            segments,
+            at_ms: self.now_ms,
+            id: None,
+            key: Some(history::key(action, nick, text)),
+        }
+    }
+
+    fn on_message(&mut self, room: &str, nick: &str, text: &str, action: bool, stamp: &str) {
+        let entry = self.chat_entry(nick, text, action, stamp);
+        if let Some(index) = self.index_of(room) {
+            // A live line ends a join's playback: later history goes by time.
+            self.rooms[index].playback_at = None;
+        }
+        self.add_in(room, entry, true);
+    }
+
+    /// A line from a room's history: with its own time; a join's playback above
+    /// "you joined", what the user asked for at the end, anything else in its place
+    /// by time and only if it is not on screen already ([`history`]).
+    fn on_hist(&mut self, hist: &Hist<'_>) {
+        let (stamp, day) = history::local_time(hist.at_ms, self.now_ms);
+        let mut entry = self.chat_entry(hist.nick, hist.text, hist.action, &stamp);
+        if let Some(day) = day {
+            entry
+                .segments
+                .insert(0, seg(format!("[{day}] "), Tone::Dim));
+        }
+        entry.at_ms = hist.at_ms;
+        entry.id = Some(hist.id.to_string());
+        let width = self.wrap_width;
+        if self.asked.iter().any(|r| r == hist.room) {
+            self.add_in(hist.room, entry, false);
+            return;
+        }
+        let index = self.room_index(hist.room);
+        let room = &mut self.rooms[index];
+        if history::seen(&mut room.lines, hist) {
+            return;
+        }
+        let at = match room.playback_at.as_mut() {
+            Some(at) => {
+                *at += 1;
+                *at - 1
+            }
+            None => history::place_by_time(&room.lines, hist.at_ms, hist.id),
+        };
+        room.insert(at, entry, width);
+    }
+
+    /// `OK history ROOM N`: the end of a history read. What the user asked for is
+    /// counted; a full page of what was missed asks for the next.
+    fn on_history_done(&mut self, room: &str, count: &str, stamp: &str) -> Vec<String> {
+        if let Some(at) = self.asked.iter().position(|r| r == room) {
+            self.asked.remove(at);
+            let text = format!("-- {count} line(s) of {room}'s history above");
+            self.note_in(room, stamp, vec![seg(text, Tone::Info)], false);
+            return Vec::new();
+        }
+        let Some(index) = self.index_of(room) else {
+            return Vec::new();
+        };
+        self.rooms[index].playback_at = None;
+        match history::newest_id(&self.rooms[index].lines) {
+            Some(id) if count.parse() == Ok(history::PAGE) => {
+                vec![format!("/history {room} since {id}")]
+            }
+            _ => Vec::new(),
+        }
     }
 
     fn on_event(&mut self, room: &str, what: &str, args: &str, stamp: &str) {
         let (first, rest) = args.split_once(' ').unwrap_or((args, ""));
         if room == "*" {
-            let text = match what {
-                "shutdown" => "the server is shutting down".to_string(),
+            let text = match (what, first) {
+                ("shutdown", _) => "the server is shutting down".to_string(),
+                ("link", "down") => "the link to the other servers is down: their users' lines will come when it is back".to_string(),
+                ("link", "up") => "the link to the other servers is back".to_string(),
                 _ => format!("{what} {args}"),
             };
             self.note(stamp, vec![seg(format!("-- {text}"), Tone::Error)]);
@@ -478,6 +611,12 @@ impl ChatState {
                 dim(" set the topic: "),
                 seg(rest, Tone::Plain),
             ],
+            "recovered" => vec![dim(&format!(
+                "-- {first} line(s) missed while the servers were cut off, read back (in place by time)"
+            ))],
+            "gap" => vec![dim(&format!(
+                "-- {rest} line(s) from server {first} were lost"
+            ))],
             _ => vec![dim(&format!("-- {what} {args}"))],
         };
         if let Some(index) = self.index_of(room) {
@@ -523,6 +662,10 @@ impl ChatState {
                 self.note(stamp, info(format!("-- you are now {new}")));
             }
             "joined" => return self.on_joined(args, stamp),
+            "history" => {
+                let (room, count) = args.split_once(' ').unwrap_or((args, "0"));
+                return self.on_history_done(room, count, stamp);
+            }
             "left" => return self.on_left(words.next().unwrap_or(""), stamp),
             "who" => self.on_who(args, stamp),
             "topic" => {
@@ -590,6 +733,9 @@ impl ChatState {
                 self.rooms.push(Room::new(&room));
                 let i = self.rooms.len() - 1;
                 self.current = Some(i);
+                // The playback (if the room has history) goes above this line.
+                self.rooms[i].playback_at = Some(0);
+                self.rooms[i].joined_ms = self.now_ms;
                 let plural = if members == "1" { "" } else { "s" };
                 self.note(
                     stamp,
@@ -687,6 +833,10 @@ impl ChatState {
         self.note(stamp, vec![seg(format!("-- {text}"), tone)]);
     }
 }
+
+/// Errors a reconnection's history requests may get, not shown: no store, a busy
+/// or failing one, or a room whose rejoin was refused (that refusal is shown).
+const RECOVERY_ERRORS: [&str; 4] = ["no-store", "store-busy", "store-failed", "not-in-room"];
 
 /// The text after the first `n` space-separated words of `line` (spacing kept).
 fn after_words(line: &str, n: usize) -> &str {
@@ -852,14 +1002,112 @@ mod tests {
         state.on_server_line("OK joined go 1", "10:00");
         state.switch_to(1);
         state.on_server_line("OK left lobby", "10:00");
+        // rust: a live line at 100 s; go: nothing seen since joining at 0.
+        state.now_ms = 100_000;
+        state.on_server_line("MSG rust bob live", "10:01");
         assert_eq!(
             state.rejoin_lines(),
-            vec!["/nick tom", "/join go", "/join rust"]
+            vec![
+                "/nick tom",
+                "/join go",
+                "/history go since 1970-01-01T00:00:00.000Z",
+                "/join rust",
+                "/history rust since 1970-01-01T00:00:40.000Z",
+                "/ping recovered"
+            ]
         );
         // The new connection starts in the lobby, which the user had left.
         let send = state.on_server_line("OK welcome guest7 lobby (welcome)", "10:05");
         assert_eq!(send, vec!["/leave lobby"]);
         assert_eq!(state.current_name(), Some("rust"));
         assert!(state.on_server_line("OK joined go 1", "10:05") == vec!["/who go"]);
+        // The recovery's errors are not shown; later ones are.
+        state.on_server_line("ERR no-store history needs a data dir", "10:05");
+        state.on_server_line("PONG recovered", "10:05");
+        state.on_server_line("ERR no-store history needs a data dir", "10:05");
+        let shown = texts(state.current_room());
+        assert_eq!(shown.iter().filter(|l| l.contains("no-store")).count(), 1);
+    }
+
+    /// A `HIST` line of `room` by bob at `secs` (UTC) with id `id`.
+    fn hist(room: &str, secs: u64, id: u64, text: &str) -> String {
+        let at = crate::protocol::timestamp(secs * 1000);
+        format!("HIST {at} {id:016x} MSG {room} bob {text}")
+    }
+
+    #[test]
+    fn a_joins_history_comes_above_you_joined_with_its_times() {
+        let mut state = welcomed();
+        state.now_ms = 1_000_000;
+        state.on_server_line("OK joined rust 2", "10:00");
+        state.on_server_line(&hist("rust", 100, 1, "first"), "10:00");
+        state.on_server_line(&hist("rust", 200, 2, "second"), "10:00");
+        assert!(
+            state
+                .on_server_line("OK history rust 2", "10:00")
+                .is_empty()
+        );
+        state.on_server_line("MSG rust bob live", "10:00");
+        let shown = texts(state.current_room());
+        assert_eq!(
+            shown,
+            [
+                "bob: first",
+                "bob: second",
+                "-- you joined rust (2 members)",
+                "bob: live"
+            ]
+        );
+        let lines = &state.current_room().lines;
+        let (stamp, _) = history::local_time(100_000, 1_000_000);
+        assert_eq!(lines[0].stamp, stamp);
+        // /history typed: at the end, counted, no raw `history rust 2` line.
+        state.on_typed_line("/history 2", "10:01");
+        state.on_server_line(&hist("rust", 100, 1, "first"), "10:01");
+        state.on_server_line(&hist("rust", 200, 2, "second"), "10:01");
+        state.on_server_line("OK history rust 2", "10:01");
+        let shown = texts(state.current_room());
+        assert_eq!(
+            shown[4..],
+            [
+                "bob: first",
+                "bob: second",
+                "-- 2 line(s) of rust's history above"
+            ]
+        );
+    }
+
+    #[test]
+    fn what_a_reconnection_reads_back_is_shown_once_in_its_place() {
+        let mut state = welcomed();
+        state.now_ms = 1_000_000;
+        state.on_server_line("OK joined rust 2", "10:00");
+        state.on_server_line("MSG rust bob ok", "10:00");
+        state.now_ms = 1_010_000;
+        state.notice("10:00", "disconnected", true);
+        state.now_ms = 1_050_000;
+        state.notice("10:01", "reconnected", false);
+        // The rejoin's playback and the since reply: the live "ok" once, then a
+        // missed "ok" and a missed line, both before "reconnected".
+        for _ in 0..2 {
+            state.on_server_line(&hist("rust", 1_000, 7, "ok"), "10:01");
+            state.on_server_line(&hist("rust", 1_020, 8, "ok"), "10:01");
+            state.on_server_line(&hist("rust", 1_030, 9, "missed"), "10:01");
+            state.on_server_line("OK history rust 3", "10:01");
+        }
+        let shown = texts(state.current_room());
+        assert_eq!(
+            shown[1..],
+            [
+                "bob: ok",
+                "-- disconnected",
+                "bob: ok",
+                "bob: missed",
+                "-- reconnected"
+            ]
+        );
+        // A full page asks for the next one.
+        let next = state.on_server_line("OK history rust 1000", "10:01");
+        assert_eq!(next, ["/history rust since 0000000000000009"]);
     }
 }

@@ -113,6 +113,7 @@ mod tests {
                 text: text.into(),
                 tone: Tone::Plain,
             }],
+            ..Entry::default()
         }
     }
 

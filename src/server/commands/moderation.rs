@@ -22,7 +22,7 @@
 //! the relay itself when this shard is the room's home).
 
 use crate::protocol::mask::Identity;
-use crate::protocol::modes::{ModeKind, ModeRequest};
+use crate::protocol::modes::{ModeKind, ModeRequest, changes_string};
 use crate::protocol::outgoing::Outgoing;
 use crate::protocol::{Event, MAX_KICK_LEN, Nick, ProtocolError, RoomName, irc};
 
@@ -155,9 +155,15 @@ impl Moderator<'_, '_, '_> {
         for error in outcome.refused {
             self.delivery.reject(self.fx, self.key, error);
         }
-        let reply = (line && !all_refused).then(|| Event::ModesChanged {
-            room: room.clone(),
-            changes: outcome.applied.clone(),
+        let reply = (line && !all_refused).then(|| match outcome.applied.is_empty() {
+            // Nothing refused, nothing changed: every change was already so.
+            true => {
+                Event::Done(format!("unchanged {room} {}", changes_string(&request.changes)).into())
+            }
+            false => Event::ModesChanged {
+                room: room.clone(),
+                changes: outcome.applied.clone(),
+            },
         });
         let event = (!outcome.applied.is_empty()).then(|| Event::ModeChanged {
             room: room.clone(),
