@@ -928,7 +928,13 @@ impl Backplane {
     fn confirmed(&mut self, room: RoomName, subscribed: bool) {
         if subscribed {
             self.listening.insert(room.clone());
-            self.logs.start_seed(&room);
+            // Only a room alive elsewhere (or registered) has history to seed: the
+            // log of a room that died everywhere belongs to its old incarnation.
+            if self.shared.cluster.member_count(&room) > 0
+                || self.shared.registry.is_registered(&room)
+            {
+                self.logs.start_seed(&room);
+            }
             self.ask_recovery(&room);
         } else {
             self.listening.remove(&room);
