@@ -25,10 +25,12 @@
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
+use super::identity::{UNKNOWN_HOST, UserHost};
 use super::modes::{self, CHANMODES, MAX_KEY_LEN, MAX_PARAM_CHANGES, ModeError};
 use super::names::{MAX_NICK_LEN, MAX_ROOM_LEN};
 use super::{
     Event, MAX_KICK_LEN, MAX_TOPIC_LEN, Member, Nick, ProtocolError, Refusal, Role, RoomName,
+    WhoRow,
 };
 
 /// Longest IRC line without its CRLF (RFC 2812: 512 bytes including CRLF), not
@@ -153,7 +155,12 @@ pub fn history_targets(targets: &[(RoomName, u64)], server: &str) -> String {
 
 /// IRCv3 `extended-join`: `:nick!nick@miochat JOIN #room ACCOUNT :REALNAME` (`*` for
 /// no account), for a JOIN event; empty for anything else.
-pub fn extended_join(event: &Event, account: Option<&Nick>, realname: &str) -> String {
+pub fn extended_join(
+    event: &Event,
+    account: Option<&Nick>,
+    realname: &str,
+    from: Option<&UserHost>,
+) -> String {
     let Event::Joined { room, nick } = event else {
         return String::new();
     };
@@ -161,7 +168,7 @@ pub fn extended_join(event: &Event, account: Option<&Nick>, realname: &str) -> S
     let mut out = String::new();
     push_text_line(
         &mut out,
-        &format!(":{} JOIN {} {account}", source(nick), chan(room)),
+        &format!(":{} JOIN {} {account}", source(nick, from), chan(room)),
         realname,
     );
     out
@@ -381,9 +388,22 @@ fn skip_colour(
     }
 }
 
-/// `nick!nick@miochat`.
-fn source(nick: &Nick) -> String {
-    format!("{nick}!{nick}@{HOST}")
+/// `nick!user@host`, with the stand-in `~nick@miochat` when `from` is not known
+/// (see `identity.rs`).
+fn source(nick: &Nick, from: Option<&UserHost>) -> String {
+    match from {
+        Some(from) => from.source(nick.as_str()).to_string(),
+        None => format!("{nick}!~{nick}@{UNKNOWN_HOST}"),
+    }
+}
+
+/// The `user@host`s a rendering shows: of the event's source, and of its reader.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Prefixes<'a> {
+    /// Whoever the event is from (a private message's sender).
+    pub from: Option<&'a UserHost>,
+    /// The reader (its own JOIN, PART and NICK echoes, the welcome).
+    pub me: Option<&'a UserHost>,
 }
 
 /// `#room`.
@@ -440,7 +460,8 @@ fn push_mode_lines(out: &mut String, head: &str, changes: &[modes::ModeChange]) 
 
 /// The IRC line of an event that several connections receive, or `None` if the event
 /// is a reply (use [`reply`]).
-pub fn broadcast(event: &Event) -> Option<String> {
+pub fn broadcast(event: &Event, from: Option<&UserHost>) -> Option<String> {
+    let source = |nick: &Nick| source(nick, from);
     let mut out = String::new();
     match event {
         Event::Message { room, from, text } => {
@@ -511,14 +532,15 @@ pub fn broadcast(event: &Event) -> Option<String> {
             let head = format!(":{} KICK {} {nick}", source(by), chan(room));
             push_text_line(&mut out, &head, reason);
         }
-        other => return notify(other),
+        other => return notify(other, from),
     }
     Some(out)
 }
 
 /// The lines of IRCv3 `away-notify` and `invite-notify`, which only IRC readers with
 /// the capability get; `None` for any other event.
-fn notify(event: &Event) -> Option<String> {
+fn notify(event: &Event, from: Option<&UserHost>) -> Option<String> {
+    let source = |nick: &Nick| source(nick, from);
     let mut out = String::new();
     match event {
         Event::AwayChanged { nick, text, .. } => match text {
@@ -584,7 +606,7 @@ pub fn playback(room: &RoomName, lines: &[super::HistoryLine], server: &str, cap
                     let _ = write!(out, "@batch={id};time={at} ");
                 }
             }
-            out.push_str(&broadcast(&event).unwrap_or_default());
+            out.push_str(&broadcast(&event, None).unwrap_or_default());
         } else {
             let clock = at.get(11..19).unwrap_or("");
             let said = match line.kind {
@@ -608,6 +630,10 @@ struct Numerics<'a> {
     me: &'a str,
     /// The reader enabled `multi-prefix`: listings show `@+` for a voiced operator.
     multi_prefix: bool,
+    /// The reader's `user@host`, for lines from its own source.
+    me_host: Option<&'a UserHost>,
+    /// The `user@host` of the event's source (an invitation's inviter).
+    from_host: Option<&'a UserHost>,
 }
 
 impl<'a> Numerics<'a> {
@@ -617,6 +643,17 @@ impl<'a> Numerics<'a> {
             server,
             me,
             multi_prefix: false,
+            me_host: None,
+            from_host: None,
+        }
+    }
+
+    /// The reader as a source: `me!user@host`.
+    fn me_source(&self) -> String {
+        let me = Nick::parse(self.me).ok();
+        match (me, self.me_host) {
+            (Some(me), host) => source(&me, host),
+            (None, _) => self.me.to_string(), // `*`: before any nick
         }
     }
 
@@ -635,10 +672,10 @@ impl<'a> Numerics<'a> {
         push_line(&mut self.out, format_args!(":{server} NOTICE {me} :{text}"));
     }
 
-    /// A line from the reader's own source, `:me!me@host TEXT`, cut to 512 bytes.
+    /// A line from the reader's own source, `:me!user@host TEXT`, cut to 512 bytes.
     fn own(&mut self, text: fmt::Arguments<'_>) {
-        let me = self.me;
-        push_line(&mut self.out, format_args!(":{me}!{me}@{HOST} {text}"));
+        let me = self.me_source();
+        push_line(&mut self.out, format_args!(":{me} {text}"));
     }
 
     /// `:server CODE me PARAMS:ITEM ITEM ...` lines with as many items as fit in 512
@@ -693,15 +730,17 @@ impl<'a> Numerics<'a> {
     }
 
     /// One `352` line: `CHANNEL user host server nick FLAGS :0 realname`.
-    fn who_row(&mut self, room: Option<&RoomName>, member: &Member) {
+    fn who_row(&mut self, row: &WhoRow, room: Option<&RoomName>) {
+        let member = &row.member;
         let channel = room.map_or_else(|| "*".to_string(), chan);
         let here = if member.away { 'G' } else { 'H' };
         let prefix = self.prefixes(member);
         let (server, nick) = (self.server, &member.nick);
+        let (user, host) = user_and_host(nick, row.userhost.as_deref());
         self.num(
             "352",
             format_args!(
-                "{channel} {nick} {HOST} {server} {nick} {here}{prefix} :0 {}",
+                "{channel} {user} {host} {server} {nick} {here}{prefix} :0 {}",
                 member.realname
             ),
         );
@@ -719,17 +758,38 @@ impl<'a> Numerics<'a> {
 
 /// The IRC lines that tell `me` (a connection's current nick) about `event`.
 pub fn reply(event: &Event, server: &str, me: &str) -> String {
-    reply_with(event, server, me, Caps::default())
+    reply_with(event, server, me, Caps::default(), Prefixes::default())
+}
+
+/// `user` and `host` of `nick` as WHO and WHOIS show them (the stand-in when not
+/// known here).
+fn user_and_host(nick: &Nick, known: Option<&UserHost>) -> (String, String) {
+    match known {
+        Some(known) => (
+            known.user(nick.as_str()).to_string(),
+            known.host().to_string(),
+        ),
+        None => (format!("~{nick}"), UNKNOWN_HOST.to_string()),
+    }
 }
 
 /// Like [`reply`], for a reader with the IRCv3 capabilities `caps` (`multi-prefix`
-/// changes `NAMES` and `WHO` listings).
-pub fn reply_with(event: &Event, server: &str, me: &str, caps: Caps) -> String {
-    if let Some(line) = broadcast(event) {
+/// changes `NAMES` and `WHO` listings), showing the sources in `prefixes`.
+pub fn reply_with(
+    event: &Event,
+    server: &str,
+    me: &str,
+    caps: Caps,
+    prefixes: Prefixes<'_>,
+) -> String {
+    if let Some(line) = broadcast(event, prefixes.from) {
         return line;
     }
+    let source = |nick: &Nick| source(nick, prefixes.from);
     let mut w = Numerics::new(server, me);
     w.multi_prefix = caps.has("multi-prefix");
+    w.me_host = prefixes.me;
+    w.from_host = prefixes.from;
     match event {
         Event::PrivateTagMsg { from } => {
             let _ = write!(w.out, ":{} TAGMSG {me}\r\n", source(from));
@@ -764,11 +824,15 @@ pub fn reply_with(event: &Event, server: &str, me: &str, caps: Caps) -> String {
         } => w.own(format_args!("PART #{room} :{reason}")),
         Event::YouLeft { room, .. } => w.own(format_args!("PART #{room}")),
         Event::NickIs { old, nick } => {
-            let _ = write!(w.out, ":{} NICK :{nick}\r\n", source(old));
+            let _ = write!(
+                w.out,
+                ":{} NICK :{nick}\r\n",
+                self::source(old, prefixes.me)
+            );
         }
-        Event::Who { room, nicks, .. } => {
-            for member in nicks {
-                w.who_row(Some(room), member);
+        Event::Who { room, rows, .. } => {
+            for row in rows {
+                w.who_row(row, Some(room));
             }
             w.num("315", format_args!("#{room} :End of /WHO list."));
         }
@@ -795,7 +859,10 @@ pub fn reply_with(event: &Event, server: &str, me: &str, caps: Caps) -> String {
         Event::Userhost(nicks) => {
             let list: Vec<String> = nicks
                 .iter()
-                .map(|(n, away)| format!("{n}={}{n}@{HOST}", if *away { '-' } else { '+' }))
+                .map(|(n, away, known)| {
+                    let (user, host) = user_and_host(n, known.as_deref());
+                    format!("{n}={}{user}@{host}", if *away { '-' } else { '+' })
+                })
                 .collect();
             w.num("302", format_args!(":{}", list.join(" ")));
         }
@@ -864,7 +931,8 @@ fn reply_more(w: &mut Numerics<'_>, event: &Event) {
         }
         Event::Inviting { room, nick } => w.num("341", format_args!("{nick} #{room}")),
         Event::Invited { room, by, nick } => {
-            let _ = write!(w.out, ":{} INVITE {nick} #{room}\r\n", source(by));
+            let by = source(by, w.from_host);
+            let _ = write!(w.out, ":{by} INVITE {nick} #{room}\r\n");
         }
         Event::Invites(rooms) => {
             for room in rooms {
@@ -874,7 +942,7 @@ fn reply_more(w: &mut Numerics<'_>, event: &Event) {
         }
         Event::WhoMask { mask, rows } => {
             for row in rows {
-                w.who_row(row.room.as_ref(), &row.member);
+                w.who_row(row, row.room.as_ref());
             }
             w.num("315", format_args!("{mask} :End of /WHO list."));
         }
@@ -886,11 +954,12 @@ fn reply_more(w: &mut Numerics<'_>, event: &Event) {
 fn queries(w: &mut Numerics<'_>, event: &Event) {
     let server = w.server;
     match event {
-        Event::Whois(info) => {
+        Event::Whois(info, known) => {
             let nick = &info.nick;
+            let (user, host) = user_and_host(nick, known.as_deref());
             w.num(
                 "311",
-                format_args!("{nick} {nick} {HOST} * :{}", info.realname),
+                format_args!("{nick} {user} {host} * :{}", info.realname),
             );
             match &info.node {
                 Some(node) => w.num("312", format_args!("{nick} {server} :miochat node {node}")),
@@ -922,9 +991,10 @@ fn queries(w: &mut Numerics<'_>, event: &Event) {
             }
             for entry in entries {
                 let was = &entry.nick;
+                let (user, host) = user_and_host(was, Some(&entry.userhost));
                 w.num(
                     "314",
-                    format_args!("{was} {was} {HOST} * :{}", entry.realname),
+                    format_args!("{was} {user} {host} * :{}", entry.realname),
                 );
                 w.num("312", format_args!("{was} {server} :miochat"));
             }
@@ -1182,9 +1252,10 @@ fn account_reply(w: &mut Numerics<'_>, reply: &IrcReply<'_>) {
             );
         }
         IrcReply::SaslSuccess(account) => {
+            let me = w.me_source();
             w.num(
                 "900",
-                format_args!("{me}!{me}@{HOST} {account} :You are now logged in as {account}"),
+                format_args!("{me} {account} :You are now logged in as {account}"),
             );
             w.num("903", format_args!(":SASL authentication successful"));
         }
@@ -1205,9 +1276,16 @@ fn account_reply(w: &mut Numerics<'_>, reply: &IrcReply<'_>) {
     }
 }
 
-/// The lines of an [`IrcReply`] to `me` (`*` before the client has a nick).
-pub fn session_reply(reply: &IrcReply<'_>, server: &str, me: &str) -> String {
+/// The lines of an [`IrcReply`] to `me` (`*` before the client has a nick), whose
+/// `user@host` is `me_host`.
+pub fn session_reply(
+    reply: &IrcReply<'_>,
+    server: &str,
+    me: &str,
+    me_host: Option<&UserHost>,
+) -> String {
     let mut w = Numerics::new(server, me);
+    w.me_host = me_host;
     match reply {
         IrcReply::Welcome { version } => welcome(&mut w, version),
         account @ (IrcReply::AuthenticateGo
@@ -1259,10 +1337,10 @@ pub fn session_reply(reply: &IrcReply<'_>, server: &str, me: &str) -> String {
 
 /// The registration burst: 001–005 and the MOTD.
 fn welcome(w: &mut Numerics<'_>, version: &str) {
-    let (server, me) = (w.server, w.me);
+    let (server, me) = (w.server, w.me_source());
     w.num(
         "001",
-        format_args!(":Welcome to the miochat IRC network {me}!{me}@{HOST}"),
+        format_args!(":Welcome to the miochat IRC network {me}"),
     );
     w.num(
         "002",
@@ -1368,7 +1446,7 @@ mod tests {
     #[test]
     fn cr_lf_and_nul_inside_a_line_are_refused() {
         // Found by fuzzing: a bare CR in a topic reached every member of the room.
-        let forged = "TOPIC #rust :x\r:mallory!mallory@miochat PRIVMSG #rust :forged";
+        let forged = "TOPIC #rust :x\r:mallory!~mallory@miochat PRIVMSG #rust :forged";
         assert!(has_forbidden_chars(forged));
         assert!(has_forbidden_chars("QUIT :a\0b"));
         assert!(has_forbidden_chars("PRIVMSG #a :b\nc"));
@@ -1402,15 +1480,15 @@ mod tests {
             text: "hi".into(),
         };
         assert_eq!(
-            broadcast(&m).unwrap(),
-            ":alice!alice@miochat PRIVMSG #rust :hi\r\n"
+            broadcast(&m, None).unwrap(),
+            ":alice!~alice@miochat PRIVMSG #rust :hi\r\n"
         );
         let long = Event::Message {
             room,
             from: nick,
             text: "é".repeat(400).into(),
         };
-        let line = broadcast(&long).unwrap();
+        let line = broadcast(&long, None).unwrap();
         assert!(line.len() <= 512, "{}", line.len());
         assert!(line.ends_with("é\r\n"), "cut at a char boundary");
     }
@@ -1433,7 +1511,7 @@ mod tests {
         );
         assert_eq!(
             joined,
-            ":bob!bob@miochat JOIN #rust\r\n:srv 332 bob #rust :mio\r\n\
+            ":bob!~bob@miochat JOIN #rust\r\n:srv 332 bob #rust :mio\r\n\
              :srv 353 bob = #rust :@alice bob\r\n:srv 366 bob #rust :End of /NAMES list.\r\n"
         );
         let err = reply(&Event::Error(ProtocolError::NotInRoom(room)), "srv", "bob");
@@ -1477,8 +1555,8 @@ mod tests {
             changes,
         };
         assert_eq!(
-            broadcast(&mode).unwrap(),
-            ":op!op@miochat MODE #rust +mk-o key bob\r\n"
+            broadcast(&mode, None).unwrap(),
+            ":op!~op@miochat MODE #rust +mk-o key bob\r\n"
         );
         let kick = Event::Kicked {
             room: room.clone(),
@@ -1487,8 +1565,8 @@ mod tests {
             reason: "spam".into(),
         };
         assert_eq!(
-            broadcast(&kick).unwrap(),
-            ":op!op@miochat KICK #rust bob :spam\r\n"
+            broadcast(&kick, None).unwrap(),
+            ":op!~op@miochat KICK #rust bob :spam\r\n"
         );
         let modes = Event::Modes {
             room,
@@ -1599,7 +1677,7 @@ mod tests {
             let room = RoomName::parse(&format!("{i:r>32}")).unwrap();
             info.rooms.push((room, Role::Operator));
         }
-        let out = reply(&Event::Whois(Box::new(info)), LONG_SERVER, "me");
+        let out = reply(&Event::Whois(Box::new(info), None), LONG_SERVER, "me");
         let lines = fitting_lines(&out);
         let rooms: Vec<&str> = lines
             .iter()
@@ -1631,7 +1709,7 @@ mod tests {
             IrcReply::ClosingLink(&long),
         ];
         for reply in &replies {
-            let out = session_reply(reply, LONG_SERVER, LONG_ME);
+            let out = session_reply(reply, LONG_SERVER, LONG_ME, None);
             assert_eq!(fitting_lines(&out).len(), 1, "{reply:?}");
         }
         let long_pong = pong(LONG_SERVER, &"é".repeat(400));
@@ -1652,7 +1730,7 @@ mod tests {
             by: Nick::parse(LONG_ME).unwrap(),
             changes,
         };
-        let out = broadcast(&mode).unwrap();
+        let out = broadcast(&mode, None).unwrap();
         let lines = fitting_lines(&out);
         assert!(lines.len() > 1);
         let set: Vec<&str> = lines
@@ -1664,7 +1742,7 @@ mod tests {
 
     #[test]
     fn isupport_lines_have_at_most_13_tokens() {
-        let burst = session_reply(&IrcReply::Welcome { version: "v" }, "srv", "me");
+        let burst = session_reply(&IrcReply::Welcome { version: "v" }, "srv", "me", None);
         let isupport: Vec<&str> = burst.lines().filter(|l| l.contains(" 005 ")).collect();
         assert_eq!(isupport.len(), 2);
         for line in isupport {

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::identity::UserHost;
 use super::websocket::{self, Framing, Wire};
 use super::{Event, irc, render, timestamp};
 
@@ -180,6 +181,10 @@ pub struct Outgoing {
     /// What only some IRC readers get (`account-tag`, `extended-join`); `None` for
     /// most events, so they pay one pointer for it.
     pub extras: Option<Box<Extras>>,
+    /// The `user@host` of the event's source (`Event::actor`), set once before the
+    /// first rendering by the shard that made the event; unset for an event from
+    /// another node, whose source is shown with the stand-in (see `identity.rs`).
+    source: OnceLock<Arc<UserHost>>,
 }
 
 /// The sender's account (IRCv3 `account-tag`: `@account=NAME` on its lines) and, for
@@ -245,7 +250,19 @@ impl Outgoing {
             web: Default::default(),
             msgid: AtomicU64::new(0),
             extras: None,
+            source: OnceLock::new(),
         }
+    }
+
+    /// Gives the event its source's `user@host` (before any rendering; a second
+    /// call changes nothing).
+    pub fn set_source(&self, userhost: Arc<UserHost>) {
+        let _ = self.source.set(userhost);
+    }
+
+    /// The source's `user@host`, if known.
+    pub fn source(&self) -> Option<&UserHost> {
+        self.source.get().map(|s| &**s)
     }
 
     /// Wraps `event` with the sender's client tags, account and (for a JOIN) real
@@ -287,7 +304,8 @@ impl Outgoing {
         let account = extras.account.as_ref().filter(|_| account_tag);
         let slot = flavour as usize;
         let join = |realname: &str| {
-            let line = irc::extended_join(&self.event, extras.account.as_ref(), realname);
+            let account = extras.account.as_ref();
+            let line = irc::extended_join(&self.event, account, realname, self.source());
             self.flavoured(&Arc::from(line.into_bytes()), flavour)
         };
         let bytes = match (extended, account) {
@@ -355,7 +373,7 @@ impl Outgoing {
         match flavour {
             Flavour::Line => self.line.get_or_init(|| render::line(&self.event)),
             Flavour::Irc => self.irc.get_or_init(|| {
-                let line = irc::broadcast(&self.event);
+                let line = irc::broadcast(&self.event, self.source());
                 Arc::from(line.unwrap_or_default().into_bytes())
             }),
             Flavour::IrcTimed => self
@@ -459,7 +477,7 @@ mod tests {
         let first = Arc::clone(out.bytes(Flavour::Irc));
         assert!(Arc::ptr_eq(&first, out.bytes(Flavour::Irc)));
         assert_eq!(&out.bytes(Flavour::Line)[..], b"MSG rust alice hi\n");
-        assert_eq!(&first[..], b":alice!alice@miochat PRIVMSG #rust :hi\r\n");
+        assert_eq!(&first[..], b":alice!~alice@miochat PRIVMSG #rust :hi\r\n");
         let frame = out.bytes_for(Protocol::WebIrc, Flavour::Irc);
         assert!(std::ptr::eq(
             frame.as_ptr(),
@@ -467,7 +485,7 @@ mod tests {
         ));
         assert_eq!(
             &frame[..],
-            b"\x81\x26:alice!alice@miochat PRIVMSG #rust :hi"
+            b"\x81\x27:alice!~alice@miochat PRIVMSG #rust :hi"
         );
         assert_eq!(
             &out.bytes_for(Protocol::WebLine, Flavour::Line)[..],
@@ -475,6 +493,6 @@ mod tests {
         );
         let timed = String::from_utf8_lossy(out.bytes(Flavour::IrcTimed)).into_owned();
         assert!(timed.starts_with("@time=20"), "{timed}");
-        assert!(timed.ends_with("Z :alice!alice@miochat PRIVMSG #rust :hi\r\n"));
+        assert!(timed.ends_with("Z :alice!~alice@miochat PRIVMSG #rust :hi\r\n"));
     }
 }

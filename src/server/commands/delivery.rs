@@ -31,6 +31,8 @@ use std::time::Instant;
 
 use log::info;
 
+use crate::protocol::identity::UserHost;
+use crate::protocol::irc::Prefixes;
 use crate::protocol::outgoing::{Outgoing, Protocol, account_tag_lines, prefix_tags, render_plain};
 use crate::protocol::{Event, Nick, ProtocolError, RoomName, SayKind, irc, timestamp};
 
@@ -105,35 +107,46 @@ impl Delivery {
         let Some(session) = fx.session(key) else {
             return;
         };
-        let plain = self.plain_for(session, event, None);
+        let plain = self.plain_for(session, event, None, None);
         fx.queue_plain(key, plain);
     }
 
     /// `event` for the one reader `session`, as plain lines (framed by the caller,
     /// through `Protocol::frame`): in its dialect, addressed to its nick, with the
     /// IRC capabilities it enabled (history is a `chathistory` batch; a private
-    /// message carries `server-time` and the sender's client tags).
-    fn plain_for(&self, session: &Session, event: &Event, client_tags: Option<&str>) -> Arc<[u8]> {
+    /// message carries `server-time` and the sender's client tags); `from` is the
+    /// `user@host` of the event's source, if known.
+    fn plain_for(
+        &self,
+        session: &Session,
+        event: &Event,
+        client_tags: Option<&str>,
+        from: Option<&UserHost>,
+    ) -> Arc<[u8]> {
         let server = &self.shared.config.server_name;
         let me = session.nick.as_str();
         let caps = session.caps();
+        let prefixes = Prefixes {
+            from,
+            me: Some(&session.userhost),
+        };
         match (session.protocol().base(), event) {
             (Protocol::Irc, Event::Playback { room, lines }) => {
                 Arc::from(irc::playback(room, lines, server, caps).into_bytes())
             }
             (Protocol::Irc, Event::Private { .. } | Event::PrivateTagMsg { .. }) => {
-                let plain = render_plain(Protocol::Irc, event, server, me);
-                tag_for(&plain, caps, client_tags)
+                let plain = irc::reply_with(event, server, me, caps, prefixes);
+                tag_for(&Arc::from(plain.into_bytes()), caps, client_tags)
             }
             (Protocol::Irc, event) => {
-                Arc::from(irc::reply_with(event, server, me, caps).into_bytes())
+                Arc::from(irc::reply_with(event, server, me, caps, prefixes).into_bytes())
             }
             (_, event) => render_plain(Protocol::Line, event, server, me),
         }
     }
 
     /// `echo-message` for a private message (or `TAGMSG`): the IRC sender sees
-    /// `:me PRIVMSG target :text`, as the target does, in its own framing.
+    /// `:me!user@host PRIVMSG target :text`, as the target does, in its own framing.
     pub fn echo_private(
         &self,
         fx: &mut Effects<'_>,
@@ -150,8 +163,15 @@ impl Delivery {
             return;
         }
         let server = &self.shared.config.server_name;
-        let plain = render_plain(Protocol::Irc, event, server, target);
-        fx.queue_plain(key, tag_for(&plain, caps, client_tags));
+        let prefixes = Prefixes {
+            from: Some(&session.userhost),
+            me: None,
+        };
+        let plain = irc::reply_with(event, server, target, irc::Caps::default(), prefixes);
+        fx.queue_plain(
+            key,
+            tag_for(&Arc::from(plain.into_bytes()), caps, client_tags),
+        );
     }
 
     /// `event` to connection `key` as its last word, then close it once flushed.
@@ -159,7 +179,7 @@ impl Delivery {
         let Some(session) = fx.session(key) else {
             return;
         };
-        let plain = self.plain_for(session, event, None);
+        let plain = self.plain_for(session, event, None, None);
         fx.close_with(key, plain, reason);
     }
 
@@ -248,6 +268,9 @@ impl Delivery {
         outgoing: Arc<Outgoing>,
         notice: bool,
     ) {
+        if let Some(source) = self.source_of(fx, except, &outgoing.event) {
+            outgoing.set_source(source);
+        }
         let except = except.and_then(|key| fx.session(key)).map(|s| s.id);
         let (room, origin) = (room.clone(), Origin::Local);
         let event = RoomEvent {
@@ -261,6 +284,34 @@ impl Delivery {
             home if home == self.index => self.sequence(fx, event),
             home => fx.send(home, ShardMsg::Sequence(event)),
         }
+    }
+
+    /// The `user@host` of an event's source (`Event::actor`): the connection
+    /// `except` when it is the actor (a line, a join, a rename: no lock), else as the
+    /// directory has it (a mode change, a kick, a topic, a quit: one short lock).
+    fn source_of(
+        &self,
+        fx: &mut Effects<'_>,
+        except: Option<usize>,
+        event: &Event,
+    ) -> Option<Arc<UserHost>> {
+        let actor = event.actor()?;
+        let renamed = match event {
+            Event::NickChanged { new, .. } => Some(new),
+            _ => None,
+        };
+        if let Some(session) = except.and_then(|key| fx.session(key))
+            && (session.nick == *actor || renamed == Some(&session.nick))
+        {
+            return Some(Arc::clone(&session.userhost));
+        }
+        let names = std::iter::once(actor).chain(renamed);
+        self.shared
+            .directory
+            .userhosts(names)
+            .into_iter()
+            .flatten()
+            .next()
     }
 
     /// ET-8, on the room's home shard: local members get the event now, every other
@@ -563,6 +614,21 @@ impl Delivery {
         }
     }
 
+    /// [`Self::deliver_to`] for what local connection `from` sends (a private
+    /// message, an invitation): readers see its `user@host`.
+    pub fn deliver_from(
+        &self,
+        fx: &mut Effects<'_>,
+        from: usize,
+        to: ConnId,
+        outgoing: Arc<Outgoing>,
+    ) {
+        if let Some(session) = fx.session(from) {
+            outgoing.set_source(Arc::clone(&session.userhost));
+        }
+        self.deliver_to(fx, to, outgoing);
+    }
+
     /// `outgoing` to one connection, if it still exists *and* is the same connection
     /// (ET-6: a reused slab slot has a new generation). Rendered for that one reader.
     pub fn deliver_to(&self, fx: &mut Effects<'_>, to: ConnId, outgoing: Arc<Outgoing>) {
@@ -576,7 +642,8 @@ impl Delivery {
                     return;
                 }
                 let tags = outgoing.client_tags.as_deref();
-                let mut plain = self.plain_for(session, &outgoing.event, tags);
+                let from = outgoing.source();
+                let mut plain = self.plain_for(session, &outgoing.event, tags, from);
                 let account = outgoing.extras.as_ref().and_then(|e| e.account.as_ref());
                 if let Some(account) = account.filter(|_| session.caps().has("account-tag"))
                     && session.protocol().speaks_irc()

@@ -209,7 +209,7 @@ impl IrcSession<'_, '_, '_> {
             .as_ref()
             .is_some_and(|s| s.registered || s.nick_given);
         let me = if named { session.nick.as_str() } else { "*" };
-        irc::session_reply(reply, server, me)
+        irc::session_reply(reply, server, me, Some(&session.userhost))
     }
 
     /// A last reply, then close once it is flushed.
@@ -353,6 +353,10 @@ impl IrcSession<'_, '_, '_> {
         let Some(realname) = msg.params.get(3).filter(|r| !r.trim().is_empty()) else {
             return self.answer(IrcReply::NeedMoreParams("USER"));
         };
+        let user = msg.params.first().copied().unwrap_or("");
+        if let Some(session) = self.fx.session(self.key) {
+            session.userhost = Arc::new(session.userhost.with_user(user));
+        }
         if let Some(state) = self.state() {
             state.user_given = true;
             state.realname = Some(cut(realname, MAX_REALNAME_LEN).into());
@@ -373,7 +377,8 @@ impl IrcSession<'_, '_, '_> {
         let realname = state.realname.take().unwrap_or_default();
         if let Some(session) = self.fx.session(self.key) {
             log::info!("{} registered on IRC as {}", session.peer, session.nick);
-            self.shared.directory.register(session.id, &realname);
+            let userhost = Arc::clone(&session.userhost);
+            (self.shared.directory).register(session.id, &realname, userhost);
         }
         self.answer(IrcReply::Welcome { version: VERSION });
         let grace = self.shared.config.nick_grace.as_secs();

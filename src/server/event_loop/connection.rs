@@ -434,7 +434,7 @@ impl Connection {
         bytes: &[u8],
         shared: &crate::server::shared::Shared,
         turn: &mut Turn,
-    ) -> Option<(Vec<u8>, Protocol, Vec<u8>)> {
+    ) -> Option<(Vec<u8>, Protocol, Vec<u8>, Option<String>)> {
         let Some(Web::Http(request)) = self.web.as_mut() else {
             return None;
         };
@@ -449,7 +449,8 @@ impl Connection {
                 response,
                 protocol,
                 rest,
-            } => Some((response, protocol, rest)),
+                forwarded,
+            } => Some((response, protocol, rest, forwarded)),
         }
     }
 

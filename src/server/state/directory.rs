@@ -22,6 +22,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::protocol::identity::UserHost;
 use crate::protocol::mask::{Identity, glob_matches};
 use crate::protocol::modes::{Flag, ModeKind};
 use crate::protocol::names::NickKey;
@@ -107,6 +108,8 @@ pub struct Profile {
     pub irc: bool,
     /// The account it is logged in to, if any.
     pub account: Option<Nick>,
+    /// Its `user@host` (the session holds the same).
+    pub userhost: Arc<UserHost>,
 }
 
 /// The result of a mode change: what changed, and what was refused.
@@ -302,6 +305,21 @@ impl Directory {
         self.lookup_full(nick).map(|(id, _, _)| id)
     }
 
+    /// The `user@host` of each of `nicks` held here (`None` for the others), under
+    /// one lock: WHO, WHOIS, USERHOST, and the source of an event whose sender is
+    /// not the connection at hand.
+    pub fn userhosts<'n>(
+        &self,
+        nicks: impl IntoIterator<Item = &'n Nick>,
+    ) -> Vec<Option<Arc<UserHost>>> {
+        let tables = self.lock();
+        let of = |nick: &Nick| {
+            let id = tables.nicks.get(&nick.key())?;
+            Some(Arc::clone(&tables.profiles.get(id)?.userhost))
+        };
+        nicks.into_iter().map(of).collect()
+    }
+
     /// Owner, nick as spelled, and away message of `nick`, if anyone has it.
     pub fn lookup_full(&self, nick: &str) -> Option<(ConnId, Nick, Option<Box<str>>)> {
         let key = Nick::parse(nick).ok()?.key();
@@ -434,13 +452,14 @@ impl Directory {
         }
     }
 
-    /// An IRC connection finished registering with this real name.
-    pub fn register(&self, id: ConnId, realname: &str) {
+    /// An IRC connection finished registering with this real name and `user@host`.
+    pub fn register(&self, id: ConnId, realname: &str, userhost: Arc<UserHost>) {
         let mut tables = self.lock();
         let Some(profile) = tables.profiles.get_mut(&id) else {
             return;
         };
         profile.realname = realname.into();
+        profile.userhost = userhost;
         if !std::mem::replace(&mut profile.registered, true) {
             tables.count_registered();
         }
@@ -465,9 +484,13 @@ impl Directory {
             if tables.whowas.len() == WHOWAS_HISTORY {
                 tables.whowas.pop_front();
             }
-            let realname = profile.realname;
+            let (realname, userhost) = (profile.realname, profile.userhost);
             let nick = nick.clone();
-            tables.whowas.push_back(WhowasEntry { nick, realname });
+            tables.whowas.push_back(WhowasEntry {
+                nick,
+                realname,
+                userhost,
+            });
         }
     }
 
@@ -865,7 +888,12 @@ impl Directory {
                 || glob_matches(mask, member.nick.as_str())
                 || glob_matches(mask, &member.realname);
             if wanted {
-                rows.push(WhoRow { room: None, member });
+                let userhost = tables.profiles.get(&id).map(|p| Arc::clone(&p.userhost));
+                rows.push(WhoRow {
+                    room: None,
+                    member,
+                    userhost,
+                });
             }
         }
         rows
@@ -1223,6 +1251,7 @@ mod tests {
             registered: true,
             irc,
             account: None,
+            userhost: Arc::new(UserHost::new("h.ip")),
         };
         d.set_profile(id(0, 1), profile("ignored", false));
         d.rename(id(0, 1), &alice).unwrap();
@@ -1288,7 +1317,7 @@ mod tests {
         };
         let who = |nick| Identity {
             nick,
-            user: nick,
+            user: crate::protocol::identity::User::named(nick),
             shown_host: "miochat",
             address: std::net::IpAddr::from([10, 0, 0, 1]),
         };
