@@ -15,8 +15,8 @@
 //!   work; or, with `--hosts address`, the address itself.
 //!
 //! Where the server does not know a sender's user and host (a user of another node
-//! of a cluster, a line played back from history), [`UserHost::unknown`] stands in:
-//! `~nick@miochat`.
+//! of a cluster, a line played back from history), `nick!nick@miochat` stands in
+//! (no `~`: nothing was looked up), as every user was shown before.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -47,7 +47,7 @@ impl UserHost {
         }
     }
 
-    /// The stand-in for a user whose host is not known here.
+    /// A session's value until the chat gives it its host (never shown).
     pub fn unknown() -> Self {
         Self::new(UNKNOWN_HOST)
     }

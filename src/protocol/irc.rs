@@ -388,12 +388,12 @@ fn skip_colour(
     }
 }
 
-/// `nick!user@host`, with the stand-in `~nick@miochat` when `from` is not known
-/// (see `identity.rs`).
+/// `nick!user@host`, with the stand-in `nick!nick@miochat` when `from` is not
+/// known here (see `identity.rs`).
 fn source(nick: &Nick, from: Option<&UserHost>) -> String {
     match from {
         Some(from) => from.source(nick.as_str()).to_string(),
-        None => format!("{nick}!~{nick}@{UNKNOWN_HOST}"),
+        None => format!("{nick}!{nick}@{UNKNOWN_HOST}"),
     }
 }
 
@@ -769,7 +769,7 @@ fn user_and_host(nick: &Nick, known: Option<&UserHost>) -> (String, String) {
             known.user(nick.as_str()).to_string(),
             known.host().to_string(),
         ),
-        None => (format!("~{nick}"), UNKNOWN_HOST.to_string()),
+        None => (nick.to_string(), UNKNOWN_HOST.to_string()),
     }
 }
 
@@ -1446,7 +1446,7 @@ mod tests {
     #[test]
     fn cr_lf_and_nul_inside_a_line_are_refused() {
         // Found by fuzzing: a bare CR in a topic reached every member of the room.
-        let forged = "TOPIC #rust :x\r:mallory!~mallory@miochat PRIVMSG #rust :forged";
+        let forged = "TOPIC #rust :x\r:mallory!mallory@miochat PRIVMSG #rust :forged";
         assert!(has_forbidden_chars(forged));
         assert!(has_forbidden_chars("QUIT :a\0b"));
         assert!(has_forbidden_chars("PRIVMSG #a :b\nc"));
@@ -1481,7 +1481,7 @@ mod tests {
         };
         assert_eq!(
             broadcast(&m, None).unwrap(),
-            ":alice!~alice@miochat PRIVMSG #rust :hi\r\n"
+            ":alice!alice@miochat PRIVMSG #rust :hi\r\n"
         );
         let long = Event::Message {
             room,
@@ -1511,7 +1511,7 @@ mod tests {
         );
         assert_eq!(
             joined,
-            ":bob!~bob@miochat JOIN #rust\r\n:srv 332 bob #rust :mio\r\n\
+            ":bob!bob@miochat JOIN #rust\r\n:srv 332 bob #rust :mio\r\n\
              :srv 353 bob = #rust :@alice bob\r\n:srv 366 bob #rust :End of /NAMES list.\r\n"
         );
         let err = reply(&Event::Error(ProtocolError::NotInRoom(room)), "srv", "bob");
@@ -1556,7 +1556,7 @@ mod tests {
         };
         assert_eq!(
             broadcast(&mode, None).unwrap(),
-            ":op!~op@miochat MODE #rust +mk-o key bob\r\n"
+            ":op!op@miochat MODE #rust +mk-o key bob\r\n"
         );
         let kick = Event::Kicked {
             room: room.clone(),
@@ -1566,7 +1566,7 @@ mod tests {
         };
         assert_eq!(
             broadcast(&kick, None).unwrap(),
-            ":op!~op@miochat KICK #rust bob :spam\r\n"
+            ":op!op@miochat KICK #rust bob :spam\r\n"
         );
         let modes = Event::Modes {
             room,

@@ -477,7 +477,7 @@ mod tests {
         let first = Arc::clone(out.bytes(Flavour::Irc));
         assert!(Arc::ptr_eq(&first, out.bytes(Flavour::Irc)));
         assert_eq!(&out.bytes(Flavour::Line)[..], b"MSG rust alice hi\n");
-        assert_eq!(&first[..], b":alice!~alice@miochat PRIVMSG #rust :hi\r\n");
+        assert_eq!(&first[..], b":alice!alice@miochat PRIVMSG #rust :hi\r\n");
         let frame = out.bytes_for(Protocol::WebIrc, Flavour::Irc);
         assert!(std::ptr::eq(
             frame.as_ptr(),
@@ -485,7 +485,7 @@ mod tests {
         ));
         assert_eq!(
             &frame[..],
-            b"\x81\x27:alice!~alice@miochat PRIVMSG #rust :hi"
+            b"\x81\x26:alice!alice@miochat PRIVMSG #rust :hi"
         );
         assert_eq!(
             &out.bytes_for(Protocol::WebLine, Flavour::Line)[..],
@@ -493,6 +493,6 @@ mod tests {
         );
         let timed = String::from_utf8_lossy(out.bytes(Flavour::IrcTimed)).into_owned();
         assert!(timed.starts_with("@time=20"), "{timed}");
-        assert!(timed.ends_with("Z :alice!~alice@miochat PRIVMSG #rust :hi\r\n"));
+        assert!(timed.ends_with("Z :alice!alice@miochat PRIVMSG #rust :hi\r\n"));
     }
 }

@@ -307,8 +307,8 @@ fn write_who<'m>(
     writeln!(out)
 }
 
-/// `OK whois NICK PROTOCOL IDLE_SECS ACCOUNT USER@HOST ROOMS [TEXT]`: ACCOUNT is the
-/// account the user is logged in to, or `-`; USER@HOST as IRC shows it; ROOMS
+/// `OK whois NICK PROTOCOL IDLE_SECS USER@HOST ACCOUNT ROOMS [TEXT]`: USER@HOST as
+/// IRC shows it; ACCOUNT the account the user is logged in to, or `-`; ROOMS
 /// comma-separated with `@`/`+` roles, or `-`; TEXT is the away message, if any.
 /// IDLE_SECS is `-` for a user of another node of a cluster.
 fn write_whois(
@@ -322,14 +322,14 @@ fn write_whois(
         Some(_) => write!(out, "-")?,
         None => write!(out, "{}", info.idle_secs)?,
     }
-    match &info.account {
-        Some(account) => write!(out, " {account}")?,
-        None => write!(out, " -")?,
-    }
     let nick = info.nick.as_str();
     match userhost {
         Some(known) => write!(out, " {}@{}", known.user(nick), known.host())?,
-        None => write!(out, " ~{nick}@{}", identity::UNKNOWN_HOST)?,
+        None => write!(out, " {nick}@{}", identity::UNKNOWN_HOST)?,
+    }
+    match &info.account {
+        Some(account) => write!(out, " {account}")?,
+        None => write!(out, " -")?,
     }
     if info.rooms.is_empty() {
         write!(out, " -")?;
@@ -595,7 +595,7 @@ mod tests {
                     irc: false,
                     node: None,
                 }), Some(Arc::new(UserHost::new("h.ip").with_user("al")))),
-                "OK whois alice line 42 - ~al@h.ip lobby,@rust lunch\n".to_string(),
+                "OK whois alice line 42 ~al@h.ip - lobby,@rust lunch\n".to_string(),
             ),
             (
                 Event::IdleWarning(60),
