@@ -746,6 +746,42 @@ impl<'a> Numerics<'a> {
         );
     }
 
+    /// Your JOIN echo (`extended-join` if asked), the topic (`332`, `333`) and the
+    /// names (`353`, `366`).
+    fn joined(&mut self, event: &Event, caps: Caps) {
+        let Event::YouJoined {
+            room,
+            topic,
+            nicks,
+            secret,
+            joiner,
+            topic_by,
+            ..
+        } = event
+        else {
+            return;
+        };
+        match joiner.as_ref().filter(|_| caps.has("extended-join")) {
+            Some((account, realname)) => {
+                let account = account.as_ref().map_or("*", Nick::as_str);
+                self.own(format_args!("JOIN #{room} {account} :{realname}"))
+            }
+            None => self.own(format_args!("JOIN #{room}")),
+        }
+        if let Some(topic) = topic {
+            self.topic(room, topic, topic_by.as_ref());
+        }
+        self.names(room, nicks, *secret);
+    }
+
+    /// `332` and, if the setter is known, `333 #room setter time`.
+    fn topic(&mut self, room: &RoomName, topic: &str, set_by: Option<&super::TopicSetter>) {
+        self.num("332", format_args!("#{room} :{topic}"));
+        if let Some((by, at)) = set_by {
+            self.num("333", format_args!("#{room} {by} {at}"));
+        }
+    }
+
     /// `ERROR :Closing Link: me (REASON)`, cut to 512 bytes.
     fn closing_link(&mut self, reason: &str) {
         let me = self.me;
@@ -798,26 +834,7 @@ pub fn reply_with(
             let verb = if *notice { "NOTICE" } else { "PRIVMSG" };
             push_text_line(&mut w.out, &format!(":{} {verb} {me}", source(from)), text);
         }
-        Event::YouJoined {
-            room,
-            topic,
-            nicks,
-            secret,
-            joiner,
-            ..
-        } => {
-            match joiner.as_ref().filter(|_| caps.has("extended-join")) {
-                Some((account, realname)) => {
-                    let account = account.as_ref().map_or("*", Nick::as_str);
-                    w.own(format_args!("JOIN #{room} {account} :{realname}"))
-                }
-                None => w.own(format_args!("JOIN #{room}")),
-            }
-            if let Some(topic) = topic {
-                w.num("332", format_args!("#{room} :{topic}"));
-            }
-            w.names(room, nicks, *secret);
-        }
+        Event::YouJoined { .. } => w.joined(event, caps),
         Event::YouLeft {
             room,
             reason: Some(reason),
@@ -830,12 +847,6 @@ pub fn reply_with(
                 self::source(old, prefixes.me)
             );
         }
-        Event::Who { room, rows, .. } => {
-            for row in rows {
-                w.who_row(row, Some(room));
-            }
-            w.num("315", format_args!("#{room} :End of /WHO list."));
-        }
         Event::Names {
             room,
             nicks,
@@ -844,10 +855,11 @@ pub fn reply_with(
         Event::Topic {
             room,
             topic: Some(topic),
-        } => w.num("332", format_args!("#{room} :{topic}")),
-        Event::Topic { room, topic: None } => {
-            w.num("331", format_args!("#{room} :No topic is set"))
-        }
+            set_by,
+        } => w.topic(room, topic, set_by.as_ref()),
+        Event::Topic {
+            room, topic: None, ..
+        } => w.num("331", format_args!("#{room} :No topic is set")),
         Event::Away(true) => w.num("306", format_args!(":You have been marked as being away")),
         Event::Away(false) => w.num(
             "305",
@@ -856,16 +868,6 @@ pub fn reply_with(
         Event::IsAway { nick, text } => w.num("301", format_args!("{nick} :{text}")),
         // Several 303 lines when the nicks do not fit in one; clients join them.
         Event::Ison(nicks) => w.list("303", format_args!(":"), nicks, true),
-        Event::Userhost(nicks) => {
-            let list: Vec<String> = nicks
-                .iter()
-                .map(|(n, away, known)| {
-                    let (user, host) = user_and_host(n, known.as_deref());
-                    format!("{n}={}{user}@{host}", if *away { '-' } else { '+' })
-                })
-                .collect();
-            w.num("302", format_args!(":{}", list.join(" ")));
-        }
         Event::Pong(token) => return pong(server, token.as_deref().unwrap_or(server)),
         other => reply_more(&mut w, other),
     }
@@ -950,10 +952,26 @@ fn reply_more(w: &mut Numerics<'_>, event: &Event) {
     }
 }
 
-/// WHOIS, WHOWAS and LUSERS.
+/// WHO, WHOIS, WHOWAS, USERHOST and LUSERS.
 fn queries(w: &mut Numerics<'_>, event: &Event) {
     let server = w.server;
     match event {
+        Event::Who { room, rows, .. } => {
+            for row in rows {
+                w.who_row(row, Some(room));
+            }
+            w.num("315", format_args!("#{room} :End of /WHO list."));
+        }
+        Event::Userhost(nicks) => {
+            let list: Vec<String> = nicks
+                .iter()
+                .map(|(n, away, known)| {
+                    let (user, host) = user_and_host(n, known.as_deref());
+                    format!("{n}={}{user}@{host}", if *away { '-' } else { '+' })
+                })
+                .collect();
+            w.num("302", format_args!(":{}", list.join(" ")));
+        }
         Event::Whois(info, known) => {
             let nick = &info.nick;
             let (user, host) = user_and_host(nick, known.as_deref());

@@ -430,6 +430,10 @@ pub enum SummaryKind {
     Quits,
 }
 
+/// Who set a room's topic (`nick!user@host`, or the nick alone when the host is not
+/// known here) and when (Unix seconds): IRC's `333`.
+pub type TopicSetter = (Box<str>, u64);
+
 /// One user who had a nick (IRC `WHOWAS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WhowasEntry {
@@ -665,6 +669,8 @@ pub enum Event {
         secret: bool,
         /// Your account and real name, for IRC's `extended-join` form of your JOIN.
         joiner: Option<(Option<Nick>, Arc<str>)>,
+        /// Who set the topic and when (IRC `333`), if known here.
+        topic_by: Option<TopicSetter>,
     },
     /// Reply: you left a room.
     YouLeft {
@@ -723,6 +729,8 @@ pub enum Event {
         room: RoomName,
         /// The topic, if set.
         topic: Option<Box<str>>,
+        /// Who set it and when (IRC `333`), if known here.
+        set_by: Option<TopicSetter>,
     },
     /// Reply to `/stats`.
     Stats(StatsReport),

@@ -128,7 +128,7 @@ fn write_event(event: &Event, out: &mut String) {
         Event::Who { room, rows, more } => {
             write_who(room, rows.iter().map(|row| &row.member), *more, out)
         }
-        Event::Topic { room, topic } => match topic {
+        Event::Topic { room, topic, .. } => match topic {
             Some(topic) => writeln!(out, "OK topic {room} {topic}"),
             None => writeln!(out, "OK topic {room}"),
         },

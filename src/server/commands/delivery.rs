@@ -34,7 +34,9 @@ use log::info;
 use crate::protocol::identity::UserHost;
 use crate::protocol::irc::Prefixes;
 use crate::protocol::outgoing::{Outgoing, Protocol, account_tag_lines, prefix_tags, render_plain};
-use crate::protocol::{Event, Nick, ProtocolError, RoomName, SayKind, irc, timestamp};
+use crate::protocol::{
+    Event, Nick, ProtocolError, RoomName, SayKind, SummaryKind, irc, render, timestamp,
+};
 
 use crate::server::backplane::handle::BackplaneMsg;
 use crate::server::backplane::wire::crosses_nodes;
@@ -137,6 +139,13 @@ impl Delivery {
             (Protocol::Irc, Event::Private { .. } | Event::PrivateTagMsg { .. }) => {
                 let plain = irc::reply_with(event, server, me, caps, prefixes);
                 tag_for(&Arc::from(plain.into_bytes()), caps, client_tags)
+            }
+            (Protocol::Irc, Event::YouJoined { .. }) if caps.has("server-time") => {
+                // Your JOIN echo carries the time, as everyone else's JOIN does.
+                let mut plain = irc::reply_with(event, server, me, caps, prefixes);
+                let at = timestamp(crate::protocol::outgoing::now_ms());
+                plain.insert_str(0, &format!("@time={at} "));
+                Arc::from(plain.into_bytes())
             }
             (Protocol::Irc, event) => {
                 Arc::from(irc::reply_with(event, server, me, caps, prefixes).into_bytes())
@@ -344,6 +353,14 @@ impl Delivery {
                 self.release(fx, release);
             }
         }
+        if let Event::TopicChanged { nick, .. } = &outgoing.event {
+            let by = match outgoing.source() {
+                Some(known) => known.source(nick.as_str()).to_string(),
+                None => nick.to_string(),
+            };
+            let at = crate::server::room_state::unix_now();
+            self.shared.directory.topic_set_by(&room, (by.into(), at));
+        }
         self.keep(&room, &outgoing, reach);
         self.deliver_local(fx, &room, except, &outgoing);
         for shard in reach.shards().filter(|&shard| shard != self.index) {
@@ -480,6 +497,13 @@ impl Delivery {
                     .once
                     .is_some_and(|once| !session.first_copy(once, now))
             {
+                continue;
+            }
+            if let Some(own) = own_join_summed_up(&outgoing.event, session) {
+                // A summary naming this reader's own join: the rest of it, for it.
+                if let Some(rest) = own {
+                    fx.queue_plain(key, render::line(&rest));
+                }
                 continue;
             }
             let protocol = session.protocol();
@@ -657,6 +681,45 @@ impl Delivery {
             _ => log::debug!("dropping a message for {to:?}, which has closed"),
         }
     }
+}
+
+/// For a line reader whose own join a join summary names: `Some` of the summary
+/// without it (`None` in it when nobody else is left; a single other join as a plain
+/// `join` line). `None` for every other event and reader, who get the shared bytes.
+/// A summary names at most [`crate::protocol::SUMMARY_NICKS`] joiners, so at most
+/// that many readers get a rendering of their own, once a second at most.
+fn own_join_summed_up(event: &Event, reader: &Session) -> Option<Option<Event>> {
+    let Event::Summary {
+        room,
+        kind: SummaryKind::Joins,
+        count,
+        nicks,
+    } = event
+    else {
+        return None;
+    };
+    if reader.protocol().speaks_irc() || !nicks.contains(&reader.nick) {
+        return None;
+    }
+    let others: Vec<Nick> = nicks
+        .iter()
+        .filter(|n| **n != reader.nick)
+        .cloned()
+        .collect();
+    let (room, count) = (room.clone(), count.saturating_sub(1));
+    Some(match (count, others.as_slice()) {
+        (0, _) => None,
+        (1, [nick]) => Some(Event::Joined {
+            room,
+            nick: nick.clone(),
+        }),
+        _ => Some(Event::Summary {
+            room,
+            kind: SummaryKind::Joins,
+            count,
+            nicks: others,
+        }),
+    })
 }
 
 /// True for what someone said in a room (what `/echo on` and `echo-message` echo).

@@ -893,10 +893,17 @@ impl IrcSession<'_, '_, '_> {
     }
 
     /// `NAMES #a,#b`: a name that is no channel gets only its 366, like a channel
-    /// that does not exist; `NAMES` alone, one 366 for everything.
+    /// that does not exist; `NAMES` alone lists every channel the client is in (one
+    /// `366 *` when it is in none).
     fn names(&mut self, msg: &Message<'_>) {
         let Some(list) = msg.param(0) else {
-            return self.answer(IrcReply::EndOfNamesAll);
+            let rooms = (self.fx.session(self.key)).map_or_else(Vec::new, |s| s.rooms.clone());
+            if rooms.is_empty() {
+                return self.answer(IrcReply::EndOfNamesAll);
+            }
+            return rooms
+                .into_iter()
+                .for_each(|room| self.apply(Command::Names(room)));
         };
         for name in list.split(',').filter(|n| !n.is_empty()) {
             match irc::channel(name) {

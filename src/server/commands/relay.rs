@@ -892,6 +892,7 @@ impl Relay {
             nicks,
             secret,
             joiner: joiner.and_then(|(account, realname)| Some((account, realname?))),
+            topic_by: info.topic_by,
         };
         self.delivery.reply(fx, key, &reply);
         // A registered room's access list: status by account, told after the join.
@@ -1011,7 +1012,13 @@ impl Relay {
                         .any(|(r, _)| *r == room) =>
             {
                 let topic = (self.shared.registry.room(&room)).and_then(|r| r.snapshot.topic);
-                self.delivery.reply(fx, key, &Event::Topic { room, topic });
+                let set_by = None; // not known here
+                let reply = Event::Topic {
+                    room,
+                    topic,
+                    set_by,
+                };
+                self.delivery.reply(fx, key, &reply);
                 return Ok(());
             }
             // A room with members only on other nodes: its topic as they told it.
@@ -1021,7 +1028,13 @@ impl Relay {
                 let Some(topic) = self.shared.cluster.topic(&room) else {
                     return Err(ProtocolError::NotInRoom(room)); // secret
                 };
-                self.delivery.reply(fx, key, &Event::Topic { room, topic });
+                let set_by = None; // not known here
+                let reply = Event::Topic {
+                    room,
+                    topic,
+                    set_by,
+                };
+                self.delivery.reply(fx, key, &reply);
                 return Ok(());
             }
             other => {
@@ -1029,8 +1042,13 @@ impl Relay {
             }
         }
         let Some(topic) = text else {
-            let topic = directory.topic(&room);
-            self.delivery.reply(fx, key, &Event::Topic { room, topic });
+            let (topic, set_by) = directory.topic_and_setter(&room);
+            let reply = Event::Topic {
+                room,
+                topic,
+                set_by,
+            };
+            self.delivery.reply(fx, key, &reply);
             return Ok(());
         };
         directory.set_topic(&room, topic);

@@ -28,7 +28,7 @@ use crate::protocol::modes::{Flag, ModeKind};
 use crate::protocol::names::NickKey;
 use crate::protocol::{
     BanInfo, LusersReport, Member, ModeChange, Nick, ProtocolError, Role, RoomInfo, RoomName,
-    WhoRow, WhoisInfo, WhowasEntry,
+    TopicSetter, WhoRow, WhoisInfo, WhowasEntry,
 };
 
 use crate::server::backplane::wire::RosterEntry;
@@ -83,6 +83,8 @@ struct RoomEntry {
     per_shard: Vec<u32>,
     shard_mask: u64,
     topic: Option<Box<str>>,
+    /// Who set the topic and when (IRC `333`), once its `TOPIC` went through here.
+    topic_by: Option<TopicSetter>,
     /// Modes, roles, bans, invitations.
     state: RoomState,
     /// Which incarnation of the room this is: a number never given before, taken
@@ -146,6 +148,8 @@ pub struct Joined {
     pub members: usize,
     /// The topic, if set.
     pub topic: Option<Box<str>>,
+    /// Who set it and when, if known here.
+    pub topic_by: Option<TopicSetter>,
     /// The joiner's away message, if any (IRC `away-notify` tells it after the
     /// `JOIN`).
     pub away: Option<Box<str>>,
@@ -432,10 +436,27 @@ impl Directory {
         self.lock().rooms.get(room).and_then(|r| r.topic.clone())
     }
 
-    /// Sets the topic of `room` (which must have members).
+    /// The topic of `room` and who set it when, if known.
+    pub fn topic_and_setter(&self, room: &RoomName) -> (Option<Box<str>>, Option<TopicSetter>) {
+        let tables = self.lock();
+        let entry = tables.rooms.get(room);
+        let topic = entry.and_then(|r| r.topic.clone());
+        (topic, entry.and_then(|r| r.topic_by.clone()))
+    }
+
+    /// Sets the topic of `room` (which must have members); its setter is told when
+    /// the change is sequenced ([`Self::topic_set_by`]).
     pub fn set_topic(&self, room: &RoomName, topic: &str) {
         if let Some(entry) = self.lock().rooms.get_mut(room) {
             entry.topic = Some(topic.into());
+            entry.topic_by = None;
+        }
+    }
+
+    /// Who set the topic of `room` (on its home shard, for a `TOPIC` from any node).
+    pub fn topic_set_by(&self, room: &RoomName, setter: TopicSetter) {
+        if let Some(entry) = self.lock().rooms.get_mut(room) {
+            entry.topic_by = Some(setter);
         }
     }
 }
@@ -1140,6 +1161,7 @@ impl Tables {
         Joined {
             members,
             topic,
+            topic_by: entry.topic_by.clone(),
             away: self.away.get(&id).cloned(),
         }
     }
