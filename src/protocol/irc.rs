@@ -1018,30 +1018,33 @@ fn queries(w: &mut Numerics<'_>, event: &Event) {
             }
             w.num("369", format_args!("{nick} :End of WHOWAS"));
         }
-        Event::Lusers(report) => {
-            let (users, unknown) = (report.users, report.unknown);
-            let (rooms, max) = (report.rooms, report.max_users);
-            w.num(
-                "251",
-                format_args!(":There are 0 users and {users} invisible on 1 servers"),
-            );
-            w.num("252", format_args!("0 :operator(s) online"));
-            w.num("253", format_args!("{unknown} :unknown connection(s)"));
-            w.num("254", format_args!("{rooms} :channels formed"));
-            w.num("255", format_args!(":I have {users} clients and 0 servers"));
-            w.num(
-                "265",
-                format_args!("{users} {max} :Current local users {users}, max {max}"),
-            );
-            w.num(
-                "266",
-                format_args!("{users} {max} :Current global users {users}, max {max}"),
-            );
-        }
+        Event::Lusers(report) => lusers(w, report),
         // Broadcast events were handled by `reply`; `ModesChanged` and `KickDone`
         // are for line clients only (IRC clients get their MODE and KICK echoed).
         _ => {}
     }
+}
+
+/// `LUSERS`: 251 to 255, 265 and 266.
+fn lusers(w: &mut Numerics<'_>, report: &super::LusersReport) {
+    let (users, unknown) = (report.users, report.unknown);
+    let (rooms, max) = (report.rooms, report.max_users);
+    w.num(
+        "251",
+        format_args!(":There are 0 users and {users} invisible on 1 servers"),
+    );
+    w.num("252", format_args!("0 :operator(s) online"));
+    w.num("253", format_args!("{unknown} :unknown connection(s)"));
+    w.num("254", format_args!("{rooms} :channels formed"));
+    w.num("255", format_args!(":I have {users} clients and 0 servers"));
+    w.num(
+        "265",
+        format_args!("{users} {max} :Current local users {users}, max {max}"),
+    );
+    w.num(
+        "266",
+        format_args!("{users} {max} :Current global users {users}, max {max}"),
+    );
 }
 
 /// `@`, `+` or nothing.
@@ -1523,6 +1526,7 @@ mod tests {
                 nicks,
                 secret: false,
                 joiner: None,
+                topic_by: Some(("al!~al@h.ip".into(), 7)),
             },
             "srv",
             "bob",
@@ -1530,7 +1534,7 @@ mod tests {
         assert_eq!(
             joined,
             ":bob!bob@miochat JOIN #rust\r\n:srv 332 bob #rust :mio\r\n\
-             :srv 353 bob = #rust :@alice bob\r\n:srv 366 bob #rust :End of /NAMES list.\r\n"
+             :srv 333 bob #rust al!~al@h.ip 7\r\n:srv 353 bob = #rust :@alice bob\r\n:srv 366 bob #rust :End of /NAMES list.\r\n"
         );
         let err = reply(&Event::Error(ProtocolError::NotInRoom(room)), "srv", "bob");
         assert_eq!(err, ":srv 442 bob #rust :You're not on that channel\r\n");
