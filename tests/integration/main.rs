@@ -18,6 +18,7 @@ mod everyday;
 mod faults;
 mod irc;
 mod irc_clients;
+mod irc_framework;
 mod irc_identity;
 mod ircv3;
 mod lifecycle;
