@@ -2,8 +2,8 @@
 //!
 //! Pure functions, no sockets, like the rest of `protocol/`:
 //! - [`decode`]: the bytes of one line → text. IRC has no declared encoding and old
-//!   clients send Latin-1, so bytes that are not UTF-8 are **replaced** (U+FFFD), never
-//!   refused: a user name, real name or message with such bytes still arrives;
+//!   clients send Latin-1, so bytes that are not UTF-8 are never refused: they are
+//!   kept as escapes (`raw.rs`) and reach IRC readers as they were sent;
 //! - [`parse`]: one line → a [`Message`] (tags and prefix skipped, command
 //!   upper-cased, middle parameters and the trailing one);
 //! - [`clean_text`]: IRC message text → the text miochat keeps (CTCP ACTION becomes
@@ -254,10 +254,10 @@ impl<'a> Message<'a> {
     }
 }
 
-/// The text of one line: UTF-8 as is, anything else with each invalid sequence
-/// replaced by U+FFFD (the rule `docs/PROTOCOL.md` states for IRC clients).
+/// The text of one line: UTF-8 as is, each byte of an invalid sequence as an escape
+/// that IRC readers get back as that byte (`raw.rs`).
 pub fn decode(line: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(line)
+    super::raw::decode(line)
 }
 
 /// True if `text` carries a character no IRC message may contain (RFC 2812): CR, LF
@@ -419,12 +419,10 @@ fn chan(room: &RoomName) -> String {
 fn push_line(out: &mut String, line: fmt::Arguments<'_>) {
     let start = out.len();
     let _ = out.write_fmt(line);
-    let mut end = start + MAX_IRC_LINE;
-    if out.len() > end {
-        while !out.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.truncate(end);
+    if out.len() - start > MAX_IRC_LINE {
+        // Measured on the wire: an escape (`raw.rs`) is one byte there.
+        let kept = super::raw::cut_wire(&out[start..], MAX_IRC_LINE).len();
+        out.truncate(start + kept);
     }
     out.push_str("\r\n");
 }
@@ -432,11 +430,8 @@ fn push_line(out: &mut String, line: fmt::Arguments<'_>) {
 /// Appends `:SOURCE COMMAND TARGET :TEXT\r\n`, truncating TEXT to fit 512 bytes.
 fn push_text_line(out: &mut String, head: &str, text: &str) {
     let room_for_text = MAX_IRC_LINE.saturating_sub(head.len() + 2);
-    let mut end = text.len().min(room_for_text);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    push_line(out, format_args!("{head} :{}", &text[..end]));
+    let text = super::raw::cut_wire(text, room_for_text);
+    push_line(out, format_args!("{head} :{text}"));
 }
 
 /// `MODE` lines for `changes`: at most `MODES=` changes per line, and fewer when their
@@ -481,11 +476,8 @@ pub fn broadcast(event: &Event, from: Option<&UserHost>) -> Option<String> {
         Event::Action { room, from, text } => {
             let head = format!(":{} PRIVMSG {}", source(from), chan(room));
             let budget = MAX_IRC_LINE.saturating_sub(head.len() + 2 + 9);
-            let mut end = text.len().min(budget);
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            let _ = write!(out, "{head} :\x01ACTION {}\x01\r\n", &text[..end]);
+            let text = super::raw::cut_wire(text, budget);
+            let _ = write!(out, "{head} :\x01ACTION {text}\x01\r\n");
         }
         Event::Joined { room, nick } => {
             let _ = write!(out, ":{} JOIN {}\r\n", source(nick), chan(room));
@@ -1456,11 +1448,18 @@ mod tests {
     }
 
     #[test]
-    fn bytes_that_are_not_utf8_are_replaced_not_refused() {
-        assert_eq!(decode(b"caf\xe9"), "caf\u{fffd}");
+    fn bytes_that_are_not_utf8_are_kept_not_refused() {
         let text = decode(b"USER x 0 * :Jos\xe9 \xff\xfe");
         let m = parse(&text).unwrap();
-        assert_eq!(m.params, ["x", "0", "*", "Jos\u{fffd} \u{fffd}\u{fffd}"]);
+        let realname = m.params[3];
+        assert_eq!(
+            super::super::raw::to_wire(realname.into()),
+            b"Jos\xe9 \xff\xfe"
+        );
+        assert_eq!(
+            super::super::raw::to_text(realname),
+            "Jos\u{fffd} \u{fffd}\u{fffd}"
+        );
         assert_eq!(decode("é".as_bytes()), "é");
     }
 

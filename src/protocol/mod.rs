@@ -30,6 +30,7 @@ pub mod modes;
 pub mod names;
 pub mod outgoing;
 pub mod parse;
+pub mod raw;
 pub mod render;
 pub mod websocket;
 

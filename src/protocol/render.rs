@@ -68,7 +68,11 @@ const HELP: &[&str] = &[
 pub fn line(event: &Event) -> Arc<[u8]> {
     let mut out = String::with_capacity(64);
     write_event(event, &mut out);
-    Arc::from(out.into_bytes())
+    // Bytes an IRC client sent that are not UTF-8 show as U+FFFD (`raw.rs`).
+    match super::raw::to_text(&out) {
+        std::borrow::Cow::Borrowed(_) => Arc::from(out.into_bytes()),
+        std::borrow::Cow::Owned(shown) => Arc::from(shown.into_bytes()),
+    }
 }
 
 /// Writes `event` into `out`, each line ending in LF.

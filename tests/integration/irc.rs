@@ -56,6 +56,17 @@ impl Irc {
         line.trim_end_matches('\r').to_string()
     }
 
+    /// The next line as bytes, without CR LF (IRC bytes need not be UTF-8).
+    #[track_caller]
+    pub(crate) fn raw_line(&mut self) -> Vec<u8> {
+        use std::io::BufRead;
+        let mut line = Vec::new();
+        self.c.reader.read_until(b'\n', &mut line).expect("a line");
+        assert!(line.ends_with(b"\r\n"), "IRC lines end in CRLF: {line:?}");
+        line.truncate(line.len() - 2);
+        line
+    }
+
     /// Reads until a line containing `needle`; returns it.
     #[track_caller]
     pub(crate) fn until(&mut self, needle: &str) -> String {

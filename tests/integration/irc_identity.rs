@@ -182,23 +182,31 @@ fn bans_on_the_cloak_or_the_user_name_keep_a_user_out() {
     liney.expect("ERR banned");
 }
 
-/// A WebSocket IRC client (`text.ircv3.net`) that sent `headers` with its upgrade.
+/// A WebSocket IRC client (`text.ircv3.net`, or `binary.ircv3.net` if `binary`)
+/// that sent `headers` with its upgrade.
 struct WsIrc {
     stream: TcpStream,
     buf: Vec<u8>,
+    binary: bool,
 }
 
 impl WsIrc {
     fn open(addr: SocketAddr, headers: &str) -> WsIrc {
+        Self::open_as(addr, headers, false)
+    }
+
+    fn open_as(addr: SocketAddr, headers: &str, binary: bool) -> WsIrc {
         let mut stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let kind = if binary { "binary" } else { "text" };
         let request = format!(
-            "GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: text.ircv3.net\r\n{headers}\r\n"
+            "GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: {kind}.ircv3.net\r\n{headers}\r\n"
         );
         stream.write_all(request.as_bytes()).unwrap();
         let mut ws = WsIrc {
             stream,
             buf: Vec::new(),
+            binary,
         };
         while !ws.buf.windows(4).any(|w| w == b"\r\n\r\n") {
             ws.fill();
@@ -217,22 +225,26 @@ impl WsIrc {
     }
 
     fn send(&mut self, line: &str) {
-        let frame = client_frame(1, true, line.as_bytes(), [1, 2, 3, 4]);
+        let opcode = if self.binary { 2 } else { 1 };
+        let frame = client_frame(opcode, true, line.as_bytes(), [1, 2, 3, 4]);
         self.stream.write_all(&frame).unwrap();
     }
 
-    /// The next frame containing `needle`.
+    /// The next frame containing `needle`, as text.
     fn until(&mut self, needle: &str) -> String {
+        let (_, payload) = self.until_bytes(needle.as_bytes());
+        String::from_utf8_lossy(&payload).into_owned()
+    }
+
+    /// The next frame containing `needle`: its opcode and payload.
+    fn until_bytes(&mut self, needle: &[u8]) -> (u8, Vec<u8>) {
         loop {
             let (frames, used) = server_frames(&self.buf);
             let used = used.min(self.buf.len());
-            let texts: Vec<String> = frames
-                .into_iter()
-                .map(|(_, payload)| String::from_utf8_lossy(&payload).into_owned())
-                .collect();
             self.buf.drain(..used);
-            if let Some(found) = texts.into_iter().find(|t| t.contains(needle)) {
-                return found;
+            let mut found = frames.into_iter().filter(|(op, _)| *op == 1 || *op == 2);
+            if let Some(frame) = found.find(|(_, p)| p.windows(needle.len()).any(|w| w == needle)) {
+                return frame;
             }
             self.fill();
         }
@@ -442,4 +454,79 @@ fn a_join_summary_never_names_its_reader_and_nobody_operates_the_lobby() {
         }
     }
     assert!(others_summed > 0, "joiners read the summary of the others");
+}
+
+#[test]
+fn bytes_that_are_not_utf8_reach_irc_readers_as_sent() {
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--irc-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+        "--hosts",
+        "address",
+        "--max-per-ip",
+        "0",
+    ];
+    let (_served, addrs) = serve_exactly(&args, &["", "IRC", "web"]);
+    let (line_addr, irc, web) = (addrs[0], addrs[1], addrs[2]);
+    let mut latin = Irc::connect(irc);
+    latin
+        .c
+        .send_raw(b"NICK latin\r\nUSER l 0 * :Jos\xe9\r\nJOIN #bytes\r\n");
+    latin.until(" 366 ");
+    let (mut reader, _) = register(irc, "reader", "r");
+    reader.send("JOIN #bytes");
+    reader.until(" 366 ");
+    let mut liney = TestClient::connect(line_addr);
+    liney.join("bytes");
+    let mut texty = WsIrc::open_as(web, "", false);
+    let mut binny = WsIrc::open_as(web, "", true);
+    for (ws, nick) in [(&mut texty, "texty"), (&mut binny, "binny")] {
+        ws.send(&format!("NICK {nick}"));
+        ws.send("USER w 0 * :W");
+        ws.until(" 376 ");
+        ws.send("JOIN #bytes");
+        ws.until(" 366 ");
+    }
+    latin
+        .c
+        .send_raw(b"PRIVMSG #bytes :caf\xe9 \xff\r\nPRIVMSG reader :\xe0 bient\xf4t\r\n");
+    let said = b":latin!~l@127.0.0.1 PRIVMSG #bytes :caf\xe9 \xff";
+    assert_eq!(raw_until(&mut reader, b"PRIVMSG"), said, "every byte kept");
+    assert_eq!(
+        reader.raw_line(),
+        b":latin!~l@127.0.0.1 PRIVMSG reader :\xe0 bient\xf4t"
+    );
+    assert_eq!(
+        binny.until_bytes(b"PRIVMSG"),
+        (2, said.to_vec()),
+        "binary frames too"
+    );
+    let (opcode, text) = texty.until_bytes(b"PRIVMSG");
+    assert_eq!(opcode, 1);
+    let text = String::from_utf8(text).expect("a text frame is UTF-8");
+    assert!(text.ends_with(":caf\u{fffd} \u{fffd}"), "{text}");
+    assert_eq!(liney.expect("MSG "), "MSG bytes latin caf\u{fffd} \u{fffd}");
+    reader.send("WHO latin");
+    assert!(raw_until(&mut reader, b" 352 ").ends_with(b" H :0 Jos\xe9"));
+    // History keeps them too: a later IRC reader gets the playback as notices.
+    let (mut late, _) = register(irc, "late", "l");
+    late.send("JOIN #bytes");
+    late.until(" 366 ");
+    let playback = raw_until(&mut late, b"NOTICE #bytes");
+    assert!(playback.ends_with(b"<latin> caf\xe9 \xff"), "{playback:?}");
+}
+
+/// The next line of `c` (as bytes) that contains `needle`.
+fn raw_until(c: &mut Irc, needle: &[u8]) -> Vec<u8> {
+    loop {
+        let line = c.raw_line();
+        if line.windows(needle.len()).any(|w| w == needle) {
+            return line;
+        }
+    }
 }

@@ -34,6 +34,7 @@ use log::info;
 use crate::protocol::identity::UserHost;
 use crate::protocol::irc::Prefixes;
 use crate::protocol::outgoing::{Outgoing, Protocol, account_tag_lines, prefix_tags, render_plain};
+use crate::protocol::raw;
 use crate::protocol::{
     Event, Nick, ProtocolError, RoomName, SayKind, SummaryKind, irc, render, timestamp,
 };
@@ -134,22 +135,22 @@ impl Delivery {
         };
         match (session.protocol().base(), event) {
             (Protocol::Irc, Event::Playback { room, lines }) => {
-                Arc::from(irc::playback(room, lines, server, caps).into_bytes())
+                Arc::from(raw::to_wire(irc::playback(room, lines, server, caps)))
             }
             (Protocol::Irc, Event::Private { .. } | Event::PrivateTagMsg { .. }) => {
                 let plain = irc::reply_with(event, server, me, caps, prefixes);
-                tag_for(&Arc::from(plain.into_bytes()), caps, client_tags)
+                tag_for(&Arc::from(raw::to_wire(plain)), caps, client_tags)
             }
             (Protocol::Irc, Event::YouJoined { .. }) if caps.has("server-time") => {
                 // Your JOIN echo carries the time, as everyone else's JOIN does.
                 let mut plain = irc::reply_with(event, server, me, caps, prefixes);
                 let at = timestamp(crate::protocol::outgoing::now_ms());
                 plain.insert_str(0, &format!("@time={at} "));
-                Arc::from(plain.into_bytes())
+                Arc::from(raw::to_wire(plain))
             }
-            (Protocol::Irc, event) => {
-                Arc::from(irc::reply_with(event, server, me, caps, prefixes).into_bytes())
-            }
+            (Protocol::Irc, event) => Arc::from(raw::to_wire(irc::reply_with(
+                event, server, me, caps, prefixes,
+            ))),
             (_, event) => render_plain(Protocol::Line, event, server, me),
         }
     }
@@ -179,7 +180,7 @@ impl Delivery {
         let plain = irc::reply_with(event, server, target, irc::Caps::default(), prefixes);
         fx.queue_plain(
             key,
-            tag_for(&Arc::from(plain.into_bytes()), caps, client_tags),
+            tag_for(&Arc::from(raw::to_wire(plain)), caps, client_tags),
         );
     }
 

@@ -10,14 +10,16 @@
 //! is made in `protocol::irc` ([`IrcReply`]).
 //!
 //! Registration: `NICK` claims the nick in the shared directory at once (so IRC and
-//! line users share one namespace); `USER` supplies the real name (bytes that are not
-//! UTF-8 in it, as in any line, are replaced, never refused: see `irc::decode`). When both have arrived,
+//! line users share one namespace); `USER` supplies the user name and real name
+//! (bytes that are not UTF-8 in it, as in any line, are kept, never refused: see
+//! `protocol/raw.rs`). When both have arrived,
 //! `CAP` negotiation (if started) has ended and the password (if `--password` is set)
 //! matched, the client gets 001–005 and the MOTD. Before that, anything else gets 451.
 
 use std::sync::Arc;
 
 use crate::protocol::irc::{self, IrcReply, MAX_AWAY_LEN, Message};
+use crate::protocol::raw;
 use crate::protocol::{
     AccessLevel, Command, MAX_TOPIC_LEN, ModeRequest, Nick, ProtocolError, SayKind, modes,
 };
@@ -190,7 +192,7 @@ impl IrcSession<'_, '_, '_> {
 
     /// Queues bytes made in `protocol::irc` for this connection.
     fn send(&mut self, text: String) {
-        self.fx.queue_plain(self.key, Arc::from(text.into_bytes()));
+        self.fx.queue_plain(self.key, Arc::from(raw::to_wire(text)));
     }
 
     /// An [`IrcReply`], addressed to the client's nick once it has one (else `*`).
@@ -216,7 +218,7 @@ impl IrcSession<'_, '_, '_> {
     fn close_with(&mut self, reply: IrcReply<'_>) {
         let text = self.render(&reply);
         self.fx
-            .close_with(self.key, Arc::from(text.into_bytes()), CloseReason::Quit);
+            .close_with(self.key, Arc::from(raw::to_wire(text)), CloseReason::Quit);
     }
 
     /// `CAP LS/LIST/REQ/END` (IRCv3 capability negotiation): `LS` lists
@@ -812,7 +814,7 @@ impl IrcSession<'_, '_, '_> {
         };
         // "TOPIC #x :" (empty trailing) clears in IRC; miochat keeps an empty topic.
         let text = msg.params.get(1).copied();
-        if text.is_some_and(|t| t.len() > MAX_TOPIC_LEN) {
+        if text.is_some_and(|t| raw::wire_len(t) > MAX_TOPIC_LEN) {
             return self
                 .relay
                 .delivery
