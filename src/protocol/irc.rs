@@ -13,9 +13,9 @@
 //!   line, independent of the recipient, so it is rendered once per message;
 //! - [`reply`]: an [`Event`] for one recipient → IRC lines and numerics addressed to it.
 //!
-//! Every user appears as `nick!nick@miochat`: miochat shows no user names or hosts
-//! (it keeps the real address only to match bans), which also keeps a broadcast line
-//! the same for every recipient. Lines from the
+//! A user appears as `nick!~user@host` (`identity.rs`): the sender's `user@host` is
+//! given to [`broadcast`] with the event, so a broadcast line is still the same for
+//! every recipient. Lines from the
 //! server are at most 512 bytes with CRLF: longer text (a line-protocol user may send
 //! up to `--max-line` bytes) is **truncated** at a character boundary, lists (NAMES,
 //! ISON, WHOIS rooms, MODE changes) are split over as many lines as their bytes need,
@@ -39,7 +39,7 @@ pub const MAX_IRC_LINE: usize = 510;
 /// Longest tag section a client may send, `@` and the space after it included
 /// (IRCv3 message-tags: 4096 bytes from clients).
 pub const MAX_CLIENT_TAGS: usize = 4096;
-/// Host part of every user's source.
+/// The source of the server's notices about other nodes (a gap in a room's lines).
 pub const HOST: &str = "miochat";
 /// Most parameters a message may carry (RFC 2812).
 const MAX_PARAMS: usize = 15;

@@ -324,6 +324,10 @@ fn names_topic_list_who_whois() {
     b.until("TOPIC #rust :edge triggers");
     b.send("TOPIC #rust");
     assert_eq!(b.line(), ":miochat.local 332 ben #rust :edge triggers");
+    assert!(
+        b.line()
+            .starts_with(":miochat.local 333 ben #rust anna!~anna@127.0.0.1 ")
+    );
     a.send("LIST");
     assert_eq!(a.line(), ":miochat.local 321 anna Channel :Users  Name");
     assert_eq!(a.line(), ":miochat.local 322 anna #rust 2 :edge triggers");

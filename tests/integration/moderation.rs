@@ -256,6 +256,10 @@ fn irc_mode_numerics() {
         ),
         (
             "MODE #chan +k",
+            ":miochat.local 696 op #chan k * :You must specify a parameter",
+        ),
+        (
+            "MODE #chan +k a,b",
             ":miochat.local 525 op #chan :Key is not well-formed",
         ),
         (
