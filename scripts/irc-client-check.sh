@@ -17,6 +17,7 @@
 # and logged at the time it was *sent*, before the join; WeeChat's own message is
 # shown once, and the line client's answer arrives; WeeChat logs in to an account
 # with its sasl_* options, by SCRAM-SHA-256. Checked in WeeChat's log files.
+# Then WeeChat again over TLS, verifying the certificate, shown with its USER name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A missing program is installed when we are root with apt-get; otherwise we say
@@ -202,11 +203,13 @@ weechat-headless --dir "$work/weechat" -r "/set logger.file.flush_delay 0; \
   > /dev/null 2>&1 &
 weechat=$!
 chan="$work/wlogs/irc.mio.#lobby.weechatlog"
+srvlog="$work/wlogs/irc.server.mio.weechatlog"
 wait_wlog() { # wait_wlog TEXT: up to 30 s for WeeChat's #lobby log to show TEXT
   for _ in $(seq 300); do grep -qF -- "$1" "$chan" 2>/dev/null && return 0; sleep 0.1; done
-  echo "FAIL: WeeChat never showed: $1"; cat "$chan" "$work/wlogs/irc.server.mio.weechatlog" 2>/dev/null; exit 1
+  echo "FAIL: WeeChat never showed: $1"; cat "$chan" "$srvlog" 2>/dev/null; exit 1
 }
-wait_wlog "weeuser (weeuser@miochat) has joined #lobby"
+wait_wlog "weeuser (~"
+wait_wlog ".ip) has joined #lobby" # ~user@cloak: the USER name, the hashed address
 wait_wlog "said before weechat came"
 echo 'irc.server.mio */msg #lobby hello from weechat' > "$work/wfifo"
 wait_wlog "hello back to weechat"
@@ -229,6 +232,39 @@ grep -q "^MSG lobby weeuser hello from weechat" "$work/wee-line.log" || { echo "
 kill "$weechat" 2>/dev/null || true
 wait "$weechat" 2>/dev/null || true
 echo "PASS: WeeChat $version logged in with SASL SCRAM-SHA-256, showed the played-back line at its send time ($said, before the join at $joined), its own message once (capabilities: $caps), and the line client's answer"
+}
+
+weechat_tls_check() {
+# --- WeeChat over TLS, verifying the certificate made above -------------------------
+# WeeChat 3.8 says -ssl and ssl_verify; 4.0 renamed them -tls and tls_verify.
+version=$(weechat-headless --version | head -1)
+tls=ssl
+if [ "$(printf '%s\n' 4.0 "$version" | sort -V | head -1)" = 4.0 ]; then tls=tls; fi
+answerer 60 "/nick lineytls" "MSG lobby weetls hello over tls" "hello back over tls" \
+  > "$work/weetls-line.log" &
+wee_line=$!
+weechat-headless --dir "$work/weechat-tls" -r "/set logger.file.flush_delay 0; \
+/set logger.file.path $work/wtlogs; /set fifo.file.path $work/wtfifo; \
+/set weechat.network.gnutls_ca_user $work/cert.pem; \
+/server add miotls ${irc_tls_addr%:*}/${irc_tls_addr##*:} -$tls; \
+/set irc.server.miotls.${tls}_verify on; /set irc.server.miotls.nicks weetls; \
+/set irc.server.miotls.username weetlsuser; \
+/set irc.server.miotls.autojoin #lobby; /connect miotls" > /dev/null 2>&1 &
+weechat=$!
+chan="$work/wtlogs/irc.miotls.#lobby.weechatlog"
+srvlog="$work/wtlogs/irc.server.miotls.weechatlog"
+wait_wlog "(~weetlsuse@" # USERLEN: ~ and 9 characters; the host a cloak
+wait_wlog "hello back over tls" &
+echo 'irc.server.miotls */msg #lobby hello over tls' > "$work/wtfifo"
+wait $! || exit 1
+wait "$wee_line" || true
+grep -q "^MSG lobby weetls hello over tls" "$work/weetls-line.log" \
+  || { echo "FAIL: the line client did not get WeeChat's message over TLS"; exit 1; }
+echo "--- WeeChat over TLS, #lobby log:"
+cat "$chan"
+kill "$weechat" 2>/dev/null || true
+wait "$weechat" 2>/dev/null || true
+echo "PASS: WeeChat $version over TLS (-$tls, ${tls}_verify on with the test CA) chatted with a line client"
 }
 
 make_account() { # make_account NICK PASSWORD: registered from the line protocol
@@ -262,7 +298,7 @@ wait_screen "Welcome to the miochat IRC network"
 answerer 10 "/whois saslfan" "OK whois saslfan" "/quit" > "$work/whois.log"
 echo "--- irssi (SASL) screen:"
 screen
-grep -q "^OK whois saslfan irc [0-9]* saslfan " "$work/whois.log" \
+grep -q "^OK whois saslfan irc [0-9]* [^ ]*@[^ ]* saslfan " "$work/whois.log" \
   || { echo "FAIL: /whois does not show the account"; cat "$work/whois.log"; exit 1; }
 tmux kill-session -t "$session"
 echo "PASS: irssi logged in with SASL PLAIN; /whois shows the account"
@@ -272,3 +308,4 @@ check plain
 check tls
 sasl_check
 weechat_check
+weechat_tls_check

@@ -175,6 +175,15 @@ pub struct ServeArgs {
     /// seconds of WebSocket silence before a ping frame; as long again for the pong (default 30)
     #[argh(option, default = "DEFAULT_WS_PING_SECS")]
     pub ws_ping: u64,
+    /// how IRC shows users' hosts: cloak (a keyed hash of the address) or address (default cloak)
+    #[argh(option, default = "String::from(\"cloak\")")]
+    pub hosts: String,
+    /// key for the host cloaks (default: kept in the data dir as cloak.key; without one, new each run)
+    #[argh(option)]
+    pub cloak_key: Option<String>,
+    /// a reverse proxy's address whose X-Forwarded-For header names the web client's address (repeatable; default: none)
+    #[argh(option)]
+    pub trusted_proxy: Vec<String>,
     /// leave Nagle's algorithm on (TCP_NODELAY off); see docs/DESIGN.md
     #[argh(switch)]
     pub nagle: bool,
@@ -253,7 +262,25 @@ impl ServeArgs {
         config.http_listen = self.http_listen.as_deref().map(resolve).transpose()?;
         config.http_timeout = Duration::from_secs(self.http_timeout);
         config.ws_ping = Duration::from_secs(self.ws_ping);
+        self.hosts_to_config(&mut config)?;
         Ok(config)
+    }
+
+    /// `--hosts`, `--cloak-key`, `--trusted-proxy`: what users' hosts are.
+    fn hosts_to_config(&self, config: &mut ServerConfig) -> Result<(), String> {
+        config.show_addresses = match self.hosts.as_str() {
+            "cloak" => false,
+            "address" => true,
+            other => return Err(format!("--hosts is cloak or address, not {other:?}")),
+        };
+        config.cloak_key = self.cloak_key.clone();
+        config.trusted_proxies = (self.trusted_proxy.iter())
+            .map(|text| {
+                text.parse()
+                    .map_err(|_| format!("--trusted-proxy takes an IP address, not {text:?}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(())
     }
 
     /// A TLS mistake in the flags themselves (exit status 2, like a bad certificate).

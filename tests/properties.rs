@@ -313,7 +313,7 @@ proptest! {
     #[test]
     fn room_messages_fit_one_irc_line(n in nick(), r in room(), t in "[^\\p{Cc}]{0,700}") {
         let event = Event::Message { room: r, from: n, text: t.as_str().into() };
-        let line = irc::broadcast(&event).unwrap();
+        let line = irc::broadcast(&event, None).unwrap();
         let body = line.strip_suffix("\r\n").unwrap();
         prop_assert!(body.len() <= MAX_IRC_LINE, "{} bytes", line.len());
         prop_assert!(!body.contains(['\r', '\n']));

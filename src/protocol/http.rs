@@ -23,6 +23,8 @@
 use tungstenite::handshake::server::{Request, create_response, write_response};
 use tungstenite::http::{self, HeaderValue, StatusCode};
 
+use std::net::IpAddr;
+
 use super::outgoing::Protocol;
 
 /// Largest request head accepted (request line and headers). nginx's default
@@ -57,6 +59,8 @@ pub enum Route {
         response: Vec<u8>,
         /// The chat protocol chosen by subprotocol negotiation.
         protocol: Protocol,
+        /// The `X-Forwarded-For` headers, comma-joined (see [`client_address`]).
+        forwarded: Option<String>,
     },
     /// An error answer, ready to send.
     Refuse(Vec<u8>),
@@ -176,10 +180,36 @@ fn upgrade_route(parsed: &httparse::Request<'_, '_>) -> Route {
     if write_response(&mut bytes, &response).is_err() {
         return refusal_route(500);
     }
+    let forwarded: Vec<&str> = (request.headers().get_all("X-Forwarded-For").iter())
+        .filter_map(|value| value.to_str().ok())
+        .collect();
     Route::Upgrade {
         response: bytes,
         protocol,
+        forwarded: (!forwarded.is_empty()).then(|| forwarded.join(",")),
     }
+}
+
+/// The web client's address: `peer`, unless `peer` is one of the `trusted`
+/// proxies; then the `X-Forwarded-For` list is read from the right (each proxy
+/// appends the address it heard from), trusted proxies skipped, and the first other
+/// address is the client's. A list that names nobody else (or is not addresses)
+/// leaves `peer`. From an untrusted peer the header is ignored: anyone can send one.
+pub fn client_address(peer: IpAddr, forwarded: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+    let canonical = |address: &IpAddr| address.to_canonical();
+    let is_trusted = |address: &IpAddr| trusted.iter().any(|t| canonical(t) == canonical(address));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops = forwarded.unwrap_or("").rsplit(',').map(str::trim);
+    for hop in hops {
+        match hop.parse::<IpAddr>() {
+            Ok(address) if is_trusted(&address) => continue,
+            Ok(address) => return address.to_canonical(),
+            Err(_) => break,
+        }
+    }
+    peer
 }
 
 /// `426 Upgrade Required` naming the one version we speak (RFC 6455 §4.4).
@@ -289,7 +319,10 @@ mod tests {
         let good = format!(
             "{UPGRADE}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: foo, text.ircv3.net\r\n\r\n"
         );
-        let Route::Upgrade { response, protocol } = route(&good) else {
+        let Route::Upgrade {
+            response, protocol, ..
+        } = route(&good)
+        else {
             panic!()
         };
         let text = String::from_utf8(response).unwrap();
@@ -313,5 +346,32 @@ mod tests {
             };
             assert_eq!(protocol, chosen, "{offer}");
         }
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_a_trusted_proxy() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let proxy = ip("10.1.1.1");
+        let trusted = [proxy, ip("10.2.2.2")];
+        let list = Some("203.0.113.9, 198.51.100.4, 10.2.2.2");
+        assert_eq!(client_address(proxy, list, &trusted), ip("198.51.100.4"));
+        assert_eq!(
+            client_address(ip("192.0.2.1"), list, &trusted),
+            ip("192.0.2.1")
+        );
+        assert_eq!(client_address(proxy, None, &trusted), proxy);
+        assert_eq!(client_address(proxy, Some("junk"), &trusted), proxy);
+        let mapped = ip("::ffff:10.1.1.1");
+        assert_eq!(
+            client_address(mapped, Some("2001:db8::7"), &trusted),
+            ip("2001:db8::7")
+        );
+        let good = format!(
+            "{UPGRADE}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\n\r\n"
+        );
+        let Route::Upgrade { forwarded, .. } = route(&good) else {
+            panic!()
+        };
+        assert_eq!(forwarded.as_deref(), Some("1.2.3.4,5.6.7.8"));
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Pure functions, no sockets, like the rest of `protocol/`:
 //! - [`decode`]: the bytes of one line → text. IRC has no declared encoding and old
-//!   clients send Latin-1, so bytes that are not UTF-8 are **replaced** (U+FFFD), never
-//!   refused: a user name, real name or message with such bytes still arrives;
+//!   clients send Latin-1, so bytes that are not UTF-8 are never refused: they are
+//!   kept as escapes (`raw.rs`) and reach IRC readers as they were sent;
 //! - [`parse`]: one line → a [`Message`] (tags and prefix skipped, command
 //!   upper-cased, middle parameters and the trailing one);
 //! - [`clean_text`]: IRC message text → the text miochat keeps (CTCP ACTION becomes
@@ -13,9 +13,9 @@
 //!   line, independent of the recipient, so it is rendered once per message;
 //! - [`reply`]: an [`Event`] for one recipient → IRC lines and numerics addressed to it.
 //!
-//! Every user appears as `nick!nick@miochat`: miochat shows no user names or hosts
-//! (it keeps the real address only to match bans), which also keeps a broadcast line
-//! the same for every recipient. Lines from the
+//! A user appears as `nick!~user@host` (`identity.rs`): the sender's `user@host` is
+//! given to [`broadcast`] with the event, so a broadcast line is still the same for
+//! every recipient. Lines from the
 //! server are at most 512 bytes with CRLF: longer text (a line-protocol user may send
 //! up to `--max-line` bytes) is **truncated** at a character boundary, lists (NAMES,
 //! ISON, WHOIS rooms, MODE changes) are split over as many lines as their bytes need,
@@ -25,10 +25,12 @@
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
+use super::identity::{UNKNOWN_HOST, UserHost};
 use super::modes::{self, CHANMODES, MAX_KEY_LEN, MAX_PARAM_CHANGES, ModeError};
 use super::names::{MAX_NICK_LEN, MAX_ROOM_LEN};
 use super::{
     Event, MAX_KICK_LEN, MAX_TOPIC_LEN, Member, Nick, ProtocolError, Refusal, Role, RoomName,
+    WhoRow,
 };
 
 /// Longest IRC line without its CRLF (RFC 2812: 512 bytes including CRLF), not
@@ -37,7 +39,7 @@ pub const MAX_IRC_LINE: usize = 510;
 /// Longest tag section a client may send, `@` and the space after it included
 /// (IRCv3 message-tags: 4096 bytes from clients).
 pub const MAX_CLIENT_TAGS: usize = 4096;
-/// Host part of every user's source.
+/// The source of the server's notices about other nodes (a gap in a room's lines).
 pub const HOST: &str = "miochat";
 /// Most parameters a message may carry (RFC 2812).
 const MAX_PARAMS: usize = 15;
@@ -153,7 +155,12 @@ pub fn history_targets(targets: &[(RoomName, u64)], server: &str) -> String {
 
 /// IRCv3 `extended-join`: `:nick!nick@miochat JOIN #room ACCOUNT :REALNAME` (`*` for
 /// no account), for a JOIN event; empty for anything else.
-pub fn extended_join(event: &Event, account: Option<&Nick>, realname: &str) -> String {
+pub fn extended_join(
+    event: &Event,
+    account: Option<&Nick>,
+    realname: &str,
+    from: Option<&UserHost>,
+) -> String {
     let Event::Joined { room, nick } = event else {
         return String::new();
     };
@@ -161,7 +168,7 @@ pub fn extended_join(event: &Event, account: Option<&Nick>, realname: &str) -> S
     let mut out = String::new();
     push_text_line(
         &mut out,
-        &format!(":{} JOIN {} {account}", source(nick), chan(room)),
+        &format!(":{} JOIN {} {account}", source(nick, from), chan(room)),
         realname,
     );
     out
@@ -247,10 +254,10 @@ impl<'a> Message<'a> {
     }
 }
 
-/// The text of one line: UTF-8 as is, anything else with each invalid sequence
-/// replaced by U+FFFD (the rule `docs/PROTOCOL.md` states for IRC clients).
+/// The text of one line: UTF-8 as is, each byte of an invalid sequence as an escape
+/// that IRC readers get back as that byte (`raw.rs`).
 pub fn decode(line: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(line)
+    super::raw::decode(line)
 }
 
 /// True if `text` carries a character no IRC message may contain (RFC 2812): CR, LF
@@ -381,9 +388,22 @@ fn skip_colour(
     }
 }
 
-/// `nick!nick@miochat`.
-fn source(nick: &Nick) -> String {
-    format!("{nick}!{nick}@{HOST}")
+/// `nick!user@host`, with the stand-in `nick!nick@miochat` when `from` is not
+/// known here (see `identity.rs`).
+fn source(nick: &Nick, from: Option<&UserHost>) -> String {
+    match from {
+        Some(from) => from.source(nick.as_str()).to_string(),
+        None => format!("{nick}!{nick}@{UNKNOWN_HOST}"),
+    }
+}
+
+/// The `user@host`s a rendering shows: of the event's source, and of its reader.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Prefixes<'a> {
+    /// Whoever the event is from (a private message's sender).
+    pub from: Option<&'a UserHost>,
+    /// The reader (its own JOIN, PART and NICK echoes, the welcome).
+    pub me: Option<&'a UserHost>,
 }
 
 /// `#room`.
@@ -399,12 +419,10 @@ fn chan(room: &RoomName) -> String {
 fn push_line(out: &mut String, line: fmt::Arguments<'_>) {
     let start = out.len();
     let _ = out.write_fmt(line);
-    let mut end = start + MAX_IRC_LINE;
-    if out.len() > end {
-        while !out.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.truncate(end);
+    if out.len() - start > MAX_IRC_LINE {
+        // Measured on the wire: an escape (`raw.rs`) is one byte there.
+        let kept = super::raw::cut_wire(&out[start..], MAX_IRC_LINE).len();
+        out.truncate(start + kept);
     }
     out.push_str("\r\n");
 }
@@ -412,11 +430,8 @@ fn push_line(out: &mut String, line: fmt::Arguments<'_>) {
 /// Appends `:SOURCE COMMAND TARGET :TEXT\r\n`, truncating TEXT to fit 512 bytes.
 fn push_text_line(out: &mut String, head: &str, text: &str) {
     let room_for_text = MAX_IRC_LINE.saturating_sub(head.len() + 2);
-    let mut end = text.len().min(room_for_text);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    push_line(out, format_args!("{head} :{}", &text[..end]));
+    let text = super::raw::cut_wire(text, room_for_text);
+    push_line(out, format_args!("{head} :{text}"));
 }
 
 /// `MODE` lines for `changes`: at most `MODES=` changes per line, and fewer when their
@@ -440,7 +455,8 @@ fn push_mode_lines(out: &mut String, head: &str, changes: &[modes::ModeChange]) 
 
 /// The IRC line of an event that several connections receive, or `None` if the event
 /// is a reply (use [`reply`]).
-pub fn broadcast(event: &Event) -> Option<String> {
+pub fn broadcast(event: &Event, from: Option<&UserHost>) -> Option<String> {
+    let source = |nick: &Nick| source(nick, from);
     let mut out = String::new();
     match event {
         Event::Message { room, from, text } => {
@@ -460,11 +476,8 @@ pub fn broadcast(event: &Event) -> Option<String> {
         Event::Action { room, from, text } => {
             let head = format!(":{} PRIVMSG {}", source(from), chan(room));
             let budget = MAX_IRC_LINE.saturating_sub(head.len() + 2 + 9);
-            let mut end = text.len().min(budget);
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            let _ = write!(out, "{head} :\x01ACTION {}\x01\r\n", &text[..end]);
+            let text = super::raw::cut_wire(text, budget);
+            let _ = write!(out, "{head} :\x01ACTION {text}\x01\r\n");
         }
         Event::Joined { room, nick } => {
             let _ = write!(out, ":{} JOIN {}\r\n", source(nick), chan(room));
@@ -511,14 +524,15 @@ pub fn broadcast(event: &Event) -> Option<String> {
             let head = format!(":{} KICK {} {nick}", source(by), chan(room));
             push_text_line(&mut out, &head, reason);
         }
-        other => return notify(other),
+        other => return notify(other, from),
     }
     Some(out)
 }
 
 /// The lines of IRCv3 `away-notify` and `invite-notify`, which only IRC readers with
 /// the capability get; `None` for any other event.
-fn notify(event: &Event) -> Option<String> {
+fn notify(event: &Event, from: Option<&UserHost>) -> Option<String> {
+    let source = |nick: &Nick| source(nick, from);
     let mut out = String::new();
     match event {
         Event::AwayChanged { nick, text, .. } => match text {
@@ -584,7 +598,7 @@ pub fn playback(room: &RoomName, lines: &[super::HistoryLine], server: &str, cap
                     let _ = write!(out, "@batch={id};time={at} ");
                 }
             }
-            out.push_str(&broadcast(&event).unwrap_or_default());
+            out.push_str(&broadcast(&event, None).unwrap_or_default());
         } else {
             let clock = at.get(11..19).unwrap_or("");
             let said = match line.kind {
@@ -608,6 +622,10 @@ struct Numerics<'a> {
     me: &'a str,
     /// The reader enabled `multi-prefix`: listings show `@+` for a voiced operator.
     multi_prefix: bool,
+    /// The reader's `user@host`, for lines from its own source.
+    me_host: Option<&'a UserHost>,
+    /// The `user@host` of the event's source (an invitation's inviter).
+    from_host: Option<&'a UserHost>,
 }
 
 impl<'a> Numerics<'a> {
@@ -617,6 +635,17 @@ impl<'a> Numerics<'a> {
             server,
             me,
             multi_prefix: false,
+            me_host: None,
+            from_host: None,
+        }
+    }
+
+    /// The reader as a source: `me!user@host`.
+    fn me_source(&self) -> String {
+        let me = Nick::parse(self.me).ok();
+        match (me, self.me_host) {
+            (Some(me), host) => source(&me, host),
+            (None, _) => self.me.to_string(), // `*`: before any nick
         }
     }
 
@@ -635,10 +664,10 @@ impl<'a> Numerics<'a> {
         push_line(&mut self.out, format_args!(":{server} NOTICE {me} :{text}"));
     }
 
-    /// A line from the reader's own source, `:me!me@host TEXT`, cut to 512 bytes.
+    /// A line from the reader's own source, `:me!user@host TEXT`, cut to 512 bytes.
     fn own(&mut self, text: fmt::Arguments<'_>) {
-        let me = self.me;
-        push_line(&mut self.out, format_args!(":{me}!{me}@{HOST} {text}"));
+        let me = self.me_source();
+        push_line(&mut self.out, format_args!(":{me} {text}"));
     }
 
     /// `:server CODE me PARAMS:ITEM ITEM ...` lines with as many items as fit in 512
@@ -693,18 +722,56 @@ impl<'a> Numerics<'a> {
     }
 
     /// One `352` line: `CHANNEL user host server nick FLAGS :0 realname`.
-    fn who_row(&mut self, room: Option<&RoomName>, member: &Member) {
+    fn who_row(&mut self, row: &WhoRow, room: Option<&RoomName>) {
+        let member = &row.member;
         let channel = room.map_or_else(|| "*".to_string(), chan);
         let here = if member.away { 'G' } else { 'H' };
         let prefix = self.prefixes(member);
         let (server, nick) = (self.server, &member.nick);
+        let (user, host) = user_and_host(nick, row.userhost.as_deref());
         self.num(
             "352",
             format_args!(
-                "{channel} {nick} {HOST} {server} {nick} {here}{prefix} :0 {}",
+                "{channel} {user} {host} {server} {nick} {here}{prefix} :0 {}",
                 member.realname
             ),
         );
+    }
+
+    /// Your JOIN echo (`extended-join` if asked), the topic (`332`, `333`) and the
+    /// names (`353`, `366`).
+    fn joined(&mut self, event: &Event, caps: Caps) {
+        let Event::YouJoined {
+            room,
+            topic,
+            nicks,
+            secret,
+            joiner,
+            topic_by,
+            ..
+        } = event
+        else {
+            return;
+        };
+        match joiner.as_ref().filter(|_| caps.has("extended-join")) {
+            Some((account, realname)) => {
+                let account = account.as_ref().map_or("*", Nick::as_str);
+                self.own(format_args!("JOIN #{room} {account} :{realname}"))
+            }
+            None => self.own(format_args!("JOIN #{room}")),
+        }
+        if let Some(topic) = topic {
+            self.topic(room, topic, topic_by.as_ref());
+        }
+        self.names(room, nicks, *secret);
+    }
+
+    /// `332` and, if the setter is known, `333 #room setter time`.
+    fn topic(&mut self, room: &RoomName, topic: &str, set_by: Option<&super::TopicSetter>) {
+        self.num("332", format_args!("#{room} :{topic}"));
+        if let Some((by, at)) = set_by {
+            self.num("333", format_args!("#{room} {by} {at}"));
+        }
     }
 
     /// `ERROR :Closing Link: me (REASON)`, cut to 512 bytes.
@@ -719,17 +786,38 @@ impl<'a> Numerics<'a> {
 
 /// The IRC lines that tell `me` (a connection's current nick) about `event`.
 pub fn reply(event: &Event, server: &str, me: &str) -> String {
-    reply_with(event, server, me, Caps::default())
+    reply_with(event, server, me, Caps::default(), Prefixes::default())
+}
+
+/// `user` and `host` of `nick` as WHO and WHOIS show them (the stand-in when not
+/// known here).
+fn user_and_host(nick: &Nick, known: Option<&UserHost>) -> (String, String) {
+    match known {
+        Some(known) => (
+            known.user(nick.as_str()).to_string(),
+            known.host().to_string(),
+        ),
+        None => (nick.to_string(), UNKNOWN_HOST.to_string()),
+    }
 }
 
 /// Like [`reply`], for a reader with the IRCv3 capabilities `caps` (`multi-prefix`
-/// changes `NAMES` and `WHO` listings).
-pub fn reply_with(event: &Event, server: &str, me: &str, caps: Caps) -> String {
-    if let Some(line) = broadcast(event) {
+/// changes `NAMES` and `WHO` listings), showing the sources in `prefixes`.
+pub fn reply_with(
+    event: &Event,
+    server: &str,
+    me: &str,
+    caps: Caps,
+    prefixes: Prefixes<'_>,
+) -> String {
+    if let Some(line) = broadcast(event, prefixes.from) {
         return line;
     }
+    let source = |nick: &Nick| source(nick, prefixes.from);
     let mut w = Numerics::new(server, me);
     w.multi_prefix = caps.has("multi-prefix");
+    w.me_host = prefixes.me;
+    w.from_host = prefixes.from;
     match event {
         Event::PrivateTagMsg { from } => {
             let _ = write!(w.out, ":{} TAGMSG {me}\r\n", source(from));
@@ -738,39 +826,18 @@ pub fn reply_with(event: &Event, server: &str, me: &str, caps: Caps) -> String {
             let verb = if *notice { "NOTICE" } else { "PRIVMSG" };
             push_text_line(&mut w.out, &format!(":{} {verb} {me}", source(from)), text);
         }
-        Event::YouJoined {
-            room,
-            topic,
-            nicks,
-            secret,
-            joiner,
-            ..
-        } => {
-            match joiner.as_ref().filter(|_| caps.has("extended-join")) {
-                Some((account, realname)) => {
-                    let account = account.as_ref().map_or("*", Nick::as_str);
-                    w.own(format_args!("JOIN #{room} {account} :{realname}"))
-                }
-                None => w.own(format_args!("JOIN #{room}")),
-            }
-            if let Some(topic) = topic {
-                w.num("332", format_args!("#{room} :{topic}"));
-            }
-            w.names(room, nicks, *secret);
-        }
+        Event::YouJoined { .. } => w.joined(event, caps),
         Event::YouLeft {
             room,
             reason: Some(reason),
         } => w.own(format_args!("PART #{room} :{reason}")),
         Event::YouLeft { room, .. } => w.own(format_args!("PART #{room}")),
         Event::NickIs { old, nick } => {
-            let _ = write!(w.out, ":{} NICK :{nick}\r\n", source(old));
-        }
-        Event::Who { room, nicks, .. } => {
-            for member in nicks {
-                w.who_row(Some(room), member);
-            }
-            w.num("315", format_args!("#{room} :End of /WHO list."));
+            let _ = write!(
+                w.out,
+                ":{} NICK :{nick}\r\n",
+                self::source(old, prefixes.me)
+            );
         }
         Event::Names {
             room,
@@ -780,10 +847,11 @@ pub fn reply_with(event: &Event, server: &str, me: &str, caps: Caps) -> String {
         Event::Topic {
             room,
             topic: Some(topic),
-        } => w.num("332", format_args!("#{room} :{topic}")),
-        Event::Topic { room, topic: None } => {
-            w.num("331", format_args!("#{room} :No topic is set"))
-        }
+            set_by,
+        } => w.topic(room, topic, set_by.as_ref()),
+        Event::Topic {
+            room, topic: None, ..
+        } => w.num("331", format_args!("#{room} :No topic is set")),
         Event::Away(true) => w.num("306", format_args!(":You have been marked as being away")),
         Event::Away(false) => w.num(
             "305",
@@ -792,13 +860,6 @@ pub fn reply_with(event: &Event, server: &str, me: &str, caps: Caps) -> String {
         Event::IsAway { nick, text } => w.num("301", format_args!("{nick} :{text}")),
         // Several 303 lines when the nicks do not fit in one; clients join them.
         Event::Ison(nicks) => w.list("303", format_args!(":"), nicks, true),
-        Event::Userhost(nicks) => {
-            let list: Vec<String> = nicks
-                .iter()
-                .map(|(n, away)| format!("{n}={}{n}@{HOST}", if *away { '-' } else { '+' }))
-                .collect();
-            w.num("302", format_args!(":{}", list.join(" ")));
-        }
         Event::Pong(token) => return pong(server, token.as_deref().unwrap_or(server)),
         other => reply_more(&mut w, other),
     }
@@ -864,7 +925,8 @@ fn reply_more(w: &mut Numerics<'_>, event: &Event) {
         }
         Event::Inviting { room, nick } => w.num("341", format_args!("{nick} #{room}")),
         Event::Invited { room, by, nick } => {
-            let _ = write!(w.out, ":{} INVITE {nick} #{room}\r\n", source(by));
+            let by = source(by, w.from_host);
+            let _ = write!(w.out, ":{by} INVITE {nick} #{room}\r\n");
         }
         Event::Invites(rooms) => {
             for room in rooms {
@@ -874,7 +936,7 @@ fn reply_more(w: &mut Numerics<'_>, event: &Event) {
         }
         Event::WhoMask { mask, rows } => {
             for row in rows {
-                w.who_row(row.room.as_ref(), &row.member);
+                w.who_row(row, row.room.as_ref());
             }
             w.num("315", format_args!("{mask} :End of /WHO list."));
         }
@@ -882,15 +944,32 @@ fn reply_more(w: &mut Numerics<'_>, event: &Event) {
     }
 }
 
-/// WHOIS, WHOWAS and LUSERS.
+/// WHO, WHOIS, WHOWAS, USERHOST and LUSERS.
 fn queries(w: &mut Numerics<'_>, event: &Event) {
     let server = w.server;
     match event {
-        Event::Whois(info) => {
+        Event::Who { room, rows, .. } => {
+            for row in rows {
+                w.who_row(row, Some(room));
+            }
+            w.num("315", format_args!("#{room} :End of /WHO list."));
+        }
+        Event::Userhost(nicks) => {
+            let list: Vec<String> = nicks
+                .iter()
+                .map(|(n, away, known)| {
+                    let (user, host) = user_and_host(n, known.as_deref());
+                    format!("{n}={}{user}@{host}", if *away { '-' } else { '+' })
+                })
+                .collect();
+            w.num("302", format_args!(":{}", list.join(" ")));
+        }
+        Event::Whois(info, known) => {
             let nick = &info.nick;
+            let (user, host) = user_and_host(nick, known.as_deref());
             w.num(
                 "311",
-                format_args!("{nick} {nick} {HOST} * :{}", info.realname),
+                format_args!("{nick} {user} {host} * :{}", info.realname),
             );
             match &info.node {
                 Some(node) => w.num("312", format_args!("{nick} {server} :miochat node {node}")),
@@ -922,38 +1001,42 @@ fn queries(w: &mut Numerics<'_>, event: &Event) {
             }
             for entry in entries {
                 let was = &entry.nick;
+                let (user, host) = user_and_host(was, Some(&entry.userhost));
                 w.num(
                     "314",
-                    format_args!("{was} {was} {HOST} * :{}", entry.realname),
+                    format_args!("{was} {user} {host} * :{}", entry.realname),
                 );
                 w.num("312", format_args!("{was} {server} :miochat"));
             }
             w.num("369", format_args!("{nick} :End of WHOWAS"));
         }
-        Event::Lusers(report) => {
-            let (users, unknown) = (report.users, report.unknown);
-            let (rooms, max) = (report.rooms, report.max_users);
-            w.num(
-                "251",
-                format_args!(":There are 0 users and {users} invisible on 1 servers"),
-            );
-            w.num("252", format_args!("0 :operator(s) online"));
-            w.num("253", format_args!("{unknown} :unknown connection(s)"));
-            w.num("254", format_args!("{rooms} :channels formed"));
-            w.num("255", format_args!(":I have {users} clients and 0 servers"));
-            w.num(
-                "265",
-                format_args!("{users} {max} :Current local users {users}, max {max}"),
-            );
-            w.num(
-                "266",
-                format_args!("{users} {max} :Current global users {users}, max {max}"),
-            );
-        }
+        Event::Lusers(report) => lusers(w, report),
         // Broadcast events were handled by `reply`; `ModesChanged` and `KickDone`
         // are for line clients only (IRC clients get their MODE and KICK echoed).
         _ => {}
     }
+}
+
+/// `LUSERS`: 251 to 255, 265 and 266.
+fn lusers(w: &mut Numerics<'_>, report: &super::LusersReport) {
+    let (users, unknown) = (report.users, report.unknown);
+    let (rooms, max) = (report.rooms, report.max_users);
+    w.num(
+        "251",
+        format_args!(":There are 0 users and {users} invisible on 1 servers"),
+    );
+    w.num("252", format_args!("0 :operator(s) online"));
+    w.num("253", format_args!("{unknown} :unknown connection(s)"));
+    w.num("254", format_args!("{rooms} :channels formed"));
+    w.num("255", format_args!(":I have {users} clients and 0 servers"));
+    w.num(
+        "265",
+        format_args!("{users} {max} :Current local users {users}, max {max}"),
+    );
+    w.num(
+        "266",
+        format_args!("{users} {max} :Current global users {users}, max {max}"),
+    );
 }
 
 /// `@`, `+` or nothing.
@@ -1182,9 +1265,10 @@ fn account_reply(w: &mut Numerics<'_>, reply: &IrcReply<'_>) {
             );
         }
         IrcReply::SaslSuccess(account) => {
+            let me = w.me_source();
             w.num(
                 "900",
-                format_args!("{me}!{me}@{HOST} {account} :You are now logged in as {account}"),
+                format_args!("{me} {account} :You are now logged in as {account}"),
             );
             w.num("903", format_args!(":SASL authentication successful"));
         }
@@ -1205,9 +1289,16 @@ fn account_reply(w: &mut Numerics<'_>, reply: &IrcReply<'_>) {
     }
 }
 
-/// The lines of an [`IrcReply`] to `me` (`*` before the client has a nick).
-pub fn session_reply(reply: &IrcReply<'_>, server: &str, me: &str) -> String {
+/// The lines of an [`IrcReply`] to `me` (`*` before the client has a nick), whose
+/// `user@host` is `me_host`.
+pub fn session_reply(
+    reply: &IrcReply<'_>,
+    server: &str,
+    me: &str,
+    me_host: Option<&UserHost>,
+) -> String {
     let mut w = Numerics::new(server, me);
+    w.me_host = me_host;
     match reply {
         IrcReply::Welcome { version } => welcome(&mut w, version),
         account @ (IrcReply::AuthenticateGo
@@ -1259,10 +1350,10 @@ pub fn session_reply(reply: &IrcReply<'_>, server: &str, me: &str) -> String {
 
 /// The registration burst: 001–005 and the MOTD.
 fn welcome(w: &mut Numerics<'_>, version: &str) {
-    let (server, me) = (w.server, w.me);
+    let (server, me) = (w.server, w.me_source());
     w.num(
         "001",
-        format_args!(":Welcome to the miochat IRC network {me}!{me}@{HOST}"),
+        format_args!(":Welcome to the miochat IRC network {me}"),
     );
     w.num(
         "002",
@@ -1357,11 +1448,18 @@ mod tests {
     }
 
     #[test]
-    fn bytes_that_are_not_utf8_are_replaced_not_refused() {
-        assert_eq!(decode(b"caf\xe9"), "caf\u{fffd}");
+    fn bytes_that_are_not_utf8_are_kept_not_refused() {
         let text = decode(b"USER x 0 * :Jos\xe9 \xff\xfe");
         let m = parse(&text).unwrap();
-        assert_eq!(m.params, ["x", "0", "*", "Jos\u{fffd} \u{fffd}\u{fffd}"]);
+        let realname = m.params[3];
+        assert_eq!(
+            super::super::raw::to_wire(realname.into()),
+            b"Jos\xe9 \xff\xfe"
+        );
+        assert_eq!(
+            super::super::raw::to_text(realname),
+            "Jos\u{fffd} \u{fffd}\u{fffd}"
+        );
         assert_eq!(decode("é".as_bytes()), "é");
     }
 
@@ -1402,7 +1500,7 @@ mod tests {
             text: "hi".into(),
         };
         assert_eq!(
-            broadcast(&m).unwrap(),
+            broadcast(&m, None).unwrap(),
             ":alice!alice@miochat PRIVMSG #rust :hi\r\n"
         );
         let long = Event::Message {
@@ -1410,7 +1508,7 @@ mod tests {
             from: nick,
             text: "é".repeat(400).into(),
         };
-        let line = broadcast(&long).unwrap();
+        let line = broadcast(&long, None).unwrap();
         assert!(line.len() <= 512, "{}", line.len());
         assert!(line.ends_with("é\r\n"), "cut at a char boundary");
     }
@@ -1427,6 +1525,7 @@ mod tests {
                 nicks,
                 secret: false,
                 joiner: None,
+                topic_by: Some(("al!~al@h.ip".into(), 7)),
             },
             "srv",
             "bob",
@@ -1434,7 +1533,7 @@ mod tests {
         assert_eq!(
             joined,
             ":bob!bob@miochat JOIN #rust\r\n:srv 332 bob #rust :mio\r\n\
-             :srv 353 bob = #rust :@alice bob\r\n:srv 366 bob #rust :End of /NAMES list.\r\n"
+             :srv 333 bob #rust al!~al@h.ip 7\r\n:srv 353 bob = #rust :@alice bob\r\n:srv 366 bob #rust :End of /NAMES list.\r\n"
         );
         let err = reply(&Event::Error(ProtocolError::NotInRoom(room)), "srv", "bob");
         assert_eq!(err, ":srv 442 bob #rust :You're not on that channel\r\n");
@@ -1477,7 +1576,7 @@ mod tests {
             changes,
         };
         assert_eq!(
-            broadcast(&mode).unwrap(),
+            broadcast(&mode, None).unwrap(),
             ":op!op@miochat MODE #rust +mk-o key bob\r\n"
         );
         let kick = Event::Kicked {
@@ -1487,7 +1586,7 @@ mod tests {
             reason: "spam".into(),
         };
         assert_eq!(
-            broadcast(&kick).unwrap(),
+            broadcast(&kick, None).unwrap(),
             ":op!op@miochat KICK #rust bob :spam\r\n"
         );
         let modes = Event::Modes {
@@ -1599,7 +1698,7 @@ mod tests {
             let room = RoomName::parse(&format!("{i:r>32}")).unwrap();
             info.rooms.push((room, Role::Operator));
         }
-        let out = reply(&Event::Whois(Box::new(info)), LONG_SERVER, "me");
+        let out = reply(&Event::Whois(Box::new(info), None), LONG_SERVER, "me");
         let lines = fitting_lines(&out);
         let rooms: Vec<&str> = lines
             .iter()
@@ -1631,7 +1730,7 @@ mod tests {
             IrcReply::ClosingLink(&long),
         ];
         for reply in &replies {
-            let out = session_reply(reply, LONG_SERVER, LONG_ME);
+            let out = session_reply(reply, LONG_SERVER, LONG_ME, None);
             assert_eq!(fitting_lines(&out).len(), 1, "{reply:?}");
         }
         let long_pong = pong(LONG_SERVER, &"é".repeat(400));
@@ -1652,7 +1751,7 @@ mod tests {
             by: Nick::parse(LONG_ME).unwrap(),
             changes,
         };
-        let out = broadcast(&mode).unwrap();
+        let out = broadcast(&mode, None).unwrap();
         let lines = fitting_lines(&out);
         assert!(lines.len() > 1);
         let set: Vec<&str> = lines
@@ -1664,7 +1763,7 @@ mod tests {
 
     #[test]
     fn isupport_lines_have_at_most_13_tokens() {
-        let burst = session_reply(&IrcReply::Welcome { version: "v" }, "srv", "me");
+        let burst = session_reply(&IrcReply::Welcome { version: "v" }, "srv", "me", None);
         let isupport: Vec<&str> = burst.lines().filter(|l| l.contains(" 005 ")).collect();
         assert_eq!(isupport.len(), 2);
         for line in isupport {

@@ -16,13 +16,15 @@
 //! classic two-pointer glob with one backtrack point, never exponential, whatever the
 //! pattern (`*a*a*a*a*b` against a long string of `a`s is still one pass per star).
 //!
-//! Who a mask is matched against is decided by the server: every user is shown as
-//! `nick!nick@miochat`, and a ban matches if it matches either that *displayed*
-//! identity or the *real* one, `nick!nick@ADDRESS` with the peer's IP address
-//! ([`Identity`]). IPv4-mapped IPv6 addresses are shown as IPv4, so `*!*@127.0.0.1`
+//! Who a mask is matched against is decided by the server: a ban matches if it
+//! matches either the *displayed* identity, `nick!user@host` as IRC shows it (see
+//! `identity.rs`: the host is a cloak by default), or the *real* one,
+//! `nick!user@ADDRESS` with the peer's IP address ([`Identity`]). IPv4-mapped IPv6 addresses are shown as IPv4, so `*!*@127.0.0.1`
 //! bans a local client whichever way it connected.
 
 use std::net::IpAddr;
+
+use super::identity::User;
 
 /// Longest ban mask in bytes (after normalisation).
 pub const MAX_MASK_LEN: usize = 100;
@@ -99,14 +101,14 @@ pub fn normalize(typed: &str) -> Result<String, MaskError> {
 }
 
 /// Who a ban is matched against: a nick, the user name shown for it, the host shown
-/// for it (`miochat` for everyone) and the real address.
+/// for it (a cloak, or the address) and the real address.
 #[derive(Debug, Clone, Copy)]
 pub struct Identity<'a> {
     /// The current nick.
     pub nick: &'a str,
     /// The user name shown in `nick!user@host`.
-    pub user: &'a str,
-    /// The host everyone is shown with.
+    pub user: User<'a>,
+    /// The host it is shown with.
     pub shown_host: &'a str,
     /// The peer's IP address.
     pub address: IpAddr,
@@ -186,7 +188,7 @@ mod tests {
     fn identities_match_displayed_and_real_hosts_including_ipv6() {
         let v6 = Identity {
             nick: "Bob",
-            user: "Bob",
+            user: User::named("Bob"),
             shown_host: "miochat",
             address: "2001:db8::5".parse().unwrap(),
         };

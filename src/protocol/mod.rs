@@ -23,12 +23,14 @@
 
 pub mod exposition;
 pub mod http;
+pub mod identity;
 pub mod irc;
 pub mod mask;
 pub mod modes;
 pub mod names;
 pub mod outgoing;
 pub mod parse;
+pub mod raw;
 pub mod render;
 pub mod websocket;
 
@@ -375,6 +377,8 @@ pub struct WhoRow {
     pub room: Option<RoomName>,
     /// The user, with its role in that room.
     pub member: Member,
+    /// Its `user@host`, if known here (not for a user of another node).
+    pub userhost: Option<Arc<identity::UserHost>>,
 }
 
 /// What `WHOIS` tells about a user.
@@ -427,6 +431,10 @@ pub enum SummaryKind {
     Quits,
 }
 
+/// Who set a room's topic (`nick!user@host`, or the nick alone when the host is not
+/// known here) and when (Unix seconds): IRC's `333`.
+pub type TopicSetter = (Box<str>, u64);
+
 /// One user who had a nick (IRC `WHOWAS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WhowasEntry {
@@ -434,6 +442,8 @@ pub struct WhowasEntry {
     pub nick: Nick,
     /// The real name then.
     pub realname: Arc<str>,
+    /// Its `user@host` then.
+    pub userhost: Arc<identity::UserHost>,
 }
 
 /// User, connection and room counts (IRC `LUSERS`).
@@ -660,6 +670,8 @@ pub enum Event {
         secret: bool,
         /// Your account and real name, for IRC's `extended-join` form of your JOIN.
         joiner: Option<(Option<Nick>, Arc<str>)>,
+        /// Who set the topic and when (IRC `333`), if known here.
+        topic_by: Option<TopicSetter>,
     },
     /// Reply: you left a room.
     YouLeft {
@@ -685,8 +697,8 @@ pub enum Event {
         /// The room is secret (`+s`).
         secret: bool,
     },
-    /// Reply to `Whois` for a nick that exists.
-    Whois(Box<WhoisInfo>),
+    /// Reply to `Whois` for a nick that exists, with its `user@host` if known here.
+    Whois(Box<WhoisInfo>, Option<Arc<identity::UserHost>>),
     /// Reply to `Away`: now away (true) or back (false).
     Away(bool),
     /// Told to a sender whose private message reached someone away.
@@ -698,14 +710,15 @@ pub enum Event {
     },
     /// Reply to `Ison`: the nicks that are online.
     Ison(Vec<Nick>),
-    /// Reply to `Userhost`: the nicks that exist (with away flags).
-    Userhost(Vec<(Nick, bool)>),
+    /// Reply to `Userhost`: the nicks that exist (with away flags and, if known
+    /// here, `user@host`).
+    Userhost(Vec<(Nick, bool, Option<Arc<identity::UserHost>>)>),
     /// Reply to `/who`.
     Who {
         /// The room.
         room: RoomName,
-        /// Members (at most a page of them).
-        nicks: Vec<Member>,
+        /// Members (at most a page of them), `room` left empty in each.
+        rows: Vec<WhoRow>,
         /// How many more were not listed.
         more: usize,
     },
@@ -717,6 +730,8 @@ pub enum Event {
         room: RoomName,
         /// The topic, if set.
         topic: Option<Box<str>>,
+        /// Who set it and when (IRC `333`), if known here.
+        set_by: Option<TopicSetter>,
     },
     /// Reply to `/stats`.
     Stats(StatsReport),
@@ -909,6 +924,33 @@ pub enum Event {
         /// Lines delivered from the history.
         count: u64,
     },
+}
+
+impl Event {
+    /// Whose `nick!user@host` an IRC reader sees as the event's source: the sender,
+    /// joiner, setter, operator or inviter (for a nick change, the old nick).
+    pub fn actor(&self) -> Option<&Nick> {
+        match self {
+            Event::Message { from, .. }
+            | Event::Action { from, .. }
+            | Event::RoomNotice { from, .. }
+            | Event::Private { from, .. }
+            | Event::TagMsg { from, .. }
+            | Event::PrivateTagMsg { from } => Some(from),
+            Event::Joined { nick, .. }
+            | Event::Left { nick, .. }
+            | Event::Quit { nick, .. }
+            | Event::TopicChanged { nick, .. }
+            | Event::AwayChanged { nick, .. }
+            | Event::AccountChanged { nick, .. } => Some(nick),
+            Event::NickChanged { old, .. } => Some(old),
+            Event::ModeChanged { by, .. }
+            | Event::Kicked { by, .. }
+            | Event::Invited { by, .. }
+            | Event::InviteNotice { by, .. } => Some(by),
+            _ => None,
+        }
+    }
 }
 
 /// Why the server closes a connection it would otherwise keep.

@@ -231,6 +231,7 @@ fn with_param_kind(
             Err(_) => return Err(ModeError::BadParam('b', typed.into(), "not a valid mask")),
         },
         ('k', _) if !set => ModeKind::Key(None),
+        ('k', None) => return Err(ModeError::MissingParam('k')),
         ('k', Some(key)) if valid_key(key) => ModeKind::Key(Some(key.into())),
         ('k', _) => return Err(ModeError::BadKey),
         ('l', _) if !set => ModeKind::Limit(None),
@@ -330,15 +331,9 @@ mod tests {
     #[test]
     fn refused_changes() {
         assert_eq!(parse("+x", &[]).errors, [ModeError::Unknown('x')]);
-        for key in [
-            "",
-            "has space",
-            "a,b",
-            ":colon",
-            &"k".repeat(MAX_KEY_LEN + 1),
-        ] {
-            let params: Vec<&str> = if key.is_empty() { vec![] } else { vec![key] };
-            assert_eq!(parse("+k", &params).errors, [ModeError::BadKey], "{key:?}");
+        assert_eq!(parse("+k", &[]).errors, [ModeError::MissingParam('k')]);
+        for key in ["has space", "a,b", ":colon", &"k".repeat(MAX_KEY_LEN + 1)] {
+            assert_eq!(parse("+k", &[key]).errors, [ModeError::BadKey], "{key:?}");
         }
         for limit in ["0", "-5", "ten", "99999999999"] {
             assert!(

@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::identity::UserHost;
 use super::websocket::{self, Framing, Wire};
-use super::{Event, irc, render, timestamp};
+use super::{Event, irc, raw, render, timestamp};
 
 /// The wire protocol a connection speaks (decided by the listener that accepted it,
 /// and for the web listener by the WebSocket upgrade).
@@ -110,7 +111,8 @@ impl Protocol {
     /// is a [`Wire`] made here or a WebSocket control frame.
     pub fn frame(self, plain: &Arc<[u8]>) -> Wire {
         match self.framing() {
-            Framing::Text => websocket::frame_lines(plain, false),
+            // A text frame must be UTF-8: IRC bytes that are not show as U+FFFD.
+            Framing::Text => websocket::frame_lines(&raw::lossy(plain), false),
             Framing::Binary => websocket::frame_lines(plain, true),
             Framing::Raw => Wire::raw(Arc::clone(plain)),
         }
@@ -180,6 +182,10 @@ pub struct Outgoing {
     /// What only some IRC readers get (`account-tag`, `extended-join`); `None` for
     /// most events, so they pay one pointer for it.
     pub extras: Option<Box<Extras>>,
+    /// The `user@host` of the event's source (`Event::actor`), set once before the
+    /// first rendering by the shard that made the event; unset for an event from
+    /// another node, whose source is shown with the stand-in (see `identity.rs`).
+    source: OnceLock<Arc<UserHost>>,
 }
 
 /// The sender's account (IRCv3 `account-tag`: `@account=NAME` on its lines) and, for
@@ -245,7 +251,19 @@ impl Outgoing {
             web: Default::default(),
             msgid: AtomicU64::new(0),
             extras: None,
+            source: OnceLock::new(),
         }
+    }
+
+    /// Gives the event its source's `user@host` (before any rendering; a second
+    /// call changes nothing).
+    pub fn set_source(&self, userhost: Arc<UserHost>) {
+        let _ = self.source.set(userhost);
+    }
+
+    /// The source's `user@host`, if known.
+    pub fn source(&self) -> Option<&UserHost> {
+        self.source.get().map(|s| &**s)
     }
 
     /// Wraps `event` with the sender's client tags, account and (for a JOIN) real
@@ -287,8 +305,9 @@ impl Outgoing {
         let account = extras.account.as_ref().filter(|_| account_tag);
         let slot = flavour as usize;
         let join = |realname: &str| {
-            let line = irc::extended_join(&self.event, extras.account.as_ref(), realname);
-            self.flavoured(&Arc::from(line.into_bytes()), flavour)
+            let account = extras.account.as_ref();
+            let line = irc::extended_join(&self.event, account, realname, self.source());
+            self.flavoured(&Arc::from(raw::to_wire(line)), flavour)
         };
         let bytes = match (extended, account) {
             (None, None) => return self.bytes_for(protocol, flavour),
@@ -355,8 +374,8 @@ impl Outgoing {
         match flavour {
             Flavour::Line => self.line.get_or_init(|| render::line(&self.event)),
             Flavour::Irc => self.irc.get_or_init(|| {
-                let line = irc::broadcast(&self.event);
-                Arc::from(line.unwrap_or_default().into_bytes())
+                let line = irc::broadcast(&self.event, self.source());
+                Arc::from(raw::to_wire(line.unwrap_or_default()))
             }),
             Flavour::IrcTimed => self
                 .irc_timed
@@ -407,30 +426,35 @@ pub fn tag_lines(lines: &[u8], at: &str) -> Arc<[u8]> {
 }
 
 /// `account=NAME` added to the tags of every line of `lines` (IRCv3 `account-tag`):
-/// first in a line's tags, or as its only tag.
+/// first in a line's tags, or as its only tag. Bytes in, bytes out: an IRC line may
+/// carry bytes that are not UTF-8 (`raw.rs`).
 pub fn account_tag_lines(lines: &[u8], account: &super::Nick) -> Arc<[u8]> {
-    let text = String::from_utf8_lossy(lines);
-    let mut out = String::with_capacity(text.len() + account.as_str().len() + 12);
-    for line in text.split_inclusive('\n') {
-        match line.strip_prefix('@') {
-            Some(tagged) => out.push_str(&format!("@account={account};{tagged}")),
-            None => out.push_str(&format!("@account={account} {line}")),
+    let mut out = Vec::with_capacity(lines.len() + account.as_str().len() + 12);
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        match line.strip_prefix(b"@") {
+            Some(tagged) => {
+                out.extend_from_slice(format!("@account={account};").as_bytes());
+                out.extend_from_slice(tagged);
+            }
+            None => {
+                out.extend_from_slice(format!("@account={account} ").as_bytes());
+                out.extend_from_slice(line);
+            }
         }
     }
-    Arc::from(out.into_bytes())
+    Arc::from(out)
 }
 
 /// `@TAGS ` before every line of `lines` (IRCv3 message tags, `;`-separated).
 pub fn prefix_tags(lines: &[u8], tags: &str) -> Arc<[u8]> {
-    let text = String::from_utf8_lossy(lines);
-    let mut out = String::with_capacity(text.len() + tags.len() + 2);
-    for line in text.split_inclusive('\n') {
-        out.push('@');
-        out.push_str(tags);
-        out.push(' ');
-        out.push_str(line);
+    let mut out = Vec::with_capacity(lines.len() + tags.len() + 2);
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        out.push(b'@');
+        out.extend_from_slice(tags.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(line);
     }
-    Arc::from(out.into_bytes())
+    Arc::from(out)
 }
 
 /// `event` for one recipient who speaks `protocol` (its dialect) and is called `me`
@@ -438,7 +462,7 @@ pub fn prefix_tags(lines: &[u8], tags: &str) -> Arc<[u8]> {
 /// plain lines, to be tagged if need be and then framed with [`Protocol::frame`].
 pub fn render_plain(protocol: Protocol, event: &Event, server: &str, me: &str) -> Arc<[u8]> {
     match protocol.base() {
-        Protocol::Irc => Arc::from(irc::reply(event, server, me).into_bytes()),
+        Protocol::Irc => Arc::from(raw::to_wire(irc::reply(event, server, me))),
         _ => render::line(event),
     }
 }

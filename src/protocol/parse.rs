@@ -19,7 +19,11 @@ use super::{
 /// Parses one line (without its terminator).
 pub fn parse_line(line: &[u8]) -> Result<Option<Command<'_>>, ProtocolError> {
     let text = std::str::from_utf8(line).map_err(|_| ProtocolError::InvalidUtf8)?;
-    if text.chars().any(|c| c.is_control() && c != '\t') {
+    // Control characters, and the characters that stand for IRC bytes (`raw.rs`).
+    if text
+        .chars()
+        .any(|c| (c.is_control() && c != '\t') || super::raw::is_escape(c))
+    {
         return Err(ProtocolError::ControlChars);
     }
     if text.trim().is_empty() {

@@ -20,6 +20,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use super::identity::{self, UserHost};
 use super::irc::strip_formatting;
 use super::modes::changes_string;
 use super::{
@@ -67,7 +68,11 @@ const HELP: &[&str] = &[
 pub fn line(event: &Event) -> Arc<[u8]> {
     let mut out = String::with_capacity(64);
     write_event(event, &mut out);
-    Arc::from(out.into_bytes())
+    // Bytes an IRC client sent that are not UTF-8 show as U+FFFD (`raw.rs`).
+    match super::raw::to_text(&out) {
+        std::borrow::Cow::Borrowed(_) => Arc::from(out.into_bytes()),
+        std::borrow::Cow::Owned(shown) => Arc::from(shown.into_bytes()),
+    }
 }
 
 /// Writes `event` into `out`, each line ending in LF.
@@ -120,12 +125,14 @@ fn write_event(event: &Event, out: &mut String) {
         Event::YouLeft { room, .. } => writeln!(out, "OK left {room}"),
         Event::NickIs { nick, .. } => writeln!(out, "OK nick {nick}"),
         Event::Names { room, nicks, .. } => write_who(room, nicks, 0, out),
-        Event::Whois(info) => write_whois(info, out),
+        Event::Whois(info, userhost) => write_whois(info, userhost.as_deref(), out),
         Event::Away(true) => writeln!(out, "OK away"),
         Event::Away(false) => writeln!(out, "OK back"),
         Event::IsAway { nick, text } => writeln!(out, "OK away {nick} {text}"),
-        Event::Who { room, nicks, more } => write_who(room, nicks, *more, out),
-        Event::Topic { room, topic } => match topic {
+        Event::Who { room, rows, more } => {
+            write_who(room, rows.iter().map(|row| &row.member), *more, out)
+        }
+        Event::Topic { room, topic, .. } => match topic {
             Some(topic) => writeln!(out, "OK topic {room} {topic}"),
             None => writeln!(out, "OK topic {room}"),
         },
@@ -158,7 +165,7 @@ fn write_more(event: &Event, out: &mut String) -> std::fmt::Result {
         }
         Event::Userhost(nicks) => {
             let _ = write!(out, "OK userhost");
-            for (nick, _) in nicks {
+            for (nick, _, _) in nicks {
                 let _ = write!(out, " {nick}");
             }
             writeln!(out)
@@ -288,7 +295,12 @@ fn write_everyday(event: &Event, out: &mut String) -> std::fmt::Result {
 
 /// `OK who ROOM [@|+]NICK... [+MORE]`: the reply to `/who` (and to IRC's NAMES, should
 /// a line client ever get one). Operators are marked `@`, voiced members `+`.
-fn write_who(room: &RoomName, nicks: &[Member], more: usize, out: &mut String) -> std::fmt::Result {
+fn write_who<'m>(
+    room: &RoomName,
+    nicks: impl IntoIterator<Item = &'m Member>,
+    more: usize,
+    out: &mut String,
+) -> std::fmt::Result {
     write!(out, "OK who {room}")?;
     for nick in nicks {
         write!(out, " {nick}")?;
@@ -299,16 +311,25 @@ fn write_who(room: &RoomName, nicks: &[Member], more: usize, out: &mut String) -
     writeln!(out)
 }
 
-/// `OK whois NICK PROTOCOL IDLE_SECS ACCOUNT ROOMS [TEXT]`: ACCOUNT is the account
-/// the user is logged in to, or `-`; ROOMS comma-separated with `@`/`+` roles, or
-/// `-`; TEXT is the away message, if any. IDLE_SECS is `-` for a user of another
-/// node of a cluster.
-fn write_whois(info: &WhoisInfo, out: &mut String) -> std::fmt::Result {
+/// `OK whois NICK PROTOCOL IDLE_SECS USER@HOST ACCOUNT ROOMS [TEXT]`: USER@HOST as
+/// IRC shows it; ACCOUNT the account the user is logged in to, or `-`; ROOMS
+/// comma-separated with `@`/`+` roles, or `-`; TEXT is the away message, if any.
+/// IDLE_SECS is `-` for a user of another node of a cluster.
+fn write_whois(
+    info: &WhoisInfo,
+    userhost: Option<&UserHost>,
+    out: &mut String,
+) -> std::fmt::Result {
     let protocol = if info.irc { "irc" } else { "line" };
     write!(out, "OK whois {} {protocol} ", info.nick)?;
     match info.node {
         Some(_) => write!(out, "-")?,
         None => write!(out, "{}", info.idle_secs)?,
+    }
+    let nick = info.nick.as_str();
+    match userhost {
+        Some(known) => write!(out, " {}@{}", known.user(nick), known.host())?,
+        None => write!(out, " {nick}@{}", identity::UNKNOWN_HOST)?,
     }
     match &info.account {
         Some(account) => write!(out, " {account}")?,
@@ -468,7 +489,7 @@ mod tests {
             (
                 Event::Who {
                     room: room.clone(),
-                    nicks: vec![
+                    rows: vec![
                         Member {
                             nick: nick.clone(),
                             role: Role::Operator,
@@ -483,7 +504,14 @@ mod tests {
                             voiced: true,
                             realname: "bob".into(),
                         },
-                    ],
+                    ]
+                    .into_iter()
+                    .map(|member| crate::protocol::WhoRow {
+                        room: None,
+                        member,
+                        userhost: None,
+                    })
+                    .collect(),
                     more: 2,
                 },
                 "OK who lobby @alice +bob +2\n",
@@ -570,8 +598,8 @@ mod tests {
                     signon: 0,
                     irc: false,
                     node: None,
-                })),
-                "OK whois alice line 42 - lobby,@rust lunch\n".to_string(),
+                }), Some(Arc::new(UserHost::new("h.ip").with_user("al")))),
+                "OK whois alice line 42 ~al@h.ip - lobby,@rust lunch\n".to_string(),
             ),
             (
                 Event::IdleWarning(60),

@@ -5,10 +5,12 @@
 //! which refuses nonsense (zero workers, a send queue smaller than one line) with a
 //! clear message instead of a server that misbehaves later.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::protocol::identity::Hosts;
 use crate::protocol::irc::{MAX_CLIENT_TAGS, MAX_IRC_LINE};
 use crate::protocol::outgoing::Protocol;
 
@@ -229,6 +231,13 @@ pub struct ServerConfig {
     pub http_timeout: Duration,
     /// See [`DEFAULT_WS_PING_SECS`].
     pub ws_ping: Duration,
+    /// `--hosts address`: show each user's address as its host, not a cloak.
+    pub show_addresses: bool,
+    /// `--cloak-key`: the cloaks' key as text (else the data dir's `cloak.key`).
+    pub cloak_key: Option<String>,
+    /// `--trusted-proxy`: web connections from these addresses may name the
+    /// client's address in `X-Forwarded-For`.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// The PEM files a TLS listener serves (read at start-up and again on SIGHUP).
@@ -300,6 +309,38 @@ impl ServerConfig {
             ws_ping: Duration::from_secs(DEFAULT_WS_PING_SECS),
             store: None,
             nick_grace: Duration::from_secs(DEFAULT_NICK_GRACE_SECS),
+            show_addresses: false,
+            cloak_key: None,
+            trusted_proxies: Vec::new(),
+        }
+    }
+
+    /// How hosts are shown: the address (`--hosts address`), or a cloak under the
+    /// key of `--cloak-key`, else the data dir's `cloak.key` (made on the first
+    /// start, so cloaks survive restarts), else (no data dir) a key for this run.
+    pub fn hosts(&self) -> Result<Hosts, String> {
+        use sha2::{Digest, Sha256};
+        if self.show_addresses {
+            return Ok(Hosts::Address);
+        }
+        if let Some(text) = &self.cloak_key {
+            return Ok(Hosts::Cloak(Sha256::digest(text.as_bytes()).into()));
+        }
+        let Some(store) = &self.store else {
+            return Ok(Hosts::Cloak(random_key()?));
+        };
+        let path = store.dir.join(CLOAK_KEY_FILE);
+        let shown = path.display();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => parse_key(text.trim())
+                .map(Hosts::Cloak)
+                .ok_or_else(|| format!("{shown}: not 64 hex digits")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = random_key()?;
+                write_key(&path, &key).map_err(|e| format!("{shown}: {e}"))?;
+                Ok(Hosts::Cloak(key))
+            }
+            Err(e) => Err(format!("{shown}: {e}")),
         }
     }
 
@@ -437,6 +478,43 @@ pub struct BackplaneConfig {
     /// Each room's shared log in Redis keeps about this many events
     /// (`--history-max`; 0: no limit).
     pub log_max: u64,
+}
+
+/// The file in the data dir that keeps the cloaks' key.
+pub const CLOAK_KEY_FILE: &str = "cloak.key";
+
+/// 32 bytes from the kernel's random source.
+fn random_key() -> Result<[u8; 32], String> {
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut key))
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    Ok(key)
+}
+
+/// A key written as 64 hex digits.
+fn parse_key(text: &str) -> Option<[u8; 32]> {
+    let mut key = [0u8; 32];
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(key)
+}
+
+/// Writes `key` as hex to a new file only its owner may read.
+fn write_key(path: &std::path::Path, key: &[u8; 32]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(format!("{hex}\n").as_bytes())?;
+    file.sync_all()
 }
 
 #[cfg(test)]

@@ -109,6 +109,7 @@ impl Server {
             Some(settings) => Some(store::open(settings).map_err(StartupError::Store)?),
             None => None,
         };
+        let hosts = config.hosts().map_err(StartupError::Config)?;
         let (listeners, [local_addr, irc_addr, tls_addr, irc_tls_addr, http_addr]) =
             bind_listeners(&config)?;
         let local_addr = local_addr.expect("BUG: the line listener is always bound");
@@ -121,6 +122,7 @@ impl Server {
         };
         let backplane_handle = backplane.as_ref().map(|(_, _, handle)| handle.clone());
         let mut shared = Shared::new(config, handles, backplane_handle);
+        shared.hosts = hosts;
         if let Some(opened) = &mut store {
             shared.attach_store(opened);
         }

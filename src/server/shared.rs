@@ -9,6 +9,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::protocol::identity::Hosts;
 use crate::protocol::{ClusterReport, StatsReport};
 
 use super::backplane::handle::BackplaneHandle;
@@ -53,6 +54,9 @@ pub struct Shared {
     pub registry: Registry,
     /// The last message id given out (see [`Shared::next_msgid`]).
     last_msgid: AtomicU64,
+    /// How hosts are shown (`ServerConfig::hosts`, resolved at start-up; the
+    /// address until then).
+    pub hosts: Hosts,
 }
 
 impl Shared {
@@ -84,6 +88,7 @@ impl Shared {
             store: None,
             registry: Registry::default(),
             last_msgid: AtomicU64::new(0),
+            hosts: Hosts::Address,
         }
     }
 

@@ -38,6 +38,8 @@ impl TestServer {
         config.max_per_address = None;
         config.connect_rate = None;
         config.shutdown_grace = Duration::from_millis(1500);
+        // Hosts are the address (127.0.0.1), not cloaks, so tests can spell out prefixes.
+        config.show_addresses = true;
         tweak(&mut config);
         let handle = Server::start(config).expect("server starts");
         let addr = handle.local_addr();

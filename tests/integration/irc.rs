@@ -56,6 +56,17 @@ impl Irc {
         line.trim_end_matches('\r').to_string()
     }
 
+    /// The next line as bytes, without CR LF (IRC bytes need not be UTF-8).
+    #[track_caller]
+    pub(crate) fn raw_line(&mut self) -> Vec<u8> {
+        use std::io::BufRead;
+        let mut line = Vec::new();
+        self.c.reader.read_until(b'\n', &mut line).expect("a line");
+        assert!(line.ends_with(b"\r\n"), "IRC lines end in CRLF: {line:?}");
+        line.truncate(line.len() - 2);
+        line
+    }
+
     /// Reads until a line containing `needle`; returns it.
     #[track_caller]
     pub(crate) fn until(&mut self, needle: &str) -> String {
@@ -115,7 +126,7 @@ fn registration_without_cap_gives_the_welcome_burst() {
     let isupport = format!("{} {}", welcome[4], welcome[5]);
     assert_eq!(
         welcome[0],
-        ":miochat.local 001 alice :Welcome to the miochat IRC network alice!alice@miochat"
+        ":miochat.local 001 alice :Welcome to the miochat IRC network alice!~alice@127.0.0.1"
     );
     for token in [
         "CHANTYPES=#",
@@ -193,31 +204,31 @@ fn two_irc_users_on_different_shards_join_part_privmsg_notice() {
     // Round-robin placement: one connection on each of the two shards.
     assert_eq!(server.handle.stats().per_shard, [1, 1]);
     a.send("JOIN #rust,#go");
-    assert_eq!(a.line(), ":anna!anna@miochat JOIN #rust");
+    assert_eq!(a.line(), ":anna!~anna@127.0.0.1 JOIN #rust");
     a.until(" 366 anna #rust ");
     a.until(" 366 anna #go ");
     b.send("JOIN #rust");
-    b.expect(":ben!ben@miochat JOIN #rust");
+    b.expect(":ben!~ben@127.0.0.1 JOIN #rust");
     assert_eq!(
         b.expect(" 353 "),
         ":miochat.local 353 ben = #rust :@anna ben"
     );
     b.until(" 366 ");
-    assert_eq!(a.line(), ":ben!ben@miochat JOIN #rust");
+    assert_eq!(a.line(), ":ben!~ben@127.0.0.1 JOIN #rust");
     b.send("PRIVMSG #rust :hello anna");
-    assert_eq!(a.line(), ":ben!ben@miochat PRIVMSG #rust :hello anna");
+    assert_eq!(a.line(), ":ben!~ben@127.0.0.1 PRIVMSG #rust :hello anna");
     a.send("NOTICE #rust :a notice");
-    assert_eq!(b.line(), ":anna!anna@miochat NOTICE #rust :a notice");
+    assert_eq!(b.line(), ":anna!~anna@127.0.0.1 NOTICE #rust :a notice");
     a.send("PRIVMSG ben :private hi");
-    assert_eq!(b.line(), ":anna!anna@miochat PRIVMSG ben :private hi");
+    assert_eq!(b.line(), ":anna!~anna@127.0.0.1 PRIVMSG ben :private hi");
     b.send("NOTICE anna :private notice");
-    assert_eq!(a.line(), ":ben!ben@miochat NOTICE anna :private notice");
+    assert_eq!(a.line(), ":ben!~ben@127.0.0.1 NOTICE anna :private notice");
     b.send("PART #rust");
-    assert_eq!(b.line(), ":ben!ben@miochat PART #rust");
-    assert_eq!(a.line(), ":ben!ben@miochat PART #rust");
+    assert_eq!(b.line(), ":ben!~ben@127.0.0.1 PART #rust");
+    assert_eq!(a.line(), ":ben!~ben@127.0.0.1 PART #rust");
     a.send("JOIN 0");
-    assert_eq!(a.line(), ":anna!anna@miochat PART #rust");
-    assert_eq!(a.line(), ":anna!anna@miochat PART #go");
+    assert_eq!(a.line(), ":anna!~anna@127.0.0.1 PART #rust");
+    assert_eq!(a.line(), ":anna!~anna@127.0.0.1 PART #go");
     assert!(b.sync().is_empty());
 }
 
@@ -233,7 +244,7 @@ fn irc_and_line_users_share_rooms_both_ways() {
     line.send("hello from nc");
     assert_eq!(
         i.line(),
-        ":liney!liney@miochat PRIVMSG #rust :hello from nc"
+        ":liney!~liney@127.0.0.1 PRIVMSG #rust :hello from nc"
     );
     i.send("PRIVMSG #rust :hello from irc");
     assert_eq!(line.expect("MSG "), "MSG rust ircy hello from irc");
@@ -244,17 +255,17 @@ fn irc_and_line_users_share_rooms_both_ways() {
     line.send("/me nods");
     assert_eq!(
         i.line(),
-        ":liney!liney@miochat PRIVMSG #rust :\x01ACTION nods\x01"
+        ":liney!~liney@127.0.0.1 PRIVMSG #rust :\x01ACTION nods\x01"
     );
     line.send("/msg ircy psst");
-    assert_eq!(i.line(), ":liney!liney@miochat PRIVMSG ircy :psst");
+    assert_eq!(i.line(), ":liney!~liney@127.0.0.1 PRIVMSG ircy :psst");
     assert_eq!(line.expect("OK sent"), "OK sent ircy");
     i.send("PRIVMSG liney :back at you");
     assert_eq!(line.expect("PRIV "), "PRIV ircy back at you");
     // Nick changes, modes and topics cross too. The line user made the room, so it
     // is the operator; under +t only operators set the topic.
     line.set_nick("lina");
-    assert_eq!(i.line(), ":liney!liney@miochat NICK :lina");
+    assert_eq!(i.line(), ":liney!~liney@127.0.0.1 NICK :lina");
     i.send("TOPIC #rust :not yet");
     assert_eq!(
         i.line(),
@@ -262,13 +273,13 @@ fn irc_and_line_users_share_rooms_both_ways() {
     );
     line.send("/op ircy");
     assert_eq!(line.expect("OK changed"), "OK changed rust +o ircy");
-    assert_eq!(i.line(), ":lina!lina@miochat MODE #rust +o ircy");
+    assert_eq!(i.line(), ":lina!~lina@127.0.0.1 MODE #rust +o ircy");
     assert_eq!(
         line.expect("EVENT rust mode"),
         "EVENT rust mode lina +o ircy"
     );
     i.send("TOPIC #rust :shared topic");
-    assert_eq!(i.line(), ":ircy!ircy@miochat TOPIC #rust :shared topic");
+    assert_eq!(i.line(), ":ircy!~ircy@127.0.0.1 TOPIC #rust :shared topic");
     assert_eq!(
         line.expect("EVENT rust topic"),
         "EVENT rust topic ircy shared topic"
@@ -285,7 +296,7 @@ fn a_long_line_message_is_truncated_for_irc() {
     line.send(&"x".repeat(1500));
     let got = i.line();
     assert!(got.len() + 2 <= 512, "{} bytes", got.len() + 2);
-    assert!(got.starts_with(":longy!longy@miochat PRIVMSG #lobby :xxxx"));
+    assert!(got.starts_with(":longy!~longy@127.0.0.1 PRIVMSG #lobby :xxxx"));
 }
 
 #[test]
@@ -299,7 +310,7 @@ fn names_topic_list_who_whois() {
     }
     // ben's JOIN reaches anna from ben's shard; a PING barrier would only order
     // anna's own shard, so wait for the JOIN itself.
-    a.until(":ben!ben@miochat JOIN #rust");
+    a.until(":ben!~ben@127.0.0.1 JOIN #rust");
     a.send("NAMES #rust");
     assert_eq!(a.line(), ":miochat.local 353 anna = #rust :@anna ben");
     assert_eq!(
@@ -309,10 +320,14 @@ fn names_topic_list_who_whois() {
     a.send("TOPIC #rust");
     assert_eq!(a.line(), ":miochat.local 331 anna #rust :No topic is set");
     a.send("TOPIC #rust :edge triggers");
-    assert_eq!(a.line(), ":anna!anna@miochat TOPIC #rust :edge triggers");
+    assert_eq!(a.line(), ":anna!~anna@127.0.0.1 TOPIC #rust :edge triggers");
     b.until("TOPIC #rust :edge triggers");
     b.send("TOPIC #rust");
     assert_eq!(b.line(), ":miochat.local 332 ben #rust :edge triggers");
+    assert!(
+        b.line()
+            .starts_with(":miochat.local 333 ben #rust anna!~anna@127.0.0.1 ")
+    );
     a.send("LIST");
     assert_eq!(a.line(), ":miochat.local 321 anna Channel :Users  Name");
     assert_eq!(a.line(), ":miochat.local 322 anna #rust 2 :edge triggers");
@@ -325,17 +340,17 @@ fn names_topic_list_who_whois() {
     a.send("WHO #rust");
     assert_eq!(
         a.line(),
-        ":miochat.local 352 anna #rust anna miochat miochat.local anna H@ :0 Test User"
+        ":miochat.local 352 anna #rust ~anna 127.0.0.1 miochat.local anna H@ :0 Test User"
     );
     assert!(
         a.line()
-            .contains(" 352 anna #rust ben miochat miochat.local ben H :0 ")
+            .contains(" 352 anna #rust ~ben 127.0.0.1 miochat.local ben H :0 ")
     );
     assert_eq!(a.line(), ":miochat.local 315 anna #rust :End of /WHO list.");
     a.send("WHOIS ben");
     assert_eq!(
         a.line(),
-        ":miochat.local 311 anna ben ben miochat * :Test User"
+        ":miochat.local 311 anna ben ~ben 127.0.0.1 * :Test User"
     );
     assert!(a.line().contains(" 312 anna ben "));
     assert_eq!(a.line(), ":miochat.local 319 anna ben :#rust");
@@ -354,7 +369,7 @@ fn names_topic_list_who_whois() {
     a.send("USERHOST ben anna");
     assert_eq!(
         a.line(),
-        ":miochat.local 302 anna :ben=-ben@miochat anna=+anna@miochat"
+        ":miochat.local 302 anna :ben=-~ben@127.0.0.1 anna=+~anna@127.0.0.1"
     );
     b.send("AWAY");
     b.until(" 305 ben ");
@@ -362,7 +377,7 @@ fn names_topic_list_who_whois() {
     assert_eq!(a.line(), ":miochat.local 324 anna #rust +nt");
     assert!(a.line().starts_with(":miochat.local 329 anna #rust "));
     a.send("MODE anna +i");
-    assert_eq!(a.line(), ":anna!anna@miochat MODE anna :+i");
+    assert_eq!(a.line(), ":anna!~anna@127.0.0.1 MODE anna :+i");
     a.send("MODE anna");
     assert_eq!(a.line(), ":miochat.local 221 anna +i");
 }
@@ -401,7 +416,10 @@ fn quit_is_broadcast_to_both_protocols() {
     watcher.until("JOIN #lobby");
     leaver.send("QUIT :gone fishing");
     assert_eq!(leaver.line(), "ERROR :Closing Link: leaver (Quit)");
-    assert_eq!(watcher.line(), ":leaver!leaver@miochat QUIT :gone fishing");
+    assert_eq!(
+        watcher.line(),
+        ":leaver!~leaver@127.0.0.1 QUIT :gone fishing"
+    );
     assert_eq!(
         line.expect("EVENT lobby quit"),
         "EVENT lobby quit leaver gone fishing"

@@ -2,7 +2,7 @@
 //! irssi (under tmux, plain and over TLS, plus a moderation scene and a SASL PLAIN
 //! login to an account made on the line protocol) and WeeChat
 //! (headless, with the IRCv3 capabilities server-time and batch, logging in with
-//! SASL SCRAM-SHA-256), each talking to a
+//! SASL SCRAM-SHA-256, and again over TLS, verifying the certificate), each talking to a
 //! line-protocol client in the same room. The script checks every direction on the
 //! clients' own screens and logs; this test runs it against the binary cargo built.
 
@@ -44,7 +44,7 @@ fn irssi_and_weechat_chat_with_a_line_client() {
     );
     assert_eq!(
         output.matches("PASS").count(),
-        5,
-        "expected five PASS lines:\n{output}"
+        6,
+        "expected six PASS lines:\n{output}"
     );
 }

@@ -65,12 +65,12 @@ fn server_time_tags_lines_and_echo_message_echoes_them() {
     let echo = modern.until("PRIVMSG");
     assert!(echo.starts_with("@time=20"), "{echo}");
     assert!(
-        echo.ends_with("Z :modern!modern@miochat PRIVMSG #rust :hi all"),
+        echo.ends_with("Z :modern!~modern@127.0.0.1 PRIVMSG #rust :hi all"),
         "{echo}"
     );
     assert_eq!(
         plain.until("PRIVMSG"),
-        ":modern!modern@miochat PRIVMSG #rust :hi all"
+        ":modern!~modern@127.0.0.1 PRIVMSG #rust :hi all"
     );
     assert_eq!(line.expect("MSG "), "MSG rust modern hi all");
     line.send("hello back");
@@ -82,7 +82,7 @@ fn server_time_tags_lines_and_echo_message_echoes_them() {
     modern.send("PRIVMSG liney :psst");
     let echo = modern.until("PRIVMSG");
     assert!(
-        echo.ends_with(":modern!modern@miochat PRIVMSG liney :psst"),
+        echo.ends_with(":modern!~modern@127.0.0.1 PRIVMSG liney :psst"),
         "{echo}"
     );
     assert_eq!(line.expect("PRIV "), "PRIV modern psst");
@@ -107,7 +107,7 @@ fn quit_and_nick_reach_an_irc_reader_once_whatever_the_rooms_shared() {
     let quits: Vec<_> = seen.iter().filter(|l| l.contains(" QUIT ")).collect();
     assert_eq!(nicks, 1, "{seen:?}");
     assert_eq!(quits.len(), 1, "{seen:?}");
-    assert_eq!(quits[0], ":thrice!thrice@miochat QUIT :bye now");
+    assert_eq!(quits[0], ":thrice!~thrice@127.0.0.1 QUIT :bye now");
 }
 
 #[test]
@@ -123,7 +123,7 @@ fn formatting_is_kept_between_irc_users_and_stripped_for_line_users() {
     a.send("PRIVMSG #rust :\x02bold\x02 and \x0304red\x03");
     assert_eq!(
         b.until("PRIVMSG"),
-        ":ann!ann@miochat PRIVMSG #rust :\x02bold\x02 and \x0304red\x03"
+        ":ann!~ann@127.0.0.1 PRIVMSG #rust :\x02bold\x02 and \x0304red\x03"
     );
     assert_eq!(line.expect("MSG "), "MSG rust ann bold and red");
     line.send("/history 1");
@@ -163,6 +163,7 @@ fn history_is_a_chathistory_batch_for_clients_that_negotiate_it() {
         let held = modern.line();
         assert!(held.starts_with(&format!("@batch={id};time=20")), "{held}");
         assert!(
+            // History keeps no host: the stand-in.
             held.ends_with(&format!("liney!liney@miochat PRIVMSG #rust {text}")),
             "{held}"
         );
@@ -204,11 +205,11 @@ fn away_and_invite_notify_reach_the_clients_that_asked() {
     line.expect("OK invited");
     let seen = notified.sync();
     assert!(
-        seen.contains(&":liney!liney@miochat AWAY :lunch".to_string()),
+        seen.contains(&":liney!~liney@127.0.0.1 AWAY :lunch".to_string()),
         "{seen:?}"
     );
     assert!(
-        seen.contains(&":liney!liney@miochat INVITE outsider #rust".to_string()),
+        seen.contains(&":liney!~liney@127.0.0.1 INVITE outsider #rust".to_string()),
         "{seen:?}"
     );
     // Joining while away is followed by AWAY for those who asked.
@@ -216,8 +217,8 @@ fn away_and_invite_notify_reach_the_clients_that_asked() {
     line.send("/join hall");
     line.expect("OK joined hall");
     let joined = notified.until("JOIN #hall");
-    assert_eq!(joined, ":liney!liney@miochat JOIN #hall");
-    assert_eq!(notified.line(), ":liney!liney@miochat AWAY :lunch");
+    assert_eq!(joined, ":liney!~liney@127.0.0.1 JOIN #hall");
+    assert_eq!(notified.line(), ":liney!~liney@127.0.0.1 AWAY :lunch");
     let plain_seen = plain.sync();
     assert!(
         plain_seen
@@ -274,22 +275,25 @@ fn message_tags_relay_client_tags_and_tagmsg_to_those_who_asked() {
         "client tags, the message id, then the time: {tagged}"
     );
     assert!(
-        tagged.ends_with(" :ann!ann@miochat PRIVMSG #rust :hi"),
+        tagged.ends_with(" :ann!~ann@127.0.0.1 PRIVMSG #rust :hi"),
         "{tagged}"
     );
-    assert_eq!(plain.until("PRIVMSG"), ":ann!ann@miochat PRIVMSG #rust :hi");
+    assert_eq!(
+        plain.until("PRIVMSG"),
+        ":ann!~ann@127.0.0.1 PRIVMSG #rust :hi"
+    );
     assert_eq!(line.expect("MSG "), "MSG rust ann hi");
     a.send("@+typing=active TAGMSG #rust");
     let typing = b.until("TAGMSG");
     assert!(
         typing.starts_with("@+typing=active;time=")
-            && typing.ends_with(":ann!ann@miochat TAGMSG #rust"),
+            && typing.ends_with(":ann!~ann@127.0.0.1 TAGMSG #rust"),
         "{typing}"
     );
     a.send("@+typing=paused TAGMSG bea");
     let private = b.until("TAGMSG");
     assert!(
-        private.ends_with(":ann!ann@miochat TAGMSG bea"),
+        private.ends_with(":ann!~ann@127.0.0.1 TAGMSG bea"),
         "{private}"
     );
     assert!(private.starts_with("@+typing=paused;time="), "{private}");

@@ -18,6 +18,8 @@ mod everyday;
 mod faults;
 mod irc;
 mod irc_clients;
+mod irc_framework;
+mod irc_identity;
 mod ircv3;
 mod lifecycle;
 mod many_clients;

@@ -224,7 +224,7 @@ fn irc_mode_numerics() {
         ":miochat.local 353 user = #chan :@op user"
     );
     user.until(" 366 ");
-    op.until(":user!user@miochat JOIN #chan");
+    op.until(":user!~user@127.0.0.1 JOIN #chan");
     user.send("MODE #chan");
     assert_eq!(user.line(), ":miochat.local 324 user #chan +nt");
     assert!(user.line().starts_with(":miochat.local 329 user #chan "));
@@ -256,6 +256,10 @@ fn irc_mode_numerics() {
         ),
         (
             "MODE #chan +k",
+            ":miochat.local 696 op #chan k * :You must specify a parameter",
+        ),
+        (
+            "MODE #chan +k a,b",
             ":miochat.local 525 op #chan :Key is not well-formed",
         ),
         (
@@ -281,11 +285,11 @@ fn irc_mode_numerics() {
     op.send("MODE #chan +bv bad user");
     assert_eq!(
         op.until(" MODE "),
-        ":op!op@miochat MODE #chan +bv bad!*@* user"
+        ":op!~op@127.0.0.1 MODE #chan +bv bad!*@* user"
     );
     assert_eq!(
         user.until(" MODE "),
-        ":op!op@miochat MODE #chan +bv bad!*@* user"
+        ":op!~op@127.0.0.1 MODE #chan +bv bad!*@* user"
     );
     op.send("MODE #chan +b");
     let ban = op.line();
@@ -303,7 +307,7 @@ fn irc_mode_numerics() {
     op.send("MODE #chan +ntk-b key bad");
     assert_eq!(
         op.until(" MODE "),
-        ":op!op@miochat MODE #chan +k-b key bad!*@*"
+        ":op!~op@127.0.0.1 MODE #chan +k-b key bad!*@*"
     );
 }
 
@@ -394,7 +398,7 @@ fn irc_kick_invite_join_and_speak_numerics() {
     );
     op.send("INVITE outsider #chan");
     assert_eq!(op.until(" 341 "), ":miochat.local 341 op outsider #chan");
-    assert_eq!(outsider.line(), ":op!op@miochat INVITE outsider #chan");
+    assert_eq!(outsider.line(), ":op!~op@127.0.0.1 INVITE outsider #chan");
     outsider.send("INVITE");
     assert_eq!(outsider.line(), ":miochat.local 336 outsider #chan");
     assert_eq!(
@@ -436,8 +440,11 @@ fn irc_kick_invite_join_and_speak_numerics() {
     );
     // KICK reaches the whole room, the kicked user too; default comment.
     op.send("KICK #chan user");
-    assert_eq!(user.until(" KICK "), ":op!op@miochat KICK #chan user :op");
-    assert_eq!(op.until(" KICK "), ":op!op@miochat KICK #chan user :op");
+    assert_eq!(
+        user.until(" KICK "),
+        ":op!~op@127.0.0.1 KICK #chan user :op"
+    );
+    assert_eq!(op.until(" KICK "), ":op!~op@127.0.0.1 KICK #chan user :op");
     user.send("PART #chan");
     assert_eq!(
         user.line(),
@@ -487,12 +494,12 @@ fn irc_names_who_whois_whowas_lusers() {
     user.send("WHO op");
     assert_eq!(
         user.line(),
-        ":miochat.local 352 user * op miochat miochat.local op G :0 Test User"
+        ":miochat.local 352 user * ~op 127.0.0.1 miochat.local op G :0 Test User"
     );
     assert_eq!(user.line(), ":miochat.local 315 user op :End of /WHO list.");
     user.send("WHO o*");
     assert!(
-        user.line().contains(" 352 user * op "),
+        user.line().contains(" 352 user * ~op "),
         "outsider shares no room"
     );
     assert_eq!(user.line(), ":miochat.local 315 user o* :End of /WHO list.");
@@ -514,7 +521,7 @@ fn irc_names_who_whois_whowas_lusers() {
     user.send("WHOWAS outsider 5");
     assert_eq!(
         user.line(),
-        ":miochat.local 314 user outsider outsider miochat * :Test User"
+        ":miochat.local 314 user outsider ~outsider 127.0.0.1 * :Test User"
     );
     assert!(user.line().contains(" 312 user outsider "));
     assert_eq!(
@@ -566,15 +573,16 @@ fn irc_edge_cases_notice_part_reason_and_bytes_that_are_not_utf8() {
     a.until(" 366 ");
     b.send("JOIN #lobby");
     b.until(" 366 ");
-    a.until("ben!ben@miochat JOIN #lobby");
+    a.until("ben!~ben@127.0.0.1 JOIN #lobby");
+    // Bytes that are not UTF-8 reach IRC readers as sent, line readers as U+FFFD.
     a.send("WHOIS ben");
     assert_eq!(
-        a.line(),
-        ":miochat.local 311 anna ben ben miochat * :Jos\u{fffd} \u{fffd}"
+        a.raw_line(),
+        b":miochat.local 311 anna ben ~ben 127.0.0.1 * :Jos\xe9 \xff"
     );
     a.until(" 318 ");
     b.c.send_raw(b"PRIVMSG #lobby :caf\xe9\r\n");
-    assert_eq!(a.line(), ":ben!ben@miochat PRIVMSG #lobby :caf\u{fffd}");
+    assert_eq!(a.raw_line(), b":ben!~ben@127.0.0.1 PRIVMSG #lobby :caf\xe9");
     assert_eq!(line.expect("MSG "), "MSG lobby ben caf\u{fffd}");
     // NOTICE is never answered, whatever the target.
     for send in [
@@ -592,12 +600,12 @@ fn irc_edge_cases_notice_part_reason_and_bytes_that_are_not_utf8() {
     b.send("PART #lobby :see you later");
     assert_eq!(
         b.until(" PART "),
-        ":ben!ben@miochat PART #lobby :see you later",
+        ":ben!~ben@127.0.0.1 PART #lobby :see you later",
         "the one who leaves sees the reason too"
     );
     assert_eq!(
         a.until(" PART "),
-        ":ben!ben@miochat PART #lobby :see you later"
+        ":ben!~ben@127.0.0.1 PART #lobby :see you later"
     );
     assert_eq!(
         line.expect("EVENT lobby leave"),
@@ -614,7 +622,7 @@ fn cross_protocol_moderation() {
     ircop.until(" 366 ");
     let mut liney = server.client_named("liney");
     liney.join("mix");
-    ircop.until("liney!liney@miochat JOIN #mix");
+    ircop.until("liney!~liney@127.0.0.1 JOIN #mix");
     ircop.send("MODE #mix +v liney");
     assert_eq!(
         liney.expect("EVENT mix mode"),
@@ -629,7 +637,7 @@ fn cross_protocol_moderation() {
     );
     assert_eq!(
         ircop.until(" KICK "),
-        ":ircop!ircop@miochat KICK #mix liney :behave"
+        ":ircop!~ircop@127.0.0.1 KICK #mix liney :behave"
     );
     // A line operator bans and kicks an IRC user; the IRC user sees each change.
     let mut lop = server.client_named("lop");
@@ -640,7 +648,7 @@ fn cross_protocol_moderation() {
     assert_eq!(lop.expect("EVENT lb join"), "EVENT lb join iu");
     lop.send("/ban iu");
     lop.expect("OK changed lb +b iu!*@*");
-    assert_eq!(iu.until(" MODE "), ":lop!lop@miochat MODE #lb +b iu!*@*");
+    assert_eq!(iu.until(" MODE "), ":lop!~lop@127.0.0.1 MODE #lb +b iu!*@*");
     iu.send("PRIVMSG #lb :am I banned?");
     assert_eq!(
         iu.line(),
@@ -648,7 +656,7 @@ fn cross_protocol_moderation() {
     );
     lop.send("/kick iu");
     lop.expect("OK kicked iu lb");
-    assert_eq!(iu.until(" KICK "), ":lop!lop@miochat KICK #lb iu :lop");
+    assert_eq!(iu.until(" KICK "), ":lop!~lop@127.0.0.1 KICK #lb iu :lop");
     iu.send("JOIN #lb");
     assert_eq!(
         iu.line(),

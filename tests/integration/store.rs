@@ -36,7 +36,8 @@ impl Drop for TempDir {
 /// `miochat serve` keeping its state in `dir`.
 fn serve_in(dir: &Path, extra: &[&str]) -> (Child, std::net::SocketAddr) {
     let dir = dir.to_str().unwrap().to_string();
-    let mut args = vec!["--data-dir", &dir];
+    // Hosts are the address (127.0.0.1), not cloaks, so tests can spell out prefixes.
+    let mut args = vec!["--data-dir", &dir, "--hosts", "address"];
     args.extend_from_slice(extra);
     serve_binary(&args)
 }
@@ -561,7 +562,7 @@ fn irc_clients_log_in_with_sasl_or_nickserv_and_an_unidentified_nick_is_renamed(
     late.until(" 433 ");
     let renamed = late.until(" NICK :guest");
     assert!(
-        renamed.starts_with(":frank!frank@miochat NICK :guest"),
+        renamed.starts_with(":frank!~frank@127.0.0.1 NICK :guest"),
         "{renamed}"
     );
 
@@ -585,7 +586,7 @@ fn irc_clients_log_in_with_sasl_or_nickserv_and_an_unidentified_nick_is_renamed(
     sasl.send("AUTHENTICATE PLAIN");
     sasl.expect("AUTHENTICATE +");
     sasl.send("AUTHENTICATE AGZyYW5rAGZyYW5rLXBhc3M=");
-    sasl.until(" 900 frank frank!frank@miochat frank :You are now logged in as frank");
+    sasl.until(" 900 frank frank!~frank@127.0.0.1 frank :You are now logged in as frank");
     sasl.until(" 903 ");
     sasl.send("CAP END");
     sasl.until(" 376 ");
@@ -848,12 +849,12 @@ fn irc_register_command_and_account_notify() {
     ivy.until("FAIL REGISTER WEAK_PASSWORD ivy");
     ivy.send("REGISTER ivy * ivy-password");
     ivy.until("REGISTER SUCCESS ivy :Account successfully registered");
-    watcher.until(":ivy!ivy@miochat ACCOUNT ivy");
+    watcher.until(":ivy!~ivy@127.0.0.1 ACCOUNT ivy");
     ivy.send("REGISTER ivy * ivy-password");
     ivy.until("FAIL REGISTER ACCOUNT_EXISTS ivy");
     ivy.send("PRIVMSG NickServ :LOGOUT");
     ivy.until("NOTICE ivy :logout ivy");
-    watcher.until(":ivy!ivy@miochat ACCOUNT *");
+    watcher.until(":ivy!~ivy@127.0.0.1 ACCOUNT *");
 }
 
 /// A SCRAM-SHA-256 client's proof (RFC 5802): `ClientKey XOR HMAC(StoredKey,
@@ -976,7 +977,7 @@ fn account_tag_and_extended_join_show_who_is_logged_in() {
     reader.until(" 376 ");
     reader.send("JOIN #club");
     let own = reader.until(" JOIN #club");
-    assert_eq!(own, ":reader!reader@miochat JOIN #club * :The Reader");
+    assert_eq!(own, ":reader!~reader@127.0.0.1 JOIN #club * :The Reader");
     reader.until(" 366 ");
     let mut kim = server.client_named("kim");
     register(&mut kim, "kim-password");
@@ -984,27 +985,27 @@ fn account_tag_and_extended_join_show_who_is_logged_in() {
     // account-tag covers every line of a logged-in user, its JOIN too.
     assert_eq!(
         reader.until(" JOIN #club"),
-        "@account=kim :kim!kim@miochat JOIN #club kim :kim"
+        "@account=kim :kim!~kim@127.0.0.1 JOIN #club kim :kim"
     );
     kim.send("hello");
     assert_eq!(
         reader.until("PRIVMSG #club"),
-        "@account=kim :kim!kim@miochat PRIVMSG #club :hello"
+        "@account=kim :kim!~kim@127.0.0.1 PRIVMSG #club :hello"
     );
     kim.send("/msg reader psst");
     assert_eq!(
         reader.until("PRIVMSG reader"),
-        "@account=kim :kim!kim@miochat PRIVMSG reader :psst"
+        "@account=kim :kim!~kim@127.0.0.1 PRIVMSG reader :psst"
     );
     let mut guest = server.client_named("lou");
     guest.join("club");
     assert_eq!(
         reader.until(" JOIN #club"),
-        ":lou!lou@miochat JOIN #club * :lou"
+        ":lou!~lou@127.0.0.1 JOIN #club * :lou"
     );
     guest.send("no account here");
     assert_eq!(
         reader.until("PRIVMSG #club"),
-        ":lou!lou@miochat PRIVMSG #club :no account here"
+        ":lou!~lou@127.0.0.1 PRIVMSG #club :no account here"
     );
 }

@@ -270,7 +270,7 @@ fn line_subprotocol_chats_with_nc_and_irc_users() {
     );
     assert_eq!(
         irc.until("hello from nc"),
-        ":ncuser!ncuser@miochat PRIVMSG #lobby :hello from nc"
+        ":ncuser!~ncuser@127.0.0.1 PRIVMSG #lobby :hello from nc"
     );
     browser.send("hello from the browser");
     nc.skip_to("MSG lobby webuser hello from the browser");

@@ -155,6 +155,8 @@ fn web_binary() -> (Served, SocketAddr) {
         "0",
         "--connect-rate",
         "0",
+        "--hosts",
+        "address",
     ];
     let (served, addrs) = serve_exactly(&args, &["web"]);
     (served, addrs[0])
@@ -177,7 +179,7 @@ fn chat_over(offer: &str, subprotocol: &str) {
     a.send("NOTICE wb :private notice");
     a.send("@+draft/react=two TAGMSG wb");
     a.send("PRIVMSG #webroom,wb :to both");
-    let from = ":wa!wa@miochat";
+    let from = ":wa!~wa@127.0.0.1";
     let lines = [
         (format!("{from} PRIVMSG #webroom :room A"), ""),
         (format!("{from} NOTICE #webroom :room notice"), ""),

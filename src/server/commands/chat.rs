@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::framing::FrameError;
+use crate::protocol::identity::UserHost;
 use crate::protocol::outgoing::Protocol;
 use crate::protocol::parse::parse_line;
 use crate::protocol::{Event, Nick, ProtocolError, Refusal, RoomName, irc};
@@ -81,6 +82,8 @@ impl Chat {
             .directory
             .register_guest(id, start_room, &remote);
         let mut session = Session::new(id, peer, nick, protocol);
+        let host = self.shared.hosts.host_for(peer.ip());
+        session.userhost = Arc::new(UserHost::new(&host));
         let now = session.last_active;
         session.flood = self
             .shared
@@ -97,8 +100,9 @@ impl Chat {
             signon: unix_now(),
             spoke_at: Arc::clone(&session.spoke_at),
             registered: protocol == Protocol::Line,
-            irc: protocol == Protocol::Irc,
+            irc: protocol.speaks_irc(),
             account: None,
+            userhost: Arc::clone(&session.userhost),
         };
         self.shared.directory.set_profile(id, profile);
         session

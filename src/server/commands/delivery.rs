@@ -31,8 +31,13 @@ use std::time::Instant;
 
 use log::info;
 
+use crate::protocol::identity::UserHost;
+use crate::protocol::irc::Prefixes;
 use crate::protocol::outgoing::{Outgoing, Protocol, account_tag_lines, prefix_tags, render_plain};
-use crate::protocol::{Event, HistoryLine, Nick, ProtocolError, RoomName, SayKind, irc, timestamp};
+use crate::protocol::raw;
+use crate::protocol::{
+    Event, HistoryLine, Nick, ProtocolError, RoomName, SayKind, SummaryKind, irc, render, timestamp,
+};
 use crate::server::config::JOIN_HISTORY;
 
 use crate::server::backplane::handle::BackplaneMsg;
@@ -106,35 +111,53 @@ impl Delivery {
         let Some(session) = fx.session(key) else {
             return;
         };
-        let plain = self.plain_for(session, event, None);
+        let plain = self.plain_for(session, event, None, None);
         fx.queue_plain(key, plain);
     }
 
     /// `event` for the one reader `session`, as plain lines (framed by the caller,
     /// through `Protocol::frame`): in its dialect, addressed to its nick, with the
     /// IRC capabilities it enabled (history is a `chathistory` batch; a private
-    /// message carries `server-time` and the sender's client tags).
-    fn plain_for(&self, session: &Session, event: &Event, client_tags: Option<&str>) -> Arc<[u8]> {
+    /// message carries `server-time` and the sender's client tags); `from` is the
+    /// `user@host` of the event's source, if known.
+    fn plain_for(
+        &self,
+        session: &Session,
+        event: &Event,
+        client_tags: Option<&str>,
+        from: Option<&UserHost>,
+    ) -> Arc<[u8]> {
         let server = &self.shared.config.server_name;
         let me = session.nick.as_str();
         let caps = session.caps();
+        let prefixes = Prefixes {
+            from,
+            me: Some(&session.userhost),
+        };
         match (session.protocol().base(), event) {
             (Protocol::Irc, Event::Playback { room, lines }) => {
-                Arc::from(irc::playback(room, lines, server, caps).into_bytes())
+                Arc::from(raw::to_wire(irc::playback(room, lines, server, caps)))
             }
             (Protocol::Irc, Event::Private { .. } | Event::PrivateTagMsg { .. }) => {
-                let plain = render_plain(Protocol::Irc, event, server, me);
-                tag_for(&plain, caps, client_tags)
+                let plain = irc::reply_with(event, server, me, caps, prefixes);
+                tag_for(&Arc::from(raw::to_wire(plain)), caps, client_tags)
             }
-            (Protocol::Irc, event) => {
-                Arc::from(irc::reply_with(event, server, me, caps).into_bytes())
+            (Protocol::Irc, Event::YouJoined { .. }) if caps.has("server-time") => {
+                // Your JOIN echo carries the time, as everyone else's JOIN does.
+                let mut plain = irc::reply_with(event, server, me, caps, prefixes);
+                let at = timestamp(crate::protocol::outgoing::now_ms());
+                plain.insert_str(0, &format!("@time={at} "));
+                Arc::from(raw::to_wire(plain))
             }
+            (Protocol::Irc, event) => Arc::from(raw::to_wire(irc::reply_with(
+                event, server, me, caps, prefixes,
+            ))),
             (_, event) => render_plain(Protocol::Line, event, server, me),
         }
     }
 
     /// `echo-message` for a private message (or `TAGMSG`): the IRC sender sees
-    /// `:me PRIVMSG target :text`, as the target does, in its own framing.
+    /// `:me!user@host PRIVMSG target :text`, as the target does, in its own framing.
     pub fn echo_private(
         &self,
         fx: &mut Effects<'_>,
@@ -151,8 +174,15 @@ impl Delivery {
             return;
         }
         let server = &self.shared.config.server_name;
-        let plain = render_plain(Protocol::Irc, event, server, target);
-        fx.queue_plain(key, tag_for(&plain, caps, client_tags));
+        let prefixes = Prefixes {
+            from: Some(&session.userhost),
+            me: None,
+        };
+        let plain = irc::reply_with(event, server, target, irc::Caps::default(), prefixes);
+        fx.queue_plain(
+            key,
+            tag_for(&Arc::from(raw::to_wire(plain)), caps, client_tags),
+        );
     }
 
     /// `event` to connection `key` as its last word, then close it once flushed.
@@ -160,7 +190,7 @@ impl Delivery {
         let Some(session) = fx.session(key) else {
             return;
         };
-        let plain = self.plain_for(session, event, None);
+        let plain = self.plain_for(session, event, None, None);
         fx.close_with(key, plain, reason);
     }
 
@@ -249,6 +279,9 @@ impl Delivery {
         outgoing: Arc<Outgoing>,
         notice: bool,
     ) {
+        if let Some(source) = self.source_of(fx, except, &outgoing.event) {
+            outgoing.set_source(source);
+        }
         let except = except.and_then(|key| fx.session(key)).map(|s| s.id);
         let (room, origin) = (room.clone(), Origin::Local);
         let event = RoomEvent {
@@ -262,6 +295,34 @@ impl Delivery {
             home if home == self.index => self.sequence(fx, event),
             home => fx.send(home, ShardMsg::Sequence(event)),
         }
+    }
+
+    /// The `user@host` of an event's source (`Event::actor`): the connection
+    /// `except` when it is the actor (a line, a join, a rename: no lock), else as the
+    /// directory has it (a mode change, a kick, a topic, a quit: one short lock).
+    fn source_of(
+        &self,
+        fx: &mut Effects<'_>,
+        except: Option<usize>,
+        event: &Event,
+    ) -> Option<Arc<UserHost>> {
+        let actor = event.actor()?;
+        let renamed = match event {
+            Event::NickChanged { new, .. } => Some(new),
+            _ => None,
+        };
+        if let Some(session) = except.and_then(|key| fx.session(key))
+            && (session.nick == *actor || renamed == Some(&session.nick))
+        {
+            return Some(Arc::clone(&session.userhost));
+        }
+        let names = std::iter::once(actor).chain(renamed);
+        self.shared
+            .directory
+            .userhosts(names)
+            .into_iter()
+            .flatten()
+            .next()
     }
 
     /// ET-8, on the room's home shard: local members get the event now, every other
@@ -293,6 +354,14 @@ impl Delivery {
             for release in early {
                 self.release(fx, release);
             }
+        }
+        if let Event::TopicChanged { nick, .. } = &outgoing.event {
+            let by = match outgoing.source() {
+                Some(known) => known.source(nick.as_str()).to_string(),
+                None => nick.to_string(),
+            };
+            let at = crate::server::room_state::unix_now();
+            self.shared.directory.topic_set_by(&room, (by.into(), at));
         }
         self.keep(&room, &outgoing, reach);
         self.deliver_local(fx, &room, except, &outgoing);
@@ -463,6 +532,13 @@ impl Delivery {
             {
                 continue;
             }
+            if let Some(own) = own_join_summed_up(&outgoing.event, session) {
+                // A summary naming this reader's own join: the rest of it, for it.
+                if let Some(rest) = own {
+                    fx.queue_plain(key, render::line(&rest));
+                }
+                continue;
+            }
             let protocol = session.protocol();
             if outgoing.extras.is_some() {
                 // The sender's account or a JOIN's real name: a variant for the
@@ -595,6 +671,21 @@ impl Delivery {
         }
     }
 
+    /// [`Self::deliver_to`] for what local connection `from` sends (a private
+    /// message, an invitation): readers see its `user@host`.
+    pub fn deliver_from(
+        &self,
+        fx: &mut Effects<'_>,
+        from: usize,
+        to: ConnId,
+        outgoing: Arc<Outgoing>,
+    ) {
+        if let Some(session) = fx.session(from) {
+            outgoing.set_source(Arc::clone(&session.userhost));
+        }
+        self.deliver_to(fx, to, outgoing);
+    }
+
     /// `outgoing` to one connection, if it still exists *and* is the same connection
     /// (ET-6: a reused slab slot has a new generation). Rendered for that one reader.
     pub fn deliver_to(&self, fx: &mut Effects<'_>, to: ConnId, outgoing: Arc<Outgoing>) {
@@ -608,7 +699,8 @@ impl Delivery {
                     return;
                 }
                 let tags = outgoing.client_tags.as_deref();
-                let mut plain = self.plain_for(session, &outgoing.event, tags);
+                let from = outgoing.source();
+                let mut plain = self.plain_for(session, &outgoing.event, tags, from);
                 let account = outgoing.extras.as_ref().and_then(|e| e.account.as_ref());
                 if let Some(account) = account.filter(|_| session.caps().has("account-tag"))
                     && session.protocol().speaks_irc()
@@ -622,6 +714,45 @@ impl Delivery {
             _ => log::debug!("dropping a message for {to:?}, which has closed"),
         }
     }
+}
+
+/// For a line reader whose own join a join summary names: `Some` of the summary
+/// without it (`None` in it when nobody else is left; a single other join as a plain
+/// `join` line). `None` for every other event and reader, who get the shared bytes.
+/// A summary names at most [`crate::protocol::SUMMARY_NICKS`] joiners, so at most
+/// that many readers get a rendering of their own, once a second at most.
+fn own_join_summed_up(event: &Event, reader: &Session) -> Option<Option<Event>> {
+    let Event::Summary {
+        room,
+        kind: SummaryKind::Joins,
+        count,
+        nicks,
+    } = event
+    else {
+        return None;
+    };
+    if reader.protocol().speaks_irc() || !nicks.contains(&reader.nick) {
+        return None;
+    }
+    let others: Vec<Nick> = nicks
+        .iter()
+        .filter(|n| **n != reader.nick)
+        .cloned()
+        .collect();
+    let (room, count) = (room.clone(), count.saturating_sub(1));
+    Some(match (count, others.as_slice()) {
+        (0, _) => None,
+        (1, [nick]) => Some(Event::Joined {
+            room,
+            nick: nick.clone(),
+        }),
+        _ => Some(Event::Summary {
+            room,
+            kind: SummaryKind::Joins,
+            count,
+            nicks: others,
+        }),
+    })
 }
 
 /// True for what someone said in a room (what `/echo on` and `echo-message` echo).

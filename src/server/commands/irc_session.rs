@@ -10,14 +10,16 @@
 //! is made in `protocol::irc` ([`IrcReply`]).
 //!
 //! Registration: `NICK` claims the nick in the shared directory at once (so IRC and
-//! line users share one namespace); `USER` supplies the real name (bytes that are not
-//! UTF-8 in it, as in any line, are replaced, never refused: see `irc::decode`). When both have arrived,
+//! line users share one namespace); `USER` supplies the user name and real name
+//! (bytes that are not UTF-8 in it, as in any line, are kept, never refused: see
+//! `protocol/raw.rs`). When both have arrived,
 //! `CAP` negotiation (if started) has ended and the password (if `--password` is set)
 //! matched, the client gets 001–005 and the MOTD. Before that, anything else gets 451.
 
 use std::sync::Arc;
 
 use crate::protocol::irc::{self, IrcReply, MAX_AWAY_LEN, Message};
+use crate::protocol::raw;
 use crate::protocol::{
     AccessLevel, Command, MAX_TOPIC_LEN, ModeRequest, Nick, ProtocolError, SayKind, modes,
 };
@@ -190,7 +192,7 @@ impl IrcSession<'_, '_, '_> {
 
     /// Queues bytes made in `protocol::irc` for this connection.
     fn send(&mut self, text: String) {
-        self.fx.queue_plain(self.key, Arc::from(text.into_bytes()));
+        self.fx.queue_plain(self.key, Arc::from(raw::to_wire(text)));
     }
 
     /// An [`IrcReply`], addressed to the client's nick once it has one (else `*`).
@@ -209,14 +211,14 @@ impl IrcSession<'_, '_, '_> {
             .as_ref()
             .is_some_and(|s| s.registered || s.nick_given);
         let me = if named { session.nick.as_str() } else { "*" };
-        irc::session_reply(reply, server, me)
+        irc::session_reply(reply, server, me, Some(&session.userhost))
     }
 
     /// A last reply, then close once it is flushed.
     fn close_with(&mut self, reply: IrcReply<'_>) {
         let text = self.render(&reply);
         self.fx
-            .close_with(self.key, Arc::from(text.into_bytes()), CloseReason::Quit);
+            .close_with(self.key, Arc::from(raw::to_wire(text)), CloseReason::Quit);
     }
 
     /// `CAP LS/LIST/REQ/END` (IRCv3 capability negotiation): `LS` lists
@@ -353,6 +355,10 @@ impl IrcSession<'_, '_, '_> {
         let Some(realname) = msg.params.get(3).filter(|r| !r.trim().is_empty()) else {
             return self.answer(IrcReply::NeedMoreParams("USER"));
         };
+        let user = msg.params.first().copied().unwrap_or("");
+        if let Some(session) = self.fx.session(self.key) {
+            session.userhost = Arc::new(session.userhost.with_user(user));
+        }
         if let Some(state) = self.state() {
             state.user_given = true;
             state.realname = Some(cut(realname, MAX_REALNAME_LEN).into());
@@ -373,7 +379,8 @@ impl IrcSession<'_, '_, '_> {
         let realname = state.realname.take().unwrap_or_default();
         if let Some(session) = self.fx.session(self.key) {
             log::info!("{} registered on IRC as {}", session.peer, session.nick);
-            self.shared.directory.register(session.id, &realname);
+            let userhost = Arc::clone(&session.userhost);
+            (self.shared.directory).register(session.id, &realname, userhost);
         }
         self.answer(IrcReply::Welcome { version: VERSION });
         let grace = self.shared.config.nick_grace.as_secs();
@@ -807,7 +814,7 @@ impl IrcSession<'_, '_, '_> {
         };
         // "TOPIC #x :" (empty trailing) clears in IRC; miochat keeps an empty topic.
         let text = msg.params.get(1).copied();
-        if text.is_some_and(|t| t.len() > MAX_TOPIC_LEN) {
+        if text.is_some_and(|t| raw::wire_len(t) > MAX_TOPIC_LEN) {
             return self
                 .relay
                 .delivery
@@ -888,10 +895,17 @@ impl IrcSession<'_, '_, '_> {
     }
 
     /// `NAMES #a,#b`: a name that is no channel gets only its 366, like a channel
-    /// that does not exist; `NAMES` alone, one 366 for everything.
+    /// that does not exist; `NAMES` alone lists every channel the client is in (one
+    /// `366 *` when it is in none).
     fn names(&mut self, msg: &Message<'_>) {
         let Some(list) = msg.param(0) else {
-            return self.answer(IrcReply::EndOfNamesAll);
+            let rooms = (self.fx.session(self.key)).map_or_else(Vec::new, |s| s.rooms.clone());
+            if rooms.is_empty() {
+                return self.answer(IrcReply::EndOfNamesAll);
+            }
+            return rooms
+                .into_iter()
+                .for_each(|room| self.apply(Command::Names(room)));
         };
         for name in list.split(',').filter(|n| !n.is_empty()) {
             match irc::channel(name) {

@@ -24,7 +24,7 @@
 use crate::protocol::mask::Identity;
 use crate::protocol::modes::{ModeKind, ModeRequest, changes_string};
 use crate::protocol::outgoing::Outgoing;
-use crate::protocol::{Event, MAX_KICK_LEN, Nick, ProtocolError, RoomName, irc};
+use crate::protocol::{Event, MAX_KICK_LEN, Nick, ProtocolError, RoomName};
 
 use crate::server::backplane::handle::BackplaneMsg;
 use crate::server::backplane::wire::Wire;
@@ -72,13 +72,13 @@ pub struct Moderator<'r, 'f, 'a> {
     pub key: usize,
 }
 
-/// Who `session` is, for ban masks: its nick, shown as `nick!nick@miochat`, and its
-/// real address.
+/// Who `session` is, for ban masks: `nick!user@host` as IRC shows it, and its real
+/// address.
 pub fn identity(session: &Session) -> Identity<'_> {
     Identity {
         nick: session.nick.as_str(),
-        user: session.nick.as_str(),
-        shown_host: irc::HOST,
+        user: session.userhost.user(session.nick.as_str()),
+        shown_host: session.userhost.host(),
         address: session.peer.ip(),
     }
 }
@@ -291,8 +291,8 @@ impl Moderator<'_, '_, '_> {
                     by: by.clone(),
                     nick: nick.clone(),
                 };
-                self.delivery
-                    .deliver_to(self.fx, target, Outgoing::new(invited));
+                let invited = Outgoing::new(invited);
+                (self.delivery).deliver_from(self.fx, self.key, target, invited);
                 nick
             }
             // The inviter may invite (the directory checks that first), and the nick
@@ -377,7 +377,7 @@ mod tests {
 
     #[test]
     fn advertised_limits_match_the_server() {
-        assert_eq!(irc::MAX_ROOMS, MAX_ROOMS_PER_CONNECTION);
+        assert_eq!(crate::protocol::irc::MAX_ROOMS, MAX_ROOMS_PER_CONNECTION);
         assert_eq!(cut("héllo", 2), "h");
         assert_eq!(cut("hi", 10), "hi");
     }

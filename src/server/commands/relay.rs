@@ -238,7 +238,12 @@ impl Relay {
             Command::Ison(nicks) => {
                 Event::Ison(self.online(&nicks).into_iter().map(|(n, _)| n).collect())
             }
-            Command::Userhost(nicks) => Event::Userhost(self.online(&nicks)),
+            Command::Userhost(nicks) => {
+                let online = self.online(&nicks);
+                let hosts = directory.userhosts(online.iter().map(|(nick, _)| nick));
+                let with_host = online.into_iter().zip(hosts);
+                Event::Userhost(with_host.map(|((n, away), at)| (n, away, at)).collect())
+            }
             other => unreachable!("BUG: {other:?} is not a query"),
         };
         self.delivery.reply(fx, key, &reply);
@@ -284,7 +289,12 @@ impl Relay {
                 away: user.entry.away.is_some(),
                 voiced: false,
             };
-            return vec![WhoRow { room: None, member }];
+            let userhost = None; // not known here
+            return vec![WhoRow {
+                room: None,
+                member,
+                userhost,
+            }];
         }
         let exact = rows.len() == 1 && rows[0].member.nick.as_str().eq_ignore_ascii_case(mask);
         let remote = asker_rooms.iter().flat_map(|room| cluster.members(room));
@@ -297,7 +307,12 @@ impl Relay {
                     voiced,
                     ..member
                 };
-                rows.push(WhoRow { room: None, member });
+                let userhost = None; // not known here
+                rows.push(WhoRow {
+                    room: None,
+                    member,
+                    userhost,
+                });
             }
         }
         rows
@@ -372,7 +387,7 @@ impl Relay {
         self.delivery
             .echo_private(fx, key, nick.as_str(), &event, tags);
         self.delivery
-            .deliver_to(fx, to, Outgoing::tagged(event, tags));
+            .deliver_from(fx, key, to, Outgoing::tagged(event, tags));
         Ok(())
     }
 
@@ -398,7 +413,7 @@ impl Relay {
         let sender = fx.session(key).map(|s| s.id);
         let account = sender.and_then(|id| self.shared.directory.account_of(id));
         let outgoing = Outgoing::with_extras(event, tags, account, None);
-        self.delivery.deliver_to(fx, target, outgoing);
+        self.delivery.deliver_from(fx, key, target, outgoing);
         self.tell_sender(fx, key, nick, away, notice);
         Ok(())
     }
@@ -690,7 +705,14 @@ impl Relay {
             None => (self.shared.cluster.whois(nick, &session.rooms))
                 .ok_or_else(|| ProtocolError::NoSuchNick(nick.into()))?,
         };
-        self.delivery.reply(fx, key, &Event::Whois(Box::new(info)));
+        let userhost = self
+            .shared
+            .directory
+            .userhosts([&info.nick])
+            .pop()
+            .flatten();
+        let reply = Event::Whois(Box::new(info), userhost);
+        self.delivery.reply(fx, key, &reply);
         Ok(())
     }
 
@@ -870,6 +892,7 @@ impl Relay {
             nicks,
             secret,
             joiner: joiner.and_then(|(account, realname)| Some((account, realname?))),
+            topic_by: info.topic_by,
         };
         self.delivery.reply(fx, key, &reply);
         // A registered room's access list: status by account, told after the join.
@@ -943,8 +966,19 @@ impl Relay {
             return Err(ProtocolError::NoSuchRoom(room));
         }
         let (nicks, more, _) = self.with_remote(&room, here, WHO_PAGE);
+        let hosts = self
+            .shared
+            .directory
+            .userhosts(nicks.iter().map(|m| &m.nick));
+        let rows = (nicks.into_iter().zip(hosts))
+            .map(|(member, userhost)| WhoRow {
+                room: None,
+                member,
+                userhost,
+            })
+            .collect();
         self.delivery
-            .reply(fx, key, &Event::Who { room, nicks, more });
+            .reply(fx, key, &Event::Who { room, rows, more });
         Ok(())
     }
 
@@ -978,7 +1012,13 @@ impl Relay {
                         .any(|(r, _)| *r == room) =>
             {
                 let topic = (self.shared.registry.room(&room)).and_then(|r| r.snapshot.topic);
-                self.delivery.reply(fx, key, &Event::Topic { room, topic });
+                let set_by = None; // not known here
+                let reply = Event::Topic {
+                    room,
+                    topic,
+                    set_by,
+                };
+                self.delivery.reply(fx, key, &reply);
                 return Ok(());
             }
             // A room with members only on other nodes: its topic as they told it.
@@ -988,7 +1028,13 @@ impl Relay {
                 let Some(topic) = self.shared.cluster.topic(&room) else {
                     return Err(ProtocolError::NotInRoom(room)); // secret
                 };
-                self.delivery.reply(fx, key, &Event::Topic { room, topic });
+                let set_by = None; // not known here
+                let reply = Event::Topic {
+                    room,
+                    topic,
+                    set_by,
+                };
+                self.delivery.reply(fx, key, &reply);
                 return Ok(());
             }
             other => {
@@ -996,8 +1042,13 @@ impl Relay {
             }
         }
         let Some(topic) = text else {
-            let topic = directory.topic(&room);
-            self.delivery.reply(fx, key, &Event::Topic { room, topic });
+            let (topic, set_by) = directory.topic_and_setter(&room);
+            let reply = Event::Topic {
+                room,
+                topic,
+                set_by,
+            };
+            self.delivery.reply(fx, key, &reply);
             return Ok(());
         };
         directory.set_topic(&room, topic);

@@ -445,8 +445,9 @@ impl Services<'_, '_, '_> {
         };
         let named = (session.irc.as_ref()).is_some_and(|s| s.registered || s.nick_given);
         let me = if named { session.nick.as_str() } else { "*" };
-        let text = irc::session_reply(&reply, &server, me);
-        self.fx.queue_plain(self.key, Arc::from(text.into_bytes()));
+        let text = irc::session_reply(&reply, &server, me, Some(&session.userhost));
+        self.fx
+            .queue_plain(self.key, Arc::from(crate::protocol::raw::to_wire(text)));
     }
 
     fn on_account(&mut self, answer: AccountAnswer) {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+use crate::protocol::identity::UserHost;
 use crate::protocol::irc::Caps;
 use crate::protocol::outgoing::{Flavour, Protocol};
 use crate::protocol::{Nick, RoomName};
@@ -25,8 +26,11 @@ use crate::server::token::ConnId;
 pub struct Session {
     /// Identity across threads and time (the directory knows it by this).
     pub id: ConnId,
-    /// Remote address, for logs.
+    /// Remote address: the client's (behind a trusted proxy, the one it forwarded).
     pub peer: SocketAddr,
+    /// `user@host` as IRC shows it (the directory's profile holds the same):
+    /// set when the chat opens the session, given a user name by IRC `USER`.
+    pub userhost: Arc<UserHost>,
     /// Current nick (the directory holds the same).
     pub nick: Nick,
     /// Rooms joined, in join order.
@@ -65,6 +69,7 @@ impl Session {
         Session {
             id,
             peer,
+            userhost: Arc::new(UserHost::unknown()),
             nick,
             rooms: Vec::new(),
             current: None,

@@ -16,6 +16,7 @@ use mio::net::TcpStream;
 use slab::Slab;
 
 use crate::framing::LineFramer;
+use crate::protocol::http::client_address;
 use crate::protocol::outgoing::Protocol;
 
 use crate::server::backplane::handle::BackplaneMsg;
@@ -135,12 +136,16 @@ impl ConnTable {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let Some((response, protocol, rest)) =
+        let Some((response, protocol, rest, forwarded)) =
             conn.read_request(bytes, &self.shared, &mut self.turn)
         else {
             return;
         };
-        let session = self.chat.open_session(conn.id, conn.peer, protocol);
+        // Behind a trusted proxy, the client is the one it names (bans, cloaks).
+        let trusted = &self.shared.config.trusted_proxies;
+        let client = client_address(conn.peer.ip(), forwarded.as_deref(), trusted);
+        let peer = SocketAddr::new(client, conn.peer.port());
+        let session = self.chat.open_session(conn.id, peer, protocol);
         let max_line = self.shared.config.max_line_for(protocol);
         conn.upgrade(response, session, max_line, &mut self.turn);
         self.shared.stats.shards[self.index].on_upgrade(protocol);

@@ -434,7 +434,7 @@ impl Connection {
         bytes: &[u8],
         shared: &crate::server::shared::Shared,
         turn: &mut Turn,
-    ) -> Option<(Vec<u8>, Protocol, Vec<u8>)> {
+    ) -> Option<Upgrade> {
         let Some(Web::Http(request)) = self.web.as_mut() else {
             return None;
         };
@@ -449,7 +449,8 @@ impl Connection {
                 response,
                 protocol,
                 rest,
-            } => Some((response, protocol, rest)),
+                forwarded,
+            } => Some((response, protocol, rest, forwarded)),
         }
     }
 
@@ -507,6 +508,10 @@ impl Connection {
         }
     }
 }
+
+/// A request that upgrades: the `101` response, the chat protocol, the bytes after
+/// the head, and its `X-Forwarded-For` headers.
+pub type Upgrade = (Vec<u8>, Protocol, Vec<u8>, Option<String>);
 
 #[cfg(test)]
 mod tests {

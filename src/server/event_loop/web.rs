@@ -69,6 +69,8 @@ pub enum HttpStep {
         protocol: Protocol,
         /// Bytes after the head.
         rest: Vec<u8>,
+        /// Its `X-Forwarded-For` headers, if any (see `http::client_address`).
+        forwarded: Option<String>,
     },
 }
 
@@ -95,9 +97,14 @@ impl HttpRequest {
             Route::Metrics => body(metrics::CONTENT_TYPE, metrics::render(shared).as_bytes()),
             Route::Health => body("text/plain; charset=utf-8", b"ok\n"),
             Route::Refuse(answer) => HttpStep::Answer(answer),
-            Route::Upgrade { response, protocol } => HttpStep::Upgrade {
+            Route::Upgrade {
                 response,
                 protocol,
+                forwarded,
+            } => HttpStep::Upgrade {
+                response,
+                protocol,
+                forwarded,
                 rest: self.head.split_off(parsed.used.min(self.head.len())),
             },
         }

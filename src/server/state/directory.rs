@@ -22,12 +22,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::protocol::identity::UserHost;
 use crate::protocol::mask::{Identity, glob_matches};
 use crate::protocol::modes::{Flag, ModeKind};
 use crate::protocol::names::NickKey;
 use crate::protocol::{
     BanInfo, LusersReport, Member, ModeChange, Nick, ProtocolError, Role, RoomInfo, RoomName,
-    WhoRow, WhoisInfo, WhowasEntry,
+    TopicSetter, WhoRow, WhoisInfo, WhowasEntry,
 };
 
 use crate::server::backplane::wire::RosterEntry;
@@ -82,6 +83,8 @@ struct RoomEntry {
     per_shard: Vec<u32>,
     shard_mask: u64,
     topic: Option<Box<str>>,
+    /// Who set the topic and when (IRC `333`), once its `TOPIC` went through here.
+    topic_by: Option<TopicSetter>,
     /// Modes, roles, bans, invitations.
     state: RoomState,
     /// Which incarnation of the room this is: a number never given before, taken
@@ -107,6 +110,8 @@ pub struct Profile {
     pub irc: bool,
     /// The account it is logged in to, if any.
     pub account: Option<Nick>,
+    /// Its `user@host` (the session holds the same).
+    pub userhost: Arc<UserHost>,
 }
 
 /// The result of a mode change: what changed, and what was refused.
@@ -143,6 +148,8 @@ pub struct Joined {
     pub members: usize,
     /// The topic, if set.
     pub topic: Option<Box<str>>,
+    /// Who set it and when, if known here.
+    pub topic_by: Option<TopicSetter>,
     /// The joiner's away message, if any (IRC `away-notify` tells it after the
     /// `JOIN`).
     pub away: Option<Box<str>>,
@@ -302,6 +309,21 @@ impl Directory {
         self.lookup_full(nick).map(|(id, _, _)| id)
     }
 
+    /// The `user@host` of each of `nicks` held here (`None` for the others), under
+    /// one lock: WHO, WHOIS, USERHOST, and the source of an event whose sender is
+    /// not the connection at hand.
+    pub fn userhosts<'n>(
+        &self,
+        nicks: impl IntoIterator<Item = &'n Nick>,
+    ) -> Vec<Option<Arc<UserHost>>> {
+        let tables = self.lock();
+        let of = |nick: &Nick| {
+            let id = tables.nicks.get(&nick.key())?;
+            Some(Arc::clone(&tables.profiles.get(id)?.userhost))
+        };
+        nicks.into_iter().map(of).collect()
+    }
+
     /// Owner, nick as spelled, and away message of `nick`, if anyone has it.
     pub fn lookup_full(&self, nick: &str) -> Option<(ConnId, Nick, Option<Box<str>>)> {
         let key = Nick::parse(nick).ok()?.key();
@@ -414,10 +436,27 @@ impl Directory {
         self.lock().rooms.get(room).and_then(|r| r.topic.clone())
     }
 
-    /// Sets the topic of `room` (which must have members).
+    /// The topic of `room` and who set it when, if known.
+    pub fn topic_and_setter(&self, room: &RoomName) -> (Option<Box<str>>, Option<TopicSetter>) {
+        let tables = self.lock();
+        let entry = tables.rooms.get(room);
+        let topic = entry.and_then(|r| r.topic.clone());
+        (topic, entry.and_then(|r| r.topic_by.clone()))
+    }
+
+    /// Sets the topic of `room` (which must have members); its setter is told when
+    /// the change is sequenced ([`Self::topic_set_by`]).
     pub fn set_topic(&self, room: &RoomName, topic: &str) {
         if let Some(entry) = self.lock().rooms.get_mut(room) {
             entry.topic = Some(topic.into());
+            entry.topic_by = None;
+        }
+    }
+
+    /// Who set the topic of `room` (on its home shard, for a `TOPIC` from any node).
+    pub fn topic_set_by(&self, room: &RoomName, setter: TopicSetter) {
+        if let Some(entry) = self.lock().rooms.get_mut(room) {
+            entry.topic_by = Some(setter);
         }
     }
 }
@@ -434,13 +473,14 @@ impl Directory {
         }
     }
 
-    /// An IRC connection finished registering with this real name.
-    pub fn register(&self, id: ConnId, realname: &str) {
+    /// An IRC connection finished registering with this real name and `user@host`.
+    pub fn register(&self, id: ConnId, realname: &str, userhost: Arc<UserHost>) {
         let mut tables = self.lock();
         let Some(profile) = tables.profiles.get_mut(&id) else {
             return;
         };
         profile.realname = realname.into();
+        profile.userhost = userhost;
         if !std::mem::replace(&mut profile.registered, true) {
             tables.count_registered();
         }
@@ -465,9 +505,13 @@ impl Directory {
             if tables.whowas.len() == WHOWAS_HISTORY {
                 tables.whowas.pop_front();
             }
-            let realname = profile.realname;
+            let (realname, userhost) = (profile.realname, profile.userhost);
             let nick = nick.clone();
-            tables.whowas.push_back(WhowasEntry { nick, realname });
+            tables.whowas.push_back(WhowasEntry {
+                nick,
+                realname,
+                userhost,
+            });
         }
     }
 
@@ -865,7 +909,12 @@ impl Directory {
                 || glob_matches(mask, member.nick.as_str())
                 || glob_matches(mask, &member.realname);
             if wanted {
-                rows.push(WhoRow { room: None, member });
+                let userhost = tables.profiles.get(&id).map(|p| Arc::clone(&p.userhost));
+                rows.push(WhoRow {
+                    room: None,
+                    member,
+                    userhost,
+                });
             }
         }
         rows
@@ -1112,6 +1161,7 @@ impl Tables {
         Joined {
             members,
             topic,
+            topic_by: entry.topic_by.clone(),
             away: self.away.get(&id).cloned(),
         }
     }
@@ -1223,6 +1273,7 @@ mod tests {
             registered: true,
             irc,
             account: None,
+            userhost: Arc::new(UserHost::new("h.ip")),
         };
         d.set_profile(id(0, 1), profile("ignored", false));
         d.rename(id(0, 1), &alice).unwrap();
@@ -1288,7 +1339,7 @@ mod tests {
         };
         let who = |nick| Identity {
             nick,
-            user: nick,
+            user: crate::protocol::identity::User::named(nick),
             shown_host: "miochat",
             address: std::net::IpAddr::from([10, 0, 0, 1]),
         };

@@ -417,7 +417,7 @@ mod tests {
     fn who(nick: &str) -> Identity<'_> {
         Identity {
             nick,
-            user: nick,
+            user: crate::protocol::identity::User::named(nick),
             shown_host: "miochat",
             address: IpAddr::from([10, 0, 0, 7]),
         }
