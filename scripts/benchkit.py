@@ -631,7 +631,10 @@ def idle_per_node(cluster, clients, hold):
     for proc in procs:
         out, _ = proc.communicate(timeout=300)
         line = out.strip().splitlines()[-1] if out.strip() else "{}"
-        verdicts.append(json.loads(line).get("verdict", "FAIL") if line.startswith("{") else "FAIL")
+        report = json.loads(line) if line.startswith("{") else {}
+        if report.get("problems"):
+            print(f"idle problems: {report['problems'][:3]}", file=sys.stderr)
+        verdicts.append(report.get("verdict", "FAIL"))
     return rss, verdicts
 
 

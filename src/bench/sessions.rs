@@ -112,7 +112,10 @@ fn read_lines(
     let read = session
         .conn
         .read_lines(scratch, |line| match dialect.classify(line, parse) {
-            Incoming::Registered => outcome = Outcome::Registered,
+            // In a cluster the nick's answer waits for Redis, so `OK joined` may come
+            // first: a join seen in the same read is not overwritten.
+            Incoming::Registered if outcome != Outcome::Joined => outcome = Outcome::Registered,
+            Incoming::Registered => {}
             Incoming::Joined => outcome = Outcome::Joined,
             Incoming::Pong => outcome = Outcome::Pong,
             Incoming::Reply(bytes) => replies.push(bytes),

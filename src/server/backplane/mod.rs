@@ -109,7 +109,7 @@ enum Pending {
     /// one of its users holds too: the local user gives way unless it is the owner.
     Check(ConnId, String),
     /// `XRANGE` of a room's log after the last entry this node had.
-    Recover(RoomName),
+    Recover(RoomName, u64),
     /// `SMEMBERS` of every account's name (accounts live in Redis in a cluster).
     Accounts,
     /// `HGETALL` of every registered room's record.
@@ -432,7 +432,9 @@ impl Backplane {
                     self.answer_claim(id, nick, then, ClaimAnswer::Unavailable);
                 }
                 Pending::Private(answer) => self.answer_private(answer, Err(LINK_DROPPED)),
-                Pending::Recover(room) => self.logs.asked(&room, false),
+                Pending::Recover(room, read) => {
+                    self.logs.ask_again(&room, read);
+                }
                 Pending::Ignore
                 | Pending::Lease(_)
                 | Pending::Reclaim(_)
@@ -760,7 +762,9 @@ impl Backplane {
                 log::warn!("backplane: another node claimed a nick of ours while Redis was away");
                 self.to_shards[id.shard()].push(ShardMsg::Rename { id });
             }
-            Some(Pending::Recover(room)) => self.on_recovered(room, frame),
+            Some(Pending::Recover(room, read)) if self.logs.is_current(&room, read) => {
+                self.on_recovered(room, read, frame);
+            }
             Some(Pending::Registered) => self.on_registered(frame),
             Some(Pending::Accounts) => {
                 if let OwnedFrame::Array(names) = frame {
@@ -1185,15 +1189,15 @@ impl Backplane {
             None => return,
         };
         if sent {
-            self.pending.push_back(Pending::Recover(room.clone()));
-            self.logs.asked(room, true);
+            let read = self.logs.asked(room);
+            self.pending.push_back(Pending::Recover(room.clone(), read));
         }
     }
 
     /// The entries of `room`'s log this node missed: lines go to its members as
     /// history, then how many; other events as they come. What arrived live
     /// meanwhile follows.
-    fn on_recovered(&mut self, room: RoomName, frame: OwnedFrame) {
+    fn on_recovered(&mut self, room: RoomName, read: u64, frame: OwnedFrame) {
         if self.logs.seeding(&room) {
             return self.on_seed(room, frame);
         }
@@ -1216,7 +1220,7 @@ impl Backplane {
         }
         self.hand_recovered(&room, lines);
         if more {
-            self.logs.asked(&room, false);
+            self.logs.ask_again(&room, read);
             return self.ask_recovery(&room);
         }
         self.after_read(room);
@@ -1633,7 +1637,8 @@ mod tests {
         backplane.on_pushed(OwnedFrame::Array(frame.to_vec()));
         // The seed read of the room's log (no Redis here): an empty log.
         if backplane.logs.seeding(room) {
-            backplane.on_recovered(room.clone(), OwnedFrame::Array(Vec::new()));
+            let read = backplane.logs.asked(room);
+            backplane.on_recovered(room.clone(), read, OwnedFrame::Array(Vec::new()));
         }
     }
 

@@ -175,6 +175,9 @@ pub struct Recovery {
     /// This node had nothing of the room: its log's tail is read to seed its
     /// history, not what came after a last entry.
     pub seed: bool,
+    /// The number of the read sent for it: an answer to an older read (sent
+    /// before the room was left and joined again) is not this read's.
+    pub read: u64,
     /// What arrived meanwhile.
     pub deferred: Vec<Deferred>,
 }
@@ -189,6 +192,8 @@ pub struct RoomLogs {
     recovering: HashMap<RoomName, Recovery>,
     /// This node's events not yet published, oldest first.
     held: VecDeque<(RoomName, Wire)>,
+    /// Numbers the reads sent.
+    reads: u64,
 }
 
 impl RoomLogs {
@@ -258,11 +263,34 @@ impl RoomLogs {
         }
     }
 
-    /// Marks the read of `room` sent (or, `false`, lost with the link).
-    pub fn asked(&mut self, room: &RoomName, asked: bool) {
+    /// Marks a read of `room` sent; returns its number.
+    pub fn asked(&mut self, room: &RoomName) -> u64 {
+        self.reads += 1;
         if let Some(recovery) = self.recovering.get_mut(room) {
-            recovery.asked = asked;
+            recovery.asked = true;
+            recovery.read = self.reads;
         }
+        self.reads
+    }
+
+    /// Read number `read` of `room` is lost (the link dropped) or answered in part:
+    /// it is to be asked again. False if it was not the current read.
+    pub fn ask_again(&mut self, room: &RoomName, read: u64) -> bool {
+        match self.recovering.get_mut(room) {
+            Some(recovery) if recovery.read == read => {
+                recovery.asked = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// True if `read` is the read going on for `room` (not one made stale by
+    /// leaving and joining again).
+    pub fn is_current(&self, room: &RoomName, read: u64) -> bool {
+        self.recovering
+            .get(room)
+            .is_some_and(|r| r.asked && r.read == read)
     }
 
     /// Rooms being read back.
