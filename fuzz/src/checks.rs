@@ -62,7 +62,7 @@ pub fn event(event: &Event, audience: Audience, server: &str, me: &str) {
     if audience == Audience::Line {
         return;
     }
-    if let Some(line) = irc::broadcast(event) {
+    if let Some(line) = irc::broadcast(event, Some(&crate::events::longest_userhost())) {
         // A broadcast is rendered once for every recipient; only MODE may need
         // several lines (long ban masks).
         let lines = irc_output(&line).len();
@@ -136,7 +136,7 @@ pub fn session_replies(word: &str, server: &str, me: &str) {
         IrcReply::UserModeChanged(word),
     ];
     for reply in &replies {
-        let out = irc::session_reply(reply, server, me);
+        let out = irc::session_reply(reply, server, me, Some(&crate::events::longest_userhost()));
         assert_eq!(irc_output(&out).len(), 1, "{reply:?}: {out:?}");
     }
     assert_eq!(irc_output(&irc::pong(server, word)).len(), 1);

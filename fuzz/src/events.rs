@@ -73,6 +73,14 @@ fn member(nick: &Nick, realname: &str) -> Member {
     }
 }
 
+/// The longest `user@host` a user can be shown with: a 9-character `USER` name and
+/// a 63-character host.
+pub fn longest_userhost() -> std::sync::Arc<miochat::protocol::identity::UserHost> {
+    let host = "h".repeat(63);
+    let user = "u".repeat(miochat::protocol::identity::USER_CHARS);
+    std::sync::Arc::new(miochat::protocol::identity::UserHost::new(&host).with_user(&user))
+}
+
 /// `WHOIS` of `nick`: a real name, an away text, and every room one may be in.
 fn whois(nick: &Nick, realname: &str, away: Option<&str>) -> Event {
     let rooms = (0..irc::MAX_ROOMS).map(|_| (longest_room(), Role::Operator));
@@ -84,7 +92,9 @@ fn whois(nick: &Nick, realname: &str, away: Option<&str>) -> Event {
         idle_secs: u64::MAX,
         signon: u64::MAX,
         irc: true,
-    }))
+        account: Some(nick.clone()),
+        node: Some("n".repeat(10).into()),
+    }), Some(longest_userhost()))
 }
 
 /// Events about room `room` that carry `text` (a message, action or notice).
@@ -118,6 +128,7 @@ fn topic_events(out: &mut Built, room: &RoomName, nick: &Nick, topic: &str) {
     let shown = Event::Topic {
         room: room.clone(),
         topic: Some(topic.clone()),
+        set_by: None,
     };
     let joined = Event::YouJoined {
         room: room.clone(),
@@ -126,6 +137,7 @@ fn topic_events(out: &mut Built, room: &RoomName, nick: &Nick, topic: &str) {
         nicks: vec![member(nick, nick.as_str())],
         secret: false,
         joiner: None,
+        topic_by: None,
     };
     let info = RoomInfo {
         room: room.clone(),
@@ -160,7 +172,10 @@ fn room_events(
     };
     out.push((left, Audience::Everyone));
     let replies = [
-        Event::YouLeft { room: room.clone() },
+        Event::YouLeft {
+            room: room.clone(),
+            reason: None,
+        },
         Event::Names {
             room: room.clone(),
             nicks: nicks.clone(),
@@ -168,7 +183,13 @@ fn room_events(
         },
         Event::Who {
             room: room.clone(),
-            nicks: nicks.clone(),
+            rows: (nicks.iter().cloned())
+                .map(|member| WhoRow {
+                    room: Some(room.clone()),
+                    member,
+                    userhost: Some(longest_userhost()),
+                })
+                .collect(),
             more: usize::MAX,
         },
         Event::YouJoined {
@@ -178,6 +199,7 @@ fn room_events(
             nicks,
             secret: true,
             joiner: None,
+            topic_by: None,
         },
     ];
     out.extend(replies.into_iter().map(|reply| (reply, sender)));
@@ -243,7 +265,10 @@ pub fn from_irc(msg: &Message<'_>, from: &Nick) -> Built {
                     out.push((Event::Error(ProtocolError::TopicTooLong), sender));
                 }
                 Some(topic) => topic_events(&mut out, &room, from, topic),
-                None => out.push((Event::Topic { room, topic: None }, sender)),
+                None => {
+                    let set_by = None;
+                    out.push((Event::Topic { room, topic: None, set_by }, sender))
+                }
             }
         }
         "JOIN" | "NAMES" | "WHO" | "PART" => {
@@ -276,6 +301,7 @@ pub fn from_irc(msg: &Message<'_>, from: &Nick) -> Built {
             let row = WhoRow {
                 room: None,
                 member: member(from, realname),
+                userhost: Some(longest_userhost()),
             };
             let rows = vec![row; LISTED];
             out.push((
@@ -315,6 +341,7 @@ fn queries(out: &mut Built, msg: &Message<'_>, from: &Nick) {
             let row = WhoRow {
                 room: Some(longest_room()),
                 member: member(from, from.as_str()),
+                userhost: Some(longest_userhost()),
             };
             let rows = vec![row; LISTED];
             out.push((
@@ -329,6 +356,7 @@ fn queries(out: &mut Built, msg: &Message<'_>, from: &Nick) {
             let entry = WhowasEntry {
                 nick: from.clone(),
                 realname: from.as_str().into(),
+                userhost: longest_userhost(),
             };
             let entries = vec![entry; 3];
             out.push((
@@ -360,7 +388,11 @@ fn queries(out: &mut Built, msg: &Message<'_>, from: &Nick) {
                 .take(5)
                 .filter_map(|n| Nick::parse(n).ok());
             out.push((
-                Event::Userhost(nicks.map(|nick| (nick, true)).collect()),
+                Event::Userhost(
+                    nicks
+                        .map(|nick| (nick, true, Some(longest_userhost())))
+                        .collect(),
+                ),
                 sender,
             ));
         }
@@ -504,6 +536,7 @@ pub fn from_line(command: &Command<'_>, from: &Nick) -> Built {
             Event::Topic {
                 room: lobby,
                 topic: None,
+                set_by: None,
             },
             sender,
         )),

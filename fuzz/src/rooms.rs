@@ -71,9 +71,10 @@ pub fn typed_mask(typed: &str) {
     };
     ban_mask(&stored);
     if let Ok(nick) = Nick::parse(typed) {
+        let shown = miochat::protocol::identity::UserHost::new(HOST);
         let who = Identity {
             nick: nick.as_str(),
-            user: nick.as_str(),
+            user: shown.user(nick.as_str()),
             shown_host: HOST,
             address: std::net::Ipv4Addr::LOCALHOST.into(),
         };
