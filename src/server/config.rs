@@ -238,6 +238,9 @@ pub struct ServerConfig {
     /// `--trusted-proxy`: web connections from these addresses may name the
     /// client's address in `X-Forwarded-For`.
     pub trusted_proxies: Vec<IpAddr>,
+    /// The `[[oper]]` tables and the MOTD (`[irc] motd`), as loaded at start-up;
+    /// the live copy, which a reload replaces, is `Shared::operators`.
+    pub operators: super::operators::OperatorsConfig,
 }
 
 /// The PEM files a TLS listener serves (read at start-up and again on SIGHUP).
@@ -312,6 +315,7 @@ impl ServerConfig {
             show_addresses: false,
             cloak_key: None,
             trusted_proxies: Vec::new(),
+            operators: super::operators::OperatorsConfig::default(),
         }
     }
 

@@ -25,6 +25,7 @@ pub mod commands;
 pub mod config;
 pub mod event_loop;
 pub mod metrics;
+pub mod operators;
 pub mod shared;
 pub mod state;
 pub mod stats;

@@ -57,6 +57,8 @@ pub struct Shared {
     /// How hosts are shown (`ServerConfig::hosts`, resolved at start-up; the
     /// address until then).
     pub hosts: Hosts,
+    /// The operators and MOTD in force (a reload swaps the snapshot).
+    pub operators: super::operators::LiveOperators,
 }
 
 impl Shared {
@@ -74,6 +76,7 @@ impl Shared {
         shards: Vec<ShardHandle>,
         backplane: Option<BackplaneHandle>,
     ) -> Self {
+        let config_operators = config.operators.clone();
         let guest_suffix = config.backplane.as_ref().map(|b| format!("-{}", b.node));
         Shared {
             addresses: AddressLimits::new(config.max_per_address, config.connect_rate),
@@ -89,6 +92,7 @@ impl Shared {
             registry: Registry::default(),
             last_msgid: AtomicU64::new(0),
             hosts: Hosts::Address,
+            operators: super::operators::LiveOperators::new(config_operators),
         }
     }
 
