@@ -193,7 +193,10 @@ impl Acceptor {
                     };
                     for signal in pending {
                         match signal {
-                            SIGHUP => self.reload_tls(),
+                            SIGHUP => {
+                                log::info!("SIGHUP received: reloading");
+                                self.reload();
+                            }
                             SIGINT => {
                                 log::info!("SIGINT received: shutting down");
                                 stop = true;
@@ -209,29 +212,38 @@ impl Acceptor {
                     log::info!("shutdown requested");
                     stop = true;
                 }
+                TOKEN_WAKEUP if self.shared.take_reload_request() => {
+                    log::info!("reload requested (/rehash)");
+                    self.reload();
+                }
                 _ => {}
             }
         }
         stop
     }
 
-    /// SIGHUP: read the certificate and key again. New handshakes use the new files;
+    /// SIGHUP or `/rehash`: everything that can change while the server runs.
+    fn reload(&mut self) {
+        self.reload_tls();
+    }
+
+    /// Reads the certificate and key again. New handshakes use the new files;
     /// sessions already running keep theirs; a failed reload keeps the old ones.
     fn reload_tls(&mut self) {
         let Some(tls) = self.tls.as_mut() else {
-            log::info!("SIGHUP received: no TLS listener, nothing to reload");
+            log::info!("reload: no TLS listener, no certificate to reload");
             return;
         };
         match load_server_config(&tls.files) {
             Ok(config) => {
                 tls.config = config;
                 log::info!(
-                    "SIGHUP: reloaded TLS certificate {} and key {}",
+                    "reload: reloaded TLS certificate {} and key {}",
                     tls.files.cert.display(),
                     tls.files.key.display()
                 );
             }
-            Err(e) => log::error!("SIGHUP: TLS reload failed, keeping the old certificate: {e}"),
+            Err(e) => log::error!("reload: TLS reload failed, keeping the old certificate: {e}"),
         }
     }
 

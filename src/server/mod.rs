@@ -122,8 +122,13 @@ impl Server {
             None => None,
         };
         let backplane_handle = backplane.as_ref().map(|(_, _, handle)| handle.clone());
+        let poll = Poll::new().map_err(|e| StartupError::Setup("acceptor poll", e))?;
+        let waker = Waker::new(poll.registry(), TOKEN_WAKEUP)
+            .map_err(|e| StartupError::Setup("acceptor waker", e))?;
+        let waker = Arc::new(waker);
         let mut shared = Shared::new(config, handles, backplane_handle);
         shared.hosts = hosts;
+        shared.acceptor_waker = Some(Arc::clone(&waker));
         if let Some(opened) = &mut store {
             shared.attach_store(opened);
         }
@@ -148,10 +153,7 @@ impl Server {
                 .map_err(|e| StartupError::Setup("shard registry", e))?;
             threads.push(spawn(format!("shard-{index}"), move || shard.run())?);
         }
-        let poll = Poll::new().map_err(|e| StartupError::Setup("acceptor poll", e))?;
-        let waker = Waker::new(poll.registry(), TOKEN_WAKEUP)
-            .map_err(|e| StartupError::Setup("acceptor waker", e))?;
-        let (waker, stop) = (Arc::new(waker), Arc::new(AtomicBool::new(false)));
+        let stop = Arc::new(AtomicBool::new(false));
         let acceptor = Acceptor::new(poll, listeners, tls, Arc::clone(&stop), Arc::clone(&shared))
             .map_err(|e| StartupError::Setup("listener registration or signal handler", e))?;
         let acceptor = spawn("acceptor".into(), move || acceptor.run())?;

@@ -59,6 +59,10 @@ pub struct Shared {
     pub hosts: Hosts,
     /// The operators and MOTD in force (a reload swaps the snapshot).
     pub operators: super::operators::LiveOperators,
+    /// Wakes the acceptor thread, which runs reloads (see [`Shared::request_reload`]).
+    pub acceptor_waker: Option<std::sync::Arc<mio::Waker>>,
+    /// Set by [`Shared::request_reload`], taken by the acceptor.
+    reload_requested: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -93,6 +97,8 @@ impl Shared {
             last_msgid: AtomicU64::new(0),
             hosts: Hosts::Address,
             operators: super::operators::LiveOperators::new(config_operators),
+            acceptor_waker: None,
+            reload_requested: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -136,6 +142,27 @@ impl Shared {
         self.store = Some(opened.handle.clone());
         self.registry = std::mem::take(&mut opened.registry);
         self.last_msgid.store(opened.last_id, Ordering::Relaxed);
+    }
+
+    /// Asks the acceptor thread to reload, exactly as SIGHUP does (`/rehash`). Returns
+    /// false if this server has no acceptor to ask (never the case once started).
+    pub fn request_reload(&self) -> bool {
+        let Some(waker) = &self.acceptor_waker else {
+            return false;
+        };
+        self.reload_requested.store(true, Ordering::Release);
+        match waker.wake() {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("reload request: cannot wake the acceptor: {e}");
+                false
+            }
+        }
+    }
+
+    /// True once per [`Shared::request_reload`] (the acceptor asks on each wake-up).
+    pub fn take_reload_request(&self) -> bool {
+        self.reload_requested.swap(false, Ordering::AcqRel)
     }
 
     /// A new message id: the time in ms shifted left 12 bits, plus a counter, and
