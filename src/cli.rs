@@ -337,11 +337,11 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("address {addr:?} resolves to nothing"))
 }
 
-/// Load-test a chat server: fanout, rooms, idle or churn.
+/// Load-test a chat server: fanout, rooms, idle, churn or floor.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "bench")]
 pub struct BenchArgs {
-    /// scenario: fanout, rooms, idle or churn
+    /// scenario: fanout, rooms, idle, churn, or floor (a fanout run, then the same writes with nothing else, and the ratio)
     #[argh(positional)]
     pub scenario: String,
     /// server address, or several comma-separated (cluster nodes) to spread the clients over round-robin (default 127.0.0.1:7878)
@@ -442,9 +442,9 @@ impl BenchArgs {
         };
         let duration = self.duration.map(|d| secs(d, "duration")).transpose()?;
         let scenario = match self.scenario.as_str() {
-            "fanout" | "rooms" => {
+            "fanout" | "rooms" | "floor" => {
                 let default_rooms = if self.scenario == "rooms" { 4 } else { 1 };
-                Scenario::Traffic(TrafficOpts {
+                let opts = TrafficOpts {
                     common: common.clone(),
                     clients: self.clients,
                     senders: self.senders.unwrap_or(self.clients.min(10)),
@@ -454,7 +454,12 @@ impl BenchArgs {
                     size: self.size,
                     window: self.window,
                     rate: self.rate.filter(|r| *r > 0.0),
-                })
+                };
+                if self.scenario == "floor" {
+                    Scenario::Floor(opts)
+                } else {
+                    Scenario::Traffic(opts)
+                }
             }
             "idle" => Scenario::Idle {
                 clients: self.clients,
@@ -471,7 +476,7 @@ impl BenchArgs {
             }
             other => {
                 return Err(format!(
-                    "unknown scenario {other:?} (fanout, rooms, idle, churn)"
+                    "unknown scenario {other:?} (fanout, rooms, idle, churn, floor)"
                 ));
             }
         };

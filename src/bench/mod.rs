@@ -6,6 +6,8 @@
 //! ([`dialect`]), so the same scenario runs against miochat, an IRC server or Redis.
 //!
 //! - [`traffic`]: `fanout` and `rooms` (messages, latency, the loss verdict);
+//! - [`floor`]: `floor`, a `fanout` run and then the same writes with nothing else
+//!   (the physical limit the server is measured against);
 //! - [`sessions`]: `idle` (memory per connection) and `churn` (connects per second);
 //! - [`payload`] and [`verdict`]: what each message carries and how arrivals are judged;
 //! - [`report`]: human, JSON and CSV output, and `/proc` readings of a process;
@@ -15,6 +17,7 @@
 //! connection makes the exit status non-zero.
 
 pub mod dialect;
+pub mod floor;
 pub mod payload;
 pub mod report;
 pub mod servers;
@@ -98,6 +101,8 @@ impl std::error::Error for BenchError {}
 pub enum Scenario {
     /// `fanout` / `rooms`.
     Traffic(traffic::TrafficOpts),
+    /// `floor`: a `fanout` run, then its floor (see [`floor`]).
+    Floor(traffic::TrafficOpts),
     /// `idle`: connections and hold time.
     Idle {
         /// Connections to open.
@@ -128,6 +133,10 @@ pub fn run(common: Common, scenario: Scenario) -> Result<Report, BenchError> {
         Scenario::Traffic(mut opts) => {
             opts.common = common;
             traffic::run(opts)
+        }
+        Scenario::Floor(mut opts) => {
+            opts.common = common;
+            floor::run(opts)
         }
         Scenario::Idle { clients, hold } => sessions::idle(&common, clients, hold),
         Scenario::Churn { rate, duration } => sessions::churn(&common, rate, duration),

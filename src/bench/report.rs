@@ -256,7 +256,16 @@ fn json_string(text: &str, out: &mut String) {
 
 /// CPU time (user + system) a process has used, from `/proc/PID/stat`.
 pub fn proc_cpu(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// CPU time (user + system) of the calling thread, from `/proc/thread-self/stat`.
+pub fn thread_cpu() -> Option<Duration> {
+    stat_cpu(&std::fs::read_to_string("/proc/thread-self/stat").ok()?)
+}
+
+/// utime + stime of a `/proc/.../stat` text.
+fn stat_cpu(stat: &str) -> Option<Duration> {
     // Fields after the ")" that ends the command name; utime and stime are the 12th
     // and 13th of those (14th and 15th overall), in clock ticks (USER_HZ = 100).
     let rest = &stat[stat.rfind(')')? + 2..];

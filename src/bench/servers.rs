@@ -164,6 +164,29 @@ impl ServerWatch {
             }
         };
         report.text("server_processes", text);
+        if let Some((deliveries, writes)) = self.write_batching() {
+            report.int("server_deliveries_out", deliveries);
+            report.int("server_writes", writes);
+            report.float(
+                "server_deliveries_per_write",
+                deliveries as f64 / writes.max(1) as f64,
+            );
+        }
+    }
+
+    /// Deliveries and socket writes the servers made during the run, summed: how
+    /// many lines one server write carried (what `bench floor` copies).
+    pub fn write_batching(&self) -> Option<(u64, u64)> {
+        if self.links.is_empty() || self.unmeasured.is_some() {
+            return None;
+        }
+        let mut sum = (0, 0);
+        for link in &self.links {
+            let [first, last] = link.counters?;
+            sum.0 += last.0.saturating_sub(first.0);
+            sum.1 += last.1.saturating_sub(first.1);
+        }
+        (sum.1 > 0).then_some(sum)
     }
 }
 
@@ -175,6 +198,8 @@ struct StatsLink {
     writer: TcpStream,
     /// The pid the first answer gave.
     pid: u32,
+    /// `deliveries_out` and `writes` from the first answer and from the latest one.
+    counters: Option<[(u64, u64); 2]>,
 }
 
 impl StatsLink {
@@ -197,6 +222,7 @@ impl StatsLink {
             reader,
             writer,
             pid: 0,
+            counters: None,
         };
         link.writer.write_all(b"/leave lobby\n").map_err(fail)?;
         Ok(link)
@@ -226,6 +252,7 @@ impl StatsLink {
                     ));
                 }
                 self.pid = pid;
+                self.note_counters(&line);
                 return Ok(pid);
             }
         }
@@ -233,10 +260,29 @@ impl StatsLink {
     }
 }
 
+impl StatsLink {
+    /// Keeps `deliveries_out=` and `writes=`: the first reading, and the latest.
+    fn note_counters(&mut self, line: &str) {
+        let key = |name: &str| stats_value::<u64>(line, name);
+        let Some(now) = key("deliveries_out").zip(key("writes")) else {
+            return;
+        };
+        self.counters = Some(match self.counters {
+            Some([first, _]) => [first, now],
+            None => [now, now],
+        });
+    }
+}
+
 /// The value of `pid=` in an `OK stats key=value ...` line.
 fn stats_pid(line: &str) -> Option<u32> {
+    stats_value(line, "pid")
+}
+
+/// The value of `NAME=` in an `OK stats key=value ...` line.
+fn stats_value<T: std::str::FromStr>(line: &str, name: &str) -> Option<T> {
     line.split_whitespace()
-        .find_map(|pair| pair.strip_prefix("pid="))
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
         .and_then(|value| value.parse().ok())
 }
 

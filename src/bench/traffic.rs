@@ -104,6 +104,8 @@ struct Run {
     room_names: Vec<String>,
     broken: u64,
     errors: Vec<String>,
+    /// Bytes of the payload lines received, newlines included (for `bench floor`).
+    payload_bytes: u64,
 }
 
 /// Runs `fanout` (R = 1) or `rooms`.
@@ -198,6 +200,7 @@ impl Run {
             room_names: room_names(&opts.common.room, rooms),
             broken: 0,
             errors: Vec::new(),
+            payload_bytes: 0,
             opts,
         })
     }
@@ -356,8 +359,10 @@ impl Run {
             ..
         } = &mut self.clients[index];
         let (verdict, latency, errors) = (&mut self.verdict, &mut self.latency, &mut self.errors);
+        let payload_bytes = &mut self.payload_bytes;
         let result = conn.read_lines(&mut scratch, |line| match dialect.classify(line, parse) {
             Incoming::Payload(bytes) => {
+                *payload_bytes += line.len() as u64 + 1;
                 if let (Some(payload), Some(receiver)) = (payload::decode(bytes), *receiver) {
                     let Payload { sender, seq, .. } = payload;
                     verdict.record(receiver, *room, sender, seq, payload.room);
@@ -586,6 +591,10 @@ impl Run {
         report.int("deliveries_received", received);
         report.float("elapsed_s", elapsed.as_secs_f64());
         report.float("deliveries_per_s", received as f64 / elapsed.as_secs_f64());
+        report.float(
+            "bytes_per_delivery",
+            self.payload_bytes as f64 / received.max(1) as f64,
+        );
         for (key, quantile) in [
             ("latency_p50_us", 0.5),
             ("latency_p90_us", 0.9),

@@ -210,6 +210,37 @@ fn the_server_pid_is_found_with_stats_on_loopback() {
 }
 
 #[test]
+fn floor_copies_the_server_run_and_reports_the_ratio() {
+    let server = TestServer::start();
+    let mut common = common(&server);
+    common.server_pids = None;
+    let report = run(common, Scenario::Floor(traffic(8, 4, 1))).unwrap();
+    assert_pass(&report);
+    // The floor writes lines as long as those the clients received, in batches as
+    // large as the server's writes carried on average, and every one arrives.
+    let line = int(&report, "floor_line_bytes") as f64;
+    let received = match report.get("bytes_per_delivery") {
+        Some(Value::Float(bytes)) => *bytes,
+        other => panic!("bytes_per_delivery: {other:?}"),
+    };
+    assert_eq!(line, received.round());
+    let per_write = match report.get("server_deliveries_per_write") {
+        Some(Value::Float(lines)) => *lines,
+        other => panic!("server_deliveries_per_write: {other:?}"),
+    };
+    assert_eq!(
+        int(&report, "floor_batch_lines"),
+        per_write.round().max(1.0) as u64
+    );
+    assert!(int(&report, "floor_deliveries") >= int(&report, "deliveries_received"));
+    assert!(
+        report.get("server_to_floor_ratio").is_some(),
+        "{}",
+        report.human()
+    );
+}
+
+#[test]
 fn the_bench_stays_out_of_the_lobby() {
     let server = TestServer::start();
     let mut watcher = server.client_named("watcher");
