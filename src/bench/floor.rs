@@ -292,11 +292,11 @@ fn finish_line(
     progress: &mut Progress,
     line: &[u8],
 ) -> Result<u64, BenchError> {
-    if progress.bytes % line.len() as u64 == 0 {
+    if progress.bytes.is_multiple_of(line.len() as u64) {
         return Ok(0);
     }
     let mut events = Events::with_capacity(8);
-    while progress.bytes % line.len() as u64 != 0 {
+    while !progress.bytes.is_multiple_of(line.len() as u64) {
         progress.blocked = false;
         write_batch(socket, progress, line, 1)?;
         if progress.blocked {
