@@ -389,6 +389,12 @@ pub struct BenchArgs {
     /// source addresses 127.0.0.1.. to spread connections over (default: enough for the client count)
     #[argh(option)]
     pub sources: Option<usize>,
+    /// skip this many source addresses first (several load processes side by side: give each its own range) (default 0)
+    #[argh(option, default = "0")]
+    pub source_offset: usize,
+    /// idle: hold until every connection has received a message starting `MARK.UNIX_NS` (sent by a script into the room), and report how long it took to reach them all
+    #[argh(switch)]
+    pub await_mark: bool,
     /// connection handshakes in flight at once (default 64)
     #[argh(option, default = "64")]
     pub connect_window: usize,
@@ -427,6 +433,7 @@ impl BenchArgs {
             sources: self
                 .sources
                 .unwrap_or_else(|| self.clients.div_ceil(PORTS_PER_SOURCE)),
+            source_offset: self.source_offset,
             connect_window: self.connect_window.max(1),
             server_pids: self.server_pids()?,
             room: self.room.clone(),
@@ -464,6 +471,7 @@ impl BenchArgs {
             "idle" => Scenario::Idle {
                 clients: self.clients,
                 hold: secs(self.hold, "hold")?,
+                await_mark: self.await_mark,
             },
             "churn" => {
                 if self.churn_rate <= 0.0 {

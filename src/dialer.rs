@@ -423,13 +423,14 @@ fn flush_tls(
 const EINPROGRESS: i32 = 115;
 
 /// The source address for connection number `index` when connections are spread
-/// over `sources` addresses of 127.0.0.0/8 (127.0.0.1, 127.0.0.2, ...); `None` (the
-/// kernel chooses) when `sources` is 0 or 1.
-pub fn source_for(index: usize, sources: usize) -> Option<IpAddr> {
-    if sources <= 1 {
+/// over `sources` addresses of 127.0.0.0/8 (127.0.0.1, 127.0.0.2, ...), the first
+/// `offset` of them skipped (so that several load processes use different ones);
+/// `None` (the kernel chooses) when `sources` is 0 or 1 and there is no offset.
+pub fn source_for(index: usize, sources: usize, offset: usize) -> Option<IpAddr> {
+    if sources <= 1 && offset == 0 {
         return None;
     }
-    let host = (index % sources) as u32 + 1;
+    let host = (offset + index % sources.max(1)) as u32 + 1;
     Some(IpAddr::from([
         127,
         0,

@@ -45,6 +45,9 @@ pub struct Common {
     /// Source addresses to spread connections over (127.0.0.1, .2, ...); 0 or 1 =
     /// let the kernel choose.
     pub sources: usize,
+    /// Source addresses to skip first (`--source-offset`): 3 makes the first source
+    /// 127.0.0.4, so that load processes started side by side share none.
+    pub source_offset: usize,
     /// Connection handshakes in flight at once.
     pub connect_window: usize,
     /// The server processes whose CPU and memory are reported (summed). `None`: ask
@@ -107,8 +110,10 @@ pub enum Scenario {
     Idle {
         /// Connections to open.
         clients: usize,
-        /// How long to hold them.
+        /// How long to hold them (at most, with `await_mark`).
         hold: Duration,
+        /// Hold until every connection got a `MARK.UNIX_NS` message (`--await-mark`).
+        await_mark: bool,
     },
     /// `churn`: session rate and duration.
     Churn {
@@ -138,7 +143,11 @@ pub fn run(common: Common, scenario: Scenario) -> Result<Report, BenchError> {
             opts.common = common;
             floor::run(opts)
         }
-        Scenario::Idle { clients, hold } => sessions::idle(&common, clients, hold),
+        Scenario::Idle {
+            clients,
+            hold,
+            await_mark,
+        } => sessions::idle(&common, clients, hold, await_mark),
         Scenario::Churn { rate, duration } => sessions::churn(&common, rate, duration),
     }
 }

@@ -47,6 +47,8 @@ struct Session {
     step: Step,
     /// Makes the nick unique: the connection's index (idle) or launch number (churn).
     number: u64,
+    /// A `MARK.UNIX_NS` message reached it (idle `--await-mark`).
+    marked: bool,
 }
 
 impl Session {
@@ -56,6 +58,7 @@ impl Session {
             parse: ParseState::default(),
             step: Step::Connecting,
             number,
+            marked: false,
         }
     }
 }
@@ -67,6 +70,8 @@ enum Outcome {
     Registered,
     Joined,
     Pong,
+    /// A `MARK.UNIX_NS` message arrived: how long after it was sent, in ns.
+    Marked(u64),
     Closed,
     Failed(String),
 }
@@ -122,7 +127,12 @@ fn read_lines(
             Incoming::Error(text) => {
                 outcome = Outcome::Failed(format!("server said: {}", String::from_utf8_lossy(text)))
             }
-            Incoming::Payload(_) | Incoming::Other => {}
+            Incoming::Payload(text) => {
+                if let Some(late) = mark_latency(text) {
+                    outcome = Outcome::Marked(late);
+                }
+            }
+            Incoming::Other => {}
         });
     for reply in replies {
         let _ = session.conn.send(&reply, registry);
@@ -132,6 +142,21 @@ fn read_lines(
         Ok(false) => Outcome::Closed,
         Err(err) => Outcome::Failed(format!("read: {err}")),
     }
+}
+
+/// How long ago a `MARK.UNIX_NS` message was sent (wall clocks: the sender is
+/// another process on this machine); `None` for any other text.
+fn mark_latency(text: &[u8]) -> Option<u64> {
+    let sent: u64 = std::str::from_utf8(text.strip_prefix(b"MARK.")?)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos() as u64;
+    Some(now.saturating_sub(sent))
 }
 
 // ----- idle ---------------------------------------------------------------------------
@@ -160,6 +185,10 @@ struct IdleRun<'a> {
     registered: usize,
     alive: usize,
     failures: Vec<String>,
+    /// `--await-mark`: the hold ends when every connection got the mark.
+    await_mark: bool,
+    /// How long the mark took to reach each connection that got it, in ns.
+    mark_latencies: Vec<u64>,
 }
 
 impl<'a> IdleRun<'a> {
@@ -174,6 +203,8 @@ impl<'a> IdleRun<'a> {
             registered: 0,
             alive: 0,
             failures: Vec::new(),
+            await_mark: false,
+            mark_latencies: Vec::new(),
         })
     }
 
@@ -184,7 +215,7 @@ impl<'a> IdleRun<'a> {
             let addr = self.common.addr_for(index);
             let mut conn = Conn::connect_with(
                 addr,
-                source_for(index, self.common.sources),
+                source_for(index, self.common.sources, self.common.source_offset),
                 self.poll.registry(),
                 Token(index),
                 self.common.tls.as_ref(),
@@ -199,7 +230,7 @@ impl<'a> IdleRun<'a> {
     fn phase_complete(&self, phase: IdlePhase) -> bool {
         match phase {
             IdlePhase::Connect => self.registered >= self.clients,
-            IdlePhase::Hold => false,
+            IdlePhase::Hold => self.await_mark && self.mark_latencies.len() >= self.clients,
             IdlePhase::Verify => self.alive >= self.sessions.len(),
         }
     }
@@ -264,6 +295,10 @@ impl<'a> IdleRun<'a> {
                 session.step = Step::Alive;
                 self.alive += 1;
             }
+            Outcome::Marked(late) if !session.marked => {
+                session.marked = true;
+                self.mark_latencies.push(late);
+            }
             Outcome::Failed(why) => self.failures.push(format!("{why}{during}")),
             Outcome::Closed => self
                 .failures
@@ -283,14 +318,29 @@ impl<'a> IdleRun<'a> {
     }
 }
 
-/// `idle`: hold `clients` connections for `hold`.
-pub fn idle(common: &Common, clients: usize, hold: Duration) -> Result<Report, BenchError> {
+/// `idle`: hold `clients` connections for `hold` (or, with `await_mark`, until a
+/// `MARK.UNIX_NS` message reached every one of them, `hold` at most).
+pub fn idle(
+    common: &Common,
+    clients: usize,
+    hold: Duration,
+    await_mark: bool,
+) -> Result<Report, BenchError> {
     let mut watch = ServerWatch::find(common);
     let mut run = IdleRun::new(common, clients)?;
+    run.await_mark = await_mark;
     let rss_before = watch.rss_kib();
     let started = Instant::now();
     run.drive(IdlePhase::Connect, started + common.timeout)?;
     let connect_time = started.elapsed();
+    if await_mark {
+        // The one line a script that starts many load processes waits for.
+        eprintln!(
+            "idle: {} of {clients} connected in {:.1} s; waiting for the mark",
+            run.registered,
+            connect_time.as_secs_f64()
+        );
+    }
     let rss_after = watch.rss_kib();
     run.drive(IdlePhase::Hold, Instant::now() + hold)?;
     if run.failures.is_empty() {
@@ -334,6 +384,9 @@ fn idle_report(
         let per = (after.saturating_sub(before) * 1024) as f64 / registered.max(1) as f64;
         report.float("server_rss_bytes_per_conn", per);
     }
+    if run.await_mark {
+        mark_report(run, &mut report);
+    }
     if run.alive < clients {
         report.fail(format!(
             "only {} of {clients} connections alive after the hold",
@@ -344,6 +397,30 @@ fn idle_report(
         report.fail(failure.clone());
     }
     report
+}
+
+/// `--await-mark`: how many connections the mark reached, and how fast.
+fn mark_report(run: &IdleRun<'_>, report: &mut Report) {
+    let mut late = run.mark_latencies.clone();
+    late.sort_unstable();
+    let at = |q: f64| {
+        late.get(((late.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+    };
+    report.int("marked", late.len() as u64);
+    let ms = |ns: u64| ns as f64 / 1e6;
+    if let (Some(p50), Some(p99), Some(max)) = (at(0.5), at(0.99), late.last().copied()) {
+        report.float("mark_latency_p50_ms", ms(p50));
+        report.float("mark_latency_p99_ms", ms(p99));
+        report.float("mark_latency_max_ms", ms(max));
+    }
+    if late.len() < run.clients {
+        report.fail(format!(
+            "the mark reached only {} of {} connections",
+            late.len(),
+            run.clients
+        ));
+    }
 }
 
 // ----- churn --------------------------------------------------------------------------
@@ -379,7 +456,7 @@ impl ChurnRun<'_> {
             let registry = self.poll.registry();
             let (addr, source) = (
                 self.common.addr_for(index),
-                source_for(index, self.common.sources),
+                source_for(index, self.common.sources, self.common.source_offset),
             );
             let tls = self.common.tls.as_ref();
             match Conn::connect_with(addr, source, registry, Token(entry.key()), tls) {

@@ -239,7 +239,7 @@ impl Run {
                 ((index - clients) % rooms, index - clients)
             };
             let common = &self.opts.common;
-            let source = source_for(index, common.sources);
+            let source = source_for(index, common.sources, common.source_offset);
             let registry = self.poll.registry();
             let (addr, tls) = (common.addr_for(slot), common.tls.as_ref());
             let mut conn = Conn::connect_with(addr, source, registry, Token(index), tls)?;

@@ -16,6 +16,7 @@ fn common(server: &TestServer) -> Common {
         dialect: Dialect::Line,
         timeout: Duration::from_secs(30),
         sources: 1,
+        source_offset: 0,
         connect_window: 32,
         server_pids: Some(vec![std::process::id()]),
         room: "bench".into(),
@@ -30,6 +31,7 @@ fn traffic(clients: usize, senders: usize, rooms: usize) -> TrafficOpts {
             dialect: Dialect::Line,
             timeout: Duration::from_secs(30),
             sources: 1,
+            source_offset: 0,
             connect_window: 32,
             server_pids: None,
             room: "bench".into(),
@@ -116,10 +118,41 @@ fn idle_connections_are_held_and_alive() {
     let scenario = Scenario::Idle {
         clients: 300,
         hold: Duration::from_millis(300),
+        await_mark: false,
     };
     let report = run(common(&server), scenario).unwrap();
     assert_pass(&report);
     assert_eq!(int(&report, "alive_after_hold"), 300);
+}
+
+#[test]
+fn idle_waits_for_the_mark_and_reports_its_fan_out() {
+    let server = TestServer::start();
+    let common = common(&server);
+    let idle = std::thread::spawn(move || {
+        let scenario = Scenario::Idle {
+            clients: 50,
+            hold: Duration::from_secs(20),
+            await_mark: true,
+        };
+        run(common, scenario).unwrap()
+    });
+    let mut marker = server.client_named("marker");
+    marker.send("/join bench");
+    marker.expect("OK joined bench");
+    // Marks until the run is over: connections that join later get a later one.
+    while !idle.is_finished() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        marker.send(&format!("MARK.{now}"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report = idle.join().unwrap();
+    assert_pass(&report);
+    assert_eq!(int(&report, "marked"), 50);
+    assert!(report.get("mark_latency_max_ms").is_some());
 }
 
 #[test]
