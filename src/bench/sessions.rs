@@ -47,8 +47,9 @@ struct Session {
     step: Step,
     /// Makes the nick unique: the connection's index (idle) or launch number (churn).
     number: u64,
-    /// A `MARK.UNIX_NS` message reached it (idle `--await-mark`).
-    marked: bool,
+    /// How long the first `MARK.UNIX_NS` message took to reach it, in ns (idle
+    /// `--await-mark`). Kept beside the outcome, which a mark must not overwrite.
+    mark: Option<u64>,
 }
 
 impl Session {
@@ -58,7 +59,7 @@ impl Session {
             parse: ParseState::default(),
             step: Step::Connecting,
             number,
-            marked: false,
+            mark: None,
         }
     }
 }
@@ -70,8 +71,6 @@ enum Outcome {
     Registered,
     Joined,
     Pong,
-    /// A `MARK.UNIX_NS` message arrived: how long after it was sent, in ns.
-    Marked(u64),
     Closed,
     Failed(String),
 }
@@ -113,7 +112,7 @@ fn read_lines(
 ) -> Outcome {
     let mut outcome = Outcome::Nothing;
     let mut replies = Vec::new();
-    let parse = &mut session.parse;
+    let (parse, mark) = (&mut session.parse, &mut session.mark);
     let read = session
         .conn
         .read_lines(scratch, |line| match dialect.classify(line, parse) {
@@ -129,7 +128,7 @@ fn read_lines(
             }
             Incoming::Payload(text) => {
                 if let Some(late) = mark_latency(text) {
-                    outcome = Outcome::Marked(late);
+                    mark.get_or_insert(late);
                 }
             }
             Incoming::Other => {}
@@ -263,7 +262,7 @@ impl<'a> IdleRun<'a> {
         let common = self.common;
         let (dialect, room) = (common.dialect, common.room.as_str());
         let session = &mut self.sessions[index];
-        let number = session.number;
+        let (number, had_mark) = (session.number, session.mark.is_some());
         let tag = process_tag();
         let hello = || dialect.hello(&format!("i{tag}{}", base36(number)), Some(room));
         let outcome = on_event(
@@ -274,6 +273,9 @@ impl<'a> IdleRun<'a> {
             self.poll.registry(),
             &mut self.scratch,
         );
+        if let Some(late) = session.mark.filter(|_| !had_mark) {
+            self.mark_latencies.push(late);
+        }
         let during = if phase == IdlePhase::Hold {
             " during the hold"
         } else {
@@ -294,10 +296,6 @@ impl<'a> IdleRun<'a> {
             Outcome::Pong if session.step == Step::Pinged => {
                 session.step = Step::Alive;
                 self.alive += 1;
-            }
-            Outcome::Marked(late) if !session.marked => {
-                session.marked = true;
-                self.mark_latencies.push(late);
             }
             Outcome::Failed(why) => self.failures.push(format!("{why}{during}")),
             Outcome::Closed => self

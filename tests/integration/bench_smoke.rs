@@ -151,6 +151,7 @@ fn idle_waits_for_the_mark_and_reports_its_fan_out() {
     }
     let report = idle.join().unwrap();
     assert_pass(&report);
+    assert_eq!(int(&report, "connected"), 50);
     assert_eq!(int(&report, "marked"), 50);
     assert!(report.get("mark_latency_max_ms").is_some());
 }
