@@ -423,3 +423,58 @@ pub fn write_plaintext(
 pub fn write_ciphertext(session: &mut ClientConnection, socket: &mut impl Write) -> io::Result<()> {
     write_tls_records(session, socket).map(|_| ())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(problem: CertificateError, trust: &Trust) -> String {
+        explain(&rustls::Error::InvalidCertificate(problem), trust).unwrap_or_default()
+    }
+
+    #[test]
+    fn names_and_dates_are_spelled_for_people() {
+        let presented = vec![
+            "DnsName(\"chat.test\")".into(),
+            "IpAddress(10.0.0.1)".into(),
+        ];
+        let expected = ServerName::IpAddress(IpAddr::from([127, 0, 0, 1]).into());
+        let text = words(
+            CertificateError::NotValidForNameContext {
+                expected,
+                presented,
+            },
+            &Trust::SystemRoots,
+        );
+        assert!(
+            text.contains("is valid for chat.test, 10.0.0.1, not for 127.0.0.1"),
+            "{text}"
+        );
+        let expired = CertificateError::ExpiredContext {
+            time: UnixTime::since_unix_epoch(std::time::Duration::from_secs(86_400 * 366)),
+            not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(86_399)),
+        };
+        let text = words(expired, &Trust::SystemRoots);
+        assert!(
+            text.contains("expired on 1970-01-01 23:59:59 UTC (it is now 1971-01-02 00:00:00 UTC)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn only_certificate_errors_are_explained() {
+        let trust = Trust::CaFile("ca.pem".into());
+        assert_eq!(explain(&rustls::Error::HandshakeNotComplete, &trust), None);
+        let io = io::Error::other("plain");
+        assert_eq!(explain_io(io, &trust).to_string(), "plain");
+        let unknown = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+        );
+        let text = explain_io(unknown, &trust).to_string();
+        assert!(
+            text.starts_with("TLS: the server's certificate is neither in ca.pem"),
+            "{text}"
+        );
+    }
+}
