@@ -1,4 +1,4 @@
-//! The command line: `miochat serve | bench | connect`, parsed by `argh`.
+//! The command line: `miochat serve | bench | connect | backup | config`, parsed by `argh`.
 //!
 //! These structs hold raw flags only; turning them into a validated configuration is
 //! done by `into_config`-style functions next to them, so `main` stays a dispatcher.
@@ -52,6 +52,25 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Copy a data dir's database while the server runs.
     Backup(BackupArgs),
+    /// Configuration helpers.
+    Config(ConfigArgs),
+}
+
+/// Configuration helpers.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "config")]
+pub struct ConfigArgs {
+    /// what to do
+    #[argh(subcommand)]
+    pub command: ConfigCommand,
+}
+
+/// The `config` subcommands.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum ConfigCommand {
+    /// Make a development TLS certificate and key.
+    MakeCert(crate::certs::MakeCertArgs),
 }
 
 /// Copy the store's database to DEST, consistently, while a server may be running.

@@ -35,7 +35,7 @@ use rustls::ClientConnection;
 use crate::framing::{FrameError, LineFramer};
 use crate::nonblocking::{ReadOutcome, is_would_block, read_some};
 use crate::protocol::websocket;
-use crate::tls_client::{self, ClientTls};
+use crate::tls_client::{self, ClientTls, Trust};
 
 /// Longest line the bench accepts from a server.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -87,9 +87,16 @@ pub struct Conn {
     pub connected: bool,
     writable: bool,
     /// The TLS session, if this connection speaks TLS.
-    tls: Option<Box<ClientConnection>>,
+    tls: Option<Box<TlsLink>>,
     /// WebSocket client state, if lines travel in frames (`bench --dialect ws`).
     ws: Option<Box<WsClient>>,
+}
+
+/// A TLS session and the trust it was opened with (to explain a refused certificate).
+#[derive(Debug)]
+struct TlsLink {
+    session: ClientConnection,
+    trust: Trust,
 }
 
 /// The client side of a WebSocket carrying lines: the upgrade, then one masked frame
@@ -133,7 +140,13 @@ impl Conn {
         token: Token,
         tls: Option<&ClientTls>,
     ) -> io::Result<Conn> {
-        let tls = tls.map(ClientTls::session).transpose()?.map(Box::new);
+        let tls = match tls {
+            Some(tls) => Some(Box::new(TlsLink {
+                session: tls.session()?,
+                trust: tls.trust.clone(),
+            })),
+            None => None,
+        };
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_nonblocking(true)?;
         socket.set_tcp_nodelay(true)?;
@@ -289,14 +302,23 @@ impl Conn {
 
     /// True while output waits for the socket.
     pub fn has_pending(&self) -> bool {
-        self.out_pos < self.out.len() || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+        self.out_pos < self.out.len()
+            || self
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.session.wants_write())
     }
 
     /// Writes pending output until `WouldBlock`; holds WRITABLE interest only while
     /// something is left (always, for TLS: see the module doc).
     pub fn flush(&mut self, registry: &Registry) -> io::Result<()> {
         if let Some(tls) = self.tls.as_mut() {
-            return flush_tls(tls, &mut self.stream, &mut self.out, &mut self.out_pos);
+            return flush_tls(
+                &mut tls.session,
+                &mut self.stream,
+                &mut self.out,
+                &mut self.out_pos,
+            );
         }
         while self.out_pos < self.out.len() {
             match self.stream.write(&self.out[self.out_pos..]) {
@@ -342,7 +364,10 @@ impl Conn {
         let mut read_any = false;
         let open = loop {
             let outcome = match self.tls.as_mut() {
-                Some(tls) => tls_client::read_plaintext(tls, &mut self.stream, scratch)?,
+                Some(tls) => {
+                    tls_client::read_plaintext(&mut tls.session, &mut self.stream, scratch)
+                        .map_err(|e| tls_client::explain_io(e, &tls.trust))?
+                }
                 None => read_some(&mut self.stream, scratch)?,
             };
             match outcome {
@@ -390,6 +415,14 @@ impl Conn {
     /// Deregisters the socket (before dropping it, so a new one may reuse the token).
     pub fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         registry.deregister(&mut self.stream)
+    }
+
+    /// True while a TLS connection has not finished its handshake (a failure then is
+    /// a failure to connect, not a lost connection).
+    pub fn tls_handshaking(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|tls| tls.session.is_handshaking())
     }
 
     /// The local address (for reports).

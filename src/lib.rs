@@ -16,6 +16,7 @@
 //! [`cli`] and [`logging`] hold the command line and log setup for `main`.
 
 pub mod bench;
+pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod dialer;

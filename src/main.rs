@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use miochat::cli::{Command, TopLevel};
+use miochat::cli::{Command, ConfigCommand, TopLevel};
 use miochat::logging;
 use miochat::server::{Server, StartupError};
 
@@ -16,6 +16,19 @@ fn main() -> ExitCode {
         Command::Bench(bench) => run_bench(&bench),
         Command::Connect(connect) => run_connect(&connect),
         Command::Backup(backup) => run_backup(&backup),
+        Command::Config(config) => match config.command {
+            ConfigCommand::MakeCert(args) => run_make_cert(&args),
+        },
+    }
+}
+
+fn run_make_cert(args: &miochat::certs::MakeCertArgs) -> ExitCode {
+    match miochat::certs::make_cert(args) {
+        Ok(made) => {
+            print!("{}", made.instructions(args.days));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string()),
     }
 }
 

@@ -206,6 +206,10 @@ impl Session {
             }
         });
         let _ = stdout.flush();
-        open.map_err(|e| ClientError::Lost(self.addr, e))
+        drop(stdout);
+        open.map_err(|e| match self.conn.tls_handshaking() {
+            true => ClientError::Connect(self.addr, e),
+            false => ClientError::Lost(self.addr, e),
+        })
     }
 }

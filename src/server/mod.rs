@@ -115,12 +115,9 @@ impl Server {
             bind_listeners(&config)?;
         let local_addr = local_addr.expect("BUG: the line listener is always bound");
         let (polls, handles, inboxes) = shard_polls(config.workers)?;
-        let backplane = match &config.backplane {
-            Some(_) => {
-                Some(Backplane::prepare().map_err(|e| StartupError::Setup("backplane poll", e))?)
-            }
-            None => None,
-        };
+        let backplane = (config.backplane.is_some())
+            .then(|| Backplane::prepare().map_err(|e| StartupError::Setup("backplane poll", e)))
+            .transpose()?;
         let backplane_handle = backplane.as_ref().map(|(_, _, handle)| handle.clone());
         let poll = Poll::new().map_err(|e| StartupError::Setup("acceptor poll", e))?;
         let waker = Waker::new(poll.registry(), TOKEN_WAKEUP)

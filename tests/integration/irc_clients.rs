@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::common::{require, wait_with_timeout};
 
 /// The programs the script drives; under CI=true a missing one fails the test.
-const PROGRAMS: [&str; 5] = ["irssi", "tmux", "openssl", "weechat-headless", "python3"];
+const PROGRAMS: [&str; 4] = ["irssi", "tmux", "weechat-headless", "python3"];
 
 #[test]
 fn irssi_and_weechat_chat_with_a_line_client() {

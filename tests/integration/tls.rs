@@ -4,7 +4,8 @@
 //! SIGHUP reload, and `openssl s_client` and `miochat connect --tls` as clients.
 //!
 //! Certificates are made at test time with `rcgen` into a fresh temporary directory;
-//! no private key is committed.
+//! no private key is committed. Certificates as operators make them (`openssl`,
+//! `make-cert`) and the client's explanations of refused ones are in [`certs`].
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -20,6 +21,8 @@ use miochat::server::config::TlsFiles;
 use miochat::tls_client::{Trust, client_config};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
+
+mod certs;
 
 use crate::common::{
     READ_TIMEOUT, TestClient, TestServer, require, spawn_binary, stat, wait_with_timeout,
