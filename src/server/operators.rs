@@ -139,6 +139,8 @@ pub enum OperMsg {
         by: Nick,
         /// Why.
         reason: Box<str>,
+        /// The operator's `user@host`, if it is known here.
+        from: Option<Arc<UserHost>>,
     },
     /// The k-lines changed: close this shard's connections that match one now.
     Sweep,

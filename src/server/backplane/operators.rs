@@ -57,7 +57,13 @@ impl Backplane {
             }
             Wire::Kill { by, to, reason, .. } => match self.shared.directory.lookup(to.as_str()) {
                 Some(id) => {
-                    let msg = OperMsg::Kill { id, by, reason };
+                    let from = None; // not known here
+                    let msg = OperMsg::Kill {
+                        id,
+                        by,
+                        reason,
+                        from,
+                    };
                     self.to_shards[id.shard()].push(ShardMsg::Oper(msg));
                 }
                 None => log::info!("backplane: a kill of {to}, who has gone"),

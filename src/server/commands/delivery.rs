@@ -139,7 +139,9 @@ impl Delivery {
             return;
         };
         let plain = self.plain_for(session, event, None, from);
-        fx.queue_plain(key, plain);
+        if !plain.is_empty() {
+            fx.queue_plain(key, plain);
+        }
     }
 
     /// Slab keys of this shard's members of `room`.
@@ -159,7 +161,11 @@ impl Delivery {
             return;
         };
         let plain = self.plain_for(session, event, None, None);
-        fx.queue_plain(key, plain);
+        // Some events are nothing in some dialects (an empty MOTD after a line
+        // welcome): an empty write would read as a dead socket.
+        if !plain.is_empty() {
+            fx.queue_plain(key, plain);
+        }
     }
 
     /// `event` for the one reader `session`, as plain lines (framed by the caller,
@@ -238,6 +244,23 @@ impl Delivery {
             return;
         };
         let plain = self.plain_for(session, event, None, None);
+        fx.close_with(key, plain, reason);
+    }
+
+    /// [`Self::farewell`] from someone whose `user@host` is `from` (an operator's
+    /// kill).
+    pub fn farewell_from(
+        &self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        event: &Event,
+        reason: CloseReason,
+        from: Option<&UserHost>,
+    ) {
+        let Some(session) = fx.session(key) else {
+            return;
+        };
+        let plain = self.plain_for(session, event, None, from);
         fx.close_with(key, plain, reason);
     }
 

@@ -182,10 +182,12 @@ impl Operator<'_, '_, '_> {
         let reason: Box<str> = cut(reason, MAX_KICK_LEN).into();
         let victim = match self.shared.directory.lookup_full(nick) {
             Some((id, victim, _)) => {
+                let from = self.fx.session(self.key).map(|s| Arc::clone(&s.userhost));
                 let kill = OperMsg::Kill {
                     id,
                     by: by.clone(),
                     reason: reason.clone(),
+                    from,
                 };
                 match id.shard() == self.delivery.index() {
                     true => on_message(self.delivery, self.shared, self.opers, self.fx, kill),
@@ -196,17 +198,9 @@ impl Operator<'_, '_, '_> {
             None => self.kill_elsewhere(&by, nick, &reason)?,
         };
         log::info!("{by} killed {victim}: {reason}");
-        let text = format!("{by} killed {victim} ({reason})");
-        notice(
-            self.delivery,
-            self.shared,
-            self.opers,
-            self.fx,
-            NoticeKind::Kill,
-            text,
-        );
         let done = Event::Done(format!("killed {victim}").into());
         self.delivery.reply(self.fx, self.key, &done);
+        self.notice(NoticeKind::Kill, format!("{by} killed {victim} ({reason})"));
         Ok(())
     }
 
@@ -262,14 +256,7 @@ impl Operator<'_, '_, '_> {
             kline.mask
         );
         let text = format!("{by} k-lined {} until {expiry} ({reason})", kline.mask);
-        notice(
-            self.delivery,
-            self.shared,
-            self.opers,
-            self.fx,
-            NoticeKind::Kline,
-            text,
-        );
+        self.notice(NoticeKind::Kline, text);
         self.shared.klines.put(kline.clone());
         sweep_everywhere(self.delivery, self.shared, self.opers, self.fx);
         let mask = kline.mask.clone();
@@ -291,14 +278,7 @@ impl Operator<'_, '_, '_> {
         let to = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?.id;
         log::info!("{by} lifted the k-line on {mask}");
         let text = format!("{by} lifted the k-line on {mask}");
-        notice(
-            self.delivery,
-            self.shared,
-            self.opers,
-            self.fx,
-            NoticeKind::Kline,
-            text,
-        );
+        self.notice(NoticeKind::Kline, text);
         let reply = Event::Done(format!("unkline {mask}").into());
         self.keep(to, KlineWrite::Lift(mask.as_str().into()), reply);
         if self.shared.backplane.is_some() {
@@ -374,6 +354,11 @@ impl Operator<'_, '_, '_> {
         Ok(())
     }
 
+    /// A server notice to this node's operators.
+    fn notice(&mut self, kind: NoticeKind, text: String) {
+        notice(self.delivery, self.shared, self.opers, self.fx, kind, text);
+    }
+
     /// `wire` to every other node of the cluster, if there is one.
     fn tell_every_node(&mut self, wire: Wire) {
         if self.shared.backplane.is_some() {
@@ -394,14 +379,20 @@ pub fn on_message(
         OperMsg::Checked { to, name, outcome } => {
             checked(delivery, shared, opers, fx, (to, name, outcome))
         }
-        OperMsg::Kill { id, by, reason } => {
+        OperMsg::Kill {
+            id,
+            by,
+            reason,
+            from,
+        } => {
             let Some(session) = fx.session(id.key()).filter(|s| s.id == id) else {
                 return log::debug!("a kill of a connection that has closed");
             };
             log::info!("{} {} killed by {by}: {reason}", session.peer, session.nick);
             let quit = format!("Killed ({by} ({reason}))");
             let farewell = Event::Killed { by, reason };
-            close(delivery, fx, id.key(), Some(&quit), &farewell);
+            let last = (&farewell, from.as_deref());
+            close(delivery, fx, id.key(), Some(&quit), last);
         }
         OperMsg::Sweep => sweep(delivery, shared, opers, fx),
         OperMsg::ToOpers {
@@ -469,13 +460,13 @@ pub fn drop_oper(delivery: &Delivery, shared: &Shared, opers: &mut Opers, key: u
 }
 
 /// Closes connection `key`: out of its rooms (telling them `quit`, if given), then
-/// `farewell` as its last word.
+/// the farewell as its last word (from the operator whose `user@host` is given).
 fn close(
     delivery: &mut Delivery,
     fx: &mut Effects<'_>,
     key: usize,
     quit: Option<&str>,
-    farewell: &Event,
+    (farewell, from): (&Event, Option<&UserHost>),
 ) {
     let Some(session) = fx.session(key) else {
         return;
@@ -484,7 +475,7 @@ fn close(
     session.current = None;
     let (id, nick) = (session.id, session.nick.clone());
     delivery.depart(fx, (key, id, &nick), &rooms, quit);
-    delivery.farewell(fx, key, farewell, CloseReason::Killed);
+    delivery.farewell_from(fx, key, farewell, CloseReason::Killed, from);
 }
 
 /// Checks connection `key` against the k-lines now that its identity is known (a
@@ -511,13 +502,8 @@ pub fn klined(
     log::info!("{who} matches the k-line on {}: closed", kline.mask);
     let quit = format!("K-Lined ({})", kline.reason);
     let farewell = Event::Klined(kline.reason.clone());
-    close(
-        delivery,
-        fx,
-        key,
-        announce.then_some(quit.as_str()),
-        &farewell,
-    );
+    let quit = announce.then_some(quit.as_str());
+    close(delivery, fx, key, quit, (&farewell, None));
     let text = format!("{who} matches the k-line on {}: disconnected", kline.mask);
     notice(delivery, shared, opers, fx, NoticeKind::Kline, text);
     true
