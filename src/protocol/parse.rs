@@ -806,4 +806,64 @@ mod tests {
         assert_eq!(parse_line(b"   ").unwrap(), None);
         assert_eq!(ok("a\tb"), Command::Say("a\tb"));
     }
+
+    #[test]
+    fn operator_commands_parse_and_round_trip() {
+        let kline = |mask, duration, reason| Command::Kline {
+            mask,
+            duration,
+            reason,
+        };
+        let table: Vec<(&str, Command<'_>)> = vec![
+            (
+                "/oper root s3cret",
+                Command::Oper {
+                    name: "root",
+                    password: "s3cret",
+                },
+            ),
+            (
+                "/kill bob go away",
+                Command::Kill {
+                    nick: "bob",
+                    reason: "go away",
+                },
+            ),
+            (
+                "/kline 10.0.0.* 2h spam bots",
+                kline("10.0.0.*", Some(7200), "spam bots"),
+            ),
+            ("/kline 10.0.0.0/8 perm", kline("10.0.0.0/8", None, "")),
+            ("/kline bob 30 flood", kline("bob", Some(1800), "flood")),
+            ("/unkline bob", Command::Unkline("bob")),
+            ("/klines", Command::Klines),
+            ("/wallops hi all", Command::Wallops("hi all")),
+            ("/wall hi", Command::Wall("hi")),
+            ("/rehash", Command::Rehash),
+            ("/motd", Command::Motd),
+        ];
+        for (line, want) in table {
+            assert_eq!(ok(line), want, "{line}");
+            let again = want.to_line().unwrap();
+            assert_eq!(ok(&again), want, "{again}");
+        }
+        for bad in [
+            "/kline bob soon",
+            "/kill bob",
+            "/oper root",
+            "/klines x",
+            "/wall",
+        ] {
+            assert_eq!(err(bad.as_bytes()).code(), "usage", "{bad}");
+        }
+        assert_eq!(parse_duration("7d"), Some(Some(604_800)));
+        assert_eq!(parse_duration("1W"), Some(Some(604_800)));
+        assert_eq!(parse_duration("45s"), Some(Some(45)));
+        assert_eq!(parse_duration("0"), Some(None));
+        assert_eq!(parse_duration("0h"), Some(None));
+        assert_eq!(parse_duration("PERM"), Some(None));
+        assert_eq!(parse_duration("3x"), None);
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("99999999999999999999w"), None);
+    }
 }

@@ -711,4 +711,62 @@ mod tests {
              inbox=0,4 cross_shard=0,0 poll_ms=20,0 work_ms=0,0\n"
         );
     }
+
+    #[test]
+    fn operator_lines_and_the_motd() {
+        use crate::protocol::{KlineInfo, NoticeKind};
+        let nick = |n| Nick::parse(n).unwrap();
+        let motd = Event::Motd {
+            lines: vec!["hello \x1b[31mred".into(), String::new()],
+            asked: true,
+        };
+        assert_eq!(
+            text(&motd),
+            "EVENT * motd hello [31mred\nEVENT * motd\nOK motd 2\n"
+        );
+        let quiet = Event::Motd {
+            lines: Vec::new(),
+            asked: false,
+        };
+        assert_eq!(text(&quiet), "");
+        let kline = KlineInfo {
+            mask: "*!*@10.*".into(),
+            set_by: "root".into(),
+            set_at: 0,
+            expires: None,
+            reason: "spam".into(),
+        };
+        let cases = [
+            (Event::YouAreOper("root".into()), "OK oper root\n"),
+            (
+                Event::Wallops {
+                    from: nick("root"),
+                    text: "hi".into(),
+                },
+                "EVENT * wallops root hi\n",
+            ),
+            (
+                Event::ServerNotice {
+                    kind: NoticeKind::Connect,
+                    text: "bob connected".into(),
+                },
+                "EVENT * snotice connect bob connected\n",
+            ),
+            (
+                Event::Killed {
+                    by: nick("root"),
+                    reason: "bye".into(),
+                },
+                "ERR killed you were killed by root: bye\n",
+            ),
+            (
+                Event::Klines(vec![kline]),
+                "KLINE *!*@10.* root perm spam\nOK klines 1\n",
+            ),
+            (Event::Rehashing, "OK rehash\n"),
+        ];
+        for (event, want) in cases {
+            assert_eq!(text(&event), want);
+        }
+    }
 }
