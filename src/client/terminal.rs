@@ -87,6 +87,9 @@ impl Style {
             "quit" => format!("{} quit ({rest})", self.nick(first)),
             "topic" => format!("{} set the topic: {rest}", self.nick(first)),
             "shutdown" => "the server is shutting down".to_string(),
+            "motd" => args.to_string(),
+            "wall" => format!("notice from {}: {rest}", self.nick(first)),
+            "wallops" => format!("wallops from {}: {rest}", self.nick(first)),
             _ => format!("{what} {args}"),
         };
         let place = if room == "*" {

@@ -1011,9 +1011,7 @@ fn queries(w: &mut Numerics<'_>, event: &Event) {
             w.num("369", format_args!("{nick} :End of WHOWAS"));
         }
         Event::Lusers(report) => lusers(w, report),
-        // Broadcast events were handled by `reply`; `ModesChanged` and `KickDone`
-        // are for line clients only (IRC clients get their MODE and KICK echoed).
-        _ => {}
+        other => operator_reply(w, other),
     }
 }
 
@@ -1025,7 +1023,8 @@ fn lusers(w: &mut Numerics<'_>, report: &super::LusersReport) {
         "251",
         format_args!(":There are 0 users and {users} invisible on 1 servers"),
     );
-    w.num("252", format_args!("0 :operator(s) online"));
+    let operators = report.operators;
+    w.num("252", format_args!("{operators} :operator(s) online"));
     w.num("253", format_args!("{unknown} :unknown connection(s)"));
     w.num("254", format_args!("{rooms} :channels formed"));
     w.num("255", format_args!(":I have {users} clients and 0 servers"));
@@ -1079,6 +1078,12 @@ fn error_numeric(w: &mut Numerics<'_>, error: &ProtocolError) {
         ProtocolError::CannotSendTo(room) | ProtocolError::CannotSpeak(room) => {
             w.num("404", format_args!("#{room} :Cannot send to channel"))
         }
+        ProtocolError::NoPrivileges => w.num(
+            "481",
+            format_args!(":Permission Denied- You're not an IRC operator"),
+        ),
+        ProtocolError::OperFailed => w.num("464", format_args!(":Password incorrect")),
+        ProtocolError::NoOperHost => w.num("491", format_args!(":No O-lines for your host")),
         ProtocolError::InvalidUtf8
         | ProtocolError::ControlChars
         | ProtocolError::TopicTooLong
@@ -1198,8 +1203,8 @@ pub enum IrcReply<'a> {
     NoOrigin,
     /// 366 alone: `NAMES` of a name that is no channel.
     EndOfNames(&'a str),
-    /// 221: the reader's own modes.
-    UserModes,
+    /// 221: the reader's own modes (`+i`, an operator's `+ios`).
+    UserModes(&'a str),
     /// The reader's own mode change, echoed back.
     UserModeChanged(&'a str),
     /// 502.
@@ -1338,7 +1343,7 @@ pub fn session_reply(
         IrcReply::EndOfNamesAll => w.num("366", format_args!("* :End of /NAMES list.")),
         IrcReply::NoOrigin => w.num("409", format_args!(":No origin specified")),
         IrcReply::EndOfNames(name) => w.num("366", format_args!("{name} :End of /NAMES list.")),
-        IrcReply::UserModes => w.num("221", format_args!("+i")),
+        IrcReply::UserModes(modes) => w.num("221", format_args!("{modes}")),
         IrcReply::UserModeChanged(modes) => w.own(format_args!("MODE {me} :{modes}")),
         IrcReply::CannotChangeOthersModes => {
             w.num("502", format_args!(":Can't change mode for other users"))
@@ -1363,7 +1368,10 @@ fn welcome(w: &mut Numerics<'_>, version: &str) {
         "003",
         format_args!(":This server speaks IRC and the miochat line protocol"),
     );
-    w.num("004", format_args!("{server} {version} i biklmnostv bklov"));
+    w.num(
+        "004",
+        format_args!("{server} {version} ios biklmnostv bklov"),
+    );
     // At most 13 tokens per 005 line (15 parameters with the nick and the trailing).
     w.num(
         "005",
@@ -1384,12 +1392,70 @@ fn welcome(w: &mut Numerics<'_>, version: &str) {
             super::HISTORY_READ_MAX
         ),
     );
+    // The MOTD follows (`Event::Motd`): it is the configuration's, which a reload
+    // may change.
+}
+
+/// The MOTD: `375`, a `372` per line, `376`; or `422` when there is none.
+fn motd(w: &mut Numerics<'_>, lines: &[String]) {
+    let server = w.server;
+    if lines.is_empty() {
+        return w.num("422", format_args!(":MOTD File is missing"));
+    }
     w.num("375", format_args!(":- {server} Message of the day -"));
-    w.num(
-        "372",
-        format_args!(":- Welcome to miochat. Rooms are #channels; line-protocol users share them."),
-    );
+    for line in lines {
+        let line: String = line.chars().filter(|c| !c.is_control()).collect();
+        w.num("372", format_args!(":- {line}"));
+    }
     w.num("376", format_args!(":End of /MOTD command."));
+}
+
+/// The server operators' numerics and lines, and the MOTD.
+fn operator_reply(w: &mut Numerics<'_>, event: &Event) {
+    let (server, me) = (w.server, w.me);
+    match event {
+        Event::Motd { lines, .. } => motd(w, lines),
+        Event::YouAreOper(_) => {
+            w.num("381", format_args!(":You are now an IRC operator"));
+            w.own(format_args!("MODE {me} :+os"));
+        }
+        Event::Wallops { from, text } => {
+            let head = format!(":{} WALLOPS", source(from, w.from_host));
+            push_text_line(&mut w.out, &head, text);
+        }
+        Event::Wall { from, text } => {
+            let head = format!(":{} NOTICE {me}", source(from, w.from_host));
+            push_text_line(&mut w.out, &head, &format!("[wall] {text}"));
+        }
+        Event::ServerNotice { kind, text } => {
+            let kind = kind.as_str().to_ascii_uppercase();
+            w.notice(format_args!("*** {kind}: {text}"));
+        }
+        Event::Killed { by, reason } => {
+            let head = format!(":{} KILL {me}", source(by, w.from_host));
+            push_text_line(&mut w.out, &head, reason);
+            w.closing_link(&format!("Killed ({by} ({reason}))"));
+        }
+        Event::Klined(reason) => {
+            w.num(
+                "465",
+                format_args!(":You are banned from this server: {reason}"),
+            );
+            w.closing_link(&format!("K-Lined: {reason}"));
+        }
+        Event::Klines(klines) => {
+            for kline in klines {
+                let (mask, by, reason) = (&kline.mask, &kline.set_by, &kline.reason);
+                let expires = kline.expiry_text();
+                w.num("216", format_args!("K {mask} {expires} {by} :{reason}"));
+            }
+            w.num("219", format_args!("K :End of /STATS report"));
+        }
+        Event::Rehashing => w.num("382", format_args!("{server} :Rehashing")),
+        // Broadcast events were handled by `reply`; `ModesChanged` and `KickDone`
+        // are for line clients only (IRC clients get their MODE and KICK echoed).
+        _ => {}
+    }
 }
 
 /// A `#room` parameter as a room: `None` unless it starts with `#` and the rest is a

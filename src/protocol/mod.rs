@@ -234,6 +234,62 @@ pub enum Command<'a> {
     /// IRC `TAGMSG target`: a message of tags only (IRCv3 message-tags), to a room
     /// the sender is in or to a nick.
     TagMsg(&'a str),
+
+    // Server operators (both protocols; see `server::oper`).
+    /// `/oper NAME PASSWORD`, IRC `OPER name password`: become a server operator.
+    Oper {
+        /// The operator's name (an `[[oper]]` table of the configuration).
+        name: &'a str,
+        /// Its password.
+        password: &'a str,
+    },
+    /// `/kill NICK REASON`, IRC `KILL nick :reason`: disconnect a user.
+    Kill {
+        /// Who.
+        nick: &'a str,
+        /// Why (told to the user and, in its quit, to its rooms).
+        reason: &'a str,
+    },
+    /// `/kline MASK DURATION [REASON]`, IRC `KLINE mask duration :reason`: a
+    /// server-wide ban.
+    Kline {
+        /// `nick!user@host`, an address, a glob or `ADDRESS/BITS`, as typed.
+        mask: &'a str,
+        /// How long, in seconds (`None`: until lifted).
+        duration: Option<u64>,
+        /// Why (told to those it keeps out).
+        reason: &'a str,
+    },
+    /// `/unkline MASK`, IRC `UNKLINE mask`: lifts a k-line.
+    Unkline(&'a str),
+    /// `/klines`, IRC `STATS k`: the k-lines in force.
+    Klines,
+    /// `/wallops TEXT`, IRC `WALLOPS :text`: a message to every operator.
+    Wallops(&'a str),
+    /// `/wall TEXT`, IRC `WALL :text`: a notice to every user of the server.
+    Wall(&'a str),
+    /// `/rehash`, IRC `REHASH`: reload the configuration (as SIGHUP does).
+    Rehash,
+    /// `/motd`, IRC `MOTD`: the message of the day again.
+    Motd,
+}
+
+impl Command<'_> {
+    /// True for the server operators' commands (and `/motd`, which anyone may use).
+    pub fn is_oper_command(&self) -> bool {
+        matches!(
+            self,
+            Command::Oper { .. }
+                | Command::Kill { .. }
+                | Command::Kline { .. }
+                | Command::Unkline(_)
+                | Command::Klines
+                | Command::Wallops(_)
+                | Command::Wall(_)
+                | Command::Rehash
+                | Command::Motd
+        )
+    }
 }
 
 impl Command<'_> {
@@ -457,6 +513,67 @@ pub struct LusersReport {
     pub rooms: usize,
     /// The most users there have been at once.
     pub max_users: usize,
+    /// Server operators connected to this node (`252`).
+    pub operators: usize,
+}
+
+/// One server-wide ban (a k-line), as listed and as kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KlineInfo {
+    /// The normalised mask (`nick!user@host`; the host may be `ADDRESS/BITS`).
+    pub mask: Box<str>,
+    /// The operator who set it.
+    pub set_by: Box<str>,
+    /// When (Unix seconds).
+    pub set_at: u64,
+    /// When it lapses (Unix seconds), or `None`: until lifted.
+    pub expires: Option<u64>,
+    /// Why.
+    pub reason: Box<str>,
+}
+
+impl KlineInfo {
+    /// Still in force at `now` (Unix seconds)?
+    pub fn in_force(&self, now: u64) -> bool {
+        self.expires.is_none_or(|at| at > now)
+    }
+
+    /// When it lapses as the wire shows it: `perm`, or a time as `HIST` shows one.
+    pub fn expiry_text(&self) -> String {
+        match self.expires {
+            None => "perm".to_string(),
+            Some(at) => timestamp(at.saturating_mul(1000)),
+        }
+    }
+}
+
+/// What a server notice to operators is about (IRC: `*** KIND: text`; line:
+/// `EVENT * snotice KIND text`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// A client connected (line) or registered (IRC).
+    Connect,
+    /// Someone became an operator, or failed to.
+    Oper,
+    /// A user was killed.
+    Kill,
+    /// A k-line was set or lifted, or kept someone out.
+    Kline,
+    /// Flood control paused or cut a client.
+    Flood,
+}
+
+impl NoticeKind {
+    /// The word on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Connect => "connect",
+            NoticeKind::Oper => "oper",
+            NoticeKind::Kill => "kill",
+            NoticeKind::Kline => "kline",
+            NoticeKind::Flood => "flood",
+        }
+    }
 }
 
 /// One entry of a room's ban list.
@@ -924,6 +1041,50 @@ pub enum Event {
         /// Lines delivered from the history.
         count: u64,
     },
+    /// The message of the day: after the welcome (`asked` false: line readers get
+    /// nothing when it is empty) or asked for with `/motd`, IRC `MOTD`.
+    Motd {
+        /// Its lines (empty: there is none).
+        lines: Vec<String>,
+        /// Asked for: line readers get `OK motd N` after the lines.
+        asked: bool,
+    },
+    /// Reply to `Oper`: the asker is a server operator now, as this `[[oper]]`.
+    YouAreOper(Box<str>),
+    /// A message to every operator (`WALLOPS`), from an operator.
+    Wallops {
+        /// The operator.
+        from: Nick,
+        /// The text.
+        text: Box<str>,
+    },
+    /// A notice to every user of the server (`/wall`), from an operator.
+    Wall {
+        /// The operator.
+        from: Nick,
+        /// The text.
+        text: Box<str>,
+    },
+    /// A server notice to operators: a connection, a kill, a k-line, a flood.
+    ServerNotice {
+        /// What about.
+        kind: NoticeKind,
+        /// What happened.
+        text: Box<str>,
+    },
+    /// The reader was killed by an operator; the connection closes after it.
+    Killed {
+        /// The operator.
+        by: Nick,
+        /// Why.
+        reason: Box<str>,
+    },
+    /// The reader matches a k-line (why: its reason); the connection closes after it.
+    Klined(Box<str>),
+    /// Reply to `Klines`: the k-lines in force, oldest first.
+    Klines(Vec<KlineInfo>),
+    /// Reply to `Rehash`: the reload was asked for.
+    Rehashing,
 }
 
 impl Event {
@@ -1093,6 +1254,21 @@ pub enum ProtocolError {
         /// Why.
         why: &'static str,
     },
+    /// An operator's command from someone who is not a server operator (IRC 481).
+    NoPrivileges,
+    /// `/oper` with a name that is not an operator's, or the wrong password (464).
+    OperFailed,
+    /// `/oper` from an address or host none of the operator's masks allow (491).
+    NoOperHost,
+    /// Too many failed `/oper` attempts lately, from this connection or address:
+    /// refused unchecked for this many more seconds.
+    OperThrottled(u64),
+    /// The queue of `/oper` checks is full: nothing was checked.
+    OperBusy,
+    /// `/unkline` of a mask that is not k-lined.
+    NoSuchKline(Box<str>),
+    /// A k-line mask that is refused, and why.
+    BadMask(&'static str),
 }
 
 impl ProtocolError {
@@ -1142,6 +1318,13 @@ impl ProtocolError {
             ProtocolError::NotSaved => "store-failed",
             ProtocolError::NickUnavailable(_) => "nick-unavailable",
             ProtocolError::NotDelivered { .. } => "not-delivered",
+            ProtocolError::NoPrivileges => "no-privileges",
+            ProtocolError::OperFailed => "oper-failed",
+            ProtocolError::NoOperHost => "no-oper-host",
+            ProtocolError::OperThrottled(_) => "oper-throttled",
+            ProtocolError::OperBusy => "oper-busy",
+            ProtocolError::NoSuchKline(_) => "no-such-kline",
+            ProtocolError::BadMask(_) => "bad-mask",
         }
     }
 }
@@ -1258,6 +1441,30 @@ impl ProtocolError {
             ProtocolError::NotDelivered { nick, why } => {
                 write!(f, "{nick} did not get your message: {why}")
             }
+            other => other.fmt_oper(f),
+        }
+    }
+
+    /// The text of the server operators' errors (the rest of `Display`).
+    fn fmt_oper(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::NoPrivileges => {
+                write!(f, "only server operators may do that (/oper NAME PASSWORD)")
+            }
+            ProtocolError::OperFailed => write!(f, "wrong operator name or password"),
+            ProtocolError::NoOperHost => {
+                write!(f, "that operator may not connect from your address or host")
+            }
+            ProtocolError::OperThrottled(secs) => write!(
+                f,
+                "too many failed /oper attempts; wait {secs} s before trying again"
+            ),
+            ProtocolError::OperBusy => write!(
+                f,
+                "too many /oper attempts are being checked; try again shortly"
+            ),
+            ProtocolError::NoSuchKline(mask) => write!(f, "{mask} is not k-lined"),
+            ProtocolError::BadMask(why) => write!(f, "{why}"),
             other => f.write_str(other.code()),
         }
     }

@@ -109,6 +109,8 @@ fn parse_command(line: &str) -> Result<Command<'_>, ProtocolError> {
         "register" | "unregister" | "login" | "identify" | "logout" | "passwd" | "access" => {
             account(&lower, arg)?
         }
+        "oper" | "kill" | "kline" | "unkline" | "klines" | "wallops" | "wall" | "rehash"
+        | "motd" => operator(&lower, arg)?,
         _ => return Err(ProtocolError::UnknownCommand(name.into())),
     };
     Ok(command)
@@ -204,6 +206,98 @@ fn account<'a>(name: &str, arg: Option<&'a str>) -> Result<Command<'a>, Protocol
         _ => return Err(ProtocolError::Usage(ACCESS_USAGE)),
     };
     Ok(command)
+}
+
+/// Usage of `/kline`.
+const KLINE_USAGE: &str = "/kline MASK DURATION [REASON] (DURATION: 30m, 2h, 7d, 0 or perm)";
+
+/// The server operators' commands: `/oper`, `/kill`, `/kline`, `/unkline`,
+/// `/klines`, `/wallops`, `/wall`, `/rehash`, and `/motd` (anyone's).
+fn operator<'a>(name: &str, arg: Option<&'a str>) -> Result<Command<'a>, ProtocolError> {
+    let text = |usage: &'static str| arg.ok_or(ProtocolError::Usage(usage));
+    let command = match name {
+        "oper" => match arg.unwrap_or("").split_whitespace().collect::<Vec<_>>()[..] {
+            [name, password] => Command::Oper { name, password },
+            _ => return Err(ProtocolError::Usage("/oper NAME PASSWORD")),
+        },
+        "kill" => {
+            let (nick, reason) = split_word(text("/kill NICK REASON")?);
+            match reason.trim() {
+                "" => return Err(ProtocolError::Usage("/kill NICK REASON")),
+                reason => Command::Kill { nick, reason },
+            }
+        }
+        "kline" => {
+            let (mask, rest) = split_word(text(KLINE_USAGE)?);
+            let (duration, reason) = split_word(rest.trim_start());
+            let duration = parse_duration(duration).ok_or(ProtocolError::Usage(KLINE_USAGE))?;
+            let reason = reason.trim();
+            Command::Kline {
+                mask,
+                duration,
+                reason,
+            }
+        }
+        "unkline" => Command::Unkline(one_word(arg, "/unkline MASK")?),
+        "klines" => no_args(arg, Command::Klines, "/klines")?,
+        "wallops" => Command::Wallops(text("/wallops TEXT")?),
+        "wall" => Command::Wall(text("/wall TEXT")?),
+        "rehash" => no_args(arg, Command::Rehash, "/rehash")?,
+        _ => no_args(arg, Command::Motd, "/motd")?,
+    };
+    Ok(command)
+}
+
+/// A k-line's duration: `N` followed by `s`, `m`, `h`, `d` or `w` (a bare number is
+/// minutes), or `0` / `perm` for one that lasts until lifted (`Some(None)`). `None`
+/// if it is none of these.
+pub fn parse_duration(word: &str) -> Option<Option<u64>> {
+    if word == "0" || word.eq_ignore_ascii_case("perm") {
+        return Some(None);
+    }
+    let split = word
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(word.len());
+    let (digits, unit) = word.split_at(split);
+    let count: u64 = digits.parse().ok()?;
+    let unit = match unit.to_ascii_lowercase().as_str() {
+        "s" => 1,
+        "m" | "" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return None,
+    };
+    match count.checked_mul(unit)? {
+        0 => Some(None),
+        secs => Some(Some(secs)),
+    }
+}
+
+/// The line of a server operator's command ([`Command::to_line`]).
+fn operator_line(command: &Command<'_>) -> Option<String> {
+    let line = match command {
+        Command::Oper { name, password } => format!("/oper {name} {password}"),
+        Command::Kill { nick, reason } => format!("/kill {nick} {reason}"),
+        Command::Kline {
+            mask,
+            duration,
+            reason,
+        } => {
+            let duration = duration.map_or_else(|| "perm".to_string(), |s| format!("{s}s"));
+            format!("/kline {mask} {duration} {reason}")
+                .trim_end()
+                .to_string()
+        }
+        Command::Unkline(mask) => format!("/unkline {mask}"),
+        Command::Klines => "/klines".into(),
+        Command::Wallops(text) => format!("/wallops {text}"),
+        Command::Wall(text) => format!("/wall {text}"),
+        Command::Rehash => "/rehash".into(),
+        Command::Motd => "/motd".into(),
+        _ => return None,
+    };
+    Some(line)
 }
 
 /// Usage of `/access`.
@@ -343,29 +437,24 @@ impl Command<'_> {
             | Command::SetPassword(_)
             | Command::Access { .. }
             | Command::HistoryOf { .. } => return self.account_line(),
-            Command::Mode { room, request } if request.errors.is_empty() => {
-                mode_line(room.as_ref(), request)
+            Command::Mode { .. } | Command::Kick { .. } | Command::Invite { .. } => {
+                return moderation_line(self);
             }
-            Command::Kick {
-                room: None,
-                nick,
-                reason,
-            } => match reason {
-                Some(reason) => format!("/kick {nick} {reason}"),
-                None => format!("/kick {nick}"),
-            },
-            Command::Invite { nick, room } => match room {
-                Some(room) => format!("/invite {nick} {room}"),
-                None => format!("/invite {nick}"),
-            },
             Command::SayTo {
                 room,
                 text,
                 kind: SayKind::Message,
             } => format!("/msg #{room} {text}"),
-            Command::Mode { .. }
-            | Command::Kick { .. }
-            | Command::Part { .. }
+            Command::Oper { .. }
+            | Command::Kill { .. }
+            | Command::Kline { .. }
+            | Command::Unkline(_)
+            | Command::Klines
+            | Command::Wallops(_)
+            | Command::Wall(_)
+            | Command::Rehash
+            | Command::Motd => return operator_line(self),
+            Command::Part { .. }
             | Command::Invites
             | Command::WhoMask(_)
             | Command::Whowas { .. }
@@ -383,6 +472,30 @@ impl Command<'_> {
         };
         Some(line)
     }
+}
+
+/// The line of `/mode`, `/kick` or `/invite` ([`Command::to_line`]); `None` for
+/// what only IRC says (a refused mode, a kick naming its room).
+fn moderation_line(command: &Command<'_>) -> Option<String> {
+    let line = match command {
+        Command::Mode { room, request } if request.errors.is_empty() => {
+            mode_line(room.as_ref(), request)
+        }
+        Command::Kick {
+            room: None,
+            nick,
+            reason,
+        } => match reason {
+            Some(reason) => format!("/kick {nick} {reason}"),
+            None => format!("/kick {nick}"),
+        },
+        Command::Invite { nick, room } => match room {
+            Some(room) => format!("/invite {nick} {room}"),
+            None => format!("/invite {nick}"),
+        },
+        _ => return None,
+    };
+    Some(line)
 }
 
 /// `/mode [#ROOM] [CHANGES]` as typed.
@@ -692,5 +805,65 @@ mod tests {
         assert_eq!(parse_line(b"").unwrap(), None);
         assert_eq!(parse_line(b"   ").unwrap(), None);
         assert_eq!(ok("a\tb"), Command::Say("a\tb"));
+    }
+
+    #[test]
+    fn operator_commands_parse_and_round_trip() {
+        let kline = |mask, duration, reason| Command::Kline {
+            mask,
+            duration,
+            reason,
+        };
+        let table: Vec<(&str, Command<'_>)> = vec![
+            (
+                "/oper root s3cret",
+                Command::Oper {
+                    name: "root",
+                    password: "s3cret",
+                },
+            ),
+            (
+                "/kill bob go away",
+                Command::Kill {
+                    nick: "bob",
+                    reason: "go away",
+                },
+            ),
+            (
+                "/kline 10.0.0.* 2h spam bots",
+                kline("10.0.0.*", Some(7200), "spam bots"),
+            ),
+            ("/kline 10.0.0.0/8 perm", kline("10.0.0.0/8", None, "")),
+            ("/kline bob 30 flood", kline("bob", Some(1800), "flood")),
+            ("/unkline bob", Command::Unkline("bob")),
+            ("/klines", Command::Klines),
+            ("/wallops hi all", Command::Wallops("hi all")),
+            ("/wall hi", Command::Wall("hi")),
+            ("/rehash", Command::Rehash),
+            ("/motd", Command::Motd),
+        ];
+        for (line, want) in table {
+            assert_eq!(ok(line), want, "{line}");
+            let again = want.to_line().unwrap();
+            assert_eq!(ok(&again), want, "{again}");
+        }
+        for bad in [
+            "/kline bob soon",
+            "/kill bob",
+            "/oper root",
+            "/klines x",
+            "/wall",
+        ] {
+            assert_eq!(err(bad.as_bytes()).code(), "usage", "{bad}");
+        }
+        assert_eq!(parse_duration("7d"), Some(Some(604_800)));
+        assert_eq!(parse_duration("1W"), Some(Some(604_800)));
+        assert_eq!(parse_duration("45s"), Some(Some(45)));
+        assert_eq!(parse_duration("0"), Some(None));
+        assert_eq!(parse_duration("0h"), Some(None));
+        assert_eq!(parse_duration("PERM"), Some(None));
+        assert_eq!(parse_duration("3x"), None);
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("99999999999999999999w"), None);
     }
 }

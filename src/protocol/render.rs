@@ -61,6 +61,10 @@ const HELP: &[&str] = &[
     "/passwd OLD NEW  change your password; /unregister PASSWORD drops the account",
     "/register #ROOM  found ROOM (you: logged in, its operator); /unregister #ROOM",
     "/access #ROOM [add NICK op|voice | del NICK]  who gets status by account",
+    "/motd           the message of the day",
+    "/oper NAME PASSWORD  become a server operator",
+    "/kill NICK REASON, /kline MASK DURATION [REASON], /unkline MASK, /klines  (operators)",
+    "/wallops TEXT (to operators), /wall TEXT (to everyone), /rehash  (operators)",
     "//text          send text that starts with /",
 ];
 
@@ -289,8 +293,62 @@ fn write_everyday(event: &Event, out: &mut String) -> std::fmt::Result {
             out,
             "EVENT * idle {secs} nothing received for a while: send any line (/ping will do) within {secs} s to stay connected"
         ),
+        other => write_operator(other, out),
+    }
+}
+
+/// The server operators' lines and the message of the day.
+fn write_operator(event: &Event, out: &mut String) -> std::fmt::Result {
+    match event {
+        Event::Motd { lines, asked } => {
+            for line in lines {
+                let line = shown(line);
+                match line.is_empty() {
+                    true => writeln!(out, "EVENT * motd")?,
+                    false => writeln!(out, "EVENT * motd {line}")?,
+                }
+            }
+            match asked {
+                true => writeln!(out, "OK motd {}", lines.len()),
+                false => Ok(()),
+            }
+        }
+        Event::YouAreOper(name) => writeln!(out, "OK oper {name}"),
+        Event::Wallops { from, text } => {
+            writeln!(out, "EVENT * wallops {from} {}", shown(text))
+        }
+        Event::Wall { from, text } => writeln!(out, "EVENT * wall {from} {}", shown(text)),
+        Event::ServerNotice { kind, text } => {
+            writeln!(out, "EVENT * snotice {} {}", kind.as_str(), shown(text))
+        }
+        Event::Killed { by, reason } => {
+            writeln!(out, "ERR killed you were killed by {by}: {}", shown(reason))
+        }
+        Event::Klined(reason) => writeln!(
+            out,
+            "ERR klined you are banned from this server: {}",
+            shown(reason)
+        ),
+        Event::Klines(klines) => {
+            for kline in klines {
+                let (mask, by, reason) = (&kline.mask, &kline.set_by, shown(&kline.reason));
+                let expires = kline.expiry_text();
+                writeln!(out, "KLINE {mask} {by} {expires} {reason}")?;
+            }
+            writeln!(out, "OK klines {}", klines.len())
+        }
+        Event::Rehashing => writeln!(out, "OK rehash"),
         other => unreachable!("BUG: {other:?} is rendered by write_event"),
     }
+}
+
+/// Text from the configuration or an IRC user as a line may show it: IRC
+/// formatting removed and no control characters (a MOTD file may hold any).
+fn shown(text: &str) -> String {
+    strip_formatting(text)
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect()
 }
 
 /// `OK who ROOM [@|+]NICK... [+MORE]`: the reply to `/who` (and to IRC's NAMES, should
@@ -652,5 +710,63 @@ mod tests {
              slow_consumers=1 uptime_s=5 pid=42 turns=7,9 wakes_sent=1,0 wakes_received=0,1 \
              inbox=0,4 cross_shard=0,0 poll_ms=20,0 work_ms=0,0\n"
         );
+    }
+
+    #[test]
+    fn operator_lines_and_the_motd() {
+        use crate::protocol::{KlineInfo, NoticeKind};
+        let nick = |n| Nick::parse(n).unwrap();
+        let motd = Event::Motd {
+            lines: vec!["hello \x1b[31mred".into(), String::new()],
+            asked: true,
+        };
+        assert_eq!(
+            text(&motd),
+            "EVENT * motd hello [31mred\nEVENT * motd\nOK motd 2\n"
+        );
+        let quiet = Event::Motd {
+            lines: Vec::new(),
+            asked: false,
+        };
+        assert_eq!(text(&quiet), "");
+        let kline = KlineInfo {
+            mask: "*!*@10.*".into(),
+            set_by: "root".into(),
+            set_at: 0,
+            expires: None,
+            reason: "spam".into(),
+        };
+        let cases = [
+            (Event::YouAreOper("root".into()), "OK oper root\n"),
+            (
+                Event::Wallops {
+                    from: nick("root"),
+                    text: "hi".into(),
+                },
+                "EVENT * wallops root hi\n",
+            ),
+            (
+                Event::ServerNotice {
+                    kind: NoticeKind::Connect,
+                    text: "bob connected".into(),
+                },
+                "EVENT * snotice connect bob connected\n",
+            ),
+            (
+                Event::Killed {
+                    by: nick("root"),
+                    reason: "bye".into(),
+                },
+                "ERR killed you were killed by root: bye\n",
+            ),
+            (
+                Event::Klines(vec![kline]),
+                "KLINE *!*@10.* root perm spam\nOK klines 1\n",
+            ),
+            (Event::Rehashing, "OK rehash\n"),
+        ];
+        for (event, want) in cases {
+            assert_eq!(text(&event), want);
+        }
     }
 }

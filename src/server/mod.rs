@@ -24,7 +24,9 @@ pub mod backplane;
 pub mod commands;
 pub mod config;
 pub mod event_loop;
+pub mod klines;
 pub mod metrics;
+pub mod oper_check;
 pub mod operators;
 pub mod shared;
 pub mod state;
@@ -33,7 +35,7 @@ pub mod store;
 
 // The grouped modules keep their flat paths (`crate::server::shard`): the folders
 // show the architecture, the paths stay short.
-pub use commands::{chat, delivery, irc_session, moderation, relay, services, session};
+pub use commands::{chat, delivery, irc_session, moderation, oper, relay, services, session};
 pub use event_loop::{
     close_reason, conn_table, connection, effects, inbox, pauses, shard, tls, token, web,
 };
@@ -98,13 +100,7 @@ impl Server {
     pub fn start(config: ServerConfig) -> Result<ServerHandle, StartupError> {
         config.validate_tls().map_err(StartupError::Tls)?;
         let config = config.validate().map_err(StartupError::Config)?;
-        let tls = match &config.tls {
-            Some(files) => Some(acceptor::TlsState {
-                files: files.clone(),
-                config: tls::load_server_config(files).map_err(StartupError::Tls)?,
-            }),
-            None => None,
-        };
+        let tls = tls_state(&config)?;
         // The data dir first: a server that cannot have it opens no port at all.
         let mut store = match &config.store {
             Some(settings) => Some(store::open(settings).map_err(StartupError::Store)?),
@@ -126,6 +122,8 @@ impl Server {
         let mut shared = Shared::new(config, handles, backplane_handle);
         shared.hosts = hosts;
         shared.acceptor_waker = Some(Arc::clone(&waker));
+        let (oper_queue, oper_jobs) = oper_check::queue();
+        shared.oper_check = Some(oper_queue);
         if let Some(opened) = &mut store {
             shared.attach_store(opened);
         }
@@ -136,6 +134,8 @@ impl Server {
                 .map_err(StartupError::Store)?,
             None => Vec::new(),
         };
+        let checker = oper_check::OperCheck::new(Arc::clone(&shared));
+        let oper_thread = spawn("oper-check".into(), move || checker.run(oper_jobs))?;
         let backplane_thread = match (backplane, shared.config.backplane.clone()) {
             (Some((poll, inbox, handle)), Some(settings)) => {
                 let backplane = Backplane::new(poll, inbox, Arc::clone(&shared), settings);
@@ -170,9 +170,21 @@ impl Server {
             shards: threads,
             backplane: backplane_thread,
             store: store_threads,
+            oper_check: Some(oper_thread),
             shared,
         })
     }
+}
+
+/// The TLS listeners' certificate and key, loaded, if there are TLS listeners.
+fn tls_state(config: &ServerConfig) -> Result<Option<acceptor::TlsState>, StartupError> {
+    let Some(files) = &config.tls else {
+        return Ok(None);
+    };
+    Ok(Some(acceptor::TlsState {
+        files: files.clone(),
+        config: tls::load_server_config(files).map_err(StartupError::Tls)?,
+    }))
 }
 
 /// Binds every configured listener: line, IRC, TLS line, TLS IRC and HTTP, in that order;
@@ -270,6 +282,8 @@ pub struct ServerHandle {
     shards: Vec<JoinHandle<()>>,
     /// The store and auth threads, when there is a data dir.
     store: Vec<JoinHandle<()>>,
+    /// The thread that checks `OPER` passwords.
+    oper_check: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
 
@@ -341,6 +355,17 @@ impl ServerHandle {
             if thread.join().is_err() {
                 log::error!("the backplane thread panicked");
             }
+        }
+        // No shard asks the checking thread anything more.
+        if let Some(queue) = &self.shared.oper_check
+            && queue.send(operators::OperJob::Stop).is_err()
+        {
+            log::debug!("the oper check thread had stopped already");
+        }
+        if let Some(thread) = self.oper_check.take()
+            && thread.join().is_err()
+        {
+            log::error!("the oper check thread panicked");
         }
         // Then the store commits what the shards left it and stops.
         if let Some(store) = &self.shared.store {

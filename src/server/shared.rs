@@ -63,6 +63,12 @@ pub struct Shared {
     pub acceptor_waker: Option<std::sync::Arc<mio::Waker>>,
     /// Set by [`Shared::request_reload`], taken by the acceptor.
     reload_requested: std::sync::atomic::AtomicBool,
+    /// The k-lines in force (from the data dir, then Redis in a cluster).
+    pub klines: super::klines::KlineList,
+    /// How many operators each shard has.
+    pub opers: super::operators::OperCounts,
+    /// The queue of the thread that checks `OPER` passwords (set before start).
+    pub oper_check: Option<std::sync::mpsc::SyncSender<super::operators::OperJob>>,
 }
 
 impl Shared {
@@ -81,6 +87,7 @@ impl Shared {
         backplane: Option<BackplaneHandle>,
     ) -> Self {
         let config_operators = config.operators.clone();
+        let shards_len = shards.len();
         let guest_suffix = config.backplane.as_ref().map(|b| format!("-{}", b.node));
         Shared {
             addresses: AddressLimits::new(config.max_per_address, config.connect_rate),
@@ -99,6 +106,9 @@ impl Shared {
             operators: super::operators::LiveOperators::new(config_operators),
             acceptor_waker: None,
             reload_requested: std::sync::atomic::AtomicBool::new(false),
+            klines: super::klines::KlineList::default(),
+            opers: super::operators::OperCounts::new(shards_len),
+            oper_check: None,
         }
     }
 
@@ -141,6 +151,7 @@ impl Shared {
     pub fn attach_store(&mut self, opened: &mut OpenedStore) {
         self.store = Some(opened.handle.clone());
         self.registry = std::mem::take(&mut opened.registry);
+        self.klines = super::klines::KlineList::new(std::mem::take(&mut opened.klines));
         self.last_msgid.store(opened.last_id, Ordering::Relaxed);
     }
 

@@ -164,7 +164,7 @@ impl Node {
             client.send(&format!("CAP LS 302\r\nCAP REQ :{caps}\r\nCAP END"));
         }
         client.send(&format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}"));
-        skip_until(&mut client, " 376 ");
+        skip_until(&mut client, " 422 ");
         client.nick = nick.to_string();
         client
     }

@@ -43,7 +43,7 @@ fn register(irc: SocketAddr, nick: &str, user: &str) -> (Irc, String) {
     c.send(&format!("USER {user} * * :My UniqueReal Name"));
     let welcome = c.until(" 001 ");
     let host = welcome.rsplit('@').next().unwrap().to_string();
-    c.until(" 376 ");
+    c.until(" 422 ");
     (c, host)
 }
 
@@ -272,7 +272,7 @@ fn web_prefix(trust: &[&str], forwarded: &str) -> String {
     let mut ws = WsIrc::open(addrs[1], &format!("X-Forwarded-For: {forwarded}\r\n"));
     ws.send("NICK webby");
     ws.send("USER webuser * * :Web");
-    ws.until(" 376 ");
+    ws.until(" 422 ");
     ws.send("JOIN #web");
     watcher.until(" JOIN ")
 }
@@ -382,7 +382,7 @@ fn bad_mode_parameters_bare_names_and_the_time_on_ones_own_join() {
     c.send("NICK timed");
     c.send("USER t 0 * :T");
     c.send("CAP END");
-    c.until(" 376 ");
+    c.until(" 422 ");
     c.send("NAMES");
     assert_eq!(c.line(), ":miochat.local 366 timed * :End of /NAMES list.");
     c.send("JOIN #a");
@@ -488,7 +488,7 @@ fn bytes_that_are_not_utf8_reach_irc_readers_as_sent() {
     for (ws, nick) in [(&mut texty, "texty"), (&mut binny, "binny")] {
         ws.send(&format!("NICK {nick}"));
         ws.send("USER w 0 * :W");
-        ws.until(" 376 ");
+        ws.until(" 422 ");
         ws.send("JOIN #bytes");
         ws.until(" 366 ");
     }

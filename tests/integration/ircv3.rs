@@ -19,7 +19,7 @@ fn register_with(addr: SocketAddr, nick: &str, caps: &str) -> Irc {
     let ack = irc.until(" CAP * ");
     assert!(ack.contains(" ACK :"), "{ack}");
     irc.send("CAP END");
-    irc.until(" 376 ");
+    irc.until(" 422 ");
     irc
 }
 

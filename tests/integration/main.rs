@@ -24,6 +24,7 @@ mod ircv3;
 mod lifecycle;
 mod many_clients;
 mod moderation;
+mod operators;
 mod ordering;
 mod private;
 mod readme_recipe;

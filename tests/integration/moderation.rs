@@ -568,7 +568,7 @@ fn irc_edge_cases_notice_part_reason_and_bytes_that_are_not_utf8() {
         ":miochat.local 461 ben USER :Not enough parameters"
     );
     b.c.send_raw(b"USER ben 0 * :Jos\xe9 \xff\r\n");
-    b.until(" 376 ");
+    b.until(" 422 ");
     a.send("JOIN #lobby");
     a.until(" 366 ");
     b.send("JOIN #lobby");

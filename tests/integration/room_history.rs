@@ -62,7 +62,7 @@ fn irc_reader(addr: SocketAddr, nick: &str) -> Irc {
     irc.send(&format!("NICK {nick}"));
     irc.send(&format!("USER {nick} 0 * :Reader"));
     irc.send("CAP END");
-    irc.until(" 376 ");
+    irc.until(" 422 ");
     irc
 }
 

@@ -589,7 +589,7 @@ fn irc_clients_log_in_with_sasl_or_nickserv_and_an_unidentified_nick_is_renamed(
     sasl.until(" 900 frank frank!~frank@127.0.0.1 frank :You are now logged in as frank");
     sasl.until(" 903 ");
     sasl.send("CAP END");
-    sasl.until(" 376 ");
+    sasl.until(" 422 ");
     sasl.send("WHOIS frank");
     sasl.until(" 330 frank frank frank :is logged in as");
     assert!(
@@ -650,7 +650,7 @@ fn sasl_without_a_data_dir_fails_at_once_with_904() {
     c.send("AUTHENTICATE AGhlbnJ5AHBhc3N3b3Jk"); // "\0henry\0password"
     c.until(" 904 ");
     c.send("CAP END");
-    c.until(" 376 ");
+    c.until(" 422 ");
 }
 
 #[test]
@@ -678,7 +678,7 @@ fn chathistory_reads_the_store_in_a_batch() {
         isupport.contains("CHATHISTORY=1000 MSGREFTYPES=msgid,timestamp"),
         "{isupport}"
     );
-    c.until(" 376 ");
+    c.until(" 422 ");
     c.send("CHATHISTORY LATEST #log * 3");
     c.until("FAIL CHATHISTORY INVALID_TARGET LATEST #log"); // not a member
     c.send("JOIN #log");
@@ -837,7 +837,7 @@ fn irc_register_command_and_account_notify() {
     watcher.send("CAP REQ :account-notify");
     watcher.until(" ACK ");
     watcher.send("CAP END");
-    watcher.until(" 376 ");
+    watcher.until(" 422 ");
     watcher.send("JOIN #hall");
     watcher.until(" 366 ");
     let mut ivy = Irc::register(irc, "ivy");
@@ -952,7 +952,7 @@ fn sasl_scram_sha_256_logs_in_and_a_wrong_password_is_refused() {
     assert!(!scram_login(&mut c, "nobody", "verne-1828"));
     assert!(scram_login(&mut c, "jules", "verne-1828"));
     c.send("CAP END");
-    c.until(" 376 ");
+    c.until(" 422 ");
     c.send("WHOIS jirc");
     c.until(" 330 jirc jirc jules :is logged in as");
 }
@@ -974,7 +974,7 @@ fn account_tag_and_extended_join_show_who_is_logged_in() {
     reader.send("CAP REQ :account-tag extended-join");
     reader.until(" ACK ");
     reader.send("CAP END");
-    reader.until(" 376 ");
+    reader.until(" 422 ");
     reader.send("JOIN #club");
     let own = reader.until(" JOIN #club");
     assert_eq!(own, ":reader!~reader@127.0.0.1 JOIN #club * :The Reader");

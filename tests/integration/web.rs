@@ -260,7 +260,7 @@ fn line_subprotocol_chats_with_nc_and_irc_users() {
         !welcome.ends_with('\n') && !welcome.ends_with('\r'),
         "no CRLF in frames"
     );
-    irc.until(" 376 ");
+    irc.until(" 422 ");
     irc.send("JOIN #lobby");
     irc.until("JOIN");
     nc.send("hello from nc");

@@ -114,7 +114,7 @@ impl WebIrc {
         self.send(&format!("NICK {nick}"));
         self.send(&format!("USER {nick} 0 * :Web {nick}"));
         self.send("CAP END");
-        self.until(" 376 ");
+        self.until(" 422 ");
     }
 }
 

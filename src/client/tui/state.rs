@@ -576,6 +576,17 @@ impl ChatState {
 
     fn on_event(&mut self, room: &str, what: &str, args: &str, stamp: &str) {
         let (first, rest) = args.split_once(' ').unwrap_or((args, ""));
+        if room == "*" && matches!(what, "motd" | "wall" | "wallops" | "snotice") {
+            // The message of the day, and what operators send: told, not errors.
+            let text = match what {
+                "motd" => args.to_string(),
+                "wall" => format!("-- notice from {first}: {rest}"),
+                "wallops" => format!("-- wallops from {first}: {rest}"),
+                _ => format!("-- server: {first}: {rest}"),
+            };
+            self.note(stamp, vec![seg(text, Tone::Info)]);
+            return;
+        }
         if room == "*" {
             let text = match (what, first) {
                 ("shutdown", _) => "the server is shutting down".to_string(),

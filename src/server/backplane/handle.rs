@@ -10,7 +10,7 @@ use std::sync::mpsc::Sender;
 use mio::Waker;
 
 use crate::protocol::outgoing::Outgoing;
-use crate::protocol::{Nick, RoomName};
+use crate::protocol::{KlineInfo, Nick, RoomName};
 
 use super::wire::Wire;
 use crate::server::token::ConnId;
@@ -70,6 +70,16 @@ pub enum BackplaneMsg {
         id: ConnId,
         /// The nick.
         nick: Nick,
+    },
+    /// A message for every node, on the cluster channel (`WALLOPS`, `/wall`).
+    Broadcast(Box<Wire>),
+    /// A k-line set (`Some`) or lifted on this node: kept in the cluster's hash of
+    /// k-lines in Redis and told to every node.
+    Kline {
+        /// Its mask.
+        mask: Box<str>,
+        /// The k-line, or `None`: lifted.
+        kline: Option<Box<KlineInfo>>,
     },
     /// The shards have stopped: say goodbye and exit.
     Shutdown,

@@ -36,6 +36,7 @@
 pub mod claims;
 pub mod handle;
 pub mod link;
+pub mod operators;
 pub mod room_log;
 pub mod wire;
 
@@ -116,6 +117,8 @@ enum Pending {
     Registered,
     /// A room event in the room's log and on its channel, kept until Redis answered.
     Logged(Box<(RoomName, Wire)>),
+    /// `HGETALL` of the cluster's k-lines.
+    Klines,
 }
 
 /// The backplane thread's state.
@@ -359,6 +362,7 @@ impl Backplane {
         if self.commands.command(&[b"HGETALL", b"miochat:registered"]) {
             self.pending.push_back(Pending::Registered);
         }
+        self.ask_klines();
         let origin = self.config.node.clone();
         self.publish(CLUSTER_CHANNEL, &Wire::Hello { origin });
         self.publish_roster();
@@ -440,6 +444,7 @@ impl Backplane {
                 | Pending::Reclaim(_)
                 | Pending::Check(..)
                 | Pending::Accounts
+                | Pending::Klines
                 | Pending::Registered => {}
             }
         }
@@ -766,6 +771,7 @@ impl Backplane {
                 self.on_recovered(room, read, frame);
             }
             Some(Pending::Registered) => self.on_registered(frame),
+            Some(Pending::Klines) => self.on_klines(frame),
             Some(Pending::Accounts) => {
                 if let OwnedFrame::Array(names) = frame {
                     let names: Vec<Nick> = (names.into_iter())
@@ -968,6 +974,10 @@ impl Backplane {
             | Wire::Probe { origin, .. }
             | Wire::Rooms { origin, .. }
             | Wire::Invite { origin, .. }
+            | Wire::Wallops { origin, .. }
+            | Wire::Wall { origin, .. }
+            | Wire::Kill { origin, .. }
+            | Wire::Kline { origin, .. }
                 if origin == self.config.node => {}
             Wire::Room { .. } => log::warn!("backplane: a room event outside its room's channel"),
             Wire::Hello { .. } => self.publish_roster(),
@@ -1002,6 +1012,10 @@ impl Backplane {
             Wire::Probe { .. } => {}
             Wire::Rooms { rooms, .. } => self.shared.cluster.describe_rooms(rooms),
             Wire::Invite { by, to, room, .. } => self.on_invite(by, &to, room),
+            operator @ (Wire::Wallops { .. }
+            | Wire::Wall { .. }
+            | Wire::Kill { .. }
+            | Wire::Kline { .. }) => self.on_operator(operator),
         }
     }
 
@@ -1389,6 +1403,8 @@ impl Backplane {
                 }
                 BackplaneMsg::Claim { id, nick, then } => self.claim(id, nick, then),
                 BackplaneMsg::Release { id, nick } => self.release(id, nick),
+                BackplaneMsg::Broadcast(wire) => self.broadcast(&wire),
+                BackplaneMsg::Kline { mask, kline } => self.save_kline(&mask, kline),
                 BackplaneMsg::Shutdown => self.stopping = true,
             }
         }
@@ -1570,7 +1586,11 @@ fn origin_of(wire: &Wire) -> Option<&str> {
         | Wire::Private { origin, .. }
         | Wire::Probe { origin, .. }
         | Wire::Rooms { origin, .. }
-        | Wire::Invite { origin, .. } => Some(origin),
+        | Wire::Invite { origin, .. }
+        | Wire::Wallops { origin, .. }
+        | Wire::Wall { origin, .. }
+        | Wire::Kill { origin, .. }
+        | Wire::Kline { origin, .. } => Some(origin),
     }
 }
 

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use crate::protocol::modes::{self, changes_string};
-use crate::protocol::{BanInfo, Event, Nick, Role, RoomName};
+use crate::protocol::{BanInfo, Event, KlineInfo, Nick, Role, RoomName};
 use crate::server::registry::{Level, RegisteredRoom};
 use crate::server::room_state::RoomSnapshot;
 
@@ -129,6 +129,46 @@ pub enum Wire {
         /// The room.
         room: RoomName,
     },
+    /// A message to every operator of every node (`WALLOPS`), on the cluster
+    /// channel.
+    Wallops {
+        /// The sender's node.
+        origin: String,
+        /// The operator.
+        from: Nick,
+        /// The text.
+        text: Box<str>,
+    },
+    /// A notice to every user of every node (`/wall`), on the cluster channel.
+    Wall {
+        /// The sender's node.
+        origin: String,
+        /// The operator.
+        from: Nick,
+        /// The text.
+        text: Box<str>,
+    },
+    /// An operator killed a user of the node whose channel this is.
+    Kill {
+        /// The operator's node.
+        origin: String,
+        /// The operator.
+        by: Nick,
+        /// The user (on the receiving node).
+        to: Nick,
+        /// Why.
+        reason: Box<str>,
+    },
+    /// A k-line set (`Some`) or lifted, on the cluster channel (the hash of k-lines
+    /// in Redis holds the same, for nodes that connect later).
+    Kline {
+        /// The node where it was set.
+        origin: String,
+        /// Its mask.
+        mask: Box<str>,
+        /// The k-line, or `None`: lifted.
+        kline: Option<Box<KlineInfo>>,
+    },
     /// A node's own round-trip probe through Redis (the backplane lag in `/stats`).
     Probe {
         /// The node (the only reader).
@@ -240,19 +280,7 @@ impl Wire {
                 let kind = if *notice { "notice" } else { "msg" };
                 format!("v1 private {origin} {from} {to} {kind} {text}").into_bytes()
             }
-            Wire::Probe { origin, sent_ms } => format!("v1 probe {origin} {sent_ms}").into_bytes(),
-            Wire::Rooms { origin, rooms } => with_lines(
-                format!("v1 rooms {origin}"),
-                rooms
-                    .iter()
-                    .map(|(room, state)| encode_snapshot(room, state)),
-            ),
-            Wire::Invite {
-                origin,
-                by,
-                to,
-                room,
-            } => format!("v1 invite {origin} {by} {to} {room}").into_bytes(),
+            other => encode_more(other),
         }
     }
 
@@ -328,12 +356,7 @@ impl Wire {
                     .collect::<Result<_, _>>()?;
                 Ok(Wire::Rooms { origin, rooms })
             }
-            "invite" => Ok(Wire::Invite {
-                origin,
-                by: nick_of(words.next()?)?,
-                to: nick_of(words.next()?)?,
-                room: room_of(words.next()?)?,
-            }),
+            "invite" | "wallops" | "wall" | "kill" | "kline" => decode_more(kind, origin, words),
             _ => Err(BadWire("unknown kind")),
         }
     }
@@ -373,6 +396,119 @@ pub fn decode_registered(text: &str) -> Result<RegisteredRoom, BadWire> {
         founder,
         access,
         snapshot,
+    })
+}
+
+/// The rest of [`Wire::encode`]: room states, invitations, probes and the
+/// operators' messages.
+fn encode_more(wire: &Wire) -> Vec<u8> {
+    match wire {
+        Wire::Probe { origin, sent_ms } => format!("v1 probe {origin} {sent_ms}").into_bytes(),
+        Wire::Rooms { origin, rooms } => with_lines(
+            format!("v1 rooms {origin}"),
+            rooms
+                .iter()
+                .map(|(room, state)| encode_snapshot(room, state)),
+        ),
+        Wire::Invite {
+            origin,
+            by,
+            to,
+            room,
+        } => format!("v1 invite {origin} {by} {to} {room}").into_bytes(),
+        Wire::Wallops { origin, from, text } => {
+            format!("v1 wallops {origin} {from} {text}").into_bytes()
+        }
+        Wire::Wall { origin, from, text } => format!("v1 wall {origin} {from} {text}").into_bytes(),
+        Wire::Kill {
+            origin,
+            by,
+            to,
+            reason,
+        } => format!("v1 kill {origin} {by} {to} {reason}").into_bytes(),
+        Wire::Kline {
+            origin,
+            mask,
+            kline,
+        } => match kline {
+            Some(kline) => format!("v1 kline {origin} + {}", encode_kline(kline)),
+            None => format!("v1 kline {origin} - {mask}"),
+        }
+        .into_bytes(),
+        other => unreachable!("BUG: {other:?} is encoded by Wire::encode"),
+    }
+}
+
+/// An invitation (`invite BY TO ROOM`) and the operators' messages: `wallops FROM
+/// TEXT`, `wall FROM TEXT`, `kill BY TO REASON`, `kline + RECORD` or `kline - MASK`.
+fn decode_more(kind: &str, origin: String, mut words: Words<'_>) -> Result<Wire, BadWire> {
+    Ok(match kind {
+        "invite" => Wire::Invite {
+            origin,
+            by: nick_of(words.next()?)?,
+            to: nick_of(words.next()?)?,
+            room: room_of(words.next()?)?,
+        },
+        "wallops" => Wire::Wallops {
+            origin,
+            from: nick_of(words.next()?)?,
+            text: words.0.into(),
+        },
+        "wall" => Wire::Wall {
+            origin,
+            from: nick_of(words.next()?)?,
+            text: words.0.into(),
+        },
+        "kill" => Wire::Kill {
+            origin,
+            by: nick_of(words.next()?)?,
+            to: nick_of(words.next()?)?,
+            reason: words.0.into(),
+        },
+        _ => match words.next()? {
+            "+" => {
+                let kline = decode_kline(words.0)?;
+                Wire::Kline {
+                    origin,
+                    mask: kline.mask.clone(),
+                    kline: Some(Box::new(kline)),
+                }
+            }
+            _ => Wire::Kline {
+                origin,
+                mask: words.next()?.into(),
+                kline: None,
+            },
+        },
+    })
+}
+
+/// A k-line as the cluster keeps it (the value in Redis's hash of k-lines):
+/// `MASK SETBY SETAT EXPIRES REASON`, EXPIRES `-` for one that lasts until lifted.
+pub fn encode_kline(kline: &KlineInfo) -> String {
+    let expires = kline
+        .expires
+        .map_or_else(|| "-".to_string(), |at| at.to_string());
+    let (mask, by, at) = (&kline.mask, &kline.set_by, kline.set_at);
+    format!("{mask} {by} {at} {expires} {}", kline.reason)
+}
+
+/// The k-line [`encode_kline`] made.
+pub fn decode_kline(text: &str) -> Result<KlineInfo, BadWire> {
+    let mut words = Words(text);
+    let mask = words.next()?.into();
+    let set_by = words.next()?.into();
+    let set_at = words.number()?;
+    let expires = match words.next()? {
+        "-" => None,
+        at => Some(at.parse().map_err(|_| BadWire("bad expiry"))?),
+    };
+    Ok(KlineInfo {
+        mask,
+        set_by,
+        set_at,
+        expires,
+        reason: words.0.into(),
     })
 }
 
@@ -756,6 +892,57 @@ mod tests {
             }
         });
         round_trips(wires.collect(), &room);
+    }
+
+    #[test]
+    fn operator_messages_round_trip() {
+        let origin = || String::from("a");
+        let kline = KlineInfo {
+            mask: "*!*@203.0.113.0/24".into(),
+            set_by: "root".into(),
+            set_at: 1_700_000_000,
+            expires: Some(1_700_003_600),
+            reason: "spam, spam  and spam".into(),
+        };
+        let forever = KlineInfo {
+            expires: None,
+            ..kline.clone()
+        };
+        let all = vec![
+            Wire::Wallops {
+                origin: origin(),
+                from: nick("root"),
+                text: "restart at  noon".into(),
+            },
+            Wire::Wall {
+                origin: origin(),
+                from: nick("root"),
+                text: "be nice".into(),
+            },
+            Wire::Kill {
+                origin: origin(),
+                by: nick("root"),
+                to: nick("spammer"),
+                reason: "no ads, please".into(),
+            },
+            Wire::Kline {
+                origin: origin(),
+                mask: kline.mask.clone(),
+                kline: Some(Box::new(kline.clone())),
+            },
+            Wire::Kline {
+                origin: origin(),
+                mask: forever.mask.clone(),
+                kline: Some(Box::new(forever)),
+            },
+            Wire::Kline {
+                origin: origin(),
+                mask: kline.mask.clone(),
+                kline: None,
+            },
+        ];
+        round_trips(all, &RoomName::lobby());
+        assert_eq!(decode_kline(&encode_kline(&kline)), Ok(kline));
     }
 
     #[test]

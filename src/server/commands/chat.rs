@@ -24,9 +24,10 @@ use std::time::Instant;
 
 use crate::framing::FrameError;
 use crate::protocol::identity::UserHost;
+use crate::protocol::mask::host_of;
 use crate::protocol::outgoing::Protocol;
 use crate::protocol::parse::parse_line;
-use crate::protocol::{Event, Nick, ProtocolError, Refusal, RoomName, irc};
+use crate::protocol::{Event, Nick, NoticeKind, ProtocolError, Refusal, RoomName, irc};
 
 use crate::server::backplane::handle::{BackplaneMsg, ClaimAnswer, ClaimFor};
 use crate::server::close_reason::CloseReason;
@@ -35,6 +36,7 @@ use crate::server::directory::Profile;
 use crate::server::effects::Effects;
 use crate::server::inbox::ShardMsg;
 use crate::server::irc_session::IrcSession;
+use crate::server::oper;
 use crate::server::relay::{Departure, Relay};
 use crate::server::room_state::{RemoteRoom, unix_now};
 use crate::server::services::{Services, reclaimed};
@@ -114,9 +116,13 @@ impl Chat {
         let Some(session) = fx.session(key) else {
             return;
         };
-        let (nick, protocol) = (session.nick.clone(), session.protocol());
-        log::info!("{} connected ({protocol:?}) as {nick}", session.peer);
+        let (nick, protocol, peer) = (session.nick.clone(), session.protocol(), session.peer);
+        log::info!("{peer} connected ({protocol:?}) as {nick}");
         if !protocol.speaks_irc() {
+            // A line connection's identity is known now (an IRC one's at registration).
+            if self.relay.klined(fx, key, false) {
+                return;
+            }
             let room = RoomName::lobby();
             self.relay.delivery.enter(&room, key);
             let welcome = Event::Welcome {
@@ -124,11 +130,20 @@ impl Chat {
                 room: room.clone(),
             };
             self.relay.delivery.reply(fx, key, &welcome);
+            let lines = self.shared.operators.get().motd.clone();
+            let motd = Event::Motd {
+                lines,
+                asked: false,
+            };
+            self.relay.delivery.reply(fx, key, &motd);
             let joined = Event::Joined {
                 room: room.clone(),
-                nick,
+                nick: nick.clone(),
             };
             self.relay.delivery.announce(fx, &room, Some(key), joined);
+            let address = host_of(peer.ip());
+            let text = || format!("{nick} ({address}) connected ({})", protocol.label());
+            self.relay.notice(fx, NoticeKind::Connect, text);
         }
         self.relay.tell_cluster(fx, key, None);
     }
@@ -236,7 +251,15 @@ impl Chat {
         if let (Some(limit), Some(bucket)) = (flood, session.flood.as_mut())
             && let Some(resume) = bucket.take(limit, now)
         {
+            // Operators hear of a connection's first pause (not of every one).
+            let first = !std::mem::replace(&mut session.flood_noticed, true);
+            let who = first.then(|| (session.nick.clone(), session.peer.ip()));
             fx.pause_reading(key, resume);
+            if let Some((nick, address)) = who {
+                let address = host_of(address);
+                let text = || format!("{nick} ({address}) is over the flood limit: slowed down");
+                self.relay.notice(fx, NoticeKind::Flood, text);
+            }
         }
         Some(protocol)
     }
@@ -244,6 +267,11 @@ impl Chat {
     /// Flood control's hard ceiling: a paused client kept too much unread for too
     /// long. It is told `ERR flood` (IRC: "Excess Flood") and closed.
     pub fn cut_flooder(&mut self, fx: &mut Effects<'_>, key: usize) {
+        if let Some(session) = fx.session(key) {
+            let (nick, address) = (session.nick.clone(), host_of(session.peer.ip()));
+            let text = || format!("{nick} ({address}) was cut for flooding");
+            self.relay.notice(fx, NoticeKind::Flood, text);
+        }
         let notice = Event::Closing(Refusal::Flood);
         self.relay
             .delivery
@@ -317,6 +345,7 @@ impl Chat {
                 }
                 None
             }
+            ShardMsg::Oper(msg) => return self.relay.on_oper(fx, msg),
             lost @ ShardMsg::NickReclaimed { .. } => {
                 reclaimed(&self.relay.delivery, fx, lost);
                 None
@@ -422,6 +451,14 @@ impl Chat {
     /// A reaped connection: out of its rooms (telling them, unless the server is
     /// shutting down), its nick and away message freed.
     pub fn on_closed(&mut self, fx: &mut Effects<'_>, mut session: Session, why: &str, tell: bool) {
+        if session.oper.is_some() {
+            oper::drop_oper(
+                &self.relay.delivery,
+                &self.shared,
+                &mut self.relay.opers,
+                session.id.key(),
+            );
+        }
         let rooms = std::mem::take(&mut session.rooms);
         let who = Departure {
             key: session.id.key(),

@@ -95,6 +95,55 @@ impl Delivery {
         self.rooms.leave(room, key);
     }
 
+    /// Takes local connection `key` (`id`, `nick`) out of `rooms` (this shard's
+    /// tables and the directory, in one lock) and, given a `reason`, announces `quit
+    /// nick reason` to each room (a user's quit, kill or k-line; during shutdown
+    /// there is none: everyone is leaving).
+    pub fn depart(
+        &mut self,
+        fx: &mut Effects<'_>,
+        (key, id, nick): (usize, ConnId, &Nick),
+        rooms: &[RoomName],
+        reason: Option<&str>,
+    ) {
+        for room in rooms {
+            self.exit(room, key);
+        }
+        self.shared.directory.leave_all(id, rooms);
+        let Some(reason) = reason else {
+            return;
+        };
+        let reason: Box<str> = reason.into();
+        let once = self.next_once();
+        for room in rooms {
+            let (nick, reason) = (nick.clone(), reason.clone());
+            let event = Event::Quit {
+                room: room.clone(),
+                nick,
+                reason,
+            };
+            self.announce_once(fx, room, None, event, once);
+        }
+    }
+
+    /// `event` to connection `key` alone, showing `from` as the `user@host` of its
+    /// source (an operator's `WALLOPS` or `/wall`).
+    pub fn reply_from(
+        &self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        event: &Event,
+        from: Option<&UserHost>,
+    ) {
+        let Some(session) = fx.session(key) else {
+            return;
+        };
+        let plain = self.plain_for(session, event, None, from);
+        if !plain.is_empty() {
+            fx.queue_plain(key, plain);
+        }
+    }
+
     /// Slab keys of this shard's members of `room`.
     pub fn local_members(&self, room: &RoomName) -> &[usize] {
         self.rooms.members(room)
@@ -112,7 +161,11 @@ impl Delivery {
             return;
         };
         let plain = self.plain_for(session, event, None, None);
-        fx.queue_plain(key, plain);
+        // Some events are nothing in some dialects (an empty MOTD after a line
+        // welcome): an empty write would read as a dead socket.
+        if !plain.is_empty() {
+            fx.queue_plain(key, plain);
+        }
     }
 
     /// `event` for the one reader `session`, as plain lines (framed by the caller,
@@ -191,6 +244,23 @@ impl Delivery {
             return;
         };
         let plain = self.plain_for(session, event, None, None);
+        fx.close_with(key, plain, reason);
+    }
+
+    /// [`Self::farewell`] from someone whose `user@host` is `from` (an operator's
+    /// kill).
+    pub fn farewell_from(
+        &self,
+        fx: &mut Effects<'_>,
+        key: usize,
+        event: &Event,
+        reason: CloseReason,
+        from: Option<&UserHost>,
+    ) {
+        let Some(session) = fx.session(key) else {
+            return;
+        };
+        let plain = self.plain_for(session, event, None, from);
         fx.close_with(key, plain, reason);
     }
 

@@ -19,14 +19,17 @@
 use std::sync::Arc;
 
 use crate::protocol::irc::{self, IrcReply, MAX_AWAY_LEN, Message};
+use crate::protocol::mask::host_of;
 use crate::protocol::raw;
 use crate::protocol::{
-    AccessLevel, Command, MAX_TOPIC_LEN, ModeRequest, Nick, ProtocolError, SayKind, modes,
+    AccessLevel, Command, Event, MAX_TOPIC_LEN, ModeRequest, Nick, NoticeKind, ProtocolError,
+    SayKind, modes,
 };
 
 use crate::server::backplane::{ClaimAnswer, ClaimFor};
 use crate::server::close_reason::CloseReason;
 use crate::server::effects::Effects;
+use crate::server::oper;
 use crate::server::relay::{NickClaim, Relay};
 use crate::server::services::Services;
 use crate::server::session::{IrcState, LoginKind, SaslStep, ScramExchange};
@@ -155,7 +158,79 @@ impl IrcSession<'_, '_, '_> {
             "CHATHISTORY" => self.chathistory(msg),
             "REGISTER" => self.register(msg),
             "QUIT" => self.apply(Command::Quit(msg.param(0))),
+            "OPER" | "KILL" | "KLINE" | "UNKLINE" | "KLINES" | "STATS" | "WALLOPS" | "WALL"
+            | "REHASH" | "MOTD" => self.operator(msg),
             _ => self.answer(IrcReply::UnknownCommand(cmd)),
+        }
+    }
+
+    /// The server operators' commands (and `MOTD`), as the line protocol's.
+    fn operator(&mut self, msg: &Message<'_>) {
+        let cmd = msg.command.as_str();
+        let (first, second) = (msg.param(0), msg.param(1));
+        let command = match (cmd, first, second) {
+            ("OPER", Some(name), Some(password)) => Command::Oper { name, password },
+            ("KILL", Some(nick), Some(reason)) if !reason.is_empty() => {
+                Command::Kill { nick, reason }
+            }
+            ("KLINE", Some(mask), _) => match kline(mask, second, msg.param(2)) {
+                Some(command) => command,
+                None => {
+                    return self.relay.delivery.reject(
+                        self.fx,
+                        self.key,
+                        ProtocolError::Usage("KLINE mask [duration] [:reason]"),
+                    );
+                }
+            },
+            ("UNKLINE", Some(mask), _) => Command::Unkline(mask),
+            ("KLINES", ..) => Command::Klines,
+            ("STATS", Some(letter), _) if letter.eq_ignore_ascii_case("k") => Command::Klines,
+            ("STATS", ..) => Command::Stats,
+            ("WALLOPS" | "WALL", Some(text), _) if !text.is_empty() => match cmd {
+                "WALLOPS" => Command::Wallops(text),
+                _ => Command::Wall(text),
+            },
+            ("REHASH", ..) => Command::Rehash,
+            ("MOTD", ..) => Command::Motd,
+            _ => return self.answer(IrcReply::NeedMoreParams(cmd)),
+        };
+        self.apply(command);
+    }
+
+    /// `MODE me modes`: `-o` stops being an operator, `+s`/`-s` takes server notices
+    /// or not (operators only); the change is echoed as asked.
+    fn own_modes(&mut self, modes: &str) {
+        let mut set = true;
+        for letter in modes.chars() {
+            match letter {
+                '+' | '-' => set = letter == '+',
+                'o' if !set => self.stop_being_operator(),
+                's' => {
+                    if let Some(session) = self.fx.session(self.key).filter(|s| s.oper.is_some()) {
+                        session.snotices = set;
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.answer(IrcReply::UserModeChanged(modes));
+    }
+
+    /// `MODE me -o`.
+    fn stop_being_operator(&mut self) {
+        let Some(session) = self.fx.session(self.key) else {
+            return;
+        };
+        if let Some(name) = session.oper.take() {
+            session.snotices = false;
+            log::info!(
+                "{} {} is no longer operator {name}",
+                session.peer,
+                session.nick
+            );
+            let (delivery, opers) = (&self.relay.delivery, &mut self.relay.opers);
+            oper::drop_oper(delivery, self.shared, opers, self.key);
         }
     }
 
@@ -377,16 +452,30 @@ impl IrcSession<'_, '_, '_> {
         }
         state.registered = true;
         let realname = state.realname.take().unwrap_or_default();
-        if let Some(session) = self.fx.session(self.key) {
-            log::info!("{} registered on IRC as {}", session.peer, session.nick);
-            let userhost = Arc::clone(&session.userhost);
-            (self.shared.directory).register(session.id, &realname, userhost);
+        // Its identity is known now: a k-line keeps it out before any welcome.
+        if self.relay.klined(self.fx, self.key, false) {
+            return;
         }
+        let Some(session) = self.fx.session(self.key) else {
+            return;
+        };
+        let (peer, nick) = (session.peer, session.nick.clone());
+        log::info!("{peer} registered on IRC as {nick}");
+        let userhost = Arc::clone(&session.userhost);
+        (self.shared.directory).register(session.id, &realname, userhost);
         self.answer(IrcReply::Welcome { version: VERSION });
+        let lines = self.shared.operators.get().motd.clone();
+        let motd = Event::Motd {
+            lines,
+            asked: false,
+        };
+        self.relay.delivery.reply(self.fx, self.key, &motd);
         let grace = self.shared.config.nick_grace.as_secs();
         if self.state().is_some_and(|s| s.identify_by.is_some()) {
             self.answer(IrcReply::IdentifyWithin(grace));
         }
+        let text = || format!("{nick} ({}) registered (irc)", host_of(peer.ip()));
+        self.relay.notice(self.fx, NoticeKind::Connect, text);
     }
 
     /// SASL, before registration ends: PLAIN (`AUTHENTICATE PLAIN`, then the base64
@@ -865,10 +954,12 @@ impl IrcSession<'_, '_, '_> {
             return self.apply(Command::Mode { room, request });
         }
         let me = self.fx.session(self.key).map(|s| s.nick.key());
+        let oper = self.fx.session(self.key).is_some_and(|s| s.oper.is_some());
         let reply = if Nick::parse(target).is_ok_and(|n| Some(n.key()) == me) {
             match msg.param(1) {
-                None => IrcReply::UserModes,
-                Some(modes) => IrcReply::UserModeChanged(modes),
+                None if oper => IrcReply::UserModes("+ios"),
+                None => IrcReply::UserModes("+i"),
+                Some(modes) => return self.own_modes(modes),
             }
         } else if self.shared.directory.lookup(target).is_some() {
             IrcReply::CannotChangeOthersModes
@@ -954,6 +1045,27 @@ impl IrcSession<'_, '_, '_> {
         let count = msg.param(1).and_then(|c| c.parse().ok()).unwrap_or(0);
         self.apply(Command::Whowas { nick, count });
     }
+}
+
+/// `KLINE mask [duration] [:reason]`: a second parameter that is no duration is
+/// the reason of a k-line until lifted. `None` if a third comes after a bad duration.
+fn kline<'m>(
+    mask: &'m str,
+    second: Option<&'m str>,
+    third: Option<&'m str>,
+) -> Option<Command<'m>> {
+    let parsed = second.map(crate::protocol::parse::parse_duration);
+    let (duration, reason) = match (parsed, third) {
+        (None, _) => (None, ""),
+        (Some(Some(duration)), reason) => (duration, reason.unwrap_or("")),
+        (Some(None), None) => (None, second.unwrap_or("")),
+        (Some(None), Some(_)) => return None,
+    };
+    Some(Command::Kline {
+        mask,
+        duration,
+        reason,
+    })
 }
 
 /// Longest real name kept, in bytes.

@@ -21,7 +21,8 @@ use std::sync::atomic::Ordering;
 use crate::protocol::mask::glob_matches;
 use crate::protocol::outgoing::Outgoing;
 use crate::protocol::{
-    Command, Event, Member, Nick, ProtocolError, Role, RoomInfo, RoomName, SayKind, WhoRow,
+    Command, Event, Member, Nick, NoticeKind, ProtocolError, Role, RoomInfo, RoomName, SayKind,
+    WhoRow,
 };
 
 use crate::server::backplane::claims;
@@ -32,6 +33,7 @@ use crate::server::config::{JOIN_HISTORY, MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
 use crate::server::delivery::Delivery;
 use crate::server::effects::Effects;
 use crate::server::moderation::{Moderator, identity, save_room};
+use crate::server::oper::{self, Operator, Opers};
 use crate::server::room_state::unix_now;
 use crate::server::services::{Services, grant};
 use crate::server::session::Session;
@@ -60,6 +62,8 @@ pub struct Relay {
     /// The client-only tags (IRCv3 message-tags) of the command being applied, from
     /// an IRC client that enabled `message-tags`; passed on with the message.
     tags: Option<Box<str>>,
+    /// This shard's server operators.
+    pub opers: Opers,
 }
 
 impl Relay {
@@ -70,6 +74,7 @@ impl Relay {
             shared,
             index,
             tags: None,
+            opers: Opers::default(),
         }
     }
 
@@ -155,6 +160,7 @@ impl Relay {
                 self.delivery.ask_history(fx, &room, key, count, false);
                 Ok(())
             }
+            command if command.is_oper_command() => self.operator(fx, key).apply(command),
             command if command.is_account_command() => Services {
                 delivery: &self.delivery,
                 shared: &self.shared,
@@ -187,6 +193,48 @@ impl Relay {
             self.shared.directory.leave(room, id);
             self.tell_cluster(fx, key, None);
         }
+    }
+
+    /// The server operators' door (`oper.rs`).
+    pub fn operator<'s, 'f, 'a>(
+        &'s mut self,
+        fx: &'f mut Effects<'a>,
+        key: usize,
+    ) -> Operator<'s, 'f, 'a> {
+        Operator {
+            delivery: &mut self.delivery,
+            shared: &self.shared,
+            opers: &mut self.opers,
+            fx,
+            key,
+        }
+    }
+
+    /// Checks connection `key` against the k-lines (its identity changed, or is
+    /// known at last); true if one matched and it is closing.
+    pub fn klined(&mut self, fx: &mut Effects<'_>, key: usize, announce: bool) -> bool {
+        let (delivery, opers) = (&mut self.delivery, &mut self.opers);
+        oper::klined(delivery, &self.shared, opers, fx, (key, announce))
+    }
+
+    /// Operators' business from another shard, thread or node (`ShardMsg::Oper`).
+    pub fn on_oper(&mut self, fx: &mut Effects<'_>, msg: crate::server::operators::OperMsg) {
+        let (delivery, opers) = (&mut self.delivery, &mut self.opers);
+        oper::on_message(delivery, &self.shared, opers, fx, msg);
+    }
+
+    /// A server notice to this node's operators (nothing while there are none).
+    pub fn notice(
+        &mut self,
+        fx: &mut Effects<'_>,
+        kind: NoticeKind,
+        text: impl FnOnce() -> String,
+    ) {
+        if self.shared.opers.total() == 0 {
+            return;
+        }
+        let (delivery, opers) = (&mut self.delivery, &mut self.opers);
+        oper::notice(delivery, &self.shared, opers, fx, kind, text());
     }
 
     /// The moderation commands' door (`moderation.rs`).
@@ -234,7 +282,11 @@ impl Relay {
                 entries: directory.whowas(nick, count),
                 nick: nick.into(),
             },
-            Command::Lusers => Event::Lusers(directory.lusers()),
+            Command::Lusers => {
+                let mut report = directory.lusers();
+                report.operators = self.shared.opers.total();
+                Event::Lusers(report)
+            }
             Command::Ison(nicks) => {
                 Event::Ison(self.online(&nicks).into_iter().map(|(n, _)| n).collect())
             }
@@ -826,6 +878,8 @@ impl Relay {
         log::info!("{} {old} is now {nick}", session.peer);
         let rooms = session.rooms.clone();
         self.renamed(fx, key, old, nick, rooms);
+        // A k-line may name nicks: the new one is checked as a new connection is.
+        self.klined(fx, key, true);
     }
 
     /// `/join`: join if the room's modes and bans allow it (checked and joined in one
@@ -1087,24 +1141,13 @@ impl Relay {
     /// (during shutdown there is none: everyone is leaving). Used by `/quit` and when
     /// the loop reaps a closed connection.
     pub fn depart(&mut self, fx: &mut Effects<'_>, who: Departure<'_>, reason: Option<&str>) {
-        for room in who.rooms {
-            self.delivery.exit(room, who.key);
-        }
-        self.shared.directory.leave_all(who.id, who.rooms);
-        let Some(reason) = reason else {
-            return;
-        };
-        let reason: Box<str> = reason.into();
-        let once = self.delivery.next_once();
-        for room in who.rooms {
-            let (nick, reason) = (who.nick.clone(), reason.clone());
-            let event = Event::Quit {
-                room: room.clone(),
-                nick,
-                reason,
-            };
-            self.delivery.announce_once(fx, room, None, event, once);
-        }
+        let Departure {
+            key,
+            id,
+            nick,
+            rooms,
+        } = who;
+        self.delivery.depart(fx, (key, id, nick), rooms, reason);
     }
 
     /// May `session` speak in `room` (`+n`, `+m`, bans)? A member who may not is told

@@ -61,6 +61,12 @@ pub struct Session {
     pub spoke_once: bool,
     /// The one-minute idle warning was sent (cleared by any line).
     pub idle_warned: bool,
+    /// The `[[oper]]` this connection is a server operator as, if it is one.
+    pub oper: Option<Box<str>>,
+    /// An operator who takes server notices (IRC user mode `+s`, on with `OPER`).
+    pub snotices: bool,
+    /// Operators were told of a flood pause of this connection (once is enough).
+    pub flood_noticed: bool,
 }
 
 impl Session {
@@ -83,6 +89,9 @@ impl Session {
             echo: false,
             spoke_once: false,
             idle_warned: false,
+            oper: None,
+            snotices: false,
+            flood_noticed: false,
         }
     }
 

@@ -44,11 +44,13 @@ pub enum CloseReason {
     /// The WebSocket client closed saying the *server* broke the protocol (close
     /// code 1002, 1003, 1007 or 1009): a server bug, logged as a warning.
     WebSocketRejected,
+    /// A server operator killed the connection, or a k-line matched it.
+    Killed,
 }
 
 impl CloseReason {
     /// Number of variants (size of the stats histogram).
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
     /// Every variant, in histogram order.
     pub const ALL: [CloseReason; Self::COUNT] = [
         CloseReason::PeerClosed,
@@ -66,6 +68,7 @@ impl CloseReason {
         CloseReason::HttpTimeout,
         CloseReason::WebSocketError,
         CloseReason::WebSocketRejected,
+        CloseReason::Killed,
     ];
 
     /// Position in the stats histogram.
@@ -91,6 +94,7 @@ impl CloseReason {
             CloseReason::HttpTimeout => "http-timeout",
             CloseReason::WebSocketError => "websocket-error",
             CloseReason::WebSocketRejected => "websocket-rejected",
+            CloseReason::Killed => "killed",
         }
     }
 

@@ -31,6 +31,7 @@ use mio::net::TcpStream;
 use crate::protocol::RoomName;
 use crate::protocol::outgoing::{Outgoing, Protocol};
 
+use crate::server::operators::OperMsg;
 use crate::server::token::ConnId;
 
 /// A room event on its way to the room's home shard.
@@ -152,6 +153,9 @@ pub enum ShardMsg {
         /// Its lines, oldest first.
         lines: Vec<crate::protocol::HistoryLine>,
     },
+    /// Server operators' business: an `OPER` checked, a kill, a k-line sweep, a
+    /// `WALLOPS`, `/wall` or server notice (`commands/oper.rs`).
+    Oper(OperMsg),
     /// Tell every client, flush, close, exit.
     Shutdown,
 }

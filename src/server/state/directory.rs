@@ -532,6 +532,7 @@ impl Directory {
             unknown: tables.profiles.len() - tables.registered,
             rooms: tables.rooms.len(),
             max_users: tables.max_registered,
+            operators: 0, // counted by the shards (`Shared::opers`)
         }
     }
 

@@ -29,6 +29,7 @@
 
 pub mod auth;
 pub mod incarnations;
+pub mod klines;
 pub mod redis_book;
 pub mod schema;
 pub mod scram;
@@ -246,6 +247,9 @@ pub enum Job {
         /// At most this many rooms.
         limit: usize,
     },
+    /// A k-line set or lifted (already in force): committed, then its setter is
+    /// told (`then.reply`, or that it could not be saved).
+    Kline(klines::KlineWrite, Box<Then>),
     /// Old lines for one reader.
     Read {
         /// Who asked.
@@ -455,6 +459,8 @@ pub struct OpenedStore {
     pub registry: Registry,
     /// The newest message id stored (new ids start above it).
     pub last_id: u64,
+    /// The k-lines in force, loaded from the file.
+    pub klines: Vec<crate::protocol::KlineInfo>,
     jobs: Receiver<Job>,
     auth: Receiver<AuthJob>,
 }
@@ -474,6 +480,8 @@ pub fn open(config: &StoreConfig) -> Result<OpenedStore, StoreError> {
             |row| row.get(0),
         )
         .map_err(|e| StoreError::db(&path, e))?;
+    let now = super::room_state::unix_now();
+    let klines = klines::load(&connection, now).map_err(|e| StoreError::db(&path, e))?;
     let (jobs_tx, jobs) = sync_channel(JOB_QUEUE);
     let (auth_tx, auth) = sync_channel(AUTH_QUEUE);
     Ok(OpenedStore {
@@ -486,6 +494,7 @@ pub fn open(config: &StoreConfig) -> Result<OpenedStore, StoreError> {
         },
         registry,
         last_id: u64::try_from(last_id).unwrap_or(0),
+        klines,
         jobs,
         auth,
     })

@@ -34,7 +34,9 @@ pub const LOCK_FILE: &str = "miochat.lock";
 /// threads, a backup, an operator's `sqlite3` shell) before it fails.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-const TABLES: &str = "
+/// Every table (a k-line table was added without a new version: a binary that
+/// does not know it leaves it alone).
+pub const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS accounts (
     name_key TEXT PRIMARY KEY,
     name     TEXT NOT NULL,
@@ -83,6 +85,13 @@ CREATE TABLE IF NOT EXISTS private (
     sender    TEXT NOT NULL,
     recipient TEXT NOT NULL,
     text      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS klines (
+    mask    TEXT PRIMARY KEY,
+    set_by  TEXT NOT NULL,
+    set_at  INTEGER NOT NULL,
+    expires INTEGER,
+    reason  TEXT NOT NULL
 );
 ";
 

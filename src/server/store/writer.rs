@@ -170,6 +170,7 @@ impl Writer {
             }
             Job::Private(private) => self.hold(Pending::Private(private)),
             Job::Room(write, then) => self.room(*write, then),
+            Job::Kline(write, then) => self.kline(&write, then),
             Job::Targets {
                 to,
                 rooms,
@@ -389,6 +390,16 @@ impl Writer {
             }
             other => other,
         }
+    }
+
+    /// A k-line set or lifted, already in force: on disk before its setter is told
+    /// `OK`, or told that it is lost on restart.
+    fn kline(&mut self, write: &super::klines::KlineWrite, mut then: Box<Then>) {
+        if let Err(e) = super::klines::write(&self.db, write) {
+            self.failed("writing a k-line", &e);
+            then.reply = Some(Event::Error(ProtocolError::NotSaved));
+        }
+        self.answer(then.to, Answer::Done(then));
     }
 
     fn answer(&self, to: ConnId, answer: Answer) {
