@@ -21,8 +21,9 @@ use super::address_limits::AddressLimits;
 use super::config::ServerConfig;
 use super::directory::Directory;
 use super::inbox::ShardHandle;
+use super::live::ConfigStatus;
 use super::registry::Registry;
-use super::room_state::RemoteRoom;
+use super::room_state::{RemoteRoom, unix_now};
 use super::stats::Stats;
 use super::store::{OpenedStore, StoreHandle};
 use crate::protocol::RoomName;
@@ -63,6 +64,10 @@ pub struct Shared {
     pub acceptor_waker: Option<std::sync::Arc<mio::Waker>>,
     /// Set by [`Shared::request_reload`], taken by the acceptor.
     reload_requested: std::sync::atomic::AtomicBool,
+    /// `--max-connections` in force (a reload may change it; read by the acceptor).
+    max_connections: AtomicUsize,
+    /// When the configuration was last loaded, and whether that worked.
+    pub config_status: ConfigStatus,
 }
 
 impl Shared {
@@ -81,6 +86,9 @@ impl Shared {
         backplane: Option<BackplaneHandle>,
     ) -> Self {
         let config_operators = config.operators.clone();
+        let max_connections = config.max_connections;
+        let config_status = ConfigStatus::default();
+        config_status.record(unix_now(), true);
         let guest_suffix = config.backplane.as_ref().map(|b| format!("-{}", b.node));
         Shared {
             addresses: AddressLimits::new(config.max_per_address, config.connect_rate),
@@ -99,6 +107,8 @@ impl Shared {
             operators: super::operators::LiveOperators::new(config_operators),
             acceptor_waker: None,
             reload_requested: std::sync::atomic::AtomicBool::new(false),
+            max_connections: AtomicUsize::new(max_connections),
+            config_status,
         }
     }
 
@@ -190,6 +200,11 @@ impl Shared {
     pub fn report(&self) -> StatsReport {
         let mut report = self.stats.report();
         report.counters.extend(self.store_counters());
+        let status = &self.config_status;
+        report.counters.extend([
+            ("config_loaded_at", status.loaded_at()),
+            ("config_ok", u64::from(status.ok())),
+        ]);
         if let Some(backplane) = &self.config.backplane {
             let counters = &self.stats.cluster;
             report.cluster = Some(ClusterReport {
@@ -208,9 +223,21 @@ impl Shared {
         report
     }
 
+    /// `--max-connections` in force.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections.load(Relaxed)
+    }
+
+    /// A reload's live settings outside the shards: `--max-connections` and the
+    /// per-address limits (the shards get theirs through their inboxes).
+    pub fn apply_limits(&self, config: &ServerConfig) {
+        self.max_connections.store(config.max_connections, Relaxed);
+        (self.addresses).set_limits(config.max_per_address, config.connect_rate);
+    }
+
     /// Reserves room for one more connection; false at `--max-connections`.
     pub fn try_take_slot(&self) -> bool {
-        let max = self.config.max_connections;
+        let max = self.max_connections();
         self.live
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)

@@ -152,6 +152,8 @@ pub enum ShardMsg {
         /// Its lines, oldest first.
         lines: Vec<crate::protocol::HistoryLine>,
     },
+    /// A reload's new limits (from the acceptor): applied between two turns.
+    Limits(crate::server::live::LiveLimits),
     /// Tell every client, flush, close, exit.
     Shutdown,
 }
