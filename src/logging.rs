@@ -54,15 +54,6 @@ impl LogSettings {
     }
 }
 
-/// The level for the `-v` and `-q` switches: debug, warn, or info by default.
-pub fn level(verbose: bool, quiet: bool) -> LevelFilter {
-    match (verbose, quiet) {
-        (true, _) => LevelFilter::Debug,
-        (false, true) => LevelFilter::Warn,
-        (false, false) => LevelFilter::Info,
-    }
-}
-
 /// The installed logger: the output in force and the settings it was made from.
 struct Switch {
     output: RwLock<Box<dyn Log>>,
