@@ -3,7 +3,7 @@
 //! These structs hold raw flags only; turning them into a validated configuration is
 //! done by `into_config`-style functions next to them, so `main` stays a dispatcher.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use argh::FromArgs;
@@ -12,23 +12,9 @@ use crate::bench::dialect::Dialect;
 use crate::bench::traffic::TrafficOpts;
 use crate::bench::{Common, Scenario};
 use crate::server::ServerConfig;
-use crate::server::config::BackplaneConfig;
-use crate::server::config::{
-    ConnectRate, DEFAULT_CONNECT_BURST, DEFAULT_CONNECT_RATE, DEFAULT_FLOOD_MAX_UNREAD,
-    DEFAULT_FLOOD_UNREAD_TIMEOUT_SECS, DEFAULT_HTTP_TIMEOUT_SECS, DEFAULT_MAX_PER_ADDRESS,
-    DEFAULT_MAX_TLS_HANDSHAKES, DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS, DEFAULT_WS_PING_SECS, TlsFiles,
-};
-use crate::server::config::{
-    DEFAULT_ANNOUNCE_MAX, DEFAULT_FLOOD_BURST, DEFAULT_FLOOD_RATE, DEFAULT_HISTORY,
-    DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_IRC_PING_SECS, DEFAULT_IRC_PONG_TIMEOUT_SECS,
-    DEFAULT_LEASE_SECS, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE, DEFAULT_SENDQ,
-    DEFAULT_SERVER_NAME, DEFAULT_SHUTDOWN_GRACE_MS, FloodLimit, default_workers,
-};
-use crate::server::config::{
-    DEFAULT_DATA_DIR, DEFAULT_HISTORY_DAYS, DEFAULT_HISTORY_MAX, DEFAULT_HISTORY_SYNC_MS,
-    DEFAULT_NICK_GRACE_SECS,
-};
-use crate::server::store::StoreConfig;
+use crate::server::config::{DEFAULT_DATA_DIR, DEFAULT_LISTEN};
+use crate::settings::convert::resolve;
+use crate::settings::{self, FileConfig, tables::LogTable};
 use crate::tls_client::{ClientTls, Trust};
 
 /// miochat: a sharded chat server on mio, its load generator and its client.
@@ -52,11 +38,11 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Copy a data dir's database while the server runs.
     Backup(BackupArgs),
-    /// Configuration helpers.
+    /// Write, check or show a configuration file.
     Config(ConfigArgs),
 }
 
-/// Configuration helpers.
+/// The configuration file: an example, a check, what is in force, operator hashes.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "config")]
 pub struct ConfigArgs {
@@ -71,6 +57,72 @@ pub struct ConfigArgs {
 pub enum ConfigCommand {
     /// Make a development TLS certificate and key.
     MakeCert(crate::certs::MakeCertArgs),
+    /// Print a complete, commented configuration with every default.
+    Example(ExampleArgs),
+    /// Check a configuration file.
+    Check(CheckArgs),
+    /// Print the configuration in force, secrets masked.
+    Show(ShowArgs),
+    /// Print an argon2id hash of a password for an [[oper]] table.
+    HashPassword(HashPasswordArgs),
+}
+
+/// Print a complete, commented configuration file with every default.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "example")]
+pub struct ExampleArgs {}
+
+/// Check a configuration file: OK, or each problem at its line and column (exit 2).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "check")]
+pub struct CheckArgs {
+    /// the file to check
+    #[argh(positional)]
+    pub path: String,
+}
+
+/// Print the configuration in force (the file's keys under the flags), as TOML,
+/// secrets masked. Takes `--config PATH` and every flag of `miochat serve`.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "show")]
+pub struct ShowArgs {
+    /// flags of `miochat serve`, --config PATH among them
+    #[argh(positional, greedy)]
+    pub serve_flags: Vec<String>,
+}
+
+/// Read a password (without echo on a terminal, else one line of stdin) and print
+/// its argon2id hash for an [[oper]] table's `password`.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "hash-password")]
+pub struct HashPasswordArgs {}
+
+/// Parses the command line: as argh does, except that `-vv` counts as `-v -v`, and
+/// `config show` takes `serve`'s flags (argh has no way to share a struct's flags
+/// between two subcommands).
+pub fn parse(args: &[String]) -> Result<Invocation, argh::EarlyExit> {
+    let args: Vec<&str> = args
+        .iter()
+        .flat_map(|arg| match arg.as_str() {
+            "-vv" => vec!["-v", "-v"],
+            other => vec![other],
+        })
+        .collect();
+    if let ["config", "show", rest @ ..] = args.as_slice() {
+        let serve = ServeArgs::from_args(&["miochat config show"], rest)?;
+        return Ok(Invocation::ShowConfig(serve));
+    }
+    TopLevel::from_args(&["miochat"], &args).map(|top| Invocation::Run(top.command))
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Invocation {
+    /// A subcommand as argh parsed it.
+    Run(Command),
+    /// `config show` with `serve`'s flags.
+    ShowConfig(ServeArgs),
 }
 
 /// Copy the store's database to DEST, consistently, while a server may be running.
@@ -86,87 +138,93 @@ pub struct BackupArgs {
 }
 
 /// Run the chat server.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, Debug, Default)]
 #[argh(subcommand, name = "serve")]
 pub struct ServeArgs {
+    /// read this TOML configuration file (see `miochat config example`); flags override its keys
+    #[argh(option)]
+    pub config: Option<String>,
+    /// append the log to this file instead of stderr; reopened on SIGHUP
+    #[argh(option)]
+    pub log_file: Option<String>,
     /// address to listen on, or a bare port for 127.0.0.1 (default 127.0.0.1:7878; port 0 picks a free port)
-    #[argh(option, default = "DEFAULT_LISTEN.to_string()")]
-    pub listen: String,
+    #[argh(option)]
+    pub listen: Option<String>,
     /// worker threads, one shard each (default: number of cores minus one, at least 1)
-    #[argh(option, default = "default_workers()")]
-    pub workers: usize,
+    #[argh(option)]
+    pub workers: Option<usize>,
     /// most open connections; more are refused with a one-line reason (default 10000)
-    #[argh(option, default = "DEFAULT_MAX_CONNECTIONS")]
-    pub max_connections: usize,
+    #[argh(option)]
+    pub max_connections: Option<usize>,
     /// longest accepted line in bytes (default 2048)
-    #[argh(option, default = "DEFAULT_MAX_LINE")]
-    pub max_line: usize,
+    #[argh(option)]
+    pub max_line: Option<usize>,
     /// bytes that may wait for one slow client before it is cut (default 262144)
-    #[argh(option, default = "DEFAULT_SENDQ")]
-    pub sendq: usize,
+    #[argh(option)]
+    pub sendq: Option<usize>,
     /// close connections that never sent a line after this many seconds (warned a minute before); 0 = never (default 600)
-    #[argh(option, default = "DEFAULT_IDLE_TIMEOUT_SECS")]
-    pub idle_timeout: u64,
+    #[argh(option)]
+    pub idle_timeout: Option<u64>,
     /// lines per second one client may send; 0 = no flood control (default 20)
-    #[argh(option, default = "DEFAULT_FLOOD_RATE")]
-    pub flood_rate: u32,
+    #[argh(option)]
+    pub flood_rate: Option<u32>,
     /// lines one client may send in a burst (default 50)
-    #[argh(option, default = "DEFAULT_FLOOD_BURST")]
-    pub flood_burst: u32,
+    #[argh(option)]
+    pub flood_burst: Option<u32>,
     /// announce joins/leaves/quits only in rooms of at most this many members; 0 = always (default 500)
-    #[argh(option, default = "DEFAULT_ANNOUNCE_MAX")]
-    pub announce_max: usize,
+    #[argh(option)]
+    pub announce_max: Option<usize>,
     /// lines each room keeps for /history and playback on join; 0 = off (default 100)
-    #[argh(option, default = "DEFAULT_HISTORY")]
-    pub history: usize,
+    #[argh(option)]
+    pub history: Option<usize>,
     /// folder for accounts, registered rooms and history (created if missing); none = keep nothing on disk (default miochat-data)
-    #[argh(option, default = "DEFAULT_DATA_DIR.to_string()")]
-    pub data_dir: String,
+    #[argh(option)]
+    pub data_dir: Option<String>,
     /// history lines are committed to disk at least this often, in ms: a crash loses at most that much (default 100)
-    #[argh(option, default = "DEFAULT_HISTORY_SYNC_MS")]
-    pub history_sync_ms: u64,
+    #[argh(option)]
+    pub history_sync_ms: Option<u64>,
     /// stored history older than this many days is pruned; 0 = never (default 30)
-    #[argh(option, default = "DEFAULT_HISTORY_DAYS")]
-    pub history_days: u32,
+    #[argh(option)]
+    pub history_days: Option<u32>,
     /// stored history lines kept per room; 0 = no limit (default 100000)
-    #[argh(option, default = "DEFAULT_HISTORY_MAX")]
-    pub history_max: u64,
+    #[argh(option)]
+    pub history_max: Option<u64>,
     /// seconds an IRC client on a registered nick has to log in before it is renamed (default 30)
-    #[argh(option, default = "DEFAULT_NICK_GRACE_SECS")]
-    pub nick_grace: u64,
+    #[argh(option)]
+    pub nick_grace: Option<u64>,
     /// milliseconds clients get to read the shutdown notice (default 2000)
-    #[argh(option, default = "DEFAULT_SHUTDOWN_GRACE_MS")]
-    pub shutdown_grace_ms: u64,
+    #[argh(option)]
+    pub shutdown_grace_ms: Option<u64>,
     /// also listen for IRC clients here (off unless given; the usual port is 6667)
     #[argh(option)]
     pub irc_listen: Option<String>,
     /// the IRC server name (default miochat.local)
-    #[argh(option, default = "DEFAULT_SERVER_NAME.to_string()")]
-    pub server_name: String,
+    #[argh(option)]
+    pub server_name: Option<String>,
     /// password IRC clients must send with PASS (default: none)
     #[argh(option)]
     pub password: Option<String>,
     /// seconds of silence before an IRC client is sent PING (default 120)
-    #[argh(option, default = "DEFAULT_IRC_PING_SECS")]
-    pub irc_ping: u64,
+    #[argh(option)]
+    pub irc_ping: Option<u64>,
     /// seconds an IRC client has to answer that PING (default 20)
-    #[argh(option, default = "DEFAULT_IRC_PONG_TIMEOUT_SECS")]
-    pub irc_pong_timeout: u64,
+    #[argh(option)]
+    pub irc_pong_timeout: Option<u64>,
     /// unread bytes a flood-paused client may have before the hard ceiling (default 65536)
-    #[argh(option, default = "DEFAULT_FLOOD_MAX_UNREAD")]
-    pub flood_max_unread: usize,
+    #[argh(option)]
+    pub flood_max_unread: Option<usize>,
     /// seconds a paused client may stay over --flood-max-unread before it is cut (default 10)
-    #[argh(option, default = "DEFAULT_FLOOD_UNREAD_TIMEOUT_SECS")]
-    pub flood_unread_timeout: u64,
+    #[argh(option)]
+    pub flood_unread_timeout: Option<u64>,
     /// connections one address (IPv4, or IPv6 /64) may hold; 0 = no limit (default 10)
-    #[argh(option, default = "DEFAULT_MAX_PER_ADDRESS")]
-    pub max_per_ip: usize,
+    #[argh(option)]
+    pub max_per_ip: Option<usize>,
     /// new connections per second one address may open; 0 = no limit (default 10)
-    #[argh(option, default = "DEFAULT_CONNECT_RATE")]
-    pub connect_rate: u32,
+    #[argh(option)]
+    pub connect_rate: Option<u32>,
     /// new connections one address may open in a burst (default 20)
-    #[argh(option, default = "DEFAULT_CONNECT_BURST")]
-    pub connect_burst: u32,
+    #[argh(option)]
+    pub connect_burst: Option<u32>,
     /// PEM certificate chain for the TLS listeners
     #[argh(option)]
     pub tls_cert: Option<String>,
@@ -180,23 +238,23 @@ pub struct ServeArgs {
     #[argh(option)]
     pub irc_tls_listen: Option<String>,
     /// seconds a TLS client has to finish its handshake (default 10)
-    #[argh(option, default = "DEFAULT_TLS_HANDSHAKE_TIMEOUT_SECS")]
-    pub tls_handshake_timeout: u64,
+    #[argh(option)]
+    pub tls_handshake_timeout: Option<u64>,
     /// TLS handshakes in progress at once; more are closed at accept (default 512)
-    #[argh(option, default = "DEFAULT_MAX_TLS_HANDSHAKES")]
-    pub max_tls_handshakes: usize,
+    #[argh(option)]
+    pub max_tls_handshakes: Option<usize>,
     /// serve the chat page, WebSocket chat, /metrics and /healthz here (off unless given; e.g. 127.0.0.1:8080)
     #[argh(option)]
     pub http_listen: Option<String>,
     /// seconds an HTTP client has to send its request head (default 10)
-    #[argh(option, default = "DEFAULT_HTTP_TIMEOUT_SECS")]
-    pub http_timeout: u64,
+    #[argh(option)]
+    pub http_timeout: Option<u64>,
     /// seconds of WebSocket silence before a ping frame; as long again for the pong (default 30)
-    #[argh(option, default = "DEFAULT_WS_PING_SECS")]
-    pub ws_ping: u64,
+    #[argh(option)]
+    pub ws_ping: Option<u64>,
     /// how IRC shows users' hosts: cloak (a keyed hash of the address) or address (default cloak)
-    #[argh(option, default = "String::from(\"cloak\")")]
-    pub hosts: String,
+    #[argh(option)]
+    pub hosts: Option<String>,
     /// key for the host cloaks (default: kept in the data dir as cloak.key; without one, new each run)
     #[argh(option)]
     pub cloak_key: Option<String>,
@@ -213,147 +271,89 @@ pub struct ServeArgs {
     #[argh(option)]
     pub node_name: Option<String>,
     /// seconds a silent node is still taken for alive in the cluster (default 10)
-    #[argh(option, default = "DEFAULT_LEASE_SECS")]
-    pub lease: u64,
-    /// log debug detail
+    #[argh(option)]
+    pub lease: Option<u64>,
+    /// log debug detail; twice (-vv), also every line in and out (passwords masked)
     #[argh(switch, short = 'v')]
-    pub verbose: bool,
+    pub verbose: u8,
     /// log warnings and errors only
     #[argh(switch, short = 'q')]
     pub quiet: bool,
 }
 
 impl ServeArgs {
-    /// The server configuration these flags describe (validated by `Server::start`).
-    pub fn to_config(&self) -> Result<ServerConfig, String> {
-        let mut config = ServerConfig::new(resolve(&self.listen)?);
-        config.workers = self.workers;
-        config.max_connections = self.max_connections;
-        config.max_line = self.max_line;
-        config.sendq = self.sendq;
-        config.idle_timeout =
-            (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout));
-        config.flood = (self.flood_rate > 0).then_some(FloodLimit {
-            rate: self.flood_rate,
-            burst: self.flood_burst,
-        });
-        config.announce_max = self.announce_max;
-        config.history = self.history;
-        if self.data_dir.trim().is_empty() {
-            return Err("--data-dir needs a folder (or none, to keep nothing on disk)".into());
-        }
-        config.store = (self.data_dir != "none").then(|| StoreConfig {
-            dir: self.data_dir.clone().into(),
-            history_sync: Duration::from_millis(self.history_sync_ms.max(1)),
-            history_days: self.history_days,
-            history_max: self.history_max,
-        });
-        config.nick_grace = Duration::from_secs(self.nick_grace);
-        config.shutdown_grace = Duration::from_millis(self.shutdown_grace_ms);
-        config.irc_listen = self.irc_listen.as_deref().map(resolve).transpose()?;
-        config.server_name = self.server_name.clone();
-        config.irc_password = self.password.clone();
-        config.irc_ping = Duration::from_secs(self.irc_ping);
-        config.irc_pong_timeout = Duration::from_secs(self.irc_pong_timeout);
-        config.nodelay = !self.nagle;
-        config.handle_signals = true;
-        config.backplane = match &self.backplane {
-            Some(url) => Some(BackplaneConfig {
-                redis: resolve(redis_address(url)?)?,
-                node: self
-                    .node_name
-                    .clone()
-                    .unwrap_or_else(|| format!("n{}", std::process::id())),
-                lease: Duration::from_secs(self.lease),
-                log_max: self.history_max,
-            }),
-            None if self.node_name.is_some() => return Err("--node-name needs --backplane".into()),
-            None => None,
+    /// The keys these flags give, as a layer over the configuration file (a flag not
+    /// given gives nothing, so the file's key, or the default, stays).
+    pub fn overlay(&self) -> FileConfig {
+        let mut c = FileConfig::default();
+        let l = &mut c.listen;
+        (l.address, l.irc, l.tls) = (
+            self.listen.clone(),
+            self.irc_listen.clone(),
+            self.tls_listen.clone(),
+        );
+        (l.irc_tls, l.http) = (self.irc_tls_listen.clone(), self.http_listen.clone());
+        (l.workers, l.nagle) = (self.workers, self.nagle.then_some(true));
+        let m = &mut c.limits;
+        (m.max_connections, m.max_line, m.sendq) =
+            (self.max_connections, self.max_line, self.sendq);
+        (m.idle_timeout, m.max_per_ip) = (self.idle_timeout, self.max_per_ip);
+        (m.connect_rate, m.connect_burst) = (self.connect_rate, self.connect_burst);
+        (m.announce_max, m.shutdown_grace_ms) = (self.announce_max, self.shutdown_grace_ms);
+        let f = &mut c.flood;
+        (f.rate, f.burst) = (self.flood_rate, self.flood_burst);
+        (f.max_unread, f.unread_timeout) = (self.flood_max_unread, self.flood_unread_timeout);
+        let t = &mut c.tls;
+        (t.cert, t.key) = (self.tls_cert.clone(), self.tls_key.clone());
+        (t.handshake_timeout, t.max_handshakes) =
+            (self.tls_handshake_timeout, self.max_tls_handshakes);
+        let i = &mut c.irc;
+        (i.server_name, i.password) = (self.server_name.clone(), self.password.clone());
+        (i.ping, i.pong_timeout, i.nick_grace) =
+            (self.irc_ping, self.irc_pong_timeout, self.nick_grace);
+        (i.hosts, i.cloak_key) = (self.hosts.clone(), self.cloak_key.clone());
+        let h = &mut c.http;
+        (h.timeout, h.ws_ping) = (self.http_timeout, self.ws_ping);
+        h.trusted_proxies = (!self.trusted_proxy.is_empty()).then(|| self.trusted_proxy.clone());
+        let b = &mut c.cluster;
+        (b.backplane, b.node_name, b.lease) =
+            (self.backplane.clone(), self.node_name.clone(), self.lease);
+        let d = &mut c.store;
+        (d.data_dir, d.history, d.history_sync_ms) =
+            (self.data_dir.clone(), self.history, self.history_sync_ms);
+        (d.history_days, d.history_max) = (self.history_days, self.history_max);
+        c.log = LogTable {
+            level: match (self.verbose, self.quiet) {
+                (0, false) => None,
+                (0, true) => Some("warn".into()),
+                _ => Some("debug".into()),
+            },
+            file: self.log_file.clone(),
+            trace: (self.verbose >= 2).then_some(true),
         };
-        config.flood_max_unread = self.flood_max_unread;
-        config.flood_unread_timeout = Duration::from_secs(self.flood_unread_timeout);
-        config.max_per_address = (self.max_per_ip > 0).then_some(self.max_per_ip);
-        config.connect_rate = (self.connect_rate > 0).then_some(ConnectRate {
-            rate: self.connect_rate,
-            burst: self.connect_burst,
-        });
-        self.tls_to_config(&mut config)?;
-        config.http_listen = self.http_listen.as_deref().map(resolve).transpose()?;
-        config.http_timeout = Duration::from_secs(self.http_timeout);
-        config.ws_ping = Duration::from_secs(self.ws_ping);
-        self.hosts_to_config(&mut config)?;
-        Ok(config)
+        c
     }
 
-    /// `--hosts`, `--cloak-key`, `--trusted-proxy`: what users' hosts are.
-    fn hosts_to_config(&self, config: &mut ServerConfig) -> Result<(), String> {
-        config.show_addresses = match self.hosts.as_str() {
-            "cloak" => false,
-            "address" => true,
-            other => return Err(format!("--hosts is cloak or address, not {other:?}")),
-        };
-        config.cloak_key = self.cloak_key.clone();
-        config.trusted_proxies = (self.trusted_proxy.iter())
-            .map(|text| {
-                text.parse()
-                    .map_err(|_| format!("--trusted-proxy takes an IP address, not {text:?}"))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(())
+    /// The configuration these flags describe, without a file (validated as
+    /// `serve` does).
+    pub fn to_config(&self) -> Result<ServerConfig, String> {
+        settings::load(None, &self.overlay())
+            .map(|loaded| loaded.server)
+            .map_err(|failure| failure.lines.join("; "))
     }
 
     /// A TLS mistake in the flags themselves (exit status 2, like a bad certificate).
     pub fn tls_mistake(&self) -> Option<&'static str> {
         (self.tls_cert.is_some() != self.tls_key.is_some()).then_some(TLS_PAIR)
     }
-
-    fn tls_to_config(&self, config: &mut ServerConfig) -> Result<(), String> {
-        config.tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsFiles {
-                cert: cert.into(),
-                key: key.into(),
-            }),
-            (None, None) => None,
-            _ => return Err(TLS_PAIR.into()),
-        };
-        config.tls_listen = self.tls_listen.as_deref().map(resolve).transpose()?;
-        config.irc_tls_listen = self.irc_tls_listen.as_deref().map(resolve).transpose()?;
-        config.tls_handshake_timeout = Duration::from_secs(self.tls_handshake_timeout);
-        config.max_tls_handshakes = self.max_tls_handshakes;
-        Ok(())
-    }
 }
 
-/// `HOST:PORT` of a `redis://HOST:PORT` address (a bare `HOST:PORT` is accepted too).
-pub fn redis_address(url: &str) -> Result<&str, String> {
-    let rest = url.strip_prefix("redis://").unwrap_or(url);
-    if rest.is_empty() || rest.contains('/') || rest.contains('@') {
-        return Err(format!(
-            "--backplane must look like redis://HOST:PORT, not {url:?}"
-        ));
-    }
-    Ok(rest)
-}
+const TLS_PAIR: &str = "TLS: --tls-cert and --tls-key go together";
 
 /// The host part of `host:port` (or `[v6]:port`): the name a certificate must carry.
 fn host_of(addr: &str) -> &str {
     let host = addr.rsplit_once(':').map_or(addr, |(host, _port)| host);
     host.trim_start_matches('[').trim_end_matches(']')
-}
-
-const TLS_PAIR: &str = "TLS: --tls-cert and --tls-key go together";
-
-/// Resolves `host:port` once, before any event loop runs (DNS blocks, so never from
-/// inside a loop). A bare port (`7878`) means that port on 127.0.0.1, the same
-/// loopback default as the defaults of `--listen` and `connect`.
-pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
-    if let Ok(port) = addr.trim().parse::<u16>() {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    addr.to_socket_addrs()
-        .map_err(|e| format!("bad address {addr:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("address {addr:?} resolves to nothing"))
 }
 
 /// Load-test a chat server: fanout, rooms, idle, churn or floor.

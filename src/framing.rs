@@ -53,6 +53,12 @@ impl LineFramer {
         self.max_line
     }
 
+    /// Changes the limit (a reload): a held partial line already over the new limit
+    /// is reported as too long when its end arrives.
+    pub fn set_max_line(&mut self, max_line: usize) {
+        self.max_line = max_line;
+    }
+
     /// Bytes held for an unfinished line (what this connection costs between reads).
     pub fn buffered(&self) -> usize {
         self.partial.len()

@@ -13,7 +13,9 @@
 //! 5. [`dialer`]: the client side of a connection, used by [`mod@bench`] (the load
 //!    generator) and [`client`] (`miochat connect`).
 //!
-//! [`cli`] and [`logging`] hold the command line and log setup for `main`.
+//! [`cli`] and [`logging`] hold the command line and log setup for `main`;
+//! [`settings`] the configuration file, which stacks under the flags and is read
+//! again on SIGHUP.
 
 pub mod bench;
 pub mod certs;
@@ -26,4 +28,5 @@ pub mod nonblocking;
 pub mod protocol;
 pub mod send_queue;
 pub mod server;
+pub mod settings;
 pub mod tls_client;

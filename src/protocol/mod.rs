@@ -31,6 +31,7 @@ pub mod names;
 pub mod outgoing;
 pub mod parse;
 pub mod raw;
+pub mod redact;
 pub mod render;
 pub mod websocket;
 

@@ -112,6 +112,46 @@ impl Wire {
     pub fn into_bytes(self) -> Arc<[u8]> {
         self.bytes
     }
+
+    /// The text these bytes carry, for the protocol trace: the bytes of a raw
+    /// stream, the payloads of data frames (a server's frames are unmasked), nothing
+    /// for control frames.
+    pub fn payloads(&self) -> Vec<&[u8]> {
+        match self.made {
+            Made::For(Framing::Raw) => vec![&self.bytes[..]],
+            Made::For(_) => frame_payloads(&self.bytes),
+            Made::Control => Vec::new(),
+        }
+    }
+}
+
+/// The payloads of the unmasked frames in `bytes` (as [`frame_lines`] writes them).
+fn frame_payloads(mut bytes: &[u8]) -> Vec<&[u8]> {
+    let mut payloads = Vec::new();
+    while let [_, second, rest @ ..] = bytes {
+        let (len, rest) = match second & 0x7f {
+            126 if rest.len() >= 2 => (
+                usize::from(u16::from_be_bytes([rest[0], rest[1]])),
+                &rest[2..],
+            ),
+            127 if rest.len() >= 8 => {
+                let mut len = [0u8; 8];
+                len.copy_from_slice(&rest[..8]);
+                (
+                    usize::try_from(u64::from_be_bytes(len)).unwrap_or(usize::MAX),
+                    &rest[8..],
+                )
+            }
+            126 | 127 => break,
+            short => (usize::from(short), rest),
+        };
+        let Some(payload) = rest.get(..len) else {
+            break;
+        };
+        payloads.push(payload);
+        bytes = &rest[len..];
+    }
+    payloads
 }
 
 impl Deref for Wire {
@@ -491,6 +531,12 @@ mod tests {
     fn a_wire_fits_only_the_framing_it_was_made_for() {
         let text = frame_lines(b"a\n", false);
         let binary = frame_lines(b"a\n", true);
+        let framed = frame_lines(b"hello\nworld\n", false);
+        assert_eq!(framed.payloads(), [&b"hello"[..], &b"world"[..]]);
+        let long = "x".repeat(300);
+        let framed = frame_lines(long.as_bytes(), false);
+        assert_eq!(framed.payloads(), [long.as_bytes()]);
+        assert!(ping_frame().payloads().is_empty());
         let raw = Wire::raw(Arc::from(&b"a\n"[..]));
         assert!(text.fits(Framing::Text) && !text.fits(Framing::Binary));
         assert!(binary.fits(Framing::Binary) && !binary.fits(Framing::Raw));

@@ -4,8 +4,10 @@
 //! It owns one `Poll` with these sources: up to five listeners (line, IRC, each of
 //! them over TLS, and the web listener, whose refusals are `503` answers), SIGINT/SIGTERM/SIGHUP (through `signal-hook-mio`, which turns a
 //! signal into readiness on a pipe), and a `Waker` that
-//! [`super::ServerHandle::shutdown`] uses. SIGHUP reloads the TLS certificate and key:
-//! each TLS socket is handed off with the configuration current at that moment, so a
+//! [`super::ServerHandle::shutdown`] uses. SIGHUP (or `/rehash`) reopens the log
+//! file, reads the configuration again through the server's `ConfigSource` and
+//! applies its live part (`live.rs`), and reloads the TLS certificate and key: each
+//! TLS socket is handed off with the configuration current at that moment, so a
 //! reload changes new handshakes only, and a reload that fails keeps the old one. New sockets are handed to shards round-robin,
 //! **unregistered** (a mio source stays bound to the first `Poll` it is registered
 //! with), as memcached's `dispatch_conn_new` does. Round-robin keeps placement in our
@@ -45,9 +47,12 @@ use crate::protocol::{Event, Refusal, http, irc, render};
 
 use super::Shared;
 use super::address_limits::Admission;
-use super::config::{ACCEPT_BACKOFF, ACCEPTS_PER_TURN, TlsFiles};
+use super::config::{ACCEPT_BACKOFF, ACCEPTS_PER_TURN, ServerConfig, TlsFiles};
 use super::inbox::ShardMsg;
+use super::live::{ConfigSource, LiveLimits};
+use super::room_state::unix_now;
 use super::stats::bump;
+use super::store::Job;
 use super::tls::load_server_config;
 use crate::protocol::outgoing::Protocol;
 
@@ -98,6 +103,8 @@ pub struct Acceptor {
     retry_at: Option<Instant>,
     /// True between the first EMFILE/ENFILE and the next successful accept.
     out_of_descriptors: bool,
+    /// Where a reload reads the configuration again (none: TLS files only).
+    source: Option<Box<dyn ConfigSource>>,
 }
 
 impl std::fmt::Debug for Acceptor {
@@ -108,6 +115,7 @@ impl std::fmt::Debug for Acceptor {
             .field("next_shard", &self.next_shard)
             .field("retry_at", &self.retry_at)
             .field("out_of_descriptors", &self.out_of_descriptors)
+            .field("source", &self.source)
             .finish_non_exhaustive()
     }
 }
@@ -145,7 +153,14 @@ impl Acceptor {
             spare: File::open("/dev/null").ok(),
             retry_at: None,
             out_of_descriptors: false,
+            source: None,
         })
+    }
+
+    /// Reloads read the configuration from `source` (the `--config` file and flags).
+    pub fn with_source(mut self, source: Option<Box<dyn ConfigSource>>) -> Self {
+        self.source = source;
+        self
     }
 
     /// Accepts until a signal or `shutdown()`, then tells every shard to shut down.
@@ -222,8 +237,55 @@ impl Acceptor {
         stop
     }
 
-    /// SIGHUP or `/rehash`: everything that can change while the server runs.
+    /// SIGHUP or `/rehash`: the log file is reopened (logrotate moved it away), then
+    /// the configuration is read again and what can change while the server runs is
+    /// applied; a configuration that does not load changes nothing.
     fn reload(&mut self) {
+        crate::logging::reopen();
+        let shared = Arc::clone(&self.shared);
+        let status = &shared.config_status;
+        let Some(source) = self.source.as_mut() else {
+            self.reload_tls();
+            return status.record(unix_now(), true);
+        };
+        match source.reload() {
+            Ok(reloaded) => {
+                self.apply(reloaded.config);
+                for key in &reloaded.needs_restart {
+                    log::warn!("reload: {key} changed; it takes effect at the next restart");
+                }
+                status.record(unix_now(), true);
+                log::info!("reload: configuration applied");
+            }
+            Err(e) => {
+                status.record(unix_now(), false);
+                log::error!("reload: the configuration does not load, nothing changed: {e}");
+            }
+        }
+    }
+
+    /// The live part of a reloaded configuration (`live.rs`): limits to every shard
+    /// through its inbox, the acceptor's own limits, operators and MOTD, history
+    /// retention, and the TLS files.
+    fn apply(&mut self, config: ServerConfig) {
+        self.shared.apply_limits(&config);
+        let limits = LiveLimits::of(&config);
+        for shard in &self.shared.shards {
+            shard.send(ShardMsg::Limits(limits));
+        }
+        self.shared.operators.set(config.operators.clone());
+        if let (Some(store), Some(settings)) = (&self.shared.store, &config.store) {
+            let retention = Job::Retention {
+                days: settings.history_days,
+                max: settings.history_max,
+            };
+            if store.submit(retention).is_err() {
+                log::error!("reload: the store is busy; history retention is unchanged");
+            }
+        }
+        if let (Some(tls), Some(files)) = (self.tls.as_mut(), config.tls) {
+            tls.files = files;
+        }
         self.reload_tls();
     }
 
@@ -307,7 +369,7 @@ impl Acceptor {
             self.shared.addresses.release(peer.ip());
             log::warn!(
                 "{peer} refused: {} connections open (--max-connections)",
-                self.shared.config.max_connections
+                self.shared.max_connections()
             );
             bump(&self.shared.stats.refused_full);
             return self.refuse(&mut stream, Refusal::ServerFull, index);

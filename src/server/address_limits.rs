@@ -20,7 +20,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use super::config::ConnectRate;
@@ -50,13 +51,15 @@ struct Entry {
 /// The shared per-address table.
 #[derive(Debug)]
 pub struct AddressLimits {
-    max_open: Option<usize>,
-    rate: Option<ConnectRate>,
+    /// True while either limit is on; with both off the table is never touched.
+    enabled: AtomicBool,
     table: Mutex<Table>,
 }
 
 #[derive(Debug)]
 struct Table {
+    max_open: Option<usize>,
+    rate: Option<ConnectRate>,
     entries: HashMap<u128, Entry>,
     sweep_at: usize,
 }
@@ -73,38 +76,55 @@ impl AddressLimits {
     /// A table for these limits (`None` = that limit is off).
     pub fn new(max_open: Option<usize>, rate: Option<ConnectRate>) -> Self {
         AddressLimits {
-            max_open,
-            rate,
+            enabled: AtomicBool::new(max_open.is_some() || rate.is_some()),
             table: Mutex::new(Table {
+                max_open,
+                rate,
                 entries: HashMap::new(),
                 sweep_at: MIN_SWEEP,
             }),
         }
     }
 
-    fn enabled(&self) -> bool {
-        self.max_open.is_some() || self.rate.is_some()
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A reload's limits, for the next connections. Open connections keep their
+    /// counts; with both limits off the table is emptied, and connections opened
+    /// while both were off are not counted if a later reload turns one on (the
+    /// count then errs low, never high).
+    pub fn set_limits(&self, max_open: Option<usize>, rate: Option<ConnectRate>) {
+        let mut table = self.lock();
+        table.max_open = max_open;
+        table.rate = rate;
+        let enabled = max_open.is_some() || rate.is_some();
+        if !enabled {
+            table.entries.clear();
+        }
+        self.enabled.store(enabled, Ordering::Release);
     }
 
     /// Counts a new connection from `ip`, or says why it is refused.
     pub fn admit(&self, ip: IpAddr, now: Instant) -> Admission {
-        if !self.enabled() {
+        if !self.enabled.load(Ordering::Acquire) {
             return Admission::Admitted;
         }
-        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut table = self.lock();
         if table.entries.len() >= table.sweep_at {
-            self.sweep(&mut table, now);
+            sweep(&mut table, now);
         }
-        let burst = self.rate.map_or(0.0, |r| r.burst as f32);
+        let (max_open, rate) = (table.max_open, table.rate);
+        let burst = rate.map_or(0.0, |r| r.burst as f32);
         let entry = table.entries.entry(address_key(ip)).or_insert(Entry {
             open: 0,
             tokens: burst,
             refilled: now,
         });
-        if self.max_open.is_some_and(|max| entry.open as usize >= max) {
+        if max_open.is_some_and(|max| entry.open as usize >= max) {
             return Admission::TooMany;
         }
-        if let Some(rate) = self.rate {
+        if let Some(rate) = rate {
             refill(entry, rate, now);
             if entry.tokens < 1.0 {
                 return Admission::TooFast;
@@ -117,38 +137,38 @@ impl AddressLimits {
 
     /// Gives back the count of a connection from `ip` that was admitted.
     pub fn release(&self, ip: IpAddr) {
-        if !self.enabled() {
+        if !self.enabled.load(Ordering::Acquire) {
             return;
         }
-        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut table = self.lock();
         let key = address_key(ip);
+        let keep_buckets = table.rate.is_some();
         if let Some(entry) = table.entries.get_mut(&key) {
             entry.open = entry.open.saturating_sub(1);
-            if entry.open == 0 && self.rate.is_none() {
+            if entry.open == 0 && !keep_buckets {
                 table.entries.remove(&key);
             }
         }
     }
 
-    /// Drops entries that carry no information any more.
-    fn sweep(&self, table: &mut Table, now: Instant) {
-        let rate = self.rate;
-        table.entries.retain(|_, entry| {
-            if let Some(rate) = rate {
-                refill(entry, rate, now);
-                entry.open > 0 || entry.tokens < rate.burst as f32
-            } else {
-                entry.open > 0
-            }
-        });
-        table.sweep_at = (2 * table.entries.len()).max(MIN_SWEEP);
-    }
-
     /// Addresses in the table (for tests).
     pub fn tracked(&self) -> usize {
-        let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        table.entries.len()
+        self.lock().entries.len()
     }
+}
+
+/// Drops entries that carry no information any more.
+fn sweep(table: &mut Table, now: Instant) {
+    let rate = table.rate;
+    table.entries.retain(|_, entry| {
+        if let Some(rate) = rate {
+            refill(entry, rate, now);
+            entry.open > 0 || entry.tokens < rate.burst as f32
+        } else {
+            entry.open > 0
+        }
+    });
+    table.sweep_at = (2 * table.entries.len()).max(MIN_SWEEP);
 }
 
 fn refill(entry: &mut Entry, rate: ConnectRate, now: Instant) {
@@ -211,5 +231,24 @@ mod tests {
         let t1 = t0 + Duration::from_millis(500);
         assert_eq!(limits.admit(ip("10.0.0.1"), t1), Admission::Admitted);
         assert_eq!(limits.admit(ip("10.0.0.1"), t1), Admission::TooFast);
+    }
+
+    #[test]
+    fn a_reload_changes_the_limit_for_the_next_connections() {
+        let limits = AddressLimits::new(Some(3), None);
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(limits.admit(ip("10.0.0.1"), now), Admission::Admitted);
+        }
+        limits.set_limits(Some(4), None);
+        assert_eq!(limits.admit(ip("10.0.0.1"), now), Admission::Admitted);
+        assert_eq!(limits.admit(ip("10.0.0.1"), now), Admission::TooMany);
+        limits.set_limits(Some(2), None);
+        limits.release(ip("10.0.0.1"));
+        assert_eq!(limits.admit(ip("10.0.0.1"), now), Admission::TooMany);
+        limits.set_limits(None, None);
+        assert_eq!(limits.tracked(), 0, "both off: the table is emptied");
+        assert_eq!(limits.admit(ip("10.0.0.1"), now), Admission::Admitted);
+        assert_eq!(limits.tracked(), 0, "both off: the table is not touched");
     }
 }

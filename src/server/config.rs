@@ -11,8 +11,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::protocol::identity::Hosts;
-use crate::protocol::irc::{MAX_CLIENT_TAGS, MAX_IRC_LINE};
-use crate::protocol::outgoing::Protocol;
 
 use super::token::MAX_SHARDS;
 
@@ -345,18 +343,6 @@ impl ServerConfig {
                 Ok(Hosts::Cloak(key))
             }
             Err(e) => Err(format!("{shown}: {e}")),
-        }
-    }
-
-    /// The longest line a connection speaking `protocol` may send (IRC's is fixed by
-    /// the RFC; the line protocol's is `--max-line`).
-    pub fn max_line_for(&self, protocol: Protocol) -> usize {
-        if protocol.speaks_irc() {
-            // IRCv3 message tags may come before the 510 bytes; the IRC session
-            // checks each part.
-            MAX_IRC_LINE + MAX_CLIENT_TAGS
-        } else {
-            self.max_line
         }
     }
 

@@ -27,7 +27,25 @@ pub fn render(shared: &Shared) -> String {
     rooms(&mut out, shared);
     loops(&mut out, shared);
     store(&mut out, shared);
+    config(&mut out, shared);
     out.finish()
+}
+
+/// When the configuration was last loaded (start-up or a reload) and whether it was.
+fn config(out: &mut Exposition, shared: &Shared) {
+    let status = &shared.config_status;
+    out.single(
+        "miochat_config_last_reload_success",
+        Kind::Gauge,
+        "1 if the last configuration load (start-up, SIGHUP or /rehash) succeeded, else 0.",
+        f64::from(u8::from(status.ok())),
+    );
+    out.single(
+        "miochat_config_last_reload_timestamp_seconds",
+        Kind::Gauge,
+        "Unix time of the last configuration load, successful or not.",
+        status.loaded_at() as f64,
+    );
 }
 
 /// The durable store's counters (nothing with `--data-dir none`).

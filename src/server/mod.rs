@@ -25,6 +25,7 @@ pub mod commands;
 pub mod config;
 pub mod event_loop;
 pub mod klines;
+pub mod live;
 pub mod metrics;
 pub mod oper_check;
 pub mod operators;
@@ -96,8 +97,17 @@ impl std::error::Error for StartupError {}
 pub struct Server;
 
 impl Server {
-    /// Binds, spawns the acceptor and the shards, and returns at once.
+    /// Binds, spawns the acceptor and the shards, and returns at once. A reload
+    /// (SIGHUP, `/rehash`) reloads the TLS files only.
     pub fn start(config: ServerConfig) -> Result<ServerHandle, StartupError> {
+        Self::start_with_source(config, None)
+    }
+
+    /// As [`Server::start`], with reloads reading the configuration from `source`.
+    pub fn start_with_source(
+        config: ServerConfig,
+        source: Option<Box<dyn live::ConfigSource>>,
+    ) -> Result<ServerHandle, StartupError> {
         config.validate_tls().map_err(StartupError::Tls)?;
         let config = config.validate().map_err(StartupError::Config)?;
         let tls = tls_state(&config)?;
@@ -152,7 +162,8 @@ impl Server {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let acceptor = Acceptor::new(poll, listeners, tls, Arc::clone(&stop), Arc::clone(&shared))
-            .map_err(|e| StartupError::Setup("listener registration or signal handler", e))?;
+            .map_err(|e| StartupError::Setup("listener registration or signal handler", e))?
+            .with_source(source);
         let acceptor = spawn("acceptor".into(), move || acceptor.run())?;
         log::info!(
             "listening on {local_addr} with {} shard(s)",
@@ -176,7 +187,7 @@ impl Server {
     }
 }
 
-/// The TLS listeners' certificate and key, loaded, if there are TLS listeners.
+/// The TLS listeners' certificate and key, loaded (none without `--tls-cert`).
 fn tls_state(config: &ServerConfig) -> Result<Option<acceptor::TlsState>, StartupError> {
     let Some(files) = &config.tls else {
         return Ok(None);

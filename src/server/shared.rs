@@ -21,8 +21,9 @@ use super::address_limits::AddressLimits;
 use super::config::ServerConfig;
 use super::directory::Directory;
 use super::inbox::ShardHandle;
+use super::live::ConfigStatus;
 use super::registry::Registry;
-use super::room_state::RemoteRoom;
+use super::room_state::{RemoteRoom, unix_now};
 use super::stats::Stats;
 use super::store::{OpenedStore, StoreHandle};
 use crate::protocol::RoomName;
@@ -69,6 +70,10 @@ pub struct Shared {
     pub opers: super::operators::OperCounts,
     /// The queue of the thread that checks `OPER` passwords (set before start).
     pub oper_check: Option<std::sync::mpsc::SyncSender<super::operators::OperJob>>,
+    /// `--max-connections` in force (a reload may change it; read by the acceptor).
+    max_connections: AtomicUsize,
+    /// When the configuration was last loaded, and whether that worked.
+    pub config_status: ConfigStatus,
 }
 
 impl Shared {
@@ -88,6 +93,9 @@ impl Shared {
     ) -> Self {
         let config_operators = config.operators.clone();
         let shards_len = shards.len();
+        let max_connections = config.max_connections;
+        let config_status = ConfigStatus::default();
+        config_status.record(unix_now(), true);
         let guest_suffix = config.backplane.as_ref().map(|b| format!("-{}", b.node));
         Shared {
             addresses: AddressLimits::new(config.max_per_address, config.connect_rate),
@@ -109,6 +117,8 @@ impl Shared {
             klines: super::klines::KlineList::default(),
             opers: super::operators::OperCounts::new(shards_len),
             oper_check: None,
+            max_connections: AtomicUsize::new(max_connections),
+            config_status,
         }
     }
 
@@ -201,6 +211,11 @@ impl Shared {
     pub fn report(&self) -> StatsReport {
         let mut report = self.stats.report();
         report.counters.extend(self.store_counters());
+        let status = &self.config_status;
+        report.counters.extend([
+            ("config_loaded_at", status.loaded_at()),
+            ("config_ok", u64::from(status.ok())),
+        ]);
         if let Some(backplane) = &self.config.backplane {
             let counters = &self.stats.cluster;
             report.cluster = Some(ClusterReport {
@@ -219,9 +234,21 @@ impl Shared {
         report
     }
 
+    /// `--max-connections` in force.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections.load(Relaxed)
+    }
+
+    /// A reload's live settings outside the shards: `--max-connections` and the
+    /// per-address limits (the shards get theirs through their inboxes).
+    pub fn apply_limits(&self, config: &ServerConfig) {
+        self.max_connections.store(config.max_connections, Relaxed);
+        (self.addresses).set_limits(config.max_per_address, config.connect_rate);
+    }
+
     /// Reserves room for one more connection; false at `--max-connections`.
     pub fn try_take_slot(&self) -> bool {
-        let max = self.config.max_connections;
+        let max = self.max_connections();
         self.live
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)

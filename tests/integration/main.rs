@@ -13,6 +13,7 @@ mod bench_smoke;
 mod browser;
 mod cluster;
 mod cluster_truth;
+mod config_file;
 mod connect_cli;
 mod everyday;
 mod faults;

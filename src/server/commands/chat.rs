@@ -37,6 +37,7 @@ use crate::server::effects::Effects;
 use crate::server::inbox::ShardMsg;
 use crate::server::irc_session::IrcSession;
 use crate::server::oper;
+use crate::server::live::LiveLimits;
 use crate::server::relay::{Departure, Relay};
 use crate::server::room_state::{RemoteRoom, unix_now};
 use crate::server::services::{Services, reclaimed};
@@ -87,11 +88,8 @@ impl Chat {
         let host = self.shared.hosts.host_for(peer.ip());
         session.userhost = Arc::new(UserHost::new(&host));
         let now = session.last_active;
-        session.flood = self
-            .shared
-            .config
-            .flood
-            .map(|limit| FloodBucket::new(limit, now));
+        session.flood =
+            (self.relay.delivery.limits.flood).map(|limit| FloodBucket::new(limit, now));
         if !protocol.speaks_irc() {
             session.rooms.push(lobby.clone());
             session.current = Some(lobby);
@@ -150,6 +148,11 @@ impl Chat {
 
     /// One line (or framing error) from connection `key`.
     pub fn on_line(&mut self, fx: &mut Effects<'_>, key: usize, line: Result<&[u8], FrameError>) {
+        if crate::logging::tracing()
+            && let (Ok(line), Some(session)) = (line, fx.session(key))
+        {
+            crate::logging::trace_line(&session.id, true, line);
+        }
         let Some(protocol) = self.admit(fx, key) else {
             return;
         };
@@ -170,7 +173,7 @@ impl Chat {
                 .on_line(line);
             }
             (_, Err(FrameError::TooLong)) => {
-                let max = self.shared.config.max_line_for(protocol);
+                let max = self.relay.delivery.limits.max_line_for(protocol);
                 self.relay
                     .delivery
                     .reject(fx, key, ProtocolError::LineTooLong { max });
@@ -239,7 +242,7 @@ impl Chat {
     /// Returns the connection's protocol.
     fn admit(&mut self, fx: &mut Effects<'_>, key: usize) -> Option<Protocol> {
         let now = Instant::now();
-        let flood = self.shared.config.flood;
+        let flood = self.relay.delivery.limits.flood;
         let session = fx.session(key)?;
         session.last_active = now;
         session.spoke_once = true;
@@ -248,8 +251,12 @@ impl Chat {
             irc.ping_sent = None;
         }
         let protocol = session.protocol();
-        if let (Some(limit), Some(bucket)) = (flood, session.flood.as_mut())
-            && let Some(resume) = bucket.take(limit, now)
+        // A session opened while flood control was off gets its bucket when a
+        // reload turns it on.
+        if let Some(limit) = flood
+            && let Some(resume) = (session.flood)
+                .get_or_insert_with(|| FloodBucket::new(limit, now))
+                .take(limit, now)
         {
             // Operators hear of a connection's first pause (not of every one).
             let first = !std::mem::replace(&mut session.flood_noticed, true);
@@ -262,6 +269,11 @@ impl Chat {
             }
         }
         Some(protocol)
+    }
+
+    /// A reload's new limits (the shard's table keeps its own copy).
+    pub fn set_limits(&mut self, limits: LiveLimits) {
+        self.relay.delivery.set_limits(limits);
     }
 
     /// Flood control's hard ceiling: a paused client kept too much unread for too
@@ -350,8 +362,8 @@ impl Chat {
                 reclaimed(&self.relay.delivery, fx, lost);
                 None
             }
-            ShardMsg::Adopt { .. } | ShardMsg::Shutdown => {
-                debug_assert!(false, "BUG: the loop handles adoption and shutdown");
+            ShardMsg::Adopt { .. } | ShardMsg::Shutdown | ShardMsg::Limits(_) => {
+                debug_assert!(false, "BUG: the loop handles adoption, limits and shutdown");
                 None
             }
         };
@@ -379,6 +391,7 @@ impl Chat {
     /// registered connection is never cut for being quiet (a reader is not idle);
     /// TCP keepalive finds the dead ones, and the kernel's reset closes them.
     fn tick_one(&mut self, fx: &mut Effects<'_>, key: usize, now: Instant) {
+        let idle_timeout = self.relay.delivery.limits.idle_timeout;
         let config = &self.shared.config;
         let Some(session) = fx.session(key) else {
             return;
@@ -386,7 +399,7 @@ impl Chat {
         let silent = now.duration_since(session.last_active);
         let (peer, nick) = (session.peer, session.nick.clone());
         let registered = session.spoke_once && session.is_registered();
-        if let Some(limit) = config.idle_timeout.filter(|_| !registered) {
+        if let Some(limit) = idle_timeout.filter(|_| !registered) {
             let warning = IDLE_WARNING.min(limit / 2);
             if silent >= limit {
                 log::info!("{peer} {nick} idle for {silent:?}");

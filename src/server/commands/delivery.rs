@@ -46,6 +46,7 @@ use crate::server::close_reason::CloseReason;
 use crate::server::directory::Reach;
 use crate::server::effects::Effects;
 use crate::server::inbox::{Origin, RoomEvent, ShardMsg};
+use crate::server::live::LiveLimits;
 use crate::server::room_home::{Release, RoomHome, said_line};
 use crate::server::rooms::{LocalRooms, home_shard};
 use crate::server::session::Session;
@@ -71,6 +72,8 @@ pub struct Delivery {
     /// History and held joins/quits of the rooms this shard is home to (only this
     /// shard's thread touches it; a `RefCell` because sequencing borrows `&self`).
     home: RefCell<RoomHome>,
+    /// The limits in force on this shard (a reload replaces them: `live.rs`).
+    pub limits: LiveLimits,
 }
 
 impl Delivery {
@@ -81,8 +84,16 @@ impl Delivery {
             shards: shared.shards.len(),
             rooms: LocalRooms::default(),
             home: RefCell::new(RoomHome::new(shared.config.history)),
+            limits: LiveLimits::of(&shared.config),
             shared,
         }
+    }
+
+    /// A reload's new limits; rooms keep at most the new history length from their
+    /// next line on.
+    pub fn set_limits(&mut self, limits: LiveLimits) {
+        self.limits = limits;
+        self.home.get_mut().set_history(limits.history);
     }
 
     /// Adds local connection `key` to `room`'s fan-out list.
@@ -410,7 +421,7 @@ impl Delivery {
             origin,
         } = event;
         let reach = self.shared.directory.reach(&room);
-        let limit = self.shared.config.announce_max;
+        let limit = self.limits.announce_max;
         if notice && limit != 0 && reach.members + self.shared.cluster.member_count(&room) > limit {
             return;
         }

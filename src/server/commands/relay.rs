@@ -156,7 +156,7 @@ impl Relay {
                     };
                     return services.apply(Command::HistoryOf { room, query });
                 }
-                let count = count.min(self.shared.config.history);
+                let count = count.min(self.delivery.limits.history);
                 self.delivery.ask_history(fx, &room, key, count, false);
                 Ok(())
             }
@@ -956,8 +956,9 @@ impl Relay {
         {
             grant(&self.delivery, &self.shared, fx, key, &room, &account);
         }
-        if !already && self.shared.config.history > 0 {
-            let count = JOIN_HISTORY.min(self.shared.config.history);
+        let history = self.delivery.limits.history;
+        if !already && history > 0 {
+            let count = JOIN_HISTORY.min(history);
             self.delivery.ask_history(fx, &room, key, count, true);
         }
         Ok(())

@@ -318,7 +318,7 @@ impl Services<'_, '_, '_> {
             let HistoryQuery::Latest(count) = query else {
                 return Err(ProtocolError::NoStore);
             };
-            let count = count.min(self.shared.config.history);
+            let count = count.min(self.delivery.limits.history);
             self.delivery
                 .ask_history(self.fx, &room, self.key, count, false);
             return Ok(());

@@ -25,6 +25,7 @@ use crate::server::close_reason::CloseReason;
 use crate::server::connection::{ConnState, Connection, Turn};
 use crate::server::effects::Effects;
 use crate::server::inbox::ShardMsg;
+use crate::server::live::LiveLimits;
 use crate::server::pauses::Pauses;
 use crate::server::shared::Shared;
 use crate::server::tls::Transport;
@@ -54,6 +55,8 @@ pub struct ConnTable {
     next_generation: u64,
     /// False once shutdown began: no new connection is adopted, no quit announced.
     pub accepting: bool,
+    /// The limits in force (a reload sends new ones: `live.rs`).
+    pub limits: LiveLimits,
 }
 
 impl ConnTable {
@@ -66,18 +69,18 @@ impl ConnTable {
             turn: Turn::default(),
             outbound: (0..shared.shards.len()).map(|_| Vec::new()).collect(),
             to_backplane: Vec::new(),
-            shared,
             registry,
             next_generation: 0,
             accepting: true,
+            limits: LiveLimits::of(&shared.config),
+            shared,
         }
     }
 
     /// Calls the chat through its one door, an [`Effects`] over this shard's
     /// connections and turn lists, and counts what it queued (once per call).
     pub fn with_chat<R>(&mut self, call: impl FnOnce(&mut Chat, &mut Effects<'_>) -> R) -> R {
-        let config = &self.shared.config;
-        let (sendq, grace) = (config.sendq, config.shutdown_grace);
+        let (sendq, grace) = (self.limits.sendq, self.shared.config.shutdown_grace);
         let conns = &mut self.conns;
         let (turn, outbound) = (&mut self.turn, &mut self.outbound);
         let mut fx = Effects::new(conns, turn, outbound, &mut self.to_backplane, sendq, grace);
@@ -124,7 +127,7 @@ impl ConnTable {
             return;
         }
         let session = self.chat.open_session(id, peer, protocol);
-        let max_line = self.shared.config.max_line_for(protocol);
+        let max_line = self.limits.max_line_for(protocol);
         self.conns
             .insert(Connection::over(transport, session, max_line));
         self.with_chat(|chat, fx| chat.on_adopted(fx, key));
@@ -146,7 +149,7 @@ impl ConnTable {
         let client = client_address(conn.peer.ip(), forwarded.as_deref(), trusted);
         let peer = SocketAddr::new(client, conn.peer.port());
         let session = self.chat.open_session(conn.id, peer, protocol);
-        let max_line = self.shared.config.max_line_for(protocol);
+        let max_line = self.limits.max_line_for(protocol);
         conn.upgrade(response, session, max_line, &mut self.turn);
         self.shared.stats.shards[self.index].on_upgrade(protocol);
         self.with_chat(|chat, fx| chat.on_adopted(fx, key));
@@ -245,7 +248,7 @@ impl ConnTable {
     }
     /// Flushes one connection (a writable event, or the end-of-turn flush).
     pub fn flush(&mut self, key: usize) {
-        let sendq = self.shared.config.sendq;
+        let sendq = self.limits.sendq;
         if let Some(conn) = self.conns.get_mut(key) {
             let queued = conn.send_queue.queued_bytes();
             let writes = conn.flush(sendq, &self.registry, &mut self.turn);
@@ -286,7 +289,7 @@ impl ConnTable {
                 log::debug!("{} deregister: {e}", conn.peer);
             }
             let (peer, handshaking) = (conn.peer, conn.transport.is_handshaking());
-            conn.log_close(reason, self.shared.config.sendq);
+            conn.log_close(reason, self.limits.sendq);
             let protocol = conn
                 .session
                 .as_ref()
@@ -329,10 +332,24 @@ impl ConnTable {
     /// Flood control's hard ceiling, on the tick: a paused connection that kept more
     /// than `--flood-max-unread` unread for `--flood-unread-timeout` is cut.
     pub fn cut_flooders(&mut self, pauses: &mut Pauses, now: Instant) {
-        let config = &self.shared.config;
-        let (limit, timeout) = (config.flood_max_unread, config.flood_unread_timeout);
+        let (limit, timeout) = (
+            self.limits.flood_max_unread,
+            self.limits.flood_unread_timeout,
+        );
         for key in pauses.over_ceiling(&mut self.conns, now, limit, timeout) {
             self.with_chat(|chat, fx| chat.cut_flooder(fx, key));
+        }
+    }
+
+    /// A reload's new limits: kept for the next lines and writes, given to the chat,
+    /// and applied to the line framers of open connections (IRC's limit is fixed).
+    pub fn set_limits(&mut self, limits: LiveLimits) {
+        self.limits = limits;
+        self.chat.set_limits(limits);
+        for (_, conn) in self.conns.iter_mut() {
+            if let Some(protocol) = conn.session.as_ref().map(|s| s.protocol()) {
+                conn.framer.set_max_line(limits.max_line_for(protocol));
+            }
         }
     }
 

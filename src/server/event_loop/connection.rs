@@ -307,6 +307,11 @@ impl Connection {
             );
             return false;
         }
+        if crate::logging::tracing() {
+            for payload in line.payloads() {
+                crate::logging::trace_line(&self.id, false, payload);
+            }
+        }
         self.send_queue.push(line.into_bytes());
         self.mark_dirty(turn);
         true

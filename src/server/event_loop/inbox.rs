@@ -156,6 +156,8 @@ pub enum ShardMsg {
     /// Server operators' business: an `OPER` checked, a kill, a k-line sweep, a
     /// `WALLOPS`, `/wall` or server notice (`commands/oper.rs`).
     Oper(OperMsg),
+    /// A reload's new limits (from the acceptor): applied between two turns.
+    Limits(crate::server::live::LiveLimits),
     /// Tell every client, flush, close, exit.
     Shutdown,
 }

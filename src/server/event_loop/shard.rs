@@ -162,6 +162,7 @@ impl ShardState {
                     tls,
                 } => self.table.adopt(stream, peer, protocol, tls),
                 ShardMsg::Shutdown => self.begin_shutdown(),
+                ShardMsg::Limits(limits) => self.table.set_limits(limits),
                 msg => self.table.with_chat(|chat, fx| chat.on_message(fx, msg)),
             }
         }

@@ -54,6 +54,14 @@ pub struct ConnId {
     pub generation: u64,
 }
 
+/// `SHARD.KEY.GENERATION`, as the protocol trace names a connection.
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (shard, key) = decode(self.token);
+        write!(f, "{shard}.{key}.{}", self.generation)
+    }
+}
+
 impl ConnId {
     /// The shard that owns this connection.
     pub fn shard(self) -> usize {

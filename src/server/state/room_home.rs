@@ -165,6 +165,12 @@ impl RoomHome {
         }
     }
 
+    /// A reload's `--history`: rooms trim to it as their next line arrives (with 0,
+    /// what they keep stays readable until they are forgotten).
+    pub fn set_history(&mut self, history_len: usize) {
+        self.history_len = history_len;
+    }
+
     /// Keeps `line` in `room`'s history (nothing with `--history 0`); `born` is the
     /// room's incarnation now (see [`Self::fence`]).
     pub fn record(
@@ -180,7 +186,8 @@ impl RoomHome {
         self.fence(room, born, registered);
         let home = self.rooms.entry(room.clone()).or_default();
         home.born = born;
-        if home.lines.len() == self.history_len {
+        // `while`: a reload may have shortened the history.
+        while home.lines.len() >= self.history_len {
             home.lines.pop_front();
         }
         home.lines.push_back(line);

@@ -236,6 +236,14 @@ pub enum Job {
     Room(Box<RoomWrite>, Option<Box<Then>>),
     /// The server is stopping: commit and exit.
     Stop,
+    /// A reload changed retention (`--history-days`, `--history-max`): prune by
+    /// the new rules soon.
+    Retention {
+        /// Days history is kept (0 = no age limit).
+        days: u32,
+        /// Lines kept per room (0 = no limit).
+        max: u64,
+    },
     /// `CHATHISTORY TARGETS`: which of `rooms` had lines between two ids.
     Targets {
         /// Who asked.

@@ -190,6 +190,10 @@ impl Writer {
                 self.answer(to, answer);
             }
             Job::Stop => self.stopping = true,
+            Job::Retention { days, max } => {
+                (self.config.history_days, self.config.history_max) = (days, max);
+                self.last_prune = None;
+            }
             Job::Read {
                 to,
                 room,
