@@ -31,25 +31,105 @@ const DESIGN_BUDGET: usize = 5_000;
 /// Names from std, mio, rustls and the operating system that the docs may cite in
 /// backticks without miochat defining them.
 const EXTERNAL: &[&str] = &[
-    "Arc", "Box", "Vec", "String", "Option", "Result", "Mutex", "RwLock", "OnceLock",
-    "AtomicBool", "AtomicU64", "AtomicUsize", "HashMap", "VecDeque", "Duration", "Instant",
-    "IoSlice", "WouldBlock", "ErrorKind", "Interrupted", "TcpStream", "TcpListener", "Poll",
-    "Waker", "Token", "Events", "Interest", "Registry", "Slab", "Sender", "Receiver",
-    "SyncSender", "ServerConnection", "HashSet", "TCP_NODELAY", "SO_REUSEPORT", "SO_RCVBUF",
-    "SO_LINGER", "MSG_PEEK", "UIO_MAXIOV", "EMFILE", "ENFILE", "EPOLLET", "EPOLLIN",
-    "EPOLLOUT", "WITHOUT_ROWID", "PRAGMA", "NO_COLOR", "X_FORWARDED_FOR",
+    "Arc",
+    "Box",
+    "Vec",
+    "String",
+    "Option",
+    "Result",
+    "Mutex",
+    "RwLock",
+    "OnceLock",
+    "AtomicBool",
+    "AtomicU64",
+    "AtomicUsize",
+    "HashMap",
+    "VecDeque",
+    "Duration",
+    "Instant",
+    "IoSlice",
+    "WouldBlock",
+    "ErrorKind",
+    "Interrupted",
+    "TcpStream",
+    "TcpListener",
+    "Poll",
+    "Waker",
+    "Token",
+    "Events",
+    "Interest",
+    "Registry",
+    "Slab",
+    "Sender",
+    "Receiver",
+    "SyncSender",
+    "ServerConnection",
+    "HashSet",
+    "TCP_NODELAY",
+    "SO_REUSEPORT",
+    "SO_RCVBUF",
+    "SO_LINGER",
+    "MSG_PEEK",
+    "UIO_MAXIOV",
+    "EMFILE",
+    "ENFILE",
+    "EPOLLET",
+    "EPOLLIN",
+    "EPOLLOUT",
+    "WITHOUT_ROWID",
+    "PRAGMA",
+    "NO_COLOR",
+    "X_FORWARDED_FOR",
 ];
 /// First segments of paths that are not miochat's.
 const EXTERNAL_ROOTS: &[&str] = &[
-    "std", "core", "io", "mio", "mpsc", "rustls", "slab", "net", "sync", "fmt", "time",
-    "tokio", "libc", "argh", "socket2", "tungstenite", "httparse", "rusqlite", "usize",
-    "u64", "u32", "u16", "u8", "i64", "i32",
+    "std",
+    "core",
+    "io",
+    "mio",
+    "mpsc",
+    "rustls",
+    "slab",
+    "net",
+    "sync",
+    "fmt",
+    "time",
+    "tokio",
+    "libc",
+    "argh",
+    "socket2",
+    "tungstenite",
+    "httparse",
+    "rusqlite",
+    "usize",
+    "u64",
+    "u32",
+    "u16",
+    "u8",
+    "i64",
+    "i32",
 ];
-/// Words of the protocols and of Linux that look like code names by their shape.
-const PROTOCOL_WORDS: &[&str] = &["NickServ", "ChanServ", "VmRSS"];
+/// Words of the protocols, of Linux and of other servers' configuration files that look
+/// like code names by their shape.
+const OTHER_WORDS: &[&str] = &[
+    "NickServ",
+    "ChanServ",
+    "VmRSS",
+    "MaxConnections",
+    "MaxConnectionsIP",
+    "MaxJoins",
+    "MaxPenaltyTime",
+];
 /// Top-level folders whose paths the docs may cite (`src/server/`, `scripts/x.sh`).
 const REPO_DIRS: &[&str] = &[
-    "src/", "tests/", "examples/", "scripts/", "fuzz/", "web/", "docs/", ".ci/",
+    "src/",
+    "tests/",
+    "examples/",
+    "scripts/",
+    "fuzz/",
+    "web/",
+    "docs/",
+    ".ci/",
 ];
 
 /// A code name found in the docs, by shape.
@@ -179,10 +259,17 @@ fn has_field(text: &str, ty: &str, name: &str) -> bool {
     let Some(start) = text.find(&format!("struct {ty} ")) else {
         return false;
     };
-    let body = text[start..].lines().skip(1).take_while(|line| *line != "}");
+    let body = text[start..]
+        .lines()
+        .skip(1)
+        .take_while(|line| *line != "}");
     body.map(str::trim_start).any(|line| {
-        let line = line.strip_prefix("pub(crate) ").or(line.strip_prefix("pub ")).unwrap_or(line);
-        line.strip_prefix(name).is_some_and(|rest| rest.starts_with(':') && !rest.starts_with("::"))
+        let line = line
+            .strip_prefix("pub(crate) ")
+            .or(line.strip_prefix("pub "))
+            .unwrap_or(line);
+        line.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with(':') && !rest.starts_with("::"))
     })
 }
 
@@ -210,7 +297,11 @@ fn impl_line_for(line: &str, ty: &str) -> bool {
     } else {
         target
     };
-    let word: String = target.trim().chars().take_while(|&c| is_ident_char(c)).collect();
+    let word: String = target
+        .trim()
+        .chars()
+        .take_while(|&c| is_ident_char(c))
+        .collect();
     word == ty
 }
 
@@ -253,7 +344,10 @@ fn classify(span: &str) -> Option<Name> {
     };
     if head.contains("::") {
         let parts: Vec<String> = head.split("::").map(str::to_string).collect();
-        return parts.iter().all(|p| is_ident(p)).then_some(Name::Path(parts));
+        return parts
+            .iter()
+            .all(|p| is_ident(p))
+            .then_some(Name::Path(parts));
     }
     if called {
         if !span.ends_with("()") {
@@ -266,7 +360,9 @@ fn classify(span: &str) -> Option<Name> {
         return Some(Name::Const(span.to_string()));
     }
     if span.contains('<') && span.ends_with('>') {
-        let words = span.split(|c: char| !is_ident_char(c)).filter(|w| is_camel(w));
+        let words = span
+            .split(|c: char| !is_ident_char(c))
+            .filter(|w| is_camel(w));
         return Some(Name::Types(words.map(str::to_string).collect()));
     }
     is_camel(span).then(|| Name::Types(vec![span.to_string()]))
@@ -282,7 +378,7 @@ fn check(name: &Name, sources: &Sources, root: &Path) -> Option<String> {
             .then(|| format!("no `const {c}`, nor the word anywhere in the code")),
         Name::Types(types) => types
             .iter()
-            .filter(|t| !EXTERNAL.contains(&t.as_str()) && !PROTOCOL_WORDS.contains(&t.as_str()))
+            .filter(|t| !EXTERNAL.contains(&t.as_str()) && !OTHER_WORDS.contains(&t.as_str()))
             .find(|t| !sources.has_type(t) && !sources.has_variant(t))
             .map(|t| format!("no type or enum variant `{t}`")),
         Name::Path(parts) => check_path(parts, sources),
@@ -325,10 +421,15 @@ fn generated(path: &str, root: &Path) -> bool {
     let mut patterns = Vec::new();
     for (dir, file) in [("", ".gitignore"), ("fuzz/", "fuzz/.gitignore")] {
         let text = fs::read_to_string(root.join(file)).unwrap_or_default();
-        let lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+        let lines = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'));
         patterns.extend(lines.map(|l| format!("{dir}{}", l.trim_matches('/'))));
     }
-    patterns.iter().any(|p| path == p || path.starts_with(&format!("{p}/")))
+    patterns
+        .iter()
+        .any(|p| path == p || path.starts_with(&format!("{p}/")))
 }
 
 /// `module::...::Type::member` or `module::...::function`.
@@ -449,12 +550,22 @@ fn every_code_name_the_docs_cite_exists() {
     let mut stale = Vec::new();
     for (file, text) in documents(&root) {
         for (_, line) in prose_lines(&text) {
-            checked += code_spans(line).iter().filter(|s| classify(s).is_some()).count();
+            checked += code_spans(line)
+                .iter()
+                .filter(|s| classify(s).is_some())
+                .count();
         }
         stale.extend(stale_names(&file, &text, &sources, &root));
     }
-    assert!(checked > 300, "only {checked} code names found: is the parser broken?");
-    assert!(stale.is_empty(), "stale names in the docs:\n{}", stale.join("\n"));
+    assert!(
+        checked > 300,
+        "only {checked} code names found: is the parser broken?"
+    );
+    assert!(
+        stale.is_empty(),
+        "stale names in the docs:\n{}",
+        stale.join("\n")
+    );
 }
 
 #[test]
@@ -468,7 +579,10 @@ fn the_name_check_tells_a_stale_name_from_a_live_one() {
         `NoSuchType`\n`NO_SUCH_CONSTANT`\n`nowhere.rs`\n`nomodule::home_shard`\n\
         ```\n`ShardState::inside_a_fence`\n```\n";
     let stale = stale_names("test.md", text, &sources, &root);
-    let lines: Vec<&str> = stale.iter().map(|s| s.split(": ").next().unwrap_or("")).collect();
+    let lines: Vec<&str> = stale
+        .iter()
+        .map(|s| s.split(": ").next().unwrap_or(""))
+        .collect();
     let expected: Vec<String> = (2..=8).map(|n| format!("test.md:{n}")).collect();
     assert_eq!(lines, expected, "{stale:#?}");
 }
@@ -510,7 +624,10 @@ fn constants_table(text: &str) -> Vec<ConstRow> {
 /// The value of `const NAME: T = VALUE;` in `source`, as written.
 fn const_value(source: &str, name: &str) -> Option<String> {
     let line = source.lines().find(|l| {
-        let l = l.trim_start().trim_start_matches("pub ").trim_start_matches("pub(crate) ");
+        let l = l
+            .trim_start()
+            .trim_start_matches("pub ")
+            .trim_start_matches("pub(crate) ");
         l.starts_with(&format!("const {name}:"))
     })?;
     let value = line.split_once('=')?.1.trim().trim_end_matches(';').trim();
@@ -520,7 +637,10 @@ fn const_value(source: &str, name: &str) -> Option<String> {
 /// A value as compared: without spaces and digit separators; a product of integers
 /// is multiplied out, so `64 * 1024` and `65536` are the same value.
 fn normalized(value: &str) -> String {
-    let text: String = value.chars().filter(|c| !c.is_whitespace() && *c != '_').collect();
+    let text: String = value
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '_')
+        .collect();
     let product = text
         .split('*')
         .map(str::parse::<u128>)
@@ -534,7 +654,10 @@ fn const_mismatch(row: &ConstRow, root: &Path) -> Option<String> {
         return Some(format!("{}: no file {}", row.name, row.file));
     };
     match const_value(&source, &row.name) {
-        None => Some(format!("{}: no `const {}:` in {}", row.name, row.name, row.file)),
+        None => Some(format!(
+            "{}: no `const {}:` in {}",
+            row.name, row.name, row.file
+        )),
         Some(code) if normalized(&code) != normalized(&row.value) => Some(format!(
             "{}: the table says `{}`, {} says `{code}`",
             row.name, row.value, row.file
@@ -549,14 +672,31 @@ fn the_constants_table_matches_the_code() {
     let rows = constants_table(&read(&root.join("docs/README.md")));
     let named: BTreeSet<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     for needed in [
-        "READS_PER_TURN", "READ_CHUNK", "INBOX_DRAIN_CAP", "MAX_IOVECS", "TICK",
-        "EVENTS_CAPACITY", "SHARD_BITS", "MAX_SHARDS", "HARD_SENDQ_FACTOR", "MAIL_PER_TURN",
-        "MAX_SLICES", "DEFAULT_SENDQ", "ACCEPTS_PER_TURN",
+        "READS_PER_TURN",
+        "READ_CHUNK",
+        "INBOX_DRAIN_CAP",
+        "MAX_IOVECS",
+        "TICK",
+        "EVENTS_CAPACITY",
+        "SHARD_BITS",
+        "MAX_SHARDS",
+        "HARD_SENDQ_FACTOR",
+        "MAIL_PER_TURN",
+        "MAX_SLICES",
+        "DEFAULT_SENDQ",
+        "ACCEPTS_PER_TURN",
     ] {
         assert!(named.contains(needed), "the constants table lacks {needed}");
     }
-    let wrong: Vec<String> = rows.iter().filter_map(|r| const_mismatch(r, &root)).collect();
-    assert!(wrong.is_empty(), "constants table out of date:\n{}", wrong.join("\n"));
+    let wrong: Vec<String> = rows
+        .iter()
+        .filter_map(|r| const_mismatch(r, &root))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "constants table out of date:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -568,7 +708,10 @@ fn the_constants_check_catches_a_wrong_value() {
         | `READS_PER_TURN` | `4` | `src/server/nowhere.rs` | moved |\n";
     let rows = constants_table(table);
     assert_eq!(rows.len(), 3);
-    let wrong: Vec<String> = rows.iter().filter_map(|r| const_mismatch(r, &root)).collect();
+    let wrong: Vec<String> = rows
+        .iter()
+        .filter_map(|r| const_mismatch(r, &root))
+        .collect();
     assert_eq!(wrong.len(), 2, "{wrong:#?}");
     assert!(wrong[0].starts_with("TICK") && wrong[1].starts_with("READS_PER_TURN"));
 }
@@ -611,7 +754,11 @@ fn broken_link(root: &Path, file: &str, target: &str) -> Option<String> {
     }
     let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
     let base = Path::new(file).parent().unwrap_or(Path::new(""));
-    let joined = if path.is_empty() { PathBuf::from(file) } else { base.join(path) };
+    let joined = if path.is_empty() {
+        PathBuf::from(file)
+    } else {
+        base.join(path)
+    };
     let resolved = normalize(&joined);
     if NOT_YET_WRITTEN.contains(&resolved.as_str()) {
         return None;
@@ -655,7 +802,10 @@ fn every_link_in_the_docs_leads_somewhere() {
             }
         }
     }
-    assert!(links > 50, "only {links} links found: is the parser broken?");
+    assert!(
+        links > 50,
+        "only {links} links found: is the parser broken?"
+    );
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
 
@@ -676,5 +826,8 @@ fn the_docs_stay_within_their_word_budget() {
     assert!(total <= WORD_BUDGET, "{total} words: {per_file:?}");
     let design = docs.iter().find(|(file, _)| file == "docs/DESIGN.md");
     let design = design.map_or(0, |(_, text)| words(text));
-    assert!(design > 1000 && design <= DESIGN_BUDGET, "DESIGN.md: {design} words");
+    assert!(
+        design > 1000 && design <= DESIGN_BUDGET,
+        "DESIGN.md: {design} words"
+    );
 }
