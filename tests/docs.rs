@@ -452,9 +452,8 @@ fn check_path(parts: &[String], sources: &Sources) -> Option<String> {
     if !sources.has_type(ty) {
         return Some(format!("no type `{ty}`"));
     }
-    let Some(member) = parts.get(at + 1) else {
-        return None;
-    };
+    // A bare `module::Type` is fine once the type exists.
+    let member = parts.get(at + 1)?;
     check_member(ty, member, sources)
 }
 
