@@ -2,8 +2,8 @@
 //! atomics and the directory at scrape time (nothing is kept for the scrape itself).
 //!
 //! A scrape costs one relaxed load per counter and one directory lock to count rooms
-//! and members; it never touches a shard's loop, so scraping every second is free
-//! for the chat. The text is spelled by `protocol::exposition`.
+//! and members; it sends nothing to any shard's loop, so scraping every second is
+//! free for the chat. The text is spelled by `protocol::exposition`.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 

@@ -153,13 +153,7 @@ impl Server {
             }
             _ => None,
         };
-        let mut threads = Vec::new();
-        for (index, (poll, inbox)) in polls.into_iter().zip(inboxes).enumerate() {
-            let inbox = Inbox::new(inbox, shared.shards[index].clone());
-            let shard = Shard::new(index, poll, inbox, Arc::clone(&shared))
-                .map_err(|e| StartupError::Setup("shard registry", e))?;
-            threads.push(spawn(format!("shard-{index}"), move || shard.run())?);
-        }
+        let threads = spawn_shards(polls, inboxes, &shared)?;
         let stop = Arc::new(AtomicBool::new(false));
         let acceptor = Acceptor::new(poll, listeners, tls, Arc::clone(&stop), Arc::clone(&shared))
             .map_err(|e| StartupError::Setup("listener registration or signal handler", e))?
@@ -185,6 +179,22 @@ impl Server {
             shared,
         })
     }
+}
+
+/// One thread per shard, each with its own poll and inbox.
+fn spawn_shards(
+    polls: Vec<Poll>,
+    inboxes: Vec<std::sync::mpsc::Receiver<inbox::ShardMsg>>,
+    shared: &Arc<Shared>,
+) -> Result<Vec<JoinHandle<()>>, StartupError> {
+    let mut threads = Vec::new();
+    for (index, (poll, inbox)) in polls.into_iter().zip(inboxes).enumerate() {
+        let inbox = Inbox::new(inbox, shared.shards[index].clone());
+        let shard = Shard::new(index, poll, inbox, Arc::clone(shared))
+            .map_err(|e| StartupError::Setup("shard registry", e))?;
+        threads.push(spawn(format!("shard-{index}"), move || shard.run())?);
+    }
+    Ok(threads)
 }
 
 /// The TLS listeners' certificate and key, loaded (none without `--tls-cert`).

@@ -3,8 +3,9 @@
 //! `--max-connections`, the per-address table behind `--max-per-ip` and
 //! `--connect-rate`, and the count of TLS handshakes in progress.
 //!
-//! Everything here is either read-only after start-up, atomic, or behind the
-//! directory's own short lock; nothing here is touched per recipient.
+//! Everything here is read-only after start-up, atomic, or behind a short lock taken
+//! per command or per reload (docs/DESIGN.md lists each); nothing here is touched
+//! per recipient.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 
 use crate::protocol::{parse_timestamp, timestamp};
 
-use super::state::Entry;
+use super::wrap::Entry;
 
 /// How far a live line's local time may be from its history time (the server's).
 pub const SKEW_MS: u64 = 120_000;

@@ -15,63 +15,15 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use super::history::{self, Hist};
+use super::wrap::row_count;
+/// A scrollback line and its styled pieces belong to `wrap.rs`, which lays them out;
+/// re-exported here for the modules that meet them as chat state.
+pub use super::wrap::{Entry, Segment, Tone};
 
 /// Lines kept per room; older ones are dropped.
 pub const SCROLLBACK: usize = 2000;
 /// The token of keepalive pings, whose replies are not shown.
 pub const KEEPALIVE_TOKEN: &str = "keepalive";
-
-/// How a piece of text is shown; the view maps tones to colours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tone {
-    /// Ordinary text.
-    Plain,
-    /// Events and other low-key text.
-    Dim,
-    /// A nick, coloured by a hash of its text.
-    Nick,
-    /// The user's own nick.
-    OwnNick,
-    /// Replies from the server.
-    Info,
-    /// Errors and disconnects.
-    Error,
-    /// Private messages.
-    Private,
-    /// A message that mentions the user.
-    Mention,
-}
-
-/// One styled piece of a scrollback line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Segment {
-    /// The text.
-    pub text: String,
-    /// How it looks.
-    pub tone: Tone,
-}
-
-/// One scrollback line: a time stamp and its pieces.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Entry {
-    /// `HH:MM`, local time.
-    pub stamp: String,
-    /// The pieces of the line, in order.
-    pub segments: Vec<Segment>,
-    /// When it was said (history: the server's time) or shown, in ms since the epoch.
-    pub at_ms: u64,
-    /// Its message id, for a history line (or a live line matched to one).
-    pub id: Option<String>,
-    /// For a chat line, what identifies its content ([`history::key`]).
-    pub key: Option<String>,
-}
-
-impl Entry {
-    /// The line's text without styling (for tests and width computations).
-    pub fn text(&self) -> String {
-        self.segments.iter().map(|s| s.text.as_str()).collect()
-    }
-}
 
 fn seg(text: impl Into<String>, tone: Tone) -> Segment {
     Segment {
@@ -118,7 +70,7 @@ impl Room {
     /// at `width` columns are added to the scroll distance).
     fn push(&mut self, entry: Entry, width: usize) {
         if self.scroll > 0 {
-            self.scroll += super::wrap::row_count(&entry, width);
+            self.scroll += row_count(&entry, width);
         }
         if self.lines.len() == SCROLLBACK {
             self.lines.pop_front();
@@ -129,7 +81,7 @@ impl Room {
     /// Puts a line at `index` (history, in its place by time).
     fn insert(&mut self, index: usize, entry: Entry, width: usize) {
         if self.scroll > 0 {
-            self.scroll += super::wrap::row_count(&entry, width);
+            self.scroll += row_count(&entry, width);
         }
         let mut index = index.min(self.lines.len());
         if self.lines.len() == SCROLLBACK {

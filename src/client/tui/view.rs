@@ -24,8 +24,8 @@ use ratatui::widgets::{Block, Paragraph};
 use unicode_width::UnicodeWidthStr;
 
 use super::input::LineEditor;
-use super::state::{ChatState, Room, Tone};
-use super::wrap::wrap_entry;
+use super::state::{ChatState, Room};
+use super::wrap::{Segment, Tone, wrap_entry};
 
 /// Width of each side panel.
 const PANEL: u16 = 18;
@@ -278,7 +278,7 @@ fn draw_chat(
 
 /// The rows to show (bottom-aligned) and the scroll distance, clamped to the top of
 /// the scrollback.
-fn visible_rows(room: &Room, size: ChatArea) -> (Vec<Vec<super::state::Segment>>, usize) {
+fn visible_rows(room: &Room, size: ChatArea) -> (Vec<Vec<Segment>>, usize) {
     let wanted = size.rows + room.scroll;
     let mut rows = Vec::new();
     for entry in room.lines.iter().rev() {

@@ -4,10 +4,64 @@
 //! because scrolling by screen rows (PgUp/PgDn) and keeping the view still while new
 //! lines arrive both need to know how many rows each line takes at the current width.
 //! Continuation rows are indented past the time stamp so the text stays in a column.
+//!
+//! The scrollback line itself ([`Entry`], its [`Segment`]s and their [`Tone`]) is
+//! defined here, at the bottom: the chat state fills entries and the view draws the
+//! rows, and both depend on this file, never the reverse.
 
 use unicode_width::UnicodeWidthChar;
 
-use super::state::{Entry, Segment, Tone};
+/// How a piece of text is shown; the view maps tones to colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Ordinary text.
+    Plain,
+    /// Events and other low-key text.
+    Dim,
+    /// A nick, coloured by a hash of its text.
+    Nick,
+    /// The user's own nick.
+    OwnNick,
+    /// Replies from the server.
+    Info,
+    /// Errors and disconnects.
+    Error,
+    /// Private messages.
+    Private,
+    /// A message that mentions the user.
+    Mention,
+}
+
+/// One styled piece of a scrollback line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// The text.
+    pub text: String,
+    /// How it looks.
+    pub tone: Tone,
+}
+
+/// One scrollback line: a time stamp and its pieces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entry {
+    /// `HH:MM`, local time.
+    pub stamp: String,
+    /// The pieces of the line, in order.
+    pub segments: Vec<Segment>,
+    /// When it was said (history: the server's time) or shown, in ms since the epoch.
+    pub at_ms: u64,
+    /// Its message id, for a history line (or a live line matched to one).
+    pub id: Option<String>,
+    /// For a chat line, what identifies its content (`history::key`).
+    pub key: Option<String>,
+}
+
+impl Entry {
+    /// The line's text without styling (for tests and width computations).
+    pub fn text(&self) -> String {
+        self.segments.iter().map(|s| s.text.as_str()).collect()
+    }
+}
 
 /// Columns taken by the time stamp (`HH:MM `), and the indent of continuation rows.
 pub const STAMP_WIDTH: usize = 6;

@@ -689,7 +689,7 @@ fn decode_bans(field: &str) -> Result<Vec<BanInfo>, BadWire> {
 
 /// True for the room events that cross nodes: chat lines, joins, leaves, nick
 /// changes, quits, topics, kicks and mode changes (each node applies the last two to
-/// its own copy of the room's state: docs/SERVER.md, "Scaling out"), and the away
+/// its own copy of the room's state: docs/CLUSTER.md), and the away
 /// and invitation notices IRC readers with `away-notify` and `invite-notify` get.
 pub fn crosses_nodes(event: &Event) -> bool {
     matches!(

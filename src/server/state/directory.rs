@@ -8,7 +8,8 @@
 //!   shard share one state), and each connection's profile (real name, sign-on time)
 //!   and a bounded history of recent nicks for `WHOWAS`.
 //!
-//! It is the only shared mutable state besides the stats atomics, behind one `Mutex`.
+//! It is the busiest piece of shared mutable state, behind one `Mutex` (the others,
+//! atomics and a few rarely taken locks, are listed in docs/DESIGN.md).
 //! Every method takes the lock once, does a few map operations and lets go: it is
 //! taken per *command* (join, nick, who) and once per room *message* to learn which
 //! shards have members, never per recipient. Fan-out itself happens on each shard
