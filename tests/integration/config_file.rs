@@ -67,6 +67,21 @@ fn assert_refused(addr: std::net::SocketAddr) {
     );
 }
 
+/// The MOTD `/motd` shows `client` now: the lines before `OK motd N`.
+fn motd_of(client: &mut TestClient) -> Vec<String> {
+    client.send("/motd");
+    let mut lines = Vec::new();
+    loop {
+        let line = client.line();
+        if let Some(text) = line.strip_prefix("EVENT * motd ") {
+            lines.push(text.to_string());
+        } else if line.starts_with("OK motd ") {
+            assert_eq!(line, format!("OK motd {}", lines.len()));
+            return lines;
+        }
+    }
+}
+
 #[test]
 fn sighup_applies_a_new_per_ip_limit_and_motd_and_keeps_every_connection() {
     let dir = TempDir::new("config-reload");
@@ -82,15 +97,15 @@ fn sighup_applies_a_new_per_ip_limit_and_motd_and_keeps_every_connection() {
     let mut carol = TestClient::connect(addr);
     carol.set_nick("carol");
     let before = stat(&alice.stats(), "config_loaded_at");
+    assert_eq!(motd_of(&mut alice), ["welcome"]);
 
     std::fs::write(&motd, "new rules\nbe kind\nno spam\n").unwrap();
     write_config(&config, "max-per-ip = 3", &irc);
     signal(&served.child, "HUP");
     let log = log_says(&served, "reload: configuration applied");
     assert!(log.contains("reload: limits.max-per-ip changed"), "{log}");
-    // The MOTD is read again (its lines are sent by the IRC welcome, where the
-    // operator commands' code is merged; here the reload's log line counts them).
     assert!(log.contains("MOTD of 3 line(s)"), "{log}");
+    assert_eq!(motd_of(&mut alice), ["new rules", "be kind", "no spam"]);
     assert_refused(addr);
 
     // Nobody was dropped: the three still chat.
@@ -374,4 +389,62 @@ fn vv_turns_the_trace_on_for_irc_too() {
     assert!(log.contains(">> PASS ***"), "{log}");
     assert!(log.contains("<< :miochat.local 001 tracy"), "{log}");
     assert!(!log.contains("hunter2"), "{log}");
+}
+
+/// Reads `client`'s lines until one contains `needle`, and returns that one.
+fn line_with(client: &mut TestClient, needle: &str) -> String {
+    loop {
+        let line = client.line();
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn opers_of_the_file_work_in_both_protocols_and_a_reload_adds_one() {
+    let dir = TempDir::new("config-opers");
+    let config = dir.join("miochat.toml");
+    let oper = |name: &str, password: &str| {
+        let hash = hash_password(password);
+        format!("[[oper]]\nname = \"{name}\"\npassword = \"{hash}\"\n\n")
+    };
+    let root = oper("root", "root-password");
+    let listen = "[limits]\nconnect-rate = 0\n\n[store]\ndata-dir = \"none\"\n\n";
+    let head = format!("[listen]\naddress = \"127.0.0.1:0\"\nirc = \"127.0.0.1:0\"\n\n{listen}");
+    std::fs::write(&config, format!("{head}{root}")).unwrap();
+    let args = ["serve", "--config", config.to_str().unwrap()];
+    let (served, addrs) = serve_exactly(&args, &["", "IRC"]);
+
+    let mut alice = TestClient::connect(addrs[0]);
+    alice.set_nick("alice");
+    alice.send("/oper root wrong-password");
+    assert!(alice.expect("ERR ").starts_with("ERR oper-failed "));
+    alice.send("/oper root root-password");
+    assert_eq!(alice.expect("OK oper"), "OK oper root");
+
+    let mut dave = TestClient::connect_raw(addrs[1]);
+    dave.send("NICK dave");
+    dave.send("USER dave 0 * :Dave");
+    line_with(&mut dave, " 422 dave ");
+    dave.send("OPER root :root-password");
+    line_with(&mut dave, " 381 dave ");
+
+    // The line operator kills the IRC one's session; dave is told in IRC.
+    alice.send("/kill dave enough");
+    assert_eq!(alice.expect("OK killed"), "OK killed dave");
+    line_with(&mut dave, "KILL dave :enough");
+
+    // A second operator added to the file works after SIGHUP, and root still does.
+    let second = oper("second", "second-password");
+    std::fs::write(&config, format!("{head}{root}{second}")).unwrap();
+    signal(&served.child, "HUP");
+    log_says(&served, "reload: configuration applied");
+    let mut bob = TestClient::connect(addrs[0]);
+    bob.set_nick("bob");
+    bob.send("/oper second second-password");
+    assert_eq!(bob.expect("OK oper"), "OK oper second");
+    bob.send("/kill alice test over");
+    assert_eq!(bob.expect("OK killed"), "OK killed alice");
+    assert!(alice.expect("ERR ").starts_with("ERR killed "));
 }
