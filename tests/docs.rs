@@ -254,9 +254,10 @@ fn defines(text: &str, keyword: &str, name: &str) -> bool {
     })
 }
 
-/// A field `name:` (public or not) of `struct ty` in `text`.
+/// A field `name:` (public or not) of `struct ty` (or `struct ty<...>`) in `text`.
 fn has_field(text: &str, ty: &str, name: &str) -> bool {
-    let Some(start) = text.find(&format!("struct {ty} ")) else {
+    let plain = text.find(&format!("struct {ty} "));
+    let Some(start) = plain.or_else(|| text.find(&format!("struct {ty}<"))) else {
         return false;
     };
     let body = text[start..]

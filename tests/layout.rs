@@ -1,6 +1,8 @@
 //! The layout the design promises, checked: no file in `src/server/` imports a file
-//! that imports it back (directly or through others), and no source function is over
-//! 80 lines. A reader can then follow the server downward, one file at a time.
+//! that imports it back (directly or through others), the event loop's folder imports
+//! nothing of the chat's (the chat plugs into the loop through `event_loop/handler.rs`),
+//! and no source function is over 80 lines. A reader can then follow the server
+//! downward, one file at a time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -85,6 +87,41 @@ fn server_files() -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+/// The modules of a group folder (`commands`, `state`).
+fn modules_in(group: &str) -> BTreeSet<String> {
+    fs::read_dir(format!("src/server/{group}"))
+        .expect("read dir")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+        .map(|path| module_of(&path))
+        .filter(|module| module != group)
+        .collect()
+}
+
+#[test]
+fn the_event_loop_imports_nothing_of_the_chat() {
+    let chat: BTreeSet<String> = ["commands", "state"]
+        .iter()
+        .flat_map(|group| modules_in(group))
+        .chain(["commands".to_string(), "state".to_string()])
+        .collect();
+    assert!(
+        chat.contains("session") && chat.contains("directory"),
+        "{chat:?}"
+    );
+    let mut wrong = Vec::new();
+    for path in server_files() {
+        if !path.starts_with("src/server/event_loop") {
+            continue;
+        }
+        let module = module_of(&path);
+        for import in imports(&path, &module).intersection(&chat) {
+            wrong.push(format!("{} imports {import}", path.display()));
+        }
+    }
+    assert!(wrong.is_empty(), "the loop imports the chat: {wrong:?}");
 }
 
 #[test]

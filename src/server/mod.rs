@@ -38,7 +38,7 @@ pub mod store;
 // show the architecture, the paths stay short.
 pub use commands::{chat, delivery, irc_session, moderation, oper, relay, services, session};
 pub use event_loop::{
-    close_reason, conn_table, connection, effects, inbox, pauses, shard, tls, token, web,
+    close_reason, conn_table, connection, effects, handler, inbox, pauses, shard, tls, token, web,
 };
 pub use state::{cluster, directory, registry, room_home, room_state, rooms};
 
@@ -59,6 +59,7 @@ use crate::protocol::StatsReport;
 use crate::protocol::outgoing::Protocol;
 use acceptor::{Acceptor, TOKEN_WAKEUP};
 use backplane::{Backplane, BackplaneHandle, BackplaneMsg};
+use chat::Chat;
 use inbox::{Inbox, ShardHandle};
 use shard::Shard;
 use token::INBOX_WAKER;
@@ -190,7 +191,8 @@ fn spawn_shards(
     let mut threads = Vec::new();
     for (index, (poll, inbox)) in polls.into_iter().zip(inboxes).enumerate() {
         let inbox = Inbox::new(inbox, shared.shards[index].clone());
-        let shard = Shard::new(index, poll, inbox, Arc::clone(shared))
+        let chat = Chat::new(index, Arc::clone(shared));
+        let shard = Shard::new(index, poll, inbox, Arc::clone(shared), chat)
             .map_err(|e| StartupError::Setup("shard registry", e))?;
         threads.push(spawn(format!("shard-{index}"), move || shard.run())?);
     }

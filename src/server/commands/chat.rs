@@ -31,9 +31,10 @@ use crate::protocol::{Event, Nick, NoticeKind, ProtocolError, Refusal, RoomName,
 
 use crate::server::backplane::handle::{BackplaneMsg, ClaimAnswer, ClaimFor};
 use crate::server::close_reason::CloseReason;
+use crate::server::commands::Effects;
 use crate::server::config::IDLE_WARNING;
 use crate::server::directory::Profile;
-use crate::server::effects::Effects;
+use crate::server::handler::Handler;
 use crate::server::inbox::ShardMsg;
 use crate::server::irc_session::IrcSession;
 use crate::server::live::LiveLimits;
@@ -68,116 +69,6 @@ impl Chat {
             relay: Relay::new(index, Arc::clone(&shared)),
             shared,
             ticks: 0,
-        }
-    }
-
-    /// A session for a connection being adopted: a fresh guest nick (and, for the
-    /// line protocol, the lobby) in the directory, and a full flood bucket.
-    pub fn open_session(&self, id: ConnId, peer: SocketAddr, protocol: Protocol) -> Session {
-        let lobby = RoomName::lobby();
-        let start_room = (!protocol.speaks_irc()).then_some(&lobby);
-        let remote = match start_room {
-            Some(lobby) => self.shared.room_outside(lobby),
-            None => RemoteRoom::default(),
-        };
-        let nick = self
-            .shared
-            .directory
-            .register_guest(id, start_room, &remote);
-        let mut session = Session::new(id, peer, nick, protocol);
-        let host = self.shared.hosts.host_for(peer.ip());
-        session.userhost = Arc::new(UserHost::new(&host));
-        let now = session.last_active;
-        session.flood =
-            (self.relay.delivery.limits.flood).map(|limit| FloodBucket::new(limit, now));
-        if !protocol.speaks_irc() {
-            session.rooms.push(lobby.clone());
-            session.current = Some(lobby);
-        }
-        // A line user's real name is its nick; an IRC user's comes with USER.
-        let profile = Profile {
-            realname: session.nick.as_str().into(),
-            signon: unix_now(),
-            spoke_at: Arc::clone(&session.spoke_at),
-            registered: protocol == Protocol::Line,
-            irc: protocol.speaks_irc(),
-            account: None,
-            userhost: Arc::clone(&session.userhost),
-        };
-        self.shared.directory.set_profile(id, profile);
-        session
-    }
-
-    /// Greets a line connection (welcome, and a join notice in the lobby); an IRC one
-    /// waits for NICK/USER.
-    pub fn on_adopted(&mut self, fx: &mut Effects<'_>, key: usize) {
-        let Some(session) = fx.session(key) else {
-            return;
-        };
-        let (nick, protocol, peer) = (session.nick.clone(), session.protocol(), session.peer);
-        log::info!("{peer} connected ({protocol:?}) as {nick}");
-        if !protocol.speaks_irc() {
-            // A line connection's identity is known now (an IRC one's at registration).
-            if self.relay.klined(fx, key, false) {
-                return;
-            }
-            let room = RoomName::lobby();
-            self.relay.delivery.enter(&room, key);
-            let welcome = Event::Welcome {
-                nick: nick.clone(),
-                room: room.clone(),
-            };
-            self.relay.delivery.reply(fx, key, &welcome);
-            let lines = self.shared.operators.get().motd.clone();
-            let motd = Event::Motd {
-                lines,
-                asked: false,
-            };
-            self.relay.delivery.reply(fx, key, &motd);
-            let joined = Event::Joined {
-                room: room.clone(),
-                nick: nick.clone(),
-            };
-            self.relay.delivery.announce(fx, &room, Some(key), joined);
-            let address = host_of(peer.ip());
-            let text = || format!("{nick} ({address}) connected ({})", protocol.label());
-            self.relay.notice(fx, NoticeKind::Connect, text);
-        }
-        self.relay.tell_cluster(fx, key, None);
-    }
-
-    /// One line (or framing error) from connection `key`.
-    pub fn on_line(&mut self, fx: &mut Effects<'_>, key: usize, line: Result<&[u8], FrameError>) {
-        if crate::logging::tracing()
-            && let (Ok(line), Some(session)) = (line, fx.session(key))
-        {
-            crate::logging::trace_line(&session.id, true, line);
-        }
-        let Some(protocol) = self.admit(fx, key) else {
-            return;
-        };
-        match (protocol.base(), line) {
-            (Protocol::Line, Ok(line)) => match parse_line(line) {
-                Ok(Some(command)) => self.relay.apply(fx, key, command),
-                Ok(None) => {}
-                Err(error) => self.relay.delivery.reject(fx, key, error),
-            },
-            (_, Ok(line)) => {
-                let shared = &*self.shared;
-                IrcSession {
-                    relay: &mut self.relay,
-                    fx,
-                    shared,
-                    key,
-                }
-                .on_line(line);
-            }
-            (_, Err(FrameError::TooLong)) => {
-                let max = self.relay.delivery.limits.max_line_for(protocol);
-                self.relay
-                    .delivery
-                    .reject(fx, key, ProtocolError::LineTooLong { max });
-            }
         }
     }
 
@@ -271,14 +162,193 @@ impl Chat {
         Some(protocol)
     }
 
+    /// `--idle-timeout` applies to connections that have not registered: a line
+    /// connection that never sent a line, an IRC one before its welcome. A
+    /// registered connection is never cut for being quiet (a reader is not idle);
+    /// TCP keepalive finds the dead ones, and the kernel's reset closes them.
+    fn tick_one(&mut self, fx: &mut Effects<'_>, key: usize, now: Instant) {
+        let idle_timeout = self.relay.delivery.limits.idle_timeout;
+        let config = &self.shared.config;
+        let Some(session) = fx.session(key) else {
+            return;
+        };
+        let silent = now.duration_since(session.last_active);
+        let (peer, nick) = (session.peer, session.nick.clone());
+        let registered = session.spoke_once && session.is_registered();
+        if let Some(limit) = idle_timeout.filter(|_| !registered) {
+            let warning = IDLE_WARNING.min(limit / 2);
+            if silent >= limit {
+                log::info!("{peer} {nick} idle for {silent:?}");
+                return self.close_idle(fx, key);
+            }
+            if silent >= limit - warning && !session.idle_warned && session.irc.is_none() {
+                session.idle_warned = true;
+                let warn = Event::IdleWarning(warning.as_secs().max(1));
+                return self.relay.delivery.reply(fx, key, &warn);
+            }
+        }
+        let Some(irc) = session.irc.as_deref_mut() else {
+            return;
+        };
+        if irc.identify_by.is_some_and(|by| now >= by) {
+            irc.identify_by = None;
+            let owner = self.shared.directory.owns(session.id, &session.nick);
+            if !owner {
+                log::info!("{peer} {nick} did not identify in time: renamed");
+                return self.relay.to_guest(fx, key, ProtocolError::NickRegistered);
+            }
+        }
+        let Some(session) = fx.session(key) else {
+            return;
+        };
+        let Some(irc) = session.irc.as_deref_mut() else {
+            return;
+        };
+        match irc.ping_sent {
+            Some(sent) if now.duration_since(sent) >= config.irc_pong_timeout => {
+                log::info!("{peer} {nick} ping timeout");
+                self.close_idle(fx, key);
+            }
+            None if silent >= config.irc_ping => {
+                irc.ping_sent = Some(now);
+                let ping = irc::keepalive_ping(&config.server_name);
+                let ping = session.protocol().frame(&Arc::from(ping.into_bytes()));
+                fx.last_word(key, ping);
+            }
+            _ => {}
+        }
+    }
+
+    fn close_idle(&self, fx: &mut Effects<'_>, key: usize) {
+        let notice = Event::Closing(Refusal::IdleTimeout);
+        self.relay
+            .delivery
+            .farewell(fx, key, &notice, CloseReason::IdleTimeout);
+    }
+}
+
+/// What the loop calls (`event_loop/handler.rs`): each a door into the chat.
+impl Handler for Chat {
+    type Session = Session;
+
+    /// A session for a connection being adopted: a fresh guest nick (and, for the
+    /// line protocol, the lobby) in the directory, and a full flood bucket.
+    fn open_session(&self, id: ConnId, peer: SocketAddr, protocol: Protocol) -> Session {
+        let lobby = RoomName::lobby();
+        let start_room = (!protocol.speaks_irc()).then_some(&lobby);
+        let remote = match start_room {
+            Some(lobby) => self.shared.room_outside(lobby),
+            None => RemoteRoom::default(),
+        };
+        let nick = self
+            .shared
+            .directory
+            .register_guest(id, start_room, &remote);
+        let mut session = Session::new(id, peer, nick, protocol);
+        let host = self.shared.hosts.host_for(peer.ip());
+        session.userhost = Arc::new(UserHost::new(&host));
+        let now = session.last_active;
+        session.flood =
+            (self.relay.delivery.limits.flood).map(|limit| FloodBucket::new(limit, now));
+        if !protocol.speaks_irc() {
+            session.rooms.push(lobby.clone());
+            session.current = Some(lobby);
+        }
+        // A line user's real name is its nick; an IRC user's comes with USER.
+        let profile = Profile {
+            realname: session.nick.as_str().into(),
+            signon: unix_now(),
+            spoke_at: Arc::clone(&session.spoke_at),
+            registered: protocol == Protocol::Line,
+            irc: protocol.speaks_irc(),
+            account: None,
+            userhost: Arc::clone(&session.userhost),
+        };
+        self.shared.directory.set_profile(id, profile);
+        session
+    }
+
+    /// Greets a line connection (welcome, and a join notice in the lobby); an IRC one
+    /// waits for NICK/USER.
+    fn on_adopted(&mut self, fx: &mut Effects<'_>, key: usize) {
+        let Some(session) = fx.session(key) else {
+            return;
+        };
+        let (nick, protocol, peer) = (session.nick.clone(), session.protocol(), session.peer);
+        log::info!("{peer} connected ({protocol:?}) as {nick}");
+        if !protocol.speaks_irc() {
+            // A line connection's identity is known now (an IRC one's at registration).
+            if self.relay.klined(fx, key, false) {
+                return;
+            }
+            let room = RoomName::lobby();
+            self.relay.delivery.enter(&room, key);
+            let welcome = Event::Welcome {
+                nick: nick.clone(),
+                room: room.clone(),
+            };
+            self.relay.delivery.reply(fx, key, &welcome);
+            let lines = self.shared.operators.get().motd.clone();
+            let motd = Event::Motd {
+                lines,
+                asked: false,
+            };
+            self.relay.delivery.reply(fx, key, &motd);
+            let joined = Event::Joined {
+                room: room.clone(),
+                nick: nick.clone(),
+            };
+            self.relay.delivery.announce(fx, &room, Some(key), joined);
+            let address = host_of(peer.ip());
+            let text = || format!("{nick} ({address}) connected ({})", protocol.label());
+            self.relay.notice(fx, NoticeKind::Connect, text);
+        }
+        self.relay.tell_cluster(fx, key, None);
+    }
+
+    /// One line (or framing error) from connection `key`.
+    fn on_line(&mut self, fx: &mut Effects<'_>, key: usize, line: Result<&[u8], FrameError>) {
+        if crate::logging::tracing()
+            && let (Ok(line), Some(session)) = (line, fx.session(key))
+        {
+            crate::logging::trace_line(&session.id, true, line);
+        }
+        let Some(protocol) = self.admit(fx, key) else {
+            return;
+        };
+        match (protocol.base(), line) {
+            (Protocol::Line, Ok(line)) => match parse_line(line) {
+                Ok(Some(command)) => self.relay.apply(fx, key, command),
+                Ok(None) => {}
+                Err(error) => self.relay.delivery.reject(fx, key, error),
+            },
+            (_, Ok(line)) => {
+                let shared = &*self.shared;
+                IrcSession {
+                    relay: &mut self.relay,
+                    fx,
+                    shared,
+                    key,
+                }
+                .on_line(line);
+            }
+            (_, Err(FrameError::TooLong)) => {
+                let max = self.relay.delivery.limits.max_line_for(protocol);
+                self.relay
+                    .delivery
+                    .reject(fx, key, ProtocolError::LineTooLong { max });
+            }
+        }
+    }
+
     /// A reload's new limits (the shard's table keeps its own copy).
-    pub fn set_limits(&mut self, limits: LiveLimits) {
+    fn set_limits(&mut self, limits: LiveLimits) {
         self.relay.delivery.set_limits(limits);
     }
 
     /// Flood control's hard ceiling: a paused client kept too much unread for too
     /// long. It is told `ERR flood` (IRC: "Excess Flood") and closed.
-    pub fn cut_flooder(&mut self, fx: &mut Effects<'_>, key: usize) {
+    fn cut_flooder(&mut self, fx: &mut Effects<'_>, key: usize) {
         if let Some(session) = fx.session(key) {
             let (nick, address) = (session.nick.clone(), host_of(session.peer.ip()));
             let text = || format!("{nick} ({address}) was cut for flooding");
@@ -293,7 +363,7 @@ impl Chat {
     /// A message from another shard (adoption and shutdown are the loop's own). A
     /// room event that kicks someone is carried out here once delivered, if the
     /// kicked member is on this shard.
-    pub fn on_message(&mut self, fx: &mut Effects<'_>, msg: ShardMsg) {
+    fn on_message(&mut self, fx: &mut Effects<'_>, msg: ShardMsg) {
         let delivery = &self.relay.delivery;
         let kicked_in = match msg {
             ShardMsg::Sequence(event) => {
@@ -375,7 +445,7 @@ impl Chat {
     /// The tick: join/quit summaries due on this home shard, idle timeouts and the
     /// IRC keepalive (PING after `--irc-ping` of silence, "Ping timeout" if no
     /// answer comes within `--irc-pong-timeout`).
-    pub fn on_tick(&mut self, fx: &mut Effects<'_>, now: Instant) {
+    fn on_tick(&mut self, fx: &mut Effects<'_>, now: Instant) {
         self.ticks += 1;
         let forget = self.ticks.is_multiple_of(FORGET_EVERY_TICKS);
         self.relay.delivery.on_tick(fx, now, forget);
@@ -386,72 +456,8 @@ impl Chat {
         }
     }
 
-    /// `--idle-timeout` applies to connections that have not registered: a line
-    /// connection that never sent a line, an IRC one before its welcome. A
-    /// registered connection is never cut for being quiet (a reader is not idle);
-    /// TCP keepalive finds the dead ones, and the kernel's reset closes them.
-    fn tick_one(&mut self, fx: &mut Effects<'_>, key: usize, now: Instant) {
-        let idle_timeout = self.relay.delivery.limits.idle_timeout;
-        let config = &self.shared.config;
-        let Some(session) = fx.session(key) else {
-            return;
-        };
-        let silent = now.duration_since(session.last_active);
-        let (peer, nick) = (session.peer, session.nick.clone());
-        let registered = session.spoke_once && session.is_registered();
-        if let Some(limit) = idle_timeout.filter(|_| !registered) {
-            let warning = IDLE_WARNING.min(limit / 2);
-            if silent >= limit {
-                log::info!("{peer} {nick} idle for {silent:?}");
-                return self.close_idle(fx, key);
-            }
-            if silent >= limit - warning && !session.idle_warned && session.irc.is_none() {
-                session.idle_warned = true;
-                let warn = Event::IdleWarning(warning.as_secs().max(1));
-                return self.relay.delivery.reply(fx, key, &warn);
-            }
-        }
-        let Some(irc) = session.irc.as_deref_mut() else {
-            return;
-        };
-        if irc.identify_by.is_some_and(|by| now >= by) {
-            irc.identify_by = None;
-            let owner = self.shared.directory.owns(session.id, &session.nick);
-            if !owner {
-                log::info!("{peer} {nick} did not identify in time: renamed");
-                return self.relay.to_guest(fx, key, ProtocolError::NickRegistered);
-            }
-        }
-        let Some(session) = fx.session(key) else {
-            return;
-        };
-        let Some(irc) = session.irc.as_deref_mut() else {
-            return;
-        };
-        match irc.ping_sent {
-            Some(sent) if now.duration_since(sent) >= config.irc_pong_timeout => {
-                log::info!("{peer} {nick} ping timeout");
-                self.close_idle(fx, key);
-            }
-            None if silent >= config.irc_ping => {
-                irc.ping_sent = Some(now);
-                let ping = irc::keepalive_ping(&config.server_name);
-                let ping = session.protocol().frame(&Arc::from(ping.into_bytes()));
-                fx.last_word(key, ping);
-            }
-            _ => {}
-        }
-    }
-
-    fn close_idle(&self, fx: &mut Effects<'_>, key: usize) {
-        let notice = Event::Closing(Refusal::IdleTimeout);
-        self.relay
-            .delivery
-            .farewell(fx, key, &notice, CloseReason::IdleTimeout);
-    }
-
     /// Tells every client the server is going down (their connections then drain).
-    pub fn begin_shutdown(&mut self, fx: &mut Effects<'_>) {
+    fn begin_shutdown(&mut self, fx: &mut Effects<'_>) {
         for key in fx.keys() {
             if fx.is_open(key) {
                 self.relay
@@ -463,7 +469,7 @@ impl Chat {
 
     /// A reaped connection: out of its rooms (telling them, unless the server is
     /// shutting down), its nick and away message freed.
-    pub fn on_closed(&mut self, fx: &mut Effects<'_>, mut session: Session, why: &str, tell: bool) {
+    fn on_closed(&mut self, fx: &mut Effects<'_>, mut session: Session, why: &str, tell: bool) {
         if session.oper.is_some() {
             oper::drop_oper(
                 &self.relay.delivery,

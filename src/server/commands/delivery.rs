@@ -43,8 +43,8 @@ use crate::server::config::JOIN_HISTORY;
 use crate::server::backplane::handle::BackplaneMsg;
 use crate::server::backplane::wire::crosses_nodes;
 use crate::server::close_reason::CloseReason;
+use crate::server::commands::Effects;
 use crate::server::directory::Reach;
-use crate::server::effects::Effects;
 use crate::server::inbox::{Origin, RoomEvent, ShardMsg};
 use crate::server::live::LiveLimits;
 use crate::server::room_home::{Release, RoomHome, said_line};
@@ -904,7 +904,11 @@ mod tests {
     }
 
     /// A connection in slot `key` with generation `generation`.
-    fn connection(listener: &TcpListener, key: usize, generation: u64) -> (Connection, StdStream) {
+    fn connection(
+        listener: &TcpListener,
+        key: usize,
+        generation: u64,
+    ) -> (Connection<Session>, StdStream) {
         let client = StdStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server_side, peer) = listener.accept().unwrap();
         server_side.set_nonblocking(true).unwrap();
@@ -926,7 +930,7 @@ mod tests {
         listener: &TcpListener,
         key: usize,
         protocol: Protocol,
-    ) -> (Connection, StdStream) {
+    ) -> (Connection<Session>, StdStream) {
         let (mut conn, client) = connection(listener, key, key as u64 + 1);
         let mut session = conn.session.take().unwrap();
         session = Session::new(session.id, session.peer, session.nick, protocol);

@@ -28,7 +28,7 @@ use crate::protocol::{
 
 use crate::server::backplane::{ClaimAnswer, ClaimFor};
 use crate::server::close_reason::CloseReason;
-use crate::server::effects::Effects;
+use crate::server::commands::Effects;
 use crate::server::oper;
 use crate::server::relay::{NickClaim, Relay};
 use crate::server::services::Services;

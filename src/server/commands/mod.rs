@@ -8,3 +8,7 @@ pub mod oper;
 pub mod relay;
 pub mod services;
 pub mod session;
+
+/// The loop's [`Effects`](crate::server::event_loop::effects::Effects) over this
+/// chat's sessions: what every command is handed.
+pub type Effects<'a> = crate::server::event_loop::effects::Effects<'a, session::Session>;

@@ -28,8 +28,8 @@ use crate::protocol::{Event, MAX_KICK_LEN, Nick, ProtocolError, RoomName};
 
 use crate::server::backplane::handle::BackplaneMsg;
 use crate::server::backplane::wire::Wire;
+use crate::server::commands::Effects;
 use crate::server::delivery::Delivery;
-use crate::server::effects::Effects;
 use crate::server::room_state::RemoteSeat;
 use crate::server::session::Session;
 use crate::server::shared::Shared;

@@ -29,8 +29,8 @@ use crate::protocol::{Command, Event, KlineInfo, MAX_KICK_LEN, Nick, NoticeKind,
 use crate::server::backplane::handle::BackplaneMsg;
 use crate::server::backplane::wire::Wire;
 use crate::server::close_reason::CloseReason;
+use crate::server::commands::Effects;
 use crate::server::delivery::Delivery;
-use crate::server::effects::Effects;
 use crate::server::inbox::ShardMsg;
 use crate::server::klines;
 use crate::server::moderation::identity;

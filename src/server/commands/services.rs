@@ -26,8 +26,8 @@ use std::sync::Arc;
 use crate::protocol::irc::{self, IrcReply};
 
 use crate::server::backplane::handle::{BackplaneMsg, ClaimFor};
+use crate::server::commands::Effects;
 use crate::server::delivery::Delivery;
-use crate::server::effects::Effects;
 use crate::server::inbox::ShardMsg;
 use crate::server::registry::Level;
 use crate::server::session::{LoginKind, SaslStep};

@@ -19,6 +19,7 @@ use crate::protocol::outgoing::{Flavour, Protocol};
 use crate::protocol::{Nick, RoomName};
 
 use crate::server::config::FloodLimit;
+use crate::server::connection::SessionInfo;
 use crate::server::token::ConnId;
 
 /// The chat state of one connection.
@@ -140,6 +141,25 @@ impl Session {
     /// welcome burst for IRC ones.
     pub fn is_registered(&self) -> bool {
         self.irc.as_ref().is_none_or(|irc| irc.registered)
+    }
+}
+
+/// What the loop reads of a session (`event_loop/handler.rs`).
+impl SessionInfo for Session {
+    fn protocol(&self) -> Protocol {
+        Session::protocol(self)
+    }
+
+    fn conn_id(&self) -> ConnId {
+        self.id
+    }
+
+    fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn log_name(&self) -> &str {
+        self.nick.as_str()
     }
 }
 

@@ -20,10 +20,11 @@ use crate::protocol::http::client_address;
 use crate::protocol::outgoing::Protocol;
 
 use crate::server::backplane::handle::BackplaneMsg;
-use crate::server::chat::Chat;
 use crate::server::close_reason::CloseReason;
+use crate::server::connection::SessionInfo;
 use crate::server::connection::{ConnState, Connection, Turn};
 use crate::server::effects::Effects;
+use crate::server::handler::Handler;
 use crate::server::inbox::ShardMsg;
 use crate::server::live::LiveLimits;
 use crate::server::pauses::Pauses;
@@ -34,13 +35,13 @@ use crate::server::web::{FrameAction, Web};
 
 /// A shard's connections with the lists one turn builds over them.
 #[derive(Debug)]
-pub struct ConnTable {
+pub struct ConnTable<H: Handler> {
     /// This shard's index (the low bits of its tokens).
     pub index: usize,
     /// Connections, by slab key.
-    pub conns: Slab<Connection>,
+    pub conns: Slab<Connection<H::Session>>,
     /// The chat half: sessions' meaning, rooms, delivery.
-    pub chat: Chat,
+    pub chat: H,
     /// Dirty and closing lists of the current turn.
     pub turn: Turn,
     /// Messages for other shards produced this turn, by shard index.
@@ -59,13 +60,13 @@ pub struct ConnTable {
     pub limits: LiveLimits,
 }
 
-impl ConnTable {
-    /// An empty table for shard `index`.
-    pub fn new(index: usize, shared: Arc<Shared>, registry: Registry) -> Self {
+impl<H: Handler> ConnTable<H> {
+    /// An empty table for shard `index`, its lines handed to `chat`.
+    pub fn new(index: usize, shared: Arc<Shared>, registry: Registry, chat: H) -> Self {
         ConnTable {
             index,
             conns: Slab::new(),
-            chat: Chat::new(index, Arc::clone(&shared)),
+            chat,
             turn: Turn::default(),
             outbound: (0..shared.shards.len()).map(|_| Vec::new()).collect(),
             to_backplane: Vec::new(),
@@ -79,7 +80,10 @@ impl ConnTable {
 
     /// Calls the chat through its one door, an [`Effects`] over this shard's
     /// connections and turn lists, and counts what it queued (once per call).
-    pub fn with_chat<R>(&mut self, call: impl FnOnce(&mut Chat, &mut Effects<'_>) -> R) -> R {
+    pub fn with_chat<R>(
+        &mut self,
+        call: impl FnOnce(&mut H, &mut Effects<'_, H::Session>) -> R,
+    ) -> R {
         let (sendq, grace) = (self.limits.sendq, self.shared.config.shutdown_grace);
         let conns = &mut self.conns;
         let (turn, outbound) = (&mut self.turn, &mut self.outbound);

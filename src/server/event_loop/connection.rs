@@ -49,7 +49,6 @@ use crate::protocol::websocket::{Framing, Wire};
 use crate::send_queue::{Flushed, SendQueue};
 
 use crate::server::close_reason::CloseReason;
-use crate::server::session::Session;
 use crate::server::tls::Transport;
 use crate::server::token::ConnId;
 use crate::server::web::{HttpRequest, HttpStep, Keepalive, Web};
@@ -86,9 +85,22 @@ pub struct Turn {
     pub paused: Vec<usize>,
 }
 
-/// One client connection: the socket and its buffers, plus the chat's [`Session`].
+/// What the loop reads of a connection's chat session.
+pub trait SessionInfo: std::fmt::Debug {
+    /// The protocol the connection speaks (how its bytes are framed).
+    fn protocol(&self) -> Protocol;
+    /// Its identity (token and generation).
+    fn conn_id(&self) -> ConnId;
+    /// The client's address (behind a trusted proxy, the one it names).
+    fn peer_addr(&self) -> SocketAddr;
+    /// A name for log lines (the nick).
+    fn log_name(&self) -> &str;
+}
+
+/// One client connection: the socket and its buffers, plus the chat's session `S`
+/// (the handler's: `handler.rs`).
 #[derive(Debug)]
-pub struct Connection {
+pub struct Connection<S> {
     /// Identity across threads and time (token and generation).
     pub id: ConnId,
     /// Remote address, for logs and the per-address limits.
@@ -110,7 +122,7 @@ pub struct Connection {
     pub dirty: bool,
     /// What the chat knows about this connection; the event loop never looks inside.
     /// `None` while a web connection is still an HTTP request (not yet a chat).
-    pub session: Option<Session>,
+    pub session: Option<S>,
     /// Flood control's fake lag: not read until then (ET-10).
     pub paused_until: Option<Instant>,
     /// Bytes read but not yet handed to the chat because the connection was paused
@@ -133,14 +145,14 @@ pub enum Queued {
     Misframed,
 }
 
-impl Connection {
+impl<S: SessionInfo> Connection<S> {
     /// Logs a close once: a warning for a slow consumer (the operator may want to
     /// raise `--sendq`) and for a WebSocket client that says the server broke the
     /// protocol (a server bug), an info line otherwise (debug for a served HTTP
     /// request); a WebSocket protocol error says what it was.
     pub fn log_close(&self, reason: CloseReason, sendq: usize) {
         let peer = self.peer;
-        let Some(nick) = self.session.as_ref().map(|s| &s.nick) else {
+        let Some(nick) = self.session.as_ref().map(|s| s.log_name()) else {
             return log::debug!("{peer} http closed: {}", reason.label());
         };
         match reason {
@@ -169,13 +181,14 @@ impl Connection {
     }
 
     /// A new open plain-TCP connection (already registered for READABLE).
-    pub fn new(stream: mio::net::TcpStream, session: Session, max_line: usize) -> Self {
+    pub fn new(stream: mio::net::TcpStream, session: S, max_line: usize) -> Self {
         Self::over(Transport::Plain(stream), session, max_line)
     }
 
     /// A new open connection over `transport` (already registered for READABLE).
-    pub fn over(transport: Transport, session: Session, max_line: usize) -> Self {
-        let mut conn = Self::bare(transport, session.id, session.peer, max_line);
+    pub fn over(transport: Transport, session: S, max_line: usize) -> Self {
+        let (id, peer) = (session.conn_id(), session.peer_addr());
+        let mut conn = Self::bare(transport, id, peer, max_line);
         conn.session = Some(session);
         conn
     }
@@ -461,13 +474,7 @@ impl Connection {
 
     /// The upgrade: the `101` goes out first, then the connection is a chat
     /// connection with `session`, its lines in WebSocket frames.
-    pub fn upgrade(
-        &mut self,
-        response: Vec<u8>,
-        session: Session,
-        max_line: usize,
-        turn: &mut Turn,
-    ) {
+    pub fn upgrade(&mut self, response: Vec<u8>, session: S, max_line: usize, turn: &mut Turn) {
         self.push(Protocol::Http.frame(&Arc::from(response)), turn);
         let socket = crate::server::web::Socket::new(session.protocol(), Instant::now());
         self.web = Some(Web::Socket(Box::new(socket)));

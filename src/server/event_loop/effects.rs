@@ -19,7 +19,8 @@
 //! - **stop reading this connection until then** ([`Effects::pause_reading`]): flood
 //!   control's fake lag; the loop's timer resumes it (ET-10).
 //!
-//! Plus read and write access to each connection's [`Session`], the chat's own state.
+//! Plus read and write access to each connection's session, the chat's own state
+//! (the handler's `Session` type: `handler.rs`).
 //! The chat never sees a socket, a `Poll` or a token, and nothing it calls can call
 //! back into the loop, so `shard.rs` can be read without the chat and the chat without
 //! the loop.
@@ -33,14 +34,14 @@ use crate::protocol::websocket::Wire;
 
 use crate::server::backplane::handle::BackplaneMsg;
 use crate::server::close_reason::CloseReason;
+use crate::server::connection::SessionInfo;
 use crate::server::connection::{Connection, Queued, Turn};
 use crate::server::inbox::ShardMsg;
-use crate::server::session::Session;
 
 /// What the chat may do to the loop's connections during one call.
 #[derive(Debug)]
-pub struct Effects<'a> {
-    conns: &'a mut Slab<Connection>,
+pub struct Effects<'a, S> {
+    conns: &'a mut Slab<Connection<S>>,
     turn: &'a mut Turn,
     outbound: &'a mut [Vec<ShardMsg>],
     to_backplane: &'a mut Vec<BackplaneMsg>,
@@ -50,10 +51,10 @@ pub struct Effects<'a> {
     pub deliveries: u64,
 }
 
-impl<'a> Effects<'a> {
+impl<'a, S: SessionInfo> Effects<'a, S> {
     /// Effects over a shard's connections, its turn lists and its outbound batches.
     pub fn new(
-        conns: &'a mut Slab<Connection>,
+        conns: &'a mut Slab<Connection<S>>,
         turn: &'a mut Turn,
         outbound: &'a mut [Vec<ShardMsg>],
         to_backplane: &'a mut Vec<BackplaneMsg>,
@@ -72,7 +73,7 @@ impl<'a> Effects<'a> {
     }
 
     /// The session of connection `key`, if it exists.
-    pub fn session(&mut self, key: usize) -> Option<&mut Session> {
+    pub fn session(&mut self, key: usize) -> Option<&mut S> {
         self.conns.get_mut(key)?.session.as_mut()
     }
 

@@ -4,6 +4,7 @@ pub mod close_reason;
 pub mod conn_table;
 pub mod connection;
 pub mod effects;
+pub mod handler;
 pub mod inbox;
 pub mod pauses;
 pub mod shard;

@@ -29,6 +29,7 @@ use crate::nonblocking::ReadOutcome;
 use crate::server::close_reason::CloseReason;
 use crate::server::config::{EVENTS_CAPACITY, INBOX_DRAIN_CAP, READ_CHUNK, READS_PER_TURN, TICK};
 use crate::server::conn_table::ConnTable;
+use crate::server::handler::Handler;
 use crate::server::inbox::{Inbox, ShardMsg};
 use crate::server::pauses::Pauses;
 use crate::server::shared::Shared;
@@ -37,19 +38,19 @@ use crate::server::token::{self, INBOX_WAKER};
 
 /// A shard: its `Poll`, its inbox, and everything it owns.
 #[derive(Debug)]
-pub struct Shard {
+pub struct Shard<H: Handler> {
     poll: Poll,
     events: Events,
-    state: ShardState,
+    state: ShardState<H>,
 }
 
 /// Everything a shard owns besides its `Poll` and events (split so that the loop can
 /// borrow the events while handlers mutate the state).
 #[derive(Debug)]
-pub struct ShardState {
+pub struct ShardState<H: Handler> {
     inbox: Inbox,
     /// The connections, the chat, and the turn's lists.
-    table: ConnTable,
+    table: ConnTable<H>,
     /// Connections whose reads the per-turn budget cut short (ET-2).
     unfinished_reads: VecDeque<usize>,
     /// Connections flood control paused (ET-10): the timer list that resumes them.
@@ -61,13 +62,20 @@ pub struct ShardState {
     shutdown_deadline: Option<Instant>,
 }
 
-impl Shard {
-    /// A shard with its own `Poll` (whose waker the `shared` handles already hold).
-    pub fn new(index: usize, poll: Poll, inbox: Inbox, shared: Arc<Shared>) -> io::Result<Shard> {
+impl<H: Handler> Shard<H> {
+    /// A shard with its own `Poll` (whose waker the `shared` handles already hold),
+    /// handing its lines to `chat`.
+    pub fn new(
+        index: usize,
+        poll: Poll,
+        inbox: Inbox,
+        shared: Arc<Shared>,
+        chat: H,
+    ) -> io::Result<Self> {
         let registry = poll.registry().try_clone()?;
         let state = ShardState {
             inbox,
-            table: ConnTable::new(index, shared, registry),
+            table: ConnTable::new(index, shared, registry, chat),
             unfinished_reads: VecDeque::new(),
             pauses: Pauses::default(),
             scratch: vec![0; READ_CHUNK],
@@ -116,7 +124,7 @@ impl Shard {
     }
 }
 
-impl ShardState {
+impl<H: Handler> ShardState<H> {
     fn finished(&self) -> bool {
         self.shutdown_deadline.is_some() && self.table.conns.is_empty()
     }
