@@ -9,8 +9,9 @@
 # Why many processes: one process may hold at most 20000 descriptors here, and that
 # cannot be raised. So there are ceil(N / PER) nodes and as many load processes
 # (`miochat bench idle --await-mark`), load process i connecting only to node i from
-# its own source address 127.0.x.y (`--source-offset`), so that no address runs out
-# of ephemeral ports. Everything is on loopback, bounded in time, and stopped and
+# its own SRC source addresses 127.0.x.y (`--sources`, `--source-offset`), so that no
+# address runs out of ephemeral ports, nor fills up enough to make the kernel's
+# search for a free one slow. Everything is on loopback, bounded in time, and stopped and
 # removed at exit, whatever happens.
 #
 # The last line is the verdict:
@@ -22,6 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-1000000}"
 PER="${PER:-19000}"
+SRC="${SRC:-8}" # source addresses per load process: a bind to port 0 slows as one address fills up
 RAMP_LIMIT="${RAMP_LIMIT:-1200}" # seconds the ramp may take before the run fails
 if ! [[ "$N" =~ ^[0-9]+$ ]] || [ "$N" -lt 1 ]; then
   echo "million.sh: N must be a positive number of connections" >&2
@@ -88,7 +90,7 @@ for i in $(seq 1 "$K"); do
   share=$((left < PER ? left : PER))
   left=$((left - share))
   "$bin" bench idle --addr "127.0.0.1:${ports[$((i - 1))]}" --clients "$share" --room million \
-    --await-mark --hold "$RAMP_LIMIT" --timeout "$RAMP_LIMIT" --sources 1 --source-offset "$i" \
+    --await-mark --hold "$RAMP_LIMIT" --timeout "$RAMP_LIMIT" --sources "$SRC" --source-offset $(((i - 1) * SRC + 1)) \
     --connect-window 128 --json >"$work/load$i.json" 2>"$work/load$i.err" &
   pid=$!
   pids+=("$pid")
