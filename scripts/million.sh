@@ -42,7 +42,7 @@ pids=()
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
-  rm -rf "$work"
+  if [ -n "${KEEP:-}" ]; then echo "million.sh: kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -118,6 +118,36 @@ done
 echo
 ramp_ms=$((($(date +%s%N) - started) / 1000000))
 connected=$(cat "$work"/load*.err | awk '/^idle: / {sum += $2} END {print sum + 0}')
+
+# Settle: joins reach the other nodes through Redis after each client's own `OK
+# joined`, so wait until every node counts all N members in the room (`/rooms`), or
+# the mark would time the replication backlog, not the fan-out.
+settle_started=$(date +%s%N)
+python3 - "$N" "$RAMP_LIMIT" "${ports[@]}" <<'PY' || { echo "million.sh: the nodes never all counted $N members" >&2; exit 1; }
+import socket, sys, time
+want, limit, ports = int(sys.argv[1]), float(sys.argv[2]), [int(p) for p in sys.argv[3:]]
+deadline = time.time() + limit
+def members(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"/rooms\n/quit\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    for line in data.decode(errors="replace").splitlines():
+        if line.startswith("OK rooms "):
+            for item in line.split()[2:]:
+                room, _, count = item.rpartition(":")
+                if room == "million":
+                    return int(count)
+    return 0
+waiting = list(ports)
+while waiting and time.time() < deadline:
+    waiting = [p for p in waiting if members(p) < want]
+    if waiting:
+        time.sleep(1)
+sys.exit(1 if waiting else 0)
+PY
+settle_ms=$((($(date +%s%N) - settle_started) / 1000000))
 slab_after="$(slab_kib)"
 sock_after="$(sock_pages)"
 rss_after="$(rss_kib "${node_pids[@]}")"
@@ -140,13 +170,17 @@ for i in $(seq 1 "$K"); do
   t=$(sed -n 's/.*"mark_latency_max_ms":\([0-9.]*\).*/\1/p' <<<"$line")
   marked=$((marked + ${m:-0}))
   fanout_ms=$(awk -v a="$fanout_ms" -v b="${t:-0}" 'BEGIN {print (b > a) ? b : a}')
-  grep -q '"verdict":"PASS"' <<<"$line" || problems="$problems load$i"
+  if ! grep -q '"verdict":"PASS"' <<<"$line"; then
+    problems="$problems load$i"
+    echo "million.sh: load$i: $line $(grep -v '^idle: ' "$work/load$i.err" | head -3)" >&2
+  fi
 done
 lost=$((N - marked))
 per_conn() { awk -v d="$1" -v n="$connected" 'BEGIN {printf "%.0f", (n > 0) ? d / n : 0}'; }
 server_b=$(per_conn $(((rss_after - rss_before) * 1024)))
 kernel_b=$(per_conn $(((slab_after - slab_before) * 1024 + (sock_after - sock_before) * 4096)))
 [ -n "$problems" ] && echo "million.sh: these load processes did not pass:$problems" >&2
+echo "million.sh: every node counted $N members $(awk -v ms="$settle_ms" 'BEGIN {printf "%.1f", ms / 1000}') s after the ramp"
 printf 'held %d connections on %d nodes: server RSS %s B/conn, kernel %s B/conn, ramp %.1f s, room fan-out to %d in %.0f ms, lost %d\n' \
   "$connected" "$K" "$server_b" "$kernel_b" "$(awk -v ms="$ramp_ms" 'BEGIN {print ms / 1000}')" "$marked" "$fanout_ms" "$lost"
 if [ "$status" -ne 0 ] || [ "$connected" -ne "$N" ] || [ "$lost" -ne 0 ] || [ -n "$problems" ]; then
