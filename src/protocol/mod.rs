@@ -13,6 +13,8 @@
 //! - [`names`]: the [`Nick`] and [`RoomName`] newtypes and their validation;
 //! - [`irc`]: the IRC client protocol: message parsing and rendering of the same
 //!   [`Event`]s as IRC lines and numerics;
+//! - [`formatting`]: IRC's colour and formatting codes, which both `irc` and `render`
+//!   need, so that neither imports the other;
 //! - [`modes`] and [`mask`]: room modes and ban masks, parsed and matched once for
 //!   both protocols;
 //! - [`websocket`]: WebSocket frames around those lines, and the decoder for a
@@ -25,6 +27,7 @@
 
 pub mod command;
 pub mod exposition;
+pub mod formatting;
 pub mod http;
 pub mod identity;
 pub mod irc;
