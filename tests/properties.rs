@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use miochat::framing::{FrameError, LineFramer};
+use miochat::protocol::formatting::strip_formatting;
 use miochat::protocol::irc::{self, MAX_IRC_LINE};
 use miochat::protocol::modes::{self, Flag, ModeChange, ModeKind};
 use miochat::protocol::parse::parse_line;
@@ -307,7 +308,7 @@ proptest! {
         let (clean, _) = irc::clean_text(&text);
         let unwanted = |c: char| c.is_control() && !formatting.contains(&c);
         prop_assert!(!clean.contains(unwanted), "{:?}", clean);
-        prop_assert!(!irc::strip_formatting(&clean).contains(char::is_control));
+        prop_assert!(!strip_formatting(&clean).contains(char::is_control));
         prop_assert_eq!(irc::clean_text(&clean), (clean.clone(), false));
     }
 

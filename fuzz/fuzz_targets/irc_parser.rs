@@ -25,6 +25,7 @@
 use std::borrow::Cow;
 
 use libfuzzer_sys::fuzz_target;
+use miochat::protocol::formatting::strip_formatting;
 use miochat::protocol::irc::{self, MAX_IRC_LINE, Message};
 use miochat_fuzz::{checks, events, rooms, server_name};
 
@@ -82,7 +83,7 @@ fn check_clean(param: &str) {
         !clean.contains(|c: char| c.is_control() && !FORMATTING.contains(&c)),
         "control left in {clean:?}"
     );
-    let plain = irc::strip_formatting(&clean);
+    let plain = strip_formatting(&clean);
     assert!(!plain.contains(char::is_control), "control left for line users in {plain:?}");
     assert!(clean.len() <= param.len());
     assert_eq!(action, param.starts_with("\x01ACTION "));

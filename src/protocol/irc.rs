@@ -7,8 +7,8 @@
 //! - [`parse`]: one line → a [`Message`] (tags and prefix skipped, command
 //!   upper-cased, middle parameters and the trailing one);
 //! - [`clean_text`]: IRC message text → the text miochat keeps (CTCP ACTION becomes
-//!   an action, formatting is kept); [`strip_formatting`] removes colour and
-//!   formatting codes when rendering for line-protocol users;
+//!   an action, formatting is kept); the formatting codes themselves, and their
+//!   removal for line-protocol users, are in `formatting.rs`;
 //! - [`broadcast`]: an [`Event`] that many receive (a room message, a join) → the IRC
 //!   line, independent of the recipient, so it is rendered once per message;
 //! - [`reply`]: an [`Event`] for one recipient → IRC lines and numerics addressed to it.
@@ -25,6 +25,7 @@
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
+use super::formatting::FORMATTING;
 use super::identity::{UNKNOWN_HOST, UserHost};
 use super::modes::{self, CHANMODES, MAX_KEY_LEN, MAX_PARAM_CHANGES, ModeError};
 use super::names::{MAX_NICK_LEN, MAX_ROOM_LEN};
@@ -316,16 +317,11 @@ pub fn parse(text: &str) -> Option<Message<'_>> {
     })
 }
 
-/// IRC formatting codes: bold, colour, hex colour, reset, monospace, reverse,
-/// italic, strikethrough, underline. Kept between IRC users.
-const FORMATTING: &[char] = &[
-    '\x02', '\x03', '\x04', '\x0f', '\x11', '\x16', '\x1d', '\x1e', '\x1f',
-];
-
 /// Text of a PRIVMSG/NOTICE as miochat stores it: `(text, is_action)`. CTCP ACTION
 /// (`\x01ACTION waves\x01`) becomes an action; control characters other than IRC's
 /// formatting codes are removed. Formatting is kept, so IRC users see each other's
-/// bold and colours; [`strip_formatting`] removes it when rendering for line users.
+/// bold and colours; [`strip_formatting`](super::formatting::strip_formatting)
+/// removes it when rendering for line users.
 pub fn clean_text(text: &str) -> (Cow<'_, str>, bool) {
     let (body, action) = match text
         .strip_prefix("\x01ACTION ")
@@ -342,50 +338,6 @@ pub fn clean_text(text: &str) -> (Cow<'_, str>, bool) {
         Cow::Owned(body.chars().filter(|&c| !unwanted(c)).collect()),
         action,
     )
-}
-
-/// `text` without IRC colour and formatting codes (and any other control
-/// character), for a line user's terminal. Borrowed when there is nothing to strip,
-/// which is always the case for text a line user wrote.
-pub fn strip_formatting(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return Cow::Borrowed(text);
-    }
-    let mut clean = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            // mIRC colour: \x03 then up to "NN,NN".
-            '\x03' => skip_colour(&mut chars, |c| c.is_ascii_digit(), 2),
-            // Hex colour: \x04 then up to "RRGGBB,RRGGBB".
-            '\x04' => skip_colour(&mut chars, |c| c.is_ascii_hexdigit(), 6),
-            c if !c.is_control() => clean.push(c),
-            _ => {}
-        }
-    }
-    Cow::Owned(clean)
-}
-
-/// Skips a colour code's `FG[,BG]`, each at most `width` characters of `digit`.
-fn skip_colour(
-    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
-    digit: fn(&char) -> bool,
-    width: usize,
-) {
-    let mut skipped = 0;
-    while skipped < width && chars.next_if(digit).is_some() {
-        skipped += 1;
-    }
-    if skipped > 0 && chars.peek() == Some(&',') {
-        let mut ahead = chars.clone();
-        ahead.next();
-        if ahead.peek().is_some_and(digit) {
-            chars.next();
-            for _ in 0..width {
-                chars.next_if(digit);
-            }
-        }
-    }
 }
 
 /// `nick!user@host`, with the stand-in `nick!nick@miochat` when `from` is not
@@ -1551,9 +1503,6 @@ mod tests {
         let formatted = "\x02bold\x02 \x0304,12red\x03";
         assert_eq!(clean_text(formatted).0, formatted, "formatting is kept");
         assert_eq!(clean_text("a\x07b").0, "ab", "other controls are not");
-        assert_eq!(strip_formatting(formatted), "bold red");
-        assert_eq!(strip_formatting("\x0312,x"), ",x");
-        assert_eq!(strip_formatting("\x04FF0000hex"), "hex");
     }
 
     #[test]

@@ -5,12 +5,16 @@
 //! told). This module defines both, plus [`ProtocolError`] for client mistakes that are
 //! answered with an error line while the connection stays open.
 //!
+//! - [`command`]: the [`Command`] enum and everything a command means (its
+//!   classification, the line a client types for it);
 //! - [`parse`]: one line of the miochat line protocol → [`Command`];
 //! - [`render`]: [`Event`] → the bytes of one or more lines, rendered **once** into an
 //!   `Arc<[u8]>` and shared by every recipient;
 //! - [`names`]: the [`Nick`] and [`RoomName`] newtypes and their validation;
 //! - [`irc`]: the IRC client protocol: message parsing and rendering of the same
 //!   [`Event`]s as IRC lines and numerics;
+//! - [`formatting`]: IRC's colour and formatting codes, which both `irc` and `render`
+//!   need, so that neither imports the other;
 //! - [`modes`] and [`mask`]: room modes and ban masks, parsed and matched once for
 //!   both protocols;
 //! - [`websocket`]: WebSocket frames around those lines, and the decoder for a
@@ -21,7 +25,9 @@
 //! nothing in `server/` changes. Nothing in this module touches sockets, so all of it
 //! is unit-tested with plain values. The exact grammar is in `docs/PROTOCOL.md`.
 
+pub mod command;
 pub mod exposition;
+pub mod formatting;
 pub mod http;
 pub mod identity;
 pub mod irc;
@@ -39,6 +45,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use command::Command;
 pub use modes::{ModeChange, ModeError, ModeRequest};
 pub use names::{Nick, RoomName};
 
@@ -60,251 +67,6 @@ pub fn timestamp(ms: u64) -> String {
         .ok()
         .and_then(|at| at.format(&format).ok())
         .unwrap_or_else(|| String::from("1970-01-01T00:00:00.000Z"))
-}
-
-/// What a client asked for: one parsed line. Text borrows from the line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command<'a> {
-    /// A plain line: a message to the current room.
-    Say(&'a str),
-    /// `/me TEXT`: an action in the current room.
-    Me(&'a str),
-    /// `/nick NAME`.
-    Nick(Nick),
-    /// `/join ROOM`: join (if needed) and make it the current room.
-    Join(RoomName),
-    /// `/leave [ROOM]`: the current room when none is named.
-    Leave(Option<RoomName>),
-    /// `/msg NICK TEXT`: a private message.
-    Msg {
-        /// The target as typed (looked up case-insensitively).
-        to: &'a str,
-        /// The message.
-        text: &'a str,
-    },
-    /// `/who [ROOM]`: members of a room (the current one by default).
-    Who(Option<RoomName>),
-    /// `/rooms`: every room with its member count.
-    Rooms,
-    /// `/topic [TEXT]`: show or set the current room's topic.
-    Topic(Option<&'a str>),
-    /// `/ping [TOKEN]`: answered by `PONG [TOKEN]`; a round-trip barrier for scripts.
-    Ping(Option<&'a str>),
-    /// `/stats`: server counters.
-    Stats,
-    /// `/quit [REASON]`.
-    Quit(Option<&'a str>),
-    /// `/help`.
-    Help,
-
-    // Commands only the IRC listener produces (its clients name rooms explicitly).
-    /// A message (or action, or notice) to a named room the sender is in.
-    SayTo {
-        /// The room.
-        room: RoomName,
-        /// The text.
-        text: &'a str,
-        /// Plain message, `/me`-style action, or notice.
-        kind: SayKind,
-    },
-    /// A private notice (IRC `NOTICE nick`): like `Msg`, but never answered.
-    Notice {
-        /// The target as typed.
-        to: &'a str,
-        /// The text.
-        text: &'a str,
-    },
-    /// Show or set the topic of a named room.
-    TopicOf {
-        /// The room.
-        room: RoomName,
-        /// The new topic, or `None` to show it.
-        text: Option<&'a str>,
-    },
-    /// Members of a room, for IRC `NAMES`.
-    Names(RoomName),
-    /// Who is behind a nick (IRC `WHOIS`).
-    Whois(&'a str),
-    /// Set (`Some`) or clear (`None`) an away message.
-    Away(Option<&'a str>),
-    /// Which of these nicks are online (IRC `ISON`).
-    Ison(Vec<&'a str>),
-    /// IRC `LIST #a,#b`: those rooms only, as `Rooms` lists them.
-    ListOf(Vec<RoomName>),
-    /// Nick and host of these nicks (IRC `USERHOST`).
-    Userhost(Vec<&'a str>),
-
-    // Moderation (both protocols) and the IRC queries that go with it.
-    /// `/join ROOM KEY`, IRC `JOIN #room key`: join a room that may have a key.
-    JoinWithKey {
-        /// The room.
-        room: RoomName,
-        /// The key offered.
-        key: &'a str,
-    },
-    /// IRC `PART #room :reason`: leave with a reason the room is told.
-    Part {
-        /// The room.
-        room: RoomName,
-        /// Why, if given.
-        reason: Option<&'a str>,
-    },
-    /// `/mode`, `/op`, `/ban`, `/bans` ..., IRC `MODE #room ...`: show or change a
-    /// room's modes (the current room when `None`).
-    Mode {
-        /// The room, or the current one.
-        room: Option<RoomName>,
-        /// What to show or change.
-        request: ModeRequest,
-    },
-    /// `/kick NICK [REASON]`, IRC `KICK #room nick :reason`.
-    Kick {
-        /// The room, or the current one.
-        room: Option<RoomName>,
-        /// Who.
-        nick: &'a str,
-        /// Why (the kicker's nick when not given).
-        reason: Option<&'a str>,
-    },
-    /// `/invite NICK [ROOM]`, IRC `INVITE nick #room`.
-    Invite {
-        /// Who.
-        nick: &'a str,
-        /// The room, or the current one.
-        room: Option<RoomName>,
-    },
-    /// IRC `INVITE` without parameters: the rooms one was invited to.
-    Invites,
-    /// IRC `WHO nick` or `WHO mask`: users matching a nick or a wildcard mask.
-    WhoMask(&'a str),
-    /// IRC `WHOWAS nick [count]`: who recently had a nick.
-    Whowas {
-        /// The nick.
-        nick: &'a str,
-        /// At most this many entries (0 = all kept).
-        count: usize,
-    },
-    /// IRC `LUSERS`: user, connection and room counts.
-    Lusers,
-    /// `/echo on|off`: see one's own room lines (line protocol; IRC has
-    /// `echo-message`).
-    Echo(bool),
-    /// `/history [N]`: the current room's last N lines (line protocol).
-    History(Option<usize>),
-    /// `/register PASSWORD`: the current nick becomes an account.
-    Register(&'a str),
-    /// `/register #ROOM`: the asker (logged in, an operator there) founds the room.
-    RegisterRoom(RoomName),
-    /// `/login NICK PASSWORD`, or `/identify [NICK] PASSWORD`.
-    Login {
-        /// The account (`None`: the current nick).
-        account: Option<&'a str>,
-        /// The password.
-        password: &'a str,
-    },
-    /// `/logout`.
-    Logout,
-    /// `/passwd OLD NEW`.
-    Passwd {
-        /// The password now.
-        old: &'a str,
-        /// The new password.
-        new: &'a str,
-    },
-    /// IRC `NickServ SET PASSWORD NEW`: a new password for the account the asker is
-    /// logged in to (logged in is proof enough, as in services packages).
-    SetPassword(&'a str),
-    /// `/unregister PASSWORD`: drops the asker's account.
-    Unregister(&'a str),
-    /// `/unregister #ROOM`: drops the room's registration (its founder only).
-    UnregisterRoom(RoomName),
-    /// `/access #ROOM [add NICK op|voice | del NICK]`.
-    Access {
-        /// The room.
-        room: RoomName,
-        /// The change (`None` level: remove), or `None` to list the grants.
-        change: Option<(&'a str, Option<AccessLevel>)>,
-    },
-    /// `/history #ROOM N` or `/history #ROOM since MSGID|TIME`.
-    HistoryOf {
-        /// The room.
-        room: RoomName,
-        /// Which lines.
-        query: HistoryQuery,
-    },
-    /// IRC `TAGMSG target`: a message of tags only (IRCv3 message-tags), to a room
-    /// the sender is in or to a nick.
-    TagMsg(&'a str),
-
-    // Server operators (both protocols; see `server::oper`).
-    /// `/oper NAME PASSWORD`, IRC `OPER name password`: become a server operator.
-    Oper {
-        /// The operator's name (an `[[oper]]` table of the configuration).
-        name: &'a str,
-        /// Its password.
-        password: &'a str,
-    },
-    /// `/kill NICK REASON`, IRC `KILL nick :reason`: disconnect a user.
-    Kill {
-        /// Who.
-        nick: &'a str,
-        /// Why (told to the user and, in its quit, to its rooms).
-        reason: &'a str,
-    },
-    /// `/kline MASK DURATION [REASON]`, IRC `KLINE mask duration :reason`: a
-    /// server-wide ban.
-    Kline {
-        /// `nick!user@host`, an address, a glob or `ADDRESS/BITS`, as typed.
-        mask: &'a str,
-        /// How long, in seconds (`None`: until lifted).
-        duration: Option<u64>,
-        /// Why (told to those it keeps out).
-        reason: &'a str,
-    },
-    /// `/unkline MASK`, IRC `UNKLINE mask`: lifts a k-line.
-    Unkline(&'a str),
-    /// `/klines`, IRC `STATS k`: the k-lines in force.
-    Klines,
-    /// `/wallops TEXT`, IRC `WALLOPS :text`: a message to every operator.
-    Wallops(&'a str),
-    /// `/wall TEXT`, IRC `WALL :text`: a notice to every user of the server.
-    Wall(&'a str),
-    /// `/rehash`, IRC `REHASH`: reload the configuration (as SIGHUP does).
-    Rehash,
-    /// `/motd`, IRC `MOTD`: the message of the day again.
-    Motd,
-}
-
-impl Command<'_> {
-    /// True for the server operators' commands (and `/motd`, which anyone may use).
-    pub fn is_oper_command(&self) -> bool {
-        matches!(
-            self,
-            Command::Oper { .. }
-                | Command::Kill { .. }
-                | Command::Kline { .. }
-                | Command::Unkline(_)
-                | Command::Klines
-                | Command::Wallops(_)
-                | Command::Wall(_)
-                | Command::Rehash
-                | Command::Motd
-        )
-    }
-}
-
-impl Command<'_> {
-    /// True for notices, which must never be answered, not even with an error.
-    pub fn is_notice(&self) -> bool {
-        matches!(
-            self,
-            Command::Notice { .. }
-                | Command::SayTo {
-                    kind: SayKind::Notice,
-                    ..
-                }
-        )
-    }
 }
 
 /// A grant in a registered room's access list.

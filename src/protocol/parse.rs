@@ -8,7 +8,8 @@
 //!
 //! A line that starts with `/` is a command; `//text` sends the message `/text`;
 //! any other line is a message to the current room. Command names are
-//! case-insensitive.
+//! case-insensitive. The way back, a command to its line ([`Command::to_line`]), is
+//! in `command.rs` with the rest of what a command means.
 
 use super::modes::{self, ModeKind, ModeRequest};
 use super::{
@@ -274,32 +275,6 @@ pub fn parse_duration(word: &str) -> Option<Option<u64>> {
     }
 }
 
-/// The line of a server operator's command ([`Command::to_line`]).
-fn operator_line(command: &Command<'_>) -> Option<String> {
-    let line = match command {
-        Command::Oper { name, password } => format!("/oper {name} {password}"),
-        Command::Kill { nick, reason } => format!("/kill {nick} {reason}"),
-        Command::Kline {
-            mask,
-            duration,
-            reason,
-        } => {
-            let duration = duration.map_or_else(|| "perm".to_string(), |s| format!("{s}s"));
-            format!("/kline {mask} {duration} {reason}")
-                .trim_end()
-                .to_string()
-        }
-        Command::Unkline(mask) => format!("/unkline {mask}"),
-        Command::Klines => "/klines".into(),
-        Command::Wallops(text) => format!("/wallops {text}"),
-        Command::Wall(text) => format!("/wall {text}"),
-        Command::Rehash => "/rehash".into(),
-        Command::Motd => "/motd".into(),
-        _ => return None,
-    };
-    Some(line)
-}
-
 /// Usage of `/access`.
 const ACCESS_USAGE: &str = "/access ROOM [add NICK op|voice | del NICK]";
 
@@ -394,185 +369,6 @@ fn no_args<'a>(
     match arg {
         None => Ok(command),
         Some(_) => Err(ProtocolError::Usage(usage)),
-    }
-}
-
-impl Command<'_> {
-    /// The line a client types for this command (no LF): the inverse of
-    /// [`parse_line`], used by the round-trip property tests and by scripts. `None`
-    /// for the commands only the IRC listener produces.
-    pub fn to_line(&self) -> Option<String> {
-        let with = |name: &str, arg: Option<&str>| match arg {
-            Some(arg) => format!("/{name} {arg}"),
-            None => format!("/{name}"),
-        };
-        let line = match self {
-            Command::Say(text) if text.starts_with('/') => format!("/{text}"),
-            Command::Say(text) => (*text).to_string(),
-            Command::Me(text) => format!("/me {text}"),
-            Command::Nick(nick) => format!("/nick {nick}"),
-            Command::Join(room) => format!("/join {room}"),
-            Command::Leave(room) => with("leave", room.as_ref().map(RoomName::as_str)),
-            Command::Msg { to, text } => format!("/msg {to} {text}"),
-            Command::Who(room) => with("who", room.as_ref().map(RoomName::as_str)),
-            Command::Rooms => "/rooms".into(),
-            Command::Topic(topic) => with("topic", *topic),
-            Command::Ping(token) => with("ping", *token),
-            Command::Stats => "/stats".into(),
-            Command::Quit(reason) => with("quit", *reason),
-            Command::Help => "/help".into(),
-            Command::Echo(on) => format!("/echo {}", if *on { "on" } else { "off" }),
-            Command::History(count) => match count {
-                Some(count) => format!("/history {count}"),
-                None => "/history".into(),
-            },
-            Command::JoinWithKey { room, key } => format!("/join {room} {key}"),
-            Command::Register(_)
-            | Command::RegisterRoom(_)
-            | Command::Unregister(_)
-            | Command::UnregisterRoom(_)
-            | Command::Login { .. }
-            | Command::Logout
-            | Command::Passwd { .. }
-            | Command::SetPassword(_)
-            | Command::Access { .. }
-            | Command::HistoryOf { .. } => return self.account_line(),
-            Command::Mode { .. } | Command::Kick { .. } | Command::Invite { .. } => {
-                return moderation_line(self);
-            }
-            Command::SayTo {
-                room,
-                text,
-                kind: SayKind::Message,
-            } => format!("/msg #{room} {text}"),
-            Command::Oper { .. }
-            | Command::Kill { .. }
-            | Command::Kline { .. }
-            | Command::Unkline(_)
-            | Command::Klines
-            | Command::Wallops(_)
-            | Command::Wall(_)
-            | Command::Rehash
-            | Command::Motd => return operator_line(self),
-            Command::Part { .. }
-            | Command::Invites
-            | Command::WhoMask(_)
-            | Command::Whowas { .. }
-            | Command::Lusers
-            | Command::SayTo { .. }
-            | Command::TagMsg(_)
-            | Command::Notice { .. }
-            | Command::TopicOf { .. }
-            | Command::Names(_)
-            | Command::Whois(_)
-            | Command::Away(_)
-            | Command::Ison(_)
-            | Command::ListOf(_)
-            | Command::Userhost(_) => return None,
-        };
-        Some(line)
-    }
-}
-
-/// The line of `/mode`, `/kick` or `/invite` ([`Command::to_line`]); `None` for
-/// what only IRC says (a refused mode, a kick naming its room).
-fn moderation_line(command: &Command<'_>) -> Option<String> {
-    let line = match command {
-        Command::Mode { room, request } if request.errors.is_empty() => {
-            mode_line(room.as_ref(), request)
-        }
-        Command::Kick {
-            room: None,
-            nick,
-            reason,
-        } => match reason {
-            Some(reason) => format!("/kick {nick} {reason}"),
-            None => format!("/kick {nick}"),
-        },
-        Command::Invite { nick, room } => match room {
-            Some(room) => format!("/invite {nick} {room}"),
-            None => format!("/invite {nick}"),
-        },
-        _ => return None,
-    };
-    Some(line)
-}
-
-/// `/mode [#ROOM] [CHANGES]` as typed.
-fn mode_line(room: Option<&RoomName>, request: &ModeRequest) -> String {
-    let mut line = String::from("/mode");
-    if let Some(room) = room {
-        line.push_str(&format!(" #{room}"));
-    }
-    if request.list_bans {
-        line.push_str(" +b");
-    } else if !request.changes.is_empty() {
-        line.push(' ');
-        line.push_str(&modes::changes_string(&request.changes));
-    }
-    line
-}
-
-impl Command<'_> {
-    /// True for the account, registration and stored-history commands.
-    pub fn is_account_command(&self) -> bool {
-        matches!(
-            self,
-            Command::Register(_)
-                | Command::RegisterRoom(_)
-                | Command::Unregister(_)
-                | Command::UnregisterRoom(_)
-                | Command::Login { .. }
-                | Command::Logout
-                | Command::Passwd { .. }
-                | Command::SetPassword(_)
-                | Command::Access { .. }
-                | Command::HistoryOf { .. }
-        )
-    }
-
-    /// [`Command::to_line`] for the account, registration and history commands.
-    fn account_line(&self) -> Option<String> {
-        let line = match self {
-            Command::Register(password) => format!("/register {password}"),
-            Command::RegisterRoom(room) => format!("/register #{room}"),
-            Command::Unregister(password) => format!("/unregister {password}"),
-            Command::UnregisterRoom(room) => format!("/unregister #{room}"),
-            Command::Login {
-                account: Some(account),
-                password,
-            } => format!("/login {account} {password}"),
-            Command::Login {
-                account: None,
-                password,
-            } => format!("/identify {password}"),
-            Command::Logout => "/logout".into(),
-            Command::Passwd { old, new } => format!("/passwd {old} {new}"),
-            Command::SetPassword(_) => return None, // NickServ's only
-            Command::Access { room, change } => match change {
-                None => format!("/access #{room}"),
-                Some((nick, Some(level))) => {
-                    format!("/access #{room} add {nick} {}", level.as_str())
-                }
-                Some((nick, None)) => format!("/access #{room} del {nick}"),
-            },
-            Command::HistoryOf { room, query } => match query {
-                HistoryQuery::Latest(count) => format!("/history {room} {count}"),
-                HistoryQuery::AfterId(id, _) => {
-                    format!("/history {room} since {}", super::msgid_text(*id))
-                }
-                HistoryQuery::AfterTime(at, _) => {
-                    format!("/history {room} since {}", super::timestamp(*at))
-                }
-                // Only IRC's CHATHISTORY asks for these.
-                HistoryQuery::LatestAfter(..)
-                | HistoryQuery::Before(..)
-                | HistoryQuery::Around(..)
-                | HistoryQuery::Between(..) => return None,
-            },
-            _ => return None,
-        };
-        Some(line)
     }
 }
 

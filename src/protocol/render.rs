@@ -20,8 +20,8 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use super::formatting::strip_formatting;
 use super::identity::{self, UserHost};
-use super::irc::strip_formatting;
 use super::modes::changes_string;
 use super::{
     Event, HistoryLine, LoopReport, Member, RoomName, SayKind, StatsReport, SummaryKind, WhoisInfo,
