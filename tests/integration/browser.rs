@@ -201,8 +201,16 @@ impl<'a> Browser<'a> {
         self.call("POST", &path, Some(json!({"text": text})));
     }
 
-    fn text_of(&self, css: &str) -> String {
-        let element = self.element(css);
+    /// The element `css` selects, if there is one yet (the page may still be
+    /// rendering the reply that adds it).
+    fn find(&self, css: &str) -> Option<String> {
+        let path = format!("/session/{}/element", self.session);
+        let body = json!({"using": "css selector", "value": css});
+        let answer = self.driver.try_call("POST", &path, Some(body))?;
+        answer["value"][ELEMENT].as_str().map(str::to_string)
+    }
+
+    fn text_at(&self, element: &str) -> String {
         let path = format!("/element/{element}/text");
         self.call("GET", &path, None)
             .as_str()
@@ -215,7 +223,7 @@ impl<'a> Browser<'a> {
     fn shows(&self, css: &str, needle: &str) -> String {
         let deadline = Instant::now() + SHOW_TIMEOUT;
         loop {
-            let text = self.text_of(css);
+            let text = self.find(css).map(|e| self.text_at(&e)).unwrap_or_default();
             if text.contains(needle) {
                 return text;
             }
