@@ -119,6 +119,21 @@ fn user_names_and_a_cloak_appear_in_every_prefix_and_reply() {
     );
     cool.send("QUIT :bye");
     assert_eq!(other.until(" QUIT "), format!(":{me} QUIT :bye"));
+    // The rooms hear the QUIT before its shard reaps the connection and keeps the
+    // nick for WHOWAS: wait until the nick is free (a bound, not a timing).
+    loop {
+        liney.send("/whois coolNick");
+        let reply = loop {
+            let line = liney.line();
+            if line.starts_with("OK whois ") || line.starts_with("ERR ") {
+                break line;
+            }
+        };
+        if reply.starts_with("ERR no-such-nick") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     other.send("WHOWAS coolNick");
     assert_eq!(
         other.until(" 314 "),
