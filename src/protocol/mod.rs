@@ -26,9 +26,7 @@
 //! is unit-tested with plain values. The exact grammar is in `docs/PROTOCOL.md`.
 
 pub mod command;
-pub mod exposition;
 pub mod formatting;
-pub mod http;
 pub mod identity;
 pub mod irc;
 pub mod mask;
@@ -39,7 +37,8 @@ pub mod parse;
 pub mod raw;
 pub mod redact;
 pub mod render;
-pub mod websocket;
+pub mod web;
+pub use web::{exposition, http, websocket};
 
 use std::fmt;
 use std::sync::Arc;

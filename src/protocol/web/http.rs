@@ -25,7 +25,7 @@ use tungstenite::http::{self, HeaderValue, StatusCode};
 
 use std::net::IpAddr;
 
-use super::outgoing::Protocol;
+use crate::protocol::outgoing::Protocol;
 
 /// Largest request head accepted (request line and headers). nginx's default
 /// `large_client_header_buffers` is 8 KiB per line; a chat page needs far less.

@@ -84,7 +84,7 @@ pub struct Wire {
 
 impl Wire {
     /// `bytes` as they are, for a raw stream: only `Protocol::frame` calls this.
-    pub(super) fn raw(bytes: Arc<[u8]>) -> Wire {
+    pub(in crate::protocol) fn raw(bytes: Arc<[u8]>) -> Wire {
         Wire {
             made: Made::For(Framing::Raw),
             bytes,
@@ -176,7 +176,7 @@ fn write_header(out: &mut Vec<u8>, opcode: OpCode, len: usize) {
 /// The event rendering `lines` (each ending in LF or CR LF) as one frame per line
 /// (text, or binary for `binary.ircv3.net`), line endings removed. Only
 /// `Protocol::frame` calls this.
-pub(super) fn frame_lines(lines: &[u8], binary: bool) -> Wire {
+pub(in crate::protocol) fn frame_lines(lines: &[u8], binary: bool) -> Wire {
     let (data, framing) = match binary {
         true => (Data::Binary, Framing::Binary),
         false => (Data::Text, Framing::Text),
