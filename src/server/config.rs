@@ -459,8 +459,12 @@ pub fn workers_for_cores(cores: usize) -> usize {
 /// The backplane's settings.
 #[derive(Debug, Clone)]
 pub struct BackplaneConfig {
-    /// Redis's address.
+    /// Redis's address (a cluster's first seed).
     pub redis: SocketAddr,
+    /// Every address given: the one Redis, or a Redis Cluster's seeds.
+    pub seeds: Vec<SocketAddr>,
+    /// A Redis Cluster (`redis-cluster://`): rooms spread over its primaries.
+    pub cluster: bool,
     /// This node's name, unique in the cluster.
     pub node: String,
     /// How long a node's lease lives without renewal.

@@ -170,12 +170,19 @@ fn store(c: &FileConfig, config: &mut ServerConfig) -> Result<(), String> {
 fn backplane(c: &FileConfig, config: &mut ServerConfig) -> Result<(), String> {
     let b = &c.cluster;
     config.backplane = match &b.backplane {
-        Some(url) => Some(BackplaneConfig {
-            redis: resolve(redis_address(url)?)?,
-            node: (b.node_name.clone()).unwrap_or_else(|| format!("n{}", std::process::id())),
-            lease: secs(b.lease),
-            log_max: c.store.history_max.unwrap_or_default(),
-        }),
+        Some(url) => {
+            let (seeds, cluster) = redis_address(url)?;
+            let seeds: Vec<SocketAddr> =
+                seeds.into_iter().map(resolve).collect::<Result<_, _>>()?;
+            Some(BackplaneConfig {
+                redis: seeds[0],
+                seeds,
+                cluster,
+                node: (b.node_name.clone()).unwrap_or_else(|| format!("n{}", std::process::id())),
+                lease: secs(b.lease),
+                log_max: c.store.history_max.unwrap_or_default(),
+            })
+        }
         None if b.node_name.is_some() => return Err("--node-name needs --backplane".into()),
         None => None,
     };
@@ -311,15 +318,22 @@ fn tls(c: &FileConfig, config: &mut ServerConfig) -> Result<(), Problem> {
     Ok(())
 }
 
-/// `HOST:PORT` of a `redis://HOST:PORT` address (a bare `HOST:PORT` is accepted too).
-pub fn redis_address(url: &str) -> Result<&str, String> {
-    let rest = url.strip_prefix("redis://").unwrap_or(url);
-    if rest.is_empty() || rest.contains('/') || rest.contains('@') {
+/// The `HOST:PORT` of a `redis://HOST:PORT` address (a bare `HOST:PORT` is accepted
+/// too), or the seeds of `redis-cluster://HOST:PORT,HOST:PORT,...` (then true).
+pub fn redis_address(url: &str) -> Result<(Vec<&str>, bool), String> {
+    let (rest, cluster) = match url.strip_prefix("redis-cluster://") {
+        Some(seeds) => (seeds, true),
+        None => (url.strip_prefix("redis://").unwrap_or(url), false),
+    };
+    let seeds: Vec<&str> = rest.split(',').map(str::trim).collect();
+    let bad = |seed: &&str| seed.is_empty() || seed.contains('/') || seed.contains('@');
+    if seeds.iter().any(bad) || (!cluster && seeds.len() > 1) {
         return Err(format!(
-            "--backplane must look like redis://HOST:PORT, not {url:?}"
+            "--backplane must look like redis://HOST:PORT or \
+             redis-cluster://HOST:PORT,HOST:PORT,..., not {url:?}"
         ));
     }
-    Ok(rest)
+    Ok((seeds, cluster))
 }
 
 /// Resolves `host:port` once, before any event loop runs (DNS blocks, so never from

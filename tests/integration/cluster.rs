@@ -106,7 +106,11 @@ impl Node {
 
     /// A node started with `extra` flags too.
     pub(crate) fn start_with(redis: &Redis, name: &str, extra: &[&str]) -> Node {
-        let url = redis.url();
+        Self::start_at(&redis.url(), name, extra)
+    }
+
+    /// A node whose backplane is `url` (a Redis or a Redis Cluster).
+    pub(crate) fn start_at(url: &str, name: &str, extra: &[&str]) -> Node {
         let mut args = vec![
             "serve",
             "--listen",
@@ -126,7 +130,7 @@ impl Node {
             "--node-name",
             name,
             "--backplane",
-            &url,
+            url,
             "-q",
         ];
         args.extend_from_slice(extra);

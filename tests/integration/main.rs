@@ -29,6 +29,7 @@ mod operators;
 mod ordering;
 mod private;
 mod readme_recipe;
+mod redis_cluster;
 mod room_history;
 mod rooms;
 mod store;

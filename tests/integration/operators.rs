@@ -553,6 +553,8 @@ fn node(redis: &Redis, name: &str) -> TestServer {
         c.operators = opers;
         c.backplane = Some(BackplaneConfig {
             redis,
+            seeds: vec![redis],
+            cluster: false,
             node: name.into(),
             lease: Duration::from_secs(2),
             log_max: 1000,

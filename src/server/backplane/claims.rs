@@ -21,8 +21,9 @@
 //! - **Guest nicks** (`guest7-a`) end in the node's name, so no other node ever hands
 //!   them out: they are never claimed.
 //!
-//! Each script touches keys it was not given (the claim set's members), which a
-//! single Redis allows and Redis Cluster does not; `--backplane` speaks to one Redis.
+//! Each script touches keys it was not given (the claim set's members). A Redis
+//! Cluster allows that only within one slot, so every key here carries the hash tag
+//! `{miochat}`: they all live in one slot, on one primary.
 
 use crate::protocol::Nick;
 use crate::server::token::ConnId;
@@ -70,12 +71,17 @@ return n";
 
 /// The key of `nick`'s claim (case-folded: `Alice` and `alice` are one nick).
 pub fn nick_key(nick: &Nick) -> String {
-    format!("miochat:nick:{}", nick.key().as_str())
+    format!("{{miochat}}:nick:{}", nick.key().as_str())
 }
 
 /// The set of the claims `node` holds.
 pub fn claim_set(node: &str) -> String {
-    format!("miochat:nicks:{node}")
+    format!("{{miochat}}:nicks:{node}")
+}
+
+/// The key of `node`'s lease.
+pub fn lease_key(node: &str) -> String {
+    format!("{{miochat}}:lease:{node}")
 }
 
 /// What every claim of this node's incarnation starts with.
@@ -134,7 +140,7 @@ mod tests {
         assert!(!owner.starts_with(&owner_prefix("a", 7)));
         assert_eq!(
             nick_key(&Nick::parse("Alice").unwrap()),
-            "miochat:nick:alice"
+            "{miochat}:nick:alice"
         );
     }
 }

@@ -152,19 +152,29 @@ impl Link {
 
     /// Appends one command (an array of bulk strings); sent by [`Self::flush`].
     pub fn command(&mut self, args: &[&[u8]]) -> bool {
-        let frame = OwnedFrame::Array(
-            args.iter()
-                .map(|a| OwnedFrame::BulkString(a.to_vec()))
-                .collect(),
-        );
-        let mut bytes = vec![0; frame.encode_len(false)];
-        if encode(&mut bytes, &frame, false).is_err() || self.state != LinkState::Up {
+        encode_command(args).is_some_and(|bytes| self.send_encoded(&bytes))
+    }
+
+    /// Appends one command already encoded by [`encode_command`]; false if the link
+    /// is not up.
+    pub fn send_encoded(&mut self, bytes: &[u8]) -> bool {
+        if self.state != LinkState::Up {
             return false;
         }
         self.conn
             .as_mut()
-            .map(|conn| conn.send_later(&bytes))
+            .map(|conn| conn.send_later(bytes))
             .is_some()
+    }
+
+    /// Points a link that is down at another address (the next seed of a cluster).
+    pub fn set_addr(&mut self, addr: SocketAddr) {
+        self.addr = addr;
+    }
+
+    /// The address this link dials.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Writes what the turn queued (until `WouldBlock`; the rest on WRITABLE).
@@ -177,9 +187,30 @@ impl Link {
         }
     }
 
+    /// True when the link is down after a failure (not merely not dialled yet).
+    pub fn has_failed(&self) -> bool {
+        matches!(self.state, LinkState::Down(_)) && self.warned
+    }
+
+    /// Puts off the next connect attempt of a link that is down by `wait`.
+    pub fn delay(&mut self, wait: Duration) {
+        if let LinkState::Down(due) = self.state {
+            self.state = LinkState::Down(due.max(Instant::now() + wait));
+        }
+    }
+
     /// True while connected.
     pub fn is_up(&self) -> bool {
         self.state == LinkState::Up
+    }
+
+    /// Drops the socket without a word (the links are being remade on purpose).
+    pub fn close(&mut self, registry: &Registry) {
+        if let Some(mut conn) = self.conn.take() {
+            let _ = conn.deregister(registry);
+        }
+        self.unparsed.clear();
+        self.state = LinkState::Down(Instant::now() + MAX_BACKOFF);
     }
 
     /// Drops the socket and schedules a reconnect after a capped, jittered back-off.
@@ -207,4 +238,16 @@ impl Link {
         self.state = LinkState::Down(Instant::now() + wait);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// One command as RESP bytes: an array of bulk strings.
+pub fn encode_command(args: &[&[u8]]) -> Option<Vec<u8>> {
+    let frame = OwnedFrame::Array(
+        args.iter()
+            .map(|a| OwnedFrame::BulkString(a.to_vec()))
+            .collect(),
+    );
+    let mut bytes = vec![0; frame.encode_len(false)];
+    encode(&mut bytes, &frame, false).ok()?;
+    Some(bytes)
 }

@@ -8,7 +8,7 @@
 //!
 //! - **Rooms span nodes.** A room event caused by a local user is published once per
 //!   node, by the room's home shard after it has put it in the room's local order, on
-//!   the room's channel `miochat:room:NAME`. A node subscribes to a room's channel only
+//!   the room's channel `miochat:room:{NAME}`. A node subscribes to a room's channel only
 //!   while it has local members there. A received event goes to this node's home shard
 //!   of the room, which delivers it like a local one (rendered once per protocol).
 //! - **Nothing missed, or told exactly.** Each room event is appended to the room's
@@ -25,7 +25,7 @@
 //!   every node when a node founds the room and after each change made there, so a
 //!   room's first member on any node is admitted against it; invitations go to the
 //!   invited user's node.
-//! - **Death.** Each node keeps a lease key `miochat:lease:NODE` (`--lease`, 10 s). A
+//! - **Death.** Each node keeps a lease key `{miochat}:lease:NODE` (`--lease`, 10 s). A
 //!   node not heard of for a lease whose key has expired is dead: its users' quits are
 //!   announced to local members of shared rooms, and its nicks are free.
 //! - **Outage.** While Redis is away, local chat goes on, members of shared rooms are
@@ -36,6 +36,7 @@
 pub mod claims;
 pub mod handle;
 pub mod link;
+pub mod links;
 pub mod operators;
 pub mod room_log;
 pub mod wire;
@@ -62,16 +63,17 @@ use super::rooms::home_shard;
 use super::shared::Shared;
 use super::token::ConnId;
 pub use handle::{BackplaneHandle, BackplaneMsg, ClaimAnswer, ClaimFor, PrivateAnswer};
-use link::Link;
+use links::{Links, Read};
 use room_log::{Deferred, RemoteEvent, RoomLogs};
 use wire::{RosterEntry, Wire};
 
-const TOKEN_COMMANDS: Token = Token(0);
-const TOKEN_SUBSCRIBER: Token = Token(1);
-/// The token of the backplane's inbox `Waker`.
+/// The token of the backplane's inbox `Waker` (the links' tokens follow it).
 pub const TOKEN_INBOX: Token = Token(2);
 /// The channel every node subscribes to for rosters, hellos and probes.
 const CLUSTER_CHANNEL: &str = "miochat:cluster";
+/// Every account's name, and every registered room's record (`redis_book.rs`).
+const ACCOUNTS: &str = crate::server::store::redis_book::NAMES;
+const REGISTERED: &str = crate::server::store::redis_book::ROOMS;
 /// How often a node probes the round trip through Redis and checks its peers.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -81,6 +83,10 @@ const LINK_DOWN: &str = "the link to the other nodes is down";
 const LINK_DROPPED: &str = "the link to the other nodes dropped before it was confirmed";
 const NODE_GONE: &str = "the recipient's node is gone";
 const REDIS_REFUSED: &str = "Redis refused it";
+
+/// On a Redis Cluster, how long a node's last sequence numbers wait before they are
+/// compared with what arrived (its room events come through other primaries).
+const SEQS_GRACE: Duration = Duration::from_millis(500);
 
 /// How long a nick claim waits for Redis before it is refused (`nick-unavailable`).
 const CLAIM_WAIT: Duration = Duration::from_secs(3);
@@ -128,8 +134,10 @@ pub struct Backplane {
     inbox: Receiver<BackplaneMsg>,
     shared: Arc<Shared>,
     config: BackplaneConfig,
-    commands: Link,
-    subscriber: Link,
+    /// The links to Redis (one pair per primary of a Redis Cluster).
+    links: Links<Pending>,
+    /// Channels each subscriber link confirmed (by primary, sharded or not).
+    subscription_counts: HashMap<(usize, bool), u64>,
     /// This node's start time: a restarted node starts new sequences.
     epoch: u64,
     /// The next sequence number of this node's events, per room.
@@ -148,7 +156,6 @@ pub struct Backplane {
     /// `UNSUBSCRIBE` was sent must not leave a number behind that a later
     /// subscription would read as a gap.
     listening: HashSet<RoomName>,
-    pending: VecDeque<Pending>,
     /// Claims whose answer was lost with the link: Redis may hold them for a
     /// connection that never got the nick, so they are released when it is back.
     to_release: Vec<(ConnId, Nick)>,
@@ -156,6 +163,8 @@ pub struct Backplane {
     /// back: released when it closes, whether or not its roster entry says so (a
     /// connection can close before its entry was ever sent).
     claims: HashMap<ConnId, Vec<Nick>>,
+    /// Other nodes' last sequence numbers waiting out [`SEQS_GRACE`] (a cluster only).
+    late_seqs: VecDeque<(Instant, String, u64, Vec<(RoomName, u64)>)>,
     /// Claims asked while Redis was away, until they are sent or time out.
     waiting: VecDeque<(Instant, ConnId, Nick, ClaimFor)>,
     /// Each room's shared log: last entries, reads back, held events.
@@ -205,8 +214,8 @@ impl Backplane {
         Backplane {
             poll,
             inbox,
-            commands: Link::new(config.redis, TOKEN_COMMANDS, epoch),
-            subscriber: Link::new(config.redis, TOKEN_SUBSCRIBER, epoch.rotate_left(17)),
+            links: Links::new(config.seeds.clone(), config.cluster, epoch),
+            subscription_counts: HashMap::new(),
             shared,
             config,
             epoch,
@@ -217,11 +226,11 @@ impl Backplane {
             local_rooms: HashMap::new(),
             subscribed: HashSet::new(),
             listening: HashSet::new(),
-            pending: VecDeque::new(),
             to_release: Vec::new(),
             logs: RoomLogs::default(),
             claims: HashMap::new(),
             waiting: VecDeque::new(),
+            late_seqs: VecDeque::new(),
             cluster_heard: false,
             told_down: Vec::new(),
             last_heard: HashMap::new(),
@@ -238,9 +247,9 @@ impl Backplane {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(64);
         log::info!(
-            "backplane: node {} using Redis at {}",
+            "backplane: node {} using {}",
             self.config.node,
-            self.config.redis
+            self.links.describe()
         );
         while !self.stopping {
             let timeout = self.timeout();
@@ -251,10 +260,8 @@ impl Backplane {
                 break;
             }
             for event in events.iter() {
-                match event.token() {
-                    TOKEN_COMMANDS => self.on_commands_ready(event.is_writable()),
-                    TOKEN_SUBSCRIBER => self.on_subscriber_ready(event.is_writable()),
-                    _ => {}
+                if event.token() != TOKEN_INBOX {
+                    self.on_link_ready(event.token(), event.is_writable());
                 }
             }
             self.drain_inbox();
@@ -269,8 +276,8 @@ impl Backplane {
             Some(self.next_lease),
             Some(self.next_check),
             self.waiting.front().map(|w| w.0),
-            self.commands.due(),
-            self.subscriber.due(),
+            self.late_seqs.front().map(|w| w.0),
+            self.links.due(),
         ]
         .into_iter()
         .flatten()
@@ -282,64 +289,87 @@ impl Backplane {
     fn end_turn(&mut self) {
         // Subscriptions first: a user's roster change (on the command link) should not
         // reach other nodes before this node listens to the user's new room.
-        let registry = self.poll.registry();
-        self.subscriber.flush(registry);
-        self.commands.flush(registry);
-        self.notice_lost_links();
+        let was = (self.links.commands_up(), self.links.subscribers_up());
+        self.links.flush(self.poll.registry());
+        // A link can fail while writing too, where no event follows.
+        self.after_links_changed(was);
         for (shard, batch) in self.to_shards.iter_mut().enumerate() {
             self.shared.shards[shard].send_batch(batch);
         }
     }
 
-    fn on_commands_ready(&mut self, writable: bool) {
-        let mut frames = Vec::new();
+    /// A readiness event on one of the links: replies, then what changed, then what
+    /// was pushed (a subscriber that just came up subscribes before it reads).
+    fn on_link_ready(&mut self, token: Token, writable: bool) {
+        let was = (self.links.commands_up(), self.links.subscribers_up());
+        let mut read = Read::default();
         let registry = self.poll.registry();
-        let came_up = self
-            .commands
-            .on_event(registry, writable, &mut self.scratch, &mut frames);
-        for frame in frames {
-            self.on_reply(frame);
+        (self.links).on_event(registry, token, writable, &mut self.scratch, &mut read);
+        for (pending, frame) in read.replies {
+            self.on_reply(pending, frame);
         }
-        if !self.commands.is_up() {
-            self.forget_pending();
-            self.went_down();
-        }
-        if came_up {
-            self.claim_again();
-            for (_, id, nick, then) in std::mem::take(&mut self.waiting) {
-                self.claim(id, nick, then);
-            }
-            for room in self.logs.recovering() {
-                self.ask_recovery(&room);
-            }
-            self.renew_lease();
-            self.announce_if_ready();
+        self.after_links_changed(was);
+        for (primary, frame) in read.pushed {
+            self.on_pushed(primary, frame);
         }
     }
 
-    fn on_subscriber_ready(&mut self, writable: bool) {
-        let mut frames = Vec::new();
-        let registry = self.poll.registry();
-        let came_up = self
-            .subscriber
-            .on_event(registry, writable, &mut self.scratch, &mut frames);
-        if !self.subscriber.is_up() {
+    /// The links went down or came up since `was` (commands, subscribers).
+    fn after_links_changed(&mut self, was: (bool, bool)) {
+        let (commands, subscribers) = (self.links.commands_up(), self.links.subscribers_up());
+        if !commands {
+            self.forget_pending();
+        }
+        if !subscribers {
             self.forget_subscriptions();
+        }
+        if !(commands && subscribers) {
             self.went_down();
         }
-        if came_up {
-            let me = format!("miochat:node:{}", self.config.node);
-            self.subscriber
-                .command(&[b"SUBSCRIBE", CLUSTER_CHANNEL.as_bytes(), me.as_bytes()]);
-            let rooms: Vec<RoomName> = self.local_rooms.keys().cloned().collect();
-            for room in rooms {
-                self.logs.start(&room);
-                self.subscribe(&room);
-            }
-            self.announce_if_ready();
+        if commands && !was.0 {
+            self.commands_came_up();
         }
-        for frame in frames {
-            self.on_pushed(frame);
+        if subscribers && !was.1 {
+            self.subscribers_came_up();
+        }
+    }
+
+    fn commands_came_up(&mut self) {
+        self.claim_again();
+        for (_, id, nick, then) in std::mem::take(&mut self.waiting) {
+            self.claim(id, nick, then);
+        }
+        for room in self.logs.recovering() {
+            self.ask_recovery(&room);
+        }
+        self.renew_lease();
+        self.announce_if_ready();
+    }
+
+    fn subscribers_came_up(&mut self) {
+        let me = node_channel(&self.config.node);
+        let verb = self.sharded(b"SUBSCRIBE");
+        self.links.subscription(
+            CLUSTER_CHANNEL.as_bytes(),
+            &[b"SUBSCRIBE", CLUSTER_CHANNEL.as_bytes()],
+        );
+        self.links
+            .subscription(me.as_bytes(), &[&verb, me.as_bytes()]);
+        let rooms: Vec<RoomName> = self.local_rooms.keys().cloned().collect();
+        for room in rooms {
+            self.logs.start(&room);
+            self.subscribe(&room);
+        }
+        self.announce_if_ready();
+    }
+
+    /// A pub/sub verb for rooms' and nodes' channels: sharded (`SPUBLISH`,
+    /// `SSUBSCRIBE`) on a Redis Cluster, so a channel lives on its slot's primary
+    /// alone; classic on a single Redis.
+    fn sharded(&self, verb: &[u8]) -> Vec<u8> {
+        match self.links.is_cluster() {
+            true => [b"S", verb].concat(),
+            false => verb.to_vec(),
         }
     }
 
@@ -348,20 +378,22 @@ impl Backplane {
     /// before could be answered before this node listens, and two nodes coming back
     /// together would each miss the other's roster.
     fn announce_if_ready(&mut self) {
-        let ready = self.commands.is_up() && self.subscriber.is_up() && self.cluster_heard;
+        let links = self.links.commands_up() && self.links.subscribers_up();
+        let ready = links && self.cluster_heard;
         if !ready || self.up_since.is_some() {
             return;
         }
         self.up_since = Some(Instant::now());
         self.shared.stats.cluster.up.store(true, Relaxed);
-        log::info!("backplane: connected to Redis at {}", self.config.redis);
+        log::info!(
+            "backplane: connected to {} ({} primaries)",
+            self.links.describe(),
+            self.links.primaries()
+        );
         self.publish_held();
-        if self.commands.command(&[b"SMEMBERS", b"miochat:accounts"]) {
-            self.pending.push_back(Pending::Accounts);
-        }
-        if self.commands.command(&[b"HGETALL", b"miochat:registered"]) {
-            self.pending.push_back(Pending::Registered);
-        }
+        let (accounts, rooms) = (ACCOUNTS.as_bytes(), REGISTERED.as_bytes());
+        let _ = (self.links).command(accounts, &[b"SMEMBERS", accounts], Pending::Accounts);
+        let _ = (self.links).command(rooms, &[b"HGETALL", rooms], Pending::Registered);
         self.ask_klines();
         let origin = self.config.node.clone();
         self.publish(CLUSTER_CHANNEL, &Wire::Hello { origin });
@@ -371,24 +403,11 @@ impl Backplane {
         }
     }
 
-    /// A link can fail while writing too, where no event follows: forget what the
-    /// lost link carried (pending replies, subscriptions).
-    fn notice_lost_links(&mut self) {
-        if !self.commands.is_up() {
-            self.forget_pending();
-        }
-        if !self.subscriber.is_up() {
-            self.forget_subscriptions();
-        }
-        if self.up_since.is_some() && !(self.commands.is_up() && self.subscriber.is_up()) {
-            self.went_down();
-        }
-    }
-
     /// The subscriber link is gone, and every subscription with it (the sequence
     /// numbers heard stay: the next subscription tells what was missed meanwhile).
     fn forget_subscriptions(&mut self) {
         self.cluster_heard = false;
+        self.subscription_counts.clear();
         self.subscribed.clear();
         self.listening.clear();
     }
@@ -428,7 +447,7 @@ impl Backplane {
     /// granted without our hearing it is released once the link is back.
     fn forget_pending(&mut self) {
         let mut unlogged = Vec::new();
-        for pending in std::mem::take(&mut self.pending) {
+        for pending in self.links.take_pending() {
             match pending {
                 Pending::Logged(event) => unlogged.push(*event),
                 Pending::Claim { id, nick, then } => {
@@ -478,21 +497,22 @@ impl Backplane {
     /// A nick claim for local connection `id` (see `claims.rs`); answered at once if
     /// Redis is away: nobody can tell then whether the nick is free.
     fn claim(&mut self, id: ConnId, nick: Nick, then: ClaimFor) {
-        if !self.commands.is_up() {
+        if !self.links.commands_up() {
             // Redis may be back in a moment (this node is starting, or a link
             // blinked): the claim waits a little before it is refused.
             let until = Instant::now() + CLAIM_WAIT;
             return self.waiting.push_back((until, id, nick, then));
         }
         if then == ClaimFor::Takeover {
-            if self.eval_claim(claims::TAKE, id, &nick) {
-                self.pending.push_back(Pending::Ignore);
-            }
+            let _ = self.eval_claim(claims::TAKE, id, &nick, Pending::Ignore);
             return;
         }
-        if self.eval_claim(claims::CLAIM, id, &nick) {
-            self.pending.push_back(Pending::Claim { id, nick, then });
-        } else {
+        let claim = Pending::Claim {
+            id,
+            nick: nick.clone(),
+            then,
+        };
+        if self.eval_claim(claims::CLAIM, id, &nick, claim).is_err() {
             self.answer_claim(id, nick, then, ClaimAnswer::Unavailable);
         }
     }
@@ -508,19 +528,23 @@ impl Backplane {
         if claims::is_guest_of(&nick, &self.config.node) {
             return;
         }
-        if self.eval_claim(claims::RELEASE, id, &nick) {
-            self.pending.push_back(Pending::Ignore);
-        } else {
+        if (self.eval_claim(claims::RELEASE, id, &nick, Pending::Ignore)).is_err() {
             self.to_release.push((id, nick)); // renewal must not keep it alive
         }
     }
 
     /// `EVAL script 2 NICKKEY CLAIMSET OWNER LEASE_MS` on the command link.
-    fn eval_claim(&mut self, script: &str, id: ConnId, nick: &Nick) -> bool {
+    fn eval_claim(
+        &mut self,
+        script: &str,
+        id: ConnId,
+        nick: &Nick,
+        pending: Pending,
+    ) -> Result<(), Pending> {
         let (key, set) = (claims::nick_key(nick), claims::claim_set(&self.config.node));
         let owner = claims::owner(&self.config.node, self.epoch, id);
         let ttl = self.config.lease.as_millis().to_string();
-        self.commands.command(&[
+        let args: [&[u8]; 7] = [
             b"EVAL",
             script.as_bytes(),
             b"2",
@@ -528,7 +552,8 @@ impl Backplane {
             set.as_bytes(),
             owner.as_bytes(),
             ttl.as_bytes(),
-        ])
+        ];
+        self.links.command(key.as_bytes(), &args, pending)
     }
 
     /// The command link is back: claims whose fate was lost are released, and every
@@ -540,8 +565,8 @@ impl Backplane {
                 .local
                 .get(&id)
                 .is_some_and(|e| e.nick.key() == nick.key());
-            if !held && self.eval_claim(claims::RELEASE, id, &nick) {
-                self.pending.push_back(Pending::Ignore);
+            if !held {
+                let _ = self.eval_claim(claims::RELEASE, id, &nick, Pending::Ignore);
             }
         }
         let held: Vec<(ConnId, Nick)> = (self.local.iter())
@@ -549,9 +574,7 @@ impl Backplane {
             .map(|(id, e)| (*id, e.nick.clone()))
             .collect();
         for (id, nick) in held {
-            if self.eval_claim(claims::CLAIM, id, &nick) {
-                self.pending.push_back(Pending::Reclaim(id));
-            }
+            let _ = self.eval_claim(claims::CLAIM, id, &nick, Pending::Reclaim(id));
         }
     }
 
@@ -604,22 +627,29 @@ impl Backplane {
     ) -> Result<(), Box<(RoomName, Wire)>> {
         let (room, wire) = &*event;
         let (key, channel) = (room_log::log_key(room), room_channel(room));
-        let max = self.config.log_max.to_string();
-        let sent = self.commands.command(&[
+        let (max, payload) = (self.config.log_max.to_string(), wire.encode());
+        let publish = self.sharded(b"PUBLISH");
+        let args: [&[u8]; 8] = [
             b"EVAL",
             room_log::LOG_AND_PUBLISH.as_bytes(),
             b"1",
             key.as_bytes(),
             channel.as_bytes(),
             max.as_bytes(),
-            &wire.encode(),
-        ]);
-        if !sent {
-            return Err(event);
+            &payload,
+            &publish,
+        ];
+        match self
+            .links
+            .command(key.as_bytes(), &args, Pending::Logged(event))
+        {
+            Ok(()) => {
+                bump(&self.shared.stats.cluster.published);
+                Ok(())
+            }
+            Err(Pending::Logged(event)) => Err(event),
+            Err(_) => unreachable!("the pending given back is the one given"),
         }
-        self.pending.push_back(Pending::Logged(event));
-        bump(&self.shared.stats.cluster.published);
-        Ok(())
     }
 
     /// The events held while Redis was away, in order, now that it is back.
@@ -634,11 +664,12 @@ impl Backplane {
 
     /// `PUBLISH channel payload` on the command link; false if Redis is away.
     fn publish(&mut self, channel: &str, wire: &Wire) -> bool {
-        let sent = self
-            .commands
-            .command(&[b"PUBLISH", channel.as_bytes(), &wire.encode()]);
+        let args: [&[u8]; 3] = [b"PUBLISH", channel.as_bytes(), &wire.encode()];
+        let sent = (self
+            .links
+            .command(channel.as_bytes(), &args, Pending::Ignore))
+        .is_ok();
         if sent {
-            self.pending.push_back(Pending::Ignore);
             bump(&self.shared.stats.cluster.published);
         }
         sent
@@ -649,53 +680,53 @@ impl Backplane {
         if !self.subscribed.insert(room.clone()) {
             return false;
         }
-        let channel = room_channel(room);
-        self.subscriber.command(&[b"SUBSCRIBE", channel.as_bytes()]);
+        let (channel, verb) = (room_channel(room), self.sharded(b"SUBSCRIBE"));
+        (self.links).subscription(channel.as_bytes(), &[&verb, channel.as_bytes()]);
         true
     }
 
     fn unsubscribe(&mut self, room: &RoomName) {
         if self.subscribed.remove(room) {
-            let channel = room_channel(room);
-            self.subscriber
-                .command(&[b"UNSUBSCRIBE", channel.as_bytes()]);
+            let (channel, verb) = (room_channel(room), self.sharded(b"UNSUBSCRIBE"));
+            (self.links).subscription(channel.as_bytes(), &[&verb, channel.as_bytes()]);
         }
     }
 
     fn renew_lease(&mut self) {
-        let key = format!("miochat:lease:{}", self.config.node);
+        let key = claims::lease_key(&self.config.node);
         let ttl = self.config.lease.as_millis().to_string();
         let epoch = self.epoch.to_string();
-        if self.commands.command(&[
+        let args: [&[u8]; 5] = [
             b"SET",
             key.as_bytes(),
             epoch.as_bytes(),
             b"PX",
             ttl.as_bytes(),
-        ]) {
-            self.pending.push_back(Pending::Ignore);
-        }
+        ];
+        let _ = self.links.command(key.as_bytes(), &args, Pending::Ignore);
         let set = claims::claim_set(&self.config.node);
         let prefix = claims::owner_prefix(&self.config.node, self.epoch);
-        if self.commands.command(&[
+        let args: [&[u8]; 6] = [
             b"EVAL",
             claims::RENEW.as_bytes(),
             b"1",
             set.as_bytes(),
             prefix.as_bytes(),
             ttl.as_bytes(),
-        ]) {
-            self.pending.push_back(Pending::Ignore);
-        }
+        ];
+        let _ = self.links.command(set.as_bytes(), &args, Pending::Ignore);
         self.next_lease = Instant::now() + self.config.lease / 3;
     }
 
     fn on_timers(&mut self, now: Instant) {
-        let registry = self.poll.registry();
-        self.commands.maybe_connect(registry, now);
-        self.subscriber.maybe_connect(registry, now);
+        self.links.maybe_connect(self.poll.registry(), now);
         if now >= self.next_lease {
             self.renew_lease();
+        }
+        while self.late_seqs.front().is_some_and(|w| w.0 <= now) {
+            if let Some((_, origin, epoch, seqs)) = self.late_seqs.pop_front() {
+                self.on_seqs(&origin, epoch, seqs);
+            }
         }
         while self.waiting.front().is_some_and(|w| w.0 <= now) {
             let Some((_, id, nick, then)) = self.waiting.pop_front() else {
@@ -734,14 +765,13 @@ impl Backplane {
             .map(|(node, _)| node.clone())
             .collect();
         for node in silent {
-            let key = format!("miochat:lease:{node}");
-            if self.commands.command(&[b"EXISTS", key.as_bytes()]) {
-                self.pending.push_back(Pending::Lease(node));
-            }
+            let key = claims::lease_key(&node);
+            let args: [&[u8]; 2] = [b"EXISTS", key.as_bytes()];
+            let _ = (self.links).command(key.as_bytes(), &args, Pending::Lease(node));
         }
     }
 
-    fn on_reply(&mut self, frame: OwnedFrame) {
+    fn on_reply(&mut self, pending: Pending, frame: OwnedFrame) {
         let number = match &frame {
             OwnedFrame::Integer(n) => Some(*n),
             OwnedFrame::Error(e) => {
@@ -750,7 +780,7 @@ impl Backplane {
             }
             _ => None,
         };
-        match self.pending.pop_front() {
+        match Some(pending) {
             Some(Pending::Lease(node)) if number == Some(0) => self.node_died(&node),
             Some(Pending::Claim { id, nick, then }) => {
                 let answer = match number {
@@ -812,16 +842,15 @@ impl Backplane {
         // nicks for their next login elsewhere at once.
         let set = claims::claim_set(node);
         let prefix = format!("{node} ");
-        if self.commands.command(&[
+        let args: [&[u8]; 6] = [
             b"EVAL",
             claims::RENEW.as_bytes(),
             b"1",
             set.as_bytes(),
             prefix.as_bytes(),
             b"0",
-        ]) {
-            self.pending.push_back(Pending::Ignore);
-        }
+        ];
+        let _ = self.links.command(set.as_bytes(), &args, Pending::Ignore);
         log::warn!(
             "backplane: node {node} is gone (lease expired); {} users quit",
             users.len()
@@ -883,33 +912,19 @@ impl Backplane {
         self.to_shards[home].push(ShardMsg::Sequence(event));
     }
 
-    /// A pushed frame on the subscriber link: `message CHANNEL PAYLOAD`.
-    fn on_pushed(&mut self, frame: OwnedFrame) {
+    /// A pushed frame on primary `primary`'s subscriber link: `message CHANNEL
+    /// PAYLOAD` (`smessage` for a sharded channel) or a confirmation.
+    fn on_pushed(&mut self, primary: usize, frame: OwnedFrame) {
         let OwnedFrame::Array(parts) = frame else {
             return;
         };
-        // `subscribe CHANNEL COUNT`: Redis confirms; COUNT is every channel this link
-        // now listens to (shown in `/stats`, so a test can wait for a subscription).
         if let [
             OwnedFrame::BulkString(kind),
             OwnedFrame::BulkString(channel),
             OwnedFrame::Integer(count),
         ] = parts.as_slice()
-            && (kind == b"subscribe" || kind == b"unsubscribe")
         {
-            let count = u64::try_from(*count).unwrap_or(0);
-            self.shared
-                .stats
-                .cluster
-                .subscriptions
-                .store(count, Relaxed);
-            if let Some(room) = channel_room(channel) {
-                self.confirmed(room, kind == b"subscribe");
-            } else if channel == CLUSTER_CHANNEL.as_bytes() && kind == b"subscribe" {
-                self.cluster_heard = true;
-                self.announce_if_ready();
-            }
-            return;
+            return self.on_confirmed(primary, kind, channel, *count);
         }
         let [
             OwnedFrame::BulkString(kind),
@@ -919,7 +934,7 @@ impl Backplane {
         else {
             return;
         };
-        if kind != b"message" {
+        if kind != b"message" && kind != b"smessage" {
             return;
         }
         let decoded = match channel_room(channel) {
@@ -929,6 +944,44 @@ impl Backplane {
         match decoded {
             Ok(wire) => self.on_wire(wire),
             Err(bad) => log::warn!("backplane: ignoring a message: {}", bad.0),
+        }
+    }
+
+    /// `subscribe CHANNEL COUNT` (or `ssubscribe`, `unsubscribe`, `sunsubscribe`):
+    /// Redis confirms; COUNT is every channel of that kind the link now listens to
+    /// (summed in `/stats`, so a test can wait for a subscription).
+    fn on_confirmed(&mut self, primary: usize, kind: &[u8], channel: &[u8], count: i64) {
+        let (sharded, kind) = match kind.strip_prefix(b"s") {
+            Some(rest) if rest.ends_with(b"subscribe") => (true, rest),
+            _ => (false, kind),
+        };
+        let subscribed = match kind {
+            b"subscribe" => true,
+            b"unsubscribe" => false,
+            _ => return,
+        };
+        let count = u64::try_from(count).unwrap_or(0);
+        self.subscription_counts.insert((primary, sharded), count);
+        let total = self.subscription_counts.values().sum();
+        self.shared
+            .stats
+            .cluster
+            .subscriptions
+            .store(total, Relaxed);
+        match channel_room(channel) {
+            // A cluster moved the room's slot away: its channel is dropped by the
+            // server. Every link starts over, as after a failover.
+            Some(room) if !subscribed && self.subscribed.contains(&room) => {
+                log::warn!("backplane: the cluster moved {room}'s slot; finding it again");
+                self.links.start_over(self.poll.registry());
+                self.after_links_changed((true, true));
+            }
+            Some(room) => self.confirmed(room, subscribed),
+            None if channel == CLUSTER_CHANNEL.as_bytes() && subscribed => {
+                self.cluster_heard = true;
+                self.announce_if_ready();
+            }
+            None => {}
         }
     }
 
@@ -981,6 +1034,17 @@ impl Backplane {
                 if origin == self.config.node => {}
             Wire::Room { .. } => log::warn!("backplane: a room event outside its room's channel"),
             Wire::Hello { .. } => self.publish_roster(),
+            Wire::Seqs {
+                origin,
+                epoch,
+                seqs,
+            } if self.links.is_cluster() => {
+                // A node's last numbers travel on the cluster channel, and its room
+                // events on each room's, through other primaries: the numbers can
+                // overtake the events they count. They are judged a moment later.
+                let due = Instant::now() + SEQS_GRACE;
+                self.late_seqs.push_back((due, origin, epoch, seqs));
+            }
             Wire::Seqs {
                 origin,
                 epoch,
@@ -1174,37 +1238,40 @@ impl Backplane {
             return;
         }
         let key = room_log::log_key(room);
-        let sent = match self.logs.due(room) {
+        let (after, count);
+        let args: [&[u8]; 6] = match self.logs.due(room) {
             Some(room_log::Read::After(id)) => {
-                let (after, count) = (format!("({id}"), room_log::RECOVER_MAX.to_string());
-                let count = count.as_bytes();
-                let args: [&[u8]; 6] = [
+                (after, count) = (format!("({id}"), room_log::RECOVER_MAX.to_string());
+                let range = [after.as_bytes(), b"+"];
+                [
                     b"XRANGE",
                     key.as_bytes(),
-                    after.as_bytes(),
-                    b"+",
+                    range[0],
+                    range[1],
                     b"COUNT",
-                    count,
-                ];
-                self.commands.command(&args)
+                    count.as_bytes(),
+                ]
             }
             Some(room_log::Read::Tail) => {
-                let count = room_log::SEED_MAX.to_string();
-                let args: [&[u8]; 6] = [
+                count = room_log::SEED_MAX.to_string();
+                [
                     b"XREVRANGE",
                     key.as_bytes(),
                     b"+",
                     b"-",
                     b"COUNT",
                     count.as_bytes(),
-                ];
-                self.commands.command(&args)
+                ]
             }
             None => return,
         };
-        if sent {
-            let read = self.logs.asked(room);
-            self.pending.push_back(Pending::Recover(room.clone(), read));
+        if !self.links.commands_up() {
+            return;
+        }
+        let read = self.logs.asked(room);
+        let recover = Pending::Recover(room.clone(), read);
+        if self.links.command(key.as_bytes(), &args, recover).is_err() {
+            self.logs.ask_again(room, read);
         }
     }
 
@@ -1348,10 +1415,9 @@ impl Backplane {
             return;
         };
         let key = claims::nick_key(nick);
-        if self.commands.command(&[b"GET", key.as_bytes()]) {
-            let owner = claims::owner(&self.config.node, self.epoch, id);
-            self.pending.push_back(Pending::Check(id, owner));
-        }
+        let owner = claims::owner(&self.config.node, self.epoch, id);
+        let args: [&[u8]; 2] = [b"GET", key.as_bytes()];
+        let _ = (self.links).command(key.as_bytes(), &args, Pending::Check(id, owner));
     }
 
     /// A node's last sequence numbers (after its roster, when it or we came back):
@@ -1414,16 +1480,13 @@ impl Backplane {
     /// of a private message hears whether Redis handed it to that node (PUBLISH
     /// counts the receivers), so `OK sent` never covers a message that was lost.
     fn send_private(&mut self, node: &str, wire: &Wire, answer: Option<PrivateAnswer>) {
-        let channel = format!("miochat:node:{node}");
-        let sent = (self.commands).command(&[b"PUBLISH", channel.as_bytes(), &wire.encode()]);
-        if sent {
-            bump(&self.shared.stats.cluster.published);
-        }
-        match (answer, sent) {
-            (Some(answer), true) => self.pending.push_back(Pending::Private(answer)),
-            (Some(answer), false) => self.answer_private(answer, Err(LINK_DOWN)),
-            (None, true) => self.pending.push_back(Pending::Ignore),
-            (None, false) => {}
+        let (channel, publish) = (node_channel(node), self.sharded(b"PUBLISH"));
+        let args: [&[u8]; 3] = [&publish, channel.as_bytes(), &wire.encode()];
+        let pending = answer.map_or(Pending::Ignore, Pending::Private);
+        match self.links.command(channel.as_bytes(), &args, pending) {
+            Ok(()) => bump(&self.shared.stats.cluster.published),
+            Err(Pending::Private(answer)) => self.answer_private(answer, Err(LINK_DOWN)),
+            Err(_) => {}
         }
     }
 
@@ -1547,7 +1610,7 @@ impl Backplane {
         if first {
             self.shared.cluster.set_local(room, true);
         }
-        if delta > 0 && self.subscriber.is_up() {
+        if delta > 0 && self.links.subscribers_up() {
             self.subscribe(room);
         }
         // A room founded here: every node learns its state, so that its first member
@@ -1563,14 +1626,22 @@ impl Backplane {
         for id in ids {
             self.on_local_gone(id);
         }
-        let key = format!("miochat:lease:{}", self.config.node);
-        self.commands.command(&[b"DEL", key.as_bytes()]);
-        self.commands.flush(self.poll.registry());
+        let key = claims::lease_key(&self.config.node);
+        let registry = self.poll.registry();
+        (self.links).command_unanswered(key.as_bytes(), &[b"DEL", key.as_bytes()], registry);
+        self.links.flush(registry);
     }
 }
 
+/// A room's channel: `{#room}` is a hash tag, so that on a Redis Cluster the
+/// channel and the room's log (`room_log::log_key`) live in one slot.
 fn room_channel(room: &RoomName) -> String {
-    format!("miochat:room:{room}")
+    format!("miochat:room:{{{room}}}")
+}
+
+/// A node's own channel (private messages and invitations for its users).
+fn node_channel(node: &str) -> String {
+    format!("miochat:node:{{{node}}}")
 }
 
 fn origin_of(wire: &Wire) -> Option<&str> {
@@ -1597,7 +1668,8 @@ fn origin_of(wire: &Wire) -> Option<&str> {
 /// The room whose channel this is, if it is a room's.
 fn channel_room(channel: &[u8]) -> Option<RoomName> {
     channel
-        .strip_prefix(b"miochat:room:")
+        .strip_prefix(b"miochat:room:{")
+        .and_then(|name| name.strip_suffix(b"}"))
         .and_then(|name| std::str::from_utf8(name).ok())
         .and_then(|name| RoomName::parse(name).ok())
 }
@@ -1639,6 +1711,8 @@ mod tests {
         let (poll, inbox, _handle) = Backplane::prepare().unwrap();
         let config = BackplaneConfig {
             redis: SocketAddr::from(([127, 0, 0, 1], 1)),
+            seeds: vec![SocketAddr::from(([127, 0, 0, 1], 1))],
+            cluster: false,
             node: "b".into(),
             lease: Duration::from_secs(10),
             log_max: 100,
@@ -1654,7 +1728,7 @@ mod tests {
     fn confirm(backplane: &mut Backplane, kind: &[u8], room: &RoomName) {
         let channel = room_channel(room);
         let frame = [bulk(kind), bulk(channel.as_bytes()), OwnedFrame::Integer(1)];
-        backplane.on_pushed(OwnedFrame::Array(frame.to_vec()));
+        backplane.on_pushed(0, OwnedFrame::Array(frame.to_vec()));
         // The seed read of the room's log (no Redis here): an empty log.
         if backplane.logs.seeding(room) {
             let read = backplane.logs.asked(room);
@@ -1682,7 +1756,7 @@ mod tests {
         let mut payload = format!("{seq}-0 ").into_bytes();
         payload.extend_from_slice(&wire.encode());
         let frame = [bulk(b"message"), bulk(channel.as_bytes()), bulk(&payload)];
-        backplane.on_pushed(OwnedFrame::Array(frame.to_vec()));
+        backplane.on_pushed(0, OwnedFrame::Array(frame.to_vec()));
     }
 
     fn gaps(backplane: &Backplane) -> u64 {

@@ -1,7 +1,7 @@
 //! The backplane's part in server operators' work: `WALLOPS` and `/wall` for every
 //! node, a kill of a user of this node by an operator of another, and k-lines.
 //!
-//! K-lines in a cluster live in Redis, in one hash (`miochat:klines`, mask → the
+//! K-lines in a cluster live in Redis, in one hash (`{miochat}:klines`, mask → the
 //! k-line as [`wire::encode_kline`] writes it). A node that sets or lifts one
 //! changes the hash and publishes the change on the cluster channel in one script;
 //! every other node follows the change at once, and a node that (re)connects reads
@@ -22,7 +22,7 @@ use super::wire::{self, Wire};
 use super::{Backplane, CLUSTER_CHANNEL, Pending};
 
 /// The hash of the cluster's k-lines.
-pub const KLINES: &str = "miochat:klines";
+pub const KLINES: &str = "{miochat}:klines";
 
 /// Sets (ARGV[3] not empty) or deletes field ARGV[1] of KEYS[1], and publishes
 /// ARGV[2] on the cluster channel.
@@ -91,7 +91,7 @@ impl Backplane {
                 kline,
             },
         );
-        let sent = self.commands.command(&[
+        let args: [&[u8]; 7] = [
             b"EVAL",
             SAVE_KLINE.as_bytes(),
             b"1",
@@ -99,10 +99,13 @@ impl Backplane {
             mask.as_bytes(),
             &announce.encode(),
             record.as_bytes(),
-        ]);
-        match sent {
-            true => self.pending.push_back(Pending::Ignore),
-            false => log::warn!(
+        ];
+        match self
+            .links
+            .command(KLINES.as_bytes(), &args, Pending::Ignore)
+        {
+            Ok(()) => {}
+            Err(_) => log::warn!(
                 "backplane: Redis is away: the k-line change of {mask} stays on this node"
             ),
         }
@@ -117,9 +120,8 @@ impl Backplane {
 
     /// Asks Redis for the cluster's k-lines (when this node (re)connects).
     pub(super) fn ask_klines(&mut self) {
-        if self.commands.command(&[b"HGETALL", KLINES.as_bytes()]) {
-            self.pending.push_back(Pending::Klines);
-        }
+        let args: [&[u8]; 2] = [b"HGETALL", KLINES.as_bytes()];
+        let _ = (self.links).command(KLINES.as_bytes(), &args, Pending::Klines);
     }
 
     /// The cluster's k-lines as Redis has them: they replace this node's.

@@ -1,4 +1,4 @@
-//! Each room's shared log: a Redis Stream (`miochat:log:ROOM`) that holds the room's
+//! Each room's shared log: a Redis Stream (`miochat:log:{ROOM}`) that holds the room's
 //! events as the nodes published them, so a node that was cut off reads back what
 //! it missed instead of only counting it.
 //!
@@ -20,8 +20,8 @@
 //! - **Held while away.** A node that cannot reach Redis holds its own rooms'
 //!   events (up to [`HOLD_MAX`]) and publishes them, in order, when it is back.
 //!
-//! The same script-touches-a-channel caveat as `claims.rs`: one Redis, not Redis
-//! Cluster.
+//! On a Redis Cluster the script publishes with `SPUBLISH`, and the room's log and
+//! channel share the `{ROOM}` hash tag: a script may touch one slot only.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -32,7 +32,8 @@ use crate::protocol::{Event, RoomName};
 use super::wire::{BadWire, Wire};
 
 /// Appends ARGV[3] to the stream KEYS[1] (trimmed to about ARGV[2] entries; 0: no
-/// limit), then publishes `ID PAYLOAD` on channel ARGV[1].
+/// limit), then publishes `ID PAYLOAD` on channel ARGV[1] with ARGV[4] (`PUBLISH`,
+/// or `SPUBLISH` on a cluster).
 pub const LOG_AND_PUBLISH: &str = "\
 local id
 if ARGV[2] == '0' then
@@ -40,7 +41,7 @@ if ARGV[2] == '0' then
 else
   id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'w', ARGV[3])
 end
-redis.call('PUBLISH', ARGV[1], id .. ' ' .. ARGV[3])
+redis.call(ARGV[4], ARGV[1], id .. ' ' .. ARGV[3])
 return id";
 
 /// Events of this node held while Redis is away; past this many, the oldest wait
@@ -52,7 +53,7 @@ pub const RECOVER_MAX: usize = 10_000;
 
 /// The key of `room`'s log.
 pub fn log_key(room: &RoomName) -> String {
-    format!("miochat:log:{room}")
+    format!("miochat:log:{{{room}}}")
 }
 
 /// A published room payload, `STREAMID WIRE`: the id and the wire bytes.

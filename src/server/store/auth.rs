@@ -97,7 +97,7 @@ impl Auth {
     /// The auth thread over its own connection.
     pub fn new(db: Connection, shared: Arc<Shared>) -> Self {
         let redis = (shared.config.backplane.as_ref())
-            .map(|cluster| (RedisBook::new(cluster.redis), cluster.node.clone()));
+            .map(|cluster| (RedisBook::new(cluster.seeds.clone()), cluster.node.clone()));
         Auth {
             db,
             redis,

@@ -3,15 +3,17 @@
 //! Each node's SQLite file keeps what is its own (history, registered rooms), but an
 //! account must be the same on every node: registered on one, logged in to on any.
 //! So with `--backplane` the auth thread keeps accounts in Redis instead: a hash per
-//! account (`miochat:account:KEY`: name, argon2id hash, SCRAM credentials), the set
-//! `miochat:accounts` of their names, and every creation or removal published on the
+//! account (`{miochat}:account:KEY`: name, argon2id hash, SCRAM credentials), the set
+//! `{miochat}:accounts` of their names, and every creation or removal published on the
 //! cluster channel in the same script, so each node's registry (the in-memory index
 //! a shard asks "is this nick an account?") follows at once.
 //!
 //! The auth thread is the one thread allowed to wait here: it already spends tens of
 //! milliseconds per argon2id hash, no shard waits for it, and its queue is bounded.
 //! So this is a plain blocking connection (with timeouts), redialled after a failure;
-//! RESP framing comes from `redis-protocol`, as on the backplane.
+//! RESP framing comes from `redis-protocol`, as on the backplane. On a Redis Cluster
+//! every key here carries the `{miochat}` hash tag, so one primary holds them all:
+//! the book dials the seeds in turn and follows a `MOVED` to that primary.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -30,7 +32,7 @@ use super::scram::Credentials;
 /// How long one request may take before the account request fails.
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// The set of every account's name.
-const NAMES: &str = "miochat:accounts";
+pub const NAMES: &str = "{miochat}:accounts";
 
 /// Creates KEYS[1] from ARGV[3..] unless it exists, adds ARGV[1] to the name set
 /// and publishes ARGV[2] on the cluster channel. 1: created, 0: it existed.
@@ -55,7 +57,7 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1";
 
 /// The hash of every registered room's record, by room name.
-const ROOMS: &str = "miochat:registered";
+pub const ROOMS: &str = "{miochat}:registered";
 
 /// Sets field ARGV[1] of KEYS[1] to ARGV[3] and publishes ARGV[2].
 const SAVE_ROOM: &str = "\
@@ -83,18 +85,29 @@ pub struct AccountRecord {
 /// The auth thread's connection to Redis.
 #[derive(Debug)]
 pub struct RedisBook {
+    /// Where to dial: the one Redis, or a cluster's seeds.
+    seeds: Vec<SocketAddr>,
+    /// The seed (or the primary a `MOVED` named) dialled next.
     addr: SocketAddr,
     conn: Option<TcpStream>,
 }
 
 fn key(account: &Nick) -> String {
-    format!("miochat:account:{}", account.key().as_str())
+    format!("{{miochat}}:account:{}", account.key().as_str())
 }
 
 impl RedisBook {
-    /// A book at `addr`, dialled at its first request.
-    pub fn new(addr: SocketAddr) -> Self {
-        RedisBook { addr, conn: None }
+    /// A book at the first of `seeds`, dialled at its first request.
+    pub fn new(seeds: Vec<SocketAddr>) -> Self {
+        let addr = seeds
+            .first()
+            .copied()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 6379)));
+        RedisBook {
+            seeds,
+            addr,
+            conn: None,
+        }
     }
 
     /// `account`'s record, if it exists.
@@ -200,15 +213,32 @@ impl RedisBook {
     /// One request and its reply; a failure drops the connection (the next request
     /// dials again) and is the caller's error.
     fn request(&mut self, args: &[&[u8]]) -> io::Result<OwnedFrame> {
-        let result = self.try_request(args);
-        match &result {
-            Ok(OwnedFrame::Error(e)) => {
-                return Err(io::Error::other(format!("Redis said: {e}")));
-            }
-            Err(_) => self.conn = None,
-            Ok(_) => {}
+        for _ in 0..3 {
+            let result = self.try_request(args);
+            let moved = match &result {
+                Ok(OwnedFrame::Error(e)) => match e.strip_prefix("MOVED ") {
+                    Some(moved) => moved.split(' ').nth(1).and_then(|a| a.parse().ok()),
+                    None => return Err(io::Error::other(format!("Redis said: {e}"))),
+                },
+                Err(_) => {
+                    self.conn = None;
+                    let next = self
+                        .seeds
+                        .iter()
+                        .position(|&s| s == self.addr)
+                        .map_or(0, |i| i + 1);
+                    self.addr = self.seeds.get(next).copied().unwrap_or(self.addr);
+                    return result;
+                }
+                Ok(_) => return result,
+            };
+            // A cluster's primary for this slot is elsewhere: go there.
+            self.conn = None;
+            self.addr = moved.ok_or_else(|| io::Error::other("Redis said MOVED to nowhere"))?;
         }
-        result
+        Err(io::Error::other(
+            "Redis redirected this request too many times",
+        ))
     }
 
     fn try_request(&mut self, args: &[&[u8]]) -> io::Result<OwnedFrame> {
@@ -287,7 +317,7 @@ fn record(fields: Vec<OwnedFrame>) -> Option<AccountRecord> {
 }
 
 /// The store thread's side of registered rooms in a cluster: Redis holds every
-/// registered room's record (`miochat:registered`), so a room registered on one node
+/// registered room's record (`{miochat}:registered`), so a room registered on one node
 /// has its founder, access list, modes, bans and topic on all of them; each change is
 /// published so that every node's registry follows at once.
 #[derive(Debug)]
@@ -298,9 +328,9 @@ pub struct SharedRooms {
 
 impl SharedRooms {
     /// The store thread's connection, for node `node`.
-    pub fn new(addr: SocketAddr, node: String) -> Self {
+    pub fn new(seeds: Vec<SocketAddr>, node: String) -> Self {
         SharedRooms {
-            book: RedisBook::new(addr),
+            book: RedisBook::new(seeds),
             node,
         }
     }

@@ -86,8 +86,8 @@ impl Writer {
         shared: Arc<Shared>,
         stats: Arc<StoreStats>,
     ) -> Self {
-        let cluster =
-            (shared.config.backplane.as_ref()).map(|c| SharedRooms::new(c.redis, c.node.clone()));
+        let cluster = (shared.config.backplane.as_ref())
+            .map(|c| SharedRooms::new(c.seeds.clone(), c.node.clone()));
         Writer {
             db,
             config,
