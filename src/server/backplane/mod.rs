@@ -127,6 +127,10 @@ enum Pending {
     Klines,
 }
 
+/// A node's last sequence numbers, judged at the instant given: (when, node,
+/// epoch, each room's number).
+type LateSeqs = (Instant, String, u64, Vec<(RoomName, u64)>);
+
 /// The backplane thread's state.
 #[derive(Debug)]
 pub struct Backplane {
@@ -164,7 +168,7 @@ pub struct Backplane {
     /// connection can close before its entry was ever sent).
     claims: HashMap<ConnId, Vec<Nick>>,
     /// Other nodes' last sequence numbers waiting out [`SEQS_GRACE`] (a cluster only).
-    late_seqs: VecDeque<(Instant, String, u64, Vec<(RoomName, u64)>)>,
+    late_seqs: VecDeque<LateSeqs>,
     /// Claims asked while Redis was away, until they are sent or time out.
     waiting: VecDeque<(Instant, ConnId, Nick, ClaimFor)>,
     /// Each room's shared log: last entries, reads back, held events.
