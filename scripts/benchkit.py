@@ -690,6 +690,98 @@ def cmd_cluster(a):
                      enumerate(zip(rss, verdicts))]))
 
 
+class RedisClusterNodes:
+    """`primaries` redis-server processes made one Redis Cluster (no replicas), the
+    slots split evenly with CLUSTER ADDSLOTSRANGE and the nodes joined with CLUSTER
+    MEET (redis-cli --cluster create wants at least 3 primaries)."""
+
+    def __init__(self, primaries, port, workdir):
+        self.servers, self.ports = [], [port + i for i in range(primaries)]
+        for p in self.ports:
+            argv = ["redis-server", "--port", str(p), "--bind", "127.0.0.1", "--save", "",
+                    "--appendonly", "no", "--maxclients", "19000", "--cluster-enabled", "yes",
+                    "--cluster-config-file", f"nodes-{p}.conf", "--dir", workdir,
+                    "--client-output-buffer-limit", "pubsub 0 0 0"]
+            self.servers.append(Server(f"redis{p}", "resp", argv, p, workdir))
+        step = 16384 // primaries
+        for i, p in enumerate(self.ports):
+            end = 16383 if i == primaries - 1 else (i + 1) * step - 1
+            self.cli(p, "CLUSTER", "ADDSLOTSRANGE", str(i * step), str(end))
+            if i:
+                self.cli(p, "CLUSTER", "MEET", "127.0.0.1", str(self.ports[0]))
+        deadline = time.time() + 30
+        while not all("cluster_state:ok" in self.cli(p, "CLUSTER", "INFO") for p in self.ports):
+            if time.time() > deadline:
+                raise RuntimeError("the Redis Cluster never became ok")
+            time.sleep(0.1)
+
+    @staticmethod
+    def cli(port, *args):
+        out = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True,
+                             text=True, timeout=30)
+        return out.stdout
+
+    def url(self):
+        return "redis-cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def stop(self):
+        for server in self.servers:
+            server.stop()
+
+
+def cmd_primaries(a):
+    """Cross-node throughput as a Redis Cluster gains primaries: 2 nodes, `--rooms`
+    rooms (spread over the slots) with their members spread over both nodes."""
+    build()
+    if not shutil.which("redis-server") or not shutil.which("redis-cli"):
+        sys.exit("redis-server and redis-cli are needed")
+    workdir = tempfile.mkdtemp(prefix="miochat-primaries-")
+    args = ["--rooms", str(a.rooms), "--clients", str(a.clients), "--senders", str(a.senders),
+            "--size", "64", "--window", "16", "--duration", str(a.duration), "--timeout", "120"]
+    port, rows = a.port, []
+    for primaries in a.primaries:
+        runs = []
+        for _ in range(a.runs):
+            redis = RedisClusterNodes(primaries, port, workdir)
+            nodes = []
+            try:
+                for i in range(2):
+                    node_port = port + 50 + i
+                    argv = [MIOCHAT, "serve", "--listen", f"127.0.0.1:{node_port}",
+                            "--flood-rate", "0", "--idle-timeout", "0", "--max-connections",
+                            "19900", *NO_ADDRESS_LIMITS, "--backplane", redis.url(),
+                            "--node-name", f"n{i}", "--data-dir", "none", "-q"]
+                    nodes.append(Server(f"node{i}", "line", argv, node_port, workdir))
+                time.sleep(1.5)
+                pids = ",".join(str(s.pid) for s in nodes + redis.servers)
+                addrs = ",".join(f"127.0.0.1:{n.port}" for n in nodes)
+                argv = [MIOCHAT, "bench", "rooms", "--addr", addrs, "--server-pid", pids,
+                        "--json"] + args
+                out = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+                line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+                runs.append(json.loads(line) if line.startswith("{") else
+                            {"verdict": "FAIL", "problems": [out.stderr or out.stdout]})
+            finally:
+                for n in nodes:
+                    n.stop()
+                redis.stop()
+            port += 100
+        for r in runs:
+            if r.get("problems"):
+                print(f"{primaries} primaries: {r['problems'][:3]}", file=sys.stderr)
+        med = lambda key: statistics.median([r.get(key) or 0 for r in runs])
+        ok = "PASS" if all(passed(r) for r in runs) else "FAIL"
+        rows.append([primaries, fmt(med("deliveries_per_s"), "/s"),
+                     fmt(med("server_ns_per_delivery"), " ns"), fmt(med("latency_p50_us"), " µs"),
+                     fmt(med("latency_p99_us"), " µs"), ok])
+        print(f"{primaries} primaries: done", file=sys.stderr)
+    print(f"### Redis Cluster primaries: 2 nodes, {a.rooms} rooms, {a.clients} clients "
+          f"spread over both nodes, {a.senders} senders, B=64, window 16, {a.duration} s, "
+          f"medians of {a.runs}; server CPU includes every Redis\n")
+    print(table(["primaries", "deliveries/s", "server CPU/delivery", "p50", "p99", "verdict"],
+                rows))
+
+
 def cmd_soak(a):
     """Churn + fanout against one server for `minutes`; sample RSS and descriptors."""
     import threading
@@ -795,6 +887,15 @@ def main():
                    help="also run SECONDS at --rate with Redis killed and restarted meanwhile")
     g.add_argument("--port", type=int, default=26000)
     g.set_defaults(func=cmd_cluster)
+    r = sub.add_parser("primaries", help="2 nodes on a Redis Cluster of 1, 2, 3 primaries")
+    r.add_argument("--runs", type=int, default=3)
+    r.add_argument("--duration", type=float, default=3.0)
+    r.add_argument("--rooms", type=int, default=12)
+    r.add_argument("--clients", type=int, default=120)
+    r.add_argument("--senders", type=int, default=24)
+    r.add_argument("--primaries", type=int, nargs="+", default=[1, 2, 3])
+    r.add_argument("--port", type=int, default=28000)
+    r.set_defaults(func=cmd_primaries)
     k = sub.add_parser("soak", help="churn + fanout for MINUTES, sampling RSS and fds")
     k.add_argument("minutes", type=float)
     k.add_argument("--every", type=float, default=5.0)

@@ -264,7 +264,8 @@ pub struct ServeArgs {
     /// leave Nagle's algorithm on (TCP_NODELAY off); see docs/DESIGN.md
     #[argh(switch)]
     pub nagle: bool,
-    /// join a cluster of nodes through this Redis, as redis://HOST:PORT (default: none)
+    /// join a cluster of nodes through this Redis, as redis://HOST:PORT, or a Redis
+    /// Cluster, as redis-cluster://HOST:PORT,HOST:PORT,... (default: none)
     #[argh(option)]
     pub backplane: Option<String>,
     /// this node's name in the cluster: 1-10 of a-z and 0-9 (default: n + process id)

@@ -348,3 +348,26 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .next()
         .ok_or_else(|| format!("address {addr:?} resolves to nothing"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::redis_address;
+
+    #[test]
+    fn backplane_addresses_are_one_redis_or_a_clusters_seeds() {
+        assert_eq!(redis_address("redis://h:1"), Ok((vec!["h:1"], false)));
+        assert_eq!(redis_address("h:1"), Ok((vec!["h:1"], false)));
+        assert_eq!(
+            redis_address("redis-cluster://a:1, b:2"),
+            Ok((vec!["a:1", "b:2"], true))
+        );
+        for bad in [
+            "redis://",
+            "redis://a:1,b:2",
+            "redis-cluster://a:1,",
+            "redis://u@h:1",
+        ] {
+            assert!(redis_address(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -334,7 +334,7 @@ pub const KEYS: [Key; 46] = [
         "backplane",
         Some("backplane"),
         false,
-        "join a cluster through this Redis",
+        "join a cluster through this Redis, or a Redis Cluster (redis-cluster://H:P,H:P)",
         "\"redis://127.0.0.1:6379\"",
     ),
     off(

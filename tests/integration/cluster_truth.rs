@@ -356,7 +356,7 @@ fn the_owner_of_a_dead_nodes_nick_gets_it_back_at_once_elsewhere() {
     // would be no claim at all).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let claim = redis.command(&["GET", "{miochat}:nick:alice"]);
+        let claim = redis.command(&["GET", "miochat:nick:alice"]);
         if claim.contains("\r\nb ") {
             break;
         }

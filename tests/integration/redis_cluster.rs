@@ -300,6 +300,25 @@ fn rooms_nicks_accounts_and_private_messages_work_on_a_redis_cluster() {
         &["-c", "HGET", "{miochat}:account:carol", "name"],
     );
     assert_eq!(name, "carol");
+    // The last member here leaves and comes back at once: the late confirmation of
+    // the unsubscription is this node's own, not a moved slot (no outage follows).
+    bob.send("/leave go\n/join go");
+    skip_until(&mut bob, "OK joined go ");
+    wait_until_subscribed(&mut bob, ROOMS.len() + 1);
+    alice.send("/msg #go back");
+    // Live, or (the new subscription reads the room's log first) as history.
+    loop {
+        let line = bob.line();
+        assert!(!line.contains("link down"), "an outage: {line}");
+        if line.ends_with("MSG go alice back") {
+            break;
+        }
+    }
+    let stats = bob.stats();
+    assert!(
+        stats.contains(" backplane=up ") && stats.contains(" peers=1 "),
+        "{stats}"
+    );
 }
 
 #[test]

@@ -22,8 +22,8 @@
 //!   them out: they are never claimed.
 //!
 //! Each script touches keys it was not given (the claim set's members). A Redis
-//! Cluster allows that only within one slot, so every key here carries the hash tag
-//! `{miochat}`: they all live in one slot, on one primary.
+//! Cluster allows that only within one slot, so on a cluster every key here carries
+//! the hash tag `{miochat}` (`keys.rs`): they all live in one slot, on one primary.
 
 use crate::protocol::Nick;
 use crate::server::token::ConnId;
@@ -68,21 +68,6 @@ end
 if ARGV[2] == '0' then redis.call('DEL', KEYS[1])
 else redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 3) end
 return n";
-
-/// The key of `nick`'s claim (case-folded: `Alice` and `alice` are one nick).
-pub fn nick_key(nick: &Nick) -> String {
-    format!("{{miochat}}:nick:{}", nick.key().as_str())
-}
-
-/// The set of the claims `node` holds.
-pub fn claim_set(node: &str) -> String {
-    format!("{{miochat}}:nicks:{node}")
-}
-
-/// The key of `node`'s lease.
-pub fn lease_key(node: &str) -> String {
-    format!("{{miochat}}:lease:{node}")
-}
 
 /// What every claim of this node's incarnation starts with.
 pub fn owner_prefix(node: &str, epoch: u64) -> String {
@@ -138,9 +123,5 @@ mod tests {
         let owner = owner("a", 77, id);
         assert!(owner.starts_with(&owner_prefix("a", 77)));
         assert!(!owner.starts_with(&owner_prefix("a", 7)));
-        assert_eq!(
-            nick_key(&Nick::parse("Alice").unwrap()),
-            "{miochat}:nick:alice"
-        );
     }
 }

@@ -11,10 +11,10 @@
 //! one slot, so the scripts that touch several of those keys stay in one slot as a
 //! cluster requires.
 //!
-//! - **Redirections.** `MOVED SLOT ADDR` (the slot has moved for good) sends the
-//!   command again to that primary and remembers the slot's new home; `ASK SLOT
-//!   ADDR` (a slot half way through a migration) sends it there once, after
-//!   `ASKING`. A redirection to a node not in the map starts over with a new map.
+//! - **Redirections.** `MOVED SLOT ADDR` (the slot has moved for good) starts over
+//!   with a new map: resending only the command redirected could let a later one,
+//!   sent meanwhile, overtake it. `ASK SLOT ADDR` (a slot half way through a
+//!   migration) sends it there once, after `ASKING`.
 //! - **Failover.** A primary that is lost (closed, refused, or the cluster says
 //!   `CLUSTERDOWN` or `TRYAGAIN` while a replica takes over) takes every link of the
 //!   cluster down with it. The backplane then goes through the outage path it has
@@ -44,14 +44,27 @@ const FIRST_TOKEN: usize = 3;
 /// Shortest and longest wait before asking a cluster for its map again.
 const MIN_REDISCOVER: Duration = Duration::from_millis(100);
 const MAX_REDISCOVER: Duration = Duration::from_secs(2);
+/// Links up this long are stable: the next loss starts the back-off from its least.
+const STABLE: Duration = Duration::from_secs(5);
 
 /// What a command link's reply is for.
 #[derive(Debug)]
 enum Sent<P> {
     /// `ASKING` before an `ASK`-redirected command: nothing to do with its `OK`.
     Asking,
-    /// A command; in a cluster its bytes are kept to send again after a redirection.
-    Command(P, Option<Vec<u8>>),
+    /// A command, numbered in the order sent (what lost links owed is handed back in
+    /// that order); in a cluster its bytes are kept to send again after `ASK`.
+    Command(P, Option<Vec<u8>>, u64),
+}
+
+impl<P> Sent<P> {
+    /// What a lost link owed for this, with its number.
+    fn owed(self) -> Option<(u64, P)> {
+        match self {
+            Sent::Command(p, _, order) => Some((order, p)),
+            Sent::Asking => None,
+        }
+    }
 }
 
 /// The two links to one Redis (a cluster's primary).
@@ -94,8 +107,14 @@ pub struct Links<P> {
     discovery: Option<Link>,
     next_seed: usize,
     rediscover: Duration,
-    /// What the links lost owed, until the backplane takes it.
-    orphaned: Vec<P>,
+    /// Since when every link has been up.
+    up_since: Option<Instant>,
+    /// What the links lost owed (with its number), until the backplane takes it.
+    orphaned: Vec<(u64, P)>,
+    /// Commands sent so far (their numbers).
+    sent: u64,
+    /// Bumped each time the links are remade: frames read before are stale.
+    generation: u64,
     jitter: u64,
 }
 
@@ -111,7 +130,10 @@ impl<P> Links<P> {
             discovery: None,
             next_seed: 0,
             rediscover: MIN_REDISCOVER,
+            up_since: None,
             orphaned: Vec::new(),
+            sent: 0,
+            generation: 0,
             jitter,
         };
         match (cluster, links.seeds.first().copied()) {
@@ -147,6 +169,11 @@ impl<P> Links<P> {
         self.discovery.is_none()
             && !self.primaries.is_empty()
             && self.primaries.iter().all(|p| p.subscriber.is_up())
+    }
+
+    /// Bumped each time a cluster's links are remade.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// How many primaries the links reach (1 for a single Redis).
@@ -187,7 +214,8 @@ impl<P> Links<P> {
             return Err(pending);
         }
         let kept = self.cluster.then_some(bytes);
-        primary.pending.push_back(Sent::Command(pending, kept));
+        self.sent += 1;
+        (primary.pending).push_back(Sent::Command(pending, kept, self.sent));
         Ok(())
     }
 
@@ -217,13 +245,11 @@ impl<P> Links<P> {
         let mut owed = std::mem::take(&mut self.orphaned);
         for primary in &mut self.primaries {
             if !primary.commands.is_up() || self.discovery.is_some() {
-                owed.extend(primary.pending.drain(..).filter_map(|sent| match sent {
-                    Sent::Command(p, _) => Some(p),
-                    Sent::Asking => None,
-                }));
+                owed.extend(primary.pending.drain(..).filter_map(Sent::owed));
             }
         }
-        owed
+        owed.sort_by_key(|(order, _)| *order);
+        owed.into_iter().map(|(_, p)| p).collect()
     }
 
     /// When the next connect attempt of any link is due.
@@ -289,7 +315,7 @@ impl<P> Links<P> {
             true => {
                 link.subscriber
                     .on_event(registry, writable, scratch, &mut frames);
-                read.pushed.extend(frames.into_iter().map(|f| (primary, f)));
+                self.on_pushed(registry, primary, frames, read);
             }
             false => {
                 link.commands
@@ -298,8 +324,30 @@ impl<P> Links<P> {
             }
         }
         self.fail_if_one_lost(registry);
-        if self.commands_up() && self.subscribers_up() {
-            self.rediscover = MIN_REDISCOVER;
+        if self.up_since.is_none() && self.commands_up() && self.subscribers_up() {
+            self.up_since = Some(Instant::now());
+        }
+    }
+
+    /// Frames pushed on a subscriber link. An error there is a subscription refused
+    /// (`MOVED`, `CLUSTERDOWN`: the map is stale) or a broken one: on a cluster every
+    /// link starts over, and what came after it is dropped with the old links.
+    fn on_pushed(
+        &mut self,
+        registry: &Registry,
+        primary: usize,
+        frames: Vec<OwnedFrame>,
+        read: &mut Read<P>,
+    ) {
+        for frame in frames {
+            if let OwnedFrame::Error(e) = &frame {
+                log::warn!("backplane: Redis refused a subscription: {e}");
+                if self.cluster {
+                    return self.fail_all(registry);
+                }
+                continue;
+            }
+            read.pushed.push((primary, frame));
         }
     }
 
@@ -318,7 +366,7 @@ impl<P> Links<P> {
             else {
                 continue;
             };
-            let Sent::Command(pending, bytes) = sent else {
+            let Sent::Command(pending, bytes, order) = sent else {
                 continue;
             };
             let error = match &frame {
@@ -329,10 +377,20 @@ impl<P> Links<P> {
                 }
             };
             match Redirect::parse(error) {
-                Some(redirect) => self.redirect(registry, redirect, pending, bytes, read, frame),
+                Some(redirect) if redirect.ask => {
+                    self.ask(registry, redirect, (pending, bytes, order), read, frame);
+                }
+                // A slot moved for good: commands already sent after this one may
+                // have gone to the old primary too, so rather than resend one and
+                // overtake another, every link starts over with a new map.
+                Some(_) => {
+                    log::info!("backplane: the cluster said: {error}; finding it again");
+                    self.orphaned.push((order, pending));
+                    self.fail_all(registry);
+                }
                 None if error.starts_with("CLUSTERDOWN") || error.starts_with("TRYAGAIN") => {
                     log::warn!("backplane: the cluster said: {error}; finding it again");
-                    self.orphaned.push(pending);
+                    self.orphaned.push((order, pending));
                     self.fail_all(registry);
                 }
                 None => read.replies.push((pending, frame)),
@@ -340,13 +398,13 @@ impl<P> Links<P> {
         }
     }
 
-    /// Sends a redirected command again to the primary Redis named.
-    fn redirect(
+    /// Sends an `ASK`-redirected command once to the primary named, after `ASKING`
+    /// (a slot half way through a migration).
+    fn ask(
         &mut self,
         registry: &Registry,
         redirect: Redirect,
-        pending: P,
-        bytes: Option<Vec<u8>>,
+        (pending, bytes, order): (P, Option<Vec<u8>>, u64),
         read: &mut Read<P>,
         frame: OwnedFrame,
     ) {
@@ -356,22 +414,16 @@ impl<P> Links<P> {
                 "backplane: redirected to {}, not in the map; finding the cluster again",
                 redirect.addr
             );
-            self.orphaned.push(pending);
+            self.orphaned.push((order, pending));
             return self.fail_all(registry);
         };
-        let primary = &mut self.primaries[index];
-        if redirect.ask {
-            primary.commands.command(&[b"ASKING"]);
-            primary.pending.push_back(Sent::Asking);
-        } else if let Some(slot) = self.slots.get_mut(usize::from(redirect.slot)) {
-            *slot = index as u16;
+        let commands = &mut self.primaries[index].commands;
+        if !(commands.command(&[b"ASKING"]) && commands.send_encoded(&bytes)) {
+            return read.replies.push((pending, frame));
         }
-        match primary.commands.send_encoded(&bytes) {
-            true => primary
-                .pending
-                .push_back(Sent::Command(pending, Some(bytes))),
-            false => read.replies.push((pending, frame)),
-        }
+        let queue = &mut self.primaries[index].pending;
+        queue.push_back(Sent::Asking);
+        queue.push_back(Sent::Command(pending, Some(bytes), order));
     }
 
     /// In a cluster, one lost link takes every link down, and the map is made again.
@@ -401,11 +453,15 @@ impl<P> Links<P> {
         for mut primary in std::mem::take(&mut self.primaries) {
             primary.commands.close(registry);
             primary.subscriber.close(registry);
-            self.orphaned
-                .extend(primary.pending.into_iter().filter_map(|sent| match sent {
-                    Sent::Command(p, _) => Some(p),
-                    Sent::Asking => None,
-                }));
+            (self.orphaned).extend(primary.pending.into_iter().filter_map(Sent::owed));
+        }
+        self.generation += 1;
+        if self
+            .up_since
+            .take()
+            .is_some_and(|since| since.elapsed() >= STABLE)
+        {
+            self.rediscover = MIN_REDISCOVER;
         }
         self.slots.clear();
         self.next_seed = (self.next_seed + 1) % self.seeds.len();

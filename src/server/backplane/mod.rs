@@ -35,6 +35,7 @@
 
 pub mod claims;
 pub mod handle;
+pub mod keys;
 pub mod link;
 pub mod links;
 pub mod operators;
@@ -69,11 +70,7 @@ use wire::{RosterEntry, Wire};
 
 /// The token of the backplane's inbox `Waker` (the links' tokens follow it).
 pub const TOKEN_INBOX: Token = Token(2);
-/// The channel every node subscribes to for rosters, hellos and probes.
-const CLUSTER_CHANNEL: &str = "miochat:cluster";
-/// Every account's name, and every registered room's record (`redis_book.rs`).
-const ACCOUNTS: &str = crate::server::store::redis_book::NAMES;
-const REGISTERED: &str = crate::server::store::redis_book::ROOMS;
+use keys::{CLUSTER_CHANNEL, Keys};
 /// How often a node probes the round trip through Redis and checks its peers.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -140,6 +137,8 @@ pub struct Backplane {
     config: BackplaneConfig,
     /// The links to Redis (one pair per primary of a Redis Cluster).
     links: Links<Pending>,
+    /// The names of keys and channels (hash-tagged on a cluster).
+    keys: Keys,
     /// Channels each subscriber link confirmed (by primary, sharded or not).
     subscription_counts: HashMap<(usize, bool), u64>,
     /// This node's start time: a restarted node starts new sequences.
@@ -160,6 +159,9 @@ pub struct Backplane {
     /// `UNSUBSCRIBE` was sent must not leave a number behind that a later
     /// subscription would read as a gap.
     listening: HashSet<RoomName>,
+    /// Unsubscriptions sent and not yet confirmed, per room: a confirmation beyond
+    /// them is the server's own doing (a cluster moved the room's slot).
+    unsubscribing: HashMap<RoomName, usize>,
     /// Claims whose answer was lost with the link: Redis may hold them for a
     /// connection that never got the nick, so they are released when it is back.
     to_release: Vec<(ConnId, Nick)>,
@@ -219,6 +221,7 @@ impl Backplane {
             poll,
             inbox,
             links: Links::new(config.seeds.clone(), config.cluster, epoch),
+            keys: Keys::new(config.cluster),
             subscription_counts: HashMap::new(),
             shared,
             config,
@@ -230,6 +233,7 @@ impl Backplane {
             local_rooms: HashMap::new(),
             subscribed: HashSet::new(),
             listening: HashSet::new(),
+            unsubscribing: HashMap::new(),
             to_release: Vec::new(),
             logs: RoomLogs::default(),
             claims: HashMap::new(),
@@ -313,7 +317,11 @@ impl Backplane {
             self.on_reply(pending, frame);
         }
         self.after_links_changed(was);
+        let generation = self.links.generation();
         for (primary, frame) in read.pushed {
+            if self.links.generation() != generation {
+                break; // the links were remade: the rest belongs to the old ones
+            }
             self.on_pushed(primary, frame);
         }
     }
@@ -351,7 +359,7 @@ impl Backplane {
     }
 
     fn subscribers_came_up(&mut self) {
-        let me = node_channel(&self.config.node);
+        let me = self.keys.node_channel(&self.config.node);
         let verb = self.sharded(b"SUBSCRIBE");
         self.links.subscription(
             CLUSTER_CHANNEL.as_bytes(),
@@ -395,7 +403,8 @@ impl Backplane {
             self.links.primaries()
         );
         self.publish_held();
-        let (accounts, rooms) = (ACCOUNTS.as_bytes(), REGISTERED.as_bytes());
+        let (accounts, rooms) = (self.keys.accounts(), self.keys.registered());
+        let (accounts, rooms) = (accounts.as_bytes(), rooms.as_bytes());
         let _ = (self.links).command(accounts, &[b"SMEMBERS", accounts], Pending::Accounts);
         let _ = (self.links).command(rooms, &[b"HGETALL", rooms], Pending::Registered);
         self.ask_klines();
@@ -414,6 +423,7 @@ impl Backplane {
         self.subscription_counts.clear();
         self.subscribed.clear();
         self.listening.clear();
+        self.unsubscribing.clear();
     }
 
     fn went_down(&mut self) {
@@ -545,7 +555,7 @@ impl Backplane {
         nick: &Nick,
         pending: Pending,
     ) -> Result<(), Pending> {
-        let (key, set) = (claims::nick_key(nick), claims::claim_set(&self.config.node));
+        let (key, set) = (self.keys.nick(nick), self.keys.claim_set(&self.config.node));
         let owner = claims::owner(&self.config.node, self.epoch, id);
         let ttl = self.config.lease.as_millis().to_string();
         let args: [&[u8]; 7] = [
@@ -630,7 +640,7 @@ impl Backplane {
         event: Box<(RoomName, Wire)>,
     ) -> Result<(), Box<(RoomName, Wire)>> {
         let (room, wire) = &*event;
-        let (key, channel) = (room_log::log_key(room), room_channel(room));
+        let (key, channel) = (self.keys.room_log(room), self.keys.room_channel(room));
         let (max, payload) = (self.config.log_max.to_string(), wire.encode());
         let publish = self.sharded(b"PUBLISH");
         let args: [&[u8]; 8] = [
@@ -684,20 +694,22 @@ impl Backplane {
         if !self.subscribed.insert(room.clone()) {
             return false;
         }
-        let (channel, verb) = (room_channel(room), self.sharded(b"SUBSCRIBE"));
+        let (channel, verb) = (self.keys.room_channel(room), self.sharded(b"SUBSCRIBE"));
         (self.links).subscription(channel.as_bytes(), &[&verb, channel.as_bytes()]);
         true
     }
 
     fn unsubscribe(&mut self, room: &RoomName) {
         if self.subscribed.remove(room) {
-            let (channel, verb) = (room_channel(room), self.sharded(b"UNSUBSCRIBE"));
+            let (channel, verb) = (self.keys.room_channel(room), self.sharded(b"UNSUBSCRIBE"));
             (self.links).subscription(channel.as_bytes(), &[&verb, channel.as_bytes()]);
+            // Counted even if the links are down: then they forget it all anyway.
+            *self.unsubscribing.entry(room.clone()).or_default() += 1;
         }
     }
 
     fn renew_lease(&mut self) {
-        let key = claims::lease_key(&self.config.node);
+        let key = self.keys.lease(&self.config.node);
         let ttl = self.config.lease.as_millis().to_string();
         let epoch = self.epoch.to_string();
         let args: [&[u8]; 5] = [
@@ -708,7 +720,7 @@ impl Backplane {
             ttl.as_bytes(),
         ];
         let _ = self.links.command(key.as_bytes(), &args, Pending::Ignore);
-        let set = claims::claim_set(&self.config.node);
+        let set = self.keys.claim_set(&self.config.node);
         let prefix = claims::owner_prefix(&self.config.node, self.epoch);
         let args: [&[u8]; 6] = [
             b"EVAL",
@@ -769,7 +781,7 @@ impl Backplane {
             .map(|(node, _)| node.clone())
             .collect();
         for node in silent {
-            let key = claims::lease_key(&node);
+            let key = self.keys.lease(&node);
             let args: [&[u8]; 2] = [b"EXISTS", key.as_bytes()];
             let _ = (self.links).command(key.as_bytes(), &args, Pending::Lease(node));
         }
@@ -844,7 +856,7 @@ impl Backplane {
         let users = self.shared.cluster.remove_node(node);
         // Its claims lapse with its lease anyway; dropping them now frees its users'
         // nicks for their next login elsewhere at once.
-        let set = claims::claim_set(node);
+        let set = self.keys.claim_set(node);
         let prefix = format!("{node} ");
         let args: [&[u8]; 6] = [
             b"EVAL",
@@ -941,7 +953,7 @@ impl Backplane {
         if kind != b"message" && kind != b"smessage" {
             return;
         }
-        let decoded = match channel_room(channel) {
+        let decoded = match self.keys.channel_room(channel) {
             Some(room) => return self.on_room_payload(room, payload),
             None => Wire::decode(payload, None),
         };
@@ -972,20 +984,41 @@ impl Backplane {
             .cluster
             .subscriptions
             .store(total, Relaxed);
-        match channel_room(channel) {
-            // A cluster moved the room's slot away: its channel is dropped by the
-            // server. Every link starts over, as after a failover.
-            Some(room) if !subscribed && self.subscribed.contains(&room) => {
-                log::warn!("backplane: the cluster moved {room}'s slot; finding it again");
-                self.links.start_over(self.poll.registry());
-                self.after_links_changed((true, true));
-            }
-            Some(room) => self.confirmed(room, subscribed),
+        let room = self.keys.channel_room(channel);
+        let asked = match (&room, subscribed) {
+            (Some(room), false) => self.unsubscribe_confirmed(room),
+            (None, false) => false,
+            (_, true) => true,
+        };
+        match room {
+            Some(room) if asked => self.confirmed(room, subscribed),
             None if channel == CLUSTER_CHANNEL.as_bytes() && subscribed => {
                 self.cluster_heard = true;
                 self.announce_if_ready();
             }
-            None => {}
+            // A cluster moved the slot of a channel we still listen to (a room's,
+            // or this node's own) and the server dropped it: every link starts over,
+            // as after a failover.
+            _ if !asked && self.links.is_cluster() => {
+                let channel = String::from_utf8_lossy(channel);
+                log::warn!("backplane: the cluster moved {channel}'s slot; finding it again");
+                self.links.start_over(self.poll.registry());
+                self.after_links_changed((true, true));
+            }
+            _ => {}
+        }
+    }
+
+    /// An unsubscription from `room`'s channel was confirmed: true if this node had
+    /// asked for it.
+    fn unsubscribe_confirmed(&mut self, room: &RoomName) -> bool {
+        match self.unsubscribing.get_mut(room) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                true
+            }
+            Some(_) => self.unsubscribing.remove(room).is_some(),
+            None => false,
         }
     }
 
@@ -1241,7 +1274,7 @@ impl Backplane {
         if !self.listening.contains(room) {
             return;
         }
-        let key = room_log::log_key(room);
+        let key = self.keys.room_log(room);
         let (after, count);
         let args: [&[u8]; 6] = match self.logs.due(room) {
             Some(room_log::Read::After(id)) => {
@@ -1418,7 +1451,7 @@ impl Backplane {
         let Some(&id) = self.local_nicks.get(&nick.key()) else {
             return;
         };
-        let key = claims::nick_key(nick);
+        let key = self.keys.nick(nick);
         let owner = claims::owner(&self.config.node, self.epoch, id);
         let args: [&[u8]; 2] = [b"GET", key.as_bytes()];
         let _ = (self.links).command(key.as_bytes(), &args, Pending::Check(id, owner));
@@ -1484,7 +1517,7 @@ impl Backplane {
     /// of a private message hears whether Redis handed it to that node (PUBLISH
     /// counts the receivers), so `OK sent` never covers a message that was lost.
     fn send_private(&mut self, node: &str, wire: &Wire, answer: Option<PrivateAnswer>) {
-        let (channel, publish) = (node_channel(node), self.sharded(b"PUBLISH"));
+        let (channel, publish) = (self.keys.node_channel(node), self.sharded(b"PUBLISH"));
         let args: [&[u8]; 3] = [&publish, channel.as_bytes(), &wire.encode()];
         let pending = answer.map_or(Pending::Ignore, Pending::Private);
         match self.links.command(channel.as_bytes(), &args, pending) {
@@ -1630,22 +1663,11 @@ impl Backplane {
         for id in ids {
             self.on_local_gone(id);
         }
-        let key = claims::lease_key(&self.config.node);
+        let key = self.keys.lease(&self.config.node);
         let registry = self.poll.registry();
         (self.links).command_unanswered(key.as_bytes(), &[b"DEL", key.as_bytes()], registry);
         self.links.flush(registry);
     }
-}
-
-/// A room's channel: `{#room}` is a hash tag, so that on a Redis Cluster the
-/// channel and the room's log (`room_log::log_key`) live in one slot.
-fn room_channel(room: &RoomName) -> String {
-    format!("miochat:room:{{{room}}}")
-}
-
-/// A node's own channel (private messages and invitations for its users).
-fn node_channel(node: &str) -> String {
-    format!("miochat:node:{{{node}}}")
 }
 
 fn origin_of(wire: &Wire) -> Option<&str> {
@@ -1667,15 +1689,6 @@ fn origin_of(wire: &Wire) -> Option<&str> {
         | Wire::Kill { origin, .. }
         | Wire::Kline { origin, .. } => Some(origin),
     }
-}
-
-/// The room whose channel this is, if it is a room's.
-fn channel_room(channel: &[u8]) -> Option<RoomName> {
-    channel
-        .strip_prefix(b"miochat:room:{")
-        .and_then(|name| name.strip_suffix(b"}"))
-        .and_then(|name| std::str::from_utf8(name).ok())
-        .and_then(|name| RoomName::parse(name).ok())
 }
 
 fn bump(counter: &std::sync::atomic::AtomicU64) {
@@ -1730,7 +1743,7 @@ mod tests {
 
     /// Redis's confirmation of (un)subscribing to `room`'s channel.
     fn confirm(backplane: &mut Backplane, kind: &[u8], room: &RoomName) {
-        let channel = room_channel(room);
+        let channel = Keys::new(false).room_channel(room);
         let frame = [bulk(kind), bulk(channel.as_bytes()), OwnedFrame::Integer(1)];
         backplane.on_pushed(0, OwnedFrame::Array(frame.to_vec()));
         // The seed read of the room's log (no Redis here): an empty log.
@@ -1756,7 +1769,7 @@ mod tests {
             at_ms: seq,
             event,
         };
-        let channel = room_channel(room);
+        let channel = Keys::new(false).room_channel(room);
         let mut payload = format!("{seq}-0 ").into_bytes();
         payload.extend_from_slice(&wire.encode());
         let frame = [bulk(b"message"), bulk(channel.as_bytes()), bulk(&payload)];

@@ -1,7 +1,7 @@
 //! The backplane's part in server operators' work: `WALLOPS` and `/wall` for every
 //! node, a kill of a user of this node by an operator of another, and k-lines.
 //!
-//! K-lines in a cluster live in Redis, in one hash (`{miochat}:klines`, mask → the
+//! K-lines in a cluster live in Redis, in one hash (`miochat:klines`, mask → the
 //! k-line as [`wire::encode_kline`] writes it). A node that sets or lifts one
 //! changes the hash and publishes the change on the cluster channel in one script;
 //! every other node follows the change at once, and a node that (re)connects reads
@@ -20,9 +20,6 @@ use super::super::operators::OperMsg;
 use super::super::room_state::unix_now;
 use super::wire::{self, Wire};
 use super::{Backplane, CLUSTER_CHANNEL, Pending};
-
-/// The hash of the cluster's k-lines.
-pub const KLINES: &str = "{miochat}:klines";
 
 /// Sets (ARGV[3] not empty) or deletes field ARGV[1] of KEYS[1], and publishes
 /// ARGV[2] on the cluster channel.
@@ -82,7 +79,7 @@ impl Backplane {
     /// A k-line set or lifted here: into the cluster's hash, and told to every node.
     pub(super) fn save_kline(&mut self, mask: &str, kline: Option<Box<KlineInfo>>) {
         let record = kline.as_deref().map(wire::encode_kline).unwrap_or_default();
-        let origin = self.config.node.clone();
+        let (origin, klines) = (self.config.node.clone(), self.keys.klines());
         let (mask, announce) = (
             mask.to_string(),
             Wire::Kline {
@@ -95,14 +92,14 @@ impl Backplane {
             b"EVAL",
             SAVE_KLINE.as_bytes(),
             b"1",
-            KLINES.as_bytes(),
+            klines.as_bytes(),
             mask.as_bytes(),
             &announce.encode(),
             record.as_bytes(),
         ];
         match self
             .links
-            .command(KLINES.as_bytes(), &args, Pending::Ignore)
+            .command(klines.as_bytes(), &args, Pending::Ignore)
         {
             Ok(()) => {}
             Err(_) => log::warn!(
@@ -120,8 +117,9 @@ impl Backplane {
 
     /// Asks Redis for the cluster's k-lines (when this node (re)connects).
     pub(super) fn ask_klines(&mut self) {
-        let args: [&[u8]; 2] = [b"HGETALL", KLINES.as_bytes()];
-        let _ = (self.links).command(KLINES.as_bytes(), &args, Pending::Klines);
+        let klines = self.keys.klines();
+        let args: [&[u8]; 2] = [b"HGETALL", klines.as_bytes()];
+        let _ = (self.links).command(klines.as_bytes(), &args, Pending::Klines);
     }
 
     /// The cluster's k-lines as Redis has them: they replace this node's.

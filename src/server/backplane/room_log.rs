@@ -1,4 +1,4 @@
-//! Each room's shared log: a Redis Stream (`miochat:log:{ROOM}`) that holds the room's
+//! Each room's shared log: a Redis Stream (`miochat:log:ROOM`) that holds the room's
 //! events as the nodes published them, so a node that was cut off reads back what
 //! it missed instead of only counting it.
 //!
@@ -21,7 +21,7 @@
 //!   events (up to [`HOLD_MAX`]) and publishes them, in order, when it is back.
 //!
 //! On a Redis Cluster the script publishes with `SPUBLISH`, and the room's log and
-//! channel share the `{ROOM}` hash tag: a script may touch one slot only.
+//! channel share the `{ROOM}` hash tag (`keys.rs`): a script may touch one slot only.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -50,11 +50,6 @@ pub const HOLD_MAX: usize = 10_000;
 
 /// Entries read back per request (a longer outage is read in several).
 pub const RECOVER_MAX: usize = 10_000;
-
-/// The key of `room`'s log.
-pub fn log_key(room: &RoomName) -> String {
-    format!("miochat:log:{{{room}}}")
-}
 
 /// A published room payload, `STREAMID WIRE`: the id and the wire bytes.
 pub fn split_published(payload: &[u8]) -> Option<(String, &[u8])> {

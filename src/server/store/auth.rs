@@ -96,8 +96,12 @@ pub fn check_new_password(password: &str) -> Result<(), Refusal> {
 impl Auth {
     /// The auth thread over its own connection.
     pub fn new(db: Connection, shared: Arc<Shared>) -> Self {
-        let redis = (shared.config.backplane.as_ref())
-            .map(|cluster| (RedisBook::new(cluster.seeds.clone()), cluster.node.clone()));
+        let redis = (shared.config.backplane.as_ref()).map(|cluster| {
+            (
+                RedisBook::new(cluster.seeds.clone(), cluster.cluster),
+                cluster.node.clone(),
+            )
+        });
         Auth {
             db,
             redis,

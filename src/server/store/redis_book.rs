@@ -3,8 +3,8 @@
 //! Each node's SQLite file keeps what is its own (history, registered rooms), but an
 //! account must be the same on every node: registered on one, logged in to on any.
 //! So with `--backplane` the auth thread keeps accounts in Redis instead: a hash per
-//! account (`{miochat}:account:KEY`: name, argon2id hash, SCRAM credentials), the set
-//! `{miochat}:accounts` of their names, and every creation or removal published on the
+//! account (`miochat:account:KEY`: name, argon2id hash, SCRAM credentials), the set
+//! `miochat:accounts` of their names, and every creation or removal published on the
 //! cluster channel in the same script, so each node's registry (the in-memory index
 //! a shard asks "is this nick an account?") follows at once.
 //!
@@ -12,7 +12,8 @@
 //! milliseconds per argon2id hash, no shard waits for it, and its queue is bounded.
 //! So this is a plain blocking connection (with timeouts), redialled after a failure;
 //! RESP framing comes from `redis-protocol`, as on the backplane. On a Redis Cluster
-//! every key here carries the `{miochat}` hash tag, so one primary holds them all:
+//! every key here carries the `{miochat}` hash tag (`backplane/keys.rs`), so one
+//! primary holds them all:
 //! the book dials the seeds in turn and follows a `MOVED` to that primary.
 
 use std::io::{self, Read, Write};
@@ -24,6 +25,7 @@ use redis_protocol::resp2::encode::encode;
 use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
 
 use crate::protocol::{Nick, RoomName};
+use crate::server::backplane::keys::Keys;
 use crate::server::backplane::wire::{Wire, encode_registered};
 use crate::server::registry::RegisteredRoom;
 
@@ -31,8 +33,6 @@ use super::scram::Credentials;
 
 /// How long one request may take before the account request fails.
 const TIMEOUT: Duration = Duration::from_secs(3);
-/// The set of every account's name.
-pub const NAMES: &str = "{miochat}:accounts";
 
 /// Creates KEYS[1] from ARGV[3..] unless it exists, adds ARGV[1] to the name set
 /// and publishes ARGV[2] on the cluster channel. 1: created, 0: it existed.
@@ -55,9 +55,6 @@ const UPDATE: &str = "\
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1";
-
-/// The hash of every registered room's record, by room name.
-pub const ROOMS: &str = "{miochat}:registered";
 
 /// Sets field ARGV[1] of KEYS[1] to ARGV[3] and publishes ARGV[2].
 const SAVE_ROOM: &str = "\
@@ -90,15 +87,13 @@ pub struct RedisBook {
     /// The seed (or the primary a `MOVED` named) dialled next.
     addr: SocketAddr,
     conn: Option<TcpStream>,
-}
-
-fn key(account: &Nick) -> String {
-    format!("{{miochat}}:account:{}", account.key().as_str())
+    keys: Keys,
 }
 
 impl RedisBook {
-    /// A book at the first of `seeds`, dialled at its first request.
-    pub fn new(seeds: Vec<SocketAddr>) -> Self {
+    /// A book at the first of `seeds` (a Redis Cluster's if `cluster`), dialled at
+    /// its first request.
+    pub fn new(seeds: Vec<SocketAddr>, cluster: bool) -> Self {
         let addr = seeds
             .first()
             .copied()
@@ -107,12 +102,13 @@ impl RedisBook {
             seeds,
             addr,
             conn: None,
+            keys: Keys::new(cluster),
         }
     }
 
     /// `account`'s record, if it exists.
     pub fn get(&mut self, account: &Nick) -> io::Result<Option<AccountRecord>> {
-        let key = key(account);
+        let key = self.keys.account(account);
         let OwnedFrame::Array(fields) = self.request(&[b"HGETALL", key.as_bytes()])? else {
             return Err(io::Error::other("HGETALL: not an array"));
         };
@@ -122,10 +118,11 @@ impl RedisBook {
     /// Creates the account unless it exists (false), announcing it with `announce`.
     pub fn create(&mut self, record: &AccountRecord, announce: &[u8]) -> io::Result<bool> {
         let nick = Nick::parse(&record.name).map_err(|_| io::Error::other("bad name"))?;
-        let key = key(&nick);
+        let key = self.keys.account(&nick);
         let fields = fields(record);
         let mut args: Vec<&[u8]> = vec![b"EVAL", CREATE.as_bytes(), b"2", key.as_bytes()];
-        args.extend([NAMES.as_bytes(), record.name.as_bytes(), announce]);
+        let names = self.keys.accounts();
+        args.extend([names.as_bytes(), record.name.as_bytes(), announce]);
         args.extend(fields.iter().map(Vec::as_slice));
         Ok(matches!(self.request(&args)?, OwnedFrame::Integer(1)))
     }
@@ -137,7 +134,7 @@ impl RedisBook {
         hash: &str,
         scram: &Credentials,
     ) -> io::Result<bool> {
-        let key = key(account);
+        let key = self.keys.account(account);
         let record = AccountRecord {
             name: account.to_string(),
             hash: hash.to_string(),
@@ -151,13 +148,13 @@ impl RedisBook {
 
     /// Deletes `account` (named as registered), announcing it with `announce`.
     pub fn delete(&mut self, account: &Nick, name: &str, announce: &[u8]) -> io::Result<()> {
-        let key = key(account);
+        let (key, names) = (self.keys.account(account), self.keys.accounts());
         let args: [&[u8]; 7] = [
             b"EVAL",
             DELETE.as_bytes(),
             b"2",
             key.as_bytes(),
-            NAMES.as_bytes(),
+            names.as_bytes(),
             name.as_bytes(),
             announce,
         ];
@@ -166,9 +163,10 @@ impl RedisBook {
 
     /// Registers `room` with `record` unless it is registered (false).
     pub fn register_room(&mut self, room: &str, record: &str) -> io::Result<bool> {
+        let rooms = self.keys.registered();
         let args: [&[u8]; 4] = [
             b"HSETNX",
-            ROOMS.as_bytes(),
+            rooms.as_bytes(),
             room.as_bytes(),
             record.as_bytes(),
         ];
@@ -186,11 +184,12 @@ impl RedisBook {
             Some(record) => (SAVE_ROOM, record),
             None => (DROP_ROOM, ""),
         };
+        let rooms = self.keys.registered();
         let args: [&[u8]; 7] = [
             b"EVAL",
             script.as_bytes(),
             b"1",
-            ROOMS.as_bytes(),
+            rooms.as_bytes(),
             room.as_bytes(),
             announce,
             record.as_bytes(),
@@ -200,7 +199,8 @@ impl RedisBook {
 
     /// Every account's name.
     pub fn names(&mut self) -> io::Result<Vec<Nick>> {
-        let OwnedFrame::Array(names) = self.request(&[b"SMEMBERS", NAMES.as_bytes()])? else {
+        let key = self.keys.accounts();
+        let OwnedFrame::Array(names) = self.request(&[b"SMEMBERS", key.as_bytes()])? else {
             return Err(io::Error::other("SMEMBERS: not an array"));
         };
         let name = |frame: OwnedFrame| match frame {
@@ -226,7 +226,7 @@ impl RedisBook {
                         .seeds
                         .iter()
                         .position(|&s| s == self.addr)
-                        .map_or(0, |i| i + 1);
+                        .map_or(0, |i| (i + 1) % self.seeds.len());
                     self.addr = self.seeds.get(next).copied().unwrap_or(self.addr);
                     return result;
                 }
@@ -317,7 +317,7 @@ fn record(fields: Vec<OwnedFrame>) -> Option<AccountRecord> {
 }
 
 /// The store thread's side of registered rooms in a cluster: Redis holds every
-/// registered room's record (`{miochat}:registered`), so a room registered on one node
+/// registered room's record (`miochat:registered`), so a room registered on one node
 /// has its founder, access list, modes, bans and topic on all of them; each change is
 /// published so that every node's registry follows at once.
 #[derive(Debug)]
@@ -328,9 +328,9 @@ pub struct SharedRooms {
 
 impl SharedRooms {
     /// The store thread's connection, for node `node`.
-    pub fn new(seeds: Vec<SocketAddr>, node: String) -> Self {
+    pub fn new(seeds: Vec<SocketAddr>, cluster: bool, node: String) -> Self {
         SharedRooms {
-            book: RedisBook::new(seeds),
+            book: RedisBook::new(seeds, cluster),
             node,
         }
     }

@@ -87,7 +87,7 @@ impl Writer {
         stats: Arc<StoreStats>,
     ) -> Self {
         let cluster = (shared.config.backplane.as_ref())
-            .map(|c| SharedRooms::new(c.seeds.clone(), c.node.clone()));
+            .map(|c| SharedRooms::new(c.seeds.clone(), c.cluster, c.node.clone()));
         Writer {
             db,
             config,
