@@ -86,7 +86,8 @@ fn shape_of(report: &Report) -> Result<FloorShape, BenchError> {
     let missing = |key: &str| {
         BenchError::Usage(format!(
             "bench floor: the server run has no {key} (the server must be a miochat on this machine, \
-             so that its CPU and /stats can be read)"
+             so that its CPU and /stats can be read; leave out --server-pid, which reads a pid's \
+             CPU only)"
         ))
     };
     let per_write = number("server_deliveries_per_write")
