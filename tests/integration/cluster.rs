@@ -33,27 +33,7 @@ impl Redis {
     }
 
     pub(crate) fn restart(&mut self) {
-        let port = self.port.to_string();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            thread::sleep(Duration::from_millis(20));
-        }
+        self.child = Some(spawn_redis(self.port, &[]));
     }
 
     pub(crate) fn kill(&mut self) {
@@ -90,6 +70,33 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A `redis-server` on `port` (loopback, nothing saved) with `extra` arguments,
+/// once it accepts connections.
+pub(crate) fn spawn_redis(port: u16, extra: &[&std::ffi::OsStr]) -> Child {
+    let port_arg = port.to_string();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port_arg,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn redis-server");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 /// One `miochat serve` node, killed on drop.

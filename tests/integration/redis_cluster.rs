@@ -5,15 +5,17 @@
 //! Without `redis-server` and `redis-cli` these tests say "skipped" and pass, except
 //! under `CI=true`, where a missing program fails the run.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::store::TempDir;
 
+use std::ffi::OsStr;
+
 use crate::cluster::{
-    Node, skip_until, wait_for_members, wait_until_clustered, wait_until_subscribed,
+    Node, skip_until, spawn_redis, wait_for_members, wait_until_clustered, wait_until_subscribed,
 };
 use crate::common::{TestClient, require};
 
@@ -76,40 +78,28 @@ impl RedisCluster {
     }
 
     fn spawn(&mut self, i: usize) {
-        let port = self.ports[i].to_string();
-        let conf = self._dir.0.join(format!("nodes-{port}.conf"));
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+        let conf = self._dir.0.join(format!("nodes-{}.conf", self.ports[i]));
+        let extra: Vec<&OsStr> = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            "1000",
             // A replica takes over however old its copy, and copies at once.
-            .args([
-                "--cluster-replica-validity-factor",
-                "0",
-                "--repl-diskless-sync-delay",
-                "0",
-            ])
-            .arg("--cluster-config-file")
-            .arg(conf)
-            .arg("--dir")
-            .arg(&self._dir.0)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        self.children[i] = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.ports[i])).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            thread::sleep(Duration::from_millis(20));
-        }
+            "--cluster-replica-validity-factor",
+            "0",
+            "--repl-diskless-sync-delay",
+            "0",
+            "--cluster-config-file",
+        ]
+        .iter()
+        .map(OsStr::new)
+        .chain([
+            conf.as_os_str(),
+            OsStr::new("--dir"),
+            self._dir.0.as_os_str(),
+        ])
+        .collect();
+        self.children[i] = Some(spawn_redis(self.ports[i], &extra));
     }
 
     /// `redis-cli -p PORT ARGS...`'s output.

@@ -380,22 +380,24 @@ impl<P> Links<P> {
                 Some(redirect) if redirect.ask => {
                     self.ask(registry, redirect, (pending, bytes, order), read, frame);
                 }
-                // A slot moved for good: commands already sent after this one may
-                // have gone to the old primary too, so rather than resend one and
-                // overtake another, every link starts over with a new map.
-                Some(_) => {
-                    log::info!("backplane: the cluster said: {error}; finding it again");
-                    self.orphaned.push((order, pending));
-                    self.fail_all(registry);
-                }
+                // A slot moved for good (commands sent after this one may have gone
+                // to the old primary too: resending one could let another overtake
+                // it), or the cluster is failing over: every link starts over.
+                Some(_) => self.start_over_owing(registry, error, (order, pending)),
                 None if error.starts_with("CLUSTERDOWN") || error.starts_with("TRYAGAIN") => {
-                    log::warn!("backplane: the cluster said: {error}; finding it again");
-                    self.orphaned.push((order, pending));
-                    self.fail_all(registry);
+                    self.start_over_owing(registry, error, (order, pending));
                 }
                 None => read.replies.push((pending, frame)),
             }
         }
+    }
+
+    /// The cluster answered `error` to a command: it is owed back, and every link
+    /// starts over with a new map.
+    fn start_over_owing(&mut self, registry: &Registry, error: &str, owed: (u64, P)) {
+        log::warn!("backplane: the cluster said: {error}; finding it again");
+        self.orphaned.push(owed);
+        self.fail_all(registry);
     }
 
     /// Sends an `ASK`-redirected command once to the primary named, after `ASKING`
@@ -410,12 +412,8 @@ impl<P> Links<P> {
     ) {
         let target = (self.primaries.iter()).position(|p| p.commands.addr() == redirect.addr);
         let (Some(index), Some(bytes)) = (target, bytes) else {
-            log::info!(
-                "backplane: redirected to {}, not in the map; finding the cluster again",
-                redirect.addr
-            );
-            self.orphaned.push((order, pending));
-            return self.fail_all(registry);
+            let error = format!("ASK to {}, not in the map", redirect.addr);
+            return self.start_over_owing(registry, &error, (order, pending));
         };
         let commands = &mut self.primaries[index].commands;
         if !(commands.command(&[b"ASKING"]) && commands.send_encoded(&bytes)) {
