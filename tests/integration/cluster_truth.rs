@@ -5,7 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cluster::{Node, Redis, skip_until, two_nodes, wait_for_members, wait_until_clustered};
+use crate::cluster::{
+    Node, Redis, skip_until, two_nodes, wait_for_members, wait_until_clustered,
+    wait_until_subscribed,
+};
 use crate::common::{TestClient, signal};
 use crate::store::TempDir;
 
@@ -459,4 +462,45 @@ fn any_node_has_a_rooms_history_with_the_same_ids() {
         assert!(Instant::now() < deadline, "{on_b:?} against {on_a:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The scripts are called by their SHA-1 (`EVALSHA`): if Redis forgets them
+/// (`SCRIPT FLUSH`), the node connects again, loads them, and what was said
+/// meanwhile still arrives, in order, once.
+#[test]
+fn scripts_flushed_from_redis_are_loaded_again_and_nothing_is_lost() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let (_a, _b, mut alice, mut bob) = two_nodes(&redis, "alice", "bob");
+    for client in [&mut alice, &mut bob] {
+        client.join("rust");
+    }
+    wait_for_members(&mut bob, "rust", &["alice", "bob"]);
+    wait_until_subscribed(&mut bob, 2); // lobby and rust
+    alice.send("before");
+    assert_eq!(skip_until(&mut bob, "MSG rust"), "MSG rust alice before");
+    assert_eq!(redis.command(&["SCRIPT", "FLUSH"]), "+OK");
+    for n in 0..5 {
+        alice.send(&format!("after flush {n}"));
+    }
+    for n in 0..5 {
+        let line = loop {
+            let line = bob.line();
+            if line.starts_with("MSG rust") {
+                break line;
+            }
+            if line.starts_with("HIST ") {
+                break line.splitn(4, ' ').nth(3).unwrap().to_string();
+            }
+        };
+        assert_eq!(line, format!("MSG rust alice after flush {n}"));
+    }
+    wait_until_clustered(&mut alice, 1);
+    alice.send("/nick alicia");
+    assert_eq!(nick_answer(&mut alice, "alicia"), "OK nick alicia");
+    alice.send("last");
+    assert_eq!(skip_until(&mut bob, "MSG rust"), "MSG rust alicia last");
+    let stats = bob.stats();
+    assert!(stats.contains(" gaps=0 "), "{stats}");
 }

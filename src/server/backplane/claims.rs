@@ -25,36 +25,44 @@
 //! Cluster allows that only within one slot, so on a cluster every key here carries
 //! the hash tag `{miochat}` (`keys.rs`): they all live in one slot, on one primary.
 
+use super::scripts::Script;
 use crate::protocol::Nick;
 use crate::server::token::ConnId;
 
 /// Claims KEYS[1] for ARGV[1] for ARGV[2] ms, unless another owner holds it; adds it
 /// to the node's claim set KEYS[2]. 1: claimed, 0: taken.
-pub const CLAIM: &str = "\
+pub static CLAIM: Script = Script::new(
+    "\
 local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SADD', KEYS[2], KEYS[1])
-return 1";
+return 1",
+);
 
 /// Claims KEYS[1] for ARGV[1] whoever holds it: an account's owner who logged in
 /// takes its nick back (the holder's node sees the claim is not its own any more).
-pub const TAKE: &str = "\
+pub static TAKE: Script = Script::new(
+    "\
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SADD', KEYS[2], KEYS[1])
-return 1";
+return 1",
+);
 
 /// Deletes KEYS[1] if ARGV[1] still holds it (compare-and-delete), and takes it out
 /// of the claim set KEYS[2].
-pub const RELEASE: &str = "\
+pub static RELEASE: Script = Script::new(
+    "\
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('SREM', KEYS[2], KEYS[1])
-return 1";
+return 1",
+);
 
 /// Renews (ARGV[2] ms) every claim in the set KEYS[1] still held by an owner
 /// starting with ARGV[1] and forgets the rest; the set itself lives three leases.
 /// With ARGV[2] = 0 it deletes them instead (a dead node's claims).
-pub const RENEW: &str = "\
+pub static RENEW: Script = Script::new(
+    "\
 local n = 0
 for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local v = redis.call('GET', k)
@@ -67,7 +75,8 @@ for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 if ARGV[2] == '0' then redis.call('DEL', KEYS[1])
 else redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 3) end
-return n";
+return n",
+);
 
 /// What every claim of this node's incarnation starts with.
 pub fn owner_prefix(node: &str, epoch: u64) -> String {

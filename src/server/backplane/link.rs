@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 use redis_protocol::resp2::decode::decode;
-use redis_protocol::resp2::encode::encode;
-use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
+use redis_protocol::resp2::encode::encode_borrowed;
+use redis_protocol::resp2::types::{BorrowedFrame, OwnedFrame};
 
 use crate::dialer::{Conn, DialError, Ready};
 
@@ -240,14 +240,13 @@ impl Link {
     }
 }
 
-/// One command as RESP bytes: an array of bulk strings.
+/// One command as RESP bytes: an array of bulk strings, encoded from the arguments
+/// where they lie (no copy of each argument first: a room event's payload is one).
 pub fn encode_command(args: &[&[u8]]) -> Option<Vec<u8>> {
-    let frame = OwnedFrame::Array(
-        args.iter()
-            .map(|a| OwnedFrame::BulkString(a.to_vec()))
-            .collect(),
-    );
+    let frames: Vec<BorrowedFrame<'_>> =
+        args.iter().map(|a| BorrowedFrame::BulkString(a)).collect();
+    let frame = BorrowedFrame::Array(&frames);
     let mut bytes = vec![0; frame.encode_len(false)];
-    encode(&mut bytes, &frame, false).ok()?;
+    encode_borrowed(&mut bytes, &frame, false).ok()?;
     Some(bytes)
 }

@@ -50,8 +50,9 @@ const STABLE: Duration = Duration::from_secs(5);
 /// What a command link's reply is for.
 #[derive(Debug)]
 enum Sent<P> {
-    /// `ASKING` before an `ASK`-redirected command: nothing to do with its `OK`.
-    Asking,
+    /// `ASKING` before an `ASK`-redirected command, or a `SCRIPT LOAD` on a link
+    /// that has just come up: nothing to do with its answer.
+    Ignored,
     /// A command, numbered in the order sent (what lost links owed is handed back in
     /// that order); in a cluster its bytes are kept to send again after `ASK`.
     Command(P, Option<Vec<u8>>, u64),
@@ -62,7 +63,7 @@ impl<P> Sent<P> {
     fn owed(self) -> Option<(u64, P)> {
         match self {
             Sent::Command(p, _, order) => Some((order, p)),
-            Sent::Asking => None,
+            Sent::Ignored => None,
         }
     }
 }
@@ -116,12 +117,15 @@ pub struct Links<P> {
     /// Bumped each time the links are remade: frames read before are stale.
     generation: u64,
     jitter: u64,
+    /// Sent first on every command link as it comes up (`SCRIPT LOAD`s, encoded).
+    loads: Vec<Vec<u8>>,
 }
 
 impl<P> Links<P> {
     /// The links to a single Redis at `seeds[0]` or, with `cluster`, to a cluster
-    /// found through any of `seeds`. Nothing connects until [`Self::maybe_connect`].
-    pub fn new(seeds: Vec<SocketAddr>, cluster: bool, jitter: u64) -> Self {
+    /// found through any of `seeds`; `loads` are sent first on every command link
+    /// that comes up. Nothing connects until [`Self::maybe_connect`].
+    pub fn new(seeds: Vec<SocketAddr>, cluster: bool, jitter: u64, loads: Vec<Vec<u8>>) -> Self {
         let mut links = Links {
             seeds,
             cluster,
@@ -135,6 +139,7 @@ impl<P> Links<P> {
             sent: 0,
             generation: 0,
             jitter,
+            loads,
         };
         match (cluster, links.seeds.first().copied()) {
             (false, Some(addr)) => links.primaries.push(links.primary(0, addr)),
@@ -318,14 +323,30 @@ impl<P> Links<P> {
                 self.on_pushed(registry, primary, frames, read);
             }
             false => {
-                link.commands
-                    .on_event(registry, writable, scratch, &mut frames);
+                if link
+                    .commands
+                    .on_event(registry, writable, scratch, &mut frames)
+                {
+                    self.on_commands_up(primary);
+                }
                 self.on_replies(registry, primary, frames, read);
             }
         }
         self.fail_if_one_lost(registry);
         if self.up_since.is_none() && self.commands_up() && self.subscribers_up() {
             self.up_since = Some(Instant::now());
+        }
+    }
+
+    /// A command link has just come up: what its last connection still owed is owed
+    /// back, and the scripts are loaded before anything else is sent on it.
+    fn on_commands_up(&mut self, index: usize) {
+        let primary = &mut self.primaries[index];
+        (self.orphaned).extend(primary.pending.drain(..).filter_map(Sent::owed));
+        for load in &self.loads {
+            if primary.commands.send_encoded(load) {
+                primary.pending.push_back(Sent::Ignored);
+            }
         }
     }
 
@@ -370,6 +391,9 @@ impl<P> Links<P> {
                 continue;
             };
             let error = match &frame {
+                OwnedFrame::Error(e) if e.starts_with("NOSCRIPT") => {
+                    return self.scripts_lost(registry, index, e.clone(), (order, pending));
+                }
                 OwnedFrame::Error(e) if self.cluster => e.as_str(),
                 _ => {
                     read.replies.push((pending, frame));
@@ -390,6 +414,21 @@ impl<P> Links<P> {
                 None => read.replies.push((pending, frame)),
             }
         }
+    }
+
+    /// Redis no longer knows a script (someone ran `SCRIPT FLUSH`): the command is
+    /// owed back, and the links start over as after an outage, loading the scripts
+    /// again as they come up. Replies after it in this read go with the link, and
+    /// what they were for is owed back in order too (a room event then published
+    /// twice is dropped by its receivers as a copy).
+    fn scripts_lost(&mut self, registry: &Registry, index: usize, error: String, owed: (u64, P)) {
+        if self.cluster {
+            return self.start_over_owing(registry, &error, owed);
+        }
+        log::warn!("backplane: Redis said: {error}; connecting again to load the scripts");
+        self.orphaned.push(owed);
+        let lost = io::Error::other(error);
+        self.primaries[index].commands.fail(registry, &lost);
     }
 
     /// The cluster answered `error` to a command: it is owed back, and every link
@@ -420,7 +459,7 @@ impl<P> Links<P> {
             return read.replies.push((pending, frame));
         }
         let queue = &mut self.primaries[index].pending;
-        queue.push_back(Sent::Asking);
+        queue.push_back(Sent::Ignored);
         queue.push_back(Sent::Command(pending, Some(bytes), order));
     }
 

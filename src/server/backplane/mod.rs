@@ -40,6 +40,7 @@ pub mod link;
 pub mod links;
 pub mod operators;
 pub mod room_log;
+pub mod scripts;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -66,11 +67,22 @@ use super::token::ConnId;
 pub use handle::{BackplaneHandle, BackplaneMsg, ClaimAnswer, ClaimFor, PrivateAnswer};
 use links::{Links, Read};
 use room_log::{Deferred, RemoteEvent, RoomLogs};
+use scripts::Script;
 use wire::{RosterEntry, Wire};
 
 /// The token of the backplane's inbox `Waker` (the links' tokens follow it).
 pub const TOKEN_INBOX: Token = Token(2);
 use keys::{CLUSTER_CHANNEL, Keys};
+/// Every script the backplane calls, loaded on each command link as it comes up.
+const SCRIPTS: [&Script; 6] = [
+    &claims::CLAIM,
+    &claims::TAKE,
+    &claims::RELEASE,
+    &claims::RENEW,
+    &room_log::LOG_AND_PUBLISH,
+    &operators::SAVE_KLINE,
+];
+
 /// How often a node probes the round trip through Redis and checks its peers.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -220,7 +232,12 @@ impl Backplane {
         Backplane {
             poll,
             inbox,
-            links: Links::new(config.seeds.clone(), config.cluster, epoch),
+            links: Links::new(
+                config.seeds.clone(),
+                config.cluster,
+                epoch,
+                scripts::loads(&SCRIPTS),
+            ),
             keys: Keys::new(config.cluster),
             subscription_counts: HashMap::new(),
             shared,
@@ -518,7 +535,7 @@ impl Backplane {
             return self.waiting.push_back((until, id, nick, then));
         }
         if then == ClaimFor::Takeover {
-            let _ = self.eval_claim(claims::TAKE, id, &nick, Pending::Ignore);
+            let _ = self.eval_claim(&claims::TAKE, id, &nick, Pending::Ignore);
             return;
         }
         let claim = Pending::Claim {
@@ -526,7 +543,7 @@ impl Backplane {
             nick: nick.clone(),
             then,
         };
-        if self.eval_claim(claims::CLAIM, id, &nick, claim).is_err() {
+        if self.eval_claim(&claims::CLAIM, id, &nick, claim).is_err() {
             self.answer_claim(id, nick, then, ClaimAnswer::Unavailable);
         }
     }
@@ -542,15 +559,15 @@ impl Backplane {
         if claims::is_guest_of(&nick, &self.config.node) {
             return;
         }
-        if (self.eval_claim(claims::RELEASE, id, &nick, Pending::Ignore)).is_err() {
+        if (self.eval_claim(&claims::RELEASE, id, &nick, Pending::Ignore)).is_err() {
             self.to_release.push((id, nick)); // renewal must not keep it alive
         }
     }
 
-    /// `EVAL script 2 NICKKEY CLAIMSET OWNER LEASE_MS` on the command link.
+    /// `EVALSHA script 2 NICKKEY CLAIMSET OWNER LEASE_MS` on the command link.
     fn eval_claim(
         &mut self,
-        script: &str,
+        script: &Script,
         id: ConnId,
         nick: &Nick,
         pending: Pending,
@@ -559,8 +576,8 @@ impl Backplane {
         let owner = claims::owner(&self.config.node, self.epoch, id);
         let ttl = self.config.lease.as_millis().to_string();
         let args: [&[u8]; 7] = [
-            b"EVAL",
-            script.as_bytes(),
+            b"EVALSHA",
+            script.sha().as_bytes(),
             b"2",
             key.as_bytes(),
             set.as_bytes(),
@@ -580,7 +597,7 @@ impl Backplane {
                 .get(&id)
                 .is_some_and(|e| e.nick.key() == nick.key());
             if !held {
-                let _ = self.eval_claim(claims::RELEASE, id, &nick, Pending::Ignore);
+                let _ = self.eval_claim(&claims::RELEASE, id, &nick, Pending::Ignore);
             }
         }
         let held: Vec<(ConnId, Nick)> = (self.local.iter())
@@ -588,7 +605,7 @@ impl Backplane {
             .map(|(id, e)| (*id, e.nick.clone()))
             .collect();
         for (id, nick) in held {
-            let _ = self.eval_claim(claims::CLAIM, id, &nick, Pending::Reclaim(id));
+            let _ = self.eval_claim(&claims::CLAIM, id, &nick, Pending::Reclaim(id));
         }
     }
 
@@ -644,8 +661,8 @@ impl Backplane {
         let (max, payload) = (self.config.log_max.to_string(), wire.encode());
         let publish = self.sharded(b"PUBLISH");
         let args: [&[u8]; 8] = [
-            b"EVAL",
-            room_log::LOG_AND_PUBLISH.as_bytes(),
+            b"EVALSHA",
+            room_log::LOG_AND_PUBLISH.sha().as_bytes(),
             b"1",
             key.as_bytes(),
             channel.as_bytes(),
@@ -723,8 +740,8 @@ impl Backplane {
         let set = self.keys.claim_set(&self.config.node);
         let prefix = claims::owner_prefix(&self.config.node, self.epoch);
         let args: [&[u8]; 6] = [
-            b"EVAL",
-            claims::RENEW.as_bytes(),
+            b"EVALSHA",
+            claims::RENEW.sha().as_bytes(),
             b"1",
             set.as_bytes(),
             prefix.as_bytes(),
@@ -859,8 +876,8 @@ impl Backplane {
         let set = self.keys.claim_set(node);
         let prefix = format!("{node} ");
         let args: [&[u8]; 6] = [
-            b"EVAL",
-            claims::RENEW.as_bytes(),
+            b"EVALSHA",
+            claims::RENEW.sha().as_bytes(),
             b"1",
             set.as_bytes(),
             prefix.as_bytes(),
@@ -1156,17 +1173,19 @@ impl Backplane {
         let Some((id, bytes)) = room_log::split_published(payload) else {
             return log::warn!("backplane: a room event without its log id");
         };
+        if !self.listening.contains(&room) {
+            return; // the tail of an old subscription (see `listening`)
+        }
+        // Our own, back (Redis sends a channel's messages to every subscriber): only
+        // where the log is, told before anything is decoded.
+        if Wire::origin_of(bytes) == Some(self.config.node.as_str()) {
+            self.logs.saw(&room, id);
+            return;
+        }
         let event = match RemoteEvent::decode(bytes, &room) {
             Ok(event) => event,
             Err(bad) => return log::warn!("backplane: ignoring a message on {room}: {}", bad.0),
         };
-        if !self.listening.contains(&room) {
-            return; // the tail of an old subscription (see `listening`)
-        }
-        if event.origin == self.config.node {
-            self.logs.saw(&room, id); // our own, back: only where the log is
-            return;
-        }
         self.heard_from(&event.origin.clone());
         let deferred = Deferred::Event(Box::new(event), id);
         if let Err(Deferred::Event(event, id)) = self.logs.defer(&room, deferred) {

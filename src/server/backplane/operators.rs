@@ -9,6 +9,7 @@
 //! change is followed by a sweep of every shard, which closes the connections a new
 //! k-line matches.
 
+use super::scripts::Script;
 use std::sync::Arc;
 
 use redis_protocol::resp2::types::OwnedFrame;
@@ -23,11 +24,13 @@ use super::{Backplane, CLUSTER_CHANNEL, Pending};
 
 /// Sets (ARGV[3] not empty) or deletes field ARGV[1] of KEYS[1], and publishes
 /// ARGV[2] on the cluster channel.
-const SAVE_KLINE: &str = "\
+pub(super) static SAVE_KLINE: Script = Script::new(
+    "\
 if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1])
 else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
 redis.call('PUBLISH', 'miochat:cluster', ARGV[2])
-return 1";
+return 1",
+);
 
 impl Backplane {
     /// An operator's message from another node.
@@ -89,8 +92,8 @@ impl Backplane {
             },
         );
         let args: [&[u8]; 7] = [
-            b"EVAL",
-            SAVE_KLINE.as_bytes(),
+            b"EVALSHA",
+            SAVE_KLINE.sha().as_bytes(),
             b"1",
             klines.as_bytes(),
             mask.as_bytes(),

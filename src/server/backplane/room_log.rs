@@ -23,6 +23,7 @@
 //! On a Redis Cluster the script publishes with `SPUBLISH`, and the room's log and
 //! channel share the `{ROOM}` hash tag (`keys.rs`): a script may touch one slot only.
 
+use super::scripts::Script;
 use std::collections::{HashMap, VecDeque};
 
 use redis_protocol::resp2::types::OwnedFrame;
@@ -34,7 +35,8 @@ use super::wire::{BadWire, Wire};
 /// Appends ARGV[3] to the stream KEYS[1] (trimmed to about ARGV[2] entries; 0: no
 /// limit), then publishes `ID PAYLOAD` on channel ARGV[1] with ARGV[4] (`PUBLISH`,
 /// or `SPUBLISH` on a cluster).
-pub const LOG_AND_PUBLISH: &str = "\
+pub static LOG_AND_PUBLISH: Script = Script::new(
+    "\
 local id
 if ARGV[2] == '0' then
   id = redis.call('XADD', KEYS[1], '*', 'w', ARGV[3])
@@ -42,7 +44,8 @@ else
   id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'w', ARGV[3])
 end
 redis.call(ARGV[4], ARGV[1], id .. ' ' .. ARGV[3])
-return id";
+return id",
+);
 
 /// Events of this node held while Redis is away; past this many, the oldest wait
 /// no more: they are counted as unpublished and the other nodes report the gap.

@@ -284,6 +284,14 @@ impl Wire {
         }
     }
 
+    /// The node a message came from (its third word), without decoding the rest:
+    /// a node drops its own room events, back from Redis, at this glance.
+    pub fn origin_of(bytes: &[u8]) -> Option<&str> {
+        let head = bytes.split(|&b| b == b'\n').next()?;
+        let origin = head.split(|&b| b == b' ').nth(2)?;
+        std::str::from_utf8(origin).ok()
+    }
+
     /// Parses a payload received on `room`'s channel (for room events) or any other.
     pub fn decode(bytes: &[u8], room: Option<&RoomName>) -> Result<Wire, BadWire> {
         let text = std::str::from_utf8(bytes).map_err(|_| BadWire("not UTF-8"))?;
@@ -879,19 +887,21 @@ mod tests {
                 nick: nick("bo"),
             },
         ];
-        let origin = String::from("a");
-        let wires = events.into_iter().map(|event| {
-            let origin = origin.clone();
-            Wire::Room {
-                origin,
+        let origin = String::from("node-a");
+        let wires: Vec<Wire> = (events.into_iter())
+            .map(|event| Wire::Room {
+                origin: origin.clone(),
                 epoch: 9,
                 seq: 3,
                 msgid: 77 << 12,
                 at_ms: 77,
                 event,
-            }
-        });
-        round_trips(wires.collect(), &room);
+            })
+            .collect();
+        for wire in &wires {
+            assert_eq!(Wire::origin_of(&wire.encode()), Some("node-a"));
+        }
+        round_trips(wires, &room);
     }
 
     #[test]
