@@ -44,6 +44,8 @@ const FIRST_TOKEN: usize = 3;
 /// Shortest and longest wait before asking a cluster for its map again.
 const MIN_REDISCOVER: Duration = Duration::from_millis(100);
 const MAX_REDISCOVER: Duration = Duration::from_secs(2);
+/// Replies a command link's queue keeps room for after a burst.
+const KEPT_PENDING: usize = 1024;
 /// Links up this long are stable: the next loss starts the back-off from its least.
 const STABLE: Duration = Duration::from_secs(5);
 
@@ -413,6 +415,13 @@ impl<P> Links<P> {
                 }
                 None => read.replies.push((pending, frame)),
             }
+        }
+        // After a burst (a roster of thousands published at once), the queue's room
+        // is given back rather than held for the process's life.
+        if let Some(primary) = self.primaries.get_mut(index)
+            && primary.pending.len() <= KEPT_PENDING / 2
+        {
+            primary.pending.shrink_to(KEPT_PENDING);
         }
     }
 

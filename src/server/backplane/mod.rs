@@ -68,7 +68,7 @@ pub use handle::{BackplaneHandle, BackplaneMsg, ClaimAnswer, ClaimFor, PrivateAn
 use links::{Links, Read};
 use room_log::{Deferred, RemoteEvent, RoomLogs};
 use scripts::Script;
-use wire::{RosterEntry, Wire};
+use wire::Wire;
 
 /// The token of the backplane's inbox `Waker` (the links' tokens follow it).
 pub const TOKEN_INBOX: Token = Token(2);
@@ -140,6 +140,17 @@ enum Pending {
 /// epoch, each room's number).
 type LateSeqs = (Instant, String, u64, Vec<(RoomName, u64)>);
 
+/// A local user as this node last published it: what the next change is compared
+/// with (its nick, its rooms). Not the whole roster entry: with tens of thousands of
+/// users a copy of each (realname, away message, roles) cost more than a connection
+/// itself; a roster is rare, and its entries are read from the directory then.
+#[derive(Debug)]
+struct LocalUser {
+    nick: Nick,
+    claimed_ms: u64,
+    rooms: Box<[RoomName]>,
+}
+
 /// The backplane thread's state.
 #[derive(Debug)]
 pub struct Backplane {
@@ -159,8 +170,8 @@ pub struct Backplane {
     seqs: HashMap<RoomName, u64>,
     /// The last (epoch, seq) heard from each origin in each room.
     heard: HashMap<(String, RoomName), (u64, u64)>,
-    /// Local users, and their nicks for conflict checks.
-    local: HashMap<ConnId, RosterEntry>,
+    /// Local users as last published, and their nicks for conflict checks.
+    local: HashMap<ConnId, LocalUser>,
     local_nicks: HashMap<NickKey, ConnId>,
     /// Local members per room: a room's channel is subscribed while this is > 0.
     local_rooms: HashMap<RoomName, usize>,
@@ -612,7 +623,12 @@ impl Backplane {
     /// Every local user and the state of every room with local members (the answer
     /// to a hello, and what this node says when it (re)connects).
     fn publish_roster(&mut self) {
-        let users = self.local.values().cloned().collect();
+        let directory = &self.shared.directory;
+        let users = (self.local.iter())
+            .filter_map(|(&id, user)| {
+                directory.roster_entry(id, user.claimed_ms, user.rooms.to_vec())
+            })
+            .collect();
         let origin = self.config.node.clone();
         self.publish(CLUSTER_CHANNEL, &Wire::Roster { origin, users });
         let rooms: Vec<RoomName> = self.local_rooms.keys().cloned().collect();
@@ -822,7 +838,10 @@ impl Backplane {
                     None => ClaimAnswer::Unavailable,
                 };
                 if answer == ClaimAnswer::Won {
-                    self.claims.entry(id).or_default().push(nick.clone());
+                    self.claims
+                        .entry(id)
+                        .or_insert_with(|| Vec::with_capacity(1))
+                        .push(nick.clone());
                 }
                 self.answer_claim(id, nick, then, answer);
             }
@@ -1162,7 +1181,7 @@ impl Backplane {
             if let Some(&id) = self.local_nicks.get(&nick.key())
                 && let Some(entry) = self.local.get(&id)
             {
-                let (claimed_ms, rooms) = (entry.claimed_ms, entry.rooms.clone());
+                let (claimed_ms, rooms) = (entry.claimed_ms, entry.rooms.to_vec());
                 self.on_local_user(id, claimed_ms, rooms, None);
             }
         }
@@ -1602,7 +1621,7 @@ impl Backplane {
         let old_rooms = self
             .local
             .get(&id)
-            .map(|e| e.rooms.clone())
+            .map(|e| e.rooms.to_vec())
             .unwrap_or_default();
         if let Some(old) = self.local.get(&id) {
             self.local_nicks.remove(&old.nick.key());
@@ -1618,7 +1637,12 @@ impl Backplane {
         let left = old_rooms.into_iter().filter(|r| !entry.rooms.contains(r));
         let left: Vec<RoomName> = left.collect();
         self.local_nicks.insert(entry.nick.key(), id);
-        self.local.insert(id, entry.clone());
+        let user = LocalUser {
+            nick: entry.nick.clone(),
+            claimed_ms: entry.claimed_ms,
+            rooms: entry.rooms.clone().into_boxed_slice(),
+        };
+        self.local.insert(id, user);
         let origin = self.config.node.clone();
         self.publish(CLUSTER_CHANNEL, &Wire::User { origin, entry, was });
         // After the entry: a room's state (published for a room founded here) reaches

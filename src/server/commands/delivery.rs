@@ -962,7 +962,7 @@ mod tests {
         let mut clients = Vec::new();
         for (key, (protocol, _)) in kinds.iter().enumerate() {
             let (conn, client) = websocket(&listener, key, *protocol);
-            assert_eq!(conns.insert(conn), key);
+            assert_eq!(conns.insert(Box::new(conn)), key);
             clients.push(client);
         }
         let (mut turn, mut outbound) = (Turn::default(), vec![Vec::new()]);
@@ -1037,12 +1037,12 @@ mod tests {
         let (mut turn, mut outbound) = (Turn::default(), vec![Vec::new()]);
         let (old_conn, _a) = connection(&listener, 0, 1);
         let old = old_conn.id;
-        assert_eq!(conns.insert(old_conn), old.key());
+        assert_eq!(conns.insert(Box::new(old_conn)), old.key());
         conns.remove(old.key()); // closed and reaped: the slot is free
         let (new_conn, _b) = connection(&listener, 0, 2);
         let new = new_conn.id;
         assert_eq!(
-            conns.insert(new_conn),
+            conns.insert(Box::new(new_conn)),
             old.key(),
             "the slab reused the slot"
         );

@@ -22,7 +22,7 @@ use crate::protocol::outgoing::Protocol;
 use crate::server::backplane::handle::BackplaneMsg;
 use crate::server::close_reason::CloseReason;
 use crate::server::connection::SessionInfo;
-use crate::server::connection::{ConnState, Connection, Turn};
+use crate::server::connection::{ConnState, Connection, Conns, Turn};
 use crate::server::effects::Effects;
 use crate::server::handler::Handler;
 use crate::server::inbox::ShardMsg;
@@ -39,7 +39,7 @@ pub struct ConnTable<H: Handler> {
     /// This shard's index (the low bits of its tokens).
     pub index: usize,
     /// Connections, by slab key.
-    pub conns: Slab<Connection<H::Session>>,
+    pub conns: Conns<H::Session>,
     /// The chat half: sessions' meaning, rooms, delivery.
     pub chat: H,
     /// Dirty and closing lists of the current turn.
@@ -127,13 +127,13 @@ impl<H: Handler> ConnTable<H> {
             // Not a chat connection yet: no session until it upgrades (web.rs).
             let deadline = Instant::now() + self.shared.config.http_timeout;
             self.conns
-                .insert(Connection::http(transport, id, peer, deadline));
+                .insert(Box::new(Connection::http(transport, id, peer, deadline)));
             return;
         }
         let session = self.chat.open_session(id, peer, protocol);
         let max_line = self.limits.max_line_for(protocol);
         self.conns
-            .insert(Connection::over(transport, session, max_line));
+            .insert(Box::new(Connection::over(transport, session, max_line)));
         self.with_chat(|chat, fx| chat.on_adopted(fx, key));
     }
     /// Bytes of a web connection: a request head until it is answered or upgraded.

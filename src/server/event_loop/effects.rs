@@ -28,20 +28,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use slab::Slab;
-
 use crate::protocol::websocket::Wire;
 
 use crate::server::backplane::handle::BackplaneMsg;
 use crate::server::close_reason::CloseReason;
 use crate::server::connection::SessionInfo;
-use crate::server::connection::{Connection, Queued, Turn};
+use crate::server::connection::{Conns, Queued, Turn};
 use crate::server::inbox::ShardMsg;
 
 /// What the chat may do to the loop's connections during one call.
 #[derive(Debug)]
 pub struct Effects<'a, S> {
-    conns: &'a mut Slab<Connection<S>>,
+    conns: &'a mut Conns<S>,
     turn: &'a mut Turn,
     outbound: &'a mut [Vec<ShardMsg>],
     to_backplane: &'a mut Vec<BackplaneMsg>,
@@ -54,7 +52,7 @@ pub struct Effects<'a, S> {
 impl<'a, S: SessionInfo> Effects<'a, S> {
     /// Effects over a shard's connections, its turn lists and its outbound batches.
     pub fn new(
-        conns: &'a mut Slab<Connection<S>>,
+        conns: &'a mut Conns<S>,
         turn: &'a mut Turn,
         outbound: &'a mut [Vec<ShardMsg>],
         to_backplane: &'a mut Vec<BackplaneMsg>,
@@ -89,7 +87,7 @@ impl<'a, S: SessionInfo> Effects<'a, S> {
 
     /// True while lines from connection `key` are read and acted on.
     pub fn is_open(&self, key: usize) -> bool {
-        self.conns.get(key).is_some_and(Connection::is_open)
+        self.conns.get(key).is_some_and(|c| c.is_open())
     }
 
     /// Queues `bytes` for connection `key` within its send-queue limit; false if it
@@ -162,7 +160,7 @@ impl<'a, S: SessionInfo> Effects<'a, S> {
 
     /// True while connection `key` is paused by flood control.
     pub fn is_paused(&self, key: usize) -> bool {
-        self.conns.get(key).is_some_and(Connection::is_paused)
+        self.conns.get(key).is_some_and(|c| c.is_paused())
     }
 
     /// Adds `msg` to this turn's batch for shard `shard`.

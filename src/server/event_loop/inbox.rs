@@ -34,6 +34,8 @@ use crate::protocol::outgoing::{Outgoing, Protocol};
 use crate::server::operators::OperMsg;
 use crate::server::token::ConnId;
 
+/// Messages a batch keeps room for after it was sent.
+const KEPT_BATCH: usize = 1024;
 /// A room event on its way to the room's home shard.
 #[derive(Debug)]
 pub struct RoomEvent {
@@ -208,6 +210,9 @@ impl ShardHandle {
                 return BatchSent::default(); // the shard has exited
             }
         }
+        // A burst (thousands of claims answered in one turn) grows a batch far past
+        // what a quiet turn needs; the rest is given back, not held for good.
+        batch.shrink_to(KEPT_BATCH);
         let woke = self.wake_if_parked() == Some(true);
         BatchSent { messages, woke }
     }

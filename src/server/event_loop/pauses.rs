@@ -13,10 +13,8 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use slab::Slab;
-
 use crate::server::connection::SessionInfo;
-use crate::server::connection::{Connection, Turn};
+use crate::server::connection::{Conns, Turn};
 use crate::server::stats::ShardStats;
 
 /// The paused connections of one shard.
@@ -35,11 +33,7 @@ impl Pauses {
     }
 
     /// How long until the first pause ends, if any connection is paused.
-    pub fn next_due<S: SessionInfo>(
-        &self,
-        conns: &Slab<Connection<S>>,
-        now: Instant,
-    ) -> Option<Duration> {
+    pub fn next_due<S: SessionInfo>(&self, conns: &Conns<S>, now: Instant) -> Option<Duration> {
         self.paused
             .iter()
             .filter_map(|&key| conns.get(key)?.paused_until)
@@ -57,11 +51,7 @@ impl Pauses {
 
     /// The connections whose pause is over: taken off the list and unpaused. The loop
     /// hands each its held bytes, then reads it.
-    pub fn due<S: SessionInfo>(
-        &mut self,
-        conns: &mut Slab<Connection<S>>,
-        now: Instant,
-    ) -> Vec<usize> {
+    pub fn due<S: SessionInfo>(&mut self, conns: &mut Conns<S>, now: Instant) -> Vec<usize> {
         let mut due = Vec::new();
         self.paused.retain(|&key| {
             let Some(conn) = conns.get_mut(key) else {
@@ -83,7 +73,7 @@ impl Pauses {
     /// The paused connections over the unread ceiling for longer than `timeout`.
     pub fn over_ceiling<S: SessionInfo>(
         &mut self,
-        conns: &mut Slab<Connection<S>>,
+        conns: &mut Conns<S>,
         now: Instant,
         limit: usize,
         timeout: Duration,

@@ -31,8 +31,9 @@ pub struct Cluster {
 
 #[derive(Debug, Default)]
 struct View {
-    /// Users of other nodes, by case-folded nick.
-    users: HashMap<NickKey, RemoteUser>,
+    /// Users of other nodes, by case-folded nick. Boxed: the table keeps room to
+    /// spare as it doubles, and a spare slot then costs a pointer, not a user.
+    users: HashMap<NickKey, Box<RemoteUser>>,
     /// Other nodes' members of each room, by case-folded nick.
     rooms: HashMap<RoomName, HashSet<NickKey>>,
     /// Nodes heard of, and how many users each has.
@@ -93,7 +94,7 @@ impl Cluster {
     /// not the user's rooms and roles.
     pub fn with_owner<R>(&self, nick: &str, read: impl FnOnce(&RemoteUser) -> R) -> Option<R> {
         let key = Nick::parse(nick).ok()?.key();
-        self.lock().users.get(&key).map(read)
+        self.lock().users.get(&key).map(|user| read(user))
     }
 
     /// True if a user of another node holds `nick`.
@@ -332,15 +333,21 @@ impl View {
             None => Arc::from(node),
         };
         *self.nodes.entry(Arc::clone(&node)).or_insert(0) += 1;
-        let user = RemoteUser {
-            node,
-            entry: entry.clone(),
-        };
-        self.users.insert(key, user);
+        let mut entry = entry.clone();
+        // One copy of each room's name too, shared by its members.
+        let names = (entry.rooms.iter_mut())
+            .chain(&mut entry.ops)
+            .chain(&mut entry.voiced);
+        for room in names {
+            if let Some((name, _)) = self.rooms.get_key_value(room) {
+                *room = name.clone();
+            }
+        }
+        self.users.insert(key, Box::new(RemoteUser { node, entry }));
     }
 
     fn forget(&mut self, key: &NickKey) -> Option<RemoteUser> {
-        let user = self.users.remove(key)?;
+        let user = *self.users.remove(key)?;
         for room in &user.entry.rooms {
             if let Some(members) = self.rooms.get_mut(room) {
                 members.remove(key);
