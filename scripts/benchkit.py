@@ -523,7 +523,7 @@ def cmd_shards(a):
     loads = [("full load (window 16)", base + ["--window", "16"]),
              (f"{a.rate} msg/s", base + ["--rate", str(a.rate)])]
     port, rows = a.port, []
-    for load, args in loads:
+    for load, args in loads if a.runs else []:
         for workers in a.workers:
             runs = []
             for _ in range(a.runs):
@@ -620,13 +620,16 @@ def fault_run(a, args, port, workdir):
 
 def idle_per_node(cluster, clients, hold):
     """One bench process per node (a process holds at most ~20 000 descriptors), all at
-    once; returns each node's RSS per connection in bytes, and the verdicts."""
+    once; returns each node's RSS per connection in bytes (what connecting added, and
+    the whole process divided), and the verdicts."""
+    before = [rss_kib(n.pid) for n in cluster.nodes]
     procs = [subprocess.Popen([MIOCHAT, "bench", "idle", "--addr", f"127.0.0.1:{n.port}",
                                "--clients", str(clients), "--hold", str(hold), "--json",
                                "--timeout", "120"], stdout=subprocess.PIPE, text=True)
              for n in cluster.nodes]
     time.sleep(hold / 2 + 5)
-    rss = [rss_kib(n.pid) * 1024 / clients for n in cluster.nodes]
+    rss = [((rss_kib(n.pid) - b) * 1024 / clients, rss_kib(n.pid) * 1024 / clients)
+           for n, b in zip(cluster.nodes, before)]
     verdicts = []
     for proc in procs:
         out, _ = proc.communicate(timeout=300)
@@ -648,7 +651,7 @@ def cmd_cluster(a):
     loads = [("full load (window 16)", base + ["--window", "16"]),
              (f"{a.rate} msg/s", base + ["--rate", str(a.rate)])]
     port, rows = a.port, []
-    for load, args in loads:
+    for load, args in loads if a.runs else []:
         for nodes in (0, 2):
             runs = []
             for _ in range(a.runs):
@@ -665,10 +668,11 @@ def cmd_cluster(a):
                          fmt(med("server_ns_per_delivery"), " ns"), fmt(med("latency_p50_us"), " µs"),
                          fmt(med("latency_p99_us"), " µs"), ok])
             print(f"{load}, {nodes} node(s): done", file=sys.stderr)
-    print(f"### Cluster: fanout C={a.clients} spread over the nodes, S=10, B=64, "
-          f"{a.duration} s, medians of {a.runs}; server CPU includes Redis\n")
-    print(table(["load", "nodes", "deliveries/s", "server CPU/delivery", "p50", "p99",
-                 "verdict"], rows))
+    if a.runs:
+        print(f"### Cluster: fanout C={a.clients} spread over the nodes, S=10, B=64, "
+              f"{a.duration} s, medians of {a.runs}; server CPU includes Redis\n")
+        print(table(["load", "nodes", "deliveries/s", "server CPU/delivery", "p50", "p99",
+                     "verdict"], rows))
     if a.fault:
         args = ["--clients", str(a.clients), "--senders", "10", "--size", "64", "--timeout",
                 "120", "--rate", str(a.rate), "--duration", str(a.fault)]
@@ -685,9 +689,10 @@ def cmd_cluster(a):
         finally:
             cluster.stop()
         print(f"\n### Idle: {a.idle} connections on each of 2 nodes at once, held {a.hold} s\n")
-        print(table(["node", "connections", "RSS per connection", "verdict"],
-                    [[f"n{i}", a.idle, f"{r:.0f} B", v] for i, (r, v) in
-                     enumerate(zip(rss, verdicts))]))
+        print(table(["node", "connections", "RSS per connection", "whole RSS / connections",
+                     "verdict"],
+                    [[f"n{i}", a.idle, f"{r:.0f} B", f"{whole:.0f} B", v]
+                     for i, ((r, whole), v) in enumerate(zip(rss, verdicts))]))
 
 
 class RedisClusterNodes:
