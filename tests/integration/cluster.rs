@@ -188,6 +188,22 @@ impl Drop for Node {
     }
 }
 
+/// The next line starting with `prefix` (a `MSG` line), live or read back from the
+/// room's log (`HIST ID AT MSG ...`, given as its `MSG` part), as the timing of a
+/// reconnection decides.
+#[track_caller]
+pub(crate) fn live_or_read_back(client: &mut TestClient, prefix: &str) -> String {
+    loop {
+        let line = client.line();
+        if line.starts_with(prefix) {
+            return line;
+        }
+        if line.starts_with("HIST ") {
+            return line.splitn(4, ' ').nth(3).unwrap().to_string();
+        }
+    }
+}
+
 /// The next line containing `needle`, skipping others.
 #[track_caller]
 pub(crate) fn skip_until(client: &mut TestClient, needle: &str) -> String {
@@ -457,15 +473,7 @@ fn lines_sent_while_redis_restarts_are_held_and_delivered_in_order() {
     // Node a held the five and publishes them when Redis is back, in order.
     // (Live, or read back from the room's log if node b was reading it then.)
     for n in 0..5 {
-        let line = loop {
-            let line = bob.line();
-            if line.starts_with("MSG rust") {
-                break line;
-            }
-            if line.starts_with("HIST ") {
-                break line.splitn(4, ' ').nth(3).unwrap().to_string();
-            }
-        };
+        let line = live_or_read_back(&mut bob, "MSG rust");
         assert_eq!(line, format!("MSG rust alice held {n}"));
     }
     wait_until_clustered(&mut alice, 1);

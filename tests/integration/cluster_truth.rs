@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::cluster::{
-    Node, Redis, skip_until, two_nodes, wait_for_members, wait_until_clustered,
+    Node, Redis, live_or_read_back, skip_until, two_nodes, wait_for_members, wait_until_clustered,
     wait_until_subscribed,
 };
 use crate::common::{TestClient, signal};
@@ -245,21 +245,6 @@ fn lines_trimmed_from_the_log_before_they_were_read_are_counted_exactly() {
     assert!(last.ends_with("MSG rust alice while away 399"), "{last}");
 }
 
-/// Bob's next line of alice's in room rust: live (`MSG`) or read back from the
-/// log (`HIST ... MSG`), as the timing of the reconnection decides.
-#[track_caller]
-fn next_of_alice(bob: &mut TestClient) -> String {
-    loop {
-        let line = bob.line();
-        if line.starts_with("MSG rust alice ") {
-            return line;
-        }
-        if line.starts_with("HIST ") {
-            return line.splitn(4, ' ').nth(3).unwrap().to_string();
-        }
-    }
-}
-
 #[test]
 fn only_what_a_node_could_not_hold_is_lost_and_that_is_told_at_once() {
     let Some(mut redis) = Redis::start() else {
@@ -287,7 +272,10 @@ fn only_what_a_node_could_not_hold_is_lost_and_that_is_told_at_once() {
     }
     redis.restart();
     for n in 0..10_000 {
-        assert_eq!(next_of_alice(&mut bob), format!("MSG rust alice held {n}"));
+        assert_eq!(
+            live_or_read_back(&mut bob, "MSG rust alice "),
+            format!("MSG rust alice held {n}")
+        );
     }
     // Nobody speaks again, yet node a's sequence numbers tell the loss at once.
     assert_eq!(skip_until(&mut bob, "EVENT rust gap"), "EVENT rust gap a 5");
@@ -485,15 +473,7 @@ fn scripts_flushed_from_redis_are_loaded_again_and_nothing_is_lost() {
         alice.send(&format!("after flush {n}"));
     }
     for n in 0..5 {
-        let line = loop {
-            let line = bob.line();
-            if line.starts_with("MSG rust") {
-                break line;
-            }
-            if line.starts_with("HIST ") {
-                break line.splitn(4, ' ').nth(3).unwrap().to_string();
-            }
-        };
+        let line = live_or_read_back(&mut bob, "MSG rust");
         assert_eq!(line, format!("MSG rust alice after flush {n}"));
     }
     wait_until_clustered(&mut alice, 1);

@@ -340,11 +340,10 @@ impl<P> Links<P> {
         }
     }
 
-    /// A command link has just come up: what its last connection still owed is owed
-    /// back, and the scripts are loaded before anything else is sent on it.
+    /// A command link has just come up: the scripts are loaded before anything else
+    /// is sent on it. (What its last connection owed was taken when it went down.)
     fn on_commands_up(&mut self, index: usize) {
         let primary = &mut self.primaries[index];
-        (self.orphaned).extend(primary.pending.drain(..).filter_map(Sent::owed));
         for load in &self.loads {
             if primary.commands.send_encoded(load) {
                 primary.pending.push_back(Sent::Ignored);

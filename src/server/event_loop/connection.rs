@@ -100,8 +100,8 @@ pub trait SessionInfo: std::fmt::Debug {
 
 /// A shard's connections, by slab key. Each is boxed: the slab doubles as it grows,
 /// so at 19 000 connections it holds room for 32 768, and an empty slot of a boxed
-/// slab costs a pointer, not a whole connection (about 460 bytes): idle memory per
-/// connection fell by a third.
+/// slab costs a pointer, not a whole 456-byte connection (heaptrack, 19 000 idle
+/// connections: 786 bytes of slab per connection before, 484 after).
 pub type Conns<S> = Slab<Box<Connection<S>>>;
 
 /// One client connection: the socket and its buffers, plus the chat's session `S`
