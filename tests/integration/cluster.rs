@@ -36,6 +36,13 @@ impl Redis {
         self.child = Some(spawn_redis(self.port, &[]));
     }
 
+    /// Sends `sig` (`STOP`, `CONT`) to the running server.
+    pub(crate) fn signal(&self, sig: &str) {
+        if let Some(child) = self.child.as_ref() {
+            crate::common::signal(child, sig);
+        }
+    }
+
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

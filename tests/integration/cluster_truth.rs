@@ -163,6 +163,54 @@ fn while_redis_is_down_nothing_is_promised_that_cannot_be_kept() {
     assert_eq!(skip_until(&mut anna, "PRIV "), "PRIV alice now?");
 }
 
+#[test]
+fn a_redis_that_stops_answering_is_taken_for_down_and_each_line_arrives_once() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let (_a, _b, mut alice, mut bob) = two_nodes(&redis, "alice", "bob");
+    alice.join("rust");
+    wait_for_members(&mut bob, "rust", &["alice"]);
+    bob.join("rust");
+    wait_for_members(&mut alice, "rust", &["alice", "bob"]);
+    wait_until_subscribed(&mut bob, 2);
+    alice.send("before");
+    assert_eq!(skip_until(&mut bob, "MSG rust"), "MSG rust alice before");
+    // A stopped Redis keeps its sockets open: only its silence tells.
+    redis.signal("STOP");
+    alice.send("while stopped 0"); // into a link nobody reads: Redis runs it later
+    let down = skip_until(&mut alice, "EVENT * link");
+    assert!(down.starts_with("EVENT * link down "), "{down}");
+    skip_until(&mut bob, "EVENT * link down ");
+    alice.send("while stopped 1"); // held by node a
+    alice.sync();
+    redis.signal("CONT");
+    assert_eq!(
+        skip_until(&mut alice, "EVENT * link"),
+        "EVENT * link up the link to the other nodes is back"
+    );
+    for n in 0..2 {
+        assert_eq!(
+            live_or_read_back(&mut bob, "MSG rust alice "),
+            format!("MSG rust alice while stopped {n}")
+        );
+    }
+    // The line Redis ran late, then was sent again, is in the room's log once,
+    // and so in history. (What was read back ends with its own `OK history` and
+    // count: skipped first.)
+    let log = redis.command(&["XRANGE", "miochat:log:rust", "-", "+"]);
+    assert_eq!(log.matches("while stopped 0").count(), 1, "{log}");
+    assert_eq!(log.matches("while stopped 1").count(), 1, "{log}");
+    bob.sync();
+    let history = history_of(&mut bob, "rust");
+    let copies = |text: &str| history.iter().filter(|l| l.ends_with(text)).count();
+    assert_eq!(
+        (copies("while stopped 0"), copies("while stopped 1")),
+        (1, 1),
+        "{history:?}"
+    );
+}
+
 /// Cuts node `b`'s subscription while it is stopped, so that what node `a`'s
 /// alice says meanwhile reaches `b` only through the room's log; returns what bob
 /// (on `b`) then gets: every `MSG`/`HIST` line of room rust, and the `EVENT rust`

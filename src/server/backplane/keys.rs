@@ -82,6 +82,12 @@ impl Keys {
         self.tagged("miochat:log:", room.as_str())
     }
 
+    /// The last sequence number each node had logged in `room` (a hash: node name to
+    /// `EPOCH SEQ`), so that an event sent twice is logged once.
+    pub fn room_seqs(self, room: &RoomName) -> String {
+        self.tagged("miochat:logseq:", room.as_str())
+    }
+
     /// `room`'s channel.
     pub fn room_channel(self, room: &RoomName) -> String {
         self.tagged("miochat:room:", room.as_str())
@@ -123,6 +129,10 @@ mod tests {
     fn a_cluster_keeps_a_room_and_the_shared_records_each_in_one_slot() {
         let (keys, room) = (Keys::new(true), RoomName::parse("rust").unwrap());
         let (log, channel) = (keys.room_log(&room), keys.room_channel(&room));
+        assert_eq!(
+            redis_keyslot(keys.room_seqs(&room).as_bytes()),
+            redis_keyslot(log.as_bytes())
+        );
         assert_eq!(
             redis_keyslot(log.as_bytes()),
             redis_keyslot(channel.as_bytes())

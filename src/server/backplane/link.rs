@@ -19,12 +19,21 @@ use redis_protocol::resp2::types::{BorrowedFrame, OwnedFrame};
 
 use crate::dialer::{Conn, DialError, Ready};
 
+/// `PING`, encoded: the hello of a link that has just connected.
+const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 /// Longest wait between reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// First wait after a failure.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Input buffer capacity a link keeps after a burst.
 const KEPT_BUFFER: usize = 64 * 1024;
+/// Silence after which a link that is up sends `PING`. Room lines, probes and lease
+/// renewals keep a busy link talking; this keeps a quiet one honest.
+pub const PING_AFTER: Duration = Duration::from_secs(2);
+/// Silence after which a link (or a connect) is dropped as lost: a Redis that was
+/// stopped (SIGSTOP, a VM paused), or a path that went dark without a reset, never
+/// closes the socket, and the node would wait on it for ever.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(8);
 
 /// Where a link is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +42,11 @@ pub enum LinkState {
     Down(Instant),
     /// A non-blocking connect is in progress.
     Connecting,
-    /// Connected: commands flow.
+    /// Connected, and a `PING` sent: the link is up only once Redis answers it. The
+    /// kernel completes a connect to a Redis that is stopped, and a link taken for up
+    /// then would send what the node holds into a socket nobody reads.
+    Hello,
+    /// Connected and answered: commands flow.
     Up,
 }
 
@@ -52,6 +65,11 @@ pub struct Link {
     jitter: u64,
     /// True once this outage was reported (one warning per outage, not per retry).
     warned: bool,
+    /// When Redis last sent a byte on this link (or, before it did, when the link
+    /// started connecting).
+    heard: Instant,
+    /// A `PING` was sent for this silence and is not answered yet.
+    pinged: bool,
 }
 
 impl Link {
@@ -66,6 +84,8 @@ impl Link {
             backoff: MIN_BACKOFF,
             jitter: seed | 1,
             warned: false,
+            heard: Instant::now(),
+            pinged: false,
         }
     }
 
@@ -81,6 +101,7 @@ impl Link {
             Ok(conn) => {
                 self.conn = Some(conn);
                 self.state = LinkState::Connecting;
+                self.heard = now;
             }
             Err(e) => self.fail(registry, &e),
         }
@@ -122,25 +143,37 @@ impl Link {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(false);
         };
-        let came_up = match conn.on_ready(writable, registry) {
+        match conn.on_ready(writable, registry) {
             Ok(Ready::Connecting) => return Ok(false),
-            Ok(Ready::JustConnected) => true,
-            Ok(Ready::Open) => false,
+            Ok(Ready::JustConnected) => {
+                self.state = LinkState::Hello;
+                conn.send_later(PING);
+                conn.flush(registry)?;
+            }
+            Ok(Ready::Open) => {}
             Err(DialError::Connect(e) | DialError::Write(e)) => return Err(e),
-        };
-        if came_up {
-            self.state = LinkState::Up;
-            self.backoff = MIN_BACKOFF;
-            self.warned = false;
         }
+        let before = self.unparsed.len();
         let unparsed = &mut self.unparsed;
         if !conn.read_bytes(scratch, |bytes| unparsed.extend_from_slice(bytes))? {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
+        if self.unparsed.len() > before {
+            (self.heard, self.pinged) = (Instant::now(), false);
+        }
+        let mut came_up = false;
         let mut used = 0;
         while let Some((frame, len)) = decode(&self.unparsed[used..]).map_err(io::Error::other)? {
-            frames.push(frame);
             used += len;
+            if self.state == LinkState::Hello {
+                // The answer to the hello `PING` (an error, such as `NOAUTH` or
+                // `LOADING`, counts as an answer too: the commands that follow get
+                // theirs).
+                (self.state, self.backoff, self.warned) = (LinkState::Up, MIN_BACKOFF, false);
+                came_up = true;
+                continue;
+            }
+            frames.push(frame);
         }
         self.unparsed.drain(..used);
         // A burst (a roster of thousands, a join storm) can grow this far past what a
@@ -179,11 +212,32 @@ impl Link {
 
     /// Writes what the turn queued (until `WouldBlock`; the rest on WRITABLE).
     pub fn flush(&mut self, registry: &Registry) {
-        if self.state != LinkState::Up {
+        if !matches!(self.state, LinkState::Up | LinkState::Hello) {
             return;
         }
         if let Some(Err(e)) = self.conn.as_mut().map(|conn| conn.flush(registry)) {
             self.fail(registry, &e);
+        }
+    }
+
+    /// Checks the link's silence at `now`: drops it (as lost) once Redis has said
+    /// nothing for [`SILENCE_LIMIT`], and otherwise, with `may_ping`, sends one `PING`
+    /// after [`PING_AFTER`]. True when a `PING` was queued: its reply is owed.
+    pub fn keep_alive(&mut self, registry: &Registry, now: Instant, may_ping: bool) -> bool {
+        let silent = now.saturating_duration_since(self.heard);
+        match self.state {
+            LinkState::Down(_) => false,
+            _ if silent >= SILENCE_LIMIT => {
+                let limit = SILENCE_LIMIT.as_secs();
+                let error = format!("no answer in {limit} s");
+                self.fail(registry, &io::Error::new(io::ErrorKind::TimedOut, error));
+                false
+            }
+            LinkState::Up if may_ping && !self.pinged && silent >= PING_AFTER => {
+                self.pinged = self.command(&[b"PING"]);
+                self.pinged
+            }
+            _ => false,
         }
     }
 

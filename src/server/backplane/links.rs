@@ -52,8 +52,8 @@ const STABLE: Duration = Duration::from_secs(5);
 /// What a command link's reply is for.
 #[derive(Debug)]
 enum Sent<P> {
-    /// `ASKING` before an `ASK`-redirected command, or a `SCRIPT LOAD` on a link
-    /// that has just come up: nothing to do with its answer.
+    /// `ASKING` before an `ASK`-redirected command, a `SCRIPT LOAD` on a link that
+    /// has just come up, or a keepalive `PING`: nothing to do with its answer.
     Ignored,
     /// A command, numbered in the order sent (what lost links owed is handed back in
     /// that order); in a cluster its bytes are kept to send again after `ASK`.
@@ -282,6 +282,24 @@ impl<P> Links<P> {
             primary.commands.maybe_connect(registry, now);
             primary.subscriber.maybe_connect(registry, now);
         }
+    }
+
+    /// Pings the links that have been quiet and drops those that stayed silent too
+    /// long (see [`Link::keep_alive`]); a dropped link takes the outage path, as if
+    /// its socket had closed. The discovery link only asks `CLUSTER SLOTS`: it is
+    /// never pinged, only dropped if no answer comes.
+    pub fn keep_alive(&mut self, registry: &Registry, now: Instant) {
+        for primary in &mut self.primaries {
+            if primary.commands.keep_alive(registry, now, true) {
+                primary.pending.push_back(Sent::Ignored);
+            }
+            // On a subscribed link `PING` is answered with a pushed `pong`, ignored.
+            primary.subscriber.keep_alive(registry, now, true);
+        }
+        if let Some(discovery) = self.discovery.as_mut() {
+            discovery.keep_alive(registry, now, false);
+        }
+        self.fail_if_one_lost(registry);
     }
 
     /// Writes what the turn queued, subscriptions first.

@@ -55,9 +55,8 @@ use redis_protocol::resp2::types::OwnedFrame;
 use crate::protocol::modes::{ModeChange, ModeKind};
 use crate::protocol::names::NickKey;
 use crate::protocol::outgoing::Outgoing;
-use crate::protocol::{Event, HistoryLine, Nick, RoomName, SayKind};
+use crate::protocol::{Event, HistoryLine, Nick, RoomName};
 use crate::server::room_home::said_line;
-use crate::server::store::{Job, StoredLine};
 
 use super::config::BackplaneConfig;
 use super::inbox::{Origin, RoomEvent, ShardMsg};
@@ -674,17 +673,27 @@ impl Backplane {
     ) -> Result<(), Box<(RoomName, Wire)>> {
         let (room, wire) = &*event;
         let (key, channel) = (self.keys.room_log(room), self.keys.room_channel(room));
+        let seqs = self.keys.room_seqs(room);
         let (max, payload) = (self.config.log_max.to_string(), wire.encode());
         let publish = self.sharded(b"PUBLISH");
-        let args: [&[u8]; 8] = [
+        // Only this node's own events are logged here: the origin is this node.
+        let origin = self.config.node.clone();
+        let at = match wire {
+            Wire::Room { epoch, seq, .. } => format!("{epoch} {seq}"),
+            _ => String::new(), // not a room event: never taken for a copy
+        };
+        let args: [&[u8]; 11] = [
             b"EVALSHA",
             room_log::LOG_AND_PUBLISH.sha().as_bytes(),
-            b"1",
+            b"2",
             key.as_bytes(),
+            seqs.as_bytes(),
             channel.as_bytes(),
             max.as_bytes(),
             &payload,
             &publish,
+            origin.as_bytes(),
+            at.as_bytes(),
         ];
         match self
             .links
@@ -768,6 +777,7 @@ impl Backplane {
     }
 
     fn on_timers(&mut self, now: Instant) {
+        self.links.keep_alive(self.poll.registry(), now);
         self.links.maybe_connect(self.poll.registry(), now);
         if now >= self.next_lease {
             self.renew_lease();
@@ -1423,8 +1433,8 @@ impl Backplane {
         }
     }
 
-    /// Recovered lines: kept in the store, then to every local member of `room`
-    /// as history, followed by their count.
+    /// Recovered lines: to the room's home shard, which keeps them as history and
+    /// hands them to every local member of `room`, followed by their count.
     fn hand_recovered(&mut self, room: &RoomName, lines: Vec<HistoryLine>) {
         if lines.is_empty() {
             return;
@@ -1436,38 +1446,9 @@ impl Backplane {
             .cluster
             .recovered
             .fetch_add(count, Relaxed);
-        let born = self.shared.directory.reach(room).born;
-        if let Some(store) = self.shared.store.as_ref().filter(|_| born != 0) {
-            for line in lines.iter().filter(|l| l.kind != SayKind::Notice) {
-                let (room, line) = (room.clone(), line.clone());
-                if store
-                    .submit(Job::Line(StoredLine { room, line, born }))
-                    .is_err()
-                {
-                    log::debug!("store busy: a recovered line was not stored");
-                }
-            }
-        }
+        let home = home_shard(room, self.to_shards.len());
         let room = room.clone();
-        let playback = Outgoing::new(Event::Playback {
-            room: room.clone(),
-            lines,
-        });
-        let told = Outgoing::new(Event::Recovered {
-            room: room.clone(),
-            count,
-        });
-        for id in self
-            .shared
-            .directory
-            .member_ids(std::slice::from_ref(&room))
-        {
-            let shard = &mut self.to_shards[id.shard()];
-            let outgoing = Arc::clone(&playback);
-            shard.push(ShardMsg::Direct { to: id, outgoing });
-            let outgoing = Arc::clone(&told);
-            shard.push(ShardMsg::Direct { to: id, outgoing });
-        }
+        self.to_shards[home].push(ShardMsg::Recovered { room, lines });
     }
 
     /// `missed` lines of `origin` in `room` never arrived: counted, logged, told.

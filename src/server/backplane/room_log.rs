@@ -34,9 +34,21 @@ use super::wire::{BadWire, Wire};
 
 /// Appends ARGV[3] to the stream KEYS[1] (trimmed to about ARGV[2] entries; 0: no
 /// limit), then publishes `ID PAYLOAD` on channel ARGV[1] with ARGV[4] (`PUBLISH`,
-/// or `SPUBLISH` on a cluster).
+/// or `SPUBLISH` on a cluster), and returns the id. Unless the event was logged
+/// already: KEYS[2] holds, per node (ARGV[5]), the `EPOCH SEQ` of the last event it
+/// logged in the room (ARGV[6] is this event's), and an event sent again after its
+/// link dropped, once Redis had run it, is not logged twice (the answer is nil).
 pub static LOG_AND_PUBLISH: Script = Script::new(
     "\
+local last = redis.call('HGET', KEYS[2], ARGV[5])
+if last then
+  local epoch, seq = string.match(last, '(%d+) (%d+)')
+  local new_epoch, new_seq = string.match(ARGV[6], '(%d+) (%d+)')
+  if epoch == new_epoch and tonumber(seq) >= tonumber(new_seq) then
+    return false
+  end
+end
+redis.call('HSET', KEYS[2], ARGV[5], ARGV[6])
 local id
 if ARGV[2] == '0' then
   id = redis.call('XADD', KEYS[1], '*', 'w', ARGV[3])

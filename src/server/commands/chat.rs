@@ -407,6 +407,10 @@ impl Handler for Chat {
                 delivery.seeded(fx, room, lines);
                 None
             }
+            ShardMsg::Recovered { room, lines } => {
+                delivery.recovered(fx, room, lines);
+                None
+            }
             ShardMsg::Claimed {
                 id,
                 nick,

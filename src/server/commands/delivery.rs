@@ -534,6 +534,29 @@ impl Delivery {
         }
     }
 
+    /// In a cluster, `lines` of `room` this node missed while cut off, read back
+    /// from the room's shared log: kept as history (memory and store, as a live line
+    /// is), then handed to the members with `EVENT ROOM recovered N`.
+    pub fn recovered(&self, fx: &mut Effects<'_>, room: RoomName, lines: Vec<HistoryLine>) {
+        let reach = self.shared.directory.reach(&room);
+        if reach.born != 0 {
+            for line in &lines {
+                self.record_line(&room, line.clone(), reach);
+            }
+        }
+        let count = lines.len() as u64;
+        let members = (self.shared.directory).member_ids(std::slice::from_ref(&room));
+        let playback = Outgoing::new(Event::Playback {
+            room: room.clone(),
+            lines,
+        });
+        let told = Outgoing::new(Event::Recovered { room, count });
+        for id in members {
+            self.deliver_to(fx, id, Arc::clone(&playback));
+            self.deliver_to(fx, id, Arc::clone(&told));
+        }
+    }
+
     /// This shard's index.
     pub fn index(&self) -> usize {
         self.index

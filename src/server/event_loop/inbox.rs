@@ -155,6 +155,16 @@ pub enum ShardMsg {
         /// Its lines, oldest first.
         lines: Vec<crate::protocol::HistoryLine>,
     },
+    /// To the room's home shard, in a cluster: lines of the room's shared log this
+    /// node missed while cut off, read back. Kept as the room's history here, then
+    /// handed to its members, with how many, in the room's order (live events
+    /// that follow come through the home shard too).
+    Recovered {
+        /// The room.
+        room: RoomName,
+        /// The lines, oldest first.
+        lines: Vec<crate::protocol::HistoryLine>,
+    },
     /// Server operators' business: an `OPER` checked, a kill, a k-line sweep, a
     /// `WALLOPS`, `/wall` or server notice (`commands/oper.rs`).
     Oper(OperMsg),
