@@ -53,6 +53,14 @@ impl LineFramer {
         self.max_line
     }
 
+    /// Frees the buffer of a partial line when none is pending (a burst of reads
+    /// that ended mid-line left it allocated).
+    pub fn give_back_if_empty(&mut self) {
+        if self.partial.is_empty() && self.partial.capacity() > 0 {
+            self.partial = Vec::new();
+        }
+    }
+
     /// Changes the limit (a reload): a held partial line already over the new limit
     /// is reported as too long when its end arrives.
     pub fn set_max_line(&mut self, max_line: usize) {

@@ -17,8 +17,8 @@
 //! only a hard cap of four times `--sendq` at enqueue, which bounds memory within one
 //! turn.
 //!
-//! An empty `VecDeque` does not allocate, so an idle connection's queue costs only its
-//! header.
+//! An empty `VecDeque` does not allocate, and a queue that stayed empty for a tick
+//! gives its ring back, so an idle connection's queue costs only its header.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -46,8 +46,12 @@ pub enum Flushed {
 pub struct SendQueue {
     /// Rendered lines, shared with every other recipient of the same line.
     entries: VecDeque<Arc<[u8]>>,
-    /// Bytes of `entries[0]` already written.
-    front_offset: usize,
+    /// Bytes of `entries[0]` already written (a `u32`, with `lately` beside it,
+    /// keeps the queue, and so every connection, 8 bytes smaller: one line is never
+    /// near 4 GiB).
+    front_offset: u32,
+    /// A line was pushed since the last [`Self::give_back_if_idle`].
+    lately: bool,
     /// Bytes not yet written, over all entries (what `--sendq` limits).
     queued_bytes: usize,
 }
@@ -60,6 +64,7 @@ impl SendQueue {
 
     /// Appends one rendered line.
     pub fn push(&mut self, line: Arc<[u8]>) {
+        self.lately = true;
         self.queued_bytes += line.len();
         self.entries.push_back(line);
     }
@@ -72,6 +77,17 @@ impl SendQueue {
     /// True when nothing is waiting.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Frees the ring buffer of a queue that is empty and had no line pushed since the
+    /// last call (the shard calls this every tick): an idle connection then costs no
+    /// buffer at all, while a busy one keeps reusing its ring. Redis trims the
+    /// buffers of its idle clients the same way.
+    pub fn give_back_if_idle(&mut self) {
+        if !self.lately && self.entries.is_empty() && self.entries.capacity() > 0 {
+            self.entries = VecDeque::new();
+        }
+        self.lately = false;
     }
 
     /// Drops everything queued and frees the buffer (used when a connection is cut).
@@ -110,7 +126,7 @@ impl SendQueue {
         let mut count = 0;
         for (i, entry) in self.entries.iter().take(MAX_IOVECS).enumerate() {
             let bytes = if i == 0 {
-                &entry[self.front_offset..]
+                &entry[self.front_offset as usize..]
             } else {
                 &entry[..]
             };
@@ -127,9 +143,9 @@ impl SendQueue {
             let Some(front) = self.entries.front() else {
                 break;
             };
-            let left = front.len() - self.front_offset;
+            let left = front.len() - self.front_offset as usize;
             if written < left {
-                self.front_offset += written;
+                self.front_offset += written as u32; // less than one line
                 return;
             }
             written -= left;
@@ -249,5 +265,18 @@ mod tests {
         q.clear();
         assert!(q.is_empty());
         assert_eq!(q.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn an_idle_queue_gives_its_ring_back_after_a_quiet_tick() {
+        let mut q = SendQueue::new();
+        q.push(line("abc"));
+        let mut out = Vec::new();
+        assert_eq!(q.flush_to(&mut out).unwrap(), Flushed::Drained);
+        q.give_back_if_idle(); // a line came this tick: kept for the next
+        assert!(q.entries.capacity() > 0);
+        q.give_back_if_idle(); // a whole tick without one: given back
+        assert_eq!(q.entries.capacity(), 0);
+        assert_eq!(out, b"abc");
     }
 }

@@ -308,6 +308,7 @@ impl<H: Handler> ConnTable<H> {
     }
     /// The per-connection deadlines, on the tick: a drain that ran out of time, a TLS
     /// handshake too slow, a web request head too slow or a WebSocket ping unanswered.
+    /// Buffers a connection left unused for a whole tick are given back meanwhile.
     pub fn expire(&mut self, now: Instant) {
         let config = &self.shared.config;
         let (ping, grace) = (config.ws_ping, config.shutdown_grace);
@@ -319,6 +320,7 @@ impl<H: Handler> ConnTable<H> {
             } else if conn.web.is_some() {
                 conn.check_web_timers(now, ping, grace, &mut self.turn);
             }
+            conn.give_back_idle_buffers();
         }
     }
 

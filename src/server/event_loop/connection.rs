@@ -519,6 +519,14 @@ impl<S: SessionInfo> Connection<S> {
         }
     }
 
+    /// On the tick: the send queue's ring, if it stayed empty for a whole tick, and
+    /// the framer's buffer for a partial line, if none is pending, are freed. An idle
+    /// connection then holds no buffer; a busy one keeps reusing its own.
+    pub fn give_back_idle_buffers(&mut self) {
+        self.send_queue.give_back_if_idle();
+        self.framer.give_back_if_empty();
+    }
+
     /// True if a draining connection ran out of time to flush.
     pub fn drain_expired(&self, now: Instant) -> Option<CloseReason> {
         match self.state {
