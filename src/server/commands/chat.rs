@@ -406,14 +406,9 @@ impl Handler for Chat {
                 self.on_stored(fx, *reply);
                 None
             }
-            ShardMsg::Seeded { room, lines } => {
-                delivery.seeded(fx, room, lines);
-                None
-            }
-            ShardMsg::Recovered { room, lines } => {
-                delivery.recovered(fx, room, lines);
-                None
-            }
+            // History read from a room's shared log: no kick to carry out after.
+            ShardMsg::Seeded { room, lines } => return delivery.seeded(fx, room, lines),
+            ShardMsg::Recovered { room, lines } => return delivery.recovered(fx, room, lines),
             ShardMsg::Claimed {
                 id,
                 nick,
