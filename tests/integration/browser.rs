@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -142,10 +143,13 @@ impl Drop for TempDir {
 
 impl<'a> Browser<'a> {
     fn open(driver: &'a Driver, chromium: &Path, name: &str) -> Browser<'a> {
+        // Tests run in parallel and two may open a browser of the same name: a
+        // counter keeps their profiles apart (Chromium exits on a locked profile).
+        static OPENED: AtomicU32 = AtomicU32::new(0);
         let profile = std::env::temp_dir().join(format!(
             "miochat-browser-{name}-{}-{}",
             std::process::id(),
-            Instant::now().elapsed().as_nanos()
+            OPENED.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&profile).unwrap();
         let args = [
