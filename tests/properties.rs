@@ -184,10 +184,7 @@ proptest! {
 }
 
 fn member_id(member: usize) -> ConnId {
-    ConnId {
-        token: encode(0, member + 1),
-        generation: 1,
-    }
+    ConnId::new(encode(0, member + 1), 1).unwrap()
 }
 
 /// Mode changes over a small alphabet, so that sets and unsets collide often.

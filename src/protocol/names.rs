@@ -13,7 +13,7 @@
 //!   leading `#` is accepted (IRC habit), so `/join #Rust` joins `rust`.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use super::ProtocolError;
 
@@ -44,6 +44,12 @@ impl Nick {
     /// The nick as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The nick's text, shared rather than copied: a line user's real name is its
+    /// nick, and tens of thousands of idle users should not each pay for a copy.
+    pub fn shared_text(&self) -> Arc<str> {
+        Arc::clone(&self.0)
     }
 
     /// The case-folded form under which uniqueness is checked. A nick that is
@@ -85,9 +91,11 @@ impl RoomName {
         }
     }
 
-    /// The room every connection starts in.
+    /// The room every connection starts in: one name shared by the whole process,
+    /// not a copy per connection.
     pub fn lobby() -> RoomName {
-        RoomName(Arc::from("lobby"))
+        static LOBBY: LazyLock<RoomName> = LazyLock::new(|| RoomName(Arc::from("lobby")));
+        LOBBY.clone()
     }
 
     /// The name as text.

@@ -88,8 +88,8 @@ pub fn owner(node: &str, epoch: u64, id: ConnId) -> String {
     format!(
         "{}{}.{}",
         owner_prefix(node, epoch),
-        id.token.0,
-        id.generation
+        id.token().0,
+        id.generation()
     )
 }
 
@@ -125,10 +125,7 @@ mod tests {
 
     #[test]
     fn an_owner_names_node_epoch_and_connection() {
-        let id = ConnId {
-            token: mio::Token(5),
-            generation: 9,
-        };
+        let id = ConnId::new(mio::Token(5), 9).unwrap();
         let owner = owner("a", 77, id);
         assert!(owner.starts_with(&owner_prefix("a", 77)));
         assert!(!owner.starts_with(&owner_prefix("a", 7)));

@@ -13,6 +13,7 @@ use crate::protocol::outgoing::Outgoing;
 use crate::protocol::{KlineInfo, Nick, RoomName};
 
 use super::wire::Wire;
+use crate::server::inbox::KEPT_BATCH;
 use crate::server::token::ConnId;
 
 /// What shards tell the backplane.
@@ -138,6 +139,8 @@ impl BackplaneHandle {
                 return; // the backplane has exited
             }
         }
+        // A burst (thousands of renames in one turn) is not held for good.
+        batch.shrink_to(KEPT_BATCH);
         if let Err(e) = self.waker.wake() {
             log::warn!("waking the backplane failed: {e}");
         }

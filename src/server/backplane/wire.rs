@@ -615,11 +615,18 @@ fn decode_entry(line: &str) -> Result<RosterEntry, BadWire> {
     let mut words = Words(fields.next().unwrap_or(""));
     let realname = fields.next().ok_or(BadWire("no real name"))?;
     let away = fields.next().map(Into::into);
+    let nick = nick_of(words.next()?)?;
+    // A line user's real name is its nick: shared, not copied (one per remote user).
+    let realname = if realname == nick.as_str() {
+        nick.shared_text()
+    } else {
+        realname.into()
+    };
     let mut entry = RosterEntry {
-        nick: nick_of(words.next()?)?,
+        nick,
         claimed_ms: words.number()?,
         irc: words.next()? == "irc",
-        realname: realname.into(),
+        realname,
         away,
         rooms: Vec::new(),
         ops: Vec::new(),

@@ -259,7 +259,7 @@ impl Handler for Chat {
         }
         // A line user's real name is its nick; an IRC user's comes with USER.
         let profile = Profile {
-            realname: session.nick.as_str().into(),
+            realname: session.nick.shared_text(),
             signon: unix_now(),
             spoke_at: Arc::clone(&session.spoke_at),
             registered: protocol == Protocol::Line,

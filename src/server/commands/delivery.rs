@@ -930,15 +930,12 @@ mod tests {
     fn connection(
         listener: &TcpListener,
         key: usize,
-        generation: u64,
+        generation: u32,
     ) -> (Connection<Session>, StdStream) {
         let client = StdStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server_side, peer) = listener.accept().unwrap();
         server_side.set_nonblocking(true).unwrap();
-        let id = ConnId {
-            token: token::encode(0, key),
-            generation,
-        };
+        let id = ConnId::new(token::encode(0, key), generation).unwrap();
         let nick = Nick::parse(&format!("n{generation}")).unwrap();
         let session = Session::new(id, peer, nick, Protocol::Line);
         (
@@ -954,7 +951,7 @@ mod tests {
         key: usize,
         protocol: Protocol,
     ) -> (Connection<Session>, StdStream) {
-        let (mut conn, client) = connection(listener, key, key as u64 + 1);
+        let (mut conn, client) = connection(listener, key, key as u32 + 1);
         let mut session = conn.session.take().unwrap();
         session = Session::new(session.id, session.peer, session.nick, protocol);
         if let Some(irc) = session.irc.as_mut() {

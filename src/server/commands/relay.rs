@@ -904,6 +904,7 @@ impl Relay {
             .directory
             .admit(&room, session.id, &identity(session), room_key, &remote)
             .map_err(|refusal| refusal.error(room.clone()))?;
+        let room = info.room.clone(); // the directory's copy: one per room, not per member
         session.current = Some(room.clone());
         let (id, nick, wants_names) = (session.id, session.nick.clone(), session.irc.is_some());
         if !already {

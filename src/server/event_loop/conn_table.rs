@@ -53,7 +53,7 @@ pub struct ConnTable<H: Handler> {
     /// The shard's `Poll` registry (sockets are registered and deregistered here).
     pub registry: Registry,
     /// Source of connection generations (ET-6): counts adoptions on this shard.
-    next_generation: u64,
+    next_generation: u32,
     /// False once shutdown began: no new connection is adopted, no quit announced.
     pub accepting: bool,
     /// The limits in force (a reload sends new ones: `live.rs`).
@@ -107,6 +107,12 @@ impl<H: Handler> ConnTable<H> {
         if !self.accepting {
             return self.release(peer, handshaking);
         }
+        let generation = self.next_generation.wrapping_add(1);
+        let Some(id) = ConnId::new(token, generation) else {
+            log::error!("{peer}: slab key {key} does not fit a connection id; refused");
+            return self.release(peer, handshaking);
+        };
+        self.next_generation = generation;
         let config = &self.shared.config;
         let deadline = Instant::now() + config.tls_handshake_timeout;
         let transport =
@@ -117,11 +123,6 @@ impl<H: Handler> ConnTable<H> {
                     return self.release(peer, handshaking);
                 }
             };
-        self.next_generation += 1;
-        let id = ConnId {
-            token,
-            generation: self.next_generation,
-        };
         self.shared.stats.shards[self.index].on_open(protocol);
         if protocol == Protocol::Http {
             // Not a chat connection yet: no session until it upgrades (web.rs).
@@ -207,7 +208,7 @@ impl<H: Handler> ConnTable<H> {
         }
         if let Some(conn) = self.conns.get_mut(key) {
             if conn.is_open() && conn.is_paused() {
-                conn.held.extend(decoder.take_unparsed());
+                conn.hold(&decoder.take_unparsed());
             }
             if let Some(Web::Socket(socket)) = conn.web.as_mut() {
                 socket.decoder = decoder;
@@ -246,7 +247,7 @@ impl<H: Handler> ConnTable<H> {
         if let Some(conn) = self.conns.get_mut(key) {
             conn.framer = framer;
             if conn.is_open() && consumed < bytes.len() {
-                conn.held.extend_from_slice(&bytes[consumed..]);
+                conn.hold(&bytes[consumed..]);
             }
         }
     }

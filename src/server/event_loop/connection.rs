@@ -31,9 +31,10 @@
 //! WebSocket whose frames carry the lines.
 //!
 //! Flood control's "fake lag" also lives here, as loop state: a connection over its
-//! line budget is *paused* (`paused_until`): it is not read until then, and what was
+//! line budget is *paused* ([`Paused`]): it is not read until then, and what was
 //! already read but not yet handed to the chat waits in `held`. The shard's timer
-//! resumes it (ET-10).
+//! resumes it (ET-10). The pause is boxed and there only while it lasts: most
+//! connections are never paused, and each of them would carry its 56 bytes.
 
 use slab::Slab;
 use std::io;
@@ -130,12 +131,18 @@ pub struct Connection<S> {
     /// What the chat knows about this connection; the event loop never looks inside.
     /// `None` while a web connection is still an HTTP request (not yet a chat).
     pub session: Option<S>,
-    /// Flood control's fake lag: not read until then (ET-10).
-    pub paused_until: Option<Instant>,
-    /// Bytes read but not yet handed to the chat because the connection was paused
-    /// mid-chunk; empty (no allocation) otherwise.
+    /// Flood control's fake lag, while it lasts (ET-10).
+    pub paused: Option<Box<Paused>>,
+}
+
+/// A connection paused by flood control.
+#[derive(Debug)]
+pub struct Paused {
+    /// Not read until then.
+    pub until: Instant,
+    /// Bytes read but not yet handed to the chat because the pause came mid-chunk.
     pub held: Vec<u8>,
-    /// Since when a paused connection's unread input has been over the limit.
+    /// Since when its unread input has been over the limit.
     pub over_unread_since: Option<Instant>,
 }
 
@@ -220,9 +227,7 @@ impl<S: SessionInfo> Connection<S> {
             state: ConnState::Open,
             dirty: false,
             session: None,
-            paused_until: None,
-            held: Vec::new(),
-            over_unread_since: None,
+            paused: None,
         }
     }
 
@@ -253,14 +258,28 @@ impl<S: SessionInfo> Connection<S> {
 
     /// True while flood control keeps this connection unread.
     pub fn is_paused(&self) -> bool {
-        self.paused_until.is_some()
+        self.paused.is_some()
+    }
+
+    /// Keeps `bytes` (read after the line that paused the connection) for the end
+    /// of the pause; nothing to keep unless paused.
+    pub fn hold(&mut self, bytes: &[u8]) {
+        if let Some(paused) = self.paused.as_mut() {
+            paused.held.extend_from_slice(bytes);
+        }
     }
 
     /// Flood control: read nothing more from this connection until `until` (once
     /// paused, a later call does not move the time).
     pub fn pause(&mut self, until: Instant, turn: &mut Turn) {
-        if self.paused_until.is_none() {
-            self.paused_until = Some(until);
+        if self.paused.is_none() {
+            let held = Vec::new();
+            let over_unread_since = None;
+            self.paused = Some(Box::new(Paused {
+                until,
+                held,
+                over_unread_since,
+            }));
             turn.paused.push(self.key());
         }
     }
@@ -441,7 +460,7 @@ impl<S: SessionInfo> Connection<S> {
         if want == self.registered {
             return;
         }
-        let token = self.id.token;
+        let token = self.id.token();
         match registry.reregister(self.transport.socket(), token, want) {
             Ok(()) => self.registered = want,
             Err(e) => {

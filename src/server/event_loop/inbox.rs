@@ -34,8 +34,8 @@ use crate::protocol::outgoing::{Outgoing, Protocol};
 use crate::server::operators::OperMsg;
 use crate::server::token::ConnId;
 
-/// Messages a batch keeps room for after it was sent.
-const KEPT_BATCH: usize = 1024;
+/// Messages a batch (to a shard or to the backplane) keeps room for after it was sent.
+pub const KEPT_BATCH: usize = 1024;
 /// A room event on its way to the room's home shard.
 #[derive(Debug)]
 pub struct RoomEvent {

@@ -36,7 +36,7 @@ impl Pauses {
     pub fn next_due<S: SessionInfo>(&self, conns: &Conns<S>, now: Instant) -> Option<Duration> {
         self.paused
             .iter()
-            .filter_map(|&key| conns.get(key)?.paused_until)
+            .filter_map(|&key| Some(conns.get(key)?.paused.as_ref()?.until))
             .map(|until| until.saturating_duration_since(now))
             .min()
     }
@@ -49,19 +49,23 @@ impl Pauses {
         self.paused.append(&mut turn.paused);
     }
 
-    /// The connections whose pause is over: taken off the list and unpaused. The loop
-    /// hands each its held bytes, then reads it.
-    pub fn due<S: SessionInfo>(&mut self, conns: &mut Conns<S>, now: Instant) -> Vec<usize> {
+    /// The connections whose pause is over, with the bytes each held: taken off the
+    /// list and unpaused. The loop hands each its held bytes, then reads it.
+    pub fn due<S: SessionInfo>(
+        &mut self,
+        conns: &mut Conns<S>,
+        now: Instant,
+    ) -> Vec<(usize, Vec<u8>)> {
         let mut due = Vec::new();
         self.paused.retain(|&key| {
             let Some(conn) = conns.get_mut(key) else {
                 return false; // reaped
             };
-            match conn.paused_until {
+            match conn.paused.as_ref().map(|paused| paused.until) {
                 Some(until) if until > now => true,
                 Some(_) => {
-                    conn.paused_until = None;
-                    due.push(key);
+                    let held = conn.paused.take().map(|paused| paused.held);
+                    due.push((key, held.unwrap_or_default()));
                     false
                 }
                 None => false, // a stale entry (the key was reused)
@@ -84,17 +88,20 @@ impl Pauses {
             let Some(conn) = conns.get_mut(key).filter(|c| c.is_open()) else {
                 continue;
             };
-            let room = (limit + 1).saturating_sub(conn.held.len());
+            let Some(paused) = conn.paused.as_deref_mut() else {
+                continue;
+            };
+            let room = (limit + 1).saturating_sub(paused.held.len());
             let waiting = conn
                 .transport
                 .socket()
                 .peek(&mut self.peek[..room])
                 .unwrap_or(0);
-            if conn.held.len() + waiting <= limit {
-                conn.over_unread_since = None;
+            if paused.held.len() + waiting <= limit {
+                paused.over_unread_since = None;
                 continue;
             }
-            let since = *conn.over_unread_since.get_or_insert(now);
+            let since = *paused.over_unread_since.get_or_insert(now);
             if now.duration_since(since) >= timeout {
                 over.push(key);
             }

@@ -269,13 +269,8 @@ impl<H: Handler> ShardState<H> {
     /// ET-10: only a timer brings a paused connection back (`pauses.rs`): the due
     /// ones get the bytes held from their last chunk, then are read as if ready.
     fn resume_paused(&mut self, now: Instant) {
-        for key in self.pauses.due(&mut self.table.conns, now) {
-            let held = self
-                .table
-                .conns
-                .get_mut(key)
-                .map(|c| std::mem::take(&mut c.held));
-            if let Some(held) = held.filter(|held| !held.is_empty()) {
+        for (key, held) in self.pauses.due(&mut self.table.conns, now) {
+            if !held.is_empty() {
                 self.table.on_bytes(key, &held);
             }
             self.on_readable(key);

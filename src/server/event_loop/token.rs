@@ -20,6 +20,14 @@
 //! *next* connection in slot 7. A [`ConnId`] adds a generation, drawn from a shard-wide
 //! counter when the connection is adopted, and every cross-shard delivery checks it
 //! (invariant ET-6 in `docs/DESIGN.md`).
+//!
+//! A `ConnId` is 8 bytes, a 32-bit token and a 32-bit generation: it is the key of
+//! several tables with an entry per connection (the directory's, the backplane's), and
+//! 8 bytes less per key is about 14 bytes less per connection and table. A slab key
+//! stays far below the 2^25 that 32 bits leave it (a process has at most tens of
+//! thousands of descriptors); a connection whose key would not fit is not adopted.
+//! The generation wraps after 2^32 adoptions on one shard: a stale message would have
+//! to outlive four billion connections to reach the wrong one.
 
 use mio::Token;
 
@@ -49,28 +57,45 @@ pub fn decode(token: Token) -> (usize, usize) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
     /// Shard and slab key, as registered with the shard's `Poll`.
-    pub token: Token,
+    token: u32,
     /// Distinguishes successive connections that used the same slab slot.
-    pub generation: u64,
+    generation: u32,
 }
 
 /// `SHARD.KEY.GENERATION`, as the protocol trace names a connection.
 impl std::fmt::Display for ConnId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (shard, key) = decode(self.token);
+        let (shard, key) = decode(self.token());
         write!(f, "{shard}.{key}.{}", self.generation)
     }
 }
 
 impl ConnId {
+    /// The connection registered as `token`, the shard's `generation`th; `None` if
+    /// the token does not fit in 32 bits.
+    pub fn new(token: Token, generation: u32) -> Option<ConnId> {
+        let token = u32::try_from(token.0).ok()?;
+        Some(ConnId { token, generation })
+    }
+
+    /// The token the connection is registered with.
+    pub fn token(self) -> Token {
+        Token(self.token as usize)
+    }
+
+    /// Which connection of its slab slot this is.
+    pub fn generation(self) -> u32 {
+        self.generation
+    }
+
     /// The shard that owns this connection.
     pub fn shard(self) -> usize {
-        decode(self.token).0
+        decode(self.token()).0
     }
 
     /// The connection's slab key in its shard.
     pub fn key(self) -> usize {
-        decode(self.token).1
+        decode(self.token()).1
     }
 }
 
@@ -102,15 +127,11 @@ mod tests {
 
     #[test]
     fn conn_id_names_shard_and_key() {
-        let id = ConnId {
-            token: encode(3, 42),
-            generation: 9,
-        };
+        let id = ConnId::new(encode(3, 42), 9).expect("fits");
         assert_eq!((id.shard(), id.key()), (3, 42));
-        let reused = ConnId {
-            generation: 10,
-            ..id
-        };
+        let reused = ConnId::new(id.token(), 10).expect("fits");
         assert_ne!(id, reused, "a reused slot is a different connection");
+        assert_eq!(std::mem::size_of::<ConnId>(), 8);
+        assert!(ConnId::new(encode(0, 1 << 25), 1).is_none(), "past 32 bits");
     }
 }

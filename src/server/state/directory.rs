@@ -145,6 +145,9 @@ impl Reach {
 /// What a joiner learns about the room.
 #[derive(Debug)]
 pub struct Joined {
+    /// The room's name as the directory holds it: members keep this one, so a
+    /// room's name is stored once, not once per member.
+    pub room: RoomName,
     /// Members including the joiner.
     pub members: usize,
     /// The topic, if set.
@@ -1057,7 +1060,7 @@ impl Directory {
             }
         }
         Some(RosterEntry {
-            realname: profile.map_or_else(|| nick.as_str().into(), |p| Arc::clone(&p.realname)),
+            realname: profile.map_or_else(|| nick.shared_text(), |p| Arc::clone(&p.realname)),
             irc: profile.is_some_and(|p| p.irc),
             away: tables.away.get(&id).cloned(),
             nick,
@@ -1160,10 +1163,13 @@ impl Tables {
             entry.shard_mask |= 1 << shard;
         }
         let (members, topic) = (entry.members.len(), entry.topic.clone());
+        let topic_by = entry.topic_by.clone();
+        let held = self.rooms.get_key_value(room).map(|(name, _)| name.clone());
         Joined {
+            room: held.unwrap_or_else(|| room.clone()),
             members,
             topic,
-            topic_by: entry.topic_by.clone(),
+            topic_by,
             away: self.away.get(&id).cloned(),
         }
     }
@@ -1189,7 +1195,7 @@ impl Tables {
     /// with `USER`).
     fn follow_nick(&mut self, id: ConnId, nick: &Nick) {
         if let Some(profile) = self.profiles.get_mut(&id).filter(|p| !p.irc) {
-            profile.realname = Arc::from(nick.as_str());
+            profile.realname = nick.shared_text();
         }
     }
 
@@ -1229,7 +1235,7 @@ impl Tables {
         let realname = self
             .profiles
             .get(&id)
-            .map_or_else(|| Arc::from(nick.as_str()), |p| Arc::clone(&p.realname));
+            .map_or_else(|| nick.shared_text(), |p| Arc::clone(&p.realname));
         Some(Member {
             nick,
             role: Role::Member,
@@ -1247,10 +1253,7 @@ mod tests {
     use crate::server::token::encode;
 
     fn id(shard: usize, key: usize) -> ConnId {
-        ConnId {
-            token: encode(shard, key),
-            generation: key as u64,
-        }
+        ConnId::new(encode(shard, key), key as u32).unwrap()
     }
 
     #[test]

@@ -408,10 +408,7 @@ mod tests {
     use crate::server::token::encode;
 
     fn id(key: usize) -> ConnId {
-        ConnId {
-            token: encode(0, key),
-            generation: 1,
-        }
+        ConnId::new(encode(0, key), 1).unwrap()
     }
 
     fn who(nick: &str) -> Identity<'_> {
