@@ -107,6 +107,50 @@ pub fn is_guest_of(nick: &Nick, node: &str) -> bool {
     guest_node(nick).is_some_and(|n| n == node)
 }
 
+/// The nicks Redis granted one local connection that it has not given back. Nearly
+/// always one (two for the moment of a rename), so one is held inline: a vector of
+/// one would cost every user an allocation of its own.
+#[derive(Debug)]
+pub enum Granted {
+    /// One nick.
+    One(Nick),
+    /// More than one.
+    Several(Vec<Nick>),
+}
+
+impl Granted {
+    /// Adds `nick`.
+    pub fn add(&mut self, nick: Nick) {
+        match self {
+            Granted::One(first) => *self = Granted::Several(vec![first.clone(), nick]),
+            Granted::Several(nicks) => nicks.push(nick),
+        }
+    }
+
+    /// Takes `nick` (in any case) out; true if none is left.
+    pub fn remove(&mut self, nick: &Nick) -> bool {
+        let same = |held: &Nick| held.as_str().eq_ignore_ascii_case(nick.as_str());
+        match self {
+            Granted::One(held) => same(held),
+            Granted::Several(nicks) => {
+                nicks.retain(|held| !same(held));
+                if let [last] = nicks.as_slice() {
+                    *self = Granted::One(last.clone());
+                }
+                matches!(self, Granted::Several(nicks) if nicks.is_empty())
+            }
+        }
+    }
+
+    /// Every nick held.
+    pub fn into_vec(self) -> Vec<Nick> {
+        match self {
+            Granted::One(nick) => vec![nick],
+            Granted::Several(nicks) => nicks,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -121,6 +165,20 @@ mod tests {
         assert!(!is_guest_of(&nick("guest-a"), "a"));
         assert!(!is_guest_of(&nick("guestx-a"), "a"));
         assert!(!is_guest_of(&nick("alice"), "a"));
+    }
+
+    #[test]
+    fn granted_nicks_are_added_and_given_back_in_any_case() {
+        let nick = |s| Nick::parse(s).unwrap();
+        let mut granted = Granted::One(nick("alice"));
+        assert!(!granted.remove(&nick("bob")), "alice is still held");
+        granted.add(nick("bob"));
+        assert!(!granted.remove(&nick("ALICE")));
+        assert!(matches!(&granted, Granted::One(n) if n.as_str() == "bob"));
+        granted.add(nick("carol"));
+        assert_eq!(granted.into_vec().len(), 2);
+        let mut last = Granted::One(nick("dave"));
+        assert!(last.remove(&nick("Dave")), "nothing left");
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub mod room_log;
 pub mod scripts;
 pub mod wire;
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -53,7 +54,6 @@ use mio::{Events, Poll, Token, Waker};
 use redis_protocol::resp2::types::OwnedFrame;
 
 use crate::protocol::modes::{ModeChange, ModeKind};
-use crate::protocol::names::NickKey;
 use crate::protocol::outgoing::Outgoing;
 use crate::protocol::{Event, HistoryLine, Nick, RoomName};
 use crate::server::room_home::said_line;
@@ -169,9 +169,9 @@ pub struct Backplane {
     seqs: HashMap<RoomName, u64>,
     /// The last (epoch, seq) heard from each origin in each room.
     heard: HashMap<(String, RoomName), (u64, u64)>,
-    /// Local users as last published, and their nicks for conflict checks.
+    /// Local users as last published (who holds a nick here now is the
+    /// directory's to say: a second table of it would cost each user ~40 bytes).
     local: HashMap<ConnId, LocalUser>,
-    local_nicks: HashMap<NickKey, ConnId>,
     /// Local members per room: a room's channel is subscribed while this is > 0.
     local_rooms: HashMap<RoomName, usize>,
     subscribed: HashSet<RoomName>,
@@ -190,7 +190,7 @@ pub struct Backplane {
     /// The nicks Redis granted each local connection and that it has not given
     /// back: released when it closes, whether or not its roster entry says so (a
     /// connection can close before its entry was ever sent).
-    claims: HashMap<ConnId, Vec<Nick>>,
+    claims: HashMap<ConnId, claims::Granted>,
     /// Other nodes' last sequence numbers waiting out [`SEQS_GRACE`] (a cluster only).
     late_seqs: VecDeque<LateSeqs>,
     /// Claims asked while Redis was away, until they are sent or time out.
@@ -256,7 +256,6 @@ impl Backplane {
             seqs: HashMap::new(),
             heard: HashMap::new(),
             local: HashMap::new(),
-            local_nicks: HashMap::new(),
             local_rooms: HashMap::new(),
             subscribed: HashSet::new(),
             listening: HashSet::new(),
@@ -560,11 +559,10 @@ impl Backplane {
 
     /// Gives back `id`'s claim of `nick` (never a guest nick: those are not claimed).
     fn release(&mut self, id: ConnId, nick: Nick) {
-        if let Some(held) = self.claims.get_mut(&id) {
-            held.retain(|n| n.key() != nick.key());
-            if held.is_empty() {
-                self.claims.remove(&id);
-            }
+        if let Some(held) = self.claims.get_mut(&id)
+            && held.remove(&nick)
+        {
+            self.claims.remove(&id);
         }
         if claims::is_guest_of(&nick, &self.config.node) {
             return;
@@ -848,10 +846,12 @@ impl Backplane {
                     None => ClaimAnswer::Unavailable,
                 };
                 if answer == ClaimAnswer::Won {
-                    self.claims
-                        .entry(id)
-                        .or_insert_with(|| Vec::with_capacity(1))
-                        .push(nick.clone());
+                    match self.claims.entry(id) {
+                        Entry::Occupied(mut held) => held.get_mut().add(nick.clone()),
+                        Entry::Vacant(slot) => {
+                            slot.insert(claims::Granted::One(nick.clone()));
+                        }
+                    }
                 }
                 self.answer_claim(id, nick, then, answer);
             }
@@ -1188,7 +1188,7 @@ impl Backplane {
             let Ok(nick) = Nick::parse(nick) else {
                 continue;
             };
-            if let Some(&id) = self.local_nicks.get(&nick.key())
+            if let Some(id) = self.shared.directory.lookup(nick.as_str())
                 && let Some(entry) = self.local.get(&id)
             {
                 let (claimed_ms, rooms) = (entry.claimed_ms, entry.rooms.to_vec());
@@ -1467,7 +1467,7 @@ impl Backplane {
     /// (an account's owner took it back there, or Redis lost the claims), Redis's
     /// claim decides who keeps it.
     fn check_claim(&mut self, nick: &Nick) {
-        let Some(&id) = self.local_nicks.get(&nick.key()) else {
+        let Some(id) = self.shared.directory.lookup(nick.as_str()) else {
             return;
         };
         let key = self.keys.nick(nick);
@@ -1605,7 +1605,6 @@ impl Backplane {
             .map(|e| e.rooms.to_vec())
             .unwrap_or_default();
         if let Some(old) = self.local.get(&id) {
-            self.local_nicks.remove(&old.nick.key());
             if old.nick.key() != entry.nick.key() {
                 let old = old.nick.clone();
                 self.release(id, old);
@@ -1617,7 +1616,6 @@ impl Backplane {
             .collect();
         let left = old_rooms.into_iter().filter(|r| !entry.rooms.contains(r));
         let left: Vec<RoomName> = left.collect();
-        self.local_nicks.insert(entry.nick.key(), id);
         let user = LocalUser {
             nick: entry.nick.clone(),
             claimed_ms: entry.claimed_ms,
@@ -1637,13 +1635,13 @@ impl Backplane {
     }
 
     fn on_local_gone(&mut self, id: ConnId) {
-        for nick in self.claims.remove(&id).unwrap_or_default() {
+        let granted = self.claims.remove(&id).map(claims::Granted::into_vec);
+        for nick in granted.unwrap_or_default() {
             self.release(id, nick);
         }
         let Some(entry) = self.local.remove(&id) else {
             return;
         };
-        self.local_nicks.remove(&entry.nick.key());
         self.release(id, entry.nick.clone());
         for room in &entry.rooms {
             self.count_room(room, -1);
