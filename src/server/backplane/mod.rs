@@ -1604,11 +1604,11 @@ impl Backplane {
             .get(&id)
             .map(|e| e.rooms.to_vec())
             .unwrap_or_default();
-        if let Some(old) = self.local.get(&id) {
-            if old.nick.key() != entry.nick.key() {
-                let old = old.nick.clone();
-                self.release(id, old);
-            }
+        if let Some(old) = self.local.get(&id)
+            && old.nick.key() != entry.nick.key()
+        {
+            let old = old.nick.clone();
+            self.release(id, old);
         }
         let joined: Vec<RoomName> = (entry.rooms.iter())
             .filter(|r| !old_rooms.contains(r))
