@@ -43,7 +43,6 @@ pub mod room_log;
 pub mod scripts;
 pub mod wire;
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -56,6 +55,7 @@ use redis_protocol::resp2::types::OwnedFrame;
 use crate::protocol::modes::{ModeChange, ModeKind};
 use crate::protocol::outgoing::Outgoing;
 use crate::protocol::{Event, HistoryLine, Nick, RoomName};
+use crate::server::conn_map::ConnMap;
 use crate::server::room_home::said_line;
 
 use super::config::BackplaneConfig;
@@ -171,7 +171,7 @@ pub struct Backplane {
     heard: HashMap<(String, RoomName), (u64, u64)>,
     /// Local users as last published (who holds a nick here now is the
     /// directory's to say: a second table of it would cost each user ~40 bytes).
-    local: HashMap<ConnId, LocalUser>,
+    local: ConnMap<LocalUser>,
     /// Local members per room: a room's channel is subscribed while this is > 0.
     local_rooms: HashMap<RoomName, usize>,
     subscribed: HashSet<RoomName>,
@@ -190,7 +190,7 @@ pub struct Backplane {
     /// The nicks Redis granted each local connection and that it has not given
     /// back: released when it closes, whether or not its roster entry says so (a
     /// connection can close before its entry was ever sent).
-    claims: HashMap<ConnId, claims::Granted>,
+    claims: ConnMap<claims::Granted>,
     /// Other nodes' last sequence numbers waiting out [`SEQS_GRACE`] (a cluster only).
     late_seqs: VecDeque<LateSeqs>,
     /// Claims asked while Redis was away, until they are sent or time out.
@@ -255,14 +255,14 @@ impl Backplane {
             epoch,
             seqs: HashMap::new(),
             heard: HashMap::new(),
-            local: HashMap::new(),
+            local: ConnMap::new(),
             local_rooms: HashMap::new(),
             subscribed: HashSet::new(),
             listening: HashSet::new(),
             unsubscribing: HashMap::new(),
             to_release: Vec::new(),
             logs: RoomLogs::default(),
-            claims: HashMap::new(),
+            claims: ConnMap::new(),
             waiting: VecDeque::new(),
             late_seqs: VecDeque::new(),
             cluster_heard: false,
@@ -610,7 +610,7 @@ impl Backplane {
         }
         let held: Vec<(ConnId, Nick)> = (self.local.iter())
             .filter(|(_, e)| !claims::is_guest_of(&e.nick, &self.config.node))
-            .map(|(id, e)| (*id, e.nick.clone()))
+            .map(|(id, e)| (id, e.nick.clone()))
             .collect();
         for (id, nick) in held {
             let _ = self.eval_claim(&claims::CLAIM, id, &nick, Pending::Reclaim(id));
@@ -622,7 +622,7 @@ impl Backplane {
     fn publish_roster(&mut self) {
         let directory = &self.shared.directory;
         let users = (self.local.iter())
-            .filter_map(|(&id, user)| {
+            .filter_map(|(id, user)| {
                 directory.roster_entry(id, user.claimed_ms, user.rooms.to_vec())
             })
             .collect();
@@ -846,10 +846,10 @@ impl Backplane {
                     None => ClaimAnswer::Unavailable,
                 };
                 if answer == ClaimAnswer::Won {
-                    match self.claims.entry(id) {
-                        Entry::Occupied(mut held) => held.get_mut().add(nick.clone()),
-                        Entry::Vacant(slot) => {
-                            slot.insert(claims::Granted::One(nick.clone()));
+                    match self.claims.get_mut(&id) {
+                        Some(held) => held.add(nick.clone()),
+                        None => {
+                            self.claims.insert(id, claims::Granted::One(nick.clone()));
                         }
                     }
                 }
@@ -1681,7 +1681,7 @@ impl Backplane {
 
     /// A clean stop: our users leave the other nodes' views, and the lease goes.
     fn say_goodbye(&mut self) {
-        let ids: Vec<ConnId> = self.local.keys().copied().collect();
+        let ids: Vec<ConnId> = self.local.keys().collect();
         for id in ids {
             self.on_local_gone(id);
         }

@@ -33,6 +33,7 @@ use crate::protocol::{
 };
 
 use crate::server::backplane::wire::RosterEntry;
+use crate::server::conn_map::ConnMap;
 use crate::server::room_state::{
     JoinRefusal, RemoteRoom, RemoteSeat, RoomSnapshot, RoomState, unix_now,
 };
@@ -55,7 +56,7 @@ struct Tables {
     /// Case-folded nick → owner.
     nicks: HashMap<NickKey, ConnId>,
     /// Owner → nick as spelled.
-    nick_of: HashMap<ConnId, Nick>,
+    nick_of: ConnMap<Nick>,
     /// Rooms with at least one member.
     rooms: HashMap<RoomName, RoomEntry>,
     /// Away messages (IRC `AWAY`), by connection.
@@ -63,7 +64,7 @@ struct Tables {
     /// Suffix of the next guest nick.
     next_guest: u64,
     /// Real name, sign-on time and activity of each connection.
-    profiles: HashMap<ConnId, Profile>,
+    profiles: ConnMap<Profile>,
     /// Connections that finished registering (line connections at once).
     registered: usize,
     /// The most registered connections there have been at once.
@@ -940,7 +941,7 @@ enum Target<'r> {
 /// Errors if nobody has the nick here or elsewhere (401) or they are not in the room
 /// (441).
 fn resolve_target<'r>(
-    (nicks, nick_of): (&HashMap<NickKey, ConnId>, &HashMap<ConnId, Nick>),
+    (nicks, nick_of): (&HashMap<NickKey, ConnId>, &ConnMap<Nick>),
     remote: &'r [RemoteSeat],
     entry: &RoomEntry,
     room: &RoomName,

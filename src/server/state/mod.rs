@@ -1,6 +1,7 @@
 //! What several threads must agree on: the directory of nicks and rooms, each room's moderation state and home-shard extras, shards' local memberships, the registry of accounts and registered rooms, and the cluster's view of other nodes.
 
 pub mod cluster;
+pub mod conn_map;
 pub mod directory;
 pub mod registry;
 pub mod room_home;
