@@ -98,6 +98,12 @@ impl RoomName {
         LOBBY.clone()
     }
 
+    /// True for the lobby (compares the text: no touch of the shared name's count,
+    /// which every shard would otherwise bump on each check).
+    pub fn is_lobby(&self) -> bool {
+        &*self.0 == "lobby"
+    }
+
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0

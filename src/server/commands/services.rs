@@ -208,7 +208,7 @@ impl Services<'_, '_, '_> {
         self.store()?;
         let founder = self.account()?;
         let (to, ..) = self.asker()?;
-        if room == RoomName::lobby() {
+        if room.is_lobby() {
             return Err(ProtocolError::NotOperator(room));
         }
         let directory = &self.shared.directory;

@@ -1153,7 +1153,7 @@ impl Tables {
         }
         if entry.members.insert(id) {
             // The lobby belongs to the server: nobody becomes its operator.
-            if entry.members.len() == 1 && !elsewhere && *room != RoomName::lobby() {
+            if entry.members.len() == 1 && !elsewhere && !room.is_lobby() {
                 entry.state.found(id);
             }
             let shard = id.shard();
