@@ -27,6 +27,11 @@ pub enum FrameError {
     TooLong,
 }
 
+/// A line limit as the framer keeps it.
+fn clamp(max_line: usize) -> u32 {
+    u32::try_from(max_line).unwrap_or(u32::MAX)
+}
+
 /// Splits a byte stream into lines, keeping only the unfinished tail.
 #[derive(Debug)]
 pub struct LineFramer {
@@ -35,7 +40,9 @@ pub struct LineFramer {
     /// True while skipping the rest of an over-long line (after reporting it once).
     discarding: bool,
     /// Longest accepted line in bytes, not counting the LF (nor a CR before it).
-    max_line: usize,
+    /// A `u32` beside the flag keeps the framer, and so every connection, 8 bytes
+    /// smaller; a longer limit is taken as 4 GiB, which no buffer reaches.
+    max_line: u32,
 }
 
 impl LineFramer {
@@ -44,13 +51,13 @@ impl LineFramer {
         LineFramer {
             partial: Vec::new(),
             discarding: false,
-            max_line,
+            max_line: clamp(max_line),
         }
     }
 
     /// The configured line limit.
     pub fn max_line(&self) -> usize {
-        self.max_line
+        self.max_line as usize
     }
 
     /// Frees the buffer of a partial line when none is pending (a burst of reads
@@ -64,7 +71,7 @@ impl LineFramer {
     /// Changes the limit (a reload): a held partial line already over the new limit
     /// is reported as too long when its end arrives.
     pub fn set_max_line(&mut self, max_line: usize) {
-        self.max_line = max_line;
+        self.max_line = clamp(max_line);
     }
 
     /// Bytes held for an unfinished line (what this connection costs between reads).
@@ -93,7 +100,7 @@ impl LineFramer {
             }
             let keep_going = if self.partial.is_empty() {
                 self.emit(head, &mut on_line)
-            } else if self.partial.len() + head.len() > self.max_line + 1 {
+            } else if self.partial.len() + head.len() > self.max_line() + 1 {
                 // +1: the limit counts the line without a CR that may end `head`.
                 self.partial.clear();
                 on_line(Err(FrameError::TooLong))
@@ -124,7 +131,7 @@ impl LineFramer {
         on_line: &mut impl FnMut(Result<&[u8], FrameError>) -> bool,
     ) -> bool {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.len() > self.max_line {
+        if line.len() > self.max_line() {
             on_line(Err(FrameError::TooLong))
         } else {
             on_line(Ok(line))
@@ -141,7 +148,7 @@ impl LineFramer {
             return;
         }
         // `max_line + 1` leaves room for a CR that a CRLF client sends before its LF.
-        if self.partial.len() + tail.len() > self.max_line + 1 {
+        if self.partial.len() + tail.len() > self.max_line() + 1 {
             self.partial = Vec::new();
             self.discarding = true;
             on_line(Err(FrameError::TooLong));

@@ -920,13 +920,13 @@ impl Backplane {
         let reason: Box<str> = format!("node {node} lost").into();
         for user in users {
             let once = once_of(node, &user.entry.nick, &reason);
-            for room in user.entry.rooms {
+            for room in user.entry.room_names() {
                 let event = Event::Quit {
                     room: room.clone(),
                     nick: user.entry.nick.clone(),
                     reason: reason.clone(),
                 };
-                self.deliver_here(room, event, Some(once), None);
+                self.deliver_here(room.clone(), event, Some(once), None);
             }
         }
     }
@@ -1610,16 +1610,17 @@ impl Backplane {
             let old = old.nick.clone();
             self.release(id, old);
         }
-        let joined: Vec<RoomName> = (entry.rooms.iter())
+        let rooms: Box<[RoomName]> = entry.room_names().cloned().collect();
+        let joined: Vec<RoomName> = (rooms.iter())
             .filter(|r| !old_rooms.contains(r))
             .cloned()
             .collect();
-        let left = old_rooms.into_iter().filter(|r| !entry.rooms.contains(r));
+        let left = old_rooms.into_iter().filter(|r| !rooms.contains(r));
         let left: Vec<RoomName> = left.collect();
         let user = LocalUser {
             nick: entry.nick.clone(),
             claimed_ms: entry.claimed_ms,
-            rooms: entry.rooms.clone().into_boxed_slice(),
+            rooms,
         };
         self.local.insert(id, user);
         let origin = self.config.node.clone();

@@ -192,24 +192,41 @@ pub struct RosterEntry {
     pub realname: Arc<str>,
     /// The away message, if the user is away.
     pub away: Option<Box<str>>,
-    /// The rooms the user is in.
-    pub rooms: Vec<RoomName>,
-    /// Those of `rooms` where the user is an operator (`@` before the room's name).
-    pub ops: Vec<RoomName>,
-    /// Those of `rooms` where the user is voiced (`+` before the room's name).
-    pub voiced: Vec<RoomName>,
+    /// The rooms the user is in, each with its roles there. One boxed list, not a
+    /// list of rooms and two of roles: every node keeps an entry per user of every
+    /// other node, so its size is paid once per remote user (see DESIGN.md, memory).
+    pub rooms: Box<[RosterRoom]>,
+}
+
+/// One of a user's rooms, and its roles there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterRoom {
+    /// The room.
+    pub room: RoomName,
+    /// An operator there (`@` before the room's name).
+    pub op: bool,
+    /// Voiced there (`+` before the room's name).
+    pub voiced: bool,
 }
 
 impl RosterEntry {
     /// The user's role in `room` (operator wins over voice).
     pub fn role_in(&self, room: &RoomName) -> Role {
-        if self.ops.contains(room) {
-            Role::Operator
-        } else if self.voiced.contains(room) {
-            Role::Voiced
-        } else {
-            Role::Member
+        match self.seat(room) {
+            Some(seat) if seat.op => Role::Operator,
+            Some(seat) if seat.voiced => Role::Voiced,
+            _ => Role::Member,
         }
+    }
+
+    /// The user's place in `room`, if it is in it.
+    pub fn seat(&self, room: &RoomName) -> Option<&RosterRoom> {
+        self.rooms.iter().find(|seat| seat.room == *room)
+    }
+
+    /// The names of the user's rooms.
+    pub fn room_names(&self) -> impl Iterator<Item = &RoomName> {
+        self.rooms.iter().map(|seat| &seat.room)
     }
 }
 
@@ -585,13 +602,11 @@ fn room_of(word: &str) -> Result<RoomName, BadWire> {
 /// or `-` for none, each room's name after `@` if the user is its operator and `+`
 /// if voiced there: room names never start with either).
 fn encode_entry(entry: &RosterEntry) -> String {
-    let rooms: Vec<String> = entry
-        .rooms
-        .iter()
-        .map(|room| {
-            let op = if entry.ops.contains(room) { "@" } else { "" };
-            let voiced = if entry.voiced.contains(room) { "+" } else { "" };
-            format!("{op}{voiced}{room}")
+    let rooms: Vec<String> = (entry.rooms.iter())
+        .map(|seat| {
+            let op = if seat.op { "@" } else { "" };
+            let voiced = if seat.voiced { "+" } else { "" };
+            format!("{op}{voiced}{}", seat.room)
         })
         .collect();
     let protocol = if entry.irc { "irc" } else { "line" };
@@ -622,30 +637,25 @@ fn decode_entry(line: &str) -> Result<RosterEntry, BadWire> {
     } else {
         realname.into()
     };
-    let mut entry = RosterEntry {
+    let claimed_ms = words.number()?;
+    let irc = words.next()? == "irc";
+    let rooms = (words.next()?.split(','))
+        .filter(|r| !r.is_empty() && *r != "-")
+        .map(|word| {
+            let (op, word) = word.strip_prefix('@').map_or((false, word), |w| (true, w));
+            let (voiced, word) = word.strip_prefix('+').map_or((false, word), |w| (true, w));
+            let room = room_of(word)?;
+            Ok(RosterRoom { room, op, voiced })
+        })
+        .collect::<Result<_, BadWire>>()?;
+    Ok(RosterEntry {
         nick,
-        claimed_ms: words.number()?,
-        irc: words.next()? == "irc",
+        claimed_ms,
+        irc,
         realname,
         away,
-        rooms: Vec::new(),
-        ops: Vec::new(),
-        voiced: Vec::new(),
-    };
-    let rooms = words.next()?;
-    for word in rooms.split(',').filter(|r| !r.is_empty() && *r != "-") {
-        let (op, word) = word.strip_prefix('@').map_or((false, word), |w| (true, w));
-        let (voiced, word) = word.strip_prefix('+').map_or((false, word), |w| (true, w));
-        let room = room_of(word)?;
-        if op {
-            entry.ops.push(room.clone());
-        }
-        if voiced {
-            entry.voiced.push(room.clone());
-        }
-        entry.rooms.push(room);
-    }
-    Ok(entry)
+        rooms,
+    })
 }
 
 /// `ROOM CREATED MODES [PARAMS...]`, a tab, the bans as `MASK SETBY SETAT` triples,
@@ -972,9 +982,23 @@ mod tests {
             irc: true,
             realname: "Bob B. Builder".into(),
             away: Some("gone \t fishing, back soon".into()),
-            rooms: vec![room.clone(), other.clone(), RoomName::lobby()],
-            ops: vec![room.clone()],
-            voiced: vec![room.clone(), other],
+            rooms: Box::new([
+                RosterRoom {
+                    room: room.clone(),
+                    op: true,
+                    voiced: true,
+                },
+                RosterRoom {
+                    room: other,
+                    op: false,
+                    voiced: true,
+                },
+                RosterRoom {
+                    room: RoomName::lobby(),
+                    op: false,
+                    voiced: false,
+                },
+            ]),
         };
         let b = || String::from("b");
         let all = vec![

@@ -959,7 +959,7 @@ mod tests {
                 .request(&irc::CAPABILITIES.join(" "))
                 .unwrap();
         }
-        let socket = Socket::new(protocol, std::time::Instant::now());
+        let socket = Socket::new(session.peer, protocol, std::time::Instant::now());
         conn.web = Some(Web::Socket(Box::new(socket)));
         conn.session = Some(session);
         (conn, client)

@@ -207,8 +207,9 @@ impl IrcSession<'_, '_, '_> {
                 '+' | '-' => set = letter == '+',
                 'o' if !set => self.stop_being_operator(),
                 's' => {
-                    if let Some(session) = self.fx.session(self.key).filter(|s| s.oper.is_some()) {
-                        session.snotices = set;
+                    let session = self.fx.session(self.key);
+                    if let Some(oper) = session.and_then(|s| s.oper.as_mut()) {
+                        oper.snotices = set;
                     }
                 }
                 _ => {}
@@ -222,12 +223,12 @@ impl IrcSession<'_, '_, '_> {
         let Some(session) = self.fx.session(self.key) else {
             return;
         };
-        if let Some(name) = session.oper.take() {
-            session.snotices = false;
+        if let Some(oper) = session.oper.take() {
             log::info!(
-                "{} {} is no longer operator {name}",
+                "{} {} is no longer operator {}",
                 session.peer,
-                session.nick
+                session.nick,
+                oper.name
             );
             let (delivery, opers) = (&self.relay.delivery, &mut self.relay.opers);
             oper::drop_oper(delivery, self.shared, opers, self.key);

@@ -266,7 +266,7 @@ impl Moderator<'_, '_, '_> {
     /// `nick` as spelled, if a user of another node of the cluster is in `room`.
     fn remote_member(&self, room: &RoomName, nick: &str) -> Result<Nick, ProtocolError> {
         let found = (self.shared.cluster).with_owner(nick, |user| {
-            (user.entry.nick.clone(), user.entry.rooms.contains(room))
+            (user.entry.nick.clone(), user.entry.seat(room).is_some())
         });
         match found {
             Some((nick, true)) => Ok(nick),
@@ -331,7 +331,7 @@ impl Moderator<'_, '_, '_> {
             .cluster
             .owner(nick)
             .ok_or_else(|| ProtocolError::NoSuchNick(nick.into()))?;
-        if user.entry.rooms.contains(room) {
+        if user.entry.seat(room).is_some() {
             let (nick, room) = (user.entry.nick, room.clone());
             return Err(ProtocolError::AlreadyOnRoom { nick, room });
         }

@@ -36,6 +36,7 @@ use crate::server::klines;
 use crate::server::moderation::identity;
 use crate::server::operators::{Asker, OperJob, OperMsg, OperOutcome};
 use crate::server::room_state::unix_now;
+use crate::server::session::OperStatus;
 use crate::server::shared::Shared;
 use crate::server::store::klines::KlineWrite;
 use crate::server::store::{Job, Then};
@@ -403,7 +404,7 @@ pub fn on_message(
             for &key in opers.keys() {
                 let reads = fx
                     .session(key)
-                    .is_some_and(|s| s.oper.is_some() && (s.snotices || !notice));
+                    .is_some_and(|s| s.oper.as_ref().is_some_and(|o| o.snotices || !notice));
                 if reads {
                     delivery.reply_from(fx, key, &event, from.as_deref());
                 }
@@ -434,8 +435,10 @@ fn checked(
     let who = format!("{} ({})", session.nick, host_of(session.peer.ip()));
     let error = match outcome {
         OperOutcome::Granted => {
-            session.oper = Some(name.clone());
-            session.snotices = true;
+            session.oper = Some(Box::new(OperStatus {
+                name: name.clone(),
+                snotices: true,
+            }));
             if opers.add(key) {
                 shared.opers.add(delivery.index());
             }

@@ -62,12 +62,20 @@ pub struct Session {
     pub spoke_once: bool,
     /// The one-minute idle warning was sent (cleared by any line).
     pub idle_warned: bool,
-    /// The `[[oper]]` this connection is a server operator as, if it is one.
-    pub oper: Option<Box<str>>,
-    /// An operator who takes server notices (IRC user mode `+s`, on with `OPER`).
-    pub snotices: bool,
+    /// Its standing as a server operator, if it is one (boxed: few connections
+    /// are, and every other one then pays 8 bytes for it, not 24).
+    pub oper: Option<Box<OperStatus>>,
     /// Operators were told of a flood pause of this connection (once is enough).
     pub flood_noticed: bool,
+}
+
+/// A connection that is a server operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperStatus {
+    /// The `[[oper]]` it is an operator as.
+    pub name: Box<str>,
+    /// It takes server notices (IRC user mode `+s`, on with `OPER`).
+    pub snotices: bool,
 }
 
 impl Session {
@@ -91,7 +99,6 @@ impl Session {
             spoke_once: false,
             idle_warned: false,
             oper: None,
-            snotices: false,
             flood_noticed: false,
         }
     }

@@ -151,8 +151,9 @@ impl<H: Handler> ConnTable<H> {
         };
         // Behind a trusted proxy, the client is the one it names (bans, cloaks).
         let trusted = &self.shared.config.trusted_proxies;
-        let client = client_address(conn.peer.ip(), forwarded.as_deref(), trusted);
-        let peer = SocketAddr::new(client, conn.peer.port());
+        let tcp_peer = conn.peer();
+        let client = client_address(tcp_peer.ip(), forwarded.as_deref(), trusted);
+        let peer = SocketAddr::new(client, tcp_peer.port());
         let session = self.chat.open_session(conn.id, peer, protocol);
         let max_line = self.limits.max_line_for(protocol);
         conn.upgrade(response, session, max_line, &mut self.turn);
@@ -291,9 +292,9 @@ impl<H: Handler> ConnTable<H> {
                 conn.transport.say_goodbye();
             }
             if let Err(e) = self.registry.deregister(conn.transport.socket()) {
-                log::debug!("{} deregister: {e}", conn.peer);
+                log::debug!("{} deregister: {e}", conn.peer());
             }
-            let (peer, handshaking) = (conn.peer, conn.transport.is_handshaking());
+            let (peer, handshaking) = (conn.peer(), conn.transport.is_handshaking());
             conn.log_close(reason, self.limits.sendq);
             let protocol = conn
                 .session

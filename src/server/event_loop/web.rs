@@ -22,6 +22,7 @@
 //! (no edge will come for it). A slow-loris client that trickles its head raises
 //! edges but never finishes; the tick's deadline is what ends it (`408`).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::protocol::http::{self, Route};
@@ -47,6 +48,8 @@ pub enum Web {
 /// A request head being read.
 #[derive(Debug)]
 pub struct HttpRequest {
+    /// The address at the other end of the socket (see `Connection::peer`).
+    pub peer: SocketAddr,
     /// The head so far (at most `MAX_HEAD` plus one read).
     head: Vec<u8>,
     /// When the whole head must have arrived.
@@ -75,9 +78,10 @@ pub enum HttpStep {
 }
 
 impl HttpRequest {
-    /// A request that must be complete by `deadline`.
-    pub fn new(deadline: Instant) -> Self {
+    /// A request from `peer` that must be complete by `deadline`.
+    pub fn new(peer: SocketAddr, deadline: Instant) -> Self {
         HttpRequest {
+            peer,
             head: Vec::new(),
             deadline,
         }
@@ -119,6 +123,9 @@ impl HttpRequest {
 /// An upgraded connection: its decoder and keepalive.
 #[derive(Debug)]
 pub struct Socket {
+    /// The address at the other end of the socket: a proxy's, when the client is
+    /// behind a trusted one (the session holds the client's; see `Connection::peer`).
+    pub peer: SocketAddr,
     /// The chat protocol inside the frames.
     pub protocol: Protocol,
     /// The client's frames, reassembled.
@@ -156,9 +163,10 @@ pub enum Keepalive {
 }
 
 impl Socket {
-    /// A fresh WebSocket speaking `protocol`.
-    pub fn new(protocol: Protocol, now: Instant) -> Self {
+    /// A fresh WebSocket from `peer` speaking `protocol`.
+    pub fn new(peer: SocketAddr, protocol: Protocol, now: Instant) -> Self {
         Socket {
+            peer,
             protocol,
             decoder: Decoder::default(),
             last_heard: now,

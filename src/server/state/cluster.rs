@@ -115,7 +115,7 @@ impl Cluster {
                 nick: user.entry.nick.clone(),
                 role: user.entry.role_in(room),
                 away: user.entry.away.is_some(),
-                voiced: user.entry.voiced.contains(room),
+                voiced: user.entry.seat(room).is_some_and(|seat| seat.voiced),
                 realname: Arc::clone(&user.entry.realname),
             })
             .collect()
@@ -134,7 +134,7 @@ impl Cluster {
                 .get(room)
                 .is_some_and(RoomSnapshot::is_secret)
         };
-        let mut rooms: Vec<(RoomName, Role)> = (user.entry.rooms.iter())
+        let mut rooms: Vec<(RoomName, Role)> = (user.entry.room_names())
             .filter(|room| !secret(room) || asker_rooms.contains(room))
             .map(|room| (room.clone(), user.entry.role_in(room)))
             .collect();
@@ -218,11 +218,14 @@ impl Cluster {
 
     /// The user of another node holding `nick`, as a mode change on `room` needs it.
     pub fn seat(&self, room: &RoomName, nick: &str) -> Option<RemoteSeat> {
-        self.with_owner(nick, |user| RemoteSeat {
-            in_room: user.entry.rooms.contains(room),
-            op: user.entry.ops.contains(room),
-            voiced: user.entry.voiced.contains(room),
-            nick: user.entry.nick.clone(),
+        self.with_owner(nick, |user| {
+            let seat = user.entry.seat(room);
+            RemoteSeat {
+                in_room: seat.is_some(),
+                op: seat.is_some_and(|seat| seat.op),
+                voiced: seat.is_some_and(|seat| seat.voiced),
+                nick: user.entry.nick.clone(),
+            }
         })
     }
 
@@ -321,7 +324,7 @@ impl Cluster {
 impl View {
     fn insert(&mut self, node: &str, entry: &RosterEntry) {
         let key = entry.nick.key();
-        for room in &entry.rooms {
+        for room in entry.room_names() {
             self.rooms
                 .entry(room.clone())
                 .or_default()
@@ -335,12 +338,9 @@ impl View {
         *self.nodes.entry(Arc::clone(&node)).or_insert(0) += 1;
         let mut entry = entry.clone();
         // One copy of each room's name too, shared by its members.
-        let names = (entry.rooms.iter_mut())
-            .chain(&mut entry.ops)
-            .chain(&mut entry.voiced);
-        for room in names {
-            if let Some((name, _)) = self.rooms.get_key_value(room) {
-                *room = name.clone();
+        for seat in &mut entry.rooms {
+            if let Some((name, _)) = self.rooms.get_key_value(&seat.room) {
+                seat.room = name.clone();
             }
         }
         self.users.insert(key, Box::new(RemoteUser { node, entry }));
@@ -348,7 +348,7 @@ impl View {
 
     fn forget(&mut self, key: &NickKey) -> Option<RemoteUser> {
         let user = *self.users.remove(key)?;
-        for room in &user.entry.rooms {
+        for room in user.entry.room_names() {
             if let Some(members) = self.rooms.get_mut(room) {
                 members.remove(key);
                 if members.is_empty() {
@@ -387,17 +387,23 @@ impl View {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::server::backplane::wire::RosterRoom;
 
     fn entry(nick: &str, rooms: &[&str]) -> RosterEntry {
-        let rooms: Vec<RoomName> = rooms.iter().map(|r| RoomName::parse(r).unwrap()).collect();
+        // An operator in the first of its rooms.
+        let rooms = (rooms.iter().enumerate())
+            .map(|(i, r)| RosterRoom {
+                room: RoomName::parse(r).unwrap(),
+                op: i == 0,
+                voiced: false,
+            })
+            .collect();
         RosterEntry {
             nick: Nick::parse(nick).unwrap(),
             claimed_ms: 1,
             irc: false,
             realname: Arc::from(nick),
             away: None,
-            ops: rooms.iter().take(1).cloned().collect(),
-            voiced: Vec::new(),
             rooms,
         }
     }

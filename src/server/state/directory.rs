@@ -32,7 +32,7 @@ use crate::protocol::{
     TopicSetter, WhoRow, WhoisInfo, WhowasEntry,
 };
 
-use crate::server::backplane::wire::RosterEntry;
+use crate::server::backplane::wire::{RosterEntry, RosterRoom};
 use crate::server::conn_map::ConnMap;
 use crate::server::room_state::{
     JoinRefusal, RemoteRoom, RemoteSeat, RoomSnapshot, RoomState, unix_now,
@@ -1047,28 +1047,21 @@ impl Directory {
         let tables = self.lock();
         let nick = tables.nick_of.get(&id)?.clone();
         let profile = tables.profiles.get(&id);
-        let states = rooms.iter().filter_map(|room| {
-            let entry = tables.rooms.get(room)?;
-            Some((room, &entry.state))
-        });
-        let (mut ops, mut voiced) = (Vec::new(), Vec::new());
-        for (room, state) in states {
-            if state.role(id) == Role::Operator {
-                ops.push(room.clone());
+        let seat = |room: RoomName| {
+            let state = tables.rooms.get(&room).map(|entry| &entry.state);
+            RosterRoom {
+                op: state.is_some_and(|state| state.role(id) == Role::Operator),
+                voiced: state.is_some_and(|state| state.is_voiced(id)),
+                room,
             }
-            if state.is_voiced(id) {
-                voiced.push(room.clone());
-            }
-        }
+        };
         Some(RosterEntry {
             realname: profile.map_or_else(|| nick.shared_text(), |p| Arc::clone(&p.realname)),
             irc: profile.is_some_and(|p| p.irc),
             away: tables.away.get(&id).cloned(),
             nick,
             claimed_ms,
-            rooms,
-            ops,
-            voiced,
+            rooms: rooms.into_iter().map(seat).collect(),
         })
     }
 
@@ -1369,7 +1362,7 @@ mod tests {
         assert_eq!(joined.topic.as_deref(), Some("gold"));
         assert!(d.invites_of(al).is_empty(), "the invitation was used");
         let entry = d.roster_entry(al, 1, vec![vault.clone()]).unwrap();
-        assert!(entry.ops.is_empty() && entry.voiced.is_empty());
+        assert!(entry.rooms.iter().all(|seat| !seat.op && !seat.voiced));
         assert_eq!(d.modes(&vault, al).unwrap(), ("+ikln sesame 3".into(), 7));
         let bans = d.bans(&vault).unwrap();
         assert_eq!(
