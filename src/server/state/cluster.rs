@@ -22,6 +22,7 @@ use crate::protocol::{BanInfo, Member, Nick, ProtocolError, Role, RoomName, Whoi
 
 use crate::server::backplane::wire::RosterEntry;
 use crate::server::room_state::{RemoteRoom, RemoteSeat, RoomSnapshot, RoomState};
+use crate::server::state::remote_users::RemoteUsers;
 
 /// The cluster view of one node.
 #[derive(Debug, Default)]
@@ -31,9 +32,9 @@ pub struct Cluster {
 
 #[derive(Debug, Default)]
 struct View {
-    /// Users of other nodes, by case-folded nick. Boxed: the table keeps room to
-    /// spare as it doubles, and a spare slot then costs a pointer, not a user.
-    users: HashMap<NickKey, Box<RemoteUser>>,
+    /// Users of other nodes, by case-folded nick (each boxed, with no key beside
+    /// it: see `remote_users.rs`).
+    users: RemoteUsers,
     /// Other nodes' members of each room, by case-folded nick.
     rooms: HashMap<RoomName, HashSet<NickKey>>,
     /// Nodes heard of, and how many users each has.
@@ -93,8 +94,8 @@ impl Cluster {
     /// lock: a private message or `ISON` copies the two or three fields it needs,
     /// not the user's rooms and roles.
     pub fn with_owner<R>(&self, nick: &str, read: impl FnOnce(&RemoteUser) -> R) -> Option<R> {
-        let key = Nick::parse(nick).ok()?.key();
-        self.lock().users.get(&key).map(|user| read(user))
+        // No stored user holds a nick that does not parse, so none is found for one.
+        self.lock().users.get(nick).map(read)
     }
 
     /// True if a user of another node holds `nick`.
@@ -110,7 +111,7 @@ impl Cluster {
             return Vec::new();
         };
         keys.iter()
-            .filter_map(|key| view.users.get(key))
+            .filter_map(|key| view.users.get(key.as_str()))
             .map(|user| Member {
                 nick: user.entry.nick.clone(),
                 role: user.entry.role_in(room),
@@ -126,9 +127,8 @@ impl Cluster {
     /// them too), its real name, its away message and when it claimed the nick; not
     /// its idle time, which stays on its node.
     pub fn whois(&self, nick: &str, asker_rooms: &[RoomName]) -> Option<WhoisInfo> {
-        let key = Nick::parse(nick).ok()?.key();
         let view = self.lock();
-        let user = view.users.get(&key)?;
+        let user = view.users.get(nick)?;
         let secret = |room: &RoomName| {
             view.snapshots
                 .get(room)
@@ -343,11 +343,11 @@ impl View {
                 seat.room = name.clone();
             }
         }
-        self.users.insert(key, Box::new(RemoteUser { node, entry }));
+        self.users.insert(RemoteUser { node, entry });
     }
 
     fn forget(&mut self, key: &NickKey) -> Option<RemoteUser> {
-        let user = *self.users.remove(key)?;
+        let user = self.users.remove(key.as_str())?;
         for room in user.entry.room_names() {
             if let Some(members) = self.rooms.get_mut(room) {
                 members.remove(key);
@@ -373,11 +373,9 @@ impl View {
     }
 
     fn drop_node(&mut self, node: &str) -> Vec<RemoteUser> {
-        let keys: Vec<NickKey> = self
-            .users
-            .iter()
-            .filter(|(_, user)| &*user.node == node)
-            .map(|(key, _)| key.clone())
+        let keys: Vec<NickKey> = (self.users.iter())
+            .filter(|user| &*user.node == node)
+            .map(|user| user.entry.nick.key())
             .collect();
         keys.iter().filter_map(|key| self.forget(key)).collect()
     }

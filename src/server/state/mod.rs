@@ -1,9 +1,10 @@
-//! What several threads must agree on: the directory of nicks and rooms, each room's moderation state and home-shard extras, shards' local memberships, the registry of accounts and registered rooms, and the cluster's view of other nodes.
+//! What several threads must agree on: the directory of nicks and rooms, each room's moderation state and home-shard extras, shards' local memberships, the registry of accounts and registered rooms, and the cluster's view of other nodes (with its table of their users).
 
 pub mod cluster;
 pub mod conn_map;
 pub mod directory;
 pub mod registry;
+pub mod remote_users;
 pub mod room_home;
 pub mod room_state;
 pub mod rooms;
