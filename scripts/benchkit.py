@@ -133,8 +133,9 @@ def default_workers():
 NO_ADDRESS_LIMITS = ["--max-per-ip", "0", "--connect-rate", "0"]
 
 
-def start(kind, port, workdir, workers=2, pin=None):
-    """Starts one of the known servers; returns a Server or None if not installed."""
+def start(kind, port, workdir, workers=2, pin=None, aof_dir=None):
+    """Starts one of the known servers; returns a Server or None if not installed.
+    `aof_dir`: Redis keeps an append-only file there (and reloads it on a restart)."""
     # workers=None runs miochat's own default shard count (no --workers flag).
     shards = [] if workers is None else ["--workers", str(workers)]
     if kind == "miochat":
@@ -162,8 +163,12 @@ def start(kind, port, workdir, workers=2, pin=None):
         argv = ["inspircd", "--nofork", "--runasroot", f"--config={conf}"]
         return Server("inspircd", "irc", argv, port, workdir, pin)
     if kind == "redis" and shutil.which("redis-server"):
+        persist = ["--appendonly", "no"]
+        if aof_dir:
+            os.makedirs(aof_dir, exist_ok=True)
+            persist = ["--appendonly", "yes", "--dir", aof_dir]
         argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--maxclients", "19000",
+                *persist, "--maxclients", "19000",
                 "--client-output-buffer-limit", "pubsub 0 0 0"]
         return Server("redis", "resp", argv, port, workdir, pin)
     return None
@@ -553,13 +558,14 @@ def cmd_shards(a):
 class Cluster:
     """A redis-server and `nodes` miochat nodes on loopback, stopped with `stop()`."""
 
-    def __init__(self, nodes, port, workdir):
-        """`nodes` = 0: one plain miochat, no backplane and no Redis (the baseline)."""
+    def __init__(self, nodes, port, workdir, aof_dir=None):
+        """`nodes` = 0: one plain miochat, no backplane and no Redis (the baseline).
+        `aof_dir`: Redis persists there (appendonly), as a cluster's Redis should."""
         self.redis, self.nodes = None, []
         if nodes == 0:
             self.nodes.append(start("miochat", port + 1, workdir, None))
             return
-        self.redis = start("redis", port, workdir)
+        self.redis = start("redis", port, workdir, aof_dir=aof_dir)
         if self.redis is None:
             raise RuntimeError("redis-server is not installed")
         for i in range(nodes):
@@ -594,8 +600,11 @@ def cluster_bench(cluster, args, with_redis=True):
 def fault_run(a, args, port, workdir):
     """One fan-out run over 2 nodes during which Redis is killed and restarted: every
     line must still reach every member once, in order (held by its node, or read back
-    from the room's log)."""
-    cluster = Cluster(2, port, workdir)
+    from the room's log). Redis runs as CLUSTER.md asks, with `appendonly yes`: one
+    that forgets its logs when killed turns a line it had logged, and published to a
+    node whose link the kill reset, into a reported gap."""
+    aof_dir = os.path.join(workdir, f"redis-aof-{port}")
+    cluster = Cluster(2, port, workdir, aof_dir=aof_dir)
     try:
         argv = [MIOCHAT, "bench", "fanout", "--addr", cluster.addrs(), "--json"] + args
         bench_proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -604,7 +613,7 @@ def fault_run(a, args, port, workdir):
         cluster.redis.proc.kill()
         cluster.redis.proc.wait()
         time.sleep(1.0)
-        cluster.redis = start("redis", port, workdir)
+        cluster.redis = start("redis", port, workdir, aof_dir=aof_dir)
         out, err = bench_proc.communicate(timeout=600)
     finally:
         cluster.stop()
