@@ -261,7 +261,7 @@ impl Handler for Chat {
         let profile = Profile {
             realname: session.nick.shared_text(),
             signon: unix_now(),
-            spoke_at: Arc::clone(&session.spoke_at),
+            spoke_at: 0,
             registered: protocol == Protocol::Line,
             irc: protocol.speaks_irc(),
             account: None,

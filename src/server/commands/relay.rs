@@ -16,8 +16,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use std::sync::atomic::Ordering;
-
 use crate::protocol::mask::glob_matches;
 use crate::protocol::outgoing::Outgoing;
 use crate::protocol::{
@@ -34,7 +32,6 @@ use crate::server::config::{JOIN_HISTORY, MAX_ROOMS_PER_CONNECTION, WHO_PAGE};
 use crate::server::delivery::Delivery;
 use crate::server::moderation::{Moderator, identity, save_room};
 use crate::server::oper::{self, Operator, Opers};
-use crate::server::room_state::unix_now;
 use crate::server::services::{Services, grant};
 use crate::server::session::Session;
 use crate::server::shared::Shared;
@@ -385,8 +382,8 @@ impl Relay {
             None => session.current.clone().ok_or(ProtocolError::NoRoom)?,
             Some(room) => room,
         };
+        // Also stamps when it last spoke (its WHOIS idle time).
         let account = self.may_speak(session, &room)?;
-        session.spoke_at.store(unix_now(), Ordering::Relaxed);
         let (from, text) = (session.nick.clone(), text.into());
         bump(&self.shared.stats.shards[self.index].messages_in);
         let event = match kind {
@@ -527,7 +524,7 @@ impl Relay {
         notice: bool,
     ) -> Result<Event, ProtocolError> {
         let session = fx.session(key).ok_or(ProtocolError::NoRoom)?;
-        session.spoke_at.store(unix_now(), Ordering::Relaxed);
+        self.shared.directory.spoke(session.id);
         bump(&self.shared.stats.shards[self.index].messages_in);
         Ok(Event::Private {
             from: session.nick.clone(),

@@ -10,7 +10,6 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use crate::protocol::identity::UserHost;
@@ -49,10 +48,6 @@ pub struct Session {
     pub errors_logged: u8,
     /// IRC registration state; `None` for a line-protocol connection.
     pub irc: Option<Box<IrcState>>,
-    /// When this connection last sent a message (Unix seconds; 0 = never). Written
-    /// here without a lock; the directory's profile holds the same `Arc` and reads it
-    /// for `WHOIS` idle times.
-    pub spoke_at: Arc<AtomicU64>,
     /// The wire protocol (the dialect, and whether it travels in WebSocket frames).
     protocol: Protocol,
     /// `/echo on` (line) or `echo-message` (IRC): the sender gets its own room lines.
@@ -93,7 +88,6 @@ impl Session {
             flood: None,
             errors_logged: 0,
             irc: protocol.speaks_irc().then(Box::default),
-            spoke_at: Arc::default(),
             protocol,
             echo: false,
             spoke_once: false,

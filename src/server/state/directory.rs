@@ -20,7 +20,6 @@
 //! new member.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::protocol::identity::UserHost;
@@ -103,9 +102,12 @@ pub struct Profile {
     pub realname: Arc<str>,
     /// When it connected (Unix seconds).
     pub signon: u64,
-    /// When it last sent a message (Unix seconds), written by its own shard without
-    /// the lock and read here for `WHOIS` idle times.
-    pub spoke_at: Arc<AtomicU64>,
+    /// When it last sent a message (Unix seconds; 0: never), for `WHOIS` idle
+    /// times: stamped under the lock a room line takes anyway to ask whether its
+    /// sender may speak (`may_speak`), and by `spoke` for a private message. Not a
+    /// shared atomic the shard writes without the lock: that cost an allocation per
+    /// connection.
+    pub spoke_at: u64,
     /// Registration is complete (always for line connections).
     pub registered: bool,
     /// The connection speaks IRC.
@@ -587,13 +589,24 @@ impl Directory {
         id: ConnId,
         who: &Identity<'_>,
     ) -> Option<Option<Nick>> {
-        let tables = self.lock();
+        let mut tables = self.lock();
         let entry = tables.rooms.get(room)?;
         let member = entry.members.contains(&id);
-        entry.state.may_speak(id, member, who).then(|| {
-            let profile = tables.profiles.get(&id);
-            profile.and_then(|p| p.account.clone())
-        })
+        if !entry.state.may_speak(id, member, who) {
+            return None;
+        }
+        let profile = tables.profiles.get_mut(&id);
+        Some(profile.and_then(|p| {
+            p.spoke_at = unix_now();
+            p.account.clone()
+        }))
+    }
+
+    /// `id` sent a private message now (its `WHOIS` idle time starts again).
+    pub fn spoke(&self, id: ConnId) {
+        if let Some(profile) = self.lock().profiles.get_mut(&id) {
+            profile.spoke_at = unix_now();
+        }
     }
 
     /// The account and real name of `id` (an IRC `extended-join`).
@@ -870,7 +883,7 @@ impl Directory {
             .collect();
         rooms.sort();
         let now = unix_now();
-        let spoke = profile.spoke_at.load(Ordering::Relaxed).max(profile.signon);
+        let spoke = profile.spoke_at.max(profile.signon);
         Some(WhoisInfo {
             nick,
             realname: Arc::clone(&profile.realname),
@@ -1268,7 +1281,7 @@ mod tests {
         let profile = |realname: &str, irc| Profile {
             realname: realname.into(),
             signon: 0,
-            spoke_at: Arc::default(),
+            spoke_at: 0,
             registered: true,
             irc,
             account: None,
@@ -1285,6 +1298,41 @@ mod tests {
         assert_eq!(d.lookup(a.as_str()), None, "old nick is freed");
         // Changing only the case of one's own nick is allowed.
         assert!(d.rename(id(0, 1), &Nick::parse("ALICE").unwrap()).is_ok());
+    }
+
+    #[test]
+    fn a_room_line_and_a_private_message_stamp_when_the_sender_last_spoke() {
+        let d = Directory::new();
+        let lobby = RoomName::lobby();
+        let (al, bo) = (id(0, 1), id(0, 2));
+        for who in [al, bo] {
+            d.register_guest(who, Some(&lobby), &RemoteRoom::default());
+            let userhost = Arc::new(UserHost::new("h.ip"));
+            let (realname, signon, spoke_at) = (Arc::from("x"), 0, 0);
+            let (registered, irc, account) = (true, false, None);
+            let profile = Profile {
+                realname,
+                signon,
+                spoke_at,
+                registered,
+                irc,
+                account,
+                userhost,
+            };
+            d.set_profile(who, profile);
+        }
+        let spoke = |who| d.lock().profiles.get(&who).unwrap().spoke_at;
+        let identity = Identity {
+            nick: "al",
+            user: crate::protocol::identity::User::named("al"),
+            shown_host: "h.ip",
+            address: std::net::IpAddr::from([10, 0, 0, 7]),
+        };
+        assert!(d.may_speak(&lobby, al, &identity).is_some());
+        assert!(spoke(al) >= unix_now() - 1, "a room line stamps it");
+        assert_eq!(spoke(bo), 0, "only the sender's");
+        d.spoke(bo);
+        assert!(spoke(bo) >= unix_now() - 1, "a private message stamps it");
     }
 
     #[test]
