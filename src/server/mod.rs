@@ -40,7 +40,9 @@ pub use commands::{chat, delivery, irc_session, moderation, oper, relay, service
 pub use event_loop::{
     close_reason, conn_table, connection, effects, handler, inbox, pauses, shard, tls, token, web,
 };
-pub use state::{cluster, conn_map, directory, registry, room_home, room_state, rooms};
+pub use state::{
+    cluster, conn_map, directory, registry, remote_users, room_home, room_list, room_state, rooms,
+};
 
 use std::fmt;
 use std::io;

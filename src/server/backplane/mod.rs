@@ -57,6 +57,7 @@ use crate::protocol::outgoing::Outgoing;
 use crate::protocol::{Event, HistoryLine, Nick, RoomName};
 use crate::server::conn_map::ConnMap;
 use crate::server::room_home::said_line;
+use crate::server::room_list::RoomList;
 
 use super::config::BackplaneConfig;
 use super::inbox::{Origin, RoomEvent, ShardMsg};
@@ -147,7 +148,8 @@ type LateSeqs = (Instant, String, u64, Vec<(RoomName, u64)>);
 struct LocalUser {
     nick: Nick,
     claimed_ms: u64,
-    rooms: Box<[RoomName]>,
+    /// One room held inline (`room_list.rs`): most users are in one.
+    rooms: RoomList,
 }
 
 /// The backplane thread's state.
@@ -1610,7 +1612,7 @@ impl Backplane {
             let old = old.nick.clone();
             self.release(id, old);
         }
-        let rooms: Box<[RoomName]> = entry.room_names().cloned().collect();
+        let rooms = RoomList::from(entry.room_names().cloned().collect::<Vec<_>>());
         let joined: Vec<RoomName> = (rooms.iter())
             .filter(|r| !old_rooms.contains(r))
             .cloned()

@@ -251,9 +251,7 @@ impl Handler for Chat {
         session.flood =
             (self.relay.delivery.limits.flood).map(|limit| FloodBucket::new(limit, now));
         if !protocol.speaks_irc() {
-            // Room for one: most users are in one room at a time (a push would
-            // reserve four, 48 bytes more on every idle connection).
-            session.rooms.reserve_exact(1);
+            // Held inline: most users are in one room at a time (`room_list.rs`).
             session.rooms.push(lobby.clone());
             session.current = Some(lobby);
         }

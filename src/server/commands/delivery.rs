@@ -597,7 +597,7 @@ impl Delivery {
         let Some(session) = fx.session(key) else {
             return;
         };
-        let (id, claimed_ms, rooms) = (session.id, session.claimed_ms, session.rooms.clone());
+        let (id, claimed_ms, rooms) = (session.id, session.claimed_ms, session.rooms.to_vec());
         fx.publish(BackplaneMsg::User {
             id,
             claimed_ms,

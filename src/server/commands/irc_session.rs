@@ -991,7 +991,7 @@ impl IrcSession<'_, '_, '_> {
     /// `366 *` when it is in none).
     fn names(&mut self, msg: &Message<'_>) {
         let Some(list) = msg.param(0) else {
-            let rooms = (self.fx.session(self.key)).map_or_else(Vec::new, |s| s.rooms.clone());
+            let rooms = (self.fx.session(self.key)).map_or_else(Vec::new, |s| s.rooms.to_vec());
             if rooms.is_empty() {
                 return self.answer(IrcReply::EndOfNamesAll);
             }

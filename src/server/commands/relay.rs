@@ -729,7 +729,7 @@ impl Relay {
         if let Some(irc) = session.irc.as_mut() {
             irc.identify_by = None;
         }
-        let rooms = session.rooms.clone();
+        let rooms = session.rooms.to_vec();
         self.delivery.reject(fx, key, why(old.clone()));
         self.renamed(fx, key, old, nick, rooms);
     }
@@ -873,7 +873,7 @@ impl Relay {
             self.shared.directory.remember(session.id, &old, false);
         }
         log::info!("{} {old} is now {nick}", session.peer);
-        let rooms = session.rooms.clone();
+        let rooms = session.rooms.to_vec();
         self.renamed(fx, key, old, nick, rooms);
         // A k-line may name nicks: the new one is checked as a new connection is.
         self.klined(fx, key, true);

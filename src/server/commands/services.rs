@@ -335,7 +335,7 @@ impl Services<'_, '_, '_> {
     /// `CHATHISTORY TARGETS`: which of the asker's rooms had lines in `span`.
     pub fn targets(&mut self, span: (u64, u64), limit: usize) -> Outcome {
         let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
-        let (to, rooms) = (session.id, session.rooms.clone());
+        let (to, rooms) = (session.id, session.rooms.to_vec());
         self.submit(Job::Targets {
             to,
             rooms,
@@ -560,7 +560,7 @@ impl Services<'_, '_, '_> {
     /// The rooms the connection is in.
     fn rooms(&mut self) -> Vec<RoomName> {
         (self.fx.session(self.key))
-            .map(|s| s.rooms.clone())
+            .map(|s| s.rooms.to_vec())
             .unwrap_or_default()
     }
 
@@ -629,7 +629,7 @@ pub fn reclaimed(delivery: &Delivery, fx: &mut Effects<'_>, lost: ShardMsg) {
     if let Some(irc) = session.irc.as_mut() {
         irc.identify_by = None;
     }
-    let rooms = session.rooms.clone();
+    let rooms = session.rooms.to_vec();
     let key = id.key();
     delivery.reject(fx, key, ProtocolError::NickRegistered(old.clone()));
     delivery.renamed(fx, key, old, new, rooms);

@@ -19,6 +19,7 @@ use crate::protocol::{Nick, RoomName};
 
 use crate::server::config::FloodLimit;
 use crate::server::connection::SessionInfo;
+use crate::server::room_list::RoomList;
 use crate::server::token::ConnId;
 
 /// The chat state of one connection.
@@ -34,7 +35,7 @@ pub struct Session {
     /// Current nick (the directory holds the same).
     pub nick: Nick,
     /// Rooms joined, in join order.
-    pub rooms: Vec<RoomName>,
+    pub rooms: RoomList,
     /// Where plain lines go; `None` after leaving every room.
     pub current: Option<RoomName>,
     /// When the last line arrived (idle timeout, IRC keepalive).
@@ -81,7 +82,7 @@ impl Session {
             peer,
             userhost: Arc::new(UserHost::unknown()),
             nick,
-            rooms: Vec::new(),
+            rooms: RoomList::new(),
             current: None,
             last_active: Instant::now(),
             claimed_ms: crate::server::backplane::now_ms(),

@@ -21,8 +21,8 @@ use crate::protocol::names::NickKey;
 use crate::protocol::{BanInfo, Member, Nick, ProtocolError, Role, RoomName, WhoisInfo};
 
 use crate::server::backplane::wire::RosterEntry;
+use crate::server::remote_users::RemoteUsers;
 use crate::server::room_state::{RemoteRoom, RemoteSeat, RoomSnapshot, RoomState};
-use crate::server::state::remote_users::RemoteUsers;
 
 /// The cluster view of one node.
 #[derive(Debug, Default)]

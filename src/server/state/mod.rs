@@ -1,4 +1,4 @@
-//! What several threads must agree on: the directory of nicks and rooms, each room's moderation state and home-shard extras, shards' local memberships, the registry of accounts and registered rooms, and the cluster's view of other nodes (with its table of their users).
+//! What several threads must agree on: the directory of nicks and rooms, each room's moderation state and home-shard extras, shards' local memberships, the registry of accounts and registered rooms, the cluster's view of other nodes (with its table of their users); and the compact containers these and the sessions keep per connection (`conn_map`, `room_list`).
 
 pub mod cluster;
 pub mod conn_map;
@@ -6,5 +6,6 @@ pub mod directory;
 pub mod registry;
 pub mod remote_users;
 pub mod room_home;
+pub mod room_list;
 pub mod room_state;
 pub mod rooms;
