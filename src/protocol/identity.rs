@@ -20,6 +20,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -30,21 +31,19 @@ pub const UNKNOWN_HOST: &str = "miochat";
 pub const USER_CHARS: usize = 9;
 
 /// `user@host`: what IRC shows after `nick!`.
+///
+/// One shared text, `USER@HOST` (`USER` empty when no `USER` name was given), so a
+/// value is a single allocation that the session and the directory share. Every
+/// connection has one: two separate strings behind an `Arc` cost three allocator
+/// chunks per idle connection, this one. A user field never holds `@`
+/// ([`user_name`] keeps none), so the first `@` splits the two.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserHost {
-    /// `~name` from `USER`; `None`: `~` + the nick (line-protocol users).
-    user: Option<Box<str>>,
-    /// The cloak or the address.
-    host: Box<str>,
-}
+pub struct UserHost(Arc<str>);
 
 impl UserHost {
     /// A user without a `USER` name (line protocol, or IRC before `USER`) at `host`.
     pub fn new(host: &str) -> Self {
-        UserHost {
-            user: None,
-            host: host.into(),
-        }
+        UserHost(Arc::from(format!("@{host}")))
     }
 
     /// A session's value until the chat gives it its host (never shown).
@@ -54,23 +53,27 @@ impl UserHost {
 
     /// The same host with the user name from IRC `USER` (see [`user_name`]).
     pub fn with_user(&self, given: &str) -> Self {
-        UserHost {
-            user: user_name(given),
-            host: self.host.clone(),
-        }
+        let user = user_name(given).unwrap_or_default();
+        UserHost(Arc::from(format!("{user}@{}", self.host())))
+    }
+
+    /// The `USER` name as shown (`~name`), if one was given.
+    fn given(&self) -> Option<&str> {
+        let (user, _) = self.0.split_once('@').unwrap_or(("", &self.0));
+        (!user.is_empty()).then_some(user)
     }
 
     /// The user field for `nick`: `~name`, or `~nick`.
     pub fn user<'a>(&'a self, nick: &'a str) -> User<'a> {
         User {
-            given: self.user.as_deref(),
+            given: self.given(),
             nick,
         }
     }
 
     /// The host field.
     pub fn host(&self) -> &str {
-        &self.host
+        self.0.split_once('@').map_or(&self.0, |(_, host)| host)
     }
 
     /// `nick!user@host`, the source of a line.
@@ -115,7 +118,7 @@ pub struct Source<'a> {
 impl fmt::Display for Source<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (nick, of) = (self.nick, self.of);
-        write!(f, "{nick}!{}@{}", of.user(nick), of.host)
+        write!(f, "{nick}!{}@{}", of.user(nick), of.host())
     }
 }
 
@@ -200,6 +203,14 @@ mod tests {
         let named = at.with_user("robert");
         assert_eq!(named.source("bob").to_string(), "bob!~robert@h.ip");
         assert_eq!(at.with_user("!!").source("b").to_string(), "b!~b@h.ip");
+        // One text holds both fields; the host comes back whole, colons and all.
+        let v6 = UserHost::new("2001:db8::1").with_user("r@b");
+        assert_eq!(
+            (v6.host(), v6.user("n").to_string()),
+            ("2001:db8::1", "~rb".into())
+        );
+        let renamed = named.with_user("al");
+        assert_eq!(renamed.source("x").to_string(), "x!~al@h.ip");
     }
 
     #[test]

@@ -680,7 +680,7 @@ impl<'a> Numerics<'a> {
         let here = if member.away { 'G' } else { 'H' };
         let prefix = self.prefixes(member);
         let (server, nick) = (self.server, &member.nick);
-        let (user, host) = user_and_host(nick, row.userhost.as_deref());
+        let (user, host) = user_and_host(nick, row.userhost.as_ref());
         self.num(
             "352",
             format_args!(
@@ -910,7 +910,7 @@ fn queries(w: &mut Numerics<'_>, event: &Event) {
             let list: Vec<String> = nicks
                 .iter()
                 .map(|(n, away, known)| {
-                    let (user, host) = user_and_host(n, known.as_deref());
+                    let (user, host) = user_and_host(n, known.as_ref());
                     format!("{n}={}{user}@{host}", if *away { '-' } else { '+' })
                 })
                 .collect();
@@ -918,7 +918,7 @@ fn queries(w: &mut Numerics<'_>, event: &Event) {
         }
         Event::Whois(info, known) => {
             let nick = &info.nick;
-            let (user, host) = user_and_host(nick, known.as_deref());
+            let (user, host) = user_and_host(nick, known.as_ref());
             w.num(
                 "311",
                 format_args!("{nick} {user} {host} * :{}", info.realname),

@@ -196,7 +196,7 @@ pub struct WhoRow {
     /// The user, with its role in that room.
     pub member: Member,
     /// Its `user@host`, if known here (not for a user of another node).
-    pub userhost: Option<Arc<identity::UserHost>>,
+    pub userhost: Option<identity::UserHost>,
 }
 
 /// What `WHOIS` tells about a user.
@@ -261,7 +261,7 @@ pub struct WhowasEntry {
     /// The real name then.
     pub realname: Arc<str>,
     /// Its `user@host` then.
-    pub userhost: Arc<identity::UserHost>,
+    pub userhost: identity::UserHost,
 }
 
 /// User, connection and room counts (IRC `LUSERS`).
@@ -577,7 +577,7 @@ pub enum Event {
         secret: bool,
     },
     /// Reply to `Whois` for a nick that exists, with its `user@host` if known here.
-    Whois(Box<WhoisInfo>, Option<Arc<identity::UserHost>>),
+    Whois(Box<WhoisInfo>, Option<identity::UserHost>),
     /// Reply to `Away`: now away (true) or back (false).
     Away(bool),
     /// Told to a sender whose private message reached someone away.
@@ -591,7 +591,7 @@ pub enum Event {
     Ison(Vec<Nick>),
     /// Reply to `Userhost`: the nicks that exist (with away flags and, if known
     /// here, `user@host`).
-    Userhost(Vec<(Nick, bool, Option<Arc<identity::UserHost>>)>),
+    Userhost(Vec<(Nick, bool, Option<identity::UserHost>)>),
     /// Reply to `/who`.
     Who {
         /// The room.

@@ -185,7 +185,7 @@ pub struct Outgoing {
     /// The `user@host` of the event's source (`Event::actor`), set once before the
     /// first rendering by the shard that made the event; unset for an event from
     /// another node, whose source is shown with the stand-in (see `identity.rs`).
-    source: OnceLock<Arc<UserHost>>,
+    source: OnceLock<UserHost>,
 }
 
 /// The sender's account (IRCv3 `account-tag`: `@account=NAME` on its lines) and, for
@@ -257,13 +257,13 @@ impl Outgoing {
 
     /// Gives the event its source's `user@host` (before any rendering; a second
     /// call changes nothing).
-    pub fn set_source(&self, userhost: Arc<UserHost>) {
+    pub fn set_source(&self, userhost: UserHost) {
         let _ = self.source.set(userhost);
     }
 
     /// The source's `user@host`, if known.
     pub fn source(&self) -> Option<&UserHost> {
-        self.source.get().map(|s| &**s)
+        self.source.get()
     }
 
     /// Wraps `event` with the sender's client tags, account and (for a JOIN) real

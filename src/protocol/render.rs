@@ -129,7 +129,7 @@ fn write_event(event: &Event, out: &mut String) {
         Event::YouLeft { room, .. } => writeln!(out, "OK left {room}"),
         Event::NickIs { nick, .. } => writeln!(out, "OK nick {nick}"),
         Event::Names { room, nicks, .. } => write_who(room, nicks, 0, out),
-        Event::Whois(info, userhost) => write_whois(info, userhost.as_deref(), out),
+        Event::Whois(info, userhost) => write_whois(info, userhost.as_ref(), out),
         Event::Away(true) => writeln!(out, "OK away"),
         Event::Away(false) => writeln!(out, "OK back"),
         Event::IsAway { nick, text } => writeln!(out, "OK away {nick} {text}"),
@@ -656,7 +656,7 @@ mod tests {
                     signon: 0,
                     irc: false,
                     node: None,
-                }), Some(Arc::new(UserHost::new("h.ip").with_user("al")))),
+                }), Some(UserHost::new("h.ip").with_user("al"))),
                 "OK whois alice line 42 ~al@h.ip - lobby,@rust lunch\n".to_string(),
             ),
             (

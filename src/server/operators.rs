@@ -140,7 +140,7 @@ pub enum OperMsg {
         /// Why.
         reason: Box<str>,
         /// The operator's `user@host`, if it is known here.
-        from: Option<Arc<UserHost>>,
+        from: Option<UserHost>,
     },
     /// The k-lines changed: close this shard's connections that match one now.
     Sweep,
@@ -152,14 +152,14 @@ pub enum OperMsg {
         /// A server notice (IRC `+s`), not a `WALLOPS`.
         notice: bool,
         /// The `user@host` of its source, if it is known here.
-        from: Option<Arc<UserHost>>,
+        from: Option<UserHost>,
     },
     /// To every connection of this shard (`/wall`).
     ToAll {
         /// What.
         event: Arc<Event>,
         /// The `user@host` of its source, if it is known here.
-        from: Option<Arc<UserHost>>,
+        from: Option<UserHost>,
     },
 }
 

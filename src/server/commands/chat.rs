@@ -246,7 +246,7 @@ impl Handler for Chat {
             .register_guest(id, start_room, &remote);
         let mut session = Session::new(id, peer, nick, protocol);
         let host = self.shared.hosts.host_for(peer.ip());
-        session.userhost = Arc::new(UserHost::new(&host));
+        session.userhost = UserHost::new(&host);
         let now = session.last_active;
         session.flood =
             (self.relay.delivery.limits.flood).map(|limit| FloodBucket::new(limit, now));
@@ -263,7 +263,7 @@ impl Handler for Chat {
             registered: protocol == Protocol::Line,
             irc: protocol.speaks_irc(),
             account: None,
-            userhost: Arc::clone(&session.userhost),
+            userhost: session.userhost.clone(),
         };
         self.shared.directory.set_profile(id, profile);
         session

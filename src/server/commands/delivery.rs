@@ -386,7 +386,7 @@ impl Delivery {
         fx: &mut Effects<'_>,
         except: Option<usize>,
         event: &Event,
-    ) -> Option<Arc<UserHost>> {
+    ) -> Option<UserHost> {
         let actor = event.actor()?;
         let renamed = match event {
             Event::NickChanged { new, .. } => Some(new),
@@ -395,7 +395,7 @@ impl Delivery {
         if let Some(session) = except.and_then(|key| fx.session(key))
             && (session.nick == *actor || renamed == Some(&session.nick))
         {
-            return Some(Arc::clone(&session.userhost));
+            return Some(session.userhost.clone());
         }
         let names = std::iter::once(actor).chain(renamed);
         self.shared
@@ -785,7 +785,7 @@ impl Delivery {
         outgoing: Arc<Outgoing>,
     ) {
         if let Some(session) = fx.session(from) {
-            outgoing.set_source(Arc::clone(&session.userhost));
+            outgoing.set_source(session.userhost.clone());
         }
         self.deliver_to(fx, to, outgoing);
     }

@@ -433,7 +433,7 @@ impl IrcSession<'_, '_, '_> {
         };
         let user = msg.params.first().copied().unwrap_or("");
         if let Some(session) = self.fx.session(self.key) {
-            session.userhost = Arc::new(session.userhost.with_user(user));
+            session.userhost = session.userhost.with_user(user);
         }
         if let Some(state) = self.state() {
             state.user_given = true;
@@ -462,7 +462,7 @@ impl IrcSession<'_, '_, '_> {
         };
         let (peer, nick) = (session.peer, session.nick.clone());
         log::info!("{peer} registered on IRC as {nick}");
-        let userhost = Arc::clone(&session.userhost);
+        let userhost = session.userhost.clone();
         (self.shared.directory).register(session.id, &realname, userhost);
         self.answer(IrcReply::Welcome { version: VERSION });
         let lines = self.shared.operators.get().motd.clone();

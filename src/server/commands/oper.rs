@@ -183,7 +183,7 @@ impl Operator<'_, '_, '_> {
         let reason: Box<str> = cut(reason, MAX_KICK_LEN).into();
         let victim = match self.shared.directory.lookup_full(nick) {
             Some((id, victim, _)) => {
-                let from = self.fx.session(self.key).map(|s| Arc::clone(&s.userhost));
+                let from = self.fx.session(self.key).map(|s| s.userhost.clone());
                 let kill = OperMsg::Kill {
                     id,
                     by: by.clone(),
@@ -310,7 +310,7 @@ impl Operator<'_, '_, '_> {
     /// `WALLOPS :text`: to every operator of every node (the sender too).
     fn wallops(&mut self, from: Nick, text: &str) -> Outcome {
         let text: Box<str> = cut(text, MAX_TEXT).into();
-        let source = self.fx.session(self.key).map(|s| Arc::clone(&s.userhost));
+        let source = self.fx.session(self.key).map(|s| s.userhost.clone());
         let event = Arc::new(Event::Wallops {
             from: from.clone(),
             text: text.clone(),
@@ -334,7 +334,7 @@ impl Operator<'_, '_, '_> {
     fn wall(&mut self, from: Nick, text: &str) -> Outcome {
         let text: Box<str> = cut(text, MAX_TEXT).into();
         log::info!("{from} sent a notice to everyone: {text}");
-        let source = self.fx.session(self.key).map(|s| Arc::clone(&s.userhost));
+        let source = self.fx.session(self.key).map(|s| s.userhost.clone());
         let event = Arc::new(Event::Wall {
             from: from.clone(),
             text: text.clone(),
@@ -392,7 +392,7 @@ pub fn on_message(
             log::info!("{} {} killed by {by}: {reason}", session.peer, session.nick);
             let quit = format!("Killed ({by} ({reason}))");
             let farewell = Event::Killed { by, reason };
-            let last = (&farewell, from.as_deref());
+            let last = (&farewell, from.as_ref());
             close(delivery, fx, id.key(), Some(&quit), last);
         }
         OperMsg::Sweep => sweep(delivery, shared, opers, fx),
@@ -406,14 +406,14 @@ pub fn on_message(
                     .session(key)
                     .is_some_and(|s| s.oper.as_ref().is_some_and(|o| o.snotices || !notice));
                 if reads {
-                    delivery.reply_from(fx, key, &event, from.as_deref());
+                    delivery.reply_from(fx, key, &event, from.as_ref());
                 }
             }
         }
         OperMsg::ToAll { event, from } => {
             for key in fx.keys() {
                 if fx.is_open(key) && fx.session(key).is_some_and(|s| s.is_registered()) {
-                    delivery.reply_from(fx, key, &event, from.as_deref());
+                    delivery.reply_from(fx, key, &event, from.as_ref());
                 }
             }
         }
@@ -558,7 +558,7 @@ fn to_opers(
     shared: &Shared,
     opers: &mut Opers,
     fx: &mut Effects<'_>,
-    (event, notice, from): (Arc<Event>, bool, Option<Arc<UserHost>>),
+    (event, notice, from): (Arc<Event>, bool, Option<UserHost>),
 ) {
     let here = delivery.index();
     for shard in shared.opers.shards() {

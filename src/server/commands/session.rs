@@ -9,7 +9,6 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::protocol::identity::UserHost;
@@ -31,7 +30,7 @@ pub struct Session {
     pub peer: SocketAddr,
     /// `user@host` as IRC shows it (the directory's profile holds the same):
     /// set when the chat opens the session, given a user name by IRC `USER`.
-    pub userhost: Arc<UserHost>,
+    pub userhost: UserHost,
     /// Current nick (the directory holds the same).
     pub nick: Nick,
     /// Rooms joined, in join order.
@@ -80,7 +79,7 @@ impl Session {
         Session {
             id,
             peer,
-            userhost: Arc::new(UserHost::unknown()),
+            userhost: UserHost::unknown(),
             nick,
             rooms: RoomList::new(),
             current: None,

@@ -115,7 +115,7 @@ pub struct Profile {
     /// The account it is logged in to, if any.
     pub account: Option<Nick>,
     /// Its `user@host` (the session holds the same).
-    pub userhost: Arc<UserHost>,
+    pub userhost: UserHost,
 }
 
 /// The result of a mode change: what changed, and what was refused.
@@ -322,11 +322,11 @@ impl Directory {
     pub fn userhosts<'n>(
         &self,
         nicks: impl IntoIterator<Item = &'n Nick>,
-    ) -> Vec<Option<Arc<UserHost>>> {
+    ) -> Vec<Option<UserHost>> {
         let tables = self.lock();
         let of = |nick: &Nick| {
             let id = tables.nicks.get(&nick.key())?;
-            Some(Arc::clone(&tables.profiles.get(id)?.userhost))
+            Some(tables.profiles.get(id)?.userhost.clone())
         };
         nicks.into_iter().map(of).collect()
     }
@@ -481,7 +481,7 @@ impl Directory {
     }
 
     /// An IRC connection finished registering with this real name and `user@host`.
-    pub fn register(&self, id: ConnId, realname: &str, userhost: Arc<UserHost>) {
+    pub fn register(&self, id: ConnId, realname: &str, userhost: UserHost) {
         let mut tables = self.lock();
         let Some(profile) = tables.profiles.get_mut(&id) else {
             return;
@@ -928,7 +928,7 @@ impl Directory {
                 || glob_matches(mask, member.nick.as_str())
                 || glob_matches(mask, &member.realname);
             if wanted {
-                let userhost = tables.profiles.get(&id).map(|p| Arc::clone(&p.userhost));
+                let userhost = tables.profiles.get(&id).map(|p| p.userhost.clone());
                 rows.push(WhoRow {
                     room: None,
                     member,
@@ -1285,7 +1285,7 @@ mod tests {
             registered: true,
             irc,
             account: None,
-            userhost: Arc::new(UserHost::new("h.ip")),
+            userhost: UserHost::new("h.ip"),
         };
         d.set_profile(id(0, 1), profile("ignored", false));
         d.rename(id(0, 1), &alice).unwrap();
@@ -1307,7 +1307,7 @@ mod tests {
         let (al, bo) = (id(0, 1), id(0, 2));
         for who in [al, bo] {
             d.register_guest(who, Some(&lobby), &RemoteRoom::default());
-            let userhost = Arc::new(UserHost::new("h.ip"));
+            let userhost = UserHost::new("h.ip");
             let (realname, signon, spoke_at) = (Arc::from("x"), 0, 0);
             let (registered, irc, account) = (true, false, None);
             let profile = Profile {
