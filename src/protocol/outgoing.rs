@@ -143,6 +143,9 @@ impl Flavour {
     pub const COUNT: usize = 5;
 }
 
+/// Frames of one event for browsers, by WebSocket protocol and flavour.
+type WebFrames = [[OnceLock<Wire>; Flavour::COUNT]; 3];
+
 /// An event on its way to several recipients, rendered at most once per flavour
 /// (and not at all for a flavour none of the recipients needs).
 #[derive(Debug)]
@@ -167,7 +170,9 @@ pub struct Outgoing {
     irc: OnceLock<Arc<[u8]>>,
     /// The WebSocket frames, by WebSocket protocol (line, IRC text, IRC binary) and
     /// flavour, likewise: a frame is the same bytes for every browser that reads it.
-    web: [[OnceLock<Wire>; Flavour::COUNT]; 3],
+    /// Made when the first browser reads the event: most events reach none, and
+    /// inline, the 15 slots were more than half of every event's 912 bytes.
+    web: OnceLock<Box<WebFrames>>,
     /// The IRC bytes with a `server-time` tag, likewise.
     irc_timed: OnceLock<Arc<[u8]>>,
     /// The sender's client-only tags (IRCv3 message-tags), `;`-separated as sent.
@@ -248,7 +253,7 @@ impl Outgoing {
             client_tags: None,
             irc_tagged: OnceLock::new(),
             irc_tagged_timed: OnceLock::new(),
-            web: Default::default(),
+            web: OnceLock::new(),
             msgid: AtomicU64::new(0),
             extras: None,
             source: OnceLock::new(),
@@ -413,7 +418,7 @@ impl Outgoing {
             Protocol::WebIrcBinary => 2,
             _ => return protocol.frame(self.bytes(flavour)),
         };
-        let framed = &self.web[slot][flavour as usize];
+        let framed = &self.web.get_or_init(Box::default)[slot][flavour as usize];
         framed
             .get_or_init(|| protocol.frame(self.bytes(flavour)))
             .clone()
