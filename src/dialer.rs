@@ -43,6 +43,18 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// Output buffer capacity kept once everything queued is sent.
 const KEPT_OUTPUT: usize = 64 * 1024;
 
+/// How [`Conn::read_bytes`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// The socket has nothing more now (the edge-triggered readiness is used up).
+    Drained,
+    /// The limit was reached: there may be more, and the caller must read again
+    /// before it waits for readiness.
+    More,
+    /// The peer closed the connection.
+    Closed,
+}
+
 /// What one readiness event did to a connection's socket (see [`Conn::on_ready`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ready {
@@ -86,6 +98,8 @@ pub struct Conn {
     /// True once the non-blocking connect has completed.
     pub connected: bool,
     writable: bool,
+    /// A write ahead found the socket full: no more until the next flush.
+    full: bool,
     /// The TLS session, if this connection speaks TLS.
     tls: Option<Box<TlsLink>>,
     /// WebSocket client state, if lines travel in frames (`bench --dialect ws`).
@@ -168,6 +182,7 @@ impl Conn {
             out_pos: 0,
             connected: false,
             writable: true,
+            full: false,
             tls,
             ws: None,
         })
@@ -295,9 +310,33 @@ impl Conn {
         Ok(())
     }
 
-    /// Queues bytes without writing; the caller flushes once per turn.
+    /// Queues bytes; the caller flushes once per turn. Past [`KEPT_OUTPUT`]
+    /// queued, what the socket takes is written at once (plain TCP): a burst (a
+    /// backplane's 19 000 nick claims) then waits in the kernel's buffer, not
+    /// whole in ours, which grew by megabytes and kept the process's resident
+    /// memory up after it was freed. A write error here is left for the turn's
+    /// flush, which meets it again and reports it.
     pub fn send_later(&mut self, bytes: &[u8]) {
         self.queue(bytes);
+        let backlog = self.out.len() - self.out_pos;
+        if self.tls.is_none() && self.connected && !self.full && backlog >= KEPT_OUTPUT {
+            self.write_ahead();
+        }
+    }
+
+    /// Writes queued output until the socket would block, then drops what went.
+    fn write_ahead(&mut self) {
+        while self.out_pos < self.out.len() {
+            match self.stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => break,
+                Ok(written) => self.out_pos += written,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.full = self.out_pos < self.out.len();
+        self.out.drain(..self.out_pos);
+        self.out_pos = 0;
     }
 
     /// True while output waits for the socket.
@@ -312,6 +351,7 @@ impl Conn {
     /// Writes pending output until `WouldBlock`; holds WRITABLE interest only while
     /// something is left (always, for TLS: see the module doc).
     pub fn flush(&mut self, registry: &Registry) -> io::Result<()> {
+        self.full = false;
         if let Some(tls) = self.tls.as_mut() {
             return flush_tls(
                 &mut tls.session,
@@ -396,20 +436,29 @@ impl Conn {
         Ok(open)
     }
 
-    /// Reads until `WouldBlock`, handing the raw bytes to `on_bytes` (for protocols
-    /// that are not line-framed, such as Redis's RESP). Returns false at EOF.
+    /// Reads, handing the raw bytes to `on_bytes` (for protocols that are not
+    /// line-framed, such as Redis's RESP), until the socket would block
+    /// ([`ReadEnd::Drained`]), the peer closed, or `limit` bytes were read
+    /// ([`ReadEnd::More`]: the caller handles them and reads again, so a burst of
+    /// thousands of messages is never held whole).
     pub fn read_bytes(
         &mut self,
         scratch: &mut [u8],
+        limit: usize,
         mut on_bytes: impl FnMut(&[u8]),
-    ) -> io::Result<bool> {
-        loop {
+    ) -> io::Result<ReadEnd> {
+        let mut read = 0;
+        while read < limit {
             match read_some(&mut self.stream, scratch)? {
-                ReadOutcome::Data(n) => on_bytes(&scratch[..n]),
-                ReadOutcome::WouldBlock => return Ok(true),
-                ReadOutcome::Eof => return Ok(false),
+                ReadOutcome::Data(n) => {
+                    read += n;
+                    on_bytes(&scratch[..n]);
+                }
+                ReadOutcome::WouldBlock => return Ok(ReadEnd::Drained),
+                ReadOutcome::Eof => return Ok(ReadEnd::Closed),
             }
         }
+        Ok(ReadEnd::More)
     }
 
     /// Deregisters the socket (before dropping it, so a new one may reuse the token).

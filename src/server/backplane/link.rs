@@ -17,7 +17,7 @@ use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::encode::encode_borrowed;
 use redis_protocol::resp2::types::{BorrowedFrame, OwnedFrame};
 
-use crate::dialer::{Conn, DialError, Ready};
+use crate::dialer::{Conn, DialError, ReadEnd, Ready};
 
 /// `PING`, encoded: the hello of a link that has just connected.
 const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
@@ -27,6 +27,22 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Input buffer capacity a link keeps after a burst.
 const KEPT_BUFFER: usize = 64 * 1024;
+
+/// Bytes read from a link before the frames they hold are handed on, then read
+/// again (ET: until `WouldBlock`, in the same event). A join storm of 19 000 users
+/// is megabytes of replies and roster lines; read whole, it grew the buffer, the
+/// frames and the process's resident memory for good (heaptrack: about 1.1 KiB per
+/// connection at the peak).
+const READ_BUDGET: usize = 256 * 1024;
+
+/// What one readiness event on a link came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LinkEvent {
+    /// The link has just come up.
+    pub came_up: bool,
+    /// The read stopped at [`READ_BUDGET`]: handle the frames, then call again.
+    pub more: bool,
+}
 /// Silence after which a link that is up sends `PING`. Room lines, probes and lease
 /// renewals keep a busy link talking; this keeps a quiet one honest.
 pub const PING_AFTER: Duration = Duration::from_secs(2);
@@ -115,20 +131,21 @@ impl Link {
         }
     }
 
-    /// A readiness event: finishes a connect (returns true when the link has just
-    /// come up), flushes on writable, and reads every complete frame into `frames`.
+    /// A readiness event: finishes a connect (says when the link has just come up),
+    /// flushes on writable, and reads every complete frame into `frames`, up to
+    /// [`READ_BUDGET`] bytes (`more`: call again once they are handled).
     pub fn on_event(
         &mut self,
         registry: &Registry,
         writable: bool,
         scratch: &mut [u8],
         frames: &mut Vec<OwnedFrame>,
-    ) -> bool {
+    ) -> LinkEvent {
         match self.try_event(registry, writable, scratch, frames) {
-            Ok(up) => up,
+            Ok(event) => event,
             Err(e) => {
                 self.fail(registry, &e);
-                false
+                LinkEvent::default()
             }
         }
     }
@@ -139,12 +156,12 @@ impl Link {
         writable: bool,
         scratch: &mut [u8],
         frames: &mut Vec<OwnedFrame>,
-    ) -> io::Result<bool> {
+    ) -> io::Result<LinkEvent> {
         let Some(conn) = self.conn.as_mut() else {
-            return Ok(false);
+            return Ok(LinkEvent::default());
         };
         match conn.on_ready(writable, registry) {
-            Ok(Ready::Connecting) => return Ok(false),
+            Ok(Ready::Connecting) => return Ok(LinkEvent::default()),
             Ok(Ready::JustConnected) => {
                 self.state = LinkState::Hello;
                 conn.send_later(PING);
@@ -155,7 +172,10 @@ impl Link {
         }
         let before = self.unparsed.len();
         let unparsed = &mut self.unparsed;
-        if !conn.read_bytes(scratch, |bytes| unparsed.extend_from_slice(bytes))? {
+        let end = conn.read_bytes(scratch, READ_BUDGET, |bytes| {
+            unparsed.extend_from_slice(bytes);
+        })?;
+        if end == ReadEnd::Closed {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         if self.unparsed.len() > before {
@@ -180,7 +200,8 @@ impl Link {
         // quiet link needs; give the rest back rather than hold it for the process's
         // life.
         self.unparsed.shrink_to(KEPT_BUFFER);
-        Ok(came_up)
+        let more = end == ReadEnd::More;
+        Ok(LinkEvent { came_up, more })
     }
 
     /// Appends one command (an array of bulk strings); sent by [`Self::flush`].

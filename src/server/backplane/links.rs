@@ -316,7 +316,10 @@ impl<P> Links<P> {
         self.fail_if_one_lost(registry);
     }
 
-    /// A readiness event on `token`: what it read goes to `read`.
+    /// A readiness event on `token`: what it read goes to `read`. True if the read
+    /// stopped at its budget (`READ_BUDGET` in link.rs): the caller handles `read`,
+    /// then calls again with `writable` false, until false (edge-triggered: the
+    /// socket must be read until it would block).
     pub fn on_event(
         &mut self,
         registry: &Registry,
@@ -324,38 +327,39 @@ impl<P> Links<P> {
         writable: bool,
         scratch: &mut [u8],
         read: &mut Read<P>,
-    ) {
+    ) -> bool {
         let Some(index) = token.0.checked_sub(FIRST_TOKEN) else {
-            return;
+            return false;
         };
         if index == 0 {
-            return self.on_discovery(registry, writable, scratch);
+            self.on_discovery(registry, writable, scratch);
+            return false;
         }
         let (primary, subscriber) = ((index - 1) / 2, (index - 1) % 2 == 1);
         let Some(link) = self.primaries.get_mut(primary) else {
-            return;
+            return false;
         };
         let mut frames = Vec::new();
-        match subscriber {
+        let event = match subscriber {
             true => {
-                link.subscriber
-                    .on_event(registry, writable, scratch, &mut frames);
+                let event = (link.subscriber).on_event(registry, writable, scratch, &mut frames);
                 self.on_pushed(registry, primary, frames, read);
+                event
             }
             false => {
-                if link
-                    .commands
-                    .on_event(registry, writable, scratch, &mut frames)
-                {
+                let event = (link.commands).on_event(registry, writable, scratch, &mut frames);
+                if event.came_up {
                     self.on_commands_up(primary);
                 }
                 self.on_replies(registry, primary, frames, read);
+                event
             }
-        }
+        };
         self.fail_if_one_lost(registry);
         if self.up_since.is_none() && self.commands_up() && self.subscribers_up() {
             self.up_since = Some(Instant::now());
         }
+        event.more
     }
 
     /// A command link has just come up: the scripts are loaded before anything else
@@ -541,9 +545,14 @@ impl<P> Links<P> {
             return;
         };
         let mut frames = Vec::new();
-        if discovery.on_event(registry, writable, scratch, &mut frames) {
+        let mut event = discovery.on_event(registry, writable, scratch, &mut frames);
+        if event.came_up {
             discovery.command(&[b"CLUSTER", b"SLOTS"]);
             discovery.flush(registry);
+        }
+        // The map is one reply; a very large one may take more than one read.
+        while event.more && frames.is_empty() {
+            event = discovery.on_event(registry, false, scratch, &mut frames);
         }
         let Some(frame) = frames.into_iter().next() else {
             return;

@@ -336,11 +336,22 @@ impl Backplane {
 
     /// A readiness event on one of the links: replies, then what changed, then what
     /// was pushed (a subscriber that just came up subscribes before it reads).
+    /// A link is ready: what it read is handled a budget at a time, and read again
+    /// until the socket is drained, so a burst (a join storm's thousands of claims
+    /// and roster lines) is never held whole.
     fn on_link_ready(&mut self, token: Token, writable: bool) {
+        let mut writable = writable;
+        while self.on_link_read(token, writable) {
+            writable = false;
+        }
+    }
+
+    /// One budget's worth of a ready link; true if there may be more to read.
+    fn on_link_read(&mut self, token: Token, writable: bool) -> bool {
         let was = (self.links.commands_up(), self.links.subscribers_up());
         let mut read = Read::default();
         let registry = self.poll.registry();
-        (self.links).on_event(registry, token, writable, &mut self.scratch, &mut read);
+        let more = (self.links).on_event(registry, token, writable, &mut self.scratch, &mut read);
         for (pending, frame) in read.replies {
             self.on_reply(pending, frame);
         }
@@ -352,6 +363,7 @@ impl Backplane {
             }
             self.on_pushed(primary, frame);
         }
+        more
     }
 
     /// The links went down or came up since `was` (commands, subscribers).
