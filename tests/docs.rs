@@ -44,6 +44,7 @@ const EXTERNAL: &[&str] = &[
     "AtomicU64",
     "AtomicUsize",
     "HashMap",
+    "HashTable",
     "VecDeque",
     "Duration",
     "Instant",
