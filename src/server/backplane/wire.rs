@@ -972,6 +972,11 @@ mod tests {
         assert_eq!(decode_kline(&encode_kline(&kline)), Ok(kline));
     }
 
+    fn seat(room: &RoomName, op: bool, voiced: bool) -> RosterRoom {
+        let room = room.clone();
+        RosterRoom { room, op, voiced }
+    }
+
     #[test]
     fn cluster_messages_round_trip() {
         let room = RoomName::parse("rust").unwrap();
@@ -983,21 +988,9 @@ mod tests {
             realname: "Bob B. Builder".into(),
             away: Some("gone \t fishing, back soon".into()),
             rooms: Box::new([
-                RosterRoom {
-                    room: room.clone(),
-                    op: true,
-                    voiced: true,
-                },
-                RosterRoom {
-                    room: other,
-                    op: false,
-                    voiced: true,
-                },
-                RosterRoom {
-                    room: RoomName::lobby(),
-                    op: false,
-                    voiced: false,
-                },
+                seat(&room, true, true),
+                seat(&other, false, true),
+                seat(&RoomName::lobby(), false, false),
             ]),
         };
         let b = || String::from("b");
