@@ -33,7 +33,7 @@ use crate::server::backplane::handle::{BackplaneMsg, ClaimAnswer, ClaimFor};
 use crate::server::close_reason::CloseReason;
 use crate::server::commands::Effects;
 use crate::server::config::IDLE_WARNING;
-use crate::server::directory::Profile;
+use crate::server::directory::{Profile, profile_time};
 use crate::server::handler::Handler;
 use crate::server::inbox::ShardMsg;
 use crate::server::irc_session::IrcSession;
@@ -258,7 +258,7 @@ impl Handler for Chat {
         // A line user's real name is its nick; an IRC user's comes with USER.
         let profile = Profile {
             realname: session.nick.shared_text(),
-            signon: unix_now(),
+            signon: profile_time(unix_now()),
             spoke_at: 0,
             registered: protocol == Protocol::Line,
             irc: protocol.speaks_irc(),

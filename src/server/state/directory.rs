@@ -100,14 +100,14 @@ struct RoomEntry {
 pub struct Profile {
     /// The real name (IRC `USER`; the nick for line connections).
     pub realname: Arc<str>,
-    /// When it connected (Unix seconds).
-    pub signon: u64,
+    /// When it connected (Unix seconds, as [`profile_time`] keeps them).
+    pub signon: u32,
     /// When it last sent a message (Unix seconds; 0: never), for `WHOIS` idle
     /// times: stamped under the lock a room line takes anyway to ask whether its
     /// sender may speak (`may_speak`), and by `spoke` for a private message. Not a
     /// shared atomic the shard writes without the lock: that cost an allocation per
     /// connection.
-    pub spoke_at: u64,
+    pub spoke_at: u32,
     /// Registration is complete (always for line connections).
     pub registered: bool,
     /// The connection speaks IRC.
@@ -116,6 +116,12 @@ pub struct Profile {
     pub account: Option<Nick>,
     /// Its `user@host` (the session holds the same).
     pub userhost: UserHost,
+}
+
+/// Unix seconds as a profile keeps them: 32 bits, good until 2106, so its two times
+/// take the room of one (a profile is kept per connection).
+pub fn profile_time(secs: u64) -> u32 {
+    u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
 /// The result of a mode change: what changed, and what was refused.
@@ -597,7 +603,7 @@ impl Directory {
         }
         let profile = tables.profiles.get_mut(&id);
         Some(profile.and_then(|p| {
-            p.spoke_at = unix_now();
+            p.spoke_at = profile_time(unix_now());
             p.account.clone()
         }))
     }
@@ -605,7 +611,7 @@ impl Directory {
     /// `id` sent a private message now (its `WHOIS` idle time starts again).
     pub fn spoke(&self, id: ConnId) {
         if let Some(profile) = self.lock().profiles.get_mut(&id) {
-            profile.spoke_at = unix_now();
+            profile.spoke_at = profile_time(unix_now());
         }
     }
 
@@ -883,14 +889,14 @@ impl Directory {
             .collect();
         rooms.sort();
         let now = unix_now();
-        let spoke = profile.spoke_at.max(profile.signon);
+        let spoke = u64::from(profile.spoke_at.max(profile.signon));
         Some(WhoisInfo {
             nick,
             realname: Arc::clone(&profile.realname),
             away: tables.away.get(&id).cloned(),
             rooms,
             idle_secs: now.saturating_sub(spoke),
-            signon: profile.signon,
+            signon: u64::from(profile.signon),
             irc: profile.irc,
             account: profile.account.clone(),
             node: None,
@@ -1321,7 +1327,7 @@ mod tests {
             };
             d.set_profile(who, profile);
         }
-        let spoke = |who| d.lock().profiles.get(&who).unwrap().spoke_at;
+        let spoke = |who| u64::from(d.lock().profiles.get(&who).unwrap().spoke_at);
         let identity = Identity {
             nick: "al",
             user: crate::protocol::identity::User::named("al"),
