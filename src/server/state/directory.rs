@@ -588,13 +588,15 @@ impl Directory {
 
     /// May `id` send a message to `room` (`+n`, `+m`, bans)? One lock per room
     /// message, on the sender's shard; under the same lock, the account the sender is
-    /// logged in to (IRC `account-tag`). `None`: it may not.
+    /// logged in to (IRC `account-tag`), and the sender's last-spoke time is stamped
+    /// (`WHOIS` idle). `None`: it may not.
     pub fn may_speak(
         &self,
         room: &RoomName,
         id: ConnId,
         who: &Identity<'_>,
     ) -> Option<Option<Nick>> {
+        let now = profile_time(unix_now()); // read the clock outside the lock
         let mut tables = self.lock();
         let entry = tables.rooms.get(room)?;
         let member = entry.members.contains(&id);
@@ -603,15 +605,16 @@ impl Directory {
         }
         let profile = tables.profiles.get_mut(&id);
         Some(profile.and_then(|p| {
-            p.spoke_at = profile_time(unix_now());
+            p.spoke_at = now;
             p.account.clone()
         }))
     }
 
     /// `id` sent a private message now (its `WHOIS` idle time starts again).
     pub fn spoke(&self, id: ConnId) {
+        let now = profile_time(unix_now());
         if let Some(profile) = self.lock().profiles.get_mut(&id) {
-            profile.spoke_at = profile_time(unix_now());
+            profile.spoke_at = now;
         }
     }
 
