@@ -331,6 +331,8 @@ impl Moderator<'_, '_, '_> {
             .cluster
             .owner(nick)
             .ok_or_else(|| ProtocolError::NoSuchNick(nick.into()))?;
+        let node = (self.shared.cluster.node_name(user.node))
+            .ok_or_else(|| ProtocolError::NoSuchNick(nick.into()))?;
         if user.entry.seat(room).is_some() {
             let (nick, room) = (user.entry.nick, room.clone());
             return Err(ProtocolError::AlreadyOnRoom { nick, room });
@@ -342,7 +344,7 @@ impl Moderator<'_, '_, '_> {
             room: room.clone(),
         };
         self.fx.publish(BackplaneMsg::Private {
-            node: user.node,
+            node,
             wire: Box::new(wire),
             answer: None,
         });

@@ -214,8 +214,10 @@ impl Operator<'_, '_, '_> {
     ) -> Result<Nick, ProtocolError> {
         let (to, node) = (self.shared.cluster)
             .with_owner(nick, |user| {
-                (user.entry.nick.clone(), Arc::clone(&user.node))
+                (user.entry.nick.clone(), user.node)
             })
+            .ok_or_else(|| ProtocolError::NoSuchNick(nick.into()))?;
+        let node = (self.shared.cluster.node_name(node))
             .ok_or_else(|| ProtocolError::NoSuchNick(nick.into()))?;
         let wire = Wire::Kill {
             origin: self.shared.node_name().to_string(),

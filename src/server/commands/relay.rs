@@ -545,9 +545,11 @@ impl Relay {
         let (to, node, away) = (self.shared.cluster)
             .with_owner(to, |user| {
                 let (nick, away) = (user.entry.nick.clone(), user.entry.away.clone());
-                (nick, Arc::clone(&user.node), away)
+                (nick, user.node, away)
             })
             .ok_or_else(|| ProtocolError::NoSuchNick(to.into()))?;
+        let node = (self.shared.cluster.node_name(node))
+            .ok_or_else(|| ProtocolError::NoSuchNick(to.as_str().into()))?;
         let echo = self.private_event(fx, key, text, notice)?;
         self.keep_private(&echo, &to);
         self.delivery

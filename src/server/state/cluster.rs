@@ -37,8 +37,10 @@ struct View {
     users: RemoteUsers,
     /// Other nodes' members of each room, by case-folded nick.
     rooms: HashMap<RoomName, HashSet<NickKey>>,
-    /// Nodes heard of, and how many users each has.
-    nodes: HashMap<Arc<str>, usize>,
+    /// Nodes heard of, each name once, in the order first heard of. A remote user
+    /// keeps its node's place in this list, not a copy of the name (4 bytes, not 16,
+    /// per remote user); a node forgotten keeps its place for when it comes back.
+    nodes: Vec<NodeEntry>,
     /// The latest state described of each room (by another node, or by this one when
     /// it published it), kept while the room has members here or elsewhere.
     snapshots: HashMap<RoomName, RoomSnapshot>,
@@ -50,11 +52,19 @@ struct View {
     emptied: Vec<RoomName>,
 }
 
+/// A node of the cluster view's list.
+#[derive(Debug)]
+struct NodeEntry {
+    name: Arc<str>,
+    /// Heard of and not forgotten since (its lease has not expired).
+    present: bool,
+}
+
 /// A user of another node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteUser {
-    /// The node that has the user.
-    pub node: Arc<str>,
+    /// The node that has the user: its place in the view's list of nodes.
+    pub node: u32,
     /// The user as its node last told it.
     pub entry: RosterEntry,
 }
@@ -96,6 +106,13 @@ impl Cluster {
     pub fn with_owner<R>(&self, nick: &str, read: impl FnOnce(&RemoteUser) -> R) -> Option<R> {
         // No stored user holds a nick that does not parse, so none is found for one.
         self.lock().users.get(nick).map(read)
+    }
+
+    /// The name of the node at `index` in the view's list (a remote user's `node`;
+    /// a place is never given to another name, so it may be looked up later).
+    pub fn node_name(&self, index: u32) -> Option<Arc<str>> {
+        let view = self.lock();
+        view.nodes.get(index as usize).map(|n| Arc::clone(&n.name))
     }
 
     /// True if a user of another node holds `nick`.
@@ -148,7 +165,7 @@ impl Cluster {
             signon: user.entry.claimed_ms / 1000,
             irc: user.entry.irc,
             account: None,
-            node: Some(Box::from(&*user.node)),
+            node: view.nodes.get(user.node as usize).map(|n| Box::from(&*n.name)),
         })
     }
 
@@ -272,12 +289,12 @@ impl Cluster {
 
     /// Nodes heard of (other than this one).
     pub fn peers(&self) -> usize {
-        self.lock().nodes.len()
+        self.lock().nodes.iter().filter(|n| n.present).count()
     }
 
     /// Records that `node` exists (it may have no users yet).
     pub fn saw(&self, node: &str) {
-        self.lock().nodes.entry(Arc::from(node)).or_insert(0);
+        self.lock().node_index(node);
     }
 
     /// A user of `node` as it is now (`was`: its nick before, if it changed).
@@ -287,7 +304,8 @@ impl Cluster {
             view.forget(&was.key());
         }
         view.forget(&entry.nick.key());
-        view.insert(node, entry);
+        let index = view.node_index(node);
+        view.insert(index, entry);
         view.settle();
     }
 
@@ -302,10 +320,10 @@ impl Cluster {
     pub fn replace_node(&self, node: &str, users: &[RosterEntry]) {
         let mut view = self.lock();
         view.drop_node(node);
-        view.nodes.insert(Arc::from(node), 0);
+        let index = view.node_index(node);
         for entry in users {
             view.forget(&entry.nick.key());
-            view.insert(node, entry);
+            view.insert(index, entry);
         }
         view.settle();
     }
@@ -314,15 +332,31 @@ impl Cluster {
     /// announces, and whose nicks are free from now on.
     pub fn remove_node(&self, node: &str) -> Vec<RemoteUser> {
         let mut view = self.lock();
-        view.nodes.remove(node);
         let users = view.drop_node(node);
+        if let Some(entry) = view.nodes.iter_mut().find(|n| &*n.name == node) {
+            entry.present = false;
+        }
         view.settle();
         users
     }
 }
 
 impl View {
-    fn insert(&mut self, node: &str, entry: &RosterEntry) {
+    /// `node`'s place in the list of nodes, added if new; it is present from now on.
+    fn node_index(&mut self, node: &str) -> u32 {
+        let index = match self.nodes.iter().position(|n| &*n.name == node) {
+            Some(index) => index,
+            None => {
+                let name = Arc::from(node);
+                self.nodes.push(NodeEntry { name, present: true });
+                self.nodes.len() - 1
+            }
+        };
+        self.nodes[index].present = true;
+        u32::try_from(index).unwrap_or(u32::MAX)
+    }
+
+    fn insert(&mut self, node: u32, entry: &RosterEntry) {
         let key = entry.nick.key();
         for room in entry.room_names() {
             self.rooms
@@ -330,12 +364,6 @@ impl View {
                 .or_default()
                 .insert(key.clone());
         }
-        // One copy of each node's name, shared by its users.
-        let node = match self.nodes.get_key_value(node) {
-            Some((name, _)) => Arc::clone(name),
-            None => Arc::from(node),
-        };
-        *self.nodes.entry(Arc::clone(&node)).or_insert(0) += 1;
         let mut entry = entry.clone();
         // One copy of each room's name too, shared by its members.
         for seat in &mut entry.rooms {
@@ -357,9 +385,6 @@ impl View {
                 }
             }
         }
-        if let Some(count) = self.nodes.get_mut(&user.node) {
-            *count = count.saturating_sub(1);
-        }
         Some(user)
     }
 
@@ -373,8 +398,11 @@ impl View {
     }
 
     fn drop_node(&mut self, node: &str) -> Vec<RemoteUser> {
+        let Some(index) = self.nodes.iter().position(|n| &*n.name == node) else {
+            return Vec::new();
+        };
         let keys: Vec<NickKey> = (self.users.iter())
-            .filter(|user| &*user.node == node)
+            .filter(|user| user.node as usize == index)
             .map(|user| user.entry.nick.key())
             .collect();
         keys.iter().filter_map(|key| self.forget(key)).collect()
@@ -413,7 +441,8 @@ mod tests {
         cluster.upsert("b", &entry("carol", &["rust"]), None);
         let rust = RoomName::parse("rust").unwrap();
         assert_eq!(cluster.members(&rust).len(), 2);
-        assert_eq!(&*cluster.owner("BOB").unwrap().node, "b");
+        let bob = cluster.whois("BOB", &[]).unwrap();
+        assert_eq!(bob.node.as_deref(), Some("b"));
         let bob = Nick::parse("bob").unwrap();
         cluster.upsert("b", &entry("robert", &["lobby"]), Some(&bob));
         assert!(cluster.owner("bob").is_none(), "the old nick is free");

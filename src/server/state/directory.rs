@@ -25,7 +25,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::protocol::identity::UserHost;
 use crate::protocol::mask::{Identity, glob_matches};
 use crate::protocol::modes::{Flag, ModeKind};
-use crate::protocol::names::NickKey;
 use crate::protocol::{
     BanInfo, LusersReport, Member, ModeChange, Nick, ProtocolError, Role, RoomInfo, RoomName,
     TopicSetter, WhoRow, WhoisInfo, WhowasEntry,
@@ -33,6 +32,7 @@ use crate::protocol::{
 
 use crate::server::backplane::wire::{RosterEntry, RosterRoom};
 use crate::server::conn_map::ConnMap;
+use crate::server::nick_table::NickTable;
 use crate::server::room_state::{
     JoinRefusal, RemoteRoom, RemoteSeat, RoomSnapshot, RoomState, unix_now,
 };
@@ -52,10 +52,8 @@ pub struct Directory {
 
 #[derive(Debug, Default)]
 struct Tables {
-    /// Case-folded nick → owner.
-    nicks: HashMap<NickKey, ConnId>,
-    /// Owner → nick as spelled.
-    nick_of: ConnMap<Nick>,
+    /// Owner → nick as spelled, and nick (any case) → owner.
+    names: NickTable,
     /// Rooms with at least one member.
     rooms: HashMap<RoomName, RoomEntry>,
     /// Away messages (IRC `AWAY`), by connection.
@@ -227,7 +225,10 @@ impl Directory {
     /// someone was renamed, who and to what.
     pub fn reclaim(&self, id: ConnId, nick: &Nick) -> Option<(Nick, Option<(ConnId, Nick)>)> {
         let mut tables = self.lock();
-        let holder = tables.nicks.get(&nick.key()).copied().filter(|&h| h != id);
+        if !tables.names.has(&id) {
+            return None;
+        }
+        let holder = tables.names.owner(nick.as_str()).filter(|&h| h != id);
         // Another session of the same account keeps it: the owner is not its own
         // impostor.
         let owner = |h: &ConnId| {
@@ -239,16 +240,11 @@ impl Directory {
         }
         let renamed = holder.map(|holder| {
             let guest = tables.fresh_guest(&self.guest_suffix);
-            tables.nick_of.insert(holder, guest.clone());
-            tables.nicks.insert(guest.key(), holder);
+            tables.names.set(holder, guest.clone());
             tables.follow_nick(holder, &guest);
             (holder, guest)
         });
-        let old = tables.nick_of.insert(id, nick.clone())?;
-        if old.key() != nick.key() && tables.nicks.get(&old.key()) == Some(&id) {
-            tables.nicks.remove(&old.key());
-        }
-        tables.nicks.insert(nick.key(), id);
+        let old = tables.names.set(id, nick.clone())?;
         tables.follow_nick(id, nick);
         Some((old, renamed))
     }
@@ -270,10 +266,11 @@ impl Directory {
     /// Renames `id` to a fresh guest nick; returns (old, new).
     pub fn rename_to_guest(&self, id: ConnId) -> Option<(Nick, Nick)> {
         let mut tables = self.lock();
+        if !tables.names.has(&id) {
+            return None;
+        }
         let nick = tables.fresh_guest(&self.guest_suffix);
-        let old = tables.nick_of.insert(id, nick.clone())?;
-        tables.nicks.remove(&old.key());
-        tables.nicks.insert(nick.key(), id);
+        let old = tables.names.set(id, nick.clone())?;
         tables.follow_nick(id, &nick);
         Some((old, nick))
     }
@@ -291,8 +288,7 @@ impl Directory {
     pub fn register_guest(&self, id: ConnId, room: Option<&RoomName>, remote: &RemoteRoom) -> Nick {
         let mut tables = self.lock();
         let nick = tables.fresh_guest(&self.guest_suffix);
-        tables.nicks.insert(nick.key(), id);
-        tables.nick_of.insert(id, nick.clone());
+        tables.names.set(id, nick.clone());
         if let Some(room) = room {
             entry_for(&mut tables.rooms, room, remote);
             tables.join(room, id, remote.members > 0);
@@ -303,16 +299,13 @@ impl Directory {
     /// Changes `id`'s nick; returns the old one.
     pub fn rename(&self, id: ConnId, new: &Nick) -> Result<Nick, ProtocolError> {
         let mut tables = self.lock();
-        let key = new.key();
-        if tables.nicks.get(&key).is_some_and(|owner| *owner != id) {
+        if tables.names.owner(new.as_str()).is_some_and(|owner| owner != id) {
             return Err(ProtocolError::NickTaken(new.clone()));
         }
         let old = tables
-            .nick_of
-            .insert(id, new.clone())
+            .names
+            .set(id, new.clone())
             .expect("BUG: renaming a connection the directory does not know");
-        tables.nicks.remove(&old.key());
-        tables.nicks.insert(key, id);
         tables.follow_nick(id, new);
         Ok(old)
     }
@@ -331,18 +324,17 @@ impl Directory {
     ) -> Vec<Option<UserHost>> {
         let tables = self.lock();
         let of = |nick: &Nick| {
-            let id = tables.nicks.get(&nick.key())?;
-            Some(tables.profiles.get(id)?.userhost.clone())
+            let id = tables.names.owner(nick.as_str())?;
+            Some(tables.profiles.get(&id)?.userhost.clone())
         };
         nicks.into_iter().map(of).collect()
     }
 
     /// Owner, nick as spelled, and away message of `nick`, if anyone has it.
     pub fn lookup_full(&self, nick: &str) -> Option<(ConnId, Nick, Option<Box<str>>)> {
-        let key = Nick::parse(nick).ok()?.key();
         let tables = self.lock();
-        let id = *tables.nicks.get(&key)?;
-        let spelled = tables.nick_of.get(&id)?.clone();
+        let id = tables.names.owner(nick)?;
+        let spelled = tables.names.nick(&id)?.clone();
         Some((id, spelled, tables.away.get(&id).cloned()))
     }
 
@@ -352,8 +344,8 @@ impl Directory {
         nicks
             .iter()
             .filter_map(|nick| {
-                let id = *tables.nicks.get(&Nick::parse(nick).ok()?.key())?;
-                let spelled = tables.nick_of.get(&id)?.clone();
+                let id = tables.names.owner(nick)?;
+                let spelled = tables.names.nick(&id)?.clone();
                 Some((id, spelled, tables.away.get(&id).cloned()))
             })
             .collect()
@@ -390,9 +382,7 @@ impl Directory {
     /// [`Self::leave_all`] first).
     pub fn remove(&self, id: ConnId) {
         let mut tables = self.lock();
-        if let Some(nick) = tables.nick_of.remove(&id) {
-            tables.nicks.remove(&nick.key());
-        }
+        tables.names.remove(&id);
         tables.away.remove(&id);
         tables.invited_elsewhere.retain(|_, ids| {
             ids.remove(&id);
@@ -429,7 +419,7 @@ impl Directory {
         let mut nicks: Vec<Nick> = entry
             .members
             .iter()
-            .filter_map(|id| tables.nick_of.get(id).cloned())
+            .filter_map(|id| tables.names.nick(id).cloned())
             .collect();
         drop(tables);
         // The lower-cased key is computed once per nick, not once per comparison.
@@ -660,7 +650,7 @@ impl Directory {
         remote: &[RemoteSeat],
     ) -> Result<ModeOutcome, ProtocolError> {
         let mut tables = self.lock();
-        let by_nick = tables.nick_of.get(&by).cloned();
+        let by_nick = tables.names.nick(&by).cloned();
         let tables = &mut *tables;
         let entry = tables
             .rooms
@@ -674,7 +664,7 @@ impl Directory {
         let mut outcome = ModeOutcome::default();
         for change in changes {
             let mut change = change.clone();
-            let names = (&tables.nicks, &tables.nick_of);
+            let names = &tables.names;
             let target = match resolve_target(names, remote, entry, room, &change) {
                 Ok(target) => target,
                 Err(error) => {
@@ -730,7 +720,7 @@ impl Directory {
     pub fn kick(&self, room: &RoomName, by: ConnId, nick: &str) -> Result<Nick, ProtocolError> {
         let mut tables = self.lock();
         let target = tables.lookup_key(nick);
-        let spelled = target.and_then(|id| tables.nick_of.get(&id).cloned());
+        let spelled = target.and_then(|id| tables.names.nick(&id).cloned());
         let entry = tables.room_mut(room)?;
         if !entry.members.contains(&by) {
             return Err(ProtocolError::NotInRoom(room.clone()));
@@ -772,7 +762,7 @@ impl Directory {
     ) -> Result<(ConnId, Nick), ProtocolError> {
         let mut tables = self.lock();
         let target = tables.lookup_key(nick);
-        let spelled = target.and_then(|id| tables.nick_of.get(&id).cloned());
+        let spelled = target.and_then(|id| tables.names.nick(&id).cloned());
         let tables = &mut *tables;
         let entry = tables
             .rooms
@@ -792,8 +782,8 @@ impl Directory {
             let (nick, room) = (spelled, room.clone());
             return Err(ProtocolError::AlreadyOnRoom { nick, room });
         }
-        let alive = &tables.nick_of;
-        entry.state.invite(target, |id| alive.contains_key(&id));
+        let alive = &tables.names;
+        entry.state.invite(target, |id| alive.has(&id));
         Ok((target, spelled))
     }
 
@@ -880,7 +870,7 @@ impl Directory {
     pub fn whois(&self, nick: &str, asker: ConnId) -> Option<WhoisInfo> {
         let tables = self.lock();
         let id = tables.lookup_key(nick)?;
-        let nick = tables.nick_of.get(&id)?.clone();
+        let nick = tables.names.nick(&id)?.clone();
         let profile = tables.profiles.get(&id)?;
         let secret = Flag::Secret;
         let mut rooms: Vec<_> = tables
@@ -963,7 +953,7 @@ enum Target<'r> {
 /// Errors if nobody has the nick here or elsewhere (401) or they are not in the room
 /// (441).
 fn resolve_target<'r>(
-    (nicks, nick_of): (&HashMap<NickKey, ConnId>, &ConnMap<Nick>),
+    names: &NickTable,
     remote: &'r [RemoteSeat],
     entry: &RoomEntry,
     room: &RoomName,
@@ -978,7 +968,7 @@ fn resolve_target<'r>(
         nick: nick.clone(),
         room: room.clone(),
     };
-    let Some(&id) = nicks.get(&key) else {
+    let Some(id) = names.owner(nick) else {
         let seat = remote
             .iter()
             .find(|s| s.nick.key() == key)
@@ -989,7 +979,7 @@ fn resolve_target<'r>(
             Err(not_on(&seat.nick))
         };
     };
-    let spelled = nick_of.get(&id).cloned().ok_or_else(no_such)?;
+    let spelled = names.nick(&id).cloned().ok_or_else(no_such)?;
     if !entry.members.contains(&id) || entry.state.is_kicked(id) {
         return Err(not_on(&spelled));
     }
@@ -1013,7 +1003,7 @@ impl Directory {
     /// `room`, so the shards carry it out once the `KICK` is delivered here.
     pub fn kick_from_elsewhere(&self, room: &RoomName, nick: &Nick) {
         let mut tables = self.lock();
-        let Some(&id) = tables.nicks.get(&nick.key()) else {
+        let Some(id) = tables.names.owner(nick.as_str()) else {
             return;
         };
         if let Some(entry) = tables
@@ -1042,12 +1032,12 @@ impl Directory {
     pub fn invite_from_elsewhere(&self, room: &RoomName, nick: &Nick) -> Option<(ConnId, Nick)> {
         let mut tables = self.lock();
         let tables = &mut *tables;
-        let id = *tables.nicks.get(&nick.key())?;
-        let spelled = tables.nick_of.get(&id)?.clone();
+        let id = tables.names.owner(nick.as_str())?;
+        let spelled = tables.names.nick(&id)?.clone();
         match tables.rooms.get_mut(room) {
             Some(entry) => {
-                let alive = &tables.nick_of;
-                entry.state.invite(id, |id| alive.contains_key(&id));
+                let alive = &tables.names;
+                entry.state.invite(id, |id| alive.has(&id));
             }
             None => {
                 let pending = tables.invited_elsewhere.entry(room.clone()).or_default();
@@ -1067,7 +1057,7 @@ impl Directory {
         rooms: Vec<RoomName>,
     ) -> Option<RosterEntry> {
         let tables = self.lock();
-        let nick = tables.nick_of.get(&id)?.clone();
+        let nick = tables.names.nick(&id)?.clone();
         let profile = tables.profiles.get(&id);
         let seat = |room: RoomName| {
             let state = tables.rooms.get(&room).map(|entry| &entry.state);
@@ -1094,8 +1084,7 @@ impl Directory {
             .iter()
             .map(|change| match &change.kind {
                 ModeKind::Op(nick) | ModeKind::Voice(nick) => {
-                    let key = Nick::parse(nick).ok()?.key();
-                    tables.nicks.get(&key).copied()
+                    tables.names.owner(nick)
                 }
                 _ => None,
             })
@@ -1152,7 +1141,7 @@ impl Tables {
             self.next_guest += 1;
             let candidate = format!("guest{}{suffix}", self.next_guest);
             let nick = Nick::parse(&candidate).expect("BUG: guest nicks are valid");
-            if !self.nicks.contains_key(&nick.key()) {
+            if !self.names.is_taken(nick.as_str()) {
                 return nick;
             }
         }
@@ -1222,7 +1211,7 @@ impl Tables {
 
     /// Who owns `nick` (case-insensitive).
     fn lookup_key(&self, nick: &str) -> Option<ConnId> {
-        self.nicks.get(&Nick::parse(nick).ok()?.key()).copied()
+        self.names.owner(nick)
     }
 
     fn room(&self, room: &RoomName) -> Result<&RoomEntry, ProtocolError> {
@@ -1247,7 +1236,7 @@ impl Tables {
 
     /// `id` outside any room: nick, away flag and real name.
     fn person(&self, id: ConnId) -> Option<Member> {
-        let nick = self.nick_of.get(&id)?.clone();
+        let nick = self.names.nick(&id)?.clone();
         let realname = self
             .profiles
             .get(&id)

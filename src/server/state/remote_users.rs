@@ -9,11 +9,12 @@
 //! so a slot is 8 bytes and a user costs about 16. (hashbrown's `HashTable`, the
 //! table under std's `HashMap`, is what lets the hash come from the value.)
 
-use std::hash::{BuildHasher, Hasher, RandomState};
+use std::hash::RandomState;
 
 use hashbrown::HashTable;
 
 use crate::server::state::cluster::RemoteUser;
+use crate::server::state::nick_table::fold_hash;
 
 /// Users of other nodes by case-folded nick.
 #[derive(Debug, Default)]
@@ -73,15 +74,6 @@ fn same_nick(user: &RemoteUser, nick: &str) -> bool {
     user.entry.nick.as_str().eq_ignore_ascii_case(nick)
 }
 
-/// The hash of `nick` folded to lower case, without building the folded text.
-fn fold_hash(hasher: &RandomState, nick: &str) -> u64 {
-    let mut state = hasher.build_hasher();
-    for byte in nick.bytes() {
-        state.write_u8(byte.to_ascii_lowercase());
-    }
-    state.finish()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -90,9 +82,9 @@ mod tests {
     use crate::server::backplane::wire::RosterEntry;
     use std::sync::Arc;
 
-    fn user(nick: &str, node: &str) -> RemoteUser {
+    fn user(nick: &str, node: u32) -> RemoteUser {
         RemoteUser {
-            node: Arc::from(node),
+            node,
             entry: RosterEntry {
                 nick: Nick::parse(nick).unwrap(),
                 claimed_ms: 1,
@@ -107,13 +99,13 @@ mod tests {
     #[test]
     fn nicks_are_found_in_any_case_and_replaced_whole() {
         let mut users = RemoteUsers::new();
-        assert!(users.insert(user("Alice", "a")).is_none());
-        assert!(users.insert(user("bob", "a")).is_none());
+        assert!(users.insert(user("Alice", 1)).is_none());
+        assert!(users.insert(user("bob", 1)).is_none());
         assert_eq!(users.get("ALICE").unwrap().entry.nick.as_str(), "Alice");
-        let was = users.insert(user("alice", "b")).unwrap();
-        assert_eq!(&*was.node, "a", "the old holder is handed back");
+        let was = users.insert(user("alice", 2)).unwrap();
+        assert_eq!(was.node, 1, "the old holder is handed back");
         assert_eq!(users.len(), 2);
-        assert_eq!(&*users.get("alice").unwrap().node, "b");
+        assert_eq!(users.get("alice").unwrap().node, 2);
         assert!(users.remove("BOB").is_some());
         assert!(users.get("bob").is_none() && users.remove("bob").is_none());
         assert_eq!(users.iter().count(), 1);
@@ -123,7 +115,7 @@ mod tests {
     fn many_users_survive_the_table_growing() {
         let mut users = RemoteUsers::new();
         for i in 0..5000 {
-            users.insert(user(&format!("User{i}"), "n"));
+            users.insert(user(&format!("User{i}"), 0));
         }
         assert_eq!(users.len(), 5000);
         assert!((0..5000).all(|i| users.get(&format!("user{i}")).is_some()));
