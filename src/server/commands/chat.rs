@@ -135,7 +135,8 @@ impl Chat {
         let now = Instant::now();
         let flood = self.relay.delivery.limits.flood;
         let session = fx.session(key)?;
-        session.last_active = now;
+        // The flood bucket was last filled when the last line came.
+        let since = std::mem::replace(&mut session.last_active, now);
         session.spoke_once = true;
         session.idle_warned = false;
         if let Some(irc) = session.irc.as_mut() {
@@ -146,8 +147,8 @@ impl Chat {
         // reload turns it on.
         if let Some(limit) = flood
             && let Some(resume) = (session.flood)
-                .get_or_insert_with(|| FloodBucket::new(limit, now))
-                .take(limit, now)
+                .get_or_insert_with(|| FloodBucket::new(limit))
+                .take(limit, since, now)
         {
             // Operators hear of a connection's first pause (not of every one).
             let first = !std::mem::replace(&mut session.flood_noticed, true);
@@ -247,9 +248,7 @@ impl Handler for Chat {
         let mut session = Session::new(id, peer, nick, protocol);
         let host = self.shared.hosts.host_for(peer.ip());
         session.userhost = UserHost::new(&host);
-        let now = session.last_active;
-        session.flood =
-            (self.relay.delivery.limits.flood).map(|limit| FloodBucket::new(limit, now));
+        session.flood = (self.relay.delivery.limits.flood).map(FloodBucket::new);
         if !protocol.speaks_irc() {
             // Held inline: most users are in one room at a time (`room_list.rs`).
             session.rooms.push(lobby.clone());

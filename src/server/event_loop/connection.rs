@@ -594,7 +594,7 @@ mod sizes {
 
     #[test]
     fn an_idle_connection_and_a_remote_user_stay_small() {
-        assert!(size_of::<super::Connection<Session>>() <= 344);
+        assert!(size_of::<super::Connection<Session>>() <= 328);
         assert!(size_of::<RemoteUser>() <= 88);
     }
 }
