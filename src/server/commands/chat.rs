@@ -152,7 +152,7 @@ impl Chat {
         {
             // Operators hear of a connection's first pause (not of every one).
             let first = !std::mem::replace(&mut session.flood_noticed, true);
-            let who = first.then(|| (session.nick.clone(), session.peer.ip()));
+            let who = first.then(|| (session.nick.clone(), session.peer().ip()));
             fx.pause_reading(key, resume);
             if let Some((nick, address)) = who {
                 let address = host_of(address);
@@ -174,7 +174,7 @@ impl Chat {
             return;
         };
         let silent = now.duration_since(session.last_active);
-        let (peer, nick) = (session.peer, session.nick.clone());
+        let (peer, nick) = (session.peer(), session.nick.clone());
         let registered = session.spoke_once && session.is_registered();
         if let Some(limit) = idle_timeout.filter(|_| !registered) {
             let warning = IDLE_WARNING.min(limit / 2);
@@ -274,7 +274,7 @@ impl Handler for Chat {
         let Some(session) = fx.session(key) else {
             return;
         };
-        let (nick, protocol, peer) = (session.nick.clone(), session.protocol(), session.peer);
+        let (nick, protocol, peer) = (session.nick.clone(), session.protocol(), session.peer());
         log::info!("{peer} connected ({protocol:?}) as {nick}");
         if !protocol.speaks_irc() {
             // A line connection's identity is known now (an IRC one's at registration).
@@ -350,7 +350,7 @@ impl Handler for Chat {
     /// long. It is told `ERR flood` (IRC: "Excess Flood") and closed.
     fn cut_flooder(&mut self, fx: &mut Effects<'_>, key: usize) {
         if let Some(session) = fx.session(key) {
-            let (nick, address) = (session.nick.clone(), host_of(session.peer.ip()));
+            let (nick, address) = (session.nick.clone(), host_of(session.peer().ip()));
             let text = || format!("{nick} ({address}) was cut for flooding");
             self.relay.notice(fx, NoticeKind::Flood, text);
         }

@@ -287,7 +287,7 @@ impl Delivery {
                 ""
             };
             let code = error.code();
-            info!("{} {}: {code}: {error}{more}", session.peer, session.nick);
+            info!("{} {}: {code}: {error}{more}", session.peer(), session.nick);
         }
         self.reply(fx, key, &Event::Error(error));
     }
@@ -953,13 +953,13 @@ mod tests {
     ) -> (Connection<Session>, StdStream) {
         let (mut conn, client) = connection(listener, key, key as u32 + 1);
         let mut session = conn.session.take().unwrap();
-        session = Session::new(session.id, session.peer, session.nick, protocol);
+        session = Session::new(session.id, session.peer(), session.nick, protocol);
         if let Some(irc) = session.irc.as_mut() {
             irc.caps = irc::Caps::default()
                 .request(&irc::CAPABILITIES.join(" "))
                 .unwrap();
         }
-        let socket = Socket::new(session.peer, protocol, std::time::Instant::now());
+        let socket = Socket::new(session.peer(), protocol, std::time::Instant::now());
         conn.web = Some(Web::Socket(Box::new(socket)));
         conn.session = Some(session);
         (conn, client)

@@ -226,7 +226,7 @@ impl IrcSession<'_, '_, '_> {
         if let Some(oper) = session.oper.take() {
             log::info!(
                 "{} {} is no longer operator {}",
-                session.peer,
+                session.peer(),
                 session.nick,
                 oper.name
             );
@@ -460,7 +460,7 @@ impl IrcSession<'_, '_, '_> {
         let Some(session) = self.fx.session(self.key) else {
             return;
         };
-        let (peer, nick) = (session.peer, session.nick.clone());
+        let (peer, nick) = (session.peer(), session.nick.clone());
         log::info!("{peer} registered on IRC as {nick}");
         let userhost = session.userhost.clone();
         (self.shared.directory).register(session.id, &realname, userhost);
@@ -569,7 +569,7 @@ impl IrcSession<'_, '_, '_> {
         let Some(session) = self.fx.session(self.key) else {
             return;
         };
-        let (to, from) = (session.id, session.peer.ip());
+        let (to, from) = (session.id, session.peer().ip());
         let lookup = AuthJob::ScramLookup {
             to,
             account: account.clone(),
@@ -608,7 +608,7 @@ impl IrcSession<'_, '_, '_> {
             _ => None,
         };
         let Some(server_final) = verified else {
-            let from = self.fx.session(self.key).map(|s| s.peer.ip());
+            let from = self.fx.session(self.key).map(|s| s.peer().ip());
             if let (Some(store), Some(from)) = (&self.shared.store, from) {
                 let account = exchange.account;
                 let _ = store.submit_auth(AuthJob::ScramFailed { account, from });

@@ -79,7 +79,7 @@ pub fn identity(session: &Session) -> Identity<'_> {
         nick: session.nick.as_str(),
         user: session.userhost.user(session.nick.as_str()),
         shown_host: session.userhost.host(),
-        address: session.peer.ip(),
+        address: session.peer().ip(),
     }
 }
 

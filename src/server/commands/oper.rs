@@ -162,7 +162,7 @@ impl Operator<'_, '_, '_> {
             nick: session.nick.to_string(),
             user: session.userhost.user(session.nick.as_str()).to_string(),
             host: session.userhost.host().to_string(),
-            address: session.peer.ip(),
+            address: session.peer().ip(),
         };
         let job = OperJob::Check {
             asker,
@@ -391,7 +391,7 @@ pub fn on_message(
             let Some(session) = fx.session(id.key()).filter(|s| s.id == id) else {
                 return log::debug!("a kill of a connection that has closed");
             };
-            log::info!("{} {} killed by {by}: {reason}", session.peer, session.nick);
+            log::info!("{} {} killed by {by}: {reason}", session.peer(), session.nick);
             let quit = format!("Killed ({by} ({reason}))");
             let farewell = Event::Killed { by, reason };
             let last = (&farewell, from.as_ref());
@@ -434,7 +434,7 @@ fn checked(
     let Some(session) = fx.session(key).filter(|s| s.id == to) else {
         return;
     };
-    let who = format!("{} ({})", session.nick, host_of(session.peer.ip()));
+    let who = format!("{} ({})", session.nick, host_of(session.peer().ip()));
     let error = match outcome {
         OperOutcome::Granted => {
             session.oper = Some(Box::new(OperStatus {
@@ -503,7 +503,7 @@ pub fn klined(
     let Some(kline) = shared.klines.matching(&identity(session), unix_now()) else {
         return false;
     };
-    let who = format!("{} ({})", session.nick, host_of(session.peer.ip()));
+    let who = format!("{} ({})", session.nick, host_of(session.peer().ip()));
     log::info!("{who} matches the k-line on {}: closed", kline.mask);
     let quit = format!("K-Lined ({})", kline.reason);
     let farewell = Event::Klined(kline.reason.clone());

@@ -874,7 +874,7 @@ impl Relay {
         if old != nick {
             self.shared.directory.remember(session.id, &old, false);
         }
-        log::info!("{} {old} is now {nick}", session.peer);
+        log::info!("{} {old} is now {nick}", session.peer());
         let rooms = session.rooms.to_vec();
         self.renamed(fx, key, old, nick, rooms);
         // A k-line may name nicks: the new one is checked as a new connection is.

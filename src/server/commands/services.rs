@@ -73,7 +73,7 @@ impl Services<'_, '_, '_> {
     /// The asker's address.
     fn peer_ip(&mut self) -> Result<std::net::IpAddr, ProtocolError> {
         let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
-        Ok(session.peer.ip())
+        Ok(session.peer().ip())
     }
 
     /// The asker's account, or `ERR not-logged-in`.
@@ -178,7 +178,7 @@ impl Services<'_, '_, '_> {
     fn login(&mut self, account: Option<&str>, password: &str) -> Outcome {
         self.store()?;
         let session = self.fx.session(self.key).ok_or(ProtocolError::NoRoom)?;
-        let (to, from) = (session.id, session.peer.ip());
+        let (to, from) = (session.id, session.peer().ip());
         let account = match account {
             Some(name) => Nick::parse(name)?,
             None => session.nick.clone(),
