@@ -192,14 +192,16 @@ pub struct RosterEntry {
     pub realname: Arc<str>,
     /// The away message, if the user is away.
     pub away: Option<Box<str>>,
-    /// The rooms the user is in, each with its roles there. One boxed list, not a
+    /// The rooms the user is in, each with its roles there. One shared list, not a
     /// list of rooms and two of roles: every node keeps an entry per user of every
-    /// other node, so its size is paid once per remote user (see DESIGN.md, memory).
-    pub rooms: Box<[RosterRoom]>,
+    /// other node, so its size is paid once per remote user, and the cluster view
+    /// gives users in the same rooms with the same roles one list (see DESIGN.md,
+    /// memory).
+    pub rooms: Arc<[RosterRoom]>,
 }
 
 /// One of a user's rooms, and its roles there.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RosterRoom {
     /// The room.
     pub room: RoomName,
@@ -987,7 +989,7 @@ mod tests {
             irc: true,
             realname: "Bob B. Builder".into(),
             away: Some("gone \t fishing, back soon".into()),
-            rooms: Box::new([
+            rooms: Arc::new([
                 seat(&room, true, true),
                 seat(&other, false, true),
                 seat(&RoomName::lobby(), false, false),

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::protocol::names::NickKey;
 use crate::protocol::{BanInfo, Member, Nick, ProtocolError, Role, RoomName, WhoisInfo};
 
-use crate::server::backplane::wire::RosterEntry;
+use crate::server::backplane::wire::{RosterEntry, RosterRoom};
 use crate::server::remote_users::RemoteUsers;
 use crate::server::room_state::{RemoteRoom, RemoteSeat, RoomSnapshot, RoomState};
 
@@ -37,6 +37,10 @@ struct View {
     users: RemoteUsers,
     /// Other nodes' members of each room, by case-folded nick.
     rooms: HashMap<RoomName, HashSet<NickKey>>,
+    /// The room lists of remote users (`RosterEntry::rooms`), each kept once: most
+    /// users sit in the same room with no role, and share one list rather than pay
+    /// an allocation each.
+    room_lists: HashSet<Arc<[RosterRoom]>>,
     /// Nodes heard of, each name once, in the order first heard of. A remote user
     /// keeps its node's place in this list, not a copy of the name (4 bytes, not 16,
     /// per remote user); a node forgotten keeps its place for when it comes back.
@@ -365,17 +369,36 @@ impl View {
                 .insert(key.clone());
         }
         let mut entry = entry.clone();
-        // One copy of each room's name too, shared by its members.
-        for seat in &mut entry.rooms {
-            if let Some((name, _)) = self.rooms.get_key_value(&seat.room) {
-                seat.room = name.clone();
-            }
-        }
+        entry.rooms = self.shared_list(&entry.rooms);
         self.users.insert(RemoteUser { node, entry });
+    }
+
+    /// The one copy of the room list `seats`, with the one copy of each room's name.
+    fn shared_list(&mut self, seats: &[RosterRoom]) -> Arc<[RosterRoom]> {
+        if let Some(list) = self.room_lists.get(seats) {
+            return Arc::clone(list);
+        }
+        let name = |room: &RoomName| match self.rooms.get_key_value(room) {
+            Some((name, _)) => name.clone(),
+            None => room.clone(),
+        };
+        let list: Arc<[RosterRoom]> = (seats.iter())
+            .map(|seat| RosterRoom {
+                room: name(&seat.room),
+                ..seat.clone()
+            })
+            .collect();
+        self.room_lists.insert(Arc::clone(&list));
+        list
     }
 
     fn forget(&mut self, key: &NickKey) -> Option<RemoteUser> {
         let user = self.users.remove(key.as_str())?;
+        // The list is kept while another user shares it (or a copy handed out by
+        // `owner` is alive; `settle` sweeps those later).
+        if Arc::strong_count(&user.entry.rooms) <= 2 {
+            self.room_lists.remove(&*user.entry.rooms);
+        }
         for room in user.entry.room_names() {
             if let Some(members) = self.rooms.get_mut(room) {
                 members.remove(key);
@@ -389,11 +412,15 @@ impl View {
     }
 
     /// Forgets the snapshots of the rooms the change left without members anywhere.
+    /// Also drops the room lists no user holds any more, once they are many.
     fn settle(&mut self) {
         for room in std::mem::take(&mut self.emptied) {
             if !self.rooms.contains_key(&room) && !self.local.contains(&room) {
                 self.snapshots.remove(&room);
             }
+        }
+        if self.room_lists.len() > 2 * self.users.len() + 64 {
+            self.room_lists.retain(|list| Arc::strong_count(list) > 1);
         }
     }
 
@@ -451,6 +478,24 @@ mod tests {
         assert_eq!(gone.len(), 2);
         assert!(cluster.rooms().is_empty());
         assert_eq!(cluster.peers(), 0);
+    }
+
+    #[test]
+    fn users_in_the_same_rooms_share_one_room_list_until_the_last_leaves() {
+        let cluster = Cluster::new();
+        cluster.upsert("b", &entry("bob", &["rust", "lobby"]), None);
+        cluster.upsert("b", &entry("carol", &["rust", "lobby"]), None);
+        cluster.upsert("b", &entry("dave", &["lobby"]), None);
+        let (bob, carol) = (cluster.owner("bob").unwrap(), cluster.owner("carol").unwrap());
+        assert!(Arc::ptr_eq(&bob.entry.rooms, &carol.entry.rooms));
+        let dave = cluster.owner("dave").unwrap();
+        assert!(!Arc::ptr_eq(&bob.entry.rooms, &dave.entry.rooms));
+        drop((bob, carol, dave));
+        assert_eq!(cluster.lock().room_lists.len(), 2);
+        cluster.remove_user(&Nick::parse("bob").unwrap());
+        assert_eq!(cluster.lock().room_lists.len(), 2, "carol still holds it");
+        cluster.remove_node("b");
+        assert!(cluster.lock().room_lists.is_empty());
     }
 
     #[test]

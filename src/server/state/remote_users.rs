@@ -91,7 +91,7 @@ mod tests {
                 irc: false,
                 realname: Arc::from(nick),
                 away: None,
-                rooms: Box::new([]),
+                rooms: Arc::new([]),
             },
         }
     }
