@@ -41,7 +41,8 @@ pub use event_loop::{
     close_reason, conn_table, connection, effects, handler, inbox, pauses, shard, tls, token, web,
 };
 pub use state::{
-    cluster, conn_map, directory, nick_table, registry, remote_users, room_home, room_list, room_state, rooms,
+    cluster, conn_map, directory, nick_table, registry, remote_users, room_home, room_list,
+    room_state, rooms,
 };
 
 use std::fmt;

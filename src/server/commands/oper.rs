@@ -213,9 +213,7 @@ impl Operator<'_, '_, '_> {
         reason: &str,
     ) -> Result<Nick, ProtocolError> {
         let (to, node) = (self.shared.cluster)
-            .with_owner(nick, |user| {
-                (user.entry.nick.clone(), user.node)
-            })
+            .with_owner(nick, |user| (user.entry.nick.clone(), user.node))
             .ok_or_else(|| ProtocolError::NoSuchNick(nick.into()))?;
         let node = (self.shared.cluster.node_name(node))
             .ok_or_else(|| ProtocolError::NoSuchNick(nick.into()))?;
@@ -391,7 +389,11 @@ pub fn on_message(
             let Some(session) = fx.session(id.key()).filter(|s| s.id == id) else {
                 return log::debug!("a kill of a connection that has closed");
             };
-            log::info!("{} {} killed by {by}: {reason}", session.peer(), session.nick);
+            log::info!(
+                "{} {} killed by {by}: {reason}",
+                session.peer(),
+                session.nick
+            );
             let quit = format!("Killed ({by} ({reason}))");
             let farewell = Event::Killed { by, reason };
             let last = (&farewell, from.as_ref());

@@ -169,7 +169,10 @@ impl Cluster {
             signon: user.entry.claimed_ms / 1000,
             irc: user.entry.irc,
             account: None,
-            node: view.nodes.get(user.node as usize).map(|n| Box::from(&*n.name)),
+            node: view
+                .nodes
+                .get(user.node as usize)
+                .map(|n| Box::from(&*n.name)),
         })
     }
 
@@ -352,7 +355,10 @@ impl View {
             Some(index) => index,
             None => {
                 let name = Arc::from(node);
-                self.nodes.push(NodeEntry { name, present: true });
+                self.nodes.push(NodeEntry {
+                    name,
+                    present: true,
+                });
                 self.nodes.len() - 1
             }
         };
@@ -486,7 +492,10 @@ mod tests {
         cluster.upsert("b", &entry("bob", &["rust", "lobby"]), None);
         cluster.upsert("b", &entry("carol", &["rust", "lobby"]), None);
         cluster.upsert("b", &entry("dave", &["lobby"]), None);
-        let (bob, carol) = (cluster.owner("bob").unwrap(), cluster.owner("carol").unwrap());
+        let (bob, carol) = (
+            cluster.owner("bob").unwrap(),
+            cluster.owner("carol").unwrap(),
+        );
         assert!(Arc::ptr_eq(&bob.entry.rooms, &carol.entry.rooms));
         let dave = cluster.owner("dave").unwrap();
         assert!(!Arc::ptr_eq(&bob.entry.rooms, &dave.entry.rooms));

@@ -299,7 +299,11 @@ impl Directory {
     /// Changes `id`'s nick; returns the old one.
     pub fn rename(&self, id: ConnId, new: &Nick) -> Result<Nick, ProtocolError> {
         let mut tables = self.lock();
-        if tables.names.owner(new.as_str()).is_some_and(|owner| owner != id) {
+        if tables
+            .names
+            .owner(new.as_str())
+            .is_some_and(|owner| owner != id)
+        {
             return Err(ProtocolError::NickTaken(new.clone()));
         }
         let old = tables
@@ -1083,9 +1087,7 @@ impl Directory {
         let targets: Vec<Option<ConnId>> = changes
             .iter()
             .map(|change| match &change.kind {
-                ModeKind::Op(nick) | ModeKind::Voice(nick) => {
-                    tables.names.owner(nick)
-                }
+                ModeKind::Op(nick) | ModeKind::Voice(nick) => tables.names.owner(nick),
                 _ => None,
             })
             .collect();

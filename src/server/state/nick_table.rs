@@ -124,7 +124,10 @@ mod tests {
         assert_eq!(table.owner("ALICE"), Some(id(1)));
         let old = table.set(id(1), nick("Carol")).unwrap();
         assert_eq!(old.as_str(), "Alice");
-        assert_eq!((table.owner("alice"), table.owner("carol")), (None, Some(id(1))));
+        assert_eq!(
+            (table.owner("alice"), table.owner("carol")),
+            (None, Some(id(1)))
+        );
         assert_eq!(table.nick(&id(1)).unwrap().as_str(), "Carol");
         assert_eq!(table.remove(&id(2)).unwrap().as_str(), "bob");
         assert!(!table.is_taken("bob") && !table.has(&id(2)));
