@@ -532,3 +532,41 @@ fn scripts_flushed_from_redis_are_loaded_again_and_nothing_is_lost() {
     let stats = bob.stats();
     assert!(stats.contains(" gaps=0 "), "{stats}");
 }
+
+/// The script that logs and publishes a node's room events takes a run of them in
+/// one call: each is appended in order, and one sent again after a dropped link
+/// (Redis had run it) is not logged twice, while a restarted node (a new epoch)
+/// starts over.
+#[test]
+fn a_run_of_room_events_is_logged_in_order_and_never_twice() {
+    let Some(redis) = Redis::start() else { return };
+    let script = miochat::server::backplane::room_log::LOG_AND_PUBLISH.text();
+    let run = |events: &[(&str, &str)]| {
+        let mut args = vec![
+            "EVAL", script, "2", "log", "seqs", "chan", "0", "PUBLISH", "n0",
+        ];
+        for (payload, at) in events {
+            args.extend([*payload, *at]);
+        }
+        redis.command(&args)
+    };
+    let first = run(&[("one", "7 1"), ("two", "7 2")]);
+    assert!(first.starts_with("*2"), "two ids: {first}");
+    let again = run(&[("two", "7 2"), ("three", "7 3")]);
+    assert!(
+        again.starts_with("*2\r\n$-1"),
+        "the copy is not logged: {again}"
+    );
+    let restarted = run(&[("four", "8 1")]);
+    assert!(
+        !restarted.contains("$-1"),
+        "a new epoch starts over: {restarted}"
+    );
+    assert_eq!(redis.command(&["XLEN", "log"]), ":4");
+    let entries = redis.command(&["XRANGE", "log", "-", "+"]);
+    let order: Vec<usize> = (["one", "two", "three", "four"].iter())
+        .filter_map(|payload| entries.find(&format!("${}\r\n{payload}", payload.len())))
+        .collect();
+    assert!(order.len() == 4 && order.is_sorted(), "in order: {entries}");
+    assert_eq!(redis.command(&["HGET", "seqs", "n0"]), "$3\r\n8 1");
+}

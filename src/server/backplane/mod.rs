@@ -84,6 +84,10 @@ const SCRIPTS: [&Script; 6] = [
 ];
 
 /// How often a node probes the round trip through Redis and checks its peers.
+/// Room events of one room sent to Redis in one script call, at most: a run is
+/// what the inbox holds in a row, so this only bounds one command's size.
+const RUN_MAX: usize = 64;
+
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a private message to another node was not delivered (after `ERR
@@ -130,8 +134,9 @@ enum Pending {
     Accounts,
     /// `HGETALL` of every registered room's record.
     Registered,
-    /// A room event in the room's log and on its channel, kept until Redis answered.
-    Logged(Box<(RoomName, Wire)>),
+    /// Room events of one room, in the room's log and on its channel, kept until
+    /// Redis answered.
+    Logged(Vec<(RoomName, Wire)>),
     /// `HGETALL` of the cluster's k-lines.
     Klines,
 }
@@ -503,7 +508,7 @@ impl Backplane {
         let mut unlogged = Vec::new();
         for pending in self.links.take_pending() {
             match pending {
-                Pending::Logged(event) => unlogged.push(*event),
+                Pending::Logged(events) => unlogged.extend(events),
                 Pending::Claim { id, nick, then } => {
                     self.to_release.push((id, nick.clone()));
                     self.answer_claim(id, nick, then, ClaimAnswer::Unavailable);
@@ -675,57 +680,52 @@ impl Backplane {
         }
     }
 
-    /// A room event into the room's log and out on its channel, in one script
-    /// (`room_log.rs`); given back if Redis is away. It stays with its pending reply:
-    /// if the link drops before Redis answered, it is held again (a receiver drops a
-    /// copy it had already).
+    /// Room events of one room, in order, into the room's log and out on its
+    /// channel, in one script call (`room_log.rs`); given back if Redis is away.
+    /// They stay with their pending reply: if the link drops before Redis answered,
+    /// they are held again (a receiver drops a copy it had already).
     fn log_and_publish(
         &mut self,
-        event: Box<(RoomName, Wire)>,
-    ) -> Result<(), Box<(RoomName, Wire)>> {
-        let (room, wire) = &*event;
+        events: Vec<(RoomName, Wire)>,
+    ) -> Result<(), Vec<(RoomName, Wire)>> {
+        let Some((room, _)) = events.first() else {
+            return Ok(());
+        };
         let (key, channel) = (self.keys.room_log(room), self.keys.room_channel(room));
         let seqs = self.keys.room_seqs(room);
-        let (max, payload) = (self.config.log_max.to_string(), wire.encode());
+        let max = self.config.log_max.to_string();
         let publish = self.sharded(b"PUBLISH");
         // Only this node's own events are logged here: the origin is this node.
         let origin = self.config.node.clone();
-        let at = match wire {
-            Wire::Room { epoch, seq, .. } => format!("{epoch} {seq}"),
-            _ => String::new(), // not a room event: never taken for a copy
-        };
-        let args: [&[u8]; 11] = [
-            b"EVALSHA",
-            room_log::LOG_AND_PUBLISH.sha().as_bytes(),
-            b"2",
-            key.as_bytes(),
-            seqs.as_bytes(),
-            channel.as_bytes(),
-            max.as_bytes(),
-            &payload,
-            &publish,
-            origin.as_bytes(),
-            at.as_bytes(),
-        ];
-        match self
-            .links
-            .command(key.as_bytes(), &args, Pending::Logged(event))
-        {
+        let each: Vec<(Vec<u8>, String)> = (events.iter())
+            .map(|(_, wire)| (wire.encode(), room_log::position(wire)))
+            .collect();
+        let sha = room_log::LOG_AND_PUBLISH.sha();
+        let mut args: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), b"2", key.as_bytes()];
+        args.extend([seqs.as_bytes(), channel.as_bytes(), max.as_bytes()]);
+        args.extend([publish.as_slice(), origin.as_bytes()]);
+        for (payload, at) in &each {
+            args.extend([payload.as_slice(), at.as_bytes()]);
+        }
+        let count = events.len() as u64;
+        match (self.links).command(key.as_bytes(), &args, Pending::Logged(events)) {
             Ok(()) => {
-                bump(&self.shared.stats.cluster.published);
+                (self.shared.stats.cluster.published).fetch_add(count, Relaxed);
                 Ok(())
             }
-            Err(Pending::Logged(event)) => Err(event),
+            Err(Pending::Logged(events)) => Err(events),
             Err(_) => unreachable!("the pending given back is the one given"),
         }
     }
 
     /// The events held while Redis was away, in order, now that it is back.
     fn publish_held(&mut self) {
-        while let Some((room, wire)) = self.logs.next_held() {
-            if let Err(event) = self.log_and_publish(Box::new((room, wire))) {
-                let (room, wire) = *event;
-                return self.logs.unpop(room, wire);
+        while let Some(held) = self.logs.next_held() {
+            if let Err(events) = self.log_and_publish(vec![held]) {
+                for (room, wire) in events.into_iter().rev() {
+                    self.logs.unpop(room, wire);
+                }
+                return;
             }
         }
     }
@@ -1524,25 +1524,37 @@ impl Backplane {
     }
 
     fn drain_inbox(&mut self) {
-        while let Ok(msg) = self.inbox.try_recv() {
-            match msg {
-                BackplaneMsg::Room { room, outgoing } => self.publish_room(room, &outgoing),
-                BackplaneMsg::User {
-                    id,
-                    claimed_ms,
-                    rooms,
-                    was,
-                } => self.on_local_user(id, claimed_ms, rooms, was),
-                BackplaneMsg::Gone { id } => self.on_local_gone(id),
-                BackplaneMsg::Private { node, wire, answer } => {
-                    self.send_private(&node, &wire, answer);
-                }
-                BackplaneMsg::Claim { id, nick, then } => self.claim(id, nick, then),
-                BackplaneMsg::Release { id, nick } => self.release(id, nick),
-                BackplaneMsg::Broadcast(wire) => self.broadcast(&wire),
-                BackplaneMsg::Kline { mask, kline } => self.save_kline(&mask, kline),
-                BackplaneMsg::Shutdown => self.stopping = true,
+        let mut next = self.inbox.try_recv().ok();
+        while let Some(msg) = next.take() {
+            if let BackplaneMsg::Room { room, outgoing } = msg {
+                next = self.publish_run(room, outgoing);
+                continue;
             }
+            self.on_message(msg);
+            next = self.inbox.try_recv().ok();
+        }
+    }
+
+    /// One inbox message (a room event here is a run of one: `drain_inbox` takes
+    /// room events in runs).
+    fn on_message(&mut self, msg: BackplaneMsg) {
+        match msg {
+            BackplaneMsg::Room { room, outgoing } => self.publish_room(room, &[outgoing]),
+            BackplaneMsg::User {
+                id,
+                claimed_ms,
+                rooms,
+                was,
+            } => self.on_local_user(id, claimed_ms, rooms, was),
+            BackplaneMsg::Gone { id } => self.on_local_gone(id),
+            BackplaneMsg::Private { node, wire, answer } => {
+                self.send_private(&node, &wire, answer);
+            }
+            BackplaneMsg::Claim { id, nick, then } => self.claim(id, nick, then),
+            BackplaneMsg::Release { id, nick } => self.release(id, nick),
+            BackplaneMsg::Broadcast(wire) => self.broadcast(&wire),
+            BackplaneMsg::Kline { mask, kline } => self.save_kline(&mask, kline),
+            BackplaneMsg::Shutdown => self.stopping = true,
         }
     }
 
@@ -1560,33 +1572,41 @@ impl Backplane {
         }
     }
 
-    /// A room event caused here, on the room's channel. A change of the room's modes
-    /// or topic also goes to every node as the room's new state, and a change of a
+    /// Room events caused here, in a row in one room (see [`Self::publish_run`]), on
+    /// the room's channel. A change of the room's modes or topic (only ever the last
+    /// of a run) also goes to every node as the room's new state, and a change of a
     /// local member's roles as that member's entry.
-    fn publish_room(&mut self, room: RoomName, outgoing: &Outgoing) {
+    fn publish_room(&mut self, room: RoomName, run: &[Arc<Outgoing>]) {
+        let (origin, epoch) = (&self.config.node, self.epoch);
         let seq = self.seqs.entry(room.clone()).or_insert(0);
-        *seq += 1;
-        let event = &outgoing.event;
-        let wire = Wire::Room {
-            origin: self.config.node.clone(),
-            epoch: self.epoch,
-            seq: *seq,
-            msgid: outgoing.msgid().unwrap_or(0),
-            at_ms: outgoing.at_ms,
-            event: event.clone(),
-        };
+        let events: Vec<(RoomName, Wire)> = (run.iter())
+            .map(|outgoing| {
+                *seq += 1;
+                let wire = Wire::Room {
+                    origin: origin.clone(),
+                    epoch,
+                    seq: *seq,
+                    msgid: outgoing.msgid().unwrap_or(0),
+                    at_ms: outgoing.at_ms,
+                    event: outgoing.event.clone(),
+                };
+                (room.clone(), wire)
+            })
+            .collect();
         // Behind events already held, in the room's order.
-        let queued = Box::new((room.clone(), wire));
         let unsent = match self.logs.holding() {
-            true => Err(queued),
-            false => self.log_and_publish(queued),
+            true => Err(events),
+            false => self.log_and_publish(events),
         };
-        if let Err(queued) = unsent
-            && !self.logs.hold(queued.0, queued.1)
-        {
-            bump(&self.shared.stats.cluster.unpublished);
+        for (room, wire) in unsent.err().unwrap_or_default() {
+            if !self.logs.hold(room, wire) {
+                bump(&self.shared.stats.cluster.unpublished);
+            }
         }
-        match event {
+        let Some(last) = run.last() else {
+            return;
+        };
+        match &last.event {
             Event::ModeChanged { changes, .. } => {
                 let is_role =
                     |c: &ModeChange| matches!(c.kind, ModeKind::Op(_) | ModeKind::Voice(_));
@@ -1598,6 +1618,37 @@ impl Backplane {
             Event::TopicChanged { .. } => self.publish_rooms(&[room]),
             _ => {}
         }
+    }
+
+    /// The room event `first` and those right behind it in the inbox for the same
+    /// room, up to [`RUN_MAX`], published in one script call: under load, Redis
+    /// runs one script per run rather than per line. A run ends after a mode or
+    /// topic change (what follows it goes out after the room's new state) and at
+    /// any other message, which is returned to be handled next, in order.
+    fn publish_run(&mut self, room: RoomName, first: Arc<Outgoing>) -> Option<BackplaneMsg> {
+        let ends_run = |o: &Outgoing| {
+            matches!(
+                o.event,
+                Event::ModeChanged { .. } | Event::TopicChanged { .. }
+            )
+        };
+        let mut run = vec![first];
+        let next = loop {
+            if run.len() >= RUN_MAX || run.last().is_some_and(|o| ends_run(o)) {
+                break self.inbox.try_recv().ok();
+            }
+            match self.inbox.try_recv() {
+                Ok(BackplaneMsg::Room {
+                    room: same,
+                    outgoing,
+                }) if same == room => {
+                    run.push(outgoing);
+                }
+                other => break other.ok(),
+            }
+        };
+        self.publish_room(room, &run);
+        next
     }
 
     /// A local user as it is now (its roles read from the directory), told to every

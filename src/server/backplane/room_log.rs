@@ -4,10 +4,11 @@
 //!
 //! Pub/sub alone forgets: a message published while a node's subscription is down
 //! (its link dropped, or Redis cut it as a slow subscriber) is gone for that node.
-//! So a node publishes each room event with one script that first appends it to the
-//! room's stream (`XADD`, trimmed to about `--history-max` entries) and then
-//! publishes it prefixed with the entry's stream id: an event is in the log if and
-//! only if it was published, and every receiver knows where it is in the log.
+//! So a node publishes its room events with one script (a run of them per call)
+//! that first appends each to the room's stream (`XADD`, trimmed to about
+//! `--history-max` entries) and then publishes it prefixed with the entry's stream
+//! id: an event is in the log if and only if it was published, and every receiver
+//! knows where it is in the log.
 //!
 //! - **Recovery.** A node remembers the last stream id it received per room. When
 //!   its subscription to the room is back (Redis confirmed it), it reads the log
@@ -32,32 +33,53 @@ use crate::protocol::{Event, RoomName};
 
 use super::wire::{BadWire, Wire};
 
-/// Appends ARGV[3] to the stream KEYS[1] (trimmed to about ARGV[2] entries; 0: no
-/// limit), then publishes `ID PAYLOAD` on channel ARGV[1] with ARGV[4] (`PUBLISH`,
-/// or `SPUBLISH` on a cluster), and returns the id. Unless the event was logged
-/// already: KEYS[2] holds, per node (ARGV[5]), the `EPOCH SEQ` of the last event it
-/// logged in the room (ARGV[6] is this event's), and an event sent again after its
-/// link dropped, once Redis had run it, is not logged twice (the answer is nil).
+/// Logs and publishes a run of this node's events in one room, in order. For each
+/// pair `PAYLOAD AT` from ARGV[5] on, appends the payload to the stream KEYS[1]
+/// (trimmed to about ARGV[2] entries; 0: no limit), then publishes `ID PAYLOAD` on
+/// channel ARGV[1] with ARGV[3] (`PUBLISH`, or `SPUBLISH` on a cluster); returns
+/// the ids. Unless the event was logged already: KEYS[2] holds, per node (ARGV[4]),
+/// the `EPOCH SEQ` of the last event it logged in the room (`AT` is this event's),
+/// and an event sent again after its link dropped, once Redis had run it, is not
+/// logged twice (its id is nil). One call per run, not per event: under load a
+/// script call's own cost, and the two hash commands, were most of Redis's work.
 pub static LOG_AND_PUBLISH: Script = Script::new(
     "\
-local last = redis.call('HGET', KEYS[2], ARGV[5])
+local last = redis.call('HGET', KEYS[2], ARGV[4])
+local epoch, seq, newest = nil, -1, nil
 if last then
-  local epoch, seq = string.match(last, '(%d+) (%d+)')
-  local new_epoch, new_seq = string.match(ARGV[6], '(%d+) (%d+)')
-  if epoch == new_epoch and tonumber(seq) >= tonumber(new_seq) then
-    return false
+  local e, s = string.match(last, '(%d+) (%d+)')
+  if e then epoch, seq = e, tonumber(s) end
+end
+local ids = {}
+for i = 5, #ARGV - 1, 2 do
+  local e, s = string.match(ARGV[i + 1], '(%d+) (%d+)')
+  if e and e == epoch and tonumber(s) <= seq then
+    ids[#ids + 1] = false
+  else
+    if e then epoch, seq, newest = e, tonumber(s), ARGV[i + 1] end
+    local id
+    if ARGV[2] == '0' then
+      id = redis.call('XADD', KEYS[1], '*', 'w', ARGV[i])
+    else
+      id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'w', ARGV[i])
+    end
+    redis.call(ARGV[3], ARGV[1], id .. ' ' .. ARGV[i])
+    ids[#ids + 1] = id
   end
 end
-redis.call('HSET', KEYS[2], ARGV[5], ARGV[6])
-local id
-if ARGV[2] == '0' then
-  id = redis.call('XADD', KEYS[1], '*', 'w', ARGV[3])
-else
-  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'w', ARGV[3])
-end
-redis.call(ARGV[4], ARGV[1], id .. ' ' .. ARGV[3])
-return id",
+if newest then redis.call('HSET', KEYS[2], ARGV[4], newest) end
+return ids",
 );
+
+/// Where a room event stands in its origin's order, `EPOCH SEQ`, as
+/// [`LOG_AND_PUBLISH`] compares it (empty for a wire that is not a room event:
+/// never taken for a copy).
+pub fn position(wire: &Wire) -> String {
+    match wire {
+        Wire::Room { epoch, seq, .. } => format!("{epoch} {seq}"),
+        _ => String::new(),
+    }
+}
 
 /// Events of this node held while Redis is away; past this many, the oldest wait
 /// no more: they are counted as unpublished and the other nodes report the gap.

@@ -34,6 +34,11 @@ impl Script {
         }
     }
 
+    /// The script's text (what `SCRIPT LOAD` sends, or an `EVAL`).
+    pub fn text(&self) -> &'static str {
+        self.text
+    }
+
     /// The script's SHA-1 in lowercase hex: the name `EVALSHA` calls it by.
     pub fn sha(&self) -> &str {
         self.sha.get_or_init(|| {
