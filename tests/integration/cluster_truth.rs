@@ -570,3 +570,55 @@ fn a_run_of_room_events_is_logged_in_order_and_never_twice() {
     assert!(order.len() == 4 && order.is_sorted(), "in order: {entries}");
     assert_eq!(redis.command(&["HGET", "seqs", "n0"]), "$3\r\n8 1");
 }
+
+/// A run is published as one message, a line `ID PAYLOAD` per event logged (the
+/// copy already logged is left out), which a subscriber reads back in order.
+#[test]
+fn a_run_of_room_events_is_published_as_one_message() {
+    use std::io::{Read, Write};
+    let Some(redis) = Redis::start() else { return };
+    let port = redis.url().rsplit(':').next().unwrap().to_string();
+    let mut subscriber = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    subscriber
+        .write_all(b"*2\r\n$9\r\nSUBSCRIBE\r\n$4\r\nchan\r\n")
+        .unwrap();
+    subscriber
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0; 4096];
+    let mut read_until = |seen: &mut Vec<u8>, what: &[u8]| {
+        while !seen.windows(what.len()).any(|w| w == what) {
+            let n = subscriber.read(&mut chunk).unwrap();
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    };
+    read_until(&mut seen, b":1\r\n");
+    let script = miochat::server::backplane::room_log::LOG_AND_PUBLISH.text();
+    let mut args = vec![
+        "EVAL", script, "2", "log", "seqs", "chan", "0", "PUBLISH", "n0",
+    ];
+    args.extend(["one", "7 1", "two", "7 2"]);
+    redis.command(&args);
+    args.truncate(9);
+    args.extend(["two", "7 2", "three", "7 3"]);
+    redis.command(&args);
+    read_until(&mut seen, b"three");
+    let text = String::from_utf8_lossy(&seen);
+    let messages: Vec<&str> = text.split("$7\r\nmessage\r\n").skip(1).collect();
+    assert_eq!(messages.len(), 2, "one message per run: {text}");
+    let lines = |message: &str| -> Vec<String> {
+        // `$4 chan $LEN BODY`, then the next message's header.
+        let body = message.split("\r\n").nth(3).unwrap_or("");
+        let lines = body.split('\n');
+        lines
+            .map(|l| l.split_once(' ').map_or("", |(_, p)| p).to_string())
+            .collect()
+    };
+    assert_eq!(lines(messages[0]), ["one", "two"]);
+    assert_eq!(
+        lines(messages[1]),
+        ["three"],
+        "the copy is not published again"
+    );
+}

@@ -698,7 +698,7 @@ impl Backplane {
         // Only this node's own events are logged here: the origin is this node.
         let origin = self.config.node.clone();
         let each: Vec<(Vec<u8>, String)> = (events.iter())
-            .map(|(_, wire)| (wire.encode(), room_log::position(wire)))
+            .map(|(_, wire)| (room_log::one_line(wire.encode()), room_log::position(wire)))
             .collect();
         let sha = room_log::LOG_AND_PUBLISH.sha();
         let mut args: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), b"2", key.as_bytes()];
@@ -1014,7 +1014,7 @@ impl Backplane {
             return;
         }
         let decoded = match self.keys.channel_room(channel) {
-            Some(room) => return self.on_room_payload(room, payload),
+            Some(room) => return self.on_room_payloads(room, payload),
             None => Wire::decode(payload, None),
         };
         match decoded {
@@ -1212,6 +1212,14 @@ impl Backplane {
     }
 
     /// A payload on `room`'s channel: `STREAMID WIRE` (see `room_log.rs`).
+    /// A message on `room`'s channel: one run of events, one `STREAMID WIRE` per line
+    /// (see `room_log.rs`), each handled in order.
+    fn on_room_payloads(&mut self, room: RoomName, payloads: &[u8]) {
+        for payload in payloads.split(|&b| b == b'\n') {
+            self.on_room_payload(room.clone(), payload);
+        }
+    }
+
     fn on_room_payload(&mut self, room: RoomName, payload: &[u8]) {
         let Some((id, bytes)) = room_log::split_published(payload) else {
             return log::warn!("backplane: a room event without its log id");

@@ -6,9 +6,9 @@
 //! (its link dropped, or Redis cut it as a slow subscriber) is gone for that node.
 //! So a node publishes its room events with one script (a run of them per call)
 //! that first appends each to the room's stream (`XADD`, trimmed to about
-//! `--history-max` entries) and then publishes it prefixed with the entry's stream
-//! id: an event is in the log if and only if it was published, and every receiver
-//! knows where it is in the log.
+//! `--history-max` entries) and then publishes the run as one message, a line per
+//! event prefixed with its entry's stream id: an event is in the log if and only if
+//! it was published, and every receiver knows where it is in the log.
 //!
 //! - **Recovery.** A node remembers the last stream id it received per room. When
 //!   its subscription to the room is back (Redis confirmed it), it reads the log
@@ -35,13 +35,14 @@ use super::wire::{BadWire, Wire};
 
 /// Logs and publishes a run of this node's events in one room, in order. For each
 /// pair `PAYLOAD AT` from ARGV[5] on, appends the payload to the stream KEYS[1]
-/// (trimmed to about ARGV[2] entries; 0: no limit), then publishes `ID PAYLOAD` on
-/// channel ARGV[1] with ARGV[3] (`PUBLISH`, or `SPUBLISH` on a cluster); returns
-/// the ids. Unless the event was logged already: KEYS[2] holds, per node (ARGV[4]),
-/// the `EPOCH SEQ` of the last event it logged in the room (`AT` is this event's),
-/// and an event sent again after its link dropped, once Redis had run it, is not
-/// logged twice (its id is nil). One call per run, not per event: under load a
-/// script call's own cost, and the two hash commands, were most of Redis's work.
+/// (trimmed to about ARGV[2] entries; 0: no limit); then publishes the run as one
+/// message on channel ARGV[1] with ARGV[3] (`PUBLISH`, or `SPUBLISH` on a cluster):
+/// a line `ID PAYLOAD` per event logged. Returns the ids. Unless an event was logged
+/// already: KEYS[2] holds, per node (ARGV[4]), the `EPOCH SEQ` of the last event it
+/// logged in the room (`AT` is this event's), and an event sent again after its
+/// link dropped, once Redis had run it, is not logged twice (its id is nil). One
+/// call and one message per run, not per event: under load a script call's own
+/// cost, the two hash commands and a message per line were most of Redis's work.
 pub static LOG_AND_PUBLISH: Script = Script::new(
     "\
 local last = redis.call('HGET', KEYS[2], ARGV[4])
@@ -50,7 +51,7 @@ if last then
   local e, s = string.match(last, '(%d+) (%d+)')
   if e then epoch, seq = e, tonumber(s) end
 end
-local ids = {}
+local ids, lines = {}, {}
 for i = 5, #ARGV - 1, 2 do
   local e, s = string.match(ARGV[i + 1], '(%d+) (%d+)')
   if e and e == epoch and tonumber(s) <= seq then
@@ -63,13 +64,24 @@ for i = 5, #ARGV - 1, 2 do
     else
       id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'w', ARGV[i])
     end
-    redis.call(ARGV[3], ARGV[1], id .. ' ' .. ARGV[i])
     ids[#ids + 1] = id
+    lines[#lines + 1] = id .. ' ' .. ARGV[i]
   end
 end
 if newest then redis.call('HSET', KEYS[2], ARGV[4], newest) end
+if #lines > 0 then redis.call(ARGV[3], ARGV[1], table.concat(lines, '\\n')) end
 return ids",
 );
+
+/// A room event's wire bytes as one line: a published run puts one event per line.
+/// A room event never holds a line break (its texts came as lines), and a decoder
+/// reads a room event's first line only, so cutting there loses nothing.
+pub fn one_line(mut payload: Vec<u8>) -> Vec<u8> {
+    if let Some(end) = payload.iter().position(|&b| b == b'\n') {
+        payload.truncate(end);
+    }
+    payload
+}
 
 /// Where a room event stands in its origin's order, `EPOCH SEQ`, as
 /// [`LOG_AND_PUBLISH`] compares it (empty for a wire that is not a room event:
