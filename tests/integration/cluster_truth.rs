@@ -622,3 +622,24 @@ fn a_run_of_room_events_is_published_as_one_message() {
         "the copy is not published again"
     );
 }
+
+/// A run Redis refuses (here the room's log key is not a stream) is neither logged
+/// nor published: it is counted as unpublished at once, never silently dropped.
+#[test]
+fn room_events_redis_refuses_are_counted_as_unpublished() {
+    let Some(redis) = Redis::start() else { return };
+    let (_a, _b, mut alice, mut bob) = two_nodes(&redis, "alice", "bob");
+    alice.join("broken");
+    wait_for_members(&mut bob, "broken", &["alice"]);
+    assert_eq!(redis.command(&["DEL", "miochat:log:broken"]), ":1");
+    assert_eq!(redis.command(&["SET", "miochat:log:broken", "x"]), "+OK");
+    alice.send("refused");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !alice.stats().contains(" unpublished=1 ") {
+        assert!(
+            Instant::now() < deadline,
+            "the refused line was never counted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

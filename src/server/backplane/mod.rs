@@ -720,8 +720,20 @@ impl Backplane {
 
     /// The events held while Redis was away, in order, now that it is back.
     fn publish_held(&mut self) {
-        while let Some(held) = self.logs.next_held() {
-            if let Err(events) = self.log_and_publish(vec![held]) {
+        // In runs, as live events go: a long outage's backlog is what most needs it.
+        while let Some(first) = self.logs.next_held() {
+            let mut run = vec![first];
+            while run.len() < RUN_MAX {
+                match self.logs.next_held() {
+                    Some(next) if next.0 == run[0].0 => run.push(next),
+                    Some((room, wire)) => {
+                        self.logs.unpop(room, wire);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            if let Err(events) = self.log_and_publish(run) {
                 for (room, wire) in events.into_iter().rev() {
                     self.logs.unpop(room, wire);
                 }
@@ -903,6 +915,13 @@ impl Backplane {
                     None => Err(REDIS_REFUSED),
                 };
                 self.answer_private(answer, delivered);
+            }
+            // Refused (not a dropped link, whose events are held again): neither
+            // logged nor published. Counted and logged; the other nodes see the gap.
+            Some(Pending::Logged(events)) if matches!(frame, OwnedFrame::Error(_)) => {
+                let lost = events.len() as u64;
+                log::warn!("backplane: Redis refused {lost} room event(s): not published");
+                (self.shared.stats.cluster.unpublished).fetch_add(lost, Relaxed);
             }
             _ => {}
         }
