@@ -83,11 +83,11 @@ const SCRIPTS: [&Script; 6] = [
     &operators::SAVE_KLINE,
 ];
 
-/// How often a node probes the round trip through Redis and checks its peers.
 /// Room events of one room sent to Redis in one script call, at most: a run is
 /// what the inbox holds in a row, so this only bounds one command's size.
 const RUN_MAX: usize = 64;
 
+/// How often a node probes the round trip through Redis and checks its peers.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a private message to another node was not delivered (after `ERR
@@ -339,8 +339,6 @@ impl Backplane {
         }
     }
 
-    /// A readiness event on one of the links: replies, then what changed, then what
-    /// was pushed (a subscriber that just came up subscribes before it reads).
     /// A link is ready: what it read is handled a budget at a time, and read again
     /// until the socket is drained, so a burst (a join storm's thousands of claims
     /// and roster lines) is never held whole.
@@ -351,7 +349,9 @@ impl Backplane {
         }
     }
 
-    /// One budget's worth of a ready link; true if there may be more to read.
+    /// One budget's worth of a ready link: replies, then what changed, then what was
+    /// pushed (a subscriber that just came up subscribes before it reads). True if
+    /// there may be more to read.
     fn on_link_read(&mut self, token: Token, writable: bool) -> bool {
         let was = (self.links.commands_up(), self.links.subscribers_up());
         let mut read = Read::default();
@@ -1230,7 +1230,6 @@ impl Backplane {
         }
     }
 
-    /// A payload on `room`'s channel: `STREAMID WIRE` (see `room_log.rs`).
     /// A message on `room`'s channel: one run of events, one `STREAMID WIRE` per line
     /// (see `room_log.rs`), each handled in order.
     fn on_room_payloads(&mut self, room: RoomName, payloads: &[u8]) {
@@ -1239,6 +1238,7 @@ impl Backplane {
         }
     }
 
+    /// One event on `room`'s channel: `STREAMID WIRE` (see `room_log.rs`).
     fn on_room_payload(&mut self, room: RoomName, payload: &[u8]) {
         let Some((id, bytes)) = room_log::split_published(payload) else {
             return log::warn!("backplane: a room event without its log id");
@@ -1552,21 +1552,16 @@ impl Backplane {
 
     fn drain_inbox(&mut self) {
         let mut next = self.inbox.try_recv().ok();
-        while let Some(msg) = next.take() {
-            if let BackplaneMsg::Room { room, outgoing } = msg {
-                next = self.publish_run(room, outgoing);
-                continue;
-            }
-            self.on_message(msg);
-            next = self.inbox.try_recv().ok();
+        while let Some(msg) = next {
+            next = self.on_message(msg);
         }
     }
 
-    /// One inbox message (a room event here is a run of one: `drain_inbox` takes
-    /// room events in runs).
-    fn on_message(&mut self, msg: BackplaneMsg) {
+    /// One inbox message; returns the next one. A room event starts a run, which
+    /// reads ahead (`publish_run`): the message that ended it comes back here.
+    fn on_message(&mut self, msg: BackplaneMsg) -> Option<BackplaneMsg> {
         match msg {
-            BackplaneMsg::Room { room, outgoing } => self.publish_room(room, &[outgoing]),
+            BackplaneMsg::Room { room, outgoing } => return self.publish_run(room, outgoing),
             BackplaneMsg::User {
                 id,
                 claimed_ms,
@@ -1583,6 +1578,7 @@ impl Backplane {
             BackplaneMsg::Kline { mask, kline } => self.save_kline(&mask, kline),
             BackplaneMsg::Shutdown => self.stopping = true,
         }
+        self.inbox.try_recv().ok()
     }
 
     /// A private message or invitation on the recipient node's channel. The sender

@@ -589,8 +589,8 @@ mod tests {
 }
 /// Sizes that every idle connection pays, kept from creeping back: glibc serves a
 /// request from chunks in 16-byte steps (8 bytes of header), so a connection of
-/// 344 bytes takes a 352-byte chunk where 392 took 400, and a remote user of the
-/// cluster view one of 112 where 152 took 160.
+/// 312 bytes takes a 320-byte chunk where 392 took 400, and a remote user of the
+/// cluster view (88 bytes) one of 96 where 152 took 160.
 #[cfg(all(test, target_pointer_width = "64"))]
 mod sizes {
     use crate::server::commands::session::Session;
