@@ -696,14 +696,14 @@ impl Backplane {
         let max = self.config.log_max.to_string();
         let publish = self.sharded(b"PUBLISH");
         // Only this node's own events are logged here: the origin is this node.
-        let origin = self.config.node.clone();
+        let (origin, epoch) = (self.config.node.clone(), self.epoch.to_string());
         let each: Vec<(Vec<u8>, String)> = (events.iter())
             .map(|(_, wire)| (room_log::one_line(wire.encode()), room_log::position(wire)))
             .collect();
         let sha = room_log::LOG_AND_PUBLISH.sha();
         let mut args: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), b"2", key.as_bytes()];
         args.extend([seqs.as_bytes(), channel.as_bytes(), max.as_bytes()]);
-        args.extend([publish.as_slice(), origin.as_bytes()]);
+        args.extend([publish.as_slice(), origin.as_bytes(), epoch.as_bytes()]);
         for (payload, at) in &each {
             args.extend([payload.as_slice(), at.as_bytes()]);
         }
@@ -1231,8 +1231,17 @@ impl Backplane {
     }
 
     /// A message on `room`'s channel: one run of events, one `STREAMID WIRE` per line
-    /// (see `room_log.rs`), each handled in order.
+    /// (see `room_log.rs`), each handled in order. A run is one node's, so when the
+    /// first line is this node's own run come back, only its last line matters: it
+    /// says how far this node has read the room's log.
     fn on_room_payloads(&mut self, room: RoomName, payloads: &[u8]) {
+        let first = payloads.split(|&b| b == b'\n').next().unwrap_or_default();
+        let own = room_log::split_published(first)
+            .is_some_and(|(_, bytes)| Wire::origin_of(bytes) == Some(self.config.node.as_str()));
+        if own {
+            let last = payloads.rsplit(|&b| b == b'\n').next().unwrap_or_default();
+            return self.on_room_payload(room, last);
+        }
         for payload in payloads.split(|&b| b == b'\n') {
             self.on_room_payload(room.clone(), payload);
         }
