@@ -43,6 +43,7 @@ pub mod room_log;
 pub mod scripts;
 pub mod wire;
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -1236,11 +1237,14 @@ impl Backplane {
     /// says how far this node has read the room's log.
     fn on_room_payloads(&mut self, room: RoomName, payloads: &[u8]) {
         let first = payloads.split(|&b| b == b'\n').next().unwrap_or_default();
-        let own = room_log::split_published(first)
-            .is_some_and(|(_, bytes)| Wire::origin_of(bytes) == Some(self.config.node.as_str()));
-        if own {
-            let last = payloads.rsplit(|&b| b == b'\n').next().unwrap_or_default();
-            return self.on_room_payload(room, last);
+        let first = room_log::split_published(first);
+        match first.as_ref().and_then(|(_, bytes)| Wire::origin_of(bytes)) {
+            Some(origin) if origin == self.config.node => {
+                let last = payloads.rsplit(|&b| b == b'\n').next().unwrap_or_default();
+                return self.on_room_payload(room, last);
+            }
+            Some(origin) => self.heard_from(origin),
+            None => {}
         }
         for payload in payloads.split(|&b| b == b'\n') {
             self.on_room_payload(room.clone(), payload);
@@ -1265,7 +1269,6 @@ impl Backplane {
             Ok(event) => event,
             Err(bad) => return log::warn!("backplane: ignoring a message on {room}: {}", bad.0),
         };
-        self.heard_from(&event.origin.clone());
         let deferred = Deferred::Event(Box::new(event), id);
         if let Err(Deferred::Event(event, id)) = self.logs.defer(&room, deferred) {
             self.logs.read_up_to(&room, id);
@@ -1307,7 +1310,10 @@ impl Backplane {
 
     /// A peer was heard of (it is alive).
     fn heard_from(&mut self, origin: &str) {
-        self.last_heard.insert(origin.to_string(), Instant::now());
+        match self.last_heard.get_mut(origin) {
+            Some(heard) => *heard = Instant::now(),
+            None => drop(self.last_heard.insert(origin.to_string(), Instant::now())),
+        }
         self.shared.cluster.saw(origin);
     }
 
@@ -1323,12 +1329,19 @@ impl Backplane {
     /// `room`: false for one already had; a jump is a gap, reported.
     fn take_in(&mut self, room: &RoomName, event: &RemoteEvent) -> bool {
         let key = (event.origin.clone(), room.clone());
-        let missed = match self.heard.get(&key) {
-            Some(&(epoch, last)) if epoch == event.epoch && event.seq <= last => return false,
-            Some(&(epoch, last)) if epoch == event.epoch => event.seq - last - 1,
+        let heard = match self.heard.entry(key) {
+            Entry::Occupied(heard) => heard.into_mut(),
+            Entry::Vacant(first) => {
+                first.insert((event.epoch, event.seq));
+                return true;
+            }
+        };
+        let missed = match *heard {
+            (epoch, last) if epoch == event.epoch && event.seq <= last => return false,
+            (epoch, last) if epoch == event.epoch => event.seq - last - 1,
             _ => 0,
         };
-        self.heard.insert(key, (event.epoch, event.seq));
+        *heard = (event.epoch, event.seq);
         if missed > 0 {
             self.report_gap(&event.origin, room, missed);
         }
