@@ -62,14 +62,19 @@ pub fn event(event: &Event, audience: Audience, server: &str, me: &str) {
     if audience == Audience::Line {
         return;
     }
-    if let Some(line) = irc::broadcast(event, Some(&crate::events::longest_userhost())) {
+    let from = crate::events::longest_userhost();
+    if let Some(line) = irc::broadcast(event, Some(&from)) {
         // A broadcast is rendered once for every recipient; only MODE may need
         // several lines (long ban masks).
         let lines = irc_output(&line).len();
         let modes = matches!(event, Event::ModeChanged { .. });
         assert!(lines == 1 || (modes && lines > 1), "{line:?}");
+        let prefixes = irc::Prefixes {
+            from: Some(&from),
+            me: None,
+        };
         assert_eq!(
-            irc::reply(event, server, me),
+            irc::reply_with(event, server, me, Default::default(), prefixes),
             line,
             "reply differs from broadcast"
         );

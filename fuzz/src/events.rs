@@ -75,10 +75,10 @@ fn member(nick: &Nick, realname: &str) -> Member {
 
 /// The longest `user@host` a user can be shown with: a 9-character `USER` name and
 /// a 63-character host.
-pub fn longest_userhost() -> std::sync::Arc<miochat::protocol::identity::UserHost> {
+pub fn longest_userhost() -> miochat::protocol::identity::UserHost {
     let host = "h".repeat(63);
     let user = "u".repeat(miochat::protocol::identity::USER_CHARS);
-    std::sync::Arc::new(miochat::protocol::identity::UserHost::new(&host).with_user(&user))
+    miochat::protocol::identity::UserHost::new(&host).with_user(&user)
 }
 
 /// `WHOIS` of `nick`: a real name, an away text, and every room one may be in.
