@@ -84,7 +84,10 @@ fn check_clean(param: &str) {
         "control left in {clean:?}"
     );
     let plain = strip_formatting(&clean);
-    assert!(!plain.contains(char::is_control), "control left for line users in {plain:?}");
+    assert!(
+        !plain.contains(char::is_control),
+        "control left for line users in {plain:?}"
+    );
     assert!(clean.len() <= param.len());
     assert_eq!(action, param.starts_with("\x01ACTION "));
     let (twice, twice_action) = irc::clean_text(&clean);

@@ -84,17 +84,20 @@ pub fn longest_userhost() -> miochat::protocol::identity::UserHost {
 /// `WHOIS` of `nick`: a real name, an away text, and every room one may be in.
 fn whois(nick: &Nick, realname: &str, away: Option<&str>) -> Event {
     let rooms = (0..irc::MAX_ROOMS).map(|_| (longest_room(), Role::Operator));
-    Event::Whois(Box::new(WhoisInfo {
-        nick: nick.clone(),
-        realname: realname.into(),
-        away: away.map(Into::into),
-        rooms: rooms.collect(),
-        idle_secs: u64::MAX,
-        signon: u64::MAX,
-        irc: true,
-        account: Some(nick.clone()),
-        node: Some("n".repeat(10).into()),
-    }), Some(longest_userhost()))
+    Event::Whois(
+        Box::new(WhoisInfo {
+            nick: nick.clone(),
+            realname: realname.into(),
+            away: away.map(Into::into),
+            rooms: rooms.collect(),
+            idle_secs: u64::MAX,
+            signon: u64::MAX,
+            irc: true,
+            account: Some(nick.clone()),
+            node: Some("n".repeat(10).into()),
+        }),
+        Some(longest_userhost()),
+    )
 }
 
 /// Events about room `room` that carry `text` (a message, action or notice).
@@ -267,7 +270,14 @@ pub fn from_irc(msg: &Message<'_>, from: &Nick) -> Built {
                 Some(topic) => topic_events(&mut out, &room, from, topic),
                 None => {
                     let set_by = None;
-                    out.push((Event::Topic { room, topic: None, set_by }, sender))
+                    out.push((
+                        Event::Topic {
+                            room,
+                            topic: None,
+                            set_by,
+                        },
+                        sender,
+                    ))
                 }
             }
         }
