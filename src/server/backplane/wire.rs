@@ -9,6 +9,7 @@
 //! sequence number per room, which is how a receiver notices a gap. Pure functions,
 //! unit-tested without Redis.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::protocol::modes::{self, changes_string};
@@ -247,11 +248,13 @@ impl Wire {
                 msgid,
                 at_ms,
                 event,
-            } => format!(
-                "v1 room {origin} {epoch} {seq} {msgid} {at_ms} {}",
-                encode_event(event)
-            )
-            .into_bytes(),
+            } => {
+                // Written in place: one allocation per event on the hot path.
+                let mut out = String::with_capacity(96 + text_len(event));
+                let _ = write!(out, "v1 room {origin} {epoch} {seq} {msgid} {at_ms} ");
+                encode_event(&mut out, event);
+                out.into_bytes()
+            }
             Wire::Hello { origin } => format!("v1 hello {origin}").into_bytes(),
             Wire::Registered {
                 origin,
@@ -736,32 +739,43 @@ pub fn crosses_nodes(event: &Event) -> bool {
     )
 }
 
-/// `KIND NICK [MORE]`: the room events that cross nodes.
-fn encode_event(event: &Event) -> String {
+/// The length of an event's longest text (what its wire line mostly holds).
+fn text_len(event: &Event) -> usize {
     match event {
-        Event::Message { from, text, .. } => format!("msg {from} {text}"),
-        Event::Action { from, text, .. } => format!("act {from} {text}"),
-        Event::RoomNotice { from, text, .. } => format!("ntc {from} {text}"),
-        Event::Joined { nick, .. } => format!("join {nick}"),
+        Event::Message { text, .. } | Event::Action { text, .. } => text.len(),
+        Event::RoomNotice { text, .. } | Event::TopicChanged { topic: text, .. } => text.len(),
+        _ => 0,
+    }
+}
+
+/// `KIND NICK [MORE]`: the room events that cross nodes, after the wire's head.
+fn encode_event(out: &mut String, event: &Event) {
+    let _ = match event {
+        Event::Message { from, text, .. } => write!(out, "msg {from} {text}"),
+        Event::Action { from, text, .. } => write!(out, "act {from} {text}"),
+        Event::RoomNotice { from, text, .. } => write!(out, "ntc {from} {text}"),
+        Event::Joined { nick, .. } => write!(out, "join {nick}"),
         Event::Left { nick, reason, .. } => {
-            format!("part {nick} {}", reason.as_deref().unwrap_or(""))
+            write!(out, "part {nick} {}", reason.as_deref().unwrap_or(""))
         }
-        Event::NickChanged { old, new, .. } => format!("nick {old} {new}"),
-        Event::Quit { nick, reason, .. } => format!("quit {nick} {reason}"),
-        Event::TopicChanged { nick, topic, .. } => format!("topic {nick} {topic}"),
+        Event::NickChanged { old, new, .. } => write!(out, "nick {old} {new}"),
+        Event::Quit { nick, reason, .. } => write!(out, "quit {nick} {reason}"),
+        Event::TopicChanged { nick, topic, .. } => write!(out, "topic {nick} {topic}"),
         Event::Kicked {
             by, nick, reason, ..
-        } => format!("kick {by} {nick} {reason}"),
-        Event::ModeChanged { by, changes, .. } => format!("mode {by} {}", changes_string(changes)),
-        Event::AwayChanged { nick, text, .. } => {
-            format!("away {nick} {}", text.as_deref().unwrap_or(""))
+        } => write!(out, "kick {by} {nick} {reason}"),
+        Event::ModeChanged { by, changes, .. } => {
+            write!(out, "mode {by} {}", changes_string(changes))
         }
-        Event::InviteNotice { by, nick, .. } => format!("invnote {by} {nick}"),
+        Event::AwayChanged { nick, text, .. } => {
+            write!(out, "away {nick} {}", text.as_deref().unwrap_or(""))
+        }
+        Event::InviteNotice { by, nick, .. } => write!(out, "invnote {by} {nick}"),
         other => {
             debug_assert!(false, "BUG: {other:?} is not a room event");
-            String::from("none -")
+            write!(out, "none -")
         }
-    }
+    };
 }
 
 fn decode_event(room: &RoomName, mut words: Words<'_>) -> Result<Event, BadWire> {
