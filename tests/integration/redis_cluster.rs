@@ -34,7 +34,8 @@ fn free_cluster_port(taken: &[u16]) -> u16 {
             .local_addr()
             .unwrap()
             .port();
-        let fits = port < 55000 && !taken.contains(&port);
+        let clash = |t: &u16| *t == port || *t + 10000 == port || port + 10000 == *t;
+        let fits = port < 55000 && !taken.iter().any(clash);
         if fits && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
             return port;
         }
@@ -45,6 +46,21 @@ impl RedisCluster {
     fn start() -> Option<RedisCluster> {
         require("redis-server")?;
         require("redis-cli")?;
+        // The bus ports (port + 10000) are only found free, not held: a connection of
+        // another test may take one before its node binds it, and then creating the
+        // cluster fails. That is the machine, not the code under test: start afresh
+        // on new ports.
+        for attempt in 1..=3 {
+            match RedisCluster::try_start() {
+                Ok(cluster) => return Some(cluster),
+                Err(why) => eprintln!("redis cluster, attempt {attempt}: {why}"),
+            }
+        }
+        panic!("redis-cli --cluster create failed 3 times");
+    }
+
+    /// Six nodes on new ports made one cluster, or why not (the nodes are stopped).
+    fn try_start() -> Result<RedisCluster, String> {
         let dir = TempDir::new("redis-cluster");
         let mut ports = Vec::new();
         for _ in 0..6 {
@@ -67,14 +83,17 @@ impl RedisCluster {
             .args(["--cluster", "create"])
             .args(&nodes)
             .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
+            .stdin(Stdio::null())
+            .output()
             .expect("redis-cli --cluster create");
-        assert!(created.success(), "redis-cli --cluster create failed");
+        if !created.status.success() {
+            let out = String::from_utf8_lossy(&created.stdout);
+            let tail: Vec<&str> = out.lines().rev().take(3).collect();
+            return Err(format!("redis-cli --cluster create failed: {tail:?}"));
+        }
         cluster.wait_until_ok();
         cluster.wait_until_replicas_synced();
-        Some(cluster)
+        Ok(cluster)
     }
 
     fn spawn(&mut self, i: usize) {
