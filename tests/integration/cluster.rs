@@ -82,8 +82,14 @@ impl Drop for Redis {
 /// A `redis-server` on `port` (loopback, nothing saved) with `extra` arguments,
 /// once it accepts connections.
 pub(crate) fn spawn_redis(port: u16, extra: &[&std::ffi::OsStr]) -> Child {
+    try_spawn_redis(port, extra).unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// Like [`spawn_redis`], or why not: it exited (a port of its was taken) or did not
+/// listen within 10 s.
+pub(crate) fn try_spawn_redis(port: u16, extra: &[&std::ffi::OsStr]) -> Result<Child, String> {
     let port_arg = port.to_string();
-    let child = Command::new("redis-server")
+    let mut child = Command::new("redis-server")
         .args([
             "--port",
             &port_arg,
@@ -100,10 +106,16 @@ pub(crate) fn spawn_redis(port: u16, extra: &[&std::ffi::OsStr]) -> Child {
         .expect("spawn redis-server");
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("redis-server on port {port} exited: {status}"));
+        }
+        if Instant::now() >= deadline {
+            let _ = (child.kill(), child.wait());
+            return Err(format!("redis-server did not listen on port {port}"));
+        }
         thread::sleep(Duration::from_millis(20));
     }
-    child
+    Ok(child)
 }
 
 /// One `miochat serve` node, killed on drop.

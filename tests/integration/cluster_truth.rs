@@ -564,6 +564,42 @@ fn a_run_of_room_events_is_logged_in_order_and_never_twice() {
         .collect();
     assert!(order.len() == 4 && order.is_sorted(), "in order: {entries}");
     assert_eq!(redis.command(&["HGET", "seqs", "n0"]), "$3\r\n8 1");
+    assert_eq!(
+        run("8", &[("four", "1")]),
+        ":0",
+        "only copies: nothing logged"
+    );
+    assert_eq!(redis.command(&["XLEN", "log"]), ":4");
+    assert_eq!(redis.command(&["HGET", "seqs", "n0"]), "$3\r\n8 1");
+}
+
+/// With a limit, the room's log is trimmed once per run to about that many entries
+/// (`MAXLEN ~`: whole blocks of entries go, never below the limit).
+#[test]
+fn a_logged_run_trims_the_rooms_log_to_about_its_limit() {
+    let Some(redis) = Redis::start() else { return };
+    let script = miochat::server::backplane::room_log::LOG_AND_PUBLISH.text();
+    let mut seq = 0;
+    for _ in 0..3 {
+        let mut args: Vec<String> = ["EVAL", script, "2", "log", "seqs", "chan", "50"]
+            .iter()
+            .map(|arg| arg.to_string())
+            .collect();
+        args.extend(["PUBLISH", "n0", "7"].map(String::from));
+        for _ in 0..100 {
+            seq += 1;
+            args.extend([format!("event {seq}"), seq.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(redis.command(&args), ":100");
+    }
+    let len: usize = (redis.command(&["XLEN", "log"]))
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!((50..300).contains(&len), "trimmed to about 50: {len}");
+    let newest = redis.command(&["XREVRANGE", "log", "+", "-", "COUNT", "1"]);
+    assert!(newest.contains("event 300"), "the newest stays: {newest}");
 }
 
 /// A run is published as one message, a line `ID PAYLOAD` per event logged (the

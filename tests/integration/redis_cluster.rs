@@ -15,7 +15,8 @@ use crate::store::TempDir;
 use std::ffi::OsStr;
 
 use crate::cluster::{
-    Node, skip_until, spawn_redis, wait_for_members, wait_until_clustered, wait_until_subscribed,
+    Node, skip_until, try_spawn_redis, wait_for_members, wait_until_clustered,
+    wait_until_subscribed,
 };
 use crate::common::{TestClient, require};
 
@@ -72,7 +73,7 @@ impl RedisCluster {
             _dir: dir,
         };
         for i in 0..6 {
-            cluster.spawn(i);
+            cluster.try_spawn(i)?;
         }
         let nodes: Vec<String> = cluster
             .ports
@@ -87,8 +88,10 @@ impl RedisCluster {
             .output()
             .expect("redis-cli --cluster create");
         if !created.status.success() {
-            let out = String::from_utf8_lossy(&created.stdout);
-            let tail: Vec<&str> = out.lines().rev().take(3).collect();
+            let said = [created.stdout, created.stderr].concat();
+            let said = String::from_utf8_lossy(&said);
+            let lines: Vec<&str> = said.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(4)..];
             return Err(format!("redis-cli --cluster create failed: {tail:?}"));
         }
         cluster.wait_until_ok();
@@ -96,7 +99,8 @@ impl RedisCluster {
         Ok(cluster)
     }
 
-    fn spawn(&mut self, i: usize) {
+    /// Starts node `i` on its port, or says why it did not start.
+    fn try_spawn(&mut self, i: usize) -> Result<(), String> {
         let conf = self._dir.0.join(format!("nodes-{}.conf", self.ports[i]));
         let extra: Vec<&OsStr> = [
             "--cluster-enabled",
@@ -118,7 +122,8 @@ impl RedisCluster {
             self._dir.0.as_os_str(),
         ])
         .collect();
-        self.children[i] = Some(spawn_redis(self.ports[i], &extra));
+        self.children[i] = Some(try_spawn_redis(self.ports[i], &extra)?);
+        Ok(())
     }
 
     /// `redis-cli -p PORT ARGS...`'s output.

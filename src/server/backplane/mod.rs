@@ -705,8 +705,8 @@ impl Backplane {
         let mut args: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), b"2", key.as_bytes()];
         args.extend([seqs.as_bytes(), channel.as_bytes(), max.as_bytes()]);
         args.extend([publish.as_slice(), origin.as_bytes(), epoch.as_bytes()]);
-        for (payload, at) in &each {
-            args.extend([payload.as_slice(), at.as_bytes()]);
+        for (payload, seq) in &each {
+            args.extend([payload.as_slice(), seq.as_bytes()]);
         }
         let count = events.len() as u64;
         match (self.links).command(key.as_bytes(), &args, Pending::Logged(events)) {
@@ -1236,6 +1236,9 @@ impl Backplane {
     /// first line is this node's own run come back, only its last line matters: it
     /// says how far this node has read the room's log.
     fn on_room_payloads(&mut self, room: RoomName, payloads: &[u8]) {
+        if !self.listening.contains(&room) {
+            return; // the tail of an old subscription (see `listening`)
+        }
         let first = payloads.split(|&b| b == b'\n').next().unwrap_or_default();
         let first = room_log::split_published(first);
         match first.as_ref().and_then(|(_, bytes)| Wire::origin_of(bytes)) {

@@ -739,7 +739,8 @@ pub fn crosses_nodes(event: &Event) -> bool {
     )
 }
 
-/// The length of an event's longest text (what its wire line mostly holds).
+/// The length of a line's or a topic's text, what such a wire mostly holds (0 for
+/// other events: the buffer then grows as it must).
 fn text_len(event: &Event) -> usize {
     match event {
         Event::Message { text, .. } | Event::Action { text, .. } => text.len(),
