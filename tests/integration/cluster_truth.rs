@@ -339,6 +339,26 @@ fn two_nodes_with_stores(redis: &Redis) -> (Node, Node, TempDir, TempDir) {
     (a, b, dir_a, dir_b)
 }
 
+/// Redis restarted: the account book's idle connection to it is closed. The next
+/// account command dials again at once, rather than failing as a broken disk.
+#[test]
+fn the_first_account_command_after_a_redis_restart_succeeds() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let (a, _b, _dir_a, _dir_b) = two_nodes_with_stores(&redis);
+    let mut alice = a.client("alice");
+    wait_until_clustered(&mut alice, 1);
+    alice.send("/register wonderland");
+    alice.expect("OK registered alice");
+    redis.kill();
+    redis.restart();
+    let mut dave = a.client("dave");
+    wait_until_clustered(&mut dave, 1);
+    dave.send("/register secret1");
+    dave.expect("OK registered dave");
+}
+
 #[test]
 fn an_account_registered_on_one_node_logs_in_on_another() {
     let Some(redis) = Redis::start() else { return };

@@ -249,6 +249,9 @@ impl RedisBook {
         );
         let mut bytes = vec![0; frame.encode_len(false)];
         encode(&mut bytes, &frame, false).map_err(io::Error::other)?;
+        if self.conn.as_ref().is_some_and(closed_by_redis) {
+            self.conn = None; // Redis restarted since the last request: dial again
+        }
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => {
@@ -272,6 +275,21 @@ impl RedisBook {
             got.extend_from_slice(&chunk[..n]);
         }
     }
+}
+
+/// True if Redis closed this idle connection (it restarted, or dropped idle
+/// clients): found before a request is written, so a request is never sent twice.
+fn closed_by_redis(conn: &TcpStream) -> bool {
+    if conn.set_nonblocking(true).is_err() {
+        return true;
+    }
+    // Closed, or bytes nobody asked for (the next reply would be misread): start
+    // clean either way.
+    let closed = match conn.peek(&mut [0; 1]) {
+        Ok(_) => true,
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+    };
+    closed || conn.set_nonblocking(false).is_err()
 }
 
 /// The hash's fields, as `HSET` pairs.
