@@ -698,15 +698,18 @@ impl Backplane {
         let publish = self.sharded(b"PUBLISH");
         // Only this node's own events are logged here: the origin is this node.
         let (origin, epoch) = (self.config.node.clone(), self.epoch.to_string());
-        let each: Vec<(Vec<u8>, String)> = (events.iter())
-            .map(|(_, wire)| (room_log::one_line(wire.encode()), room_log::position(wire)))
+        let payloads: Vec<Vec<u8>> = (events.iter())
+            .map(|(_, wire)| room_log::one_line(wire.encode()))
             .collect();
+        let (numbers, ends) = room_log::positions(events.iter().map(|(_, wire)| wire));
         let sha = room_log::LOG_AND_PUBLISH.sha();
         let mut args: Vec<&[u8]> = vec![b"EVALSHA", sha.as_bytes(), b"2", key.as_bytes()];
         args.extend([seqs.as_bytes(), channel.as_bytes(), max.as_bytes()]);
         args.extend([publish.as_slice(), origin.as_bytes(), epoch.as_bytes()]);
-        for (payload, seq) in &each {
-            args.extend([payload.as_slice(), seq.as_bytes()]);
+        let mut start = 0;
+        for (payload, &end) in payloads.iter().zip(&ends) {
+            args.extend([payload.as_slice(), &numbers.as_bytes()[start..end]]);
+            start = end;
         }
         let count = events.len() as u64;
         match (self.links).command(key.as_bytes(), &args, Pending::Logged(events)) {
@@ -1254,14 +1257,13 @@ impl Backplane {
         }
     }
 
-    /// One event on `room`'s channel: `STREAMID WIRE` (see `room_log.rs`).
+    /// One event on `room`'s channel, which this node listens to: `STREAMID WIRE`
+    /// (see `room_log.rs`).
     fn on_room_payload(&mut self, room: RoomName, payload: &[u8]) {
         let Some((id, bytes)) = room_log::split_published(payload) else {
             return log::warn!("backplane: a room event without its log id");
         };
-        if !self.listening.contains(&room) {
-            return; // the tail of an old subscription (see `listening`)
-        }
+        let id = id.to_string();
         // Our own, back (Redis sends a channel's messages to every subscriber): only
         // where the log is, told before anything is decoded.
         if Wire::origin_of(bytes) == Some(self.config.node.as_str()) {
